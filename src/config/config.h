@@ -1,0 +1,80 @@
+/* Experiment configuration: YAML (libyaml) -> validated, typed structs, with --set overrides and
+ * sweep expansion. Every error names FILE:LINE:COL, the key path, what is wrong and what is valid. */
+#ifndef XB_CONFIG_H
+#define XB_CONFIG_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/options.h"
+
+typedef enum { POOL_CLS = 0, POOL_MEAN = 1 } PoolKind;
+typedef enum { POS_SINUSOIDAL = 0, POS_LEARNED = 1, POS_NONE = 2 } PosKind;
+typedef enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1, SCHED_RSQRT = 2, SCHED_LINEAR = 3 } SchedKind;
+
+typedef struct ExperimentConfig {
+    char source[512];   /* the YAML file it came from */
+    char run_id[256];   /* name, plus the swept values for a sweep member (file-name safe) */
+    int sweep_index;    /* 0-based position in the sweep, 0 for a single run */
+    int sweep_size;     /* number of runs the file expanded into */
+
+    /* experiment: */
+    char name[128];
+    uint64_t seed;
+    int threads;        /* 0 = all cores */
+    char output_dir[512];
+
+    /* task: name + the task's own options (schema from the task registry) */
+    int task_index;     /* index into the task registry */
+    OptValues task_opts;
+
+    /* model: */
+    int layers, d_model, heads, d_ff;
+    float dropout;
+    int max_len;        /* tokens per example, including the CLS token when pooling is cls */
+    PoolKind pooling;
+    PosKind positions;
+    int head_hidden;    /* width of the classifier MLP's hidden layer; 0 = d_ff */
+    int mixer_index;    /* index into the mixer registry (model.mixer.name) */
+    OptValues mixer_opts;
+
+    /* train: */
+    int batch_size;
+    int64_t steps;
+    double lr;
+    SchedKind schedule;
+    int64_t warmup;
+    double weight_decay, beta1, beta2, eps, clip_norm;
+    int64_t eval_every;
+    int eval_batches;   /* 0 = the whole validation split */
+    int64_t log_every;
+    int checkpoint;     /* save the best validation checkpoint as safetensors */
+} ExperimentConfig;
+
+typedef struct ConfigSet {
+    int n;
+    ExperimentConfig *runs; /* n runs (the sweep's cartesian product, or one) */
+} ConfigSet;
+
+/* Loads and validates path; overrides are "model.layers=4" strings applied after the file (an
+ * override's errors are reported as "--set:N:COL" with N its 1-based position). Returns 0, or -1
+ * with err filled (code XB_EXIT_USAGE). out is owned by the caller: free with cfg_set_free. */
+int cfg_load(const char *path, const char *const *overrides, int n_overrides, ConfigSet *out,
+             XbError *err);
+/* Same, from a string (tests); `path` is used only in messages and defaults. */
+int cfg_load_string(const char *yaml, const char *path, const char *const *overrides,
+                    int n_overrides, ConfigSet *out, XbError *err);
+void cfg_set_free(ConfigSet *s);
+
+/* The resolved configuration (all defaults filled in) as a cJSON object owned by the caller. */
+struct cJSON *cfg_to_json(const ExperimentConfig *c);
+/* FNV-1a 64 of the canonical resolved JSON without experiment.{name,output_dir,threads}: equal
+ * hashes mean the same experiment. */
+uint64_t cfg_hash(const ExperimentConfig *c);
+
+/* Names of enum values, for messages and reports. */
+const char *cfg_pool_name(PoolKind k);
+const char *cfg_pos_name(PosKind k);
+const char *cfg_sched_name(SchedKind k);
+
+#endif

@@ -1,0 +1,80 @@
+/* Token mixers: the attention mechanisms. A mixer maps X (B, L, D) with a key-padding mask to
+ * Y (B, L, D). Each mechanism is one file with its MixerOps plus one line in registry.c. */
+#ifndef XB_MIXER_H
+#define XB_MIXER_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "model/params.h"
+
+typedef struct MixerSpec MixerSpec;
+
+/* One mixer instance (one layer). */
+typedef struct Mixer {
+    const MixerSpec *spec;
+    const OptValues *opts; /* validated options (owned by the config) */
+    int D, H, max_len;     /* model width, heads, longest sequence it will see */
+    int layer;             /* 0-based layer index (seeds per-layer randomness) */
+    char prefix[64];       /* parameter name prefix, e.g. "blocks.0.mixer" */
+    void *state;           /* mechanism-private: parameter indices, saved activations */
+} Mixer;
+
+/* What one forward/backward call sees. */
+typedef struct MixerStep {
+    int B, L;
+    const unsigned char *mask; /* (B, L): 1 real token, 0 padding; NULL means all real */
+    int training;              /* 1 in training (noise, EMA updates, redraws), 0 in evaluation */
+    uint64_t seed;             /* experiment seed */
+    int64_t step;              /* training step (for per-step noise) */
+    const ParamTable *pt;
+    const float *params;       /* parameter buffer (pt->total floats) */
+    float *grads;              /* gradient buffer, same layout; backward accumulates into it */
+    Arena *scratch;            /* per-call scratch; the caller resets it after each call */
+} MixerStep;
+
+typedef struct MixerOps {
+    /* Checks option combinations the schema cannot express against the model's sizes; on error
+     * fills err->key (e.g. "model.mixer.window") and err->msg, leaving file/line to the caller. */
+    int (*check)(const OptValues *opts, int D, int H, int max_len, XbError *err);
+    /* Allocates m->state and declares the parameters (names start with m->prefix). */
+    void (*create)(Mixer *m, ParamTable *pt);
+    /* Carves the activations that forward saves for backward from acts (for batch B, length L;
+     * acts may be a measuring arena), and allocates from scratch what one call needs at most
+     * (scratch is a measuring arena here). Called once to measure, once for real. */
+    void (*plan)(Mixer *m, Arena *acts, Arena *scratch, int B, int L);
+    /* y (B, L, D) = mixer(x (B, L, D)); y is overwritten. */
+    void (*forward)(Mixer *m, const MixerStep *s, float *y, const float *x);
+    /* dx (B, L, D) += d/dx; parameter gradients += into s->grads. Needs the same x as forward. */
+    void (*backward)(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
+    /* Matrix-product FLOPs (see core/flops.h) of one forward (backward = 0) or backward call. */
+    uint64_t (*flops)(const Mixer *m, int B, int L, int backward);
+    /* Frees m->state. */
+    void (*destroy)(Mixer *m);
+} MixerOps;
+
+struct MixerSpec {
+    const char *name;     /* registry and YAML name */
+    const char *classes;  /* taxonomy class label(s) of the survey (arXiv 2009.06732), e.g. "FP+M" */
+    const char *arxiv;    /* arXiv id of the paper */
+    const char *title;    /* short description */
+    int honours_mask;     /* 1 if padding keys are excluded exactly */
+    const OptSpec *opts;
+    int n_opts;
+    const MixerOps *ops;
+};
+
+/* The registry. */
+int mixer_count(void);
+const MixerSpec *mixer_get(int i);
+/* Index of the mechanism called name, or -1. */
+int mixer_find(const char *name);
+
+/* Creates m for a layer (calls spec->ops->create). */
+void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
+                  int max_len, int layer, ParamTable *pt);
+void mixer_destroy(Mixer *m);
+
+#endif

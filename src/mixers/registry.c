@@ -1,0 +1,43 @@
+/* The table of all mechanisms: adding one is a file plus a line here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/xassert.h"
+#include "mixers/mixer.h"
+
+extern const MixerSpec mixer_full;
+
+static const MixerSpec *const g_mixers[] = {
+    &mixer_full,
+};
+
+int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
+
+const MixerSpec *mixer_get(int i) {
+    XB_ASSERT(i >= 0 && i < mixer_count());
+    return g_mixers[i];
+}
+
+int mixer_find(const char *name) {
+    for (int i = 0; i < mixer_count(); i++)
+        if (strcmp(g_mixers[i]->name, name) == 0) return i;
+    return -1;
+}
+
+void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
+                  int max_len, int layer, ParamTable *pt) {
+    memset(m, 0, sizeof *m);
+    m->spec = spec;
+    m->opts = opts;
+    m->D = D;
+    m->H = H;
+    m->max_len = max_len;
+    m->layer = layer;
+    snprintf(m->prefix, sizeof m->prefix, "blocks.%d.mixer", layer);
+    spec->ops->create(m, pt);
+}
+
+void mixer_destroy(Mixer *m) {
+    if (m->spec && m->spec->ops->destroy) m->spec->ops->destroy(m);
+    memset(m, 0, sizeof *m);
+}

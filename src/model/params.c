@@ -1,0 +1,90 @@
+#include "model/params.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xassert.h"
+
+void params_init(ParamTable *t) { memset(t, 0, sizeof *t); }
+
+void params_free(ParamTable *t) {
+    free(t->info);
+    memset(t, 0, sizeof *t);
+}
+
+int params_add(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
+               float scale, int decay) {
+    XB_ASSERT(ndim >= 1 && ndim <= XB_PARAM_MAXDIM);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->info = realloc(t->info, (size_t)t->cap * sizeof *t->info);
+        XB_ASSERT(t->info);
+    }
+    ParamInfo *p = &t->info[t->n];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        XB_ASSERT(shape[i] > 0);
+        p->shape[i] = shape[i];
+        p->size *= (size_t)shape[i];
+    }
+    p->offset = t->total;
+    p->init = init;
+    p->scale = scale;
+    p->decay = decay;
+    t->total += (p->size + 15) & ~(size_t)15;
+    return t->n++;
+}
+
+int params_add1(ParamTable *t, const char *name, int d0, InitKind init, float scale, int decay) {
+    return params_add(t, name, 1, &d0, init, scale, decay);
+}
+
+int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, float scale,
+                int decay) {
+    int s[2] = {d0, d1};
+    return params_add(t, name, 2, s, init, scale, decay);
+}
+
+void params_initialise(const ParamTable *t, float *buf, Rng *rng) {
+    for (int i = 0; i < t->n; i++) {
+        const ParamInfo *p = &t->info[i];
+        float *w = buf + p->offset;
+        switch (p->init) {
+        case INIT_ZEROS:
+            memset(w, 0, p->size * sizeof *w);
+            break;
+        case INIT_ONES:
+            for (size_t k = 0; k < p->size; k++) w[k] = 1.0f;
+            break;
+        case INIT_NORMAL:
+            for (size_t k = 0; k < p->size; k++) w[k] = p->scale * rng_normal(rng);
+            break;
+        case INIT_XAVIER_UNIFORM: {
+            XB_ASSERT(p->ndim == 2);
+            float a = sqrtf(6.0f / (float)(p->shape[0] + p->shape[1]));
+            for (size_t k = 0; k < p->size; k++) w[k] = a * (2.0f * rng_uniform(rng) - 1.0f);
+            break;
+        }
+        case INIT_UNIFORM:
+            for (size_t k = 0; k < p->size; k++) w[k] = p->scale * (2.0f * rng_uniform(rng) - 1.0f);
+            break;
+        }
+    }
+}
+
+int params_find(const ParamTable *t, const char *name) {
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->info[i].name, name) == 0) return i;
+    return -1;
+}
+
+size_t params_count(const ParamTable *t) {
+    size_t n = 0;
+    for (int i = 0; i < t->n; i++) n += t->info[i].size;
+    return n;
+}

@@ -1,0 +1,58 @@
+/* Parameter layout: every tensor of the model is a named view into one contiguous float buffer
+ * (parameters), with gradients and AdamW moments in buffers of the same layout. */
+#ifndef XB_PARAMS_H
+#define XB_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+#define XB_PARAM_NAME 96
+#define XB_PARAM_MAXDIM 4
+
+typedef enum {
+    INIT_ZEROS,
+    INIT_ONES,
+    INIT_NORMAL,         /* N(0, scale^2) */
+    INIT_XAVIER_UNIFORM, /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)): shape (fan_out, fan_in) */
+    INIT_UNIFORM         /* U(-scale, scale) */
+} InitKind;
+
+typedef struct ParamInfo {
+    char name[XB_PARAM_NAME]; /* e.g. "blocks.0.mixer.qkv.weight" (PyTorch-style) */
+    int ndim;
+    int shape[XB_PARAM_MAXDIM];
+    size_t offset, size;      /* in floats */
+    InitKind init;
+    float scale;
+    int decay;                /* 1 if AdamW weight decay applies (matrices), 0 for biases/norms */
+} ParamInfo;
+
+typedef struct ParamTable {
+    int n, cap;
+    ParamInfo *info;
+    size_t total; /* floats */
+} ParamTable;
+
+void params_init(ParamTable *t);
+void params_free(ParamTable *t);
+/* Declares a tensor; returns its index. Offsets are 16-float aligned. */
+int params_add(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
+               float scale, int decay);
+/* Convenience forms for 1-D and 2-D tensors. */
+int params_add1(ParamTable *t, const char *name, int d0, InitKind init, float scale, int decay);
+int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, float scale,
+                int decay);
+/* View of tensor i inside buf (a parameter, gradient or moment buffer of t->total floats). */
+static inline float *params_at(const ParamTable *t, float *buf, int i) {
+    return buf + t->info[i].offset;
+}
+/* Initialises every tensor in declaration order from rng. */
+void params_initialise(const ParamTable *t, float *buf, Rng *rng);
+/* Index of the tensor called name, or -1. */
+int params_find(const ParamTable *t, const char *name);
+/* Number of scalar parameters (without alignment padding). */
+size_t params_count(const ParamTable *t);
+
+#endif

@@ -1,0 +1,66 @@
+/* Run reports: one JSON document per run (schema in report.schema.json), written atomically. */
+#ifndef XB_REPORT_H
+#define XB_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define XB_REPORT_SCHEMA_VERSION 1
+
+struct cJSON;
+
+typedef struct EvalRecord {
+    int64_t step;
+    double lr;
+    double train_loss;  /* mean training loss since the previous evaluation */
+    double val_loss, val_acc;
+    double elapsed_s;   /* wall time since the start of training (goes to "measured") */
+} EvalRecord;
+
+typedef struct MemoryReport {
+    size_t parameters, gradients, optimizer, activations, scratch_peak; /* bytes, planned */
+    size_t peak_rss;                                                     /* bytes, measured */
+} MemoryReport;
+
+typedef struct RunReport {
+    const struct cJSON *config;      /* resolved config (not owned) */
+    char config_hash[17];
+    char run_id[256];
+    const char *status;              /* "ok", "diverged", "interrupted" or "failed" */
+    char status_message[512];
+    int threads;
+
+    const char *dataset_identity;    /* JSON object text (Dataset.identity) */
+    const char *dataset_checksum;
+    int train_n, val_n, test_n, vocab_size, n_classes;
+
+    const char *mixer, *mixer_classes;
+    size_t n_params;
+
+    const EvalRecord *evals;
+    int n_evals;
+    int64_t steps_done, best_step;
+    double best_val_acc;
+    double test_acc, test_loss, majority_baseline; /* NaN when not evaluated */
+
+    uint64_t flops_fwd_analytic, flops_bwd_analytic; /* per training step, whole model */
+    uint64_t flops_step_counted;                     /* counted by the kernels over one step */
+    uint64_t flops_total_counted;                    /* all steps and evaluations */
+
+    MemoryReport mem;
+    double wall_s, train_s, eval_s, steps_per_s, tokens_per_s; /* measured */
+} RunReport;
+
+/* Builds the report document (with schema_version, tool and environment); owned by the caller. */
+struct cJSON *report_build(const RunReport *r);
+/* Writes doc to path atomically (path.tmp, fsync, rename). */
+int report_write(const char *path, const struct cJSON *doc, XbError *err);
+/* Reads and parses a report; refuses unknown schema_version and malformed JSON with a message
+ * naming the file (and the line and column of a JSON syntax error). *out owned by the caller. */
+int report_read(const char *path, struct cJSON **out, XbError *err);
+/* The process's peak resident set size in bytes (VmHWM). */
+size_t report_peak_rss(void);
+
+#endif
