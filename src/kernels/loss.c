@@ -1,1 +1,27 @@
-/* placeholder: being written */
+#include "kernels/loss.h"
+
+#include <math.h>
+#include <stddef.h>
+
+void crossentropy_forward(float *losses, float *probs, const float *logits,
+                          const int32_t *targets, int B, int V) {
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * V;
+        float *p = probs + (size_t)b * V;
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
+        const double lse = (double)mx + log(sum);
+        for (int v = 0; v < V; v++) p[v] = (float)exp((double)z[v] - lse);
+        losses[b] = (float)(lse - (double)z[targets[b]]);
+    }
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets,
+                           float scale, int B, int V) {
+    for (int b = 0; b < B; b++)
+        for (int v = 0; v < V; v++)
+            dlogits[(size_t)b * V + v] +=
+                scale * (probs[(size_t)b * V + v] - (v == targets[b] ? 1.0f : 0.0f));
+}

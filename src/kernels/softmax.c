@@ -1,1 +1,33 @@
-/* placeholder: being written */
+#include "kernels/softmax.h"
+
+#include <stddef.h>
+
+#include "kernels/fastmath.h"
+
+void softmax_forward(float *out, const float *inp, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float mx = x[0];
+        for (int c = 1; c < C; c++) mx = x[c] > mx ? x[c] : mx;
+        float sum = 0.0f;
+        for (int c = 0; c < C; c++) {
+            y[c] = xb_expf(x[c] - mx);
+            sum += y[c];
+        }
+        const float inv = 1.0f / sum;
+        for (int c = 0; c < C; c++) y[c] *= inv;
+    }
+}
+
+void softmax_backward(float *dinp, const float *out, const float *dout, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *y = out + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += dy[c] * y[c];
+        for (int c = 0; c < C; c++) dx[c] += y[c] * (dy[c] - dot);
+    }
+}

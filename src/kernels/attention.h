@@ -1,0 +1,51 @@
+/* Fused dense attention: softmax(scale·Q·Kᵀ + mask)·V streamed over key tiles with an online
+ * softmax, so the L×L matrix is never stored (the backward recomputes tiles). Shared by every
+ * mechanism that ends in (rectangular) dense attention. */
+#ifndef XB_ATTENTION_H
+#define XB_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+
+/* Where the heads live. Q row i of batch b, head h starts at q + b·bsq + i·ldq + h·Dh (likewise
+ * K, V with bsk/ldk and bsv/ldv over Lk rows, and the output O with bso/ldo over Lq rows), so
+ * packed (B, L, 3, H, Dh) projections are used in place. */
+typedef struct AttnShape {
+    int B, H, Lq, Lk, Dh;
+    size_t bsq, bsk, bsv, bso; /* batch strides (floats) */
+    int ldq, ldk, ldv, ldo;    /* row strides (floats) */
+    float scale;               /* usually 1/sqrt(Dh) */
+    int causal;                /* 1: query i sees keys j <= i + (Lk - Lq) */
+} AttnShape;
+
+/* Shape for the common case: Q, K, V and O as (B, L, H·Dh) slices with row stride ld. */
+AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo);
+
+/* Floats of scratch that attn_forward / attn_backward take from the arena at most (for planning). */
+size_t attn_scratch_floats(const AttnShape *s, int nthreads);
+
+/* O = softmax(scale·QKᵀ + mask)·V per (b, h) (Vaswani et al., arXiv 1706.03762, eq. 1), computed
+ * as FlashAttention (Dao et al., arXiv 2205.14135, Alg. 1) on CPU tiles; lse (B, H, Lq) receives
+ * each row's log-sum-exp for the backward (-inf for a row with no visible key, whose output is 0).
+ * kmask (B, Lk): 1 = key visible, 0 = padding; NULL = all visible. Scratch is taken from `scratch`
+ * and released before returning. Overwrites o. */
+void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
+                  const unsigned char *kmask, const AttnShape *s, Arena *scratch);
+
+/* Gradients of attn_forward (FlashAttention Alg. 2, tiles recomputed from lse): with P the softmax,
+ * dV += Pᵀ·dO, dS = P∘(dO·Vᵀ − rowsum(dO∘O)), dQ += scale·dS·K, dK += scale·dSᵀ·Q. dq/dk/dv use
+ * the same layout as q/k/v and are accumulated into. */
+void attn_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                   const float *k, const float *v, const float *o, const float *lse,
+                   const unsigned char *kmask, const AttnShape *s, Arena *scratch);
+
+/* Matrix-product FLOPs that attn_forward (backward = 0) or attn_backward (1) performs. */
+uint64_t attn_flops(const AttnShape *s, int backward);
+
+/* Reference: the same attention with the full score matrix materialised (tests only, slow). */
+void attn_forward_naive(float *o, float *lse, const float *q, const float *k, const float *v,
+                        const unsigned char *kmask, const AttnShape *s);
+
+#endif

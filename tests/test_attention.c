@@ -1,0 +1,268 @@
+/* Fused streaming attention against a materialised reference and finite differences. */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "gradcheck.h"
+#include "kernels/attention.h"
+
+typedef struct Case {
+    AttnShape s;
+    float *q, *k, *v, *o, *lse, *dout;
+    float *dq, *dk, *dv;
+    unsigned char *mask; /* (B, Lk) or NULL */
+    size_t nq, nk, no;
+    Arena arena;
+} Case;
+
+/* Separate Q, K, V tensors of shape (B, L, H·Dh) and a padding mask that hides the last `pad[b]`
+ * keys of batch row b. */
+static void case_init(Case *c, int B, int H, int Lq, int Lk, int Dh, int causal, const int *pad,
+                      uint64_t seed) {
+    memset(c, 0, sizeof *c);
+    const int D = H * Dh;
+    c->s = attn_shape(B, H, Lq, Lk, Dh, D, D, D, D);
+    c->s.causal = causal;
+    c->nq = (size_t)B * Lq * D;
+    c->nk = (size_t)B * Lk * D;
+    c->no = c->nq;
+    c->q = malloc(c->nq * sizeof(float));
+    c->k = malloc(c->nk * sizeof(float));
+    c->v = malloc(c->nk * sizeof(float));
+    c->o = calloc(c->no, sizeof(float));
+    c->dout = malloc(c->no * sizeof(float));
+    c->lse = calloc((size_t)B * H * Lq, sizeof(float));
+    c->dq = calloc(c->nq, sizeof(float));
+    c->dk = calloc(c->nk, sizeof(float));
+    c->dv = calloc(c->nk, sizeof(float));
+    gc_fill_normal(c->q, c->nq, seed, 1.0f);
+    gc_fill_normal(c->k, c->nk, seed + 1, 1.0f);
+    gc_fill_normal(c->v, c->nk, seed + 2, 1.0f);
+    gc_fill_normal(c->dout, c->no, seed + 3, 1.0f);
+    if (pad) {
+        c->mask = malloc((size_t)B * Lk);
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < Lk; j++) c->mask[(size_t)b * Lk + j] = j < Lk - pad[b];
+    }
+    ck_assert_int_eq(arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
+}
+
+static void case_free(Case *c) {
+    free(c->q), free(c->k), free(c->v), free(c->o), free(c->dout), free(c->lse);
+    free(c->dq), free(c->dk), free(c->dv), free(c->mask);
+    arena_destroy(&c->arena);
+}
+
+static void case_forward(void *ctx) {
+    Case *c = ctx;
+    attn_forward(c->o, c->lse, c->q, c->k, c->v, c->mask, &c->s, &c->arena);
+}
+
+static void case_backward(Case *c) {
+    memset(c->dq, 0, c->nq * sizeof(float));
+    memset(c->dk, 0, c->nk * sizeof(float));
+    memset(c->dv, 0, c->nk * sizeof(float));
+    attn_backward(c->dq, c->dk, c->dv, c->dout, c->q, c->k, c->v, c->o, c->lse, c->mask, &c->s,
+                  &c->arena);
+}
+
+/* max |a - b| / (1 + |b|) */
+static double max_rel(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(b[i]) && a[i] == b[i]) continue;
+        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+static void check_against_naive(int B, int H, int Lq, int Lk, int Dh, int causal, const int *pad) {
+    Case c;
+    case_init(&c, B, H, Lq, Lk, Dh, causal, pad, 11);
+    case_forward(&c);
+    float *o2 = calloc(c.no, sizeof(float)), *l2 = calloc((size_t)B * H * Lq, sizeof(float));
+    attn_forward_naive(o2, l2, c.q, c.k, c.v, c.mask, &c.s);
+    ck_assert_double_le(max_rel(c.o, o2, c.no), 2e-5);
+    ck_assert_double_le(max_rel(c.lse, l2, (size_t)B * H * Lq), 2e-5);
+    free(o2), free(l2);
+    case_free(&c);
+}
+
+START_TEST(test_fused_equals_materialised_reference_across_tiles) {
+    /* 300 keys span two key tiles and 130 queries three query tiles. */
+    check_against_naive(2, 3, 130, 300, 8, 0, NULL);
+    check_against_naive(1, 1, 1, 1, 4, 0, NULL);
+}
+END_TEST
+
+START_TEST(test_fused_equals_reference_with_padding_mask) {
+    const int pad[3] = {0, 17, 299};
+    check_against_naive(3, 2, 77, 300, 8, 0, pad);
+}
+END_TEST
+
+START_TEST(test_causal_equals_reference_including_rectangular) {
+    check_against_naive(2, 2, 150, 150, 8, 1, NULL);
+    const int pad[2] = {3, 40};
+    check_against_naive(2, 2, 70, 330, 8, 1, pad); /* queries aligned to the last keys */
+}
+END_TEST
+
+START_TEST(test_padding_keys_do_not_change_real_outputs) {
+    const int pad[2] = {5, 130};
+    Case c;
+    case_init(&c, 2, 2, 40, 300, 8, 0, pad, 5);
+    case_forward(&c);
+    float *o1 = malloc(c.no * sizeof(float));
+    memcpy(o1, c.o, c.no * sizeof(float));
+    /* scribble over every padded key and value */
+    const int D = 16;
+    for (int b = 0; b < 2; b++)
+        for (int j = 300 - pad[b]; j < 300; j++)
+            for (int d = 0; d < D; d++) {
+                c.k[((size_t)b * 300 + j) * D + d] = 1e3f * (float)(d + 1);
+                c.v[((size_t)b * 300 + j) * D + d] = -7e2f;
+            }
+    case_forward(&c);
+    ck_assert_int_eq(memcmp(o1, c.o, c.no * sizeof(float)), 0);
+    /* and the gradient reaching padded keys and values is exactly zero */
+    case_backward(&c);
+    for (int b = 0; b < 2; b++)
+        for (int j = 300 - pad[b]; j < 300; j++)
+            for (int d = 0; d < D; d++) {
+                ck_assert_float_eq(c.dk[((size_t)b * 300 + j) * D + d], 0.0f);
+                ck_assert_float_eq(c.dv[((size_t)b * 300 + j) * D + d], 0.0f);
+            }
+    free(o1);
+    case_free(&c);
+}
+END_TEST
+
+START_TEST(test_row_without_visible_key_gives_zero_and_no_nan) {
+    const int pad[2] = {9, 0};
+    Case c;
+    case_init(&c, 2, 1, 9, 9, 4, 0, pad, 3); /* batch row 0: every key is padding */
+    case_forward(&c);
+    for (int i = 0; i < 9; i++) {
+        ck_assert(isinf(c.lse[i]) && c.lse[i] < 0);
+        for (int d = 0; d < 4; d++) ck_assert_float_eq(c.o[(size_t)i * 4 + d], 0.0f);
+    }
+    case_backward(&c);
+    for (size_t i = 0; i < c.nq; i++) ck_assert(isfinite(c.dq[i]));
+    for (size_t i = 0; i < 9 * 4; i++) ck_assert_float_eq(c.dq[i], 0.0f);
+    case_free(&c);
+}
+END_TEST
+
+static void check_gradients(int B, int H, int Lq, int Lk, int Dh, int causal, const int *pad,
+                            size_t max_check) {
+    Case c;
+    case_init(&c, B, H, Lq, Lk, Dh, causal, pad, 21);
+    case_forward(&c);
+    case_backward(&c);
+    GcResult r;
+    struct { float *x, *g; size_t n; const char *name; } t[3] = {
+        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    for (int i = 0; i < 3; i++) {
+        int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
+                           2e-2, max_check, &r);
+        GC_ASSERT(ok, t[i].name, &r);
+    }
+    case_free(&c);
+}
+
+START_TEST(test_backward_matches_finite_differences) {
+    const int pad[2] = {0, 6};
+    check_gradients(2, 2, 13, 13, 4, 0, pad, 100000);
+}
+END_TEST
+
+START_TEST(test_backward_matches_finite_differences_causal_rectangular) {
+    const int pad[2] = {2, 0};
+    check_gradients(2, 1, 9, 14, 4, 1, pad, 100000);
+}
+END_TEST
+
+START_TEST(test_backward_matches_finite_differences_across_tiles) {
+    const int pad[1] = {31};
+    check_gradients(1, 2, 70, 270, 4, 0, pad, 400);
+}
+END_TEST
+
+START_TEST(test_counted_flops_equal_analytic) {
+    Case c;
+    case_init(&c, 2, 3, 130, 300, 8, 0, NULL, 1);
+    flops_reset();
+    case_forward(&c);
+    ck_assert_uint_eq(flops_counted(), 4ull * 2 * 3 * 130 * 300 * 8);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 0));
+    flops_reset();
+    case_backward(&c);
+    ck_assert_uint_eq(flops_counted(), 10ull * 2 * 3 * 130 * 300 * 8);
+    case_free(&c);
+    /* causal skips whole tiles above the diagonal, in both the count and the work */
+    case_init(&c, 1, 1, 600, 600, 8, 1, NULL, 1);
+    ck_assert_uint_lt(attn_flops(&c.s, 0), 4ull * 600 * 600 * 8);
+    flops_reset();
+    case_forward(&c);
+    case_backward(&c);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 0) + attn_flops(&c.s, 1));
+    case_free(&c);
+}
+END_TEST
+
+START_TEST(test_same_bits_for_one_and_two_threads) {
+    const int pad[2] = {0, 50};
+    float *ref[4];
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        Case c;
+        case_init(&c, 2, 2, 200, 300, 8, 0, pad, 8);
+        case_forward(&c);
+        case_backward(&c);
+        float *bufs[4] = {c.o, c.dq, c.dk, c.dv};
+        size_t ns[4] = {c.no, c.nq, c.nk, c.nk};
+        for (int i = 0; i < 4; i++) {
+            if (t == 1) {
+                ref[i] = malloc(ns[i] * sizeof(float));
+                memcpy(ref[i], bufs[i], ns[i] * sizeof(float));
+            } else {
+                ck_assert_int_eq(memcmp(ref[i], bufs[i], ns[i] * sizeof(float)), 0);
+                free(ref[i]);
+            }
+        }
+        case_free(&c);
+    }
+}
+END_TEST
+
+static Suite *attention_suite(void) {
+    Suite *s = suite_create("attention");
+    TCase *tc = tcase_create("fused");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_fused_equals_materialised_reference_across_tiles);
+    tcase_add_test(tc, test_fused_equals_reference_with_padding_mask);
+    tcase_add_test(tc, test_causal_equals_reference_including_rectangular);
+    tcase_add_test(tc, test_padding_keys_do_not_change_real_outputs);
+    tcase_add_test(tc, test_row_without_visible_key_gives_zero_and_no_nan);
+    tcase_add_test(tc, test_backward_matches_finite_differences);
+    tcase_add_test(tc, test_backward_matches_finite_differences_causal_rectangular);
+    tcase_add_test(tc, test_backward_matches_finite_differences_across_tiles);
+    tcase_add_test(tc, test_counted_flops_equal_analytic);
+    tcase_add_test(tc, test_same_bits_for_one_and_two_threads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(attention_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,377 @@
+/* Every kernel's backward against central finite differences, plus the invariants each forward
+ * promises (normalisation, masks, determinism, FLOP counts). */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "gradcheck.h"
+#include "kernels/activations.h"
+#include "kernels/dropout.h"
+#include "kernels/embedding.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/loss.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
+
+#define ATOL 2e-3
+#define RTOL 1e-2
+#define H 1e-2f
+
+static float *randn(size_t n, uint64_t seed) {
+    float *p = malloc(n * sizeof *p);
+    gc_fill_normal(p, n, seed, 1.0f);
+    return p;
+}
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+/* ---- linear ---- */
+typedef struct { float *out, *inp, *w, *b; int N, IC, OC; } LinCtx;
+static void lin_fwd(void *c) {
+    LinCtx *x = c;
+    linear_forward(x->out, x->inp, x->w, x->b, x->N, x->IC, x->OC);
+}
+
+START_TEST(test_linear_backward_matches_finite_differences) {
+    LinCtx c = {.N = 7, .IC = 5, .OC = 6};
+    c.inp = randn(35, 1), c.w = randn(30, 2), c.b = randn(6, 3), c.out = zeros(42);
+    float *dout = randn(42, 4), *di = zeros(35), *dw = zeros(30), *db = zeros(6);
+    lin_fwd(&c);
+    linear_backward(di, dw, db, dout, c.inp, c.w, 7, 5, 6);
+    GcResult r;
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.inp, 35, di, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dinp", &r);
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.w, 30, dw, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dweight", &r);
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.b, 6, db, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dbias", &r);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(dout), free(di), free(dw), free(db);
+}
+END_TEST
+
+START_TEST(test_linear_backward_accumulates_and_skips_null) {
+    const int N = 4, IC = 3, OC = 5;
+    float *inp = randn(12, 5), *w = randn(15, 6), *dout = randn(20, 7);
+    float *di1 = zeros(12), *di2 = zeros(12), *db = zeros(OC);
+    linear_backward(di1, NULL, NULL, dout, inp, w, N, IC, OC);
+    for (int i = 0; i < 12; i++) di2[i] = 1.0f;
+    flops_reset();
+    linear_backward(di2, NULL, db, dout, inp, w, N, IC, OC);
+    ck_assert_uint_eq(flops_counted(), 2ull * N * IC * OC); /* bias sums are not matrix products */
+    for (int i = 0; i < 12; i++) ck_assert_float_eq_tol(di2[i], di1[i] + 1.0f, 1e-6);
+    free(inp), free(w), free(dout), free(di1), free(di2), free(db);
+}
+END_TEST
+
+START_TEST(test_linear_counts_two_flops_per_multiply_add) {
+    const int N = 9, IC = 4, OC = 3;
+    float *inp = randn(36, 1), *w = randn(12, 2), *out = zeros(27), *dout = randn(27, 3);
+    float *di = zeros(36), *dw = zeros(12);
+    flops_reset();
+    linear_forward(out, inp, w, NULL, N, IC, OC);
+    ck_assert_uint_eq(flops_counted(), 2ull * N * IC * OC);
+    linear_backward(di, dw, NULL, dout, inp, w, N, IC, OC);
+    ck_assert_uint_eq(flops_counted(), 6ull * N * IC * OC);
+    /* without bias the output is exactly inp·Wᵀ */
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0;
+            for (int i = 0; i < IC; i++) s += (double)inp[n * IC + i] * w[o * IC + i];
+            ck_assert_float_eq_tol(out[n * OC + o], s, 1e-5);
+        }
+    free(inp), free(w), free(out), free(dout), free(di), free(dw);
+}
+END_TEST
+
+/* ---- layernorm ---- */
+typedef struct { float *out, *mean, *rstd, *inp, *w, *b; int N, C; } LnCtx;
+static void ln_fwd(void *c) {
+    LnCtx *x = c;
+    layernorm_forward(x->out, x->mean, x->rstd, x->inp, x->w, x->b, x->N, x->C);
+}
+
+START_TEST(test_layernorm_backward_matches_finite_differences) {
+    LnCtx c = {.N = 6, .C = 37}; /* C > one 16-channel block, not a multiple of it */
+    const size_t n = 6 * 37;
+    c.inp = randn(n, 1), c.w = randn(37, 2), c.b = randn(37, 3), c.out = zeros(n);
+    c.mean = zeros(6), c.rstd = zeros(6);
+    for (size_t i = 0; i < n; i++) c.inp[i] = 2.0f * c.inp[i] + 0.5f;
+    float *dout = randn(n, 4), *di = zeros(n), *dw = zeros(37), *db = zeros(37);
+    ln_fwd(&c);
+    layernorm_backward(di, dw, db, dout, c.inp, c.w, c.mean, c.rstd, 6, 37);
+    GcResult r;
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.inp, n, di, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dinp", &r);
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.w, 37, dw, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dweight", &r);
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.b, 37, db, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dbias", &r);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.mean), free(c.rstd);
+    free(dout), free(di), free(dw), free(db);
+}
+END_TEST
+
+START_TEST(test_layernorm_output_has_zero_mean_unit_variance) {
+    const int N = 5, C = 64;
+    float *inp = randn(N * C, 9), *out = zeros(N * C), *m = zeros(N), *s = zeros(N);
+    for (int i = 0; i < N * C; i++) inp[i] = 3.0f * inp[i] - 7.0f;
+    layernorm_forward(out, m, s, inp, NULL, NULL, N, C);
+    for (int n = 0; n < N; n++) {
+        double mu = 0, var = 0;
+        for (int c = 0; c < C; c++) mu += out[n * C + c];
+        mu /= C;
+        for (int c = 0; c < C; c++) var += (out[n * C + c] - mu) * (out[n * C + c] - mu);
+        var /= C;
+        ck_assert_double_eq_tol(mu, 0.0, 1e-5);
+        ck_assert_double_eq_tol(var, 1.0, 1e-4);
+    }
+    free(inp), free(out), free(m), free(s);
+}
+END_TEST
+
+/* ---- element-wise ---- */
+typedef struct { float *out, *inp; size_t n; int which; } EwCtx;
+static void ew_fwd(void *c) {
+    EwCtx *x = c;
+    if (x->which == 0) gelu_forward(x->out, x->inp, x->n);
+    else relu_forward(x->out, x->inp, x->n);
+}
+
+START_TEST(test_gelu_backward_matches_finite_differences) {
+    EwCtx c = {.n = 200, .which = 0};
+    c.inp = randn(200, 11), c.out = zeros(200);
+    for (size_t i = 0; i < 200; i++) c.inp[i] *= 3.0f; /* reach the saturated tails too */
+    float *dout = randn(200, 12), *di = zeros(200);
+    ew_fwd(&c);
+    gelu_backward(di, c.inp, dout, 200);
+    GcResult r;
+    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 200, di, c.out, 200, dout, H, ATOL, RTOL, 1000, &r), "gelu", &r);
+    /* and the forward is the tanh formula */
+    for (size_t i = 0; i < 200; i++) {
+        const double x = c.inp[i];
+        const double ref = 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+        ck_assert_double_eq_tol(c.out[i], ref, 2e-6 * (1 + fabs(ref)));
+    }
+    free(c.inp), free(c.out), free(dout), free(di);
+}
+END_TEST
+
+START_TEST(test_relu_backward_matches_finite_differences) {
+    EwCtx c = {.n = 100, .which = 1};
+    c.inp = randn(100, 13), c.out = zeros(100);
+    for (size_t i = 0; i < 100; i++) /* keep inputs away from the kink */
+        c.inp[i] += c.inp[i] >= 0 ? 0.1f : -0.1f;
+    float *dout = randn(100, 14), *di = zeros(100);
+    ew_fwd(&c);
+    relu_backward(di, c.inp, dout, 100);
+    GcResult r;
+    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 100, di, c.out, 100, dout, 1e-3f, ATOL, RTOL, 1000, &r), "relu", &r);
+    free(c.inp), free(c.out), free(dout), free(di);
+}
+END_TEST
+
+/* ---- softmax ---- */
+typedef struct { float *out, *inp; int N, C; } SmCtx;
+static void sm_fwd(void *c) {
+    SmCtx *x = c;
+    softmax_forward(x->out, x->inp, x->N, x->C);
+}
+
+START_TEST(test_softmax_backward_matches_finite_differences) {
+    SmCtx c = {.N = 4, .C = 9};
+    c.inp = randn(36, 15), c.out = zeros(36);
+    float *dout = randn(36, 16), *di = zeros(36);
+    sm_fwd(&c);
+    softmax_backward(di, c.out, dout, 4, 9);
+    GcResult r;
+    GC_ASSERT(gradcheck(sm_fwd, &c, c.inp, 36, di, c.out, 36, dout, H, ATOL, RTOL, 1000, &r), "softmax", &r);
+    for (int n = 0; n < 4; n++) {
+        double s = 0;
+        for (int k = 0; k < 9; k++) s += c.out[n * 9 + k];
+        ck_assert_double_eq_tol(s, 1.0, 1e-6);
+    }
+    free(c.inp), free(c.out), free(dout), free(di);
+}
+END_TEST
+
+START_TEST(test_softmax_is_shift_invariant_and_handles_large_logits) {
+    float in[4] = {1000.0f, 1001.0f, 999.0f, -1000.0f}, in2[4], o1[4], o2[4];
+    for (int i = 0; i < 4; i++) in2[i] = in[i] - 1000.0f;
+    softmax_forward(o1, in, 1, 4);
+    softmax_forward(o2, in2, 1, 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert(isfinite(o1[i]));
+        ck_assert_float_eq_tol(o1[i], o2[i], 1e-6);
+    }
+}
+END_TEST
+
+/* ---- dropout ---- */
+typedef struct { float *out, *inp; size_t n; float p; uint64_t key; } DoCtx;
+static void do_fwd(void *c) {
+    DoCtx *x = c;
+    dropout_forward(x->out, x->inp, x->n, x->p, x->key);
+}
+
+START_TEST(test_dropout_backward_matches_finite_differences) {
+    DoCtx c = {.n = 300, .p = 0.3f, .key = dropout_key(5, 17, 2)};
+    c.inp = randn(300, 17), c.out = zeros(300);
+    float *dout = randn(300, 18), *di = zeros(300);
+    do_fwd(&c);
+    dropout_backward(di, dout, 300, c.p, c.key);
+    GcResult r;
+    GC_ASSERT(gradcheck(do_fwd, &c, c.inp, 300, di, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dropout", &r);
+    free(c.inp), free(c.out), free(dout), free(di);
+}
+END_TEST
+
+START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
+    const size_t n = 200000;
+    float *x = malloc(n * sizeof *x), *y1 = zeros(n), *y2 = zeros(n);
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+    const uint64_t key = dropout_key(1, 3, 4);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dropout_forward(y1, x, n, 0.25f, key);
+    omp_set_num_threads(saved > 1 ? saved : 2);
+    dropout_forward(y2, x, n, 0.25f, key);
+    omp_set_num_threads(saved);
+    ck_assert_int_eq(memcmp(y1, y2, n * sizeof *y1), 0);
+    size_t kept = 0;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        kept += y1[i] != 0.0f;
+        sum += y1[i];
+        ck_assert(y1[i] == 0.0f || fabsf(y1[i] - 1.0f / 0.75f) < 1e-6f);
+    }
+    ck_assert_double_eq_tol((double)kept / n, 0.75, 0.01);
+    ck_assert_double_eq_tol(sum / n, 1.0, 0.01); /* inverted dropout keeps the expectation */
+    /* a different site or step gives a different mask */
+    dropout_forward(y2, x, n, 0.25f, dropout_key(1, 3, 5));
+    ck_assert_int_ne(memcmp(y1, y2, n * sizeof *y1), 0);
+    /* p = 0 is the identity */
+    dropout_forward(y2, x, n, 0.0f, key);
+    ck_assert_int_eq(memcmp(x, y2, n * sizeof *x), 0);
+    free(x), free(y1), free(y2);
+}
+END_TEST
+
+/* ---- embedding ---- */
+typedef struct { float *out, *wte, *wpe; int32_t *tok; int B, T, C; } EmCtx;
+static void em_fwd(void *c) {
+    EmCtx *x = c;
+    embedding_forward(x->out, x->tok, x->wte, x->wpe, x->B, x->T, x->C);
+}
+
+START_TEST(test_embedding_backward_matches_finite_differences) {
+    EmCtx c = {.B = 3, .T = 5, .C = 20};
+    const int V = 7;
+    int32_t tok[15];
+    for (int i = 0; i < 15; i++) tok[i] = (i * 5 + 1) % V; /* repeated tokens accumulate */
+    c.tok = tok;
+    c.wte = randn(V * 20, 21), c.wpe = randn(5 * 20, 22), c.out = zeros(300);
+    float *dout = randn(300, 23), *dte = zeros(V * 20), *dpe = zeros(100);
+    em_fwd(&c);
+    embedding_backward(dte, dpe, dout, tok, 3, 5, 20);
+    GcResult r;
+    GC_ASSERT(gradcheck(em_fwd, &c, c.wte, V * 20, dte, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dwte", &r);
+    GC_ASSERT(gradcheck(em_fwd, &c, c.wpe, 100, dpe, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dwpe", &r);
+    free(c.wte), free(c.wpe), free(c.out), free(dout), free(dte), free(dpe);
+}
+END_TEST
+
+START_TEST(test_sinusoidal_table_matches_formula) {
+    const int T = 50, C = 10;
+    float *pe = zeros(T * C);
+    sinusoidal_table(pe, T, C);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < C / 2; i++) {
+            const double a = t / pow(10000.0, 2.0 * i / C);
+            ck_assert_double_eq_tol(pe[t * C + 2 * i], sin(a), 1e-6);
+            ck_assert_double_eq_tol(pe[t * C + 2 * i + 1], cos(a), 1e-6);
+        }
+    free(pe);
+}
+END_TEST
+
+/* ---- pooling ---- */
+typedef struct { float *out, *inp; unsigned char *mask; int B, L, C, mean; } PoCtx;
+static void po_fwd(void *c) {
+    PoCtx *x = c;
+    if (x->mean) pool_mean_forward(x->out, x->inp, x->mask, x->B, x->L, x->C);
+    else pool_cls_forward(x->out, x->inp, x->B, x->L, x->C);
+}
+
+START_TEST(test_pooling_backward_matches_finite_differences) {
+    unsigned char mask[12] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}; /* B=2, L=6 */
+    for (int mean = 0; mean < 2; mean++) {
+        PoCtx c = {.B = 2, .L = 6, .C = 3, .mean = mean, .mask = mask};
+        c.inp = randn(36, 31), c.out = zeros(6);
+        float *dout = randn(6, 32), *di = zeros(36);
+        po_fwd(&c);
+        if (mean) pool_mean_backward(di, dout, mask, 2, 6, 3);
+        else pool_cls_backward(di, dout, 2, 6, 3);
+        GcResult r;
+        GC_ASSERT(gradcheck(po_fwd, &c, c.inp, 36, di, c.out, 6, dout, H, ATOL, RTOL, 1000, &r),
+                  mean ? "mean" : "cls", &r);
+        if (mean) /* padding positions get no gradient and do not enter the mean */
+            for (int t = 1; t < 6; t++)
+                for (int k = 0; k < 3; k++) ck_assert_float_eq(di[(6 + t) * 3 + k], 0.0f);
+        free(c.inp), free(c.out), free(dout), free(di);
+    }
+}
+END_TEST
+
+/* ---- cross-entropy ---- */
+typedef struct { float *loss, *probs, *logits; int32_t *tgt; int B, V; } CeCtx;
+static void ce_fwd(void *c) {
+    CeCtx *x = c;
+    crossentropy_forward(x->loss, x->probs, x->logits, x->tgt, x->B, x->V);
+}
+
+START_TEST(test_crossentropy_backward_matches_finite_differences) {
+    int32_t tgt[5] = {0, 3, 9, 2, 3};
+    CeCtx c = {.B = 5, .V = 10, .tgt = tgt};
+    c.logits = randn(50, 41), c.probs = zeros(50), c.loss = zeros(5);
+    float w[5] = {0.2f, 0.2f, 0.2f, 0.2f, 0.2f}, *dl = zeros(50);
+    ce_fwd(&c);
+    crossentropy_backward(dl, c.probs, tgt, 0.2f, 5, 10);
+    GcResult r;
+    GC_ASSERT(gradcheck(ce_fwd, &c, c.logits, 50, dl, c.loss, 5, w, H, ATOL, RTOL, 1000, &r), "dlogits", &r);
+    for (int b = 0; b < 5; b++) {
+        double s = 0;
+        for (int v = 0; v < 10; v++) s += c.probs[b * 10 + v];
+        ck_assert_double_eq_tol(s, 1.0, 1e-6);
+        ck_assert_double_eq_tol(c.loss[b], -log(c.probs[b * 10 + tgt[b]]), 1e-5);
+    }
+    free(c.logits), free(c.probs), free(c.loss), free(dl);
+}
+END_TEST
+
+static Suite *kernels_suite(void) {
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("all");
+    tcase_add_test(tc, test_linear_backward_matches_finite_differences);
+    tcase_add_test(tc, test_linear_backward_accumulates_and_skips_null);
+    tcase_add_test(tc, test_linear_counts_two_flops_per_multiply_add);
+    tcase_add_test(tc, test_layernorm_backward_matches_finite_differences);
+    tcase_add_test(tc, test_layernorm_output_has_zero_mean_unit_variance);
+    tcase_add_test(tc, test_gelu_backward_matches_finite_differences);
+    tcase_add_test(tc, test_relu_backward_matches_finite_differences);
+    tcase_add_test(tc, test_softmax_backward_matches_finite_differences);
+    tcase_add_test(tc, test_softmax_is_shift_invariant_and_handles_large_logits);
+    tcase_add_test(tc, test_dropout_backward_matches_finite_differences);
+    tcase_add_test(tc, test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads);
+    tcase_add_test(tc, test_embedding_backward_matches_finite_differences);
+    tcase_add_test(tc, test_sinusoidal_table_matches_formula);
+    tcase_add_test(tc, test_pooling_backward_matches_finite_differences);
+    tcase_add_test(tc, test_crossentropy_backward_matches_finite_differences);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(kernels_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
