@@ -1,0 +1,78 @@
+/* The encoder: embeddings → N pre-LayerNorm blocks (mixer + FFN, residuals, dropout) → final
+ * LayerNorm → pooling → MLP classifier head, with hand-written forward and backward. Sizes are
+ * fixed at creation; parameters, gradients and activations are planned up front. */
+#ifndef XB_ENCODER_H
+#define XB_ENCODER_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "mixers/mixer.h"
+#include "model/params.h"
+
+typedef struct LayerParams {
+    int ln1_w, ln1_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} LayerParams;
+
+typedef struct LayerActs {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (B, L, D), (B, L), (B, L) */
+    float *r;                         /* (B, L, D) residual after the mixer */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *h;                         /* (B, L, F) FFN pre-activation */
+    float *g;                         /* (B, L, F) GELU output after dropout */
+} LayerActs;
+
+typedef struct Encoder {
+    int B, L, V, C, D, H, F, N, Hh; /* batch, length, vocab (+CLS), classes, width, heads, FFN, layers, head hidden */
+    PoolKind pooling;
+    PosKind positions;
+    float dropout;
+    int cls_id; /* token id of CLS (V - 1) or -1 for mean pooling */
+
+    ParamTable pt;
+    float *params, *grads; /* pt.total floats each, owned */
+    const MixerSpec *mixer_spec;
+    Mixer *mixers;         /* N */
+    int p_wte, p_wpe, p_lnf_w, p_lnf_b, p_h1_w, p_h1_b, p_h2_w, p_h2_b;
+    LayerParams *lp;       /* N */
+    float *sinus;          /* (L, D) sinusoidal positions, or NULL */
+
+    /* inputs, filled by the caller before forward */
+    int32_t *tokens;       /* (B, L) */
+    unsigned char *mask;   /* (B, L) */
+    int32_t *labels;       /* (B) */
+
+    /* activations */
+    float *x;              /* (N + 1, B, L, D) residual stream */
+    LayerActs *la;         /* N */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *pooled;         /* (B, D) */
+    float *h1, *a1;        /* (B, Hh) */
+    float *logits, *probs; /* (B, C) */
+    float *losses;         /* (B) */
+
+    Arena acts, scratch;
+} Encoder;
+
+/* Builds the model for cfg with a task vocabulary of `vocab` ids and n_classes; plans and
+ * allocates every buffer (call after omp_set_num_threads). Returns 0, or -1 with err set when
+ * the memory cannot be had. */
+int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
+                   XbError *err);
+void encoder_destroy(Encoder *e);
+/* Initialises the parameters from the INIT stream of seed. */
+void encoder_init_params(Encoder *e, uint64_t seed);
+/* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy. Dropout (training) is
+ * drawn from (seed, step). */
+double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step);
+/* Accumulates the gradient of the mean loss into e->grads (zero them first); same seed/step as
+ * the forward. */
+void encoder_backward(Encoder *e, uint64_t seed, int64_t step);
+/* Matrix-product FLOPs of one forward (backward = 0) or backward. */
+uint64_t encoder_flops(const Encoder *e, int backward);
+/* Bytes of the planned buffers. */
+size_t encoder_param_bytes(const Encoder *e);
+
+#endif

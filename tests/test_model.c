@@ -1,0 +1,192 @@
+/* The whole encoder: gradients of the loss against finite differences for every parameter
+ * tensor, counted FLOPs equal to the analytic count, and padding that cannot leak into results. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "gradcheck.h"
+#include "mixers/mixer.h"
+#include "model/encoder.h"
+
+enum { V = 9, NCLS = 3 };
+
+static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
+    ExperimentConfig c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.source, sizeof c.source, "test");
+    c.layers = 2, c.d_model = 8, c.heads = 2, c.d_ff = 12, c.head_hidden = 10;
+    c.max_len = L, c.batch_size = B, c.dropout = dropout;
+    c.pooling = pool, c.positions = pos;
+    c.mixer_index = mixer_find("full");
+    const MixerSpec *m = mixer_get(c.mixer_index);
+    opt_defaults(&c.mixer_opts, m->opts, m->n_opts);
+    return c;
+}
+
+/* Fills the batch: row b has len[b] real tokens (CLS first when pooling is cls), then padding
+ * whose token id is `pad_token` (0 normally; anything else must not matter). */
+static void fill_batch(Encoder *e, const int *len, int32_t pad_token) {
+    for (int b = 0; b < e->B; b++) {
+        for (int t = 0; t < e->L; t++) {
+            const size_t i = (size_t)b * e->L + t;
+            const int real = t < len[b];
+            e->mask[i] = (unsigned char)real;
+            e->tokens[i] = real ? 1 + (int32_t)((b * 7 + t * 3) % (V - 1)) : pad_token;
+            if (real && t == 0 && e->cls_id >= 0) e->tokens[i] = e->cls_id;
+        }
+        e->labels[b] = b % NCLS;
+    }
+}
+
+typedef struct { Encoder *e; float loss; uint64_t seed; int64_t step; } Ctx;
+static void model_fwd(void *p) {
+    Ctx *c = p;
+    c->loss = (float)encoder_forward(c->e, 1, c->seed, c->step);
+}
+
+static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, const char *mixer_opt) {
+    const int B = 3, L = 7, len[3] = {7, 4, 5};
+    ExperimentConfig cfg = tiny_config(B, L, pool, pos, dropout);
+    if (mixer_opt) {
+        const MixerSpec *m = mixer_get(cfg.mixer_index);
+        cfg.mixer_opts.num[opt_index(m->opts, m->n_opts, mixer_opt)] = 1;
+    }
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 5);
+    fill_batch(&e, len, 0);
+    Ctx c = {.e = &e, .seed = 11, .step = 3};
+    model_fwd(&c);
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    encoder_backward(&e, c.seed, c.step);
+    const float one = 1.0f;
+    /* Every tensor, up to 40 evenly spaced elements of each. h = 3e-3: with 1e-2 some steps
+     * cross the kink of the head's ReLU. */
+    for (int i = 0; i < e.pt.n; i++) {
+        const ParamInfo *p = &e.pt.info[i];
+        GcResult r;
+        int ok = gradcheck(model_fwd, &c, e.params + p->offset, p->size, e.grads + p->offset,
+                           &c.loss, 1, &one, 3e-3f, 1e-3, 1e-2, 40, &r);
+        GC_ASSERT(ok, p->name, &r);
+    }
+    encoder_destroy(&e);
+}
+
+START_TEST(test_encoder_gradients_match_finite_differences_cls_sinusoidal) {
+    check_model_gradients(POOL_CLS, POS_SINUSOIDAL, 0.0f, NULL);
+}
+END_TEST
+
+START_TEST(test_encoder_gradients_match_finite_differences_mean_learned_dropout) {
+    check_model_gradients(POOL_MEAN, POS_LEARNED, 0.2f, NULL);
+}
+END_TEST
+
+START_TEST(test_encoder_gradients_match_finite_differences_causal_with_bias) {
+    check_model_gradients(POOL_MEAN, POS_NONE, 0.1f, "causal");
+    check_model_gradients(POOL_CLS, POS_LEARNED, 0.0f, "bias");
+}
+END_TEST
+
+START_TEST(test_counted_flops_equal_analytic_count) {
+    const int len[4] = {33, 10, 1, 20};
+    ExperimentConfig cfg = tiny_config(4, 33, POOL_CLS, POS_SINUSOIDAL, 0.1f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 1);
+    fill_batch(&e, len, 0);
+    flops_reset();
+    encoder_forward(&e, 1, 1, 1);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
+    flops_reset();
+    encoder_backward(&e, 1, 1);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 1));
+    ck_assert_uint_gt(encoder_flops(&e, 1), encoder_flops(&e, 0));
+    encoder_destroy(&e);
+}
+END_TEST
+
+START_TEST(test_padding_tokens_do_not_change_logits_or_gradients) {
+    const int len[3] = {9, 4, 6};
+    for (int pool = 0; pool < 2; pool++) {
+        ExperimentConfig cfg = tiny_config(3, 9, (PoolKind)pool, POS_LEARNED, 0.0f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+        encoder_init_params(&e, 2);
+        fill_batch(&e, len, 0);
+        const double l0 = encoder_forward(&e, 0, 1, 1);
+        float logits[3 * NCLS];
+        memcpy(logits, e.logits, sizeof logits);
+        memset(e.grads, 0, e.pt.total * sizeof(float));
+        encoder_backward(&e, 1, 1);
+        float *g0 = malloc(e.pt.total * sizeof(float));
+        memcpy(g0, e.grads, e.pt.total * sizeof(float));
+        fill_batch(&e, len, 5); /* same real tokens, different ids under the mask */
+        const double l1 = encoder_forward(&e, 0, 1, 1);
+        ck_assert_double_eq_tol(l0, l1, 1e-6);
+        for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(e.logits[i], logits[i], 1e-5);
+        memset(e.grads, 0, e.pt.total * sizeof(float));
+        encoder_backward(&e, 1, 1);
+        /* Padding positions still flow through the FFN (as in every encoder) but their loss
+         * gradient is zero, so only the embedding rows of the two pad ids may differ. */
+        const ParamInfo *wte = &e.pt.info[e.p_wte];
+        for (size_t i = 0; i < e.pt.total; i++) {
+            if (i >= wte->offset && i < wte->offset + wte->size) continue;
+            ck_assert_msg(fabsf(e.grads[i] - g0[i]) <= 1e-5f * (1 + fabsf(g0[i])),
+                          "gradient %zu changed with the padding ids", i);
+        }
+        free(g0);
+        encoder_destroy(&e);
+    }
+}
+END_TEST
+
+START_TEST(test_same_seed_gives_identical_step) {
+    const int len[2] = {12, 7};
+    float *g[2];
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        ExperimentConfig cfg = tiny_config(2, 12, POOL_CLS, POS_SINUSOIDAL, 0.3f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+        encoder_init_params(&e, 9);
+        fill_batch(&e, len, 0);
+        loss[k] = encoder_forward(&e, 1, 4, 2);
+        encoder_backward(&e, 4, 2);
+        g[k] = malloc(e.pt.total * sizeof(float));
+        memcpy(g[k], e.grads, e.pt.total * sizeof(float));
+        if (k == 1) ck_assert_int_eq(memcmp(g[0], g[1], e.pt.total * sizeof(float)), 0);
+        encoder_destroy(&e);
+    }
+    ck_assert(loss[0] == loss[1]);
+    free(g[0]), free(g[1]);
+}
+END_TEST
+
+static Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("all");
+    tcase_add_test(tc, test_encoder_gradients_match_finite_differences_cls_sinusoidal);
+    tcase_add_test(tc, test_encoder_gradients_match_finite_differences_mean_learned_dropout);
+    tcase_add_test(tc, test_encoder_gradients_match_finite_differences_causal_with_bias);
+    tcase_add_test(tc, test_counted_flops_equal_analytic_count);
+    tcase_add_test(tc, test_padding_tokens_do_not_change_logits_or_gradients);
+    tcase_add_test(tc, test_same_seed_gives_identical_step);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(model_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
