@@ -29,7 +29,7 @@ typedef struct RunReport {
     char config_hash[17];
     char run_id[256];
     const char *status;              /* "ok", "diverged", "interrupted" or "failed" */
-    char status_message[512];
+    char status_message[1280];
     int threads;
 
     const char *dataset_identity;    /* JSON object text (Dataset.identity) */
@@ -55,12 +55,23 @@ typedef struct RunReport {
 
 /* Builds the report document (with schema_version, tool and environment); owned by the caller. */
 struct cJSON *report_build(const RunReport *r);
-/* Writes doc to path atomically (path.tmp, fsync, rename). */
+/* Writes doc to path atomically (creates missing directories, writes path.tmp, fsync, rename;
+ * on failure removes path.tmp), printed by report_json_print. */
 int report_write(const char *path, const struct cJSON *doc, XbError *err);
 /* Reads and parses a report; refuses unknown schema_version and malformed JSON with a message
  * naming the file (and the line and column of a JSON syntax error). *out owned by the caller. */
 int report_read(const char *path, struct cJSON **out, XbError *err);
 /* The process's peak resident set size in bytes (VmHWM). */
 size_t report_peak_rss(void);
+/* The report's "environment" object: CPU model, online cores, threads, BLAS build and threads,
+ * compiler, OS (env.c). Owned by the caller. */
+struct cJSON *report_environment(int threads);
+/* Prints j as indented JSON (two spaces, newline at the end) whose numbers read back to the same
+ * doubles, which cJSON_Print does not guarantee; NaN and infinities print as null
+ * (json_text.c). Owned by the caller (free). */
+char *report_json_print(const struct cJSON *j);
+/* Checks that text[0..n) is one JSON document (RFC 8259, strict). Returns 0, or -1 with *pos the
+ * byte offset of the first error and *msg what is wrong (a static string) (json_text.c). */
+int report_json_check(const char *text, size_t n, size_t *pos, const char **msg);
 
 #endif
