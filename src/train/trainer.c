@@ -1,1 +1,207 @@
-/* placeholder: being written */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "core/xassert.h"
+#include "model/encoder.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/schedule.h"
+
+/* Training order: a fresh permutation of the training split every epoch, from its own stream. */
+typedef struct Sampler {
+    Rng rng;
+    int *perm, n, pos;
+} Sampler;
+
+static void sampler_next(Sampler *s, int *idx, int B) {
+    for (int b = 0; b < B; b++) {
+        if (s->pos == s->n) {
+            rng_shuffle(&s->rng, s->perm, s->n);
+            s->pos = 0;
+        }
+        idx[b] = s->perm[s->pos++];
+    }
+}
+
+/* Mean loss and accuracy over the first max_batches batches of split (0 = all of it). */
+static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
+                     double *loss, double *acc) {
+    const int B = e->B;
+    int nb = (sp->n + B - 1) / B;
+    if (max_batches > 0 && max_batches < nb) nb = max_batches;
+    double lsum = 0.0;
+    long correct = 0, count = 0;
+    for (int bi = 0; bi < nb; bi++) {
+        const int first = bi * B, real = XB_MIN(B, sp->n - first);
+        for (int b = 0; b < B; b++) idx[b] = b < real ? first + b : first; /* pad the last batch */
+        dataset_batch(sp, idx, B, e->L, e->cls_id, e->tokens, e->mask, e->labels);
+        encoder_forward(e, 0, seed, 0);
+        for (int b = 0; b < real; b++) {
+            const float *pr = e->probs + (size_t)b * e->C;
+            int arg = 0;
+            for (int c = 1; c < e->C; c++)
+                if (pr[c] > pr[arg]) arg = c;
+            correct += arg == e->labels[b];
+            lsum += e->losses[b];
+            count++;
+        }
+    }
+    *loss = count ? lsum / (double)count : NAN;
+    *acc = count ? (double)correct / (double)count : NAN;
+}
+
+void train_result_free(TrainResult *r) {
+    free(r->evals);
+    r->evals = NULL;
+    r->n_evals = 0;
+}
+
+int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_path,
+              const TrainHooks *hooks, TrainResult *r, XbError *err) {
+    memset(r, 0, sizeof *r);
+    r->status = "ok";
+    r->best_val_acc = r->test_acc = r->test_loss = NAN;
+    r->best_step = -1;
+
+    Encoder enc;
+    if (encoder_create(&enc, cfg, ds->vocab_size, ds->n_classes, err)) return -1;
+    AdamW opt;
+    float *best = malloc(enc.pt.total * sizeof(float));
+    Sampler smp = {.n = ds->train.n, .pos = ds->train.n};
+    smp.perm = malloc((size_t)smp.n * sizeof(int));
+    int *idx = malloc((size_t)enc.B * sizeof(int));
+    const int64_t max_evals = cfg->steps / cfg->eval_every + 2;
+    r->evals = calloc((size_t)max_evals, sizeof *r->evals);
+    if (adamw_init(&opt, enc.pt.total, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay) ||
+        !best || !smp.perm || !idx || !r->evals) {
+        free(best), free(smp.perm), free(idx), adamw_free(&opt), encoder_destroy(&enc);
+        train_result_free(r);
+        return xb_error_set(err, cfg->source, 0, 0, "model", "out of memory for %zu parameters",
+                            params_count(&enc.pt));
+    }
+    for (int i = 0; i < smp.n; i++) smp.perm[i] = i;
+    rng_seed(&smp.rng, cfg->seed, RNG_STREAM_SHUFFLE);
+    encoder_init_params(&enc, cfg->seed);
+    memcpy(best, enc.params, enc.pt.total * sizeof(float));
+
+    r->n_params = params_count(&enc.pt);
+    r->flops_fwd = encoder_flops(&enc, 0);
+    r->flops_bwd = encoder_flops(&enc, 1);
+    r->mem.parameters = r->mem.gradients = encoder_param_bytes(&enc);
+    r->mem.optimizer = 2 * encoder_param_bytes(&enc);
+    r->mem.activations = enc.acts.peak;
+    r->mem.scratch_peak = enc.scratch.cap;
+
+    flops_reset();
+    double loss_sum = 0.0, last_val = NAN;
+    int64_t loss_n = 0;
+    const double t_start = timer_now();
+    double t_eval = 0.0;
+    int64_t step = 0;
+    for (step = 1; step <= cfg->steps; step++) {
+        if (hooks && hooks->stop && *hooks->stop) {
+            r->status = "interrupted";
+            snprintf(r->status_message, sizeof r->status_message,
+                     "interrupted by a signal after %lld of %lld steps", (long long)(step - 1),
+                     (long long)cfg->steps);
+            break;
+        }
+        sampler_next(&smp, idx, enc.B);
+        dataset_batch(&ds->train, idx, enc.B, enc.L, enc.cls_id, enc.tokens, enc.mask, enc.labels);
+        const double loss = encoder_forward(&enc, 1, cfg->seed, step);
+        memset(enc.grads, 0, enc.pt.total * sizeof(float));
+        encoder_backward(&enc, cfg->seed, step);
+        const double gnorm = grad_clip(enc.grads, enc.pt.total, cfg->clip_norm);
+        if (step == 1) r->flops_step_counted = flops_counted();
+        if (!isfinite(loss) || !isfinite(gnorm)) {
+            r->status = "diverged";
+            snprintf(r->status_message, sizeof r->status_message,
+                     "training diverged at step %lld: the %s is %s (try a lower train.lr or "
+                     "train.clip_norm)",
+                     (long long)step, isfinite(loss) ? "gradient norm" : "loss",
+                     isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
+            break;
+        }
+        const double lr = schedule_lr(cfg->schedule, cfg->lr, cfg->warmup, cfg->steps, step);
+        adamw_step(&opt, &enc.pt, enc.params, enc.grads, lr);
+        loss_sum += loss;
+        loss_n++;
+        r->steps_done = step;
+
+        const int do_eval = step % cfg->eval_every == 0 || step == cfg->steps;
+        if (do_eval) {
+            const double t0 = timer_now();
+            EvalRecord *ev = &r->evals[r->n_evals++];
+            ev->step = step;
+            ev->lr = lr;
+            ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
+            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss, &ev->val_acc);
+            if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
+                r->best_val_acc = ev->val_acc;
+                r->best_step = step;
+                memcpy(best, enc.params, enc.pt.total * sizeof(float));
+                if (cfg->checkpoint && ckpt_path) {
+                    char s_step[32];
+                    snprintf(s_step, sizeof s_step, "%lld", (long long)step);
+                    const char *meta[] = {"run_id", cfg->run_id, "step", s_step, "format", "pt"};
+                    if (checkpoint_save(ckpt_path, &enc.pt, enc.params, meta, 3, err)) {
+                        r->status = "failed";
+                        snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
+                        break;
+                    }
+                }
+            }
+            last_val = ev->val_acc;
+            t_eval += timer_now() - t0;
+            ev->elapsed_s = timer_now() - t_start;
+            loss_sum = 0.0;
+            loss_n = 0;
+        }
+        if (hooks && hooks->progress && (do_eval || step % cfg->log_every == 0)) {
+            const double train_s = timer_now() - t_start - t_eval;
+            TrainProgress p = {.step = step, .steps = cfg->steps, .lr = lr, .val_acc = last_val,
+                               .is_eval = do_eval};
+            p.loss = do_eval ? r->evals[r->n_evals - 1].train_loss : loss;
+            p.steps_per_s = train_s > 0 ? (double)step / train_s : 0.0;
+            p.eta_s = p.steps_per_s > 0 ? (double)(cfg->steps - step) / p.steps_per_s : 0.0;
+            hooks->progress(hooks->ctx, &p);
+        }
+    }
+    r->train_s = timer_now() - t_start - t_eval;
+    r->eval_s = t_eval;
+
+    /* Test the best validation checkpoint, read back from its file when one was written. */
+    if (r->best_step >= 0 && strcmp(r->status, "failed") != 0) {
+        const double t0 = timer_now();
+        int loaded = 0;
+        if (cfg->checkpoint && ckpt_path) {
+            if (checkpoint_load(ckpt_path, &enc.pt, enc.params, err) == 0)
+                loaded = 1;
+            else {
+                r->status = "failed";
+                snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
+            }
+        } else {
+            memcpy(enc.params, best, enc.pt.total * sizeof(float));
+            loaded = 1;
+        }
+        if (loaded) evaluate(&enc, &ds->test, 0, idx, cfg->seed, &r->test_loss, &r->test_acc);
+        r->eval_s += timer_now() - t0;
+    }
+    r->flops_total = flops_counted();
+    r->steps_per_s = r->train_s > 0 ? (double)r->steps_done / r->train_s : 0.0;
+    r->tokens_per_s = r->steps_per_s * (double)enc.B * (double)enc.L;
+    r->mem.scratch_peak = enc.scratch.peak;
+
+    free(best), free(smp.perm), free(idx);
+    adamw_free(&opt);
+    encoder_destroy(&enc);
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* The training loop: batches from the dataset, forward/backward, clipping, AdamW, periodic
+ * validation with a best checkpoint, and a final test evaluation of that checkpoint. */
+#ifndef XB_TRAINER_H
+#define XB_TRAINER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "report/report.h"
+#include "tasks/task.h"
+
+typedef struct TrainProgress {
+    int64_t step, steps;
+    double loss;         /* mean training loss over the last log interval */
+    double lr;
+    double steps_per_s;  /* training steps per second so far (evaluation time excluded) */
+    double eta_s;        /* estimated seconds left */
+    double val_acc;      /* latest validation accuracy, NaN before the first evaluation */
+    int is_eval;         /* 1 when called right after an evaluation */
+} TrainProgress;
+
+typedef struct TrainHooks {
+    void (*progress)(void *ctx, const TrainProgress *p); /* may be NULL */
+    void *ctx;
+    volatile sig_atomic_t *stop; /* when it becomes nonzero, training stops as "interrupted" */
+} TrainHooks;
+
+typedef struct TrainResult {
+    const char *status;          /* "ok", "diverged" or "interrupted" */
+    char status_message[1280];
+    EvalRecord *evals;           /* n_evals records (owned; train_result_free) */
+    int n_evals;
+    int64_t steps_done, best_step;
+    double best_val_acc, test_acc, test_loss; /* NaN when not evaluated */
+    uint64_t flops_fwd, flops_bwd;            /* analytic, one training step */
+    uint64_t flops_step_counted, flops_total;
+    MemoryReport mem;            /* planned bytes (peak_rss left to the caller) */
+    size_t n_params;
+    double train_s, eval_s, steps_per_s, tokens_per_s;
+} TrainResult;
+
+/* Trains the model that cfg describes on ds. ckpt_path: where the best validation checkpoint is
+ * saved (safetensors) when cfg->checkpoint is set. Returns 0 when the run completed, diverged or
+ * was interrupted (see r->status), -1 with err set when it could not run (e.g. out of memory). */
+int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_path,
+              const TrainHooks *hooks, TrainResult *r, XbError *err);
+void train_result_free(TrainResult *r);
+
+#endif
