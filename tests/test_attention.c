@@ -94,8 +94,8 @@ static void check_against_naive(int B, int H, int Lq, int Lk, int Dh, int causal
 }
 
 START_TEST(test_fused_equals_materialised_reference_across_tiles) {
-    /* 300 keys span two key tiles and 130 queries three query tiles. */
-    check_against_naive(2, 3, 130, 300, 8, 0, NULL);
+    /* 600 keys span three key tiles (BK = 256) and 300 queries three query tiles (BQ = 128). */
+    check_against_naive(2, 3, 300, 600, 8, 0, NULL);
     check_against_naive(1, 1, 1, 1, 4, 0, NULL);
 }
 END_TEST
@@ -190,7 +190,7 @@ END_TEST
 
 START_TEST(test_backward_matches_finite_differences_across_tiles) {
     const int pad[1] = {31};
-    check_gradients(1, 2, 70, 270, 4, 0, pad, 400);
+    check_gradients(1, 2, 150, 270, 4, 0, pad, 400); /* two query and two key tiles */
 }
 END_TEST
 

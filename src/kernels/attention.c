@@ -10,7 +10,7 @@
 #include "kernels/fastmath.h"
 
 /* Tile sizes: a BQ×BK score tile (64 KiB) and the BQ×Dh accumulator stay in L2. */
-enum { BQ = 64, BK = 256 };
+enum { BQ = 128, BK = 256 };
 
 AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo) {
     AttnShape s;
