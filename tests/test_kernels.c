@@ -12,6 +12,7 @@
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
 #include "kernels/embedding.h"
+#include "kernels/fastmath.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/loss.h"
@@ -346,6 +347,21 @@ START_TEST(test_crossentropy_backward_matches_finite_differences) {
 }
 END_TEST
 
+START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
+    double worst = 0;
+    for (double x = -87.0; x <= 88.0; x += 0.001) {
+        const double ref = exp((double)(float)x), got = xb_expf((float)x);
+        const double rel = fabs(got - ref) / ref;
+        if (rel > worst) worst = rel;
+    }
+    ck_assert_msg(worst < 3e-7, "relative error %g", worst);
+    ck_assert_float_eq(xb_expf(-INFINITY), 0.0f);
+    ck_assert_float_eq(xb_expf(-100.0f), 0.0f);
+    ck_assert_float_eq(xb_expf(0.0f), 1.0f);
+    ck_assert(isfinite(xb_expf(100.0f)));
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("all");
@@ -364,6 +380,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_sinusoidal_table_matches_formula);
     tcase_add_test(tc, test_pooling_backward_matches_finite_differences);
     tcase_add_test(tc, test_crossentropy_backward_matches_finite_differences);
+    tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,8 +11,11 @@
  * below 2e-7 for x in [-87.3, 88]; exactly 0 below -87.3 (including -inf), saturates above 88. */
 static inline float xb_expf(float x) {
     const float lo = -87.33654475f, hi = 88.0f;
-    float xc = x < lo ? lo : (x > hi ? hi : x);
-    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    float xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    /* n = round(x·log2(e)) by adding and subtracting 1.5·2^23: unlike floorf, this vectorises. */
+    const float magic = 12582912.0f;
+    const float n = (xc * 1.44269504088896341f + magic) - magic;
     float r = xc - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -22,10 +25,11 @@ static inline float xb_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    const int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < lo ? 0.0f : p * scale;
+    const float y = p * scale;
+    return x < lo ? 0.0f : y;
 }
 
 #endif
