@@ -1,1 +1,76 @@
-/* placeholder: being written */
+/* What every task's dataset shares: freeing, checksums, padded batches, the majority baseline. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "tasks/task.h"
+
+static void split_free(Split *s) {
+    free(s->tokens);
+    free(s->offsets);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+void dataset_free(Dataset *d) {
+    split_free(&d->train);
+    split_free(&d->val);
+    split_free(&d->test);
+    memset(d, 0, sizeof *d);
+}
+
+/* Little-endian bytes of v, so the checksum is the same on every machine. */
+static uint64_t hash_u32(uint64_t h, uint32_t v) {
+    const unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                                (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    return xb_fnv1a64(h, b, 4);
+}
+
+void dataset_checksum(Dataset *d) {
+    uint64_t h = XB_FNV_OFFSET;
+    const Split *splits[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++) {
+        const Split *s = splits[k];
+        h = hash_u32(h, (uint32_t)s->n);
+        for (int i = 0; i < s->n; i++) {
+            const int64_t a = s->offsets[i], b = s->offsets[i + 1];
+            h = hash_u32(h, (uint32_t)(b - a));
+            for (int64_t t = a; t < b; t++) h = hash_u32(h, (uint32_t)s->tokens[t]);
+            h = hash_u32(h, (uint32_t)s->labels[i]);
+        }
+    }
+    snprintf(d->checksum, sizeof d->checksum, "%016llx", (unsigned long long)h);
+}
+
+void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
+                   unsigned char *mask, int32_t *labels) {
+    for (int b = 0; b < B; b++) {
+        const int i = idx[b];
+        int32_t *row = tokens + (size_t)b * L;
+        unsigned char *m = mask + (size_t)b * L;
+        int t = 0;
+        if (cls_id >= 0 && t < L) row[t++] = cls_id;
+        const int64_t a = s->offsets[i], e = s->offsets[i + 1];
+        for (int64_t k = a; k < e && t < L; k++) row[t++] = s->tokens[k];
+        const int real = t;
+        for (; t < L; t++) row[t] = XB_PAD_ID;
+        memset(m, 1, (size_t)real);
+        memset(m + real, 0, (size_t)(L - real));
+        labels[b] = s->labels[i];
+    }
+}
+
+double dataset_majority(const Split *s, int n_classes) {
+    if (s->n == 0 || n_classes <= 0) return 0.0;
+    int *count = calloc((size_t)n_classes, sizeof *count);
+    if (!count) return 0.0;
+    for (int i = 0; i < s->n; i++)
+        if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    int best = 0;
+    for (int c = 1; c < n_classes; c++)
+        if (count[c] > count[best]) best = c;
+    const double frac = (double)count[best] / (double)s->n;
+    free(count);
+    return frac;
+}

@@ -1,0 +1,346 @@
+/* ListOps: LRA's generator (lengths, depth, arity, distinct trees, labels = values), LRA's TSV
+ * format both ways, and the batches every task shares. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tasks/listops.h"
+#include "tasks/task.h"
+
+static const TaskSpec *spec(void) { return task_get(task_find("listops")); }
+
+static OptValues opts(int ntr, int nva, int nte, int minl, int maxl) {
+    OptValues v;
+    opt_defaults(&v, spec()->opts, spec()->n_opts);
+    const struct { const char *k; int x; } set[] = {{"num_train", ntr}, {"num_val", nva},
+                                                    {"num_test", nte}, {"min_length", minl},
+                                                    {"max_length", maxl}};
+    for (int i = 0; i < 5; i++) v.num[opt_index(spec()->opts, spec()->n_opts, set[i].k)] = set[i].x;
+    return v;
+}
+
+static void set_opt(OptValues *v, const char *k, double x) {
+    v->num[opt_index(spec()->opts, spec()->n_opts, k)] = x;
+}
+
+static const char *err_str(const XbError *e) {
+    static char buf[2048];
+    xb_error_format(e, buf, sizeof buf);
+    return buf;
+}
+
+static int plain_length(const Split *s, int i) {
+    int n = 0;
+    for (int64_t t = s->offsets[i]; t < s->offsets[i + 1]; t++)
+        n += s->tokens[t] != LISTOPS_LPAREN && s->tokens[t] != LISTOPS_RPAREN;
+    return n;
+}
+
+START_TEST(test_same_seed_same_dataset_and_other_seed_differs) {
+    OptValues v = opts(300, 50, 50, 5, 60);
+    Dataset a, b, c;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&a, &v, 7, "t.yaml", &err), 0);
+    ck_assert_int_eq(spec()->load(&b, &v, 7, "t.yaml", &err), 0);
+    ck_assert_int_eq(spec()->load(&c, &v, 8, "t.yaml", &err), 0);
+    ck_assert_str_eq(a.checksum, b.checksum);
+    ck_assert_str_ne(a.checksum, c.checksum);
+    ck_assert_int_eq(a.train.n, 300);
+    ck_assert_int_eq(a.val.n, 50);
+    ck_assert_int_eq(a.test.n, 50);
+    ck_assert_int_eq(a.vocab_size, 19);
+    ck_assert_int_eq(a.n_classes, 10);
+    ck_assert_ptr_nonnull(strstr(a.identity, "\"seed\":7"));
+    dataset_free(&a), dataset_free(&b), dataset_free(&c);
+}
+END_TEST
+
+/* Checks every structural promise of the generator on every example of d. */
+static void check_trees(const Dataset *d, int minl, int maxl, int max_depth, int max_args) {
+    const Split *sp[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < sp[k]->n; i++) {
+            const Split *s = sp[k];
+            const int32_t *t = s->tokens + s->offsets[i];
+            const int n = (int)(s->offsets[i + 1] - s->offsets[i]);
+            const int len = plain_length(s, i);
+            ck_assert_int_gt(len, minl);
+            ck_assert_int_lt(len, maxl);
+            ck_assert_int_eq(listops_eval_tokens(t, n), s->labels[i]);
+            /* depth and arity */
+            int depth = 0, deepest = 0, args[128] = {0};
+            for (int j = 0; j < n; j++) {
+                if (t[j] >= LISTOPS_MIN && t[j] <= LISTOPS_SM) {
+                    if (depth > 0) args[depth]++;
+                    depth++;
+                    args[depth] = 0;
+                    deepest = depth > deepest ? depth : deepest;
+                } else if (t[j] == LISTOPS_END) {
+                    ck_assert_int_ge(args[depth], 2);
+                    ck_assert_int_le(args[depth], max_args);
+                    depth--;
+                } else if (t[j] >= LISTOPS_DIGIT0 && t[j] < LISTOPS_DIGIT0 + 10) {
+                    args[depth]++;
+                }
+            }
+            ck_assert_int_eq(depth, 0);
+            ck_assert_int_lt(deepest, max_depth); /* the root is at depth 1, leaves at most max_depth */
+        }
+}
+
+START_TEST(test_trees_respect_lengths_depth_arity_and_labels_are_values) {
+    OptValues v = opts(400, 50, 50, 20, 120);
+    set_opt(&v, "max_depth", 6);
+    set_opt(&v, "max_args", 5);
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), 0);
+    check_trees(&d, 20, 120, 6, 5);
+    dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_no_duplicate_trees_across_splits) {
+    OptValues v = opts(800, 100, 100, 3, 12); /* short trees: duplicates would be common */
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 2, "t.yaml", &err), 0);
+    const Split *sp[3] = {&d.train, &d.val, &d.test};
+    int total = 0;
+    for (int k = 0; k < 3; k++) total += sp[k]->n;
+    char **txt = calloc((size_t)total, sizeof *txt);
+    int m = 0;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < sp[k]->n; i++) {
+            const int n = (int)(sp[k]->offsets[i + 1] - sp[k]->offsets[i]);
+            txt[m] = calloc((size_t)n + 1, 1);
+            for (int j = 0; j < n; j++) txt[m][j] = (char)('A' + sp[k]->tokens[sp[k]->offsets[i] + j]);
+            m++;
+        }
+    for (int a = 0; a < m; a++)
+        for (int b = a + 1; b < m; b++) ck_assert_str_ne(txt[a], txt[b]);
+    for (int a = 0; a < m; a++) free(txt[a]);
+    free(txt);
+    dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_every_operator_and_label_occurs) {
+    OptValues v = opts(1600, 200, 200, 10, 200);
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 3, "t.yaml", &err), 0);
+    int ops[4] = {0}, labels[10] = {0};
+    for (int64_t t = 0; t < d.train.offsets[d.train.n]; t++)
+        if (d.train.tokens[t] >= LISTOPS_MIN && d.train.tokens[t] <= LISTOPS_SM)
+            ops[d.train.tokens[t] - LISTOPS_MIN]++;
+    for (int i = 0; i < d.train.n; i++) labels[d.train.labels[i]]++;
+    for (int k = 0; k < 4; k++) ck_assert_int_gt(ops[k], 0);
+    for (int k = 0; k < 10; k++) ck_assert_int_gt(labels[k], 0);
+    ck_assert_double_lt(dataset_majority(&d.train, 10), 0.5);
+    dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_parens_option_adds_balanced_parens_with_same_trees) {
+    OptValues v = opts(200, 20, 20, 5, 50);
+    Dataset a, b;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&a, &v, 4, "t.yaml", &err), 0);
+    set_opt(&v, "parens", 1);
+    ck_assert_int_eq(spec()->load(&b, &v, 4, "t.yaml", &err), 0);
+    for (int i = 0; i < a.train.n; i++) {
+        ck_assert_int_eq(a.train.labels[i], b.train.labels[i]);
+        ck_assert_int_eq(plain_length(&a.train, i), plain_length(&b.train, i));
+        int open = 0;
+        for (int64_t t = b.train.offsets[i]; t < b.train.offsets[i + 1]; t++) {
+            open += b.train.tokens[t] == LISTOPS_LPAREN;
+            open -= b.train.tokens[t] == LISTOPS_RPAREN;
+            ck_assert_int_ge(open, 0);
+        }
+        ck_assert_int_eq(open, 0);
+    }
+    ck_assert_str_ne(a.checksum, b.checksum);
+    dataset_free(&a), dataset_free(&b);
+}
+END_TEST
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+START_TEST(test_lra_fixture_loads_and_writes_back_byte_for_byte) {
+    OptValues v = opts(1, 1, 1, 0, 10);
+    set_opt(&v, "source", 1);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s",
+             XB_FIXTURES "/listops/good");
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), 0);
+    ck_assert_int_eq(d.train.n, 3);
+    ck_assert_int_eq(d.val.n, 1);
+    ck_assert_int_eq(d.test.n, 1);
+    const int32_t first[] = {LISTOPS_MAX, LISTOPS_DIGIT0 + 2, LISTOPS_DIGIT0 + 9, LISTOPS_END};
+    ck_assert_int_eq(d.train.offsets[1], 4);
+    ck_assert_mem_eq(d.train.tokens, first, sizeof first);
+    const int want[3] = {9, 5, 4};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(d.train.labels[i], want[i]);
+        ck_assert_int_eq(listops_eval_tokens(d.train.tokens + d.train.offsets[i],
+                                             (int)(d.train.offsets[i + 1] - d.train.offsets[i])),
+                         want[i]);
+    }
+    ck_assert_ptr_nonnull(strstr(d.identity, "\"source\":\"files\""));
+    char path[] = "/tmp/xb-listops-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(listops_write_tsv(path, &d.train, &err), 0);
+    char expect[1 << 16];
+    snprintf(expect, sizeof expect, "%s", read_all(XB_FIXTURES "/listops/good/basic_train.tsv"));
+    ck_assert_str_eq(read_all(path), expect);
+    unlink(path);
+    dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_generated_split_round_trips_through_tsv) {
+    OptValues v = opts(50, 5, 5, 10, 80);
+    Dataset g, f;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&g, &v, 9, "t.yaml", &err), 0);
+    char dir[] = "/tmp/xb-listops-dir-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *names[3] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
+    const Split *sp[3] = {&g.train, &g.val, &g.test};
+    char path[3][512];
+    for (int k = 0; k < 3; k++) {
+        snprintf(path[k], sizeof path[k], "%s/%s", dir, names[k]);
+        ck_assert_int_eq(listops_write_tsv(path[k], sp[k], &err), 0);
+    }
+    set_opt(&v, "source", 1);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s", dir);
+    ck_assert_int_eq(spec()->load(&f, &v, 123, "t.yaml", &err), 0);
+    ck_assert_int_eq(f.train.n, 50);
+    ck_assert_mem_eq(f.train.tokens, g.train.tokens, (size_t)g.train.offsets[50] * sizeof(int32_t));
+    ck_assert_mem_eq(f.train.labels, g.train.labels, 50 * sizeof(int32_t));
+    ck_assert_str_eq(f.checksum, g.checksum); /* the same examples, read back */
+    for (int k = 0; k < 3; k++) unlink(path[k]);
+    rmdir(dir);
+    dataset_free(&g), dataset_free(&f);
+}
+END_TEST
+
+static void expect_file_error(const char *sub, const char *file, const char *msg) {
+    OptValues v = opts(1, 1, 1, 0, 10);
+    set_opt(&v, "source", 1);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/listops/%s", XB_FIXTURES, sub);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s", dir);
+    Dataset d;
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), -1);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/%s%s", dir, file, msg);
+    ck_assert_str_eq(err_str(&err), want);
+}
+
+START_TEST(test_bad_files_report_file_line_and_column) {
+    expect_file_error("bad_token", "basic_train.tsv",
+                      ":3:16: unknown token \"x9\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))");
+    expect_file_error("bad_header", "basic_train.tsv", ":1:1: expected the header \"Source<TAB>Target\"");
+    expect_file_error("bad_target", "basic_train.tsv", ":2:24: target must be an integer in [0, 9], got \"10\"");
+    expect_file_error("no_tab", "basic_train.tsv", ":2:1: expected two tab-separated columns");
+    expect_file_error("missing", "basic_train.tsv", ": task.data_dir: cannot read: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_option_errors_name_the_key) {
+    Dataset d;
+    XbError err;
+    OptValues v = opts(10, 1, 1, 50, 40);
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), -1);
+    ck_assert_str_eq(err_str(&err), "t.yaml: task.max_length: must be greater than task.min_length "
+                                    "+ 1 (got min_length 50, max_length 40)");
+    v = opts(10, 1, 1, 5, 40);
+    set_opt(&v, "source", 1);
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), -1);
+    ck_assert_str_eq(err_str(&err), "t.yaml: task.data_dir: is required when task.source is files");
+    v = opts(10, 1, 1, 5, 40);
+    set_opt(&v, "max_depth", 1); /* only single digits: never longer than 5 */
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), -1);
+    ck_assert_str_eq(err_str(&err), "t.yaml: task: could not generate 12 distinct trees with 5 < "
+                                    "length < 40 in 10012000 attempts (raise max_depth or "
+                                    "max_args, or widen the lengths)");
+}
+END_TEST
+
+START_TEST(test_eval_tokens_follows_lra_semantics) {
+    const int32_t D = LISTOPS_DIGIT0;
+    const int32_t med_even[] = {LISTOPS_MED, D + 1, D + 2, D + 7, D + 8, LISTOPS_END}; /* (2+7)/2 */
+    const int32_t sm[] = {LISTOPS_SM, D + 9, D + 8, D + 7, LISTOPS_END};
+    const int32_t bad[] = {LISTOPS_MIN, D + 1, D + 2};
+    const int32_t extra[] = {D + 1, D + 2};
+    ck_assert_int_eq(listops_eval_tokens(med_even, 6), 4);
+    ck_assert_int_eq(listops_eval_tokens(sm, 5), 4);
+    ck_assert_int_eq(listops_eval_tokens(bad, 3), -1);
+    ck_assert_int_eq(listops_eval_tokens(extra, 2), -1);
+}
+END_TEST
+
+START_TEST(test_batch_adds_cls_truncates_pads_and_masks) {
+    int32_t tok[] = {5, 6, 7, 8, 9, 3, 4};
+    int64_t off[] = {0, 5, 7};
+    int32_t lab[] = {1, 2};
+    Split s = {.n = 2, .tokens = tok, .offsets = off, .labels = lab};
+    int idx[2] = {1, 0};
+    int32_t out[8], labels[2];
+    unsigned char mask[8];
+    dataset_batch(&s, idx, 2, 4, 19, out, mask, labels);
+    const int32_t want[8] = {19, 3, 4, 0, 19, 5, 6, 7};
+    const unsigned char wmask[8] = {1, 1, 1, 0, 1, 1, 1, 1};
+    ck_assert_mem_eq(out, want, sizeof want);
+    ck_assert_mem_eq(mask, wmask, sizeof wmask);
+    ck_assert_int_eq(labels[0], 2);
+    ck_assert_int_eq(labels[1], 1);
+    dataset_batch(&s, idx, 2, 4, -1, out, mask, labels);
+    const int32_t want2[8] = {3, 4, 0, 0, 5, 6, 7, 8};
+    ck_assert_mem_eq(out, want2, sizeof want2);
+    ck_assert_double_eq(dataset_majority(&s, 3), 0.5);
+}
+END_TEST
+
+static Suite *listops_suite(void) {
+    Suite *s = suite_create("listops");
+    TCase *tc = tcase_create("all");
+    tcase_add_test(tc, test_same_seed_same_dataset_and_other_seed_differs);
+    tcase_add_test(tc, test_trees_respect_lengths_depth_arity_and_labels_are_values);
+    tcase_add_test(tc, test_no_duplicate_trees_across_splits);
+    tcase_add_test(tc, test_every_operator_and_label_occurs);
+    tcase_add_test(tc, test_parens_option_adds_balanced_parens_with_same_trees);
+    tcase_add_test(tc, test_lra_fixture_loads_and_writes_back_byte_for_byte);
+    tcase_add_test(tc, test_generated_split_round_trips_through_tsv);
+    tcase_add_test(tc, test_bad_files_report_file_line_and_column);
+    tcase_add_test(tc, test_option_errors_name_the_key);
+    tcase_add_test(tc, test_eval_tokens_follows_lra_semantics);
+    tcase_add_test(tc, test_batch_adds_cls_truncates_pads_and_masks);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(listops_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
