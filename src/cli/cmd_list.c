@@ -1,1 +1,89 @@
-/* placeholder: being written */
+/* xformer-bench list: the registry tables, as text or Markdown. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "mixers/mixer.h"
+#include "tasks/task.h"
+
+static const char *const USAGE =
+    "usage: xformer-bench list [mechanisms|tasks] [--markdown]\n\n"
+    "Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
+    "it honours the key-padding mask, options with defaults and ranges) and every task.\n";
+
+static void print_opts(const OptSpec *o, int n, int md) {
+    for (int i = 0; i < n; i++) {
+        char def[128], valid[512];
+        opt_format_default(&o[i], def, sizeof def);
+        opt_describe_valid(&o[i], valid, sizeof valid);
+        if (md)
+            printf("| `%s` | %s | `%s` | %s | %s |\n", o[i].name, opt_type_name(o[i].type), def,
+                   valid, o[i].help ? o[i].help : "");
+        else
+            printf("    %-16s %-6s default %-10s %s; %s\n", o[i].name, opt_type_name(o[i].type), def,
+                   valid, o[i].help ? o[i].help : "");
+    }
+}
+
+static void list_mixers(int md) {
+    if (md) printf("## Mechanisms\n\n");
+    for (int i = 0; i < mixer_count(); i++) {
+        const MixerSpec *m = mixer_get(i);
+        if (md) {
+            printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.\n\n", m->name, m->classes,
+                   m->arxiv, m->title, m->honours_mask ? "honoured" : "not honoured");
+            if (m->n_opts) printf("| option | type | default | valid | meaning |\n|---|---|---|---|---|\n");
+            print_opts(m->opts, m->n_opts, 1);
+            printf("\n");
+        } else {
+            printf("%-20s class %-10s arXiv %-10s mask %-3s %s\n", m->name, m->classes, m->arxiv,
+                   m->honours_mask ? "yes" : "no", m->title);
+            print_opts(m->opts, m->n_opts, 0);
+        }
+    }
+}
+
+static void list_tasks(int md) {
+    if (md) printf("## Tasks\n\n");
+    for (int i = 0; i < task_count(); i++) {
+        const TaskSpec *t = task_get(i);
+        if (md) {
+            printf("### `%s`\n\n%s\n\n| option | type | default | valid | meaning |\n|---|---|---|---|---|\n",
+                   t->name, t->description);
+            print_opts(t->opts, t->n_opts, 1);
+            printf("\n");
+        } else {
+            printf("%-20s %s\n", t->name, t->description);
+            print_opts(t->opts, t->n_opts, 0);
+        }
+    }
+}
+
+int cmd_list(int argc, char **argv) {
+    int md = 0, what = 3; /* 1 mechanisms, 2 tasks */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return XB_EXIT_OK;
+        } else if (!strcmp(argv[i], "--markdown"))
+            md = 1;
+        else if (!strcmp(argv[i], "mechanisms") || !strcmp(argv[i], "mixers"))
+            what = 1;
+        else if (!strcmp(argv[i], "tasks"))
+            what = 2;
+        else
+            return cli_usage_error("list", "unexpected argument '%s' (valid: mechanisms, tasks, "
+                                           "--markdown, --help)", argv[i]);
+    }
+    if (what & 1) {
+        if (!md) printf("Mechanisms (%d):\n", mixer_count());
+        list_mixers(md);
+    }
+    if (what & 2) {
+        if (!md) printf("%sTasks (%d):\n", what & 1 ? "\n" : "", task_count());
+        list_tasks(md);
+    }
+    return XB_EXIT_OK;
+}

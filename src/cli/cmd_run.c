@@ -1,1 +1,249 @@
-/* placeholder: being written */
+/* xformer-bench run: config → dataset → training → report, for each run of a (swept) config. */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "mixers/mixer.h"
+#include "report/report.h"
+#include "tasks/task.h"
+#include "train/trainer.h"
+
+static const char *const USAGE =
+    "usage: xformer-bench run CONFIG [--set KEY=VALUE]... [-o DIR] [--threads N] [--seed N]\n"
+    "                        [--quiet]\n\n"
+    "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
+    "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
+    "validation checkpoint, DIR/RUN_ID.safetensors.\n\n"
+    "  --set KEY=VALUE  override a config value, e.g. --set model.layers=4 (repeatable)\n"
+    "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
+    "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads)\n"
+    "  --seed N         experiment seed (experiment.seed)\n"
+    "  --quiet          no progress output\n\n"
+    "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
+    "failed or was interrupted (its report says so).\n";
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct ProgressCtx {
+    const char *run_id;
+    int tty, quiet;
+} ProgressCtx;
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *ctx, const TrainProgress *p) {
+    const ProgressCtx *c = ctx;
+    if (c->quiet) return;
+    char eta[32], val[32];
+    fmt_eta(eta, sizeof eta, p->eta_s);
+    if (isnan(p->val_acc))
+        snprintf(val, sizeof val, "val   -  ");
+    else
+        snprintf(val, sizeof val, "val %5.1f%%", 100.0 * p->val_acc);
+    if (c->tty)
+        fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.4f  %s  %.2f steps/s  ETA %s%s",
+                c->run_id, (long long)p->step, (long long)p->steps, p->loss, val, p->steps_per_s,
+                eta, p->step == p->steps ? "\n" : "");
+    else
+        fprintf(stderr, "[%s] step %lld/%lld loss %.4f lr %.3g %s %.2f steps/s ETA %s%s\n",
+                c->run_id, (long long)p->step, (long long)p->steps, p->loss, p->lr, val,
+                p->steps_per_s, eta, p->is_eval ? " (eval)" : "");
+}
+
+static int mkdir_p(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+static int print_error(const XbError *e) {
+    char line[2048];
+    xb_error_format(e, line, sizeof line);
+    fprintf(stderr, "xformer-bench: %s\n", line);
+    return e->code ? e->code : XB_EXIT_USAGE;
+}
+
+/* One run: returns an exit code. */
+static int run_one(const ExperimentConfig *cfg, int quiet) {
+    XbError err;
+    xb_error_clear(&err);
+    const int threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+
+    const TaskSpec *task = task_get(cfg->task_index);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    const double t0 = timer_now();
+    if (task->load(&ds, &cfg->task_opts, cfg->seed, cfg->source, &err)) return print_error(&err);
+    if (!quiet)
+        log_info("[%s] %s: %d train / %d validation / %d test examples (%.1f s)", cfg->run_id,
+                 task->name, ds.train.n, ds.val.n, ds.test.n, timer_now() - t0);
+
+    if (mkdir_p(cfg->output_dir)) {
+        xb_error_set(&err, cfg->source, 0, 0, "experiment.output_dir",
+                     "cannot create directory '%s': %s", cfg->output_dir, strerror(errno));
+        dataset_free(&ds);
+        return print_error(&err);
+    }
+    char report_path[1400], ckpt_path[1400];
+    snprintf(report_path, sizeof report_path, "%s/%s.json", cfg->output_dir, cfg->run_id);
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/%s.safetensors", cfg->output_dir, cfg->run_id);
+
+    ProgressCtx pc = {.run_id = cfg->run_id, .tty = isatty(2), .quiet = quiet};
+    TrainHooks hooks = {.progress = on_progress, .ctx = &pc, .stop = &g_stop};
+    TrainResult tr;
+    const double t_run = timer_now();
+    if (train_run(cfg, &ds, ckpt_path, &hooks, &tr, &err)) {
+        dataset_free(&ds);
+        return print_error(&err);
+    }
+    const double wall = timer_now() - t_run;
+
+    const MixerSpec *mx = mixer_get(cfg->mixer_index);
+    cJSON *cj = cfg_to_json(cfg);
+    RunReport rr;
+    memset(&rr, 0, sizeof rr);
+    rr.config = cj;
+    snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
+    snprintf(rr.run_id, sizeof rr.run_id, "%s", cfg->run_id);
+    rr.status = tr.status;
+    snprintf(rr.status_message, sizeof rr.status_message, "%s", tr.status_message);
+    rr.threads = threads;
+    rr.dataset_identity = ds.identity;
+    rr.dataset_checksum = ds.checksum;
+    rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;
+    rr.vocab_size = ds.vocab_size, rr.n_classes = ds.n_classes;
+    rr.mixer = mx->name, rr.mixer_classes = mx->classes;
+    rr.n_params = tr.n_params;
+    rr.evals = tr.evals, rr.n_evals = tr.n_evals;
+    rr.steps_done = tr.steps_done, rr.best_step = tr.best_step, rr.best_val_acc = tr.best_val_acc;
+    rr.test_acc = tr.test_acc, rr.test_loss = tr.test_loss;
+    rr.majority_baseline = dataset_majority(&ds.test, ds.n_classes);
+    rr.flops_fwd_analytic = tr.flops_fwd, rr.flops_bwd_analytic = tr.flops_bwd;
+    rr.flops_step_counted = tr.flops_step_counted, rr.flops_total_counted = tr.flops_total;
+    rr.mem = tr.mem;
+    rr.mem.peak_rss = report_peak_rss();
+    rr.wall_s = wall, rr.train_s = tr.train_s, rr.eval_s = tr.eval_s;
+    rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
+    cJSON *doc = report_build(&rr);
+    int rc = report_write(report_path, doc, &err);
+    cJSON_Delete(doc);
+    cJSON_Delete(cj);
+    const int ok = strcmp(tr.status, "ok") == 0;
+    if (rc) {
+        print_error(&err);
+    } else {
+        printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
+               "%.0f MiB -> %s\n",
+               cfg->run_id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline,
+               tr.steps_per_s, (double)rr.mem.peak_rss / 1048576.0, report_path);
+        fflush(stdout);
+    }
+    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", cfg->run_id, tr.status_message);
+    train_result_free(&tr);
+    dataset_free(&ds);
+    return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *config = NULL, *outdir = NULL;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, quiet = 0;
+    long long threads = -1, seed = -1;
+    int rc = XB_EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(USAGE, stdout);
+            free(sets);
+            return XB_EXIT_OK;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--set") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
+                   !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
+            if (!val) {
+                free(sets);
+                return cli_usage_error("run", "%s needs a value (see --help)", a);
+            }
+            i++;
+            if (!strcmp(a, "--set"))
+                sets[n_sets++] = val;
+            else if (a[1] == 'o' || !strcmp(a, "--output"))
+                outdir = val;
+            else if (!strcmp(a, "--threads") && cli_parse_int(val, 0, 1024, &threads)) {
+                free(sets);
+                return cli_usage_error("run", "--threads: expected an integer in [0, 1024], got '%s'", val);
+            } else if (!strcmp(a, "--seed") && cli_parse_int(val, 0, 9007199254740991LL, &seed)) {
+                free(sets);
+                return cli_usage_error("run", "--seed: expected an integer in [0, 2^53-1], got '%s'", val);
+            }
+        } else if (a[0] == '-' && a[1]) {
+            free(sets);
+            return cli_usage_error("run", "unknown option '%s' (see --help)", a);
+        } else if (!config) {
+            config = a;
+        } else {
+            free(sets);
+            return cli_usage_error("run", "more than one config file ('%s' and '%s')", config, a);
+        }
+    }
+    if (!config) {
+        free(sets);
+        fputs(USAGE, stderr);
+        return XB_EXIT_USAGE;
+    }
+    ConfigSet cs;
+    XbError err;
+    xb_error_clear(&err);
+    if (cfg_load(config, sets, n_sets, &cs, &err)) {
+        free(sets);
+        return print_error(&err);
+    }
+    free(sets);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (int r = 0; r < cs.n && !g_stop; r++) {
+        ExperimentConfig *c = &cs.runs[r];
+        if (threads >= 0) c->threads = (int)threads;
+        if (seed >= 0) c->seed = (uint64_t)seed;
+        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
+        if (cs.n > 1 && !quiet) log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
+        int one = run_one(c, quiet);
+        if (one > rc) rc = one;
+        if (one == XB_EXIT_USAGE) break;
+    }
+    cfg_set_free(&cs);
+    return rc;
+}
