@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what xformer-bench needs from Debian (idempotent) and builds it in ./build.
+#   scripts/setup.sh            install + release build
+#   scripts/setup.sh --werror   the same with warnings as errors (CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev check
+          python3 python3-jsonschema git)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+werror=false
+[ "${1:-}" = "--werror" ] && werror=true
+if [ -d build ]; then
+    meson configure build -Dwerror="$werror" >/dev/null
+else
+    meson setup build -Dwerror="$werror" >/dev/null
+fi
+ninja -C build
