@@ -296,13 +296,24 @@ START_TEST(test_checkpoint_save_is_atomic_and_leaves_no_tmp) {
     ck_assert_int_eq(dir_entries(g_dir), 2);
     rmdir(sub);
 
-    /* A directory that does not exist: an error, no file. */
-    const char *bad = tmp_path("missing/m.safetensors");
+    /* A directory that does not exist is created, as for reports. */
+    const char *nested = tmp_path("new/m.safetensors");
+    ck_assert_int_eq(checkpoint_save(nested, &t, a, META, 3, &err), 0);
+    ck_assert_int_eq(access(nested, F_OK), 0);
+    unlink(nested);
+    rmdir(tmp_path("new"));
+
+    /* A directory that cannot be made (a file is in the way): an error, no file. */
+    const char *file = tmp_path("afile");
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    const char *bad = tmp_path("afile/m.safetensors");
     ck_assert_int_eq(checkpoint_save(bad, &t, a, META, 3, &err), -1);
-    snprintf(msg, sizeof msg, "cannot write the checkpoint (%s.tmp): No such file or directory",
-             bad);
+    snprintf(msg, sizeof msg, "cannot write the checkpoint (%s.tmp): Not a directory", bad);
     ck_assert_error(&err, bad, msg);
-    ck_assert_int_eq(dir_entries(g_dir), 1);
+    ck_assert_int_eq(dir_entries(g_dir), 2);
+    unlink(file);
     free(a);
     params_free(&t);
 }

@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "mixers/mixer.h"
@@ -74,18 +75,6 @@ static void on_progress(void *ctx, const TrainProgress *p) {
                 p->steps_per_s, eta, p->is_eval ? " (eval)" : "");
 }
 
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
-
 static int print_error(const XbError *e) {
     char line[2048];
     xb_error_format(e, line, sizeof line);
@@ -110,9 +99,9 @@ static int run_one(const ExperimentConfig *cfg, int quiet) {
         log_info("[%s] %s: %d train / %d validation / %d test examples (%.1f s)", cfg->run_id,
                  task->name, ds.train.n, ds.val.n, ds.test.n, timer_now() - t0);
 
-    if (mkdir_p(cfg->output_dir)) {
-        xb_error_set(&err, cfg->source, 0, 0, "experiment.output_dir",
-                     "cannot create directory '%s': %s", cfg->output_dir, strerror(errno));
+    if (fileio_mkdirs(cfg->output_dir, cfg->source, &err)) {
+        snprintf(err.key, sizeof err.key, "experiment.output_dir");
+        err.code = XB_EXIT_USAGE;
         dataset_free(&ds);
         return print_error(&err);
     }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/xassert.h"
 #include "version.h"
 
@@ -174,93 +175,13 @@ cJSON *report_build(const RunReport *r) {
 
 /* ---- writing ---- */
 
-/* mkdir -p of the directory part of path. */
-static int make_parent_dirs(const char *path, XbError *err) {
-    char dir[4096];
-    if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir)
-        return xb_error_set(err, path, 0, 0, NULL, "path is too long");
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; ; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        const char c = *p;
-        *p = '\0';
-        struct stat st;
-        if (mkdir(dir, 0777) != 0) {
-            const int e = errno; /* EACCES on a directory that exists is fine too */
-            if (e != EEXIST && !(stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
-                xb_error_set(err, path, 0, 0, NULL, "cannot create directory '%s': %s", dir,
-                             strerror(e));
-                return -1;
-            }
-        }
-        *p = c;
-        if (c == '\0') break;
-    }
-    return 0;
-}
-
-static void fsync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd); /* the rename is done; a failure here cannot be undone */
-        close(fd);
-    }
-}
-
-static int write_error(XbError *err, const char *path, const char *what, int e) {
-    xb_error_set(err, path, 0, 0, NULL, "cannot write the report (%s): %s", what, strerror(e));
-    err->code = XB_EXIT_RUNFAIL;
-    return -1;
-}
-
 int report_write(const char *path, const cJSON *doc, XbError *err) {
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return xb_error_set(err, path, 0, 0, NULL, "path is too long");
-    if (make_parent_dirs(path, err)) {
-        err->code = XB_EXIT_RUNFAIL;
-        return -1;
-    }
+    AtomicFile af;
+    if (fileio_open(&af, path, "report", err)) return -1;
     char *text = report_json_print(doc);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        const int e = errno;
-        free(text);
-        return write_error(err, path, tmp, e);
-    }
-    const size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int e = errno;
+    fputs(text, af.f);
     free(text);
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    if (bad) {
-        remove(tmp);
-        return write_error(err, path, tmp, e);
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        remove(tmp);
-        xb_error_set(err, path, 0, 0, NULL, "cannot rename '%s' to '%s': %s", tmp, path,
-                     strerror(e));
-        err->code = XB_EXIT_RUNFAIL;
-        return -1;
-    }
-    fsync_dir_of(path);
-    return 0;
+    return fileio_commit(&af, err);
 }
 
 /* ---- reading ---- */

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/xassert.h"
 
 #define CKPT_CHUNK 4096          /* floats converted per write / read */
@@ -106,45 +107,18 @@ static char *header_build(const ParamTable *t, const char *const *meta_kv, int n
 
 static int write_all(FILE *f, const void *buf, size_t n) { return fwrite(buf, 1, n, f) == n ? 0 : -1; }
 
-/* Makes a completed rename durable; failures here do not undo the write, so they are ignored. */
-static void fsync_parent_dir(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 int checkpoint_save(const char *path, const ParamTable *t, const float *params,
                     const char *const *meta_kv, int n_meta, XbError *err) {
     size_t hlen;
     char *header = header_build(t, meta_kv, n_meta, &hlen);
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+    AtomicFile af;
+    if (fileio_open(&af, path, "checkpoint", err)) {
         free(header);
-        return xb_error_set(err, path, 0, 0, NULL, "path is too long");
-    }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        const int e = errno;
-        free(header);
-        xb_error_set(err, path, 0, 0, NULL, "cannot write the checkpoint (%s): %s", tmp,
-                     strerror(e));
-        err->code = XB_EXIT_RUNFAIL;
         return -1;
     }
     unsigned char len8[8];
     put_u64le(len8, (uint64_t)hlen);
-    int bad = write_all(f, len8, 8) || write_all(f, header, hlen);
+    int bad = write_all(af.f, len8, 8) || write_all(af.f, header, hlen);
     free(header);
     unsigned char buf[4 * CKPT_CHUNK];
     for (int i = 0; i < t->n && !bad; i++) {
@@ -153,32 +127,10 @@ int checkpoint_save(const char *path, const ParamTable *t, const float *params,
         for (size_t k = 0; k < p->size && !bad; k += CKPT_CHUNK) {
             const size_t m = XB_MIN((size_t)CKPT_CHUNK, p->size - k);
             f32_to_le(buf, src + k, m);
-            bad = write_all(f, buf, 4 * m);
+            bad = write_all(af.f, buf, 4 * m);
         }
     }
-    if (!bad) bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int e = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    if (!bad && rename(tmp, path) != 0) {
-        e = errno;
-        remove(tmp);
-        xb_error_set(err, path, 0, 0, NULL, "cannot rename '%s' to '%s': %s", tmp, path,
-                     strerror(e));
-        err->code = XB_EXIT_RUNFAIL;
-        return -1;
-    }
-    if (bad) {
-        remove(tmp);
-        xb_error_set(err, path, 0, 0, NULL, "cannot write the checkpoint (%s): %s", tmp,
-                     strerror(e));
-        err->code = XB_EXIT_RUNFAIL;
-        return -1;
-    }
-    fsync_parent_dir(path);
-    return 0;
+    return fileio_commit(&af, err); /* a failed write leaves the stream's error flag set */
 }
 
 /* ---- load ---- */
