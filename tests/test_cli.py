@@ -220,6 +220,24 @@ class Outputs(unittest.TestCase):
             self.assertEqual(total, 4 * doc["model"]["parameters"])
             self.assertFalse([f for f in os.listdir(d) if f.endswith(".tmp")])
 
+    def test_nan_stops_the_run_with_a_message_and_a_report_that_says_so(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            # weight decay of lr * wd = 100 multiplies the weights by -99 each step: overflow
+            p = run(["run", cfg, "-o", d, "--quiet", "--set", "train.lr=10", "--set",
+                     "train.weight_decay=10", "--set", "train.clip_norm=0"])
+            self.assertEqual(p.returncode, 3, p.stderr)
+            self.assertRegex(p.stderr, r"xformer-bench: tiny: training diverged at step \d+: the "
+                             r"(loss|gradient norm) is (NaN|infinite) \(try a lower train.lr or "
+                             r"train.clip_norm\)\n$")
+            with open(os.path.join(d, "tiny.json")) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["status"], "diverged")
+            self.assertIn("training diverged", doc["status_message"])
+            self.assertLess(doc["training"]["steps"], 12)
+
     def test_help_version_and_list(self):
         p = run(["--version"])
         self.assertEqual(p.returncode, 0)
