@@ -7,6 +7,7 @@
 
 #include "core/flops.h"
 #include "core/rng.h"
+#include "core/xassert.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
 
@@ -194,6 +195,68 @@ START_TEST(test_backward_matches_finite_differences_across_tiles) {
 }
 END_TEST
 
+/* A pattern with everything a mechanism may use: 16-row query tiles, two key ranges per tile
+ * (a window around the tile and the last 10 keys), and an element mask inside them. */
+static int test_ranges(const AttnPattern *p, int b, int h, int i0, int bq, int *lo, int *hi) {
+    const int Lk = *(const int *)p->ctx;
+    (void)b;
+    int n = 0;
+    lo[n] = XB_MAX(0, i0 - 20 - 3 * h), hi[n] = XB_MIN(Lk, i0 + bq + 5);
+    if (lo[n] < hi[n]) n++;
+    const int tail = Lk - 10;
+    if (n && hi[n - 1] >= tail) {
+        hi[n - 1] = Lk;
+    } else {
+        lo[n] = tail, hi[n] = Lk;
+        n++;
+    }
+    return n;
+}
+static void test_mask(const AttnPattern *p, int b, int h, int i0, int bq, int j0, int bk,
+                      float *bias, int ld) {
+    (void)p;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++)
+            bias[(size_t)r * ld + c] = ((i0 + r) * 7 + (j0 + c) + b + h) % 5 == 0 ? -INFINITY : 0.0f;
+}
+
+static void with_pattern(Case *c, const AttnPattern *p) {
+    c->s.pattern = p;
+    arena_destroy(&c->arena);
+    ck_assert_int_eq(arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
+}
+
+START_TEST(test_block_sparse_pattern_equals_reference_gradients_and_flops) {
+    int Lk = 90;
+    const AttnPattern pat = {.bq = 16, .max_ranges = 2, .ranges = test_ranges, .mask = test_mask, .ctx = &Lk};
+    const int pad[2] = {0, 7};
+    Case c;
+    case_init(&c, 2, 2, 70, 90, 4, 0, pad, 13);
+    with_pattern(&c, &pat);
+    flops_reset();
+    case_forward(&c);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 0));
+    ck_assert_uint_lt(flops_counted(), 4ull * 2 * 2 * 70 * 90 * 4); /* sparser than dense */
+    float *o2 = calloc(c.no, sizeof(float)), *l2 = calloc(2 * 2 * 70, sizeof(float));
+    attn_forward_naive(o2, l2, c.q, c.k, c.v, c.mask, &c.s);
+    ck_assert_double_le(max_rel(c.o, o2, c.no), 2e-5);
+    ck_assert_double_le(max_rel(c.lse, l2, 2 * 2 * 70), 2e-5);
+    free(o2), free(l2);
+    flops_reset();
+    case_backward(&c);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 1));
+    GcResult r;
+    struct { float *x, *g; size_t n; const char *name; } t[3] = {
+        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    for (int i = 0; i < 3; i++) {
+        int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
+                           2e-2, 300, &r);
+        GC_ASSERT(ok, t[i].name, &r);
+    }
+    case_free(&c);
+}
+END_TEST
+
 START_TEST(test_counted_flops_equal_analytic) {
     Case c;
     case_init(&c, 2, 3, 130, 300, 8, 0, NULL, 1);
@@ -254,6 +317,7 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_backward_matches_finite_differences_causal_rectangular);
     tcase_add_test(tc, test_backward_matches_finite_differences_across_tiles);
     tcase_add_test(tc, test_counted_flops_equal_analytic);
+    tcase_add_test(tc, test_block_sparse_pattern_equals_reference_gradients_and_flops);
     tcase_add_test(tc, test_same_bits_for_one_and_two_threads);
     suite_add_tcase(s, tc);
     return s;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/flops.h"
@@ -39,17 +40,34 @@ static inline int key_limit(const AttnShape *s, int i) {
     return lim < 0 ? 0 : (lim > s->Lk ? s->Lk : lim);
 }
 
-/* Per-thread scratch, in floats. */
-static size_t fwd_thread_floats(const AttnShape *s) {
-    return (size_t)BQ * BK + (size_t)BQ * (size_t)s->Dh + 3 * (size_t)BQ + BK + 64;
+/* Query rows per tile. */
+static int tile_rows(const AttnShape *s) {
+    return s->pattern && s->pattern->bq > 0 ? s->pattern->bq : BQ;
 }
-static size_t bwd_thread_floats(const AttnShape *s) {
-    return 2 * (size_t)BQ * BK + 2 * (size_t)BK * (size_t)s->Dh + (size_t)s->Lq + BK + 64;
+
+static int max_ranges(const AttnShape *s) { return s->pattern ? s->pattern->max_ranges : 1; }
+
+/* The key ranges of query rows [i0, i0 + bq) of (b, h): the pattern's, or [0, causal limit). */
+static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    if (s->pattern) {
+        const int n = s->pattern->ranges(s->pattern, b, h, i0, bq, lo, hi);
+        XB_ASSERT(n >= 0 && n <= s->pattern->max_ranges);
+        return n;
+    }
+    lo[0] = 0;
+    hi[0] = key_limit(s, i0 + bq - 1);
+    return hi[0] > 0;
+}
+
+/* Per-thread scratch, in floats: score tile, mask tile, accumulator / gradient tile, row vectors,
+ * key bias, and the range lists (as floats' worth of ints). */
+static size_t thread_floats(const AttnShape *s) {
+    const size_t bq = (size_t)tile_rows(s);
+    return 3 * bq * BK + bq * (size_t)s->Dh + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16;
 }
 
 size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
-    size_t f = fwd_thread_floats(s), b = bwd_thread_floats(s);
-    return (size_t)nthreads * (f > b ? f : b) + 64;
+    return (size_t)nthreads * thread_floats(s) + 64;
 }
 
 /* Additive key bias for keys [j0, j0+bk): 0 visible, -inf padding (the causal limit is applied per
@@ -64,192 +82,217 @@ static inline float *align_floats(float *p) {
     return (float *)u;
 }
 
+/* Thread-local views of the scratch. */
+typedef struct Work {
+    float *S, *M, *T, *acc; /* (bq, BK) scores / probabilities, mask, dP; (bq, Dh) */
+    float *r1, *r2, *r3;    /* (bq) */
+    float *kb;              /* (BK) */
+    int *lo, *hi;           /* (max_ranges) */
+} Work;
+
+static Work carve(float *base, const AttnShape *s) {
+    const size_t bq = (size_t)tile_rows(s);
+    Work w;
+    float *p = align_floats(base);
+    w.S = p, p = align_floats(p + bq * BK);
+    w.M = p, p = align_floats(p + bq * BK);
+    w.T = p, p = align_floats(p + bq * BK);
+    w.acc = p, p = align_floats(p + bq * (size_t)s->Dh);
+    w.r1 = p, w.r2 = p + bq, w.r3 = p + 2 * bq, p = align_floats(p + 3 * bq);
+    w.kb = p, p = p + BK;
+    w.lo = (int *)p, w.hi = w.lo + max_ranges(s);
+    return w;
+}
+
+/* In place over the tile S (bq, bk): S[i][j] ← S[i][j] + kb[j] + M[i][j] for keys the row may see
+ * (causality), −inf otherwise. Returns nothing; M may be NULL. */
+static void bias_tile(const AttnShape *s, float *S, const float *M, const float *kb, int i0, int bq,
+                      int j0, int bk) {
+    for (int i = 0; i < bq; i++) {
+        float *Si = S + (size_t)i * bk;
+        const int lim = key_limit(s, i0 + i) - j0; /* keys >= lim hidden */
+        if (M) {
+            const float *Mi = M + (size_t)i * bk;
+#pragma omp simd
+            for (int j = 0; j < bk; j++) Si[j] = j < lim ? Si[j] + kb[j] + Mi[j] : -INFINITY;
+        } else {
+#pragma omp simd
+            for (int j = 0; j < bk; j++) Si[j] = j < lim ? Si[j] + kb[j] : -INFINITY;
+        }
+    }
+}
+
 void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
-    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh;
-    const int nqt = (Lq + BQ - 1) / BQ;
-    const int nthreads = omp_get_max_threads();
-    const size_t per = fwd_thread_floats(s);
-    size_t mark = arena_mark(scratch);
-    float *work = arena_alloc(scratch, ((size_t)nthreads * per + 64) * sizeof(float));
-    flops_add(attn_flops(s, 0));
+    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, TQ = tile_rows(s);
+    const int nqt = (Lq + TQ - 1) / TQ;
+    const size_t per = thread_floats(s);
+    const size_t mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, ((size_t)omp_get_max_threads() * per + 64) * sizeof(float));
+    const AttnPattern *pat = s->pattern;
+    uint64_t done = 0; /* matrix-product FLOPs actually computed */
 
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) reduction(+ : done)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int qt = 0; qt < nqt; qt++) {
-                float *w = align_floats(work + (size_t)omp_get_thread_num() * per);
-                float *S = w;                              /* (BQ, BK) */
-                float *acc = S + (size_t)BQ * BK;          /* (BQ, Dh) */
-                float *m = acc + (size_t)BQ * Dh;          /* (BQ) running max */
-                float *l = m + BQ;                         /* (BQ) running sum */
-                float *kb = l + BQ;                        /* (BK) key bias */
-                const int i0 = qt * BQ, bq = XB_MIN(BQ, Lq - i0);
+                Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
+                float *m = w.r1, *l = w.r2; /* running max and sum per row */
+                const int i0 = qt * TQ, bq = XB_MIN(TQ, Lq - i0);
                 const float *qb = q + (size_t)b * s->bsq + (size_t)i0 * s->ldq + (size_t)h * Dh;
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
                 const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dh;
                 const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
-                const int jmax = key_limit(s, i0 + bq - 1);
                 for (int i = 0; i < bq; i++) m[i] = -INFINITY, l[i] = 0.0f;
-                memset(acc, 0, (size_t)bq * Dh * sizeof *acc);
-
-                for (int j0 = 0; j0 < jmax; j0 += BK) {
-                    const int bk = XB_MIN(BK, jmax - j0);
-                    key_bias(kb, km, j0, bk);
-                    /* S = scale · Q_tile · K_tileᵀ */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale, qb,
-                                s->ldq, kbase + (size_t)j0 * s->ldk, s->ldk, 0.0f, S, bk);
-                    for (int i = 0; i < bq; i++) {
-                        float *Si = S + (size_t)i * bk;
-                        const int lim = key_limit(s, i0 + i) - j0; /* keys >= lim hidden */
-                        float mx = -INFINITY;
+                memset(w.acc, 0, (size_t)bq * Dh * sizeof *w.acc);
+                const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
+                for (int r = 0; r < nr; r++)
+                    for (int j0 = w.lo[r]; j0 < w.hi[r]; j0 += BK) {
+                        const int bk = XB_MIN(BK, w.hi[r] - j0);
+                        key_bias(w.kb, km, j0, bk);
+                        /* S = scale · Q_tile · K_tileᵀ, then the mask */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
+                                    qb, s->ldq, kbase + (size_t)j0 * s->ldk, s->ldk, 0.0f, w.S, bk);
+                        if (pat && pat->mask) pat->mask(pat, b, h, i0, bq, j0, bk, w.M, bk);
+                        bias_tile(s, w.S, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
+                        for (int i = 0; i < bq; i++) {
+                            float *Si = w.S + (size_t)i * bk;
+                            float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-                        for (int j = 0; j < bk; j++) {
-                            float x = j < lim ? Si[j] + kb[j] : -INFINITY;
-                            Si[j] = x;
-                            mx = x > mx ? x : mx;
-                        }
-                        const float mnew = mx > m[i] ? mx : m[i];
-                        const float mref = mnew == -INFINITY ? 0.0f : mnew;
-                        float sum = 0.0f;
+                            for (int j = 0; j < bk; j++) mx = Si[j] > mx ? Si[j] : mx;
+                            const float mnew = mx > m[i] ? mx : m[i];
+                            const float mref = mnew == -INFINITY ? 0.0f : mnew;
+                            float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-                        for (int j = 0; j < bk; j++) {
-                            float e = xb_expf(Si[j] - mref);
-                            Si[j] = e;
-                            sum += e;
+                            for (int j = 0; j < bk; j++) {
+                                const float e = xb_expf(Si[j] - mref);
+                                Si[j] = e;
+                                sum += e;
+                            }
+                            const float alpha = xb_expf(m[i] - mref);
+                            l[i] = l[i] * alpha + sum;
+                            m[i] = mnew;
+                            float *ai = w.acc + (size_t)i * Dh;
+                            for (int d = 0; d < Dh; d++) ai[d] *= alpha;
                         }
-                        const float alpha = xb_expf(m[i] - mref);
-                        l[i] = l[i] * alpha + sum;
-                        m[i] = mnew;
-                        float *ai = acc + (size_t)i * Dh;
-                        for (int d = 0; d < Dh; d++) ai[d] *= alpha;
+                        /* acc += P · V_tile */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, 1.0f,
+                                    w.S, bk, vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, w.acc, Dh);
+                        done += 4ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)Dh;
                     }
-                    /* acc += P · V_tile */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, 1.0f, S, bk,
-                                vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, acc, Dh);
-                }
                 float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dh;
                 float *lb = lse + ((size_t)b * H + h) * Lq + i0;
                 for (int i = 0; i < bq; i++) {
                     const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
                     float *oi = ob + (size_t)i * s->ldo;
-                    const float *ai = acc + (size_t)i * Dh;
+                    const float *ai = w.acc + (size_t)i * Dh;
                     for (int d = 0; d < Dh; d++) oi[d] = ai[d] * inv;
                     lb[i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
                 }
             }
+    flops_add(done);
     arena_reset_to(scratch, mark);
 }
 
 void attn_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                    const float *k, const float *v, const float *o, const float *lse,
                    const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
-    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh;
-    const int nthreads = omp_get_max_threads();
-    const size_t per = bwd_thread_floats(s);
-    size_t mark = arena_mark(scratch);
-    float *work = arena_alloc(scratch, ((size_t)nthreads * per + 64) * sizeof(float));
-    flops_add(attn_flops(s, 1));
+    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, TQ = tile_rows(s);
+    const size_t per = thread_floats(s);
+    const size_t mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, ((size_t)omp_get_max_threads() * per + 64) * sizeof(float));
+    const AttnPattern *pat = s->pattern;
+    uint64_t done = 0;
 
-    /* One (b, h) per task: dQ of a head accumulates over all key tiles without races, and the
-     * order of every sum is fixed, so the bits do not depend on the thread count. */
-#pragma omp parallel for collapse(2) schedule(static)
+    /* One (b, h) per task, its query tiles in order: dK and dV of a head accumulate without races
+     * and every sum has a fixed order, so the bits do not depend on the thread count. The tiles
+     * are exactly the forward's, recomputed from the saved log-sum-exp. */
+#pragma omp parallel for collapse(2) schedule(static) reduction(+ : done)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            float *w = align_floats(work + (size_t)omp_get_thread_num() * per);
-            float *P = w;                             /* (BQ, BK) */
-            float *dP = P + (size_t)BQ * BK;          /* (BQ, BK) */
-            float *dKt = dP + (size_t)BQ * BK;        /* (BK, Dh) */
-            float *dVt = dKt + (size_t)BK * Dh;       /* (BK, Dh) */
-            float *Drow = dVt + (size_t)BK * Dh;      /* (Lq) rowsum(dO∘O) */
-            float *kb = Drow + Lq;                    /* (BK) */
+            Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
+            float *P = w.S, *dP = w.T, *Drow = w.r1;
             const size_t qoff = (size_t)b * s->bsq + (size_t)h * Dh;
             const size_t ooff = (size_t)b * s->bso + (size_t)h * Dh;
             const size_t koff = (size_t)b * s->bsk + (size_t)h * Dh;
             const size_t voff = (size_t)b * s->bsv + (size_t)h * Dh;
             const float *lb = lse + ((size_t)b * H + h) * Lq;
             const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
-            for (int i = 0; i < Lq; i++) {
-                const float *doi = dout + ooff + (size_t)i * s->ldo;
-                const float *oi = o + ooff + (size_t)i * s->ldo;
-                float acc = 0.0f;
-                for (int d = 0; d < Dh; d++) acc += doi[d] * oi[d];
-                Drow[i] = acc;
-            }
-            for (int j0 = 0; j0 < Lk; j0 += BK) {
-                const int bk = XB_MIN(BK, Lk - j0);
-                key_bias(kb, km, j0, bk);
-                memset(dKt, 0, (size_t)bk * Dh * sizeof *dKt);
-                memset(dVt, 0, (size_t)bk * Dh * sizeof *dVt);
-                const float *kt = k + koff + (size_t)j0 * s->ldk;
-                const float *vt = v + voff + (size_t)j0 * s->ldv;
-                int any = 0;
-                for (int i0 = 0; i0 < Lq; i0 += BQ) {
-                    const int bq = XB_MIN(BQ, Lq - i0);
-                    if (key_limit(s, i0 + bq - 1) <= j0) continue; /* tile entirely hidden */
-                    any = 1;
-                    const float *qt = q + qoff + (size_t)i0 * s->ldq;
-                    const float *dot = dout + ooff + (size_t)i0 * s->ldo;
-                    /* P = exp(scale·Q Kᵀ + bias − lse) */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale, qt,
-                                s->ldq, kt, s->ldk, 0.0f, P, bk);
-                    for (int i = 0; i < bq; i++) {
-                        float *Pi = P + (size_t)i * bk;
-                        const float li = lb[i0 + i];
-                        const int lim = key_limit(s, i0 + i) - j0;
-                        const float ref = li == -INFINITY ? INFINITY : li;
+            for (int i0 = 0; i0 < Lq; i0 += TQ) {
+                const int bq = XB_MIN(TQ, Lq - i0);
+                const float *qt = q + qoff + (size_t)i0 * s->ldq;
+                const float *dot = dout + ooff + (size_t)i0 * s->ldo;
+                for (int i = 0; i < bq; i++) { /* D = rowsum(dO ∘ O) */
+                    const float *doi = dot + (size_t)i * s->ldo;
+                    const float *oi = o + ooff + (size_t)(i0 + i) * s->ldo;
+                    float acc = 0.0f;
+                    for (int d = 0; d < Dh; d++) acc += doi[d] * oi[d];
+                    Drow[i] = acc;
+                }
+                const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
+                for (int r = 0; r < nr; r++)
+                    for (int j0 = w.lo[r]; j0 < w.hi[r]; j0 += BK) {
+                        const int bk = XB_MIN(BK, w.hi[r] - j0);
+                        const float *kt = k + koff + (size_t)j0 * s->ldk;
+                        const float *vt = v + voff + (size_t)j0 * s->ldv;
+                        key_bias(w.kb, km, j0, bk);
+                        /* P = exp(scale·Q Kᵀ + mask − lse) */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
+                                    qt, s->ldq, kt, s->ldk, 0.0f, P, bk);
+                        if (pat && pat->mask) pat->mask(pat, b, h, i0, bq, j0, bk, w.M, bk);
+                        bias_tile(s, P, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
+                        for (int i = 0; i < bq; i++) {
+                            float *Pi = P + (size_t)i * bk;
+                            const float li = lb[i0 + i];
+                            const float ref = li == -INFINITY ? INFINITY : li;
 #pragma omp simd
-                        for (int j = 0; j < bk; j++) {
-                            float x = Pi[j] + kb[j] - ref;
-                            Pi[j] = j < lim ? xb_expf(x) : 0.0f;
+                            for (int j = 0; j < bk; j++) Pi[j] = xb_expf(Pi[j] - ref);
                         }
-                    }
-                    /* dV_tile += Pᵀ dO */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, 1.0f, P, bk,
-                                dot, s->ldo, 1.0f, dVt, Dh);
-                    /* dP = dO V_tileᵀ */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, 1.0f, dot,
-                                s->ldo, vt, s->ldv, 0.0f, dP, bk);
-                    /* dS = P ∘ (dP − D) (stored in dP) */
-                    for (int i = 0; i < bq; i++) {
-                        float *dPi = dP + (size_t)i * bk;
-                        const float *Pi = P + (size_t)i * bk;
-                        const float Di = Drow[i0 + i];
+                        /* dV_tile += Pᵀ dO */
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, 1.0f, P,
+                                    bk, dot, s->ldo, 1.0f, dv + voff + (size_t)j0 * s->ldv, s->ldv);
+                        /* dP = dO V_tileᵀ; dS = P ∘ (dP − D) in place */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, 1.0f, dot,
+                                    s->ldo, vt, s->ldv, 0.0f, dP, bk);
+                        for (int i = 0; i < bq; i++) {
+                            float *dPi = dP + (size_t)i * bk;
+                            const float *Pi = P + (size_t)i * bk;
+                            const float Di = Drow[i];
 #pragma omp simd
-                        for (int j = 0; j < bk; j++) dPi[j] = Pi[j] * (dPi[j] - Di);
+                            for (int j = 0; j < bk; j++) dPi[j] = Pi[j] * (dPi[j] - Di);
+                        }
+                        /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, s->scale,
+                                    dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq, s->ldq);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, s->scale,
+                                    dP, bk, qt, s->ldq, 1.0f, dk + koff + (size_t)j0 * s->ldk, s->ldk);
+                        done += 10ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)Dh;
                     }
-                    /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, s->scale,
-                                dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq, s->ldq);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, s->scale, dP,
-                                bk, qt, s->ldq, 1.0f, dKt, Dh);
-                }
-                if (!any) continue;
-                for (int j = 0; j < bk; j++) {
-                    float *dkj = dk + koff + (size_t)(j0 + j) * s->ldk;
-                    float *dvj = dv + voff + (size_t)(j0 + j) * s->ldv;
-                    const float *a = dKt + (size_t)j * Dh, *c = dVt + (size_t)j * Dh;
-                    for (int d = 0; d < Dh; d++) dkj[d] += a[d], dvj[d] += c[d];
-                }
             }
         }
+    flops_add(done);
     arena_reset_to(scratch, mark);
 }
 
-/* Mirrors the tile loops above: fully hidden causal tiles are skipped in both passes; padding keys
- * are computed (the count does not depend on the data). */
+/* The tiles the kernels visit, counted without running them (padding keys are computed like any
+ * other, so the count does not depend on the data). */
 uint64_t attn_flops(const AttnShape *s, int backward) {
-    uint64_t per_bh = 0;
-    for (int i0 = 0; i0 < s->Lq; i0 += BQ) {
-        const int bq = XB_MIN(BQ, s->Lq - i0);
-        const int jmax = backward ? s->Lk : key_limit(s, i0 + bq - 1);
-        for (int j0 = 0; j0 < jmax; j0 += BK) {
-            const int bk = XB_MIN(BK, jmax - j0);
-            if (backward && key_limit(s, i0 + bq - 1) <= j0) continue;
-            per_bh += (uint64_t)(backward ? 10 : 4) * (uint64_t)bq * (uint64_t)bk * (uint64_t)s->Dh;
-        }
-    }
-    return per_bh * (uint64_t)s->B * (uint64_t)s->H;
+    const int TQ = tile_rows(s), nr_max = max_ranges(s);
+    int *lo = malloc((size_t)nr_max * sizeof *lo), *hi = malloc((size_t)nr_max * sizeof *hi);
+    XB_ASSERT(lo && hi);
+    uint64_t f = 0;
+    for (int b = 0; b < (s->pattern ? s->B : 1); b++)
+        for (int h = 0; h < (s->pattern ? s->H : 1); h++)
+            for (int i0 = 0; i0 < s->Lq; i0 += TQ) {
+                const int bq = XB_MIN(TQ, s->Lq - i0);
+                const int nr = tile_ranges(s, b, h, i0, bq, lo, hi);
+                for (int r = 0; r < nr; r++)
+                    f += (uint64_t)bq * (uint64_t)(hi[r] - lo[r]) * (uint64_t)s->Dh;
+            }
+    free(lo);
+    free(hi);
+    if (!s->pattern) f *= (uint64_t)s->B * (uint64_t)s->H; /* the same for every (b, h) */
+    return f * (backward ? 10u : 4u);
 }
 
 void attn_forward_naive(float *o, float *lse, const float *q, const float *k, const float *v,
@@ -260,11 +303,26 @@ void attn_forward_naive(float *o, float *lse, const float *q, const float *k, co
                 const float *qi = q + (size_t)b * s->bsq + (size_t)i * s->ldq + (size_t)h * s->Dh;
                 double mx = -INFINITY;
                 double sc[s->Lk];
+                float pm[s->Lk]; /* 0 where the pattern allows the pair: inside a range, unmasked */
+                for (int j = 0; j < s->Lk; j++) pm[j] = s->pattern ? -INFINITY : 0.0f;
+                if (s->pattern) {
+                    const int TQ = tile_rows(s), i0 = i / TQ * TQ, bq = XB_MIN(TQ, s->Lq - i0);
+                    int lo[s->pattern->max_ranges + 1], hi[s->pattern->max_ranges + 1];
+                    const int nr = tile_ranges(s, b, h, i0, bq, lo, hi);
+                    for (int r = 0; r < nr; r++)
+                        for (int j = lo[r]; j < hi[r]; j++) pm[j] = 0.0f;
+                    if (s->pattern->mask) {
+                        float row[s->Lk];
+                        s->pattern->mask(s->pattern, b, h, i, 1, 0, s->Lk, row, s->Lk);
+                        for (int j = 0; j < s->Lk; j++) pm[j] += row[j];
+                    }
+                }
                 for (int j = 0; j < s->Lk; j++) {
                     const float *kj = k + (size_t)b * s->bsk + (size_t)j * s->ldk + (size_t)h * s->Dh;
                     double acc = 0.0;
                     for (int d = 0; d < s->Dh; d++) acc += (double)qi[d] * kj[d];
-                    int vis = (!kmask || kmask[(size_t)b * s->Lk + j]) && j < key_limit(s, i);
+                    int vis = (!kmask || kmask[(size_t)b * s->Lk + j]) && j < key_limit(s, i) &&
+                              pm[j] == 0.0f;
                     sc[j] = vis ? acc * s->scale : -INFINITY;
                     if (sc[j] > mx) mx = sc[j];
                 }

@@ -9,6 +9,8 @@
 
 #include "core/arena.h"
 
+typedef struct AttnPattern AttnPattern;
+
 /* Where the heads live. Q row i of batch b, head h starts at q + b·bsq + i·ldq + h·Dh (likewise
  * K, V with bsk/ldk and bsv/ldv over Lk rows, and the output O with bso/ldo over Lq rows), so
  * packed (B, L, 3, H, Dh) projections are used in place. */
@@ -18,7 +20,24 @@ typedef struct AttnShape {
     int ldq, ldk, ldv, ldo;    /* row strides (floats) */
     float scale;               /* usually 1/sqrt(Dh) */
     int causal;                /* 1: query i sees keys j <= i + (Lk - Lq) */
+    const AttnPattern *pattern; /* NULL: dense (every key, subject to mask and causality) */
 } AttnShape;
+
+/* A sparsity pattern (block-sparse attention): which keys each tile of queries visits, and which
+ * pairs inside a visited tile are allowed. Local windows, strided/fixed patterns, global tokens and
+ * random blocks are patterns; learnable patterns become patterns after their tokens are sorted. */
+struct AttnPattern {
+    int bq;         /* query rows per tile (the pattern's block size); 0 = the kernel's default */
+    int max_ranges; /* most key ranges one query tile can have */
+    /* The key ranges [lo[r], hi[r]) that query rows [i0, i0 + bq) of (b, h) visit: ascending,
+     * disjoint, a superset of the allowed keys. Returns their count (<= max_ranges). */
+    int (*ranges)(const AttnPattern *p, int b, int h, int i0, int bq, int *lo, int *hi);
+    /* Additive mask of a visited tile: bias[r·ld + c] = 0 when query i0 + r may see key j0 + c,
+     * −inf otherwise. NULL: every key of the ranges is allowed. */
+    void (*mask)(const AttnPattern *p, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                 int ld);
+    const void *ctx; /* the mechanism's own data */
+};
 
 /* Shape for the common case: Q, K, V and O as (B, L, H·Dh) slices with row stride ld. */
 AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo);
@@ -41,10 +60,13 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
                    const float *k, const float *v, const float *o, const float *lse,
                    const unsigned char *kmask, const AttnShape *s, Arena *scratch);
 
-/* Matrix-product FLOPs that attn_forward (backward = 0) or attn_backward (1) performs. */
+/* Matrix-product FLOPs that attn_forward (backward = 0) or attn_backward (1) performs: 4·bq·bk·Dh
+ * per visited tile forward, 10·bq·bk·Dh backward (the score tile is recomputed). The kernels count
+ * the tiles they actually compute; a test keeps the two equal. */
 uint64_t attn_flops(const AttnShape *s, int backward);
 
-/* Reference: the same attention with the full score matrix materialised (tests only, slow). */
+/* Reference: the same attention with the full score matrix materialised, the pattern applied
+ * through its mask alone (tests only, slow). */
 void attn_forward_naive(float *o, float *lse, const float *q, const float *k, const float *v,
                         const unsigned char *kmask, const AttnShape *s);
 
