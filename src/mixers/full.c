@@ -1,15 +1,10 @@
 /* full: softmax attention (Vaswani et al., arXiv 1706.03762), the reference every efficient
  * mechanism is measured against. Packed QKV projection, fused streaming attention (no L×L
  * matrix is stored), output projection. */
-#include <math.h>
-#include <omp.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/xassert.h"
-#include "kernels/attention.h"
-#include "kernels/linear.h"
-#include "mixers/mixer.h"
+#include "mixers/attn_mixer.h"
 
 static const OptSpec full_opts[] = {
     {.name = "causal", .type = OPT_BOOL, .def = 0,
@@ -19,109 +14,20 @@ static const OptSpec full_opts[] = {
 };
 #define NOPTS ((int)XB_ARRAY_LEN(full_opts))
 
-typedef struct FullState {
-    int causal, bias;
-    int p_wqkv, p_bqkv, p_wo, p_bo; /* parameter indices (-1 when absent) */
-    float *qkv;                      /* (B, L, 3D) saved */
-    float *att;                      /* (B, L, D) saved: attention output before projection */
-    float *lse;                      /* (B, H, L) saved */
-} FullState;
-
 static void full_create(Mixer *m, ParamTable *pt) {
-    FullState *st = calloc(1, sizeof *st);
+    AttnMixer *st = calloc(1, sizeof *st);
     XB_ASSERT(st);
-    m->state = st;
-    st->causal = opt_bool(m->opts, full_opts, NOPTS, "causal");
-    st->bias = opt_bool(m->opts, full_opts, NOPTS, "bias");
-    char name[XB_PARAM_NAME];
-    const int D = m->D;
-    /* Xavier-uniform per D×D projection as LRA initialises separate Q, K and V matrices. */
-    const float a = sqrtf(6.0f / (float)(2 * D));
-    snprintf(name, sizeof name, "%s.qkv.weight", m->prefix);
-    st->p_wqkv = params_add2(pt, name, 3 * D, D, INIT_UNIFORM, a, 1);
-    st->p_bqkv = -1;
-    if (st->bias) {
-        snprintf(name, sizeof name, "%s.qkv.bias", m->prefix);
-        st->p_bqkv = params_add1(pt, name, 3 * D, INIT_ZEROS, 0, 0);
-    }
-    snprintf(name, sizeof name, "%s.out.weight", m->prefix);
-    st->p_wo = params_add2(pt, name, D, D, INIT_XAVIER_UNIFORM, 0, 1);
-    st->p_bo = -1;
-    if (st->bias) {
-        snprintf(name, sizeof name, "%s.out.bias", m->prefix);
-        st->p_bo = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
-    }
+    attn_mixer_create(m, pt, st, opt_bool(m->opts, full_opts, NOPTS, "causal"),
+                      opt_bool(m->opts, full_opts, NOPTS, "bias"));
 }
-
-static AttnShape full_shape(const Mixer *m, int B, int L) {
-    const int D = m->D;
-    AttnShape s = attn_shape(B, m->H, L, L, D / m->H, 3 * D, 3 * D, 3 * D, D);
-    s.causal = ((const FullState *)m->state)->causal;
-    return s;
-}
-
-static void full_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
-    FullState *st = m->state;
-    const size_t BL = (size_t)B * L;
-    st->qkv = arena_floats(acts, BL * 3 * m->D);
-    st->att = arena_floats(acts, BL * m->D);
-    st->lse = arena_floats(acts, (size_t)B * m->H * L);
-    /* backward: d(att) and d(qkv), then the attention kernel's own tiles */
-    AttnShape s = full_shape(m, B, L);
-    arena_floats(scratch, BL * m->D);
-    arena_floats(scratch, BL * 3 * m->D);
-    arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
-}
-
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
-static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
-    FullState *st = m->state;
-    const int D = m->D, BL = s->B * s->L;
-    AttnShape sh = full_shape(m, s->B, s->L);
-    linear_forward(st->qkv, x, pp(s, st->p_wqkv), pp(s, st->p_bqkv), BL, D, 3 * D);
-    attn_forward(st->att, st->lse, st->qkv, st->qkv + D, st->qkv + 2 * D, s->mask, &sh, s->scratch);
-    linear_forward(y, st->att, pp(s, st->p_wo), pp(s, st->p_bo), BL, D, D);
-}
-
-static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
-                          const float *x) {
-    FullState *st = m->state;
-    const int D = m->D, BL = s->B * s->L;
-    AttnShape sh = full_shape(m, s->B, s->L);
-    size_t mark = arena_mark(s->scratch);
-    float *datt = arena_floats(s->scratch, (size_t)BL * D);
-    float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
-    linear_backward(datt, gp(s, st->p_wo), gp(s, st->p_bo), dy, st->att, pp(s, st->p_wo), BL, D, D);
-    attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, st->qkv, st->qkv + D, st->qkv + 2 * D,
-                  st->att, st->lse, s->mask, &sh, s->scratch);
-    linear_backward(dx, gp(s, st->p_wqkv), gp(s, st->p_bqkv), dqkv, x, pp(s, st->p_wqkv), BL, D,
-                    3 * D);
-    arena_reset_to(s->scratch, mark);
-}
-
-static uint64_t full_flops(const Mixer *m, int B, int L, int backward) {
-    const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
-    AttnShape sh = full_shape(m, B, L);
-    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
-    return (backward ? 2 * proj : proj) + attn_flops(&sh, backward);
-}
-
-static void full_destroy(Mixer *m) { free(m->state); }
 
 static const MixerOps full_ops = {
-    .check = NULL,
     .create = full_create,
-    .plan = full_plan,
-    .forward = full_forward,
-    .backward = full_backward,
-    .flops = full_flops,
-    .destroy = full_destroy,
+    .plan = attn_mixer_plan,
+    .forward = attn_mixer_forward,
+    .backward = attn_mixer_backward,
+    .flops = attn_mixer_flops,
+    .destroy = attn_mixer_destroy,
 };
 
 const MixerSpec mixer_full = {

@@ -6,9 +6,13 @@
 #include "mixers/mixer.h"
 
 extern const MixerSpec mixer_full;
+extern const MixerSpec mixer_local;
+extern const MixerSpec mixer_sliding;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
+    &mixer_local,
+    &mixer_sliding,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

@@ -1,0 +1,33 @@
+/* The body every softmax-attention mechanism shares: a packed Q/K/V projection, the fused
+ * (optionally block-sparse) attention kernel, an output projection. A mechanism that is "softmax
+ * attention over a pattern" is this plus its pattern: full, local, sliding, ... */
+#ifndef XB_ATTN_MIXER_H
+#define XB_ATTN_MIXER_H
+
+#include "kernels/attention.h"
+#include "mixers/mixer.h"
+
+typedef struct AttnMixer {
+    int causal, bias;
+    int p_wqkv, p_bqkv, p_wo, p_bo; /* parameter indices (-1 when absent) */
+    float *qkv;                      /* (B, L, 3D) saved */
+    float *att;                      /* (B, L, D) saved: attention output before projection */
+    float *lse;                      /* (B, H, L) saved */
+    AttnPattern pattern;             /* used when has_pattern */
+    int has_pattern;
+} AttnMixer;
+
+/* Declares the projections (names PREFIX.qkv.weight, PREFIX.out.weight, and .bias when `bias`),
+ * initialised as LRA does (Xavier-uniform per D×D block). `st` becomes m->state's head: a
+ * mechanism embeds AttnMixer as the first member of its own state. */
+void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int bias);
+/* The attention shape for (B, L), with the pattern when there is one. */
+AttnShape attn_mixer_shape(const Mixer *m, int B, int L);
+/* MixerOps entries, for m->state pointing at an AttnMixer (or a struct that starts with one). */
+void attn_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L);
+void attn_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x);
+void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
+uint64_t attn_mixer_flops(const Mixer *m, int B, int L, int backward);
+void attn_mixer_destroy(Mixer *m);
+
+#endif
