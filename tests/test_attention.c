@@ -197,8 +197,8 @@ END_TEST
 
 /* A pattern with everything a mechanism may use: 16-row query tiles, two key ranges per tile
  * (a window around the tile and the last 10 keys), and an element mask inside them. */
-static int test_ranges(const AttnPattern *p, int b, int h, int i0, int bq, int *lo, int *hi) {
-    const int Lk = *(const int *)p->ctx;
+static int test_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    const int Lk = s->Lk;
     (void)b;
     int n = 0;
     lo[n] = XB_MAX(0, i0 - 20 - 3 * h), hi[n] = XB_MIN(Lk, i0 + bq + 5);
@@ -212,9 +212,9 @@ static int test_ranges(const AttnPattern *p, int b, int h, int i0, int bq, int *
     }
     return n;
 }
-static void test_mask(const AttnPattern *p, int b, int h, int i0, int bq, int j0, int bk,
+static void test_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
                       float *bias, int ld) {
-    (void)p;
+    (void)s;
     for (int r = 0; r < bq; r++)
         for (int c = 0; c < bk; c++)
             bias[(size_t)r * ld + c] = ((i0 + r) * 7 + (j0 + c) + b + h) % 5 == 0 ? -INFINITY : 0.0f;
@@ -227,8 +227,7 @@ static void with_pattern(Case *c, const AttnPattern *p) {
 }
 
 START_TEST(test_block_sparse_pattern_equals_reference_gradients_and_flops) {
-    int Lk = 90;
-    const AttnPattern pat = {.bq = 16, .max_ranges = 2, .ranges = test_ranges, .mask = test_mask, .ctx = &Lk};
+    const AttnPattern pat = {.bq = 16, .max_ranges = 2, .ranges = test_ranges, .mask = test_mask};
     const int pad[2] = {0, 7};
     Case c;
     case_init(&c, 2, 2, 70, 90, 4, 0, pad, 13);

@@ -50,7 +50,7 @@ static int max_ranges(const AttnShape *s) { return s->pattern ? s->pattern->max_
 /* The key ranges of query rows [i0, i0 + bq) of (b, h): the pattern's, or [0, causal limit). */
 static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
     if (s->pattern) {
-        const int n = s->pattern->ranges(s->pattern, b, h, i0, bq, lo, hi);
+        const int n = s->pattern->ranges(s, b, h, i0, bq, lo, hi);
         XB_ASSERT(n >= 0 && n <= s->pattern->max_ranges);
         return n;
     }
@@ -153,7 +153,7 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                         /* S = scale · Q_tile · K_tileᵀ, then the mask */
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
                                     qb, s->ldq, kbase + (size_t)j0 * s->ldk, s->ldk, 0.0f, w.S, bk);
-                        if (pat && pat->mask) pat->mask(pat, b, h, i0, bq, j0, bk, w.M, bk);
+                        if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
                         bias_tile(s, w.S, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
                         for (int i = 0; i < bq; i++) {
                             float *Si = w.S + (size_t)i * bk;
@@ -239,7 +239,7 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
                         /* P = exp(scale·Q Kᵀ + mask − lse) */
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
                                     qt, s->ldq, kt, s->ldk, 0.0f, P, bk);
-                        if (pat && pat->mask) pat->mask(pat, b, h, i0, bq, j0, bk, w.M, bk);
+                        if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
                         bias_tile(s, P, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
                         for (int i = 0; i < bq; i++) {
                             float *Pi = P + (size_t)i * bk;
@@ -313,7 +313,7 @@ void attn_forward_naive(float *o, float *lse, const float *q, const float *k, co
                         for (int j = lo[r]; j < hi[r]; j++) pm[j] = 0.0f;
                     if (s->pattern->mask) {
                         float row[s->Lk];
-                        s->pattern->mask(s->pattern, b, h, i, 1, 0, s->Lk, row, s->Lk);
+                        s->pattern->mask(s, b, h, i, 1, 0, s->Lk, row, s->Lk);
                         for (int j = 0; j < s->Lk; j++) pm[j] += row[j];
                     }
                 }

@@ -31,12 +31,12 @@ struct AttnPattern {
     int max_ranges; /* most key ranges one query tile can have */
     /* The key ranges [lo[r], hi[r]) that query rows [i0, i0 + bq) of (b, h) visit: ascending,
      * disjoint, a superset of the allowed keys. Returns their count (<= max_ranges). */
-    int (*ranges)(const AttnPattern *p, int b, int h, int i0, int bq, int *lo, int *hi);
+    int (*ranges)(const struct AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi);
     /* Additive mask of a visited tile: bias[r·ld + c] = 0 when query i0 + r may see key j0 + c,
      * −inf otherwise. NULL: every key of the ranges is allowed. */
-    void (*mask)(const AttnPattern *p, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+    void (*mask)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
                  int ld);
-    const void *ctx; /* the mechanism's own data */
+    const void *ctx; /* the mechanism's own data; the callbacks get the shape (Lq, Lk, ...) */
 };
 
 /* Shape for the common case: Q, K, V and O as (B, L, H·Dh) slices with row stride ld. */
