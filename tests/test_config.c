@@ -1,254 +1,804 @@
-/* The config module: defaults, precedence (file < sweep < --set), sweep expansion and run ids,
- * the resolved JSON and its hash, and exact messages for what test_cli does not reach. */
+/* Config: defaults, parsing with positions, every error message verbatim, overrides, sweeps,
+ * canonical JSON and its hash. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
-static const char *MIN_YAML = "task:\n  name: listops\n";
+/* Line numbers in the expected messages below refer to this text. */
+static const char *const BASE = "task:\n"            /* 1 */
+                                "  name: listops\n"  /* 2 */
+                                "  num_train: 100\n" /* 3 */
+                                "model:\n"           /* 4 */
+                                "  layers: 2\n"      /* 5 */
+                                "train:\n"           /* 6 */
+                                "  steps: 10\n";     /* 7 */
 
-static const char *err_str(const XbError *e) {
-    static char buf[2048];
-    xb_error_format(e, buf, sizeof buf);
-    return buf;
+/* BASE with the first occurrence of old replaced by new (caller frees). */
+static char *with_line(const char *old, const char *new_text) {
+    const char *p = strstr(BASE, old);
+    ck_assert_ptr_nonnull(p);
+    size_t n = strlen(BASE) - strlen(old) + strlen(new_text) + 1;
+    char *s = malloc(n);
+    snprintf(s, n, "%.*s%s%s", (int)(p - BASE), BASE, new_text, p + strlen(old));
+    return s;
 }
 
-static ConfigSet load_ok(const char *yaml, const char *const *sets, int n) {
+static char *base_plus(const char *extra) {
+    size_t n = strlen(BASE) + strlen(extra) + 1;
+    char *s = malloc(n);
+    snprintf(s, n, "%s%s", BASE, extra);
+    return s;
+}
+
+static void load_ok(const char *yaml, const char *const *sets, int n, ConfigSet *cs) {
+    XbError err;
+    xb_error_clear(&err);
+    int rc = cfg_load_string(yaml, "t.yaml", sets, n, cs, &err);
+    char buf[2048];
+    xb_error_format(&err, buf, sizeof buf);
+    ck_assert_msg(rc == 0, "unexpected error: %s", buf);
+    ck_assert_int_ge(cs->n, 1);
+}
+
+static void expect_error(const char *yaml, const char *const *sets, int n, const char *expected) {
     ConfigSet cs;
     XbError err;
     xb_error_clear(&err);
-    const int rc = cfg_load_string(yaml, "dir/exp.yaml", sets, n, &cs, &err);
-    ck_assert_msg(rc == 0, "unexpected error: %s", err_str(&err));
-    return cs;
-}
-
-static void expect_error(const char *yaml, const char *const *sets, int n, const char *want) {
-    ConfigSet cs;
-    XbError err;
-    xb_error_clear(&err);
-    ck_assert_int_eq(cfg_load_string(yaml, "t.yaml", sets, n, &cs, &err), -1);
+    int rc = cfg_load_string(yaml, "t.yaml", sets, n, &cs, &err);
+    ck_assert_int_eq(rc, -1);
     ck_assert_int_eq(err.code, XB_EXIT_USAGE);
-    ck_assert_str_eq(err_str(&err), want);
     ck_assert_int_eq(cs.n, 0);
     ck_assert_ptr_null(cs.runs);
+    char buf[2048];
+    xb_error_format(&err, buf, sizeof buf);
+    ck_assert_str_eq(buf, expected);
 }
 
-START_TEST(test_defaults_are_filled_and_name_comes_from_the_file_stem) {
-    ConfigSet cs = load_ok(MIN_YAML, NULL, 0);
+/* The replaced-line form, freeing the text. */
+static void expect_line_error(const char *old, const char *new_text, const char *expected) {
+    char *y = with_line(old, new_text);
+    expect_error(y, NULL, 0, expected);
+    free(y);
+}
+
+static int task_opt_int(const ExperimentConfig *c, const char *name) {
+    const TaskSpec *t = task_get(c->task_index);
+    return opt_int(&c->task_opts, t->opts, t->n_opts, name);
+}
+
+/* ---- values ---- */
+
+START_TEST(test_defaults_filled_for_minimal_config) {
+    ConfigSet cs;
+    load_ok("task: {name: listops}\n", NULL, 0, &cs);
     ck_assert_int_eq(cs.n, 1);
     const ExperimentConfig *c = &cs.runs[0];
-    ck_assert_str_eq(c->name, "exp");
-    ck_assert_str_eq(c->run_id, "exp");
-    ck_assert_str_eq(c->output_dir, "results/exp");
-    ck_assert_str_eq(c->source, "dir/exp.yaml");
-    ck_assert_int_eq(c->seed, 1);
+    ck_assert_str_eq(c->name, "t");
+    ck_assert_str_eq(c->run_id, "t");
+    ck_assert_str_eq(c->output_dir, "results/t");
+    ck_assert_str_eq(c->source, "t.yaml");
+    ck_assert_int_eq(c->sweep_index, 0);
+    ck_assert_int_eq(c->sweep_size, 1);
+    ck_assert_uint_eq(c->seed, 1);
     ck_assert_int_eq(c->threads, 0);
     ck_assert_int_eq(c->layers, 2);
     ck_assert_int_eq(c->d_model, 64);
     ck_assert_int_eq(c->heads, 2);
     ck_assert_int_eq(c->d_ff, 128);
-    ck_assert_float_eq_tol(c->dropout, 0.1f, 1e-7);
+    ck_assert_float_eq(c->dropout, 0.1f);
     ck_assert_int_eq(c->max_len, 512);
     ck_assert_int_eq(c->pooling, POOL_CLS);
     ck_assert_int_eq(c->positions, POS_SINUSOIDAL);
-    ck_assert_str_eq(mixer_get(c->mixer_index)->name, "full");
-    ck_assert_str_eq(task_get(c->task_index)->name, "listops");
+    ck_assert_int_eq(c->head_hidden, 0);
+    ck_assert_int_eq(c->mixer_index, mixer_find("full"));
     ck_assert_int_eq(c->batch_size, 32);
     ck_assert_int_eq(c->steps, 1000);
     ck_assert_double_eq(c->lr, 1e-3);
     ck_assert_int_eq(c->schedule, SCHED_COSINE);
+    ck_assert_int_eq(c->warmup, 0);
+    ck_assert_double_eq(c->weight_decay, 0.01);
+    ck_assert_double_eq(c->beta1, 0.9);
     ck_assert_double_eq(c->beta2, 0.999);
+    ck_assert_double_eq(c->eps, 1e-8);
     ck_assert_double_eq(c->clip_norm, 1.0);
     ck_assert_int_eq(c->eval_every, 100);
+    ck_assert_int_eq(c->eval_batches, 0);
+    ck_assert_int_eq(c->log_every, 10);
     ck_assert_int_eq(c->checkpoint, 1);
+    /* the task's own defaults come from its table and are not marked as given */
+    ck_assert_int_eq(c->task_index, task_find("listops"));
+    ck_assert_int_eq(task_opt_int(c, "num_train"), 96000);
     const TaskSpec *t = task_get(c->task_index);
-    ck_assert_int_eq(opt_int(&c->task_opts, t->opts, t->n_opts, "num_train"), 96000);
-    ck_assert_int_eq(c->task_opts.set[opt_index(t->opts, t->n_opts, "num_train")], 0);
+    ck_assert_int_eq(c->task_opts.n, t->n_opts);
+    for (int i = 0; i < t->n_opts; i++) ck_assert_int_eq(c->task_opts.set[i], 0);
     cfg_set_free(&cs);
 }
 END_TEST
 
-START_TEST(test_every_section_parses_including_mixer_shorthand) {
-    const char *y = "experiment: {name: e1, seed: 7, threads: 2, output_dir: out/x}\n"
-                    "task: {name: listops, num_train: 10, parens: true, source: generate}\n"
-                    "model: {layers: 3, d_model: 32, heads: 4, dropout: 0, pooling: mean,\n"
-                    "        positions: learned, mixer: full}\n"
-                    "train: {lr: 2e-4, schedule: rsqrt, warmup: 10, steps: 20, checkpoint: false,\n"
-                    "        eval_batches: 3, beta1: 0.8, eps: 1e-9, clip_norm: 0}\n";
-    ConfigSet cs = load_ok(y, NULL, 0);
+START_TEST(test_every_section_parses_given_values) {
+    const char *y =
+        "experiment: {name: quick-start_1.x, seed: 9007199254740991, threads: 3, "
+        "output_dir: out/q}\n"
+        "task:\n"
+        "  name: listops\n"
+        "  num_train: 20000\n"
+        "  parens: true\n"
+        "model:\n"
+        "  layers: 3\n"
+        "  d_model: 96\n"
+        "  heads: 6\n"
+        "  d_ff: 200\n"
+        "  dropout: 0\n"
+        "  max_len: 100\n"
+        "  pooling: mean\n"
+        "  positions: none\n"
+        "  head_hidden: 7\n"
+        "  mixer:\n"
+        "    name: full\n"
+        "    causal: true\n"
+        "train: {batch_size: 8, steps: 500, lr: 2e-3, schedule: rsqrt, warmup: 500, "
+        "weight_decay: 0, beta1: 0.8, beta2: 0.98, eps: 1e-9, clip_norm: 0, eval_every: 20, "
+        "eval_batches: 4, log_every: 5, checkpoint: false}\n";
+    ConfigSet cs;
+    load_ok(y, NULL, 0, &cs);
     const ExperimentConfig *c = &cs.runs[0];
-    ck_assert_str_eq(c->name, "e1");
-    ck_assert_str_eq(c->output_dir, "out/x");
-    ck_assert_int_eq(c->seed, 7);
-    ck_assert_int_eq(c->threads, 2);
-    ck_assert_int_eq(c->layers, 3);
-    ck_assert_int_eq(c->heads, 4);
-    ck_assert_int_eq(c->pooling, POOL_MEAN);
-    ck_assert_int_eq(c->positions, POS_LEARNED);
-    ck_assert_double_eq(c->lr, 2e-4);
-    ck_assert_int_eq(c->schedule, SCHED_RSQRT);
-    ck_assert_int_eq(c->checkpoint, 0);
-    ck_assert_double_eq(c->eps, 1e-9);
+    ck_assert_str_eq(c->name, "quick-start_1.x");
+    ck_assert_str_eq(c->run_id, "quick-start_1.x");
+    ck_assert_uint_eq(c->seed, 9007199254740991ull);
+    ck_assert_int_eq(c->threads, 3);
+    ck_assert_str_eq(c->output_dir, "out/q");
+    ck_assert_int_eq(task_opt_int(c, "num_train"), 20000);
     const TaskSpec *t = task_get(c->task_index);
     ck_assert_int_eq(opt_bool(&c->task_opts, t->opts, t->n_opts, "parens"), 1);
+    ck_assert_int_eq(c->task_opts.set[opt_index(t->opts, t->n_opts, "num_train")], 1);
+    ck_assert_int_eq(c->layers, 3);
+    ck_assert_int_eq(c->d_model, 96);
+    ck_assert_int_eq(c->heads, 6);
+    ck_assert_int_eq(c->d_ff, 200);
+    ck_assert_float_eq(c->dropout, 0.0f);
+    ck_assert_int_eq(c->max_len, 100);
+    ck_assert_int_eq(c->pooling, POOL_MEAN);
+    ck_assert_int_eq(c->positions, POS_NONE);
+    ck_assert_int_eq(c->head_hidden, 7);
+    const MixerSpec *m = mixer_get(c->mixer_index);
+    ck_assert_str_eq(m->name, "full");
+    ck_assert_int_eq(opt_bool(&c->mixer_opts, m->opts, m->n_opts, "causal"), 1);
+    ck_assert_int_eq(opt_bool(&c->mixer_opts, m->opts, m->n_opts, "bias"), 0);
+    ck_assert_int_eq(c->batch_size, 8);
+    ck_assert_int_eq(c->steps, 500);
+    ck_assert_double_eq(c->lr, 2e-3);
+    ck_assert_int_eq(c->schedule, SCHED_RSQRT);
+    ck_assert_int_eq(c->warmup, 500);
+    ck_assert_double_eq(c->weight_decay, 0.0);
+    ck_assert_double_eq(c->beta1, 0.8);
+    ck_assert_double_eq(c->beta2, 0.98);
+    ck_assert_double_eq(c->eps, 1e-9);
+    ck_assert_double_eq(c->clip_norm, 0.0);
+    ck_assert_int_eq(c->eval_every, 20);
+    ck_assert_int_eq(c->eval_batches, 4);
+    ck_assert_int_eq(c->log_every, 5);
+    ck_assert_int_eq(c->checkpoint, 0);
     cfg_set_free(&cs);
 }
 END_TEST
 
-START_TEST(test_overrides_win_over_the_file_and_the_sweep) {
-    const char *y = "task: {name: listops}\nmodel: {layers: 3}\nsweep:\n  model.d_model: [8, 16]\n";
-    const char *sets[] = {"model.layers=5", "model.d_model=32", "model.mixer=full",
-                          "task.num_train=77"};
-    ConfigSet cs = load_ok(y, sets, 4);
-    ck_assert_int_eq(cs.n, 2);
-    for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(cs.runs[i].layers, 5);
-        ck_assert_int_eq(cs.runs[i].d_model, 32);
-        const TaskSpec *t = task_get(cs.runs[i].task_index);
-        ck_assert_int_eq(opt_int(&cs.runs[i].task_opts, t->opts, t->n_opts, "num_train"), 77);
-    }
-    cfg_set_free(&cs);
-}
-END_TEST
-
-START_TEST(test_sweep_is_a_cartesian_product_with_the_last_key_fastest) {
-    const char *y = "experiment: {name: sw}\ntask: {name: listops}\n"
-                    "sweep:\n  model.layers: [1, 2]\n  train.lr: [0.1, 1e-3, 0.5]\n"
-                    "  model.mixer.name: [full]\n";
-    ConfigSet cs = load_ok(y, NULL, 0);
-    ck_assert_int_eq(cs.n, 6);
-    const int layers[6] = {1, 1, 1, 2, 2, 2};
-    const double lr[6] = {0.1, 1e-3, 0.5, 0.1, 1e-3, 0.5};
-    for (int i = 0; i < 6; i++) {
-        ck_assert_int_eq(cs.runs[i].layers, layers[i]);
-        ck_assert_double_eq(cs.runs[i].lr, lr[i]);
-        ck_assert_int_eq(cs.runs[i].sweep_index, i);
-        ck_assert_int_eq(cs.runs[i].sweep_size, 6);
-        ck_assert_str_eq(cs.runs[i].output_dir, "results/sw");
-    }
-    ck_assert_str_eq(cs.runs[0].run_id, "sw__layers-1__lr-0.1__name-full");
-    ck_assert_str_eq(cs.runs[4].run_id, "sw__layers-2__lr-1e-3__name-full");
-    cfg_set_free(&cs);
-}
-END_TEST
-
-START_TEST(test_sweep_values_are_validated_against_the_swept_mechanism) {
-    /* options of the mechanism are checked per run, after its name is known */
-    expect_error("task: {name: listops}\nmodel:\n  mixer: {name: full, window: 4}\n", NULL, 0,
-                 "t.yaml:3:23: model.mixer.window: unknown key (valid: name, causal, bias)");
-    expect_error("task: {name: listops}\nsweep:\n  model.mixer.name: [full, fool]\n", NULL, 0,
-                 "t.yaml:3:28: model.mixer.name: unknown mechanism \"fool\" (did you mean full?)");
-}
-END_TEST
-
-START_TEST(test_hash_ignores_name_threads_and_output_dir_only) {
-    ConfigSet a = load_ok("experiment: {name: a, threads: 1, output_dir: x}\ntask: {name: listops}\n", NULL, 0);
-    ConfigSet b = load_ok("experiment: {name: b, threads: 2, output_dir: y}\ntask: {name: listops}\n", NULL, 0);
-    const char *lr[] = {"train.lr=0.002"};
-    ConfigSet c = load_ok("experiment: {name: a, threads: 1, output_dir: x}\ntask: {name: listops}\n", lr, 1);
-    const char *seed[] = {"experiment.seed=2"};
-    ConfigSet d = load_ok("experiment: {name: a, threads: 1, output_dir: x}\ntask: {name: listops}\n", seed, 1);
-    ck_assert_uint_eq(cfg_hash(&a.runs[0]), cfg_hash(&b.runs[0]));
-    ck_assert_uint_ne(cfg_hash(&a.runs[0]), cfg_hash(&c.runs[0]));
-    ck_assert_uint_ne(cfg_hash(&a.runs[0]), cfg_hash(&d.runs[0]));
-    cfg_set_free(&a), cfg_set_free(&b), cfg_set_free(&c), cfg_set_free(&d);
-}
-END_TEST
-
-START_TEST(test_json_holds_every_resolved_value) {
-    ConfigSet cs = load_ok("task: {name: listops, max_depth: 7}\nmodel: {pooling: mean}\n"
-                           "train: {schedule: linear, checkpoint: false}\n", NULL, 0);
-    cJSON *j = cfg_to_json(&cs.runs[0]);
-    char *s = cJSON_PrintUnformatted(j);
-    ck_assert_ptr_nonnull(strstr(s, "\"max_depth\":7"));
-    ck_assert_ptr_nonnull(strstr(s, "\"pooling\":\"mean\""));
-    ck_assert_ptr_nonnull(strstr(s, "\"schedule\":\"linear\""));
-    ck_assert_ptr_nonnull(strstr(s, "\"checkpoint\":false"));
-    ck_assert_ptr_nonnull(strstr(s, "\"mixer\":{\"name\":\"full\",\"causal\":false,\"bias\":false}"));
-    ck_assert_ptr_nonnull(strstr(s, "\"source\":\"generate\""));
-    ck_assert_ptr_nonnull(strstr(s, "\"lr\":0.001"));
-    cJSON_free(s);
-    cJSON_Delete(j);
-    cfg_set_free(&cs);
-}
-END_TEST
-
-START_TEST(test_quoted_numbers_and_structures_are_wrong_types) {
-    expect_error("task: {name: listops}\nmodel:\n  layers: \"4\"\n", NULL, 0,
-                 "t.yaml:3:11: model.layers: expected an integer in [1, 64], got \"4\"");
-    expect_error("task: {name: listops}\nmodel:\n  layers: [4]\n", NULL, 0,
-                 "t.yaml:3:11: model.layers: expected an integer in [1, 64], got a sequence");
-    expect_error("task: {name: listops}\ntrain:\n  lr: nan\n", NULL, 0,
-                 "t.yaml:3:7: train.lr: expected a number in [1e-10, 10], got \"nan\"");
-    expect_error("task: {name: listops}\nmodel: 3\n", NULL, 0,
-                 "t.yaml:2:8: model: expected a mapping, got a scalar");
-}
-END_TEST
-
-START_TEST(test_missing_task_is_reported_where_it_belongs) {
-    expect_error("model: {layers: 2}\n", NULL, 0, "t.yaml:1:1: task.name: missing (one of: listops)");
-    expect_error("model: {layers: 2}\ntask:\n  num_train: 5\n", NULL, 0,
-                 "t.yaml:2:1: task.name: missing (one of: listops)");
-    expect_error("", NULL, 0,
-                 "t.yaml:1:1: expected a mapping with sections experiment, task, model, train, sweep");
-}
-END_TEST
-
-START_TEST(test_task_option_suggestion_and_name_rules) {
-    expect_error("task: {name: listops, num_tran: 5}\n", NULL, 0,
-                 "t.yaml:1:23: task.num_tran: unknown key (did you mean task.num_train?)");
-    expect_error("experiment: {name: \"a b\"}\ntask: {name: listops}\n", NULL, 0,
-                 "t.yaml:1:20: experiment.name: \"a b\" is not a valid name (letters, digits, '.', '_' "
-                 "and '-', 1 to 100 characters)");
-    expect_error("task: {name: listops}\nsweep:\n  experiment.name: [a, b]\n", NULL, 0,
-                 "t.yaml:3:3: sweep.experiment.name: cannot be swept (run names are made from the "
-                 "swept values)");
-    expect_error("task: {name: listops}\nsweep:\n  model.layer: [1]\n", NULL, 0,
-                 "t.yaml:3:3: sweep.model.layer: unknown key (did you mean sweep.model.layers?)");
-}
-END_TEST
-
-START_TEST(test_override_errors_are_located_on_the_command_line) {
-    const char *s1[] = {"model.layers=2", "train.steps=-1"};
-    expect_error(MIN_YAML, s1, 2, "--set:2:13: train.steps: -1 is out of range (an integer in [1, 1000000000])");
-    const char *s2[] = {"=3"};
-    expect_error(MIN_YAML, s2, 1, "--set:1:1: expected KEY=VALUE, got \"=3\"");
-    const char *s3[] = {"modle.layers=3"};
-    expect_error(MIN_YAML, s3, 1, "--set:1:1: modle.layers: unknown key (did you mean model?)");
-    const char *s4[] = {"model.heads=5"};
-    expect_error(MIN_YAML, s4, 1,
-                 "--set:1:13: model.heads: 5 does not divide model.d_model = 64 (valid: a divisor "
-                 "of 64, e.g. 1, 2, 4, 8, 16)");
-}
-END_TEST
-
-START_TEST(test_missing_file_is_reported) {
+START_TEST(test_name_defaults_to_file_stem_without_directory_or_extension) {
     ConfigSet cs;
     XbError err;
-    ck_assert_int_eq(cfg_load("/nonexistent/x.yaml", NULL, 0, &cs, &err), -1);
-    ck_assert_str_eq(err_str(&err), "/nonexistent/x.yaml: cannot read: No such file or directory");
+    ck_assert_int_eq(cfg_load_string(BASE, "configs/lra/my-run.v2.yaml", NULL, 0, &cs, &err), 0);
+    ck_assert_str_eq(cs.runs[0].name, "my-run.v2");
+    ck_assert_str_eq(cs.runs[0].output_dir, "results/my-run.v2");
+    ck_assert_str_eq(cs.runs[0].source, "configs/lra/my-run.v2.yaml");
+    cfg_set_free(&cs);
+}
+END_TEST
+
+START_TEST(test_int_accepts_sign_and_float_accepts_integer_and_exponent) {
+    ConfigSet cs;
+    char *y = base_plus("  lr: 3\n  eps: 1E-7\n  beta1: .5\nexperiment:\n  seed: +0\n");
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_double_eq(cs.runs[0].lr, 3.0);
+    ck_assert_double_eq(cs.runs[0].eps, 1e-7);
+    ck_assert_double_eq(cs.runs[0].beta1, 0.5);
+    ck_assert_uint_eq(cs.runs[0].seed, 0);
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_mixer_given_as_plain_scalar) {
+    ConfigSet cs;
+    char *y = with_line("  layers: 2\n", "  layers: 2\n  mixer: full\n");
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_str_eq(mixer_get(cs.runs[0].mixer_index)->name, "full");
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_empty_sections_count_as_absent) {
+    ConfigSet cs;
+    load_ok("experiment:\ntask:\n  name: listops\nmodel:\ntrain: ~\nsweep: {}\n", NULL, 0, &cs);
+    ck_assert_int_eq(cs.n, 1);
+    ck_assert_int_eq(cs.runs[0].layers, 2);
+    cfg_set_free(&cs);
+}
+END_TEST
+
+/* ---- errors 1-3: reading and shape ---- */
+
+START_TEST(test_missing_file_reports_strerror) {
+    ConfigSet cs;
+    XbError err;
+    const char *path = "/nonexistent-dir-xb/none.yaml";
+    ck_assert_int_eq(cfg_load(path, NULL, 0, &cs, &err), -1);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    char buf[1024];
+    xb_error_format(&err, buf, sizeof buf);
+    ck_assert_str_eq(buf, "/nonexistent-dir-xb/none.yaml: cannot read: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_cfg_load_reads_a_file) {
+    char path[] = "/tmp/xb-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, BASE, strlen(BASE)), (ssize_t)strlen(BASE));
+    close(fd);
+    ConfigSet cs;
+    XbError err;
+    const char *sets[] = {"model.layers=5"};
+    ck_assert_int_eq(cfg_load(path, sets, 1, &cs, &err), 0);
+    ck_assert_int_eq(cs.runs[0].layers, 5);
+    ck_assert_int_eq(task_opt_int(&cs.runs[0], "num_train"), 100);
+    ck_assert_str_eq(cs.runs[0].source, path);
+    ck_assert_str_eq(cs.runs[0].name, path + 5); /* stem: no directory, no extension */
+    cfg_set_free(&cs);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_yaml_syntax_error_reports_problem_and_context) {
+    expect_line_error("  layers: 2", "  layers: [2",
+                      "t.yaml:6:6: YAML syntax error: did not find expected ',' or ']' "
+                      "(while parsing a flow sequence)");
+}
+END_TEST
+
+START_TEST(test_empty_document_is_rejected_at_line_1) {
+    const char *msg =
+        "t.yaml:1:1: expected a mapping with sections experiment, task, model, train, "
+        "sweep";
+    expect_error("", NULL, 0, msg);
+    expect_error("# only a comment\n", NULL, 0, msg);
+}
+END_TEST
+
+START_TEST(test_top_level_not_a_mapping_is_rejected) {
+    const char *msg =
+        "t.yaml:1:1: expected a mapping with sections experiment, task, model, train, "
+        "sweep";
+    expect_error("- a\n- b\n", NULL, 0, msg);
+    expect_error("just text\n", NULL, 0, msg);
+}
+END_TEST
+
+/* ---- errors 4-8: keys and values ---- */
+
+START_TEST(test_unknown_key_suggests_nearest_with_full_path) {
+    expect_line_error("  layers: 2", "  layer: 2",
+                      "t.yaml:5:3: model.layer: unknown key (did you mean model.layers?)");
+    /* a transposition counts as one edit */
+    expect_line_error("  steps: 10", "  setps: 10",
+                      "t.yaml:7:3: train.setps: unknown key (did you mean train.steps?)");
+}
+END_TEST
+
+START_TEST(test_unknown_section_suggests_nearest) {
+    expect_line_error("model:", "modle:", "t.yaml:4:1: modle: unknown key (did you mean model?)");
+}
+END_TEST
+
+START_TEST(test_unknown_key_lists_valid_keys_when_none_is_near) {
+    expect_line_error("  steps: 10", "  steps: 10\n  foo: 1",
+                      "t.yaml:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, "
+                      "warmup, weight_decay, beta1, beta2, eps, clip_norm, eval_every, "
+                      "eval_batches, log_every, checkpoint)");
+    expect_line_error("  layers: 2", "  something_else: 2",
+                      "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
+                      "heads, d_ff, dropout, max_len, pooling, positions, head_hidden, mixer)");
+}
+END_TEST
+
+START_TEST(test_unknown_task_option_uses_the_task_table) {
+    expect_line_error("  num_train: 100", "  num_trian: 100",
+                      "t.yaml:3:3: task.num_trian: unknown key (did you mean task.num_train?)");
+    expect_line_error("  num_train: 100", "  zzz: 100",
+                      "t.yaml:3:3: task.zzz: unknown key (valid: name, source, data_dir, "
+                      "num_train, num_val, num_test, min_length, max_length, max_depth, "
+                      "max_args, parens)");
+}
+END_TEST
+
+START_TEST(test_unknown_mixer_option_uses_the_mixer_table) {
+    expect_line_error("  layers: 2", "  layers: 2\n  mixer:\n    name: full\n    casual: true",
+                      "t.yaml:8:5: model.mixer.casual: unknown key (did you mean "
+                      "model.mixer.causal?)");
+    expect_line_error("  layers: 2", "  layers: 2\n  mixer: {name: full, window: 3}",
+                      "t.yaml:6:23: model.mixer.window: unknown key (valid: name, causal, bias)");
+}
+END_TEST
+
+START_TEST(test_duplicate_key_reports_first_line) {
+    expect_line_error("  layers: 2", "  layers: 2\n  layers: 3",
+                      "t.yaml:6:3: model.layers: duplicate key (first given at line 5)");
+    char *y = base_plus("model:\n  heads: 1\n");
+    expect_error(y, NULL, 0, "t.yaml:8:1: model: duplicate key (first given at line 4)");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_section_not_a_mapping) {
+    expect_line_error("train:\n  steps: 10", "train: 5",
+                      "t.yaml:6:8: train: expected a mapping, got a scalar");
+    expect_line_error("train:\n  steps: 10", "train: [1]",
+                      "t.yaml:6:8: train: expected a mapping, got a sequence");
+    expect_line_error("  layers: 2", "  layers: 2\n  mixer: [full]",
+                      "t.yaml:6:10: model.mixer: expected a mapping, got a sequence");
+}
+END_TEST
+
+START_TEST(test_scalar_expected_but_collection_given) {
+    expect_line_error("  layers: 2", "  layers: [2]",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got a sequence");
+    expect_line_error("  steps: 10", "  steps: 10\n  schedule: {a: 1}",
+                      "t.yaml:8:13: train.schedule: expected one of: constant, cosine, rsqrt, "
+                      "linear, got a mapping");
+}
+END_TEST
+
+START_TEST(test_int_rejects_words_fractions_exponents_and_quotes) {
+    expect_line_error("  layers: 2", "  layers: two",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"two\"");
+    expect_line_error("  layers: 2", "  layers: 2.5",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"2.5\"");
+    expect_line_error("  layers: 2", "  layers: 4.0",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"4.0\"");
+    expect_line_error("  layers: 2", "  layers: 1e1",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"1e1\"");
+    expect_line_error("  layers: 2", "  layers: \"4\"",
+                      "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"4\"");
+    expect_line_error("  layers: 2", "  layers:",
+                      "t.yaml:5:10: model.layers: expected an integer in [1, 64], got \"\"");
+}
+END_TEST
+
+START_TEST(test_float_rejects_words_and_quotes) {
+    expect_line_error("  steps: 10", "  steps: 10\n  lr: fast",
+                      "t.yaml:8:7: train.lr: expected a number in [1e-10, 10], got \"fast\"");
+    expect_line_error("  steps: 10", "  steps: 10\n  lr: '0.1'",
+                      "t.yaml:8:7: train.lr: expected a number in [1e-10, 10], got \"0.1\"");
+    expect_line_error("  steps: 10", "  steps: 10\n  lr: .nan",
+                      "t.yaml:8:7: train.lr: expected a number in [1e-10, 10], got \".nan\"");
+}
+END_TEST
+
+START_TEST(test_bool_accepts_only_true_and_false) {
+    expect_line_error("  steps: 10", "  steps: 10\n  checkpoint: maybe",
+                      "t.yaml:8:15: train.checkpoint: expected true or false, got \"maybe\"");
+    expect_line_error("  steps: 10", "  steps: 10\n  checkpoint: yes",
+                      "t.yaml:8:15: train.checkpoint: expected true or false, got \"yes\"");
+    expect_line_error("  steps: 10", "  steps: 10\n  checkpoint: \"true\"",
+                      "t.yaml:8:15: train.checkpoint: expected true or false, got \"true\"");
+}
+END_TEST
+
+START_TEST(test_bad_enum_lists_choices) {
+    expect_line_error("  layers: 2", "  layers: 2\n  pooling: max",
+                      "t.yaml:6:12: model.pooling: expected one of: cls, mean, got \"max\"");
+}
+END_TEST
+
+START_TEST(test_out_of_range_reports_text_and_range) {
+    expect_line_error("  layers: 2", "  layers: 0",
+                      "t.yaml:5:11: model.layers: 0 is out of range (an integer in [1, 64])");
+    expect_line_error("  layers: 2", "  layers: 2\n  dropout: 1.5",
+                      "t.yaml:6:12: model.dropout: 1.5 is out of range (a number in [0, 0.95])");
+    expect_line_error("  num_train: 100", "  num_train: -5",
+                      "t.yaml:3:14: task.num_train: -5 is out of range (an integer in [1, "
+                      "10000000])");
+    expect_line_error("  layers: 2", "  layers: 99999999999999999999",
+                      "t.yaml:5:11: model.layers: 99999999999999999999 is out of range (an "
+                      "integer in [1, 64])");
+    char *y = base_plus("experiment: {seed: 9007199254740992}\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:8:20: experiment.seed: 9007199254740992 is out of range (an integer in "
+                 "[0, 9007199254740991])");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_experiment_name_must_be_file_name_safe) {
+    char *y = base_plus("experiment:\n  name: a/b\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:9: experiment.name: expected a name of 1 to 100 characters from A-Z "
+                 "a-z 0-9 . _ -, got \"a/b\"");
+    free(y);
+}
+END_TEST
+
+/* ---- errors 9-13: names and cross-checks ---- */
+
+START_TEST(test_unknown_task_suggests_or_lists) {
+    expect_line_error("  name: listops", "  name: listop",
+                      "t.yaml:2:9: task.name: unknown task \"listop\" (did you mean listops?)");
+    expect_line_error("  name: listops", "  name: imdb",
+                      "t.yaml:2:9: task.name: unknown task \"imdb\" (valid: listops)");
+}
+END_TEST
+
+START_TEST(test_missing_task_name_at_task_key_or_line_1) {
+    expect_line_error("  name: listops\n", "", "t.yaml:1:1: task.name: missing (one of: listops)");
+    expect_error("model:\n  layers: 2\ntask:\n  num_train: 5\n", NULL, 0,
+                 "t.yaml:3:1: task.name: missing (one of: listops)");
+    expect_error("model:\n  layers: 2\n", NULL, 0,
+                 "t.yaml:1:1: task.name: missing (one of: listops)");
+}
+END_TEST
+
+START_TEST(test_unknown_mechanism_suggests_or_lists) {
+    expect_line_error("  layers: 2", "  layers: 2\n  mixer:\n    name: ful",
+                      "t.yaml:7:11: model.mixer.name: unknown mechanism \"ful\" (did you mean "
+                      "full?)");
+    /* the list is the registry's, whatever mechanisms it holds */
+    char want[1024];
+    int k = snprintf(want, sizeof want,
+                     "t.yaml:6:10: model.mixer.name: unknown mechanism \"qqqqqqqqqq\" (valid: ");
+    for (int i = 0; i < mixer_count(); i++)
+        k += snprintf(want + k, sizeof want - (size_t)k, "%s%s", i ? ", " : "", mixer_get(i)->name);
+    snprintf(want + k, sizeof want - (size_t)k, ")");
+    expect_line_error("  layers: 2", "  layers: 2\n  mixer: qqqqqqqqqq", want);
+}
+END_TEST
+
+START_TEST(test_heads_must_divide_d_model) {
+    expect_line_error("  layers: 2", "  layers: 2\n  heads: 3",
+                      "t.yaml:6:10: model.heads: 3 does not divide model.d_model = 64 (valid: a "
+                      "divisor of 64, e.g. 1, 2, 4, 8, 16)");
+    /* heads not given: reported at d_model; at most 8 divisors up to 16 */
+    expect_line_error("  layers: 2", "  layers: 2\n  d_model: 720\n  heads: 7",
+                      "t.yaml:7:10: model.heads: 7 does not divide model.d_model = 720 (valid: a "
+                      "divisor of 720, e.g. 1, 2, 3, 4, 5, 6, 8, 9)");
+    expect_line_error("  layers: 2", "  layers: 2\n  d_model: 945",
+                      "t.yaml:6:12: model.heads: 2 does not divide model.d_model = 945 (valid: a "
+                      "divisor of 945, e.g. 1, 3, 5, 7, 9, 15)");
+    expect_line_error("  layers: 2", "  layers: 2\n  d_model: 35",
+                      "t.yaml:6:12: model.heads: 2 does not divide model.d_model = 35 (valid: a "
+                      "divisor of 35, e.g. 1, 5, 7)");
+}
+END_TEST
+
+START_TEST(test_warmup_must_not_exceed_steps) {
+    expect_line_error("  steps: 10", "  steps: 10\n  warmup: 20",
+                      "t.yaml:8:11: train.warmup: 20 is greater than train.steps = 10 (valid: 0 "
+                      "to 10)");
+    ConfigSet cs;
+    char *y = with_line("  steps: 10", "  steps: 10\n  warmup: 10");
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_int_eq(cs.runs[0].warmup, 10);
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+/* ---- errors 14-15: sweep and overrides ---- */
+
+START_TEST(test_sweep_value_must_be_a_non_empty_list) {
+    char *y = base_plus("sweep:\n  model.layers: 3\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:17: sweep.model.layers: expected a non-empty list of values");
+    free(y);
+    y = base_plus("sweep:\n  model.layers: []\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:17: sweep.model.layers: expected a non-empty list of values");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_sweep_key_must_be_a_valid_dotted_key) {
+    char *y = base_plus("sweep:\n  model.layres: [1]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:3: sweep.model.layres: unknown key (did you mean sweep.model.layers?)");
+    free(y);
+    y = base_plus("sweep:\n  modle.layers: [1]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:3: sweep.modle.layers: unknown key (did you mean sweep.model.layers?)");
+    free(y);
+    /* task options are checked against the task's table once its name is known */
+    y = base_plus("sweep:\n  task.num_trian: [1]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:3: sweep.task.num_trian: unknown key (did you mean "
+                 "sweep.task.num_train?)");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_sweep_item_errors_point_at_the_item) {
+    char *y = base_plus("sweep:\n  model.layers: [1, 99]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:21: model.layers: 99 is out of range (an integer in [1, 64])");
+    free(y);
+    y = base_plus("sweep:\n  model.mixer.name: [full, fool]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:28: model.mixer.name: unknown mechanism \"fool\" (did you mean full?)");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_name_and_sweep_cannot_be_swept) {
+    char *y = base_plus("sweep:\n  experiment.name: [a, b]\n");
+    expect_error(y, NULL, 0, "t.yaml:9:3: sweep.experiment.name: cannot be swept");
+    free(y);
+    y = base_plus("sweep:\n  sweep.x: [a]\n");
+    expect_error(y, NULL, 0, "t.yaml:9:3: sweep.sweep.x: cannot be swept");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_override_without_equals_or_key) {
+    const char *a[] = {"model.layers"};
+    expect_error(BASE, a, 1, "--set:1:1: expected KEY=VALUE, got \"model.layers\"");
+    const char *b[] = {"model.layers=3", "=3"};
+    expect_error(BASE, b, 2, "--set:2:1: expected KEY=VALUE, got \"=3\"");
+}
+END_TEST
+
+START_TEST(test_override_errors_report_position_and_column) {
+    const char *a[] = {"model.layers=abc"};
+    expect_error(BASE, a, 1,
+                 "--set:1:14: model.layers: expected an integer in [1, 64], got \"abc\"");
+    const char *b[] = {"train.lr=0.1", "model.layres=2"};
+    expect_error(BASE, b, 2, "--set:2:1: model.layres: unknown key (did you mean model.layers?)");
+    const char *c[] = {"task.name=lisops"};
+    expect_error(BASE, c, 1,
+                 "--set:1:11: task.name: unknown task \"lisops\" (did you mean listops?)");
+    const char *d[] = {"model.heads=5"};
+    expect_error(BASE, d, 1,
+                 "--set:1:13: model.heads: 5 does not divide model.d_model = 64 (valid: a "
+                 "divisor of 64, e.g. 1, 2, 4, 8, 16)");
+}
+END_TEST
+
+/* ---- semantics ---- */
+
+START_TEST(test_overrides_win_over_file_and_sweep) {
+    char *y = base_plus("sweep:\n  model.layers: [3, 4]\n  train.lr: [0.1, 0.2]\n");
+    const char *sets[] = {"model.layers=7", "task.num_train=55", "model.mixer.causal=true",
+                          "model.layers=8"};
+    ConfigSet cs;
+    load_ok(y, sets, 4, &cs);
+    ck_assert_int_eq(cs.n, 4);
+    for (int r = 0; r < cs.n; r++) {
+        const ExperimentConfig *c = &cs.runs[r];
+        ck_assert_int_eq(c->layers, 8); /* the last override wins */
+        ck_assert_int_eq(task_opt_int(c, "num_train"), 55);
+        const MixerSpec *m = mixer_get(c->mixer_index);
+        ck_assert_int_eq(opt_bool(&c->mixer_opts, m->opts, m->n_opts, "causal"), 1);
+        ck_assert_double_eq(c->lr, r % 2 ? 0.2 : 0.1);
+    }
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_sweep_is_cartesian_with_last_key_fastest_and_named_runs) {
+    char *y = base_plus("experiment: {name: quickstart}\n"
+                        "sweep:\n  model.layers: [1, 2]\n  train.lr: [1e-3, 0.01, 1]\n");
+    ConfigSet cs;
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_int_eq(cs.n, 6);
+    const int layers[] = {1, 1, 1, 2, 2, 2};
+    const double lr[] = {1e-3, 0.01, 1, 1e-3, 0.01, 1};
+    for (int r = 0; r < 6; r++) {
+        ck_assert_int_eq(cs.runs[r].layers, layers[r]);
+        ck_assert_double_eq(cs.runs[r].lr, lr[r]);
+        ck_assert_int_eq(cs.runs[r].sweep_index, r);
+        ck_assert_int_eq(cs.runs[r].sweep_size, 6);
+        ck_assert_str_eq(cs.runs[r].name, "quickstart");
+        ck_assert_str_eq(cs.runs[r].output_dir, "results/quickstart");
+    }
+    ck_assert_str_eq(cs.runs[0].run_id, "quickstart__layers-1__lr-1e-3");
+    ck_assert_str_eq(cs.runs[5].run_id, "quickstart__layers-2__lr-1");
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_run_id_replaces_unsafe_characters) {
+    char *y = base_plus("experiment: {name: q}\n"
+                        "sweep:\n  experiment.output_dir: [\"a b/c_d\"]\n");
+    ConfigSet cs;
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_int_eq(cs.n, 1);
+    ck_assert_str_eq(cs.runs[0].output_dir, "a b/c_d");
+    ck_assert_str_eq(cs.runs[0].run_id, "q__output_dir-a_b_c_d");
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_sweep_over_mixer_name_and_its_options) {
+    char *y = base_plus("experiment: {name: quickstart}\n"
+                        "sweep:\n  model.layers: [1, 2]\n  model.mixer.name: [full]\n"
+                        "  model.mixer.bias: [false, true]\n");
+    ConfigSet cs;
+    load_ok(y, NULL, 0, &cs);
+    ck_assert_int_eq(cs.n, 4);
+    ck_assert_str_eq(cs.runs[0].run_id, "quickstart__layers-1__name-full__bias-false");
+    ck_assert_str_eq(cs.runs[3].run_id, "quickstart__layers-2__name-full__bias-true");
+    const MixerSpec *m = mixer_get(cs.runs[3].mixer_index);
+    ck_assert_str_eq(m->name, "full");
+    ck_assert_int_eq(opt_bool(&cs.runs[3].mixer_opts, m->opts, m->n_opts, "bias"), 1);
+    ck_assert_int_eq(opt_bool(&cs.runs[2].mixer_opts, m->opts, m->n_opts, "bias"), 0);
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_override_can_set_mixer_name_and_task_options) {
+    const char *sets[] = {"model.mixer.name=full", "task.num_train=100", "model.mixer=full",
+                          "experiment.name=x1", "train.checkpoint=false"};
+    ConfigSet cs;
+    load_ok(BASE, sets, 5, &cs);
+    ck_assert_str_eq(cs.runs[0].name, "x1");
+    ck_assert_str_eq(cs.runs[0].run_id, "x1");
+    ck_assert_str_eq(cs.runs[0].output_dir, "results/x1");
+    ck_assert_int_eq(cs.runs[0].checkpoint, 0);
+    cfg_set_free(&cs);
+}
+END_TEST
+
+/* ---- JSON and hash ---- */
+
+START_TEST(test_to_json_holds_every_resolved_value_typed) {
+    char *y = with_line("  layers: 2", "  layers: 3\n  pooling: mean\n  dropout: 0.1");
+    ConfigSet cs;
+    load_ok(y, NULL, 0, &cs);
+    cJSON *j = cfg_to_json(&cs.runs[0]);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON *back = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(back);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive(back, "experiment");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "name")->valuestring, "t");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(e, "seed")->valuedouble, 1);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "output_dir")->valuestring, "results/t");
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(back, "task");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring, "listops");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(t, "num_train")->valuedouble, 100);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(t, "source")->valuestring, "generate");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "parens")));
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(back, "model");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(m, "layers")->valuedouble, 3);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(m, "dropout")->valuedouble, 0.1);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "pooling")->valuestring, "mean");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "positions")->valuestring, "sinusoidal");
+    cJSON *mx = cJSON_GetObjectItemCaseSensitive(m, "mixer");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(mx, "name")->valuestring, "full");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(mx, "causal")));
+    cJSON *tr = cJSON_GetObjectItemCaseSensitive(back, "train");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(tr, "steps")->valuedouble, 10);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(tr, "lr")->valuedouble, 1e-3);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(tr, "schedule")->valuestring, "cosine");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tr, "checkpoint")));
+    ck_assert_int_eq(cJSON_GetArraySize(e), 4);
+    ck_assert_int_eq(cJSON_GetArraySize(m), 10);
+    ck_assert_int_eq(cJSON_GetArraySize(tr), 14);
+    cJSON_Delete(back);
+    cJSON_free(text);
+    cJSON_Delete(j);
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_hash_ignores_name_threads_and_output_dir) {
+    ConfigSet a, b;
+    char *ya = base_plus("experiment: {name: a, threads: 1, output_dir: x}\n");
+    char *yb = base_plus("experiment: {name: b, threads: 4, output_dir: y}\n");
+    load_ok(ya, NULL, 0, &a);
+    load_ok(yb, NULL, 0, &b);
+    ck_assert_uint_eq(cfg_hash(&a.runs[0]), cfg_hash(&b.runs[0]));
+    cfg_set_free(&a);
+    cfg_set_free(&b);
+    free(ya);
+    free(yb);
+}
+END_TEST
+
+START_TEST(test_hash_differs_when_lr_or_seed_differs) {
+    ConfigSet a, b, c;
+    const char *lr[] = {"train.lr=0.002"};
+    const char *seed[] = {"experiment.seed=2"};
+    load_ok(BASE, NULL, 0, &a);
+    load_ok(BASE, lr, 1, &b);
+    load_ok(BASE, seed, 1, &c);
+    ck_assert_uint_ne(cfg_hash(&a.runs[0]), cfg_hash(&b.runs[0]));
+    ck_assert_uint_ne(cfg_hash(&a.runs[0]), cfg_hash(&c.runs[0]));
+    /* a default written out equals the default left out */
+    ConfigSet d;
+    char *y = with_line("  steps: 10", "  steps: 10\n  lr: 0.001");
+    load_ok(y, NULL, 0, &d);
+    ck_assert_uint_eq(cfg_hash(&a.runs[0]), cfg_hash(&d.runs[0]));
+    cfg_set_free(&a);
+    cfg_set_free(&b);
+    cfg_set_free(&c);
+    cfg_set_free(&d);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_enum_names) {
+    ck_assert_str_eq(cfg_pool_name(POOL_MEAN), "mean");
+    ck_assert_str_eq(cfg_pos_name(POS_LEARNED), "learned");
+    ck_assert_str_eq(cfg_sched_name(SCHED_LINEAR), "linear");
 }
 END_TEST
 
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
-    TCase *tc = tcase_create("all");
-    tcase_add_test(tc, test_defaults_are_filled_and_name_comes_from_the_file_stem);
-    tcase_add_test(tc, test_every_section_parses_including_mixer_shorthand);
-    tcase_add_test(tc, test_overrides_win_over_the_file_and_the_sweep);
-    tcase_add_test(tc, test_sweep_is_a_cartesian_product_with_the_last_key_fastest);
-    tcase_add_test(tc, test_sweep_values_are_validated_against_the_swept_mechanism);
-    tcase_add_test(tc, test_hash_ignores_name_threads_and_output_dir_only);
-    tcase_add_test(tc, test_json_holds_every_resolved_value);
-    tcase_add_test(tc, test_quoted_numbers_and_structures_are_wrong_types);
-    tcase_add_test(tc, test_missing_task_is_reported_where_it_belongs);
-    tcase_add_test(tc, test_task_option_suggestion_and_name_rules);
-    tcase_add_test(tc, test_override_errors_are_located_on_the_command_line);
-    tcase_add_test(tc, test_missing_file_is_reported);
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, test_defaults_filled_for_minimal_config);
+    tcase_add_test(tc, test_every_section_parses_given_values);
+    tcase_add_test(tc, test_name_defaults_to_file_stem_without_directory_or_extension);
+    tcase_add_test(tc, test_int_accepts_sign_and_float_accepts_integer_and_exponent);
+    tcase_add_test(tc, test_mixer_given_as_plain_scalar);
+    tcase_add_test(tc, test_empty_sections_count_as_absent);
+    tcase_add_test(tc, test_missing_file_reports_strerror);
+    tcase_add_test(tc, test_cfg_load_reads_a_file);
+    tcase_add_test(tc, test_yaml_syntax_error_reports_problem_and_context);
+    tcase_add_test(tc, test_empty_document_is_rejected_at_line_1);
+    tcase_add_test(tc, test_top_level_not_a_mapping_is_rejected);
+    tcase_add_test(tc, test_unknown_key_suggests_nearest_with_full_path);
+    tcase_add_test(tc, test_unknown_section_suggests_nearest);
+    tcase_add_test(tc, test_unknown_key_lists_valid_keys_when_none_is_near);
+    tcase_add_test(tc, test_unknown_task_option_uses_the_task_table);
+    tcase_add_test(tc, test_unknown_mixer_option_uses_the_mixer_table);
+    tcase_add_test(tc, test_duplicate_key_reports_first_line);
+    tcase_add_test(tc, test_section_not_a_mapping);
+    tcase_add_test(tc, test_scalar_expected_but_collection_given);
+    tcase_add_test(tc, test_int_rejects_words_fractions_exponents_and_quotes);
+    tcase_add_test(tc, test_float_rejects_words_and_quotes);
+    tcase_add_test(tc, test_bool_accepts_only_true_and_false);
+    tcase_add_test(tc, test_bad_enum_lists_choices);
+    tcase_add_test(tc, test_out_of_range_reports_text_and_range);
+    tcase_add_test(tc, test_experiment_name_must_be_file_name_safe);
+    tcase_add_test(tc, test_unknown_task_suggests_or_lists);
+    tcase_add_test(tc, test_missing_task_name_at_task_key_or_line_1);
+    tcase_add_test(tc, test_unknown_mechanism_suggests_or_lists);
+    tcase_add_test(tc, test_heads_must_divide_d_model);
+    tcase_add_test(tc, test_warmup_must_not_exceed_steps);
+    tcase_add_test(tc, test_sweep_value_must_be_a_non_empty_list);
+    tcase_add_test(tc, test_sweep_key_must_be_a_valid_dotted_key);
+    tcase_add_test(tc, test_sweep_item_errors_point_at_the_item);
+    tcase_add_test(tc, test_name_and_sweep_cannot_be_swept);
+    tcase_add_test(tc, test_override_without_equals_or_key);
+    tcase_add_test(tc, test_override_errors_report_position_and_column);
+    tcase_add_test(tc, test_overrides_win_over_file_and_sweep);
+    tcase_add_test(tc, test_sweep_is_cartesian_with_last_key_fastest_and_named_runs);
+    tcase_add_test(tc, test_run_id_replaces_unsafe_characters);
+    tcase_add_test(tc, test_sweep_over_mixer_name_and_its_options);
+    tcase_add_test(tc, test_override_can_set_mixer_name_and_task_options);
+    tcase_add_test(tc, test_to_json_holds_every_resolved_value_typed);
+    tcase_add_test(tc, test_hash_ignores_name_threads_and_output_dir);
+    tcase_add_test(tc, test_hash_differs_when_lr_or_seed_differs);
+    tcase_add_test(tc, test_enum_names);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -256,7 +806,7 @@ static Suite *config_suite(void) {
 int main(void) {
     SRunner *sr = srunner_create(config_suite());
     srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
+    int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

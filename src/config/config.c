@@ -1,16 +1,15 @@
-/* YAML experiment files → validated ExperimentConfig runs.
- *
- * The file is read with libyaml's document API and flattened into assignments "section.key =
- * scalar" that remember where they came from (file line and column, a sweep item, or a --set
- * override). Each run of the sweep is then resolved from those assignments: file < sweep member <
- * --set, the later one winning. Every key and value is checked against one table per section
- * (OptSpec, the same schema type the mechanisms and tasks use for their options). */
+/* Experiment configuration. The YAML document (libyaml's document API) is walked once into a list
+ * of assignments (a key of one section -> a scalar with its position); the sweep and the --set
+ * overrides add more. Each run applies file < sweep member < overrides onto the defaults,
+ * validating every value against one static table per section (the task's and the mixer's options
+ * come from their registries, once the run's task and mixer names are known). */
 #include "config/config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,829 +20,1034 @@
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
-/* ---- the schema ---- */
+#define CFG_MAX_RUNS 4096 /* every run is a full ExperimentConfig (~34 KB) */
+#define CFG_NAME_MAX 100
+#define CFG_MAX_NAMES (XB_MAX_OPTS + 64)
+#define IDX_NAME (-1)  /* the task's or the mixer's name */
+#define IDX_DEFER (-2) /* a task or mixer option: looked up once the run's name is known */
 
-static const char *const POOLS[] = {"cls", "mean", NULL};
-static const char *const POSITIONS[] = {"sinusoidal", "learned", "none", NULL};
-static const char *const SCHEDULES[] = {"constant", "cosine", "rsqrt", "linear", NULL};
+typedef enum {
+    SEC_EXP,
+    SEC_TASK,
+    SEC_MODEL,
+    SEC_TRAIN,
+    SEC_SWEEP,
+    SEC_MIXER,
+    SEC_TOP,
+    N_SEC
+} SecId;
+#define N_TOP 5
+static const char *const g_sections[N_TOP] = {"experiment", "task", "model", "train", "sweep"};
+static const char *const g_sec_path[N_SEC] = {"experiment", "task",        "model", "train",
+                                              "sweep",      "model.mixer", ""};
 
-static const OptSpec EXPERIMENT[] = {
-    {.name = "name", .type = OPT_STRING, .def_str = "",
-     .help = "run name: report file stem (default: the config file's stem)"},
-    {.name = "seed", .type = OPT_INT, .def = 1, .min = 0, .max = 9007199254740991.0,
-     .help = "seed of every random stream (data, order, init, dropout, mechanisms)"},
-    {.name = "threads", .type = OPT_INT, .def = 0, .min = 0, .max = 1024,
-     .help = "threads for OpenMP and OpenBLAS (0 = all cores)"},
-    {.name = "output_dir", .type = OPT_STRING, .def_str = "",
-     .help = "directory of the reports and checkpoints (default: results/NAME)"},
+/* ---- the tables: one per section, each key with its type, range, default and struct field ---- */
+
+typedef enum { F_INT, F_I64, F_U64, F_FLT, F_DBL, F_ENUM, F_BOOL, F_STR } FieldKind;
+typedef struct Field {
+    OptSpec o;
+    FieldKind kind;
+    size_t off, size; /* where it lives in ExperimentConfig */
+} Field;
+
+#define AT(m) .off = offsetof(ExperimentConfig, m), .size = sizeof(((ExperimentConfig *)0)->m)
+#define FIELD(spec, k, m)                                                                          \
+    { .o = spec, .kind = k, AT(m) }
+#define O_INT(n, d, lo, hi, h)                                                                     \
+    { .name = n, .type = OPT_INT, .def = d, .min = lo, .max = hi, .help = h }
+#define O_FLT(n, d, lo, hi, h)                                                                     \
+    { .name = n, .type = OPT_FLOAT, .def = d, .min = lo, .max = hi, .help = h }
+#define O_BOOL(n, d, h)                                                                            \
+    { .name = n, .type = OPT_BOOL, .def = d, .help = h }
+#define O_ENUM(n, d, c, h)                                                                         \
+    { .name = n, .type = OPT_ENUM, .def = d, .choices = c, .help = h }
+#define O_STR(n, h)                                                                                \
+    { .name = n, .type = OPT_STRING, .def_str = "", .help = h }
+
+static const char *const g_pool_names[] = {"cls", "mean", NULL};
+static const char *const g_pos_names[] = {"sinusoidal", "learned", "none", NULL};
+static const char *const g_sched_names[] = {"constant", "cosine", "rsqrt", "linear", NULL};
+
+enum { E_NAME, E_SEED, E_THREADS, E_OUTPUT_DIR, N_EXP };
+static const Field g_exp[N_EXP] = {
+    [E_NAME] = FIELD(O_STR("name", "run name (default: the config file's stem)"), F_STR, name),
+    [E_SEED] = FIELD(O_INT("seed", 1, 0, 9007199254740991.0, "seed of data, init and dropout"),
+                     F_U64, seed),
+    [E_THREADS] =
+        FIELD(O_INT("threads", 0, 0, 1024, "OpenMP threads; 0 = all cores"), F_INT, threads),
+    [E_OUTPUT_DIR] =
+        FIELD(O_STR("output_dir", "where reports go (default: results/<name>)"), F_STR, output_dir),
 };
 
-static const OptSpec MODEL[] = {
-    {.name = "layers", .type = OPT_INT, .def = 2, .min = 1, .max = 64, .help = "encoder blocks"},
-    {.name = "d_model", .type = OPT_INT, .def = 64, .min = 1, .max = 16384, .help = "model width"},
-    {.name = "heads", .type = OPT_INT, .def = 2, .min = 1, .max = 1024, .help = "attention heads"},
-    {.name = "d_ff", .type = OPT_INT, .def = 128, .min = 1, .max = 262144, .help = "FFN width"},
-    {.name = "dropout", .type = OPT_FLOAT, .def = 0.1, .min = 0, .max = 0.95,
-     .help = "dropout rate (embeddings, mixer output, FFN)"},
-    {.name = "max_len", .type = OPT_INT, .def = 512, .min = 2, .max = 1048576,
-     .help = "tokens per example, including the CLS token"},
-    {.name = "pooling", .type = OPT_ENUM, .def = 0, .choices = POOLS,
-     .help = "sequence summary for the classifier"},
-    {.name = "positions", .type = OPT_ENUM, .def = 0, .choices = POSITIONS,
-     .help = "position embeddings"},
-    {.name = "head_hidden", .type = OPT_INT, .def = 0, .min = 0, .max = 262144,
-     .help = "hidden width of the classifier MLP (0 = d_ff)"},
+enum {
+    M_LAYERS,
+    M_D_MODEL,
+    M_HEADS,
+    M_D_FF,
+    M_DROPOUT,
+    M_MAX_LEN,
+    M_POOLING,
+    M_POSITIONS,
+    M_HEAD_HIDDEN,
+    N_MODEL
+};
+static const Field g_model[N_MODEL] = {
+    [M_LAYERS] = FIELD(O_INT("layers", 2, 1, 64, "encoder blocks"), F_INT, layers),
+    [M_D_MODEL] = FIELD(O_INT("d_model", 64, 1, 16384, "model width"), F_INT, d_model),
+    [M_HEADS] = FIELD(O_INT("heads", 2, 1, 1024, "attention heads"), F_INT, heads),
+    [M_D_FF] = FIELD(O_INT("d_ff", 128, 1, 262144, "feed-forward width"), F_INT, d_ff),
+    [M_DROPOUT] = FIELD(O_FLT("dropout", 0.1, 0, 0.95, "dropout rate"), F_FLT, dropout),
+    [M_MAX_LEN] = FIELD(O_INT("max_len", 512, 2, 1048576, "tokens per example"), F_INT, max_len),
+    [M_POOLING] =
+        FIELD(O_ENUM("pooling", POOL_CLS, g_pool_names, "sequence pooling"), F_ENUM, pooling),
+    [M_POSITIONS] = FIELD(O_ENUM("positions", POS_SINUSOIDAL, g_pos_names, "position encoding"),
+                          F_ENUM, positions),
+    [M_HEAD_HIDDEN] = FIELD(O_INT("head_hidden", 0, 0, 262144, "classifier hidden width; 0 = d_ff"),
+                            F_INT, head_hidden),
 };
 
-static const OptSpec TRAIN[] = {
-    {.name = "batch_size", .type = OPT_INT, .def = 32, .min = 1, .max = 65536, .help = "examples per step"},
-    {.name = "steps", .type = OPT_INT, .def = 1000, .min = 1, .max = 1e9, .help = "training steps"},
-    {.name = "lr", .type = OPT_FLOAT, .def = 1e-3, .min = 1e-10, .max = 10, .help = "peak learning rate"},
-    {.name = "schedule", .type = OPT_ENUM, .def = 1, .choices = SCHEDULES,
-     .help = "decay after the warm-up"},
-    {.name = "warmup", .type = OPT_INT, .def = 0, .min = 0, .max = 1e9, .help = "linear warm-up steps"},
-    {.name = "weight_decay", .type = OPT_FLOAT, .def = 0.01, .min = 0, .max = 10,
-     .help = "AdamW decoupled weight decay (matrices only)"},
-    {.name = "beta1", .type = OPT_FLOAT, .def = 0.9, .min = 0, .max = 0.999999, .help = "AdamW beta1"},
-    {.name = "beta2", .type = OPT_FLOAT, .def = 0.999, .min = 0, .max = 0.999999, .help = "AdamW beta2"},
-    {.name = "eps", .type = OPT_FLOAT, .def = 1e-8, .min = 0, .max = 1, .help = "AdamW epsilon"},
-    {.name = "clip_norm", .type = OPT_FLOAT, .def = 1.0, .min = 0, .max = 1e6,
-     .help = "global gradient-norm clipping (0 = off)"},
-    {.name = "eval_every", .type = OPT_INT, .def = 100, .min = 1, .max = 1e9,
-     .help = "validation interval in steps (and after the last step)"},
-    {.name = "eval_batches", .type = OPT_INT, .def = 0, .min = 0, .max = 1e9,
-     .help = "validation batches per evaluation (0 = the whole split)"},
-    {.name = "log_every", .type = OPT_INT, .def = 10, .min = 1, .max = 1e9, .help = "progress interval"},
-    {.name = "checkpoint", .type = OPT_BOOL, .def = 1,
-     .help = "save the best validation checkpoint (safetensors)"},
+enum {
+    T_BATCH_SIZE,
+    T_STEPS,
+    T_LR,
+    T_SCHEDULE,
+    T_WARMUP,
+    T_WEIGHT_DECAY,
+    T_BETA1,
+    T_BETA2,
+    T_EPS,
+    T_CLIP_NORM,
+    T_EVAL_EVERY,
+    T_EVAL_BATCHES,
+    T_LOG_EVERY,
+    T_CHECKPOINT,
+    N_TRAIN
+};
+static const Field g_train[N_TRAIN] = {
+    [T_BATCH_SIZE] =
+        FIELD(O_INT("batch_size", 32, 1, 65536, "examples per step"), F_INT, batch_size),
+    [T_STEPS] = FIELD(O_INT("steps", 1000, 1, 1e9, "optimizer steps"), F_I64, steps),
+    [T_LR] = FIELD(O_FLT("lr", 1e-3, 1e-10, 10, "peak learning rate"), F_DBL, lr),
+    [T_SCHEDULE] = FIELD(O_ENUM("schedule", SCHED_COSINE, g_sched_names, "decay after warm-up"),
+                         F_ENUM, schedule),
+    [T_WARMUP] = FIELD(O_INT("warmup", 0, 0, 1e9, "linear warm-up steps"), F_I64, warmup),
+    [T_WEIGHT_DECAY] =
+        FIELD(O_FLT("weight_decay", 0.01, 0, 10, "decoupled weight decay"), F_DBL, weight_decay),
+    [T_BETA1] = FIELD(O_FLT("beta1", 0.9, 0, 0.999999, "AdamW beta1"), F_DBL, beta1),
+    [T_BETA2] = FIELD(O_FLT("beta2", 0.999, 0, 0.999999, "AdamW beta2"), F_DBL, beta2),
+    [T_EPS] = FIELD(O_FLT("eps", 1e-8, 0, 1, "AdamW epsilon"), F_DBL, eps),
+    [T_CLIP_NORM] =
+        FIELD(O_FLT("clip_norm", 1.0, 0, 1e6, "gradient norm clip; 0 = off"), F_DBL, clip_norm),
+    [T_EVAL_EVERY] =
+        FIELD(O_INT("eval_every", 100, 1, 1e9, "steps between evaluations"), F_I64, eval_every),
+    [T_EVAL_BATCHES] =
+        FIELD(O_INT("eval_batches", 0, 0, 1e9, "validation batches; 0 = all"), F_INT, eval_batches),
+    [T_LOG_EVERY] =
+        FIELD(O_INT("log_every", 10, 1, 1e9, "steps between log lines"), F_I64, log_every),
+    [T_CHECKPOINT] =
+        FIELD(O_BOOL("checkpoint", 1, "save the best validation checkpoint"), F_BOOL, checkpoint),
 };
 
-enum { SEC_EXPERIMENT, SEC_TASK, SEC_MODEL, SEC_TRAIN, SEC_SWEEP, N_SECTIONS };
-static const char *const SECTIONS[N_SECTIONS] = {"experiment", "task", "model", "train", "sweep"};
-
-typedef struct Table {
+/* A section's schema: a Field table (experiment, model, train) or a registry's OptSpec table. */
+typedef struct Schema {
+    const Field *fields;
     const OptSpec *specs;
     int n;
-} Table;
+} Schema;
 
-static const Table FIXED[N_SECTIONS] = {
-    [SEC_EXPERIMENT] = {EXPERIMENT, (int)XB_ARRAY_LEN(EXPERIMENT)},
-    [SEC_MODEL] = {MODEL, (int)XB_ARRAY_LEN(MODEL)},
-    [SEC_TRAIN] = {TRAIN, (int)XB_ARRAY_LEN(TRAIN)},
-};
+static Schema schema_of(SecId s, int task, int mixer) {
+    switch (s) {
+    case SEC_EXP:
+        return (Schema){g_exp, NULL, N_EXP};
+    case SEC_MODEL:
+        return (Schema){g_model, NULL, N_MODEL};
+    case SEC_TRAIN:
+        return (Schema){g_train, NULL, N_TRAIN};
+    case SEC_TASK:
+        if (task >= 0) return (Schema){NULL, task_get(task)->opts, task_get(task)->n_opts};
+        break;
+    case SEC_MIXER:
+        if (mixer >= 0) return (Schema){NULL, mixer_get(mixer)->opts, mixer_get(mixer)->n_opts};
+        break;
+    default:
+        break;
+    }
+    return (Schema){NULL, NULL, 0};
+}
 
-/* ---- flattened input ---- */
+static const OptSpec *schema_spec(const Schema *s, int i) {
+    return s->fields ? &s->fields[i].o : &s->specs[i];
+}
 
-enum { VAL_PLAIN, VAL_QUOTED, VAL_MAPPING, VAL_SEQUENCE };
+static int schema_find(const Schema *s, const char *name, size_t len) {
+    for (int i = 0; i < s->n; i++) {
+        const char *nm = schema_spec(s, i)->name;
+        if (strlen(nm) == len && strncmp(nm, name, len) == 0) return i;
+    }
+    return -1;
+}
+
+/* Every valid key at a level, in table order. */
+static int level_names(SecId lv, int task, int mixer, const char **names) {
+    int n = 0;
+    if (lv == SEC_TOP) {
+        for (int i = 0; i < N_TOP; i++) names[n++] = g_sections[i];
+        return n;
+    }
+    if (lv == SEC_TASK || lv == SEC_MIXER) names[n++] = "name";
+    Schema s = schema_of(lv, task, mixer);
+    for (int i = 0; i < s.n && n < CFG_MAX_NAMES - 1; i++) names[n++] = schema_spec(&s, i)->name;
+    if (lv == SEC_MODEL) names[n++] = "mixer";
+    return n;
+}
+
+static int registry_names(int tasks, const char **names) {
+    int n = tasks ? task_count() : mixer_count();
+    XB_ASSERT(n <= CFG_MAX_NAMES);
+    for (int i = 0; i < n; i++) names[i] = tasks ? task_get(i)->name : mixer_get(i)->name;
+    return n;
+}
+
+static void join_names(char *buf, size_t cap, const char *const *names, int n) {
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && k < cap; i++) {
+        int w = snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", names[i]);
+        if (w > 0) k += (size_t)w;
+    }
+}
+
+/* Optimal-string-alignment distance (Levenshtein plus adjacent transpositions). */
+static int edit_distance(const char *a, int la, const char *b) {
+    enum { MAXL = 64 };
+    int lb = (int)strlen(b);
+    if (la >= MAXL || lb >= MAXL) return 1 << 20;
+    int d[MAXL][MAXL];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            v = XB_MIN(v, d[i - 1][j] + 1);
+            v = XB_MIN(v, d[i][j - 1] + 1);
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                v = XB_MIN(v, d[i - 2][j - 2] + 1);
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+/* Index of the name nearest to given[0..len) within max(2, len/3) edits, or -1. */
+static int suggest(const char *given, int len, const char *const *names, int n) {
+    if (len <= 0) return -1;
+    int best = -1, bd = XB_MAX(2, len / 3) + 1;
+    for (int i = 0; i < n; i++) {
+        int d = edit_distance(given, len, names[i]);
+        if (d < bd) bd = d, best = i;
+    }
+    return best;
+}
+
+/* ---- positions, assignments and the parse context ---- */
 
 typedef struct Loc {
-    const char *file; /* the config path, or "--set" */
+    const char *file;
     int line, col;
 } Loc;
 
+typedef enum { VK_PLAIN, VK_QUOTED, VK_MAPPING, VK_SEQUENCE } ValKind;
+static const char *const g_kind_names[] = {"scalar", "scalar", "mapping", "sequence"};
+enum { ORIG_FILE, ORIG_SWEEP, ORIG_SET };
+
+/* One "section.key = value" with where it came from. */
 typedef struct Assign {
-    char key[256];             /* dotted: model.layers, task.num_train, model.mixer.causal */
-    char text[XB_OPT_STRLEN];  /* scalar text */
-    int kind;                  /* VAL_* */
-    Loc key_loc, val_loc;
+    SecId sec;       /* EXP, TASK, MODEL, TRAIN or MIXER */
+    int idx;         /* index in the section's table, IDX_NAME or IDX_DEFER */
+    char key[128];   /* the option's name (looked up for IDX_DEFER) */
+    char shown[320]; /* the key as the user wrote it, for key errors */
+    int seg_off;     /* where key starts in shown */
+    ValKind kind;
+    const char *text; /* the scalar (owned by the YAML document or the override string) */
+    Loc kloc, vloc;
+    int origin;
 } Assign;
 
-typedef struct AssignList {
-    Assign *a;
-    int n, cap;
-} AssignList;
-
 typedef struct SweepKey {
-    char key[256];
-    Loc key_loc;
-    AssignList items; /* one per value, key = the swept key */
+    Assign a; /* the key; kind/text/vloc are filled per item */
+    char leaf[128];
+    yaml_node_t *seq;
 } SweepKey;
 
-typedef struct Input {
+typedef struct Ctx {
     const char *path;
-    AssignList file, sets;
-    SweepKey *sweep;
-    int n_sweep;
-    Loc task_loc, model_loc, mixer_loc; /* where the task/model sections and model.mixer are */
-    int have_task, have_mixer;
-} Input;
+    XbError *err;
+    yaml_document_t *doc;
+    Assign *as; /* file assignments [0, n_file), then overrides */
+    int n_as, cap_as, n_file;
+    SweepKey *sw;
+    int n_sw, cap_sw;
+    Loc sweep_kloc;
+    int have_task, have_model, have_mixer;
+    Loc task_kloc, model_kloc, mixer_kloc;
+} Ctx;
 
-static Assign *list_add(AssignList *l) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 32;
-        l->a = realloc(l->a, (size_t)l->cap * sizeof *l->a);
-        XB_ASSERT(l->a);
-    }
-    Assign *a = &l->a[l->n++];
-    memset(a, 0, sizeof *a);
-    return a;
-}
-
-static void input_free(Input *in) {
-    free(in->file.a);
-    free(in->sets.a);
-    for (int i = 0; i < in->n_sweep; i++) free(in->sweep[i].items.a);
-    free(in->sweep);
-    memset(in, 0, sizeof *in);
-}
-
-static int fail(XbError *err, Loc l, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(XbError *err, Loc l, const char *key, const char *fmt, ...) {
-    char msg[sizeof err->msg];
+__attribute__((format(printf, 4, 5))) static int fail(Ctx *x, Loc l, const char *key,
+                                                      const char *fmt, ...) {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return xb_error_set(err, l.file, l.line, l.col, key, "%s", msg);
+    return xb_error_set(x->err, l.file, l.line, l.col, key, "%s", msg);
 }
 
-/* ---- suggestions ---- */
-
-static int edit_distance(const char *a, const char *b) {
-    const size_t na = strlen(a), nb = strlen(b);
-    if (na > 63 || nb > 63) return 99;
-    int d[64][64];
-    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= na; i++)
-        for (size_t j = 1; j <= nb; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1; /* transposition */
-            d[i][j] = best;
-        }
-    return d[na][nb];
+/* Unknown key shown[off, off+len) at level lv: suggests the nearest valid key or lists them. */
+static int key_error(Ctx *x, Loc l, const char *shown, int off, int len, SecId lv, int task,
+                     int mixer) {
+    const char *names[CFG_MAX_NAMES];
+    int n = level_names(lv, task, mixer, names);
+    int best = suggest(shown + off, len, names, n);
+    if (best >= 0)
+        return fail(x, l, shown, "unknown key (did you mean %.*s%s%s?)", off, shown, names[best],
+                    shown + off + len);
+    char list[900];
+    join_names(list, sizeof list, names, n);
+    return fail(x, l, shown, "unknown key (valid: %s)", list);
 }
 
-/* " (did you mean PREFIXname?)" for the nearest of names[0..n), or " (valid: a, b, ...)". */
-static void suggest(char *buf, size_t cap, const char *got, const char *prefix,
-                    const char *const *names, int n) {
-    int best = -1, bd = 1 << 30;
-    for (int i = 0; i < n; i++) {
-        const int d = edit_distance(got, names[i]);
-        if (d < bd) bd = d, best = i;
+static Assign *new_assign(Ctx *x) {
+    if (x->n_as == x->cap_as) {
+        x->cap_as = x->cap_as ? 2 * x->cap_as : 32;
+        x->as = realloc(x->as, (size_t)x->cap_as * sizeof *x->as);
+        XB_ASSERT(x->as);
     }
-    const int len = (int)strlen(got), limit = len / 3 > 2 ? len / 3 : 2;
-    if (best >= 0 && bd <= limit) {
-        snprintf(buf, cap, "did you mean %s%s?", prefix, names[best]);
-        return;
-    }
-    size_t k = (size_t)snprintf(buf, cap, "valid: ");
-    for (int i = 0; i < n && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", names[i]);
+    Assign *a = &x->as[x->n_as++];
+    memset(a, 0, sizeof *a);
+    return a;
 }
 
-/* The names a level accepts: a table's option names plus `extra` (e.g. "name", "mixer"). */
-static int level_names(const char **out, const char *extra_first, const Table *t,
-                       const char *extra_last) {
-    int n = 0;
-    if (extra_first) out[n++] = extra_first;
-    for (int i = 0; t && i < t->n; i++) out[n++] = t->specs[i].name;
-    if (extra_last) out[n++] = extra_last;
-    return n;
+static yaml_node_t *node(Ctx *x, int id) { return yaml_document_get_node(x->doc, id); }
+static Loc node_loc(const Ctx *x, const yaml_node_t *n) {
+    return (Loc){x->path, (int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
+}
+static ValKind node_kind(const yaml_node_t *n) {
+    if (n->type == YAML_MAPPING_NODE) return VK_MAPPING;
+    if (n->type == YAML_SEQUENCE_NODE) return VK_SEQUENCE;
+    return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? VK_PLAIN : VK_QUOTED;
+}
+static const char *node_text(const yaml_node_t *n) {
+    return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+/* An empty or null section (`train:` with nothing under it) counts as absent. */
+static int node_is_null(const yaml_node_t *n) {
+    if (node_kind(n) != VK_PLAIN) return 0;
+    const char *t = node_text(n);
+    return !*t || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") || !strcmp(t, "NULL");
 }
 
-static int unknown_key(XbError *err, Loc l, const char *full_key, const char *prefix,
-                       const char *leaf, const char **names, int n) {
-    char s[900];
-    suggest(s, sizeof s, leaf, prefix, names, n);
-    return fail(err, l, full_key, "unknown key (%s)", s);
+static void set_value(const Ctx *x, Assign *a, const yaml_node_t *v) {
+    a->kind = node_kind(v);
+    a->text = node_text(v);
+    a->vloc = node_loc(x, v);
 }
 
-/* ---- reading the YAML document ---- */
-
-static Loc mark_loc(const Input *in, yaml_mark_t m) {
-    return (Loc){in->path, (int)m.line + 1, (int)m.column + 1};
-}
-
-static const char *kind_name(yaml_node_type_t t) {
-    return t == YAML_MAPPING_NODE ? "mapping" : t == YAML_SEQUENCE_NODE ? "sequence" : "scalar";
-}
-
-static int scalar_text(const yaml_node_t *n, char *buf, size_t cap) {
-    XB_ASSERT(n->type == YAML_SCALAR_NODE);
-    snprintf(buf, cap, "%.*s", (int)n->data.scalar.length, (const char *)n->data.scalar.value);
-    return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? VAL_PLAIN : VAL_QUOTED;
-}
-
-static void set_value(Assign *a, const Input *in, const yaml_node_t *v) {
-    a->val_loc = mark_loc(in, v->start_mark);
-    if (v->type == YAML_SCALAR_NODE)
-        a->kind = scalar_text(v, a->text, sizeof a->text);
-    else
-        a->kind = v->type == YAML_MAPPING_NODE ? VAL_MAPPING : VAL_SEQUENCE;
-}
-
-/* Checks that the key of pair p is a scalar not seen before in the same mapping; copies it. */
-static int pair_key(const Input *in, yaml_document_t *doc, const yaml_node_t *map, int p,
-                    const char *prefix, char *key, size_t cap, XbError *err) {
-    const yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
-    const yaml_node_t *k = yaml_document_get_node(doc, pairs[p].key);
-    char full[512];
+/* The text of a mapping key, which must be a scalar. */
+static int key_text(Ctx *x, const yaml_node_t *k, const char *where, const char **out) {
     if (k->type != YAML_SCALAR_NODE)
-        return fail(err, mark_loc(in, k->start_mark), prefix[0] ? prefix : NULL,
-                    "expected a key, got a %s", kind_name(k->type));
-    scalar_text(k, key, cap);
-    snprintf(full, sizeof full, "%s%s", prefix, key);
-    for (int q = 0; q < p; q++) {
-        const yaml_node_t *o = yaml_document_get_node(doc, pairs[q].key);
-        if (o->type == YAML_SCALAR_NODE && o->data.scalar.length == strlen(key) &&
-            memcmp(o->data.scalar.value, key, strlen(key)) == 0)
-            return fail(err, mark_loc(in, k->start_mark), full,
-                        "duplicate key (first given at line %d)", (int)o->start_mark.line + 1);
+        return fail(x, node_loc(x, k), where, "expected a key name, got a %s",
+                    g_kind_names[node_kind(k)]);
+    *out = node_text(k);
+    return 0;
+}
+
+static int check_dup(Ctx *x, yaml_node_t *map, const yaml_node_pair_t *pair, const char *shown) {
+    const yaml_node_t *k = node(x, pair->key);
+    for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < pair; q++) {
+        const yaml_node_t *k2 = node(x, q->key);
+        if (k2->type == YAML_SCALAR_NODE && !strcmp(node_text(k2), node_text(k)))
+            return fail(x, node_loc(x, k), shown, "duplicate key (first given at line %d)",
+                        (int)k2->start_mark.line + 1);
     }
     return 0;
 }
 
-static int want_mapping(const Input *in, const yaml_node_t *v, const char *key, XbError *err) {
-    if (v->type == YAML_MAPPING_NODE) return 0;
-    return fail(err, mark_loc(in, v->start_mark), key, "expected a mapping, got a %s",
-                kind_name(v->type));
+static int add_file_assign(Ctx *x, SecId sec, int idx, const char *key, const char *shown,
+                           int seg_off, const yaml_node_t *k, const yaml_node_t *v) {
+    Assign *a = new_assign(x);
+    a->sec = sec;
+    a->idx = idx;
+    snprintf(a->key, sizeof a->key, "%s", key);
+    snprintf(a->shown, sizeof a->shown, "%s", shown);
+    a->seg_off = seg_off;
+    a->kloc = node_loc(x, k);
+    a->origin = ORIG_FILE;
+    set_value(x, a, v);
+    return 0;
 }
 
-/* Section keys of experiment/model/train are checked here; task options and mixer options once
- * the task and mechanism are known (they depend on the name). */
-static int read_section(Input *in, yaml_document_t *doc, int sec, const yaml_node_t *map,
-                        XbError *err) {
-    const char *sname = SECTIONS[sec];
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.", sname);
-    const int np = (int)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
-    for (int p = 0; p < np; p++) {
-        char key[128];
-        if (pair_key(in, doc, map, p, prefix, key, sizeof key, err)) return -1;
-        const yaml_node_pair_t *pr = &map->data.mapping.pairs.start[p];
-        const yaml_node_t *k = yaml_document_get_node(doc, pr->key);
-        const yaml_node_t *v = yaml_document_get_node(doc, pr->value);
-        char full[200];
-        snprintf(full, sizeof full, "%s%s", prefix, key);
-        if (sec == SEC_MODEL && strcmp(key, "mixer") == 0) {
-            in->have_mixer = 1;
-            in->mixer_loc = mark_loc(in, k->start_mark);
-            if (v->type == YAML_SCALAR_NODE) { /* mixer: full */
-                Assign *a = list_add(&in->file);
-                snprintf(a->key, sizeof a->key, "model.mixer.name");
-                a->key_loc = mark_loc(in, k->start_mark);
-                set_value(a, in, v);
-                continue;
-            }
-            if (want_mapping(in, v, "model.mixer", err)) return -1;
-            const int nm = (int)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
-            for (int q = 0; q < nm; q++) {
-                char mk[128];
-                if (pair_key(in, doc, v, q, "model.mixer.", mk, sizeof mk, err)) return -1;
-                const yaml_node_pair_t *mp = &v->data.mapping.pairs.start[q];
-                Assign *a = list_add(&in->file);
-                snprintf(a->key, sizeof a->key, "model.mixer.%s", mk);
-                a->key_loc = mark_loc(in, yaml_document_get_node(doc, mp->key)->start_mark);
-                set_value(a, in, yaml_document_get_node(doc, mp->value));
-            }
+/* Resolves a dotted key (sweep key or override) to an assignment's section and key; errors at kl.
+ * shown is the key as reported, with dotted starting at shown[base]. */
+static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base, Loc kl,
+                        Assign *a) {
+    enum { MAXSEG = 8 };
+    int off[MAXSEG], len[MAXSEG], n = 0;
+    for (int i = 0;;) {
+        const char *d = strchr(dotted + i, '.');
+        int l = d ? (int)(d - (dotted + i)) : (int)strlen(dotted + i);
+        if (n < MAXSEG) off[n] = i, len[n] = l;
+        n++;
+        if (!d) break;
+        i += l + 1;
+    }
+    if (n > MAXSEG) n = MAXSEG;
+    int sec = -1;
+    for (int i = 0; i < N_TOP; i++)
+        if ((int)strlen(g_sections[i]) == len[0] && !strncmp(g_sections[i], dotted, (size_t)len[0]))
+            sec = i;
+    if (sec < 0) return key_error(x, kl, shown, base + off[0], len[0], SEC_TOP, -1, -1);
+    a->sec = (SecId)sec;
+    snprintf(a->shown, sizeof a->shown, "%s", shown);
+    if (sec == SEC_SWEEP) return 0;
+    if (n < 2) {
+        const char *names[CFG_MAX_NAMES];
+        char list[900];
+        join_names(list, sizeof list, names, level_names(a->sec, -1, -1, names));
+        return fail(x, kl, shown, "incomplete key (valid: %s.KEY with KEY one of: %s)",
+                    g_sections[sec], list);
+    }
+    int used = 2, kseg = 1;
+    const char *s1 = dotted + off[1];
+    if (sec == SEC_TASK) {
+        a->idx = (len[1] == 4 && !strncmp(s1, "name", 4)) ? IDX_NAME : IDX_DEFER;
+    } else if (sec == SEC_MODEL && len[1] == 5 && !strncmp(s1, "mixer", 5)) {
+        a->sec = SEC_MIXER;
+        if (n == 2) {
+            a->idx = IDX_NAME;
+        } else {
+            used = 3, kseg = 2;
+            a->idx = (len[2] == 4 && !strncmp(dotted + off[2], "name", 4)) ? IDX_NAME : IDX_DEFER;
+        }
+    } else {
+        Schema s = schema_of(a->sec, -1, -1);
+        a->idx = schema_find(&s, s1, (size_t)len[1]);
+        if (a->idx < 0) return key_error(x, kl, shown, base + off[1], len[1], a->sec, -1, -1);
+    }
+    if (n > used)
+        return fail(x, kl, shown, "unknown key (%.*s has no keys)", base + off[used] - 1, shown);
+    if (a->idx == IDX_NAME)
+        snprintf(a->key, sizeof a->key, "name");
+    else
+        snprintf(a->key, sizeof a->key, "%.*s", len[kseg], dotted + off[kseg]);
+    a->seg_off = base + off[kseg];
+    return 0;
+}
+
+/* ---- walking the file ---- */
+
+static int walk_mixer(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
+    x->have_mixer = 1;
+    x->mixer_kloc = node_loc(x, k);
+    if (node_is_null(v)) return 0;
+    if (v->type == YAML_SCALAR_NODE)
+        return add_file_assign(x, SEC_MIXER, IDX_NAME, "name", "model.mixer", 6, k, v);
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(x, node_loc(x, v), "model.mixer", "expected a mapping, got a %s",
+                    g_kind_names[node_kind(v)]);
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        char shown[320];
+        if (key_text(x, pk, "model.mixer", &kt)) return -1;
+        snprintf(shown, sizeof shown, "model.mixer.%s", kt);
+        if (check_dup(x, v, p, shown)) return -1;
+        add_file_assign(x, SEC_MIXER, strcmp(kt, "name") ? IDX_DEFER : IDX_NAME, kt, shown, 12, pk,
+                        pv);
+    }
+    return 0;
+}
+
+static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
+    const char *sname = g_sections[sec];
+    const int base = (int)strlen(sname) + 1;
+    if (sec == SEC_TASK) x->have_task = 1, x->task_kloc = node_loc(x, k);
+    if (sec == SEC_MODEL) x->have_model = 1, x->model_kloc = node_loc(x, k);
+    if (node_is_null(v)) return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(x, node_loc(x, v), sname, "expected a mapping, got a %s",
+                    g_kind_names[node_kind(v)]);
+    Schema s = schema_of(sec, -1, -1);
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        char shown[320];
+        if (key_text(x, pk, sname, &kt)) return -1;
+        snprintf(shown, sizeof shown, "%s.%s", sname, kt);
+        if (check_dup(x, v, p, shown)) return -1;
+        int idx;
+        if (sec == SEC_TASK) {
+            idx = strcmp(kt, "name") ? IDX_DEFER : IDX_NAME;
+        } else if (sec == SEC_MODEL && !strcmp(kt, "mixer")) {
+            if (walk_mixer(x, pk, pv)) return -1;
             continue;
+        } else {
+            idx = schema_find(&s, kt, strlen(kt));
+            if (idx < 0)
+                return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
         }
-        if (sec != SEC_TASK && opt_index(FIXED[sec].specs, FIXED[sec].n, key) < 0) {
-            const char *names[XB_MAX_OPTS + 2];
-            const int n = level_names(names, NULL, &FIXED[sec], sec == SEC_MODEL ? "mixer" : NULL);
-            return unknown_key(err, mark_loc(in, k->start_mark), full, prefix, key, names, n);
-        }
-        Assign *a = list_add(&in->file);
-        snprintf(a->key, sizeof a->key, "%s", full);
-        a->key_loc = mark_loc(in, k->start_mark);
-        set_value(a, in, v);
+        add_file_assign(x, sec, idx, kt, shown, base, pk, pv);
     }
     return 0;
 }
 
-/* Splits a dotted key into section and the rest; checks what can be checked without knowing the
- * task or mechanism. *sec receives the section. Keys of the sweep are shown as sweep.KEY. */
-static int check_path(const char *key, const char *shown_prefix, Loc l, int *sec, XbError *err) {
-    char full[400];
-    snprintf(full, sizeof full, "%s%s", shown_prefix, key);
-    const char *dot = strchr(key, '.');
-    const size_t slen = dot ? (size_t)(dot - key) : strlen(key);
-    char sname[160];
-    snprintf(sname, sizeof sname, "%.*s", (int)slen, key);
-    *sec = -1;
-    for (int s = 0; s < SEC_SWEEP; s++)
-        if (strcmp(sname, SECTIONS[s]) == 0) *sec = s;
-    if (*sec < 0 || !dot || !dot[1]) {
-        const char *names[4] = {"experiment", "task", "model", "train"};
-        if (*sec >= 0) /* a section without a key */
-            return fail(err, l, full, "expected SECTION.KEY (e.g. model.layers)");
-        return unknown_key(err, l, full, shown_prefix, sname, names, 4);
-    }
-    const char *rest = dot + 1;
-    if (*sec == SEC_TASK) return 0;
-    if (*sec == SEC_MODEL && strncmp(rest, "mixer", 5) == 0 && (rest[5] == '.' || !rest[5])) return 0;
-    if (opt_index(FIXED[*sec].specs, FIXED[*sec].n, rest) < 0) {
-        const char *names[XB_MAX_OPTS + 2];
-        const int n = level_names(names, NULL, &FIXED[*sec], *sec == SEC_MODEL ? "mixer" : NULL);
-        char prefix[200];
-        snprintf(prefix, sizeof prefix, "%s%s.", shown_prefix, sname);
-        return unknown_key(err, l, full, prefix, rest, names, n);
-    }
-    return 0;
-}
-
-static int read_sweep(Input *in, yaml_document_t *doc, const yaml_node_t *map, XbError *err) {
-    const int np = (int)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
-    in->sweep = calloc((size_t)(np ? np : 1), sizeof *in->sweep);
-    XB_ASSERT(in->sweep);
-    for (int p = 0; p < np; p++) {
-        char key[128];
-        if (pair_key(in, doc, map, p, "sweep.", key, sizeof key, err)) return -1;
-        const yaml_node_pair_t *pr = &map->data.mapping.pairs.start[p];
-        const yaml_node_t *k = yaml_document_get_node(doc, pr->key);
-        const yaml_node_t *v = yaml_document_get_node(doc, pr->value);
-        const Loc kl = mark_loc(in, k->start_mark);
-        char full[320];
-        snprintf(full, sizeof full, "sweep.%s", key);
-        int sec;
-        if (check_path(key, "sweep.", kl, &sec, err)) return -1;
-        if (!strcmp(key, "experiment.name") || !strcmp(key, "experiment.output_dir"))
-            return fail(err, kl, full, "cannot be swept (run names are made from the swept values)");
-        if (!strcmp(key, "model.mixer")) snprintf(key, sizeof key, "model.mixer.name");
-        for (int q = 0; q < in->n_sweep; q++)
-            if (!strcmp(in->sweep[q].key, key))
-                return fail(err, kl, full, "duplicate key (first given at line %d)",
-                            in->sweep[q].key_loc.line);
-        if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start)
-            return fail(err, mark_loc(in, v->start_mark), full, "expected a non-empty list of values");
-        SweepKey *sk = &in->sweep[in->n_sweep++];
-        snprintf(sk->key, sizeof sk->key, "%s", key);
-        sk->key_loc = kl;
-        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
-            Assign *a = list_add(&sk->items);
-            snprintf(a->key, sizeof a->key, "%s", key);
-            a->key_loc = kl;
-            set_value(a, in, yaml_document_get_node(doc, *it));
-            a->key_loc = a->val_loc; /* errors about one value point at the value */
+static int walk_sweep(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
+    x->sweep_kloc = node_loc(x, k);
+    if (node_is_null(v)) return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(x, node_loc(x, v), "sweep", "expected a mapping, got a %s",
+                    g_kind_names[node_kind(v)]);
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        char shown[320];
+        if (key_text(x, pk, "sweep", &kt)) return -1;
+        snprintf(shown, sizeof shown, "sweep.%s", kt);
+        if (check_dup(x, v, p, shown)) return -1;
+        Assign a;
+        memset(&a, 0, sizeof a);
+        if (resolve_path(x, kt, shown, 6, node_loc(x, pk), &a)) return -1;
+        if (a.sec == SEC_SWEEP || (a.sec == SEC_EXP && a.idx == E_NAME))
+            return fail(x, node_loc(x, pk), shown, "cannot be swept");
+        if (pv->type != YAML_SEQUENCE_NODE ||
+            pv->data.sequence.items.top == pv->data.sequence.items.start)
+            return fail(x, node_loc(x, pv), shown, "expected a non-empty list of values");
+        a.origin = ORIG_SWEEP;
+        a.kloc = node_loc(x, pk);
+        if (x->n_sw == x->cap_sw) {
+            x->cap_sw = x->cap_sw ? 2 * x->cap_sw : 8;
+            x->sw = realloc(x->sw, (size_t)x->cap_sw * sizeof *x->sw);
+            XB_ASSERT(x->sw);
         }
+        SweepKey *s = &x->sw[x->n_sw++];
+        s->a = a;
+        const char *dot = strrchr(kt, '.');
+        snprintf(s->leaf, sizeof s->leaf, "%s", dot ? dot + 1 : kt);
+        s->seq = pv;
     }
     return 0;
 }
 
-static const char *TOP_EXPECTED =
-    "expected a mapping with sections experiment, task, model, train, sweep";
-
-static int read_document(Input *in, const char *text, size_t len, XbError *err) {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    XB_ASSERT(yaml_parser_initialize(&parser));
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        const Loc l = {in->path, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1};
-        if (parser.context)
-            fail(err, l, NULL, "YAML syntax error: %s (%s)", parser.problem, parser.context);
-        else
-            fail(err, l, NULL, "YAML syntax error: %s", parser.problem ? parser.problem : "unknown");
-        yaml_parser_delete(&parser);
-        return -1;
-    }
-    int rc = 0;
-    const yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || root->type != YAML_MAPPING_NODE) {
-        rc = fail(err, (Loc){in->path, 1, 1}, NULL, "%s", TOP_EXPECTED);
-        goto done;
-    }
-    const int np = (int)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
-    for (int p = 0; p < np && rc == 0; p++) {
-        char key[256];
-        if ((rc = pair_key(in, &doc, root, p, "", key, sizeof key, err))) break;
-        const yaml_node_pair_t *pr = &root->data.mapping.pairs.start[p];
-        const yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-        const yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
+static int walk_root(Ctx *x) {
+    yaml_node_t *root = yaml_document_get_root_node(x->doc);
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return fail(x, (Loc){x->path, 1, 1}, NULL,
+                    "expected a mapping with sections experiment, task, model, train, sweep");
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        if (key_text(x, pk, NULL, &kt)) return -1;
+        if (check_dup(x, root, p, kt)) return -1;
         int sec = -1;
-        for (int s = 0; s < N_SECTIONS; s++)
-            if (!strcmp(key, SECTIONS[s])) sec = s;
-        if (sec < 0) {
-            rc = unknown_key(err, mark_loc(in, k->start_mark), key, "", key, (const char **)SECTIONS,
-                             N_SECTIONS);
-            break;
-        }
-        if (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0 &&
-            v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-            continue; /* an empty section ("train:" with nothing under it) */
-        if ((rc = want_mapping(in, v, key, err))) break;
-        if (sec == SEC_TASK) in->have_task = 1, in->task_loc = mark_loc(in, k->start_mark);
-        if (sec == SEC_MODEL) in->model_loc = mark_loc(in, k->start_mark);
-        rc = sec == SEC_SWEEP ? read_sweep(in, &doc, v, err) : read_section(in, &doc, sec, v, err);
-    }
-done:
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
-/* "--set KEY=VALUE" overrides: one assignment each, located at --set:N:COL. */
-static int read_overrides(Input *in, const char *const *sets, int n, XbError *err) {
-    for (int i = 0; i < n; i++) {
-        const char *s = sets[i];
-        const char *eq = strchr(s, '=');
-        const Loc l = {"--set", i + 1, 1};
-        if (!eq || eq == s)
-            return fail(err, l, NULL, "expected KEY=VALUE, got \"%s\"", s);
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
-        int sec;
-        if (check_path(key, "", l, &sec, err)) return -1;
-        if (!strcmp(key, "model.mixer")) snprintf(key, sizeof key, "model.mixer.name");
-        Assign *a = list_add(&in->sets);
-        snprintf(a->key, sizeof a->key, "%s", key);
-        snprintf(a->text, sizeof a->text, "%s", eq + 1);
-        a->kind = VAL_PLAIN;
-        a->key_loc = l;
-        a->val_loc = (Loc){"--set", i + 1, (int)(eq - s) + 2};
+        for (int i = 0; i < N_TOP; i++)
+            if (!strcmp(kt, g_sections[i])) sec = i;
+        if (sec < 0) return key_error(x, node_loc(x, pk), kt, 0, (int)strlen(kt), SEC_TOP, -1, -1);
+        if (sec == SEC_SWEEP ? walk_sweep(x, pk, pv) : walk_section(x, (SecId)sec, pk, pv))
+            return -1;
     }
     return 0;
 }
 
-/* ---- values ---- */
+static int parse_overrides(Ctx *x, const char *const *ov, int n) {
+    for (int i = 0; i < n; i++) {
+        const char *s = ov[i] ? ov[i] : "";
+        const char *eq = strchr(s, '=');
+        Loc kl = {"--set", i + 1, 1};
+        if (!eq || eq == s) return fail(x, kl, NULL, "expected KEY=VALUE, got \"%s\"", s);
+        char key[320];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
+        Assign *a = new_assign(x);
+        if (resolve_path(x, key, key, 0, kl, a)) return -1;
+        if (a->sec == SEC_SWEEP) return fail(x, kl, key, "cannot be set with --set");
+        a->origin = ORIG_SET;
+        a->kind = VK_PLAIN;
+        a->text = eq + 1;
+        a->kloc = kl;
+        a->vloc = (Loc){"--set", i + 1, (int)(eq - s) + 2};
+    }
+    return 0;
+}
 
-static int is_int_text(const char *t) {
-    if (*t == '+' || *t == '-') t++;
-    if (!*t) return 0;
-    for (; *t; t++)
-        if (*t < '0' || *t > '9') return 0;
+/* ---- one run: resolve the names, apply every assignment in order, cross-check ---- */
+
+typedef struct SecVals {
+    OptValues v;
+    Loc loc[XB_MAX_OPTS]; /* where each given value came from */
+} SecVals;
+typedef struct RunState {
+    SecVals s[N_SEC];
+} RunState;
+
+static int parse_int(const char *t, long long *out) { /* 0 ok, 1 not an integer, 2 overflow */
+    const char *p = t + (*t == '+' || *t == '-');
+    if (!*p) return 1;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9') return 1;
+    errno = 0;
+    *out = strtoll(t, NULL, 10);
+    return errno == ERANGE ? 2 : 0;
+}
+
+static int parse_float(const char *t, double *out) { /* 0 ok, 1 not a number, 2 overflow */
+    if (!*t) return 1;
+    for (const char *q = t; *q; q++)
+        if (!strchr("0123456789+-.eE", *q)) return 1;
+    char *end;
+    *out = strtod(t, &end);
+    if (end == t || *end) return 1;
+    return isfinite(*out) ? 0 : 2;
+}
+
+static int name_char_ok(char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '-';
+}
+
+static int name_ok(const char *t) {
+    size_t n = strlen(t);
+    if (n < 1 || n > CFG_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok(t[i])) return 0;
     return 1;
 }
 
-/* Parses a's value for spec s into v[i]. */
-static int parse_value(const Assign *a, const OptSpec *s, OptValues *v, int i, XbError *err) {
-    char valid[600];
-    opt_describe_valid(s, valid, sizeof valid);
-    if (a->kind == VAL_MAPPING || a->kind == VAL_SEQUENCE)
-        return fail(err, a->val_loc, a->key, "expected %s, got a %s", valid,
-                    a->kind == VAL_MAPPING ? "mapping" : "sequence");
+static int apply_value(Ctx *x, const Assign *a, const OptSpec *s, SecVals *sv, int i) {
+    char valid[600], key[300];
+    snprintf(key, sizeof key, "%s.%s", g_sec_path[a->sec], s->name);
+    const int is_name = a->sec == SEC_EXP && i == E_NAME;
+    if (is_name)
+        snprintf(valid, sizeof valid, "a name of 1 to %d characters from A-Z a-z 0-9 . _ -",
+                 CFG_NAME_MAX);
+    else
+        opt_describe_valid(s, valid, sizeof valid);
+    if (a->kind == VK_MAPPING || a->kind == VK_SEQUENCE)
+        return fail(x, a->vloc, key, "expected %s, got a %s", valid, g_kind_names[a->kind]);
     const char *t = a->text;
-    const int plain = a->kind == VAL_PLAIN;
+    const int quoted = a->kind == VK_QUOTED;
+    int bad = 0, range = 0;
+    double num = 0;
     switch (s->type) {
-    case OPT_INT:
+    case OPT_INT: {
+        long long v = 0;
+        int r = quoted ? 1 : parse_int(t, &v);
+        bad = r == 1;
+        range = r == 2 || (!r && ((double)v < s->min || (double)v > s->max));
+        num = (double)v;
+        break;
+    }
     case OPT_FLOAT: {
-        char *end = NULL;
-        errno = 0;
-        double x = 0;
-        int ok = plain && *t;
-        if (ok && s->type == OPT_INT) {
-            ok = is_int_text(t);
-            if (ok) x = strtod(t, &end);
-        } else if (ok) {
-            x = strtod(t, &end);
-            ok = *end == '\0' && isfinite(x) && !strchr(t, 'x') && !strchr(t, 'X');
-        }
-        if (!ok) return fail(err, a->val_loc, a->key, "expected %s, got \"%s\"", valid, t);
-        if (!(x >= s->min && x <= s->max))
-            return fail(err, a->val_loc, a->key, "%s is out of range (%s)", t, valid);
-        v->num[i] = x;
+        int r = quoted ? 1 : parse_float(t, &num);
+        bad = r == 1;
+        range = r == 2 || (!r && (num < s->min || num > s->max));
         break;
     }
     case OPT_BOOL:
-        if (plain && !strcmp(t, "true"))
-            v->num[i] = 1;
-        else if (plain && !strcmp(t, "false"))
-            v->num[i] = 0;
-        else
-            return fail(err, a->val_loc, a->key, "expected %s, got \"%s\"", valid, t);
+        bad = quoted || (strcmp(t, "true") && strcmp(t, "false"));
+        num = !strcmp(t, "true");
         break;
-    case OPT_ENUM: {
-        int k = -1;
-        for (int c = 0; s->choices[c]; c++)
-            if (!strcmp(t, s->choices[c])) k = c;
-        if (k < 0) return fail(err, a->val_loc, a->key, "expected %s, got \"%s\"", valid, t);
-        v->num[i] = k;
+    case OPT_ENUM:
+        bad = 1;
+        for (int k = 0; s->choices[k]; k++)
+            if (!strcmp(t, s->choices[k])) bad = 0, num = k;
         break;
-    }
     case OPT_STRING:
-        snprintf(v->str[i], XB_OPT_STRLEN, "%s", t);
+        if (strlen(t) >= XB_OPT_STRLEN)
+            return fail(x, a->vloc, key, "expected a string of at most %d characters, got %zu",
+                        XB_OPT_STRLEN - 1, strlen(t));
+        bad = is_name && !name_ok(t);
+        if (!bad) snprintf(sv->v.str[i], XB_OPT_STRLEN, "%s", t);
         break;
     }
-    v->set[i] = 1;
+    if (bad) return fail(x, a->vloc, key, "expected %s, got \"%s\"", valid, t);
+    if (range) return fail(x, a->vloc, key, "%s is out of range (%s)", t, valid);
+    sv->v.num[i] = num;
+    sv->v.set[i] = 1;
+    sv->loc[i] = a->vloc;
     return 0;
 }
 
-/* ---- resolving one run ---- */
-
-typedef struct Resolved {
-    OptValues exp, model, train, task, mixer;
-    const Assign *where[N_SECTIONS][XB_MAX_OPTS]; /* the assignment that set each value */
-    const Assign *mixer_name;
-} Resolved;
-
-static int name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
+/* The task's or the mixer's name from one assignment. */
+static int resolve_name(Ctx *x, const Assign *a, int is_task, int *out) {
+    const char *key = is_task ? "task.name" : "model.mixer.name";
+    const char *names[CFG_MAX_NAMES];
+    char list[900];
+    int n = registry_names(is_task, names);
+    join_names(list, sizeof list, names, n);
+    if (a->kind == VK_MAPPING || a->kind == VK_SEQUENCE)
+        return fail(x, a->vloc, key, "expected one of: %s, got a %s", list, g_kind_names[a->kind]);
+    int i = is_task ? task_find(a->text) : mixer_find(a->text);
+    if (i < 0) {
+        const char *what = is_task ? "task" : "mechanism";
+        int b = suggest(a->text, (int)strlen(a->text), names, n);
+        if (b >= 0)
+            return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, a->text,
+                        names[b]);
+        return fail(x, a->vloc, key, "unknown %s \"%s\" (valid: %s)", what, a->text, list);
+    }
+    *out = i;
+    return 0;
 }
 
-static int valid_name(const char *s) {
-    const size_t n = strlen(s);
-    if (n < 1 || n > 100) return 0;
-    for (const char *p = s; *p; p++)
-        if (!name_char(*p)) return 0;
-    return 1;
+static void default_name(const char *path, char *out) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    const char *dot = strrchr(b, '.');
+    size_t n = dot && dot > b ? (size_t)(dot - b) : strlen(b);
+    if (n > CFG_NAME_MAX) n = CFG_NAME_MAX;
+    for (size_t i = 0; i < n; i++) out[i] = name_char_ok(b[i]) ? b[i] : '_';
+    out[n] = '\0';
+    if (!n) strcpy(out, "experiment");
 }
 
-/* The file's stem: "configs/lra/listops.yaml" → "listops". */
-static void file_stem(const char *path, char *out, size_t cap) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *dot = strrchr(base, '.');
-    const size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-    snprintf(out, cap, "%.*s", (int)n, base);
+static void store_field(ExperimentConfig *c, const Field *f, const OptValues *v, int i) {
+    char *dst = (char *)c + f->off;
+    const double d = v->num[i];
+    switch (f->kind) {
+    case F_INT:
+    case F_ENUM:
+    case F_BOOL: {
+        int t = f->kind == F_BOOL ? d != 0.0 : (int)d;
+        XB_ASSERT(f->size == sizeof t);
+        memcpy(dst, &t, sizeof t);
+        break;
+    }
+    case F_I64: {
+        int64_t t = (int64_t)d;
+        XB_ASSERT(f->size == sizeof t);
+        memcpy(dst, &t, sizeof t);
+        break;
+    }
+    case F_U64: {
+        uint64_t t = (uint64_t)d;
+        XB_ASSERT(f->size == sizeof t);
+        memcpy(dst, &t, sizeof t);
+        break;
+    }
+    case F_FLT: {
+        float t = (float)d;
+        XB_ASSERT(f->size == sizeof t);
+        memcpy(dst, &t, sizeof t);
+        break;
+    }
+    case F_DBL: {
+        XB_ASSERT(f->size == sizeof d);
+        memcpy(dst, &d, sizeof d);
+        break;
+    }
+    case F_STR:
+        snprintf(dst, f->size, "%s", v->str[i]);
+        break;
+    }
 }
 
-static const Assign *last_with_key(const Assign *const *eff, int n, const char *key) {
-    const Assign *found = NULL;
+static void set_defaults(SecVals *sv, SecId sec, int task, int mixer) {
+    Schema s = schema_of(sec, task, mixer);
+    if (s.specs) {
+        opt_defaults(&sv->v, s.specs, s.n);
+        return;
+    }
+    memset(&sv->v, 0, sizeof sv->v);
+    sv->v.n = s.n;
+    for (int i = 0; i < s.n; i++) sv->v.num[i] = s.fields[i].o.def;
+}
+
+static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
+    int task = -1, mixer = mixer_find("full");
+    if (mixer < 0) mixer = 0;
     for (int i = 0; i < n; i++)
-        if (!strcmp(eff[i]->key, key)) found = eff[i];
-    return found;
-}
+        if (seq[i]->idx == IDX_NAME && resolve_name(x, seq[i], seq[i]->sec == SEC_TASK,
+                                                    seq[i]->sec == SEC_TASK ? &task : &mixer))
+            return -1;
+    if (task < 0) {
+        const char *names[CFG_MAX_NAMES];
+        char list[900];
+        join_names(list, sizeof list, names, registry_names(1, names));
+        Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
+        return fail(x, l, "task.name", "missing (one of: %s)", list);
+    }
+    memset(rs, 0, sizeof *rs);
+    static const SecId secs[] = {SEC_EXP, SEC_TASK, SEC_MODEL, SEC_MIXER, SEC_TRAIN};
+    for (size_t i = 0; i < XB_ARRAY_LEN(secs); i++)
+        set_defaults(&rs->s[secs[i]], secs[i], task, mixer);
 
-static int resolve(const Input *in, const Assign *const *eff, int n, ExperimentConfig *c,
-                   XbError *err) {
-    Resolved r;
-    memset(&r, 0, sizeof r);
-    /* the task, which decides what task.* may hold */
-    const Assign *tn = last_with_key(eff, n, "task.name");
-    char tnames[1024];
-    {
+    Loc mixer_loc = x->have_mixer   ? x->mixer_kloc
+                    : x->have_model ? x->model_kloc
+                                    : (Loc){x->path, 1, 1};
+    for (int k = 0; k < n; k++) {
+        const Assign *a = seq[k];
+        if (a->sec == SEC_MIXER && a->origin != ORIG_FILE)
+            mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
+        if (a->idx == IDX_NAME) continue;
+        Schema s = schema_of(a->sec, task, mixer);
+        int i = a->idx;
+        if (i == IDX_DEFER) {
+            i = schema_find(&s, a->key, strlen(a->key));
+            if (i < 0)
+                return key_error(x, a->kloc, a->shown, a->seg_off, (int)strlen(a->key), a->sec,
+                                 task, mixer);
+        }
+        if (apply_value(x, a, schema_spec(&s, i), &rs->s[a->sec], i)) return -1;
+    }
+
+    OptValues *e = &rs->s[SEC_EXP].v;
+    if (!e->set[E_NAME]) default_name(x->path, e->str[E_NAME]);
+    if (!e->set[E_OUTPUT_DIR])
+        snprintf(e->str[E_OUTPUT_DIR], XB_OPT_STRLEN, "results/%.*s", CFG_NAME_MAX, e->str[E_NAME]);
+
+    const SecVals *m = &rs->s[SEC_MODEL];
+    const int D = (int)m->v.num[M_D_MODEL], H = (int)m->v.num[M_HEADS];
+    if (D % H) {
+        char divs[128];
         size_t k = 0;
-        tnames[0] = '\0';
-        for (int i = 0; i < task_count() && k < sizeof tnames; i++)
-            k += (size_t)snprintf(tnames + k, sizeof tnames - k, "%s%s", i ? ", " : "", task_get(i)->name);
+        divs[0] = '\0';
+        for (int d = 1, cnt = 0; d <= XB_MIN(D, 16) && cnt < 8; d++)
+            if (D % d == 0)
+                k += (size_t)snprintf(divs + k, sizeof divs - k, "%s%d", cnt++ ? ", " : "", d);
+        Loc l = m->v.set[M_HEADS] ? m->loc[M_HEADS] : m->loc[M_D_MODEL];
+        return fail(x, l, "model.heads",
+                    "%d does not divide model.d_model = %d (valid: a divisor of %d, e.g. %s)", H, D,
+                    D, divs);
     }
-    if (!tn)
-        return fail(err, in->have_task ? in->task_loc : (Loc){in->path, 1, 1}, "task.name",
-                    "missing (one of: %s)", tnames);
-    c->task_index = tn->kind <= VAL_QUOTED ? task_find(tn->text) : -1;
-    if (c->task_index < 0) {
-        const char *names[64];
-        const int nt = task_count() < 64 ? task_count() : 64;
-        for (int i = 0; i < nt; i++) names[i] = task_get(i)->name;
-        char s[900];
-        suggest(s, sizeof s, tn->text, "", names, nt);
-        return fail(err, tn->val_loc, "task.name", "unknown task \"%s\" (%s)", tn->text, s);
-    }
-    const TaskSpec *task = task_get(c->task_index);
-    /* the mechanism */
-    r.mixer_name = last_with_key(eff, n, "model.mixer.name");
-    c->mixer_index = r.mixer_name ? (r.mixer_name->kind <= VAL_QUOTED ? mixer_find(r.mixer_name->text) : -1)
-                                  : mixer_find("full");
-    if (c->mixer_index < 0) {
-        const char *names[64];
-        const int nm = mixer_count() < 64 ? mixer_count() : 64;
-        for (int i = 0; i < nm; i++) names[i] = mixer_get(i)->name;
-        char s[900];
-        suggest(s, sizeof s, r.mixer_name->text, "", names, nm);
-        return fail(err, r.mixer_name->val_loc, "model.mixer.name", "unknown mechanism \"%s\" (%s)",
-                    r.mixer_name->text, s);
-    }
-    const MixerSpec *mx = mixer_get(c->mixer_index);
-    const Table task_t = {task->opts, task->n_opts}, mixer_t = {mx->opts, mx->n_opts};
-
-    opt_defaults(&r.exp, EXPERIMENT, FIXED[SEC_EXPERIMENT].n);
-    opt_defaults(&r.model, MODEL, FIXED[SEC_MODEL].n);
-    opt_defaults(&r.train, TRAIN, FIXED[SEC_TRAIN].n);
-    opt_defaults(&r.task, task->opts, task->n_opts);
-    opt_defaults(&r.mixer, mx->opts, mx->n_opts);
-
-    for (int i = 0; i < n; i++) {
-        const Assign *a = eff[i];
-        const Table *t;
-        OptValues *v;
-        const char *leaf, *extra = NULL;
-        int sec;
-        char prefix[64];
-        if (!strncmp(a->key, "model.mixer.", 12)) {
-            leaf = a->key + 12, t = &mixer_t, v = &r.mixer, sec = -1, extra = "name";
-            snprintf(prefix, sizeof prefix, "model.mixer.");
-        } else if (!strncmp(a->key, "task.", 5)) {
-            leaf = a->key + 5, t = &task_t, v = &r.task, sec = SEC_TASK, extra = "name";
-            snprintf(prefix, sizeof prefix, "task.");
-        } else {
-            const char *dot = strchr(a->key, '.');
-            XB_ASSERT(dot);
-            leaf = dot + 1;
-            sec = !strncmp(a->key, "model.", 6) ? SEC_MODEL
-                  : !strncmp(a->key, "train.", 6) ? SEC_TRAIN : SEC_EXPERIMENT;
-            t = &FIXED[sec], v = sec == SEC_MODEL ? &r.model : sec == SEC_TRAIN ? &r.train : &r.exp;
-            snprintf(prefix, sizeof prefix, "%s.", SECTIONS[sec]);
-        }
-        if (extra && !strcmp(leaf, "name")) continue; /* task.name, model.mixer.name: done above */
-        const int idx = opt_index(t->specs, t->n, leaf);
-        if (idx < 0) {
-            const char *names[XB_MAX_OPTS + 2];
-            const int nn = level_names(names, extra, t, NULL);
-            return unknown_key(err, a->key_loc, a->key, prefix, leaf, names, nn);
-        }
-        if (parse_value(a, &t->specs[idx], v, idx, err)) return -1;
-        if (sec >= 0 && sec != SEC_TASK) r.where[sec][idx] = a;
+    const SecVals *t = &rs->s[SEC_TRAIN];
+    const long long W = (long long)t->v.num[T_WARMUP], S = (long long)t->v.num[T_STEPS];
+    if (W > S)
+        return fail(x, t->loc[T_WARMUP], "train.warmup",
+                    "%lld is greater than train.steps = %lld (valid: 0 to %lld)", W, S, S);
+    const MixerSpec *ms = mixer_get(mixer);
+    if (ms->ops && ms->ops->check) {
+        XbError e2;
+        xb_error_clear(&e2);
+        if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, (int)m->v.num[M_MAX_LEN], &e2))
+            return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
     }
 
-    /* experiment */
-    const Assign *name_a = r.where[SEC_EXPERIMENT][0];
-    if (r.exp.set[0]) {
-        if (!valid_name(r.exp.str[0]))
-            return fail(err, name_a->val_loc, "experiment.name",
-                        "\"%s\" is not a valid name (letters, digits, '.', '_' and '-', 1 to 100 "
-                        "characters)", r.exp.str[0]);
-        snprintf(c->name, sizeof c->name, "%.100s", r.exp.str[0]);
-    } else {
-        char stem[101];
-        file_stem(in->path, stem, sizeof stem);
-        for (char *p = stem; *p; p++)
-            if (!name_char(*p)) *p = '_';
-        snprintf(c->name, sizeof c->name, "%.100s", stem[0] ? stem : "run");
-    }
-    c->seed = (uint64_t)r.exp.num[1];
-    c->threads = (int)r.exp.num[2];
-    if (r.exp.set[3] && r.exp.str[3][0])
-        snprintf(c->output_dir, sizeof c->output_dir, "%s", r.exp.str[3]);
-    else
-        snprintf(c->output_dir, sizeof c->output_dir, "results/%s", c->name);
-    /* model */
-    c->layers = (int)r.model.num[0];
-    c->d_model = (int)r.model.num[1];
-    c->heads = (int)r.model.num[2];
-    c->d_ff = (int)r.model.num[3];
-    c->dropout = (float)r.model.num[4];
-    c->max_len = (int)r.model.num[5];
-    c->pooling = (PoolKind)r.model.num[6];
-    c->positions = (PosKind)r.model.num[7];
-    c->head_hidden = (int)r.model.num[8];
-    /* train */
-    c->batch_size = (int)r.train.num[0];
-    c->steps = (int64_t)r.train.num[1];
-    c->lr = r.train.num[2];
-    c->schedule = (SchedKind)r.train.num[3];
-    c->warmup = (int64_t)r.train.num[4];
-    c->weight_decay = r.train.num[5];
-    c->beta1 = r.train.num[6];
-    c->beta2 = r.train.num[7];
-    c->eps = r.train.num[8];
-    c->clip_norm = r.train.num[9];
-    c->eval_every = (int64_t)r.train.num[10];
-    c->eval_batches = (int)r.train.num[11];
-    c->log_every = (int64_t)r.train.num[12];
-    c->checkpoint = r.train.num[13] != 0;
-    c->task_opts = r.task;
-    c->mixer_opts = r.mixer;
-
-    /* what the schema cannot say on its own */
-    if (c->d_model % c->heads != 0) {
-        const Assign *at = r.where[SEC_MODEL][2] ? r.where[SEC_MODEL][2] : r.where[SEC_MODEL][1];
-        char div[128];
-        size_t k = 0;
-        int shown = 0;
-        for (int d = 1; d <= c->d_model && d <= 16 && shown < 8; d++)
-            if (c->d_model % d == 0)
-                k += (size_t)snprintf(div + k, sizeof div - k, "%s%d", shown++ ? ", " : "", d);
-        return fail(err, at->val_loc, "model.heads",
-                    "%d does not divide model.d_model = %d (valid: a divisor of %d, e.g. %s)",
-                    c->heads, c->d_model, c->d_model, div);
-    }
-    if (c->warmup > c->steps) {
-        const Assign *at = r.where[SEC_TRAIN][4];
-        return fail(err, at->val_loc, "train.warmup",
-                    "%lld is greater than train.steps = %lld (valid: 0 to %lld)",
-                    (long long)c->warmup, (long long)c->steps, (long long)c->steps);
-    }
-    if (mx->ops->check) {
-        XbError me;
-        xb_error_clear(&me);
-        if (mx->ops->check(&c->mixer_opts, c->d_model, c->heads, c->max_len, &me)) {
-            Loc l = {in->path, 1, 1};
-            if (r.mixer_name && r.mixer_name->key_loc.file != in->path)
-                l = r.mixer_name->key_loc; /* chosen by --set */
-            else if (in->have_mixer)
-                l = in->mixer_loc;
-            else if (in->model_loc.file)
-                l = in->model_loc;
-            return fail(err, l, me.key[0] ? me.key : "model.mixer", "%s", me.msg);
-        }
-    }
+    memset(c, 0, sizeof *c);
+    snprintf(c->source, sizeof c->source, "%s", x->path);
+    for (int i = 0; i < N_EXP; i++) store_field(c, &g_exp[i], &rs->s[SEC_EXP].v, i);
+    for (int i = 0; i < N_MODEL; i++) store_field(c, &g_model[i], &rs->s[SEC_MODEL].v, i);
+    for (int i = 0; i < N_TRAIN; i++) store_field(c, &g_train[i], &rs->s[SEC_TRAIN].v, i);
+    c->task_index = task;
+    c->task_opts = rs->s[SEC_TASK].v;
+    c->mixer_index = mixer;
+    c->mixer_opts = rs->s[SEC_MIXER].v;
     return 0;
 }
 
-/* ---- runs ---- */
-
-/* Run ids are file names: anything but letters, digits, '.' and '-' becomes '_'. */
-static void sanitize(char *dst, size_t cap, const char *src) {
-    size_t k = 0;
-    for (const char *p = src; *p && k + 1 < cap; p++) dst[k++] = name_char(*p) && *p != '_' ? *p : '_';
-    dst[k] = '\0';
+static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanitize) {
+    for (; *s && *k + 1 < cap; s++) {
+        char ch = *s;
+        if (sanitize && !(name_char_ok(ch) && ch != '_')) ch = '_';
+        buf[(*k)++] = ch;
+    }
+    buf[*k] = '\0';
 }
 
-#define XB_MAX_RUNS 10000
-
-static int load_input(Input *in, const char *yaml, size_t len, const char *const *sets, int nsets,
-                      ConfigSet *out, XbError *err) {
-    memset(out, 0, sizeof *out);
-    if (read_document(in, yaml, len, err) || read_overrides(in, sets, nsets, err)) return -1;
-    long long runs = 1;
-    for (int s = 0; s < in->n_sweep; s++) {
-        runs *= in->sweep[s].items.n;
-        if (runs > XB_MAX_RUNS)
-            return fail(err, in->sweep[s].key_loc, "sweep",
-                        "expands into more than %d runs (valid: at most %d)", XB_MAX_RUNS, XB_MAX_RUNS);
+static int expand(Ctx *x, ConfigSet *out) {
+    long long total = 1;
+    for (int k = 0; k < x->n_sw; k++) {
+        const yaml_node_t *s = x->sw[k].seq;
+        total *= (long long)(s->data.sequence.items.top - s->data.sequence.items.start);
+        if (total > CFG_MAX_RUNS)
+            return fail(x, x->sweep_kloc, "sweep",
+                        "expands to more than %d runs (valid: at most %d)", CFG_MAX_RUNS,
+                        CFG_MAX_RUNS);
     }
-    out->runs = calloc((size_t)runs, sizeof *out->runs);
-    const int max_eff = in->file.n + in->n_sweep + in->sets.n;
-    const Assign **eff = malloc((size_t)(max_eff ? max_eff : 1) * sizeof *eff);
-    XB_ASSERT(out->runs && eff);
+    const int n = (int)total;
+    out->runs = calloc((size_t)n, sizeof *out->runs);
+    XB_ASSERT(out->runs);
+    out->n = n;
+    RunState *rs = malloc(sizeof *rs);
+    Assign *swa = calloc((size_t)x->n_sw + 1, sizeof *swa);
+    const Assign **seq = calloc((size_t)(x->n_as + x->n_sw) + 1, sizeof *seq);
+    XB_ASSERT(rs && swa && seq);
     int rc = 0;
-    for (long long r = 0; r < runs && rc == 0; r++) {
-        /* sweep member r: the last key varies fastest */
-        int pick[64] = {0};
-        long long rem = r;
-        for (int s = in->n_sweep - 1; s >= 0; s--) {
-            pick[s] = (int)(rem % in->sweep[s].items.n);
-            rem /= in->sweep[s].items.n;
+    for (int r = 0; r < n && !rc; r++) {
+        int m = 0, rem = r;
+        for (int i = 0; i < x->n_file; i++) seq[m++] = &x->as[i];
+        for (int k = x->n_sw - 1; k >= 0; k--) { /* the last key varies fastest */
+            const yaml_node_t *s = x->sw[k].seq;
+            const int nk = (int)(s->data.sequence.items.top - s->data.sequence.items.start);
+            swa[k] = x->sw[k].a;
+            set_value(x, &swa[k], node(x, s->data.sequence.items.start[rem % nk]));
+            rem /= nk;
         }
-        int n = 0;
-        for (int i = 0; i < in->file.n; i++) eff[n++] = &in->file.a[i];
-        for (int s = 0; s < in->n_sweep; s++) eff[n++] = &in->sweep[s].items.a[pick[s]];
-        for (int i = 0; i < in->sets.n; i++) eff[n++] = &in->sets.a[i];
+        for (int k = 0; k < x->n_sw; k++) seq[m++] = &swa[k];
+        for (int i = x->n_file; i < x->n_as; i++) seq[m++] = &x->as[i];
         ExperimentConfig *c = &out->runs[r];
-        snprintf(c->source, sizeof c->source, "%s", in->path);
-        if ((rc = resolve(in, eff, n, c, err))) break;
-        c->sweep_index = (int)r;
-        c->sweep_size = (int)runs;
-        size_t k = (size_t)snprintf(c->run_id, sizeof c->run_id, "%s", c->name);
-        for (int s = 0; s < in->n_sweep && k < sizeof c->run_id; s++) {
-            const char *leaf = strrchr(in->sweep[s].key, '.');
-            char val[128];
-            sanitize(val, sizeof val, in->sweep[s].items.a[pick[s]].text);
-            k += (size_t)snprintf(c->run_id + k, sizeof c->run_id - k, "__%s-%s", leaf + 1, val);
+        rc = build_run(x, seq, m, rs, c);
+        if (rc) break;
+        c->sweep_index = r;
+        c->sweep_size = n;
+        size_t k = 0;
+        append_id(c->run_id, sizeof c->run_id, &k, c->name, 0);
+        for (int j = 0; j < x->n_sw; j++) {
+            append_id(c->run_id, sizeof c->run_id, &k, "__", 0);
+            append_id(c->run_id, sizeof c->run_id, &k, x->sw[j].leaf, 1);
+            append_id(c->run_id, sizeof c->run_id, &k, "-", 0);
+            append_id(c->run_id, sizeof c->run_id, &k, swa[j].text ? swa[j].text : "", 1);
         }
-        out->n++;
     }
-    free(eff);
-    if (rc) cfg_set_free(out);
+    free(rs);
+    free(swa);
+    free(seq);
     return rc;
 }
 
 int cfg_load_string(const char *yaml, const char *path, const char *const *overrides,
                     int n_overrides, ConfigSet *out, XbError *err) {
-    Input in;
-    memset(&in, 0, sizeof in);
-    in.path = path;
-    const int rc = load_input(&in, yaml, strlen(yaml), overrides, n_overrides, out, err);
-    input_free(&in);
-    return rc;
+    memset(out, 0, sizeof *out);
+    if (err) xb_error_clear(err);
+    Ctx x;
+    memset(&x, 0, sizeof x);
+    x.path = path ? path : "";
+    x.err = err;
+    if (!yaml) yaml = "";
+    yaml_parser_t p;
+    XB_ASSERT(yaml_parser_initialize(&p));
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, strlen(yaml));
+    yaml_document_t doc;
+    if (!yaml_parser_load(&p, &doc)) {
+        Loc l = {x.path, (int)p.problem_mark.line + 1, (int)p.problem_mark.column + 1};
+        const char *problem = p.problem ? p.problem : "out of memory";
+        if (p.context)
+            fail(&x, l, NULL, "YAML syntax error: %s (%s)", problem, p.context);
+        else
+            fail(&x, l, NULL, "YAML syntax error: %s", problem);
+        yaml_parser_delete(&p);
+        return -1;
+    }
+    yaml_parser_delete(&p);
+    x.doc = &doc;
+    int rc = walk_root(&x);
+    x.n_file = x.n_as;
+    if (!rc) rc = parse_overrides(&x, overrides, n_overrides);
+    if (!rc) rc = expand(&x, out);
+    yaml_document_delete(&doc);
+    free(x.as);
+    free(x.sw);
+    if (rc) cfg_set_free(out);
+    return rc ? -1 : 0;
 }
 
 int cfg_load(const char *path, const char *const *overrides, int n_overrides, ConfigSet *out,
              XbError *err) {
     memset(out, 0, sizeof *out);
+    if (err) xb_error_clear(err);
     FILE *f = fopen(path, "rb");
     if (!f) return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0, got;
-    char chunk[65536];
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + got + 1 > cap) {
-            cap = (len + got + 1) * 2;
+    size_t cap = 1 << 14, len = 0;
+    char *buf = malloc(cap);
+    XB_ASSERT(buf);
+    int rerr = 0;
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
             buf = realloc(buf, cap);
             XB_ASSERT(buf);
         }
-        memcpy(buf + len, chunk, got);
-        len += got;
+        errno = 0;
+        size_t r = fread(buf + len, 1, cap - len - 1, f);
+        len += r;
+        if (r == 0) {
+            if (ferror(f)) rerr = errno ? errno : EIO;
+            break;
+        }
     }
-    const int bad = ferror(f);
-    const int e = errno;
     fclose(f);
-    if (bad) {
+    if (rerr) {
         free(buf);
-        return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(e));
+        return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(rerr));
     }
-    if (!buf) buf = calloc(1, 1);
-    XB_ASSERT(buf);
     buf[len] = '\0';
-    if (memchr(buf, '\0', len)) {
-        free(buf);
-        return xb_error_set(err, path, 0, 0, NULL, "cannot read: not a text file (a NUL byte)");
-    }
-    Input in;
-    memset(&in, 0, sizeof in);
-    in.path = path;
-    const int rc = load_input(&in, buf, len, overrides, n_overrides, out, err);
-    input_free(&in);
+    int rc = cfg_load_string(buf, path, overrides, n_overrides, out, err);
     free(buf);
     return rc;
 }
 
 void cfg_set_free(ConfigSet *s) {
+    if (!s) return;
     free(s->runs);
-    memset(s, 0, sizeof *s);
+    s->runs = NULL;
+    s->n = 0;
 }
 
-/* ---- the resolved config as JSON ---- */
+/* ---- output ---- */
+
+/* The shortest decimal that reads back as the same float (0.1f -> 0.1, not 0.100000001). */
+static double float_shortest(float f) {
+    char b[40];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(b, sizeof b, "%.*g", p, (double)f);
+        if ((float)strtod(b, NULL) == f) break;
+    }
+    return strtod(b, NULL);
+}
+
+static const char *choice_name(const OptSpec *s, int k) {
+    for (int i = 0; s->choices && s->choices[i]; i++)
+        if (i == k) return s->choices[i];
+    return "?";
+}
+
+static void add_fields(cJSON *o, const ExperimentConfig *c, const Field *fields, int n) {
+    for (int i = 0; i < n; i++) {
+        const Field *f = &fields[i];
+        const char *src = (const char *)c + f->off;
+        double d = 0;
+        switch (f->kind) {
+        case F_STR:
+            cJSON_AddStringToObject(o, f->o.name, src);
+            continue;
+        case F_INT:
+        case F_ENUM:
+        case F_BOOL: {
+            int t;
+            memcpy(&t, src, sizeof t);
+            d = t;
+            break;
+        }
+        case F_I64: {
+            int64_t t;
+            memcpy(&t, src, sizeof t);
+            d = (double)t;
+            break;
+        }
+        case F_U64: {
+            uint64_t t;
+            memcpy(&t, src, sizeof t);
+            d = (double)t;
+            break;
+        }
+        case F_FLT: {
+            float t;
+            memcpy(&t, src, sizeof t);
+            d = float_shortest(t);
+            break;
+        }
+        case F_DBL:
+            memcpy(&d, src, sizeof d);
+            break;
+        }
+        if (f->kind == F_BOOL)
+            cJSON_AddBoolToObject(o, f->o.name, d != 0.0);
+        else if (f->kind == F_ENUM)
+            cJSON_AddStringToObject(o, f->o.name, choice_name(&f->o, (int)d));
+        else
+            cJSON_AddNumberToObject(o, f->o.name, d);
+    }
+}
 
 static void add_opts(cJSON *o, const OptSpec *specs, int n, const OptValues *v) {
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && i < v->n; i++) {
         const OptSpec *s = &specs[i];
         switch (s->type) {
         case OPT_INT:
@@ -851,10 +1055,10 @@ static void add_opts(cJSON *o, const OptSpec *specs, int n, const OptValues *v) 
             cJSON_AddNumberToObject(o, s->name, v->num[i]);
             break;
         case OPT_BOOL:
-            cJSON_AddBoolToObject(o, s->name, v->num[i] != 0);
+            cJSON_AddBoolToObject(o, s->name, v->num[i] != 0.0);
             break;
         case OPT_ENUM:
-            cJSON_AddStringToObject(o, s->name, s->choices[(int)v->num[i]]);
+            cJSON_AddStringToObject(o, s->name, choice_name(s, (int)v->num[i]));
             break;
         case OPT_STRING:
             cJSON_AddStringToObject(o, s->name, v->str[i]);
@@ -865,35 +1069,19 @@ static void add_opts(cJSON *o, const OptSpec *specs, int n, const OptValues *v) 
 
 cJSON *cfg_to_json(const ExperimentConfig *c) {
     cJSON *root = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(root, "experiment");
-    cJSON_AddStringToObject(e, "name", c->name);
-    cJSON_AddNumberToObject(e, "seed", (double)c->seed);
-    cJSON_AddNumberToObject(e, "threads", c->threads);
-    cJSON_AddStringToObject(e, "output_dir", c->output_dir);
-    const TaskSpec *t = task_get(c->task_index);
-    cJSON *tj = cJSON_AddObjectToObject(root, "task");
-    cJSON_AddStringToObject(tj, "name", t->name);
-    add_opts(tj, t->opts, t->n_opts, &c->task_opts);
+    XB_ASSERT(root);
+    add_fields(cJSON_AddObjectToObject(root, "experiment"), c, g_exp, N_EXP);
+    const TaskSpec *ts = task_get(c->task_index);
+    cJSON *t = cJSON_AddObjectToObject(root, "task");
+    cJSON_AddStringToObject(t, "name", ts->name);
+    add_opts(t, ts->opts, ts->n_opts, &c->task_opts);
     cJSON *m = cJSON_AddObjectToObject(root, "model");
-    OptValues mv;
-    opt_defaults(&mv, MODEL, FIXED[SEC_MODEL].n);
-    const double mnum[] = {c->layers, c->d_model, c->heads, c->d_ff, c->dropout, c->max_len,
-                           c->pooling, c->positions, c->head_hidden};
-    memcpy(mv.num, mnum, sizeof mnum);
-    add_opts(m, MODEL, FIXED[SEC_MODEL].n, &mv);
-    const MixerSpec *mx = mixer_get(c->mixer_index);
-    cJSON *mj = cJSON_AddObjectToObject(m, "mixer");
-    cJSON_AddStringToObject(mj, "name", mx->name);
-    add_opts(mj, mx->opts, mx->n_opts, &c->mixer_opts);
-    cJSON *tr = cJSON_AddObjectToObject(root, "train");
-    OptValues tv;
-    opt_defaults(&tv, TRAIN, FIXED[SEC_TRAIN].n);
-    const double tnum[] = {c->batch_size, (double)c->steps, c->lr, c->schedule, (double)c->warmup,
-                           c->weight_decay, c->beta1, c->beta2, c->eps, c->clip_norm,
-                           (double)c->eval_every, c->eval_batches, (double)c->log_every,
-                           c->checkpoint};
-    memcpy(tv.num, tnum, sizeof tnum);
-    add_opts(tr, TRAIN, FIXED[SEC_TRAIN].n, &tv);
+    add_fields(m, c, g_model, N_MODEL);
+    const MixerSpec *ms = mixer_get(c->mixer_index);
+    cJSON *mx = cJSON_AddObjectToObject(m, "mixer");
+    cJSON_AddStringToObject(mx, "name", ms->name);
+    add_opts(mx, ms->opts, ms->n_opts, &c->mixer_opts);
+    add_fields(cJSON_AddObjectToObject(root, "train"), c, g_train, N_TRAIN);
     return root;
 }
 
@@ -903,14 +1091,14 @@ uint64_t cfg_hash(const ExperimentConfig *c) {
     cJSON_DeleteItemFromObjectCaseSensitive(e, "name");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "output_dir");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "threads");
-    char *text = cJSON_PrintUnformatted(j);
-    XB_ASSERT(text);
-    const uint64_t h = xb_fnv1a64(XB_FNV_OFFSET, text, strlen(text));
-    cJSON_free(text);
+    char *s = cJSON_PrintUnformatted(j);
+    XB_ASSERT(s);
+    uint64_t h = xb_fnv1a64(XB_FNV_OFFSET, s, strlen(s));
+    cJSON_free(s);
     cJSON_Delete(j);
     return h;
 }
 
-const char *cfg_pool_name(PoolKind k) { return POOLS[k]; }
-const char *cfg_pos_name(PosKind k) { return POSITIONS[k]; }
-const char *cfg_sched_name(SchedKind k) { return SCHEDULES[k]; }
+const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 2 ? g_pool_names[k] : "?"; }
+const char *cfg_pos_name(PosKind k) { return (unsigned)k < 3 ? g_pos_names[k] : "?"; }
+const char *cfg_sched_name(SchedKind k) { return (unsigned)k < 4 ? g_sched_names[k] : "?"; }
