@@ -23,6 +23,7 @@ typedef struct Inst {
     unsigned char *mask;
     Arena acts, scratch;
     int B, L, D, H;
+    int frozen; /* passed to the mechanism: reuse its previous discrete choices */
 } Inst;
 
 /* "name=value,name=value" → option values of spec (numbers, true/false, or enum choices). */
@@ -52,6 +53,10 @@ static void set_opts(OptValues *v, const MixerSpec *spec, const char *text) {
         v->set[i] = 1;
     }
 }
+
+/* Scale of the random inputs (the performer test lowers it: the variance of positive random
+ * features grows like exp(‖q‖·‖k‖)). */
+static float g_xscale = 1.0f;
 
 /* pad[b] trailing positions of row b are padding (pad may be NULL). */
 static void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D, int H,
@@ -91,7 +96,7 @@ static void inst_init(Inst *t, const char *name, const char *opts, int B, int L,
     t->y = calloc(n, sizeof(float));
     t->dy = malloc(n * sizeof(float));
     t->dx = calloc(n, sizeof(float));
-    gc_fill_normal(t->x, n, seed + 1, 1.0f);
+    gc_fill_normal(t->x, n, seed + 1, g_xscale);
     gc_fill_normal(t->dy, n, seed + 2, 1.0f);
     if (pad) {
         t->mask = malloc((size_t)B * L);
@@ -109,7 +114,8 @@ static void inst_free(Inst *t) {
 }
 
 static MixerStep step_of(Inst *t) {
-    MixerStep s = {.B = t->B, .L = t->L, .mask = t->mask, .training = 1, .seed = 7, .step = 3,
+    MixerStep s = {.B = t->B, .L = t->L, .mask = t->mask, .training = 1, .frozen = t->frozen,
+                   .seed = 7, .step = 3,
                    .pt = &t->pt, .params = t->params, .grads = t->grads, .scratch = &t->scratch};
     return s;
 }
@@ -151,6 +157,7 @@ static void check_mechanism(const char *name, const char *opts, int B, int L, in
     GcResult r;
     char what[160];
     snprintf(what, sizeof what, "%s(%s) dx", name, opts ? opts : "");
+    t.frozen = 1; /* discrete choices stay those of the forward the backward used */
     GC_ASSERT(gradcheck(inst_forward, &t, t.x, n, t.dx, t.y, n, t.dy, 1e-2f, 3e-3, 2e-2, 150, &r),
               what, &r);
     for (int i = 0; i < t.pt.n; i++) {
@@ -182,9 +189,10 @@ static void check_mechanism(const char *name, const char *opts, int B, int L, in
     inst_free(&t);
 }
 
-/* y of `name` with `opts` equals full attention's with the same projection weights. */
-static void check_equals_full(const char *name, const char *opts, const char *full_opts, int B,
-                              int L, int D, int H, double tol) {
+/* Largest and mean relative difference between y of `name` with `opts` and full attention's
+ * (with full_opts) under the same projection weights. */
+static void error_vs_full(const char *name, const char *opts, const char *full_opts, int B, int L,
+                          int D, int H, double *worst_out, double *mean_out) {
     const int pad[2] = {0, 3};
     Inst a, f;
     inst_init(&a, name, opts, B, L, D, H, B == 2 ? pad : NULL, 5);
@@ -198,14 +206,24 @@ static void check_equals_full(const char *name, const char *opts, const char *fu
     inst_forward(&a);
     inst_forward(&f);
     const size_t n = (size_t)B * L * D;
-    double worst = 0;
+    double worst = 0, sum = 0;
     for (size_t k = 0; k < n; k++) {
         const double d = fabs((double)a.y[k] - f.y[k]) / (1 + fabs((double)f.y[k]));
         if (d > worst) worst = d;
+        sum += d;
     }
-    ck_assert_msg(worst <= tol, "%s(%s) differs from full by %g", name, opts, worst);
+    *worst_out = worst;
+    *mean_out = sum / (double)n;
     inst_free(&a);
     inst_free(&f);
+}
+
+/* y of `name` with `opts` equals full attention's with the same projection weights. */
+static void check_equals_full(const char *name, const char *opts, const char *full_opts, int B,
+                              int L, int D, int H, double tol) {
+    double worst, mean;
+    error_vs_full(name, opts, full_opts, B, L, D, H, &worst, &mean);
+    ck_assert_msg(worst <= tol, "%s(%s) differs from full by %g", name, opts, worst);
 }
 
 /* ---- the table of configurations ---- */
@@ -224,6 +242,11 @@ static const Conf CONFS[] = {
     {"local", "block=4,causal=true", 2, 10, 8, 2},
     {"sliding", "window=4", 2, 13, 8, 2},
     {"sliding", "window=6,causal=true,bias=true", 3, 11, 6, 3},
+    {"linear", NULL, 2, 11, 8, 2},
+    {"linear", "bias=true", 3, 9, 6, 3},
+    {"performer", "features=16", 2, 11, 8, 2},
+    {"performer", "features=7,orthogonal=false,bias=true", 3, 9, 6, 3},
+    {"performer", "features=12,kernel=relu", 2, 10, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -247,6 +270,24 @@ START_TEST(test_sliding_with_a_window_covering_the_sequence_equals_full) {
 }
 END_TEST
 
+START_TEST(test_performer_error_against_softmax_falls_as_features_grow) {
+    const int M[4] = {4, 32, 256, 2048};
+    double mean[4];
+    g_xscale = 0.5f;
+    for (int i = 0; i < 4; i++) {
+        char opts[64];
+        snprintf(opts, sizeof opts, "features=%d", M[i]);
+        double worst;
+        error_vs_full("performer", opts, NULL, 1, 40, 8, 2, &worst, &mean[i]);
+    }
+    g_xscale = 1.0f;
+    for (int i = 1; i < 4; i++)
+        ck_assert_msg(mean[i] < mean[i - 1], "error with %d features (%g) is not below %d's (%g)",
+                      M[i], mean[i], M[i - 1], mean[i - 1]);
+    ck_assert_msg(mean[3] < 0.25 * mean[0], "2048 features: %g, 4 features: %g", mean[3], mean[0]);
+}
+END_TEST
+
 START_TEST(test_every_registered_mechanism_is_tested) {
     for (int i = 0; i < mixer_count(); i++) {
         int found = 0;
@@ -263,6 +304,7 @@ static Suite *mixers_suite(void) {
                         (int)(sizeof CONFS / sizeof *CONFS));
     tcase_add_test(tc, test_local_with_a_block_covering_the_sequence_equals_full);
     tcase_add_test(tc, test_sliding_with_a_window_covering_the_sequence_equals_full);
+    tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

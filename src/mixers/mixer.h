@@ -27,6 +27,8 @@ typedef struct MixerStep {
     int B, L;
     const unsigned char *mask; /* (B, L): 1 real token, 0 padding; NULL means all real */
     int training;              /* 1 in training (noise, EMA updates, redraws), 0 in evaluation */
+    int frozen;                /* 1: reuse the previous forward's discrete choices (buckets,
+                                * clusters, active sets), for gradient checks of piecewise maps */
     uint64_t seed;             /* experiment seed */
     int64_t step;              /* training step (for per-step noise) */
     const ParamTable *pt;

@@ -8,11 +8,15 @@
 extern const MixerSpec mixer_full;
 extern const MixerSpec mixer_local;
 extern const MixerSpec mixer_sliding;
+extern const MixerSpec mixer_linear;
+extern const MixerSpec mixer_performer;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
     &mixer_local,
     &mixer_sliding,
+    &mixer_linear,
+    &mixer_performer,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

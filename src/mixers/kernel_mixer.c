@@ -1,0 +1,99 @@
+#include "mixers/kernel_mixer.h"
+
+#include <string.h>
+
+#include "kernels/linear.h"
+
+void kernel_mixer_create(Mixer *m, ParamTable *pt, KernelMixer *km, int bias) {
+    attn_mixer_create(m, pt, &km->am, 0, bias);
+    m->state = km;
+    km->H = m->H;
+    km->Dh = m->D / m->H;
+}
+
+LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L) {
+    const KernelMixer *km = m->state;
+    const int D = m->D;
+    LinAttnShape s = {.B = B, .H = m->H, .L = L, .M = km->M, .Dh = D / m->H, .ldv = 3 * D,
+                      .ldo = D, .bsv = (size_t)L * 3 * D, .bso = (size_t)L * D, .eps = 1e-6f};
+    return s;
+}
+
+void kernel_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    KernelMixer *km = m->state;
+    const size_t BL = (size_t)B * L, BHLM = BL * m->H * km->M;
+    km->am.qkv = arena_floats(acts, BL * 3 * m->D);
+    km->am.att = arena_floats(acts, BL * m->D);
+    km->phq = arena_floats(acts, BHLM);
+    km->phk = arena_floats(acts, BHLM);
+    km->kv = arena_floats(acts, (size_t)B * m->H * km->M * (m->D / m->H));
+    km->z = arena_floats(acts, (size_t)B * m->H * km->M);
+    km->den = arena_floats(acts, (size_t)B * m->H * L);
+    /* backward: d(att), d(qkv), d(phq), d(phk), then the kernel's scratch */
+    LinAttnShape s = kernel_mixer_shape(m, B, L);
+    arena_floats(scratch, BL * m->D);
+    arena_floats(scratch, BL * 3 * m->D);
+    arena_floats(scratch, BHLM);
+    arena_floats(scratch, BHLM);
+    arena_floats(scratch, linattn_scratch_floats(&s));
+}
+
+static const float *pp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
+}
+static float *gp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
+}
+
+/* Zeroes the features of padding keys: they then add nothing to S and z. */
+static void mask_keys(float *phi, const unsigned char *mask, int B, int H, int L, int M) {
+    if (!mask) return;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int l = 0; l < L; l++)
+                if (!mask[(size_t)b * L + l])
+                    memset(phi + (((size_t)b * H + h) * L + l) * M, 0, (size_t)M * sizeof *phi);
+}
+
+void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
+    KernelMixer *km = m->state;
+    const int D = m->D, BL = s->B * s->L;
+    LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
+    linear_forward(km->am.qkv, x, pp(s, km->am.p_wqkv), pp(s, km->am.p_bqkv), BL, D, 3 * D);
+    if (km->fops->prepare) km->fops->prepare(km, s);
+    km->fops->forward(km, s, km->phq, km->am.qkv, 0);
+    km->fops->forward(km, s, km->phk, km->am.qkv + D, 1);
+    mask_keys(km->phk, s->mask, s->B, m->H, s->L, km->M);
+    linattn_forward(km->am.att, km->kv, km->z, km->den, km->phq, km->phk, km->am.qkv + 2 * D, &sh);
+    linear_forward(y, km->am.att, pp(s, km->am.p_wo), pp(s, km->am.p_bo), BL, D, D);
+}
+
+void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+    KernelMixer *km = m->state;
+    const int D = m->D, BL = s->B * s->L;
+    LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
+    const size_t mark = arena_mark(s->scratch), BHLM = (size_t)BL * m->H * km->M;
+    float *datt = arena_floats(s->scratch, (size_t)BL * D);
+    float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
+    float *dphq = arena_floats(s->scratch, BHLM);
+    float *dphk = arena_floats(s->scratch, BHLM);
+    linear_backward(datt, gp(s, km->am.p_wo), gp(s, km->am.p_bo), dy, km->am.att,
+                    pp(s, km->am.p_wo), BL, D, D);
+    linattn_backward(dphq, dphk, dqkv + 2 * D, datt, km->am.att, km->phq, km->phk,
+                     km->am.qkv + 2 * D, km->kv, km->z, km->den, &sh, s->scratch);
+    mask_keys(dphk, s->mask, s->B, m->H, s->L, km->M);
+    km->fops->backward(km, s, dqkv, dphq, km->phq, km->am.qkv, 0);
+    km->fops->backward(km, s, dqkv + D, dphk, km->phk, km->am.qkv + D, 1);
+    linear_backward(dx, gp(s, km->am.p_wqkv), gp(s, km->am.p_bqkv), dqkv, x, pp(s, km->am.p_wqkv),
+                    BL, D, 3 * D);
+    arena_reset_to(s->scratch, mark);
+}
+
+uint64_t kernel_mixer_flops(const Mixer *m, int B, int L, int backward) {
+    const KernelMixer *km = m->state;
+    const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
+    LinAttnShape sh = kernel_mixer_shape(m, B, L);
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    return (backward ? 2 * proj : proj) + linattn_flops(&sh, backward) +
+           km->fops->flops(km, B, L, backward);
+}

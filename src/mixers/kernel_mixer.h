@@ -1,0 +1,43 @@
+/* The body of the kernel-class mechanisms (linear attention with a feature map): the Q/K/V and
+ * output projections of attn_mixer, a feature map per mechanism, and the shared linear-attention
+ * kernel (kernels/linear_attn.h). Padding keys get zero features, so they are excluded exactly. */
+#ifndef XB_KERNEL_MIXER_H
+#define XB_KERNEL_MIXER_H
+
+#include "kernels/linear_attn.h"
+#include "mixers/attn_mixer.h"
+
+typedef struct KernelMixer KernelMixer;
+
+/* A feature map φ applied per head: x is Q or K inside the packed (B, L, 3D) projection (head h
+ * at column h·Dh, row stride 3D); phi is (B, H, L, M). */
+typedef struct FeatureOps {
+    /* Called once per forward before the maps (e.g. to redraw random features). */
+    void (*prepare)(KernelMixer *km, const MixerStep *s);
+    void (*forward)(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key);
+    /* dx += ∂/∂x given dphi; phi and x are the forward's. */
+    void (*backward)(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
+                     const float *phi, const float *x, int is_key);
+    /* Matrix-product FLOPs of the maps of Q and K together. */
+    uint64_t (*flops)(const KernelMixer *km, int B, int L, int backward);
+} FeatureOps;
+
+struct KernelMixer {
+    AttnMixer am;              /* projections and the saved qkv / att */
+    const FeatureOps *fops;
+    int H, Dh;                 /* heads and head width */
+    int M;                     /* features per head */
+    float *phq, *phk;          /* (B, H, L, M) saved */
+    float *kv, *z, *den;       /* saved by the kernel */
+    void *own;                 /* the mechanism's state */
+};
+
+/* Declares the projections; the mechanism sets fops, M and own afterwards. */
+void kernel_mixer_create(Mixer *m, ParamTable *pt, KernelMixer *km, int bias);
+LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L);
+void kernel_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L);
+void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x);
+void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
+uint64_t kernel_mixer_flops(const Mixer *m, int B, int L, int backward);
+
+#endif
