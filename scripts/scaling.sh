@@ -14,7 +14,7 @@ printf '%-12s %-7s %-10s %-10s\n' mixer L s/step RSS_MiB
 for m in $mixers; do
     for L in $lengths; do
         $bin run configs/bench/step-full.yaml --quiet -o "$out" --set model.mixer.name="$m" \
-            --set model.max_len="$L" --set train.batch_size=2 --set train.steps=3 \
+            --set model.max_len="$L" --set train.batch_size=2 --set train.steps=6 \
             --set experiment.name="$m-$L" >/dev/null
     done
     python3 - "$out" "$m" $lengths <<'PY'

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/xassert.h"
+#include "kernels/fastmath.h"
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec linear_opts[] = {
@@ -22,7 +23,7 @@ static void elu1_forward(KernelMixer *km, const MixerStep *s, float *phi, const 
             for (int l = 0; l < L; l++) {
                 const float *xi = x + ((size_t)b * L + l) * ld + (size_t)h * Dh;
                 float *pi = phi + (((size_t)b * H + h) * L + l) * Dh;
-                for (int d = 0; d < Dh; d++) pi[d] = xi[d] > 0.0f ? xi[d] + 1.0f : expf(xi[d]);
+                for (int d = 0; d < Dh; d++) pi[d] = xi[d] > 0.0f ? xi[d] + 1.0f : xb_expf(xi[d]);
             }
 }
 
