@@ -12,6 +12,7 @@
 #include "core/flops.h"
 #include "core/rng.h"
 #include "gradcheck.h"
+#include "mixers/attn_mixer.h"
 #include "mixers/mixer.h"
 
 /* One mechanism instance with its buffers. */
@@ -247,6 +248,9 @@ static const Conf CONFS[] = {
     {"performer", "features=16", 2, 11, 8, 2},
     {"performer", "features=7,orthogonal=false,bias=true", 3, 9, 6, 3},
     {"performer", "features=12,kernel=relu", 2, 10, 8, 2},
+    {"bigbird", "block=2,window=1,global=1,random=1", 2, 14, 8, 2},
+    {"bigbird", "block=3,random=2,bias=true", 3, 22, 6, 3},
+    {"bigbird", "block=2,window=3,global=0,random=2", 2, 17, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -267,6 +271,37 @@ START_TEST(test_sliding_with_a_window_covering_the_sequence_equals_full) {
     check_equals_full("sliding", "window=40", NULL, 2, 20, 8, 2, 1e-5);
     check_equals_full("sliding", "window=400", NULL, 1, 150, 8, 2, 1e-5);
     check_equals_full("sliding", "window=40,causal=true", "causal=true", 2, 20, 8, 2, 1e-5);
+}
+END_TEST
+
+START_TEST(test_bigbird_with_every_block_global_or_in_the_window_equals_full) {
+    check_equals_full("bigbird", "block=4,global=3,random=2", NULL, 2, 21, 8, 2, 1e-5); /* all global */
+    check_equals_full("bigbird", "block=8,window=5,global=0,random=0", NULL, 2, 19, 8, 2, 1e-5);
+}
+END_TEST
+
+START_TEST(test_bigbird_pattern_is_what_the_paper_draws) {
+    /* 10 blocks of 2: block 4 of head h sees its window {3, 4, 5}, the global blocks {0, 9} and
+     * two random blocks outside those, different across heads and layers, equal for equal seeds */
+    Inst t;
+    inst_init(&t, "bigbird", "block=2,random=2", 1, 20, 8, 2, NULL, 3);
+    inst_forward(&t);
+    AttnShape s = attn_mixer_shape(&t.m, 1, 20);
+    int lo[8], hi[8], seen[2][10] = {{0}};
+    for (int h = 0; h < 2; h++) {
+        const int n = s.pattern->ranges(&s, 0, h, 8, 2, lo, hi);
+        int count = 0;
+        for (int r = 0; r < n; r++)
+            for (int j = lo[r]; j < hi[r]; j++) seen[h][j / 2] = 1, count++;
+        ck_assert_int_eq(count, 2 * 7);
+        const int must[5] = {0, 3, 4, 5, 9};
+        for (int k = 0; k < 5; k++) ck_assert(seen[h][must[k]]);
+        const int n0 = s.pattern->ranges(&s, 0, h, 0, 2, lo, hi); /* a global block: everything */
+        ck_assert_int_eq(n0, 1);
+        ck_assert_int_eq(hi[0] - lo[0], 20);
+    }
+    ck_assert_int_ne(memcmp(seen[0], seen[1], sizeof seen[0]), 0);
+    inst_free(&t);
 }
 END_TEST
 
@@ -305,6 +340,8 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_local_with_a_block_covering_the_sequence_equals_full);
     tcase_add_test(tc, test_sliding_with_a_window_covering_the_sequence_equals_full);
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
+    tcase_add_test(tc, test_bigbird_with_every_block_global_or_in_the_window_equals_full);
+    tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -10,6 +10,7 @@ extern const MixerSpec mixer_local;
 extern const MixerSpec mixer_sliding;
 extern const MixerSpec mixer_linear;
 extern const MixerSpec mixer_performer;
+extern const MixerSpec mixer_bigbird;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -17,6 +18,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_sliding,
     &mixer_linear,
     &mixer_performer,
+    &mixer_bigbird,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
