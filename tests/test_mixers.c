@@ -204,6 +204,10 @@ static void error_vs_full(const char *name, const char *opts, const char *full_o
         memcpy(a.params + a.pt.info[j].offset, f.params + f.pt.info[i].offset,
                f.pt.info[i].size * sizeof(float));
     }
+    for (int j = 0; j < a.pt.n; j++) /* tensors initialised as copies stay copies */
+        if (a.pt.info[j].init == INIT_COPY)
+            memcpy(a.params + a.pt.info[j].offset, a.params + a.pt.info[a.pt.info[j].copy_of].offset,
+                   a.pt.info[j].size * sizeof(float));
     inst_forward(&a);
     inst_forward(&f);
     const size_t n = (size_t)B * L * D;
@@ -251,6 +255,9 @@ static const Conf CONFS[] = {
     {"bigbird", "block=2,window=1,global=1,random=1", 2, 14, 8, 2},
     {"bigbird", "block=3,random=2,bias=true", 3, 22, 6, 3},
     {"bigbird", "block=2,window=3,global=0,random=2", 2, 17, 8, 2},
+    {"longformer", "window=4,global=2", 2, 13, 8, 2},
+    {"longformer", "window=6,dilation=2,global=1,bias=true", 3, 15, 6, 3},
+    {"longformer", "window=2,global=0", 2, 9, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -277,6 +284,19 @@ END_TEST
 START_TEST(test_bigbird_with_every_block_global_or_in_the_window_equals_full) {
     check_equals_full("bigbird", "block=4,global=3,random=2", NULL, 2, 21, 8, 2, 1e-5); /* all global */
     check_equals_full("bigbird", "block=8,window=5,global=0,random=0", NULL, 2, 19, 8, 2, 1e-5);
+}
+END_TEST
+
+START_TEST(test_longformer_with_every_token_global_or_a_covering_window_equals_full) {
+    Inst t; /* the global projections start as copies of the local ones (§3.1) */
+    inst_init(&t, "longformer", "global=2", 1, 8, 8, 2, NULL, 4);
+    const ParamInfo *l = &t.pt.info[params_find(&t.pt, "blocks.0.mixer.qkv.weight")];
+    const ParamInfo *g = &t.pt.info[params_find(&t.pt, "blocks.0.mixer.qkv_global.weight")];
+    ck_assert_mem_eq(t.params + l->offset, t.params + g->offset, l->size * sizeof(float));
+    inst_free(&t);
+    check_equals_full("longformer", "window=4,global=15", NULL, 2, 15, 8, 2, 1e-5);
+    check_equals_full("longformer", "window=40,global=0", NULL, 2, 19, 8, 2, 1e-5);
+    check_equals_full("longformer", "window=40,global=3", NULL, 2, 19, 8, 2, 1e-5);
 }
 END_TEST
 
@@ -342,6 +362,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
     tcase_add_test(tc, test_bigbird_with_every_block_global_or_in_the_window_equals_full);
     tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
+    tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -11,6 +11,7 @@ extern const MixerSpec mixer_sliding;
 extern const MixerSpec mixer_linear;
 extern const MixerSpec mixer_performer;
 extern const MixerSpec mixer_bigbird;
+extern const MixerSpec mixer_longformer;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -19,6 +20,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_linear,
     &mixer_performer,
     &mixer_bigbird,
+    &mixer_longformer,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

@@ -36,6 +36,7 @@ int params_add(ParamTable *t, const char *name, int ndim, const int *shape, Init
     p->init = init;
     p->scale = scale;
     p->decay = decay;
+    p->copy_of = -1;
     t->total += (p->size + 15) & ~(size_t)15;
     return t->n++;
 }
@@ -73,8 +74,20 @@ void params_initialise(const ParamTable *t, float *buf, Rng *rng) {
         case INIT_UNIFORM:
             for (size_t k = 0; k < p->size; k++) w[k] = p->scale * (2.0f * rng_uniform(rng) - 1.0f);
             break;
+        case INIT_COPY:
+            XB_ASSERT(p->copy_of >= 0 && p->copy_of < i && t->info[p->copy_of].size == p->size);
+            memcpy(w, buf + t->info[p->copy_of].offset, p->size * sizeof *w);
+            break;
         }
     }
+}
+
+int params_add_copy(ParamTable *t, const char *name, int src, int decay) {
+    XB_ASSERT(src >= 0 && src < t->n);
+    const ParamInfo s = t->info[src]; /* params_add may move the table */
+    const int i = params_add(t, name, s.ndim, s.shape, INIT_COPY, 0, decay);
+    t->info[i].copy_of = src;
+    return i;
 }
 
 int params_find(const ParamTable *t, const char *name) {

@@ -16,7 +16,8 @@ typedef enum {
     INIT_ONES,
     INIT_NORMAL,         /* N(0, scale^2) */
     INIT_XAVIER_UNIFORM, /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)): shape (fan_out, fan_in) */
-    INIT_UNIFORM         /* U(-scale, scale) */
+    INIT_UNIFORM,        /* U(-scale, scale) */
+    INIT_COPY            /* the values of an earlier tensor of the same size (ParamInfo.copy_of) */
 } InitKind;
 
 typedef struct ParamInfo {
@@ -27,6 +28,7 @@ typedef struct ParamInfo {
     InitKind init;
     float scale;
     int decay;                /* 1 if AdamW weight decay applies (matrices), 0 for biases/norms */
+    int copy_of;              /* INIT_COPY: index of the tensor copied at initialisation */
 } ParamInfo;
 
 typedef struct ParamTable {
@@ -44,6 +46,9 @@ int params_add(ParamTable *t, const char *name, int ndim, const int *shape, Init
 int params_add1(ParamTable *t, const char *name, int d0, InitKind init, float scale, int decay);
 int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, float scale,
                 int decay);
+/* Declares a tensor shaped like tensor src and initialised as a copy of it (e.g. Longformer's
+ * global projections start as the local ones); returns its index. */
+int params_add_copy(ParamTable *t, const char *name, int src, int decay);
 /* View of tensor i inside buf (a parameter, gradient or moment buffer of t->total floats). */
 static inline float *params_at(const ParamTable *t, float *buf, int i) {
     return buf + t->info[i].offset;
