@@ -258,6 +258,10 @@ static const Conf CONFS[] = {
     {"longformer", "window=4,global=2", 2, 13, 8, 2},
     {"longformer", "window=6,dilation=2,global=1,bias=true", 3, 15, 6, 3},
     {"longformer", "window=2,global=0", 2, 9, 8, 2},
+    {"linformer", "k=4", 2, 11, 8, 2},
+    {"linformer", "k=5,sharing=kv,bias=true", 3, 9, 6, 3},
+    {"linformer", "k=3,sharing=none", 2, 10, 8, 2},
+    {"linformer", "k=3,sharing=layerwise", 2, 10, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -297,6 +301,38 @@ START_TEST(test_longformer_with_every_token_global_or_a_covering_window_equals_f
     check_equals_full("longformer", "window=4,global=15", NULL, 2, 15, 8, 2, 1e-5);
     check_equals_full("longformer", "window=40,global=0", NULL, 2, 19, 8, 2, 1e-5);
     check_equals_full("longformer", "window=40,global=3", NULL, 2, 19, 8, 2, 1e-5);
+}
+END_TEST
+
+START_TEST(test_linformer_with_k_equal_L_and_identity_projections_equals_full) {
+    const char *sharing[4] = {"headwise", "kv", "layerwise", "none"};
+    for (int v = 0; v < 4; v++) {
+        const int L = 12, H = 2;
+        char opts[64];
+        snprintf(opts, sizeof opts, "k=%d,sharing=%s", L, sharing[v]);
+        Inst a, f;
+        inst_init(&a, "linformer", opts, 1, L, 8, H, NULL, 5);
+        inst_init(&f, "full", NULL, 1, L, 8, H, NULL, 5);
+        for (int i = 0; i < f.pt.n; i++) {
+            const int j = params_find(&a.pt, f.pt.info[i].name);
+            memcpy(a.params + a.pt.info[j].offset, f.params + f.pt.info[i].offset,
+                   f.pt.info[i].size * sizeof(float));
+        }
+        for (int i = 0; i < a.pt.n; i++) /* E = F = I (per head when not shared) */
+            if (params_find(&f.pt, a.pt.info[i].name) < 0) {
+                float *e = a.params + a.pt.info[i].offset;
+                memset(e, 0, a.pt.info[i].size * sizeof(float));
+                for (size_t blk = 0; blk < a.pt.info[i].size / ((size_t)L * L); blk++)
+                    for (int r = 0; r < L; r++) e[blk * L * L + (size_t)r * L + r] = 1.0f;
+            }
+        inst_forward(&a);
+        inst_forward(&f);
+        for (size_t k = 0; k < (size_t)L * 8; k++)
+            ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])), "%s: %g vs %g",
+                          sharing[v], a.y[k], f.y[k]);
+        inst_free(&a);
+        inst_free(&f);
+    }
 }
 END_TEST
 
@@ -362,6 +398,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
     tcase_add_test(tc, test_bigbird_with_every_block_global_or_in_the_window_equals_full);
     tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
+    tcase_add_test(tc, test_linformer_with_k_equal_L_and_identity_projections_equals_full);
     tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);

@@ -12,6 +12,7 @@ extern const MixerSpec mixer_linear;
 extern const MixerSpec mixer_performer;
 extern const MixerSpec mixer_bigbird;
 extern const MixerSpec mixer_longformer;
+extern const MixerSpec mixer_linformer;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -21,6 +22,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_performer,
     &mixer_bigbird,
     &mixer_longformer,
+    &mixer_linformer,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
