@@ -262,6 +262,8 @@ static const Conf CONFS[] = {
     {"linformer", "k=5,sharing=kv,bias=true", 3, 9, 6, 3},
     {"linformer", "k=3,sharing=none", 2, 10, 8, 2},
     {"linformer", "k=3,sharing=layerwise", 2, 10, 8, 2},
+    {"rfa", "features=6", 2, 11, 8, 2},
+    {"rfa", "features=5,bias=true", 3, 9, 6, 3},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

@@ -27,6 +27,7 @@ void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq
                         0.0f, ob, s->ldo);
             for (int l = 0; l < L; l++) {
                 dn[l] += s->eps;
+                if (s->min_den > 0.0f && dn[l] < s->min_den) dn[l] = s->min_den;
                 const float inv = 1.0f / dn[l];
                 float *oi = ob + (size_t)l * s->ldo;
                 for (int d = 0; d < Dh; d++) oi[d] *= inv;
@@ -63,7 +64,8 @@ void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, co
                     dnum[(size_t)l * Dh + d] = gi[d] * inv;
                     dot += gi[d] * oi[d];
                 }
-                dden[l] = -dot * inv;
+                /* a clamped denominator is a constant */
+                dden[l] = s->min_den > 0.0f && dn[l] <= s->min_den ? 0.0f : -dot * inv;
             }
             float *gq = dphq + bh * L * M, *gk = dphk + bh * L * M;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, M, Dh, 1.0f, dnum, Dh, S, Dh,

@@ -15,6 +15,8 @@ typedef struct LinAttnShape {
     int ldv, ldo;       /* row strides of V and O (B, L, ·) layouts; head h at column h·Dh */
     size_t bsv, bso;    /* batch strides of V and O */
     float eps;          /* added to the denominator */
+    float min_den;      /* > 0: the denominator is clamped from below to it (features that can be
+                         * negative, RFA's sin/cos); the clamp has no gradient */
 } LinAttnShape;
 
 /* o (B, L, ·) = the normalised aggregate. phq, phk (B, H, L, M): features of queries and keys

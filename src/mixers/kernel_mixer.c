@@ -15,7 +15,8 @@ LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L) {
     const KernelMixer *km = m->state;
     const int D = m->D;
     LinAttnShape s = {.B = B, .H = m->H, .L = L, .M = km->M, .Dh = D / m->H, .ldv = 3 * D,
-                      .ldo = D, .bsv = (size_t)L * 3 * D, .bso = (size_t)L * D, .eps = 1e-6f};
+                      .ldo = D, .bsv = (size_t)L * 3 * D, .bso = (size_t)L * D, .eps = 1e-6f,
+                      .min_den = km->min_den};
     return s;
 }
 

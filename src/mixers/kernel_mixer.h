@@ -27,6 +27,7 @@ struct KernelMixer {
     const FeatureOps *fops;
     int H, Dh;                 /* heads and head width */
     int M;                     /* features per head */
+    float min_den;             /* see LinAttnShape (0: none) */
     float *phq, *phk;          /* (B, H, L, M) saved */
     float *kv, *z, *den;       /* saved by the kernel */
     void *own;                 /* the mechanism's state */

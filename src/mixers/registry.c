@@ -13,6 +13,7 @@ extern const MixerSpec mixer_performer;
 extern const MixerSpec mixer_bigbird;
 extern const MixerSpec mixer_longformer;
 extern const MixerSpec mixer_linformer;
+extern const MixerSpec mixer_rfa;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -23,6 +24,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_bigbird,
     &mixer_longformer,
     &mixer_linformer,
+    &mixer_rfa,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

@@ -1,0 +1,193 @@
+/* rfa: Random Feature Attention (Peng et al., arXiv 2103.02143, §2-3): queries and keys are
+ * ℓ2-normalised and mapped by random Fourier features φ(x) = M^(−1/2)[sin(W x), cos(W x)] with
+ * rows w_i = σ ∘ ε_i: ε_i ~ N(0, I) redrawn every training step (fixed at evaluation) and σ a
+ * learned per-head, per-dimension scale (the paper's learned variance), so that φ(x)·φ(y) ≈
+ * exp(−‖x − y‖²/2 over σ) — softmax attention with a learned temperature. Features can be
+ * negative: the denominator is clamped from below (§3, "we ... ensure it is positive"). */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "core/xassert.h"
+#include "mixers/kernel_mixer.h"
+
+static const OptSpec rfa_opts[] = {
+    {.name = "features", .type = OPT_INT, .def = 128, .min = 1, .max = 32768,
+     .help = "random features per head (each gives a sine and a cosine)"},
+    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+};
+#define NOPTS ((int)XB_ARRAY_LEN(rfa_opts))
+
+#define RFA_MIN_DEN 1e-3f
+
+typedef struct RfaState {
+    KernelMixer km; /* first */
+    int F;          /* random features (M = 2F) */
+    int p_sigma;    /* (H, Dh) learned scales */
+    int layer;
+    float *eps;     /* (H, F, Dh) current draw */
+    int64_t drawn;  /* step of the current draw, −1 before the first */
+    float *xn;      /* (2, B, H, L, Dh): normalised Q then K, saved */
+    float *norm;    /* (2, B, H, L) their norms */
+    float *u;       /* (2, B, H, L, F): W x̂, saved */
+} RfaState;
+
+static void rfa_prepare(KernelMixer *km, const MixerStep *s) {
+    RfaState *st = (RfaState *)km;
+    const int64_t want = s->training ? s->step : (st->drawn >= 0 ? st->drawn : 0);
+    if (want == st->drawn) return;
+    Rng r;
+    rng_seed(&r, rng_mix64(s->seed ^ rng_mix64(((uint64_t)st->layer << 40) ^ (uint64_t)want)),
+             RNG_STREAM_MIXER);
+    const size_t n = (size_t)km->H * st->F * km->Dh;
+    for (size_t i = 0; i < n; i++) st->eps[i] = rng_normal(&r);
+    st->drawn = want;
+}
+
+static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key) {
+    RfaState *st = (RfaState *)km;
+    const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
+    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
+    const float r = 1.0f / sqrtf((float)F);
+    const size_t side = (size_t)B * H * L;
+    float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
+    float *u = st->u + (is_key ? side * F : 0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const size_t bh = (size_t)b * H + h;
+            for (int l = 0; l < L; l++) {
+                const float *xi = x + ((size_t)b * L + l) * 3 * H * Dh + (size_t)h * Dh;
+                float n2 = 0.0f;
+                for (int d = 0; d < Dh; d++) n2 += xi[d] * xi[d];
+                const float n = sqrtf(n2) + 1e-6f;
+                nrm[bh * L + l] = n;
+                for (int d = 0; d < Dh; d++) xn[(bh * L + l) * Dh + d] = xi[d] / n;
+            }
+            /* u_i = w_i · x̂ with w_i = σ ∘ ε_i */
+            for (int l = 0; l < L; l++) {
+                const float *xr = xn + (bh * L + l) * Dh;
+                float *ur = u + (bh * L + l) * F;
+                const float *e = st->eps + (size_t)h * F * Dh;
+                const float *sg = sigma + (size_t)h * Dh;
+                for (int i = 0; i < F; i++) {
+                    float acc = 0.0f;
+                    for (int d = 0; d < Dh; d++) acc += e[(size_t)i * Dh + d] * sg[d] * xr[d];
+                    ur[i] = acc;
+                }
+                float *pr = phi + (bh * L + l) * M;
+                for (int i = 0; i < F; i++) {
+                    pr[i] = r * sinf(ur[i]);
+                    pr[F + i] = r * cosf(ur[i]);
+                }
+            }
+        }
+    flops_add(2ull * (uint64_t)B * H * L * F * Dh);
+}
+
+/* du_i = r·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id x̂_d;
+ * dx = (dx̂ − x̂ (x̂·dx̂)) / ‖x‖. */
+static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
+                         const float *phi, const float *x, int is_key) {
+    (void)phi, (void)x;
+    RfaState *st = (RfaState *)km;
+    const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
+    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
+    float *dsigma = s->grads + s->pt->info[st->p_sigma].offset;
+    const float r = 1.0f / sqrtf((float)F);
+    const size_t side = (size_t)B * H * L;
+    const float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
+    const float *u = st->u + (is_key ? side * F : 0);
+    /* heads in parallel, batch rows in order inside: dσ of a head has one writer */
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        const float *e = st->eps + (size_t)h * F * Dh;
+        const float *sg = sigma + (size_t)h * Dh;
+        float *dsg = dsigma + (size_t)h * Dh;
+        for (int b = 0; b < B; b++) {
+            const size_t bh = (size_t)b * H + h;
+            for (int l = 0; l < L; l++) {
+                const float *ur = u + (bh * L + l) * F, *dp = dphi + (bh * L + l) * M;
+                const float *xr = xn + (bh * L + l) * Dh;
+                float dxh[Dh], dot = 0.0f;
+                for (int d = 0; d < Dh; d++) dxh[d] = 0.0f;
+                for (int i = 0; i < F; i++) {
+                    const float du = r * (dp[i] * cosf(ur[i]) - dp[F + i] * sinf(ur[i]));
+                    for (int d = 0; d < Dh; d++) {
+                        dxh[d] += du * sg[d] * e[(size_t)i * Dh + d];
+                        dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
+                    }
+                }
+                for (int d = 0; d < Dh; d++) dot += xr[d] * dxh[d];
+                float *gi = dx + ((size_t)b * L + l) * 3 * H * Dh + (size_t)h * Dh;
+                const float inv = 1.0f / nrm[bh * L + l];
+                for (int d = 0; d < Dh; d++) gi[d] += (dxh[d] - xr[d] * dot) * inv;
+            }
+        }
+    }
+    flops_add(2ull * (uint64_t)B * H * L * F * Dh);
+}
+
+static uint64_t rfa_flops(const KernelMixer *km, int B, int L, int backward) {
+    (void)backward;
+    const RfaState *st = (const RfaState *)km;
+    return 2 * 2ull * (uint64_t)B * km->H * (uint64_t)L * st->F * km->Dh; /* Q and K */
+}
+
+static const FeatureOps rfa_fops = {
+    .prepare = rfa_prepare, .forward = rfa_forward, .backward = rfa_backward, .flops = rfa_flops};
+
+static void rfa_create(Mixer *m, ParamTable *pt) {
+    RfaState *st = calloc(1, sizeof *st);
+    XB_ASSERT(st);
+    kernel_mixer_create(m, pt, &st->km, opt_bool(m->opts, rfa_opts, NOPTS, "bias"));
+    st->F = opt_int(m->opts, rfa_opts, NOPTS, "features");
+    st->km.fops = &rfa_fops;
+    st->km.M = 2 * st->F;
+    st->km.min_den = RFA_MIN_DEN;
+    st->layer = m->layer;
+    st->drawn = -1;
+    char name[XB_PARAM_NAME];
+    snprintf(name, sizeof name, "%s.sigma", m->prefix);
+    st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+    st->eps = malloc((size_t)m->H * st->F * (m->D / m->H) * sizeof *st->eps);
+    XB_ASSERT(st->eps);
+}
+
+static void rfa_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    RfaState *st = m->state;
+    kernel_mixer_plan(m, acts, scratch, B, L);
+    const size_t side = (size_t)B * m->H * L;
+    st->xn = arena_floats(acts, 2 * side * (m->D / m->H));
+    st->norm = arena_floats(acts, 2 * side);
+    st->u = arena_floats(acts, 2 * side * st->F);
+}
+
+static void rfa_destroy(Mixer *m) {
+    RfaState *st = m->state;
+    free(st->eps);
+    free(st);
+}
+
+static const MixerOps rfa_ops = {
+    .create = rfa_create,
+    .plan = rfa_plan,
+    .forward = kernel_mixer_forward,
+    .backward = kernel_mixer_backward,
+    .flops = kernel_mixer_flops,
+    .destroy = rfa_destroy,
+};
+
+const MixerSpec mixer_rfa = {
+    .name = "rfa",
+    .classes = "KR",
+    .arxiv = "2103.02143",
+    .title = "Random Feature Attention: sin/cos random features, learned scales",
+    .honours_mask = 1,
+    .opts = rfa_opts,
+    .n_opts = NOPTS,
+    .ops = &rfa_ops,
+};
