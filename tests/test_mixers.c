@@ -264,6 +264,8 @@ static const Conf CONFS[] = {
     {"linformer", "k=3,sharing=layerwise", 2, 10, 8, 2},
     {"rfa", "features=6", 2, 11, 8, 2},
     {"rfa", "features=5,bias=true", 3, 9, 6, 3},
+    {"memory_compressed", NULL, 2, 13, 8, 2},
+    {"memory_compressed", "compression=2,bias=true", 3, 12, 6, 3},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -338,6 +340,32 @@ START_TEST(test_linformer_with_k_equal_L_and_identity_projections_equals_full) {
 }
 END_TEST
 
+START_TEST(test_memory_compressed_with_c_1_and_identity_convolutions_equals_full) {
+    const int L = 11, D = 8;
+    Inst a, f;
+    const int pad[2] = {0, 3};
+    inst_init(&a, "memory_compressed", "compression=1", 2, L, D, 2, pad, 5);
+    inst_init(&f, "full", NULL, 2, L, D, 2, pad, 5);
+    for (int i = 0; i < f.pt.n; i++) {
+        const int j = params_find(&a.pt, f.pt.info[i].name);
+        memcpy(a.params + a.pt.info[j].offset, f.params + f.pt.info[i].offset,
+               f.pt.info[i].size * sizeof(float));
+    }
+    for (int i = 0; i < a.pt.n; i++)
+        if (params_find(&f.pt, a.pt.info[i].name) < 0) { /* the convolutions: identity */
+            float *w = a.params + a.pt.info[i].offset;
+            memset(w, 0, a.pt.info[i].size * sizeof(float));
+            for (int d = 0; d < D; d++) w[(size_t)d * D + d] = 1.0f;
+        }
+    inst_forward(&a);
+    inst_forward(&f);
+    for (size_t k = 0; k < (size_t)2 * L * D; k++)
+        ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])), "%g vs %g", a.y[k], f.y[k]);
+    inst_free(&a);
+    inst_free(&f);
+}
+END_TEST
+
 START_TEST(test_bigbird_pattern_is_what_the_paper_draws) {
     /* 10 blocks of 2: block 4 of head h sees its window {3, 4, 5}, the global blocks {0, 9} and
      * two random blocks outside those, different across heads and layers, equal for equal seeds */
@@ -400,6 +428,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
     tcase_add_test(tc, test_bigbird_with_every_block_global_or_in_the_window_equals_full);
     tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
+    tcase_add_test(tc, test_memory_compressed_with_c_1_and_identity_convolutions_equals_full);
     tcase_add_test(tc, test_linformer_with_k_equal_L_and_identity_projections_equals_full);
     tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);

@@ -14,6 +14,7 @@ extern const MixerSpec mixer_bigbird;
 extern const MixerSpec mixer_longformer;
 extern const MixerSpec mixer_linformer;
 extern const MixerSpec mixer_rfa;
+extern const MixerSpec mixer_memory_compressed;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -25,6 +26,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_longformer,
     &mixer_linformer,
     &mixer_rfa,
+    &mixer_memory_compressed,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
