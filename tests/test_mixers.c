@@ -266,6 +266,10 @@ static const Conf CONFS[] = {
     {"rfa", "features=5,bias=true", 3, 9, 6, 3},
     {"memory_compressed", NULL, 2, 13, 8, 2},
     {"memory_compressed", "compression=2,bias=true", 3, 12, 6, 3},
+    {"sparse_transformer", "stride=4,summary=2", 2, 13, 8, 2},
+    {"sparse_transformer", "stride=4,summary=1,heads=merged,causal=true", 2, 13, 8, 2},
+    {"sparse_transformer", "pattern=strided,stride=3", 2, 13, 8, 2},
+    {"sparse_transformer", "pattern=strided,stride=4,heads=merged,bias=true", 3, 11, 6, 3},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -366,6 +370,25 @@ START_TEST(test_memory_compressed_with_c_1_and_identity_convolutions_equals_full
 }
 END_TEST
 
+START_TEST(test_sparse_transformer_covering_all_pairs_equals_full) {
+    /* merged heads: a block (fixed) or a window (strided) as long as the sequence covers it */
+    check_equals_full("sparse_transformer", "stride=32,summary=4,heads=merged", NULL, 2, 20, 8, 2, 1e-5);
+    check_equals_full("sparse_transformer", "pattern=strided,stride=20,heads=merged", NULL, 2, 20, 8, 2, 1e-5);
+    check_equals_full("sparse_transformer", "pattern=strided,stride=20,heads=merged,causal=true",
+                      "causal=true", 2, 20, 8, 2, 1e-5);
+    /* and the pattern is the paper's: with l = 4, c = 1, query 5 of a fixed A2 head sees 3, 7, 11 */
+    Inst t;
+    inst_init(&t, "sparse_transformer", "stride=4,summary=1", 1, 12, 8, 2, NULL, 2);
+    AttnShape s = attn_mixer_shape(&t.m, 1, 12);
+    float row[12];
+    s.pattern->mask(&s, 0, 1, 5, 1, 0, 12, row, 12);
+    for (int j = 0; j < 12; j++) ck_assert_int_eq(row[j] == 0.0f, j % 4 == 3);
+    s.pattern->mask(&s, 0, 0, 5, 1, 0, 12, row, 12); /* an A1 head: block 1 */
+    for (int j = 0; j < 12; j++) ck_assert_int_eq(row[j] == 0.0f, j / 4 == 1);
+    inst_free(&t);
+}
+END_TEST
+
 START_TEST(test_bigbird_pattern_is_what_the_paper_draws) {
     /* 10 blocks of 2: block 4 of head h sees its window {3, 4, 5}, the global blocks {0, 9} and
      * two random blocks outside those, different across heads and layers, equal for equal seeds */
@@ -428,6 +451,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
     tcase_add_test(tc, test_bigbird_with_every_block_global_or_in_the_window_equals_full);
     tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
+    tcase_add_test(tc, test_sparse_transformer_covering_all_pairs_equals_full);
     tcase_add_test(tc, test_memory_compressed_with_c_1_and_identity_convolutions_equals_full);
     tcase_add_test(tc, test_linformer_with_k_equal_L_and_identity_projections_equals_full);
     tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);

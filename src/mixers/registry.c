@@ -15,6 +15,7 @@ extern const MixerSpec mixer_longformer;
 extern const MixerSpec mixer_linformer;
 extern const MixerSpec mixer_rfa;
 extern const MixerSpec mixer_memory_compressed;
+extern const MixerSpec mixer_sparse_transformer;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -27,6 +28,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_linformer,
     &mixer_rfa,
     &mixer_memory_compressed,
+    &mixer_sparse_transformer,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

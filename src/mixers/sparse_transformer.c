@@ -1,0 +1,149 @@
+/* sparse_transformer: the factorised patterns of Child et al. (arXiv 1904.10509, §4.2-4.3).
+ * Fixed: A1(i) = {j : ⌊j/l⌋ = ⌊i/l⌋} (its block), A2(i) = {j : j mod l ∈ [l − c, l)} (the summary
+ * positions of every block). Strided: A1(i) = {j : |i − j| < l} (a window), A2(i) = {j : (i − j)
+ * mod l = 0} (every l-th position). heads: split gives the first half of the heads A1 and the
+ * second half A2 (the paper's multi-head factorisation); merged gives every head A1 ∪ A2 (as LRA
+ * ran the fixed pattern). The encoder form is bidirectional; causal restricts to j <= i. Strided
+ * A2 keys are one per stride: the kernel visits them as single-key ranges, O(L·L/l) work. LRA:
+ * fixed, l = 128, c = 32. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/xassert.h"
+#include "mixers/attn_mixer.h"
+
+static const char *const PATTERNS[] = {"fixed", "strided", NULL};
+static const char *const HEADS[] = {"split", "merged", NULL};
+
+static const OptSpec st_opts[] = {
+    {.name = "pattern", .type = OPT_ENUM, .def = 0, .choices = PATTERNS,
+     .help = "fixed (blocks + summary positions) or strided (window + every l-th position)"},
+    {.name = "stride", .type = OPT_INT, .def = 128, .min = 1, .max = 1048576,
+     .help = "l: block length (fixed) or stride (strided) (LRA: 128)"},
+    {.name = "summary", .type = OPT_INT, .def = 32, .min = 1, .max = 1048576,
+     .help = "c: summary positions at the end of each block (fixed; LRA: 32)"},
+    {.name = "heads", .type = OPT_ENUM, .def = 0, .choices = HEADS,
+     .help = "split: half the heads per component; merged: every head sees both"},
+    {.name = "causal", .type = OPT_BOOL, .def = 0, .help = "only keys j <= i (the paper's decoder)"},
+    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+};
+#define NOPTS ((int)XB_ARRAY_LEN(st_opts))
+
+enum { TILE_STRIDED = 1 };
+
+typedef struct StState {
+    AttnMixer am; /* first */
+    int strided, merged, l, c, H;
+} StState;
+
+/* Which components head h uses: bit 0 A1, bit 1 A2. */
+static int parts(const StState *st, int h) {
+    if (st->merged) return 3;
+    return h < st->H / 2 || st->H == 1 ? 1 : 2;
+}
+
+static int st_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b;
+    const StState *st = s->pattern->ctx;
+    const int p = parts(st, h), l = st->l, Lk = s->Lk;
+    int n = 0;
+    /* collect, in order, then merge overlaps */
+    int a[2 * (s->Lk / (l > 0 ? l : 1)) + 4], e[2 * (s->Lk / (l > 0 ? l : 1)) + 4], m = 0;
+    if (!st->strided) {
+        if (p & 1) a[m] = i0 / l * l, e[m] = XB_MIN(Lk, (i0 + bq - 1) / l * l + l), m++;
+        if (p & 2)
+            for (int k = 0; k * l < Lk; k++) a[m] = XB_MIN(Lk, k * l + XB_MAX(0, l - st->c)), e[m] = XB_MIN(Lk, (k + 1) * l), m++;
+    } else {
+        /* one query row per tile */
+        if (p & 1) a[m] = XB_MAX(0, i0 - l + 1), e[m] = XB_MIN(Lk, i0 + l), m++;
+        if (p & 2)
+            for (int j = i0 % l; j < Lk; j += l) a[m] = j, e[m] = j + 1, m++;
+    }
+    /* sort by start (insertion: the lists are nearly sorted), then merge */
+    for (int i = 1; i < m; i++)
+        for (int k = i; k > 0 && a[k] < a[k - 1]; k--) {
+            int t = a[k]; a[k] = a[k - 1]; a[k - 1] = t;
+            t = e[k]; e[k] = e[k - 1]; e[k - 1] = t;
+        }
+    for (int i = 0; i < m; i++) {
+        if (a[i] >= e[i]) continue;
+        if (n && a[i] <= hi[n - 1])
+            hi[n - 1] = XB_MAX(hi[n - 1], e[i]);
+        else
+            lo[n] = a[i], hi[n] = e[i], n++;
+    }
+    return n;
+}
+
+static void st_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                    int ld) {
+    (void)b;
+    const StState *st = s->pattern->ctx;
+    const int p = parts(st, h), l = st->l;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) {
+            const int i = i0 + r, j = j0 + c;
+            int ok;
+            if (!st->strided)
+                ok = ((p & 1) && j / l == i / l) || ((p & 2) && j % l >= l - st->c);
+            else
+                ok = ((p & 1) && abs(i - j) < l) || ((p & 2) && (i - j) % l == 0);
+            bias[(size_t)r * ld + c] = ok ? 0.0f : -INFINITY;
+        }
+}
+
+static void st_create(Mixer *m, ParamTable *pt) {
+    StState *st = calloc(1, sizeof *st);
+    XB_ASSERT(st);
+    attn_mixer_create(m, pt, &st->am, opt_bool(m->opts, st_opts, NOPTS, "causal"),
+                      opt_bool(m->opts, st_opts, NOPTS, "bias"));
+    st->strided = opt_enum(m->opts, st_opts, NOPTS, "pattern") == 1;
+    st->merged = opt_enum(m->opts, st_opts, NOPTS, "heads") == 1;
+    st->l = opt_int(m->opts, st_opts, NOPTS, "stride");
+    st->c = opt_int(m->opts, st_opts, NOPTS, "summary");
+    st->H = m->H;
+    const int max_ranges = 2 * (m->max_len / st->l) + 4;
+    st->am.pattern = (AttnPattern){.bq = st->strided ? TILE_STRIDED : XB_MIN(st->l, 128),
+                                   .max_ranges = max_ranges, .ranges = st_ranges,
+                                   .mask = st_mask, .ctx = st};
+    st->am.has_pattern = 1;
+}
+
+static int st_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
+    (void)D, (void)max_len;
+    const int l = opt_int(opts, st_opts, NOPTS, "stride"), c = opt_int(opts, st_opts, NOPTS, "summary");
+    if (opt_enum(opts, st_opts, NOPTS, "pattern") == 0 && c > l) {
+        snprintf(err->key, sizeof err->key, "model.mixer.summary");
+        snprintf(err->msg, sizeof err->msg, "%d is longer than the block (stride %d) (valid: 1 to %d)", c, l, l);
+        return -1;
+    }
+    if (opt_enum(opts, st_opts, NOPTS, "heads") == 0 && H % 2 != 0 && H != 1) {
+        snprintf(err->key, sizeof err->key, "model.mixer.heads");
+        snprintf(err->msg, sizeof err->msg, "split needs an even number of heads, got model.heads = %d "
+                 "(valid: merged, or an even model.heads)", H);
+        return -1;
+    }
+    return 0;
+}
+
+static const MixerOps st_ops = {
+    .check = st_check,
+    .create = st_create,
+    .plan = attn_mixer_plan,
+    .forward = attn_mixer_forward,
+    .backward = attn_mixer_backward,
+    .flops = attn_mixer_flops,
+    .destroy = attn_mixer_destroy,
+};
+
+const MixerSpec mixer_sparse_transformer = {
+    .name = "sparse_transformer",
+    .classes = "FP",
+    .arxiv = "1904.10509",
+    .title = "Sparse Transformer: fixed or strided factorised patterns, heads split or merged",
+    .honours_mask = 1,
+    .opts = st_opts,
+    .n_opts = NOPTS,
+    .ops = &st_ops,
+};
