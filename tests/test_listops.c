@@ -14,9 +14,14 @@ static const TaskSpec *spec(void) { return task_get(task_find("listops")); }
 static OptValues opts(int ntr, int nva, int nte, int minl, int maxl) {
     OptValues v;
     opt_defaults(&v, spec()->opts, spec()->n_opts);
-    const struct { const char *k; int x; } set[] = {{"num_train", ntr}, {"num_val", nva},
-                                                    {"num_test", nte}, {"min_length", minl},
-                                                    {"max_length", maxl}};
+    const struct {
+        const char *k;
+        int x;
+    } set[] = {{"num_train", ntr},
+               {"num_val", nva},
+               {"num_test", nte},
+               {"min_length", minl},
+               {"max_length", maxl}};
     for (int i = 0; i < 5; i++) v.num[opt_index(spec()->opts, spec()->n_opts, set[i].k)] = set[i].x;
     return v;
 }
@@ -86,7 +91,8 @@ static void check_trees(const Dataset *d, int minl, int maxl, int max_depth, int
                 }
             }
             ck_assert_int_eq(depth, 0);
-            ck_assert_int_lt(deepest, max_depth); /* the root is at depth 1, leaves at most max_depth */
+            ck_assert_int_lt(deepest,
+                             max_depth); /* the root is at depth 1, leaves at most max_depth */
         }
 }
 
@@ -116,7 +122,8 @@ START_TEST(test_no_duplicate_trees_across_splits) {
         for (int i = 0; i < sp[k]->n; i++) {
             const int n = (int)(sp[k]->offsets[i + 1] - sp[k]->offsets[i]);
             txt[m] = calloc((size_t)n + 1, 1);
-            for (int j = 0; j < n; j++) txt[m][j] = (char)('A' + sp[k]->tokens[sp[k]->offsets[i] + j]);
+            for (int j = 0; j < n; j++)
+                txt[m][j] = (char)('A' + sp[k]->tokens[sp[k]->offsets[i] + j]);
             m++;
         }
     for (int a = 0; a < m; a++)
@@ -254,13 +261,76 @@ static void expect_file_error(const char *sub, const char *file, const char *msg
     ck_assert_str_eq(err_str(&err), want);
 }
 
-START_TEST(test_bad_files_report_file_line_and_column) {
+START_TEST(test_unknown_token_reports_line_and_column) {
     expect_file_error("bad_token", "basic_train.tsv",
                       ":3:16: unknown token \"x9\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))");
-    expect_file_error("bad_header", "basic_train.tsv", ":1:1: expected the header \"Source<TAB>Target\"");
-    expect_file_error("bad_target", "basic_train.tsv", ":2:24: target must be an integer in [0, 9], got \"10\"");
+}
+END_TEST
+
+START_TEST(test_bad_header_reports_line_1) {
+    expect_file_error("bad_header", "basic_train.tsv",
+                      ":1:1: expected the header \"Source<TAB>Target\"");
+}
+END_TEST
+
+START_TEST(test_bad_target_reports_its_column) {
+    expect_file_error("bad_target", "basic_train.tsv",
+                      ":2:24: target must be an integer in [0, 9], got \"10\"");
+}
+END_TEST
+
+START_TEST(test_missing_tab_is_an_error) {
     expect_file_error("no_tab", "basic_train.tsv", ":2:1: expected two tab-separated columns");
-    expect_file_error("missing", "basic_train.tsv", ": task.data_dir: cannot read: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_missing_file_names_path_and_key) {
+    expect_file_error("missing", "basic_train.tsv",
+                      ": task.data_dir: cannot read: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_empty_split_file_is_an_error) {
+    expect_file_error("empty", "basic_val.tsv", ": no examples");
+}
+END_TEST
+
+/* A row with an unknown token and a bad target: the leftmost problem is reported. */
+START_TEST(test_row_with_two_problems_reports_the_leftmost) {
+    expect_file_error("bad_both", "basic_train.tsv",
+                      ":2:16: unknown token \"[AVG\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))");
+}
+END_TEST
+
+/* Python's csv.writer, which LRA uses, ends rows with CRLF. */
+START_TEST(test_crlf_files_load_like_lf_files) {
+    OptValues v = opts(1, 1, 1, 0, 10);
+    set_opt(&v, "source", 1);
+    set_opt(&v, "parens", 1);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s",
+             XB_FIXTURES "/listops/crlf");
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), 0);
+    ck_assert_int_eq(d.train.n, 2);
+    ck_assert_int_eq(d.val.n, 1);
+    ck_assert_int_eq(d.test.n, 1);
+    /* parens kept: ( ( ( [MAX 2 ) 9 ) ] ) */
+    const int32_t L = LISTOPS_LPAREN, R = LISTOPS_RPAREN, D = LISTOPS_DIGIT0;
+    const int32_t first[] = {L, L, L, LISTOPS_MAX, D + 2, R, D + 9, R, LISTOPS_END, R};
+    ck_assert_int_eq(d.train.offsets[1], 10);
+    ck_assert_mem_eq(d.train.tokens, first, sizeof first);
+    ck_assert_int_eq(d.train.labels[0], 9);
+    ck_assert_int_eq(d.train.labels[1], 5);
+    ck_assert_int_eq(d.val.labels[0], 4);
+    ck_assert_int_eq(d.test.labels[0], 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(listops_eval_tokens(d.train.tokens + d.train.offsets[i],
+                                             (int)(d.train.offsets[i + 1] - d.train.offsets[i])),
+                         d.train.labels[i]);
+    ck_assert_ptr_nonnull(strstr(d.identity, "\"parens\":true"));
+    ck_assert_ptr_nonnull(strstr(d.identity, "\"data_dir\":\"" XB_FIXTURES "/listops/crlf\""));
+    dataset_free(&d);
 }
 END_TEST
 
@@ -319,6 +389,117 @@ START_TEST(test_batch_adds_cls_truncates_pads_and_masks) {
 }
 END_TEST
 
+START_TEST(test_eval_accepts_parens_and_rejects_malformed) {
+    const int32_t L = LISTOPS_LPAREN, R = LISTOPS_RPAREN, D = LISTOPS_DIGIT0;
+    /* ( ( ( [MIN 7 ) 3 ) ] ) = 3, and MAX(MIN(7, 3), 5) = 5 */
+    const int32_t paren[] = {L, L, L, LISTOPS_MIN, D + 7, R, D + 3, R, LISTOPS_END, R};
+    const int32_t nested[] = {LISTOPS_MAX, LISTOPS_MIN, D + 7,      D + 3,
+                              LISTOPS_END, D + 5,       LISTOPS_END};
+    const int32_t med_odd[] = {LISTOPS_MED, D + 9, D + 0, D + 4, LISTOPS_END};
+    const int32_t empty_op[] = {LISTOPS_SM, LISTOPS_END};
+    const int32_t pad[] = {LISTOPS_MIN, D + 1, 0, LISTOPS_END};
+    ck_assert_int_eq(listops_eval_tokens(paren, 10), 3);
+    ck_assert_int_eq(listops_eval_tokens(nested, 7), 5);
+    ck_assert_int_eq(listops_eval_tokens(med_odd, 5), 4);
+    ck_assert_int_eq(listops_eval_tokens(empty_op, 2), -1);
+    ck_assert_int_eq(listops_eval_tokens(pad, 4), -1);
+    ck_assert_int_eq(listops_eval_tokens(paren, 0), -1);
+    /* nesting far deeper than any generated tree is rejected, not a stack overflow */
+    const int deep = 200000;
+    int32_t *t = malloc((size_t)(2 * deep + 1) * sizeof *t);
+    for (int i = 0; i < deep; i++) t[i] = LISTOPS_MIN, t[deep + 1 + i] = LISTOPS_END;
+    t[deep] = D + 1;
+    ck_assert_int_eq(listops_eval_tokens(t, 2 * deep + 1), -1);
+    free(t);
+}
+END_TEST
+
+/* FNV-1a 64 written out byte by byte, as a reference for dataset_checksum. */
+static uint64_t ref_fnv(uint64_t h, uint32_t v) {
+    for (int b = 0; b < 4; b++) h = (h ^ ((v >> (8 * b)) & 0xff)) * 0x100000001b3ull;
+    return h;
+}
+
+START_TEST(test_checksum_is_fnv1a_over_counts_lengths_tokens_labels) {
+    int32_t tok[] = {13, 4, 11, 16, 7};
+    int64_t off[] = {0, 4, 5};
+    int32_t lab[] = {9, 5};
+    int64_t off0[] = {0};
+    int64_t off1[] = {0, 1};
+    Dataset d = {0};
+    d.train = (Split){.n = 2, .tokens = tok, .offsets = off, .labels = lab};
+    d.val = (Split){.n = 0, .offsets = off0};
+    d.test = (Split){.n = 1, .tokens = tok + 4, .offsets = off1, .labels = lab + 1};
+    dataset_checksum(&d);
+    /* train: n, then (length, tokens, label) per example; val: n = 0; test: one example */
+    uint64_t r = 0xcbf29ce484222325ull;
+    r = ref_fnv(r, 2);
+    r = ref_fnv(r, 4);
+    for (int i = 0; i < 4; i++) r = ref_fnv(r, (uint32_t)tok[i]);
+    r = ref_fnv(r, 9);
+    r = ref_fnv(r, 1), r = ref_fnv(r, 7), r = ref_fnv(r, 5);
+    r = ref_fnv(r, 0);
+    r = ref_fnv(r, 1), r = ref_fnv(r, 1), r = ref_fnv(r, 7), r = ref_fnv(r, 5);
+    char want[17];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)r);
+    ck_assert_str_eq(d.checksum, want);
+    ck_assert_int_eq((int)strlen(d.checksum), 16);
+}
+END_TEST
+
+START_TEST(test_majority_breaks_ties_to_lowest_label_and_empty_is_zero) {
+    int32_t lab[] = {3, 7, 7, 3, 1};
+    int64_t off[] = {0, 0, 0, 0, 0, 0};
+    Split s = {.n = 5, .offsets = off, .labels = lab};
+    ck_assert_double_eq_tol(dataset_majority(&s, 10), 0.4, 1e-12);
+    Split e = {.n = 0, .offsets = off};
+    ck_assert_double_eq(dataset_majority(&e, 10), 0.0);
+    int32_t one[] = {4, 4, 4, 2};
+    Split t = {.n = 4, .offsets = off, .labels = one};
+    ck_assert_double_eq_tol(dataset_majority(&t, 10), 0.75, 1e-12);
+}
+END_TEST
+
+START_TEST(test_batch_with_room_only_for_cls_masks_one_token) {
+    int32_t tok[] = {5, 6, 7};
+    int64_t off[] = {0, 3};
+    int32_t lab[] = {8};
+    Split s = {.n = 1, .tokens = tok, .offsets = off, .labels = lab};
+    int idx[1] = {0};
+    int32_t out[3] = {-1, -1, -1}, labels[1];
+    unsigned char mask[3] = {9, 9, 9};
+    dataset_batch(&s, idx, 1, 1, 19, out, mask, labels);
+    ck_assert_int_eq(out[0], 19);
+    ck_assert_int_eq(mask[0], 1);
+    ck_assert_int_eq(out[1], -1); /* nothing written past the row */
+    dataset_batch(&s, idx, 1, 3, -1, out, mask, labels);
+    const int32_t want[3] = {5, 6, 7};
+    const unsigned char wmask[3] = {1, 1, 1};
+    ck_assert_mem_eq(out, want, sizeof want);
+    ck_assert_mem_eq(mask, wmask, sizeof wmask);
+    ck_assert_int_eq(labels[0], 8);
+}
+END_TEST
+
+START_TEST(test_write_tsv_rejects_a_split_that_is_not_listops) {
+    int32_t tok[] = {LISTOPS_MIN, LISTOPS_DIGIT0 + 1, LISTOPS_DIGIT0 + 2}; /* no ] */
+    int64_t off[] = {0, 3};
+    int32_t lab[] = {1};
+    Split s = {.n = 1, .tokens = tok, .offsets = off, .labels = lab};
+    char path[] = "/tmp/xb-listops-bad-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(listops_write_tsv(path, &s, &err), -1);
+    char want[256];
+    snprintf(want, sizeof want, "%s: example 0 is not a ListOps expression", path);
+    ck_assert_str_eq(err_str(&err), want);
+    unlink(path);
+}
+END_TEST
+
 static Suite *listops_suite(void) {
     Suite *s = suite_create("listops");
     TCase *tc = tcase_create("all");
@@ -329,10 +510,22 @@ static Suite *listops_suite(void) {
     tcase_add_test(tc, test_parens_option_adds_balanced_parens_with_same_trees);
     tcase_add_test(tc, test_lra_fixture_loads_and_writes_back_byte_for_byte);
     tcase_add_test(tc, test_generated_split_round_trips_through_tsv);
-    tcase_add_test(tc, test_bad_files_report_file_line_and_column);
+    tcase_add_test(tc, test_unknown_token_reports_line_and_column);
+    tcase_add_test(tc, test_bad_header_reports_line_1);
+    tcase_add_test(tc, test_bad_target_reports_its_column);
+    tcase_add_test(tc, test_missing_tab_is_an_error);
+    tcase_add_test(tc, test_missing_file_names_path_and_key);
+    tcase_add_test(tc, test_empty_split_file_is_an_error);
+    tcase_add_test(tc, test_row_with_two_problems_reports_the_leftmost);
+    tcase_add_test(tc, test_crlf_files_load_like_lf_files);
     tcase_add_test(tc, test_option_errors_name_the_key);
     tcase_add_test(tc, test_eval_tokens_follows_lra_semantics);
     tcase_add_test(tc, test_batch_adds_cls_truncates_pads_and_masks);
+    tcase_add_test(tc, test_eval_accepts_parens_and_rejects_malformed);
+    tcase_add_test(tc, test_checksum_is_fnv1a_over_counts_lengths_tokens_labels);
+    tcase_add_test(tc, test_majority_breaks_ties_to_lowest_label_and_empty_is_zero);
+    tcase_add_test(tc, test_batch_with_room_only_for_cls_masks_one_token);
+    tcase_add_test(tc, test_write_tsv_rejects_a_split_that_is_not_listops);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,30 +12,69 @@
 static const char *const SOURCES[] = {"generate", "files", NULL};
 
 static const OptSpec listops_opts[] = {
-    {.name = "source", .type = OPT_ENUM, .def = 0, .choices = SOURCES,
+    {.name = "source",
+     .type = OPT_ENUM,
+     .def = 0,
+     .choices = SOURCES,
      .help = "generate from the seed, or read LRA's TSV files"},
-    {.name = "data_dir", .type = OPT_STRING, .def_str = "",
+    {.name = "data_dir",
+     .type = OPT_STRING,
+     .def_str = "",
      .help = "directory with LRA's basic_train.tsv, basic_val.tsv, basic_test.tsv (source: files)"},
-    {.name = "num_train", .type = OPT_INT, .def = 96000, .min = 1, .max = 10000000,
+    {.name = "num_train",
+     .type = OPT_INT,
+     .def = 96000,
+     .min = 1,
+     .max = 10000000,
      .help = "training examples (generated)"},
-    {.name = "num_val", .type = OPT_INT, .def = 2000, .min = 1, .max = 10000000,
+    {.name = "num_val",
+     .type = OPT_INT,
+     .def = 2000,
+     .min = 1,
+     .max = 10000000,
      .help = "validation examples (generated)"},
-    {.name = "num_test", .type = OPT_INT, .def = 2000, .min = 1, .max = 10000000,
+    {.name = "num_test",
+     .type = OPT_INT,
+     .def = 2000,
+     .min = 1,
+     .max = 10000000,
      .help = "test examples (generated)"},
-    {.name = "min_length", .type = OPT_INT, .def = 500, .min = 0, .max = 1000000,
+    {.name = "min_length",
+     .type = OPT_INT,
+     .def = 500,
+     .min = 0,
+     .max = 1000000,
      .help = "trees are longer than this (tokens without parentheses)"},
-    {.name = "max_length", .type = OPT_INT, .def = 2000, .min = 2, .max = 1000000,
+    {.name = "max_length",
+     .type = OPT_INT,
+     .def = 2000,
+     .min = 2,
+     .max = 1000000,
      .help = "trees are shorter than this (tokens without parentheses)"},
-    {.name = "max_depth", .type = OPT_INT, .def = 10, .min = 1, .max = 100,
+    {.name = "max_depth",
+     .type = OPT_INT,
+     .def = 10,
+     .min = 1,
+     .max = 100,
      .help = "deepest nesting of operators"},
-    {.name = "max_args", .type = OPT_INT, .def = 10, .min = 2, .max = 100,
+    {.name = "max_args",
+     .type = OPT_INT,
+     .def = 10,
+     .min = 2,
+     .max = 100,
      .help = "most arguments of one operator"},
-    {.name = "parens", .type = OPT_BOOL, .def = 0,
+    {.name = "parens",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "keep the parentheses of LRA's text as tokens (LRA's tokenizer drops them)"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(listops_opts))
 
 static const char *const OP_TEXT[4] = {"[MIN", "[MAX", "[MED", "[SM"};
+
+/* Deepest nesting accepted from files or callers (generated trees are at most 100 deep); keeps the
+ * recursive parsers well inside the stack. */
+#define LISTOPS_MAX_NEST 10000
 
 /* ---- growable token buffer ---- */
 
@@ -60,7 +99,7 @@ static int is_digit(int32_t t) { return t >= LISTOPS_DIGIT0 && t < LISTOPS_DIGIT
 
 /* Parses one expression at *pos (parentheses already removed); returns its value or -1. */
 static int eval_at(const int32_t *t, int n, int *pos, int depth) {
-    if (*pos >= n || depth > 100000) return -1;
+    if (*pos >= n || depth > LISTOPS_MAX_NEST) return -1;
     const int32_t tok = t[(*pos)++];
     if (is_digit(tok)) return tok - LISTOPS_DIGIT0;
     if (!is_op(tok)) return -1;
@@ -75,9 +114,12 @@ static int eval_at(const int32_t *t, int n, int *pos, int depth) {
     if (*pos >= n || k == 0) return -1;
     (*pos)++; /* ] */
     switch (tok) {
-    case LISTOPS_MIN: return lo;
-    case LISTOPS_MAX: return hi;
-    case LISTOPS_SM: return sum % 10;
+    case LISTOPS_MIN:
+        return lo;
+    case LISTOPS_MAX:
+        return hi;
+    case LISTOPS_SM:
+        return sum % 10;
     default: { /* int(np.median(args)): the mean of the two middle values when k is even, floored */
         int seen = 0, a = -1, b = -1;
         for (int v = 0; v < 10; v++) {
@@ -114,8 +156,8 @@ int listops_eval_tokens(const int32_t *tokens, int n) {
 
 /* Appends the expression at *pos of a paren-free sequence in LRA's to_string form: an operator
  * with arguments v0..vk-1 becomes ( ×(k+1), op, v0, ), v1, ), ..., vk-1, ), ], ). */
-static int add_parens(const int32_t *t, int n, int *pos, Buf *out) {
-    if (*pos >= n) return -1;
+static int add_parens(const int32_t *t, int n, int *pos, Buf *out, int nest) {
+    if (*pos >= n || nest > LISTOPS_MAX_NEST) return -1;
     const int32_t tok = t[*pos];
     if (is_digit(tok)) {
         buf_push(out, tok);
@@ -128,14 +170,16 @@ static int add_parens(const int32_t *t, int n, int *pos, Buf *out) {
     for (int i = *pos + 1; i < n; i++) {
         if (depth == 0 && t[i] == LISTOPS_END) break;
         if (depth == 0) k++;
-        if (is_op(t[i])) depth++;
-        else if (t[i] == LISTOPS_END) depth--;
+        if (is_op(t[i]))
+            depth++;
+        else if (t[i] == LISTOPS_END)
+            depth--;
     }
     for (int i = 0; i <= k; i++) buf_push(out, LISTOPS_LPAREN);
     buf_push(out, tok);
     (*pos)++;
     for (int i = 0; i < k; i++) {
-        if (add_parens(t, n, pos, out)) return -1;
+        if (add_parens(t, n, pos, out, nest + 1)) return -1;
         buf_push(out, LISTOPS_RPAREN);
     }
     if (*pos >= n || t[*pos] != LISTOPS_END) return -1;
@@ -168,7 +212,7 @@ int listops_write_tsv(const char *path, const Split *s, XbError *err) {
             if (s->tokens[k] != LISTOPS_LPAREN && s->tokens[k] != LISTOPS_RPAREN)
                 buf_push(&plain, s->tokens[k]);
         int pos = 0;
-        if (add_parens(plain.t, (int)plain.n, &pos, &full) || pos != (int)plain.n) {
+        if (add_parens(plain.t, (int)plain.n, &pos, &full, 0) || pos != (int)plain.n) {
             rc = xb_error_set(err, path, 0, 0, NULL, "example %d is not a ListOps expression", i);
             break;
         }
@@ -187,7 +231,7 @@ int listops_write_tsv(const char *path, const Split *s, XbError *err) {
 typedef struct Gen {
     Rng rng;
     int max_depth, max_args, max_length;
-    Buf tree;   /* tokens of the tree being generated, without parentheses */
+    Buf tree; /* tokens of the tree being generated, without parentheses */
     int too_long;
 } Gen;
 
@@ -253,7 +297,7 @@ static void split_from_pool(Split *s, const Buf *pool, const int64_t *off, int f
         for (int i = 0; i < n; i++) {
             int pos = 0;
             const int64_t a = off[first + i], b = off[first + i + 1];
-            const int rc = add_parens(pool->t + a, (int)(b - a), &pos, &tmp);
+            const int rc = add_parens(pool->t + a, (int)(b - a), &pos, &tmp, 0);
             XB_ASSERT(rc == 0 && pos == (int)(b - a));
             o2[i + 1] = (int64_t)tmp.n;
         }
@@ -280,7 +324,8 @@ static int generate(Dataset *d, const OptValues *v, uint64_t seed, const char *s
         return xb_error_set(err, source, 0, 0, "task.num_train",
                             "%lld examples in all is too many (at most 20000000)", (long long)need);
     Gen g = {.max_depth = opt_int(v, listops_opts, NOPTS, "max_depth"),
-             .max_args = opt_int(v, listops_opts, NOPTS, "max_args"), .max_length = maxl};
+             .max_args = opt_int(v, listops_opts, NOPTS, "max_args"),
+             .max_length = maxl};
     rng_seed(&g.rng, seed, RNG_STREAM_DATA);
     HashSet set = {.cap = 1};
     while (set.cap < (size_t)need * 2) set.cap <<= 1;
@@ -354,7 +399,8 @@ static int32_t token_id(const char *w, size_t n, int parens, int *skip) {
 /* Reads one TSV file into s; *hash receives the FNV-1a 64 of its bytes. */
 static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbError *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s", strerror(errno));
+    if (!f)
+        return xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s", strerror(errno));
     Buf tok = {0};
     int64_t *off = NULL;
     int32_t *lab = NULL;
@@ -370,7 +416,8 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (lineno == 1) {
             if (strcmp(line, "Source\tTarget") != 0) {
-                rc = xb_error_set(err, path, 1, 1, NULL, "expected the header \"Source<TAB>Target\"");
+                rc = xb_error_set(err, path, 1, 1, NULL,
+                                  "expected the header \"Source<TAB>Target\"");
                 break;
             }
             continue;
@@ -388,13 +435,6 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
             XB_ASSERT(off && lab);
         }
         off[n] = (int64_t)tok.n;
-        const char *target = tab + 1;
-        if (!(target[0] >= '0' && target[0] <= '9' && target[1] == '\0')) {
-            rc = xb_error_set(err, path, lineno, (int)(target - line) + 1, NULL,
-                              "target must be an integer in [0, 9], got \"%s\"", target);
-            break;
-        }
-        lab[n] = target[0] - '0';
         for (char *p = line; p < tab && rc == 0;) {
             while (p < tab && (*p == ' ')) p++;
             if (p == tab) break;
@@ -403,14 +443,22 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
             int skip;
             const int32_t id = token_id(w, (size_t)(p - w), parens, &skip);
             if (id < 0) {
-                rc = xb_error_set(err, path, lineno, (int)(w - line) + 1, NULL,
-                                  "unknown token \"%.*s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))",
-                                  (int)(p - w), w);
+                rc = xb_error_set(
+                    err, path, lineno, (int)(w - line) + 1, NULL,
+                    "unknown token \"%.*s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))",
+                    (int)(p - w), w);
                 break;
             }
             if (!skip) buf_push(&tok, id);
         }
         if (rc) break;
+        const char *target = tab + 1;
+        if (!(target[0] >= '0' && target[0] <= '9' && target[1] == '\0')) {
+            rc = xb_error_set(err, path, lineno, (int)(target - line) + 1, NULL,
+                              "target must be an integer in [0, 9], got \"%s\"", target);
+            break;
+        }
+        lab[n] = target[0] - '0';
         n++;
     }
     free(line);
@@ -428,11 +476,33 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
     return 0;
 }
 
+/* Writes s as the inside of a JSON string into out (n bytes); a string too long to fit is cut at a
+ * character boundary (the identity has room for about 640 bytes of directory). */
+static void json_escape(char *out, size_t n, const char *s) {
+    size_t k = 0;
+    for (; *s; s++) {
+        char e[8];
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof e, "\\%c", c);
+        else if (c < 0x20)
+            snprintf(e, sizeof e, "\\u%04x", c);
+        else
+            e[0] = (char)c, e[1] = '\0';
+        const size_t m = strlen(e);
+        if (k + m + 1 > n) break;
+        memcpy(out + k, e, m);
+        k += m;
+    }
+    out[k] = '\0';
+}
+
 static int load_files(Dataset *d, const OptValues *v, const char *source, XbError *err) {
     const char *dir = opt_str(v, listops_opts, NOPTS, "data_dir");
     const int parens = opt_bool(v, listops_opts, NOPTS, "parens");
     if (!dir[0])
-        return xb_error_set(err, source, 0, 0, "task.data_dir", "is required when task.source is files");
+        return xb_error_set(err, source, 0, 0, "task.data_dir",
+                            "is required when task.source is files");
     Split *splits[3] = {&d->train, &d->val, &d->test};
     uint64_t h[3];
     for (int k = 0; k < 3; k++) {
@@ -440,13 +510,13 @@ static int load_files(Dataset *d, const OptValues *v, const char *source, XbErro
         snprintf(path, sizeof path, "%s/%s", dir, FILES[k]);
         if (read_tsv(splits[k], path, parens, &h[k], err)) return -1;
     }
-    int w = snprintf(d->identity, sizeof d->identity,
-                     "{\"task\":\"listops\",\"source\":\"files\",\"files\":{");
-    for (int k = 0; k < 3; k++)
-        w += snprintf(d->identity + w, sizeof d->identity - (size_t)w, "%s\"%s\":\"%016llx\"",
-                      k ? "," : "", FILES[k], (unsigned long long)h[k]);
-    snprintf(d->identity + w, sizeof d->identity - (size_t)w, "},\"parens\":%s}",
-             parens ? "true" : "false");
+    char dir_json[640];
+    json_escape(dir_json, sizeof dir_json, dir);
+    snprintf(d->identity, sizeof d->identity,
+             "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"%s\",\"files\":{"
+             "\"%s\":\"%016llx\",\"%s\":\"%016llx\",\"%s\":\"%016llx\"},\"parens\":%s}",
+             dir_json, FILES[0], (unsigned long long)h[0], FILES[1], (unsigned long long)h[1],
+             FILES[2], (unsigned long long)h[2], parens ? "true" : "false");
     return 0;
 }
 
@@ -464,7 +534,8 @@ static int listops_load(Dataset *d, const OptValues *v, uint64_t seed, const cha
         if ((int64_t)minl + 1 >= maxl)
             return xb_error_set(err, source, 0, 0, "task.max_length",
                                 "must be greater than task.min_length + 1 (got min_length %d, "
-                                "max_length %d)", minl, maxl);
+                                "max_length %d)",
+                                minl, maxl);
         rc = generate(d, v, seed, source, err);
     }
     if (rc) {
