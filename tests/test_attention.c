@@ -303,6 +303,67 @@ START_TEST(test_same_bits_for_one_and_two_threads) {
 }
 END_TEST
 
+/* Query/key heads of width 3 and value heads of width 5, with the log-sum-exp carrying a gradient
+ * of its own (what Reformer's rounds need): out = [o, lse] against the reference and finite
+ * differences, and the counted FLOPs equal the analytic count. */
+typedef struct WideCase {
+    AttnShape s;
+    float *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+    unsigned char *mask;
+    size_t nq, nk, nv, no, nl;
+    Arena arena;
+} WideCase;
+
+static void wide_forward(void *ctx) {
+    WideCase *c = ctx;
+    attn_forward(c->out, c->out + c->no, c->q, c->k, c->v, c->mask, &c->s, &c->arena);
+}
+
+START_TEST(test_value_width_and_lse_gradient) {
+    const int B = 2, H = 2, Lq = 11, Lk = 14, Dh = 3, Dv = 5;
+    WideCase c;
+    memset(&c, 0, sizeof c);
+    c.s = attn_shape(B, H, Lq, Lk, Dh, H * Dh, H * Dh, H * Dv, H * Dv);
+    c.s.Dv = Dv;
+    c.nq = (size_t)B * Lq * H * Dh, c.nk = (size_t)B * Lk * H * Dh, c.nv = (size_t)B * Lk * H * Dv;
+    c.no = (size_t)B * Lq * H * Dv, c.nl = (size_t)B * H * Lq;
+    c.q = malloc(c.nq * sizeof(float)), c.k = malloc(c.nk * sizeof(float));
+    c.v = malloc(c.nv * sizeof(float));
+    c.out = calloc(c.no + c.nl, sizeof(float)), c.dout = malloc((c.no + c.nl) * sizeof(float));
+    c.dq = calloc(c.nq, sizeof(float)), c.dk = calloc(c.nk, sizeof(float));
+    c.dv = calloc(c.nv, sizeof(float));
+    gc_fill_normal(c.q, c.nq, 41, 1.0f);
+    gc_fill_normal(c.k, c.nk, 42, 1.0f);
+    gc_fill_normal(c.v, c.nv, 43, 1.0f);
+    gc_fill_normal(c.dout, c.no + c.nl, 44, 1.0f);
+    c.mask = malloc((size_t)B * Lk);
+    for (int j = 0; j < B * Lk; j++) c.mask[j] = j < B * Lk - 4;
+    ck_assert_int_eq(arena_init(&c.arena, attn_scratch_floats(&c.s, omp_get_max_threads()) * 4 + 4096), 0);
+    flops_reset();
+    wide_forward(&c);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 0));
+    float *o2 = calloc(c.no, sizeof(float)), *l2 = calloc(c.nl, sizeof(float));
+    attn_forward_naive(o2, l2, c.q, c.k, c.v, c.mask, &c.s);
+    ck_assert_double_le(max_rel(c.out, o2, c.no), 2e-5);
+    ck_assert_double_le(max_rel(c.out + c.no, l2, c.nl), 2e-5);
+    flops_reset();
+    attn_backward_lse(c.dq, c.dk, c.dv, c.dout, c.dout + c.no, c.q, c.k, c.v, c.out, c.out + c.no,
+                      c.mask, &c.s, &c.arena);
+    ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 1));
+    GcResult r;
+    struct { float *x, *g; size_t n; const char *name; } t[3] = {
+        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nv, "dv"}};
+    for (int i = 0; i < 3; i++) {
+        int ok = gradcheck(wide_forward, &c, t[i].x, t[i].n, t[i].g, c.out, c.no + c.nl, c.dout,
+                           1e-2, 2e-3, 2e-2, 100000, &r);
+        GC_ASSERT(ok, t[i].name, &r);
+    }
+    free(o2), free(l2), free(c.q), free(c.k), free(c.v), free(c.out), free(c.dout);
+    free(c.dq), free(c.dk), free(c.dv), free(c.mask);
+    arena_destroy(&c.arena);
+}
+END_TEST
+
 static Suite *attention_suite(void) {
     Suite *s = suite_create("attention");
     TCase *tc = tcase_create("fused");
@@ -318,6 +379,7 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_counted_flops_equal_analytic);
     tcase_add_test(tc, test_block_sparse_pattern_equals_reference_gradients_and_flops);
     tcase_add_test(tc, test_same_bits_for_one_and_two_threads);
+    tcase_add_test(tc, test_value_width_and_lse_gradient);
     suite_add_tcase(s, tc);
     return s;
 }

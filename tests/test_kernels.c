@@ -12,6 +12,7 @@
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
 #include "kernels/embedding.h"
+#include "kernels/gather.h"
 #include "kernels/fastmath.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
@@ -362,6 +363,32 @@ START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
 }
 END_TEST
 
+
+START_TEST(test_sort_by_key_is_stable_and_gather_scatter_are_adjoint) {
+    const int key[10] = {2, 0, 1, 2, 0, 0, 3, 1, 2, 0};
+    int perm[10], inv[10], work[5];
+    sort_by_key(key, 10, 4, perm, work);
+    const int want[10] = {1, 4, 5, 9, 2, 7, 0, 3, 8, 6}; /* by key, ties by position */
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(perm[i], want[i]);
+    invert_perm(perm, 10, inv);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(perm[inv[i]], i);
+    /* <gather(x), y> = <x, scatter(y)> for an index with repeats and holes */
+    const int idx[7] = {3, -1, 0, 3, 5, 1, 0};
+    float x[6 * 2], y[7 * 2], gx[7 * 2], sy[6 * 2];
+    gc_fill_normal(x, 12, 5, 1.0f);
+    gc_fill_normal(y, 14, 6, 1.0f);
+    memset(sy, 0, sizeof sy);
+    gather_rows(gx, 2, x, 2, idx, 7, 2);
+    scatter_add_rows(sy, 2, y, 2, idx, 7, 2, 0);
+    ck_assert_float_eq(gx[2], 0.0f);
+    ck_assert_float_eq(gx[3], 0.0f);
+    double a = 0, b = 0;
+    for (int i = 0; i < 14; i++) a += (double)gx[i] * y[i];
+    for (int i = 0; i < 12; i++) b += (double)x[i] * sy[i];
+    ck_assert_double_eq_tol(a, b, 1e-5);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("all");
@@ -381,6 +408,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_pooling_backward_matches_finite_differences);
     tcase_add_test(tc, test_crossentropy_backward_matches_finite_differences);
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
+    tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -29,6 +29,7 @@ AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int
     s.bsk = (size_t)Lk * (size_t)ldk;
     s.bsv = (size_t)Lk * (size_t)ldv;
     s.bso = (size_t)Lq * (size_t)ldo;
+    s.Dv = Dh;
     s.scale = 1.0f / sqrtf((float)Dh);
     return s;
 }
@@ -63,7 +64,7 @@ static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
  * key bias, and the range lists (as floats' worth of ints). */
 static size_t thread_floats(const AttnShape *s) {
     const size_t bq = (size_t)tile_rows(s);
-    return 3 * bq * BK + bq * (size_t)s->Dh + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16;
+    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16;
 }
 
 size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
@@ -97,7 +98,7 @@ static Work carve(float *base, const AttnShape *s) {
     w.S = p, p = align_floats(p + bq * BK);
     w.M = p, p = align_floats(p + bq * BK);
     w.T = p, p = align_floats(p + bq * BK);
-    w.acc = p, p = align_floats(p + bq * (size_t)s->Dh);
+    w.acc = p, p = align_floats(p + bq * (size_t)s->Dv);
     w.r1 = p, w.r2 = p + bq, w.r3 = p + 2 * bq, p = align_floats(p + 3 * bq);
     w.kb = p, p = p + BK;
     w.lo = (int *)p, w.hi = w.lo + max_ranges(s);
@@ -124,7 +125,8 @@ static void bias_tile(const AttnShape *s, float *S, const float *M, const float 
 
 void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
-    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, TQ = tile_rows(s);
+    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
+    XB_ASSERT(Dv > 0);
     const int nqt = (Lq + TQ - 1) / TQ;
     const size_t per = thread_floats(s);
     const size_t mark = arena_mark(scratch);
@@ -141,10 +143,10 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                 const int i0 = qt * TQ, bq = XB_MIN(TQ, Lq - i0);
                 const float *qb = q + (size_t)b * s->bsq + (size_t)i0 * s->ldq + (size_t)h * Dh;
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
-                const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dh;
+                const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dv;
                 const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
                 for (int i = 0; i < bq; i++) m[i] = -INFINITY, l[i] = 0.0f;
-                memset(w.acc, 0, (size_t)bq * Dh * sizeof *w.acc);
+                memset(w.acc, 0, (size_t)bq * Dv * sizeof *w.acc);
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
                 for (int r = 0; r < nr; r++)
                     for (int j0 = w.lo[r]; j0 < w.hi[r]; j0 += BK) {
@@ -172,21 +174,21 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                             const float alpha = xb_expf(m[i] - mref);
                             l[i] = l[i] * alpha + sum;
                             m[i] = mnew;
-                            float *ai = w.acc + (size_t)i * Dh;
-                            for (int d = 0; d < Dh; d++) ai[d] *= alpha;
+                            float *ai = w.acc + (size_t)i * Dv;
+                            for (int d = 0; d < Dv; d++) ai[d] *= alpha;
                         }
                         /* acc += P · V_tile */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, 1.0f,
-                                    w.S, bk, vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, w.acc, Dh);
-                        done += 4ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)Dh;
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dv, bk, 1.0f,
+                                    w.S, bk, vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, w.acc, Dv);
+                        done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(Dh + Dv);
                     }
-                float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dh;
+                float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dv;
                 float *lb = lse + ((size_t)b * H + h) * Lq + i0;
                 for (int i = 0; i < bq; i++) {
                     const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
                     float *oi = ob + (size_t)i * s->ldo;
-                    const float *ai = w.acc + (size_t)i * Dh;
-                    for (int d = 0; d < Dh; d++) oi[d] = ai[d] * inv;
+                    const float *ai = w.acc + (size_t)i * Dv;
+                    for (int d = 0; d < Dv; d++) oi[d] = ai[d] * inv;
                     lb[i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
                 }
             }
@@ -197,7 +199,14 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
 void attn_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                    const float *k, const float *v, const float *o, const float *lse,
                    const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
-    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, TQ = tile_rows(s);
+    attn_backward_lse(dq, dk, dv, dout, NULL, q, k, v, o, lse, kmask, s, scratch);
+}
+
+void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const float *dlse,
+                       const float *q, const float *k, const float *v, const float *o,
+                       const float *lse, const unsigned char *kmask, const AttnShape *s,
+                       Arena *scratch) {
+    const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
     const size_t per = thread_floats(s);
     const size_t mark = arena_mark(scratch);
     float *work = arena_alloc(scratch, ((size_t)omp_get_max_threads() * per + 64) * sizeof(float));
@@ -213,21 +222,22 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
             Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
             float *P = w.S, *dP = w.T, *Drow = w.r1;
             const size_t qoff = (size_t)b * s->bsq + (size_t)h * Dh;
-            const size_t ooff = (size_t)b * s->bso + (size_t)h * Dh;
+            const size_t ooff = (size_t)b * s->bso + (size_t)h * Dv;
             const size_t koff = (size_t)b * s->bsk + (size_t)h * Dh;
-            const size_t voff = (size_t)b * s->bsv + (size_t)h * Dh;
+            const size_t voff = (size_t)b * s->bsv + (size_t)h * Dv;
             const float *lb = lse + ((size_t)b * H + h) * Lq;
+            const float *dlb = dlse ? dlse + ((size_t)b * H + h) * Lq : NULL;
             const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
             for (int i0 = 0; i0 < Lq; i0 += TQ) {
                 const int bq = XB_MIN(TQ, Lq - i0);
                 const float *qt = q + qoff + (size_t)i0 * s->ldq;
                 const float *dot = dout + ooff + (size_t)i0 * s->ldo;
-                for (int i = 0; i < bq; i++) { /* D = rowsum(dO ∘ O) */
+                for (int i = 0; i < bq; i++) { /* D = rowsum(dO ∘ O) − dlse */
                     const float *doi = dot + (size_t)i * s->ldo;
                     const float *oi = o + ooff + (size_t)(i0 + i) * s->ldo;
                     float acc = 0.0f;
-                    for (int d = 0; d < Dh; d++) acc += doi[d] * oi[d];
-                    Drow[i] = acc;
+                    for (int d = 0; d < Dv; d++) acc += doi[d] * oi[d];
+                    Drow[i] = dlb && lb[i0 + i] != -INFINITY ? acc - dlb[i0 + i] : acc;
                 }
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
                 for (int r = 0; r < nr; r++)
@@ -249,10 +259,10 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
                             for (int j = 0; j < bk; j++) Pi[j] = xb_expf(Pi[j] - ref);
                         }
                         /* dV_tile += Pᵀ dO */
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, 1.0f, P,
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dv, bq, 1.0f, P,
                                     bk, dot, s->ldo, 1.0f, dv + voff + (size_t)j0 * s->ldv, s->ldv);
                         /* dP = dO V_tileᵀ; dS = P ∘ (dP − D) in place */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, 1.0f, dot,
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dv, 1.0f, dot,
                                     s->ldo, vt, s->ldv, 0.0f, dP, bk);
                         for (int i = 0; i < bq; i++) {
                             float *dPi = dP + (size_t)i * bk;
@@ -266,7 +276,7 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
                                     dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq, s->ldq);
                         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, s->scale,
                                     dP, bk, qt, s->ldq, 1.0f, dk + koff + (size_t)j0 * s->ldk, s->ldk);
-                        done += 10ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)Dh;
+                        done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(3 * Dh + 2 * Dv);
                     }
             }
         }
@@ -287,12 +297,13 @@ uint64_t attn_flops(const AttnShape *s, int backward) {
                 const int bq = XB_MIN(TQ, s->Lq - i0);
                 const int nr = tile_ranges(s, b, h, i0, bq, lo, hi);
                 for (int r = 0; r < nr; r++)
-                    f += (uint64_t)bq * (uint64_t)(hi[r] - lo[r]) * (uint64_t)s->Dh;
+                    f += (uint64_t)bq * (uint64_t)(hi[r] - lo[r]);
             }
     free(lo);
     free(hi);
     if (!s->pattern) f *= (uint64_t)s->B * (uint64_t)s->H; /* the same for every (b, h) */
-    return f * (backward ? 10u : 4u);
+    return f * (backward ? 2ull * (3ull * (uint64_t)s->Dh + 2ull * (uint64_t)s->Dv)
+                         : 2ull * ((uint64_t)s->Dh + (uint64_t)s->Dv));
 }
 
 void attn_forward_naive(float *o, float *lse, const float *q, const float *k, const float *v,
@@ -328,13 +339,13 @@ void attn_forward_naive(float *o, float *lse, const float *q, const float *k, co
                 }
                 double sum = 0.0;
                 for (int j = 0; j < s->Lk; j++) sum += sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx);
-                float *oi = o + (size_t)b * s->bso + (size_t)i * s->ldo + (size_t)h * s->Dh;
-                for (int d = 0; d < s->Dh; d++) {
+                float *oi = o + (size_t)b * s->bso + (size_t)i * s->ldo + (size_t)h * s->Dv;
+                for (int d = 0; d < s->Dv; d++) {
                     double acc = 0.0;
                     for (int j = 0; j < s->Lk; j++) {
                         if (sc[j] == -INFINITY) continue;
                         const float *vj =
-                            v + (size_t)b * s->bsv + (size_t)j * s->ldv + (size_t)h * s->Dh;
+                            v + (size_t)b * s->bsv + (size_t)j * s->ldv + (size_t)h * s->Dv;
                         acc += exp(sc[j] - mx) / sum * vj[d];
                     }
                     oi[d] = sum > 0.0 ? (float)acc : 0.0f;

@@ -15,7 +15,9 @@ typedef struct AttnPattern AttnPattern;
  * K, V with bsk/ldk and bsv/ldv over Lk rows, and the output O with bso/ldo over Lq rows), so
  * packed (B, L, 3, H, Dh) projections are used in place. */
 typedef struct AttnShape {
-    int B, H, Lq, Lk, Dh;
+    int B, H, Lq, Lk, Dh;       /* Dh: width of a query/key head */
+    int Dv;                     /* width of a value/output head (attn_shape sets Dh; values and
+                                 * outputs of head h start at h·Dv) */
     size_t bsq, bsk, bsv, bso; /* batch strides (floats) */
     int ldq, ldk, ldv, ldo;    /* row strides (floats) */
     float scale;               /* usually 1/sqrt(Dh) */
@@ -60,8 +62,17 @@ void attn_backward(float *dq, float *dk, float *dv, const float *dout, const flo
                    const float *k, const float *v, const float *o, const float *lse,
                    const unsigned char *kmask, const AttnShape *s, Arena *scratch);
 
-/* Matrix-product FLOPs that attn_forward (backward = 0) or attn_backward (1) performs: 4·bq·bk·Dh
- * per visited tile forward, 10·bq·bk·Dh backward (the score tile is recomputed). The kernels count
+/* The same with a gradient dlse (B, H, Lq) arriving at the saved log-sum-exp too (mechanisms that
+ * weight several attentions by their normalisers, e.g. Reformer's hash rounds): dS gains P·dlse.
+ * dlse NULL is attn_backward. */
+void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const float *dlse,
+                       const float *q, const float *k, const float *v, const float *o,
+                       const float *lse, const unsigned char *kmask, const AttnShape *s,
+                       Arena *scratch);
+
+/* Matrix-product FLOPs that attn_forward (backward = 0) or attn_backward (1) performs:
+ * 2·bq·bk·(Dh + Dv) per visited tile forward, 2·bq·bk·(3·Dh + 2·Dv) backward (the score tile is
+ * recomputed). The kernels count
  * the tiles they actually compute; a test keeps the two equal. */
 uint64_t attn_flops(const AttnShape *s, int backward);
 

@@ -90,6 +90,13 @@ int params_add_copy(ParamTable *t, const char *name, int src, int decay) {
     return i;
 }
 
+int params_add_buffer(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
+                      float scale) {
+    const int i = params_add(t, name, ndim, shape, init, scale, 0);
+    t->info[i].buffer = 1;
+    return i;
+}
+
 int params_find(const ParamTable *t, const char *name) {
     for (int i = 0; i < t->n; i++)
         if (strcmp(t->info[i].name, name) == 0) return i;
@@ -98,6 +105,7 @@ int params_find(const ParamTable *t, const char *name) {
 
 size_t params_count(const ParamTable *t) {
     size_t n = 0;
-    for (int i = 0; i < t->n; i++) n += t->info[i].size;
+    for (int i = 0; i < t->n; i++)
+        if (!t->info[i].buffer) n += t->info[i].size;
     return n;
 }

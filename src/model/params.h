@@ -29,6 +29,9 @@ typedef struct ParamInfo {
     float scale;
     int decay;                /* 1 if AdamW weight decay applies (matrices), 0 for biases/norms */
     int copy_of;              /* INIT_COPY: index of the tensor copied at initialisation */
+    int buffer;               /* 1: state, not a parameter (e.g. Routing's k-means centroids):
+                               * no gradient, no optimizer update; its mechanism updates it in
+                               * training; saved in checkpoints like the parameters */
 } ParamInfo;
 
 typedef struct ParamTable {
@@ -49,6 +52,9 @@ int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, 
 /* Declares a tensor shaped like tensor src and initialised as a copy of it (e.g. Longformer's
  * global projections start as the local ones); returns its index. */
 int params_add_copy(ParamTable *t, const char *name, int src, int decay);
+/* Declares a buffer (see ParamInfo.buffer); returns its index. */
+int params_add_buffer(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
+                      float scale);
 /* View of tensor i inside buf (a parameter, gradient or moment buffer of t->total floats). */
 static inline float *params_at(const ParamTable *t, float *buf, int i) {
     return buf + t->info[i].offset;
@@ -57,7 +63,7 @@ static inline float *params_at(const ParamTable *t, float *buf, int i) {
 void params_initialise(const ParamTable *t, float *buf, Rng *rng);
 /* Index of the tensor called name, or -1. */
 int params_find(const ParamTable *t, const char *name);
-/* Number of scalar parameters (without alignment padding). */
+/* Number of scalar parameters (without alignment padding and without buffers). */
 size_t params_count(const ParamTable *t);
 
 #endif

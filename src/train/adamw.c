@@ -40,6 +40,7 @@ void adamw_step(AdamW *o, const ParamTable *pt, float *params, const float *grad
 #pragma omp parallel
     for (int i = 0; i < pt->n; i++) {
         const ParamInfo *pi = &pt->info[i];
+        if (pi->buffer) continue; /* state its mechanism updates, not trained */
         const float decay = pi->decay ? (float)(lr * o->weight_decay) : 0.0f;
         float *p = params + pi->offset, *m = o->m + pi->offset, *v = o->v + pi->offset;
         const float *g = grads + pi->offset;
