@@ -18,6 +18,8 @@ typedef struct Mixer {
     const OptValues *opts; /* validated options (owned by the config) */
     int D, H, max_len;     /* model width, heads, longest sequence it will see */
     int layer;             /* 0-based layer index (seeds per-layer randomness) */
+    struct Mixer *prev;    /* the previous layer's mixer (NULL for the first), for mechanisms that
+                            * carry state from layer to layer (Luna's packed sequence) */
     char prefix[64];       /* parameter name prefix, e.g. "blocks.0.mixer" */
     void *state;           /* mechanism-private: parameter indices, saved activations */
 } Mixer;
@@ -35,6 +37,9 @@ typedef struct MixerStep {
     const float *params;       /* parameter buffer (pt->total floats) */
     float *grads;              /* gradient buffer, same layout; backward accumulates into it */
     Arena *scratch;            /* per-call scratch; the caller resets it after each call */
+    double *aux_loss;          /* NULL, or where forward adds its auxiliary loss (already weighted,
+                                * e.g. Routing's commitment term); when non-NULL, backward adds
+                                * that loss's gradient too (the loss enters with weight 1) */
 } MixerStep;
 
 typedef struct MixerOps {

@@ -41,6 +41,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H, e->L, l, pt);
+        e->mixers[l].prev = l > 0 ? &e->mixers[l - 1] : NULL;
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
         ADD2(fc1_w, "ffn.fc1.weight", F, D);
