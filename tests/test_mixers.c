@@ -12,6 +12,7 @@
 #include "core/flops.h"
 #include "core/rng.h"
 #include "gradcheck.h"
+#include "kernels/linear.h"
 #include "mixers/attn_mixer.h"
 #include "mixers/mixer.h"
 
@@ -271,6 +272,10 @@ static const Conf CONFS[] = {
     {"sparse_transformer", "stride=4,summary=1,heads=merged,causal=true", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=3", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=4,heads=merged,bias=true", 3, 11, 6, 3},
+    {"reformer", "chunk=4", 2, 13, 8, 2},
+    {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
+    {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
+    {"reformer", "chunk=2,buckets=6,hashes=2", 2, 9, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
@@ -444,6 +449,69 @@ START_TEST(test_every_registered_mechanism_is_tested) {
 }
 END_TEST
 
+/* Reformer with one bucket and chunks in reach of each other is dense attention with shared QK
+ * (keys are the queries normalised); with its self mask off, exactly that. The reference is
+ * computed here from the mechanism's own projections, with the materialised attention. */
+static int all_keys(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)i0, (void)bq;
+    lo[0] = 0, hi[0] = s->Lk;
+    return 1;
+}
+static void no_self(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                    int ld) {
+    (void)s, (void)b, (void)h;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) bias[(size_t)r * ld + c] = i0 + r == j0 + c ? -INFINITY : 0.0f;
+}
+
+static void check_reformer_dense(const char *opts, int self_mask, int B, int L, int D, int H) {
+    const int pad[2] = {0, 3};
+    Inst t;
+    inst_init(&t, "reformer", opts, B, L, D, H, B == 2 ? pad : NULL, 9);
+    inst_forward(&t);
+    const int Dh = D / H, BL = B * L;
+    const int iqv = params_find(&t.pt, "blocks.0.mixer.qv.weight");
+    const int iqb = params_find(&t.pt, "blocks.0.mixer.qv.bias");
+    const int io = params_find(&t.pt, "blocks.0.mixer.out.weight");
+    const int ib = params_find(&t.pt, "blocks.0.mixer.out.bias");
+    ck_assert(iqv >= 0 && io >= 0);
+    float *qv = malloc((size_t)BL * 2 * D * sizeof(float)), *k = malloc((size_t)BL * D * sizeof(float));
+    float *o = malloc((size_t)BL * D * sizeof(float)), *y = malloc((size_t)BL * D * sizeof(float));
+    float *lse = malloc((size_t)B * H * L * sizeof(float));
+    linear_forward(qv, t.x, t.params + t.pt.info[iqv].offset,
+                   iqb >= 0 ? t.params + t.pt.info[iqb].offset : NULL, BL, D, 2 * D);
+    for (int r = 0; r < BL; r++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qv + (size_t)r * 2 * D + h * Dh;
+            double n2 = 0;
+            for (int d = 0; d < Dh; d++) n2 += (double)q[d] * q[d];
+            for (int d = 0; d < Dh; d++) k[(size_t)r * D + h * Dh + d] = q[d] / (float)sqrt(n2);
+        }
+    AttnShape sh = attn_shape(B, H, L, L, Dh, 2 * D, D, 2 * D, D);
+    const AttnPattern diag = {.bq = L, .max_ranges = 1, .ranges = all_keys, .mask = no_self};
+    if (self_mask) sh.pattern = &diag; /* exp(−1e5) is 0 in float when another key is visible */
+    attn_forward_naive(o, lse, qv, k, qv + D, t.mask, &sh);
+    linear_forward(y, o, t.params + t.pt.info[io].offset, ib >= 0 ? t.params + t.pt.info[ib].offset : NULL,
+                   BL, D, D);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)BL * D; i++)
+        worst = fmax(worst, fabs((double)t.y[i] - y[i]) / (1 + fabs((double)y[i])));
+    ck_assert_msg(worst < 1e-5, "reformer(%s) differs from dense shared-QK attention by %g", opts, worst);
+    free(qv), free(k), free(o), free(y), free(lse);
+    inst_free(&t);
+}
+
+START_TEST(test_reformer_with_one_bucket_equals_dense_shared_qk_attention) {
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false", 0, 2, 13, 8, 2);        /* one chunk */
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false,hashes=3", 0, 2, 13, 8, 2); /* rounds */
+    check_reformer_dense("buckets=1,chunk=7,self_mask=false", 0, 2, 13, 8, 2); /* two chunks, wrap */
+    check_reformer_dense("buckets=1,chunk=150,self_mask=false", 0, 1, 300, 8, 2); /* key tiles */
+    check_reformer_dense("buckets=1,chunk=7", 1, 2, 13, 8, 2); /* the self logit hides the token */
+    check_reformer_dense("buckets=1,chunk=16,hashes=2", 1, 2, 13, 8, 2);
+}
+END_TEST
+
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -458,6 +526,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_memory_compressed_with_c_1_and_identity_convolutions_equals_full);
     tcase_add_test(tc, test_linformer_with_k_equal_L_and_identity_projections_equals_full);
     tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);
+    tcase_add_test(tc, test_reformer_with_one_bucket_equals_dense_shared_qk_attention);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;
