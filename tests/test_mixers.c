@@ -272,6 +272,10 @@ static const Conf CONFS[] = {
     {"sparse_transformer", "stride=4,summary=1,heads=merged,causal=true", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=3", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=4,heads=merged,bias=true", 3, 11, 6, 3},
+    {"axial", NULL, 2, 13, 8, 2},
+    {"axial", "width=3,axis=columns,bias=true", 3, 11, 6, 3},
+    {"axial", "width=5,axis=rows", 2, 12, 8, 2},
+    {"axial", "width=4,axis=columns", 2, 16, 8, 2},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -512,6 +516,38 @@ START_TEST(test_reformer_with_one_bucket_equals_dense_shared_qk_attention) {
 END_TEST
 
 
+/* Axial attention along the only row of a grid at least L wide, or the only column of a grid one
+ * wide, is full attention; a grid that leaves cells empty must not change that. */
+START_TEST(test_axial_on_one_row_or_one_column_equals_full) {
+    check_equals_full("axial", "width=13,axis=rows", NULL, 2, 13, 8, 2, 1e-5);
+    check_equals_full("axial", "width=1,axis=columns", NULL, 2, 13, 8, 2, 1e-5);
+    check_equals_full("axial", "width=300,axis=rows", NULL, 1, 300, 8, 2, 1e-5); /* masked tiles */
+    check_equals_full("axial", "width=1,axis=columns", NULL, 1, 300, 8, 2, 1e-5);
+}
+END_TEST
+
+/* Column attention of position p sees exactly the positions p ± k·width: compare one output row
+ * with full attention restricted by hand (keys of other columns pushed out by a huge offset). */
+START_TEST(test_axial_columns_see_only_their_column) {
+    Inst t;
+    inst_init(&t, "axial", "width=4,axis=columns", 1, 14, 8, 2, NULL, 21);
+    inst_forward(&t);
+    float *y0 = malloc((size_t)14 * 8 * sizeof(float));
+    memcpy(y0, t.y, (size_t)14 * 8 * sizeof(float));
+    for (int p = 0; p < 14; p++) /* change every position outside column 1 */
+        if (p % 4 != 1)
+            for (int d = 0; d < 8; d++) t.x[p * 8 + d] += 1.0f;
+    inst_forward(&t);
+    for (int p = 1; p < 14; p += 4)
+        for (int d = 0; d < 8; d++) ck_assert_float_eq(t.y[p * 8 + d], y0[p * 8 + d]);
+    int changed = 0;
+    for (int d = 0; d < 8; d++) changed |= t.y[0 * 8 + d] != y0[0 * 8 + d];
+    ck_assert(changed);
+    free(y0);
+    inst_free(&t);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -527,6 +563,8 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_linformer_with_k_equal_L_and_identity_projections_equals_full);
     tcase_add_test(tc, test_longformer_with_every_token_global_or_a_covering_window_equals_full);
     tcase_add_test(tc, test_reformer_with_one_bucket_equals_dense_shared_qk_attention);
+    tcase_add_test(tc, test_axial_on_one_row_or_one_column_equals_full);
+    tcase_add_test(tc, test_axial_columns_see_only_their_column);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -5,7 +5,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/xassert.h"
 #include "kernels/linear.h"
+
+static int block_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h;
+    const BlockPattern *bp = s->pattern->ctx;
+    const int first = i0 / bp->block * bp->block;               /* start of the first row's block */
+    const int last = ((i0 + bq - 1) / bp->block + 1) * bp->block; /* end of the last row's block */
+    lo[0] = XB_MAX(0, first - bp->memory);
+    hi[0] = XB_MIN(s->Lk, last);
+    return lo[0] < hi[0];
+}
+
+/* Query i sees key j when j is in i's block or in the `memory` positions before it. */
+static void block_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                       int ld) {
+    (void)b, (void)h;
+    const BlockPattern *bp = s->pattern->ctx;
+    for (int r = 0; r < bq; r++) {
+        const int start = (i0 + r) / bp->block * bp->block, end = start + bp->block;
+        for (int c = 0; c < bk; c++) {
+            const int j = j0 + c;
+            bias[(size_t)r * ld + c] = j >= start - bp->memory && j < end ? 0.0f : -INFINITY;
+        }
+    }
+}
+
+AttnPattern attn_block_pattern(const BlockPattern *bp) {
+    const int exact = bp->block <= 256; /* tiles are blocks: no mask needed */
+    return (AttnPattern){.bq = exact ? bp->block : 128, .max_ranges = 1, .ranges = block_ranges,
+                         .mask = exact ? NULL : block_mask, .ctx = bp};
+}
 
 void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int bias) {
     m->state = st;

@@ -17,6 +17,15 @@ typedef struct AttnMixer {
     int has_pattern;
 } AttnMixer;
 
+/* Blocks of `block` positions, each query seeing its own block and the `memory` positions before
+ * it (blocked local attention; Axial's rows and columns). */
+typedef struct BlockPattern {
+    int block, memory;
+} BlockPattern;
+/* The pattern for bp (which must outlive it): query tiles are the blocks when they are at most 256
+ * long, otherwise 128-row tiles with a mask for tiles straddling two blocks. */
+AttnPattern attn_block_pattern(const BlockPattern *bp);
+
 /* Declares the projections (names PREFIX.qkv.weight, PREFIX.out.weight, and .bias when `bias`),
  * initialised as LRA does (Xavier-uniform per D×D block). `st` becomes m->state's head: a
  * mechanism embeds AttnMixer as the first member of its own state. */

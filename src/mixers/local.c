@@ -2,7 +2,6 @@
  * 1D form; the Long Range Arena's "Local Attention"). The sequence is cut into blocks of `block`
  * positions; a query attends to the keys of its own block and, with `memory` > 0, to the `memory`
  * positions before the block (the Image Transformer's memory block). LRA: blocks of 50, no memory. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "core/xassert.h"
@@ -18,50 +17,19 @@ static const OptSpec local_opts[] = {
 };
 #define NOPTS ((int)XB_ARRAY_LEN(local_opts))
 
-/* Query tiles are the blocks themselves when they are small enough; longer blocks are cut into
- * tiles of TILE rows, with a mask for the tiles that straddle two blocks. */
-enum { TILE = 128 };
-
 typedef struct LocalState {
     AttnMixer am; /* first: the shared attention body */
-    int block, memory;
+    BlockPattern blocks;
 } LocalState;
-
-static int local_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
-    (void)b, (void)h;
-    const LocalState *st = s->pattern->ctx;
-    const int first = i0 / st->block * st->block;               /* start of the first row's block */
-    const int last = ((i0 + bq - 1) / st->block + 1) * st->block; /* end of the last row's block */
-    lo[0] = XB_MAX(0, first - st->memory);
-    hi[0] = XB_MIN(s->Lk, last);
-    return lo[0] < hi[0];
-}
-
-/* Query i sees key j when j is in i's block or in the `memory` positions before it. */
-static void local_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
-                       int ld) {
-    (void)b, (void)h;
-    const LocalState *st = s->pattern->ctx;
-    for (int r = 0; r < bq; r++) {
-        const int start = (i0 + r) / st->block * st->block, end = start + st->block;
-        for (int c = 0; c < bk; c++) {
-            const int j = j0 + c;
-            bias[(size_t)r * ld + c] = j >= start - st->memory && j < end ? 0.0f : -INFINITY;
-        }
-    }
-}
 
 static void local_create(Mixer *m, ParamTable *pt) {
     LocalState *st = calloc(1, sizeof *st);
     XB_ASSERT(st);
     attn_mixer_create(m, pt, &st->am, opt_bool(m->opts, local_opts, NOPTS, "causal"),
                       opt_bool(m->opts, local_opts, NOPTS, "bias"));
-    st->block = opt_int(m->opts, local_opts, NOPTS, "block");
-    st->memory = opt_int(m->opts, local_opts, NOPTS, "memory");
-    const int exact = st->block <= 256; /* tiles are blocks: no mask needed */
-    st->am.pattern = (AttnPattern){.bq = exact ? st->block : TILE, .max_ranges = 1,
-                                   .ranges = local_ranges, .mask = exact ? NULL : local_mask,
-                                   .ctx = st};
+    st->blocks.block = opt_int(m->opts, local_opts, NOPTS, "block");
+    st->blocks.memory = opt_int(m->opts, local_opts, NOPTS, "memory");
+    st->am.pattern = attn_block_pattern(&st->blocks);
     st->am.has_pattern = 1;
 }
 

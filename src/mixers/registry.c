@@ -17,6 +17,7 @@ extern const MixerSpec mixer_rfa;
 extern const MixerSpec mixer_memory_compressed;
 extern const MixerSpec mixer_sparse_transformer;
 extern const MixerSpec mixer_reformer;
+extern const MixerSpec mixer_axial;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -31,6 +32,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_memory_compressed,
     &mixer_sparse_transformer,
     &mixer_reformer,
+    &mixer_axial,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
