@@ -276,6 +276,10 @@ static const Conf CONFS[] = {
     {"axial", "width=3,axis=columns,bias=true", 3, 11, 6, 3},
     {"axial", "width=5,axis=rows", 2, 12, 8, 2},
     {"axial", "width=4,axis=columns", 2, 16, 8, 2},
+    {"sinkhorn", "block=3", 2, 13, 8, 2},
+    {"sinkhorn", "block=4,sort_net=mlp,iterations=3,bias=true", 3, 12, 6, 3},
+    {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
+    {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -548,6 +552,15 @@ START_TEST(test_axial_columns_see_only_their_column) {
 }
 END_TEST
 
+/* One block: the 1×1 Sinkhorn matrix is 1 whatever the sort net says, the sorted block is the block
+ * itself, and attending to every key twice is full attention. SortCut of that block likewise. */
+START_TEST(test_sinkhorn_with_one_block_equals_full) {
+    check_equals_full("sinkhorn", "block=13", NULL, 1, 13, 8, 2, 1e-5);
+    check_equals_full("sinkhorn", "block=13,sort_net=mlp,temperature=0.3", NULL, 1, 13, 8, 2, 1e-5);
+    check_equals_full("sinkhorn", "block=13,sortcut=1", NULL, 1, 13, 8, 2, 1e-5);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -565,6 +578,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_reformer_with_one_bucket_equals_dense_shared_qk_attention);
     tcase_add_test(tc, test_axial_on_one_row_or_one_column_equals_full);
     tcase_add_test(tc, test_axial_columns_see_only_their_column);
+    tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -18,6 +18,7 @@ extern const MixerSpec mixer_memory_compressed;
 extern const MixerSpec mixer_sparse_transformer;
 extern const MixerSpec mixer_reformer;
 extern const MixerSpec mixer_axial;
+extern const MixerSpec mixer_sinkhorn;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -33,6 +34,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_sparse_transformer,
     &mixer_reformer,
     &mixer_axial,
+    &mixer_sinkhorn,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

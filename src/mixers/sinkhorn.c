@@ -1,0 +1,464 @@
+/* sinkhorn: Sparse Sinkhorn attention (Tay et al., arXiv 2002.11296, §3). The sequence is cut into
+ * n_B blocks of `block` tokens. A sort network reads each block's summed keys and gives the logits
+ * R ∈ R^{n_B×n_B} (row i: which block block i would like as its partner); Gumbel noise is added in
+ * training, R is divided by the temperature τ and made doubly stochastic by `iterations` rounds
+ * of Sinkhorn normalisation in the log domain (rows, then columns: eq. 4–6), P = exp(R). The
+ * sorted keys and values are K̃ = (P ⊗ I_b)·K, Ṽ = (P ⊗ I_b)·V: sorted block i is the P-weighted
+ * mixture of the key blocks. Each query block attends, in one softmax, to its own block and to
+ * sorted block i (§3.2 "Sparse Sinkhorn attention"). SortCut (§3.3): with `sortcut` = n_c > 0 every
+ * query attends to the first n_c sorted blocks only. Everything is differentiable: the Sinkhorn
+ * rounds are unrolled and their iterates kept for the backward.
+ *
+ * Sort network: `linear` is the Long Range Arena's (one dense layer on the block-summed keys, shared
+ * by the heads, n_B outputs); `mlp` the paper's two-layer ReLU network. Padding keys and values are
+ * zeroed before the block sums and the sorting, so padding content cannot reach real positions. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "core/xassert.h"
+#include "kernels/linear.h"
+#include "mixers/attn_mixer.h"
+
+static const char *const SORT_NETS[] = {"linear", "mlp", NULL};
+enum { NET_LINEAR, NET_MLP };
+
+static const OptSpec sinkhorn_opts[] = {
+    {.name = "block", .type = OPT_INT, .def = 50, .min = 1, .max = 65536,
+     .help = "tokens per block (LRA: 50)"},
+    {.name = "iterations", .type = OPT_INT, .def = 5, .min = 1, .max = 100,
+     .help = "Sinkhorn normalisation rounds (row then column; LRA: 1)"},
+    {.name = "temperature", .type = OPT_FLOAT, .def = 0.75, .min = 1e-3, .max = 100,
+     .help = "temperature tau dividing the sort logits"},
+    {.name = "noise", .type = OPT_BOOL, .def = 1, .help = "Gumbel noise on the sort logits in training"},
+    {.name = "sort_net", .type = OPT_ENUM, .def = NET_LINEAR, .choices = SORT_NETS,
+     .help = "sort network: one dense layer (LRA) or two with a ReLU (the paper)"},
+    {.name = "sortcut", .type = OPT_INT, .def = 0, .min = 0, .max = 65536,
+     .help = "SortCut: attend to the first n_c sorted blocks only; 0 = off"},
+    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+};
+#define NOPTS ((int)XB_ARRAY_LEN(sinkhorn_opts))
+
+typedef struct SinkhornState {
+    AttnMixer am;          /* first: projections; qkv, att, lse */
+    int b, iters, noise, net, cut, NBmax;
+    float tau;
+    int p_w1, p_b1, p_w2, p_b2; /* sort net: (Dh, NBmax) or (Dh, Dh) + (Dh, NBmax) */
+    int nB, nK;            /* blocks and attended keys of the planned length */
+    AttnPattern pattern;
+    /* saved, per (b, h) */
+    float *kb, *vb;        /* (B, H, nB, b·Dh) blocked keys and values, padding zeroed */
+    float *bsum;           /* (B, H, nB, Dh) */
+    float *hid;            /* (B, H, nB, Dh) mlp pre-activation */
+    float *logit;          /* (B, H, 2·iters + 1, nB, nB): R0 and every half-round's result */
+    float *kk, *vv;        /* (B, nK, D) the keys and values attended */
+    unsigned char *kkmask; /* (B, nK) */
+} SinkhornState;
+
+/* Query tile i (the block) visits keys [2bi, 2bi + 2b): its own block then its sorted partner. */
+static int pair_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)bq;
+    const SinkhornState *st = s->pattern->ctx;
+    lo[0] = 2 * i0;
+    hi[0] = XB_MIN(s->Lk, 2 * (i0 / st->b + 1) * st->b);
+    return 1;
+}
+
+static void sinkhorn_create(Mixer *m, ParamTable *pt) {
+    SinkhornState *st = calloc(1, sizeof *st);
+    XB_ASSERT(st);
+    attn_mixer_create(m, pt, &st->am, 0, opt_bool(m->opts, sinkhorn_opts, NOPTS, "bias"));
+    st->b = opt_int(m->opts, sinkhorn_opts, NOPTS, "block");
+    st->iters = opt_int(m->opts, sinkhorn_opts, NOPTS, "iterations");
+    st->tau = (float)opt_float(m->opts, sinkhorn_opts, NOPTS, "temperature");
+    st->noise = opt_bool(m->opts, sinkhorn_opts, NOPTS, "noise");
+    st->net = opt_enum(m->opts, sinkhorn_opts, NOPTS, "sort_net");
+    st->cut = opt_int(m->opts, sinkhorn_opts, NOPTS, "sortcut");
+    st->NBmax = (m->max_len + st->b - 1) / st->b;
+    const int Dh = m->D / m->H;
+    char name[XB_PARAM_NAME];
+    st->p_w2 = st->p_b2 = -1;
+    if (st->net == NET_MLP) {
+        snprintf(name, sizeof name, "%s.sort.fc1.weight", m->prefix);
+        st->p_w1 = params_add2(pt, name, Dh, Dh, INIT_XAVIER_UNIFORM, 0, 1);
+        snprintf(name, sizeof name, "%s.sort.fc1.bias", m->prefix);
+        st->p_b1 = params_add1(pt, name, Dh, INIT_ZEROS, 0, 0);
+        snprintf(name, sizeof name, "%s.sort.fc2.weight", m->prefix);
+        st->p_w2 = params_add2(pt, name, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1);
+        snprintf(name, sizeof name, "%s.sort.fc2.bias", m->prefix);
+        st->p_b2 = params_add1(pt, name, st->NBmax, INIT_ZEROS, 0, 0);
+    } else {
+        snprintf(name, sizeof name, "%s.sort.weight", m->prefix);
+        st->p_w1 = params_add2(pt, name, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1);
+        snprintf(name, sizeof name, "%s.sort.bias", m->prefix);
+        st->p_b1 = params_add1(pt, name, st->NBmax, INIT_ZEROS, 0, 0);
+    }
+    st->pattern = (AttnPattern){.bq = st->b, .max_ranges = 1, .ranges = pair_ranges, .ctx = st};
+}
+
+static int sinkhorn_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
+    (void)D, (void)H;
+    const int b = opt_int(opts, sinkhorn_opts, NOPTS, "block");
+    const int cut = opt_int(opts, sinkhorn_opts, NOPTS, "sortcut");
+    if (b > max_len) {
+        snprintf(err->key, sizeof err->key, "model.mixer.block");
+        snprintf(err->msg, sizeof err->msg, "%d is longer than model.max_len = %d (valid: 1 to %d)",
+                 b, max_len, max_len);
+        return -1;
+    }
+    const int nb = (max_len + b - 1) / b;
+    if (cut > nb) {
+        snprintf(err->key, sizeof err->key, "model.mixer.sortcut");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d blocks, but model.max_len = %d holds %d blocks of %d (valid: 0 to %d)", cut,
+                 max_len, nb, b, nb);
+        return -1;
+    }
+    return 0;
+}
+
+static AttnShape keys_shape(const Mixer *m, int B, int L) {
+    const SinkhornState *st = m->state;
+    const int D = m->D;
+    AttnShape s = attn_shape(B, m->H, L, st->nK, D / m->H, 3 * D, D, D, D);
+    if (!st->cut) s.pattern = &st->pattern;
+    return s;
+}
+
+static void sizes(SinkhornState *st, int L) {
+    st->nB = (L + st->b - 1) / st->b;
+    st->nK = st->cut ? XB_MIN(st->cut, st->nB) * st->b : 2 * st->nB * st->b;
+}
+
+static void sinkhorn_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    SinkhornState *st = m->state;
+    AttnMixer *am = &st->am;
+    sizes(st, L);
+    const int H = m->H, D = m->D, Dh = D / H, nB = st->nB, NL = 2 * st->iters + 1;
+    const size_t BL = (size_t)B * L, BH = (size_t)B * H, blk = (size_t)nB * st->b * Dh;
+    am->qkv = arena_floats(acts, BL * 3 * D);
+    am->att = arena_floats(acts, BL * D);
+    am->lse = arena_floats(acts, BL * H);
+    st->kb = arena_floats(acts, BH * blk);
+    st->vb = arena_floats(acts, BH * blk);
+    st->bsum = arena_floats(acts, BH * nB * Dh);
+    st->hid = arena_floats(acts, BH * nB * Dh);
+    st->logit = arena_floats(acts, BH * NL * nB * nB);
+    st->kk = arena_floats(acts, (size_t)B * st->nK * D);
+    st->vv = arena_floats(acts, (size_t)B * st->nK * D);
+    st->kkmask = arena_alloc(acts, (size_t)B * st->nK);
+    /* forward: per-thread sort logits (nB·NBmax) and the two sorted block sets; backward: d(att),
+     * d(qkv), d(kk), d(vv), per (b, h) the logit gradients (kept for the sort net's weights) and
+     * per thread the block gradients */
+    const int nt = omp_get_max_threads();
+    arena_floats(scratch, BL * D);
+    arena_floats(scratch, BL * 3 * D);
+    arena_floats(scratch, (size_t)B * st->nK * D);
+    arena_floats(scratch, (size_t)B * st->nK * D);
+    arena_floats(scratch, BH * nB * (st->NBmax + Dh) + 16);
+    arena_floats(scratch, (size_t)nt * (4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh) + 64);
+    AttnShape s = keys_shape(m, B, L);
+    arena_alloc(scratch, attn_scratch_floats(&s, nt) * sizeof(float));
+}
+
+static const float *pp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
+}
+static float *gp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
+}
+
+/* One Sinkhorn half-round in place: subtract each row's (cols = 0) or column's (cols = 1)
+ * log-sum-exp from the n×n matrix x. */
+static void normalise(float *x, int n, int cols) {
+    for (int a = 0; a < n; a++) {
+        const size_t step = cols ? (size_t)n : 1, base = cols ? (size_t)a : (size_t)a * n;
+        float mx = -INFINITY;
+        for (int c = 0; c < n; c++) mx = fmaxf(mx, x[base + c * step]);
+        double sum = 0.0;
+        for (int c = 0; c < n; c++) sum += exp((double)(x[base + c * step] - mx));
+        const float lse = mx + (float)log(sum);
+        for (int c = 0; c < n; c++) x[base + c * step] -= lse;
+    }
+}
+
+/* Its backward given the result y: dx = g − exp(y)·Σ g along the same rows (or columns), in place
+ * on g. */
+static void normalise_backward(float *g, const float *y, int n, int cols) {
+    for (int a = 0; a < n; a++) {
+        const size_t step = cols ? (size_t)n : 1, base = cols ? (size_t)a : (size_t)a * n;
+        double sum = 0.0;
+        for (int c = 0; c < n; c++) sum += g[base + c * step];
+        for (int c = 0; c < n; c++) g[base + c * step] -= expf(y[base + c * step]) * (float)sum;
+    }
+}
+
+static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
+    SinkhornState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int B = s->B, L = s->L, H = m->H, D = m->D, Dh = D / H, BL = B * L, bs = st->b;
+    XB_ASSERT(st->nB == (L + bs - 1) / bs);
+    const int nB = st->nB, NL = 2 * st->iters + 1, NBmax = st->NBmax;
+    const size_t blk = (size_t)nB * bs * Dh;
+    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    const size_t mark = arena_mark(s->scratch);
+    const int nt = omp_get_max_threads();
+    const size_t per = 2 * blk + (size_t)nB * nB + (size_t)nB * Dh;
+    float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
+    const uint64_t key = rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
+    const float *w1 = pp(s, st->p_w1), *b1 = pp(s, st->p_b1), *w2 = pp(s, st->p_w2), *b2 = pp(s, st->p_b2);
+    uint64_t done = 0;
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
+        float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
+        float *lg = st->logit + (size_t)bh * NL * nB * nB;
+        float *z = work + (size_t)omp_get_thread_num() * per; /* (nB, nB) sort logits */
+        float *act = z + (size_t)nB * nB;                      /* (nB, Dh) mlp activations */
+        float *ks = act + (size_t)nB * Dh, *vs = ks + blk;     /* sorted blocks */
+        /* blocked keys and values (padding and the tail zero) and the block sums */
+        for (int i = 0; i < nB * bs; i++) {
+            const int real = i < L && (!s->mask || s->mask[(size_t)b * L + i]);
+            const float *row = am->qkv + ((size_t)b * L + (real ? i : 0)) * 3 * D + (size_t)h * Dh;
+            for (int d = 0; d < Dh; d++) {
+                kb[(size_t)i * Dh + d] = real ? row[D + d] : 0.0f;
+                vb[(size_t)i * Dh + d] = real ? row[2 * D + d] : 0.0f;
+            }
+        }
+        for (int j = 0; j < nB; j++)
+            for (int d = 0; d < Dh; d++) {
+                float acc = 0.0f;
+                for (int r = 0; r < bs; r++) acc += kb[((size_t)j * bs + r) * Dh + d];
+                bsum[(size_t)j * Dh + d] = acc;
+            }
+        /* the sort net: z = bsum·W1 + b1, or relu(bsum·W1 + b1)·W2 + b2 (first nB outputs) */
+        const float *in = bsum, *wl = w1, *bl = b1;
+        if (st->net == NET_MLP) {
+            for (int j = 0; j < nB; j++) memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, Dh, Dh, 1.0f, bsum, Dh, w1,
+                        Dh, 1.0f, hid, Dh);
+            done += 2ull * nB * Dh * Dh;
+            for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
+            in = act, wl = w2, bl = b2;
+        }
+        for (int j = 0; j < nB; j++) memcpy(z + (size_t)j * nB, bl, (size_t)nB * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, nB, Dh, 1.0f, in, Dh, wl, NBmax,
+                    1.0f, z, nB);
+        done += 2ull * nB * nB * Dh;
+        /* R0 = (z + Gumbel)/τ, then the Sinkhorn rounds, every iterate kept */
+        for (int i = 0; i < nB; i++)
+            for (int j = 0; j < nB; j++) {
+                float g = 0.0f;
+                if (s->training && st->noise) {
+                    const uint64_t ctr = ((uint64_t)bh * nB + i) * nB + j;
+                    const float u = fminf(fmaxf(rng_hash_uniform(key, ctr), 1e-10f), 1.0f - 1e-7f);
+                    g = -logf(-logf(u));
+                }
+                lg[(size_t)i * nB + j] = (z[(size_t)i * nB + j] + g) / st->tau;
+            }
+        for (int t = 1; t < NL; t++) {
+            float *cur = lg + (size_t)t * nB * nB;
+            memcpy(cur, cur - (size_t)nB * nB, (size_t)nB * nB * sizeof(float));
+            normalise(cur, nB, (t - 1) % 2);
+        }
+        float *P = z; /* P = exp(R), reusing z */
+        const float *last = lg + (size_t)(NL - 1) * nB * nB;
+        for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
+        /* sorted blocks K̃ = P·Kb, Ṽ = P·Vb (only the first `cut` with SortCut) */
+        const int rows = st->cut ? XB_MIN(st->cut, nB) : nB;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, kb,
+                    bs * Dh, 0.0f, ks, bs * Dh);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, vb,
+                    bs * Dh, 0.0f, vs, bs * Dh);
+        done += 4ull * rows * nB * bs * Dh;
+        /* the keys attended: [own block i; sorted block i] per block, or the sorted blocks */
+        for (int i = 0; i < rows; i++)
+            for (int r = 0; r < bs; r++) {
+                const size_t src = ((size_t)i * bs + r) * Dh;
+                const size_t own = st->cut ? 0 : (size_t)b * st->nK + 2 * (size_t)i * bs + r;
+                const size_t srt = (size_t)b * st->nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
+                memcpy(st->kk + srt * D + (size_t)h * Dh, ks + src, (size_t)Dh * sizeof(float));
+                memcpy(st->vv + srt * D + (size_t)h * Dh, vs + src, (size_t)Dh * sizeof(float));
+                if (!st->cut) {
+                    memcpy(st->kk + own * D + (size_t)h * Dh, kb + src, (size_t)Dh * sizeof(float));
+                    memcpy(st->vv + own * D + (size_t)h * Dh, vb + src, (size_t)Dh * sizeof(float));
+                }
+                if (h == 0) {
+                    const int p = i * bs + r;
+                    st->kkmask[srt] = 1;
+                    if (!st->cut)
+                        st->kkmask[own] = p < L && (!s->mask || s->mask[(size_t)b * L + p]);
+                }
+            }
+    }
+    flops_add(done);
+    arena_reset_to(s->scratch, mark);
+    AttnShape sh = keys_shape(m, B, L);
+    attn_forward(am->att, am->lse, am->qkv, st->kk, st->vv, st->kkmask, &sh, s->scratch);
+    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+}
+
+static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                              const float *x) {
+    SinkhornState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int B = s->B, L = s->L, H = m->H, D = m->D, Dh = D / H, BL = B * L, bs = st->b;
+    const int nB = st->nB, NL = 2 * st->iters + 1, NBmax = st->NBmax;
+    const int rows = st->cut ? XB_MIN(st->cut, nB) : nB;
+    const size_t blk = (size_t)nB * bs * Dh, nK = (size_t)st->nK;
+    const size_t mark = arena_mark(s->scratch);
+    float *datt = arena_floats(s->scratch, (size_t)BL * D);
+    float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
+    float *dkk = arena_floats(s->scratch, (size_t)B * nK * D);
+    float *dvv = arena_floats(s->scratch, (size_t)B * nK * D);
+    /* per (b, h): dZ (nB, nB) and the mlp's d(hidden) (nB, Dh), for the sort net's weights */
+    float *dz = arena_floats(s->scratch, (size_t)B * H * nB * (NBmax + Dh) + 16);
+    const int nt = omp_get_max_threads();
+    const size_t per = 4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh;
+    float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
+    memset(datt, 0, (size_t)BL * D * sizeof(float));
+    memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
+    memset(dkk, 0, (size_t)B * nK * D * sizeof(float));
+    memset(dvv, 0, (size_t)B * nK * D * sizeof(float));
+    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    AttnShape sh = keys_shape(m, B, L);
+    attn_backward(dqkv, dkk, dvv, datt, am->qkv, st->kk, st->vv, am->att, am->lse, st->kkmask, &sh,
+                  s->scratch);
+    const float *w1 = pp(s, st->p_w1), *w2 = pp(s, st->p_w2);
+    uint64_t done = 0;
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
+        const float *lg = st->logit + (size_t)bh * NL * nB * nB;
+        float *w = work + (size_t)omp_get_thread_num() * per;
+        float *dks = w, *dvs = dks + blk, *dkb = dvs + blk, *dvb = dkb + blk;
+        float *P = dvb + blk, *g = P + (size_t)nB * nB, *dbsum = g + (size_t)nB * nB;
+        float *dzz = dz + (size_t)bh * nB * (NBmax + Dh), *dhid = dzz + (size_t)nB * nB;
+        memset(dkb, 0, 2 * blk * sizeof(float));
+        /* the attended keys back into blocks: own blocks straight to dKb, sorted ones to dK̃ */
+        for (int i = 0; i < rows; i++)
+            for (int r = 0; r < bs; r++) {
+                const size_t dst = ((size_t)i * bs + r) * Dh;
+                const size_t srt = (size_t)b * nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
+                memcpy(dks + dst, dkk + srt * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
+                memcpy(dvs + dst, dvv + srt * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
+                if (!st->cut) {
+                    const size_t own = (size_t)b * nK + 2 * (size_t)i * bs + r;
+                    memcpy(dkb + dst, dkk + own * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
+                    memcpy(dvb + dst, dvv + own * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
+                }
+            }
+        const float *last = lg + (size_t)(NL - 1) * nB * nB;
+        for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
+        /* dP = dK̃·Kbᵀ + dṼ·Vbᵀ (rows beyond the cut are 0); dKb += Pᵀ·dK̃, dVb += Pᵀ·dṼ */
+        memset(g, 0, (size_t)nB * nB * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dks, bs * Dh,
+                    kb, bs * Dh, 0.0f, g, nB);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dvs, bs * Dh,
+                    vb, bs * Dh, 1.0f, g, nB);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dks,
+                    bs * Dh, 1.0f, dkb, bs * Dh);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dvs,
+                    bs * Dh, 1.0f, dvb, bs * Dh);
+        done += 8ull * rows * nB * bs * Dh;
+        /* through exp and the Sinkhorn rounds back to R0, then /τ: dZ */
+        for (size_t k = 0; k < (size_t)nB * nB; k++) g[k] *= P[k];
+        for (int t = NL - 1; t >= 1; t--) normalise_backward(g, lg + (size_t)t * nB * nB, nB, (t - 1) % 2);
+        for (size_t k = 0; k < (size_t)nB * nB; k++) dzz[k] = g[k] / st->tau;
+        /* the sort net's input gradient: dbsum = dZ·W_lastᵀ (through the ReLU for the mlp) */
+        if (st->net == NET_MLP) {
+            const float *hid = st->hid + (size_t)bh * nB * Dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w2,
+                        NBmax, 0.0f, dhid, Dh);
+            for (size_t k = 0; k < (size_t)nB * Dh; k++) dhid[k] = hid[k] > 0.0f ? dhid[k] : 0.0f;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, Dh, 1.0f, dhid, Dh, w1, Dh,
+                        0.0f, dbsum, Dh);
+            done += 2ull * nB * nB * Dh + 2ull * nB * Dh * Dh;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w1,
+                        NBmax, 0.0f, dbsum, Dh);
+            done += 2ull * nB * nB * Dh;
+        }
+        /* back to the positions: every row of block j also receives dbsum_j; padding gets none */
+        for (int i = 0; i < L; i++) {
+            if (s->mask && !s->mask[(size_t)b * L + i]) continue;
+            float *dk = dqkv + ((size_t)b * L + i) * 3 * D + D + (size_t)h * Dh;
+            float *dv = dk + D;
+            const float *gk = dkb + (size_t)i * Dh, *gv = dvb + (size_t)i * Dh;
+            const float *gs = dbsum + (size_t)(i / bs) * Dh;
+            for (int d = 0; d < Dh; d++) dk[d] += gk[d] + gs[d], dv[d] += gv[d];
+        }
+    }
+    /* the sort net's weights, (b, h) in order */
+    for (int bh = 0; bh < B * H; bh++) {
+        const float *dzz = dz + (size_t)bh * nB * (NBmax + Dh), *dhid = dzz + (size_t)nB * nB;
+        const float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
+        float *gw1 = gp(s, st->p_w1), *gb1 = gp(s, st->p_b1);
+        if (st->net == NET_MLP) {
+            float *gw2 = gp(s, st->p_w2), *gb2 = gp(s, st->p_b2);
+            float *act = work; /* the threads' buffers are free again */
+            for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
+                        1.0f, gw2, NBmax);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid, Dh,
+                        1.0f, gw1, Dh);
+            for (int j = 0; j < nB; j++)
+                for (int c = 0; c < nB; c++) gb2[c] += dzz[(size_t)j * nB + c];
+            for (int j = 0; j < nB; j++)
+                for (int c = 0; c < Dh; c++) gb1[c] += dhid[(size_t)j * Dh + c];
+            done += 2ull * Dh * nB * nB + 2ull * Dh * Dh * nB;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, bsum, Dh, dzz, nB,
+                        1.0f, gw1, NBmax);
+            for (int j = 0; j < nB; j++)
+                for (int c = 0; c < nB; c++) gb1[c] += dzz[(size_t)j * nB + c];
+            done += 2ull * Dh * nB * nB;
+        }
+    }
+    flops_add(done);
+    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+                    3 * D);
+    arena_reset_to(s->scratch, mark);
+}
+
+static uint64_t sinkhorn_flops(const Mixer *m, int B, int L, int backward) {
+    const SinkhornState *st = m->state;
+    const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D, Dh = D / (uint64_t)m->H;
+    const uint64_t nB = (uint64_t)(L + st->b - 1) / (uint64_t)st->b, bs = (uint64_t)st->b;
+    const uint64_t rows = st->cut ? XB_MIN((uint64_t)st->cut, nB) : nB, BH = (uint64_t)B * m->H;
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    const uint64_t net = 2 * nB * nB * Dh + (st->net == NET_MLP ? 2 * nB * Dh * Dh : 0);
+    AttnShape sh = keys_shape(m, B, L);
+    if (!backward) return proj + BH * (net + 4 * rows * nB * bs * Dh) + attn_flops(&sh, 0);
+    /* the sort net's backward is twice its forward (input and weight gradients) */
+    return 2 * proj + BH * (2 * net + 8 * rows * nB * bs * Dh) + attn_flops(&sh, 1);
+}
+
+static const MixerOps sinkhorn_ops = {
+    .check = sinkhorn_check,
+    .create = sinkhorn_create,
+    .plan = sinkhorn_plan,
+    .forward = sinkhorn_forward,
+    .backward = sinkhorn_backward,
+    .flops = sinkhorn_flops,
+    .destroy = attn_mixer_destroy,
+};
+
+const MixerSpec mixer_sinkhorn = {
+    .name = "sinkhorn",
+    .classes = "LP",
+    .arxiv = "2002.11296",
+    .title = "Sparse Sinkhorn attention: blocks sorted by a learned soft permutation (SortCut option)",
+    .honours_mask = 1,
+    .opts = sinkhorn_opts,
+    .n_opts = NOPTS,
+    .ops = &sinkhorn_ops,
+};
