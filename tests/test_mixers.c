@@ -280,6 +280,9 @@ static const Conf CONFS[] = {
     {"sinkhorn", "block=4,sort_net=mlp,iterations=3,bias=true", 3, 12, 6, 3},
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
     {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
+    {"luna", "length=4", 2, 13, 8, 2},
+    {"luna", "length=3,bias=true", 3, 11, 6, 3},
+    {"luna", "length=20", 2, 9, 8, 2},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -561,6 +564,96 @@ START_TEST(test_sinkhorn_with_one_block_equals_full) {
 }
 END_TEST
 
+/* Luna carries its packed sequence from layer to layer: two layers in a chain (the second reading
+ * the first's output and its P'), with every gradient — including the first layer's P norm, which
+ * only the second layer sees — against finite differences. */
+typedef struct LunaChain {
+    Mixer m[2];
+    ParamTable pt;
+    OptValues opts;
+    float *params, *grads, *x, *h, *y, *dy, *dh, *dx;
+    unsigned char *mask;
+    Arena acts, scratch;
+    int B, L, D;
+} LunaChain;
+
+static MixerStep chain_step(LunaChain *c) {
+    MixerStep s = {.B = c->B, .L = c->L, .mask = c->mask, .training = 1, .seed = 7, .step = 3,
+                   .pt = &c->pt, .params = c->params, .grads = c->grads, .scratch = &c->scratch};
+    return s;
+}
+
+static void chain_forward(void *p) {
+    LunaChain *c = p;
+    MixerStep s = chain_step(c);
+    arena_reset(&c->scratch);
+    c->m[0].spec->ops->forward(&c->m[0], &s, c->h, c->x);
+    arena_reset(&c->scratch);
+    c->m[1].spec->ops->forward(&c->m[1], &s, c->y, c->h);
+}
+
+START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
+    LunaChain c;
+    memset(&c, 0, sizeof c);
+    c.B = 2, c.L = 9, c.D = 8;
+    const int H = 2;
+    const MixerSpec *spec = mixer_get(mixer_find("luna"));
+    set_opts(&c.opts, spec, "length=3,bias=true");
+    params_init(&c.pt);
+    for (int l = 0; l < 2; l++) mixer_create(&c.m[l], spec, &c.opts, c.D, H, c.L, l, &c.pt);
+    c.m[1].prev = &c.m[0];
+    c.params = calloc(c.pt.total, sizeof(float));
+    c.grads = calloc(c.pt.total, sizeof(float));
+    Rng r;
+    rng_seed(&r, 3, RNG_STREAM_INIT);
+    params_initialise(&c.pt, c.params, &r);
+    for (int i = 0; i < c.pt.n; i++) /* norms and biases away from 1 and 0 */
+        if (c.pt.info[i].init == INIT_ZEROS || c.pt.info[i].init == INIT_ONES)
+            gc_fill_normal(c.params + c.pt.info[i].offset, c.pt.info[i].size, 50 + i, 0.5f);
+    Arena ma, ms;
+    arena_init_measure(&ma);
+    arena_init_measure(&ms);
+    for (int l = 0; l < 2; l++) spec->ops->plan(&c.m[l], &ma, &ms, c.B, c.L);
+    ck_assert_int_eq(arena_init(&c.acts, ma.peak + 64), 0);
+    ck_assert_int_eq(arena_init(&c.scratch, ms.peak + 64), 0);
+    arena_init_measure(&ms);
+    for (int l = 0; l < 2; l++) spec->ops->plan(&c.m[l], &c.acts, &ms, c.B, c.L);
+    const size_t n = (size_t)c.B * c.L * c.D;
+    c.x = malloc(n * sizeof(float)), c.h = malloc(n * sizeof(float)), c.y = malloc(n * sizeof(float));
+    c.dy = malloc(n * sizeof(float)), c.dh = calloc(n, sizeof(float)), c.dx = calloc(n, sizeof(float));
+    gc_fill_normal(c.x, n, 61, 1.0f);
+    gc_fill_normal(c.dy, n, 62, 1.0f);
+    c.mask = malloc((size_t)c.B * c.L);
+    for (int i = 0; i < c.B * c.L; i++) c.mask[i] = i < c.B * c.L - 2;
+    chain_forward(&c);
+    MixerStep s = chain_step(&c);
+    arena_reset(&c.scratch);
+    spec->ops->backward(&c.m[1], &s, c.dh, c.dy, c.h);
+    arena_reset(&c.scratch);
+    spec->ops->backward(&c.m[0], &s, c.dx, c.dh, c.x);
+    GcResult res;
+    GC_ASSERT(gradcheck(chain_forward, &c, c.x, n, c.dx, c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 150, &res),
+              "luna chain dx", &res);
+    for (int i = 0; i < c.pt.n; i++) {
+        const ParamInfo *p = &c.pt.info[i];
+        GC_ASSERT(gradcheck(chain_forward, &c, c.params + p->offset, p->size, c.grads + p->offset,
+                            c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 60, &res),
+                  p->name, &res);
+    }
+    /* the first layer's P norm reaches the output only through the second layer */
+    const int ln = params_find(&c.pt, "blocks.0.mixer.pnorm.weight");
+    double g = 0;
+    for (size_t k = 0; k < c.pt.info[ln].size; k++) g += fabs(c.grads[c.pt.info[ln].offset + k]);
+    ck_assert(g > 0);
+    for (int l = 0; l < 2; l++) mixer_destroy(&c.m[l]);
+    params_free(&c.pt);
+    free(c.params), free(c.grads), free(c.x), free(c.h), free(c.y), free(c.dy), free(c.dh);
+    free(c.dx), free(c.mask);
+    arena_destroy(&c.acts);
+    arena_destroy(&c.scratch);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -579,6 +672,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_axial_on_one_row_or_one_column_equals_full);
     tcase_add_test(tc, test_axial_columns_see_only_their_column);
     tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
+    tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

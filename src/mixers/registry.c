@@ -19,6 +19,7 @@ extern const MixerSpec mixer_sparse_transformer;
 extern const MixerSpec mixer_reformer;
 extern const MixerSpec mixer_axial;
 extern const MixerSpec mixer_sinkhorn;
+extern const MixerSpec mixer_luna;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -35,6 +36,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_reformer,
     &mixer_axial,
     &mixer_sinkhorn,
+    &mixer_luna,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
