@@ -126,6 +126,12 @@ _CASES = [
      "{path}:9:17: sweep.model.layers: expected a non-empty list of values"),
     ("sweep_item_out_of_range", BASE + "sweep:\n  model.layers: [1, 99]\n", [],
      "{path}:9:21: model.layers: 99 is out of range (an integer in [1, 64])"),
+    ("funnel_must_divide_layers", with_line("  layers: 2", "  layers: 2\n  funnel: 3"), [],
+     "{path}:6:11: model.funnel: 3 stages cannot share model.layers = 2 blocks "
+     "(valid: 0, or a divisor of 2)"),
+    ("latents_need_mean_pooling", with_line("  layers: 2", "  layers: 2\n  latents: 16"), [],
+     "{path}:6:12: model.latents: the Perceiver averages its latents (valid: model.pooling: "
+     "mean with model.latents = 16, or model.latents: 0)"),
     ("override_bad_value", BASE, ["--set", "model.layers=abc"],
      '--set:1:14: model.layers: expected an integer in [1, 64], got "abc"'),
     ("override_unknown_key", BASE, ["--set", "model.layres=2"],

@@ -89,6 +89,8 @@ enum {
     M_POOLING,
     M_POSITIONS,
     M_HEAD_HIDDEN,
+    M_FUNNEL,
+    M_LATENTS,
     N_MODEL
 };
 static const Field g_model[N_MODEL] = {
@@ -104,6 +106,14 @@ static const Field g_model[N_MODEL] = {
                           F_ENUM, positions),
     [M_HEAD_HIDDEN] = FIELD(O_INT("head_hidden", 0, 0, 262144, "classifier hidden width; 0 = d_ff"),
                             F_INT, head_hidden),
+    [M_FUNNEL] = FIELD(O_INT("funnel", 0, 0, 16,
+                             "Funnel Transformer stages, the sequence mean-pooled by 2 before each "
+                             "stage after the first; 0 = none"),
+                       F_INT, funnel),
+    [M_LATENTS] = FIELD(O_INT("latents", 0, 0, 65536,
+                              "Perceiver latent array: one cross-attend from the latents to the "
+                              "input, then the blocks run over the latents; 0 = none"),
+                        F_INT, latents),
 };
 
 enum {
@@ -822,12 +832,35 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (W > S)
         return fail(x, t->loc[T_WARMUP], "train.warmup",
                     "%lld is greater than train.steps = %lld (valid: 0 to %lld)", W, S, S);
+    const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];
+    const int latents = (int)m->v.num[M_LATENTS];
+    if (funnel > 1 && layers % funnel)
+        return fail(x, m->loc[M_FUNNEL], "model.funnel",
+                    "%d stages cannot share model.layers = %d blocks (valid: 0, or a divisor of %d)",
+                    funnel, layers, layers);
+    if (latents > 0 && funnel > 1)
+        return fail(x, m->loc[M_LATENTS], "model.latents",
+                    "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
+                    "model.latents: 0, or model.funnel: 0)", funnel);
+    if (latents > 0 && (int)m->v.num[M_POOLING] == POOL_CLS)
+        return fail(x, m->loc[M_LATENTS], "model.latents",
+                    "the Perceiver averages its latents (valid: model.pooling: mean with "
+                    "model.latents = %d, or model.latents: 0)", latents);
     const MixerSpec *ms = mixer_get(mixer);
-    if (ms->ops && ms->ops->check) {
-        XbError e2;
-        xb_error_clear(&e2);
-        if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, (int)m->v.num[M_MAX_LEN], &e2))
-            return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
+    if (ms->ops && ms->ops->check) { /* every length a mixer will see */
+        const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
+        for (int st = 0, L = latents > 0 ? latents : L0; st < XB_MAX(funnel, 1); st++) {
+            XbError e2;
+            xb_error_clear(&e2);
+            if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, L, &e2)) {
+                if (L == L0)
+                    return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
+                return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s; the mechanism runs at "
+                            "length %d there (%s)", e2.msg, L,
+                            latents > 0 ? "over model.latents" : "a pooled funnel stage");
+            }
+            L = cfg_pooled_length(L, cls);
+        }
     }
 
     memset(c, 0, sizeof *c);
@@ -841,6 +874,8 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     c->mixer_opts = rs->s[SEC_MIXER].v;
     return 0;
 }
+
+int cfg_pooled_length(int L, int cls) { return cls ? 1 + L / 2 : (L + 1) / 2; }
 
 static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanitize) {
     for (; *s && *k + 1 < cap; s++) {

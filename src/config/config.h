@@ -35,6 +35,8 @@ typedef struct ExperimentConfig {
     PoolKind pooling;
     PosKind positions;
     int head_hidden;    /* width of the classifier MLP's hidden layer; 0 = d_ff */
+    int funnel;         /* Funnel Transformer stages (0 or 1: none) */
+    int latents;        /* Perceiver latent array length (0: none) */
     int mixer_index;    /* index into the mixer registry (model.mixer.name) */
     OptValues mixer_opts;
 
@@ -71,6 +73,10 @@ struct cJSON *cfg_to_json(const ExperimentConfig *c);
 /* FNV-1a 64 of the canonical resolved JSON without experiment.{name,output_dir,threads}: equal
  * hashes mean the same experiment. */
 uint64_t cfg_hash(const ExperimentConfig *c);
+
+/* The length after the Funnel Transformer's pooling by 2 of L positions: with a CLS token (cls)
+ * it stays and the other L − 1 positions pool in pairs, 1 + ceil((L − 1)/2); else ceil(L/2). */
+int cfg_pooled_length(int L, int cls);
 
 /* Names of enum values, for messages and reports. */
 const char *cfg_pool_name(PoolKind k);

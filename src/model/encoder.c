@@ -15,10 +15,31 @@
 #include "kernels/linear.h"
 #include "kernels/loss.h"
 #include "kernels/pool.h"
+#include "model/xattn.h"
 
 /* Dropout call sites (keys are derived from seed, step and site). */
 static int site_embed(void) { return 0; }
 static int site_layer(int l, int k) { return 1 + 3 * l + k; } /* k: 0 mixer, 1 GELU, 2 FFN out */
+
+/* The kind and sequence lengths of every block (after e->funnel, e->latents and e->N are set). */
+static void lay_out_blocks(Encoder *e) {
+    const int per_stage = e->funnel > 1 ? (e->N / e->funnel) : e->N;
+    int L = e->L;
+    for (int l = 0; l < e->N; l++) {
+        LayerActs *t = &e->la[l];
+        t->kind = BLOCK_SELF;
+        t->Lk = L;
+        if (e->latents > 0 && l == 0) {
+            t->kind = BLOCK_CROSS;
+            L = e->latents;
+        } else if (e->funnel > 1 && l > 0 && l % per_stage == 0) {
+            t->kind = BLOCK_POOL;
+            L = cfg_pooled_length(L, e->cls_id >= 0);
+        }
+        t->Lq = L;
+        if (t->kind == BLOCK_SELF) t->Lk = 0;
+    }
+}
 
 static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     ParamTable *pt = &e->pt;
@@ -30,18 +51,34 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     e->p_wpe = -1;
     if (e->positions == POS_LEARNED)
         e->p_wpe = params_add2(pt, "embed.positions.weight", e->L, D, INIT_NORMAL, 0.02f, 0);
+    int layer = 0, last = -1; /* mixer layer index: the SELF blocks in order; the last one */
     for (int l = 0; l < e->N; l++) {
         LayerParams *p = &e->lp[l];
+        const LayerActs *t = &e->la[l];
 #define ADD1(field, what, n, init)                                                                 \
     snprintf(name, sizeof name, "blocks.%d.%s", l, what);                                          \
     p->field = params_add1(pt, name, n, init, 0, 0)
 #define ADD2(field, what, r, c)                                                                    \
     snprintf(name, sizeof name, "blocks.%d.%s", l, what);                                          \
     p->field = params_add2(pt, name, r, c, INIT_XAVIER_UNIFORM, 0, 1)
+        p->lnkv_w = p->lnkv_b = p->latents = -1;
+        if (t->kind == BLOCK_CROSS) { /* the latent array, N(0, 0.02²) as the paper's code */
+            snprintf(name, sizeof name, "blocks.%d.latents", l);
+            p->latents = params_add2(pt, name, t->Lq, D, INIT_NORMAL, 0.02f, 0);
+        }
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
-        mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H, e->L, l, pt);
-        e->mixers[l].prev = l > 0 ? &e->mixers[l - 1] : NULL;
+        if (t->kind == BLOCK_SELF) {
+            mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H, t->Lq, layer, pt);
+            e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
+            layer++, last = l;
+        } else {
+            ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
+            ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
+            snprintf(name, sizeof name, "blocks.%d.%s", l, t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
+            /* the Perceiver cross-attends with one head (§2.1), the Funnel with the model's */
+            xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, t->Lq, t->Lk);
+        }
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
         ADD2(fc1_w, "ffn.fc1.weight", F, D);
@@ -64,12 +101,16 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
  * plan and the backward, so the plan is exact. */
 typedef struct BwdScratch {
     float *dlogits, *da1, *dh1, *dpooled; /* (B, C), (B, Hh), (B, Hh), (B, D) */
-    float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each; dx is the residual stream's gradient */
+    float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
+                                           * residual stream's gradient */
+    float *dx2, *dq;                      /* (B, L, D): d(block input) beside dx; d(queries' input) */
     float *dg, *dh;                       /* (B, L, F) each */
 } BwdScratch;
 
 static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
-    const size_t BLD = (size_t)e->B * e->L * e->D, BLF = (size_t)e->B * e->L * e->F;
+    int Lmax = e->L; /* the longest sequence of any block */
+    for (int l = 0; l < e->N; l++) Lmax = XB_MAX(Lmax, e->la[l].Lq);
+    const size_t BLD = (size_t)e->B * Lmax * e->D, BLF = (size_t)e->B * Lmax * e->F;
     b->dlogits = arena_floats(s, (size_t)e->B * e->C);
     b->da1 = arena_floats(s, (size_t)e->B * e->Hh);
     b->dh1 = arena_floats(s, (size_t)e->B * e->Hh);
@@ -78,38 +119,60 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dx = arena_floats(s, BLD);
     b->dtmp = arena_floats(s, BLD);
     b->dln = arena_floats(s, BLD);
+    b->dx2 = arena_floats(s, BLD);
+    b->dq = arena_floats(s, BLD);
     b->dg = arena_floats(s, BLF);
     b->dh = arena_floats(s, BLF);
 }
 
 /* Carves every activation from `a` and lets the mixers plan theirs; `s` measures scratch. */
 static void plan(Encoder *e, Arena *a, Arena *s) {
-    const size_t BL = (size_t)e->B * e->L, BLD = BL * e->D, BLF = BL * e->F;
+    const size_t BL = (size_t)e->B * e->L;
+    const int B = e->B, D = e->D, F = e->F;
     e->tokens = arena_alloc(a, BL * sizeof(int32_t));
     e->mask = arena_alloc(a, BL);
     e->labels = arena_alloc(a, (size_t)e->B * sizeof(int32_t));
-    e->x = arena_floats(a, (size_t)(e->N + 1) * BLD);
+    e->xs[0] = arena_floats(a, BL * D);
+    const unsigned char *mask = e->mask;
     for (int l = 0; l < e->N; l++) {
         LayerActs *t = &e->la[l];
-        t->ln1 = arena_floats(a, BLD);
-        t->ln1_mean = arena_floats(a, BL);
-        t->ln1_rstd = arena_floats(a, BL);
-        t->r = arena_floats(a, BLD);
-        t->ln2 = arena_floats(a, BLD);
-        t->ln2_mean = arena_floats(a, BL);
-        t->ln2_rstd = arena_floats(a, BL);
-        t->h = arena_floats(a, BLF);
-        t->g = arena_floats(a, BLF);
+        const size_t Q = (size_t)B * t->Lq, K = (size_t)B * t->Lk;
+        t->qmask = NULL;
+        if (t->kind == BLOCK_SELF) t->qmask = (unsigned char *)mask;
+        if (t->kind == BLOCK_POOL) t->qmask = arena_alloc(a, Q);
+        mask = t->qmask;
+        t->qin = t->kind == BLOCK_SELF ? NULL : arena_floats(a, Q * D);
+        t->ln1 = arena_floats(a, Q * D);
+        t->ln1_mean = arena_floats(a, Q);
+        t->ln1_rstd = arena_floats(a, Q);
+        t->lnkv = t->lnkv_mean = t->lnkv_rstd = NULL;
+        if (t->kind != BLOCK_SELF) {
+            t->lnkv = arena_floats(a, K * D);
+            t->lnkv_mean = arena_floats(a, K);
+            t->lnkv_rstd = arena_floats(a, K);
+        }
+        t->r = arena_floats(a, Q * D);
+        t->ln2 = arena_floats(a, Q * D);
+        t->ln2_mean = arena_floats(a, Q);
+        t->ln2_rstd = arena_floats(a, Q);
+        t->h = arena_floats(a, Q * F);
+        t->g = arena_floats(a, Q * F);
+        e->xs[l + 1] = arena_floats(a, Q * D);
         /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
          * other, so each layer plans its scratch from the same mark. */
         const size_t mark = arena_mark(s);
         carve_backward(e, s, &(BwdScratch){0});
-        e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, e->L);
+        if (t->kind == BLOCK_SELF)
+            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
+        else
+            xattn_plan(&e->xattn[l], a, s, e->B);
         arena_reset_to(s, mark);
     }
-    e->lnf = arena_floats(a, BLD);
-    e->lnf_mean = arena_floats(a, BL);
-    e->lnf_rstd = arena_floats(a, BL);
+    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
+    e->final_mask = e->N ? e->la[e->N - 1].qmask : e->mask;
+    e->lnf = arena_floats(a, (size_t)B * Lf * D);
+    e->lnf_mean = arena_floats(a, (size_t)B * Lf);
+    e->lnf_rstd = arena_floats(a, (size_t)B * Lf);
     e->pooled = arena_floats(a, (size_t)e->B * e->D);
     e->h1 = arena_floats(a, (size_t)e->B * e->Hh);
     e->a1 = arena_floats(a, (size_t)e->B * e->Hh);
@@ -132,14 +195,19 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     e->D = cfg->d_model;
     e->H = cfg->heads;
     e->F = cfg->d_ff;
-    e->N = cfg->layers;
+    e->funnel = cfg->funnel;
+    e->latents = cfg->latents;
+    e->N = cfg->layers + (cfg->latents > 0 ? 1 : 0);
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
     e->mixer_spec = mixer_get(cfg->mixer_index);
     e->mixers = calloc((size_t)e->N, sizeof *e->mixers);
     e->lp = calloc((size_t)e->N, sizeof *e->lp);
     e->la = calloc((size_t)e->N, sizeof *e->la);
-    XB_ASSERT(e->mixers && e->lp && e->la);
+    e->xattn = calloc((size_t)e->N, sizeof *e->xattn);
+    e->xs = calloc((size_t)e->N + 1, sizeof *e->xs);
+    XB_ASSERT(e->mixers && e->lp && e->la && e->xattn && e->xs);
+    lay_out_blocks(e);
     params_init(&e->pt);
     declare_params(e, &cfg->mixer_opts);
 
@@ -166,9 +234,12 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
 }
 
 void encoder_destroy(Encoder *e) {
-    if (e->mixers)
-        for (int l = 0; l < e->N; l++) mixer_destroy(&e->mixers[l]);
+    if (e->mixers && e->la)
+        for (int l = 0; l < e->N; l++)
+            if (e->la[l].kind == BLOCK_SELF) mixer_destroy(&e->mixers[l]);
     free(e->mixers);
+    free(e->xattn);
+    free(e->xs);
     free(e->lp);
     free(e->la);
     free(e->params);
@@ -188,10 +259,11 @@ void encoder_init_params(Encoder *e, uint64_t seed) {
 static const float *P(const Encoder *e, int i) { return i < 0 ? NULL : e->params + e->pt.info[i].offset; }
 static float *G(const Encoder *e, int i) { return i < 0 ? NULL : e->grads + e->pt.info[i].offset; }
 
-static MixerStep mixer_step(Encoder *e, int training, uint64_t seed, int64_t step) {
-    MixerStep s = {.B = e->B, .L = e->L, .mask = e->mask, .training = training, .seed = seed,
+static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64_t seed,
+                            int64_t step) {
+    MixerStep s = {.B = e->B, .L = t->Lq, .mask = t->qmask, .training = training, .seed = seed,
                    .step = step, .pt = &e->pt, .params = e->params, .grads = e->grads,
-                   .scratch = &e->scratch};
+                   .scratch = &e->scratch, .aux_loss = &e->aux_loss};
     return s;
 }
 
@@ -201,97 +273,192 @@ static void add_into(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+/* The Funnel's pooling by 2 along the sequence (B, Lin, D) → (B, Lout, D): the mean of each pair's
+ * real positions (the CLS position, when cls, stays as it is); a pair without a real position
+ * pools to 0 and is padding. */
+static void funnel_pool(float *out, unsigned char *omask, const float *in, const unsigned char *imask,
+                        int B, int Lin, int Lout, int D, int cls) {
+#pragma omp parallel for schedule(static)
+    for (int bj = 0; bj < B * Lout; bj++) {
+        const int b = bj / Lout, j = bj % Lout;
+        const int a = cls ? (j == 0 ? 0 : 2 * j - 1) : 2 * j;
+        const int n = cls && j == 0 ? 1 : XB_MIN(2, Lin - a);
+        float *o = out + (size_t)bj * D;
+        int cnt = 0;
+        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int k = 0; k < n; k++) {
+            if (imask && !imask[(size_t)b * Lin + a + k]) continue;
+            const float *x = in + ((size_t)b * Lin + a + k) * D;
+            for (int d = 0; d < D; d++) o[d] += x[d];
+            cnt++;
+        }
+        for (int d = 0; d < D; d++) o[d] = cnt ? o[d] / (float)cnt : 0.0f;
+        omask[bj] = cnt > 0;
+    }
+}
+
+/* din += the pooling's adjoint applied to dout. */
+static void funnel_pool_backward(float *din, const float *dout, const unsigned char *imask, int B,
+                                 int Lin, int Lout, int D, int cls) {
+#pragma omp parallel for schedule(static)
+    for (int bj = 0; bj < B * Lout; bj++) {
+        const int b = bj / Lout, j = bj % Lout;
+        const int a = cls ? (j == 0 ? 0 : 2 * j - 1) : 2 * j;
+        const int n = cls && j == 0 ? 1 : XB_MIN(2, Lin - a);
+        int cnt = 0;
+        for (int k = 0; k < n; k++) cnt += !imask || imask[(size_t)b * Lin + a + k];
+        const float *g = dout + (size_t)bj * D;
+        for (int k = 0; k < n && cnt; k++) {
+            if (imask && !imask[(size_t)b * Lin + a + k]) continue;
+            float *x = din + ((size_t)b * Lin + a + k) * D;
+            for (int d = 0; d < D; d++) x[d] += g[d] / (float)cnt;
+        }
+    }
+}
+
+/* The mask of block l's input sequence (the previous block's, or the tokens'). */
+static const unsigned char *input_mask(const Encoder *e, int l) {
+    return l == 0 ? e->mask : e->la[l - 1].qmask;
+}
+
 double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D, F = e->F, BL = B * L;
-    const size_t BLD = (size_t)BL * D, BLF = (size_t)BL * F;
+    const int B = e->B, L = e->L, D = e->D, F = e->F;
     const float p = training ? e->dropout : 0.0f;
-    MixerStep ms = mixer_step(e, training, seed, step);
     arena_reset(&e->scratch);
+    e->aux_loss = 0.0;
 
     const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
-    embedding_forward(e->x, e->tokens, P(e, e->p_wte), wpe, B, L, D);
-    dropout_forward(e->x, e->x, BLD, p, dropout_key(seed, step, site_embed()));
+    embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
+    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()));
     for (int l = 0; l < e->N; l++) {
         const LayerParams *lp = &e->lp[l];
         LayerActs *t = &e->la[l];
-        const float *xin = e->x + (size_t)l * BLD;
-        float *xout = e->x + (size_t)(l + 1) * BLD;
-        layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w), P(e, lp->ln1_b), BL, D);
-        e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+        const int BQ = B * t->Lq;
+        const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
+        const float *xin = e->xs[l];
+        float *xout = e->xs[l + 1];
+        const float *base = xin; /* the residual the mixing adds to */
+        if (t->kind == BLOCK_SELF) {
+            MixerStep ms = mixer_step(e, t, training, seed, step);
+            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
+            e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+        } else {
+            if (t->kind == BLOCK_POOL)
+                funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+            else
+                for (int b = 0; b < B; b++)
+                    memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents), (size_t)t->Lq * D * sizeof(float));
+            base = t->qin;
+            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
+            layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, xin, P(e, lp->lnkv_w),
+                              P(e, lp->lnkv_b), B * t->Lk, D);
+            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, input_mask(e, l), e->params, &e->pt, B,
+                          &e->scratch);
+        }
         arena_reset(&e->scratch);
-        dropout_forward(t->r, t->r, BLD, p, dropout_key(seed, step, site_layer(l, 0)));
-        add_into(t->r, t->r, xin, BLD);
-        layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BL, D);
-        linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BL, D, F);
-        gelu_forward(t->g, t->h, BLF);
-        dropout_forward(t->g, t->g, BLF, p, dropout_key(seed, step, site_layer(l, 1)));
-        linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BL, F, D);
-        dropout_forward(xout, xout, BLD, p, dropout_key(seed, step, site_layer(l, 2)));
-        add_into(xout, xout, t->r, BLD);
+        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        add_into(t->r, t->r, base, QD);
+        layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BQ, D);
+        linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
+        gelu_forward(t->g, t->h, QF);
+        dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+        linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
+        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        add_into(xout, xout, t->r, QD);
     }
-    const float *xN = e->x + (size_t)e->N * BLD;
-    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, xN, P(e, e->p_lnf_w), P(e, e->p_lnf_b), BL, D);
+    const int Lf = e->N ? e->la[e->N - 1].Lq : L;
+    const float *xN = e->xs[e->N];
+    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, xN, P(e, e->p_lnf_w), P(e, e->p_lnf_b), B * Lf, D);
     if (e->pooling == POOL_CLS)
-        pool_cls_forward(e->pooled, e->lnf, B, L, D);
+        pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
     else
-        pool_mean_forward(e->pooled, e->lnf, e->mask, B, L, D);
+        pool_mean_forward(e->pooled, e->lnf, e->final_mask, B, Lf, D);
     linear_forward(e->h1, e->pooled, P(e, e->p_h1_w), P(e, e->p_h1_b), B, D, e->Hh);
     relu_forward(e->a1, e->h1, (size_t)B * e->Hh);
     linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), B, e->Hh, e->C);
     crossentropy_forward(e->losses, e->probs, e->logits, e->labels, B, e->C);
     double sum = 0.0;
     for (int b = 0; b < B; b++) sum += e->losses[b];
-    return sum / B;
+    return sum / B + e->aux_loss;
 }
 
 void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D, F = e->F, BL = B * L, Hh = e->Hh;
-    const size_t BLD = (size_t)BL * D, BLF = (size_t)BL * F;
+    const int B = e->B, L = e->L, D = e->D, F = e->F, Hh = e->Hh;
     const float p = e->dropout;
-    MixerStep ms = mixer_step(e, 1, seed, step);
     arena_reset(&e->scratch);
     BwdScratch bs;
     carve_backward(e, &e->scratch, &bs);
     float *dlogits = bs.dlogits, *da1 = bs.da1, *dh1 = bs.dh1, *dpooled = bs.dpooled;
     float *dlnf = bs.dlnf, *dx = bs.dx, *dtmp = bs.dtmp, *dln = bs.dln, *dg = bs.dg, *dh = bs.dh;
     const size_t mark = arena_mark(&e->scratch);
+    const int Lf = e->N ? e->la[e->N - 1].Lq : L;
 
     crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)B, B, e->C);
     linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), B, Hh, e->C);
     relu_backward(dh1, e->h1, da1, (size_t)B * Hh);
     linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w), B, D, Hh);
+    memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     if (e->pooling == POOL_CLS)
-        pool_cls_backward(dlnf, dpooled, B, L, D);
+        pool_cls_backward(dlnf, dpooled, B, Lf, D);
     else
-        pool_mean_backward(dlnf, dpooled, e->mask, B, L, D);
-    layernorm_backward(dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->x + (size_t)e->N * BLD,
-                       P(e, e->p_lnf_w), e->lnf_mean, e->lnf_rstd, BL, D);
+        pool_mean_backward(dlnf, dpooled, e->final_mask, B, Lf, D);
+    memset(dx, 0, (size_t)B * Lf * D * sizeof *dx);
+    layernorm_backward(dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->N], P(e, e->p_lnf_w),
+                       e->lnf_mean, e->lnf_rstd, B * Lf, D);
     for (int l = e->N - 1; l >= 0; l--) {
         const LayerParams *lp = &e->lp[l];
         LayerActs *t = &e->la[l];
+        const int BQ = B * t->Lq;
+        const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
         /* x_out = r + drop(fc2(g)); dx holds d(x_out) and becomes d(r). */
-        memset(dtmp, 0, BLD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_layer(l, 2)));
-        memset(dg, 0, BLF * sizeof *dg);
-        linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BL, F, D);
-        memset(dh, 0, BLF * sizeof *dh);
-        dropout_backward(dh, dg, BLF, p, dropout_key(seed, step, site_layer(l, 1)));
-        memset(dg, 0, BLF * sizeof *dg);
-        gelu_backward(dg, t->h, dh, BLF);
-        memset(dln, 0, BLD * sizeof *dln);
-        linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BL, D, F);
+        memset(dtmp, 0, QD * sizeof *dtmp);
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        memset(dg, 0, QF * sizeof *dg);
+        linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F, D);
+        memset(dh, 0, QF * sizeof *dh);
+        dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+        memset(dg, 0, QF * sizeof *dg);
+        gelu_backward(dg, t->h, dh, QF);
+        memset(dln, 0, QD * sizeof *dln);
+        linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D, F);
         layernorm_backward(dx, G(e, lp->ln2_w), G(e, lp->ln2_b), dln, t->r, P(e, lp->ln2_w),
-                           t->ln2_mean, t->ln2_rstd, BL, D);
-        /* r = x_in + drop(mixer(ln1(x_in))); dx holds d(r) and becomes d(x_in). */
-        memset(dtmp, 0, BLD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_layer(l, 0)));
-        memset(dln, 0, BLD * sizeof *dln);
-        e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+                           t->ln2_mean, t->ln2_rstd, BQ, D);
+        /* r = base + drop(mix(...)); dx holds d(r). */
+        memset(dtmp, 0, QD * sizeof *dtmp);
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        memset(dln, 0, QD * sizeof *dln);
+        if (t->kind == BLOCK_SELF) {
+            /* base = x_in: dx becomes d(x_in) */
+            MixerStep ms = mixer_step(e, t, 1, seed, step);
+            e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+            arena_reset_to(&e->scratch, mark);
+            layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->xs[l], P(e, lp->ln1_w),
+                               t->ln1_mean, t->ln1_rstd, BQ, D);
+            continue;
+        }
+        /* base = the queries' input (pooled x_in, or the latents); the keys read x_in */
+        const int BK = B * t->Lk;
+        float *dkv = bs.dx2, *dq = bs.dq;
+        memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
+        xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, input_mask(e, l), e->params,
+                       e->grads, &e->pt, B, &e->scratch);
         arena_reset_to(&e->scratch, mark);
-        layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->x + (size_t)l * BLD,
-                           P(e, lp->ln1_w), t->ln1_mean, t->ln1_rstd, BL, D);
+        memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
+        layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, t->qin, P(e, lp->ln1_w),
+                           t->ln1_mean, t->ln1_rstd, BQ, D);
+        memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
+        layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l], P(e, lp->lnkv_w),
+                           t->lnkv_mean, t->lnkv_rstd, BK, D);
+        if (t->kind == BLOCK_POOL) {
+            funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+        } else { /* the latents are shared by the batch */
+            float *gl = G(e, lp->latents);
+            for (int b = 0; b < B; b++)
+                for (size_t k = 0; k < (size_t)t->Lq * D; k++) gl[k] += dq[(size_t)b * t->Lq * D + k];
+        }
     }
     /* x_0 = drop(embed(tokens)) */
+    const size_t BLD = (size_t)B * L * D;
     memset(dtmp, 0, BLD * sizeof *dtmp);
     dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()));
     embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, dtmp,
@@ -300,11 +467,17 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
 }
 
 uint64_t encoder_flops(const Encoder *e, int backward) {
-    const uint64_t BL = (uint64_t)e->B * (uint64_t)e->L, B = (uint64_t)e->B;
+    const uint64_t B = (uint64_t)e->B;
     const uint64_t D = (uint64_t)e->D, F = (uint64_t)e->F, Hh = (uint64_t)e->Hh, C = (uint64_t)e->C;
-    uint64_t f = 0;
-    for (int l = 0; l < e->N; l++) f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, e->L, backward);
-    const uint64_t ffn = (uint64_t)e->N * 2 * (2 * BL * D * F);
+    uint64_t f = 0, ffn = 0;
+    for (int l = 0; l < e->N; l++) {
+        const LayerActs *t = &e->la[l];
+        if (t->kind == BLOCK_SELF)
+            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
+        else
+            f += xattn_flops(&e->xattn[l], e->B, backward);
+        ffn += 2 * (2 * B * (uint64_t)t->Lq * D * F);
+    }
     const uint64_t head = 2 * B * D * Hh + 2 * B * Hh * C;
     f += backward ? 2 * (ffn + head) : ffn + head;
     return f;

@@ -1,6 +1,13 @@
-/* The encoder: embeddings → N pre-LayerNorm blocks (mixer + FFN, residuals, dropout) → final
+/* The encoder: embeddings → pre-LayerNorm blocks (token mixing + FFN, residuals, dropout) → final
  * LayerNorm → pooling → MLP classifier head, with hand-written forward and backward. Sizes are
- * fixed at creation; parameters, gradients and activations are planned up front. */
+ * fixed at creation; parameters, gradients and activations are planned up front.
+ *
+ * A block mixes its tokens in one of three ways: SELF, the configured mechanism over the block's
+ * own sequence; POOL, the Funnel Transformer's first block of a stage (arXiv 2006.03236, §2.2): the
+ * queries are the input mean-pooled by 2 (the CLS position never pooled) and attend over the
+ * unpooled input, so the stream shortens; CROSS, the Perceiver's cross-attend (arXiv 2103.03206,
+ * §2.1): a learned latent array attends (one head) over the embedded input, and the blocks after it
+ * run the mechanism over the latents. */
 #ifndef XB_ENCODER_H
 #define XB_ENCODER_H
 
@@ -12,20 +19,34 @@
 #include "mixers/mixer.h"
 #include "model/params.h"
 
+typedef enum { BLOCK_SELF, BLOCK_POOL, BLOCK_CROSS } BlockKind;
+
 typedef struct LayerParams {
     int ln1_w, ln1_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+    int lnkv_w, lnkv_b; /* POOL and CROSS: LayerNorm of the keys' sequence */
+    int latents;        /* CROSS: the latent array (Lq, D) */
 } LayerParams;
 
 typedef struct LayerActs {
-    float *ln1, *ln1_mean, *ln1_rstd; /* (B, L, D), (B, L), (B, L) */
-    float *r;                         /* (B, L, D) residual after the mixer */
+    BlockKind kind;
+    int Lq, Lk;                       /* the block's sequence; POOL/CROSS: the attended one */
+    unsigned char *qmask;             /* (B, Lq) the block's mask, or NULL (all real) */
+    float *qin;                       /* (B, Lq, D) POOL: the pooled input; CROSS: the latents */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (B, Lq, D), (B, Lq), (B, Lq) */
+    float *lnkv, *lnkv_mean, *lnkv_rstd; /* (B, Lk, D) ... POOL and CROSS */
+    float *r;                         /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *h;                         /* (B, L, F) FFN pre-activation */
-    float *g;                         /* (B, L, F) GELU output after dropout */
+    float *h;                         /* (B, Lq, F) FFN pre-activation */
+    float *g;                         /* (B, Lq, F) GELU output after dropout */
 } LayerActs;
 
+typedef struct XAttn XAttn;
+
 typedef struct Encoder {
-    int B, L, V, C, D, H, F, N, Hh; /* batch, length, vocab (+CLS), classes, width, heads, FFN, layers, head hidden */
+    int B, L, V, C, D, H, F, N, Hh; /* batch, input length, vocab (+CLS), classes, width, heads,
+                                     * FFN, blocks (layers, plus the Perceiver's cross-attend),
+                                     * head hidden */
+    int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
     PoolKind pooling;
     PosKind positions;
     float dropout;
@@ -34,7 +55,8 @@ typedef struct Encoder {
     ParamTable pt;
     float *params, *grads; /* pt.total floats each, owned */
     const MixerSpec *mixer_spec;
-    Mixer *mixers;         /* N */
+    Mixer *mixers;         /* N (used by SELF blocks) */
+    XAttn *xattn;          /* N (used by POOL and CROSS blocks) */
     int p_wte, p_wpe, p_lnf_w, p_lnf_b, p_h1_w, p_h1_b, p_h2_w, p_h2_b;
     LayerParams *lp;       /* N */
     float *sinus;          /* (L, D) sinusoidal positions, or NULL */
@@ -45,8 +67,10 @@ typedef struct Encoder {
     int32_t *labels;       /* (B) */
 
     /* activations */
-    float *x;              /* (N + 1, B, L, D) residual stream */
+    float **xs;            /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
+    double aux_loss;       /* auxiliary losses of the last forward (Routing's commitment, ...) */
     LayerActs *la;         /* N */
+    const unsigned char *final_mask; /* the last block's mask (NULL: all real) */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *pooled;         /* (B, D) */
     float *h1, *a1;        /* (B, Hh) */
