@@ -3,9 +3,10 @@
 # 2 heads, 2 layers, d_ff 128: configs/bench/step-full.yaml), from the reports, with the exponent
 # of time in L fitted (least squares on log-log) over the lengths >= 4096.
 #   scripts/scaling.sh [MIXERS] [LENGTHS]    defaults: every mechanism; 1024 2048 4096 8192 16384
+#   XB_BIN=path runs another binary (e.g. a copy, so a rebuild cannot change it mid-run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=./build/src/xformer-bench
+bin=${XB_BIN:-./build/src/xformer-bench}
 mixers=${1:-$($bin list mechanisms | awk '/^[a-z_]+ +class/ {print $1}')}
 lengths=${2:-"1024 2048 4096 8192 16384"}
 out=$(mktemp -d)

@@ -14,14 +14,14 @@
 enum { V = 9, NCLS = 3 };
 
 /* Model-level variants the tests switch on: Funnel stages, Perceiver latents, layers. */
-static int g_funnel = 0, g_latents = 0, g_layers = 2;
+static int g_funnel = 0, g_latents = 0, g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7;
 
 static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
     ExperimentConfig c;
     memset(&c, 0, sizeof c);
     snprintf(c.source, sizeof c.source, "test");
     c.layers = g_layers, c.d_model = 8, c.heads = 2, c.d_ff = 12, c.head_hidden = 10;
-    c.funnel = g_funnel, c.latents = g_latents;
+    c.funnel = g_funnel, c.latents = g_latents, c.segment = g_segment, c.memory = g_memory;
     c.max_len = L, c.batch_size = B, c.dropout = dropout;
     c.pooling = pool, c.positions = pos;
     c.mixer_index = mixer_find("full");
@@ -52,7 +52,7 @@ static void model_fwd(void *p) {
 }
 
 static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, const char *mixer_opt) {
-    const int B = 3, L = 7, len[3] = {7, 4, 5};
+    const int B = 3, L = g_len, len[3] = {g_len, 4, 5};
     ExperimentConfig cfg = tiny_config(B, L, pool, pos, dropout);
     if (mixer_opt) {
         const MixerSpec *m = mixer_get(cfg.mixer_index);
@@ -70,6 +70,7 @@ static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, con
     model_fwd(&c);
     memset(e.grads, 0, e.pt.total * sizeof(float));
     encoder_backward(&e, c.seed, c.step);
+    e.freeze_memory = 1; /* the recurrence's memory is a constant for the gradient */
     const float one = 1.0f;
     /* Every tensor, up to 40 evenly spaced elements of each. h = 3e-3: with 1e-2 some steps
      * cross the kink of the head's ReLU. */
@@ -124,7 +125,9 @@ START_TEST(test_counted_flops_equal_analytic_count) {
     check_flops(POOL_MEAN);
     g_funnel = 0, g_latents = 5;
     check_flops(POOL_MEAN);
-    g_latents = 0;
+    g_latents = 0, g_segment = 11, g_memory = 7; /* 33 = 3 segments */
+    check_flops(POOL_CLS);
+    g_segment = 0, g_memory = 0;
 }
 END_TEST
 
@@ -169,7 +172,9 @@ START_TEST(test_padding_tokens_do_not_change_logits_or_gradients) {
     check_padding();
     g_funnel = 0, g_latents = 4; /* the latents read the input with padding masked */
     check_padding();
-    g_latents = 0;
+    g_latents = 0, g_segment = 3, g_memory = 5; /* padding in the memory is masked too */
+    check_padding();
+    g_segment = 0, g_memory = 0;
 }
 END_TEST
 
@@ -186,6 +191,72 @@ START_TEST(test_funnel_and_perceiver_gradients_match_finite_differences) {
     g_funnel = 0, g_layers = 2, g_latents = 3;
     check_model_gradients(POOL_MEAN, POS_SINUSOIDAL, 0.1f, NULL);
     g_latents = 0;
+}
+END_TEST
+
+/* Transformer-XL recurrence, memory before each segment under a stop-gradient: with the memory
+ * frozen, finite differences see exactly what the backward computes. Segments of 4 over 8 tokens
+ * with a memory of 3, and of 2 with a memory of 5 (reaching two segments back). */
+START_TEST(test_recurrence_gradients_match_finite_differences) {
+    g_len = 8, g_segment = 4, g_memory = 3;
+    check_model_gradients(POOL_CLS, POS_SINUSOIDAL, 0.0f, NULL);
+    g_segment = 2, g_memory = 5;
+    check_model_gradients(POOL_MEAN, POS_LEARNED, 0.1f, NULL);
+    g_len = 7, g_segment = 0, g_memory = 0;
+}
+END_TEST
+
+/* One segment: its memory lies before the start, all masked, so the model is the plain one. */
+START_TEST(test_recurrence_with_one_segment_equals_no_recurrence) {
+    const int len[3] = {9, 4, 6};
+    double loss[2];
+    float *logits[2];
+    for (int k = 0; k < 2; k++) {
+        g_segment = k ? 9 : 0, g_memory = k ? 4 : 0;
+        ExperimentConfig cfg = tiny_config(3, 9, POOL_CLS, POS_SINUSOIDAL, 0.0f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+        encoder_init_params(&e, 4);
+        fill_batch(&e, len, 0);
+        loss[k] = encoder_forward(&e, 0, 1, 1);
+        logits[k] = malloc(3 * NCLS * sizeof(float));
+        memcpy(logits[k], e.logits, 3 * NCLS * sizeof(float));
+        encoder_destroy(&e);
+    }
+    g_segment = 0, g_memory = 0;
+    ck_assert_double_eq_tol(loss[0], loss[1], 1e-6);
+    for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(logits[0][i], logits[1][i], 1e-5);
+    free(logits[0]), free(logits[1]);
+}
+END_TEST
+
+/* Later segments read earlier ones through the memory, never the reverse. */
+START_TEST(test_recurrence_memory_reaches_back_only) {
+    const int len[1] = {8};
+    g_segment = 4, g_memory = 4, g_len = 8;
+    ExperimentConfig cfg = tiny_config(1, 8, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 4);
+    fill_batch(&e, len, 0);
+    encoder_forward(&e, 0, 1, 1);
+    const size_t n = (size_t)8 * e.D;
+    float *x0 = malloc(n * sizeof(float));
+    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    e.tokens[6] = (e.tokens[6] + 1) % V; /* a token of the second segment */
+    encoder_forward(&e, 0, 1, 1);
+    for (size_t i = 0; i < 4 * (size_t)e.D; i++) ck_assert_float_eq(e.xs[e.N][i], x0[i]);
+    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    e.tokens[1] = (e.tokens[1] + 1) % V; /* a token of the first segment */
+    encoder_forward(&e, 0, 1, 1);
+    int changed = 0;
+    for (size_t i = 4 * (size_t)e.D; i < n; i++) changed |= e.xs[e.N][i] != x0[i];
+    ck_assert(changed);
+    encoder_destroy(&e);
+    free(x0);
+    g_segment = 0, g_memory = 0, g_len = 7;
 }
 END_TEST
 
@@ -222,6 +293,9 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_padding_tokens_do_not_change_logits_or_gradients);
     tcase_add_test(tc, test_same_seed_gives_identical_step);
     tcase_add_test(tc, test_funnel_and_perceiver_gradients_match_finite_differences);
+    tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
+    tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
+    tcase_add_test(tc, test_recurrence_memory_reaches_back_only);
     suite_add_tcase(s, tc);
     return s;
 }

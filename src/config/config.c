@@ -91,6 +91,8 @@ enum {
     M_HEAD_HIDDEN,
     M_FUNNEL,
     M_LATENTS,
+    M_SEGMENT,
+    M_MEMORY,
     N_MODEL
 };
 static const Field g_model[N_MODEL] = {
@@ -114,6 +116,15 @@ static const Field g_model[N_MODEL] = {
                               "Perceiver latent array: one cross-attend from the latents to the "
                               "input, then the blocks run over the latents; 0 = none"),
                         F_INT, latents),
+    [M_SEGMENT] = FIELD(O_INT("segment", 0, 0, 1048576,
+                              "Transformer-XL recurrence: segment length, each block attending "
+                              "over a memory of earlier states (no gradient) and its segment; 0 = "
+                              "none"),
+                        F_INT, segment),
+    [M_MEMORY] = FIELD(O_INT("memory", 0, 0, 1048576,
+                             "states of earlier segments each block remembers; 0 = the segment "
+                             "length"),
+                       F_INT, memory),
 };
 
 enum {
@@ -842,6 +853,16 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
                     "model.latents: 0, or model.funnel: 0)", funnel);
+    const int seg = (int)m->v.num[M_SEGMENT], maxlen = (int)m->v.num[M_MAX_LEN];
+    if (seg > 0 && maxlen % seg)
+        return fail(x, m->loc[M_SEGMENT], "model.segment",
+                    "%d does not divide model.max_len = %d (valid: 0, or a divisor of %d)", seg,
+                    maxlen, maxlen);
+    if (seg > 0 && (latents > 0 || funnel > 1))
+        return fail(x, m->loc[M_SEGMENT], "model.segment",
+                    "segment recurrence cannot be combined with model.%s (valid: model.segment: "
+                    "0, or model.%s: 0)", latents > 0 ? "latents" : "funnel",
+                    latents > 0 ? "latents" : "funnel");
     if (latents > 0 && (int)m->v.num[M_POOLING] == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
@@ -849,7 +870,8 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     const MixerSpec *ms = mixer_get(mixer);
     if (ms->ops && ms->ops->check) { /* every length a mixer will see */
         const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
-        for (int st = 0, L = latents > 0 ? latents : L0; st < XB_MAX(funnel, 1); st++) {
+        const int mem = (int)m->v.num[M_MEMORY] ? (int)m->v.num[M_MEMORY] : seg;
+        for (int st = 0, L = latents > 0 ? latents : seg > 0 ? mem + seg : L0; st < XB_MAX(funnel, 1); st++) {
             XbError e2;
             xb_error_clear(&e2);
             if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, L, &e2)) {
@@ -857,7 +879,9 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
                 return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s; the mechanism runs at "
                             "length %d there (%s)", e2.msg, L,
-                            latents > 0 ? "over model.latents" : "a pooled funnel stage");
+                            latents > 0 ? "over model.latents"
+                            : seg > 0   ? "memory and segment"
+                                        : "a pooled funnel stage");
             }
             L = cfg_pooled_length(L, cls);
         }

@@ -37,6 +37,7 @@ typedef struct ExperimentConfig {
     int head_hidden;    /* width of the classifier MLP's hidden layer; 0 = d_ff */
     int funnel;         /* Funnel Transformer stages (0 or 1: none) */
     int latents;        /* Perceiver latent array length (0: none) */
+    int segment, memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
     int mixer_index;    /* index into the mixer registry (model.mixer.name) */
     OptValues mixer_opts;
 

@@ -69,7 +69,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
-            mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H, t->Lq, layer, pt);
+            mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
+                         e->seg > 0 ? e->mem + e->seg : t->Lq, layer, pt);
             e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             layer++, last = l;
         } else {
@@ -104,6 +105,7 @@ typedef struct BwdScratch {
     float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
                                            * residual stream's gradient */
     float *dx2, *dq;                      /* (B, L, D): d(block input) beside dx; d(queries' input) */
+    float *dyext, *dext;                  /* recurrence: (B·nS, M + S, D) each */
     float *dg, *dh;                       /* (B, L, F) each */
 } BwdScratch;
 
@@ -121,6 +123,9 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dln = arena_floats(s, BLD);
     b->dx2 = arena_floats(s, BLD);
     b->dq = arena_floats(s, BLD);
+    const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * (e->mem + e->seg) * e->D : 0;
+    b->dyext = ext ? arena_floats(s, ext) : NULL;
+    b->dext = ext ? arena_floats(s, ext) : NULL;
     b->dg = arena_floats(s, BLF);
     b->dh = arena_floats(s, BLF);
 }
@@ -151,6 +156,14 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
             t->lnkv_mean = arena_floats(a, K);
             t->lnkv_rstd = arena_floats(a, K);
         }
+        t->ext = t->yext = NULL;
+        t->extmask = NULL;
+        if (t->kind == BLOCK_SELF && e->seg > 0) {
+            const size_t X = (size_t)B * e->nseg * (e->mem + e->seg);
+            t->ext = arena_floats(a, X * D);
+            t->yext = arena_floats(a, X * D);
+            t->extmask = arena_alloc(a, X);
+        }
         t->r = arena_floats(a, Q * D);
         t->ln2 = arena_floats(a, Q * D);
         t->ln2_mean = arena_floats(a, Q);
@@ -162,7 +175,9 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
          * other, so each layer plans its scratch from the same mark. */
         const size_t mark = arena_mark(s);
         carve_backward(e, s, &(BwdScratch){0});
-        if (t->kind == BLOCK_SELF)
+        if (t->kind == BLOCK_SELF && e->seg > 0)
+            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, e->mem + e->seg);
+        else if (t->kind == BLOCK_SELF)
             e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
         else
             xattn_plan(&e->xattn[l], a, s, e->B);
@@ -197,6 +212,9 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     e->F = cfg->d_ff;
     e->funnel = cfg->funnel;
     e->latents = cfg->latents;
+    e->seg = cfg->segment;
+    e->mem = cfg->memory > 0 ? cfg->memory : cfg->segment;
+    e->nseg = e->seg > 0 ? cfg->max_len / e->seg : 0;
     e->N = cfg->layers + (cfg->latents > 0 ? 1 : 0);
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
@@ -264,7 +282,47 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
     MixerStep s = {.B = e->B, .L = t->Lq, .mask = t->qmask, .training = training, .seed = seed,
                    .step = step, .pt = &e->pt, .params = e->params, .grads = e->grads,
                    .scratch = &e->scratch, .aux_loss = &e->aux_loss};
+    if (e->seg > 0) /* the windows [memory; segment], batched */
+        s.B = e->B * e->nseg, s.L = e->mem + e->seg, s.mask = t->extmask;
     return s;
+}
+
+/* The windows of the recurrence from the block's normalised input ln (B, L, D): window (b, k)
+ * holds the M positions before segment k (zero and masked before the start) then the segment.
+ * With keep_memory the memory rows are left as they are (tests: a frozen memory). */
+static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int keep_memory) {
+    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, W = M + S;
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * e->nseg; bk++) {
+        const int b = bk / e->nseg, k = bk % e->nseg;
+        for (int i = keep_memory ? M : 0; i < W; i++) {
+            const int pos = k * S - M + i; /* its position in the sequence */
+            float *row = t->ext + ((size_t)bk * W + i) * D;
+            const int real = pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]);
+            if (pos >= 0)
+                memcpy(row, ln + ((size_t)b * L + pos) * D, (size_t)D * sizeof(float));
+            else
+                memset(row, 0, (size_t)D * sizeof(float));
+            t->extmask[(size_t)bk * W + i] = (unsigned char)real;
+        }
+    }
+}
+
+/* Rows of the windows that are segment positions ↔ the sequence (B, L, D): to_windows = 0 copies
+ * win → seq, 1 copies seq → win (and zeroes the memory rows). */
+static void segment_rows(const Encoder *e, float *seq, float *win, int to_windows) {
+    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, W = M + S;
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * e->nseg; bk++) {
+        const int b = bk / e->nseg, k = bk % e->nseg;
+        float *w = win + (size_t)bk * W * D, *q = seq + ((size_t)b * L + (size_t)k * S) * D;
+        if (to_windows) {
+            memset(w, 0, (size_t)M * D * sizeof(float));
+            memcpy(w + (size_t)M * D, q, (size_t)S * D * sizeof(float));
+        } else {
+            memcpy(q, w + (size_t)M * D, (size_t)S * D * sizeof(float));
+        }
+    }
 }
 
 /* out = a + b, element-wise over n. */
@@ -341,7 +399,13 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         if (t->kind == BLOCK_SELF) {
             MixerStep ms = mixer_step(e, t, training, seed, step);
             layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
-            e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+            if (e->seg > 0) {
+                build_windows(e, t, t->ln1, e->freeze_memory);
+                e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
+                segment_rows(e, t->r, t->yext, 0);
+            } else {
+                e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+            }
         } else {
             if (t->kind == BLOCK_POOL)
                 funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
@@ -430,7 +494,15 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         if (t->kind == BLOCK_SELF) {
             /* base = x_in: dx becomes d(x_in) */
             MixerStep ms = mixer_step(e, t, 1, seed, step);
-            e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+            if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
+                const size_t X = (size_t)B * e->nseg * (e->mem + e->seg) * D;
+                segment_rows(e, dtmp, bs.dyext, 1);
+                memset(bs.dext, 0, X * sizeof(float));
+                e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs.dext, bs.dyext, t->ext);
+                segment_rows(e, dln, bs.dext, 0);
+            } else {
+                e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+            }
             arena_reset_to(&e->scratch, mark);
             layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->xs[l], P(e, lp->ln1_w),
                                t->ln1_mean, t->ln1_rstd, BQ, D);
@@ -472,7 +544,9 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
     uint64_t f = 0, ffn = 0;
     for (int l = 0; l < e->N; l++) {
         const LayerActs *t = &e->la[l];
-        if (t->kind == BLOCK_SELF)
+        if (t->kind == BLOCK_SELF && e->seg > 0)
+            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B * e->nseg, e->mem + e->seg, backward);
+        else if (t->kind == BLOCK_SELF)
             f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
         else
             f += xattn_flops(&e->xattn[l], e->B, backward);

@@ -7,7 +7,14 @@
  * queries are the input mean-pooled by 2 (the CLS position never pooled) and attend over the
  * unpooled input, so the stream shortens; CROSS, the Perceiver's cross-attend (arXiv 2103.03206,
  * §2.1): a learned latent array attends (one head) over the embedded input, and the blocks after it
- * run the mechanism over the latents. */
+ * run the mechanism over the latents.
+ *
+ * Segment recurrence (Transformer-XL, arXiv 1901.02860, §3.2): with model.segment = S the sequence
+ * is cut into segments and a SELF block's mechanism runs on each segment with, before it, the M
+ * states that precede the segment at that block's input (its memory), under a stop-gradient. The
+ * blocks run layer by layer over all segments at once: the memory of segment k at block l is block
+ * l's input over segment k − 1, which the previous block has already computed for every segment,
+ * so this is the paper's recurrence exactly, with the segments batched. */
 #ifndef XB_ENCODER_H
 #define XB_ENCODER_H
 
@@ -34,6 +41,9 @@ typedef struct LayerActs {
     float *qin;                       /* (B, Lq, D) POOL: the pooled input; CROSS: the latents */
     float *ln1, *ln1_mean, *ln1_rstd; /* (B, Lq, D), (B, Lq), (B, Lq) */
     float *lnkv, *lnkv_mean, *lnkv_rstd; /* (B, Lk, D) ... POOL and CROSS */
+    float *ext, *yext;                /* recurrence: (B·nS, M + S, D) the windows [memory;
+                                       * segment] the mechanism sees, and its output */
+    unsigned char *extmask;           /* (B·nS, M + S) */
     float *r;                         /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;                         /* (B, Lq, F) FFN pre-activation */
@@ -47,6 +57,9 @@ typedef struct Encoder {
                                      * FFN, blocks (layers, plus the Perceiver's cross-attend),
                                      * head hidden */
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
+    int seg, mem, nseg;             /* Transformer-XL recurrence: segment, memory, segments (0: none) */
+    int freeze_memory;              /* tests: forward keeps the memory rows of the last forward, so
+                                     * finite differences see the stop-gradient the backward uses */
     PoolKind pooling;
     PosKind positions;
     float dropout;
