@@ -332,7 +332,7 @@ START_TEST(test_unknown_mixer_option_uses_the_mixer_table) {
                       "t.yaml:8:5: model.mixer.casual: unknown key (did you mean "
                       "model.mixer.causal?)");
     expect_line_error("  layers: 2", "  layers: 2\n  mixer: {name: full, window: 3}",
-                      "t.yaml:6:23: model.mixer.window: unknown key (valid: name, causal, bias)");
+                      "t.yaml:6:23: model.mixer.window: unknown key (valid: name, causal, bias, relative)");
 }
 END_TEST
 

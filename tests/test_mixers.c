@@ -243,6 +243,9 @@ typedef struct Conf {
 static const Conf CONFS[] = {
     {"full", NULL, 2, 11, 8, 2},
     {"full", "causal=true,bias=true", 2, 9, 8, 2},
+    {"full", "relative=true", 2, 11, 8, 2},
+    {"full", "relative=true,causal=true,bias=true", 3, 9, 6, 3},
+    {"full", "relative=true", 1, 300, 8, 2}, /* tiles of 128 queries and 256 keys */
     {"local", "block=4", 2, 13, 8, 2},
     {"local", "block=5,memory=3,bias=true", 3, 12, 6, 3},
     {"local", "block=300,memory=2", 1, 9, 8, 2}, /* long blocks: masked tiles */
@@ -654,6 +657,71 @@ START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
 }
 END_TEST
 
+/* Transformer-XL's relative attention against its scores written out: (q_i + u)·k_j +
+ * (q_i + v)·W_R r_{i−j}, scaled, masked, softmax, times V, then the output projection. */
+START_TEST(test_full_relative_matches_explicit_scores) {
+    const int B = 2, L = 11, D = 8, H = 2, Dh = D / H, pad[2] = {0, 3};
+    Inst t;
+    inst_init(&t, "full", "relative=true,bias=true", B, L, D, H, pad, 17);
+    inst_forward(&t);
+#define PT(nm) (t.params + t.pt.info[params_find(&t.pt, "blocks.0.mixer." nm)].offset)
+    const float *wqkv = PT("qkv.weight"), *bqkv = PT("qkv.bias"), *wo = PT("out.weight"),
+                *bo = PT("out.bias"), *wr = PT("rel.weight"), *u = PT("rel.u"), *v = PT("rel.v");
+#undef PT
+    double qkv[2][11][24], R[21][8], att[2][11][8];
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++)
+            for (int o = 0; o < 3 * D; o++) {
+                double a = bqkv[o];
+                for (int c = 0; c < D; c++) a += (double)wqkv[o * D + c] * t.x[(b * L + i) * D + c];
+                qkv[b][i][o] = a;
+            }
+    for (int n = 0; n < 2 * L - 1; n++) {
+        double r[8];
+        for (int k = 0; k < D / 2; k++) {
+            const double a = (double)(n - (L - 1)) / pow(10000.0, 2.0 * k / D);
+            r[2 * k] = sin(a), r[2 * k + 1] = cos(a);
+        }
+        for (int o = 0; o < D; o++) {
+            R[n][o] = 0;
+            for (int c = 0; c < D; c++) R[n][o] += (double)wr[o * D + c] * r[c];
+        }
+    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < L; i++) {
+                double sc[11], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < L; j++) {
+                    double a = 0;
+                    for (int d = 0; d < Dh; d++) {
+                        const int c = h * Dh + d;
+                        a += (qkv[b][i][c] + u[c]) * qkv[b][j][D + c] +
+                             (qkv[b][i][c] + v[c]) * R[i - j + L - 1][c];
+                    }
+                    sc[j] = j < L - pad[b] ? a / sqrt(Dh) : -INFINITY;
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < L; j++) sum += sc[j] == -INFINITY ? 0 : exp(sc[j] - mx);
+                for (int d = 0; d < Dh; d++) {
+                    double a = 0;
+                    for (int j = 0; j < L; j++)
+                        if (sc[j] != -INFINITY) a += exp(sc[j] - mx) / sum * qkv[b][j][2 * D + h * Dh + d];
+                    att[b][i][h * Dh + d] = a;
+                }
+            }
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++)
+            for (int o = 0; o < D; o++) {
+                double y = bo[o];
+                for (int c = 0; c < D; c++) y += (double)wo[o * D + c] * att[b][i][c];
+                worst = fmax(worst, fabs(y - t.y[(b * L + i) * D + o]) / (1 + fabs(y)));
+            }
+    ck_assert_msg(worst < 1e-5, "relative attention differs from its explicit scores by %g", worst);
+    inst_free(&t);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -673,6 +741,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_axial_columns_see_only_their_column);
     tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
+    tcase_add_test(tc, test_full_relative_matches_explicit_scores);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -64,7 +64,8 @@ static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
  * key bias, and the range lists (as floats' worth of ints). */
 static size_t thread_floats(const AttnShape *s) {
     const size_t bq = (size_t)tile_rows(s);
-    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16;
+    const size_t extra = s->bias ? bq * BK + s->bias->work_floats + 32 : 0;
+    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16 + extra;
 }
 
 size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
@@ -89,6 +90,7 @@ typedef struct Work {
     float *r1, *r2, *r3;    /* (bq) */
     float *kb;              /* (BK) */
     int *lo, *hi;           /* (max_ranges) */
+    float *X, *bw;          /* with a data bias: (bq, BK) its tile; its callbacks' work */
 } Work;
 
 static Work carve(float *base, const AttnShape *s) {
@@ -102,6 +104,12 @@ static Work carve(float *base, const AttnShape *s) {
     w.r1 = p, w.r2 = p + bq, w.r3 = p + 2 * bq, p = align_floats(p + 3 * bq);
     w.kb = p, p = p + BK;
     w.lo = (int *)p, w.hi = w.lo + max_ranges(s);
+    w.X = w.bw = NULL;
+    if (s->bias) {
+        p = align_floats(p + 2 * (size_t)max_ranges(s));
+        w.X = p, p = align_floats(p + bq * BK);
+        w.bw = p;
+    }
     return w;
 }
 
@@ -121,6 +129,13 @@ static void bias_tile(const AttnShape *s, float *S, const float *M, const float 
             for (int j = 0; j < bk; j++) Si[j] = j < lim ? Si[j] + kb[j] : -INFINITY;
         }
     }
+}
+
+/* S += the data bias of the tile (−inf entries stay −inf). */
+static void add_data_bias(const AttnShape *s, Work *w, int b, int h, int i0, int bq, int j0, int bk,
+                          float *S) {
+    s->bias->tile(s, b, h, i0, bq, j0, bk, w->X, bk, w->bw);
+    for (size_t k = 0; k < (size_t)bq * bk; k++) S[k] += w->X[k];
 }
 
 void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
@@ -157,6 +172,7 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                                     qb, s->ldq, kbase + (size_t)j0 * s->ldk, s->ldk, 0.0f, w.S, bk);
                         if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
                         bias_tile(s, w.S, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
+                        if (s->bias) add_data_bias(s, &w, b, h, i0, bq, j0, bk, w.S);
                         for (int i = 0; i < bq; i++) {
                             float *Si = w.S + (size_t)i * bk;
                             float mx = -INFINITY;
@@ -181,6 +197,7 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dv, bk, 1.0f,
                                     w.S, bk, vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, w.acc, Dv);
                         done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(Dh + Dv);
+                        if (s->bias) done += s->bias->tile_flops(s, bq, bk, 0);
                     }
                 float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dv;
                 float *lb = lse + ((size_t)b * H + h) * Lq + i0;
@@ -251,6 +268,7 @@ void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const
                                     qt, s->ldq, kt, s->ldk, 0.0f, P, bk);
                         if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
                         bias_tile(s, P, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
+                        if (s->bias) add_data_bias(s, &w, b, h, i0, bq, j0, bk, P);
                         for (int i = 0; i < bq; i++) {
                             float *Pi = P + (size_t)i * bk;
                             const float li = lb[i0 + i];
@@ -271,6 +289,10 @@ void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const
 #pragma omp simd
                             for (int j = 0; j < bk; j++) dPi[j] = Pi[j] * (dPi[j] - Di);
                         }
+                        if (s->bias) {
+                            s->bias->tile_backward(s, b, h, i0, bq, j0, bk, dP, bk, w.bw);
+                            done += s->bias->tile_flops(s, bq, bk, 1);
+                        }
                         /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, s->scale,
                                     dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq, s->ldq);
@@ -290,20 +312,23 @@ uint64_t attn_flops(const AttnShape *s, int backward) {
     const int TQ = tile_rows(s), nr_max = max_ranges(s);
     int *lo = malloc((size_t)nr_max * sizeof *lo), *hi = malloc((size_t)nr_max * sizeof *hi);
     XB_ASSERT(lo && hi);
-    uint64_t f = 0;
+    uint64_t f = 0, fb = 0; /* pairs visited; the data bias's FLOPs */
     for (int b = 0; b < (s->pattern ? s->B : 1); b++)
         for (int h = 0; h < (s->pattern ? s->H : 1); h++)
             for (int i0 = 0; i0 < s->Lq; i0 += TQ) {
                 const int bq = XB_MIN(TQ, s->Lq - i0);
                 const int nr = tile_ranges(s, b, h, i0, bq, lo, hi);
-                for (int r = 0; r < nr; r++)
+                for (int r = 0; r < nr; r++) {
                     f += (uint64_t)bq * (uint64_t)(hi[r] - lo[r]);
+                    for (int j0 = lo[r]; s->bias && j0 < hi[r]; j0 += BK)
+                        fb += s->bias->tile_flops(s, bq, XB_MIN(BK, hi[r] - j0), backward);
+                }
             }
     free(lo);
     free(hi);
-    if (!s->pattern) f *= (uint64_t)s->B * (uint64_t)s->H; /* the same for every (b, h) */
-    return f * (backward ? 2ull * (3ull * (uint64_t)s->Dh + 2ull * (uint64_t)s->Dv)
-                         : 2ull * ((uint64_t)s->Dh + (uint64_t)s->Dv));
+    if (!s->pattern) f *= (uint64_t)s->B * (uint64_t)s->H, fb *= (uint64_t)s->B * (uint64_t)s->H;
+    return fb + f * (backward ? 2ull * (3ull * (uint64_t)s->Dh + 2ull * (uint64_t)s->Dv)
+                              : 2ull * ((uint64_t)s->Dh + (uint64_t)s->Dv));
 }
 
 void attn_forward_naive(float *o, float *lse, const float *q, const float *k, const float *v,

@@ -10,6 +10,7 @@
 #include "core/arena.h"
 
 typedef struct AttnPattern AttnPattern;
+typedef struct AttnBias AttnBias;
 
 /* Where the heads live. Q row i of batch b, head h starts at q + b·bsq + i·ldq + h·Dh (likewise
  * K, V with bsk/ldk and bsv/ldv over Lk rows, and the output O with bso/ldo over Lq rows), so
@@ -23,7 +24,27 @@ typedef struct AttnShape {
     float scale;               /* usually 1/sqrt(Dh) */
     int causal;                /* 1: query i sees keys j <= i + (Lk - Lq) */
     const AttnPattern *pattern; /* NULL: dense (every key, subject to mask and causality) */
+    const AttnBias *bias;       /* NULL, or a content-dependent additive bias on the scores */
 } AttnShape;
+
+/* An additive score bias that depends on the data (Transformer-XL's relative-position term
+ * (q_i + v)·R_{i−j}): computed per tile in the forward and the recomputing backward, with its
+ * gradient handed back per tile. The backward visits one (b, h) per thread, so a callback may
+ * accumulate into buffers private to (b, h) without races. */
+struct AttnBias {
+    /* out[r·ld + c] = the bias of query i0 + r and key j0 + c of (b, h) (overwrite). work holds
+     * work_floats floats private to the calling thread. */
+    void (*tile)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *out,
+                 int ld, float *work);
+    /* dbias[r·ld + c] = ∂loss/∂bias of that pair: accumulate the bias's own gradients. */
+    void (*tile_backward)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                          const float *dbias, int ld, float *work);
+    /* Matrix-product FLOPs of one tile's forward (backward = 0) or backward (including its
+     * recomputation). */
+    uint64_t (*tile_flops)(const struct AttnShape *s, int bq, int bk, int backward);
+    size_t work_floats;
+    const void *ctx;
+};
 
 /* A sparsity pattern (block-sparse attention): which keys each tile of queries visits, and which
  * pairs inside a visited tile are allowed. Local windows, strided/fixed patterns, global tokens and
