@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev check
+packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev libfftw3-dev check
           python3 python3-jsonschema git)
 missing=()
 for p in "${packages[@]}"; do

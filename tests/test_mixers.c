@@ -286,6 +286,8 @@ static const Conf CONFS[] = {
     {"luna", "length=4", 2, 13, 8, 2},
     {"luna", "length=3,bias=true", 3, 11, 6, 3},
     {"luna", "length=20", 2, 9, 8, 2},
+    {"fnet", NULL, 2, 13, 8, 2},
+    {"fnet", NULL, 3, 10, 6, 3},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -722,6 +724,29 @@ START_TEST(test_full_relative_matches_explicit_scores) {
 }
 END_TEST
 
+/* FNet against the 2-D DFT written out in double precision: y[k1][k2] = Σ x[n1][n2]·
+ * cos(2π(k1·n1/L + k2·n2/D)), the real part of the transform of a real input. */
+START_TEST(test_fnet_is_the_real_part_of_the_2d_dft) {
+    const int B = 2, L = 9, D = 6, pad[2] = {0, 2};
+    Inst t;
+    inst_init(&t, "fnet", NULL, B, L, D, 2, pad, 23);
+    inst_forward(&t);
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int k1 = 0; k1 < L; k1++)
+            for (int k2 = 0; k2 < D; k2++) {
+                double a = 0;
+                for (int n1 = 0; n1 < L - pad[b]; n1++) /* padding rows count as zeros */
+                    for (int n2 = 0; n2 < D; n2++)
+                        a += t.x[(b * L + n1) * D + n2] *
+                             cos(2 * M_PI * ((double)k1 * n1 / L + (double)k2 * n2 / D));
+                worst = fmax(worst, fabs(a - t.y[(b * L + k1) * D + k2]) / (1 + fabs(a)));
+            }
+    ck_assert_msg(worst < 1e-5, "FNet differs from the DFT by %g", worst);
+    inst_free(&t);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -742,6 +767,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
     tcase_add_test(tc, test_full_relative_matches_explicit_scores);
+    tcase_add_test(tc, test_fnet_is_the_real_part_of_the_2d_dft);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

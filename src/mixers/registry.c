@@ -20,6 +20,7 @@ extern const MixerSpec mixer_reformer;
 extern const MixerSpec mixer_axial;
 extern const MixerSpec mixer_sinkhorn;
 extern const MixerSpec mixer_luna;
+extern const MixerSpec mixer_fnet;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -37,6 +38,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_axial,
     &mixer_sinkhorn,
     &mixer_luna,
+    &mixer_fnet,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
