@@ -271,6 +271,13 @@ static const Conf CONFS[] = {
     {"sparse_transformer", "stride=4,summary=1,heads=merged,causal=true", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=3", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=4,heads=merged,bias=true", 3, 11, 6, 3},
+    /* (the generic check runs a training backward, with its EMA step, between the two forwards
+     * it compares; decay=1 keeps the centroids where one small move would flip a top-w pick) */
+    {"routing", NULL, 2, 16, 8, 2},
+    {"routing", "clusters=3,window=5,bias=true,decay=1", 3, 13, 6, 2}, /* Dh = 2 would make the
+                                                                         * LayerNorm a sign */
+    {"routing", "clusters=2,window=9", 2, 11, 8, 2}, /* overlapping clusters, unfilled key slots */
+    {"routing", "clusters=5,window=2,decay=1", 2, 22, 8, 2}, /* unpicked queries */
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

@@ -16,6 +16,7 @@ extern const MixerSpec mixer_linformer;
 extern const MixerSpec mixer_rfa;
 extern const MixerSpec mixer_memory_compressed;
 extern const MixerSpec mixer_sparse_transformer;
+extern const MixerSpec mixer_routing;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -29,6 +30,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_rfa,
     &mixer_memory_compressed,
     &mixer_sparse_transformer,
+    &mixer_routing,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
