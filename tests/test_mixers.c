@@ -11,7 +11,9 @@
 
 #include "core/flops.h"
 #include "core/rng.h"
+#include "core/xassert.h"
 #include "gradcheck.h"
+#include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "mixers/attn_mixer.h"
 #include "mixers/mixer.h"
@@ -288,6 +290,13 @@ static const Conf CONFS[] = {
     {"luna", "length=20", 2, 9, 8, 2},
     {"fnet", NULL, 2, 13, 8, 2},
     {"fnet", NULL, 3, 10, 6, 3},
+    /* (the generic check runs a training backward, with its EMA step, between the two forwards
+     * it compares; decay=1 keeps the centroids where one small move would flip a top-w pick) */
+    {"routing", NULL, 2, 16, 8, 2},
+    {"routing", "clusters=3,window=5,bias=true,decay=1", 3, 13, 6, 2}, /* Dh = 2 would make the
+                                                                         * LayerNorm a sign */
+    {"routing", "clusters=2,window=9", 2, 11, 8, 2}, /* overlapping clusters, unfilled key slots */
+    {"routing", "clusters=5,window=2,decay=1", 2, 22, 8, 2}, /* unpicked queries */
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -747,6 +756,268 @@ START_TEST(test_fnet_is_the_real_part_of_the_2d_dft) {
 }
 END_TEST
 
+/* ---- routing ---- */
+
+/* Routing attends with the layer-normalised queries and keys (the authors' code), so its
+ * degenerate case is dense attention on those, not `full`: q̂, k̂ = LayerNorm without scale or
+ * bias per head, computed here with the naive kernel. */
+static void routing_reference(float *y, const Inst *t) {
+    const int B = t->B, L = t->L, D = t->D, H = t->H, Dh = D / H, BL = B * L;
+    const ParamTable *pt = &t->pt;
+    const float *wqkv = t->params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset;
+    const int ib = params_find(pt, "blocks.0.mixer.qkv.bias");
+    const float *wo = t->params + pt->info[params_find(pt, "blocks.0.mixer.out.weight")].offset;
+    const int ob = params_find(pt, "blocks.0.mixer.out.bias");
+    float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
+    float *qk = malloc((size_t)BL * 2 * D * sizeof(float));
+    float *mean = malloc((size_t)BL * 2 * H * sizeof(float)),
+          *rstd = malloc((size_t)BL * 2 * H * sizeof(float));
+    float *o = malloc((size_t)BL * D * sizeof(float)),
+          *lse = malloc((size_t)B * H * L * sizeof(float));
+    linear_forward(qkv, t->x, wqkv, ib < 0 ? NULL : t->params + pt->info[ib].offset, BL, D, 3 * D);
+    for (int r = 0; r < BL; r++)
+        memcpy(qk + (size_t)r * 2 * D, qkv + (size_t)r * 3 * D, 2 * D * sizeof(float));
+    layernorm_forward(qk, mean, rstd, qk, NULL, NULL, BL * 2 * H, Dh);
+    for (int r = 0; r < BL; r++)
+        memcpy(qkv + (size_t)r * 3 * D, qk + (size_t)r * 2 * D, 2 * D * sizeof(float));
+    AttnShape s = attn_shape(B, H, L, L, Dh, 3 * D, 3 * D, 3 * D, D);
+    attn_forward_naive(o, lse, qkv, qkv + D, qkv + 2 * D, t->mask, &s);
+    for (size_t i = 0; i < (size_t)BL * D; i++) o[i] /= 1.0f + 1e-2f; /* one pick: count + 1e-2 */
+    linear_forward(y, o, wo, ob < 0 ? NULL : t->params + pt->info[ob].offset, BL, D, D);
+    free(qkv), free(qk), free(mean), free(rstd), free(o), free(lse);
+}
+
+START_TEST(test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk) {
+    const int pad[2] = {0, 4};
+    const char *opts[2] = {"clusters=1", "clusters=1,window=13,bias=true"};
+    for (int v = 0; v < 2; v++) {
+        Inst t;
+        inst_init(&t, "routing", opts[v], 2, 13, 8, 2, pad, 9);
+        inst_forward(&t);
+        float *ref = malloc((size_t)2 * 13 * 8 * sizeof(float));
+        routing_reference(ref, &t);
+        for (int r = 0; r < 2 * 13; r++)
+            if (t.mask[r]) /* padding queries are never picked: their rows are the bias alone */
+                for (int d = 0; d < 8; d++) {
+                    const float a = t.y[r * 8 + d], b = ref[r * 8 + d];
+                    ck_assert_msg(fabsf(a - b) <= 1e-5f * (1 + fabsf(b)), "%s: row %d: %g vs %g",
+                                  opts[v], r, a, b);
+                }
+        free(ref);
+        inst_free(&t);
+    }
+}
+END_TEST
+
+/* Normalised queries (t = 0) or keys (1) of row r, head h, as the reference computes them. */
+static void routing_normalised(float *out, const Inst *t) {
+    const int BL = t->B * t->L, D = t->D;
+    const ParamTable *pt = &t->pt;
+    const int ib = params_find(pt, "blocks.0.mixer.qkv.bias");
+    float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
+    float *mean = malloc((size_t)BL * 2 * t->H * sizeof(float)),
+          *rstd = malloc((size_t)BL * 2 * t->H * sizeof(float));
+    linear_forward(qkv, t->x,
+                   t->params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset,
+                   ib < 0 ? NULL : t->params + pt->info[ib].offset, BL, D, 3 * D);
+    for (int r = 0; r < BL; r++)
+        memcpy(out + (size_t)r * 2 * D, qkv + (size_t)r * 3 * D, 2 * D * sizeof(float));
+    layernorm_forward(out, mean, rstd, out, NULL, NULL, BL * 2 * t->H, D / t->H);
+    free(qkv), free(mean), free(rstd);
+}
+
+START_TEST(test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training) {
+    const int B = 2, L = 16, D = 8, H = 2, Dh = D / H, k = 4, pad[2] = {0, 5};
+    const float lam = 0.9f;
+    Inst t;
+    inst_init(&t, "routing", "decay=0.9", B, L, D, H, pad, 12);
+    const ParamTable *pt = &t.pt;
+    const ParamInfo *pm = &pt->info[params_find(pt, "blocks.0.mixer.centroids")];
+    const ParamInfo *ps = &pt->info[params_find(pt, "blocks.0.mixer.ema_sum")];
+    const ParamInfo *pc = &pt->info[params_find(pt, "blocks.0.mixer.ema_count")];
+    ck_assert(pm->buffer && ps->buffer && pc->buffer);
+    ck_assert_int_eq((int)pm->size, H * k * Dh);
+    float *mu = t.params + pm->offset, *sum = t.params + ps->offset, *cnt = t.params + pc->offset;
+    float mu0[H * k * Dh], sum0[H * k * Dh], cnt0[H * k];
+    memcpy(mu0, mu, sizeof mu0), memcpy(sum0, sum, sizeof sum0), memcpy(cnt0, cnt, sizeof cnt0);
+    /* expected: each real query and key counts for its nearest centroid by dot product */
+    float *qk = malloc((size_t)B * L * 2 * D * sizeof(float));
+    routing_normalised(qk, &t);
+    double n[H][k], s[H][k][Dh];
+    memset(n, 0, sizeof n), memset(s, 0, sizeof s);
+    for (int r = 0; r < B * L; r++) {
+        if (!t.mask[r]) continue;
+        for (int tt = 0; tt < 2; tt++)
+            for (int h = 0; h < H; h++) {
+                const float *x = qk + (size_t)r * 2 * D + tt * D + h * Dh;
+                int best = 0;
+                double bv = -INFINITY;
+                for (int c = 0; c < k; c++) {
+                    double dot = 0;
+                    for (int d = 0; d < Dh; d++) dot += (double)x[d] * mu0[(h * k + c) * Dh + d];
+                    if (dot > bv) bv = dot, best = c;
+                }
+                n[h][best] += 1;
+                for (int d = 0; d < Dh; d++) s[h][best][d] += x[d];
+            }
+    }
+    inst_forward(&t);
+    inst_backward(&t); /* training, not frozen: one EMA step */
+    for (int h = 0; h < H; h++) {
+        double total = 0, ec[k];
+        for (int c = 0; c < k; c++) total += ec[c] = lam * cnt0[h * k + c] + (1 - lam) * n[h][c];
+        for (int c = 0; c < k; c++) {
+            ck_assert_msg(fabs(cnt[h * k + c] - ec[c]) <= 1e-5 * (1 + ec[c]), "count %d %d", h, c);
+            const double sm = (ec[c] + 1e-5) / (total + k * 1e-5) * total;
+            double before = 0, after = 0;
+            for (int d = 0; d < Dh; d++) {
+                const int i = (h * k + c) * Dh + d;
+                const double es = lam * sum0[i] + (1 - lam) * s[h][c][d];
+                ck_assert_msg(fabs(sum[i] - es) <= 1e-5 * (1 + fabs(es)), "sum %d %d %d", h, c, d);
+                ck_assert_msg(fabs(mu[i] - es / sm) <= 1e-4 * (1 + fabs(es / sm)),
+                              "centroid %d %d %d: %g vs %g", h, c, d, mu[i], es / sm);
+                if (n[h][c] > 0) {
+                    const double m = s[h][c][d] / n[h][c];
+                    before += (mu0[i] - m) * (mu0[i] - m), after += (mu[i] - m) * (mu[i] - m);
+                }
+            }
+            if (n[h][c] > 0)
+                ck_assert_msg(after < before, "centroid %d %d did not move closer", h, c);
+        }
+    }
+    /* evaluation, and frozen training steps, leave the buffers alone */
+    const size_t nb = pt->total * sizeof(float);
+    float *snap = malloc(nb);
+    memcpy(snap, t.params, nb);
+    for (int mode = 0; mode < 2; mode++) {
+        MixerStep st = step_of(&t);
+        st.training = mode == 0 ? 0 : 1;
+        st.frozen = mode == 0 ? 0 : 1;
+        arena_reset(&t.scratch);
+        t.m.spec->ops->forward(&t.m, &st, t.y, t.x);
+        arena_reset(&t.scratch);
+        t.m.spec->ops->backward(&t.m, &st, t.dx, t.dy, t.x);
+        ck_assert_int_eq(memcmp(snap, t.params, nb), 0);
+    }
+    free(snap);
+    free(qk);
+    inst_free(&t);
+}
+END_TEST
+
+/* The commitment loss of forward, for gradcheck (out[0]). */
+static float g_aux_out;
+static void routing_aux_forward(void *p) {
+    Inst *t = p;
+    MixerStep s = step_of(t);
+    double aux = 0;
+    s.aux_loss = &aux;
+    arena_reset(&t->scratch);
+    t->m.spec->ops->forward(&t->m, &s, t->y, t->x);
+    g_aux_out = (float)aux;
+}
+
+START_TEST(test_routing_commitment_loss_gradient_matches_finite_differences) {
+    const int B = 2, L = 12, D = 8, H = 2, pad[2] = {0, 3};
+    Inst t;
+    inst_init(&t, "routing", "commitment=1,bias=true", B, L, D, H, pad, 21);
+    routing_aux_forward(&t); /* routes; the checks below keep these clusters */
+    ck_assert(g_aux_out > 0);
+    t.frozen = 1;
+    routing_aux_forward(&t);
+    MixerStep s = step_of(&t);
+    double aux = 0;
+    s.aux_loss = &aux;
+    const size_t n = (size_t)B * L * D;
+    memset(t.dy, 0, n * sizeof(float)); /* only the commitment term */
+    memset(t.dx, 0, n * sizeof(float));
+    memset(t.grads, 0, t.pt.total * sizeof(float));
+    arena_reset(&t.scratch);
+    t.m.spec->ops->backward(&t.m, &s, t.dx, t.dy, t.x);
+    const float one = 1.0f;
+    GcResult r;
+    GC_ASSERT(gradcheck(routing_aux_forward, &t, t.x, n, t.dx, &g_aux_out, 1, &one, 1e-2f, 1e-4,
+                        2e-2, 200, &r),
+              "routing commitment dx", &r);
+    const char *names[2] = {"blocks.0.mixer.qkv.weight", "blocks.0.mixer.qkv.bias"};
+    for (int i = 0; i < 2; i++) {
+        const ParamInfo *p = &t.pt.info[params_find(&t.pt, names[i])];
+        GC_ASSERT(gradcheck(routing_aux_forward, &t, t.params + p->offset, p->size,
+                            t.grads + p->offset, &g_aux_out, 1, &one, 1e-2f, 1e-4, 2e-2, 80, &r),
+                  names[i], &r);
+    }
+    inst_free(&t);
+}
+END_TEST
+
+START_TEST(test_routing_padding_cannot_change_the_clusters_of_real_tokens) {
+    /* unlike the generic check, routing is recomputed after the padding changes */
+    const int B = 2, L = 20, D = 8, H = 2, pad[2] = {3, 7};
+    Inst t;
+    inst_init(&t, "routing", "clusters=4", B, L, D, H, pad, 17);
+    inst_forward(&t);
+    const size_t n = (size_t)B * L * D;
+    float *y0 = malloc(n * sizeof(float));
+    memcpy(y0, t.y, n * sizeof(float));
+    for (int r = 0; r < B * L; r++)
+        if (!t.mask[r])
+            for (int d = 0; d < D; d++) t.x[r * D + d] = 5.0f * t.x[r * D + d] + 3.0f;
+    inst_forward(&t);
+    for (int r = 0; r < B * L; r++)
+        if (t.mask[r])
+            for (int d = 0; d < D; d++)
+                ck_assert_msg(fabsf(t.y[r * D + d] - y0[r * D + d]) <=
+                                  1e-5f * (1 + fabsf(y0[r * D + d])),
+                              "padding changed row %d", r);
+    free(y0);
+    inst_free(&t);
+}
+END_TEST
+
+START_TEST(test_routing_same_bits_for_any_thread_count) {
+    const int B = 2, L = 100, D = 8, H = 2, pad[2] = {0, 17};
+    const int nt[2] = {1, XB_MAX(2, omp_get_max_threads())};
+    const int saved = omp_get_max_threads();
+    Inst t[2];
+    for (int v = 0; v < 2; v++) {
+        inst_init(&t[v], "routing", NULL, B, L, D, H, pad, 4);
+        omp_set_num_threads(nt[v]);
+        inst_forward(&t[v]);
+        inst_backward(&t[v]); /* gradients and the EMA step */
+        inst_forward(&t[v]);
+        omp_set_num_threads(saved);
+    }
+    const size_t n = (size_t)B * L * D;
+    ck_assert_int_eq(memcmp(t[0].y, t[1].y, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].dx, t[1].dx, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].grads, t[1].grads, t[0].pt.total * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].params, t[1].params, t[0].pt.total * sizeof(float)), 0);
+    inst_free(&t[0]);
+    inst_free(&t[1]);
+}
+END_TEST
+
+START_TEST(test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len) {
+    const MixerSpec *spec = mixer_get(mixer_find("routing"));
+    const char *bad[2] = {"clusters=11", "window=11"};
+    const char *key[2] = {"model.mixer.clusters", "model.mixer.window"};
+    for (int v = 0; v < 2; v++) {
+        OptValues o;
+        set_opts(&o, spec, bad[v]);
+        XbError err;
+        xb_error_clear(&err);
+        ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), -1);
+        ck_assert_str_eq(err.key, key[v]);
+        ck_assert_ptr_nonnull(strstr(err.msg, "valid"));
+    }
+    OptValues o;
+    set_opts(&o, spec, "clusters=10,window=10");
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), 0);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -768,6 +1039,12 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
     tcase_add_test(tc, test_full_relative_matches_explicit_scores);
     tcase_add_test(tc, test_fnet_is_the_real_part_of_the_2d_dft);
+    tcase_add_test(tc, test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk);
+    tcase_add_test(tc, test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training);
+    tcase_add_test(tc, test_routing_commitment_loss_gradient_matches_finite_differences);
+    tcase_add_test(tc, test_routing_padding_cannot_change_the_clusters_of_real_tokens);
+    tcase_add_test(tc, test_routing_same_bits_for_any_thread_count);
+    tcase_add_test(tc, test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -21,6 +21,7 @@ extern const MixerSpec mixer_axial;
 extern const MixerSpec mixer_sinkhorn;
 extern const MixerSpec mixer_luna;
 extern const MixerSpec mixer_fnet;
+extern const MixerSpec mixer_routing;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -39,6 +40,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_sinkhorn,
     &mixer_luna,
     &mixer_fnet,
+    &mixer_routing,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

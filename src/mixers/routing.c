@@ -1,0 +1,577 @@
+/* routing: Routing Transformer (Roy et al., arXiv 2003.05997, §4), content-based sparse attention
+ * by online k-means. Per head, queries and keys are layer-normalised without scale or bias
+ * (the authors' code, google-research/routing_transformer utils.py, normalises them and then
+ * attends with the normalised q and k; keys are not shared with queries in the encoder). Each of
+ * the k centroids μ (H × k × Dh, a buffer) takes its top-w queries and, separately, its top-w keys
+ * by dot product (balanced clusters, w = ⌈L/k⌉), in position order; the w queries of a cluster
+ * attend to its w keys. Results go back to their positions divided by (count + 1e-2), count the
+ * number of clusters that picked the query, as in the authors' scatter_cluster_items (a query no
+ * cluster picked gets 0). Padding tokens are never picked and padded key slots are masked.
+ *
+ * Clustering has no gradient. The centroids move only by the exponential moving average of the
+ * authors' online_kmeans, over the real queries and keys nearest (by dot product) to each
+ * centroid: count ← λ·count + (1−λ)·n_c, sum ← λ·sum + (1−λ)·Σx, μ = sum / smoothed count
+ * (Laplace smoothing with ε = 1e-5). The update is applied at the end of backward, which runs
+ * once per training step, so two forwards in a row see the same centroids and give the same bits;
+ * never in evaluation or when MixerStep.frozen is set. Differences from the authors' code: queries
+ * and keys feed one update per step (the authors issue one per cluster_items call); the EMA count
+ * starts at 1 and the EMA sum at the initial centroid, so μ starts at its initial value (with the
+ * authors' zero count the first update divides by (1−λ)·n_c); the initial centroids are N(0, 1)
+ * (the authors layer-normalise that draw, which only fixes its norm near √Dh).
+ *
+ * The commitment loss β·mean‖x − sg(μ(x))‖² over the normalised queries plus the same over the
+ * keys (reduce_mean over real tokens, heads and channels, as the authors' e_loss) is added to
+ * MixerStep.aux_loss when that is non-NULL, and its gradient in backward.
+ *
+ * Cost: scores k·L·Dh and attention k·w²·Dh per head, O(L·√L) with k = √L. The clusters are run
+ * through the fused attention kernel as a batch of B·H·k dense w × w problems. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "core/xassert.h"
+#include "kernels/gather.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "mixers/attn_mixer.h"
+
+static const OptSpec routing_opts[] = {
+    {.name = "clusters",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 1048576,
+     .help = "centroids per head k; 0: round(sqrt(model.max_len)) (paper: k = sqrt(n))"},
+    {.name = "window",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 1048576,
+     .help = "tokens per cluster w; 0: ceil(L / k) (paper: balanced clusters of n / k)"},
+    {.name = "decay",
+     .type = OPT_FLOAT,
+     .def = 0.999,
+     .min = 0,
+     .max = 1,
+     .help = "EMA decay of the centroids (authors' online_kmeans: 0.999)"},
+    {.name = "commitment",
+     .type = OPT_FLOAT,
+     .def = 1e-4,
+     .min = 0,
+     .max = 1e3,
+     .help = "weight of the commitment loss on the normalised q/k (paper: 1e-4)"},
+    {.name = "bias",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "biases in the Q/K/V and output projections"},
+};
+#define NOPTS ((int)XB_ARRAY_LEN(routing_opts))
+
+#define ROUTING_EMA_EPS 1e-5f   /* Laplace smoothing of the EMA counts (authors' epsilon) */
+#define ROUTING_COUNT_EPS 1e-2f /* added to the pick count before averaging (authors') */
+
+typedef struct RoutingState {
+    AttnMixer am; /* first: projections; am.qkv (B, L, 3D) and am.att (B, L, D) saved */
+    int k, window;
+    float decay, beta;
+    int p_mu, p_sum, p_count; /* buffers: centroids and EMA sums (H, k, Dh), EMA counts (H, k) */
+    float *qkn;               /* (B, L, 2D) saved: normalised queries | keys */
+    float *ln_mean, *ln_rstd; /* (B, L, 2H) saved */
+    float *qg, *kg, *vg, *og; /* (B, H, k, w, Dh) saved: gathered q, k, v; attention output */
+    float *lse;               /* (B, H, k, w) saved */
+    float *qscale;            /* (B, H, L) saved: 1 / (picks + 1e-2) */
+    int *qidx, *kidx;         /* (B, H, k, w) saved: positions each centroid picked, -1 empty */
+    unsigned char *kvalid;    /* (B, H, k, w) saved: key slot holds a real key */
+    int *near;                /* (2, B, H, L) saved: nearest centroid of each query, key; -1 pad */
+} RoutingState;
+
+/* A candidate token of one centroid: its score and position. */
+typedef struct Cand {
+    float s;
+    int i;
+} Cand;
+
+static int routing_k(const OptValues *o, int max_len) {
+    const int k = opt_int(o, routing_opts, NOPTS, "clusters");
+    return k > 0 ? k : XB_MAX(1, (int)lround(sqrt((double)max_len)));
+}
+
+/* Tokens per cluster at length L. */
+static int routing_w(const RoutingState *st, int L) {
+    const int w = st->window > 0 ? st->window : (L + st->k - 1) / st->k;
+    return XB_MAX(1, XB_MIN(w, L));
+}
+
+static int routing_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
+    (void)D, (void)H;
+    const int k = opt_int(opts, routing_opts, NOPTS, "clusters");
+    const int w = opt_int(opts, routing_opts, NOPTS, "window");
+    if (k > max_len) {
+        snprintf(err->key, sizeof err->key, "model.mixer.clusters");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d clusters for model.max_len = %d (valid: 0 for round(sqrt(max_len)), or 1 to "
+                 "%d)",
+                 k, max_len, max_len);
+        return -1;
+    }
+    if (w > max_len) {
+        snprintf(err->key, sizeof err->key, "model.mixer.window");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d is longer than model.max_len = %d (valid: 0 for ceil(L / clusters), or 1 to "
+                 "%d)",
+                 w, max_len, max_len);
+        return -1;
+    }
+    return 0;
+}
+
+static void routing_create(Mixer *m, ParamTable *pt) {
+    RoutingState *st = calloc(1, sizeof *st);
+    XB_ASSERT(st);
+    attn_mixer_create(m, pt, &st->am, 0, opt_bool(m->opts, routing_opts, NOPTS, "bias"));
+    st->k = routing_k(m->opts, m->max_len);
+    st->window = opt_int(m->opts, routing_opts, NOPTS, "window");
+    st->decay = (float)opt_float(m->opts, routing_opts, NOPTS, "decay");
+    st->beta = (float)opt_float(m->opts, routing_opts, NOPTS, "commitment");
+    char name[XB_PARAM_NAME];
+    const int shape[3] = {m->H, st->k, m->D / m->H};
+    snprintf(name, sizeof name, "%s.centroids", m->prefix);
+    st->p_mu = params_add_buffer(pt, name, 3, shape, INIT_NORMAL, 1.0f);
+    snprintf(name, sizeof name, "%s.ema_sum", m->prefix);
+    st->p_sum = params_add_copy(pt, name, st->p_mu, 0);
+    pt->info[st->p_sum].buffer = 1;
+    snprintf(name, sizeof name, "%s.ema_count", m->prefix);
+    st->p_count = params_add_buffer(pt, name, 2, shape, INIT_ONES, 0.0f);
+}
+
+/* The clusters as a batch of B·H·k dense problems of w queries and w keys. */
+static AttnShape cluster_shape(const Mixer *m, int B, int w) {
+    const RoutingState *st = m->state;
+    const int Dh = m->D / m->H;
+    return attn_shape(B * m->H * st->k, 1, w, w, Dh, Dh, Dh, Dh, Dh);
+}
+
+/* Scratch of forward (which = 0) or backward (1), in the order the calls take it; NULL pointers
+ * when measuring. */
+typedef struct FwdScratch {
+    float *scores; /* (2, B, H, k, L) */
+    float *best;   /* (2, B, H, L) */
+    Cand *cand;    /* (threads, L) */
+    int *picks;    /* (B, H, L) */
+} FwdScratch;
+
+typedef struct BwdScratch {
+    float *datt; /* (B, L, D) */
+    float *dog;  /* (B, H, k, w, Dh) */
+    float *dqg, *dkg, *dvg;
+    float *dqkn;         /* (B, L, 2D) */
+    float *dqkv;         /* (B, L, 3D) */
+    float *raw, *draw;   /* (B, L, 2D) */
+    double *sum, *count; /* (H, k, Dh), (H, k) */
+} BwdScratch;
+
+static FwdScratch carve_fwd(const Mixer *m, Arena *a, int B, int L) {
+    const RoutingState *st = m->state;
+    FwdScratch f;
+    const size_t BHL = (size_t)B * m->H * L;
+    f.scores = arena_alloc(a, 2 * BHL * st->k * sizeof(float));
+    f.best = arena_alloc(a, 2 * BHL * sizeof(float));
+    f.cand = arena_alloc(a, (size_t)omp_get_max_threads() * L * sizeof(Cand));
+    f.picks = arena_alloc(a, BHL * sizeof(int));
+    return f;
+}
+
+static BwdScratch carve_bwd(const Mixer *m, Arena *a, int B, int L) {
+    const RoutingState *st = m->state;
+    const int D = m->D, w = routing_w(st, L);
+    const size_t BL = (size_t)B * L, G = (size_t)B * m->H * st->k * w * (D / m->H);
+    BwdScratch b;
+    b.datt = arena_floats(a, BL * D);
+    b.dog = arena_floats(a, G);
+    b.dqg = arena_floats(a, G);
+    b.dkg = arena_floats(a, G);
+    b.dvg = arena_floats(a, G);
+    b.dqkn = arena_floats(a, BL * 2 * D);
+    b.dqkv = arena_floats(a, BL * 3 * D);
+    b.raw = arena_floats(a, BL * 2 * D);
+    b.draw = arena_floats(a, BL * 2 * D);
+    b.sum = arena_alloc(a, (size_t)st->k * D * sizeof(double));
+    b.count = arena_alloc(a, (size_t)m->H * st->k * sizeof(double));
+    return b;
+}
+
+static void routing_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    RoutingState *st = m->state;
+    const int D = m->D, H = m->H, w = routing_w(st, L);
+    const size_t BL = (size_t)B * L, S = (size_t)B * H * st->k * w, G = S * (D / H);
+    st->am.qkv = arena_floats(acts, BL * 3 * D);
+    st->am.att = arena_floats(acts, BL * D);
+    st->qkn = arena_floats(acts, BL * 2 * D);
+    st->ln_mean = arena_floats(acts, BL * 2 * H);
+    st->ln_rstd = arena_floats(acts, BL * 2 * H);
+    st->qg = arena_floats(acts, G);
+    st->kg = arena_floats(acts, G);
+    st->vg = arena_floats(acts, G);
+    st->og = arena_floats(acts, G);
+    st->lse = arena_floats(acts, S);
+    st->qscale = arena_floats(acts, BL * H);
+    st->qidx = arena_alloc(acts, S * sizeof(int));
+    st->kidx = arena_alloc(acts, S * sizeof(int));
+    st->kvalid = arena_alloc(acts, S);
+    st->near = arena_alloc(acts, 2 * BL * H * sizeof(int));
+    /* forward and backward take their scratch in turn; the attention kernel's tiles on top */
+    AttnShape sh = cluster_shape(m, B, w);
+    const size_t attn = attn_scratch_floats(&sh, omp_get_max_threads()) * sizeof(float);
+    const size_t mark = arena_mark(scratch);
+    carve_fwd(m, scratch, B, L);
+    arena_alloc(scratch, attn);
+    arena_reset_to(scratch, mark);
+    carve_bwd(m, scratch, B, L);
+    arena_alloc(scratch, attn);
+    arena_reset_to(scratch, mark);
+}
+
+static const float *pp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
+}
+static float *gp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
+}
+static int is_real(const MixerStep *s, int b, int l) {
+    return !s->mask || s->mask[(size_t)b * s->L + l];
+}
+
+/* a comes before b: higher score, then lower position (a total order, so the selection is the same
+ * whatever the algorithm visits first). */
+static int cand_before(Cand a, Cand b) { return a.s > b.s || (a.s == b.s && a.i < b.i); }
+
+/* Reorders c[0, n) so that c[0, m) are the m first in cand_before order (Hoare's FIND with a
+ * median-of-three pivot): expected O(n). */
+static void select_first(Cand *c, int n, int m) {
+    int lo = 0, hi = n - 1;
+    const int t = m - 1;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        Cand a = c[lo], b = c[mid], d = c[hi], p;
+        if (cand_before(a, b))
+            p = cand_before(b, d) ? b : (cand_before(a, d) ? d : a);
+        else
+            p = cand_before(a, d) ? a : (cand_before(b, d) ? d : b);
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cand_before(c[i], p)) i++;
+            while (cand_before(p, c[j])) j--;
+            if (i <= j) {
+                const Cand tmp = c[i];
+                c[i++] = c[j];
+                c[j--] = tmp;
+            }
+        }
+        if (j < t) lo = i;
+        if (t < i) hi = j;
+    }
+}
+
+static int int_cmp(const void *a, const void *b) {
+    const int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Routing (no gradient): scores of every normalised query and key against the centroids, the
+ * nearest centroid of each (for the EMA and the commitment loss), and each centroid's top-w
+ * queries and keys in position order (§4.2, balanced clusters). */
+static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
+    RoutingState *st = m->state;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    const float *mu = pp(s, st->p_mu);
+    for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L) */
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, L, Dh, 1.0f,
+                            mu + (size_t)h * k * Dh, Dh,
+                            st->qkn + (size_t)b * L * 2 * D + (size_t)t * D + (size_t)h * Dh, 2 * D,
+                            0.0f, f->scores + (((size_t)t * B + b) * H + h) * k * L, L);
+    flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)D);
+    /* nearest centroid: argmax over c, ties to the lower index */
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int t = 0; t < 2; t++)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                const size_t th = ((size_t)t * B + b) * H + h;
+                const float *S = f->scores + th * k * L;
+                float *best = f->best + th * L;
+                int *near = st->near + th * L;
+                for (int l = 0; l < L; l++) best[l] = S[l], near[l] = 0;
+                for (int c = 1; c < k; c++)
+                    for (int l = 0; l < L; l++)
+                        if (S[(size_t)c * L + l] > best[l])
+                            best[l] = S[(size_t)c * L + l], near[l] = c;
+                for (int l = 0; l < L; l++)
+                    if (!is_real(s, b, l)) near[l] = -1;
+            }
+            /* each centroid's top-w real queries (t = 0) and keys (t = 1), ascending positions */
+#pragma omp parallel for collapse(4) schedule(static)
+    for (int t = 0; t < 2; t++)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int c = 0; c < k; c++) {
+                    const float *S = f->scores + ((((size_t)t * B + b) * H + h) * k + c) * L;
+                    Cand *cand = f->cand + (size_t)omp_get_thread_num() * L;
+                    int n = 0;
+                    for (int l = 0; l < L; l++)
+                        if (is_real(s, b, l)) cand[n++] = (Cand){S[l], l};
+                    const int take = XB_MIN(n, w);
+                    if (take < n) select_first(cand, n, take);
+                    const size_t slot = (((size_t)b * H + h) * k + c) * w;
+                    int *idx = (t ? st->kidx : st->qidx) + slot;
+                    for (int r = 0; r < take; r++) idx[r] = cand[r].i;
+                    qsort(idx, (size_t)take, sizeof *idx, int_cmp);
+                    for (int r = take; r < w; r++) idx[r] = -1;
+                    if (t)
+                        for (int r = 0; r < w; r++) st->kvalid[slot + r] = idx[r] >= 0;
+                }
+                /* 1 / (picks + 1e-2) of each query */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const size_t bh = (size_t)b * H + h;
+            int *picks = f->picks + bh * L;
+            memset(picks, 0, (size_t)L * sizeof *picks);
+            const int *idx = st->qidx + bh * k * w;
+            for (size_t r = 0; r < (size_t)k * w; r++)
+                if (idx[r] >= 0) picks[idx[r]]++;
+            for (int l = 0; l < L; l++)
+                st->qscale[bh * L + l] = 1.0f / ((float)picks[l] + ROUTING_COUNT_EPS);
+        }
+}
+
+/* β·mean over real tokens, heads and channels of ‖x − μ(x)‖², queries plus keys. */
+static double commitment_loss(const Mixer *m, const MixerStep *s) {
+    const RoutingState *st = m->state;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    const float *mu = pp(s, st->p_mu);
+    double sum = 0.0;
+    size_t nreal = 0;
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++) {
+            if (!is_real(s, b, l)) continue;
+            nreal++;
+            for (int t = 0; t < 2; t++)
+                for (int h = 0; h < H; h++) {
+                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
+                    const float *x =
+                        st->qkn + ((size_t)b * L + l) * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                    const float *u = mu + ((size_t)h * k + c) * Dh;
+                    for (int d = 0; d < Dh; d++) sum += (double)(x[d] - u[d]) * (x[d] - u[d]);
+                }
+        }
+    return nreal ? st->beta * sum / ((double)nreal * D) : 0.0;
+}
+
+static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
+    RoutingState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
+    const int w = routing_w(st, L), kw = k * w;
+    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    /* LayerNorm without scale or bias on each head's query and key (§4.2) */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++)
+        memcpy(st->qkn + (size_t)r * 2 * D, am->qkv + (size_t)r * 3 * D,
+               2 * (size_t)D * sizeof(float));
+    layernorm_forward(st->qkn, st->ln_mean, st->ln_rstd, st->qkn, NULL, NULL, BL * 2 * H, Dh);
+    const size_t mark = arena_mark(s->scratch);
+    if (!s->frozen) {
+        FwdScratch f = carve_fwd(m, s->scratch, B, L);
+        route(m, s, &f, w);
+        arena_reset_to(s->scratch, mark);
+    }
+    for (int b = 0; b < B; b++) /* gather each cluster's queries, keys and values */
+        for (int h = 0; h < H; h++) {
+            const size_t g = ((size_t)b * H + h) * kw;
+            gather_rows(st->qg + g * Dh, Dh, st->qkn + (size_t)b * L * 2 * D + (size_t)h * Dh,
+                        2 * D, st->qidx + g, kw, Dh);
+            gather_rows(st->kg + g * Dh, Dh, st->qkn + (size_t)b * L * 2 * D + D + (size_t)h * Dh,
+                        2 * D, st->kidx + g, kw, Dh);
+            gather_rows(st->vg + g * Dh, Dh,
+                        am->qkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
+                        st->kidx + g, kw, Dh);
+        }
+    AttnShape sh = cluster_shape(m, B, w);
+    attn_forward(st->og, st->lse, st->qg, st->kg, st->vg, st->kvalid, &sh, s->scratch);
+    memset(am->att, 0, (size_t)BL * D * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) /* back to the positions; (b, h) own disjoint slices */
+        for (int h = 0; h < H; h++) {
+            const size_t g = ((size_t)b * H + h) * kw;
+            scatter_add_rows(am->att + (size_t)b * L * D + (size_t)h * Dh, D, st->og + g * Dh, Dh,
+                             st->qidx + g, kw, Dh, 0);
+        }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++) /* the average over the clusters that picked the query */
+        for (int h = 0; h < H; h++) {
+            const float c = st->qscale[((size_t)(r / L) * H + h) * L + r % L];
+            float *a = am->att + (size_t)r * D + (size_t)h * Dh;
+            for (int d = 0; d < Dh; d++) a[d] *= c;
+        }
+    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    if (s->aux_loss) *s->aux_loss += commitment_loss(m, s);
+}
+
+/* The online k-means step (authors' online_kmeans with EMA) over the real queries and keys of the
+ * last forward, each counted for its nearest centroid. One head per task, tokens in order. */
+static void ema_update(Mixer *m, const MixerStep *s, const BwdScratch *bs) {
+    RoutingState *st = m->state;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    /* buffers live in the parameter buffer, which the step hands out read-only for the others */
+    float *mu = (float *)pp(s, st->p_mu);
+    float *esum = (float *)pp(s, st->p_sum);
+    float *ecount = (float *)pp(s, st->p_count);
+    const float lam = st->decay;
+    double *cnt = bs->count;
+    for (int h = 0; h < H; h++) {
+        double *sum = bs->sum + (size_t)h * k * Dh; /* tokens of head h (sized k·D for H heads) */
+        double *n = cnt + (size_t)h * k;
+        memset(sum, 0, (size_t)k * Dh * sizeof *sum);
+        memset(n, 0, (size_t)k * sizeof *n);
+    }
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        double *sum = bs->sum + (size_t)h * k * Dh, *n = cnt + (size_t)h * k;
+        for (int t = 0; t < 2; t++)
+            for (int b = 0; b < B; b++)
+                for (int l = 0; l < L; l++) {
+                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
+                    if (c < 0) continue;
+                    const float *x =
+                        st->qkn + ((size_t)b * L + l) * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                    n[c] += 1.0;
+                    for (int d = 0; d < Dh; d++) sum[(size_t)c * Dh + d] += x[d];
+                }
+        double total = 0.0;
+        for (int c = 0; c < k; c++) {
+            float *ec = ecount + (size_t)h * k + c;
+            *ec = lam * *ec + (1.0f - lam) * (float)n[c];
+            total += *ec;
+            for (int d = 0; d < Dh; d++) {
+                float *es = esum + ((size_t)h * k + c) * Dh + d;
+                *es = lam * *es + (1.0f - lam) * (float)sum[(size_t)c * Dh + d];
+            }
+        }
+        for (int c = 0; c < k; c++) {
+            const double sm = (ecount[(size_t)h * k + c] + ROUTING_EMA_EPS) /
+                              (total + k * ROUTING_EMA_EPS) * total;
+            for (int d = 0; d < Dh; d++)
+                mu[((size_t)h * k + c) * Dh + d] = (float)(esum[((size_t)h * k + c) * Dh + d] / sm);
+        }
+    }
+}
+
+static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                             const float *x) {
+    RoutingState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
+    const int w = routing_w(st, L), kw = k * w;
+    const size_t mark = arena_mark(s->scratch);
+    BwdScratch bs = carve_bwd(m, s->scratch, B, L);
+    linear_backward(bs.datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D,
+                    D);
+    /* d(cluster outputs): each pick of a query gets its share 1 / (picks + 1e-2) */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const size_t g = ((size_t)b * H + h) * kw;
+            gather_rows(bs.dog + g * Dh, Dh, bs.datt + (size_t)b * L * D + (size_t)h * Dh, D,
+                        st->qidx + g, kw, Dh);
+        }
+    const size_t S = (size_t)B * H * kw;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < S; r++) {
+        const int i = st->qidx[r];
+        if (i < 0) continue;
+        const float c = st->qscale[r / kw * L + i];
+        for (int d = 0; d < Dh; d++) bs.dog[r * Dh + d] *= c;
+    }
+    AttnShape sh = cluster_shape(m, B, w);
+    attn_backward(bs.dqg, bs.dkg, bs.dvg, bs.dog, st->qg, st->kg, st->vg, st->og, st->lse,
+                  st->kvalid, &sh, s->scratch);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) /* gathers' adjoints; (b, h) own disjoint slices */
+        for (int h = 0; h < H; h++) {
+            const size_t g = ((size_t)b * H + h) * kw;
+            float *dq = bs.dqkn + (size_t)b * L * 2 * D + (size_t)h * Dh;
+            scatter_add_rows(dq, 2 * D, bs.dqg + g * Dh, Dh, st->qidx + g, kw, Dh, 0);
+            scatter_add_rows(dq + D, 2 * D, bs.dkg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
+            scatter_add_rows(bs.dqkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
+                             bs.dvg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
+        }
+    if (s->aux_loss) { /* d/dx β·mean‖x − sg(μ(x))‖² = 2β(x − μ(x)) / (n_real·H·Dh) */
+        size_t nreal = 0;
+        for (int r = 0; r < BL; r++) nreal += is_real(s, r / L, r % L);
+        const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * D) : 0.0f;
+        const float *mu = pp(s, st->p_mu);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < BL; r++) {
+            const int b = r / L, l = r % L;
+            if (!is_real(s, b, l)) continue;
+            for (int t = 0; t < 2; t++)
+                for (int h = 0; h < H; h++) {
+                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
+                    const size_t o = (size_t)r * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                    const float *u = mu + ((size_t)h * k + c) * Dh;
+                    for (int d = 0; d < Dh; d++) bs.dqkn[o + d] += g * (st->qkn[o + d] - u[d]);
+                }
+        }
+    }
+    /* through the LayerNorm, on a contiguous copy of the raw queries and keys */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++)
+        memcpy(bs.raw + (size_t)r * 2 * D, am->qkv + (size_t)r * 3 * D,
+               2 * (size_t)D * sizeof(float));
+    layernorm_backward(bs.draw, NULL, NULL, bs.dqkn, bs.raw, NULL, st->ln_mean, st->ln_rstd,
+                       BL * 2 * H, Dh);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++)
+        for (int c = 0; c < 2 * D; c++)
+            bs.dqkv[(size_t)r * 3 * D + c] += bs.draw[(size_t)r * 2 * D + c];
+    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), bs.dqkv, x, pp(s, am->p_wqkv), BL, D,
+                    3 * D);
+    /* once per training step, after the gradients: the centroids' EMA step */
+    if (s->training && !s->frozen) ema_update(m, s, &bs);
+    arena_reset_to(s->scratch, mark);
+}
+
+static uint64_t routing_flops(const Mixer *m, int B, int L, int backward) {
+    const RoutingState *st = m->state;
+    const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
+    AttnShape sh = cluster_shape(m, B, routing_w(st, L));
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    const uint64_t scores = 4ull * BL * (uint64_t)st->k * D; /* queries and keys vs centroids */
+    return (backward ? 2 * proj : proj + scores) + attn_flops(&sh, backward);
+}
+
+static const MixerOps routing_ops = {
+    .check = routing_check,
+    .create = routing_create,
+    .plan = routing_plan,
+    .forward = routing_forward,
+    .backward = routing_backward,
+    .flops = routing_flops,
+    .destroy = attn_mixer_destroy,
+};
+
+const MixerSpec mixer_routing = {
+    .name = "routing",
+    .classes = "LP",
+    .arxiv = "2003.05997",
+    .title =
+        "Routing Transformer: online k-means clusters of normalised q/k, attention within each",
+    .honours_mask = 1,
+    .opts = routing_opts,
+    .n_opts = NOPTS,
+    .ops = &routing_ops,
+};
