@@ -21,6 +21,7 @@ extern const MixerSpec mixer_axial;
 extern const MixerSpec mixer_sinkhorn;
 extern const MixerSpec mixer_luna;
 extern const MixerSpec mixer_fnet;
+extern const MixerSpec mixer_isab;
 extern const MixerSpec mixer_routing;
 
 static const MixerSpec *const g_mixers[] = {
@@ -40,6 +41,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_sinkhorn,
     &mixer_luna,
     &mixer_fnet,
+    &mixer_isab,
     &mixer_routing,
 };
 
