@@ -22,6 +22,7 @@ extern const MixerSpec mixer_sinkhorn;
 extern const MixerSpec mixer_luna;
 extern const MixerSpec mixer_fnet;
 extern const MixerSpec mixer_isab;
+extern const MixerSpec mixer_synthesizer;
 extern const MixerSpec mixer_routing;
 
 static const MixerSpec *const g_mixers[] = {
@@ -42,6 +43,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_luna,
     &mixer_fnet,
     &mixer_isab,
+    &mixer_synthesizer,
     &mixer_routing,
 };
 
