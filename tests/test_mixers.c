@@ -315,6 +315,9 @@ static const Conf CONFS[] = {
     {"synthesizer", "variant=dense,dot=true,bias=true", 2, 9, 8, 2},
     {"synthesizer", "variant=random,dot=true", 2, 10, 8, 2},
     {"synthesizer", "variant=random,trainable=false,bias=true", 3, 9, 6, 3},
+    {"nystrom", "landmarks=4,conv=3", 2, 13, 8, 2},
+    {"nystrom", "landmarks=3,conv=0,bias=true", 3, 11, 6, 3},
+    {"nystrom", "landmarks=5,pinv_iters=3,conv=5", 2, 12, 8, 2},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
@@ -1087,6 +1090,31 @@ START_TEST(test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full) {
 }
 END_TEST
 
+/* Nyströmformer with a landmark per token is exact when the pseudo-inverse has converged:
+ * F = A = B = softmax(QKᵀ/√d), and A·A⁺·A·V = A·V. Fewer landmarks approximate it, the error
+ * falling as they grow. */
+START_TEST(test_nystrom_with_every_token_a_landmark_equals_full) {
+    check_equals_full("nystrom", "landmarks=13,conv=0,pinv_iters=40", NULL, 1, 13, 8, 2, 1e-3);
+    check_equals_full("nystrom", "landmarks=300,conv=0,pinv_iters=40", NULL, 1, 300, 8, 2, 2e-3);
+}
+END_TEST
+
+START_TEST(test_nystrom_error_against_softmax_falls_as_landmarks_grow) {
+    const int M[4] = {2, 8, 32, 64};
+    double mean[4], worst;
+    char opts[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(opts, sizeof opts, "landmarks=%d,conv=0,pinv_iters=30", M[i]);
+        error_vs_full("nystrom", opts, NULL, 1, 64, 8, 2, &worst, &mean[i]);
+    }
+    for (int i = 1; i < 4; i++)
+        ck_assert_msg(mean[i] < mean[i - 1], "error with %d landmarks (%g) is not below %d's (%g)",
+                      M[i], mean[i], M[i - 1], mean[i - 1]);
+    ck_assert_msg(mean[3] < 1e-2 && mean[3] < 0.1 * mean[0], "64 landmarks of 64 tokens: %g (2: %g)",
+                  mean[3], mean[0]);
+}
+END_TEST
+
 static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
@@ -1116,6 +1144,8 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len);
     tcase_add_test(tc, test_isab_is_permutation_equivariant);
     tcase_add_test(tc, test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full);
+    tcase_add_test(tc, test_nystrom_with_every_token_a_landmark_equals_full);
+    tcase_add_test(tc, test_nystrom_error_against_softmax_falls_as_landmarks_grow);
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);
     return s;

@@ -23,6 +23,7 @@ extern const MixerSpec mixer_luna;
 extern const MixerSpec mixer_fnet;
 extern const MixerSpec mixer_isab;
 extern const MixerSpec mixer_synthesizer;
+extern const MixerSpec mixer_nystrom;
 extern const MixerSpec mixer_routing;
 
 static const MixerSpec *const g_mixers[] = {
@@ -44,6 +45,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_fnet,
     &mixer_isab,
     &mixer_synthesizer,
+    &mixer_nystrom,
     &mixer_routing,
 };
 

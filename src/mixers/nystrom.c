@@ -1,0 +1,444 @@
+/* nystrom: Nyströmformer (Xiong et al., arXiv 2102.03902, §3): softmax attention approximated
+ * through m landmarks. Per head, q and k are scaled by Dh^(−1/4) each and their padded rows zeroed
+ * (as the authors' code); the landmarks Q̃, K̃ are the means of m segments of the sequence
+ * (segment s = rows [⌊sL/m⌋, ⌊(s+1)L/m⌋), so L need not be a multiple of m); then
+ *   F = softmax(Q·K̃ᵀ) (L×m), A = softmax(Q̃·K̃ᵀ) (m×m), B = softmax(Q̃·Kᵀ + mask) (m×L),
+ *   O = F·A⁺·(B·V) + DepthwiseConv_k(V)   (eq. 13–15; the skip convolution is the authors' code),
+ * with A⁺ the iterative Moore–Penrose pseudo-inverse (eq. 16, Razavi et al.):
+ *   Z₀ = Aᵀ/c, Z ← ¼·Z·(13I − AZ·(15I − AZ·(7I − AZ))), `pinv_iters` times,
+ * c the largest column sum of A (the authors' default initialisation; they take the maximum over
+ * the whole batch, here per example and head so that examples stay independent). B·V is attention
+ * of the m landmark queries over the L keys and F·W (W = A⁺·B·V) attention of the L queries over
+ * the m landmark keys, both through the fused kernel, so nothing L×m is stored; A and the pinv
+ * iterates (m×m) are kept and the backward runs through the unrolled iterations. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core/flops.h"
+#include "core/xassert.h"
+#include "kernels/attention.h"
+#include "kernels/linear.h"
+#include "mixers/attn_mixer.h"
+
+static const OptSpec nystrom_opts[] = {
+    {.name = "landmarks", .type = OPT_INT, .def = 64, .min = 1, .max = 65536,
+     .help = "landmarks m (the paper: 64; its LRA runs: 32 to 256)"},
+    {.name = "pinv_iters", .type = OPT_INT, .def = 6, .min = 1, .max = 100,
+     .help = "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"},
+    {.name = "conv", .type = OPT_INT, .def = 33, .min = 0, .max = 1025,
+     .help = "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"},
+    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+};
+#define NOPTS ((int)XB_ARRAY_LEN(nystrom_opts))
+
+typedef struct NystromState {
+    AttnMixer am;         /* first: projections; qkv, att (B, L, D); lse = F's (B, H, L) */
+    int m, iters, conv;
+    int p_conv;           /* (H, conv) */
+    float *qs, *ks;       /* (B, L, D) scaled, padding zeroed */
+    float *ql, *kl;       /* (B, m, D) landmarks */
+    float *a;             /* (B, H, m, m) */
+    float *z;             /* (B, H, iters + 1, m, m) pinv iterates */
+    float *bv, *lse3;     /* (B, m, D) B·V; (B, H, m) */
+    float *w;             /* (B, m, D) A⁺·B·V */
+    float *fo;            /* (B, L, D) F·W (att adds the convolution to it) */
+} NystromState;
+
+static void nystrom_create(Mixer *m, ParamTable *pt) {
+    NystromState *st = calloc(1, sizeof *st);
+    XB_ASSERT(st);
+    attn_mixer_create(m, pt, &st->am, 0, opt_bool(m->opts, nystrom_opts, NOPTS, "bias"));
+    st->m = opt_int(m->opts, nystrom_opts, NOPTS, "landmarks");
+    st->iters = opt_int(m->opts, nystrom_opts, NOPTS, "pinv_iters");
+    st->conv = opt_int(m->opts, nystrom_opts, NOPTS, "conv");
+    st->p_conv = -1;
+    if (st->conv) {
+        char name[XB_PARAM_NAME];
+        snprintf(name, sizeof name, "%s.conv.weight", m->prefix);
+        st->p_conv = params_add2(pt, name, m->H, st->conv, INIT_UNIFORM,
+                                 1.0f / sqrtf((float)st->conv), 1);
+    }
+}
+
+static int nystrom_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
+    (void)D, (void)H;
+    const int mm = opt_int(opts, nystrom_opts, NOPTS, "landmarks");
+    const int c = opt_int(opts, nystrom_opts, NOPTS, "conv");
+    if (mm > max_len) {
+        snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the mean of "
+                 "at least one position)", mm, max_len, max_len);
+        return -1;
+    }
+    if (c && c % 2 == 0) {
+        snprintf(err->key, sizeof err->key, "model.mixer.conv");
+        snprintf(err->msg, sizeof err->msg, "%d is even (valid: 0, or an odd width)", c);
+        return -1;
+    }
+    return 0;
+}
+
+/* B·V: the landmark queries (B, m, D) over the scaled keys (B, L, D) and the values. */
+static AttnShape land_shape(const Mixer *m, int B, int L) {
+    const NystromState *st = m->state;
+    const int D = m->D;
+    AttnShape s = attn_shape(B, m->H, st->m, L, D / m->H, D, D, 3 * D, D);
+    s.scale = 1.0f;
+    return s;
+}
+/* F·W: the scaled queries (B, L, D) over the landmark keys (B, m, D), values W (B, m, D). */
+static AttnShape out_shape(const Mixer *m, int B, int L) {
+    const NystromState *st = m->state;
+    const int D = m->D;
+    AttnShape s = attn_shape(B, m->H, L, st->m, D / m->H, D, D, D, D);
+    s.scale = 1.0f;
+    return s;
+}
+
+static void nystrom_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    NystromState *st = m->state;
+    AttnMixer *am = &st->am;
+    const size_t D = (size_t)m->D, BL = (size_t)B * L, Bm = (size_t)B * st->m, BH = (size_t)B * m->H;
+    const size_t mm = (size_t)st->m * st->m;
+    am->qkv = arena_floats(acts, BL * 3 * D);
+    am->att = arena_floats(acts, BL * D);
+    am->lse = arena_floats(acts, BL * m->H);
+    st->qs = arena_floats(acts, BL * D);
+    st->ks = arena_floats(acts, BL * D);
+    st->ql = arena_floats(acts, Bm * D);
+    st->kl = arena_floats(acts, Bm * D);
+    st->a = arena_floats(acts, BH * mm);
+    st->z = arena_floats(acts, BH * (st->iters + 1) * mm);
+    st->bv = arena_floats(acts, Bm * D);
+    st->lse3 = arena_floats(acts, Bm * m->H);
+    st->w = arena_floats(acts, Bm * D);
+    st->fo = arena_floats(acts, BL * D);
+    /* forward: per thread 4 m×m; backward: d(att), d(qkv), d(qs), d(ks), d(ql), d(kl), d(w),
+     * d(bv), and per thread 12 m×m */
+    const int nt = omp_get_max_threads();
+    arena_floats(scratch, BL * D + BL * 3 * D + 2 * BL * D + 4 * Bm * D + (size_t)nt * 12 * mm + 64);
+    AttnShape a = land_shape(m, B, L), o = out_shape(m, B, L);
+    arena_floats(scratch, XB_MAX(attn_scratch_floats(&a, nt), attn_scratch_floats(&o, nt)));
+}
+
+static const float *pp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
+}
+static float *gp(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
+}
+
+/* C = alpha·op(A)·op(B) + beta·C for n×n matrices; counts its FLOPs into *f. */
+static void mm(float *c, const float *a, int ta, const float *b, int tb, int n, float alpha,
+               float beta, uint64_t *f) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, n, n,
+                n, alpha, a, n, b, n, beta, c, n);
+    *f += 2ull * (uint64_t)n * n * n;
+}
+
+/* x ← c·I − x for an n×n matrix. */
+static void c_minus(float *x, float c, int n) {
+    for (int i = 0; i < n * n; i++) x[i] = -x[i];
+    for (int i = 0; i < n; i++) x[(size_t)i * n + i] += c;
+}
+
+/* Segment s of the sequence: rows [lo, hi). */
+static void segment(int s, int m, int L, int *lo, int *hi) {
+    *lo = (int)((long long)s * L / m);
+    *hi = (int)((long long)(s + 1) * L / m);
+}
+
+static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
+    NystromState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, M = st->m, BL = B * L;
+    const size_t mm2 = (size_t)M * M;
+    const float sc = 1.0f / sqrtf(sqrtf((float)Dh));
+    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++) { /* scaled q and k, padding rows zeroed */
+        const int real = !s->mask || s->mask[r];
+        for (int c = 0; c < D; c++) {
+            st->qs[(size_t)r * D + c] = real ? am->qkv[(size_t)r * 3 * D + c] * sc : 0.0f;
+            st->ks[(size_t)r * D + c] = real ? am->qkv[(size_t)r * 3 * D + D + c] * sc : 0.0f;
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int bs = 0; bs < B * M; bs++) { /* landmarks: segment means */
+        const int b = bs / M;
+        int lo, hi;
+        segment(bs % M, M, L, &lo, &hi);
+        for (int c = 0; c < D; c++) {
+            float aq = 0.0f, ak = 0.0f;
+            for (int i = lo; i < hi; i++)
+                aq += st->qs[((size_t)b * L + i) * D + c], ak += st->ks[((size_t)b * L + i) * D + c];
+            st->ql[(size_t)bs * D + c] = aq / (float)(hi - lo);
+            st->kl[(size_t)bs * D + c] = ak / (float)(hi - lo);
+        }
+    }
+    /* A = softmax(Q̃ K̃ᵀ) and its pseudo-inverse, per (b, h) */
+    const size_t mark = arena_mark(s->scratch);
+    const int nt = omp_get_max_threads();
+    float *work = arena_floats(s->scratch, (size_t)nt * 4 * mm2);
+    uint64_t done = 0;
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        float *A = st->a + (size_t)bh * mm2, *Z = st->z + (size_t)bh * (st->iters + 1) * mm2;
+        float *X = work + (size_t)omp_get_thread_num() * 4 * mm2, *T = X + mm2, *U = T + mm2;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f,
+                    st->ql + (size_t)b * M * D + h * Dh, D, st->kl + (size_t)b * M * D + h * Dh, D,
+                    0.0f, A, M);
+        done += 2ull * M * M * Dh;
+        for (int i = 0; i < M; i++) {
+            float *row = A + (size_t)i * M, mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < M; j++) mx = fmaxf(mx, row[j]);
+            for (int j = 0; j < M; j++) sum += (row[j] = expf(row[j] - mx));
+            for (int j = 0; j < M; j++) row[j] /= sum;
+        }
+        float c = 0.0f; /* the largest column sum */
+        for (int j = 0; j < M; j++) {
+            float cs = 0.0f;
+            for (int i = 0; i < M; i++) cs += A[(size_t)i * M + j];
+            c = fmaxf(c, cs);
+        }
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < M; j++) Z[(size_t)i * M + j] = A[(size_t)j * M + i] / c;
+        for (int t = 0; t < st->iters; t++) {
+            const float *Zt = Z + (size_t)t * mm2;
+            float *Zn = Z + (size_t)(t + 1) * mm2;
+            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done); /* X = A Z */
+            memcpy(T, X, mm2 * sizeof(float));
+            c_minus(T, 7.0f, M);                      /* 7I − X */
+            mm(U, X, 0, T, 0, M, 1.0f, 0.0f, &done);  /* X (7I − X) */
+            c_minus(U, 15.0f, M);                     /* 15I − X (7I − X) */
+            mm(T, X, 0, U, 0, M, 1.0f, 0.0f, &done);  /* X (15I − …) */
+            c_minus(T, 13.0f, M);                     /* P(X) = 13I − X (15I − …) */
+            mm(Zn, Zt, 0, T, 0, M, 0.25f, 0.0f, &done);
+        }
+    }
+    flops_add(done);
+    arena_reset_to(s->scratch, mark);
+    /* B·V, then W = A⁺·(B·V), then F·W */
+    AttnShape la = land_shape(m, B, L);
+    attn_forward(st->bv, st->lse3, st->ql, st->ks, am->qkv + 2 * D, s->mask, &la, s->scratch);
+    done = 0;
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *Z = st->z + ((size_t)bh * (st->iters + 1) + st->iters) * mm2;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, Z, M,
+                    st->bv + (size_t)b * M * D + h * Dh, D, 0.0f, st->w + (size_t)b * M * D + h * Dh, D);
+        done += 2ull * M * M * Dh;
+    }
+    flops_add(done);
+    AttnShape os = out_shape(m, B, L);
+    attn_forward(st->fo, am->lse, st->qs, st->kl, st->w, NULL, &os, s->scratch);
+    memcpy(am->att, st->fo, (size_t)BL * D * sizeof(float));
+    if (st->conv) { /* + the depthwise convolution of the (masked) values along the sequence */
+        const float *cw = pp(s, st->p_conv);
+        const int half = st->conv / 2;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < BL; r++) {
+            const int b = r / L, i = r % L;
+            for (int c = 0; c < D; c++) {
+                const float *wk = cw + (size_t)(c / Dh) * st->conv;
+                float acc = 0.0f;
+                for (int t = 0; t < st->conv; t++) {
+                    const int j = i + t - half;
+                    if (j < 0 || j >= L || (s->mask && !s->mask[(size_t)b * L + j])) continue;
+                    acc += wk[t] * am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
+                }
+                am->att[(size_t)r * D + c] += acc;
+            }
+        }
+        flops_add(2ull * (uint64_t)BL * D * st->conv);
+    }
+    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+}
+
+static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                             const float *x) {
+    NystromState *st = m->state;
+    AttnMixer *am = &st->am;
+    const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, M = st->m, BL = B * L;
+    const size_t mm2 = (size_t)M * M, BMD = (size_t)B * M * D;
+    const float sc = 1.0f / sqrtf(sqrtf((float)Dh));
+    const size_t mark = arena_mark(s->scratch);
+    const int nt = omp_get_max_threads();
+#define BUF(v, k) float *v = arena_floats(s->scratch, k); memset(v, 0, (k) * sizeof(float))
+    BUF(datt, (size_t)BL * D);
+    BUF(dqkv, (size_t)BL * 3 * D);
+    BUF(dqs, (size_t)BL * D);
+    BUF(dks, (size_t)BL * D);
+    BUF(dql, BMD);
+    BUF(dkl, BMD);
+    BUF(dw, BMD);
+    BUF(dbv, BMD);
+#undef BUF
+    float *work = arena_floats(s->scratch, (size_t)nt * 12 * mm2);
+    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    if (st->conv) { /* the convolution: d(V) at real positions, and its weights per head */
+        const float *cw = pp(s, st->p_conv);
+        float *gw = gp(s, st->p_conv);
+        const int half = st->conv / 2;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < BL; r++) {
+            const int b = r / L, j = r % L;
+            if (s->mask && !s->mask[r]) continue;
+            for (int c = 0; c < D; c++) {
+                const float *wk = cw + (size_t)(c / Dh) * st->conv;
+                float acc = 0.0f;
+                for (int t = 0; t < st->conv; t++) {
+                    const int i = j - t + half;
+                    if (i >= 0 && i < L) acc += wk[t] * datt[((size_t)b * L + i) * D + c];
+                }
+                dqkv[(size_t)r * 3 * D + 2 * D + c] += acc;
+            }
+        }
+#pragma omp parallel for schedule(static)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < st->conv; t++) {
+                double acc = 0.0;
+                for (int r = 0; r < BL; r++) {
+                    const int b = r / L, j = r % L + t - half;
+                    if (j < 0 || j >= L || (s->mask && !s->mask[(size_t)b * L + j])) continue;
+                    for (int c = h * Dh; c < (h + 1) * Dh; c++)
+                        acc += (double)datt[(size_t)r * D + c] * am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
+                }
+                gw[(size_t)h * st->conv + t] += (float)acc;
+            }
+        flops_add(4ull * (uint64_t)BL * D * st->conv);
+    }
+    AttnShape os = out_shape(m, B, L);
+    attn_backward(dqs, dkl, dw, datt, st->qs, st->kl, st->w, st->fo, am->lse, NULL, &os, s->scratch);
+    uint64_t done = 0;
+    /* W = Z·BV: dBV = Zᵀ dW; dZ = dW BVᵀ, then back through the iterations and A's softmax */
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *A = st->a + (size_t)bh * mm2, *Z = st->z + (size_t)bh * (st->iters + 1) * mm2;
+        float *wk = work + (size_t)omp_get_thread_num() * 12 * mm2;
+        float *G = wk, *dA = G + mm2, *X = dA + mm2, *X2 = X + mm2, *P = X2 + mm2, *U = P + mm2;
+        float *dX = U + mm2, *T = dX + mm2, *T2 = T + mm2;
+        const float *dwb = dw + (size_t)b * M * D + h * Dh, *bvb = st->bv + (size_t)b * M * D + h * Dh;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f,
+                    Z + (size_t)st->iters * mm2, M, dwb, D, 0.0f, dbv + (size_t)b * M * D + h * Dh, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f, dwb, D, bvb, D, 0.0f, G, M);
+        done += 4ull * M * M * Dh;
+        memset(dA, 0, mm2 * sizeof(float));
+        for (int t = st->iters - 1; t >= 0; t--) { /* G = dZ_{t+1} → dZ_t, dA */
+            const float *Zt = Z + (size_t)t * mm2;
+            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done);  /* X = A Z_t */
+            mm(X2, X, 0, X, 0, M, 1.0f, 0.0f, &done);  /* X² */
+            for (size_t k = 0; k < mm2; k++) P[k] = 7.0f * X2[k] - 15.0f * X[k]; /* P(X) */
+            mm(P, X2, 0, X, 0, M, -1.0f, 1.0f, &done);  /* − X³ */
+            for (int i = 0; i < M; i++) P[(size_t)i * M + i] += 13.0f;
+            for (size_t k = 0; k < mm2; k++) G[k] *= 0.25f; /* Z_{t+1} = ¼ Z_t P(X) */
+            mm(U, Zt, 1, G, 0, M, 1.0f, 0.0f, &done);  /* U = Z_tᵀ G */
+            /* dX = −15U + 7(U Xᵀ + Xᵀ U) − (U X²ᵀ + Xᵀ U Xᵀ + X²ᵀ U) */
+            for (size_t k = 0; k < mm2; k++) dX[k] = -15.0f * U[k];
+            mm(dX, U, 0, X, 1, M, 7.0f, 1.0f, &done);
+            mm(dX, X, 1, U, 0, M, 7.0f, 1.0f, &done);
+            mm(dX, U, 0, X2, 1, M, -1.0f, 1.0f, &done);
+            mm(T, X, 1, U, 0, M, 1.0f, 0.0f, &done);
+            mm(dX, T, 0, X, 1, M, -1.0f, 1.0f, &done);
+            mm(dX, X2, 1, U, 0, M, -1.0f, 1.0f, &done);
+            /* dZ_t = G P(X)ᵀ + Aᵀ dX; dA += dX Z_tᵀ */
+            mm(T2, G, 0, P, 1, M, 1.0f, 0.0f, &done);
+            mm(T2, A, 1, dX, 0, M, 1.0f, 1.0f, &done);
+            mm(dA, dX, 0, Zt, 1, M, 1.0f, 1.0f, &done);
+            memcpy(G, T2, mm2 * sizeof(float));
+        }
+        /* Z₀ = Aᵀ/c, c the largest column sum (jc its column): dA += G₀ᵀ/c, dc = −Σ G₀∘Aᵀ/c² */
+        float c = -1.0f;
+        int jc = 0;
+        for (int j = 0; j < M; j++) {
+            float cs = 0.0f;
+            for (int i = 0; i < M; i++) cs += A[(size_t)i * M + j];
+            if (cs > c) c = cs, jc = j;
+        }
+        double dc = 0.0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < M; j++) {
+                dA[(size_t)j * M + i] += G[(size_t)i * M + j] / c;
+                dc -= (double)G[(size_t)i * M + j] * A[(size_t)j * M + i] / ((double)c * c);
+            }
+        for (int i = 0; i < M; i++) dA[(size_t)i * M + jc] += (float)dc;
+        /* A = softmax(Q̃ K̃ᵀ): dS = A∘(dA − rowsum(dA∘A)); dQ̃ += dS K̃, dK̃ += dSᵀ Q̃ */
+        for (int i = 0; i < M; i++) {
+            float acc = 0.0f;
+            for (int j = 0; j < M; j++) acc += dA[(size_t)i * M + j] * A[(size_t)i * M + j];
+            for (int j = 0; j < M; j++) dA[(size_t)i * M + j] = A[(size_t)i * M + j] * (dA[(size_t)i * M + j] - acc);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
+                    st->kl + (size_t)b * M * D + h * Dh, D, 1.0f, dql + (size_t)b * M * D + h * Dh, D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
+                    st->ql + (size_t)b * M * D + h * Dh, D, 1.0f, dkl + (size_t)b * M * D + h * Dh, D);
+        done += 4ull * M * M * Dh;
+    }
+    flops_add(done);
+    AttnShape la = land_shape(m, B, L);
+    attn_backward(dql, dks, dqkv + 2 * D, dbv, st->ql, st->ks, am->qkv + 2 * D, st->bv, st->lse3,
+                  s->mask, &la, s->scratch);
+    /* landmarks are segment means; q and k were scaled and their padding rows zeroed */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++) {
+        const int b = r / L, i = r % L;
+        if (s->mask && !s->mask[r]) continue;
+        int sg = (int)((long long)i * M / L), lo, hi; /* the segment holding i */
+        for (segment(sg, M, L, &lo, &hi); i < lo || i >= hi; segment(sg, M, L, &lo, &hi))
+            sg += i < lo ? -1 : 1;
+        const float inv = 1.0f / (float)(hi - lo);
+        for (int c = 0; c < D; c++) {
+            const size_t l = ((size_t)b * M + sg) * D + c;
+            dqkv[(size_t)r * 3 * D + c] += (dqs[(size_t)r * D + c] + dql[l] * inv) * sc;
+            dqkv[(size_t)r * 3 * D + D + c] += (dks[(size_t)r * D + c] + dkl[l] * inv) * sc;
+        }
+    }
+    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+                    3 * D);
+    arena_reset_to(s->scratch, mark);
+}
+
+static uint64_t nystrom_flops(const Mixer *m, int B, int L, int backward) {
+    const NystromState *st = m->state;
+    const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D, BH = (uint64_t)B * m->H;
+    const uint64_t M = (uint64_t)st->m, Dh = D / (uint64_t)m->H, M3 = 2 * M * M * M;
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    const uint64_t conv = st->conv ? 2 * BL * D * (uint64_t)st->conv : 0;
+    AttnShape la = land_shape(m, B, L), os = out_shape(m, B, L);
+    const uint64_t attn = attn_flops(&la, backward) + attn_flops(&os, backward);
+    if (!backward) /* A, 4 products per iteration, W */
+        return proj + conv + attn + BH * (2 * M * M * Dh + 4 * M3 * st->iters + 2 * M * M * Dh);
+    /* dBV and dZ, 13 products per iteration, dQ̃ and dK̃ */
+    return 2 * proj + 2 * conv + attn + BH * (4 * M * M * Dh + 13 * M3 * st->iters + 4 * M * M * Dh);
+}
+
+static const MixerOps nystrom_ops = {
+    .check = nystrom_check,
+    .create = nystrom_create,
+    .plan = nystrom_plan,
+    .forward = nystrom_forward,
+    .backward = nystrom_backward,
+    .flops = nystrom_flops,
+    .destroy = attn_mixer_destroy,
+};
+
+const MixerSpec mixer_nystrom = {
+    .name = "nystrom",
+    .classes = "M+DS",
+    .arxiv = "2102.03902",
+    .title = "Nystromformer: landmark (segment-mean) Nystrom approximation with an iterative "
+             "pseudo-inverse, depthwise-convolution skip",
+    .honours_mask = 1,
+    .opts = nystrom_opts,
+    .n_opts = NOPTS,
+    .ops = &nystrom_ops,
+};
