@@ -38,6 +38,19 @@ AttnPattern attn_block_pattern(const BlockPattern *bp) {
                          .mask = exact ? NULL : block_mask, .ctx = bp};
 }
 
+int mixer_add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
+                     int bias, int *pb) {
+    char name[XB_PARAM_NAME];
+    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
+    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1);
+    *pb = -1;
+    if (bias) {
+        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
+        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
+    }
+    return w;
+}
+
 void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int bias) {
     m->state = st;
     st->causal = causal;

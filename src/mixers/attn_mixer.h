@@ -26,6 +26,12 @@ typedef struct BlockPattern {
  * long, otherwise 128-row tiles with a mask for tiles straddling two blocks. */
 AttnPattern attn_block_pattern(const BlockPattern *bp);
 
+/* Declares a dense layer PREFIX.WHAT.weight (out, in), Xavier-uniform as a D×D block of LRA's
+ * projections, and PREFIX.WHAT.bias (zeros) when `bias` (its index in *pb, else −1). Returns the
+ * weight's index. */
+int mixer_add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
+                     int bias, int *pb);
+
 /* Declares the projections (names PREFIX.qkv.weight, PREFIX.out.weight, and .bias when `bias`),
  * initialised as LRA does (Xavier-uniform per D×D block). `st` becomes m->state's head: a
  * mechanism embeds AttnMixer as the first member of its own state. */

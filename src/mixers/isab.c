@@ -17,7 +17,7 @@
 #include "kernels/attention.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
-#include "mixers/mixer.h"
+#include "mixers/attn_mixer.h"
 
 static const OptSpec isab_opts[] = {
     {.name = "inducing", .type = OPT_INT, .def = 32, .min = 1, .max = 65536,
@@ -39,19 +39,6 @@ typedef struct IsabState {
     float *q2, *kv2, *a2, *lse2;      /* (B, L, D); (B, m, 2D); (B, L, D); (B, H, L) */
 } IsabState;
 
-static int add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
-                      int bias, int *pb) {
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1);
-    *pb = -1;
-    if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
-    }
-    return w;
-}
-
 static void isab_create(Mixer *m, ParamTable *pt) {
     IsabState *st = calloc(1, sizeof *st);
     XB_ASSERT(st);
@@ -62,9 +49,9 @@ static void isab_create(Mixer *m, ParamTable *pt) {
     char name[XB_PARAM_NAME];
     snprintf(name, sizeof name, "%s.inducing", m->prefix); /* Xavier-uniform, as the authors */
     st->p_i = params_add2(pt, name, st->m, D, INIT_XAVIER_UNIFORM, 0, 0);
-    st->p_q1 = add_linear(pt, m->prefix, "inner.q", D, D, st->bias, &st->p_q1b);
-    st->p_kv1 = add_linear(pt, m->prefix, "inner.kv", 2 * D, D, st->bias, &st->p_kv1b);
-    st->p_o1 = add_linear(pt, m->prefix, "inner.out", D, D, st->bias, &st->p_o1b);
+    st->p_q1 = mixer_add_linear(pt, m->prefix, "inner.q", D, D, st->bias, &st->p_q1b);
+    st->p_kv1 = mixer_add_linear(pt, m->prefix, "inner.kv", 2 * D, D, st->bias, &st->p_kv1b);
+    st->p_o1 = mixer_add_linear(pt, m->prefix, "inner.out", D, D, st->bias, &st->p_o1b);
     snprintf(name, sizeof name, "%s.inner.norm0.weight", m->prefix);
     st->p_ln0w = params_add1(pt, name, D, INIT_ONES, 0, 0);
     snprintf(name, sizeof name, "%s.inner.norm0.bias", m->prefix);
@@ -77,9 +64,9 @@ static void isab_create(Mixer *m, ParamTable *pt) {
     st->p_ln1w = params_add1(pt, name, D, INIT_ONES, 0, 0);
     snprintf(name, sizeof name, "%s.inner.norm1.bias", m->prefix);
     st->p_ln1b = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
-    st->p_q2 = add_linear(pt, m->prefix, "outer.q", D, D, st->bias, &st->p_q2b);
-    st->p_kv2 = add_linear(pt, m->prefix, "outer.kv", 2 * D, D, st->bias, &st->p_kv2b);
-    st->p_o2 = add_linear(pt, m->prefix, "outer.out", D, D, st->bias, &st->p_o2b);
+    st->p_q2 = mixer_add_linear(pt, m->prefix, "outer.q", D, D, st->bias, &st->p_q2b);
+    st->p_kv2 = mixer_add_linear(pt, m->prefix, "outer.kv", 2 * D, D, st->bias, &st->p_kv2b);
+    st->p_o2 = mixer_add_linear(pt, m->prefix, "outer.out", D, D, st->bias, &st->p_o2b);
 }
 
 static AttnShape inner_shape(const Mixer *m, int B, int L) {

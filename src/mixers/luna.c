@@ -17,7 +17,7 @@
 #include "kernels/attention.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
-#include "mixers/mixer.h"
+#include "mixers/attn_mixer.h"
 
 static const OptSpec luna_opts[] = {
     {.name = "length", .type = OPT_INT, .def = 256, .min = 1, .max = 65536,
@@ -41,19 +41,6 @@ typedef struct LunaState {
     float *dpout;                  /* (B, l, D) gradient arriving at P' from the next layer */
 } LunaState;
 
-static int add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
-                      int bias, int *pb) {
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1);
-    *pb = -1;
-    if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
-    }
-    return w;
-}
-
 static void luna_create(Mixer *m, ParamTable *pt) {
     LunaState *st = calloc(1, sizeof *st);
     XB_ASSERT(st);
@@ -67,12 +54,12 @@ static void luna_create(Mixer *m, ParamTable *pt) {
         snprintf(name, sizeof name, "%s.p", m->prefix);
         st->p_p = params_add2(pt, name, st->l, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 0);
     }
-    st->p_pq = add_linear(pt, m->prefix, "pack.q", D, D, st->bias, &st->p_pqb);
-    st->p_pkv = add_linear(pt, m->prefix, "pack.kv", 2 * D, D, st->bias, &st->p_pkvb);
-    st->p_po = add_linear(pt, m->prefix, "pack.out", D, D, st->bias, &st->p_pob);
-    st->p_uq = add_linear(pt, m->prefix, "unpack.q", D, D, st->bias, &st->p_uqb);
-    st->p_ukv = add_linear(pt, m->prefix, "unpack.kv", 2 * D, D, st->bias, &st->p_ukvb);
-    st->p_uo = add_linear(pt, m->prefix, "unpack.out", D, D, st->bias, &st->p_uob);
+    st->p_pq = mixer_add_linear(pt, m->prefix, "pack.q", D, D, st->bias, &st->p_pqb);
+    st->p_pkv = mixer_add_linear(pt, m->prefix, "pack.kv", 2 * D, D, st->bias, &st->p_pkvb);
+    st->p_po = mixer_add_linear(pt, m->prefix, "pack.out", D, D, st->bias, &st->p_pob);
+    st->p_uq = mixer_add_linear(pt, m->prefix, "unpack.q", D, D, st->bias, &st->p_uqb);
+    st->p_ukv = mixer_add_linear(pt, m->prefix, "unpack.kv", 2 * D, D, st->bias, &st->p_ukvb);
+    st->p_uo = mixer_add_linear(pt, m->prefix, "unpack.out", D, D, st->bias, &st->p_uob);
     snprintf(name, sizeof name, "%s.pnorm.weight", m->prefix);
     st->p_lnw = params_add1(pt, name, D, INIT_ONES, 0, 0);
     snprintf(name, sizeof name, "%s.pnorm.bias", m->prefix);

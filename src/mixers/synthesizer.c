@@ -25,7 +25,7 @@
 #include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
-#include "mixers/mixer.h"
+#include "mixers/attn_mixer.h"
 
 static const char *const VARIANTS[] = {"factorized", "dense", "random", NULL};
 enum { V_FACTORIZED, V_DENSE, V_RANDOM };
@@ -56,19 +56,6 @@ typedef struct SynthState {
     float *qf, *kf;      /* factorized: (B, L, H·kq) features */
 } SynthState;
 
-static int add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
-                      int bias, int *pb) {
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1);
-    *pb = -1;
-    if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
-    }
-    return w;
-}
-
 static void synth_create(Mixer *m, ParamTable *pt) {
     SynthState *st = calloc(1, sizeof *st);
     XB_ASSERT(st);
@@ -81,10 +68,10 @@ static void synth_create(Mixer *m, ParamTable *pt) {
     const int D = m->D, n = st->n, Dh = D / m->H;
     st->kq = st->k + (st->dot ? Dh : 0);
     char name[XB_PARAM_NAME];
-    st->p_wv = add_linear(pt, m->prefix, "value", D, D, st->bias, &st->p_bv);
+    st->p_wv = mixer_add_linear(pt, m->prefix, "value", D, D, st->bias, &st->p_bv);
     st->p_wqk = st->p_bqk = -1;
-    if (st->dot) st->p_wqk = add_linear(pt, m->prefix, "qk", 2 * D, D, st->bias, &st->p_bqk);
-    st->p_wo = add_linear(pt, m->prefix, "out", D, D, st->bias, &st->p_bo);
+    if (st->dot) st->p_wqk = mixer_add_linear(pt, m->prefix, "qk", 2 * D, D, st->bias, &st->p_bqk);
+    st->p_wo = mixer_add_linear(pt, m->prefix, "out", D, D, st->bias, &st->p_bo);
     st->p_w1 = st->p_b1 = st->p_w2 = st->p_b2 = st->p_r = st->p_r1 = st->p_r2 = -1;
     const int shape[2] = {n, n};
     switch (st->variant) {
