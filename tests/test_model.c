@@ -10,11 +10,14 @@
 #include "gradcheck.h"
 #include "mixers/mixer.h"
 #include "model/encoder.h"
+#include "model/moe.h"
 
 enum { V = 9, NCLS = 3 };
 
 /* Model-level variants the tests switch on: Funnel stages, Perceiver latents, layers. */
 static int g_funnel = 0, g_latents = 0, g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7;
+static int g_experts = 0; /* > 0: Switch FFN with that many experts */
+static double g_balance = 0.01, g_zloss = 1e-3;
 
 static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
     ExperimentConfig c;
@@ -22,6 +25,9 @@ static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, fl
     snprintf(c.source, sizeof c.source, "test");
     c.layers = g_layers, c.d_model = 8, c.heads = 2, c.d_ff = 12, c.head_hidden = 10;
     c.funnel = g_funnel, c.latents = g_latents, c.segment = g_segment, c.memory = g_memory;
+    c.ffn = g_experts ? FFN_SWITCH : FFN_DENSE, c.experts = g_experts ? g_experts : 8;
+    c.capacity_factor = 1.25, c.eval_capacity_factor = 2.0;
+    c.balance_loss = g_balance, c.router_z_loss = g_zloss;
     c.max_len = L, c.batch_size = B, c.dropout = dropout;
     c.pooling = pool, c.positions = pos;
     c.mixer_index = mixer_find("full");
@@ -71,6 +77,7 @@ static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, con
     memset(e.grads, 0, e.pt.total * sizeof(float));
     encoder_backward(&e, c.seed, c.step);
     e.freeze_memory = 1; /* the recurrence's memory is a constant for the gradient */
+    for (int l = 0; l < e.N; l++) e.la[l].moe.frozen = 1; /* top-1 and drops are piecewise constant */
     const float one = 1.0f;
     /* Every tensor, up to 40 evenly spaced elements of each. h = 3e-3: with 1e-2 some steps
      * cross the kink of the head's ReLU. */
@@ -283,6 +290,83 @@ START_TEST(test_same_seed_gives_identical_step) {
 }
 END_TEST
 
+
+/* Switch FFN: gradients of the whole model (router through the gate and the balance and z losses,
+ * every expert) with the routing frozen, FLOPs, padding; one expert with room for every token is
+ * the dense FFN. */
+START_TEST(test_switch_ffn_gradients_flops_padding) {
+    g_experts = 3;
+    check_model_gradients(POOL_CLS, POS_SINUSOIDAL, 0.0f, NULL);
+    check_model_gradients(POOL_MEAN, POS_LEARNED, 0.1f, NULL);
+    check_flops(POOL_CLS);
+    check_padding();
+    g_experts = 0;
+}
+END_TEST
+
+START_TEST(test_switch_with_one_expert_equals_the_dense_ffn) {
+    const int len[3] = {9, 4, 6};
+    double loss[2];
+    Encoder e[2];
+    XbError err;
+    g_balance = 0, g_zloss = 0;
+    for (int k = 0; k < 2; k++) {
+        g_experts = k; /* 0: dense; 1: one expert */
+        ExperimentConfig cfg = tiny_config(3, 9, POOL_CLS, POS_SINUSOIDAL, 0.0f);
+        ck_assert_int_eq(encoder_create(&e[k], &cfg, V, NCLS, &err), 0);
+        encoder_init_params(&e[k], 4);
+        fill_batch(&e[k], len, 0);
+    }
+    for (int i = 0; i < e[0].pt.n; i++) { /* the dense tensors into the expert's (same layout) */
+        char name[XB_PARAM_NAME];
+        snprintf(name, sizeof name, "%s", e[0].pt.info[i].name);
+        char *f = strstr(name, "ffn.fc");
+        if (f) memmove(f + 12, f + 4, strlen(f + 4) + 1), memcpy(f, "ffn.experts.", 12);
+        const int j = params_find(&e[1].pt, name);
+        ck_assert_msg(j >= 0, "no %s", name);
+        memcpy(e[1].params + e[1].pt.info[j].offset, e[0].params + e[0].pt.info[i].offset,
+               e[0].pt.info[i].size * sizeof(float));
+    }
+    for (int k = 0; k < 2; k++) loss[k] = encoder_forward(&e[k], 1, 1, 1);
+    ck_assert_double_eq_tol(loss[0], loss[1], 1e-6);
+    for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(e[0].logits[i], e[1].logits[i], 1e-5);
+    for (int k = 0; k < 2; k++) encoder_destroy(&e[k]);
+    g_experts = 0, g_balance = 0.01, g_zloss = 1e-3;
+}
+END_TEST
+
+/* A capacity too small for the tokens drops the latest ones: their FFN output is exactly 0. */
+START_TEST(test_switch_drops_tokens_beyond_capacity) {
+    Moe m;
+    const int N = 12, D = 4, F = 5, E = 2;
+    moe_init(&m, N, D, F, E);
+    Arena ma, ms, acts, scratch;
+    arena_init_measure(&ma);
+    arena_init_measure(&ms);
+    moe_plan(&m, &ma, &ms);
+    ck_assert_int_eq(arena_init(&acts, ma.peak + 64), 0);
+    ck_assert_int_eq(arena_init(&scratch, ms.peak + 64), 0);
+    moe_plan(&m, &acts, &ms);
+    float wr[2 * 4] = {1, 0, 0, 0, -1, 0, 0, 0}; /* x[0] > 0 → expert 0 */
+    float w1[2 * 5 * 4], b1[2 * 5], w2[2 * 4 * 5], b2[2 * 4], x[12 * 4], y[12 * 4];
+    gc_fill_normal(w1, 40, 1, 1.0f), gc_fill_normal(b1, 10, 2, 1.0f);
+    gc_fill_normal(w2, 40, 3, 1.0f), gc_fill_normal(b2, 8, 4, 1.0f);
+    gc_fill_normal(x, 48, 5, 1.0f);
+    for (int i = 0; i < N; i++) x[i * D] = 2.0f; /* every token prefers expert 0 */
+    const MoeParams p = {wr, w1, b1, w2, b2};
+    moe_forward(&m, y, x, NULL, &p, 1.0, 0.01, 0.0, &scratch); /* C = ceil(12/2·1) = 6 */
+    ck_assert_int_eq(m.kept, 6);
+    for (int i = 0; i < N; i++) {
+        double n = 0;
+        for (int d = 0; d < D; d++) n += fabs(y[i * D + d]);
+        if (i < 6) ck_assert(n > 0);
+        else ck_assert(n == 0);
+    }
+    arena_destroy(&acts);
+    arena_destroy(&scratch);
+}
+END_TEST
+
 static Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("all");
@@ -296,6 +380,9 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
     tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
     tcase_add_test(tc, test_recurrence_memory_reaches_back_only);
+    tcase_add_test(tc, test_switch_ffn_gradients_flops_padding);
+    tcase_add_test(tc, test_switch_with_one_expert_equals_the_dense_ffn);
+    tcase_add_test(tc, test_switch_drops_tokens_beyond_capacity);
     suite_add_tcase(s, tc);
     return s;
 }

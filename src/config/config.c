@@ -65,6 +65,7 @@ typedef struct Field {
     { .name = n, .type = OPT_STRING, .def_str = "", .help = h }
 
 static const char *const g_pool_names[] = {"cls", "mean", NULL};
+static const char *const g_ffn_names[] = {"dense", "switch", NULL};
 static const char *const g_pos_names[] = {"sinusoidal", "learned", "none", NULL};
 static const char *const g_sched_names[] = {"constant", "cosine", "rsqrt", "linear", NULL};
 
@@ -93,6 +94,12 @@ enum {
     M_LATENTS,
     M_SEGMENT,
     M_MEMORY,
+    M_FFN,
+    M_EXPERTS,
+    M_CAPACITY,
+    M_EVAL_CAPACITY,
+    M_BALANCE,
+    M_ZLOSS,
     N_MODEL
 };
 static const Field g_model[N_MODEL] = {
@@ -125,6 +132,22 @@ static const Field g_model[N_MODEL] = {
                              "states of earlier segments each block remembers; 0 = the segment "
                              "length"),
                        F_INT, memory),
+    [M_FFN] = FIELD(O_ENUM("ffn", FFN_DENSE, g_ffn_names,
+                           "feed-forward: dense, or a Switch mixture of experts (top-1 routing)"),
+                    F_ENUM, ffn),
+    [M_EXPERTS] = FIELD(O_INT("experts", 8, 1, 4096, "Switch: experts per block"), F_INT, experts),
+    [M_CAPACITY] = FIELD(O_FLT("capacity_factor", 1.25, 0.01, 1000,
+                               "Switch: expert capacity factor in training (paper: 1.25)"),
+                         F_DBL, capacity_factor),
+    [M_EVAL_CAPACITY] = FIELD(O_FLT("eval_capacity_factor", 2.0, 0.01, 1000,
+                                    "Switch: capacity factor in evaluation (paper: 2.0)"),
+                              F_DBL, eval_capacity_factor),
+    [M_BALANCE] = FIELD(O_FLT("balance_loss", 0.01, 0, 100,
+                              "Switch: load-balancing loss weight alpha (paper: 0.01)"),
+                        F_DBL, balance_loss),
+    [M_ZLOSS] = FIELD(O_FLT("router_z_loss", 0.0, 0, 100,
+                            "Switch: router z-loss weight (ST-MoE: 0.001); 0 = off"),
+                      F_DBL, router_z_loss),
 };
 
 enum {

@@ -9,6 +9,7 @@
 #include "core/options.h"
 
 typedef enum { POOL_CLS = 0, POOL_MEAN = 1 } PoolKind;
+typedef enum { FFN_DENSE = 0, FFN_SWITCH = 1 } FfnKind;
 typedef enum { POS_SINUSOIDAL = 0, POS_LEARNED = 1, POS_NONE = 2 } PosKind;
 typedef enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1, SCHED_RSQRT = 2, SCHED_LINEAR = 3 } SchedKind;
 
@@ -38,6 +39,9 @@ typedef struct ExperimentConfig {
     int funnel;         /* Funnel Transformer stages (0 or 1: none) */
     int latents;        /* Perceiver latent array length (0: none) */
     int segment, memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
+    FfnKind ffn;        /* dense, or Switch mixture of experts */
+    int experts;
+    double capacity_factor, eval_capacity_factor, balance_loss, router_z_loss;
     int mixer_index;    /* index into the mixer registry (model.mixer.name) */
     OptValues mixer_opts;
 

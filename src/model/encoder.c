@@ -82,10 +82,26 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         }
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
-        ADD2(fc1_w, "ffn.fc1.weight", F, D);
-        ADD1(fc1_b, "ffn.fc1.bias", F, INIT_ZEROS);
-        ADD2(fc2_w, "ffn.fc2.weight", D, F);
-        ADD1(fc2_b, "ffn.fc2.bias", D, INIT_ZEROS);
+        p->router = -1;
+        if (e->ffn == FFN_SWITCH) { /* E experts, each initialised as the dense FFN would be */
+            const int E = e->experts, s1[3] = {E, F, D}, s2[3] = {E, D, F}, sb1[2] = {E, F},
+                      sb2[2] = {E, D};
+            const float a = sqrtf(6.0f / (float)(D + F));
+            ADD2(router, "ffn.router.weight", E, D);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.weight", l);
+            p->fc1_w = params_add(pt, name, 3, s1, INIT_UNIFORM, a, 1);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.bias", l);
+            p->fc1_b = params_add(pt, name, 2, sb1, INIT_ZEROS, 0, 0);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.weight", l);
+            p->fc2_w = params_add(pt, name, 3, s2, INIT_UNIFORM, a, 1);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.bias", l);
+            p->fc2_b = params_add(pt, name, 2, sb2, INIT_ZEROS, 0, 0);
+        } else {
+            ADD2(fc1_w, "ffn.fc1.weight", F, D);
+            ADD1(fc1_b, "ffn.fc1.bias", F, INIT_ZEROS);
+            ADD2(fc2_w, "ffn.fc2.weight", D, F);
+            ADD1(fc2_b, "ffn.fc2.bias", D, INIT_ZEROS);
+        }
 #undef ADD1
 #undef ADD2
     }
@@ -168,13 +184,21 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
         t->ln2 = arena_floats(a, Q * D);
         t->ln2_mean = arena_floats(a, Q);
         t->ln2_rstd = arena_floats(a, Q);
-        t->h = arena_floats(a, Q * F);
-        t->g = arena_floats(a, Q * F);
         e->xs[l + 1] = arena_floats(a, Q * D);
+        t->h = t->g = NULL;
+        if (e->ffn == FFN_SWITCH) {
+            moe_init(&t->moe, (int)Q, D, F, e->experts);
+        } else {
+            t->h = arena_floats(a, Q * F);
+            t->g = arena_floats(a, Q * F);
+        }
         /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
          * other, so each layer plans its scratch from the same mark. */
         const size_t mark = arena_mark(s);
         carve_backward(e, s, &(BwdScratch){0});
+        if (e->ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
+            moe_plan(&t->moe, a, s);
+        }
         if (t->kind == BLOCK_SELF && e->seg > 0)
             e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, e->mem + e->seg);
         else if (t->kind == BLOCK_SELF)
@@ -215,6 +239,10 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     e->seg = cfg->segment;
     e->mem = cfg->memory > 0 ? cfg->memory : cfg->segment;
     e->nseg = e->seg > 0 ? cfg->max_len / e->seg : 0;
+    e->ffn = cfg->ffn;
+    e->experts = cfg->experts > 0 ? cfg->experts : 1;
+    e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
+    e->balance = cfg->balance_loss, e->zloss = cfg->router_z_loss;
     e->N = cfg->layers + (cfg->latents > 0 ? 1 : 0);
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
@@ -276,6 +304,11 @@ void encoder_init_params(Encoder *e, uint64_t seed) {
 
 static const float *P(const Encoder *e, int i) { return i < 0 ? NULL : e->params + e->pt.info[i].offset; }
 static float *G(const Encoder *e, int i) { return i < 0 ? NULL : e->grads + e->pt.info[i].offset; }
+
+static MoeParams moe_params(const Encoder *e, const LayerParams *lp) {
+    return (MoeParams){P(e, lp->router), P(e, lp->fc1_w), P(e, lp->fc1_b), P(e, lp->fc2_w),
+                       P(e, lp->fc2_b)};
+}
 
 static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64_t seed,
                             int64_t step) {
@@ -423,10 +456,17 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
         add_into(t->r, t->r, base, QD);
         layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BQ, D);
-        linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
-        gelu_forward(t->g, t->h, QF);
-        dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)));
-        linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
+        if (e->ffn == FFN_SWITCH) {
+            const MoeParams mp = moe_params(e, lp);
+            e->aux_loss += moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
+                                       e->balance, e->zloss, &e->scratch);
+            arena_reset(&e->scratch);
+        } else {
+            linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
+            gelu_forward(t->g, t->h, QF);
+            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
+        }
         dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)));
         add_into(xout, xout, t->r, QD);
     }
@@ -477,14 +517,23 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         /* x_out = r + drop(fc2(g)); dx holds d(x_out) and becomes d(r). */
         memset(dtmp, 0, QD * sizeof *dtmp);
         dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)));
-        memset(dg, 0, QF * sizeof *dg);
-        linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F, D);
-        memset(dh, 0, QF * sizeof *dh);
-        dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
-        memset(dg, 0, QF * sizeof *dg);
-        gelu_backward(dg, t->h, dh, QF);
         memset(dln, 0, QD * sizeof *dln);
-        linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D, F);
+        if (e->ffn == FFN_SWITCH) {
+            const MoeParams mp = moe_params(e, lp);
+            const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b), G(e, lp->fc2_w),
+                                 G(e, lp->fc2_b)};
+            moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
+                         &e->scratch);
+            arena_reset_to(&e->scratch, mark);
+        } else {
+            memset(dg, 0, QF * sizeof *dg);
+            linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F, D);
+            memset(dh, 0, QF * sizeof *dh);
+            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            memset(dg, 0, QF * sizeof *dg);
+            gelu_backward(dg, t->h, dh, QF);
+            linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D, F);
+        }
         layernorm_backward(dx, G(e, lp->ln2_w), G(e, lp->ln2_b), dln, t->r, P(e, lp->ln2_w),
                            t->ln2_mean, t->ln2_rstd, BQ, D);
         /* r = base + drop(mix(...)); dx holds d(r). */
@@ -550,7 +599,7 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
             f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
         else
             f += xattn_flops(&e->xattn[l], e->B, backward);
-        ffn += 2 * (2 * B * (uint64_t)t->Lq * D * F);
+        ffn += e->ffn == FFN_SWITCH ? moe_flops(&t->moe, 0) : 2 * (2 * B * (uint64_t)t->Lq * D * F);
     }
     const uint64_t head = 2 * B * D * Hh + 2 * B * Hh * C;
     f += backward ? 2 * (ffn + head) : ffn + head;

@@ -24,6 +24,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "mixers/mixer.h"
+#include "model/moe.h"
 #include "model/params.h"
 
 typedef enum { BLOCK_SELF, BLOCK_POOL, BLOCK_CROSS } BlockKind;
@@ -32,6 +33,7 @@ typedef struct LayerParams {
     int ln1_w, ln1_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
     int lnkv_w, lnkv_b; /* POOL and CROSS: LayerNorm of the keys' sequence */
     int latents;        /* CROSS: the latent array (Lq, D) */
+    int router;         /* Switch FFN: the router (E, D); fc1/fc2 are then (E, F, D), (E, D, F) */
 } LayerParams;
 
 typedef struct LayerActs {
@@ -48,6 +50,7 @@ typedef struct LayerActs {
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;                         /* (B, Lq, F) FFN pre-activation */
     float *g;                         /* (B, Lq, F) GELU output after dropout */
+    Moe moe;                          /* Switch FFN: its routing and saved activations */
 } LayerActs;
 
 typedef struct XAttn XAttn;
@@ -60,6 +63,9 @@ typedef struct Encoder {
     int seg, mem, nseg;             /* Transformer-XL recurrence: segment, memory, segments (0: none) */
     int freeze_memory;              /* tests: forward keeps the memory rows of the last forward, so
                                      * finite differences see the stop-gradient the backward uses */
+    FfnKind ffn;                    /* dense, or Switch mixture of experts */
+    int experts;
+    double capacity[2], balance, zloss; /* Switch: capacity factor in evaluation, in training */
     PoolKind pooling;
     PosKind positions;
     float dropout;
