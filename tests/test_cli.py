@@ -132,6 +132,17 @@ _CASES = [
     ("latents_need_mean_pooling", with_line("  layers: 2", "  layers: 2\n  latents: 16"), [],
      "{path}:6:12: model.latents: the Perceiver averages its latents (valid: model.pooling: "
      "mean with model.latents = 16, or model.latents: 0)"),
+    ("compress_needs_the_recurrence", with_line("  layers: 2", "  layers: 2\n  compress: 2"), [],
+     "{path}:6:13: model.compress: compresses the memory of the segment recurrence, which is off "
+     "(valid: model.compress: 0, or model.segment > 0)"),
+    ("compress_must_divide_segment_and_memory",
+     with_line("  layers: 2", "  layers: 2\n  segment: 8\n  memory: 6\n  compress: 4"), [],
+     "{path}:8:13: model.compress: 4 does not divide model.segment = 8 and the memory of 6 "
+     "(valid: 0, or a common divisor of the two)"),
+    ("compressed_memory_needs_compress",
+     with_line("  layers: 2", "  layers: 2\n  segment: 8\n  compressed_memory: 4"), [],
+     "{path}:7:22: model.compressed_memory: 4 slots, but model.compress is 0 (valid: "
+     "model.compressed_memory: 0, or model.compress > 0)"),
     ("override_bad_value", BASE, ["--set", "model.layers=abc"],
      '--set:1:14: model.layers: expected an integer in [1, 64], got "abc"'),
     ("override_unknown_key", BASE, ["--set", "model.layres=2"],

@@ -17,6 +17,7 @@ enum { V = 9, NCLS = 3 };
 /* Model-level variants the tests switch on: Funnel stages, Perceiver latents, layers. */
 static int g_funnel = 0, g_latents = 0, g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7;
 static int g_experts = 0; /* > 0: Switch FFN with that many experts */
+static int g_compress = 0, g_ncm = 0; /* Compressive Transformer: rate, slots */
 static double g_balance = 0.01, g_zloss = 1e-3;
 
 static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
@@ -25,6 +26,7 @@ static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, fl
     snprintf(c.source, sizeof c.source, "test");
     c.layers = g_layers, c.d_model = 8, c.heads = 2, c.d_ff = 12, c.head_hidden = 10;
     c.funnel = g_funnel, c.latents = g_latents, c.segment = g_segment, c.memory = g_memory;
+    c.compress = g_compress, c.compressed_memory = g_ncm;
     c.ffn = g_experts ? FFN_SWITCH : FFN_DENSE, c.experts = g_experts ? g_experts : 8;
     c.capacity_factor = 1.25, c.eval_capacity_factor = 2.0;
     c.balance_loss = g_balance, c.router_z_loss = g_zloss;
@@ -107,9 +109,9 @@ START_TEST(test_encoder_gradients_match_finite_differences_causal_with_bias) {
 }
 END_TEST
 
-static void check_flops(PoolKind pool) {
-    const int len[4] = {33, 10, 1, 20};
-    ExperimentConfig cfg = tiny_config(4, 33, pool, POS_SINUSOIDAL, 0.1f);
+static void check_flops_len(PoolKind pool, int L) {
+    const int len[4] = {L, 10, 1, 20};
+    ExperimentConfig cfg = tiny_config(4, L, pool, POS_SINUSOIDAL, 0.1f);
     Encoder e;
     XbError err;
     ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
@@ -125,6 +127,8 @@ static void check_flops(PoolKind pool) {
     encoder_destroy(&e);
 }
 
+static void check_flops(PoolKind pool) { check_flops_len(pool, 33); }
+
 START_TEST(test_counted_flops_equal_analytic_count) {
     check_flops(POOL_CLS);
     g_funnel = 2;
@@ -134,7 +138,9 @@ START_TEST(test_counted_flops_equal_analytic_count) {
     check_flops(POOL_MEAN);
     g_latents = 0, g_segment = 11, g_memory = 7; /* 33 = 3 segments */
     check_flops(POOL_CLS);
-    g_segment = 0, g_memory = 0;
+    g_segment = 12, g_memory = 6, g_compress = 3, g_ncm = 4; /* 36 = 3 segments */
+    check_flops_len(POOL_MEAN, 36);
+    g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
 }
 END_TEST
 
@@ -181,7 +187,9 @@ START_TEST(test_padding_tokens_do_not_change_logits_or_gradients) {
     check_padding();
     g_latents = 0, g_segment = 3, g_memory = 5; /* padding in the memory is masked too */
     check_padding();
-    g_segment = 0, g_memory = 0;
+    g_memory = 3, g_compress = 3, g_ncm = 2; /* and in the compressed memory */
+    check_padding();
+    g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
 }
 END_TEST
 
@@ -213,13 +221,15 @@ START_TEST(test_recurrence_gradients_match_finite_differences) {
 }
 END_TEST
 
-/* One segment: its memory lies before the start, all masked, so the model is the plain one. */
+/* One segment: its memory (and compressed memory) lies before the start, all masked, and the
+ * reconstruction loss has nothing to reconstruct, so the model is the plain one. */
 START_TEST(test_recurrence_with_one_segment_equals_no_recurrence) {
     const int len[3] = {9, 4, 6};
-    double loss[2];
-    float *logits[2];
-    for (int k = 0; k < 2; k++) {
-        g_segment = k ? 9 : 0, g_memory = k ? 4 : 0;
+    double loss[3];
+    float *logits[3];
+    for (int k = 0; k < 3; k++) {
+        g_segment = k ? 9 : 0, g_memory = k == 1 ? 4 : k == 2 ? 9 : 0;
+        g_compress = k == 2 ? 3 : 0, g_ncm = k == 2 ? 2 : 0;
         ExperimentConfig cfg = tiny_config(3, 9, POOL_CLS, POS_SINUSOIDAL, 0.0f);
         Encoder e;
         XbError err;
@@ -231,10 +241,12 @@ START_TEST(test_recurrence_with_one_segment_equals_no_recurrence) {
         memcpy(logits[k], e.logits, 3 * NCLS * sizeof(float));
         encoder_destroy(&e);
     }
-    g_segment = 0, g_memory = 0;
-    ck_assert_double_eq_tol(loss[0], loss[1], 1e-6);
-    for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(logits[0][i], logits[1][i], 1e-5);
-    free(logits[0]), free(logits[1]);
+    g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
+    for (int k = 1; k < 3; k++) {
+        ck_assert_double_eq_tol(loss[0], loss[k], 1e-6);
+        for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(logits[0][i], logits[k][i], 1e-5);
+    }
+    free(logits[0]), free(logits[1]), free(logits[2]);
 }
 END_TEST
 
@@ -264,6 +276,90 @@ START_TEST(test_recurrence_memory_reaches_back_only) {
     encoder_destroy(&e);
     free(x0);
     g_segment = 0, g_memory = 0, g_len = 7;
+}
+END_TEST
+
+/* Compressive Transformer: every gradient, f_c's from the attention-reconstruction loss alone
+ * (the memory and its compression frozen, as the stop-gradient sees them); segments of 2 over 8
+ * tokens with a memory of 2 and 2 slots of 2 (reaching back to position 2k − 6), and segments of
+ * 4 over 12 with a memory of 4 and 3 slots of 2. */
+START_TEST(test_compressive_gradients_match_finite_differences) {
+    g_len = 8, g_segment = 2, g_memory = 2, g_compress = 2, g_ncm = 2;
+    check_model_gradients(POOL_CLS, POS_SINUSOIDAL, 0.0f, NULL);
+    g_len = 12, g_segment = 4, g_memory = 4, g_compress = 2, g_ncm = 3;
+    check_model_gradients(POOL_MEAN, POS_LEARNED, 0.1f, NULL);
+    g_len = 7, g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
+}
+END_TEST
+
+/* One block, segments of 2, memory 2: the last segment (positions 6, 7) sees positions 4, 5
+ * through its memory and 0..3 only through the two compressed slots. */
+START_TEST(test_compressed_memory_reaches_beyond_the_memory) {
+    const int len[1] = {8};
+    g_layers = 1, g_segment = 2, g_memory = 2, g_len = 8;
+    for (int k = 0; k < 2; k++) {
+        g_compress = k ? 2 : 0, g_ncm = k ? 2 : 0;
+        ExperimentConfig cfg = tiny_config(1, 8, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+        encoder_init_params(&e, 4);
+        fill_batch(&e, len, 0);
+        encoder_forward(&e, 0, 1, 1);
+        float last[2 * 8];
+        memcpy(last, e.xs[e.N] + 6 * (size_t)e.D, sizeof last);
+        e.tokens[1] = (e.tokens[1] + 1) % V;
+        encoder_forward(&e, 0, 1, 1);
+        int changed = 0;
+        for (int i = 0; i < 2 * e.D; i++) changed |= e.xs[e.N][6 * (size_t)e.D + i] != last[i];
+        ck_assert_int_eq(changed, k); /* without compression position 1 is out of reach */
+        encoder_destroy(&e);
+    }
+    g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7, g_compress = 0, g_ncm = 0;
+}
+END_TEST
+
+/* The attention-reconstruction loss: 0 when f_c (rate 1) is the identity, positive for the
+ * initial f_c, and falling as f_c follows its gradient. */
+START_TEST(test_compression_loss_is_reconstruction) {
+    const int len[2] = {12, 9};
+    g_segment = 4, g_memory = 4, g_compress = 1, g_ncm = 2;
+    ExperimentConfig cfg = tiny_config(2, 12, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 3);
+    fill_batch(&e, len, 0);
+    encoder_forward(&e, 0, 1, 1);
+    const double first = e.aux_loss;
+    ck_assert_double_gt(first, 1e-4);
+    const int D = e.D;
+    for (int l = 0; l < e.N; l++) { /* f_c = identity */
+        float *w = e.params + e.pt.info[e.la[l].cmp.p_w].offset;
+        float *b = e.params + e.pt.info[e.la[l].cmp.p_b].offset;
+        memset(w, 0, (size_t)D * D * sizeof(float));
+        memset(b, 0, (size_t)D * sizeof(float));
+        for (int d = 0; d < D; d++) w[(size_t)d * D + d] = 1.0f;
+    }
+    encoder_forward(&e, 0, 1, 1);
+    ck_assert_double_eq_tol(e.aux_loss, 0.0, 1e-12);
+    encoder_init_params(&e, 3);
+    double prev = first;
+    for (int it = 0; it < 20; it++) { /* gradient descent on f_c alone */
+        memset(e.grads, 0, e.pt.total * sizeof(float));
+        encoder_forward(&e, 1, 1, 1);
+        if (it) ck_assert_double_le(e.aux_loss, prev * (1 + 1e-6));
+        prev = e.aux_loss;
+        encoder_backward(&e, 1, 1);
+        for (int l = 0; l < e.N; l++)
+            for (int k = 0; k < 2; k++) {
+                const ParamInfo *p = &e.pt.info[k ? e.la[l].cmp.p_b : e.la[l].cmp.p_w];
+                for (size_t i = 0; i < p->size; i++) e.params[p->offset + i] -= 0.05f * e.grads[p->offset + i];
+            }
+    }
+    ck_assert_double_lt(prev, 0.5 * first);
+    encoder_destroy(&e);
+    g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
 }
 END_TEST
 
@@ -380,6 +476,9 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
     tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
     tcase_add_test(tc, test_recurrence_memory_reaches_back_only);
+    tcase_add_test(tc, test_compressive_gradients_match_finite_differences);
+    tcase_add_test(tc, test_compressed_memory_reaches_beyond_the_memory);
+    tcase_add_test(tc, test_compression_loss_is_reconstruction);
     tcase_add_test(tc, test_switch_ffn_gradients_flops_padding);
     tcase_add_test(tc, test_switch_with_one_expert_equals_the_dense_ffn);
     tcase_add_test(tc, test_switch_drops_tokens_beyond_capacity);

@@ -94,6 +94,8 @@ enum {
     M_LATENTS,
     M_SEGMENT,
     M_MEMORY,
+    M_COMPRESS,
+    M_COMPRESSED,
     M_FFN,
     M_EXPERTS,
     M_CAPACITY,
@@ -132,6 +134,15 @@ static const Field g_model[N_MODEL] = {
                              "states of earlier segments each block remembers; 0 = the segment "
                              "length"),
                        F_INT, memory),
+    [M_COMPRESS] = FIELD(O_INT("compress", 0, 0, 4096,
+                               "Compressive Transformer: states leaving the memory are compressed "
+                               "this many to one (a strided convolution trained by attention "
+                               "reconstruction) and kept; 0 = none"),
+                         F_INT, compress),
+    [M_COMPRESSED] = FIELD(O_INT("compressed_memory", 0, 0, 1048576,
+                                 "Compressive Transformer: compressed slots each block keeps; 0 = "
+                                 "as many as model.memory"),
+                           F_INT, compressed_memory),
     [M_FFN] = FIELD(O_ENUM("ffn", FFN_DENSE, g_ffn_names,
                            "feed-forward: dense, or a Switch mixture of experts (top-1 routing)"),
                     F_ENUM, ffn),
@@ -886,6 +897,20 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "segment recurrence cannot be combined with model.%s (valid: model.segment: "
                     "0, or model.%s: 0)", latents > 0 ? "latents" : "funnel",
                     latents > 0 ? "latents" : "funnel");
+    const int mem0 = (int)m->v.num[M_MEMORY] ? (int)m->v.num[M_MEMORY] : seg;
+    const int crate = (int)m->v.num[M_COMPRESS], ncm0 = (int)m->v.num[M_COMPRESSED];
+    if (crate > 0 && seg == 0)
+        return fail(x, m->loc[M_COMPRESS], "model.compress",
+                    "compresses the memory of the segment recurrence, which is off (valid: "
+                    "model.compress: 0, or model.segment > 0)");
+    if (crate > 0 && (seg % crate || mem0 % crate))
+        return fail(x, m->loc[M_COMPRESS], "model.compress",
+                    "%d does not divide model.segment = %d and the memory of %d (valid: 0, or a "
+                    "common divisor of the two)", crate, seg, mem0);
+    if (ncm0 > 0 && crate == 0)
+        return fail(x, m->loc[M_COMPRESSED], "model.compressed_memory",
+                    "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
+                    "model.compress > 0)", ncm0);
     if (latents > 0 && (int)m->v.num[M_POOLING] == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
@@ -893,8 +918,8 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     const MixerSpec *ms = mixer_get(mixer);
     if (ms->ops && ms->ops->check) { /* every length a mixer will see */
         const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
-        const int mem = (int)m->v.num[M_MEMORY] ? (int)m->v.num[M_MEMORY] : seg;
-        for (int st = 0, L = latents > 0 ? latents : seg > 0 ? mem + seg : L0; st < XB_MAX(funnel, 1); st++) {
+        const int ncm = crate > 0 ? (ncm0 > 0 ? ncm0 : mem0) : 0;
+        for (int st = 0, L = latents > 0 ? latents : seg > 0 ? ncm + mem0 + seg : L0; st < XB_MAX(funnel, 1); st++) {
             XbError e2;
             xb_error_clear(&e2);
             if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, L, &e2)) {
@@ -903,7 +928,7 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                 return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s; the mechanism runs at "
                             "length %d there (%s)", e2.msg, L,
                             latents > 0 ? "over model.latents"
-                            : seg > 0   ? "memory and segment"
+                            : seg > 0   ? (crate > 0 ? "compressed memory, memory and segment" : "memory and segment")
                                         : "a pooled funnel stage");
             }
             L = cfg_pooled_length(L, cls);

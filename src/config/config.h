@@ -39,6 +39,7 @@ typedef struct ExperimentConfig {
     int funnel;         /* Funnel Transformer stages (0 or 1: none) */
     int latents;        /* Perceiver latent array length (0: none) */
     int segment, memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
+    int compress, compressed_memory; /* Compressive Transformer: rate (0: none), slots (0: memory) */
     FfnKind ffn;        /* dense, or Switch mixture of experts */
     int experts;
     double capacity_factor, eval_capacity_factor, balance_loss, router_z_loss;

@@ -21,6 +21,9 @@
 static int site_embed(void) { return 0; }
 static int site_layer(int l, int k) { return 1 + 3 * l + k; } /* k: 0 mixer, 1 GELU, 2 FFN out */
 
+/* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
+static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
+
 /* The kind and sequence lengths of every block (after e->funnel, e->latents and e->N are set). */
 static void lay_out_blocks(Encoder *e) {
     const int per_stage = e->funnel > 1 ? (e->N / e->funnel) : e->N;
@@ -70,7 +73,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
             mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
-                         e->seg > 0 ? e->mem + e->seg : t->Lq, layer, pt);
+                         e->seg > 0 ? window(e) : t->Lq, layer, pt);
             e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             layer++, last = l;
         } else {
@@ -112,6 +115,12 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     e->p_h2_w =
         params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
     e->p_h2_b = params_add1(pt, "head.fc2.bias", e->C, INIT_ZEROS, 0, 0);
+    /* the compressors last, so that they do not shift the other tensors' initial values */
+    for (int l = 0; l < e->N && e->crate > 0; l++) {
+        if (e->la[l].kind != BLOCK_SELF) continue;
+        snprintf(name, sizeof name, "blocks.%d", l);
+        compress_create(&e->la[l].cmp, pt, name, e->B, e->L, D, e->H, e->seg, e->mem, e->crate, e->ncm);
+    }
 }
 
 /* The encoder's own backward buffers, carved from the scratch arena in this order in both the
@@ -139,7 +148,7 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dln = arena_floats(s, BLD);
     b->dx2 = arena_floats(s, BLD);
     b->dq = arena_floats(s, BLD);
-    const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * (e->mem + e->seg) * e->D : 0;
+    const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * window(e) * e->D : 0;
     b->dyext = ext ? arena_floats(s, ext) : NULL;
     b->dext = ext ? arena_floats(s, ext) : NULL;
     b->dg = arena_floats(s, BLF);
@@ -175,7 +184,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
         t->ext = t->yext = NULL;
         t->extmask = NULL;
         if (t->kind == BLOCK_SELF && e->seg > 0) {
-            const size_t X = (size_t)B * e->nseg * (e->mem + e->seg);
+            const size_t X = (size_t)B * e->nseg * window(e);
             t->ext = arena_floats(a, X * D);
             t->yext = arena_floats(a, X * D);
             t->extmask = arena_alloc(a, X);
@@ -199,8 +208,9 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
         if (e->ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
             moe_plan(&t->moe, a, s);
         }
+        if (t->kind == BLOCK_SELF && e->crate > 0) compress_plan(&t->cmp, a, s);
         if (t->kind == BLOCK_SELF && e->seg > 0)
-            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, e->mem + e->seg);
+            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, window(e));
         else if (t->kind == BLOCK_SELF)
             e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
         else
@@ -239,6 +249,8 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     e->seg = cfg->segment;
     e->mem = cfg->memory > 0 ? cfg->memory : cfg->segment;
     e->nseg = e->seg > 0 ? cfg->max_len / e->seg : 0;
+    e->crate = cfg->segment > 0 ? cfg->compress : 0;
+    e->ncm = e->crate > 0 ? (cfg->compressed_memory > 0 ? cfg->compressed_memory : e->mem) : 0;
     e->ffn = cfg->ffn;
     e->experts = cfg->experts > 0 ? cfg->experts : 1;
     e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
@@ -316,26 +328,37 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .step = step, .pt = &e->pt, .params = e->params, .grads = e->grads,
                    .scratch = &e->scratch, .aux_loss = &e->aux_loss};
     if (e->seg > 0) /* the windows [memory; segment], batched */
-        s.B = e->B * e->nseg, s.L = e->mem + e->seg, s.mask = t->extmask;
+        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask;
     return s;
 }
 
 /* The windows of the recurrence from the block's normalised input ln (B, L, D): window (b, k)
- * holds the M positions before segment k (zero and masked before the start) then the segment.
- * With keep_memory the memory rows are left as they are (tests: a frozen memory). */
+ * holds the compressed slots of the N groups of c before its memory, the M positions before
+ * segment k (zero and masked before the start), then the segment. With keep_memory the slot and
+ * memory rows are left as they are (tests: a frozen memory). */
 static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int keep_memory) {
-    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, W = M + S;
+    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, N = e->ncm, W = window(e);
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < B * e->nseg; bk++) {
         const int b = bk / e->nseg, k = bk % e->nseg;
-        for (int i = keep_memory ? M : 0; i < W; i++) {
-            const int pos = k * S - M + i; /* its position in the sequence */
+        for (int i = keep_memory ? N + M : 0; i < W; i++) {
             float *row = t->ext + ((size_t)bk * W + i) * D;
-            const int real = pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]);
-            if (pos >= 0)
-                memcpy(row, ln + ((size_t)b * L + pos) * D, (size_t)D * sizeof(float));
-            else
-                memset(row, 0, (size_t)D * sizeof(float));
+            int real;
+            if (i < N) { /* group g covers positions [g·c, g·c + c) */
+                const int g = (k * S - M) / e->crate - N + i;
+                real = g >= 0 && t->cmp.smask[(size_t)b * (L / e->crate) + g];
+                if (g >= 0)
+                    memcpy(row, compress_slot(&t->cmp, b, g), (size_t)D * sizeof(float));
+                else
+                    memset(row, 0, (size_t)D * sizeof(float));
+            } else {
+                const int pos = k * S - M - N + i; /* its position in the sequence */
+                real = pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]);
+                if (pos >= 0)
+                    memcpy(row, ln + ((size_t)b * L + pos) * D, (size_t)D * sizeof(float));
+                else
+                    memset(row, 0, (size_t)D * sizeof(float));
+            }
             t->extmask[(size_t)bk * W + i] = (unsigned char)real;
         }
     }
@@ -344,7 +367,7 @@ static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int k
 /* Rows of the windows that are segment positions ↔ the sequence (B, L, D): to_windows = 0 copies
  * win → seq, 1 copies seq → win (and zeroes the memory rows). */
 static void segment_rows(const Encoder *e, float *seq, float *win, int to_windows) {
-    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, W = M + S;
+    const int B = e->B, L = e->L, D = e->D, S = e->seg, W = window(e), M = W - S; /* M: rows before */
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < B * e->nseg; bk++) {
         const int b = bk / e->nseg, k = bk % e->nseg;
@@ -433,6 +456,10 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
             MixerStep ms = mixer_step(e, t, training, seed, step);
             layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
             if (e->seg > 0) {
+                if (e->crate > 0) {
+                    t->cmp.frozen = e->freeze_memory;
+                    e->aux_loss += compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
+                }
                 build_windows(e, t, t->ln1, e->freeze_memory);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
                 segment_rows(e, t->r, t->yext, 0);
@@ -544,11 +571,14 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
             /* base = x_in: dx becomes d(x_in) */
             MixerStep ms = mixer_step(e, t, 1, seed, step);
             if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
-                const size_t X = (size_t)B * e->nseg * (e->mem + e->seg) * D;
+                const size_t X = (size_t)B * e->nseg * window(e) * D;
                 segment_rows(e, dtmp, bs.dyext, 1);
                 memset(bs.dext, 0, X * sizeof(float));
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs.dext, bs.dyext, t->ext);
                 segment_rows(e, dln, bs.dext, 0);
+                arena_reset_to(&e->scratch, mark);
+                /* f_c learns from the attention-reconstruction loss alone */
+                if (e->crate > 0) compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
             } else {
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
             }
@@ -593,8 +623,9 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
     uint64_t f = 0, ffn = 0;
     for (int l = 0; l < e->N; l++) {
         const LayerActs *t = &e->la[l];
+        if (t->kind == BLOCK_SELF && e->crate > 0) f += compress_flops(&t->cmp, backward);
         if (t->kind == BLOCK_SELF && e->seg > 0)
-            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B * e->nseg, e->mem + e->seg, backward);
+            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B * e->nseg, window(e), backward);
         else if (t->kind == BLOCK_SELF)
             f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
         else

@@ -14,7 +14,8 @@
  * states that precede the segment at that block's input (its memory), under a stop-gradient. The
  * blocks run layer by layer over all segments at once: the memory of segment k at block l is block
  * l's input over segment k − 1, which the previous block has already computed for every segment,
- * so this is the paper's recurrence exactly, with the segments batched. */
+ * so this is the paper's recurrence exactly, with the segments batched. With model.compress = c the
+ * windows also hold the Compressive Transformer's compressed memory (model/compress.h). */
 #ifndef XB_ENCODER_H
 #define XB_ENCODER_H
 
@@ -24,6 +25,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "mixers/mixer.h"
+#include "model/compress.h"
 #include "model/moe.h"
 #include "model/params.h"
 
@@ -43,14 +45,16 @@ typedef struct LayerActs {
     float *qin;                       /* (B, Lq, D) POOL: the pooled input; CROSS: the latents */
     float *ln1, *ln1_mean, *ln1_rstd; /* (B, Lq, D), (B, Lq), (B, Lq) */
     float *lnkv, *lnkv_mean, *lnkv_rstd; /* (B, Lk, D) ... POOL and CROSS */
-    float *ext, *yext;                /* recurrence: (B·nS, M + S, D) the windows [memory;
-                                       * segment] the mechanism sees, and its output */
-    unsigned char *extmask;           /* (B·nS, M + S) */
+    float *ext, *yext;                /* recurrence: (B·nS, N + M + S, D) the windows
+                                       * [compressed; memory; segment] the mechanism sees, and
+                                       * its output */
+    unsigned char *extmask;           /* (B·nS, N + M + S) */
     float *r;                         /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;                         /* (B, Lq, F) FFN pre-activation */
     float *g;                         /* (B, Lq, F) GELU output after dropout */
     Moe moe;                          /* Switch FFN: its routing and saved activations */
+    Compress cmp;                     /* recurrence with compression: f_c and its saved state */
 } LayerActs;
 
 typedef struct XAttn XAttn;
@@ -61,6 +65,7 @@ typedef struct Encoder {
                                      * head hidden */
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
     int seg, mem, nseg;             /* Transformer-XL recurrence: segment, memory, segments (0: none) */
+    int crate, ncm;                 /* Compressive Transformer: rate c and slots N (0: none) */
     int freeze_memory;              /* tests: forward keeps the memory rows of the last forward, so
                                      * finite differences see the stop-gradient the backward uses */
     FfnKind ffn;                    /* dense, or Switch mixture of experts */

@@ -131,7 +131,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         }
         const double lr = schedule_lr(cfg->schedule, cfg->lr, cfg->warmup, cfg->steps, step);
         adamw_step(&opt, &enc.pt, enc.params, enc.grads, lr);
-        loss_sum += loss;
+        loss_sum += loss - enc.aux_loss; /* the task's cross-entropy; auxiliary losses apart */
         loss_n++;
         r->steps_done = step;
 
@@ -168,7 +168,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             const double train_s = timer_now() - t_start - t_eval;
             TrainProgress p = {.step = step, .steps = cfg->steps, .lr = lr, .val_acc = last_val,
                                .is_eval = do_eval};
-            p.loss = do_eval ? r->evals[r->n_evals - 1].train_loss : loss;
+            p.loss = do_eval ? r->evals[r->n_evals - 1].train_loss : loss - enc.aux_loss;
             p.steps_per_s = train_s > 0 ? (double)step / train_s : 0.0;
             p.eta_s = p.steps_per_s > 0 ? (double)(cfg->steps - step) / p.steps_per_s : 0.0;
             hooks->progress(hooks->ctx, &p);
