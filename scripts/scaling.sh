@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Time per training step and peak RSS of each mechanism across lengths (batch 2, d_model 64,
 # 2 heads, 2 layers, d_ff 128: configs/bench/step-full.yaml), from the reports, with the exponent
-# of time in L fitted (least squares on log-log) over the lengths >= 4096.
+# of time in L fitted (least squares on log-log) over the lengths >= 4096, beside the exponent of
+# the analytic FLOPs of a training step (what the mechanism's algorithm must do).
 #   scripts/scaling.sh [MIXERS] [LENGTHS]    defaults: every mechanism; 1024 2048 4096 8192 16384
 #   XB_BIN=path runs another binary (e.g. a copy, so a rebuild cannot change it mid-run)
 set -euo pipefail
@@ -11,7 +12,7 @@ mixers=${1:-$($bin list mechanisms | awk '/^[a-z_]+ +class/ {print $1}')}
 lengths=${2:-"1024 2048 4096 8192 16384"}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '%-12s %-7s %-10s %-10s\n' mixer L s/step RSS_MiB
+printf '%-12s %-7s %-10s %-10s %-10s\n' mixer L s/step RSS_MiB GFLOP/step
 for m in $mixers; do
     for L in $lengths; do
         $bin run configs/bench/step-full.yaml --quiet -o "$out" --set model.mixer.name="$m" \
@@ -21,17 +22,19 @@ for m in $mixers; do
     python3 - "$out" "$m" $lengths <<'PY'
 import json, math, sys
 out, m, Ls = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3:]]
-t = {}
+t, f = {}, {}
 for L in Ls:
-    r = json.load(open(f"{out}/{m}-{L}.json"))["measured"]
-    t[L] = 1.0 / r["steps_per_s"]
-    print(f"{m:<12} {L:<7} {t[L]:<10.3f} {r['peak_rss'] / 2**20:<10.0f}")
+    r = json.load(open(f"{out}/{m}-{L}.json"))
+    t[L] = 1.0 / r["measured"]["steps_per_s"]
+    f[L] = r["flops"]["analytic_train_step"] / 1e9
+    print(f"{m:<12} {L:<7} {t[L]:<10.3f} {r['measured']['peak_rss'] / 2**20:<10.0f} {f[L]:<10.2f}")
+def slope(v, Ls):
+    xs = [math.log(L) for L in Ls]
+    ys = [math.log(v[L]) for L in Ls]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 fit = [L for L in Ls if L >= 4096]
 if len(fit) >= 2:
-    xs = [math.log(L) for L in fit]
-    ys = [math.log(t[L]) for L in fit]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    print(f"{m:<12} exponent of time in L over {fit[0]}-{fit[-1]}: {slope:.2f}")
+    print(f"{m:<12} exponent in L over {fit[0]}-{fit[-1]}: time {slope(t, fit):.2f}, FLOPs {slope(f, fit):.2f}")
 PY
 done
