@@ -15,7 +15,7 @@
 #include "kernels/linear.h"
 #include "kernels/loss.h"
 #include "kernels/pool.h"
-#include "model/xattn.h"
+#include "mixers/xattn.h"
 
 /* Dropout call sites (keys are derived from seed, step and site). */
 static int site_embed(void) { return 0; }
@@ -81,7 +81,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
             ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
             snprintf(name, sizeof name, "blocks.%d.%s", l, t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
             /* the Perceiver cross-attends with one head (§2.1), the Funnel with the model's */
-            xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, t->Lq, t->Lk);
+            xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, 0);
         }
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
@@ -214,7 +214,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
         else if (t->kind == BLOCK_SELF)
             e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
         else
-            xattn_plan(&e->xattn[l], a, s, e->B);
+            xattn_plan(&e->xattn[l], a, s, e->B, t->Lq, t->Lk);
         arena_reset_to(s, mark);
     }
     const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
@@ -629,7 +629,7 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
         else if (t->kind == BLOCK_SELF)
             f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
         else
-            f += xattn_flops(&e->xattn[l], e->B, backward);
+            f += xattn_flops(&e->xattn[l], e->B, t->Lq, t->Lk, backward);
         ffn += e->ffn == FFN_SWITCH ? moe_flops(&t->moe, 0) : 2 * (2 * B * (uint64_t)t->Lq * D * F);
     }
     const uint64_t head = 2 * B * D * Hh + 2 * B * Hh * C;
