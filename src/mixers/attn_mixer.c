@@ -97,20 +97,13 @@ void attn_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 void attn_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     AttnMixer *st = m->state;
     const int D = m->D, BL = s->B * s->L;
     AttnShape sh = attn_mixer_shape(m, s->B, s->L);
-    linear_forward(st->qkv, x, pp(s, st->p_wqkv), pp(s, st->p_bqkv), BL, D, 3 * D);
+    linear_forward(st->qkv, x, mixer_param(s, st->p_wqkv), mixer_param(s, st->p_bqkv), BL, D, 3 * D);
     attn_forward(st->att, st->lse, st->qkv, st->qkv + D, st->qkv + 2 * D, s->mask, &sh, s->scratch);
-    linear_forward(y, st->att, pp(s, st->p_wo), pp(s, st->p_bo), BL, D, D);
+    linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
 
 void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -120,10 +113,10 @@ void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *d
     const size_t mark = arena_mark(s->scratch);
     float *datt = arena_floats(s->scratch, (size_t)BL * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
-    linear_backward(datt, gp(s, st->p_wo), gp(s, st->p_bo), dy, st->att, pp(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
     attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, st->qkv, st->qkv + D, st->qkv + 2 * D,
                   st->att, st->lse, s->mask, &sh, s->scratch);
-    linear_backward(dx, gp(s, st->p_wqkv), gp(s, st->p_bqkv), dqkv, x, pp(s, st->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, st->p_wqkv), mixer_grad(s, st->p_bqkv), dqkv, x, mixer_param(s, st->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

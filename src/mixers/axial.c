@@ -112,19 +112,12 @@ static void axial_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void axial_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     AxialState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, G = st->G, BL = B * L;
     XB_ASSERT(G == (L + st->width - 1) / st->width * st->width);
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
     for (int b = 0; b < B; b++) {
         gather_rows(st->sqkv + (size_t)b * G * 3 * D, 3 * D, am->qkv + (size_t)b * L * 3 * D, 3 * D,
                     st->perm, G, 3 * D);
@@ -137,7 +130,7 @@ static void axial_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                  s->scratch);
     for (int b = 0; b < B; b++)
         gather_rows(am->att + (size_t)b * L * D, D, st->sout + (size_t)b * G * D, D, st->inv, L, D);
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -150,7 +143,7 @@ static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     float *dsqkv = arena_floats(s->scratch, (size_t)B * G * 3 * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     memset(datt, 0, (size_t)BL * D * sizeof(float));
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     for (int b = 0; b < B; b++)
         gather_rows(dsout + (size_t)b * G * D, D, datt + (size_t)b * L * D, D, st->perm, G, D);
     memset(dsqkv, 0, (size_t)B * G * 3 * D * sizeof(float));
@@ -160,7 +153,7 @@ static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     for (int b = 0; b < B; b++) /* every position has one cell: a gather by the inverse */
         gather_rows(dqkv + (size_t)b * L * 3 * D, 3 * D, dsqkv + (size_t)b * G * 3 * D, 3 * D,
                     st->inv, L, 3 * D);
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

@@ -141,13 +141,6 @@ static void full_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     FullState *st = m->state;
     if (!st->relative) {
@@ -157,8 +150,8 @@ static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     AttnMixer *am = &st->am;
     const int D = m->D, BL = s->B * s->L;
     XB_ASSERT(s->L == st->L);
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
-    const float *u = pp(s, st->p_u), *v = pp(s, st->p_v);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    const float *u = mixer_param(s, st->p_u), *v = mixer_param(s, st->p_v);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
         for (int c = 0; c < D; c++) {
@@ -166,10 +159,10 @@ static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
             st->qu[(size_t)r * D + c] = q + u[c];
             st->qv[(size_t)r * D + c] = q + v[c];
         }
-    linear_forward(st->R, st->r, pp(s, st->p_wr), NULL, st->nd, D, D);
+    linear_forward(st->R, st->r, mixer_param(s, st->p_wr), NULL, st->nd, D, D);
     AttnShape sh = rel_shape(m, s->B, s->L);
     attn_forward(am->att, am->lse, st->qu, am->qkv + D, am->qkv + 2 * D, s->mask, &sh, s->scratch);
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -192,12 +185,12 @@ static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     memset(dqu, 0, (size_t)BL * D * sizeof(float));
     memset(st->dqv, 0, (size_t)BL * D * sizeof(float));
     memset(st->dR, 0, (size_t)B * H * nd * Dh * sizeof(float));
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = rel_shape(m, B, s->L);
     attn_backward(dqu, dqkv + D, dqkv + 2 * D, datt, st->qu, am->qkv + D, am->qkv + 2 * D, am->att,
                   am->lse, s->mask, &sh, s->scratch);
     /* q feeds both q + u and q + v; u and v collect their rows */
-    float *du = gp(s, st->p_u), *dv = gp(s, st->p_v);
+    float *du = mixer_grad(s, st->p_u), *dv = mixer_grad(s, st->p_v);
     for (int r = 0; r < BL; r++)
         for (int c = 0; c < D; c++) {
             const float a = dqu[(size_t)r * D + c], b = st->dqv[(size_t)r * D + c];
@@ -211,8 +204,8 @@ static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *
             for (int i = 0; i < nd; i++)
                 for (int d = 0; d < Dh; d++)
                     dR[(size_t)i * D + h * Dh + d] += st->dR[((size_t)(b * H + h) * nd + i) * Dh + d];
-    linear_backward(NULL, gp(s, st->p_wr), NULL, dR, st->r, pp(s, st->p_wr), nd, D, D);
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(NULL, mixer_grad(s, st->p_wr), NULL, dR, st->r, mixer_param(s, st->p_wr), nd, D, D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     st->dqv = st->dR = NULL;
     arena_reset_to(s->scratch, mark);

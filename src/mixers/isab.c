@@ -84,28 +84,21 @@ static void isab_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     xattn_plan(&st->outer, acts, scratch, B, L, st->m);
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void isab_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     IsabState *st = m->state;
     const int B = s->B, D = m->D, M = st->m, Bm = B * M;
     const size_t n = (size_t)Bm * D;
     for (int b = 0; b < B; b++)
-        memcpy(st->ib + (size_t)b * M * D, pp(s, st->p_i), (size_t)M * D * sizeof(float));
+        memcpy(st->ib + (size_t)b * M * D, mixer_param(s, st->p_i), (size_t)M * D * sizeof(float));
     /* H = MAB(I, X) */
     xattn_forward(&st->inner, st->hpre, st->ib, x, s->mask, s->params, s->pt, B, s->scratch);
     for (size_t k = 0; k < n; k++) st->hpre[k] += st->ib[k];
-    layernorm_forward(st->h0, st->mean0, st->rstd0, st->hpre, pp(s, st->p_ln0w), pp(s, st->p_ln0b),
+    layernorm_forward(st->h0, st->mean0, st->rstd0, st->hpre, mixer_param(s, st->p_ln0w), mixer_param(s, st->p_ln0b),
                       Bm, D);
-    linear_forward(st->fpre, st->h0, pp(s, st->p_fw), pp(s, st->p_fb), Bm, D, D);
+    linear_forward(st->fpre, st->h0, mixer_param(s, st->p_fw), mixer_param(s, st->p_fb), Bm, D, D);
     relu_forward(st->h2, st->fpre, n);
     for (size_t k = 0; k < n; k++) st->h2[k] += st->h0[k];
-    layernorm_forward(st->hi, st->mean1, st->rstd1, st->h2, pp(s, st->p_ln1w), pp(s, st->p_ln1b),
+    layernorm_forward(st->hi, st->mean1, st->rstd1, st->h2, mixer_param(s, st->p_ln1w), mixer_param(s, st->p_ln1b),
                       Bm, D);
     /* the outer MAB's attention: X over H */
     xattn_forward(&st->outer, y, x, st->hi, NULL, s->params, s->pt, B, s->scratch);
@@ -127,17 +120,17 @@ static void isab_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     xattn_backward(&st->outer, dx, dhi, dy, x, st->hi, NULL, s->params, s->grads, s->pt, B,
                    s->scratch);
     /* H = LN1(H0 + ReLU(H0·W + b)), H0 = LN0(I + attention) */
-    layernorm_backward(dh2, gp(s, st->p_ln1w), gp(s, st->p_ln1b), dhi, st->h2, pp(s, st->p_ln1w),
+    layernorm_backward(dh2, mixer_grad(s, st->p_ln1w), mixer_grad(s, st->p_ln1b), dhi, st->h2, mixer_param(s, st->p_ln1w),
                        st->mean1, st->rstd1, Bm, D);
     relu_backward(dfpre, st->fpre, dh2, n);
     memcpy(dh0, dh2, n * sizeof(float));
-    linear_backward(dh0, gp(s, st->p_fw), gp(s, st->p_fb), dfpre, st->h0, pp(s, st->p_fw), Bm, D, D);
-    layernorm_backward(dhpre, gp(s, st->p_ln0w), gp(s, st->p_ln0b), dh0, st->hpre, pp(s, st->p_ln0w),
+    linear_backward(dh0, mixer_grad(s, st->p_fw), mixer_grad(s, st->p_fb), dfpre, st->h0, mixer_param(s, st->p_fw), Bm, D, D);
+    layernorm_backward(dhpre, mixer_grad(s, st->p_ln0w), mixer_grad(s, st->p_ln0b), dh0, st->hpre, mixer_param(s, st->p_ln0w),
                        st->mean0, st->rstd0, Bm, D);
     memcpy(dib, dhpre, n * sizeof(float));
     xattn_backward(&st->inner, dib, dx, dhpre, st->ib, x, s->mask, s->params, s->grads, s->pt, B,
                    s->scratch);
-    float *gi = gp(s, st->p_i); /* the inducing points are shared by the batch */
+    float *gi = mixer_grad(s, st->p_i); /* the inducing points are shared by the batch */
     for (int b = 0; b < B; b++)
         for (size_t k = 0; k < (size_t)M * D; k++) gi[k] += dib[(size_t)b * M * D + k];
     arena_reset_to(s->scratch, mark);

@@ -39,13 +39,6 @@ void kernel_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, linattn_scratch_floats(&s));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* Zeroes the features of padding keys: they then add nothing to S and z. */
 static void mask_keys(float *phi, const unsigned char *mask, int B, int H, int L, int M) {
     if (!mask) return;
@@ -60,13 +53,13 @@ void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     KernelMixer *km = m->state;
     const int D = m->D, BL = s->B * s->L;
     LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
-    linear_forward(km->am.qkv, x, pp(s, km->am.p_wqkv), pp(s, km->am.p_bqkv), BL, D, 3 * D);
+    linear_forward(km->am.qkv, x, mixer_param(s, km->am.p_wqkv), mixer_param(s, km->am.p_bqkv), BL, D, 3 * D);
     if (km->fops->prepare) km->fops->prepare(km, s);
     km->fops->forward(km, s, km->phq, km->am.qkv, 0);
     km->fops->forward(km, s, km->phk, km->am.qkv + D, 1);
     mask_keys(km->phk, s->mask, s->B, m->H, s->L, km->M);
     linattn_forward(km->am.att, km->kv, km->z, km->den, km->phq, km->phk, km->am.qkv + 2 * D, &sh);
-    linear_forward(y, km->am.att, pp(s, km->am.p_wo), pp(s, km->am.p_bo), BL, D, D);
+    linear_forward(y, km->am.att, mixer_param(s, km->am.p_wo), mixer_param(s, km->am.p_bo), BL, D, D);
 }
 
 void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -78,14 +71,14 @@ void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dphq = arena_floats(s->scratch, BHLM);
     float *dphk = arena_floats(s->scratch, BHLM);
-    linear_backward(datt, gp(s, km->am.p_wo), gp(s, km->am.p_bo), dy, km->am.att,
-                    pp(s, km->am.p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, km->am.p_wo), mixer_grad(s, km->am.p_bo), dy, km->am.att,
+                    mixer_param(s, km->am.p_wo), BL, D, D);
     linattn_backward(dphq, dphk, dqkv + 2 * D, datt, km->am.att, km->phq, km->phk,
                      km->am.qkv + 2 * D, km->kv, km->z, km->den, &sh, s->scratch);
     mask_keys(dphk, s->mask, s->B, m->H, s->L, km->M);
     km->fops->backward(km, s, dqkv, dphq, km->phq, km->am.qkv, 0);
     km->fops->backward(km, s, dqkv + D, dphk, km->phk, km->am.qkv + D, 1);
-    linear_backward(dx, gp(s, km->am.p_wqkv), gp(s, km->am.p_bqkv), dqkv, x, pp(s, km->am.p_wqkv),
+    linear_backward(dx, mixer_grad(s, km->am.p_wqkv), mixer_grad(s, km->am.p_bqkv), dqkv, x, mixer_param(s, km->am.p_wqkv),
                     BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }

@@ -108,13 +108,6 @@ static void linformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) 
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* The (k, n) projection of head h (E for which = 0, F for 1) inside buffer `base` (params or
  * grads). */
 static const float *proj_of(const LinformerState *st, const MixerStep *s, const float *base,
@@ -128,7 +121,7 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     LinformerState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L;
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++) { /* keys and values, padding rows zeroed */
         const int real = !s->mask || s->mask[r];
@@ -146,7 +139,7 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     flops_add(4ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
     AttnShape sh = proj_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kvp, st->kvp + D, NULL, &sh, s->scratch);
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -158,7 +151,7 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
     float *datt = arena_floats(s->scratch, (size_t)BL * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dkvp = arena_floats(s->scratch, (size_t)B * st->k * 2 * D);
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = proj_shape(m, B, L);
     attn_backward(dqkv, dkvp, dkvp + D, datt, am->qkv, st->kvp, st->kvp + D, am->att, am->lse, NULL,
                   &sh, s->scratch);
@@ -179,7 +172,7 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
     if (s->mask) /* padding keys and values took no part */
         for (int r = 0; r < BL; r++)
             if (!s->mask[r]) memset(dqkv + (size_t)r * 3 * D + D, 0, 2 * (size_t)D * sizeof(float));
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

@@ -120,20 +120,13 @@ static void longformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L)
     arena_alloc(scratch, attn_scratch_floats(&g, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void longformer_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     LongformerState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, BL = B * L, G = XB_MIN(st->G, L);
     AttnShape loc = attn_mixer_shape(m, B, L), glo = global_shape(m, B, L);
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
-    linear_forward(st->qkvg, x, pp(s, st->p_wg), pp(s, st->p_bg), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(st->qkvg, x, mixer_param(s, st->p_wg), mixer_param(s, st->p_bg), BL, D, 3 * D);
     attn_forward(am->att, am->lse, am->qkv, am->qkv + D, am->qkv + 2 * D, s->mask, &loc, s->scratch);
     if (G > 0) {
         attn_forward(st->attg, st->lseg, st->qkvg, st->qkvg + D, st->qkvg + 2 * D, s->mask, &glo,
@@ -142,7 +135,7 @@ static void longformer_forward(Mixer *m, const MixerStep *s, float *y, const flo
             memcpy(am->att + (size_t)b * L * D, st->attg + (size_t)b * G * D,
                    (size_t)G * D * sizeof(float));
     }
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void longformer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -156,7 +149,7 @@ static void longformer_backward(Mixer *m, const MixerStep *s, float *dx, const f
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dqkvg = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dattg = arena_floats(s->scratch, (size_t)B * G * D + 1);
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     if (G > 0) {
         for (int b = 0; b < B; b++) { /* the global rows' gradient goes to the global attention */
             memcpy(dattg + (size_t)b * G * D, datt + (size_t)b * L * D, (size_t)G * D * sizeof(float));
@@ -167,9 +160,9 @@ static void longformer_backward(Mixer *m, const MixerStep *s, float *dx, const f
     }
     attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, am->qkv, am->qkv + D, am->qkv + 2 * D,
                   am->att, am->lse, s->mask, &loc, s->scratch);
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
-    linear_backward(dx, gp(s, st->p_wg), gp(s, st->p_bg), dqkvg, x, pp(s, st->p_wg), BL, D, 3 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wg), mixer_grad(s, st->p_bg), dqkvg, x, mixer_param(s, st->p_wg), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

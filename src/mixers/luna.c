@@ -77,13 +77,6 @@ static void luna_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     xattn_plan(&st->unpack, acts, scratch, B, L, st->l);
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     LunaState *st = m->state;
     const int B = s->B, D = m->D, l = st->l, Bl = B * l;
@@ -93,14 +86,14 @@ static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
         memcpy(st->pin, ps->pout, (size_t)Bl * D * sizeof(float));
     } else {
         for (int b = 0; b < B; b++)
-            memcpy(st->pin + (size_t)b * l * D, pp(s, st->p_p), (size_t)l * D * sizeof(float));
+            memcpy(st->pin + (size_t)b * l * D, mixer_param(s, st->p_p), (size_t)l * D * sizeof(float));
     }
     memset(st->dpout, 0, (size_t)Bl * D * sizeof(float));
     xattn_forward(&st->pack, st->c, st->pin, x, s->mask, s->params, s->pt, B, s->scratch);
     xattn_forward(&st->unpack, y, x, st->c, NULL, s->params, s->pt, B, s->scratch);
     /* the packed sequence for the next layer */
     for (size_t k = 0; k < (size_t)Bl * D; k++) st->psum[k] = st->pin[k] + st->c[k];
-    layernorm_forward(st->pout, st->mean, st->rstd, st->psum, pp(s, st->p_lnw), pp(s, st->p_lnb),
+    layernorm_forward(st->pout, st->mean, st->rstd, st->psum, mixer_param(s, st->p_lnw), mixer_param(s, st->p_lnb),
                       Bl, D);
 }
 
@@ -117,8 +110,8 @@ static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     xattn_backward(&st->unpack, dx, dc, dy, x, st->c, NULL, s->params, s->grads, s->pt, B,
                    s->scratch);
     /* P' = LN(P + C) */
-    layernorm_backward(dsum, gp(s, st->p_lnw), gp(s, st->p_lnb), st->dpout, st->psum,
-                       pp(s, st->p_lnw), st->mean, st->rstd, Bl, D);
+    layernorm_backward(dsum, mixer_grad(s, st->p_lnw), mixer_grad(s, st->p_lnb), st->dpout, st->psum,
+                       mixer_param(s, st->p_lnw), st->mean, st->rstd, Bl, D);
     for (size_t k = 0; k < n; k++) dc[k] += dsum[k], dpin[k] += dsum[k];
     xattn_backward(&st->pack, dpin, dx, dc, st->pin, x, s->mask, s->params, s->grads, s->pt, B,
                    s->scratch);
@@ -127,7 +120,7 @@ static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *
         LunaState *ps = m->prev->state;
         for (size_t k = 0; k < n; k++) ps->dpout[k] += dpin[k];
     } else {
-        float *g = gp(s, st->p_p);
+        float *g = mixer_grad(s, st->p_p);
         for (int b = 0; b < B; b++)
             for (size_t k = 0; k < (size_t)l * D; k++) g[k] += dpin[(size_t)b * l * D + k];
     }

@@ -81,19 +81,12 @@ static void mc_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 static void mc_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     McState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, BL = B * L, c = st->c, Lc = (L + c - 1) / c;
     const int P = Lc * c;
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < P; t++) {
@@ -113,11 +106,11 @@ static void mc_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
             st->cmask[(size_t)b * Lc + g] = (unsigned char)any;
         }
     /* the strided convolution: each group of c rows, flattened, through a (D, c·D) map */
-    linear_forward(st->kc, st->km, pp(s, st->p_ck), pp(s, st->p_bk), B * Lc, c * D, D);
-    linear_forward(st->vc, st->vm, pp(s, st->p_cv), pp(s, st->p_bv), B * Lc, c * D, D);
+    linear_forward(st->kc, st->km, mixer_param(s, st->p_ck), mixer_param(s, st->p_bk), B * Lc, c * D, D);
+    linear_forward(st->vc, st->vm, mixer_param(s, st->p_cv), mixer_param(s, st->p_bv), B * Lc, c * D, D);
     AttnShape sh = mc_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kc, st->vc, st->cmask, &sh, s->scratch);
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void mc_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -131,14 +124,14 @@ static void mc_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy
     float *dkc = arena_floats(s->scratch, (size_t)B * Lc * D);
     float *dvc = arena_floats(s->scratch, (size_t)B * Lc * D);
     float *dm = arena_floats(s->scratch, (size_t)B * P * D);
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = mc_shape(m, B, L);
     attn_backward(dqkv, dkc, dvc, datt, am->qkv, st->kc, st->vc, am->att, am->lse, st->cmask, &sh,
                   s->scratch);
     for (int w = 0; w < 2; w++) { /* keys, then values: back through the convolution */
         memset(dm, 0, (size_t)B * P * D * sizeof *dm);
-        linear_backward(dm, gp(s, w ? st->p_cv : st->p_ck), gp(s, w ? st->p_bv : st->p_bk),
-                        w ? dvc : dkc, w ? st->vm : st->km, pp(s, w ? st->p_cv : st->p_ck), B * Lc,
+        linear_backward(dm, mixer_grad(s, w ? st->p_cv : st->p_ck), mixer_grad(s, w ? st->p_bv : st->p_bk),
+                        w ? dvc : dkc, w ? st->vm : st->km, mixer_param(s, w ? st->p_cv : st->p_ck), B * Lc,
                         c * D, D);
 #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
@@ -149,7 +142,7 @@ static void mc_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy
                 for (int d = 0; d < D; d++) o[d] += g[d];
             }
     }
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

@@ -42,6 +42,16 @@ typedef struct MixerStep {
                                 * that loss's gradient too (the loss enters with weight 1) */
 } MixerStep;
 
+/* Parameter tensor i of the step's buffer (NULL when i < 0, an absent optional tensor), and its
+ * gradient (NULL too for a buffer, which is not trained by gradient). Both point into the
+ * caller's buffers. */
+static inline const float *mixer_param(const MixerStep *s, int i) {
+    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
+}
+static inline float *mixer_grad(const MixerStep *s, int i) {
+    return i < 0 || s->pt->info[i].buffer ? NULL : s->grads + s->pt->info[i].offset;
+}
+
 typedef struct MixerOps {
     /* Checks option combinations the schema cannot express against the model's sizes; on error
      * fills err->key (e.g. "model.mixer.window") and err->msg, leaving file/line to the caller. */

@@ -127,13 +127,6 @@ static void nystrom_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, XB_MAX(attn_scratch_floats(&a, nt), attn_scratch_floats(&o, nt)));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* C = alpha·op(A)·op(B) + beta·C for n×n matrices; counts its FLOPs into *f. */
 static void mm(float *c, const float *a, int ta, const float *b, int tb, int n, float alpha,
                float beta, uint64_t *f) {
@@ -160,7 +153,7 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, M = st->m, BL = B * L;
     const size_t mm2 = (size_t)M * M;
     const float sc = 1.0f / sqrtf(sqrtf((float)Dh));
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++) { /* scaled q and k, padding rows zeroed */
         const int real = !s->mask || s->mask[r];
@@ -242,7 +235,7 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
     attn_forward(st->fo, am->lse, st->qs, st->kl, st->w, NULL, &os, s->scratch);
     memcpy(am->att, st->fo, (size_t)BL * D * sizeof(float));
     if (st->conv) { /* + the depthwise convolution of the (masked) values along the sequence */
-        const float *cw = pp(s, st->p_conv);
+        const float *cw = mixer_param(s, st->p_conv);
         const int half = st->conv / 2;
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
@@ -260,7 +253,7 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
         }
         flops_add(2ull * (uint64_t)BL * D * st->conv);
     }
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -283,10 +276,10 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     BUF(dbv, BMD);
 #undef BUF
     float *work = arena_floats(s->scratch, (size_t)nt * 12 * mm2);
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     if (st->conv) { /* the convolution: d(V) at real positions, and its weights per head */
-        const float *cw = pp(s, st->p_conv);
-        float *gw = gp(s, st->p_conv);
+        const float *cw = mixer_param(s, st->p_conv);
+        float *gw = mixer_grad(s, st->p_conv);
         const int half = st->conv / 2;
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
@@ -402,7 +395,7 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
             dqkv[(size_t)r * 3 * D + D + c] += (dks[(size_t)r * D + c] + dkl[l] * inv) * sc;
         }
     }
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

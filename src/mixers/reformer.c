@@ -175,13 +175,6 @@ static void reformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, attn_scratch_floats(&s, nt));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* The buckets of every (b, h, round) and the permutations sorting them (hashing has no gradient). */
 static void hash_and_sort(Mixer *m, const MixerStep *s) {
     ReformerState *st = m->state;
@@ -245,7 +238,7 @@ static void reformer_forward(Mixer *m, const MixerStep *s, float *y, const float
     ReformerState *st = m->state;
     const int B = s->B, L = s->L, H = m->H, R = st->R, Dh = st->Dh, D = m->D, BL = B * L;
     const int NI = B * H * R;
-    linear_forward(st->qv, x, pp(s, st->p_wqv), pp(s, st->p_bqv), BL, D, 2 * D);
+    linear_forward(st->qv, x, mixer_param(s, st->p_wqv), mixer_param(s, st->p_bqv), BL, D, 2 * D);
     if (!s->frozen || st->NB == 0) hash_and_sort(m, s);
     /* the sorted sequences: queries, unit keys, values and the key mask */
 #pragma omp parallel for schedule(static)
@@ -292,7 +285,7 @@ static void reformer_forward(Mixer *m, const MixerStep *s, float *y, const float
             }
         }
     }
-    linear_forward(y, st->att, pp(s, st->p_wo), pp(s, st->p_bo), BL, D, D);
+    linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
 
 static void reformer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -310,7 +303,7 @@ static void reformer_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     float *dsv = arena_floats(s->scratch, NIL * Dh);
     float *dlse = arena_floats(s->scratch, NIL);
     memset(datt, 0, (size_t)BL * D * sizeof(float));
-    linear_backward(datt, gp(s, st->p_wo), gp(s, st->p_bo), dy, st->att, pp(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
     /* through the combination: d o^r = w_r dO, d z^r = w_r (dO·(o^r − o)) */
 #pragma omp parallel for schedule(static)
     for (int bi = 0; bi < BL; bi++) {
@@ -369,7 +362,7 @@ static void reformer_backward(Mixer *m, const MixerStep *s, float *dx, const flo
             scatter_add_rows(base + D, 2 * D, dsv + o, Dh, perm, L, Dh, 0);
         }
     }
-    linear_backward(dx, gp(s, st->p_wqv), gp(s, st->p_bqv), dqv, x, pp(s, st->p_wqv), BL, D, 2 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wqv), mixer_grad(s, st->p_bqv), dqv, x, mixer_param(s, st->p_wqv), BL, D, 2 * D);
     arena_reset_to(s->scratch, mark);
 }
 

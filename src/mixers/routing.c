@@ -235,12 +235,6 @@ static void routing_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_reset_to(scratch, mark);
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
 static int is_real(const MixerStep *s, int b, int l) {
     return !s->mask || s->mask[(size_t)b * s->L + l];
 }
@@ -287,7 +281,7 @@ static int int_cmp(const void *a, const void *b) {
 static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
     RoutingState *st = m->state;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
-    const float *mu = pp(s, st->p_mu);
+    const float *mu = mixer_param(s, st->p_mu);
     for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L) */
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
@@ -353,7 +347,7 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
 static double commitment_loss(const Mixer *m, const MixerStep *s) {
     const RoutingState *st = m->state;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
-    const float *mu = pp(s, st->p_mu);
+    const float *mu = mixer_param(s, st->p_mu);
     double sum = 0.0;
     size_t nreal = 0;
     for (int b = 0; b < B; b++)
@@ -377,7 +371,7 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
     const int w = routing_w(st, L), kw = k * w;
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
     /* LayerNorm without scale or bias on each head's query and key (§4.2) */
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
@@ -418,7 +412,7 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
             float *a = am->att + (size_t)r * D + (size_t)h * Dh;
             for (int d = 0; d < Dh; d++) a[d] *= c;
         }
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
     if (s->aux_loss) *s->aux_loss += commitment_loss(m, s);
 }
 
@@ -428,9 +422,9 @@ static void ema_update(Mixer *m, const MixerStep *s, const BwdScratch *bs) {
     RoutingState *st = m->state;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
     /* buffers live in the parameter buffer, which the step hands out read-only for the others */
-    float *mu = (float *)pp(s, st->p_mu);
-    float *esum = (float *)pp(s, st->p_sum);
-    float *ecount = (float *)pp(s, st->p_count);
+    float *mu = (float *)mixer_param(s, st->p_mu);
+    float *esum = (float *)mixer_param(s, st->p_sum);
+    float *ecount = (float *)mixer_param(s, st->p_count);
     const float lam = st->decay;
     double *cnt = bs->count;
     for (int h = 0; h < H; h++) {
@@ -479,7 +473,7 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     const int w = routing_w(st, L), kw = k * w;
     const size_t mark = arena_mark(s->scratch);
     BwdScratch bs = carve_bwd(m, s->scratch, B, L);
-    linear_backward(bs.datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D,
+    linear_backward(bs.datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D,
                     D);
     /* d(cluster outputs): each pick of a query gets its share 1 / (picks + 1e-2) */
     for (int b = 0; b < B; b++)
@@ -513,7 +507,7 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
         size_t nreal = 0;
         for (int r = 0; r < BL; r++) nreal += is_real(s, r / L, r % L);
         const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * D) : 0.0f;
-        const float *mu = pp(s, st->p_mu);
+        const float *mu = mixer_param(s, st->p_mu);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
             const int b = r / L, l = r % L;
@@ -538,7 +532,7 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     for (int r = 0; r < BL; r++)
         for (int c = 0; c < 2 * D; c++)
             bs.dqkv[(size_t)r * 3 * D + c] += bs.draw[(size_t)r * 2 * D + c];
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), bs.dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), bs.dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     /* once per training step, after the gradients: the centroids' EMA step */
     if (s->training && !s->frozen) ema_update(m, s, &bs);

@@ -167,13 +167,6 @@ static void sinkhorn_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_alloc(scratch, attn_scratch_floats(&s, nt) * sizeof(float));
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* One Sinkhorn half-round in place: subtract each row's (cols = 0) or column's (cols = 1)
  * log-sum-exp from the n×n matrix x. */
 static void normalise(float *x, int n, int cols) {
@@ -206,13 +199,13 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
     XB_ASSERT(st->nB == (L + bs - 1) / bs);
     const int nB = st->nB, NL = 2 * st->iters + 1, NBmax = st->NBmax;
     const size_t blk = (size_t)nB * bs * Dh;
-    linear_forward(am->qkv, x, pp(s, am->p_wqkv), pp(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
     const size_t per = 2 * blk + (size_t)nB * nB + (size_t)nB * Dh;
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
     const uint64_t key = rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
-    const float *w1 = pp(s, st->p_w1), *b1 = pp(s, st->p_b1), *w2 = pp(s, st->p_w2), *b2 = pp(s, st->p_b2);
+    const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1), *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
     uint64_t done = 0;
 #pragma omp parallel for schedule(static) reduction(+ : done)
     for (int bh = 0; bh < B * H; bh++) {
@@ -302,7 +295,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
     arena_reset_to(s->scratch, mark);
     AttnShape sh = keys_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kk, st->vv, st->kkmask, &sh, s->scratch);
-    linear_forward(y, am->att, pp(s, am->p_wo), pp(s, am->p_bo), BL, D, D);
+    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
 static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -327,11 +320,11 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
     memset(dkk, 0, (size_t)B * nK * D * sizeof(float));
     memset(dvv, 0, (size_t)B * nK * D * sizeof(float));
-    linear_backward(datt, gp(s, am->p_wo), gp(s, am->p_bo), dy, am->att, pp(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = keys_shape(m, B, L);
     attn_backward(dqkv, dkk, dvv, datt, am->qkv, st->kk, st->vv, am->att, am->lse, st->kkmask, &sh,
                   s->scratch);
-    const float *w1 = pp(s, st->p_w1), *w2 = pp(s, st->p_w2);
+    const float *w1 = mixer_param(s, st->p_w1), *w2 = mixer_param(s, st->p_w2);
     uint64_t done = 0;
 #pragma omp parallel for schedule(static) reduction(+ : done)
     for (int bh = 0; bh < B * H; bh++) {
@@ -401,9 +394,9 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     for (int bh = 0; bh < B * H; bh++) {
         const float *dzz = dz + (size_t)bh * nB * (NBmax + Dh), *dhid = dzz + (size_t)nB * nB;
         const float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
-        float *gw1 = gp(s, st->p_w1), *gb1 = gp(s, st->p_b1);
+        float *gw1 = mixer_grad(s, st->p_w1), *gb1 = mixer_grad(s, st->p_b1);
         if (st->net == NET_MLP) {
-            float *gw2 = gp(s, st->p_w2), *gb2 = gp(s, st->p_b2);
+            float *gw2 = mixer_grad(s, st->p_w2), *gb2 = mixer_grad(s, st->p_b2);
             float *act = work; /* the threads' buffers are free again */
             for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
@@ -424,7 +417,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         }
     }
     flops_add(done);
-    linear_backward(dx, gp(s, am->p_wqkv), gp(s, am->p_bqkv), dqkv, x, pp(s, am->p_wqkv), BL, D,
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
                     3 * D);
     arena_reset_to(s->scratch, mark);
 }

@@ -149,18 +149,11 @@ static void synth_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, 2 * BL * D + extra + 64); /* d(att), d(v) */
 }
 
-static const float *pp(const MixerStep *s, int i) {
-    return i < 0 ? NULL : s->params + s->pt->info[i].offset;
-}
-static float *gp(const MixerStep *s, int i) {
-    return i < 0 || s->pt->info[i].buffer ? NULL : s->grads + s->pt->info[i].offset;
-}
-
 /* The shared synthetic logits of batch row b into z (L, L). */
 static void synthetic_logits(const SynthState *st, const MixerStep *s, int b, float *z) {
     const int L = s->L;
     if (st->variant == V_RANDOM) {
-        const float *r = pp(s, st->p_r);
+        const float *r = mixer_param(s, st->p_r);
         for (int i = 0; i < L; i++) memcpy(z + (size_t)i * L, r + (size_t)i * st->n, (size_t)L * sizeof(float));
     } else { /* dense: already computed into z by the caller's linear layer */
         (void)b;
@@ -170,10 +163,10 @@ static void synthetic_logits(const SynthState *st, const MixerStep *s, int b, fl
 static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     SynthState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, BL = B * L, kq = st->kq;
-    linear_forward(st->v, x, pp(s, st->p_wv), pp(s, st->p_bv), BL, D, D);
-    if (st->dot) linear_forward(st->qk, x, pp(s, st->p_wqk), pp(s, st->p_bqk), BL, D, 2 * D);
+    linear_forward(st->v, x, mixer_param(s, st->p_wv), mixer_param(s, st->p_bv), BL, D, D);
+    if (st->dot) linear_forward(st->qk, x, mixer_param(s, st->p_wqk), mixer_param(s, st->p_bqk), BL, D, 2 * D);
     if (st->variant == V_FACTORIZED) {
-        const float *r1 = pp(s, st->p_r1), *r2 = pp(s, st->p_r2), sc = 1.0f / sqrtf((float)Dh);
+        const float *r1 = mixer_param(s, st->p_r1), *r2 = mixer_param(s, st->p_r2), sc = 1.0f / sqrtf((float)Dh);
 #pragma omp parallel for schedule(static)
         for (int bi = 0; bi < BL; bi++) {
             const int i = bi % L;
@@ -191,7 +184,7 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         attn_forward(st->att, st->lse, st->qf, st->kf, st->v, s->mask, &sh, s->scratch);
     } else {
         if (st->variant == V_DENSE) { /* logits (B, L, L) = W2[:L]·ReLU(W1 x + b1) + b2[:L] */
-            linear_forward(st->h1pre, x, pp(s, st->p_w1), pp(s, st->p_b1), BL, D, D);
+            linear_forward(st->h1pre, x, mixer_param(s, st->p_w1), mixer_param(s, st->p_b1), BL, D, D);
             relu_forward(st->h1, st->h1pre, (size_t)BL * D);
         }
         const size_t LL = (size_t)L * L;
@@ -200,7 +193,7 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         for (int b = 0; b < B; b++) {
             float *z = st->p + (size_t)b * H * LL; /* head 0's slot holds the shared logits */
             if (st->variant == V_DENSE)
-                linear_forward(z, st->h1 + (size_t)b * L * D, pp(s, st->p_w2), pp(s, st->p_b2), L, D, L);
+                linear_forward(z, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), mixer_param(s, st->p_b2), L, D, L);
             else
                 synthetic_logits(st, s, b, z);
             for (int h = H - 1; h >= 0; h--) { /* copy to every head (head 0 last, in place) */
@@ -234,7 +227,7 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         }
         flops_add(done);
     }
-    linear_forward(y, st->att, pp(s, st->p_wo), pp(s, st->p_bo), BL, D, D);
+    linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
 
 static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
@@ -247,7 +240,7 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     memset(datt, 0, (size_t)BL * D * sizeof(float));
     memset(dv, 0, (size_t)BL * D * sizeof(float));
     if (dqk) memset(dqk, 0, (size_t)BL * 2 * D * sizeof(float));
-    linear_backward(datt, gp(s, st->p_wo), gp(s, st->p_bo), dy, st->att, pp(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
     const float sc = 1.0f / sqrtf((float)Dh);
     if (st->variant == V_FACTORIZED) {
         const size_t nf = (size_t)BL * H * kq;
@@ -258,7 +251,7 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         attn_backward(dqf, dkf, dv, datt, st->qf, st->kf, st->v, st->att, st->lse, s->mask, &sh,
                       s->scratch);
         /* features back to R1, R2 (rows of every batch row and head, in order) and to q, k */
-        float *g1 = gp(s, st->p_r1), *g2 = gp(s, st->p_r2);
+        float *g1 = mixer_grad(s, st->p_r1), *g2 = mixer_grad(s, st->p_r2);
         for (int bi = 0; bi < BL; bi++) {
             const int i = bi % L;
             for (int h = 0; h < H; h++) {
@@ -309,7 +302,7 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         }
         flops_add(done);
         if (st->variant == V_RANDOM) {
-            float *gr = gp(s, st->p_r);
+            float *gr = mixer_grad(s, st->p_r);
             for (int b = 0; gr && b < B; b++)
                 for (int i = 0; i < L; i++)
                     for (int j = 0; j < L; j++) gr[(size_t)i * st->n + j] += dz[(size_t)b * LL + (size_t)i * L + j];
@@ -319,14 +312,14 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
             memset(dh1, 0, (size_t)BL * D * sizeof(float));
             memset(dpre, 0, (size_t)BL * D * sizeof(float));
             for (int b = 0; b < B; b++)
-                linear_backward(dh1 + (size_t)b * L * D, gp(s, st->p_w2), gp(s, st->p_b2),
-                                dz + (size_t)b * LL, st->h1 + (size_t)b * L * D, pp(s, st->p_w2), L, D, L);
+                linear_backward(dh1 + (size_t)b * L * D, mixer_grad(s, st->p_w2), mixer_grad(s, st->p_b2),
+                                dz + (size_t)b * LL, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), L, D, L);
             relu_backward(dpre, st->h1pre, dh1, (size_t)BL * D);
-            linear_backward(dx, gp(s, st->p_w1), gp(s, st->p_b1), dpre, x, pp(s, st->p_w1), BL, D, D);
+            linear_backward(dx, mixer_grad(s, st->p_w1), mixer_grad(s, st->p_b1), dpre, x, mixer_param(s, st->p_w1), BL, D, D);
         }
     }
-    linear_backward(dx, gp(s, st->p_wv), gp(s, st->p_bv), dv, x, pp(s, st->p_wv), BL, D, D);
-    if (st->dot) linear_backward(dx, gp(s, st->p_wqk), gp(s, st->p_bqk), dqk, x, pp(s, st->p_wqk), BL, D, 2 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wv), mixer_grad(s, st->p_bv), dv, x, mixer_param(s, st->p_wv), BL, D, D);
+    if (st->dot) linear_backward(dx, mixer_grad(s, st->p_wqk), mixer_grad(s, st->p_bqk), dqk, x, mixer_param(s, st->p_wqk), BL, D, 2 * D);
     arena_reset_to(s->scratch, mark);
 }
 
