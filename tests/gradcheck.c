@@ -28,7 +28,8 @@ int gradcheck(GcForwardFn fwd, void *ctx, float *x, size_t nx, const float *anal
         const double fm = objective(out, nout, w);
         x[i] = x0;
         const double num = (fp - fm) / (2.0 * (double)h), ana = analytic[i];
-        const double abs_err = fabs(ana - num), rel = abs_err / (fabs(num) > 1e-12 ? fabs(num) : 1e-12);
+        const double abs_err = fabs(ana - num),
+                     rel = abs_err / (fabs(num) > 1e-12 ? fabs(num) : 1e-12);
         if (abs_err > r->max_abs_err) r->max_abs_err = abs_err;
         if (fabs(num) > 1e-3 && rel > r->max_rel_err) r->max_rel_err = rel;
         const double excess = abs_err - (atol + rtol * fabs(num));

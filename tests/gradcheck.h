@@ -27,8 +27,9 @@ void gc_fill_normal(float *buf, size_t n, uint64_t seed, float scale);
 
 /* Fails the current Check test with the details of r. */
 #define GC_ASSERT(ok, name, r)                                                                     \
-    ck_assert_msg((ok), "%s: gradient mismatch at %zu: analytic %.6g numeric %.6g (max abs %.3g, " \
-                        "max rel %.3g, %zu checked)",                                             \
+    ck_assert_msg((ok),                                                                            \
+                  "%s: gradient mismatch at %zu: analytic %.6g numeric %.6g (max abs %.3g, "       \
+                  "max rel %.3g, %zu checked)",                                                    \
                   (name), (r)->worst_index, (r)->worst_analytic, (r)->worst_numeric,               \
                   (r)->max_abs_err, (r)->max_rel_err, (r)->n_checked)
 

@@ -49,7 +49,8 @@ static void case_init(Case *c, int B, int H, int Lq, int Lk, int Dh, int causal,
         for (int b = 0; b < B; b++)
             for (int j = 0; j < Lk; j++) c->mask[(size_t)b * Lk + j] = j < Lk - pad[b];
     }
-    ck_assert_int_eq(arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
+    ck_assert_int_eq(
+        arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
 }
 
 static void case_free(Case *c) {
@@ -167,8 +168,11 @@ static void check_gradients(int B, int H, int Lq, int Lk, int Dh, int causal, co
     case_forward(&c);
     case_backward(&c);
     GcResult r;
-    struct { float *x, *g; size_t n; const char *name; } t[3] = {
-        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    struct {
+        float *x, *g;
+        size_t n;
+        const char *name;
+    } t[3] = {{c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
     for (int i = 0; i < 3; i++) {
         int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
                            2e-2, max_check, &r);
@@ -212,18 +216,20 @@ static int test_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
     }
     return n;
 }
-static void test_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
-                      float *bias, int ld) {
+static void test_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                      int ld) {
     (void)s;
     for (int r = 0; r < bq; r++)
         for (int c = 0; c < bk; c++)
-            bias[(size_t)r * ld + c] = ((i0 + r) * 7 + (j0 + c) + b + h) % 5 == 0 ? -INFINITY : 0.0f;
+            bias[(size_t)r * ld + c] =
+                ((i0 + r) * 7 + (j0 + c) + b + h) % 5 == 0 ? -INFINITY : 0.0f;
 }
 
 static void with_pattern(Case *c, const AttnPattern *p) {
     c->s.pattern = p;
     arena_destroy(&c->arena);
-    ck_assert_int_eq(arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
+    ck_assert_int_eq(
+        arena_init(&c->arena, attn_scratch_floats(&c->s, omp_get_max_threads()) * 4 + 4096), 0);
 }
 
 START_TEST(test_block_sparse_pattern_equals_reference_gradients_and_flops) {
@@ -245,8 +251,11 @@ START_TEST(test_block_sparse_pattern_equals_reference_gradients_and_flops) {
     case_backward(&c);
     ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 1));
     GcResult r;
-    struct { float *x, *g; size_t n; const char *name; } t[3] = {
-        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    struct {
+        float *x, *g;
+        size_t n;
+        const char *name;
+    } t[3] = {{c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
     for (int i = 0; i < 3; i++) {
         int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
                            2e-2, 300, &r);
@@ -338,7 +347,8 @@ START_TEST(test_value_width_and_lse_gradient) {
     gc_fill_normal(c.dout, c.no + c.nl, 44, 1.0f);
     c.mask = malloc((size_t)B * Lk);
     for (int j = 0; j < B * Lk; j++) c.mask[j] = j < B * Lk - 4;
-    ck_assert_int_eq(arena_init(&c.arena, attn_scratch_floats(&c.s, omp_get_max_threads()) * 4 + 4096), 0);
+    ck_assert_int_eq(
+        arena_init(&c.arena, attn_scratch_floats(&c.s, omp_get_max_threads()) * 4 + 4096), 0);
     flops_reset();
     wide_forward(&c);
     ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 0));
@@ -351,8 +361,11 @@ START_TEST(test_value_width_and_lse_gradient) {
                       c.mask, &c.s, &c.arena);
     ck_assert_uint_eq(flops_counted(), attn_flops(&c.s, 1));
     GcResult r;
-    struct { float *x, *g; size_t n; const char *name; } t[3] = {
-        {c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nv, "dv"}};
+    struct {
+        float *x, *g;
+        size_t n;
+        const char *name;
+    } t[3] = {{c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nv, "dv"}};
     for (int i = 0; i < 3; i++) {
         int ok = gradcheck(wide_forward, &c, t[i].x, t[i].n, t[i].g, c.out, c.no + c.nl, c.dout,
                            1e-2, 2e-3, 2e-2, 100000, &r);

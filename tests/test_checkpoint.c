@@ -109,8 +109,8 @@ static void ck_assert_error(const XbError *e, const char *path, const char *msg)
     ck_assert_str_eq(err_str(e), want);
 }
 
-static const char *const META[] = {"run_id", "listops-full-s1", "step", "400", "config_hash",
-                                   "0123456789abcdef"};
+static const char *const META[] = {"run_id", "listops-full-s1", "step",
+                                   "400",    "config_hash",     "0123456789abcdef"};
 
 START_TEST(test_checkpoint_round_trip_keeps_every_bit) {
     ParamTable t;
@@ -190,8 +190,8 @@ START_TEST(test_checkpoint_file_parses_as_safetensors_independently) {
             uint32_t u;
             memcpy(&u, &a[p->offset + k], 4);
             const unsigned char *q = data + begin + 4 * k;
-            const uint32_t v = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 |
-                               (uint32_t)q[3] << 24;
+            const uint32_t v =
+                (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
             ck_assert_uint_eq(u, v);
         }
         expect_begin = end;
@@ -327,7 +327,8 @@ static void expect_load_error(const ParamTable *t, const char *path, const char 
     xb_error_clear(&err);
     ck_assert_int_eq(checkpoint_load(path, t, p, &err), -1);
     ck_assert_error(&err, path, msg);
-    for (size_t k = 0; k < t->total * sizeof *p; k++) ck_assert_int_eq(((unsigned char *)p)[k], 0x5a);
+    for (size_t k = 0; k < t->total * sizeof *p; k++)
+        ck_assert_int_eq(((unsigned char *)p)[k], 0x5a);
     free(p);
 }
 
@@ -357,7 +358,8 @@ START_TEST(test_checkpoint_missing_and_extra_tensors_are_errors) {
     const char *p_with = tmp_path("with.safetensors"), *p_without = tmp_path("without.safetensors");
     ck_assert_int_eq(checkpoint_save(p_with, &with, a, META, 3, &err), 0);
     ck_assert_int_eq(checkpoint_save(p_without, &without, c, NULL, 0, &err), 0);
-    expect_load_error(&without, p_with, "tensor 'head.weight' in the file is not a parameter of this model");
+    expect_load_error(&without, p_with,
+                      "tensor 'head.weight' in the file is not a parameter of this model");
     expect_load_error(&with, p_without, "tensor 'head.weight' is missing from the file");
     free(a);
     free(c);

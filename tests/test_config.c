@@ -313,7 +313,9 @@ START_TEST(test_unknown_key_lists_valid_keys_when_none_is_near) {
                       "eval_batches, log_every, checkpoint)");
     expect_line_error("  layers: 2", "  something_else: 2",
                       "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
-                      "heads, d_ff, dropout, max_len, pooling, positions, head_hidden, funnel, latents, segment, memory, compress, compressed_memory, ffn, experts, capacity_factor, eval_capacity_factor, balance_loss, router_z_loss, mixer)");
+                      "heads, d_ff, dropout, max_len, pooling, positions, head_hidden, funnel, "
+                      "latents, segment, memory, compress, compressed_memory, ffn, experts, "
+                      "capacity_factor, eval_capacity_factor, balance_loss, router_z_loss, mixer)");
 }
 END_TEST
 
@@ -331,8 +333,9 @@ START_TEST(test_unknown_mixer_option_uses_the_mixer_table) {
     expect_line_error("  layers: 2", "  layers: 2\n  mixer:\n    name: full\n    casual: true",
                       "t.yaml:8:5: model.mixer.casual: unknown key (did you mean "
                       "model.mixer.causal?)");
-    expect_line_error("  layers: 2", "  layers: 2\n  mixer: {name: full, window: 3}",
-                      "t.yaml:6:23: model.mixer.window: unknown key (valid: name, causal, bias, relative)");
+    expect_line_error(
+        "  layers: 2", "  layers: 2\n  mixer: {name: full, window: 3}",
+        "t.yaml:6:23: model.mixer.window: unknown key (valid: name, causal, bias, relative)");
 }
 END_TEST
 

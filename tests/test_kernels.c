@@ -32,7 +32,10 @@ static float *randn(size_t n, uint64_t seed) {
 static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
 
 /* ---- linear ---- */
-typedef struct { float *out, *inp, *w, *b; int N, IC, OC; } LinCtx;
+typedef struct {
+    float *out, *inp, *w, *b;
+    int N, IC, OC;
+} LinCtx;
 static void lin_fwd(void *c) {
     LinCtx *x = c;
     linear_forward(x->out, x->inp, x->w, x->b, x->N, x->IC, x->OC);
@@ -45,9 +48,12 @@ START_TEST(test_linear_backward_matches_finite_differences) {
     lin_fwd(&c);
     linear_backward(di, dw, db, dout, c.inp, c.w, 7, 5, 6);
     GcResult r;
-    GC_ASSERT(gradcheck(lin_fwd, &c, c.inp, 35, di, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dinp", &r);
-    GC_ASSERT(gradcheck(lin_fwd, &c, c.w, 30, dw, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dweight", &r);
-    GC_ASSERT(gradcheck(lin_fwd, &c, c.b, 6, db, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dbias", &r);
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.inp, 35, di, c.out, 42, dout, H, ATOL, RTOL, 1000, &r),
+              "dinp", &r);
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.w, 30, dw, c.out, 42, dout, H, ATOL, RTOL, 1000, &r),
+              "dweight", &r);
+    GC_ASSERT(gradcheck(lin_fwd, &c, c.b, 6, db, c.out, 42, dout, H, ATOL, RTOL, 1000, &r), "dbias",
+              &r);
     free(c.inp), free(c.w), free(c.b), free(c.out), free(dout), free(di), free(dw), free(db);
 }
 END_TEST
@@ -87,7 +93,10 @@ START_TEST(test_linear_counts_two_flops_per_multiply_add) {
 END_TEST
 
 /* ---- layernorm ---- */
-typedef struct { float *out, *mean, *rstd, *inp, *w, *b; int N, C; } LnCtx;
+typedef struct {
+    float *out, *mean, *rstd, *inp, *w, *b;
+    int N, C;
+} LnCtx;
 static void ln_fwd(void *c) {
     LnCtx *x = c;
     layernorm_forward(x->out, x->mean, x->rstd, x->inp, x->w, x->b, x->N, x->C);
@@ -103,9 +112,12 @@ START_TEST(test_layernorm_backward_matches_finite_differences) {
     ln_fwd(&c);
     layernorm_backward(di, dw, db, dout, c.inp, c.w, c.mean, c.rstd, 6, 37);
     GcResult r;
-    GC_ASSERT(gradcheck(ln_fwd, &c, c.inp, n, di, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dinp", &r);
-    GC_ASSERT(gradcheck(ln_fwd, &c, c.w, 37, dw, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dweight", &r);
-    GC_ASSERT(gradcheck(ln_fwd, &c, c.b, 37, db, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dbias", &r);
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.inp, n, di, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dinp",
+              &r);
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.w, 37, dw, c.out, n, dout, H, ATOL, RTOL, 1000, &r),
+              "dweight", &r);
+    GC_ASSERT(gradcheck(ln_fwd, &c, c.b, 37, db, c.out, n, dout, H, ATOL, RTOL, 1000, &r), "dbias",
+              &r);
     free(c.inp), free(c.w), free(c.b), free(c.out), free(c.mean), free(c.rstd);
     free(dout), free(di), free(dw), free(db);
 }
@@ -130,11 +142,17 @@ START_TEST(test_layernorm_output_has_zero_mean_unit_variance) {
 END_TEST
 
 /* ---- element-wise ---- */
-typedef struct { float *out, *inp; size_t n; int which; } EwCtx;
+typedef struct {
+    float *out, *inp;
+    size_t n;
+    int which;
+} EwCtx;
 static void ew_fwd(void *c) {
     EwCtx *x = c;
-    if (x->which == 0) gelu_forward(x->out, x->inp, x->n);
-    else relu_forward(x->out, x->inp, x->n);
+    if (x->which == 0)
+        gelu_forward(x->out, x->inp, x->n);
+    else
+        relu_forward(x->out, x->inp, x->n);
 }
 
 START_TEST(test_gelu_backward_matches_finite_differences) {
@@ -145,7 +163,8 @@ START_TEST(test_gelu_backward_matches_finite_differences) {
     ew_fwd(&c);
     gelu_backward(di, c.inp, dout, 200);
     GcResult r;
-    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 200, di, c.out, 200, dout, H, ATOL, RTOL, 1000, &r), "gelu", &r);
+    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 200, di, c.out, 200, dout, H, ATOL, RTOL, 1000, &r),
+              "gelu", &r);
     /* and the forward is the tanh formula */
     for (size_t i = 0; i < 200; i++) {
         const double x = c.inp[i];
@@ -165,13 +184,17 @@ START_TEST(test_relu_backward_matches_finite_differences) {
     ew_fwd(&c);
     relu_backward(di, c.inp, dout, 100);
     GcResult r;
-    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 100, di, c.out, 100, dout, 1e-3f, ATOL, RTOL, 1000, &r), "relu", &r);
+    GC_ASSERT(gradcheck(ew_fwd, &c, c.inp, 100, di, c.out, 100, dout, 1e-3f, ATOL, RTOL, 1000, &r),
+              "relu", &r);
     free(c.inp), free(c.out), free(dout), free(di);
 }
 END_TEST
 
 /* ---- softmax ---- */
-typedef struct { float *out, *inp; int N, C; } SmCtx;
+typedef struct {
+    float *out, *inp;
+    int N, C;
+} SmCtx;
 static void sm_fwd(void *c) {
     SmCtx *x = c;
     softmax_forward(x->out, x->inp, x->N, x->C);
@@ -184,7 +207,8 @@ START_TEST(test_softmax_backward_matches_finite_differences) {
     sm_fwd(&c);
     softmax_backward(di, c.out, dout, 4, 9);
     GcResult r;
-    GC_ASSERT(gradcheck(sm_fwd, &c, c.inp, 36, di, c.out, 36, dout, H, ATOL, RTOL, 1000, &r), "softmax", &r);
+    GC_ASSERT(gradcheck(sm_fwd, &c, c.inp, 36, di, c.out, 36, dout, H, ATOL, RTOL, 1000, &r),
+              "softmax", &r);
     for (int n = 0; n < 4; n++) {
         double s = 0;
         for (int k = 0; k < 9; k++) s += c.out[n * 9 + k];
@@ -207,7 +231,12 @@ START_TEST(test_softmax_is_shift_invariant_and_handles_large_logits) {
 END_TEST
 
 /* ---- dropout ---- */
-typedef struct { float *out, *inp; size_t n; float p; uint64_t key; } DoCtx;
+typedef struct {
+    float *out, *inp;
+    size_t n;
+    float p;
+    uint64_t key;
+} DoCtx;
 static void do_fwd(void *c) {
     DoCtx *x = c;
     dropout_forward(x->out, x->inp, x->n, x->p, x->key);
@@ -220,7 +249,8 @@ START_TEST(test_dropout_backward_matches_finite_differences) {
     do_fwd(&c);
     dropout_backward(di, dout, 300, c.p, c.key);
     GcResult r;
-    GC_ASSERT(gradcheck(do_fwd, &c, c.inp, 300, di, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dropout", &r);
+    GC_ASSERT(gradcheck(do_fwd, &c, c.inp, 300, di, c.out, 300, dout, H, ATOL, RTOL, 1000, &r),
+              "dropout", &r);
     free(c.inp), free(c.out), free(dout), free(di);
 }
 END_TEST
@@ -257,7 +287,11 @@ START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
 END_TEST
 
 /* ---- embedding ---- */
-typedef struct { float *out, *wte, *wpe; int32_t *tok; int B, T, C; } EmCtx;
+typedef struct {
+    float *out, *wte, *wpe;
+    int32_t *tok;
+    int B, T, C;
+} EmCtx;
 static void em_fwd(void *c) {
     EmCtx *x = c;
     embedding_forward(x->out, x->tok, x->wte, x->wpe, x->B, x->T, x->C);
@@ -274,8 +308,10 @@ START_TEST(test_embedding_backward_matches_finite_differences) {
     em_fwd(&c);
     embedding_backward(dte, dpe, dout, tok, 3, 5, 20);
     GcResult r;
-    GC_ASSERT(gradcheck(em_fwd, &c, c.wte, V * 20, dte, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dwte", &r);
-    GC_ASSERT(gradcheck(em_fwd, &c, c.wpe, 100, dpe, c.out, 300, dout, H, ATOL, RTOL, 1000, &r), "dwpe", &r);
+    GC_ASSERT(gradcheck(em_fwd, &c, c.wte, V * 20, dte, c.out, 300, dout, H, ATOL, RTOL, 1000, &r),
+              "dwte", &r);
+    GC_ASSERT(gradcheck(em_fwd, &c, c.wpe, 100, dpe, c.out, 300, dout, H, ATOL, RTOL, 1000, &r),
+              "dwpe", &r);
     free(c.wte), free(c.wpe), free(c.out), free(dout), free(dte), free(dpe);
 }
 END_TEST
@@ -295,11 +331,17 @@ START_TEST(test_sinusoidal_table_matches_formula) {
 END_TEST
 
 /* ---- pooling ---- */
-typedef struct { float *out, *inp; unsigned char *mask; int B, L, C, mean; } PoCtx;
+typedef struct {
+    float *out, *inp;
+    unsigned char *mask;
+    int B, L, C, mean;
+} PoCtx;
 static void po_fwd(void *c) {
     PoCtx *x = c;
-    if (x->mean) pool_mean_forward(x->out, x->inp, x->mask, x->B, x->L, x->C);
-    else pool_cls_forward(x->out, x->inp, x->B, x->L, x->C);
+    if (x->mean)
+        pool_mean_forward(x->out, x->inp, x->mask, x->B, x->L, x->C);
+    else
+        pool_cls_forward(x->out, x->inp, x->B, x->L, x->C);
 }
 
 START_TEST(test_pooling_backward_matches_finite_differences) {
@@ -309,8 +351,10 @@ START_TEST(test_pooling_backward_matches_finite_differences) {
         c.inp = randn(36, 31), c.out = zeros(6);
         float *dout = randn(6, 32), *di = zeros(36);
         po_fwd(&c);
-        if (mean) pool_mean_backward(di, dout, mask, 2, 6, 3);
-        else pool_cls_backward(di, dout, 2, 6, 3);
+        if (mean)
+            pool_mean_backward(di, dout, mask, 2, 6, 3);
+        else
+            pool_cls_backward(di, dout, 2, 6, 3);
         GcResult r;
         GC_ASSERT(gradcheck(po_fwd, &c, c.inp, 36, di, c.out, 6, dout, H, ATOL, RTOL, 1000, &r),
                   mean ? "mean" : "cls", &r);
@@ -323,7 +367,11 @@ START_TEST(test_pooling_backward_matches_finite_differences) {
 END_TEST
 
 /* ---- cross-entropy ---- */
-typedef struct { float *loss, *probs, *logits; int32_t *tgt; int B, V; } CeCtx;
+typedef struct {
+    float *loss, *probs, *logits;
+    int32_t *tgt;
+    int B, V;
+} CeCtx;
 static void ce_fwd(void *c) {
     CeCtx *x = c;
     crossentropy_forward(x->loss, x->probs, x->logits, x->tgt, x->B, x->V);
@@ -337,7 +385,8 @@ START_TEST(test_crossentropy_backward_matches_finite_differences) {
     ce_fwd(&c);
     crossentropy_backward(dl, c.probs, tgt, 0.2f, 5, 10);
     GcResult r;
-    GC_ASSERT(gradcheck(ce_fwd, &c, c.logits, 50, dl, c.loss, 5, w, H, ATOL, RTOL, 1000, &r), "dlogits", &r);
+    GC_ASSERT(gradcheck(ce_fwd, &c, c.logits, 50, dl, c.loss, 5, w, H, ATOL, RTOL, 1000, &r),
+              "dlogits", &r);
     for (int b = 0; b < 5; b++) {
         double s = 0;
         for (int v = 0; v < 10; v++) s += c.probs[b * 10 + v];
@@ -362,7 +411,6 @@ START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
     ck_assert(isfinite(xb_expf(100.0f)));
 }
 END_TEST
-
 
 START_TEST(test_sort_by_key_is_stable_and_gather_scatter_are_adjoint) {
     const int key[10] = {2, 0, 1, 2, 0, 0, 3, 1, 2, 0};

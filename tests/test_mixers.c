@@ -86,7 +86,8 @@ static void inst_init(Inst *t, const char *name, const char *opts, int B, int L,
     /* biases start at zero; make them matter for the gradient check */
     for (int i = 0; i < t->pt.n; i++)
         if (t->pt.info[i].init == INIT_ZEROS)
-            gc_fill_normal(t->params + t->pt.info[i].offset, t->pt.info[i].size, seed + 100 + i, 0.3f);
+            gc_fill_normal(t->params + t->pt.info[i].offset, t->pt.info[i].size, seed + 100 + i,
+                           0.3f);
     Arena ma, ms;
     arena_init_measure(&ma);
     arena_init_measure(&ms);
@@ -112,15 +113,24 @@ static void inst_init(Inst *t, const char *name, const char *opts, int B, int L,
 static void inst_free(Inst *t) {
     mixer_destroy(&t->m);
     params_free(&t->pt);
-    free(t->params), free(t->grads), free(t->x), free(t->y), free(t->dy), free(t->dx), free(t->mask);
+    free(t->params), free(t->grads), free(t->x), free(t->y), free(t->dy), free(t->dx),
+        free(t->mask);
     arena_destroy(&t->acts);
     arena_destroy(&t->scratch);
 }
 
 static MixerStep step_of(Inst *t) {
-    MixerStep s = {.B = t->B, .L = t->L, .mask = t->mask, .training = 1, .frozen = t->frozen,
-                   .seed = 7, .step = 3,
-                   .pt = &t->pt, .params = t->params, .grads = t->grads, .scratch = &t->scratch};
+    MixerStep s = {.B = t->B,
+                   .L = t->L,
+                   .mask = t->mask,
+                   .training = 1,
+                   .frozen = t->frozen,
+                   .seed = 7,
+                   .step = 3,
+                   .pt = &t->pt,
+                   .params = t->params,
+                   .grads = t->grads,
+                   .scratch = &t->scratch};
     return s;
 }
 
@@ -218,7 +228,8 @@ static void error_vs_full(const char *name, const char *opts, const char *full_o
     }
     for (int j = 0; j < a.pt.n; j++) /* tensors initialised as copies stay copies */
         if (a.pt.info[j].init == INIT_COPY)
-            memcpy(a.params + a.pt.info[j].offset, a.params + a.pt.info[a.pt.info[j].copy_of].offset,
+            memcpy(a.params + a.pt.info[j].offset,
+                   a.params + a.pt.info[a.pt.info[j].copy_of].offset,
                    a.pt.info[j].size * sizeof(float));
     inst_forward(&a);
     inst_forward(&f);
@@ -302,7 +313,7 @@ static const Conf CONFS[] = {
      * it compares; decay=1 keeps the centroids where one small move would flip a top-w pick) */
     {"routing", NULL, 2, 16, 8, 2},
     {"routing", "clusters=3,window=5,bias=true,decay=1", 3, 13, 6, 2}, /* Dh = 2 would make the
-                                                                         * LayerNorm a sign */
+                                                                        * LayerNorm a sign */
     {"routing", "clusters=2,window=9", 2, 11, 8, 2}, /* overlapping clusters, unfilled key slots */
     {"routing", "clusters=5,window=2,decay=1", 2, 22, 8, 2}, /* unpicked queries */
     {"isab", "inducing=4", 2, 13, 8, 2},
@@ -348,7 +359,8 @@ START_TEST(test_sliding_with_a_window_covering_the_sequence_equals_full) {
 END_TEST
 
 START_TEST(test_bigbird_with_every_block_global_or_in_the_window_equals_full) {
-    check_equals_full("bigbird", "block=4,global=3,random=2", NULL, 2, 21, 8, 2, 1e-5); /* all global */
+    check_equals_full("bigbird", "block=4,global=3,random=2", NULL, 2, 21, 8, 2,
+                      1e-5); /* all global */
     check_equals_full("bigbird", "block=8,window=5,global=0,random=0", NULL, 2, 19, 8, 2, 1e-5);
 }
 END_TEST
@@ -418,7 +430,8 @@ START_TEST(test_memory_compressed_with_c_1_and_identity_convolutions_equals_full
     inst_forward(&a);
     inst_forward(&f);
     for (size_t k = 0; k < (size_t)2 * L * D; k++)
-        ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])), "%g vs %g", a.y[k], f.y[k]);
+        ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])), "%g vs %g", a.y[k],
+                      f.y[k]);
     inst_free(&a);
     inst_free(&f);
 }
@@ -426,11 +439,14 @@ END_TEST
 
 START_TEST(test_sparse_transformer_covering_all_pairs_equals_full) {
     /* merged heads: a block (fixed) or a window (strided) as long as the sequence covers it */
-    check_equals_full("sparse_transformer", "stride=32,summary=4,heads=merged", NULL, 2, 20, 8, 2, 1e-5);
-    check_equals_full("sparse_transformer", "pattern=strided,stride=20,heads=merged", NULL, 2, 20, 8, 2, 1e-5);
+    check_equals_full("sparse_transformer", "stride=32,summary=4,heads=merged", NULL, 2, 20, 8, 2,
+                      1e-5);
+    check_equals_full("sparse_transformer", "pattern=strided,stride=20,heads=merged", NULL, 2, 20,
+                      8, 2, 1e-5);
     check_equals_full("sparse_transformer", "pattern=strided,stride=20,heads=merged,causal=true",
                       "causal=true", 2, 20, 8, 2, 1e-5);
-    /* and the pattern is the paper's: with l = 4, c = 1, query 5 of a fixed A2 head sees 3, 7, 11 */
+    /* and the pattern is the paper's: with l = 4, c = 1, query 5 of a fixed A2 head sees 3, 7, 11
+     */
     Inst t;
     inst_init(&t, "sparse_transformer", "stride=4,summary=1", 1, 12, 8, 2, NULL, 2);
     AttnShape s = attn_mixer_shape(&t.m, 1, 12);
@@ -489,7 +505,8 @@ END_TEST
 START_TEST(test_every_registered_mechanism_is_tested) {
     for (int i = 0; i < mixer_count(); i++) {
         int found = 0;
-        for (size_t k = 0; k < sizeof CONFS / sizeof *CONFS; k++) found |= !strcmp(CONFS[k].name, mixer_get(i)->name);
+        for (size_t k = 0; k < sizeof CONFS / sizeof *CONFS; k++)
+            found |= !strcmp(CONFS[k].name, mixer_get(i)->name);
         ck_assert_msg(found, "mechanism %s has no test configuration", mixer_get(i)->name);
     }
 }
@@ -521,7 +538,8 @@ static void check_reformer_dense(const char *opts, int self_mask, int B, int L, 
     const int io = params_find(&t.pt, "blocks.0.mixer.out.weight");
     const int ib = params_find(&t.pt, "blocks.0.mixer.out.bias");
     ck_assert(iqv >= 0 && io >= 0);
-    float *qv = malloc((size_t)BL * 2 * D * sizeof(float)), *k = malloc((size_t)BL * D * sizeof(float));
+    float *qv = malloc((size_t)BL * 2 * D * sizeof(float)),
+          *k = malloc((size_t)BL * D * sizeof(float));
     float *o = malloc((size_t)BL * D * sizeof(float)), *y = malloc((size_t)BL * D * sizeof(float));
     float *lse = malloc((size_t)B * H * L * sizeof(float));
     linear_forward(qv, t.x, t.params + t.pt.info[iqv].offset,
@@ -537,26 +555,28 @@ static void check_reformer_dense(const char *opts, int self_mask, int B, int L, 
     const AttnPattern diag = {.bq = L, .max_ranges = 1, .ranges = all_keys, .mask = no_self};
     if (self_mask) sh.pattern = &diag; /* exp(−1e5) is 0 in float when another key is visible */
     attn_forward_naive(o, lse, qv, k, qv + D, t.mask, &sh);
-    linear_forward(y, o, t.params + t.pt.info[io].offset, ib >= 0 ? t.params + t.pt.info[ib].offset : NULL,
-                   BL, D, D);
+    linear_forward(y, o, t.params + t.pt.info[io].offset,
+                   ib >= 0 ? t.params + t.pt.info[ib].offset : NULL, BL, D, D);
     double worst = 0;
     for (size_t i = 0; i < (size_t)BL * D; i++)
         worst = fmax(worst, fabs((double)t.y[i] - y[i]) / (1 + fabs((double)y[i])));
-    ck_assert_msg(worst < 1e-5, "reformer(%s) differs from dense shared-QK attention by %g", opts, worst);
+    ck_assert_msg(worst < 1e-5, "reformer(%s) differs from dense shared-QK attention by %g", opts,
+                  worst);
     free(qv), free(k), free(o), free(y), free(lse);
     inst_free(&t);
 }
 
 START_TEST(test_reformer_with_one_bucket_equals_dense_shared_qk_attention) {
-    check_reformer_dense("buckets=1,chunk=16,self_mask=false", 0, 2, 13, 8, 2);        /* one chunk */
-    check_reformer_dense("buckets=1,chunk=16,self_mask=false,hashes=3", 0, 2, 13, 8, 2); /* rounds */
-    check_reformer_dense("buckets=1,chunk=7,self_mask=false", 0, 2, 13, 8, 2); /* two chunks, wrap */
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false", 0, 2, 13, 8, 2); /* one chunk */
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false,hashes=3", 0, 2, 13, 8,
+                         2); /* rounds */
+    check_reformer_dense("buckets=1,chunk=7,self_mask=false", 0, 2, 13, 8,
+                         2); /* two chunks, wrap */
     check_reformer_dense("buckets=1,chunk=150,self_mask=false", 0, 1, 300, 8, 2); /* key tiles */
     check_reformer_dense("buckets=1,chunk=7", 1, 2, 13, 8, 2); /* the self logit hides the token */
     check_reformer_dense("buckets=1,chunk=16,hashes=2", 1, 2, 13, 8, 2);
 }
 END_TEST
-
 
 /* Axial attention along the only row of a grid at least L wide, or the only column of a grid one
  * wide, is full attention; a grid that leaves cells empty must not change that. */
@@ -613,8 +633,16 @@ typedef struct LunaChain {
 } LunaChain;
 
 static MixerStep chain_step(LunaChain *c) {
-    MixerStep s = {.B = c->B, .L = c->L, .mask = c->mask, .training = 1, .seed = 7, .step = 3,
-                   .pt = &c->pt, .params = c->params, .grads = c->grads, .scratch = &c->scratch};
+    MixerStep s = {.B = c->B,
+                   .L = c->L,
+                   .mask = c->mask,
+                   .training = 1,
+                   .seed = 7,
+                   .step = 3,
+                   .pt = &c->pt,
+                   .params = c->params,
+                   .grads = c->grads,
+                   .scratch = &c->scratch};
     return s;
 }
 
@@ -654,8 +682,10 @@ START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
     arena_init_measure(&ms);
     for (int l = 0; l < 2; l++) spec->ops->plan(&c.m[l], &c.acts, &ms, c.B, c.L);
     const size_t n = (size_t)c.B * c.L * c.D;
-    c.x = malloc(n * sizeof(float)), c.h = malloc(n * sizeof(float)), c.y = malloc(n * sizeof(float));
-    c.dy = malloc(n * sizeof(float)), c.dh = calloc(n, sizeof(float)), c.dx = calloc(n, sizeof(float));
+    c.x = malloc(n * sizeof(float)), c.h = malloc(n * sizeof(float)),
+    c.y = malloc(n * sizeof(float));
+    c.dy = malloc(n * sizeof(float)), c.dh = calloc(n, sizeof(float)),
+    c.dx = calloc(n, sizeof(float));
     gc_fill_normal(c.x, n, 61, 1.0f);
     gc_fill_normal(c.dy, n, 62, 1.0f);
     c.mask = malloc((size_t)c.B * c.L);
@@ -667,8 +697,9 @@ START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
     arena_reset(&c.scratch);
     spec->ops->backward(&c.m[0], &s, c.dx, c.dh, c.x);
     GcResult res;
-    GC_ASSERT(gradcheck(chain_forward, &c, c.x, n, c.dx, c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 150, &res),
-              "luna chain dx", &res);
+    GC_ASSERT(
+        gradcheck(chain_forward, &c, c.x, n, c.dx, c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 150, &res),
+        "luna chain dx", &res);
     for (int i = 0; i < c.pt.n; i++) {
         const ParamInfo *p = &c.pt.info[i];
         GC_ASSERT(gradcheck(chain_forward, &c, c.params + p->offset, p->size, c.grads + p->offset,
@@ -737,7 +768,8 @@ START_TEST(test_full_relative_matches_explicit_scores) {
                 for (int d = 0; d < Dh; d++) {
                     double a = 0;
                     for (int j = 0; j < L; j++)
-                        if (sc[j] != -INFINITY) a += exp(sc[j] - mx) / sum * qkv[b][j][2 * D + h * Dh + d];
+                        if (sc[j] != -INFINITY)
+                            a += exp(sc[j] - mx) / sum * qkv[b][j][2 * D + h * Dh + d];
                     att[b][i][h * Dh + d] = a;
                 }
             }
@@ -1067,7 +1099,8 @@ static void check_synth_zero_is_full(const char *opts, const char *zero) {
     Inst a, f;
     inst_init(&a, "synthesizer", opts, B, L, D, H, pad, 5);
     inst_init(&f, "full", NULL, B, L, D, H, pad, 5);
-#define T(inst, nm) ((inst).params + (inst).pt.info[params_find(&(inst).pt, "blocks.0.mixer." nm)].offset)
+#define T(inst, nm)                                                                                \
+    ((inst).params + (inst).pt.info[params_find(&(inst).pt, "blocks.0.mixer." nm)].offset)
     memcpy(T(a, "qk.weight"), T(f, "qkv.weight"), (size_t)2 * D * D * sizeof(float));
     memcpy(T(a, "value.weight"), T(f, "qkv.weight") + 2 * D * D, (size_t)D * D * sizeof(float));
     memcpy(T(a, "out.weight"), T(f, "out.weight"), (size_t)D * D * sizeof(float));
@@ -1078,8 +1111,8 @@ static void check_synth_zero_is_full(const char *opts, const char *zero) {
     inst_forward(&a);
     inst_forward(&f);
     for (size_t k = 0; k < (size_t)B * L * D; k++)
-        ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])), "synthesizer(%s): %g vs %g",
-                      opts, a.y[k], f.y[k]);
+        ck_assert_msg(fabsf(a.y[k] - f.y[k]) <= 1e-5f * (1 + fabsf(f.y[k])),
+                      "synthesizer(%s): %g vs %g", opts, a.y[k], f.y[k]);
     inst_free(&a);
     inst_free(&f);
 }
@@ -1110,8 +1143,8 @@ START_TEST(test_nystrom_error_against_softmax_falls_as_landmarks_grow) {
     for (int i = 1; i < 4; i++)
         ck_assert_msg(mean[i] < mean[i - 1], "error with %d landmarks (%g) is not below %d's (%g)",
                       M[i], mean[i], M[i - 1], mean[i - 1]);
-    ck_assert_msg(mean[3] < 1e-2 && mean[3] < 0.1 * mean[0], "64 landmarks of 64 tokens: %g (2: %g)",
-                  mean[3], mean[0]);
+    ck_assert_msg(mean[3] < 1e-2 && mean[3] < 0.1 * mean[0],
+                  "64 landmarks of 64 tokens: %g (2: %g)", mean[3], mean[0]);
 }
 END_TEST
 
@@ -1136,7 +1169,8 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
     tcase_add_test(tc, test_full_relative_matches_explicit_scores);
     tcase_add_test(tc, test_fnet_is_the_real_part_of_the_2d_dft);
-    tcase_add_test(tc, test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk);
+    tcase_add_test(
+        tc, test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk);
     tcase_add_test(tc, test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training);
     tcase_add_test(tc, test_routing_commitment_loss_gradient_matches_finite_differences);
     tcase_add_test(tc, test_routing_padding_cannot_change_the_clusters_of_real_tokens);

@@ -16,7 +16,7 @@ enum { V = 9, NCLS = 3 };
 
 /* Model-level variants the tests switch on: Funnel stages, Perceiver latents, layers. */
 static int g_funnel = 0, g_latents = 0, g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7;
-static int g_experts = 0; /* > 0: Switch FFN with that many experts */
+static int g_experts = 0;             /* > 0: Switch FFN with that many experts */
 static int g_compress = 0, g_ncm = 0; /* Compressive Transformer: rate, slots */
 static double g_balance = 0.01, g_zloss = 1e-3;
 
@@ -53,13 +53,19 @@ static void fill_batch(Encoder *e, const int *len, int32_t pad_token) {
     }
 }
 
-typedef struct { Encoder *e; float loss; uint64_t seed; int64_t step; } Ctx;
+typedef struct {
+    Encoder *e;
+    float loss;
+    uint64_t seed;
+    int64_t step;
+} Ctx;
 static void model_fwd(void *p) {
     Ctx *c = p;
     c->loss = (float)encoder_forward(c->e, 1, c->seed, c->step);
 }
 
-static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, const char *mixer_opt) {
+static void check_model_gradients(PoolKind pool, PosKind pos, float dropout,
+                                  const char *mixer_opt) {
     const int B = 3, L = g_len, len[3] = {g_len, 4, 5};
     ExperimentConfig cfg = tiny_config(B, L, pool, pos, dropout);
     if (mixer_opt) {
@@ -79,7 +85,8 @@ static void check_model_gradients(PoolKind pool, PosKind pos, float dropout, con
     memset(e.grads, 0, e.pt.total * sizeof(float));
     encoder_backward(&e, c.seed, c.step);
     e.freeze_memory = 1; /* the recurrence's memory is a constant for the gradient */
-    for (int l = 0; l < e.N; l++) e.la[l].moe.frozen = 1; /* top-1 and drops are piecewise constant */
+    for (int l = 0; l < e.N; l++)
+        e.la[l].moe.frozen = 1; /* top-1 and drops are piecewise constant */
     const float one = 1.0f;
     /* Every tensor, up to 40 evenly spaced elements of each. h = 3e-3: with 1e-2 some steps
      * cross the kink of the head's ReLU. */
@@ -354,7 +361,8 @@ START_TEST(test_compression_loss_is_reconstruction) {
         for (int l = 0; l < e.N; l++)
             for (int k = 0; k < 2; k++) {
                 const ParamInfo *p = &e.pt.info[k ? e.la[l].cmp.p_b : e.la[l].cmp.p_w];
-                for (size_t i = 0; i < p->size; i++) e.params[p->offset + i] -= 0.05f * e.grads[p->offset + i];
+                for (size_t i = 0; i < p->size; i++)
+                    e.params[p->offset + i] -= 0.05f * e.grads[p->offset + i];
             }
     }
     ck_assert_double_lt(prev, 0.5 * first);
@@ -385,7 +393,6 @@ START_TEST(test_same_seed_gives_identical_step) {
     free(g[0]), free(g[1]);
 }
 END_TEST
-
 
 /* Switch FFN: gradients of the whole model (router through the gate and the balance and z losses,
  * every expert) with the routing frozen, FLOPs, padding; one expert with room for every token is
@@ -455,8 +462,10 @@ START_TEST(test_switch_drops_tokens_beyond_capacity) {
     for (int i = 0; i < N; i++) {
         double n = 0;
         for (int d = 0; d < D; d++) n += fabs(y[i * D + d]);
-        if (i < 6) ck_assert(n > 0);
-        else ck_assert(n == 0);
+        if (i < 6)
+            ck_assert(n > 0);
+        else
+            ck_assert(n == 0);
     }
     arena_destroy(&acts);
     arena_destroy(&scratch);

@@ -68,8 +68,12 @@ static void sample_init(Sample *s, int variant) {
     r->flops_fwd_analytic = 3000000000ULL, r->flops_bwd_analytic = 6000000000ULL;
     r->flops_step_counted = 9000012345ULL;
     r->flops_total_counted = 9007199254740991ULL; /* 2^53 - 1: the largest allowed */
-    r->mem = (MemoryReport){.parameters = 493824, .gradients = 493824, .optimizer = 987648,
-                            .activations = 5000000, .scratch_peak = 65536, .peak_rss = 50000000};
+    r->mem = (MemoryReport){.parameters = 493824,
+                            .gradients = 493824,
+                            .optimizer = 987648,
+                            .activations = 5000000,
+                            .scratch_peak = 65536,
+                            .peak_rss = 50000000};
     r->wall_s = 12.5, r->train_s = 10.25, r->eval_s = 2.0, r->steps_per_s = 29.3;
     r->tokens_per_s = 29.3 * 32 * 128;
     if (variant == SAMPLE_DIVERGED) {
@@ -101,7 +105,8 @@ static const cJSON *at(const cJSON *doc, const char *path) {
     snprintf(buf, sizeof buf, "%s", path);
     const cJSON *j = doc;
     for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && j; k = strtok_r(NULL, ".", &save))
-        j = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, atoi(k)) : cJSON_GetObjectItemCaseSensitive(j, k);
+        j = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, atoi(k))
+                             : cJSON_GetObjectItemCaseSensitive(j, k);
     return j;
 }
 
@@ -117,27 +122,71 @@ START_TEST(test_report_build_has_every_field_with_its_type) {
         const char *path;
         char type;
     } fields[] = {
-        {"schema_version", 'i'}, {"tool", 'o'}, {"tool.name", 's'}, {"tool.version", 's'},
-        {"tool.git_commit", 's'}, {"run_id", 's'}, {"status", 's'}, {"status_message", 's'},
-        {"config", 'o'}, {"config_hash", 's'}, {"environment", 'o'}, {"environment.cpu", 's'},
-        {"environment.cores", 'i'}, {"environment.threads", 'i'}, {"environment.blas", 's'},
-        {"environment.blas_threads", 'i'}, {"environment.compiler", 's'}, {"environment.os", 's'},
-        {"dataset", 'o'}, {"dataset.identity", 'o'}, {"dataset.checksum", 's'},
-        {"dataset.vocab_size", 'i'}, {"dataset.n_classes", 'i'}, {"dataset.splits", 'o'},
-        {"dataset.splits.train", 'i'}, {"dataset.splits.val", 'i'}, {"dataset.splits.test", 'i'},
-        {"model", 'o'}, {"model.mixer", 's'}, {"model.mixer_classes", 's'},
-        {"model.parameters", 'i'}, {"training", 'o'}, {"training.steps", 'i'},
-        {"training.best_step", 'i'}, {"training.best_val_accuracy", 'n'}, {"evals", 'a'},
-        {"evals.0.step", 'i'}, {"evals.0.lr", 'n'}, {"evals.0.train_loss", 'n'},
-        {"evals.0.val_loss", 'n'}, {"evals.0.val_accuracy", 'n'}, {"test", 'o'},
-        {"test.accuracy", 'n'}, {"test.loss", 'n'}, {"test.majority_baseline", 'n'},
-        {"flops", 'o'}, {"flops.analytic_forward_step", 'i'}, {"flops.analytic_backward_step", 'i'},
-        {"flops.analytic_train_step", 'i'}, {"flops.counted_train_step", 'i'},
-        {"flops.counted_total", 'i'}, {"memory", 'o'}, {"memory.parameters", 'i'},
-        {"memory.gradients", 'i'}, {"memory.optimizer", 'i'}, {"memory.activations", 'i'},
-        {"memory.scratch_peak", 'i'}, {"memory.planned_total", 'i'}, {"measured", 'o'},
-        {"measured.wall_s", 'n'}, {"measured.train_s", 'n'}, {"measured.eval_s", 'n'},
-        {"measured.steps_per_s", 'n'}, {"measured.tokens_per_s", 'n'}, {"measured.peak_rss", 'i'},
+        {"schema_version", 'i'},
+        {"tool", 'o'},
+        {"tool.name", 's'},
+        {"tool.version", 's'},
+        {"tool.git_commit", 's'},
+        {"run_id", 's'},
+        {"status", 's'},
+        {"status_message", 's'},
+        {"config", 'o'},
+        {"config_hash", 's'},
+        {"environment", 'o'},
+        {"environment.cpu", 's'},
+        {"environment.cores", 'i'},
+        {"environment.threads", 'i'},
+        {"environment.blas", 's'},
+        {"environment.blas_threads", 'i'},
+        {"environment.compiler", 's'},
+        {"environment.os", 's'},
+        {"dataset", 'o'},
+        {"dataset.identity", 'o'},
+        {"dataset.checksum", 's'},
+        {"dataset.vocab_size", 'i'},
+        {"dataset.n_classes", 'i'},
+        {"dataset.splits", 'o'},
+        {"dataset.splits.train", 'i'},
+        {"dataset.splits.val", 'i'},
+        {"dataset.splits.test", 'i'},
+        {"model", 'o'},
+        {"model.mixer", 's'},
+        {"model.mixer_classes", 's'},
+        {"model.parameters", 'i'},
+        {"training", 'o'},
+        {"training.steps", 'i'},
+        {"training.best_step", 'i'},
+        {"training.best_val_accuracy", 'n'},
+        {"evals", 'a'},
+        {"evals.0.step", 'i'},
+        {"evals.0.lr", 'n'},
+        {"evals.0.train_loss", 'n'},
+        {"evals.0.val_loss", 'n'},
+        {"evals.0.val_accuracy", 'n'},
+        {"test", 'o'},
+        {"test.accuracy", 'n'},
+        {"test.loss", 'n'},
+        {"test.majority_baseline", 'n'},
+        {"flops", 'o'},
+        {"flops.analytic_forward_step", 'i'},
+        {"flops.analytic_backward_step", 'i'},
+        {"flops.analytic_train_step", 'i'},
+        {"flops.counted_train_step", 'i'},
+        {"flops.counted_total", 'i'},
+        {"memory", 'o'},
+        {"memory.parameters", 'i'},
+        {"memory.gradients", 'i'},
+        {"memory.optimizer", 'i'},
+        {"memory.activations", 'i'},
+        {"memory.scratch_peak", 'i'},
+        {"memory.planned_total", 'i'},
+        {"measured", 'o'},
+        {"measured.wall_s", 'n'},
+        {"measured.train_s", 'n'},
+        {"measured.eval_s", 'n'},
+        {"measured.steps_per_s", 'n'},
+        {"measured.tokens_per_s", 'n'},
+        {"measured.peak_rss", 'i'},
         {"measured.eval_elapsed_s", 'a'},
     };
     Sample s;
@@ -148,11 +197,21 @@ START_TEST(test_report_build_has_every_field_with_its_type) {
         ck_assert_msg(j != NULL, "%s is missing", fields[i].path);
         int ok = 0;
         switch (fields[i].type) {
-        case 'i': ok = is_integer(j); break;
-        case 'n': ok = cJSON_IsNumber(j); break;
-        case 's': ok = cJSON_IsString(j); break;
-        case 'o': ok = cJSON_IsObject(j); break;
-        case 'a': ok = cJSON_IsArray(j); break;
+        case 'i':
+            ok = is_integer(j);
+            break;
+        case 'n':
+            ok = cJSON_IsNumber(j);
+            break;
+        case 's':
+            ok = cJSON_IsString(j);
+            break;
+        case 'o':
+            ok = cJSON_IsObject(j);
+            break;
+        case 'a':
+            ok = cJSON_IsArray(j);
+            break;
         }
         ck_assert_msg(ok, "%s is not of type '%c'", fields[i].path, fields[i].type);
     }
@@ -254,7 +313,8 @@ START_TEST(test_report_build_writes_nan_and_infinity_as_null) {
     ck_assert(cJSON_IsNull(at(doc, "test.loss")));              /* -inf */
     ck_assert(cJSON_IsNumber(at(doc, "evals.1.val_accuracy"))); /* finite stays a number */
     ck_assert_str_eq(at(doc, "status")->valuestring, "diverged");
-    ck_assert_str_eq(at(doc, "status_message")->valuestring, "training loss became NaN at step 212");
+    ck_assert_str_eq(at(doc, "status_message")->valuestring,
+                     "training loss became NaN at step 212");
 
     char *text = report_json_print(doc);
     ck_assert_ptr_null(strstr(text, "nan"));
@@ -339,8 +399,8 @@ static int type_matches(const char *type, const cJSON *v) {
 /* 0 when v conforms to schema s; otherwise 1 with why = "path: reason". */
 static int conforms(const cJSON *root, const cJSON *s, const cJSON *v, const char *where, char *why,
                     size_t n) {
-    static const char *const annotations[] = {"$schema", "$id", "title", "description", "$defs",
-                                              "pattern"};
+    static const char *const annotations[] = {"$schema",     "$id",   "title",
+                                              "description", "$defs", "pattern"};
     for (const cJSON *k = s->child; k; k = k->next) {
         const char *kw = k->string;
         char sub[512];
@@ -429,9 +489,9 @@ START_TEST(test_report_schema_refuses_unknown_and_missing_fields) {
     sample_init(&s, SAMPLE_OK);
     cJSON *doc = report_build(&s.r);
     char why[600];
-    static const char *const objects[] = {"", "tool", "environment", "dataset", "dataset.splits",
-                                          "model", "training", "evals.0", "test", "flops",
-                                          "memory", "measured"};
+    static const char *const objects[] = {
+        "",         "tool",    "environment", "dataset", "dataset.splits", "model",
+        "training", "evals.0", "test",        "flops",   "memory",         "measured"};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
         cJSON *copy = cJSON_Duplicate(doc, 1);
         cJSON *o = objects[i][0] ? (cJSON *)at(copy, objects[i]) : copy;
@@ -554,15 +614,18 @@ START_TEST(test_report_write_then_read_round_trips_exactly) {
         ck_assert_msg(report_read(path, &back, &err) == 0, "%s", err_str(&err));
         ck_assert(cJSON_Compare(doc, back, 1));
         /* cJSON_Compare allows a relative DBL_EPSILON; check the bits of the hard ones. */
-        static const char *const exact[] = {"config.x", "config.y", "config.z", "evals.2.val_accuracy",
-                                            "evals.0.lr", "flops.counted_total",
+        static const char *const exact[] = {"config.x",
+                                            "config.y",
+                                            "config.z",
+                                            "evals.2.val_accuracy",
+                                            "evals.0.lr",
+                                            "flops.counted_total",
                                             "measured.tokens_per_s"};
         for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
             const cJSON *a = at(doc, exact[i]), *b = at(back, exact[i]);
             if (!a) continue; /* no evals in the no_eval sample */
             ck_assert_msg(memcmp(&a->valuedouble, &b->valuedouble, sizeof(double)) == 0,
-                          "%s: %.17g read back as %.17g", exact[i], a->valuedouble,
-                          b->valuedouble);
+                          "%s: %.17g read back as %.17g", exact[i], a->valuedouble, b->valuedouble);
         }
         cJSON_Delete(back);
         cJSON_Delete(doc);
@@ -630,7 +693,8 @@ START_TEST(test_report_write_to_unwritable_directory_fails_and_leaves_no_file) {
     fclose(f);
     const char *path = tmp_path("plain/r.json");
     ck_assert_int_eq(report_write(path, doc, &err), -1);
-    snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Not a directory", path, path);
+    snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Not a directory", path,
+             path);
     ck_assert_str_eq(err_str(&err), want);
     ck_assert_int_eq(err.code, XB_EXIT_RUNFAIL);
     path = tmp_path("plain/sub/r.json");

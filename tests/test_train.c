@@ -115,7 +115,8 @@ START_TEST(test_schedules_follow_their_formulas) {
     /* LRA's rsqrt decay, normalised so that lr is the peak at the end of warm-up */
     ck_assert_double_eq_tol(schedule_lr(SCHED_RSQRT, lr, 100, 1000, 400), lr / 2, 1e-12);
     ck_assert_double_eq_tol(schedule_lr(SCHED_RSQRT, lr, 0, 1000, 4), lr / 2, 1e-12);
-    ck_assert_double_eq_tol(schedule_lr(SCHED_COSINE, lr, 0, 1000, 1), lr * 0.5 * (1 + cos(M_PI * 0.001)), 1e-12);
+    ck_assert_double_eq_tol(schedule_lr(SCHED_COSINE, lr, 0, 1000, 1),
+                            lr * 0.5 * (1 + cos(M_PI * 0.001)), 1e-12);
 }
 END_TEST
 

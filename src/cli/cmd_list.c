@@ -22,8 +22,8 @@ static void print_opts(const OptSpec *o, int n, int md) {
             printf("| `%s` | %s | `%s` | %s | %s |\n", o[i].name, opt_type_name(o[i].type), def,
                    valid, o[i].help ? o[i].help : "");
         else
-            printf("    %-16s %-6s default %-10s %s; %s\n", o[i].name, opt_type_name(o[i].type), def,
-                   valid, o[i].help ? o[i].help : "");
+            printf("    %-16s %-6s default %-10s %s; %s\n", o[i].name, opt_type_name(o[i].type),
+                   def, valid, o[i].help ? o[i].help : "");
     }
 }
 
@@ -34,7 +34,8 @@ static void list_mixers(int md) {
         if (md) {
             printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.\n\n", m->name, m->classes,
                    m->arxiv, m->title, m->honours_mask ? "honoured" : "not honoured");
-            if (m->n_opts) printf("| option | type | default | valid | meaning |\n|---|---|---|---|---|\n");
+            if (m->n_opts)
+                printf("| option | type | default | valid | meaning |\n|---|---|---|---|---|\n");
             print_opts(m->opts, m->n_opts, 1);
             printf("\n");
         } else {
@@ -50,7 +51,8 @@ static void list_tasks(int md) {
     for (int i = 0; i < task_count(); i++) {
         const TaskSpec *t = task_get(i);
         if (md) {
-            printf("### `%s`\n\n%s\n\n| option | type | default | valid | meaning |\n|---|---|---|---|---|\n",
+            printf("### `%s`\n\n%s\n\n| option | type | default | valid | meaning "
+                   "|\n|---|---|---|---|---|\n",
                    t->name, t->description);
             print_opts(t->opts, t->n_opts, 1);
             printf("\n");
@@ -74,8 +76,10 @@ int cmd_list(int argc, char **argv) {
         else if (!strcmp(argv[i], "tasks"))
             what = 2;
         else
-            return cli_usage_error("list", "unexpected argument '%s' (valid: mechanisms, tasks, "
-                                           "--markdown, --help)", argv[i]);
+            return cli_usage_error("list",
+                                   "unexpected argument '%s' (valid: mechanisms, tasks, "
+                                   "--markdown, --help)",
+                                   argv[i]);
     }
     if (what & 1) {
         if (!md) printf("Mechanisms (%d):\n", mixer_count());

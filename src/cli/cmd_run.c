@@ -193,10 +193,12 @@ int cmd_run(int argc, char **argv) {
                 outdir = val;
             else if (!strcmp(a, "--threads") && cli_parse_int(val, 0, 1024, &threads)) {
                 free(sets);
-                return cli_usage_error("run", "--threads: expected an integer in [0, 1024], got '%s'", val);
+                return cli_usage_error(
+                    "run", "--threads: expected an integer in [0, 1024], got '%s'", val);
             } else if (!strcmp(a, "--seed") && cli_parse_int(val, 0, 9007199254740991LL, &seed)) {
                 free(sets);
-                return cli_usage_error("run", "--seed: expected an integer in [0, 2^53-1], got '%s'", val);
+                return cli_usage_error("run",
+                                       "--seed: expected an integer in [0, 2^53-1], got '%s'", val);
             }
         } else if (a[0] == '-' && a[1]) {
             free(sets);

@@ -880,13 +880,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];
     const int latents = (int)m->v.num[M_LATENTS];
     if (funnel > 1 && layers % funnel)
-        return fail(x, m->loc[M_FUNNEL], "model.funnel",
-                    "%d stages cannot share model.layers = %d blocks (valid: 0, or a divisor of %d)",
-                    funnel, layers, layers);
+        return fail(
+            x, m->loc[M_FUNNEL], "model.funnel",
+            "%d stages cannot share model.layers = %d blocks (valid: 0, or a divisor of %d)",
+            funnel, layers, layers);
     if (latents > 0 && funnel > 1)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
-                    "model.latents: 0, or model.funnel: 0)", funnel);
+                    "model.latents: 0, or model.funnel: 0)",
+                    funnel);
     const int seg = (int)m->v.num[M_SEGMENT], maxlen = (int)m->v.num[M_MAX_LEN];
     if (seg > 0 && maxlen % seg)
         return fail(x, m->loc[M_SEGMENT], "model.segment",
@@ -895,8 +897,8 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (seg > 0 && (latents > 0 || funnel > 1))
         return fail(x, m->loc[M_SEGMENT], "model.segment",
                     "segment recurrence cannot be combined with model.%s (valid: model.segment: "
-                    "0, or model.%s: 0)", latents > 0 ? "latents" : "funnel",
-                    latents > 0 ? "latents" : "funnel");
+                    "0, or model.%s: 0)",
+                    latents > 0 ? "latents" : "funnel", latents > 0 ? "latents" : "funnel");
     const int mem0 = (int)m->v.num[M_MEMORY] ? (int)m->v.num[M_MEMORY] : seg;
     const int crate = (int)m->v.num[M_COMPRESS], ncm0 = (int)m->v.num[M_COMPRESSED];
     if (crate > 0 && seg == 0)
@@ -906,29 +908,37 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (crate > 0 && (seg % crate || mem0 % crate))
         return fail(x, m->loc[M_COMPRESS], "model.compress",
                     "%d does not divide model.segment = %d and the memory of %d (valid: 0, or a "
-                    "common divisor of the two)", crate, seg, mem0);
+                    "common divisor of the two)",
+                    crate, seg, mem0);
     if (ncm0 > 0 && crate == 0)
         return fail(x, m->loc[M_COMPRESSED], "model.compressed_memory",
                     "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
-                    "model.compress > 0)", ncm0);
+                    "model.compress > 0)",
+                    ncm0);
     if (latents > 0 && (int)m->v.num[M_POOLING] == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
-                    "model.latents = %d, or model.latents: 0)", latents);
+                    "model.latents = %d, or model.latents: 0)",
+                    latents);
     const MixerSpec *ms = mixer_get(mixer);
     if (ms->ops && ms->ops->check) { /* every length a mixer will see */
         const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
         const int ncm = crate > 0 ? (ncm0 > 0 ? ncm0 : mem0) : 0;
-        for (int st = 0, L = latents > 0 ? latents : seg > 0 ? ncm + mem0 + seg : L0; st < XB_MAX(funnel, 1); st++) {
+        for (int st = 0, L = latents > 0 ? latents
+                             : seg > 0   ? ncm + mem0 + seg
+                                         : L0;
+             st < XB_MAX(funnel, 1); st++) {
             XbError e2;
             xb_error_clear(&e2);
             if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, L, &e2)) {
-                if (L == L0)
-                    return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
-                return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s; the mechanism runs at "
-                            "length %d there (%s)", e2.msg, L,
+                if (L == L0) return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
+                return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL,
+                            "%s; the mechanism runs at "
+                            "length %d there (%s)",
+                            e2.msg, L,
                             latents > 0 ? "over model.latents"
-                            : seg > 0   ? (crate > 0 ? "compressed memory, memory and segment" : "memory and segment")
+                            : seg > 0   ? (crate > 0 ? "compressed memory, memory and segment"
+                                                     : "memory and segment")
                                         : "a pooled funnel stage");
             }
             L = cfg_pooled_length(L, cls);

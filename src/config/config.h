@@ -1,5 +1,6 @@
 /* Experiment configuration: YAML (libyaml) -> validated, typed structs, with --set overrides and
- * sweep expansion. Every error names FILE:LINE:COL, the key path, what is wrong and what is valid. */
+ * sweep expansion. Every error names FILE:LINE:COL, the key path, what is wrong and what is valid.
+ */
 #ifndef XB_CONFIG_H
 #define XB_CONFIG_H
 
@@ -14,36 +15,38 @@ typedef enum { POS_SINUSOIDAL = 0, POS_LEARNED = 1, POS_NONE = 2 } PosKind;
 typedef enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1, SCHED_RSQRT = 2, SCHED_LINEAR = 3 } SchedKind;
 
 typedef struct ExperimentConfig {
-    char source[512];   /* the YAML file it came from */
-    char run_id[256];   /* name, plus the swept values for a sweep member (file-name safe) */
-    int sweep_index;    /* 0-based position in the sweep, 0 for a single run */
-    int sweep_size;     /* number of runs the file expanded into */
+    char source[512]; /* the YAML file it came from */
+    char run_id[256]; /* name, plus the swept values for a sweep member (file-name safe) */
+    int sweep_index;  /* 0-based position in the sweep, 0 for a single run */
+    int sweep_size;   /* number of runs the file expanded into */
 
     /* experiment: */
     char name[128];
     uint64_t seed;
-    int threads;        /* 0 = all cores */
+    int threads; /* 0 = all cores */
     char output_dir[512];
 
     /* task: name + the task's own options (schema from the task registry) */
-    int task_index;     /* index into the task registry */
+    int task_index; /* index into the task registry */
     OptValues task_opts;
 
     /* model: */
     int layers, d_model, heads, d_ff;
     float dropout;
-    int max_len;        /* tokens per example, including the CLS token when pooling is cls */
+    int max_len; /* tokens per example, including the CLS token when pooling is cls */
     PoolKind pooling;
     PosKind positions;
-    int head_hidden;    /* width of the classifier MLP's hidden layer; 0 = d_ff */
-    int funnel;         /* Funnel Transformer stages (0 or 1: none) */
-    int latents;        /* Perceiver latent array length (0: none) */
-    int segment, memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
-    int compress, compressed_memory; /* Compressive Transformer: rate (0: none), slots (0: memory) */
-    FfnKind ffn;        /* dense, or Switch mixture of experts */
+    int head_hidden; /* width of the classifier MLP's hidden layer; 0 = d_ff */
+    int funnel;      /* Funnel Transformer stages (0 or 1: none) */
+    int latents;     /* Perceiver latent array length (0: none) */
+    int segment,
+        memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
+    int compress,
+        compressed_memory; /* Compressive Transformer: rate (0: none), slots (0: memory) */
+    FfnKind ffn;           /* dense, or Switch mixture of experts */
     int experts;
     double capacity_factor, eval_capacity_factor, balance_loss, router_z_loss;
-    int mixer_index;    /* index into the mixer registry (model.mixer.name) */
+    int mixer_index; /* index into the mixer registry (model.mixer.name) */
     OptValues mixer_opts;
 
     /* train: */
@@ -54,9 +57,9 @@ typedef struct ExperimentConfig {
     int64_t warmup;
     double weight_decay, beta1, beta2, eps, clip_norm;
     int64_t eval_every;
-    int eval_batches;   /* 0 = the whole validation split */
+    int eval_batches; /* 0 = the whole validation split */
     int64_t log_every;
-    int checkpoint;     /* save the best validation checkpoint as safetensors */
+    int checkpoint; /* save the best validation checkpoint as safetensors */
 } ExperimentConfig;
 
 typedef struct ConfigSet {

@@ -8,11 +8,11 @@
 enum { XB_EXIT_OK = 0, XB_EXIT_REGRESSION = 1, XB_EXIT_USAGE = 2, XB_EXIT_RUNFAIL = 3 };
 
 typedef struct XbError {
-    int code;        /* one of XB_EXIT_*; 0 means no error */
-    char file[512];  /* input file, or "--set" for a command-line override; "" if none */
-    int line, col;   /* 1-based; 0 when unknown */
-    char key[256];   /* dotted key path (model.layers), "" if none */
-    char msg[1024];  /* what is wrong (what is valid) */
+    int code;       /* one of XB_EXIT_*; 0 means no error */
+    char file[512]; /* input file, or "--set" for a command-line override; "" if none */
+    int line, col;  /* 1-based; 0 when unknown */
+    char key[256];  /* dotted key path (model.layers), "" if none */
+    char msg[1024]; /* what is wrong (what is valid) */
 } XbError;
 
 /* Clears e to "no error". */

@@ -6,7 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FAIL(err, file, ...) (xb_error_set((err), (file), 0, 0, NULL, __VA_ARGS__), (err)->code = XB_EXIT_RUNFAIL, -1)
+#define FAIL(err, file, ...)                                                                       \
+    (xb_error_set((err), (file), 0, 0, NULL, __VA_ARGS__), (err)->code = XB_EXIT_RUNFAIL, -1)
 
 int fileio_mkdirs(const char *dir, const char *what, XbError *err) {
     char buf[4096];
@@ -42,7 +43,8 @@ int fileio_open(AtomicFile *a, const char *path, const char *what, XbError *err)
         if (fileio_mkdirs(dir, path, err)) return -1;
     }
     a->f = fopen(a->tmp, "wb");
-    if (!a->f) return FAIL(err, path, "cannot write the %s (%s): %s", what, a->tmp, strerror(errno));
+    if (!a->f)
+        return FAIL(err, path, "cannot write the %s (%s): %s", what, a->tmp, strerror(errno));
     return 0;
 }
 

@@ -13,11 +13,11 @@ typedef enum { OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_ENUM, OPT_STRING } OptType;
 typedef struct OptSpec {
     const char *name;
     OptType type;
-    double def;                  /* default for INT/FLOAT/BOOL (0/1); index into choices for ENUM */
-    double min, max;             /* inclusive range for INT/FLOAT */
-    const char *const *choices;  /* NULL-terminated, for ENUM */
-    const char *def_str;         /* default for STRING ("" allowed) */
-    const char *help;            /* one line */
+    double def;                 /* default for INT/FLOAT/BOOL (0/1); index into choices for ENUM */
+    double min, max;            /* inclusive range for INT/FLOAT */
+    const char *const *choices; /* NULL-terminated, for ENUM */
+    const char *def_str;        /* default for STRING ("" allowed) */
+    const char *help;           /* one line */
 } OptSpec;
 
 /* Values for a spec table, index-aligned with it. ENUM values hold the choice index in num[]. */

@@ -65,7 +65,8 @@ static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
 static size_t thread_floats(const AttnShape *s) {
     const size_t bq = (size_t)tile_rows(s);
     const size_t extra = s->bias ? bq * BK + s->bias->work_floats + 32 : 0;
-    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16 + extra;
+    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16 +
+           extra;
 }
 
 size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
@@ -295,9 +296,11 @@ void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const
                         }
                         /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, s->scale,
-                                    dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq, s->ldq);
+                                    dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq,
+                                    s->ldq);
                         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, s->scale,
-                                    dP, bk, qt, s->ldq, 1.0f, dk + koff + (size_t)j0 * s->ldk, s->ldk);
+                                    dP, bk, qt, s->ldq, 1.0f, dk + koff + (size_t)j0 * s->ldk,
+                                    s->ldk);
                         done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(3 * Dh + 2 * Dv);
                     }
             }
@@ -354,7 +357,8 @@ void attn_forward_naive(float *o, float *lse, const float *q, const float *k, co
                     }
                 }
                 for (int j = 0; j < s->Lk; j++) {
-                    const float *kj = k + (size_t)b * s->bsk + (size_t)j * s->ldk + (size_t)h * s->Dh;
+                    const float *kj =
+                        k + (size_t)b * s->bsk + (size_t)j * s->ldk + (size_t)h * s->Dh;
                     double acc = 0.0;
                     for (int d = 0; d < s->Dh; d++) acc += (double)qi[d] * kj[d];
                     int vis = (!kmask || kmask[(size_t)b * s->Lk + j]) && j < key_limit(s, i) &&

@@ -19,10 +19,10 @@ typedef struct AttnShape {
     int B, H, Lq, Lk, Dh;       /* Dh: width of a query/key head */
     int Dv;                     /* width of a value/output head (attn_shape sets Dh; values and
                                  * outputs of head h start at h·Dv) */
-    size_t bsq, bsk, bsv, bso; /* batch strides (floats) */
-    int ldq, ldk, ldv, ldo;    /* row strides (floats) */
-    float scale;               /* usually 1/sqrt(Dh) */
-    int causal;                /* 1: query i sees keys j <= i + (Lk - Lq) */
+    size_t bsq, bsk, bsv, bso;  /* batch strides (floats) */
+    int ldq, ldk, ldv, ldo;     /* row strides (floats) */
+    float scale;                /* usually 1/sqrt(Dh) */
+    int causal;                 /* 1: query i sees keys j <= i + (Lk - Lq) */
     const AttnPattern *pattern; /* NULL: dense (every key, subject to mask and causality) */
     const AttnBias *bias;       /* NULL, or a content-dependent additive bias on the scores */
 } AttnShape;
@@ -34,8 +34,8 @@ typedef struct AttnShape {
 struct AttnBias {
     /* out[r·ld + c] = the bias of query i0 + r and key j0 + c of (b, h) (overwrite). work holds
      * work_floats floats private to the calling thread. */
-    void (*tile)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *out,
-                 int ld, float *work);
+    void (*tile)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                 float *out, int ld, float *work);
     /* dbias[r·ld + c] = ∂loss/∂bias of that pair: accumulate the bias's own gradients. */
     void (*tile_backward)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
                           const float *dbias, int ld, float *work);
@@ -57,15 +57,16 @@ struct AttnPattern {
     int (*ranges)(const struct AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi);
     /* Additive mask of a visited tile: bias[r·ld + c] = 0 when query i0 + r may see key j0 + c,
      * −inf otherwise. NULL: every key of the ranges is allowed. */
-    void (*mask)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
-                 int ld);
+    void (*mask)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                 float *bias, int ld);
     const void *ctx; /* the mechanism's own data; the callbacks get the shape (Lq, Lk, ...) */
 };
 
 /* Shape for the common case: Q, K, V and O as (B, L, H·Dh) slices with row stride ld. */
 AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo);
 
-/* Floats of scratch that attn_forward / attn_backward take from the arena at most (for planning). */
+/* Floats of scratch that attn_forward / attn_backward take from the arena at most (for planning).
+ */
 size_t attn_scratch_floats(const AttnShape *s, int nthreads);
 
 /* O = softmax(scale·QKᵀ + mask)·V per (b, h) (Vaswani et al., arXiv 1706.03762, eq. 1), computed

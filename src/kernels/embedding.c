@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stddef.h>
 
-void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                       int B, int T, int C) {
+void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+                       int T, int C) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {

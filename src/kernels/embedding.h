@@ -5,8 +5,8 @@
 #include <stdint.h>
 
 /* out (B, T, C) = wte[tokens[b, t]] + wpe[t]; wte (V, C), wpe (T, C) or NULL for none. */
-void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                       int B, int T, int C);
+void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+                       int T, int C);
 /* dwte (V, C) += scattered dout; dwpe (T, C) += dout summed over the batch (each may be NULL). */
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
                         int T, int C);

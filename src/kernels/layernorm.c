@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stddef.h>
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, int N, int C) {
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -32,8 +32,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 
 /* With x̂ = (x − μ)·σ⁻¹ and g = dout·w: dx = σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)). */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, int N, int C) {
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
     if (dinp) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {

@@ -17,8 +17,8 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
     flops_add(2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC);
 }
 
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int IC, int OC) {
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int IC, int OC) {
     const uint64_t f = 2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC;
     if (dinp) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,

@@ -8,7 +8,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
                     int IC, int OC);
 /* dinp (N, IC) += dout·weight; dweight (OC, IC) += doutᵀ·inp; dbias (OC) += column sums of dout.
  * Any of dinp, dweight, dbias may be NULL (not computed, and its FLOPs not counted). */
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int IC, int OC);
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int IC, int OC);
 
 #endif

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stddef.h>
 
-void crossentropy_forward(float *losses, float *probs, const float *logits,
-                          const int32_t *targets, int B, int V) {
+void crossentropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets,
+                          int B, int V) {
     for (int b = 0; b < B; b++) {
         const float *z = logits + (size_t)b * V;
         float *p = probs + (size_t)b * V;
@@ -18,8 +18,8 @@ void crossentropy_forward(float *losses, float *probs, const float *logits,
     }
 }
 
-void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets,
-                           float scale, int B, int V) {
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, float scale,
+                           int B, int V) {
     for (int b = 0; b < B; b++)
         for (int v = 0; v < V; v++)
             dlogits[(size_t)b * V + v] +=

@@ -5,10 +5,10 @@
 #include <stdint.h>
 
 /* probs (B, V) = softmax(logits (B, V)); losses (B) = −log probs[b, targets[b]]. */
-void crossentropy_forward(float *losses, float *probs, const float *logits,
-                          const int32_t *targets, int B, int V);
+void crossentropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets,
+                          int B, int V);
 /* dlogits (B, V) += scale·(probs − onehot(targets)): the gradient of scale·Σ losses. */
-void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets,
-                           float scale, int B, int V);
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, float scale,
+                           int B, int V);
 
 #endif

@@ -11,7 +11,7 @@
 static int block_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
     (void)b, (void)h;
     const BlockPattern *bp = s->pattern->ctx;
-    const int first = i0 / bp->block * bp->block;               /* start of the first row's block */
+    const int first = i0 / bp->block * bp->block; /* start of the first row's block */
     const int last = ((i0 + bq - 1) / bp->block + 1) * bp->block; /* end of the last row's block */
     lo[0] = XB_MAX(0, first - bp->memory);
     hi[0] = XB_MIN(s->Lk, last);
@@ -19,8 +19,8 @@ static int block_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *l
 }
 
 /* Query i sees key j when j is in i's block or in the `memory` positions before it. */
-static void block_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
-                       int ld) {
+static void block_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                       float *bias, int ld) {
     (void)b, (void)h;
     const BlockPattern *bp = s->pattern->ctx;
     for (int r = 0; r < bq; r++) {
@@ -34,8 +34,11 @@ static void block_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0,
 
 AttnPattern attn_block_pattern(const BlockPattern *bp) {
     const int exact = bp->block <= 256; /* tiles are blocks: no mask needed */
-    return (AttnPattern){.bq = exact ? bp->block : 128, .max_ranges = 1, .ranges = block_ranges,
-                         .mask = exact ? NULL : block_mask, .ctx = bp};
+    return (AttnPattern){.bq = exact ? bp->block : 128,
+                         .max_ranges = 1,
+                         .ranges = block_ranges,
+                         .mask = exact ? NULL : block_mask,
+                         .ctx = bp};
 }
 
 int mixer_add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
@@ -101,7 +104,8 @@ void attn_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x) 
     AttnMixer *st = m->state;
     const int D = m->D, BL = s->B * s->L;
     AttnShape sh = attn_mixer_shape(m, s->B, s->L);
-    linear_forward(st->qkv, x, mixer_param(s, st->p_wqkv), mixer_param(s, st->p_bqkv), BL, D, 3 * D);
+    linear_forward(st->qkv, x, mixer_param(s, st->p_wqkv), mixer_param(s, st->p_bqkv), BL, D,
+                   3 * D);
     attn_forward(st->att, st->lse, st->qkv, st->qkv + D, st->qkv + 2 * D, s->mask, &sh, s->scratch);
     linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
@@ -113,11 +117,12 @@ void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *d
     const size_t mark = arena_mark(s->scratch);
     float *datt = arena_floats(s->scratch, (size_t)BL * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
-    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att,
+                    mixer_param(s, st->p_wo), BL, D, D);
     attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, st->qkv, st->qkv + D, st->qkv + 2 * D,
                   st->att, st->lse, s->mask, &sh, s->scratch);
-    linear_backward(dx, mixer_grad(s, st->p_wqkv), mixer_grad(s, st->p_bqkv), dqkv, x, mixer_param(s, st->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wqkv), mixer_grad(s, st->p_bqkv), dqkv, x,
+                    mixer_param(s, st->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

@@ -10,10 +10,10 @@
 typedef struct AttnMixer {
     int causal, bias;
     int p_wqkv, p_bqkv, p_wo, p_bo; /* parameter indices (-1 when absent) */
-    float *qkv;                      /* (B, L, 3D) saved */
-    float *att;                      /* (B, L, D) saved: attention output before projection */
-    float *lse;                      /* (B, H, L) saved */
-    AttnPattern pattern;             /* used when has_pattern */
+    float *qkv;                     /* (B, L, 3D) saved */
+    float *att;                     /* (B, L, D) saved: attention output before projection */
+    float *lse;                     /* (B, H, L) saved */
+    AttnPattern pattern;            /* used when has_pattern */
     int has_pattern;
 } AttnMixer;
 

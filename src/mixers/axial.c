@@ -3,12 +3,12 @@
  * axis: within a row (the `width` neighbours of the same row) or within a column (the positions
  * `width` apart). The paper stacks row and column layers alternately, so that two layers give every
  * position a full receptive field in O(L·(rows + columns)); `axis: alternate` (the default) does
- * that by layer parity (even layers rows, odd layers columns). The width defaults to ceil(√max_len),
- * the square grid.
+ * that by layer parity (even layers rows, odd layers columns). The width defaults to
+ * ceil(√max_len), the square grid.
  *
  * Both axes are one code path: the packed Q/K/V rows are gathered into axis-major order (a column
- * after another, or the rows as they are), the grid's empty cells becoming masked zero rows, and the
- * fused kernel attends within blocks of the axis length; the outputs are gathered back. */
+ * after another, or the rows as they are), the grid's empty cells becoming masked zero rows, and
+ * the fused kernel attends within blocks of the axis length; the outputs are gathered back. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +25,18 @@ static const char *const AXES[] = {"alternate", "rows", "columns", NULL};
 enum { AXIS_ALTERNATE, AXIS_ROWS, AXIS_COLUMNS };
 
 static const OptSpec axial_opts[] = {
-    {.name = "width", .type = OPT_INT, .def = 0, .min = 0, .max = 1048576,
+    {.name = "width",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 1048576,
      .help = "columns of the grid the sequence is folded into; 0 = ceil(sqrt(max_len))"},
-    {.name = "axis", .type = OPT_ENUM, .def = AXIS_ALTERNATE, .choices = AXES,
-     .help = "attend along rows or columns; alternate: rows in even layers, columns in odd (paper)"},
+    {.name = "axis",
+     .type = OPT_ENUM,
+     .def = AXIS_ALTERNATE,
+     .choices = AXES,
+     .help =
+         "attend along rows or columns; alternate: rows in even layers, columns in odd (paper)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(axial_opts))
@@ -61,7 +69,8 @@ static int axial_check(const OptValues *opts, int D, int H, int max_len, XbError
         snprintf(err->key, sizeof err->key, "model.mixer.width");
         snprintf(err->msg, sizeof err->msg,
                  "%d is wider than model.max_len = %d (valid: 0 for ceil(sqrt(max_len)), or 1 to "
-                 "%d)", w, max_len, max_len);
+                 "%d)",
+                 w, max_len, max_len);
         return -1;
     }
     return 0;
@@ -117,7 +126,8 @@ static void axial_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, G = st->G, BL = B * L;
     XB_ASSERT(G == (L + st->width - 1) / st->width * st->width);
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
     for (int b = 0; b < B; b++) {
         gather_rows(st->sqkv + (size_t)b * G * 3 * D, 3 * D, am->qkv + (size_t)b * L * 3 * D, 3 * D,
                     st->perm, G, 3 * D);
@@ -133,7 +143,8 @@ static void axial_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
-static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                           const float *x) {
     AxialState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, G = st->G, BL = B * L;
@@ -143,7 +154,8 @@ static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     float *dsqkv = arena_floats(s->scratch, (size_t)B * G * 3 * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     memset(datt, 0, (size_t)BL * D * sizeof(float));
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     for (int b = 0; b < B; b++)
         gather_rows(dsout + (size_t)b * G * D, D, datt + (size_t)b * L * D, D, st->perm, G, D);
     memset(dsqkv, 0, (size_t)B * G * 3 * D * sizeof(float));
@@ -153,8 +165,8 @@ static void axial_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     for (int b = 0; b < B; b++) /* every position has one cell: a gather by the inverse */
         gather_rows(dqkv + (size_t)b * L * 3 * D, 3 * D, dsqkv + (size_t)b * G * 3 * D, 3 * D,
                     st->inv, L, 3 * D);
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

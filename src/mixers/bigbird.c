@@ -12,13 +12,29 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec bigbird_opts[] = {
-    {.name = "block", .type = OPT_INT, .def = 64, .min = 1, .max = 65536,
+    {.name = "block",
+     .type = OPT_INT,
+     .def = 64,
+     .min = 1,
+     .max = 65536,
      .help = "tokens per block (LRA: 64)"},
-    {.name = "window", .type = OPT_INT, .def = 3, .min = 1, .max = 1025,
+    {.name = "window",
+     .type = OPT_INT,
+     .def = 3,
+     .min = 1,
+     .max = 1025,
      .help = "blocks in each query block's window, odd (paper: 3)"},
-    {.name = "global", .type = OPT_INT, .def = 1, .min = 0, .max = 1024,
+    {.name = "global",
+     .type = OPT_INT,
+     .def = 1,
+     .min = 0,
+     .max = 1024,
      .help = "global blocks at each end of the sequence (ITC: the first and the last)"},
-    {.name = "random", .type = OPT_INT, .def = 3, .min = 0, .max = 1024,
+    {.name = "random",
+     .type = OPT_INT,
+     .def = 3,
+     .min = 0,
+     .max = 1024,
      .help = "random key blocks per query block (LRA: 3)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -114,7 +130,8 @@ static void bigbird_create(Mixer *m, ParamTable *pt) {
     st->layer = m->layer;
     st->am.pattern = (AttnPattern){.bq = st->block,
                                    .max_ranges = st->window + 2 * st->global + st->random + 1,
-                                   .ranges = bigbird_ranges, .ctx = st};
+                                   .ranges = bigbird_ranges,
+                                   .ctx = st};
     st->am.has_pattern = 1;
 }
 
@@ -123,8 +140,10 @@ static int bigbird_check(const OptValues *opts, int D, int H, int max_len, XbErr
     const int w = opt_int(opts, bigbird_opts, NOPTS, "window");
     if (w % 2 == 0) {
         snprintf(err->key, sizeof err->key, "model.mixer.window");
-        snprintf(err->msg, sizeof err->msg, "%d is even (valid: an odd number of blocks, the query "
-                 "block in the middle)", w);
+        snprintf(err->msg, sizeof err->msg,
+                 "%d is even (valid: an odd number of blocks, the query "
+                 "block in the middle)",
+                 w);
         return -1;
     }
     return 0;
@@ -147,8 +166,9 @@ static void bigbird_forward(Mixer *m, const MixerStep *s, float *y, const float 
 
 static uint64_t bigbird_flops(const Mixer *m, int B, int L, int backward) {
     BigBirdState *st = m->state;
-    if (!st->drawn) draw_random(st, m->H, 0); /* the count needs a table; every seed's has the
-                                                   same number of full blocks */
+    if (!st->drawn)
+        draw_random(st, m->H, 0); /* the count needs a table; every seed's has the
+                                       same number of full blocks */
     return attn_mixer_flops(m, B, L, backward);
 }
 

@@ -90,8 +90,8 @@ static void fourier(const Mixer *m, const MixerStep *s, float *y, const float *x
         for (int k1 = 0; k1 < L; k1++) {
             float *yr = y + ((size_t)b * L + k1) * D;
             for (int k2 = 0; k2 < D; k2++) {
-                const size_t at = k2 < H2 ? (size_t)k1 * H2 + k2
-                                          : (size_t)((L - k1) % L) * H2 + (size_t)(D - k2);
+                const size_t at =
+                    k2 < H2 ? (size_t)k1 * H2 + k2 : (size_t)((L - k1) % L) * H2 + (size_t)(D - k2);
                 const float re = z[at][0];
                 yr[k2] = accumulate ? yr[k2] + re : re;
             }
@@ -105,7 +105,8 @@ static void fnet_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     fourier(m, s, y, x, 0);
 }
 
-static void fnet_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void fnet_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                          const float *x) {
     (void)x;
     /* the masked rows of x were zeros: their gradient is 0 */
     const int B = s->B, L = s->L, D = m->D;

@@ -21,11 +21,17 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec full_opts[] = {
-    {.name = "causal", .type = OPT_BOOL, .def = 0,
+    {.name = "causal",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "hide later keys from each query (decoder-style); LRA's encoders are bidirectional"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0,
+    {.name = "bias",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "biases in the Q/K/V and output projections (LRA: none)"},
-    {.name = "relative", .type = OPT_BOOL, .def = 0,
+    {.name = "relative",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "Transformer-XL relative positions: (q+u)·k + (q+v)·W_R r(i-j)"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(full_opts))
@@ -38,10 +44,10 @@ typedef struct FullState {
     int relative;
     int p_wr, p_u, p_v; /* W_R (D, D), u and v (H, Dh) */
     AttnBias bias;
-    int L, nd;          /* planned length; distances 2L − 1 */
-    float *qu, *qv;     /* (B, L, D) saved: q + u, q + v */
-    float *r, *R;       /* (nd, D): sinusoids of the distances, and R = r·W_Rᵀ */
-    float *dqv, *dR;    /* backward: (B, L, D); (B·H, nd, Dh) per (b, h), summed after */
+    int L, nd;       /* planned length; distances 2L − 1 */
+    float *qu, *qv;  /* (B, L, D) saved: q + u, q + v */
+    float *r, *R;    /* (nd, D): sinusoids of the distances, and R = r·W_Rᵀ */
+    float *dqv, *dR; /* backward: (B, L, D); (B·H, nd, Dh) per (b, h), summed after */
 } FullState;
 
 /* The band of distances of a tile: distance index of (i0 + r, j0 + c) is d0 + r − c + bk − 1. */
@@ -58,7 +64,8 @@ static void rel_tile(const AttnShape *s, int b, int h, int i0, int bq, int j0, i
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nt, Dh, s->scale, qv, D, R, D, 0.0f,
                 work, nt);
     for (int r = 0; r < bq; r++)
-        for (int c = 0; c < bk; c++) out[(size_t)r * ld + c] = work[(size_t)r * nt + r - c + bk - 1];
+        for (int c = 0; c < bk; c++)
+            out[(size_t)r * ld + c] = work[(size_t)r * nt + r - c + bk - 1];
 }
 
 static void rel_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
@@ -67,13 +74,14 @@ static void rel_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, 
     const int D = s->H * s->Dh, Dh = s->Dh, nt = bq + bk - 1, d0 = band_start(s, i0, j0, bk);
     memset(work, 0, (size_t)bq * nt * sizeof(float));
     for (int r = 0; r < bq; r++)
-        for (int c = 0; c < bk; c++) work[(size_t)r * nt + r - c + bk - 1] = s->scale * dbias[(size_t)r * ld + c];
+        for (int c = 0; c < bk; c++)
+            work[(size_t)r * nt + r - c + bk - 1] = s->scale * dbias[(size_t)r * ld + c];
     const size_t row = ((size_t)b * s->Lq + i0) * D + (size_t)h * Dh;
     /* d(q + v) += dG·R_band; dR_band(b, h) += dGᵀ·(q + v) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, nt, 1.0f, work, nt,
                 st->R + (size_t)d0 * D + (size_t)h * Dh, D, 1.0f, st->dqv + row, D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nt, Dh, bq, 1.0f, work, nt, st->qv + row, D,
-                1.0f, st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nt, Dh, bq, 1.0f, work, nt, st->qv + row,
+                D, 1.0f, st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh);
 }
 
 static uint64_t rel_tile_flops(const AttnShape *s, int bq, int bk, int backward) {
@@ -94,9 +102,11 @@ static void full_create(Mixer *m, ParamTable *pt) {
     st->p_u = params_add2(pt, name, m->H, m->D / m->H, INIT_ZEROS, 0, 0);
     snprintf(name, sizeof name, "%s.rel.v", m->prefix);
     st->p_v = params_add2(pt, name, m->H, m->D / m->H, INIT_ZEROS, 0, 0);
-    st->bias = (AttnBias){.tile = rel_tile, .tile_backward = rel_tile_backward,
+    st->bias = (AttnBias){.tile = rel_tile,
+                          .tile_backward = rel_tile_backward,
                           .tile_flops = rel_tile_flops,
-                          .work_floats = (size_t)TILE_Q * (TILE_Q + TILE_K), .ctx = st};
+                          .work_floats = (size_t)TILE_Q * (TILE_Q + TILE_K),
+                          .ctx = st};
 }
 
 /* Queries q + u (B, L, D) against the packed keys and values, with the relative bias. */
@@ -150,7 +160,8 @@ static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     AttnMixer *am = &st->am;
     const int D = m->D, BL = s->B * s->L;
     XB_ASSERT(s->L == st->L);
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
     const float *u = mixer_param(s, st->p_u), *v = mixer_param(s, st->p_v);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
@@ -165,7 +176,8 @@ static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
-static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                          const float *x) {
     FullState *st = m->state;
     if (!st->relative) {
         attn_mixer_backward(m, s, dx, dy, x);
@@ -185,7 +197,8 @@ static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     memset(dqu, 0, (size_t)BL * D * sizeof(float));
     memset(st->dqv, 0, (size_t)BL * D * sizeof(float));
     memset(st->dR, 0, (size_t)B * H * nd * Dh * sizeof(float));
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = rel_shape(m, B, s->L);
     attn_backward(dqu, dqkv + D, dqkv + 2 * D, datt, st->qu, am->qkv + D, am->qkv + 2 * D, am->att,
                   am->lse, s->mask, &sh, s->scratch);
@@ -203,10 +216,12 @@ static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *
         for (int h = 0; h < H; h++)
             for (int i = 0; i < nd; i++)
                 for (int d = 0; d < Dh; d++)
-                    dR[(size_t)i * D + h * Dh + d] += st->dR[((size_t)(b * H + h) * nd + i) * Dh + d];
-    linear_backward(NULL, mixer_grad(s, st->p_wr), NULL, dR, st->r, mixer_param(s, st->p_wr), nd, D, D);
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+                    dR[(size_t)i * D + h * Dh + d] +=
+                        st->dR[((size_t)(b * H + h) * nd + i) * Dh + d];
+    linear_backward(NULL, mixer_grad(s, st->p_wr), NULL, dR, st->r, mixer_param(s, st->p_wr), nd, D,
+                    D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     st->dqv = st->dR = NULL;
     arena_reset_to(s->scratch, mark);
 }

@@ -5,7 +5,8 @@
  * applies the LayerNorm and the feed-forward around the mixer, the mechanism computes the inner
  * MAB(I, X) completely (its own attention, norms and rFF, padding keys masked) and returns the
  * outer MAB's attention Multihead(X, H, H): the block supplies the rest of the outer MAB. Both
- * attentions run through the fused kernel (m queries over L keys, L queries over m keys): O(m·L). */
+ * attentions run through the fused kernel (m queries over L keys, L queries over m keys): O(m·L).
+ */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -20,7 +21,11 @@
 #include "mixers/xattn.h"
 
 static const OptSpec isab_opts[] = {
-    {.name = "inducing", .type = OPT_INT, .def = 32, .min = 1, .max = 65536,
+    {.name = "inducing",
+     .type = OPT_INT,
+     .def = 32,
+     .min = 1,
+     .max = 65536,
      .help = "inducing points m (the paper's experiments: 16 or 32)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the attention projections"},
 };
@@ -28,8 +33,8 @@ static const OptSpec isab_opts[] = {
 
 typedef struct IsabState {
     int m;
-    int p_i;                                       /* inducing points (m, D) */
-    XAttn inner, outer;                            /* I over X; X over H */
+    int p_i;                                        /* inducing points (m, D) */
+    XAttn inner, outer;                             /* I over X; X over H */
     int p_ln0w, p_ln0b, p_fw, p_fb, p_ln1w, p_ln1b; /* inner norms and rFF */
     /* saved (B, m, D) unless said */
     float *ib;                             /* I per batch row */
@@ -93,23 +98,26 @@ static void isab_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     /* H = MAB(I, X) */
     xattn_forward(&st->inner, st->hpre, st->ib, x, s->mask, s->params, s->pt, B, s->scratch);
     for (size_t k = 0; k < n; k++) st->hpre[k] += st->ib[k];
-    layernorm_forward(st->h0, st->mean0, st->rstd0, st->hpre, mixer_param(s, st->p_ln0w), mixer_param(s, st->p_ln0b),
-                      Bm, D);
+    layernorm_forward(st->h0, st->mean0, st->rstd0, st->hpre, mixer_param(s, st->p_ln0w),
+                      mixer_param(s, st->p_ln0b), Bm, D);
     linear_forward(st->fpre, st->h0, mixer_param(s, st->p_fw), mixer_param(s, st->p_fb), Bm, D, D);
     relu_forward(st->h2, st->fpre, n);
     for (size_t k = 0; k < n; k++) st->h2[k] += st->h0[k];
-    layernorm_forward(st->hi, st->mean1, st->rstd1, st->h2, mixer_param(s, st->p_ln1w), mixer_param(s, st->p_ln1b),
-                      Bm, D);
+    layernorm_forward(st->hi, st->mean1, st->rstd1, st->h2, mixer_param(s, st->p_ln1w),
+                      mixer_param(s, st->p_ln1b), Bm, D);
     /* the outer MAB's attention: X over H */
     xattn_forward(&st->outer, y, x, st->hi, NULL, s->params, s->pt, B, s->scratch);
 }
 
-static void isab_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void isab_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                          const float *x) {
     IsabState *st = m->state;
     const int B = s->B, D = m->D, M = st->m, Bm = B * M;
     const size_t n = (size_t)Bm * D;
     const size_t mark = arena_mark(s->scratch);
-#define BUF(v, k) float *v = arena_floats(s->scratch, k); memset(v, 0, (k) * sizeof(float))
+#define BUF(v, k)                                                                                  \
+    float *v = arena_floats(s->scratch, k);                                                        \
+    memset(v, 0, (k) * sizeof(float))
     BUF(dhi, n);
     BUF(dh2, n);
     BUF(dfpre, n);
@@ -120,13 +128,14 @@ static void isab_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     xattn_backward(&st->outer, dx, dhi, dy, x, st->hi, NULL, s->params, s->grads, s->pt, B,
                    s->scratch);
     /* H = LN1(H0 + ReLU(H0·W + b)), H0 = LN0(I + attention) */
-    layernorm_backward(dh2, mixer_grad(s, st->p_ln1w), mixer_grad(s, st->p_ln1b), dhi, st->h2, mixer_param(s, st->p_ln1w),
-                       st->mean1, st->rstd1, Bm, D);
+    layernorm_backward(dh2, mixer_grad(s, st->p_ln1w), mixer_grad(s, st->p_ln1b), dhi, st->h2,
+                       mixer_param(s, st->p_ln1w), st->mean1, st->rstd1, Bm, D);
     relu_backward(dfpre, st->fpre, dh2, n);
     memcpy(dh0, dh2, n * sizeof(float));
-    linear_backward(dh0, mixer_grad(s, st->p_fw), mixer_grad(s, st->p_fb), dfpre, st->h0, mixer_param(s, st->p_fw), Bm, D, D);
-    layernorm_backward(dhpre, mixer_grad(s, st->p_ln0w), mixer_grad(s, st->p_ln0b), dh0, st->hpre, mixer_param(s, st->p_ln0w),
-                       st->mean0, st->rstd0, Bm, D);
+    linear_backward(dh0, mixer_grad(s, st->p_fw), mixer_grad(s, st->p_fb), dfpre, st->h0,
+                    mixer_param(s, st->p_fw), Bm, D, D);
+    layernorm_backward(dhpre, mixer_grad(s, st->p_ln0w), mixer_grad(s, st->p_ln0b), dh0, st->hpre,
+                       mixer_param(s, st->p_ln0w), st->mean0, st->rstd0, Bm, D);
     memcpy(dib, dhpre, n * sizeof(float));
     xattn_backward(&st->inner, dib, dx, dhpre, st->ib, x, s->mask, s->params, s->grads, s->pt, B,
                    s->scratch);

@@ -14,8 +14,16 @@ void kernel_mixer_create(Mixer *m, ParamTable *pt, KernelMixer *km, int bias) {
 LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L) {
     const KernelMixer *km = m->state;
     const int D = m->D;
-    LinAttnShape s = {.B = B, .H = m->H, .L = L, .M = km->M, .Dh = D / m->H, .ldv = 3 * D,
-                      .ldo = D, .bsv = (size_t)L * 3 * D, .bso = (size_t)L * D, .eps = 1e-6f,
+    LinAttnShape s = {.B = B,
+                      .H = m->H,
+                      .L = L,
+                      .M = km->M,
+                      .Dh = D / m->H,
+                      .ldv = 3 * D,
+                      .ldo = D,
+                      .bsv = (size_t)L * 3 * D,
+                      .bso = (size_t)L * D,
+                      .eps = 1e-6f,
                       .min_den = km->min_den};
     return s;
 }
@@ -53,16 +61,19 @@ void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     KernelMixer *km = m->state;
     const int D = m->D, BL = s->B * s->L;
     LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
-    linear_forward(km->am.qkv, x, mixer_param(s, km->am.p_wqkv), mixer_param(s, km->am.p_bqkv), BL, D, 3 * D);
+    linear_forward(km->am.qkv, x, mixer_param(s, km->am.p_wqkv), mixer_param(s, km->am.p_bqkv), BL,
+                   D, 3 * D);
     if (km->fops->prepare) km->fops->prepare(km, s);
     km->fops->forward(km, s, km->phq, km->am.qkv, 0);
     km->fops->forward(km, s, km->phk, km->am.qkv + D, 1);
     mask_keys(km->phk, s->mask, s->B, m->H, s->L, km->M);
     linattn_forward(km->am.att, km->kv, km->z, km->den, km->phq, km->phk, km->am.qkv + 2 * D, &sh);
-    linear_forward(y, km->am.att, mixer_param(s, km->am.p_wo), mixer_param(s, km->am.p_bo), BL, D, D);
+    linear_forward(y, km->am.att, mixer_param(s, km->am.p_wo), mixer_param(s, km->am.p_bo), BL, D,
+                   D);
 }
 
-void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                           const float *x) {
     KernelMixer *km = m->state;
     const int D = m->D, BL = s->B * s->L;
     LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
@@ -78,8 +89,8 @@ void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     mask_keys(dphk, s->mask, s->B, m->H, s->L, km->M);
     km->fops->backward(km, s, dqkv, dphq, km->phq, km->am.qkv, 0);
     km->fops->backward(km, s, dqkv + D, dphk, km->phk, km->am.qkv + D, 1);
-    linear_backward(dx, mixer_grad(s, km->am.p_wqkv), mixer_grad(s, km->am.p_bqkv), dqkv, x, mixer_param(s, km->am.p_wqkv),
-                    BL, D, 3 * D);
+    linear_backward(dx, mixer_grad(s, km->am.p_wqkv), mixer_grad(s, km->am.p_bqkv), dqkv, x,
+                    mixer_param(s, km->am.p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

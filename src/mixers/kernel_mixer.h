@@ -23,14 +23,14 @@ typedef struct FeatureOps {
 } FeatureOps;
 
 struct KernelMixer {
-    AttnMixer am;              /* projections and the saved qkv / att */
+    AttnMixer am; /* projections and the saved qkv / att */
     const FeatureOps *fops;
-    int H, Dh;                 /* heads and head width */
-    int M;                     /* features per head */
-    float min_den;             /* see LinAttnShape (0: none) */
-    float *phq, *phk;          /* (B, H, L, M) saved */
-    float *kv, *z, *den;       /* saved by the kernel */
-    void *own;                 /* the mechanism's state */
+    int H, Dh;           /* heads and head width */
+    int M;               /* features per head */
+    float min_den;       /* see LinAttnShape (0: none) */
+    float *phq, *phk;    /* (B, H, L, M) saved */
+    float *kv, *z, *den; /* saved by the kernel */
+    void *own;           /* the mechanism's state */
 };
 
 /* Declares the projections; the mechanism sets fops, M and own afterwards. */
@@ -38,7 +38,8 @@ void kernel_mixer_create(Mixer *m, ParamTable *pt, KernelMixer *km, int bias);
 LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L);
 void kernel_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L);
 void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x);
-void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
+void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                           const float *x);
 uint64_t kernel_mixer_flops(const Mixer *m, int B, int L, int backward);
 
 #endif

@@ -13,7 +13,8 @@ static const OptSpec linear_opts[] = {
 #define NOPTS ((int)XB_ARRAY_LEN(linear_opts))
 
 /* x: Q or K inside the packed (B, L, 3·H·Dh) projection; phi: (B, H, L, Dh). */
-static void elu1_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key) {
+static void elu1_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
+                         int is_key) {
     (void)is_key;
     const int H = km->H, Dh = km->Dh, L = s->L;
     const size_t ld = (size_t)3 * H * Dh;

@@ -20,20 +20,30 @@ static const char *const SHARING[] = {"headwise", "kv", "layerwise", "none", NUL
 enum { SHARE_HEADWISE, SHARE_KV, SHARE_LAYERWISE, SHARE_NONE };
 
 static const OptSpec linformer_opts[] = {
-    {.name = "k", .type = OPT_INT, .def = 256, .min = 1, .max = 1048576,
+    {.name = "k",
+     .type = OPT_INT,
+     .def = 256,
+     .min = 1,
+     .max = 1048576,
      .help = "projected length (paper: 256; LRA text: 32)"},
-    {.name = "sharing", .type = OPT_ENUM, .def = 0, .choices = SHARING,
+    {.name = "sharing",
+     .type = OPT_ENUM,
+     .def = 0,
+     .choices = SHARING,
      .help = "projection sharing: per layer (headwise), E = F (kv), one for all layers, per head"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the Q/K/V and output projections"},
+    {.name = "bias",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "biases in the Q/K/V and output projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(linformer_opts))
 
 typedef struct LinformerState {
-    AttnMixer am;   /* first: projections, qkv, att, lse */
+    AttnMixer am; /* first: projections, qkv, att, lse */
     int k, n, sharing;
-    int p_e, p_f;   /* E and F (the same index when shared) */
-    float *kvm;     /* (B, L, 2D) saved: keys and values with padding rows zeroed */
-    float *kvp;     /* (B, k, 2D) saved: projected keys and values */
+    int p_e, p_f; /* E and F (the same index when shared) */
+    float *kvm;   /* (B, L, 2D) saved: keys and values with padding rows zeroed */
+    float *kvp;   /* (B, k, 2D) saved: projected keys and values */
 } LinformerState;
 
 static void linformer_create(Mixer *m, ParamTable *pt) {
@@ -50,7 +60,9 @@ static void linformer_create(Mixer *m, ParamTable *pt) {
     switch (st->sharing) {
     case SHARE_LAYERWISE: /* declared by the first layer, found by the others */
         st->p_e = st->p_f = params_find(pt, "blocks.0.mixer.proj.weight");
-        if (st->p_e < 0) st->p_e = st->p_f = params_add2(pt, "blocks.0.mixer.proj.weight", st->k, st->n, INIT_NORMAL, sd, 1);
+        if (st->p_e < 0)
+            st->p_e = st->p_f =
+                params_add2(pt, "blocks.0.mixer.proj.weight", st->k, st->n, INIT_NORMAL, sd, 1);
         break;
     case SHARE_KV:
         snprintf(name, sizeof name, "%s.proj.weight", m->prefix);
@@ -77,7 +89,8 @@ static int linformer_check(const OptValues *opts, int D, int H, int max_len, XbE
         snprintf(err->key, sizeof err->key, "model.mixer.k");
         snprintf(err->msg, sizeof err->msg,
                  "%d is longer than model.max_len = %d (valid: 1 to %d: Linformer shortens the "
-                 "keys)", k, max_len, max_len);
+                 "keys)",
+                 k, max_len, max_len);
         return -1;
     }
     return 0;
@@ -102,9 +115,9 @@ static void linformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) 
     st->kvm = arena_floats(acts, BL * 2 * m->D);
     st->kvp = arena_floats(acts, (size_t)B * st->k * 2 * m->D);
     AttnShape s = proj_shape(m, B, L);
-    arena_floats(scratch, BL * m->D);                         /* d(att) */
-    arena_floats(scratch, BL * 3 * m->D);                     /* d(qkv) */
-    arena_floats(scratch, (size_t)B * st->k * 2 * m->D);      /* d(kvp) */
+    arena_floats(scratch, BL * m->D);                    /* d(att) */
+    arena_floats(scratch, BL * 3 * m->D);                /* d(qkv) */
+    arena_floats(scratch, (size_t)B * st->k * 2 * m->D); /* d(kvp) */
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
@@ -121,7 +134,8 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     LinformerState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L;
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++) { /* keys and values, padding rows zeroed */
         const int real = !s->mask || s->mask[r];
@@ -131,11 +145,11 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     for (int b = 0; b < B; b++) /* K' = E K, V' = F V per head (sgemm threads itself) */
         for (int h = 0; h < H; h++)
             for (int w = 0; w < 2; w++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, st->k, Dh, L, 1.0f,
-                            proj_of(st, s, s->params, w, h), st->n,
-                            st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D,
-                            0.0f, st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh,
-                            2 * D);
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans, st->k, Dh, L, 1.0f,
+                    proj_of(st, s, s->params, w, h), st->n,
+                    st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D, 0.0f,
+                    st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D);
     flops_add(4ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
     AttnShape sh = proj_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kvp, st->kvp + D, NULL, &sh, s->scratch);
@@ -151,7 +165,8 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
     float *datt = arena_floats(s->scratch, (size_t)BL * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dkvp = arena_floats(s->scratch, (size_t)B * st->k * 2 * D);
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = proj_shape(m, B, L);
     attn_backward(dqkv, dkvp, dkvp + D, datt, am->qkv, st->kvp, st->kvp + D, am->att, am->lse, NULL,
                   &sh, s->scratch);
@@ -172,8 +187,8 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
     if (s->mask) /* padding keys and values took no part */
         for (int r = 0; r < BL; r++)
             if (!s->mask[r]) memset(dqkv + (size_t)r * 3 * D + D, 0, 2 * (size_t)D * sizeof(float));
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

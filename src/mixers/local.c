@@ -1,17 +1,27 @@
 /* local: blocked local attention (Parmar et al., Image Transformer, arXiv 1802.05751, §3.2, in its
  * 1D form; the Long Range Arena's "Local Attention"). The sequence is cut into blocks of `block`
  * positions; a query attends to the keys of its own block and, with `memory` > 0, to the `memory`
- * positions before the block (the Image Transformer's memory block). LRA: blocks of 50, no memory. */
+ * positions before the block (the Image Transformer's memory block). LRA: blocks of 50, no memory.
+ */
 #include <stdlib.h>
 
 #include "core/xassert.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec local_opts[] = {
-    {.name = "block", .type = OPT_INT, .def = 50, .min = 1, .max = 1048576,
+    {.name = "block",
+     .type = OPT_INT,
+     .def = 50,
+     .min = 1,
+     .max = 1048576,
      .help = "positions per block (LRA: 50)"},
-    {.name = "memory", .type = OPT_INT, .def = 0, .min = 0, .max = 1048576,
-     .help = "positions before its block that a query also sees (Image Transformer's memory block)"},
+    {.name = "memory",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 1048576,
+     .help =
+         "positions before its block that a query also sees (Image Transformer's memory block)"},
     {.name = "causal", .type = OPT_BOOL, .def = 0, .help = "hide later keys (decoder-style)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };

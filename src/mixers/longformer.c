@@ -14,11 +14,23 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec longformer_opts[] = {
-    {.name = "window", .type = OPT_INT, .def = 512, .min = 0, .max = 2097152,
+    {.name = "window",
+     .type = OPT_INT,
+     .def = 512,
+     .min = 0,
+     .max = 2097152,
      .help = "window width w: w/2 keys on either side (LRA: 512)"},
-    {.name = "dilation", .type = OPT_INT, .def = 1, .min = 1, .max = 4096,
+    {.name = "dilation",
+     .type = OPT_INT,
+     .def = 1,
+     .min = 1,
+     .max = 4096,
      .help = "gap between window keys (the paper's dilated sliding window)"},
-    {.name = "global", .type = OPT_INT, .def = 1, .min = 0, .max = 1048576,
+    {.name = "global",
+     .type = OPT_INT,
+     .def = 1,
+     .min = 0,
+     .max = 1048576,
      .help = "leading positions with global attention (LRA: 1, the CLS token)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -27,12 +39,12 @@ static const OptSpec longformer_opts[] = {
 enum { TILE = 64 };
 
 typedef struct LongformerState {
-    AttnMixer am;      /* first: the local projections and attention */
+    AttnMixer am; /* first: the local projections and attention */
     int half, dilation, G;
-    int p_wg, p_bg;    /* global Q, K, V projection (3D, D) and bias */
-    float *qkvg;       /* (B, L, 3D) saved */
-    float *attg;       /* (B, G, D) saved */
-    float *lseg;       /* (B, H, G) saved */
+    int p_wg, p_bg; /* global Q, K, V projection (3D, D) and bias */
+    float *qkvg;    /* (B, L, 3D) saved */
+    float *attg;    /* (B, G, D) saved */
+    float *lseg;    /* (B, H, G) saved */
 } LongformerState;
 
 static int lf_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
@@ -78,8 +90,8 @@ static void longformer_create(Mixer *m, ParamTable *pt) {
         snprintf(name, sizeof name, "%s.qkv_global.bias", m->prefix);
         st->p_bg = params_add_copy(pt, name, st->am.p_bqkv, 0);
     }
-    st->am.pattern = (AttnPattern){.bq = TILE, .max_ranges = 2, .ranges = lf_ranges,
-                                   .mask = lf_mask, .ctx = st};
+    st->am.pattern =
+        (AttnPattern){.bq = TILE, .max_ranges = 2, .ranges = lf_ranges, .mask = lf_mask, .ctx = st};
     st->am.has_pattern = 1;
 }
 
@@ -125,9 +137,11 @@ static void longformer_forward(Mixer *m, const MixerStep *s, float *y, const flo
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, BL = B * L, G = XB_MIN(st->G, L);
     AttnShape loc = attn_mixer_shape(m, B, L), glo = global_shape(m, B, L);
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
     linear_forward(st->qkvg, x, mixer_param(s, st->p_wg), mixer_param(s, st->p_bg), BL, D, 3 * D);
-    attn_forward(am->att, am->lse, am->qkv, am->qkv + D, am->qkv + 2 * D, s->mask, &loc, s->scratch);
+    attn_forward(am->att, am->lse, am->qkv, am->qkv + D, am->qkv + 2 * D, s->mask, &loc,
+                 s->scratch);
     if (G > 0) {
         attn_forward(st->attg, st->lseg, st->qkvg, st->qkvg + D, st->qkvg + 2 * D, s->mask, &glo,
                      s->scratch);
@@ -149,10 +163,12 @@ static void longformer_backward(Mixer *m, const MixerStep *s, float *dx, const f
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dqkvg = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dattg = arena_floats(s->scratch, (size_t)B * G * D + 1);
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     if (G > 0) {
         for (int b = 0; b < B; b++) { /* the global rows' gradient goes to the global attention */
-            memcpy(dattg + (size_t)b * G * D, datt + (size_t)b * L * D, (size_t)G * D * sizeof(float));
+            memcpy(dattg + (size_t)b * G * D, datt + (size_t)b * L * D,
+                   (size_t)G * D * sizeof(float));
             memset(datt + (size_t)b * L * D, 0, (size_t)G * D * sizeof(float));
         }
         attn_backward(dqkvg, dqkvg + D, dqkvg + 2 * D, dattg, st->qkvg, st->qkvg + D,
@@ -160,9 +176,10 @@ static void longformer_backward(Mixer *m, const MixerStep *s, float *dx, const f
     }
     attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, am->qkv, am->qkv + D, am->qkv + 2 * D,
                   am->att, am->lse, s->mask, &loc, s->scratch);
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
-    linear_backward(dx, mixer_grad(s, st->p_wg), mixer_grad(s, st->p_bg), dqkvg, x, mixer_param(s, st->p_wg), BL, D, 3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wg), mixer_grad(s, st->p_bg), dqkvg, x,
+                    mixer_param(s, st->p_wg), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

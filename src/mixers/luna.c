@@ -20,7 +20,11 @@
 #include "mixers/xattn.h"
 
 static const OptSpec luna_opts[] = {
-    {.name = "length", .type = OPT_INT, .def = 256, .min = 1, .max = 65536,
+    {.name = "length",
+     .type = OPT_INT,
+     .def = 256,
+     .min = 1,
+     .max = 65536,
      .help = "rows l of the packed sequence (LRA: 16, 128 or 256)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -28,9 +32,9 @@ static const OptSpec luna_opts[] = {
 
 typedef struct LunaState {
     int l;
-    int p_p;                          /* the first layer's P (l, D) */
-    XAttn pack, unpack;               /* P over X; X over C */
-    int p_lnw, p_lnb;                 /* LayerNorm of P + C */
+    int p_p;            /* the first layer's P (l, D) */
+    XAttn pack, unpack; /* P over X; X over C */
+    int p_lnw, p_lnb;   /* LayerNorm of P + C */
     /* saved by forward, (B, l, D) */
     float *pin;                       /* this layer's P */
     float *c;                         /* the packed context */
@@ -86,18 +90,20 @@ static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
         memcpy(st->pin, ps->pout, (size_t)Bl * D * sizeof(float));
     } else {
         for (int b = 0; b < B; b++)
-            memcpy(st->pin + (size_t)b * l * D, mixer_param(s, st->p_p), (size_t)l * D * sizeof(float));
+            memcpy(st->pin + (size_t)b * l * D, mixer_param(s, st->p_p),
+                   (size_t)l * D * sizeof(float));
     }
     memset(st->dpout, 0, (size_t)Bl * D * sizeof(float));
     xattn_forward(&st->pack, st->c, st->pin, x, s->mask, s->params, s->pt, B, s->scratch);
     xattn_forward(&st->unpack, y, x, st->c, NULL, s->params, s->pt, B, s->scratch);
     /* the packed sequence for the next layer */
     for (size_t k = 0; k < (size_t)Bl * D; k++) st->psum[k] = st->pin[k] + st->c[k];
-    layernorm_forward(st->pout, st->mean, st->rstd, st->psum, mixer_param(s, st->p_lnw), mixer_param(s, st->p_lnb),
-                      Bl, D);
+    layernorm_forward(st->pout, st->mean, st->rstd, st->psum, mixer_param(s, st->p_lnw),
+                      mixer_param(s, st->p_lnb), Bl, D);
 }
 
-static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                          const float *x) {
     LunaState *st = m->state;
     const int B = s->B, D = m->D, l = st->l, Bl = B * l;
     const size_t mark = arena_mark(s->scratch), n = (size_t)Bl * D;
@@ -110,8 +116,8 @@ static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     xattn_backward(&st->unpack, dx, dc, dy, x, st->c, NULL, s->params, s->grads, s->pt, B,
                    s->scratch);
     /* P' = LN(P + C) */
-    layernorm_backward(dsum, mixer_grad(s, st->p_lnw), mixer_grad(s, st->p_lnb), st->dpout, st->psum,
-                       mixer_param(s, st->p_lnw), st->mean, st->rstd, Bl, D);
+    layernorm_backward(dsum, mixer_grad(s, st->p_lnw), mixer_grad(s, st->p_lnb), st->dpout,
+                       st->psum, mixer_param(s, st->p_lnw), st->mean, st->rstd, Bl, D);
     for (size_t k = 0; k < n; k++) dc[k] += dsum[k], dpin[k] += dsum[k];
     xattn_backward(&st->pack, dpin, dx, dc, st->pin, x, s->mask, s->params, s->grads, s->pt, B,
                    s->scratch);

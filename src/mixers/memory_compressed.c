@@ -13,9 +13,15 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec mc_opts[] = {
-    {.name = "compression", .type = OPT_INT, .def = 3, .min = 1, .max = 4096,
+    {.name = "compression",
+     .type = OPT_INT,
+     .def = 3,
+     .min = 1,
+     .max = 4096,
      .help = "kernel size and stride c of the key/value convolution (paper: 3)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0,
+    {.name = "bias",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "biases in the projections and the convolutions"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(mc_opts))
@@ -86,7 +92,8 @@ static void mc_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     AttnMixer *am = &st->am;
     const int D = m->D, B = s->B, L = s->L, BL = B * L, c = st->c, Lc = (L + c - 1) / c;
     const int P = Lc * c;
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < P; t++) {
@@ -106,8 +113,10 @@ static void mc_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
             st->cmask[(size_t)b * Lc + g] = (unsigned char)any;
         }
     /* the strided convolution: each group of c rows, flattened, through a (D, c·D) map */
-    linear_forward(st->kc, st->km, mixer_param(s, st->p_ck), mixer_param(s, st->p_bk), B * Lc, c * D, D);
-    linear_forward(st->vc, st->vm, mixer_param(s, st->p_cv), mixer_param(s, st->p_bv), B * Lc, c * D, D);
+    linear_forward(st->kc, st->km, mixer_param(s, st->p_ck), mixer_param(s, st->p_bk), B * Lc,
+                   c * D, D);
+    linear_forward(st->vc, st->vm, mixer_param(s, st->p_cv), mixer_param(s, st->p_bv), B * Lc,
+                   c * D, D);
     AttnShape sh = mc_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kc, st->vc, st->cmask, &sh, s->scratch);
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
@@ -124,15 +133,16 @@ static void mc_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy
     float *dkc = arena_floats(s->scratch, (size_t)B * Lc * D);
     float *dvc = arena_floats(s->scratch, (size_t)B * Lc * D);
     float *dm = arena_floats(s->scratch, (size_t)B * P * D);
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = mc_shape(m, B, L);
     attn_backward(dqkv, dkc, dvc, datt, am->qkv, st->kc, st->vc, am->att, am->lse, st->cmask, &sh,
                   s->scratch);
     for (int w = 0; w < 2; w++) { /* keys, then values: back through the convolution */
         memset(dm, 0, (size_t)B * P * D * sizeof *dm);
-        linear_backward(dm, mixer_grad(s, w ? st->p_cv : st->p_ck), mixer_grad(s, w ? st->p_bv : st->p_bk),
-                        w ? dvc : dkc, w ? st->vm : st->km, mixer_param(s, w ? st->p_cv : st->p_ck), B * Lc,
-                        c * D, D);
+        linear_backward(dm, mixer_grad(s, w ? st->p_cv : st->p_ck),
+                        mixer_grad(s, w ? st->p_bv : st->p_bk), w ? dvc : dkc, w ? st->vm : st->km,
+                        mixer_param(s, w ? st->p_cv : st->p_ck), B * Lc, c * D, D);
 #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int t = 0; t < L; t++) {
@@ -142,8 +152,8 @@ static void mc_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy
                 for (int d = 0; d < D; d++) o[d] += g[d];
             }
     }
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 

@@ -34,12 +34,12 @@ typedef struct MixerStep {
     uint64_t seed;             /* experiment seed */
     int64_t step;              /* training step (for per-step noise) */
     const ParamTable *pt;
-    const float *params;       /* parameter buffer (pt->total floats) */
-    float *grads;              /* gradient buffer, same layout; backward accumulates into it */
-    Arena *scratch;            /* per-call scratch; the caller resets it after each call */
-    double *aux_loss;          /* NULL, or where forward adds its auxiliary loss (already weighted,
-                                * e.g. Routing's commitment term); when non-NULL, backward adds
-                                * that loss's gradient too (the loss enters with weight 1) */
+    const float *params; /* parameter buffer (pt->total floats) */
+    float *grads;        /* gradient buffer, same layout; backward accumulates into it */
+    Arena *scratch;      /* per-call scratch; the caller resets it after each call */
+    double *aux_loss;    /* NULL, or where forward adds its auxiliary loss (already weighted,
+                          * e.g. Routing's commitment term); when non-NULL, backward adds
+                          * that loss's gradient too (the loss enters with weight 1) */
 } MixerStep;
 
 /* Parameter tensor i of the step's buffer (NULL when i < 0, an absent optional tensor), and its
@@ -73,11 +73,11 @@ typedef struct MixerOps {
 } MixerOps;
 
 struct MixerSpec {
-    const char *name;     /* registry and YAML name */
-    const char *classes;  /* taxonomy class label(s) of the survey (arXiv 2009.06732), e.g. "FP+M" */
-    const char *arxiv;    /* arXiv id of the paper */
-    const char *title;    /* short description */
-    int honours_mask;     /* 1 if padding keys are excluded exactly */
+    const char *name;    /* registry and YAML name */
+    const char *classes; /* taxonomy class label(s) of the survey (arXiv 2009.06732), e.g. "FP+M" */
+    const char *arxiv;   /* arXiv id of the paper */
+    const char *title;   /* short description */
+    int honours_mask;    /* 1 if padding keys are excluded exactly */
     const OptSpec *opts;
     int n_opts;
     const MixerOps *ops;
@@ -90,8 +90,8 @@ const MixerSpec *mixer_get(int i);
 int mixer_find(const char *name);
 
 /* Creates m for a layer (calls spec->ops->create). */
-void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
-                  int max_len, int layer, ParamTable *pt);
+void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H, int max_len,
+                  int layer, ParamTable *pt);
 void mixer_destroy(Mixer *m);
 
 #endif

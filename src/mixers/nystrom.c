@@ -26,27 +26,39 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec nystrom_opts[] = {
-    {.name = "landmarks", .type = OPT_INT, .def = 64, .min = 1, .max = 65536,
+    {.name = "landmarks",
+     .type = OPT_INT,
+     .def = 64,
+     .min = 1,
+     .max = 65536,
      .help = "landmarks m (the paper: 64; its LRA runs: 32 to 256)"},
-    {.name = "pinv_iters", .type = OPT_INT, .def = 6, .min = 1, .max = 100,
+    {.name = "pinv_iters",
+     .type = OPT_INT,
+     .def = 6,
+     .min = 1,
+     .max = 100,
      .help = "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"},
-    {.name = "conv", .type = OPT_INT, .def = 33, .min = 0, .max = 1025,
+    {.name = "conv",
+     .type = OPT_INT,
+     .def = 33,
+     .min = 0,
+     .max = 1025,
      .help = "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(nystrom_opts))
 
 typedef struct NystromState {
-    AttnMixer am;         /* first: projections; qkv, att (B, L, D); lse = F's (B, H, L) */
+    AttnMixer am; /* first: projections; qkv, att (B, L, D); lse = F's (B, H, L) */
     int m, iters, conv;
-    int p_conv;           /* (H, conv) */
-    float *qs, *ks;       /* (B, L, D) scaled, padding zeroed */
-    float *ql, *kl;       /* (B, m, D) landmarks */
-    float *a;             /* (B, H, m, m) */
-    float *z;             /* (B, H, iters + 1, m, m) pinv iterates */
-    float *bv, *lse3;     /* (B, m, D) B·V; (B, H, m) */
-    float *w;             /* (B, m, D) A⁺·B·V */
-    float *fo;            /* (B, L, D) F·W (att adds the convolution to it) */
+    int p_conv;       /* (H, conv) */
+    float *qs, *ks;   /* (B, L, D) scaled, padding zeroed */
+    float *ql, *kl;   /* (B, m, D) landmarks */
+    float *a;         /* (B, H, m, m) */
+    float *z;         /* (B, H, iters + 1, m, m) pinv iterates */
+    float *bv, *lse3; /* (B, m, D) B·V; (B, H, m) */
+    float *w;         /* (B, m, D) A⁺·B·V */
+    float *fo;        /* (B, L, D) F·W (att adds the convolution to it) */
 } NystromState;
 
 static void nystrom_create(Mixer *m, ParamTable *pt) {
@@ -60,8 +72,8 @@ static void nystrom_create(Mixer *m, ParamTable *pt) {
     if (st->conv) {
         char name[XB_PARAM_NAME];
         snprintf(name, sizeof name, "%s.conv.weight", m->prefix);
-        st->p_conv = params_add2(pt, name, m->H, st->conv, INIT_UNIFORM,
-                                 1.0f / sqrtf((float)st->conv), 1);
+        st->p_conv =
+            params_add2(pt, name, m->H, st->conv, INIT_UNIFORM, 1.0f / sqrtf((float)st->conv), 1);
     }
 }
 
@@ -73,7 +85,8 @@ static int nystrom_check(const OptValues *opts, int D, int H, int max_len, XbErr
         snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
         snprintf(err->msg, sizeof err->msg,
                  "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the mean of "
-                 "at least one position)", mm, max_len, max_len);
+                 "at least one position)",
+                 mm, max_len, max_len);
         return -1;
     }
     if (c && c % 2 == 0) {
@@ -104,7 +117,8 @@ static AttnShape out_shape(const Mixer *m, int B, int L) {
 static void nystrom_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     NystromState *st = m->state;
     AttnMixer *am = &st->am;
-    const size_t D = (size_t)m->D, BL = (size_t)B * L, Bm = (size_t)B * st->m, BH = (size_t)B * m->H;
+    const size_t D = (size_t)m->D, BL = (size_t)B * L, Bm = (size_t)B * st->m,
+                 BH = (size_t)B * m->H;
     const size_t mm = (size_t)st->m * st->m;
     am->qkv = arena_floats(acts, BL * 3 * D);
     am->att = arena_floats(acts, BL * D);
@@ -122,7 +136,8 @@ static void nystrom_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     /* forward: per thread 4 m×m; backward: d(att), d(qkv), d(qs), d(ks), d(ql), d(kl), d(w),
      * d(bv), and per thread 12 m×m */
     const int nt = omp_get_max_threads();
-    arena_floats(scratch, BL * D + BL * 3 * D + 2 * BL * D + 4 * Bm * D + (size_t)nt * 12 * mm + 64);
+    arena_floats(scratch,
+                 BL * D + BL * 3 * D + 2 * BL * D + 4 * Bm * D + (size_t)nt * 12 * mm + 64);
     AttnShape a = land_shape(m, B, L), o = out_shape(m, B, L);
     arena_floats(scratch, XB_MAX(attn_scratch_floats(&a, nt), attn_scratch_floats(&o, nt)));
 }
@@ -153,7 +168,8 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, M = st->m, BL = B * L;
     const size_t mm2 = (size_t)M * M;
     const float sc = 1.0f / sqrtf(sqrtf((float)Dh));
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++) { /* scaled q and k, padding rows zeroed */
         const int real = !s->mask || s->mask[r];
@@ -170,7 +186,8 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
         for (int c = 0; c < D; c++) {
             float aq = 0.0f, ak = 0.0f;
             for (int i = lo; i < hi; i++)
-                aq += st->qs[((size_t)b * L + i) * D + c], ak += st->ks[((size_t)b * L + i) * D + c];
+                aq += st->qs[((size_t)b * L + i) * D + c],
+                    ak += st->ks[((size_t)b * L + i) * D + c];
             st->ql[(size_t)bs * D + c] = aq / (float)(hi - lo);
             st->kl[(size_t)bs * D + c] = ak / (float)(hi - lo);
         }
@@ -208,11 +225,11 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
             float *Zn = Z + (size_t)(t + 1) * mm2;
             mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done); /* X = A Z */
             memcpy(T, X, mm2 * sizeof(float));
-            c_minus(T, 7.0f, M);                      /* 7I − X */
-            mm(U, X, 0, T, 0, M, 1.0f, 0.0f, &done);  /* X (7I − X) */
-            c_minus(U, 15.0f, M);                     /* 15I − X (7I − X) */
-            mm(T, X, 0, U, 0, M, 1.0f, 0.0f, &done);  /* X (15I − …) */
-            c_minus(T, 13.0f, M);                     /* P(X) = 13I − X (15I − …) */
+            c_minus(T, 7.0f, M);                     /* 7I − X */
+            mm(U, X, 0, T, 0, M, 1.0f, 0.0f, &done); /* X (7I − X) */
+            c_minus(U, 15.0f, M);                    /* 15I − X (7I − X) */
+            mm(T, X, 0, U, 0, M, 1.0f, 0.0f, &done); /* X (15I − …) */
+            c_minus(T, 13.0f, M);                    /* P(X) = 13I − X (15I − …) */
             mm(Zn, Zt, 0, T, 0, M, 0.25f, 0.0f, &done);
         }
     }
@@ -227,7 +244,8 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
         const int b = bh / H, h = bh % H;
         const float *Z = st->z + ((size_t)bh * (st->iters + 1) + st->iters) * mm2;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, Z, M,
-                    st->bv + (size_t)b * M * D + h * Dh, D, 0.0f, st->w + (size_t)b * M * D + h * Dh, D);
+                    st->bv + (size_t)b * M * D + h * Dh, D, 0.0f,
+                    st->w + (size_t)b * M * D + h * Dh, D);
         done += 2ull * M * M * Dh;
     }
     flops_add(done);
@@ -265,7 +283,9 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     const float sc = 1.0f / sqrtf(sqrtf((float)Dh));
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
-#define BUF(v, k) float *v = arena_floats(s->scratch, k); memset(v, 0, (k) * sizeof(float))
+#define BUF(v, k)                                                                                  \
+    float *v = arena_floats(s->scratch, k);                                                        \
+    memset(v, 0, (k) * sizeof(float))
     BUF(datt, (size_t)BL * D);
     BUF(dqkv, (size_t)BL * 3 * D);
     BUF(dqs, (size_t)BL * D);
@@ -276,7 +296,8 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     BUF(dbv, BMD);
 #undef BUF
     float *work = arena_floats(s->scratch, (size_t)nt * 12 * mm2);
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     if (st->conv) { /* the convolution: d(V) at real positions, and its weights per head */
         const float *cw = mixer_param(s, st->p_conv);
         float *gw = mixer_grad(s, st->p_conv);
@@ -303,14 +324,16 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
                     const int b = r / L, j = r % L + t - half;
                     if (j < 0 || j >= L || (s->mask && !s->mask[(size_t)b * L + j])) continue;
                     for (int c = h * Dh; c < (h + 1) * Dh; c++)
-                        acc += (double)datt[(size_t)r * D + c] * am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
+                        acc += (double)datt[(size_t)r * D + c] *
+                               am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
                 }
                 gw[(size_t)h * st->conv + t] += (float)acc;
             }
         flops_add(4ull * (uint64_t)BL * D * st->conv);
     }
     AttnShape os = out_shape(m, B, L);
-    attn_backward(dqs, dkl, dw, datt, st->qs, st->kl, st->w, st->fo, am->lse, NULL, &os, s->scratch);
+    attn_backward(dqs, dkl, dw, datt, st->qs, st->kl, st->w, st->fo, am->lse, NULL, &os,
+                  s->scratch);
     uint64_t done = 0;
     /* W = Z·BV: dBV = Zᵀ dW; dZ = dW BVᵀ, then back through the iterations and A's softmax */
 #pragma omp parallel for schedule(static) reduction(+ : done)
@@ -320,21 +343,24 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
         float *wk = work + (size_t)omp_get_thread_num() * 12 * mm2;
         float *G = wk, *dA = G + mm2, *X = dA + mm2, *X2 = X + mm2, *P = X2 + mm2, *U = P + mm2;
         float *dX = U + mm2, *T = dX + mm2, *T2 = T + mm2;
-        const float *dwb = dw + (size_t)b * M * D + h * Dh, *bvb = st->bv + (size_t)b * M * D + h * Dh;
+        const float *dwb = dw + (size_t)b * M * D + h * Dh,
+                    *bvb = st->bv + (size_t)b * M * D + h * Dh;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f,
-                    Z + (size_t)st->iters * mm2, M, dwb, D, 0.0f, dbv + (size_t)b * M * D + h * Dh, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f, dwb, D, bvb, D, 0.0f, G, M);
+                    Z + (size_t)st->iters * mm2, M, dwb, D, 0.0f, dbv + (size_t)b * M * D + h * Dh,
+                    D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f, dwb, D, bvb, D, 0.0f,
+                    G, M);
         done += 4ull * M * M * Dh;
         memset(dA, 0, mm2 * sizeof(float));
         for (int t = st->iters - 1; t >= 0; t--) { /* G = dZ_{t+1} → dZ_t, dA */
             const float *Zt = Z + (size_t)t * mm2;
-            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done);  /* X = A Z_t */
-            mm(X2, X, 0, X, 0, M, 1.0f, 0.0f, &done);  /* X² */
+            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done);                            /* X = A Z_t */
+            mm(X2, X, 0, X, 0, M, 1.0f, 0.0f, &done);                            /* X² */
             for (size_t k = 0; k < mm2; k++) P[k] = 7.0f * X2[k] - 15.0f * X[k]; /* P(X) */
-            mm(P, X2, 0, X, 0, M, -1.0f, 1.0f, &done);  /* − X³ */
+            mm(P, X2, 0, X, 0, M, -1.0f, 1.0f, &done);                           /* − X³ */
             for (int i = 0; i < M; i++) P[(size_t)i * M + i] += 13.0f;
             for (size_t k = 0; k < mm2; k++) G[k] *= 0.25f; /* Z_{t+1} = ¼ Z_t P(X) */
-            mm(U, Zt, 1, G, 0, M, 1.0f, 0.0f, &done);  /* U = Z_tᵀ G */
+            mm(U, Zt, 1, G, 0, M, 1.0f, 0.0f, &done);       /* U = Z_tᵀ G */
             /* dX = −15U + 7(U Xᵀ + Xᵀ U) − (U X²ᵀ + Xᵀ U Xᵀ + X²ᵀ U) */
             for (size_t k = 0; k < mm2; k++) dX[k] = -15.0f * U[k];
             mm(dX, U, 0, X, 1, M, 7.0f, 1.0f, &done);
@@ -368,12 +394,15 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
         for (int i = 0; i < M; i++) {
             float acc = 0.0f;
             for (int j = 0; j < M; j++) acc += dA[(size_t)i * M + j] * A[(size_t)i * M + j];
-            for (int j = 0; j < M; j++) dA[(size_t)i * M + j] = A[(size_t)i * M + j] * (dA[(size_t)i * M + j] - acc);
+            for (int j = 0; j < M; j++)
+                dA[(size_t)i * M + j] = A[(size_t)i * M + j] * (dA[(size_t)i * M + j] - acc);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
-                    st->kl + (size_t)b * M * D + h * Dh, D, 1.0f, dql + (size_t)b * M * D + h * Dh, D);
+                    st->kl + (size_t)b * M * D + h * Dh, D, 1.0f, dql + (size_t)b * M * D + h * Dh,
+                    D);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
-                    st->ql + (size_t)b * M * D + h * Dh, D, 1.0f, dkl + (size_t)b * M * D + h * Dh, D);
+                    st->ql + (size_t)b * M * D + h * Dh, D, 1.0f, dkl + (size_t)b * M * D + h * Dh,
+                    D);
         done += 4ull * M * M * Dh;
     }
     flops_add(done);
@@ -395,8 +424,8 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
             dqkv[(size_t)r * 3 * D + D + c] += (dks[(size_t)r * D + c] + dkl[l] * inv) * sc;
         }
     }
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -411,7 +440,8 @@ static uint64_t nystrom_flops(const Mixer *m, int B, int L, int backward) {
     if (!backward) /* A, 4 products per iteration, W */
         return proj + conv + attn + BH * (2 * M * M * Dh + 4 * M3 * st->iters + 2 * M * M * Dh);
     /* dBV and dZ, 13 products per iteration, dQ̃ and dK̃ */
-    return 2 * proj + 2 * conv + attn + BH * (4 * M * M * Dh + 13 * M3 * st->iters + 4 * M * M * Dh);
+    return 2 * proj + 2 * conv + attn +
+           BH * (4 * M * M * Dh + 13 * M3 * st->iters + 4 * M * M * Dh);
 }
 
 static const MixerOps nystrom_ops = {

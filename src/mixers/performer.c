@@ -27,13 +27,26 @@ void sorgqr_(const int *m, const int *n, const int *k, float *a, const int *lda,
 static const char *const KERNELS[] = {"softmax", "relu", NULL};
 
 static const OptSpec performer_opts[] = {
-    {.name = "features", .type = OPT_INT, .def = 256, .min = 1, .max = 65536,
+    {.name = "features",
+     .type = OPT_INT,
+     .def = 256,
+     .min = 1,
+     .max = 65536,
      .help = "random features M per head (paper and LRA: 256)"},
-    {.name = "kernel", .type = OPT_ENUM, .def = 0, .choices = KERNELS,
+    {.name = "kernel",
+     .type = OPT_ENUM,
+     .def = 0,
+     .choices = KERNELS,
      .help = "softmax: FAVOR+ positive features; relu: LRA's generalized ReLU kernel"},
-    {.name = "orthogonal", .type = OPT_BOOL, .def = 1,
+    {.name = "orthogonal",
+     .type = OPT_BOOL,
+     .def = 1,
      .help = "orthogonal random features (FAVOR+); false draws them i.i.d."},
-    {.name = "redraw", .type = OPT_INT, .def = 1000, .min = 0, .max = 1000000000,
+    {.name = "redraw",
+     .type = OPT_INT,
+     .def = 1000,
+     .min = 0,
+     .max = 1000000000,
      .help = "redraw the features every this many training steps (0 = never)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -44,11 +57,11 @@ static const OptSpec performer_opts[] = {
 
 typedef struct Favor {
     int kernel, orthogonal, redraw, layer;
-    float *W;        /* (M, Dh) */
-    int64_t drawn;   /* index of the current draw, −1 before the first */
-    float *u;        /* (B, H, L, M) projections W x' of Q then K, saved for the backward */
+    float *W;      /* (M, Dh) */
+    int64_t drawn; /* index of the current draw, −1 before the first */
+    float *u;      /* (B, H, L, M) projections W x' of Q then K, saved for the backward */
     float *uk;
-    float *kmax;     /* (B, H) key stabilisers */
+    float *kmax;                  /* (B, H) key stabilisers */
     unsigned char *act_q, *act_k; /* relu: (B, H, L, M) active sets, kept while s->frozen */
 } Favor;
 
@@ -98,8 +111,9 @@ static void draw_features(Favor *f, int M, int Dh, uint64_t seed, int64_t index)
 
 static void favor_prepare(KernelMixer *km, const MixerStep *s) {
     Favor *f = km->own;
-    const int64_t index = !s->training ? (f->drawn >= 0 ? f->drawn : 0)
-                          : f->redraw > 0 ? (s->step > 0 ? (s->step - 1) / f->redraw : 0) : 0;
+    const int64_t index = !s->training    ? (f->drawn >= 0 ? f->drawn : 0)
+                          : f->redraw > 0 ? (s->step > 0 ? (s->step - 1) / f->redraw : 0)
+                                          : 0;
     if (index != f->drawn) draw_features(f, km->M, km->Dh, s->seed, index);
 }
 
@@ -116,7 +130,8 @@ static void project(const KernelMixer *km, const MixerStep *s, float *u, const f
                         u + ((size_t)b * H + h) * L * M, M);
 }
 
-static void favor_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key) {
+static void favor_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
+                          int is_key) {
     Favor *f = km->own;
     const int H = km->H, Dh = km->Dh, M = km->M, L = s->L;
     float *u = is_key ? f->uk : f->u;
@@ -252,9 +267,10 @@ static uint64_t favor_flops(const KernelMixer *km, int B, int L, int backward) {
     return 2 * 2ull * (uint64_t)B * km->H * (uint64_t)L * km->M * km->Dh;
 }
 
-static const FeatureOps favor_ops = {
-    .prepare = favor_prepare, .forward = favor_forward, .backward = favor_backward,
-    .flops = favor_flops};
+static const FeatureOps favor_ops = {.prepare = favor_prepare,
+                                     .forward = favor_forward,
+                                     .backward = favor_backward,
+                                     .flops = favor_flops};
 
 typedef struct PerformerState {
     KernelMixer km; /* first */

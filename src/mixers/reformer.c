@@ -10,10 +10,10 @@
  * Padding tokens are given a bucket of their own after every real one, so they sort to the end
  * and cannot change where real tokens land; padding keys are masked.
  *
- * Sorting is done per (batch, head, round) with a counting sort; the sorted queries, keys and values
- * are gathered into contiguous sequences and attended with the fused kernel and a chunk pattern; the
- * backward recomputes nothing discrete (the permutations are kept), and reaches the log-sum-exps
- * through attn_backward_lse. */
+ * Sorting is done per (batch, head, round) with a counting sort; the sorted queries, keys and
+ * values are gathered into contiguous sequences and attended with the fused kernel and a chunk
+ * pattern; the backward recomputes nothing discrete (the permutations are kept), and reaches the
+ * log-sum-exps through attn_backward_lse. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -31,13 +31,27 @@
 #include "mixers/mixer.h"
 
 static const OptSpec reformer_opts[] = {
-    {.name = "chunk", .type = OPT_INT, .def = 128, .min = 1, .max = 65536,
+    {.name = "chunk",
+     .type = OPT_INT,
+     .def = 128,
+     .min = 1,
+     .max = 65536,
      .help = "chunk length m (Trax LSHSelfAttention: 128; LRA: 10)"},
-    {.name = "buckets", .type = OPT_INT, .def = 0, .min = 0, .max = 65536,
+    {.name = "buckets",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 65536,
      .help = "hash buckets n_b: 1, or even; 0 = 2·ceil(L/chunk), the paper's 2L/m (LRA: 10)"},
-    {.name = "hashes", .type = OPT_INT, .def = 1, .min = 1, .max = 16,
+    {.name = "hashes",
+     .type = OPT_INT,
+     .def = 1,
+     .min = 1,
+     .max = 16,
      .help = "hashing rounds (LRA and Trax: 1; the paper's best: 8)"},
-    {.name = "self_mask", .type = OPT_BOOL, .def = 1,
+    {.name = "self_mask",
+     .type = OPT_BOOL,
+     .def = 1,
      .help = "a token attends to itself only when nothing else is in reach (the paper)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -52,15 +66,15 @@ enum { HASH_ROWS = 512 };
 typedef struct ReformerState {
     int chunk, buckets_opt, R, self_mask, bias;
     int p_wqv, p_bqv, p_wo, p_bo;
-    int Dh, NB;       /* head width; buckets of the current length */
+    int Dh, NB; /* head width; buckets of the current length */
     AttnPattern pattern;
     /* saved by forward (NI = B·H·R items, one per batch row, head and round) */
-    float *qv;        /* (B, L, 2D): queries then values */
-    int *perm, *inv;  /* (NI, L): sorted index → position, and back */
+    float *qv;                /* (B, L, 2D): queries then values */
+    int *perm, *inv;          /* (NI, L): sorted index → position, and back */
     float *sq, *sk, *sv, *so; /* (NI, L, Dh): sorted queries, keys, values, outputs */
-    float *lse;       /* (NI, L) */
-    unsigned char *smask; /* (NI, L) sorted key mask */
-    float *att;       /* (B, L, D): the combined rounds, before the output projection */
+    float *lse;               /* (NI, L) */
+    unsigned char *smask;     /* (NI, L) sorted key mask */
+    float *att;               /* (B, L, D): the combined rounds, before the output projection */
     int planned_B, planned_L;
 } ReformerState;
 
@@ -97,7 +111,8 @@ static void ref_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, i
                      int ld) {
     (void)s, (void)b, (void)h;
     for (int r = 0; r < bq; r++)
-        for (int c = 0; c < bk; c++) bias[(size_t)r * ld + c] = i0 + r == j0 + c ? SELF_LOGIT : 0.0f;
+        for (int c = 0; c < bk; c++)
+            bias[(size_t)r * ld + c] = i0 + r == j0 + c ? SELF_LOGIT : 0.0f;
 }
 
 static void reformer_create(Mixer *m, ParamTable *pt) {
@@ -126,8 +141,11 @@ static void reformer_create(Mixer *m, ParamTable *pt) {
         snprintf(name, sizeof name, "%s.out.bias", m->prefix);
         st->p_bo = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
     }
-    st->pattern = (AttnPattern){.bq = st->chunk, .max_ranges = 2, .ranges = ref_ranges,
-                                .mask = st->self_mask ? ref_mask : NULL, .ctx = st};
+    st->pattern = (AttnPattern){.bq = st->chunk,
+                                .max_ranges = 2,
+                                .ranges = ref_ranges,
+                                .mask = st->self_mask ? ref_mask : NULL,
+                                .ctx = st};
 }
 
 static int reformer_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
@@ -137,7 +155,8 @@ static int reformer_check(const OptValues *opts, int D, int H, int max_len, XbEr
         snprintf(err->key, sizeof err->key, "model.mixer.buckets");
         snprintf(err->msg, sizeof err->msg,
                  "%d is odd (valid: 0 for 2·ceil(L/chunk), 1, or an even number: angular LSH "
-                 "takes the argmax over [xR; -xR])", nb);
+                 "takes the argmax over [xR; -xR])",
+                 nb);
         return -1;
     }
     return 0;
@@ -175,7 +194,8 @@ static void reformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, attn_scratch_floats(&s, nt));
 }
 
-/* The buckets of every (b, h, round) and the permutations sorting them (hashing has no gradient). */
+/* The buckets of every (b, h, round) and the permutations sorting them (hashing has no gradient).
+ */
 static void hash_and_sort(Mixer *m, const MixerStep *s) {
     ReformerState *st = m->state;
     const int B = s->B, L = s->L, H = m->H, R = st->R, Dh = st->Dh, D = m->D;
@@ -240,7 +260,7 @@ static void reformer_forward(Mixer *m, const MixerStep *s, float *y, const float
     const int NI = B * H * R;
     linear_forward(st->qv, x, mixer_param(s, st->p_wqv), mixer_param(s, st->p_bqv), BL, D, 2 * D);
     if (!s->frozen || st->NB == 0) hash_and_sort(m, s);
-    /* the sorted sequences: queries, unit keys, values and the key mask */
+        /* the sorted sequences: queries, unit keys, values and the key mask */
 #pragma omp parallel for schedule(static)
     for (int it = 0; it < NI; it++) {
         const int b = it / (H * R), h = it / R % H;
@@ -280,7 +300,8 @@ static void reformer_forward(Mixer *m, const MixerStep *s, float *y, const float
             for (int r = 0; r < R; r++) {
                 if (w[r] == 0.0f) continue;
                 const float wr = w[r] / sum;
-                const float *o = st->so + ((size_t)(it0 + r) * L + st->inv[(size_t)(it0 + r) * L + i]) * Dh;
+                const float *o =
+                    st->so + ((size_t)(it0 + r) * L + st->inv[(size_t)(it0 + r) * L + i]) * Dh;
                 for (int d = 0; d < Dh; d++) a[d] += wr * o[d];
             }
         }
@@ -303,7 +324,8 @@ static void reformer_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     float *dsv = arena_floats(s->scratch, NIL * Dh);
     float *dlse = arena_floats(s->scratch, NIL);
     memset(datt, 0, (size_t)BL * D * sizeof(float));
-    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att,
+                    mixer_param(s, st->p_wo), BL, D, D);
     /* through the combination: d o^r = w_r dO, d z^r = w_r (dO·(o^r − o)) */
 #pragma omp parallel for schedule(static)
     for (int bi = 0; bi < BL; bi++) {
@@ -362,7 +384,8 @@ static void reformer_backward(Mixer *m, const MixerStep *s, float *dx, const flo
             scatter_add_rows(base + D, 2 * D, dsv + o, Dh, perm, L, Dh, 0);
         }
     }
-    linear_backward(dx, mixer_grad(s, st->p_wqv), mixer_grad(s, st->p_bqv), dqv, x, mixer_param(s, st->p_wqv), BL, D, 2 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wqv), mixer_grad(s, st->p_bqv), dqv, x,
+                    mixer_param(s, st->p_wqv), BL, D, 2 * D);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -371,7 +394,8 @@ static uint64_t reformer_flops(const Mixer *m, int B, int L, int backward) {
     const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
     const uint64_t proj = 2 * BL * D * 2 * D + 2 * BL * D * D;
     const int NB = nbuckets(st, L);
-    const uint64_t hash = NB > 1 ? 2ull * BL * m->H * st->R * (uint64_t)st->Dh * (uint64_t)(NB / 2) : 0;
+    const uint64_t hash =
+        NB > 1 ? 2ull * BL * m->H * st->R * (uint64_t)st->Dh * (uint64_t)(NB / 2) : 0;
     AttnShape sh = sorted_shape(m, B, L);
     return (backward ? 2 * proj : proj + hash) + attn_flops(&sh, backward);
 }
@@ -392,7 +416,8 @@ const MixerSpec mixer_reformer = {
     .name = "reformer",
     .classes = "LP",
     .arxiv = "2001.04451",
-    .title = "Reformer: shared-QK LSH attention, sorted into chunks, rounds combined by log-sum-exp",
+    .title =
+        "Reformer: shared-QK LSH attention, sorted into chunks, rounds combined by log-sum-exp",
     .honours_mask = 1,
     .opts = reformer_opts,
     .n_opts = NOPTS,

@@ -62,8 +62,8 @@ int mixer_find(const char *name) {
     return -1;
 }
 
-void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
-                  int max_len, int layer, ParamTable *pt) {
+void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H, int max_len,
+                  int layer, ParamTable *pt) {
     memset(m, 0, sizeof *m);
     m->spec = spec;
     m->opts = opts;

@@ -15,7 +15,11 @@
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec rfa_opts[] = {
-    {.name = "features", .type = OPT_INT, .def = 128, .min = 1, .max = 32768,
+    {.name = "features",
+     .type = OPT_INT,
+     .def = 128,
+     .min = 1,
+     .max = 32768,
      .help = "random features per head (each gives a sine and a cosine)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -28,11 +32,11 @@ typedef struct RfaState {
     int F;          /* random features (M = 2F) */
     int p_sigma;    /* (H, Dh) learned scales */
     int layer;
-    float *eps;     /* (H, F, Dh) current draw */
-    int64_t drawn;  /* step of the current draw, −1 before the first */
-    float *xn;      /* (2, B, H, L, Dh): normalised Q then K, saved */
-    float *norm;    /* (2, B, H, L) their norms */
-    float *u;       /* (2, B, H, L, F): W x̂, saved */
+    float *eps;    /* (H, F, Dh) current draw */
+    int64_t drawn; /* step of the current draw, −1 before the first */
+    float *xn;     /* (2, B, H, L, Dh): normalised Q then K, saved */
+    float *norm;   /* (2, B, H, L) their norms */
+    float *u;      /* (2, B, H, L, F): W x̂, saved */
 } RfaState;
 
 static void rfa_prepare(KernelMixer *km, const MixerStep *s) {
@@ -47,7 +51,8 @@ static void rfa_prepare(KernelMixer *km, const MixerStep *s) {
     st->drawn = want;
 }
 
-static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key) {
+static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
+                        int is_key) {
     RfaState *st = (RfaState *)km;
     const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
     const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
@@ -88,8 +93,8 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
     flops_add(2ull * (uint64_t)B * H * L * F * Dh);
 }
 
-/* du_i = r·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id x̂_d;
- * dx = (dx̂ − x̂ (x̂·dx̂)) / ‖x‖. */
+/* du_i = r·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id
+ * x̂_d; dx = (dx̂ − x̂ (x̂·dx̂)) / ‖x‖. */
 static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
                          const float *phi, const float *x, int is_key) {
     (void)phi, (void)x;

@@ -371,7 +371,8 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
     const int w = routing_w(st, L), kw = k * w;
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
     /* LayerNorm without scale or bias on each head's query and key (§4.2) */
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
@@ -473,8 +474,8 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     const int w = routing_w(st, L), kw = k * w;
     const size_t mark = arena_mark(s->scratch);
     BwdScratch bs = carve_bwd(m, s->scratch, B, L);
-    linear_backward(bs.datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D,
-                    D);
+    linear_backward(bs.datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     /* d(cluster outputs): each pick of a query gets its share 1 / (picks + 1e-2) */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -532,8 +533,8 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     for (int r = 0; r < BL; r++)
         for (int c = 0; c < 2 * D; c++)
             bs.dqkv[(size_t)r * 3 * D + c] += bs.draw[(size_t)r * 2 * D + c];
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), bs.dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), bs.dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     /* once per training step, after the gradients: the centroids' EMA step */
     if (s->training && !s->frozen) ema_update(m, s, &bs);
     arena_reset_to(s->scratch, mark);

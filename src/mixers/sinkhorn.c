@@ -9,9 +9,10 @@
  * query attends to the first n_c sorted blocks only. Everything is differentiable: the Sinkhorn
  * rounds are unrolled and their iterates kept for the backward.
  *
- * Sort network: `linear` is the Long Range Arena's (one dense layer on the block-summed keys, shared
- * by the heads, n_B outputs); `mlp` the paper's two-layer ReLU network. Padding keys and values are
- * zeroed before the block sums and the sorting, so padding content cannot reach real positions. */
+ * Sort network: `linear` is the Long Range Arena's (one dense layer on the block-summed keys,
+ * shared by the heads, n_B outputs); `mlp` the paper's two-layer ReLU network. Padding keys and
+ * values are zeroed before the block sums and the sorting, so padding content cannot reach real
+ * positions. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -30,27 +31,49 @@ static const char *const SORT_NETS[] = {"linear", "mlp", NULL};
 enum { NET_LINEAR, NET_MLP };
 
 static const OptSpec sinkhorn_opts[] = {
-    {.name = "block", .type = OPT_INT, .def = 50, .min = 1, .max = 65536,
+    {.name = "block",
+     .type = OPT_INT,
+     .def = 50,
+     .min = 1,
+     .max = 65536,
      .help = "tokens per block (LRA: 50)"},
-    {.name = "iterations", .type = OPT_INT, .def = 5, .min = 1, .max = 100,
+    {.name = "iterations",
+     .type = OPT_INT,
+     .def = 5,
+     .min = 1,
+     .max = 100,
      .help = "Sinkhorn normalisation rounds (row then column; LRA: 1)"},
-    {.name = "temperature", .type = OPT_FLOAT, .def = 0.75, .min = 1e-3, .max = 100,
+    {.name = "temperature",
+     .type = OPT_FLOAT,
+     .def = 0.75,
+     .min = 1e-3,
+     .max = 100,
      .help = "temperature tau dividing the sort logits"},
-    {.name = "noise", .type = OPT_BOOL, .def = 1, .help = "Gumbel noise on the sort logits in training"},
-    {.name = "sort_net", .type = OPT_ENUM, .def = NET_LINEAR, .choices = SORT_NETS,
+    {.name = "noise",
+     .type = OPT_BOOL,
+     .def = 1,
+     .help = "Gumbel noise on the sort logits in training"},
+    {.name = "sort_net",
+     .type = OPT_ENUM,
+     .def = NET_LINEAR,
+     .choices = SORT_NETS,
      .help = "sort network: one dense layer (LRA) or two with a ReLU (the paper)"},
-    {.name = "sortcut", .type = OPT_INT, .def = 0, .min = 0, .max = 65536,
+    {.name = "sortcut",
+     .type = OPT_INT,
+     .def = 0,
+     .min = 0,
+     .max = 65536,
      .help = "SortCut: attend to the first n_c sorted blocks only; 0 = off"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(sinkhorn_opts))
 
 typedef struct SinkhornState {
-    AttnMixer am;          /* first: projections; qkv, att, lse */
+    AttnMixer am; /* first: projections; qkv, att, lse */
     int b, iters, noise, net, cut, NBmax;
     float tau;
     int p_w1, p_b1, p_w2, p_b2; /* sort net: (Dh, NBmax) or (Dh, Dh) + (Dh, NBmax) */
-    int nB, nK;            /* blocks and attended keys of the planned length */
+    int nB, nK;                 /* blocks and attended keys of the planned length */
     AttnPattern pattern;
     /* saved, per (b, h) */
     float *kb, *vb;        /* (B, H, nB, b·Dh) blocked keys and values, padding zeroed */
@@ -199,13 +222,16 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
     XB_ASSERT(st->nB == (L + bs - 1) / bs);
     const int nB = st->nB, NL = 2 * st->iters + 1, NBmax = st->NBmax;
     const size_t blk = (size_t)nB * bs * Dh;
-    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D, 3 * D);
+    linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
+                   3 * D);
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
     const size_t per = 2 * blk + (size_t)nB * nB + (size_t)nB * Dh;
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
-    const uint64_t key = rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
-    const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1), *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
+    const uint64_t key =
+        rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
+    const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1),
+                *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
     uint64_t done = 0;
 #pragma omp parallel for schedule(static) reduction(+ : done)
     for (int bh = 0; bh < B * H; bh++) {
@@ -214,8 +240,8 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
         float *lg = st->logit + (size_t)bh * NL * nB * nB;
         float *z = work + (size_t)omp_get_thread_num() * per; /* (nB, nB) sort logits */
-        float *act = z + (size_t)nB * nB;                      /* (nB, Dh) mlp activations */
-        float *ks = act + (size_t)nB * Dh, *vs = ks + blk;     /* sorted blocks */
+        float *act = z + (size_t)nB * nB;                     /* (nB, Dh) mlp activations */
+        float *ks = act + (size_t)nB * Dh, *vs = ks + blk;    /* sorted blocks */
         /* blocked keys and values (padding and the tail zero) and the block sums */
         for (int i = 0; i < nB * bs; i++) {
             const int real = i < L && (!s->mask || s->mask[(size_t)b * L + i]);
@@ -234,7 +260,8 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         /* the sort net: z = bsum·W1 + b1, or relu(bsum·W1 + b1)·W2 + b2 (first nB outputs) */
         const float *in = bsum, *wl = w1, *bl = b1;
         if (st->net == NET_MLP) {
-            for (int j = 0; j < nB; j++) memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
+            for (int j = 0; j < nB; j++)
+                memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, Dh, Dh, 1.0f, bsum, Dh, w1,
                         Dh, 1.0f, hid, Dh);
             done += 2ull * nB * Dh * Dh;
@@ -276,7 +303,8 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
             for (int r = 0; r < bs; r++) {
                 const size_t src = ((size_t)i * bs + r) * Dh;
                 const size_t own = st->cut ? 0 : (size_t)b * st->nK + 2 * (size_t)i * bs + r;
-                const size_t srt = (size_t)b * st->nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
+                const size_t srt =
+                    (size_t)b * st->nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
                 memcpy(st->kk + srt * D + (size_t)h * Dh, ks + src, (size_t)Dh * sizeof(float));
                 memcpy(st->vv + srt * D + (size_t)h * Dh, vs + src, (size_t)Dh * sizeof(float));
                 if (!st->cut) {
@@ -320,7 +348,8 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
     memset(dkk, 0, (size_t)B * nK * D * sizeof(float));
     memset(dvv, 0, (size_t)B * nK * D * sizeof(float));
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att, mixer_param(s, am->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
+                    mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = keys_shape(m, B, L);
     attn_backward(dqkv, dkk, dvv, datt, am->qkv, st->kk, st->vv, am->att, am->lse, st->kkmask, &sh,
                   s->scratch);
@@ -340,7 +369,8 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         for (int i = 0; i < rows; i++)
             for (int r = 0; r < bs; r++) {
                 const size_t dst = ((size_t)i * bs + r) * Dh;
-                const size_t srt = (size_t)b * nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
+                const size_t srt =
+                    (size_t)b * nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
                 memcpy(dks + dst, dkk + srt * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
                 memcpy(dvs + dst, dvv + srt * D + (size_t)h * Dh, (size_t)Dh * sizeof(float));
                 if (!st->cut) {
@@ -364,7 +394,8 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         done += 8ull * rows * nB * bs * Dh;
         /* through exp and the Sinkhorn rounds back to R0, then /τ: dZ */
         for (size_t k = 0; k < (size_t)nB * nB; k++) g[k] *= P[k];
-        for (int t = NL - 1; t >= 1; t--) normalise_backward(g, lg + (size_t)t * nB * nB, nB, (t - 1) % 2);
+        for (int t = NL - 1; t >= 1; t--)
+            normalise_backward(g, lg + (size_t)t * nB * nB, nB, (t - 1) % 2);
         for (size_t k = 0; k < (size_t)nB * nB; k++) dzz[k] = g[k] / st->tau;
         /* the sort net's input gradient: dbsum = dZ·W_lastᵀ (through the ReLU for the mlp) */
         if (st->net == NET_MLP) {
@@ -401,24 +432,24 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
             for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
                         1.0f, gw2, NBmax);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid, Dh,
-                        1.0f, gw1, Dh);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid,
+                        Dh, 1.0f, gw1, Dh);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb2[c] += dzz[(size_t)j * nB + c];
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < Dh; c++) gb1[c] += dhid[(size_t)j * Dh + c];
             done += 2ull * Dh * nB * nB + 2ull * Dh * Dh * nB;
         } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, bsum, Dh, dzz, nB,
-                        1.0f, gw1, NBmax);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, bsum, Dh, dzz,
+                        nB, 1.0f, gw1, NBmax);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb1[c] += dzz[(size_t)j * nB + c];
             done += 2ull * Dh * nB * nB;
         }
     }
     flops_add(done);
-    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x, mixer_param(s, am->p_wqkv), BL, D,
-                    3 * D);
+    linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
+                    mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -449,7 +480,8 @@ const MixerSpec mixer_sinkhorn = {
     .name = "sinkhorn",
     .classes = "LP",
     .arxiv = "2002.11296",
-    .title = "Sparse Sinkhorn attention: blocks sorted by a learned soft permutation (SortCut option)",
+    .title =
+        "Sparse Sinkhorn attention: blocks sorted by a learned soft permutation (SortCut option)",
     .honours_mask = 1,
     .opts = sinkhorn_opts,
     .n_opts = NOPTS,

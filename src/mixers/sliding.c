@@ -8,9 +8,15 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec sliding_opts[] = {
-    {.name = "window", .type = OPT_INT, .def = 256, .min = 0, .max = 2097152,
+    {.name = "window",
+     .type = OPT_INT,
+     .def = 256,
+     .min = 0,
+     .max = 2097152,
      .help = "window width w: each query sees w/2 keys on either side and itself"},
-    {.name = "causal", .type = OPT_BOOL, .def = 0,
+    {.name = "causal",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "only the w/2 keys before each query and itself (decoder-style)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
@@ -48,8 +54,8 @@ static void sliding_create(Mixer *m, ParamTable *pt) {
     attn_mixer_create(m, pt, &st->am, opt_bool(m->opts, sliding_opts, NOPTS, "causal"),
                       opt_bool(m->opts, sliding_opts, NOPTS, "bias"));
     st->half = opt_int(m->opts, sliding_opts, NOPTS, "window") / 2;
-    st->am.pattern = (AttnPattern){.bq = TILE, .max_ranges = 1, .ranges = sliding_ranges,
-                                   .mask = sliding_mask, .ctx = st};
+    st->am.pattern = (AttnPattern){
+        .bq = TILE, .max_ranges = 1, .ranges = sliding_ranges, .mask = sliding_mask, .ctx = st};
     st->am.has_pattern = 1;
 }
 

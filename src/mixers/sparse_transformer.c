@@ -17,15 +17,32 @@ static const char *const PATTERNS[] = {"fixed", "strided", NULL};
 static const char *const HEADS[] = {"split", "merged", NULL};
 
 static const OptSpec st_opts[] = {
-    {.name = "pattern", .type = OPT_ENUM, .def = 0, .choices = PATTERNS,
+    {.name = "pattern",
+     .type = OPT_ENUM,
+     .def = 0,
+     .choices = PATTERNS,
      .help = "fixed (blocks + summary positions) or strided (window + every l-th position)"},
-    {.name = "stride", .type = OPT_INT, .def = 128, .min = 1, .max = 1048576,
+    {.name = "stride",
+     .type = OPT_INT,
+     .def = 128,
+     .min = 1,
+     .max = 1048576,
      .help = "l: block length (fixed) or stride (strided) (LRA: 128)"},
-    {.name = "summary", .type = OPT_INT, .def = 32, .min = 1, .max = 1048576,
+    {.name = "summary",
+     .type = OPT_INT,
+     .def = 32,
+     .min = 1,
+     .max = 1048576,
      .help = "c: summary positions at the end of each block (fixed; LRA: 32)"},
-    {.name = "heads", .type = OPT_ENUM, .def = 0, .choices = HEADS,
+    {.name = "heads",
+     .type = OPT_ENUM,
+     .def = 0,
+     .choices = HEADS,
      .help = "split: half the heads per component; merged: every head sees both"},
-    {.name = "causal", .type = OPT_BOOL, .def = 0, .help = "only keys j <= i (the paper's decoder)"},
+    {.name = "causal",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "only keys j <= i (the paper's decoder)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(st_opts))
@@ -53,7 +70,9 @@ static int st_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, 
     if (!st->strided) {
         if (p & 1) a[m] = i0 / l * l, e[m] = XB_MIN(Lk, (i0 + bq - 1) / l * l + l), m++;
         if (p & 2)
-            for (int k = 0; k * l < Lk; k++) a[m] = XB_MIN(Lk, k * l + XB_MAX(0, l - st->c)), e[m] = XB_MIN(Lk, (k + 1) * l), m++;
+            for (int k = 0; k * l < Lk; k++)
+                a[m] = XB_MIN(Lk, k * l + XB_MAX(0, l - st->c)), e[m] = XB_MIN(Lk, (k + 1) * l),
+                m++;
     } else {
         /* one query row per tile */
         if (p & 1) a[m] = XB_MAX(0, i0 - l + 1), e[m] = XB_MIN(Lk, i0 + l), m++;
@@ -63,8 +82,12 @@ static int st_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, 
     /* sort by start (insertion: the lists are nearly sorted), then merge */
     for (int i = 1; i < m; i++)
         for (int k = i; k > 0 && a[k] < a[k - 1]; k--) {
-            int t = a[k]; a[k] = a[k - 1]; a[k - 1] = t;
-            t = e[k]; e[k] = e[k - 1]; e[k - 1] = t;
+            int t = a[k];
+            a[k] = a[k - 1];
+            a[k - 1] = t;
+            t = e[k];
+            e[k] = e[k - 1];
+            e[k - 1] = t;
         }
     for (int i = 0; i < m; i++) {
         if (a[i] >= e[i]) continue;
@@ -105,23 +128,29 @@ static void st_create(Mixer *m, ParamTable *pt) {
     st->H = m->H;
     const int max_ranges = 2 * (m->max_len / st->l) + 4;
     st->am.pattern = (AttnPattern){.bq = st->strided ? TILE_STRIDED : XB_MIN(st->l, 128),
-                                   .max_ranges = max_ranges, .ranges = st_ranges,
-                                   .mask = st_mask, .ctx = st};
+                                   .max_ranges = max_ranges,
+                                   .ranges = st_ranges,
+                                   .mask = st_mask,
+                                   .ctx = st};
     st->am.has_pattern = 1;
 }
 
 static int st_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)max_len;
-    const int l = opt_int(opts, st_opts, NOPTS, "stride"), c = opt_int(opts, st_opts, NOPTS, "summary");
+    const int l = opt_int(opts, st_opts, NOPTS, "stride"),
+              c = opt_int(opts, st_opts, NOPTS, "summary");
     if (opt_enum(opts, st_opts, NOPTS, "pattern") == 0 && c > l) {
         snprintf(err->key, sizeof err->key, "model.mixer.summary");
-        snprintf(err->msg, sizeof err->msg, "%d is longer than the block (stride %d) (valid: 1 to %d)", c, l, l);
+        snprintf(err->msg, sizeof err->msg,
+                 "%d is longer than the block (stride %d) (valid: 1 to %d)", c, l, l);
         return -1;
     }
     if (opt_enum(opts, st_opts, NOPTS, "heads") == 0 && H % 2 != 0 && H != 1) {
         snprintf(err->key, sizeof err->key, "model.mixer.heads");
-        snprintf(err->msg, sizeof err->msg, "split needs an even number of heads, got model.heads = %d "
-                 "(valid: merged, or an even model.heads)", H);
+        snprintf(err->msg, sizeof err->msg,
+                 "split needs an even number of heads, got model.heads = %d "
+                 "(valid: merged, or an even model.heads)",
+                 H);
         return -1;
     }
     return 0;

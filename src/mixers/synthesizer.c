@@ -9,9 +9,9 @@
  * n² for random), each head mixing its own slice of the values. `dot` adds the ordinary scaled
  * Q·Kᵀ logits of each head (the paper's mixtures "R+V", "D+V"). Padding keys are masked.
  *
- * dense and random keep the (B, H, L, L) probabilities: they are O(L²) by nature. factorized streams
- * through the fused kernel: its logit R1_i·R2_j is a score with query/key width k (with `dot`, the
- * features [R1_i, q_i/√Dh] and [R2_j, k_j], width k + Dh), so it runs in O(L) memory. */
+ * dense and random keep the (B, H, L, L) probabilities: they are O(L²) by nature. factorized
+ * streams through the fused kernel: its logit R1_i·R2_j is a score with query/key width k (with
+ * `dot`, the features [R1_i, q_i/√Dh] and [R2_j, k_j], width k + Dh), so it runs in O(L) memory. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -31,29 +31,40 @@ static const char *const VARIANTS[] = {"factorized", "dense", "random", NULL};
 enum { V_FACTORIZED, V_DENSE, V_RANDOM };
 
 static const OptSpec synth_opts[] = {
-    {.name = "variant", .type = OPT_ENUM, .def = V_FACTORIZED, .choices = VARIANTS,
+    {.name = "variant",
+     .type = OPT_ENUM,
+     .def = V_FACTORIZED,
+     .choices = VARIANTS,
      .help = "factorized random (LRA's text runs), dense, or random"},
-    {.name = "k", .type = OPT_INT, .def = 32, .min = 1, .max = 65536,
+    {.name = "k",
+     .type = OPT_INT,
+     .def = 32,
+     .min = 1,
+     .max = 65536,
      .help = "rank of the factorized logits R1·R2ᵀ (LRA: 32)"},
-    {.name = "trainable", .type = OPT_BOOL, .def = 1,
+    {.name = "trainable",
+     .type = OPT_BOOL,
+     .def = 1,
      .help = "random: learn R (true) or keep it fixed at its initialisation"},
-    {.name = "dot", .type = OPT_BOOL, .def = 0,
+    {.name = "dot",
+     .type = OPT_BOOL,
+     .def = 0,
      .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA: off)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(synth_opts))
 
 typedef struct SynthState {
-    int variant, k, dot, bias, n, kq; /* kq: factorized query/key feature width per head */
+    int variant, k, dot, bias, n, kq;         /* kq: factorized query/key feature width per head */
     int p_wv, p_bv, p_wqk, p_bqk, p_wo, p_bo; /* value, (q, k) with dot, output */
-    int p_w1, p_b1, p_w2, p_b2;       /* dense: (D, D), (D), (n, D), (n) */
-    int p_r, p_r1, p_r2;              /* random (n, n); factorized (n, k) each */
+    int p_w1, p_b1, p_w2, p_b2;               /* dense: (D, D), (D), (n, D), (n) */
+    int p_r, p_r1, p_r2;                      /* random (n, n); factorized (n, k) each */
     /* saved */
-    float *v, *qk;       /* (B, L, D) values; (B, L, 2D) queries and keys (dot) */
-    float *att, *lse;    /* (B, L, D) before the output projection; factorized: (B, H, L) */
-    float *h1pre, *h1;   /* dense: (B, L, D) */
-    float *p;            /* dense/random: (B, H, L, L) probabilities */
-    float *qf, *kf;      /* factorized: (B, L, H·kq) features */
+    float *v, *qk;     /* (B, L, D) values; (B, L, 2D) queries and keys (dot) */
+    float *att, *lse;  /* (B, L, D) before the output projection; factorized: (B, H, L) */
+    float *h1pre, *h1; /* dense: (B, L, D) */
+    float *p;          /* dense/random: (B, H, L, L) probabilities */
+    float *qf, *kf;    /* factorized: (B, L, H·kq) features */
 } SynthState;
 
 static void synth_create(Mixer *m, ParamTable *pt) {
@@ -94,9 +105,11 @@ static void synth_create(Mixer *m, ParamTable *pt) {
         break;
     default:
         snprintf(name, sizeof name, "%s.r1", m->prefix);
-        st->p_r1 = params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
+        st->p_r1 =
+            params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
         snprintf(name, sizeof name, "%s.r2", m->prefix);
-        st->p_r2 = params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
+        st->p_r2 =
+            params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
     }
 }
 
@@ -107,7 +120,8 @@ static int synth_check(const OptValues *opts, int D, int H, int max_len, XbError
         snprintf(err->key, sizeof err->key, "model.mixer.k");
         snprintf(err->msg, sizeof err->msg,
                  "%d is larger than model.max_len = %d (valid: 1 to %d: the rank of an n x n "
-                 "matrix)", k, max_len, max_len);
+                 "matrix)",
+                 k, max_len, max_len);
         return -1;
     }
     return 0;
@@ -154,7 +168,8 @@ static void synthetic_logits(const SynthState *st, const MixerStep *s, int b, fl
     const int L = s->L;
     if (st->variant == V_RANDOM) {
         const float *r = mixer_param(s, st->p_r);
-        for (int i = 0; i < L; i++) memcpy(z + (size_t)i * L, r + (size_t)i * st->n, (size_t)L * sizeof(float));
+        for (int i = 0; i < L; i++)
+            memcpy(z + (size_t)i * L, r + (size_t)i * st->n, (size_t)L * sizeof(float));
     } else { /* dense: already computed into z by the caller's linear layer */
         (void)b;
     }
@@ -164,14 +179,18 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     SynthState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, BL = B * L, kq = st->kq;
     linear_forward(st->v, x, mixer_param(s, st->p_wv), mixer_param(s, st->p_bv), BL, D, D);
-    if (st->dot) linear_forward(st->qk, x, mixer_param(s, st->p_wqk), mixer_param(s, st->p_bqk), BL, D, 2 * D);
+    if (st->dot)
+        linear_forward(st->qk, x, mixer_param(s, st->p_wqk), mixer_param(s, st->p_bqk), BL, D,
+                       2 * D);
     if (st->variant == V_FACTORIZED) {
-        const float *r1 = mixer_param(s, st->p_r1), *r2 = mixer_param(s, st->p_r2), sc = 1.0f / sqrtf((float)Dh);
+        const float *r1 = mixer_param(s, st->p_r1), *r2 = mixer_param(s, st->p_r2),
+                    sc = 1.0f / sqrtf((float)Dh);
 #pragma omp parallel for schedule(static)
         for (int bi = 0; bi < BL; bi++) {
             const int i = bi % L;
             for (int h = 0; h < H; h++) {
-                float *qf = st->qf + ((size_t)bi * H + h) * kq, *kf = st->kf + ((size_t)bi * H + h) * kq;
+                float *qf = st->qf + ((size_t)bi * H + h) * kq,
+                      *kf = st->kf + ((size_t)bi * H + h) * kq;
                 memcpy(qf, r1 + (size_t)i * st->k, (size_t)st->k * sizeof(float));
                 memcpy(kf, r2 + (size_t)i * st->k, (size_t)st->k * sizeof(float));
                 for (int d = 0; st->dot && d < Dh; d++) {
@@ -184,7 +203,8 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         attn_forward(st->att, st->lse, st->qf, st->kf, st->v, s->mask, &sh, s->scratch);
     } else {
         if (st->variant == V_DENSE) { /* logits (B, L, L) = W2[:L]·ReLU(W1 x + b1) + b2[:L] */
-            linear_forward(st->h1pre, x, mixer_param(s, st->p_w1), mixer_param(s, st->p_b1), BL, D, D);
+            linear_forward(st->h1pre, x, mixer_param(s, st->p_w1), mixer_param(s, st->p_b1), BL, D,
+                           D);
             relu_forward(st->h1, st->h1pre, (size_t)BL * D);
         }
         const size_t LL = (size_t)L * L;
@@ -193,7 +213,8 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         for (int b = 0; b < B; b++) {
             float *z = st->p + (size_t)b * H * LL; /* head 0's slot holds the shared logits */
             if (st->variant == V_DENSE)
-                linear_forward(z, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), mixer_param(s, st->p_b2), L, D, L);
+                linear_forward(z, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2),
+                               mixer_param(s, st->p_b2), L, D, L);
             else
                 synthetic_logits(st, s, b, z);
             for (int h = H - 1; h >= 0; h--) { /* copy to every head (head 0 last, in place) */
@@ -217,7 +238,8 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                     if (s->mask && !s->mask[(size_t)b * L + j]) row[j] = -INFINITY;
                     mx = fmaxf(mx, row[j]);
                 }
-                for (int j = 0; j < L; j++) sum += (row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx));
+                for (int j = 0; j < L; j++)
+                    sum += (row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx));
                 for (int j = 0; j < L; j++) row[j] = sum > 0.0f ? row[j] / sum : 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, 1.0f, ph, L,
@@ -230,7 +252,8 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
 
-static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
+static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
+                           const float *x) {
     SynthState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, BL = B * L, kq = st->kq;
     const size_t mark = arena_mark(s->scratch);
@@ -240,7 +263,8 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     memset(datt, 0, (size_t)BL * D * sizeof(float));
     memset(dv, 0, (size_t)BL * D * sizeof(float));
     if (dqk) memset(dqk, 0, (size_t)BL * 2 * D * sizeof(float));
-    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att, mixer_param(s, st->p_wo), BL, D, D);
+    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att,
+                    mixer_param(s, st->p_wo), BL, D, D);
     const float sc = 1.0f / sqrtf((float)Dh);
     if (st->variant == V_FACTORIZED) {
         const size_t nf = (size_t)BL * H * kq;
@@ -255,7 +279,8 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         for (int bi = 0; bi < BL; bi++) {
             const int i = bi % L;
             for (int h = 0; h < H; h++) {
-                const float *a = dqf + ((size_t)bi * H + h) * kq, *c = dkf + ((size_t)bi * H + h) * kq;
+                const float *a = dqf + ((size_t)bi * H + h) * kq,
+                            *c = dkf + ((size_t)bi * H + h) * kq;
                 for (int d = 0; d < st->k; d++)
                     g1[(size_t)i * st->k + d] += a[d], g2[(size_t)i * st->k + d] += c[d];
                 for (int d = 0; st->dot && d < Dh; d++) {
@@ -292,10 +317,10 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
                 for (size_t k = 0; k < LL; k++) dz[(size_t)b * LL + k] += ds[k];
                 if (st->dot) { /* dQ = sc·dS K, dK = sc·dSᵀ Q */
                     const float *q = st->qk + (size_t)b * L * 2 * D + h * Dh;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q + D,
-                                2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q, 2 * D,
-                                1.0f, dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, sc, ds, L,
+                                q + D, 2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q,
+                                2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D);
                     done += 4ull * L * L * Dh;
                 }
             }
@@ -305,21 +330,27 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
             float *gr = mixer_grad(s, st->p_r);
             for (int b = 0; gr && b < B; b++)
                 for (int i = 0; i < L; i++)
-                    for (int j = 0; j < L; j++) gr[(size_t)i * st->n + j] += dz[(size_t)b * LL + (size_t)i * L + j];
+                    for (int j = 0; j < L; j++)
+                        gr[(size_t)i * st->n + j] += dz[(size_t)b * LL + (size_t)i * L + j];
         } else { /* dense: through W2[:L], the ReLU and W1 */
             float *dh1 = arena_floats(s->scratch, (size_t)BL * D);
             float *dpre = arena_floats(s->scratch, (size_t)BL * D);
             memset(dh1, 0, (size_t)BL * D * sizeof(float));
             memset(dpre, 0, (size_t)BL * D * sizeof(float));
             for (int b = 0; b < B; b++)
-                linear_backward(dh1 + (size_t)b * L * D, mixer_grad(s, st->p_w2), mixer_grad(s, st->p_b2),
-                                dz + (size_t)b * LL, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), L, D, L);
+                linear_backward(dh1 + (size_t)b * L * D, mixer_grad(s, st->p_w2),
+                                mixer_grad(s, st->p_b2), dz + (size_t)b * LL,
+                                st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), L, D, L);
             relu_backward(dpre, st->h1pre, dh1, (size_t)BL * D);
-            linear_backward(dx, mixer_grad(s, st->p_w1), mixer_grad(s, st->p_b1), dpre, x, mixer_param(s, st->p_w1), BL, D, D);
+            linear_backward(dx, mixer_grad(s, st->p_w1), mixer_grad(s, st->p_b1), dpre, x,
+                            mixer_param(s, st->p_w1), BL, D, D);
         }
     }
-    linear_backward(dx, mixer_grad(s, st->p_wv), mixer_grad(s, st->p_bv), dv, x, mixer_param(s, st->p_wv), BL, D, D);
-    if (st->dot) linear_backward(dx, mixer_grad(s, st->p_wqk), mixer_grad(s, st->p_bqk), dqk, x, mixer_param(s, st->p_wqk), BL, D, 2 * D);
+    linear_backward(dx, mixer_grad(s, st->p_wv), mixer_grad(s, st->p_bv), dv, x,
+                    mixer_param(s, st->p_wv), BL, D, D);
+    if (st->dot)
+        linear_backward(dx, mixer_grad(s, st->p_wqk), mixer_grad(s, st->p_bqk), dqk, x,
+                        mixer_param(s, st->p_wqk), BL, D, 2 * D);
     arena_reset_to(s->scratch, mark);
 }
 

@@ -45,11 +45,13 @@ static float *G(float *grads, const ParamTable *pt, int i) {
     return i < 0 ? NULL : grads + pt->info[i].offset;
 }
 
-void xattn_forward(XAttn *x, float *y, const float *xq, const float *xkv, const unsigned char *kmask,
-                   const float *params, const ParamTable *pt, int B, Arena *scratch) {
+void xattn_forward(XAttn *x, float *y, const float *xq, const float *xkv,
+                   const unsigned char *kmask, const float *params, const ParamTable *pt, int B,
+                   Arena *scratch) {
     const int D = x->D;
     linear_forward(x->q, xq, P(params, pt, x->p_wq), P(params, pt, x->p_bq), B * x->Lq, D, D);
-    linear_forward(x->kv, xkv, P(params, pt, x->p_wkv), P(params, pt, x->p_bkv), B * x->Lk, D, 2 * D);
+    linear_forward(x->kv, xkv, P(params, pt, x->p_wkv), P(params, pt, x->p_bkv), B * x->Lk, D,
+                   2 * D);
     AttnShape s = shape_of(x, B, x->Lq, x->Lk);
     attn_forward(x->att, x->lse, x->q, x->kv, x->kv + D, kmask, &s, scratch);
     linear_forward(y, x->att, P(params, pt, x->p_wo), P(params, pt, x->p_bo), B * x->Lq, D, D);
@@ -69,7 +71,8 @@ void xattn_backward(XAttn *x, float *dxq, float *dxkv, const float *dy, const fl
     linear_backward(datt, G(grads, pt, x->p_wo), G(grads, pt, x->p_bo), dy, x->att,
                     P(params, pt, x->p_wo), BQ, D, D);
     AttnShape s = shape_of(x, B, x->Lq, x->Lk);
-    attn_backward(dq, dkv, dkv + D, datt, x->q, x->kv, x->kv + D, x->att, x->lse, kmask, &s, scratch);
+    attn_backward(dq, dkv, dkv + D, datt, x->q, x->kv, x->kv + D, x->att, x->lse, kmask, &s,
+                  scratch);
     linear_backward(dxq, G(grads, pt, x->p_wq), G(grads, pt, x->p_bq), dq, xq,
                     P(params, pt, x->p_wq), BQ, D, D);
     linear_backward(dxkv, G(grads, pt, x->p_wkv), G(grads, pt, x->p_bkv), dkv, xkv,

@@ -13,10 +13,10 @@
 #include "model/params.h"
 
 typedef struct XAttn {
-    int D, H, Lq, Lk;                 /* Lq, Lk: set by xattn_plan */
-    int p_wq, p_wkv, p_wo;            /* (D, D), (2D, D), (D, D) */
-    int p_bq, p_bkv, p_bo;            /* (D), (2D), (D), or −1 */
-    float *q, *kv, *att, *lse;        /* saved: (B, Lq, D), (B, Lk, 2D), (B, Lq, D), (B, H, Lq) */
+    int D, H, Lq, Lk;          /* Lq, Lk: set by xattn_plan */
+    int p_wq, p_wkv, p_wo;     /* (D, D), (2D, D), (D, D) */
+    int p_bq, p_bkv, p_bo;     /* (D), (2D), (D), or −1 */
+    float *q, *kv, *att, *lse; /* saved: (B, Lq, D), (B, Lk, 2D), (B, Lq, D), (B, H, Lq) */
 } XAttn;
 
 /* Declares PREFIX.q.weight, PREFIX.kv.weight, PREFIX.out.weight (Xavier-uniform per D×D block)
@@ -27,8 +27,9 @@ void xattn_create(XAttn *x, ParamTable *pt, const char *prefix, int D, int H, in
 void xattn_plan(XAttn *x, Arena *acts, Arena *scratch, int B, int Lq, int Lk);
 /* y (B, Lq, D) = softmax(Q·Kᵀ/√Dh + mask)·V·W_o + b_o with Q = xq·W_qᵀ + b_q,
  * [K V] = xkv·W_kvᵀ + b_kv; kmask (B, Lk) or NULL. Overwrites y. */
-void xattn_forward(XAttn *x, float *y, const float *xq, const float *xkv, const unsigned char *kmask,
-                   const float *params, const ParamTable *pt, int B, Arena *scratch);
+void xattn_forward(XAttn *x, float *y, const float *xq, const float *xkv,
+                   const unsigned char *kmask, const float *params, const ParamTable *pt, int B,
+                   Arena *scratch);
 /* dxq += ∂/∂xq, dxkv += ∂/∂xkv, parameter gradients += into grads. */
 void xattn_backward(XAttn *x, float *dxq, float *dxkv, const float *dy, const float *xq,
                     const float *xkv, const unsigned char *kmask, const float *params, float *grads,

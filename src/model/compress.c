@@ -88,8 +88,7 @@ double compress_forward(Compress *cp, const float *x, const unsigned char *mask,
     for (int bk = 0; bk < B * nS; bk++) {
         const int b = bk / nS, k = bk % nS, p0 = k * S - M, g0 = p0 / c; /* c divides p0 */
         for (int j = 0; j < S; j++)
-            cp->okeys[(size_t)bk * S + j] =
-                p0 + j >= 0 && (!mask || mask[(size_t)b * L + p0 + j]);
+            cp->okeys[(size_t)bk * S + j] = p0 + j >= 0 && (!mask || mask[(size_t)b * L + p0 + j]);
         for (int j = 0; j < Sc; j++)
             cp->nkeys[(size_t)bk * Sc + j] = g0 + j >= 0 && cp->smask[(size_t)b * G + g0 + j];
     }

@@ -31,15 +31,15 @@ typedef struct Compress {
     int B, L, D, H, S, M, c, N; /* batch, length, width, heads, segment, memory, rate, slots */
     int p_w, p_b;               /* f_c: (D, c·D) on c consecutive states, (D) */
     /* saved by forward */
-    float *in;                  /* (M + B·L, D): M zero rows, then the states, padding zeroed */
-    float *slots;               /* (M/c + B·L/c, D): M/c zero rows, then f_c of every group */
-    unsigned char *smask;       /* (B, L/c) the real slots */
-    unsigned char *okeys;       /* (B·nS, S) the evicted states that are real keys */
-    unsigned char *nkeys;       /* (B·nS, S/c) their compressions that are real keys */
-    float *newo, *lse, *dout;   /* (B·nS·S, D), (B·nS, H, S), (B·nS·S, D): attention over the
-                                 * compressions, its log-sum-exp, the loss's gradient at it */
-    int frozen;                 /* tests: forward keeps `in` of the last forward (the memory's
-                                 * stop-gradient, seen by finite differences) */
+    float *in;                /* (M + B·L, D): M zero rows, then the states, padding zeroed */
+    float *slots;             /* (M/c + B·L/c, D): M/c zero rows, then f_c of every group */
+    unsigned char *smask;     /* (B, L/c) the real slots */
+    unsigned char *okeys;     /* (B·nS, S) the evicted states that are real keys */
+    unsigned char *nkeys;     /* (B·nS, S/c) their compressions that are real keys */
+    float *newo, *lse, *dout; /* (B·nS·S, D), (B·nS, H, S), (B·nS·S, D): attention over the
+                               * compressions, its log-sum-exp, the loss's gradient at it */
+    int frozen;               /* tests: forward keeps `in` of the last forward (the memory's
+                               * stop-gradient, seen by finite differences) */
 } Compress;
 
 /* Sizes, and f_c's parameters declared as `prefix`.compress.{weight,bias}. */

@@ -79,7 +79,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         } else {
             ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
             ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
-            snprintf(name, sizeof name, "blocks.%d.%s", l, t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
+            snprintf(name, sizeof name, "blocks.%d.%s", l,
+                     t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
             /* the Perceiver cross-attends with one head (§2.1), the Funnel with the model's */
             xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, 0);
         }
@@ -110,7 +111,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     }
     e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
     e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
-    e->p_h1_w = params_add2(pt, "head.fc1.weight", e->Hh, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 1);
+    e->p_h1_w =
+        params_add2(pt, "head.fc1.weight", e->Hh, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 1);
     e->p_h1_b = params_add1(pt, "head.fc1.bias", e->Hh, INIT_ZEROS, 0, 0);
     e->p_h2_w =
         params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
@@ -119,7 +121,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     for (int l = 0; l < e->N && e->crate > 0; l++) {
         if (e->la[l].kind != BLOCK_SELF) continue;
         snprintf(name, sizeof name, "blocks.%d", l);
-        compress_create(&e->la[l].cmp, pt, name, e->B, e->L, D, e->H, e->seg, e->mem, e->crate, e->ncm);
+        compress_create(&e->la[l].cmp, pt, name, e->B, e->L, D, e->H, e->seg, e->mem, e->crate,
+                        e->ncm);
     }
 }
 
@@ -129,9 +132,9 @@ typedef struct BwdScratch {
     float *dlogits, *da1, *dh1, *dpooled; /* (B, C), (B, Hh), (B, Hh), (B, D) */
     float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
                                            * residual stream's gradient */
-    float *dx2, *dq;                      /* (B, L, D): d(block input) beside dx; d(queries' input) */
-    float *dyext, *dext;                  /* recurrence: (B·nS, M + S, D) each */
-    float *dg, *dh;                       /* (B, L, F) each */
+    float *dx2, *dq;     /* (B, L, D): d(block input) beside dx; d(queries' input) */
+    float *dyext, *dext; /* recurrence: (B·nS, M + S, D) each */
+    float *dg, *dh;      /* (B, L, F) each */
 } BwdScratch;
 
 static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
@@ -269,13 +272,16 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     params_init(&e->pt);
     declare_params(e, &cfg->mixer_opts);
 
-    e->params = aligned_alloc(XB_ALIGN, ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
-    e->grads = aligned_alloc(XB_ALIGN, ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
+    e->params = aligned_alloc(XB_ALIGN,
+                              ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
+    e->grads = aligned_alloc(XB_ALIGN,
+                             ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
     Arena ma, ms;
     arena_init_measure(&ma);
     arena_init_measure(&ms);
     plan(e, &ma, &ms);
-    if (!e->params || !e->grads || arena_init(&e->acts, ma.peak) || arena_init(&e->scratch, ms.peak)) {
+    if (!e->params || !e->grads || arena_init(&e->acts, ma.peak) ||
+        arena_init(&e->scratch, ms.peak)) {
         encoder_destroy(e);
         return xb_error_set(err, cfg->source, 0, 0, "model",
                             "cannot allocate %.1f MiB of activations and %.1f MiB of scratch "
@@ -314,7 +320,9 @@ void encoder_init_params(Encoder *e, uint64_t seed) {
     params_initialise(&e->pt, e->params, &r);
 }
 
-static const float *P(const Encoder *e, int i) { return i < 0 ? NULL : e->params + e->pt.info[i].offset; }
+static const float *P(const Encoder *e, int i) {
+    return i < 0 ? NULL : e->params + e->pt.info[i].offset;
+}
 static float *G(const Encoder *e, int i) { return i < 0 ? NULL : e->grads + e->pt.info[i].offset; }
 
 static MoeParams moe_params(const Encoder *e, const LayerParams *lp) {
@@ -324,9 +332,17 @@ static MoeParams moe_params(const Encoder *e, const LayerParams *lp) {
 
 static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64_t seed,
                             int64_t step) {
-    MixerStep s = {.B = e->B, .L = t->Lq, .mask = t->qmask, .training = training, .seed = seed,
-                   .step = step, .pt = &e->pt, .params = e->params, .grads = e->grads,
-                   .scratch = &e->scratch, .aux_loss = &e->aux_loss};
+    MixerStep s = {.B = e->B,
+                   .L = t->Lq,
+                   .mask = t->qmask,
+                   .training = training,
+                   .seed = seed,
+                   .step = step,
+                   .pt = &e->pt,
+                   .params = e->params,
+                   .grads = e->grads,
+                   .scratch = &e->scratch,
+                   .aux_loss = &e->aux_loss};
     if (e->seg > 0) /* the windows [memory; segment], batched */
         s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask;
     return s;
@@ -367,7 +383,8 @@ static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int k
 /* Rows of the windows that are segment positions ↔ the sequence (B, L, D): to_windows = 0 copies
  * win → seq, 1 copies seq → win (and zeroes the memory rows). */
 static void segment_rows(const Encoder *e, float *seq, float *win, int to_windows) {
-    const int B = e->B, L = e->L, D = e->D, S = e->seg, W = window(e), M = W - S; /* M: rows before */
+    const int B = e->B, L = e->L, D = e->D, S = e->seg, W = window(e),
+              M = W - S; /* M: rows before */
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < B * e->nseg; bk++) {
         const int b = bk / e->nseg, k = bk % e->nseg;
@@ -390,8 +407,8 @@ static void add_into(float *out, const float *a, const float *b, size_t n) {
 /* The Funnel's pooling by 2 along the sequence (B, Lin, D) → (B, Lout, D): the mean of each pair's
  * real positions (the CLS position, when cls, stays as it is); a pair without a real position
  * pools to 0 and is padding. */
-static void funnel_pool(float *out, unsigned char *omask, const float *in, const unsigned char *imask,
-                        int B, int Lin, int Lout, int D, int cls) {
+static void funnel_pool(float *out, unsigned char *omask, const float *in,
+                        const unsigned char *imask, int B, int Lin, int Lout, int D, int cls) {
 #pragma omp parallel for schedule(static)
     for (int bj = 0; bj < B * Lout; bj++) {
         const int b = bj / Lout, j = bj % Lout;
@@ -443,7 +460,8 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
 
     const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
     embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
-    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()));
+    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p,
+                    dropout_key(seed, step, site_embed()));
     for (int l = 0; l < e->N; l++) {
         const LayerParams *lp = &e->lp[l];
         LayerActs *t = &e->la[l];
@@ -454,11 +472,13 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         const float *base = xin; /* the residual the mixing adds to */
         if (t->kind == BLOCK_SELF) {
             MixerStep ms = mixer_step(e, t, training, seed, step);
-            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
+            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w),
+                              P(e, lp->ln1_b), BQ, D);
             if (e->seg > 0) {
                 if (e->crate > 0) {
                     t->cmp.frozen = e->freeze_memory;
-                    e->aux_loss += compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
+                    e->aux_loss +=
+                        compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
                 }
                 build_windows(e, t, t->ln1, e->freeze_memory);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
@@ -468,25 +488,30 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
             }
         } else {
             if (t->kind == BLOCK_POOL)
-                funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+                funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D,
+                            e->cls_id >= 0);
             else
                 for (int b = 0; b < B; b++)
-                    memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents), (size_t)t->Lq * D * sizeof(float));
+                    memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents),
+                           (size_t)t->Lq * D * sizeof(float));
             base = t->qin;
-            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w), P(e, lp->ln1_b), BQ, D);
+            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w),
+                              P(e, lp->ln1_b), BQ, D);
             layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, xin, P(e, lp->lnkv_w),
                               P(e, lp->lnkv_b), B * t->Lk, D);
-            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, input_mask(e, l), e->params, &e->pt, B,
-                          &e->scratch);
+            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, input_mask(e, l), e->params, &e->pt,
+                          B, &e->scratch);
         }
         arena_reset(&e->scratch);
         dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
         add_into(t->r, t->r, base, QD);
-        layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BQ, D);
+        layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b),
+                          BQ, D);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
-            e->aux_loss += moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
-                                       e->balance, e->zloss, &e->scratch);
+            e->aux_loss +=
+                moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
+                            e->balance, e->zloss, &e->scratch);
             arena_reset(&e->scratch);
         } else {
             linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
@@ -499,7 +524,8 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
     }
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
     const float *xN = e->xs[e->N];
-    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, xN, P(e, e->p_lnf_w), P(e, e->p_lnf_b), B * Lf, D);
+    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, xN, P(e, e->p_lnf_w), P(e, e->p_lnf_b),
+                      B * Lf, D);
     if (e->pooling == POOL_CLS)
         pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
     else
@@ -525,9 +551,11 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
 
     crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)B, B, e->C);
-    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), B, Hh, e->C);
+    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), B, Hh,
+                    e->C);
     relu_backward(dh1, e->h1, da1, (size_t)B * Hh);
-    linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w), B, D, Hh);
+    linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w), B,
+                    D, Hh);
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     if (e->pooling == POOL_CLS)
         pool_cls_backward(dlnf, dpooled, B, Lf, D);
@@ -547,19 +575,21 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         memset(dln, 0, QD * sizeof *dln);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
-            const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b), G(e, lp->fc2_w),
-                                 G(e, lp->fc2_b)};
+            const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b),
+                                 G(e, lp->fc2_w), G(e, lp->fc2_b)};
             moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
                          &e->scratch);
             arena_reset_to(&e->scratch, mark);
         } else {
             memset(dg, 0, QF * sizeof *dg);
-            linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F, D);
+            linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ,
+                            F, D);
             memset(dh, 0, QF * sizeof *dh);
             dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
             memset(dg, 0, QF * sizeof *dg);
             gelu_backward(dg, t->h, dh, QF);
-            linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D, F);
+            linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ,
+                            D, F);
         }
         layernorm_backward(dx, G(e, lp->ln2_w), G(e, lp->ln2_b), dln, t->r, P(e, lp->ln2_w),
                            t->ln2_mean, t->ln2_rstd, BQ, D);
@@ -578,7 +608,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
                 segment_rows(e, dln, bs.dext, 0);
                 arena_reset_to(&e->scratch, mark);
                 /* f_c learns from the attention-reconstruction loss alone */
-                if (e->crate > 0) compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
+                if (e->crate > 0)
+                    compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
             } else {
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
             }
@@ -605,7 +636,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         } else { /* the latents are shared by the batch */
             float *gl = G(e, lp->latents);
             for (int b = 0; b < B; b++)
-                for (size_t k = 0; k < (size_t)t->Lq * D; k++) gl[k] += dq[(size_t)b * t->Lq * D + k];
+                for (size_t k = 0; k < (size_t)t->Lq * D; k++)
+                    gl[k] += dq[(size_t)b * t->Lq * D + k];
         }
     }
     /* x_0 = drop(embed(tokens)) */

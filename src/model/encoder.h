@@ -40,21 +40,21 @@ typedef struct LayerParams {
 
 typedef struct LayerActs {
     BlockKind kind;
-    int Lq, Lk;                       /* the block's sequence; POOL/CROSS: the attended one */
-    unsigned char *qmask;             /* (B, Lq) the block's mask, or NULL (all real) */
-    float *qin;                       /* (B, Lq, D) POOL: the pooled input; CROSS: the latents */
-    float *ln1, *ln1_mean, *ln1_rstd; /* (B, Lq, D), (B, Lq), (B, Lq) */
+    int Lq, Lk;                          /* the block's sequence; POOL/CROSS: the attended one */
+    unsigned char *qmask;                /* (B, Lq) the block's mask, or NULL (all real) */
+    float *qin;                          /* (B, Lq, D) POOL: the pooled input; CROSS: the latents */
+    float *ln1, *ln1_mean, *ln1_rstd;    /* (B, Lq, D), (B, Lq), (B, Lq) */
     float *lnkv, *lnkv_mean, *lnkv_rstd; /* (B, Lk, D) ... POOL and CROSS */
-    float *ext, *yext;                /* recurrence: (B·nS, N + M + S, D) the windows
-                                       * [compressed; memory; segment] the mechanism sees, and
-                                       * its output */
-    unsigned char *extmask;           /* (B·nS, N + M + S) */
-    float *r;                         /* (B, Lq, D) residual after the mixer */
+    float *ext, *yext;                   /* recurrence: (B·nS, N + M + S, D) the windows
+                                          * [compressed; memory; segment] the mechanism sees, and
+                                          * its output */
+    unsigned char *extmask;              /* (B·nS, N + M + S) */
+    float *r;                            /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *h;                         /* (B, Lq, F) FFN pre-activation */
-    float *g;                         /* (B, Lq, F) GELU output after dropout */
-    Moe moe;                          /* Switch FFN: its routing and saved activations */
-    Compress cmp;                     /* recurrence with compression: f_c and its saved state */
+    float *h;     /* (B, Lq, F) FFN pre-activation */
+    float *g;     /* (B, Lq, F) GELU output after dropout */
+    Moe moe;      /* Switch FFN: its routing and saved activations */
+    Compress cmp; /* recurrence with compression: f_c and its saved state */
 } LayerActs;
 
 typedef struct XAttn XAttn;
@@ -64,11 +64,11 @@ typedef struct Encoder {
                                      * FFN, blocks (layers, plus the Perceiver's cross-attend),
                                      * head hidden */
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
-    int seg, mem, nseg;             /* Transformer-XL recurrence: segment, memory, segments (0: none) */
-    int crate, ncm;                 /* Compressive Transformer: rate c and slots N (0: none) */
-    int freeze_memory;              /* tests: forward keeps the memory rows of the last forward, so
-                                     * finite differences see the stop-gradient the backward uses */
-    FfnKind ffn;                    /* dense, or Switch mixture of experts */
+    int seg, mem, nseg; /* Transformer-XL recurrence: segment, memory, segments (0: none) */
+    int crate, ncm;     /* Compressive Transformer: rate c and slots N (0: none) */
+    int freeze_memory;  /* tests: forward keeps the memory rows of the last forward, so
+                         * finite differences see the stop-gradient the backward uses */
+    FfnKind ffn;        /* dense, or Switch mixture of experts */
     int experts;
     double capacity[2], balance, zloss; /* Switch: capacity factor in evaluation, in training */
     PoolKind pooling;
@@ -79,21 +79,21 @@ typedef struct Encoder {
     ParamTable pt;
     float *params, *grads; /* pt.total floats each, owned */
     const MixerSpec *mixer_spec;
-    Mixer *mixers;         /* N (used by SELF blocks) */
-    XAttn *xattn;          /* N (used by POOL and CROSS blocks) */
+    Mixer *mixers; /* N (used by SELF blocks) */
+    XAttn *xattn;  /* N (used by POOL and CROSS blocks) */
     int p_wte, p_wpe, p_lnf_w, p_lnf_b, p_h1_w, p_h1_b, p_h2_w, p_h2_b;
-    LayerParams *lp;       /* N */
-    float *sinus;          /* (L, D) sinusoidal positions, or NULL */
+    LayerParams *lp; /* N */
+    float *sinus;    /* (L, D) sinusoidal positions, or NULL */
 
     /* inputs, filled by the caller before forward */
-    int32_t *tokens;       /* (B, L) */
-    unsigned char *mask;   /* (B, L) */
-    int32_t *labels;       /* (B) */
+    int32_t *tokens;     /* (B, L) */
+    unsigned char *mask; /* (B, L) */
+    int32_t *labels;     /* (B) */
 
     /* activations */
-    float **xs;            /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
-    double aux_loss;       /* auxiliary losses of the last forward (Routing's commitment, ...) */
-    LayerActs *la;         /* N */
+    float **xs;      /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
+    double aux_loss; /* auxiliary losses of the last forward (Routing's commitment, ...) */
+    LayerActs *la;   /* N */
     const unsigned char *final_mask; /* the last block's mask (NULL: all real) */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *pooled;         /* (B, D) */
@@ -107,8 +107,7 @@ typedef struct Encoder {
 /* Builds the model for cfg with a task vocabulary of `vocab` ids and n_classes; plans and
  * allocates every buffer (call after omp_set_num_threads). Returns 0, or -1 with err set when
  * the memory cannot be had. */
-int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
-                   XbError *err);
+int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, XbError *err);
 void encoder_destroy(Encoder *e);
 /* Initialises the parameters from the INIT stream of seed. */
 void encoder_init_params(Encoder *e, uint64_t seed);

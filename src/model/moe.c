@@ -127,10 +127,13 @@ void moe_backward(Moe *m, float *dx, const MoeGrads *g, const float *dy, const f
         const int r0 = m->start[e], n = m->start[e + 1] - r0;
         if (n == 0) continue;
         linear_backward(dA + (size_t)r0 * F, g->w2 + (size_t)e * D * F, g->b2 + (size_t)e * D,
-                        dO + (size_t)r0 * D, m->a + (size_t)r0 * F, p->w2 + (size_t)e * D * F, n, F, D);
-        gelu_backward(dH + (size_t)r0 * F, m->h + (size_t)r0 * F, dA + (size_t)r0 * F, (size_t)n * F);
+                        dO + (size_t)r0 * D, m->a + (size_t)r0 * F, p->w2 + (size_t)e * D * F, n, F,
+                        D);
+        gelu_backward(dH + (size_t)r0 * F, m->h + (size_t)r0 * F, dA + (size_t)r0 * F,
+                      (size_t)n * F);
         linear_backward(dXe + (size_t)r0 * D, g->w1 + (size_t)e * F * D, g->b1 + (size_t)e * F,
-                        dH + (size_t)r0 * F, m->xe + (size_t)r0 * D, p->w1 + (size_t)e * F * D, n, D, F);
+                        dH + (size_t)r0 * F, m->xe + (size_t)r0 * D, p->w1 + (size_t)e * F * D, n,
+                        D, F);
     }
     scatter_add_rows(dx, D, dXe, D, m->order, m->kept, D, 1);
     /* the auxiliary losses: balance α·E·Σ f_e·mean(p_e) (f constant), z-loss β·mean(lse²) */

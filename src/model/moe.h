@@ -13,9 +13,9 @@
 #include "core/arena.h"
 
 typedef struct MoeParams {
-    const float *wr;       /* (E, D) router */
-    const float *w1, *b1;  /* (E, F, D), (E, F) */
-    const float *w2, *b2;  /* (E, D, F), (E, D) */
+    const float *wr;      /* (E, D) router */
+    const float *w1, *b1; /* (E, F, D), (E, F) */
+    const float *w2, *b2; /* (E, D, F), (E, D) */
 } MoeParams;
 
 typedef struct MoeGrads {
@@ -23,7 +23,7 @@ typedef struct MoeGrads {
 } MoeGrads;
 
 typedef struct Moe {
-    int N, D, F, E;        /* tokens (B·L), width, expert hidden width, experts */
+    int N, D, F, E; /* tokens (B·L), width, expert hidden width, experts */
     /* saved by forward */
     float *p;              /* (N, E) router probabilities */
     float *lse;            /* (N) router logsumexp */

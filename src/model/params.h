@@ -24,14 +24,14 @@ typedef struct ParamInfo {
     char name[XB_PARAM_NAME]; /* e.g. "blocks.0.mixer.qkv.weight" (PyTorch-style) */
     int ndim;
     int shape[XB_PARAM_MAXDIM];
-    size_t offset, size;      /* in floats */
+    size_t offset, size; /* in floats */
     InitKind init;
     float scale;
-    int decay;                /* 1 if AdamW weight decay applies (matrices), 0 for biases/norms */
-    int copy_of;              /* INIT_COPY: index of the tensor copied at initialisation */
-    int buffer;               /* 1: state, not a parameter (e.g. Routing's k-means centroids):
-                               * no gradient, no optimizer update; its mechanism updates it in
-                               * training; saved in checkpoints like the parameters */
+    int decay;   /* 1 if AdamW weight decay applies (matrices), 0 for biases/norms */
+    int copy_of; /* INIT_COPY: index of the tensor copied at initialisation */
+    int buffer;  /* 1: state, not a parameter (e.g. Routing's k-means centroids):
+                  * no gradient, no optimizer update; its mechanism updates it in
+                  * training; saved in checkpoints like the parameters */
 } ParamInfo;
 
 typedef struct ParamTable {

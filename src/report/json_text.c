@@ -65,13 +65,27 @@ static void print_string(Sb *s, const char *str) {
     for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
         char esc[8];
         switch (*p) {
-        case '"': sb_put(s, "\\\"", 2); break;
-        case '\\': sb_put(s, "\\\\", 2); break;
-        case '\b': sb_put(s, "\\b", 2); break;
-        case '\f': sb_put(s, "\\f", 2); break;
-        case '\n': sb_put(s, "\\n", 2); break;
-        case '\r': sb_put(s, "\\r", 2); break;
-        case '\t': sb_put(s, "\\t", 2); break;
+        case '"':
+            sb_put(s, "\\\"", 2);
+            break;
+        case '\\':
+            sb_put(s, "\\\\", 2);
+            break;
+        case '\b':
+            sb_put(s, "\\b", 2);
+            break;
+        case '\f':
+            sb_put(s, "\\f", 2);
+            break;
+        case '\n':
+            sb_put(s, "\\n", 2);
+            break;
+        case '\r':
+            sb_put(s, "\\r", 2);
+            break;
+        case '\t':
+            sb_put(s, "\\t", 2);
+            break;
         default:
             if (*p < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
@@ -186,7 +200,8 @@ static int scan_string(Scan *s) {
             if (e == 'u') {
                 for (int k = 0; k < 4; k++) {
                     s->i++;
-                    if (!isxdigit(scan_peek(s))) return scan_fail(s, "invalid \\u escape in a string");
+                    if (!isxdigit(scan_peek(s)))
+                        return scan_fail(s, "invalid \\u escape in a string");
                 }
             } else if (e < 0 || !strchr("\"\\/bfnrt", e)) {
                 s->i--;
@@ -258,7 +273,8 @@ static int scan_container(Scan *s, int depth, int is_object) {
             s->i++;
             return 0;
         }
-        if (c != ',') return scan_fail(s, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        if (c != ',')
+            return scan_fail(s, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
         s->i++;
         scan_ws(s);
     }

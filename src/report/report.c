@@ -38,7 +38,9 @@ static cJSON *json_u64(uint64_t v) {
 }
 
 /* NaN and infinities are not JSON: they become null. */
-static cJSON *json_real(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+static cJSON *json_real(double v) {
+    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
 
 static cJSON *json_str(const char *s) {
     XB_ASSERT(s);
@@ -281,7 +283,10 @@ int report_read(const char *path, cJSON **out, XbError *err) {
     const char *end = NULL;
     cJSON *doc = bad ? NULL : cJSON_ParseWithLengthOpts(text, n + 1, &end, 1);
     if (!doc) {
-        const size_t pos = nul ? (size_t)(nul - text) : bad ? check_pos : end ? (size_t)(end - text) : 0;
+        const size_t pos = nul   ? (size_t)(nul - text)
+                           : bad ? check_pos
+                           : end ? (size_t)(end - text)
+                                 : 0;
         int line, col;
         line_col(text, pos, &line, &col);
         const unsigned char c = (unsigned char)text[pos];

@@ -14,25 +14,25 @@ struct cJSON;
 typedef struct EvalRecord {
     int64_t step;
     double lr;
-    double train_loss;  /* mean training loss since the previous evaluation */
+    double train_loss; /* mean training loss since the previous evaluation */
     double val_loss, val_acc;
-    double elapsed_s;   /* wall time since the start of training (goes to "measured") */
+    double elapsed_s; /* wall time since the start of training (goes to "measured") */
 } EvalRecord;
 
 typedef struct MemoryReport {
     size_t parameters, gradients, optimizer, activations, scratch_peak; /* bytes, planned */
-    size_t peak_rss;                                                     /* bytes, measured */
+    size_t peak_rss;                                                    /* bytes, measured */
 } MemoryReport;
 
 typedef struct RunReport {
-    const struct cJSON *config;      /* resolved config (not owned) */
+    const struct cJSON *config; /* resolved config (not owned) */
     char config_hash[17];
     char run_id[256];
-    const char *status;              /* "ok", "diverged", "interrupted" or "failed" */
+    const char *status; /* "ok", "diverged", "interrupted" or "failed" */
     char status_message[1280];
     int threads;
 
-    const char *dataset_identity;    /* JSON object text (Dataset.identity) */
+    const char *dataset_identity; /* JSON object text (Dataset.identity) */
     const char *dataset_checksum;
     int train_n, val_n, test_n, vocab_size, n_classes;
 

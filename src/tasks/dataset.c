@@ -22,8 +22,8 @@ void dataset_free(Dataset *d) {
 
 /* Little-endian bytes of v, so the checksum is the same on every machine. */
 static uint64_t hash_u32(uint64_t h, uint32_t v) {
-    const unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8),
-                                (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    const unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                                (unsigned char)(v >> 24)};
     return xb_fnv1a64(h, b, 4);
 }
 

@@ -17,7 +17,7 @@ enum {
     LISTOPS_MAX = 13,
     LISTOPS_MED = 14,
     LISTOPS_SM = 15,
-    LISTOPS_END = 16,   /* ] */
+    LISTOPS_END = 16, /* ] */
     LISTOPS_LPAREN = 17,
     LISTOPS_RPAREN = 18,
     LISTOPS_VOCAB = 19

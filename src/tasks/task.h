@@ -12,18 +12,18 @@
 #define XB_PAD_ID 0
 
 typedef struct Split {
-    int n;             /* examples */
-    int32_t *tokens;   /* all examples' tokens, concatenated */
-    int64_t *offsets;  /* (n + 1): example i is tokens[offsets[i] .. offsets[i+1]) */
-    int32_t *labels;   /* (n) */
+    int n;            /* examples */
+    int32_t *tokens;  /* all examples' tokens, concatenated */
+    int64_t *offsets; /* (n + 1): example i is tokens[offsets[i] .. offsets[i+1]) */
+    int32_t *labels;  /* (n) */
 } Split;
 
 typedef struct Dataset {
-    int vocab_size;        /* token ids are in [0, vocab_size); 0 is padding */
+    int vocab_size; /* token ids are in [0, vocab_size); 0 is padding */
     int n_classes;
     Split train, val, test;
-    char identity[1024];   /* JSON object text: generator + seed + options, or files + checksums */
-    char checksum[17];     /* FNV-1a 64 (hex) over every split's tokens and labels */
+    char identity[1024]; /* JSON object text: generator + seed + options, or files + checksums */
+    char checksum[17];   /* FNV-1a 64 (hex) over every split's tokens and labels */
 } Dataset;
 
 typedef struct TaskSpec {

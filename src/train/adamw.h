@@ -12,7 +12,7 @@ typedef struct AdamW {
     float *m, *v; /* first and second moments, pt->total floats each (owned) */
     size_t n;
     double beta1, beta2, eps, weight_decay;
-    int64_t t;    /* updates done */
+    int64_t t; /* updates done */
 } AdamW;
 
 /* Allocates zeroed moments for n floats; returns 0 or -1 when out of memory. */

@@ -16,7 +16,7 @@
 #include "core/fileio.h"
 #include "core/xassert.h"
 
-#define CKPT_CHUNK 4096          /* floats converted per write / read */
+#define CKPT_CHUNK 4096                 /* floats converted per write / read */
 #define CKPT_MAX_INT 9007199254740992.0 /* 2^53: integers above this do not survive a double */
 
 static void put_u64le(unsigned char *b, uint64_t v) {
@@ -40,8 +40,8 @@ static void f32_to_le(unsigned char *dst, const float *src, size_t n) {
 static void le_to_f32(float *dst, const unsigned char *src, size_t n) {
     for (size_t k = 0; k < n; k++) {
         const unsigned char *b = src + 4 * k;
-        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
+        uint32_t u =
+            (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
         memcpy(&dst[k], &u, 4);
     }
 }
@@ -105,7 +105,9 @@ static char *header_build(const ParamTable *t, const char *const *meta_kv, int n
     return out;
 }
 
-static int write_all(FILE *f, const void *buf, size_t n) { return fwrite(buf, 1, n, f) == n ? 0 : -1; }
+static int write_all(FILE *f, const void *buf, size_t n) {
+    return fwrite(buf, 1, n, f) == n ? 0 : -1;
+}
 
 int checkpoint_save(const char *path, const ParamTable *t, const float *params,
                     const char *const *meta_kv, int n_meta, XbError *err) {
@@ -160,15 +162,17 @@ static int check_entry(const char *path, const cJSON *e, const ParamInfo *p, Spa
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dtype))
-        return xb_error_set(err, path, 0, 0, NULL, "tensor '%s': \"dtype\" is missing or not a string",
-                            name);
+        return xb_error_set(err, path, 0, 0, NULL,
+                            "tensor '%s': \"dtype\" is missing or not a string", name);
     long long dims[64];
     int ndim = 0;
     int shape_ok = cJSON_IsArray(shape) && cJSON_GetArraySize(shape) <= 64;
     for (const cJSON *d = shape_ok ? shape->child : NULL; d; d = d->next) {
         unsigned long long v;
-        if (!json_uint(d, 2147483647.0, &v)) shape_ok = 0;
-        else dims[ndim++] = (long long)v;
+        if (!json_uint(d, 2147483647.0, &v))
+            shape_ok = 0;
+        else
+            dims[ndim++] = (long long)v;
     }
     if (!shape_ok)
         return xb_error_set(err, path, 0, 0, NULL,
@@ -177,7 +181,8 @@ static int check_entry(const char *path, const cJSON *e, const ParamInfo *p, Spa
                             name);
     unsigned long long b = 0, en = 0;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
-        !json_uint(offs->child, CKPT_MAX_INT, &b) || !json_uint(offs->child->next, CKPT_MAX_INT, &en))
+        !json_uint(offs->child, CKPT_MAX_INT, &b) ||
+        !json_uint(offs->child->next, CKPT_MAX_INT, &en))
         return xb_error_set(err, path, 0, 0, NULL,
                             "tensor '%s': \"data_offsets\" is missing or not a pair of "
                             "non-negative integers",
@@ -241,8 +246,8 @@ static int check_overlap(const char *path, const ParamTable *t, const Span *span
             const int a = XB_MIN(order[k].idx, order[k + 1].idx);
             const int b = XB_MAX(order[k].idx, order[k + 1].idx);
             rc = xb_error_set(err, path, 0, 0, NULL,
-                              "tensors '%s' and '%s' overlap in the data section",
-                              t->info[a].name, t->info[b].name);
+                              "tensors '%s' and '%s' overlap in the data section", t->info[a].name,
+                              t->info[b].name);
         }
     }
     free(order);
@@ -264,7 +269,8 @@ static int check_header(const char *path, const char *text, size_t n, const Para
                         Span *spans, unsigned long long data_size, XbError *err) {
     const char *nul = memchr(text, '\0', n);
     if (nul)
-        return xb_error_set(err, path, 0, 0, NULL, "the header contains a NUL byte (header byte %zu)",
+        return xb_error_set(err, path, 0, 0, NULL,
+                            "the header contains a NUL byte (header byte %zu)",
                             (size_t)(nul - text));
     const char *end = NULL;
     cJSON *h = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1); /* n + 1: includes the NUL */
@@ -282,9 +288,9 @@ static int check_header(const char *path, const char *text, size_t n, const Para
         }
         const int i = params_find(t, c->string);
         if (i < 0)
-            rc = xb_error_set(err, path, 0, 0, NULL,
-                              "tensor '%s' in the file is not a parameter of this model",
-                              c->string);
+            rc =
+                xb_error_set(err, path, 0, 0, NULL,
+                             "tensor '%s' in the file is not a parameter of this model", c->string);
         else if (spans[i].present)
             rc = xb_error_set(err, path, 0, 0, NULL, "tensor '%s' appears twice in the header",
                               c->string);
@@ -348,8 +354,9 @@ int checkpoint_load(const char *path, const ParamTable *t, float *params, XbErro
                           "not a safetensors file, or truncated",
                           n, size - 8);
     else if (n > XB_CHECKPOINT_MAX_HEADER)
-        rc = xb_error_set(err, path, 0, 0, NULL, "header length %llu exceeds the limit of %llu bytes",
-                          n, XB_CHECKPOINT_MAX_HEADER);
+        rc = xb_error_set(err, path, 0, 0, NULL,
+                          "header length %llu exceeds the limit of %llu bytes", n,
+                          XB_CHECKPOINT_MAX_HEADER);
     else if (n == 0)
         rc = xb_error_set(err, path, 0, 0, NULL, "header length is 0: not a safetensors file");
     if (rc) {

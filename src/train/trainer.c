@@ -142,7 +142,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             ev->step = step;
             ev->lr = lr;
             ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
-            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss, &ev->val_acc);
+            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss,
+                     &ev->val_acc);
             if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
                 r->best_val_acc = ev->val_acc;
                 r->best_step = step;
@@ -166,7 +167,10 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         }
         if (hooks && hooks->progress && (do_eval || step % cfg->log_every == 0)) {
             const double train_s = timer_now() - t_start - t_eval;
-            TrainProgress p = {.step = step, .steps = cfg->steps, .lr = lr, .val_acc = last_val,
+            TrainProgress p = {.step = step,
+                               .steps = cfg->steps,
+                               .lr = lr,
+                               .val_acc = last_val,
                                .is_eval = do_eval};
             p.loss = do_eval ? r->evals[r->n_evals - 1].train_loss : loss - enc.aux_loss;
             p.steps_per_s = train_s > 0 ? (double)step / train_s : 0.0;

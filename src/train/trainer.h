@@ -13,12 +13,12 @@
 
 typedef struct TrainProgress {
     int64_t step, steps;
-    double loss;         /* mean training loss over the last log interval */
+    double loss; /* mean training loss over the last log interval */
     double lr;
-    double steps_per_s;  /* training steps per second so far (evaluation time excluded) */
-    double eta_s;        /* estimated seconds left */
-    double val_acc;      /* latest validation accuracy, NaN before the first evaluation */
-    int is_eval;         /* 1 when called right after an evaluation */
+    double steps_per_s; /* training steps per second so far (evaluation time excluded) */
+    double eta_s;       /* estimated seconds left */
+    double val_acc;     /* latest validation accuracy, NaN before the first evaluation */
+    int is_eval;        /* 1 when called right after an evaluation */
 } TrainProgress;
 
 typedef struct TrainHooks {
@@ -28,15 +28,15 @@ typedef struct TrainHooks {
 } TrainHooks;
 
 typedef struct TrainResult {
-    const char *status;          /* "ok", "diverged" or "interrupted" */
+    const char *status; /* "ok", "diverged" or "interrupted" */
     char status_message[1280];
-    EvalRecord *evals;           /* n_evals records (owned; train_result_free) */
+    EvalRecord *evals; /* n_evals records (owned; train_result_free) */
     int n_evals;
     int64_t steps_done, best_step;
     double best_val_acc, test_acc, test_loss; /* NaN when not evaluated */
     uint64_t flops_fwd, flops_bwd;            /* analytic, one training step */
     uint64_t flops_step_counted, flops_total;
-    MemoryReport mem;            /* planned bytes (peak_rss left to the caller) */
+    MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
     size_t n_params;
     double train_s, eval_s, steps_per_s, tokens_per_s;
 } TrainResult;
