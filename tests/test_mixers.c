@@ -1033,8 +1033,8 @@ START_TEST(test_routing_same_bits_for_any_thread_count) {
     const int saved = omp_get_max_threads();
     Inst t[2];
     for (int v = 0; v < 2; v++) {
+        omp_set_num_threads(nt[v]); /* before the plan: scratch is sized per thread */
         inst_init(&t[v], "routing", NULL, B, L, D, H, pad, 4);
-        omp_set_num_threads(nt[v]);
         inst_forward(&t[v]);
         inst_backward(&t[v]); /* gradients and the EMA step */
         inst_forward(&t[v]);
