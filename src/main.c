@@ -12,6 +12,9 @@
 static const Command g_commands[] = {
     {"run", cmd_run, "train and evaluate the experiment(s) of a YAML config, write JSON reports"},
     {"list", cmd_list, "list the attention mechanisms and tasks with their options"},
+    {"compare", cmd_compare, "compare two sets of reports; exit 1 on a regression (a CI gate)"},
+    {"table", cmd_table, "turn reports into accuracy or efficiency tables (md, latex, csv)"},
+    {"plot", cmd_plot, "draw reports as SVG: accuracy-speed-memory frontier, scaling curves"},
 };
 
 static void usage(FILE *f) {
@@ -62,6 +65,10 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < XB_ARRAY_LEN(g_commands); i++)
         if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].run(argc - 1, argv + 1);
-    cli_usage_error(NULL, "'%s' is not a command (valid: run, list; see --help)", argv[1]);
+    char valid[256] = "";
+    for (size_t i = 0; i < XB_ARRAY_LEN(g_commands); i++)
+        snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", i ? ", " : "",
+                 g_commands[i].name);
+    cli_usage_error(NULL, "'%s' is not a command (valid: %s; see --help)", argv[1], valid);
     return XB_EXIT_USAGE;
 }

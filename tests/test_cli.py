@@ -269,7 +269,270 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list; see --help)\n")
+                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, compare, table, plot; see --help)\n")
+
+
+class Compare(unittest.TestCase):
+    """compare's exit codes and messages on reports crafted from one real report."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cfg = os.path.join(d, "tiny.yaml")
+        with open(cfg, "w") as f:
+            f.write(TINY)
+        p = run(["run", cfg, "-o", d, "--quiet"])
+        assert p.returncode == 0, p.stderr
+        with open(os.path.join(d, "tiny.json")) as f:
+            cls.doc = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def write(self, d, name, doc):
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(doc if isinstance(doc, str) else json.dumps(doc))
+        return path
+
+    def variant(self, **changes):
+        doc = json.loads(json.dumps(self.doc))
+        for path, value in changes.items():
+            obj = doc
+            keys = path.split("__")
+            for k in keys[:-1]:
+                obj = obj[k]
+            if value is None:
+                del obj[keys[-1]]
+            else:
+                obj[keys[-1]] = value
+        return doc
+
+    def compare(self, new_doc, *args, base_doc=None):
+        with tempfile.TemporaryDirectory() as d:
+            base = self.write(os.path.join(d, "base"), "tiny.json", base_doc or self.doc)
+            new = self.write(os.path.join(d, "new"), "tiny.json", new_doc)
+            p = run(["compare", base, new] + list(args))
+            return p, base, new
+
+    def test_identical_reports_pass(self):
+        p, _, _ = self.compare(self.doc)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("| listops | full | tiny |", p.stdout)
+        self.assertTrue(p.stdout.endswith("1 matched, 0 only in BASE, 0 only in NEW: "
+                                          "within tolerances\n"))
+
+    def test_improvement_passes(self):
+        m = self.doc["measured"]
+        acc = self.doc["test"]["accuracy"]
+        p, _, _ = self.compare(self.variant(test__accuracy=min(1.0, acc + 0.05),
+                                            measured__steps_per_s=2 * m["steps_per_s"],
+                                            measured__peak_rss=m["peak_rss"] // 2))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_each_metric_regression_is_named_and_exits_1(self):
+        m, acc = self.doc["measured"], self.doc["test"]["accuracy"]
+        fl = self.doc["flops"]["analytic_train_step"]
+        cases = [
+            (dict(test__accuracy=acc - 0.02), [],
+             "test accuracy fell 2.00 points, %.2f%% -> %.2f%% (limit 1.00)"
+             % (100 * acc, 100 * (acc - 0.02))),
+            (dict(measured__steps_per_s=m["steps_per_s"] / 2), [],
+             "100.0% slower"),
+            (dict(measured__peak_rss=int(m["peak_rss"] * 1.2)), [],
+             "peak RSS grew 20.0%"),
+            (dict(flops__analytic_train_step=fl + 2), [],
+             "FLOPs per training step changed with the same config, %d -> %d" % (fl, fl + 2)),
+            (dict(model__parameters=self.doc["model"]["parameters"] + 1), [],
+             "parameter count changed with the same config"),
+            (dict(status="diverged"), [], "status diverged (was ok)"),
+        ]
+        for changes, args, message in cases:
+            p, _, _ = self.compare(self.variant(**changes), *args)
+            self.assertEqual(p.returncode, 1, (changes, p.stdout, p.stderr))
+            self.assertIn("regression: listops/full/tiny: " + message, p.stdout)
+            self.assertIn("REGRESSION |", p.stdout)
+        # within a wider tolerance the same drops pass
+        p, _, _ = self.compare(self.variant(test__accuracy=acc - 0.02,
+                                            measured__steps_per_s=m["steps_per_s"] / 1.2),
+                               "--max-acc-drop", "2.5", "--max-slowdown", "30")
+        self.assertEqual(p.returncode, 0, p.stdout)
+
+    def test_changed_config_matches_by_run_id_and_may_change_flops(self):
+        fl = self.doc["flops"]["analytic_train_step"]
+        p, _, _ = self.compare(self.variant(config_hash="0123456789abcdef",
+                                            flops__analytic_train_step=2 * fl))
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("ok (config changed)", p.stdout)
+
+    def test_a_run_missing_from_new_is_a_regression(self):
+        with tempfile.TemporaryDirectory() as d:
+            other = self.variant(run_id="other", config_hash="0123456789abcdef")
+            self.write(os.path.join(d, "base"), "tiny.json", self.doc)
+            self.write(os.path.join(d, "base"), "other.json", other)
+            self.write(os.path.join(d, "new"), "tiny.json", self.doc)
+            p = run(["compare", os.path.join(d, "base"), os.path.join(d, "new")])
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("regression: listops/full/other: in BASE (%s) but not in NEW"
+                          % os.path.join(d, "base", "other.json"), p.stdout)
+            self.assertIn("1 matched, 1 only in BASE, 0 only in NEW", p.stdout)
+
+    def test_bad_input_exits_2_with_one_line(self):
+        text = json.dumps(self.doc, indent=2)
+        cut = text[:text.index('"measured"')]
+        cases = [
+            (cut, "{new}:%d:%d: JSON syntax error: unexpected end of file"
+             % (cut.count("\n") + 1, len(cut) - cut.rindex("\n"))),
+            (self.variant(measured__steps_per_s=None),
+             "{new}: measured.steps_per_s: missing (expected a number)"),
+            (self.variant(test__accuracy="high"),
+             "{new}: test.accuracy: expected a non-negative number, found a string"),
+            (self.variant(schema_version=99),
+             "{new}: schema_version: report schema_version 99 is not supported (this "
+             "xformer-bench reads version 1)"),
+        ]
+        for doc, expected in cases:
+            p, _, new = self.compare(doc)
+            self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+            self.assertEqual(p.stderr, "xformer-bench compare: " + expected.format(new=new) + "\n")
+            self.assertEqual(p.stdout, "")
+        with tempfile.TemporaryDirectory() as d:
+            base = self.write(d, "tiny.json", self.doc)
+            empty = os.path.join(d, "empty")
+            os.makedirs(empty)
+            p = run(["compare", base, empty])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, "xformer-bench compare: %s: no reports in this directory "
+                             "(expected RUN_ID.json files written by xformer-bench run)\n" % empty)
+            p = run(["compare", base, base, "--max-slowdown", "-3"])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, 'xformer-bench compare: --max-slowdown: expected a number '
+                             '>= 0, got "-3"\n')
+            p = run(["compare", base])
+            self.assertEqual(p.returncode, 2)
+
+
+class Table(unittest.TestCase):
+    """table's Markdown, LaTeX and CSV for a fixed set of reports."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cfg = os.path.join(d, "tiny.yaml")
+        with open(cfg, "w") as f:
+            f.write(TINY)
+        p = run(["run", cfg, "-o", d, "--quiet"])
+        assert p.returncode == 0, p.stderr
+        with open(os.path.join(d, "tiny.json")) as f:
+            cls.doc = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20):
+        doc = json.loads(json.dumps(self.doc))
+        doc["run_id"] = "%s-%s-%d" % (mixer, task, max_len)
+        doc["model"]["mixer"], doc["model"]["mixer_classes"] = mixer, classes
+        doc["config"]["task"]["name"], doc["config"]["model"]["max_len"] = task, max_len
+        doc["test"]["accuracy"] = acc
+        doc["measured"]["steps_per_s"], doc["measured"]["peak_rss"] = sps, rss
+        path = os.path.join(d, doc["run_id"] + ".json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def accuracy_reports(self, d):
+        return [self.report(d, "linear", "K", "listops", 0.30),
+                self.report(d, "full", "baseline", "listops", 0.40),
+                self.report(d, "full", "baseline", "text", 0.60),
+                self.report(d, "local", "FP", "listops", 0.45),
+                self.report(d, "local", "FP", "text", 0.55)]
+
+    def test_accuracy_layout_in_every_format(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = self.accuracy_reports(d)
+            p = run(["table"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "| Model | listops | text | Avg |\n"
+                             "|---|---:|---:|---:|\n"
+                             "| linear | 30.00 | - | - |\n"
+                             "| full | 40.00 | **60.00** | **50.00** |\n"
+                             "| local | **45.00** | 55.00 | **50.00** |\n")
+            p = run(["table", "--format", "latex", "--order", "class"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "\\begin{tabular}{lrrr}\n\\toprule\n"
+                             "Model & listops & text & Avg \\\\\n\\midrule\n"
+                             "full & 40.00 & \\textbf{60.00} & \\textbf{50.00} \\\\\n"
+                             "local & \\textbf{45.00} & 55.00 & \\textbf{50.00} \\\\\n"
+                             "linear & 30.00 & - & - \\\\\n"
+                             "\\bottomrule\n\\end{tabular}\n")
+            p = run(["table", "--format", "csv", d])  # a directory: its reports by file name
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "Model,listops,text,Avg\n"
+                             "full,40.00,60.00,50.00\n"
+                             "linear,30.00,-,-\n"
+                             "local,45.00,55.00,50.00\n")
+
+    def test_efficiency_layout_is_relative_to_full(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = [self.report(d, "local", "FP", "listops", 0.4, 2048, 12.0, 60 << 20),
+                     self.report(d, "full", "baseline", "listops", 0.4, 2048, 4.0, 300 << 20),
+                     self.report(d, "full", "baseline", "listops", 0.4, 1024, 10.0, 100 << 20),
+                     self.report(d, "local", "FP", "listops", 0.4, 1024, 15.0, 50 << 20)]
+            p = run(["table", "--layout", "efficiency"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "| Model | steps/s @1024 | steps/s @2048 | memory @1024 | "
+                             "memory @2048 |\n"
+                             "|---|---:|---:|---:|---:|\n"
+                             "| full | 10.00 | 4.00 | 100.0 MiB | 300.0 MiB |\n"
+                             "| local | 1.50x | 3.00x | 0.50x | 0.20x |\n")
+
+    def test_plots_are_well_formed_svg_with_one_mark_per_report(self):
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        with tempfile.TemporaryDirectory() as d:
+            rep = os.path.join(d, "r")
+            os.makedirs(rep)
+            paths = self.accuracy_reports(rep)
+            paths += [self.report(rep, m, c, "listops", 0.4, L, sps, rss)
+                      for m, c in (("full", "baseline"), ("local", "FP"))
+                      for L, sps, rss in ((1024, 10.0, 100 << 20), (4096, 2.0, 400 << 20))]
+            for kind in ("frontier", "scaling"):
+                svg = os.path.join(d, kind + ".svg")
+                p = run(["plot", rep, "--kind", kind, "-o", svg])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                root = ET.parse(svg).getroot()
+                self.assertEqual(root.tag, ns + "svg")
+                marks = [c for c in root.iter(ns + "circle") if c.get("class") == "mark"]
+                self.assertEqual(len(marks), len(paths), kind)
+                texts = [t.text for t in root.iter(ns + "text")]
+                if kind == "frontier":
+                    self.assertIn("test accuracy (%)", texts)
+                    self.assertIn("baseline", texts)  # the legend's classes
+                else:
+                    self.assertIn("peak memory (MiB)", texts)
+                    self.assertIn("local", texts)  # the legend's mechanisms
+                    self.assertEqual(len(list(root.iter(ns + "polyline"))), 2 * 3)
+            self.assertEqual(sorted(os.listdir(d)), ["frontier.svg", "r", "scaling.svg"])
+
+    def test_bad_options_exit_2(self):
+        p = run(["table", "--format", "html", "x.json"])
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, 'xformer-bench table: --format: expected md, latex or csv, '
+                         'got "html"\n')
+        p = run(["table", "/nonexistent/r.json"])
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
+                         "such file or directory\n")
 
 
 if __name__ == "__main__":

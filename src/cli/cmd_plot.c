@@ -1,0 +1,313 @@
+/* xformer-bench plot: reports → SVG figures (the Long Range Arena's Figure 3, and scaling curves).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/xassert.h"
+#include "report/summary.h"
+
+static const char *const USAGE =
+    "usage: xformer-bench plot REPORTS... --kind frontier|scaling -o FILE.svg\n\n"
+    "Draws reports (files, or directories of them) as an SVG figure.\n\n"
+    "  --kind frontier  the Long Range Arena's Figure 3: test accuracy against training steps/s,\n"
+    "                   one circle per report, its area proportional to the peak memory, one\n"
+    "                   colour per taxonomy class (default)\n"
+    "  --kind scaling   time per training step and peak memory against the sequence length on\n"
+    "                   log-log axes, one line per mechanism\n"
+    "  -o, --output F   the SVG file to write (required)\n\n"
+    "Exit status: 0, or 2 bad input.\n";
+
+/* Tableau 10: distinct, and legible for the common kinds of colour blindness. */
+static const char *const PALETTE[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                                      "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
+#define NPAL ((int)XB_ARRAY_LEN(PALETTE))
+
+typedef struct Frame {
+    double x0, y0, w, h;           /* the plotting area in SVG pixels (y0 at the top) */
+    double xmin, xmax, ymin, ymax; /* data range */
+    int xlog, ylog;
+} Frame;
+
+static double tr(double v, double lo, double hi, int lg) {
+    return lg ? (log(v) - log(lo)) / (log(hi) - log(lo)) : (v - lo) / (hi - lo);
+}
+static double px(const Frame *f, double x) {
+    return f->x0 + f->w * tr(x, f->xmin, f->xmax, f->xlog);
+}
+static double py(const Frame *f, double y) {
+    return f->y0 + f->h * (1.0 - tr(y, f->ymin, f->ymax, f->ylog));
+}
+
+static void put_escaped(FILE *o, const char *s) {
+    for (; *s; s++) {
+        if (*s == '&')
+            fputs("&amp;", o);
+        else if (*s == '<')
+            fputs("&lt;", o);
+        else if (*s == '>')
+            fputs("&gt;", o);
+        else if (*s == '"')
+            fputs("&quot;", o);
+        else
+            fputc(*s, o);
+    }
+}
+
+/* Widens [lo, hi] to a range that shows every point with a margin: decades (or powers of two,
+ * pow2) on a log axis, a 1-2-5 step on a linear one; *step gets the linear tick step. */
+static void nice_range(double *lo, double *hi, int lg, int pow2, double *step) {
+    if (!(*hi > *lo)) *hi = *lo * (lg ? 2.0 : 1.0) + (lg ? 0.0 : 1.0), *lo *= lg ? 0.5 : 1.0;
+    if (lg) {
+        const double b = pow2 ? 2.0 : 10.0;
+        *lo = pow(b, floor(log(*lo) / log(b) + 1e-9));
+        *hi = pow(b, ceil(log(*hi) / log(b) - 1e-9));
+        if (*hi <= *lo) *hi = *lo * b;
+        *step = b;
+        return;
+    }
+    const double raw = (*hi - *lo) / 5.0, mag = pow(10.0, floor(log10(raw)));
+    const double r = raw / mag;
+    *step = (r < 1.5 ? 1.0 : r < 3.5 ? 2.0 : r < 7.5 ? 5.0 : 10.0) * mag;
+    *lo = floor(*lo / *step) * *step;
+    *hi = ceil(*hi / *step) * *step;
+}
+
+static void tick_label(char *buf, size_t n, double v) {
+    if (v >= 1e4 && fabs(v - round(v)) < 1e-9 && fmod(v, 1024.0) == 0.0)
+        snprintf(buf, n, "%gK", v / 1024.0);
+    else
+        snprintf(buf, n, "%g", v);
+}
+
+/* The frame, the ticks with their labels and the axis titles. */
+static void axes(FILE *o, const Frame *f, double xstep, double ystep, const char *xt,
+                 const char *yt) {
+    fprintf(o,
+            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+            "stroke=\"#333\"/>\n",
+            f->x0, f->y0, f->w, f->h);
+    char lab[32];
+    for (double v = f->xmin; v <= f->xmax * (1 + 1e-9); v = f->xlog ? v * xstep : v + xstep) {
+        const double x = px(f, v);
+        tick_label(lab, sizeof lab, v);
+        fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x,
+                f->y0 + f->h, x, f->y0 + f->h + 5);
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x,
+                f->y0 + f->h + 18, lab);
+    }
+    for (double v = f->ymin; v <= f->ymax * (1 + 1e-9); v = f->ylog ? v * ystep : v + ystep) {
+        const double y = py(f, v);
+        tick_label(lab, sizeof lab, v);
+        fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n",
+                f->x0 - 5, y, f->x0, y);
+        fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+                f->x0, y, f->x0 + f->w, y);
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", f->x0 - 8, y + 4,
+                lab);
+    }
+    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", f->x0 + f->w / 2,
+            f->y0 + f->h + 40, xt);
+    fprintf(o,
+            "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 %.1f "
+            "%.1f)\">%s</text>\n",
+            f->x0 - 50, f->y0 + f->h / 2, f->x0 - 50, f->y0 + f->h / 2, yt);
+}
+
+/* The index of s among the distinct strings so far (added when new). */
+static int key_index(const char **keys, int *n, const char *s) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(keys[i], s)) return i;
+    keys[*n] = s;
+    return (*n)++;
+}
+
+static void legend(FILE *o, double x, double y, const char *const *keys, int n, const char *title) {
+    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">", x, y);
+    put_escaped(o, title);
+    fputs("</text>\n", o);
+    for (int i = 0; i < n; i++) {
+        const double yy = y + 18 * (i + 1);
+        fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x,
+                yy - 10, PALETTE[i % NPAL]);
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\">", x + 18, yy);
+        put_escaped(o, keys[i]);
+        fputs("</text>\n", o);
+    }
+}
+
+static void frontier(FILE *o, const ReportSummary *r, int n) {
+    const char **cls = malloc((size_t)n * sizeof *cls);
+    XB_ASSERT(cls);
+    int nc = 0;
+    Frame f = {90, 30, 560, 400, INFINITY, -INFINITY, INFINITY, -INFINITY, 0, 0};
+    double mem_max = 0.0;
+    for (int i = 0; i < n; i++) {
+        key_index(cls, &nc, r[i].classes);
+        if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
+        f.xmin = fmin(f.xmin, r[i].steps_per_s), f.xmax = fmax(f.xmax, r[i].steps_per_s);
+        f.ymin = fmin(f.ymin, 100 * r[i].test_acc), f.ymax = fmax(f.ymax, 100 * r[i].test_acc);
+        mem_max = fmax(mem_max, r[i].peak_rss);
+    }
+    if (!(f.xmax > 0)) f.xmin = 1, f.xmax = 10, f.ymin = 0, f.ymax = 100, mem_max = 1;
+    f.xlog = f.xmax / f.xmin > 20.0;
+    double xs, ys;
+    nice_range(&f.xmin, &f.xmax, f.xlog, 0, &xs);
+    nice_range(&f.ymin, &f.ymax, 0, 0, &ys);
+    fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"500\" "
+               "viewBox=\"0 0 860 500\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"860\" height=\"500\" fill=\"white\"/>\n");
+    axes(o, &f, xs, ys, "training steps/s", "test accuracy (%)");
+    for (int i = 0; i < n; i++) {
+        if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
+        const double x = px(&f, r[i].steps_per_s), y = py(&f, 100 * r[i].test_acc);
+        const double rad = 4.0 + 20.0 * sqrt(r[i].peak_rss / mem_max); /* area ∝ memory */
+        fprintf(o,
+                "<circle class=\"mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\" "
+                "fill-opacity=\"0.6\" stroke=\"%s\"><title>",
+                x, y, rad, PALETTE[key_index(cls, &nc, r[i].classes) % NPAL],
+                PALETTE[key_index(cls, &nc, r[i].classes) % NPAL]);
+        put_escaped(o, r[i].run_id);
+        fprintf(o, ": %.2f%%, %.3g steps/s, %.1f MiB</title></circle>\n", 100 * r[i].test_acc,
+                r[i].steps_per_s, r[i].peak_rss / 1048576.0);
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">", x + rad + 2, y + 3);
+        put_escaped(o, r[i].mixer);
+        fputs("</text>\n", o);
+    }
+    legend(o, 680, 40, cls, nc, "class");
+    fprintf(o, "<text x=\"680\" y=\"%d\" font-size=\"10\">circle area: peak memory</text>\n",
+            40 + 18 * (nc + 2));
+    fputs("</svg>\n", o);
+    free(cls);
+}
+
+static int by_len(const void *a, const void *b) {
+    const ReportSummary *x = *(const ReportSummary *const *)a,
+                        *y = *(const ReportSummary *const *)b;
+    return (x->max_len > y->max_len) - (x->max_len < y->max_len);
+}
+
+static void scaling(FILE *o, const ReportSummary *r, int n) {
+    const char **mix = malloc((size_t)n * sizeof *mix);
+    const ReportSummary **line = malloc((size_t)n * sizeof *line);
+    XB_ASSERT(mix && line);
+    int nm = 0;
+    Frame ft = {90, 30, 340, 360, INFINITY, -INFINITY, INFINITY, -INFINITY, 1, 1};
+    Frame fm = ft;
+    fm.x0 = 520;
+    for (int i = 0; i < n; i++) {
+        key_index(mix, &nm, r[i].mixer);
+        if (!(r[i].steps_per_s > 0) || r[i].peak_rss <= 0) continue;
+        const double t = 1.0 / r[i].steps_per_s, m = r[i].peak_rss / 1048576.0;
+        ft.xmin = fmin(ft.xmin, r[i].max_len), ft.xmax = fmax(ft.xmax, r[i].max_len);
+        ft.ymin = fmin(ft.ymin, t), ft.ymax = fmax(ft.ymax, t);
+        fm.ymin = fmin(fm.ymin, m), fm.ymax = fmax(fm.ymax, m);
+    }
+    if (!(ft.xmax > 0))
+        ft.xmin = 1024, ft.xmax = 2048, ft.ymin = fm.ymin = 1, ft.ymax = fm.ymax = 10;
+    fm.xmin = ft.xmin, fm.xmax = ft.xmax;
+    double xs, ys, ms;
+    nice_range(&ft.xmin, &ft.xmax, 1, 1, &xs);
+    fm.xmin = ft.xmin, fm.xmax = ft.xmax;
+    nice_range(&ft.ymin, &ft.ymax, 1, 0, &ys);
+    nice_range(&fm.ymin, &fm.ymax, 1, 0, &ms);
+    fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1060\" height=\"460\" "
+               "viewBox=\"0 0 1060 460\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"1060\" height=\"460\" fill=\"white\"/>\n");
+    axes(o, &ft, xs, ys, "sequence length", "time per training step (s)");
+    axes(o, &fm, xs, ms, "sequence length", "peak memory (MiB)");
+    for (int k = 0; k < nm; k++) {
+        int nl = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(r[i].mixer, mix[k]) && r[i].steps_per_s > 0 && r[i].peak_rss > 0)
+                line[nl++] = &r[i];
+        qsort(line, (size_t)nl, sizeof *line, by_len);
+        const char *col = PALETTE[k % NPAL];
+        for (int panel = 0; panel < 2; panel++) {
+            const Frame *f = panel ? &fm : &ft;
+            fprintf(o, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", col);
+            for (int i = 0; i < nl; i++) {
+                const double v = panel ? line[i]->peak_rss / 1048576.0 : 1.0 / line[i]->steps_per_s;
+                fprintf(o, "%s%.1f,%.1f", i ? " " : "", px(f, line[i]->max_len), py(f, v));
+            }
+            fputs("\"/>\n", o);
+            for (int i = 0; i < nl; i++) {
+                const double v = panel ? line[i]->peak_rss / 1048576.0 : 1.0 / line[i]->steps_per_s;
+                fprintf(o,
+                        "<circle class=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"><title>",
+                        panel ? "mark-memory" : "mark", px(f, line[i]->max_len), py(f, v), col);
+                put_escaped(o, line[i]->run_id);
+                fprintf(o, ": L = %d, %.4g %s</title></circle>\n", line[i]->max_len, v,
+                        panel ? "MiB" : "s");
+            }
+        }
+    }
+    legend(o, 900, 40, mix, nm, "mechanism");
+    fputs("</svg>\n", o);
+    free(mix);
+    free(line);
+}
+
+int cmd_plot(int argc, char **argv) {
+    int kind = 0;
+    const char *out = NULL;
+    const char **paths = malloc((size_t)argc * sizeof *paths);
+    XB_ASSERT(paths);
+    int np = 0, bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(USAGE, stdout);
+            free(paths);
+            return XB_EXIT_OK;
+        }
+        if (!strcmp(a, "--kind")) {
+            kind = !v ? -1 : !strcmp(v, "frontier") ? 0 : !strcmp(v, "scaling") ? 1 : -1;
+            if (kind < 0)
+                bad = cli_usage_error("plot", "--kind: expected frontier or scaling, got \"%s\"",
+                                      v ? v : "");
+            i++;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!v) bad = cli_usage_error("plot", "%s needs a file name (see --help)", a);
+            out = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            bad = cli_usage_error("plot", "unknown option '%s' (valid: --kind, -o, --help)", a);
+        } else {
+            paths[np++] = a;
+        }
+    }
+    if (!bad && !np)
+        bad = cli_usage_error("plot", "expected report files or directories (see --help)");
+    if (!bad && !out) bad = cli_usage_error("plot", "expected -o FILE.svg (see --help)");
+    if (bad) {
+        free(paths);
+        return XB_EXIT_USAGE;
+    }
+    ReportSummary *r = NULL;
+    int n = 0;
+    XbError err;
+    xb_error_clear(&err);
+    int rc = summary_load(paths, np, &r, &n, &err);
+    free(paths);
+    AtomicFile af;
+    if (!rc && !(rc = fileio_open(&af, out, "figure", &err))) {
+        if (kind)
+            scaling(af.f, r, n);
+        else
+            frontier(af.f, r, n);
+        rc = fileio_commit(&af, &err);
+    }
+    free(r);
+    if (rc) {
+        char line[2048];
+        xb_error_format(&err, line, sizeof line);
+        fprintf(stderr, "xformer-bench plot: %s\n", line);
+        return err.code ? err.code : XB_EXIT_USAGE;
+    }
+    return XB_EXIT_OK;
+}

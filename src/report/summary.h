@@ -1,0 +1,32 @@
+/* The figures of a report that the comparing and tabulating commands read, taken out of the JSON
+ * with an error naming the file and the field when one is missing or of the wrong type; and the
+ * reports of a list of files and directories, loaded in a stable order. */
+#ifndef XB_SUMMARY_H
+#define XB_SUMMARY_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct ReportSummary {
+    char path[1024];
+    char run_id[256], task[64], mixer[64], classes[64], hash[17], status[16];
+    int max_len, batch_size;
+    double test_acc, baseline;        /* fractions; NaN when the run did not evaluate */
+    double steps_per_s, tokens_per_s; /* measured */
+    double wall_s;                    /* measured, the whole run */
+    double peak_rss, planned;         /* bytes: measured; planned buffers */
+    uint64_t flops_step;              /* analytic FLOPs of a training step */
+    uint64_t flops_counted;           /* counted by the kernels over one training step */
+    uint64_t params;
+} ReportSummary;
+
+/* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */
+int summary_read(const char *path, ReportSummary *s, XbError *err);
+
+/* The reports named by paths[0..n): a file is one report, a directory every *.json in it but
+ * index.json, sorted by name. *out (malloc'd, owned by the caller) receives *count summaries.
+ * A directory without reports is an error. Returns 0, or -1 with err set. */
+int summary_load(const char *const *paths, int n, ReportSummary **out, int *count, XbError *err);
+
+#endif
