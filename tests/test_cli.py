@@ -237,6 +237,31 @@ class Outputs(unittest.TestCase):
             self.assertEqual(total, 4 * doc["model"]["parameters"])
             self.assertFalse([f for f in os.listdir(d) if f.endswith(".tmp")])
 
+    def test_a_sweep_writes_a_report_per_run_and_an_index(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY + "sweep:\n  model.d_model: [8, 16]\n")
+            out = os.path.join(d, "out")
+            p = run(["run", cfg, "-o", out, "--quiet", "--set", "train.steps=3"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out, "index.json")) as f:
+                idx = json.load(f)
+            self.assertEqual(idx["kind"], "sweep")
+            self.assertEqual(len(idx["runs"]), 2)
+            hashes = set()
+            for r in idx["runs"]:
+                self.assertEqual(r["outcome"], "ok")
+                with open(os.path.join(out, r["report"])) as f:
+                    doc = json.load(f)
+                self.assertEqual(doc["run_id"], r["run_id"])
+                self.assertEqual(doc["config_hash"], r["config_hash"])
+                hashes.add(r["config_hash"])
+            self.assertEqual(len(hashes), 2)
+            p = run(["compare", out, out])  # the index is not taken for a report
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn("2 matched", p.stdout)
+
     def test_nan_stops_the_run_with_a_message_and_a_report_that_says_so(self):
         with tempfile.TemporaryDirectory() as d:
             cfg = os.path.join(d, "tiny.yaml")
@@ -269,7 +294,7 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, compare, table, plot; see --help)\n")
+                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, bench, compare, table, plot; see --help)\n")
 
 
 class Compare(unittest.TestCase):
@@ -533,6 +558,66 @@ class Table(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
                          "such file or directory\n")
+
+
+class Bench(unittest.TestCase):
+    def test_points_reports_index_budget_and_lengths_a_mechanism_cannot_take(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            out = os.path.join(d, "bench")
+            p = run(["bench", cfg, "--lengths", "32,48", "--mixers", "full,local,linformer",
+                     "--steps", "3", "--warmup", "1", "-o", out, "--quiet"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out, "index.json")) as f:
+                idx = json.load(f)
+            pts = {(q["mixer"], q["length"]): q for q in idx["points"]}
+            self.assertEqual(len(pts), 6)
+            for m in ("full", "local"):
+                for L in (32, 48):
+                    q = pts[(m, L)]
+                    self.assertEqual(q["status"], "ok")
+                    with open(os.path.join(out, q["report"])) as f:
+                        doc = json.load(f)
+                    self.assertEqual(doc["config"]["model"]["max_len"], L)
+                    self.assertEqual(doc["model"]["mixer"], m)
+                    self.assertEqual(doc["training"]["steps"], 3)
+                    self.assertEqual(doc["evals"], [])  # no evaluation in a benchmark
+                    self.assertGreater(doc["measured"]["step_s_median"], 0)
+                    self.assertEqual(q["flops_step"], doc["flops"]["analytic_train_step"])
+                    self.assertAlmostEqual(q["gflops_per_s"], q["flops_step"] / 1e9
+                                           / q["step_s_median"])
+                    self.assertGreater(q["planned_bytes"], 0)
+            self.assertEqual(pts[("full", 32)]["speed_vs_full"], 1.0)
+            self.assertEqual(pts[("full", 32)]["memory_vs_full"], 1.0)
+            self.assertEqual(pts[("linformer", 32)]["status"], "skipped")
+            self.assertEqual(pts[("linformer", 32)]["reason"],
+                             "model.mixer.k: 256 is longer than model.max_len = 32 (valid: 1 to "
+                             "32: Linformer shortens the keys)")
+            self.assertIn("| local | 48 |", p.stdout)
+            # the reports are a directory that table reads
+            t = run(["table", "--layout", "efficiency", out])
+            self.assertEqual(t.returncode, 0, t.stderr)
+            self.assertIn("| local |", t.stdout)
+            # a budget below what a point plans skips it instead of running it
+            out2 = os.path.join(d, "tight")
+            p = run(["bench", cfg, "--lengths", "32", "--max-memory", "1", "-o", out2, "--quiet"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out2, "index.json")) as f:
+                q = json.load(f)["points"][0]
+            self.assertEqual(q["status"], "skipped")
+            self.assertRegex(q["reason"], r"^needs \d+ MiB planned, above --max-memory 1$")
+            self.assertEqual(sorted(os.listdir(out2)), ["index.json"])
+            for args, msg in ((["--lengths", "3x"], "--lengths: '3x' is not a length in "
+                               "[2, 1048576]"),
+                              (["--mixers", "fulll"], "--mixers: unknown mechanism 'fulll' (see "
+                               "xformer-bench list mechanisms)"),
+                              (["--steps", "2", "--warmup", "2"], "--warmup 2 leaves no step of "
+                               "--steps 2 to time")):
+                p = run(["bench", cfg, "-o", out2] + args)
+                self.assertEqual(p.returncode, 2)
+                self.assertEqual(p.stderr, "xformer-bench bench: " + msg + "\n")
 
 
 if __name__ == "__main__":

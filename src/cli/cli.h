@@ -2,6 +2,8 @@
 #ifndef XB_CLI_H
 #define XB_CLI_H
 
+#include "core/error.h"
+
 typedef struct Command {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand name; returns an exit code */
@@ -13,6 +15,29 @@ int cmd_list(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_table(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+struct ExperimentConfig;
+struct Dataset;
+
+/* How cli_run_loaded runs an experiment. */
+typedef struct CliRun {
+    int quiet;       /* no progress lines */
+    int silent;      /* not even the closing summary line */
+    int checkpoint;  /* save the best validation checkpoint (when the config asks for one) */
+    int no_eval;     /* benchmark: no validation, no test */
+    int time_warmup; /* steps left out of the median step time */
+} CliRun;
+
+/* Sets OpenMP's and OpenBLAS's threads from experiment.threads (0: every core); returns them. */
+int cli_set_threads(const struct ExperimentConfig *cfg);
+/* Loads cfg's task data into ds; returns an exit code (the error printed). */
+int cli_load_dataset(const struct ExperimentConfig *cfg, struct Dataset *ds, int quiet);
+/* Trains and evaluates cfg on a loaded dataset and writes OUTPUT_DIR/RUN_ID.json; returns the
+ * exit code of `run` for it. */
+int cli_run_loaded(const struct ExperimentConfig *cfg, const struct Dataset *ds, const CliRun *how);
+/* Prints "xformer-bench: FILE:LINE:COL: key: message" on stderr; returns err's exit code. */
+int print_error(const XbError *e);
 
 /* Prints "xformer-bench CMD: message" on stderr and returns XB_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -17,6 +17,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "report/report.h"
 #include "tasks/task.h"
@@ -27,7 +28,7 @@ static const char *const USAGE =
     "                        [--quiet]\n\n"
     "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
     "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
-    "validation checkpoint, DIR/RUN_ID.safetensors.\n\n"
+    "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n\n"
     "  --set KEY=VALUE  override a config value, e.g. --set model.layers=4 (repeatable)\n"
     "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
     "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads)\n"
@@ -75,34 +76,53 @@ static void on_progress(void *ctx, const TrainProgress *p) {
                 p->steps_per_s, eta, p->is_eval ? " (eval)" : "");
 }
 
-static int print_error(const XbError *e) {
+int print_error(const XbError *e) {
     char line[2048];
     xb_error_format(e, line, sizeof line);
     fprintf(stderr, "xformer-bench: %s\n", line);
     return e->code ? e->code : XB_EXIT_USAGE;
 }
 
-/* One run: returns an exit code. */
-static int run_one(const ExperimentConfig *cfg, int quiet) {
-    XbError err;
-    xb_error_clear(&err);
+int cli_set_threads(const ExperimentConfig *cfg) {
     const int threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+    return threads;
+}
 
+int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet) {
+    XbError err;
+    xb_error_clear(&err);
     const TaskSpec *task = task_get(cfg->task_index);
-    Dataset ds;
-    memset(&ds, 0, sizeof ds);
+    memset(ds, 0, sizeof *ds);
     const double t0 = timer_now();
-    if (task->load(&ds, &cfg->task_opts, cfg->seed, cfg->source, &err)) return print_error(&err);
+    if (task->load(ds, &cfg->task_opts, cfg->seed, cfg->source, &err)) return print_error(&err);
     if (!quiet)
         log_info("[%s] %s: %d train / %d validation / %d test examples (%.1f s)", cfg->run_id,
-                 task->name, ds.train.n, ds.val.n, ds.test.n, timer_now() - t0);
+                 task->name, ds->train.n, ds->val.n, ds->test.n, timer_now() - t0);
+    return XB_EXIT_OK;
+}
 
+/* One run: returns an exit code. */
+static int run_one(const ExperimentConfig *cfg, int quiet) {
+    Dataset ds;
+    cli_set_threads(cfg);
+    const int rc = cli_load_dataset(cfg, &ds, quiet);
+    if (rc) return rc;
+    const CliRun how = {.quiet = quiet, .checkpoint = 1};
+    const int code = cli_run_loaded(cfg, &ds, &how);
+    dataset_free(&ds);
+    return code;
+}
+
+int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun *how) {
+    XbError err;
+    xb_error_clear(&err);
+    const int quiet = how->quiet, threads = cli_set_threads(cfg);
+    const Dataset ds = *dsp; /* read only */
     if (fileio_mkdirs(cfg->output_dir, cfg->source, &err)) {
         snprintf(err.key, sizeof err.key, "experiment.output_dir");
         err.code = XB_EXIT_USAGE;
-        dataset_free(&ds);
         return print_error(&err);
     }
     char report_path[1400], ckpt_path[1400];
@@ -110,13 +130,15 @@ static int run_one(const ExperimentConfig *cfg, int quiet) {
     snprintf(ckpt_path, sizeof ckpt_path, "%s/%s.safetensors", cfg->output_dir, cfg->run_id);
 
     ProgressCtx pc = {.run_id = cfg->run_id, .tty = isatty(2), .quiet = quiet};
-    TrainHooks hooks = {.progress = on_progress, .ctx = &pc, .stop = &g_stop};
+    TrainHooks hooks = {.progress = on_progress,
+                        .ctx = &pc,
+                        .stop = &g_stop,
+                        .no_eval = how->no_eval,
+                        .time_warmup = how->time_warmup};
     TrainResult tr;
     const double t_run = timer_now();
-    if (train_run(cfg, &ds, ckpt_path, &hooks, &tr, &err)) {
-        dataset_free(&ds);
+    if (train_run(cfg, &ds, how->checkpoint ? ckpt_path : NULL, &hooks, &tr, &err))
         return print_error(&err);
-    }
     const double wall = timer_now() - t_run;
 
     const MixerSpec *mx = mixer_get(cfg->mixer_index);
@@ -145,6 +167,7 @@ static int run_one(const ExperimentConfig *cfg, int quiet) {
     rr.mem.peak_rss = report_peak_rss();
     rr.wall_s = wall, rr.train_s = tr.train_s, rr.eval_s = tr.eval_s;
     rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
+    rr.step_s_median = tr.step_s_median;
     cJSON *doc = report_build(&rr);
     int rc = report_write(report_path, doc, &err);
     cJSON_Delete(doc);
@@ -152,7 +175,7 @@ static int run_one(const ExperimentConfig *cfg, int quiet) {
     const int ok = strcmp(tr.status, "ok") == 0;
     if (rc) {
         print_error(&err);
-    } else {
+    } else if (!how->silent) {
         printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
                "%.0f MiB -> %s\n",
                cfg->run_id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline,
@@ -161,8 +184,46 @@ static int run_one(const ExperimentConfig *cfg, int quiet) {
     }
     if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", cfg->run_id, tr.status_message);
     train_result_free(&tr);
-    dataset_free(&ds);
     return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
+}
+
+/* A sweep's index, OUTPUT_DIR/index.json (of the first run's directory): every run with its
+ * report, swept values' run id and outcome, in sweep order. */
+static int write_index(const ConfigSet *cs, const int *codes, int done) {
+    cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    XB_ASSERT(idx && arr);
+    cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
+    cJSON_AddStringToObject(idx, "kind", "sweep");
+    cJSON_AddStringToObject(idx, "config", cs->runs[0].source);
+    cJSON_AddItemToObject(idx, "runs", arr);
+    for (int r = 0; r < cs->n; r++) {
+        const ExperimentConfig *c = &cs->runs[r];
+        cJSON *o = cJSON_CreateObject();
+        XB_ASSERT(o);
+        char rel[1400];
+        if (!strcmp(c->output_dir, cs->runs[0].output_dir))
+            snprintf(rel, sizeof rel, "%s.json", c->run_id);
+        else
+            snprintf(rel, sizeof rel, "%s/%s.json", c->output_dir, c->run_id);
+        cJSON_AddStringToObject(o, "run_id", c->run_id);
+        cJSON_AddStringToObject(o, "report", rel);
+        char h[17];
+        snprintf(h, sizeof h, "%016llx", (unsigned long long)cfg_hash(c));
+        cJSON_AddStringToObject(o, "config_hash", h);
+        cJSON_AddStringToObject(o, "outcome",
+                                r >= done                     ? "not run"
+                                : codes[r] == XB_EXIT_OK      ? "ok"
+                                : codes[r] == XB_EXIT_RUNFAIL ? "failed"
+                                                              : "bad input");
+        cJSON_AddItemToArray(arr, o);
+    }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/index.json", cs->runs[0].output_dir);
+    XbError err;
+    xb_error_clear(&err);
+    const int rc = report_write(path, idx, &err);
+    cJSON_Delete(idx);
+    return rc ? print_error(&err) : XB_EXIT_OK;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -225,6 +286,8 @@ int cmd_run(int argc, char **argv) {
     free(sets);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    int *codes = calloc((size_t)cs.n, sizeof *codes), done = 0;
+    XB_ASSERT(codes);
     for (int r = 0; r < cs.n && !g_stop; r++) {
         ExperimentConfig *c = &cs.runs[r];
         if (threads >= 0) c->threads = (int)threads;
@@ -232,9 +295,15 @@ int cmd_run(int argc, char **argv) {
         if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
         if (cs.n > 1 && !quiet) log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
         int one = run_one(c, quiet);
+        codes[done++] = one;
         if (one > rc) rc = one;
         if (one == XB_EXIT_USAGE) break;
     }
+    if (cs.n > 1 && done && codes[0] != XB_EXIT_USAGE) {
+        const int w = write_index(&cs, codes, done);
+        if (w > rc) rc = w;
+    }
+    free(codes);
     cfg_set_free(&cs);
     return rc;
 }

@@ -234,8 +234,8 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     if (e->positions == POS_SINUSOIDAL) e->sinus = arena_floats(a, (size_t)e->L * e->D);
 }
 
-int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
-                   XbError *err) {
+/* Sizes, the blocks and the parameter table of cfg's model (no buffers yet). */
+static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes) {
     memset(e, 0, sizeof *e);
     e->B = cfg->batch_size;
     e->L = cfg->max_len;
@@ -271,7 +271,24 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
     lay_out_blocks(e);
     params_init(&e->pt);
     declare_params(e, &cfg->mixer_opts);
+}
 
+size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes) {
+    Encoder e;
+    setup(&e, cfg, vocab, n_classes);
+    Arena ma, ms;
+    arena_init_measure(&ma);
+    arena_init_measure(&ms);
+    plan(&e, &ma, &ms);
+    /* parameters, gradients and AdamW's two moments */
+    const size_t bytes = 4 * e.pt.total * sizeof(float) + ma.peak + ms.peak;
+    encoder_destroy(&e);
+    return bytes;
+}
+
+int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
+                   XbError *err) {
+    setup(e, cfg, vocab, n_classes);
     e->params = aligned_alloc(XB_ALIGN,
                               ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
     e->grads = aligned_alloc(XB_ALIGN,

@@ -109,6 +109,9 @@ typedef struct Encoder {
  * the memory cannot be had. */
 int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, XbError *err);
 void encoder_destroy(Encoder *e);
+/* Bytes that encoder_create and AdamW would allocate for cfg (parameters, gradients, optimizer
+ * moments, activations, scratch), found by planning without allocating: for memory budgets. */
+size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes);
 /* Initialises the parameters from the INIT stream of seed. */
 void encoder_init_params(Encoder *e, uint64_t seed);
 /* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy. Dropout (training) is

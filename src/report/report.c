@@ -118,6 +118,7 @@ static cJSON *build_measured(const RunReport *r) {
     add(o, "eval_s", json_real(r->eval_s));
     add(o, "steps_per_s", json_real(r->steps_per_s));
     add(o, "tokens_per_s", json_real(r->tokens_per_s));
+    add(o, "step_s_median", json_real(r->step_s_median));
     add(o, "peak_rss", json_u64(r->mem.peak_rss));
     cJSON *el = add(o, "eval_elapsed_s", cJSON_CreateArray());
     for (int i = 0; i < r->n_evals; i++) cJSON_AddItemToArray(el, json_real(r->evals[i].elapsed_s));

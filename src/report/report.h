@@ -51,6 +51,7 @@ typedef struct RunReport {
 
     MemoryReport mem;
     double wall_s, train_s, eval_s, steps_per_s, tokens_per_s; /* measured */
+    double step_s_median;                                      /* measured, NaN: none timed */
 } RunReport;
 
 /* Builds the report document (with schema_version, tool and environment); owned by the caller. */

@@ -57,6 +57,18 @@ static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uin
     *acc = count ? (double)correct / (double)count : NAN;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of t[0..n) (sorts t). */
+static double median(double *t, int n) {
+    if (n == 0) return NAN;
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 void train_result_free(TrainResult *r) {
     free(r->evals);
     r->evals = NULL;
@@ -69,6 +81,11 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     r->status = "ok";
     r->best_val_acc = r->test_acc = r->test_loss = NAN;
     r->best_step = -1;
+    r->step_s_median = NAN;
+    const int no_eval = hooks && hooks->no_eval;
+    int64_t warm = hooks ? hooks->time_warmup : 0;
+    if (warm < 1 && cfg->steps > 1) warm = 1; /* the first step pays for page faults */
+    if (warm >= cfg->steps) warm = cfg->steps - 1;
 
     Encoder enc;
     if (encoder_create(&enc, cfg, ds->vocab_size, ds->n_classes, err)) return -1;
@@ -77,11 +94,13 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     Sampler smp = {.n = ds->train.n, .pos = ds->train.n};
     smp.perm = malloc((size_t)smp.n * sizeof(int));
     int *idx = malloc((size_t)enc.B * sizeof(int));
+    double *times = malloc(TRAIN_TIMED_STEPS * sizeof *times); /* a ring of step times */
+    int n_times = 0;
     const int64_t max_evals = cfg->steps / cfg->eval_every + 2;
     r->evals = calloc((size_t)max_evals, sizeof *r->evals);
     if (adamw_init(&opt, enc.pt.total, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay) ||
-        !best || !smp.perm || !idx || !r->evals) {
-        free(best), free(smp.perm), free(idx), adamw_free(&opt), encoder_destroy(&enc);
+        !best || !smp.perm || !idx || !r->evals || !times) {
+        free(best), free(smp.perm), free(idx), free(times), adamw_free(&opt), encoder_destroy(&enc);
         train_result_free(r);
         return xb_error_set(err, cfg->source, 0, 0, "model", "out of memory for %zu parameters",
                             params_count(&enc.pt));
@@ -113,6 +132,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
                      (long long)cfg->steps);
             break;
         }
+        const double t_step = timer_now();
         sampler_next(&smp, idx, enc.B);
         dataset_batch(&ds->train, idx, enc.B, enc.L, enc.cls_id, enc.tokens, enc.mask, enc.labels);
         const double loss = encoder_forward(&enc, 1, cfg->seed, step);
@@ -134,8 +154,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         loss_sum += loss - enc.aux_loss; /* the task's cross-entropy; auxiliary losses apart */
         loss_n++;
         r->steps_done = step;
+        if (step > warm) times[n_times++ % TRAIN_TIMED_STEPS] = timer_now() - t_step;
 
-        const int do_eval = step % cfg->eval_every == 0 || step == cfg->steps;
+        const int do_eval = !no_eval && (step % cfg->eval_every == 0 || step == cfg->steps);
         if (do_eval) {
             const double t0 = timer_now();
             EvalRecord *ev = &r->evals[r->n_evals++];
@@ -203,8 +224,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     r->steps_per_s = r->train_s > 0 ? (double)r->steps_done / r->train_s : 0.0;
     r->tokens_per_s = r->steps_per_s * (double)enc.B * (double)enc.L;
     r->mem.scratch_peak = enc.scratch.peak;
+    r->step_s_median = median(times, XB_MIN(n_times, TRAIN_TIMED_STEPS));
 
-    free(best), free(smp.perm), free(idx);
+    free(best), free(smp.perm), free(idx), free(times);
     adamw_free(&opt);
     encoder_destroy(&enc);
     return 0;

@@ -25,6 +25,8 @@ typedef struct TrainHooks {
     void (*progress)(void *ctx, const TrainProgress *p); /* may be NULL */
     void *ctx;
     volatile sig_atomic_t *stop; /* when it becomes nonzero, training stops as "interrupted" */
+    int no_eval;     /* benchmarks: no validation, no checkpoint, no test (accuracy stays NaN) */
+    int time_warmup; /* steps left out of the median step time (at least 1 when steps > 1) */
 } TrainHooks;
 
 typedef struct TrainResult {
@@ -39,7 +41,11 @@ typedef struct TrainResult {
     MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
     size_t n_params;
     double train_s, eval_s, steps_per_s, tokens_per_s;
+    double step_s_median; /* median wall time of a training step after the warm-up (of the last
+                           * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
 } TrainResult;
+
+enum { TRAIN_TIMED_STEPS = 4096 };
 
 /* Trains the model that cfg describes on ds. ckpt_path: where the best validation checkpoint is
  * saved (safetensors) when cfg->checkpoint is set. Returns 0 when the run completed, diverged or
