@@ -262,6 +262,25 @@ class Outputs(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             self.assertIn("2 matched", p.stdout)
 
+    def test_each_run_of_a_sweep_reports_its_own_peak_rss(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY + "sweep:\n  train.batch_size: [256, 2]\n")
+            out = os.path.join(d, "out")
+            p = run(["run", cfg, "-o", out, "--quiet", "--set", "train.steps=2", "--set",
+                     "model.d_model=64", "--set", "train.eval_every=2"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out, "index.json")) as f:
+                runs = json.load(f)["runs"]
+            rss = []
+            for r in runs:
+                with open(os.path.join(out, r["report"])) as f:
+                    doc = json.load(f)
+                rss.append(doc["measured"]["peak_rss"])
+            # the big first run's peak would otherwise carry over to the small second one
+            self.assertLess(rss[1], rss[0] - 20 * 2**20, rss)
+
     def test_nan_stops_the_run_with_a_message_and_a_report_that_says_so(self):
         with tempfile.TemporaryDirectory() as d:
             cfg = os.path.join(d, "tiny.yaml")

@@ -129,6 +129,7 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     snprintf(report_path, sizeof report_path, "%s/%s.json", cfg->output_dir, cfg->run_id);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/%s.safetensors", cfg->output_dir, cfg->run_id);
 
+    report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
     ProgressCtx pc = {.run_id = cfg->run_id, .tty = isatty(2), .quiet = quiet};
     TrainHooks hooks = {.progress = on_progress,
                         .ctx = &pc,

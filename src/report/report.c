@@ -319,6 +319,13 @@ int report_read(const char *path, cJSON **out, XbError *err) {
 
 /* ---- peak RSS ---- */
 
+int report_reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    const int ok = fputs("5", f) >= 0; /* 5: reset the peak resident set size to the current */
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 size_t report_peak_rss(void) {
     FILE *f = fopen("/proc/self/status", "r");
     if (f) {

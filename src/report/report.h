@@ -62,6 +62,9 @@ int report_write(const char *path, const struct cJSON *doc, XbError *err);
 /* Reads and parses a report; refuses unknown schema_version and malformed JSON with a message
  * naming the file (and the line and column of a JSON syntax error). *out owned by the caller. */
 int report_read(const char *path, struct cJSON **out, XbError *err);
+/* Resets the process's peak resident set size to the current one (Linux's clear_refs), so that
+ * each run of a sweep reports its own peak; returns 0, or -1 where that is not possible. */
+int report_reset_peak_rss(void);
 /* The process's peak resident set size in bytes (VmHWM). */
 size_t report_peak_rss(void);
 /* The report's "environment" object: CPU model, online cores, threads, BLAS build and threads,
