@@ -310,6 +310,11 @@ class Outputs(unittest.TestCase):
         self.assertEqual(p.returncode, 0)
         self.assertIn("full", p.stdout)
         self.assertIn("listops", p.stdout)
+        p = run(["list", "config"])
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, r"\n    compress +int +default 0 +an integer in \[0, 4096\]; "
+                         r"Compressive Transformer")
+        self.assertIn("\ntrain:\n    batch_size ", p.stdout)
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,

@@ -1,17 +1,21 @@
 /* xformer-bench list: the registry tables, as text or Markdown. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "config/config.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
 static const char *const USAGE =
-    "usage: xformer-bench list [mechanisms|tasks] [--markdown]\n\n"
+    "usage: xformer-bench list [mechanisms|tasks|config] [--markdown]\n\n"
     "Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
-    "it honours the key-padding mask, options with defaults and ranges) and every task.\n";
+    "it honours the key-padding mask, options with defaults and ranges), every task, and the\n"
+    "keys of the experiment, model and train sections of a config.\n";
 
 static void print_opts(const OptSpec *o, int n, int md) {
     for (int i = 0; i < n; i++) {
@@ -63,8 +67,27 @@ static void list_tasks(int md) {
     }
 }
 
+static void list_config(int md) {
+    static const char *const sections[] = {"experiment", "model", "train"};
+    for (int k = 0; k < 3; k++) {
+        const int n = cfg_key_count(sections[k]);
+        OptSpec *o = malloc((size_t)n * sizeof *o);
+        XB_ASSERT(o);
+        for (int i = 0; i < n; i++) o[i] = *cfg_key(sections[k], i);
+        if (md)
+            printf(
+                "### `%s:`\n\n| key | type | default | valid | meaning |\n|---|---|---|---|---|\n",
+                sections[k]);
+        else
+            printf("%s:\n", sections[k]);
+        print_opts(o, n, md);
+        if (md) printf("\n");
+        free(o);
+    }
+}
+
 int cmd_list(int argc, char **argv) {
-    int md = 0, what = 3; /* 1 mechanisms, 2 tasks */
+    int md = 0, what = 7; /* 1 mechanisms, 2 tasks, 4 config keys */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
@@ -75,9 +98,11 @@ int cmd_list(int argc, char **argv) {
             what = 1;
         else if (!strcmp(argv[i], "tasks"))
             what = 2;
+        else if (!strcmp(argv[i], "config"))
+            what = 4;
         else
             return cli_usage_error("list",
-                                   "unexpected argument '%s' (valid: mechanisms, tasks, "
+                                   "unexpected argument '%s' (valid: mechanisms, tasks, config, "
                                    "--markdown, --help)",
                                    argv[i]);
     }
@@ -88,6 +113,10 @@ int cmd_list(int argc, char **argv) {
     if (what & 2) {
         if (!md) printf("%sTasks (%d):\n", what & 1 ? "\n" : "", task_count());
         list_tasks(md);
+    }
+    if (what & 4) {
+        if (!md) printf("%sConfig keys:\n", what & 3 ? "\n" : "");
+        list_config(md);
     }
     return XB_EXIT_OK;
 }

@@ -957,6 +957,25 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     return 0;
 }
 
+static const Field *section_fields(const char *section, int *n) {
+    if (!strcmp(section, "experiment")) return *n = N_EXP, g_exp;
+    if (!strcmp(section, "model")) return *n = N_MODEL, g_model;
+    if (!strcmp(section, "train")) return *n = N_TRAIN, g_train;
+    return *n = 0, NULL;
+}
+
+int cfg_key_count(const char *section) {
+    int n;
+    section_fields(section, &n);
+    return n;
+}
+
+const OptSpec *cfg_key(const char *section, int i) {
+    int n;
+    const Field *f = section_fields(section, &n);
+    return i >= 0 && i < n ? &f[i].o : NULL;
+}
+
 int cfg_pooled_length(int L, int cls) { return cls ? 1 + L / 2 : (L + 1) / 2; }
 
 static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanitize) {

@@ -83,6 +83,11 @@ struct cJSON *cfg_to_json(const ExperimentConfig *c);
  * hashes mean the same experiment. */
 uint64_t cfg_hash(const ExperimentConfig *c);
 
+/* The keys of a section ("experiment", "model", "train") with their types, defaults, ranges and
+ * help (the schema the loader validates against; static storage): how many, and the i-th. */
+int cfg_key_count(const char *section);
+const OptSpec *cfg_key(const char *section, int i);
+
 /* The length after the Funnel Transformer's pooling by 2 of L positions: with a CLS token (cls)
  * it stays and the other L − 1 positions pool in pairs, 1 + ceil((L − 1)/2); else ceil(L/2). */
 int cfg_pooled_length(int L, int cls);
