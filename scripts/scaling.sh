@@ -5,6 +5,7 @@
 # the analytic FLOPs of a training step (what the mechanism's algorithm must do).
 #   scripts/scaling.sh [MIXERS] [LENGTHS]    defaults: every mechanism; 1024 2048 4096 8192 16384
 #   XB_BIN=path runs another binary (e.g. a copy, so a rebuild cannot change it mid-run)
+#   XB_ARGS="--set model.mixer.sortcut=2" adds arguments to every run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${XB_BIN:-./build/src/xformer-bench}
@@ -17,7 +18,7 @@ for m in $mixers; do
     for L in $lengths; do
         $bin run configs/bench/step-full.yaml --quiet -o "$out" --set model.mixer.name="$m" \
             --set model.max_len="$L" --set train.batch_size=2 --set train.steps=6 \
-            --set experiment.name="$m-$L" >/dev/null
+            --set experiment.name="$m-$L" ${XB_ARGS:-} >/dev/null
     done
     python3 - "$out" "$m" $lengths <<'PY'
 import json, math, sys
