@@ -492,6 +492,7 @@ class Table(unittest.TestCase):
         doc["config"]["task"]["name"], doc["config"]["model"]["max_len"] = task, max_len
         doc["test"]["accuracy"] = acc
         doc["measured"]["steps_per_s"], doc["measured"]["peak_rss"] = sps, rss
+        doc["measured"]["step_s_median"] = 1.0 / sps
         path = os.path.join(d, doc["run_id"] + ".json")
         with open(path, "w") as f:
             json.dump(doc, f)

@@ -109,14 +109,7 @@ static void run_point(Point *p, const ExperimentConfig *cfg, const Dataset *ds, 
         xb_error_format(&err, p->why, sizeof p->why);
         return;
     }
-    cJSON *doc;
-    p->median = NAN;
-    if (!report_read(path, &doc, &err)) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "measured");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "step_s_median");
-        if (cJSON_IsNumber(v)) p->median = v->valuedouble;
-        cJSON_Delete(doc);
-    }
+    p->median = p->s.step_s_median;
     p->status = "ok";
 }
 

@@ -26,6 +26,10 @@ static const char *const USAGE =
 static const char *const PALETTE[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                       "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
 #define NPAL ((int)XB_ARRAY_LEN(PALETTE))
+/* After the palette's ten colours, lines repeat them with a dash pattern. */
+static const char *const DASHES[] = {"none", "6,3", "2,2", "8,3,2,3"};
+
+static const char *dash_of(int k) { return DASHES[(k / NPAL) % (int)XB_ARRAY_LEN(DASHES)]; }
 
 typedef struct Frame {
     double x0, y0, w, h;           /* the plotting area in SVG pixels (y0 at the top) */
@@ -126,14 +130,22 @@ static int key_index(const char **keys, int *n, const char *s) {
     return (*n)++;
 }
 
-static void legend(FILE *o, double x, double y, const char *const *keys, int n, const char *title) {
+/* The legend: a colour swatch per key, or with lines a short line in the key's colour and dash. */
+static void legend(FILE *o, double x, double y, const char *const *keys, int n, const char *title,
+                   int lines) {
     fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">", x, y);
     put_escaped(o, title);
     fputs("</text>\n", o);
     for (int i = 0; i < n; i++) {
         const double yy = y + 18 * (i + 1);
-        fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x,
-                yy - 10, PALETTE[i % NPAL]);
+        if (lines)
+            fprintf(o,
+                    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                    "stroke-width=\"2\" stroke-dasharray=\"%s\"/>\n",
+                    x, yy - 4, x + 14, yy - 4, PALETTE[i % NPAL], dash_of(i));
+        else
+            fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x,
+                    yy - 10, PALETTE[i % NPAL]);
         fprintf(o, "<text x=\"%.1f\" y=\"%.1f\">", x + 18, yy);
         put_escaped(o, keys[i]);
         fputs("</text>\n", o);
@@ -174,15 +186,22 @@ static void frontier(FILE *o, const ReportSummary *r, int n) {
         put_escaped(o, r[i].run_id);
         fprintf(o, ": %.2f%%, %.3g steps/s, %.1f MiB</title></circle>\n", 100 * r[i].test_acc,
                 r[i].steps_per_s, r[i].peak_rss / 1048576.0);
+        int same = 0; /* several reports of one mechanism: name them by run */
+        for (int j = 0; j < n; j++) same += !strcmp(r[j].mixer, r[i].mixer);
         fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">", x + rad + 2, y + 3);
-        put_escaped(o, r[i].mixer);
+        put_escaped(o, same > 1 ? r[i].run_id : r[i].mixer);
         fputs("</text>\n", o);
     }
-    legend(o, 680, 40, cls, nc, "class");
+    legend(o, 680, 40, cls, nc, "class", 0);
     fprintf(o, "<text x=\"680\" y=\"%d\" font-size=\"10\">circle area: peak memory</text>\n",
             40 + 18 * (nc + 2));
     fputs("</svg>\n", o);
     free(cls);
+}
+
+/* Seconds per training step: the median step when the report has one (bench), else the mean. */
+static double step_time(const ReportSummary *r) {
+    return r->step_s_median > 0 ? r->step_s_median : 1.0 / r->steps_per_s;
 }
 
 static int by_len(const void *a, const void *b) {
@@ -202,7 +221,7 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     for (int i = 0; i < n; i++) {
         key_index(mix, &nm, r[i].mixer);
         if (!(r[i].steps_per_s > 0) || r[i].peak_rss <= 0) continue;
-        const double t = 1.0 / r[i].steps_per_s, m = r[i].peak_rss / 1048576.0;
+        const double t = step_time(&r[i]), m = r[i].peak_rss / 1048576.0;
         ft.xmin = fmin(ft.xmin, r[i].max_len), ft.xmax = fmax(ft.xmax, r[i].max_len);
         ft.ymin = fmin(ft.ymin, t), ft.ymax = fmax(ft.ymax, t);
         fm.ymin = fmin(fm.ymin, m), fm.ymax = fmax(fm.ymax, m);
@@ -215,9 +234,9 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     fm.xmin = ft.xmin, fm.xmax = ft.xmax;
     nice_range(&ft.ymin, &ft.ymax, 1, 0, &ys);
     nice_range(&fm.ymin, &fm.ymax, 1, 0, &ms);
-    fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1060\" height=\"460\" "
-               "viewBox=\"0 0 1060 460\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"1060\" height=\"460\" fill=\"white\"/>\n");
+    fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1120\" height=\"460\" "
+               "viewBox=\"0 0 1120 460\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"1120\" height=\"460\" fill=\"white\"/>\n");
     axes(o, &ft, xs, ys, "sequence length", "time per training step (s)");
     axes(o, &fm, xs, ms, "sequence length", "peak memory (MiB)");
     for (int k = 0; k < nm; k++) {
@@ -229,14 +248,17 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
         const char *col = PALETTE[k % NPAL];
         for (int panel = 0; panel < 2; panel++) {
             const Frame *f = panel ? &fm : &ft;
-            fprintf(o, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", col);
+            fprintf(o,
+                    "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" "
+                    "stroke-dasharray=\"%s\" points=\"",
+                    col, dash_of(k));
             for (int i = 0; i < nl; i++) {
-                const double v = panel ? line[i]->peak_rss / 1048576.0 : 1.0 / line[i]->steps_per_s;
+                const double v = panel ? line[i]->peak_rss / 1048576.0 : step_time(line[i]);
                 fprintf(o, "%s%.1f,%.1f", i ? " " : "", px(f, line[i]->max_len), py(f, v));
             }
             fputs("\"/>\n", o);
             for (int i = 0; i < nl; i++) {
-                const double v = panel ? line[i]->peak_rss / 1048576.0 : 1.0 / line[i]->steps_per_s;
+                const double v = panel ? line[i]->peak_rss / 1048576.0 : step_time(line[i]);
                 fprintf(o,
                         "<circle class=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"><title>",
                         panel ? "mark-memory" : "mark", px(f, line[i]->max_len), py(f, v), col);
@@ -246,7 +268,7 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
             }
         }
     }
-    legend(o, 900, 40, mix, nm, "mechanism");
+    legend(o, 900, 40, mix, nm, "mechanism", 1);
     fputs("</svg>\n", o);
     free(mix);
     free(line);

@@ -88,6 +88,10 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
         want_number(doc, "test.majority_baseline", path, 1, &s->baseline, err) ||
         want_number(doc, "measured.steps_per_s", path, 0, &s->steps_per_s, err) ||
         want_number(doc, "measured.tokens_per_s", path, 0, &s->tokens_per_s, err) ||
+        /* absent from reports written before it existed */
+        (at(doc, "measured.step_s_median")
+             ? want_number(doc, "measured.step_s_median", path, 1, &s->step_s_median, err)
+             : (s->step_s_median = NAN, 0)) ||
         want_number(doc, "measured.wall_s", path, 0, &s->wall_s, err) ||
         want_number(doc, "measured.peak_rss", path, 0, &s->peak_rss, err) ||
         want_number(doc, "memory.planned_total", path, 0, &s->planned, err) ||

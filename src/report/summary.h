@@ -14,6 +14,7 @@ typedef struct ReportSummary {
     int max_len, batch_size;
     double test_acc, baseline;        /* fractions; NaN when the run did not evaluate */
     double steps_per_s, tokens_per_s; /* measured */
+    double step_s_median;             /* measured; NaN when the report has none */
     double wall_s;                    /* measured, the whole run */
     double peak_rss, planned;         /* bytes: measured; planned buffers */
     uint64_t flops_step;              /* analytic FLOPs of a training step */
