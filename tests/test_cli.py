@@ -616,6 +616,12 @@ class Bench(unittest.TestCase):
                     self.assertAlmostEqual(q["gflops_per_s"], q["flops_step"] / 1e9
                                            / q["step_s_median"])
                     self.assertGreater(q["planned_bytes"], 0)
+                    v = subprocess.run([sys.executable, os.environ.get("XB_VALIDATE",
+                                        "tests/validate_report.py"),
+                                        os.environ.get("XB_SCHEMA", "src/report/report.schema.json"),
+                                        os.path.join(out, q["report"])],
+                                       capture_output=True, text=True)
+                    self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
             self.assertEqual(pts[("full", 32)]["speed_vs_full"], 1.0)
             self.assertEqual(pts[("full", 32)]["memory_vs_full"], 1.0)
             self.assertEqual(pts[("linformer", 32)]["status"], "skipped")
