@@ -74,3 +74,22 @@ double dataset_majority(const Split *s, int n_classes) {
     free(count);
     return frac;
 }
+
+void dataset_json_escape(char *out, size_t n, const char *s) {
+    size_t k = 0;
+    for (; *s; s++) {
+        char e[8];
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof e, "\\%c", c);
+        else if (c < 0x20)
+            snprintf(e, sizeof e, "\\u%04x", c);
+        else
+            e[0] = (char)c, e[1] = '\0';
+        const size_t m = strlen(e);
+        if (k + m + 1 > n) break;
+        memcpy(out + k, e, m);
+        k += m;
+    }
+    out[k] = '\0';
+}

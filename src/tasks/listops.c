@@ -478,24 +478,6 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
 
 /* Writes s as the inside of a JSON string into out (n bytes); a string too long to fit is cut at a
  * character boundary (the identity has room for about 640 bytes of directory). */
-static void json_escape(char *out, size_t n, const char *s) {
-    size_t k = 0;
-    for (; *s; s++) {
-        char e[8];
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            snprintf(e, sizeof e, "\\%c", c);
-        else if (c < 0x20)
-            snprintf(e, sizeof e, "\\u%04x", c);
-        else
-            e[0] = (char)c, e[1] = '\0';
-        const size_t m = strlen(e);
-        if (k + m + 1 > n) break;
-        memcpy(out + k, e, m);
-        k += m;
-    }
-    out[k] = '\0';
-}
 
 static int load_files(Dataset *d, const OptValues *v, const char *source, XbError *err) {
     const char *dir = opt_str(v, listops_opts, NOPTS, "data_dir");
@@ -511,7 +493,7 @@ static int load_files(Dataset *d, const OptValues *v, const char *source, XbErro
         if (read_tsv(splits[k], path, parens, &h[k], err)) return -1;
     }
     char dir_json[640];
-    json_escape(dir_json, sizeof dir_json, dir);
+    dataset_json_escape(dir_json, sizeof dir_json, dir);
     snprintf(d->identity, sizeof d->identity,
              "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"%s\",\"files\":{"
              "\"%s\":\"%016llx\",\"%s\":\"%016llx\",\"%s\":\"%016llx\"},\"parens\":%s}",

@@ -5,9 +5,11 @@
 #include "tasks/task.h"
 
 extern const TaskSpec task_listops;
+extern const TaskSpec task_image;
 
 static const TaskSpec *const g_tasks[] = {
     &task_listops,
+    &task_image,
 };
 
 int task_count(void) { return (int)XB_ARRAY_LEN(g_tasks); }

@@ -3,6 +3,7 @@
 #ifndef XB_TASK_H
 #define XB_TASK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -53,6 +54,10 @@ void dataset_checksum(Dataset *d);
  * is 1 for real tokens (including CLS), 0 for padding. tokens (B, L), mask (B, L), labels (B). */
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels);
+
+/* s as the inside of a JSON string (quotes, backslashes and control characters escaped), cut to
+ * fit n bytes; for dataset identities that name paths. */
+void dataset_json_escape(char *out, size_t n, const char *s);
 
 /* Majority-class accuracy on split s (the fraction of its most common label). */
 double dataset_majority(const Split *s, int n_classes);
