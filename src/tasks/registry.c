@@ -6,10 +6,14 @@
 
 extern const TaskSpec task_listops;
 extern const TaskSpec task_image;
+extern const TaskSpec task_parity;
+extern const TaskSpec task_recall;
 
 static const TaskSpec *const g_tasks[] = {
     &task_listops,
     &task_image,
+    &task_parity,
+    &task_recall,
 };
 
 int task_count(void) { return (int)XB_ARRAY_LEN(g_tasks); }
