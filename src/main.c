@@ -12,7 +12,9 @@
 static const Command g_commands[] = {
     {"run", cmd_run, "train and evaluate the experiment(s) of a YAML config, write JSON reports"},
     {"list", cmd_list, "list the attention mechanisms and tasks with their options"},
-    {"bench", cmd_bench, "time training steps of mechanisms across lengths (LRA's efficiency table)"},
+    {"data", cmd_data, "load a task's data and print its statistics and checksum"},
+    {"bench", cmd_bench,
+     "time training steps of mechanisms across lengths (LRA's efficiency table)"},
     {"compare", cmd_compare, "compare two sets of reports; exit 1 on a regression (a CI gate)"},
     {"table", cmd_table, "turn reports into accuracy or efficiency tables (md, latex, csv)"},
     {"plot", cmd_plot, "draw reports as SVG: accuracy-speed-memory frontier, scaling curves"},

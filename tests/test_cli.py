@@ -320,7 +320,35 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, bench, compare, table, plot; see --help)\n")
+                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, data, bench, compare, table, plot; see --help)\n")
+
+
+class Data(unittest.TestCase):
+    def test_data_prints_split_sizes_lengths_classes_and_checksum(self):
+        p = run(["data", "parity", "--set", "task.num_train=400", "--set", "task.min_length=8",
+                 "--set", "task.max_length=8"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"^parity: Parity")
+        self.assertIn("  vocabulary 3 tokens (0 = padding), 2 classes\n", p.stdout)
+        self.assertIn("  train     400 examples  length min 8  p10 8  p50 8  p90 8  max 8\n",
+                      p.stdout)
+        self.assertRegex(p.stdout, r"  checksum [0-9a-f]{16}\n$")
+        again = run(["data", "parity", "--set", "task.num_train=400", "--set",
+                     "task.min_length=8", "--set", "task.max_length=8"])
+        import re
+        timing = re.compile(r"\(\d+\.\d s\)")  # the same data, apart from the load time
+        self.assertEqual(timing.sub("", p.stdout), timing.sub("", again.stdout))
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            p = run(["data", cfg])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("  test       64 examples", p.stdout)
+        p = run(["data", "parity", "--set", "task.min_length=9", "--set", "task.max_length=8"])
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "xformer-bench: TASK: task.max_length: 8 is shorter than "
+                         "task.min_length = 9 (valid: 9 or more)\n")
 
 
 class Compare(unittest.TestCase):

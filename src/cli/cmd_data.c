@@ -1,0 +1,115 @@
+/* xformer-bench data: load a task's data once and print what it is. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "core/timer.h"
+#include "core/xassert.h"
+#include "tasks/task.h"
+
+static const char *const USAGE =
+    "usage: xformer-bench data TASK|CONFIG [--set task.KEY=VALUE]...\n\n"
+    "Loads (generates, or reads and checks) a task's data and prints its statistics: the size of\n"
+    "each split, the length percentiles, the class balance, the vocabulary, the identity that\n"
+    "reports record and the checksum. TASK is a task name (its options from --set), or CONFIG a\n"
+    "YAML experiment whose task section is used.\n\n"
+    "Exit status: 0, or 2 bad input (unknown task, bad option, missing or malformed data).\n";
+
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void split_stats(const char *name, const Split *s, int n_classes) {
+    if (s->n == 0) {
+        printf("  %-5s      0 examples\n", name);
+        return;
+    }
+    int64_t *len = malloc((size_t)s->n * sizeof *len);
+    int *count = calloc((size_t)n_classes, sizeof *count);
+    XB_ASSERT(len && count);
+    for (int i = 0; i < s->n; i++) {
+        len[i] = s->offsets[i + 1] - s->offsets[i];
+        if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    }
+    qsort(len, (size_t)s->n, sizeof *len, cmp_i64);
+#define PCT(p) ((long long)len[(size_t)((double)(p) / 100.0 * (s->n - 1) + 0.5)])
+    printf("  %-5s %7d examples  length min %lld  p10 %lld  p50 %lld  p90 %lld  max %lld\n", name,
+           s->n, PCT(0), PCT(10), PCT(50), PCT(90), PCT(100));
+#undef PCT
+    printf("        classes:");
+    int most = 0;
+    for (int c = 0; c < n_classes; c++) {
+        if (c < 16) printf(" %d:%.1f%%", c, 100.0 * count[c] / s->n);
+        if (count[c] > count[most]) most = c;
+    }
+    if (n_classes > 16) printf(" ... (%d classes)", n_classes);
+    printf("  (majority %.1f%%)\n", 100.0 * count[most] / s->n);
+    free(len);
+    free(count);
+}
+
+int cmd_data(int argc, char **argv) {
+    const char *what = NULL;
+    const char **sets = calloc((size_t)argc + 2, sizeof *sets);
+    XB_ASSERT(sets);
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            free(sets);
+            return XB_EXIT_OK;
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            sets[n_sets++] = argv[++i];
+        } else if (argv[i][0] == '-') {
+            free(sets);
+            return cli_usage_error("data", "unknown option '%s' (see --help)", argv[i]);
+        } else if (!what) {
+            what = argv[i];
+        } else {
+            free(sets);
+            return cli_usage_error("data", "expected one TASK or CONFIG, got '%s' and '%s'", what,
+                                   argv[i]);
+        }
+    }
+    if (!what) {
+        free(sets);
+        return cli_usage_error("data", "expected a TASK (see xformer-bench list tasks) or a "
+                                       "CONFIG");
+    }
+    ConfigSet cs;
+    XbError err;
+    xb_error_clear(&err);
+    int rc;
+    const size_t n = strlen(what);
+    if (n > 5 && (!strcmp(what + n - 5, ".yaml") || !strcmp(what + n - 4, ".yml"))) {
+        rc = cfg_load(what, sets, n_sets, &cs, &err);
+    } else {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "task:\n  name: %s\n", what);
+        rc = cfg_load_string(yaml, "TASK", sets, n_sets, &cs, &err);
+    }
+    free(sets);
+    if (rc) return print_error(&err);
+    const ExperimentConfig *c = &cs.runs[0];
+    Dataset ds;
+    const double t0 = timer_now();
+    rc = cli_load_dataset(c, &ds, 1);
+    if (rc) {
+        cfg_set_free(&cs);
+        return rc;
+    }
+    const TaskSpec *t = task_get(c->task_index);
+    printf("%s: %s (%.1f s)\n", t->name, t->description, timer_now() - t0);
+    printf("  vocabulary %d tokens (0 = padding), %d classes\n", ds.vocab_size, ds.n_classes);
+    split_stats("train", &ds.train, ds.n_classes);
+    split_stats("val", &ds.val, ds.n_classes);
+    split_stats("test", &ds.test, ds.n_classes);
+    printf("  identity %s\n  checksum %s\n", ds.identity, ds.checksum);
+    dataset_free(&ds);
+    cfg_set_free(&cs);
+    return XB_EXIT_OK;
+}
