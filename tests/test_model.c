@@ -49,8 +49,8 @@ static void fill_batch(Encoder *e, const int *len, int32_t pad_token) {
             e->tokens[i] = real ? 1 + (int32_t)((b * 7 + t * 3) % (V - 1)) : pad_token;
             if (real && t == 0 && e->cls_id >= 0) e->tokens[i] = e->cls_id;
         }
-        e->labels[b] = b % NCLS;
     }
+    for (int b = 0; b < e->NB; b++) e->labels[b] = b % NCLS; /* NB = B unless pairs */
 }
 
 typedef struct {
@@ -371,6 +371,61 @@ START_TEST(test_compression_loss_is_reconstruction) {
 }
 END_TEST
 
+/* LRA's retrieval dual encoder: each example is two documents (rows 2b, 2b + 1) through the one
+ * encoder, the classifier on [u, v, u·v, u − v]. Every gradient against finite differences,
+ * FLOPs counted = analytic, and the towers share their weights: a document's vector is the
+ * same whichever side of the pair it is on. */
+START_TEST(test_dual_encoder_gradients_flops_and_shared_towers) {
+    const int len[6] = {7, 4, 5, 6, 3, 7};
+    for (int pool = 0; pool < 2; pool++) {
+        ExperimentConfig cfg = tiny_config(3, 7, (PoolKind)pool, POS_SINUSOIDAL, 0.1f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create_pairs(&e, &cfg, V, NCLS, 1, &err), 0);
+        ck_assert_int_eq(e.B, 6);
+        ck_assert_int_eq(e.NB, 3);
+        encoder_init_params(&e, 5);
+        fill_batch(&e, len, 0);
+        flops_reset();
+        encoder_forward(&e, 1, 11, 3);
+        ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
+        flops_reset();
+        memset(e.grads, 0, e.pt.total * sizeof(float));
+        encoder_backward(&e, 11, 3);
+        ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 1));
+        Ctx c = {.e = &e, .seed = 11, .step = 3};
+        const float one = 1.0f;
+        for (int i = 0; i < e.pt.n; i++) {
+            const ParamInfo *p = &e.pt.info[i];
+            GcResult r;
+            int ok = gradcheck(model_fwd, &c, e.params + p->offset, p->size, e.grads + p->offset,
+                               &c.loss, 1, &one, 3e-3f, 1e-3, 1e-2, 40, &r);
+            GC_ASSERT(ok, p->name, &r);
+        }
+        /* swap the documents of example 0: its two vectors swap (up to the rounding of BLAS
+         * kernels that block rows differently) */
+        encoder_forward(&e, 0, 1, 1);
+        const int D = e.D;
+        float u[64], v[64];
+        memcpy(u, e.pooled, (size_t)D * sizeof(float));
+        memcpy(v, e.pooled + D, (size_t)D * sizeof(float));
+        for (int t = 0; t < e.L; t++) {
+            int32_t tk = e.tokens[t];
+            e.tokens[t] = e.tokens[e.L + t], e.tokens[e.L + t] = tk;
+            unsigned char mk = e.mask[t];
+            e.mask[t] = e.mask[e.L + t], e.mask[e.L + t] = mk;
+        }
+        encoder_forward(&e, 0, 1, 1);
+        for (int d = 0; d < D; d++) {
+            ck_assert_float_eq_tol(e.pooled[d], v[d], 1e-5f);
+            ck_assert_float_eq_tol(e.pooled[D + d], u[d], 1e-5f);
+        }
+        ck_assert(fabsf(u[0] - v[0]) > 1e-3f); /* the two documents differ */
+        encoder_destroy(&e);
+    }
+}
+END_TEST
+
 START_TEST(test_same_seed_gives_identical_step) {
     const int len[2] = {12, 7};
     float *g[2];
@@ -485,6 +540,7 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
     tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
     tcase_add_test(tc, test_recurrence_memory_reaches_back_only);
+    tcase_add_test(tc, test_dual_encoder_gradients_flops_and_shared_towers);
     tcase_add_test(tc, test_compressive_gradients_match_finite_differences);
     tcase_add_test(tc, test_compressed_memory_reaches_beyond_the_memory);
     tcase_add_test(tc, test_compression_loss_is_reconstruction);

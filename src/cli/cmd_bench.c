@@ -333,7 +333,7 @@ int cmd_bench(int argc, char **argv) {
             }
             ExperimentConfig *c = &cs.runs[0];
             c->threads = base.runs[0].threads;
-            p->planned = encoder_planned_bytes(c, ds.vocab_size, ds.n_classes);
+            p->planned = encoder_planned_bytes(c, ds.vocab_size, ds.n_classes, ds.pairs);
             if (p->planned > (size_t)max_mib << 20) {
                 p->status = "skipped";
                 snprintf(p->why, sizeof p->why, "needs %.0f MiB planned, above --max-memory %lld",

@@ -28,17 +28,17 @@ static void split_stats(const char *name, const Split *s, int n_classes) {
         printf("  %-5s      0 examples\n", name);
         return;
     }
-    int64_t *len = malloc((size_t)s->n * sizeof *len);
+    const int nd = s->n * split_docs(s); /* documents: two per example of a pair */
+    int64_t *len = malloc((size_t)nd * sizeof *len);
     int *count = calloc((size_t)n_classes, sizeof *count);
     XB_ASSERT(len && count);
-    for (int i = 0; i < s->n; i++) {
-        len[i] = s->offsets[i + 1] - s->offsets[i];
+    for (int j = 0; j < nd; j++) len[j] = s->offsets[j + 1] - s->offsets[j];
+    for (int i = 0; i < s->n; i++)
         if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
-    }
-    qsort(len, (size_t)s->n, sizeof *len, cmp_i64);
-#define PCT(p) ((long long)len[(size_t)((double)(p) / 100.0 * (s->n - 1) + 0.5)])
-    printf("  %-5s %7d examples  length min %lld  p10 %lld  p50 %lld  p90 %lld  max %lld\n", name,
-           s->n, PCT(0), PCT(10), PCT(50), PCT(90), PCT(100));
+    qsort(len, (size_t)nd, sizeof *len, cmp_i64);
+#define PCT(p) ((long long)len[(size_t)((double)(p) / 100.0 * (nd - 1) + 0.5)])
+    printf("  %-5s %7d examples%s  length min %lld  p10 %lld  p50 %lld  p90 %lld  max %lld\n", name,
+           s->n, split_docs(s) > 1 ? " (pairs)" : "", PCT(0), PCT(10), PCT(50), PCT(90), PCT(100));
 #undef PCT
     printf("        classes:");
     int most = 0;

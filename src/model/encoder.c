@@ -21,6 +21,9 @@
 static int site_embed(void) { return 0; }
 static int site_layer(int l, int k) { return 1 + 3 * l + k; } /* k: 0 mixer, 1 GELU, 2 FFN out */
 
+/* The classifier's input width: the pooled vector, or LRA's [u, v, u·v, u − v] of a pair. */
+static int head_in(const Encoder *e) { return e->pairs ? 4 * e->D : e->D; }
+
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
 static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
 
@@ -111,8 +114,9 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     }
     e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
     e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
+    const int hin = head_in(e);
     e->p_h1_w =
-        params_add2(pt, "head.fc1.weight", e->Hh, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 1);
+        params_add2(pt, "head.fc1.weight", e->Hh, hin, INIT_NORMAL, 1.0f / sqrtf((float)hin), 1);
     e->p_h1_b = params_add1(pt, "head.fc1.bias", e->Hh, INIT_ZEROS, 0, 0);
     e->p_h2_w =
         params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
@@ -129,7 +133,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
 /* The encoder's own backward buffers, carved from the scratch arena in this order in both the
  * plan and the backward, so the plan is exact. */
 typedef struct BwdScratch {
-    float *dlogits, *da1, *dh1, *dpooled; /* (B, C), (B, Hh), (B, Hh), (B, D) */
+    float *dlogits, *da1, *dh1, *dpooled; /* (NB, C), (NB, Hh), (NB, Hh), (B, D) */
+    float *dfeat;                         /* pairs: (NB, 4D) */
     float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
                                            * residual stream's gradient */
     float *dx2, *dq;     /* (B, L, D): d(block input) beside dx; d(queries' input) */
@@ -141,10 +146,11 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     int Lmax = e->L; /* the longest sequence of any block */
     for (int l = 0; l < e->N; l++) Lmax = XB_MAX(Lmax, e->la[l].Lq);
     const size_t BLD = (size_t)e->B * Lmax * e->D, BLF = (size_t)e->B * Lmax * e->F;
-    b->dlogits = arena_floats(s, (size_t)e->B * e->C);
-    b->da1 = arena_floats(s, (size_t)e->B * e->Hh);
-    b->dh1 = arena_floats(s, (size_t)e->B * e->Hh);
+    b->dlogits = arena_floats(s, (size_t)e->NB * e->C);
+    b->da1 = arena_floats(s, (size_t)e->NB * e->Hh);
+    b->dh1 = arena_floats(s, (size_t)e->NB * e->Hh);
     b->dpooled = arena_floats(s, (size_t)e->B * e->D);
+    b->dfeat = e->pairs ? arena_floats(s, (size_t)e->NB * 4 * e->D) : NULL;
     b->dlnf = arena_floats(s, BLD);
     b->dx = arena_floats(s, BLD);
     b->dtmp = arena_floats(s, BLD);
@@ -164,7 +170,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     const int B = e->B, D = e->D, F = e->F;
     e->tokens = arena_alloc(a, BL * sizeof(int32_t));
     e->mask = arena_alloc(a, BL);
-    e->labels = arena_alloc(a, (size_t)e->B * sizeof(int32_t));
+    e->labels = arena_alloc(a, (size_t)e->NB * sizeof(int32_t));
     e->xs[0] = arena_floats(a, BL * D);
     const unsigned char *mask = e->mask;
     for (int l = 0; l < e->N; l++) {
@@ -226,18 +232,21 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     e->lnf_mean = arena_floats(a, (size_t)B * Lf);
     e->lnf_rstd = arena_floats(a, (size_t)B * Lf);
     e->pooled = arena_floats(a, (size_t)e->B * e->D);
-    e->h1 = arena_floats(a, (size_t)e->B * e->Hh);
-    e->a1 = arena_floats(a, (size_t)e->B * e->Hh);
-    e->logits = arena_floats(a, (size_t)e->B * e->C);
-    e->probs = arena_floats(a, (size_t)e->B * e->C);
-    e->losses = arena_floats(a, (size_t)e->B);
+    e->feat = e->pairs ? arena_floats(a, (size_t)e->NB * 4 * e->D) : NULL;
+    e->h1 = arena_floats(a, (size_t)e->NB * e->Hh);
+    e->a1 = arena_floats(a, (size_t)e->NB * e->Hh);
+    e->logits = arena_floats(a, (size_t)e->NB * e->C);
+    e->probs = arena_floats(a, (size_t)e->NB * e->C);
+    e->losses = arena_floats(a, (size_t)e->NB);
     if (e->positions == POS_SINUSOIDAL) e->sinus = arena_floats(a, (size_t)e->L * e->D);
 }
 
 /* Sizes, the blocks and the parameter table of cfg's model (no buffers yet). */
-static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes) {
+static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, int pairs) {
     memset(e, 0, sizeof *e);
-    e->B = cfg->batch_size;
+    e->pairs = pairs != 0;
+    e->NB = cfg->batch_size;
+    e->B = e->pairs ? 2 * e->NB : e->NB;
     e->L = cfg->max_len;
     e->pooling = cfg->pooling;
     e->positions = cfg->positions;
@@ -273,9 +282,9 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     declare_params(e, &cfg->mixer_opts);
 }
 
-size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes) {
+size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes, int pairs) {
     Encoder e;
-    setup(&e, cfg, vocab, n_classes);
+    setup(&e, cfg, vocab, n_classes, pairs);
     Arena ma, ms;
     arena_init_measure(&ma);
     arena_init_measure(&ms);
@@ -288,7 +297,12 @@ size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_class
 
 int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
                    XbError *err) {
-    setup(e, cfg, vocab, n_classes);
+    return encoder_create_pairs(e, cfg, vocab, n_classes, 0, err);
+}
+
+int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
+                         int pairs, XbError *err) {
+    setup(e, cfg, vocab, n_classes, pairs);
     e->params = aligned_alloc(XB_ALIGN,
                               ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
     e->grads = aligned_alloc(XB_ALIGN,
@@ -547,13 +561,23 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
     else
         pool_mean_forward(e->pooled, e->lnf, e->final_mask, B, Lf, D);
-    linear_forward(e->h1, e->pooled, P(e, e->p_h1_w), P(e, e->p_h1_b), B, D, e->Hh);
-    relu_forward(e->a1, e->h1, (size_t)B * e->Hh);
-    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), B, e->Hh, e->C);
-    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, B, e->C);
+    const int NB = e->NB;
+    if (e->pairs) /* LRA's retrieval head: [u, v, u·v, u − v] of the two documents' vectors */
+        for (int b = 0; b < NB; b++) {
+            const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
+            float *f = e->feat + (size_t)b * 4 * D;
+            for (int d = 0; d < D; d++)
+                f[d] = u[d], f[D + d] = v[d], f[2 * D + d] = u[d] * v[d],
+                f[3 * D + d] = u[d] - v[d];
+        }
+    linear_forward(e->h1, e->pairs ? e->feat : e->pooled, P(e, e->p_h1_w), P(e, e->p_h1_b), NB,
+                   head_in(e), e->Hh);
+    relu_forward(e->a1, e->h1, (size_t)NB * e->Hh);
+    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), NB, e->Hh, e->C);
+    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, NB, e->C);
     double sum = 0.0;
-    for (int b = 0; b < B; b++) sum += e->losses[b];
-    return sum / B + e->aux_loss;
+    for (int b = 0; b < NB; b++) sum += e->losses[b];
+    return sum / NB + e->aux_loss;
 }
 
 void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
@@ -567,12 +591,28 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     const size_t mark = arena_mark(&e->scratch);
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
 
-    crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)B, B, e->C);
-    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), B, Hh,
+    const int NB = e->NB;
+    crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)NB, NB, e->C);
+    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), NB, Hh,
                     e->C);
-    relu_backward(dh1, e->h1, da1, (size_t)B * Hh);
-    linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w), B,
-                    D, Hh);
+    relu_backward(dh1, e->h1, da1, (size_t)NB * Hh);
+    if (e->pairs) {
+        memset(bs.dfeat, 0, (size_t)NB * 4 * D * sizeof(float));
+        linear_backward(bs.dfeat, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->feat, P(e, e->p_h1_w),
+                        NB, 4 * D, Hh);
+        for (int b = 0; b < NB; b++) { /* both towers' vectors from [u, v, u·v, u − v] */
+            const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
+            const float *g = bs.dfeat + (size_t)b * 4 * D;
+            float *du = dpooled + (size_t)2 * b * D, *dv = du + D;
+            for (int d = 0; d < D; d++) {
+                du[d] = g[d] + g[2 * D + d] * v[d] + g[3 * D + d];
+                dv[d] = g[D + d] + g[2 * D + d] * u[d] - g[3 * D + d];
+            }
+        }
+    } else {
+        linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w),
+                        B, D, Hh);
+    }
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     if (e->pooling == POOL_CLS)
         pool_cls_backward(dlnf, dpooled, B, Lf, D);
@@ -681,7 +721,8 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
             f += xattn_flops(&e->xattn[l], e->B, t->Lq, t->Lk, backward);
         ffn += e->ffn == FFN_SWITCH ? moe_flops(&t->moe, 0) : 2 * (2 * B * (uint64_t)t->Lq * D * F);
     }
-    const uint64_t head = 2 * B * D * Hh + 2 * B * Hh * C;
+    const uint64_t NB = (uint64_t)e->NB,
+                   head = 2 * NB * (uint64_t)head_in(e) * Hh + 2 * NB * Hh * C;
     f += backward ? 2 * (ffn + head) : ffn + head;
     return f;
 }

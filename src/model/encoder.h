@@ -60,9 +60,11 @@ typedef struct LayerActs {
 typedef struct XAttn XAttn;
 
 typedef struct Encoder {
-    int B, L, V, C, D, H, F, N, Hh; /* batch, input length, vocab (+CLS), classes, width, heads,
-                                     * FFN, blocks (layers, plus the Perceiver's cross-attend),
-                                     * head hidden */
+    int pairs, NB;                  /* pairs: each example is two documents through one shared
+                                     * encoder (LRA's retrieval dual encoder); NB examples */
+    int B, L, V, C, D, H, F, N, Hh; /* batch rows, input length, vocab (+CLS), classes, width,
+                                     * heads, FFN, blocks (layers, plus the Perceiver's
+                                     * cross-attend), head hidden */
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
     int seg, mem, nseg; /* Transformer-XL recurrence: segment, memory, segments (0: none) */
     int crate, ncm;     /* Compressive Transformer: rate c and slots N (0: none) */
@@ -88,7 +90,7 @@ typedef struct Encoder {
     /* inputs, filled by the caller before forward */
     int32_t *tokens;     /* (B, L) */
     unsigned char *mask; /* (B, L) */
-    int32_t *labels;     /* (B) */
+    int32_t *labels;     /* (NB) */
 
     /* activations */
     float **xs;      /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
@@ -97,9 +99,10 @@ typedef struct Encoder {
     const unsigned char *final_mask; /* the last block's mask (NULL: all real) */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *pooled;         /* (B, D) */
-    float *h1, *a1;        /* (B, Hh) */
-    float *logits, *probs; /* (B, C) */
-    float *losses;         /* (B) */
+    float *feat;           /* pairs: (NB, 4D) [u, v, u·v, u − v] */
+    float *h1, *a1;        /* (NB, Hh) */
+    float *logits, *probs; /* (NB, C) */
+    float *losses;         /* (NB) */
 
     Arena acts, scratch;
 } Encoder;
@@ -108,10 +111,15 @@ typedef struct Encoder {
  * allocates every buffer (call after omp_set_num_threads). Returns 0, or -1 with err set when
  * the memory cannot be had. */
 int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, XbError *err);
+/* The same; with pairs, every example is two documents (rows 2b, 2b + 1 of tokens/mask, so B =
+ * 2·batch_size rows) encoded by the one encoder, and the classifier reads LRA's [u, v, u·v, u − v]
+ * of their pooled vectors (the retrieval task's dual encoder, arXiv 2011.04006 §3.2). */
+int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
+                         int pairs, XbError *err);
 void encoder_destroy(Encoder *e);
 /* Bytes that encoder_create and AdamW would allocate for cfg (parameters, gradients, optimizer
  * moments, activations, scratch), found by planning without allocating: for memory budgets. */
-size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes);
+size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes, int pairs);
 /* Initialises the parameters from the INIT stream of seed. */
 void encoder_init_params(Encoder *e, uint64_t seed);
 /* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy. Dropout (training) is

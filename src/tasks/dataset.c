@@ -33,10 +33,13 @@ void dataset_checksum(Dataset *d) {
     for (int k = 0; k < 3; k++) {
         const Split *s = splits[k];
         h = hash_u32(h, (uint32_t)s->n);
+        const int docs = split_docs(s);
         for (int i = 0; i < s->n; i++) {
-            const int64_t a = s->offsets[i], b = s->offsets[i + 1];
-            h = hash_u32(h, (uint32_t)(b - a));
-            for (int64_t t = a; t < b; t++) h = hash_u32(h, (uint32_t)s->tokens[t]);
+            for (int k = 0; k < docs; k++) {
+                const int64_t a = s->offsets[i * docs + k], b = s->offsets[i * docs + k + 1];
+                h = hash_u32(h, (uint32_t)(b - a));
+                for (int64_t t = a; t < b; t++) h = hash_u32(h, (uint32_t)s->tokens[t]);
+            }
             h = hash_u32(h, (uint32_t)s->labels[i]);
         }
     }
@@ -45,18 +48,21 @@ void dataset_checksum(Dataset *d) {
 
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels) {
+    const int docs = split_docs(s);
     for (int b = 0; b < B; b++) {
         const int i = idx[b];
-        int32_t *row = tokens + (size_t)b * L;
-        unsigned char *m = mask + (size_t)b * L;
-        int t = 0;
-        if (cls_id >= 0 && t < L) row[t++] = cls_id;
-        const int64_t a = s->offsets[i], e = s->offsets[i + 1];
-        for (int64_t k = a; k < e && t < L; k++) row[t++] = s->tokens[k];
-        const int real = t;
-        for (; t < L; t++) row[t] = XB_PAD_ID;
-        memset(m, 1, (size_t)real);
-        memset(m + real, 0, (size_t)(L - real));
+        for (int k = 0; k < docs; k++) {
+            const int r = b * docs + k, j = i * docs + k;
+            int32_t *row = tokens + (size_t)r * L;
+            unsigned char *m = mask + (size_t)r * L;
+            int t = 0;
+            if (cls_id >= 0 && t < L) row[t++] = cls_id;
+            const int64_t a = s->offsets[j], e = s->offsets[j + 1];
+            for (int64_t q = a; q < e && t < L; q++) row[t++] = s->tokens[q];
+            const int real = t; /* <= L */
+            for (; t < L; t++) row[t] = XB_PAD_ID;
+            for (int q = 0; q < L; q++) m[q] = q < real;
+        }
         labels[b] = s->labels[i];
     }
 }

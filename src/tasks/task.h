@@ -14,12 +14,15 @@
 
 typedef struct Split {
     int n;            /* examples */
-    int32_t *tokens;  /* all examples' tokens, concatenated */
-    int64_t *offsets; /* (n + 1): example i is tokens[offsets[i] .. offsets[i+1]) */
+    int docs;         /* documents per example: 1, or 2 for a pair (0 reads as 1) */
+    int32_t *tokens;  /* all documents' tokens, concatenated */
+    int64_t *offsets; /* (n·docs + 1): document j is tokens[offsets[j] .. offsets[j+1]); example
+                       * i is documents i·docs .. i·docs + docs − 1 */
     int32_t *labels;  /* (n) */
 } Split;
 
 typedef struct Dataset {
+    int pairs;      /* 1: every example is a pair of documents (Split.docs = 2) */
     int vocab_size; /* token ids are in [0, vocab_size); 0 is padding */
     int n_classes;
     Split train, val, test;
@@ -46,12 +49,16 @@ int task_find(const char *name);
 
 /* Frees every buffer of d. */
 void dataset_free(Dataset *d);
+/* Documents per example of s (1 or 2). */
+static inline int split_docs(const Split *s) { return s->docs > 1 ? s->docs : 1; }
+
 /* Computes d->checksum from the splits. */
 void dataset_checksum(Dataset *d);
 
-/* Fills one padded batch. idx[0..B) selects examples of s; each row gets, if cls_id >= 0, the
- * token cls_id first, then the example's tokens truncated to fit L, then XB_PAD_ID. mask[b*L+t]
- * is 1 for real tokens (including CLS), 0 for padding. tokens (B, L), mask (B, L), labels (B). */
+/* Fills one padded batch. idx[0..B) selects examples of s; each document gets a row (two rows
+ * per example of a pair split, 2b and 2b + 1): if cls_id >= 0 the token cls_id first, then the
+ * document's tokens truncated to fit L, then XB_PAD_ID. mask[r*L+t] is 1 for real tokens
+ * (including CLS), 0 for padding. tokens (B·docs, L), mask (B·docs, L), labels (B). */
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels);
 

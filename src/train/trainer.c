@@ -33,7 +33,7 @@ static void sampler_next(Sampler *s, int *idx, int B) {
 /* Mean loss and accuracy over the first max_batches batches of split (0 = all of it). */
 static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
                      double *loss, double *acc) {
-    const int B = e->B;
+    const int B = e->NB; /* examples (a pair fills two rows) */
     int nb = (sp->n + B - 1) / B;
     if (max_batches > 0 && max_batches < nb) nb = max_batches;
     double lsum = 0.0;
@@ -88,12 +88,12 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     if (warm >= cfg->steps) warm = cfg->steps - 1;
 
     Encoder enc;
-    if (encoder_create(&enc, cfg, ds->vocab_size, ds->n_classes, err)) return -1;
+    if (encoder_create_pairs(&enc, cfg, ds->vocab_size, ds->n_classes, ds->pairs, err)) return -1;
     AdamW opt;
     float *best = malloc(enc.pt.total * sizeof(float));
     Sampler smp = {.n = ds->train.n, .pos = ds->train.n};
     smp.perm = malloc((size_t)smp.n * sizeof(int));
-    int *idx = malloc((size_t)enc.B * sizeof(int));
+    int *idx = malloc((size_t)enc.NB * sizeof(int));
     double *times = malloc(TRAIN_TIMED_STEPS * sizeof *times); /* a ring of step times */
     int n_times = 0;
     const int64_t max_evals = cfg->steps / cfg->eval_every + 2;
@@ -133,8 +133,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             break;
         }
         const double t_step = timer_now();
-        sampler_next(&smp, idx, enc.B);
-        dataset_batch(&ds->train, idx, enc.B, enc.L, enc.cls_id, enc.tokens, enc.mask, enc.labels);
+        sampler_next(&smp, idx, enc.NB);
+        dataset_batch(&ds->train, idx, enc.NB, enc.L, enc.cls_id, enc.tokens, enc.mask, enc.labels);
         const double loss = encoder_forward(&enc, 1, cfg->seed, step);
         memset(enc.grads, 0, enc.pt.total * sizeof(float));
         encoder_backward(&enc, cfg->seed, step);
