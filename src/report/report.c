@@ -236,7 +236,7 @@ static void line_col(const char *text, size_t pos, int *line, int *col) {
     }
 }
 
-static const char *json_type_name(const cJSON *j) {
+const char *report_json_type_name(const cJSON *j) {
     if (cJSON_IsArray(j)) return "an array";
     if (cJSON_IsString(j)) return "a string";
     if (cJSON_IsNumber(j)) return "a number";
@@ -256,7 +256,7 @@ static int check_schema_version(const char *path, const cJSON *doc, XbError *err
     const double d = v->valuedouble;
     if (!cJSON_IsNumber(v) || !(fabs(d) <= REPORT_MAX_INT) || d != floor(d))
         return xb_error_set(err, path, 0, 0, key, "expected an integer, found %s",
-                            cJSON_IsNumber(v) ? "a fractional number" : json_type_name(v));
+                            cJSON_IsNumber(v) ? "a fractional number" : report_json_type_name(v));
     if (d != XB_REPORT_SCHEMA_VERSION)
         return xb_error_set(err, path, 0, 0, key,
                             "report schema_version %.0f is not supported (this xformer-bench reads "
@@ -305,7 +305,7 @@ int report_read(const char *path, cJSON **out, XbError *err) {
     free(text);
     if (!cJSON_IsObject(doc)) {
         xb_error_set(err, path, 0, 0, NULL, "expected a JSON object (a report), found %s",
-                     json_type_name(doc));
+                     report_json_type_name(doc));
         cJSON_Delete(doc);
         return -1;
     }

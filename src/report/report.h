@@ -65,6 +65,8 @@ int report_read(const char *path, struct cJSON **out, XbError *err);
 /* Resets the process's peak resident set size to the current one (Linux's clear_refs), so that
  * each run of a sweep reports its own peak; returns 0, or -1 where that is not possible. */
 int report_reset_peak_rss(void);
+/* "an array", "a string", "a number", "a boolean", "null" or "an object": for messages. */
+const char *report_json_type_name(const struct cJSON *j);
 /* The process's peak resident set size in bytes (VmHWM). */
 size_t report_peak_rss(void);
 /* The report's "environment" object: CPU model, online cores, threads, BLAS build and threads,

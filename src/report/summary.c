@@ -22,21 +22,13 @@ static const cJSON *at(const cJSON *doc, const char *path) {
     return j;
 }
 
-static const char *type_name(const cJSON *j) {
-    if (cJSON_IsArray(j)) return "an array";
-    if (cJSON_IsString(j)) return "a string";
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNull(j)) return "null";
-    return "an object";
-}
-
 static int want_string(const cJSON *doc, const char *path, const char *file, char *out, size_t n,
                        XbError *err) {
     const cJSON *j = at(doc, path);
     if (!j) return xb_error_set(err, file, 0, 0, path, "missing (expected a string)");
     if (!cJSON_IsString(j))
-        return xb_error_set(err, file, 0, 0, path, "expected a string, found %s", type_name(j));
+        return xb_error_set(err, file, 0, 0, path, "expected a string, found %s",
+                            report_json_type_name(j));
     snprintf(out, n, "%s", j->valuestring);
     return 0;
 }
@@ -54,7 +46,7 @@ static int want_number(const cJSON *doc, const char *path, const char *file, int
     }
     if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0))
         return xb_error_set(err, file, 0, 0, path, "expected a non-negative number, found %s",
-                            cJSON_IsNumber(j) ? "a negative number" : type_name(j));
+                            cJSON_IsNumber(j) ? "a negative number" : report_json_type_name(j));
     *out = j->valuedouble;
     return 0;
 }
