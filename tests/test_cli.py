@@ -351,8 +351,8 @@ class Data(unittest.TestCase):
                          "task.min_length = 9 (valid: 9 or more)\n")
 
 
-class Compare(unittest.TestCase):
-    """compare's exit codes and messages on reports crafted from one real report."""
+class TinyReport(unittest.TestCase):
+    """Base of the report-reading tests: one real report of the tiny config, as cls.doc."""
 
     @classmethod
     def setUpClass(cls):
@@ -369,6 +369,11 @@ class Compare(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
+
+
+
+class Compare(TinyReport):
+    """compare's exit codes and messages on reports crafted from one real report."""
 
     def write(self, d, name, doc):
         os.makedirs(d, exist_ok=True)
@@ -494,24 +499,8 @@ class Compare(unittest.TestCase):
             self.assertEqual(p.returncode, 2)
 
 
-class Table(unittest.TestCase):
+class Table(TinyReport):
     """table's Markdown, LaTeX and CSV for a fixed set of reports."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        d = cls.tmp.name
-        cfg = os.path.join(d, "tiny.yaml")
-        with open(cfg, "w") as f:
-            f.write(TINY)
-        p = run(["run", cfg, "-o", d, "--quiet"])
-        assert p.returncode == 0, p.stderr
-        with open(os.path.join(d, "tiny.json")) as f:
-            cls.doc = json.load(f)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
 
     def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20):
         doc = json.loads(json.dumps(self.doc))
