@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "tasks/task.h"
 
 static const TaskSpec *image(void) { return task_get(task_find("image")); }
@@ -89,12 +90,6 @@ static void tmpdir(char *dir, size_t n) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
-static void rmdir_all(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 /* Loads and returns 0, or returns -1 with the one-line error in msg. */
 static int load(Dataset *d, const OptValues *v, char *msg, size_t n) {
     XbError err;
@@ -129,7 +124,7 @@ START_TEST(test_image_idx_fixtures_gzipped_or_plain_load_as_pixels_plus_one) {
         ck_assert_int_eq(d.val.tokens[0], 1 + 7 * 9);
         ck_assert_ptr_nonnull(strstr(d.identity, "\"source\":\"fashion-mnist\""));
         dataset_free(&d);
-        rmdir_all(dir);
+        fixture_rmdir(dir);
     }
 }
 END_TEST
@@ -186,7 +181,7 @@ START_TEST(test_image_cifar_binary_fixture_is_made_gray_as_lra_does) {
     snprintf(want, sizeof want, "%s: label 12 at byte 3073 is not a CIFAR-10 class (0-9)", path);
     ck_assert_str_eq(msg, want);
     free(b);
-    rmdir_all(dir);
+    fixture_rmdir(dir);
 }
 END_TEST
 
@@ -239,7 +234,7 @@ START_TEST(test_image_malformed_or_missing_files_name_the_file_and_place) {
     ck_assert_int_eq(load(&d, &v, msg, sizeof msg), -1);
     ck_assert_str_eq(msg, "t.yaml: task.data_dir: is required when task.source is cifar10 (the "
                           "cifar-10-batches-bin directory of CIFAR-10's binary version)");
-    rmdir_all(dir);
+    fixture_rmdir(dir);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "tasks/task.h"
 
 static const TaskSpec *text(void) { return task_get(task_find("text")); }
@@ -20,19 +21,6 @@ static OptValues opts(const char *dir, int imdb) {
     snprintf(v.str[opt_index(t->opts, t->n_opts, "data_dir")], XB_OPT_STRLEN, "%s", dir);
     v.num[opt_index(t->opts, t->n_opts, "source")] = imdb;
     return v;
-}
-
-static void put(const char *dir, const char *sub, const char *name, const char *body) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, sub);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", p);
-    ck_assert_int_eq(system(cmd), 0);
-    snprintf(p, sizeof p, "%s/%s/%s", dir, sub, name);
-    FILE *f = fopen(p, "wb");
-    ck_assert_ptr_nonnull(f);
-    fputs(body, f);
-    fclose(f);
 }
 
 static int load(Dataset *d, const OptValues *v, char *msg, size_t n) {
@@ -59,16 +47,16 @@ START_TEST(test_spam_assassin_layout_bodies_dedup_and_fixed_stratified_split) {
         char name[32], body[128];
         snprintf(name, sizeof name, "%05d.ham.txt", i);
         snprintf(body, sizeof body, "From: list@example.org\nSubject: s%d\n\nham body %d\n", i, i);
-        put(dir, i < 12 ? "easy-ham-1" : i < 18 ? "easy-ham-2" : "hard-ham-1", name, body);
+        fixture_put(dir, i < 12 ? "easy-ham-1" : i < 18 ? "easy-ham-2" : "hard-ham-1", name, body);
     }
     for (int i = 0; i < 10; i++) {
         char name[32], body[128];
         snprintf(name, sizeof name, "%05d.spam.txt", i);
         snprintf(body, sizeof body, "Received: relay\r\nX-Spam: yes\r\n\r\nbuy %d now\r\n", i);
-        put(dir, i < 5 ? "spam-1" : "spam-2", name, body);
+        fixture_put(dir, i < 5 ? "spam-1" : "spam-2", name, body);
     }
-    put(dir, "spam-2", "99999.dup.txt", "From: other\n\nham body 3\n");
-    put(dir, "spam-2", "99998.empty.txt", "From: nobody\nSubject: headers only\n");
+    fixture_put(dir, "spam-2", "99999.dup.txt", "From: other\n\nham body 3\n");
+    fixture_put(dir, "spam-2", "99998.empty.txt", "From: nobody\nSubject: headers only\n");
     OptValues v = opts(dir, 0);
     Dataset d;
     char msg[1024];
@@ -94,9 +82,7 @@ START_TEST(test_spam_assassin_layout_bodies_dedup_and_fixed_stratified_split) {
     ck_assert_int_eq(spam, 8);
     ck_assert_ptr_nonnull(strstr(d.identity, "\"dropped\":2"));
     dataset_free(&d);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_rmdir(dir);
 }
 END_TEST
 
@@ -109,7 +95,7 @@ START_TEST(test_imdb_layout_every_tenth_training_review_validates) {
             char name[32], body[64];
             snprintf(name, sizeof name, "%d_%d.txt", i, k % 2 ? 8 : 2);
             snprintf(body, sizeof body, "%s review %d", subs[k], i);
-            put(dir, subs[k], name, body);
+            fixture_put(dir, subs[k], name, body);
         }
     OptValues v = opts(dir, 1);
     Dataset d;
@@ -124,9 +110,7 @@ START_TEST(test_imdb_layout_every_tenth_training_review_validates) {
     ck_assert_int_eq(d.test.labels[39], 1);
     ck_assert_int_eq(d.test.labels[0], 0);
     dataset_free(&d);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_rmdir(dir);
 }
 END_TEST
 

@@ -874,7 +874,10 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     }
     const SecVals *t = &rs->s[SEC_TRAIN];
     const long long W = (long long)t->v.num[T_WARMUP], S = (long long)t->v.num[T_STEPS];
-    if (W > S)
+    /* A warm-up longer than the run is legitimate before an inverse-sqrt decay (LRA's retrieval:
+     * 8000 warm-up steps, 5000 steps, so the rate only rises); with the other schedules it is a
+     * mistake. */
+    if (W > S && t->v.num[T_SCHEDULE] != SCHED_RSQRT)
         return fail(x, t->loc[T_WARMUP], "train.warmup",
                     "%lld is greater than train.steps = %lld (valid: 0 to %lld)", W, S, S);
     const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];

@@ -7,12 +7,14 @@
 extern const TaskSpec task_listops;
 extern const TaskSpec task_image;
 extern const TaskSpec task_text;
+extern const TaskSpec task_retrieval;
 extern const TaskSpec task_parity;
 extern const TaskSpec task_recall;
 
 static const TaskSpec *const g_tasks[] = {
     &task_listops,
     &task_text,
+    &task_retrieval,
     &task_image,
     &task_parity,
     &task_recall,
