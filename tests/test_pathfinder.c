@@ -394,6 +394,18 @@ START_TEST(test_pathfinder_corrupt_png_or_metadata_names_the_file_and_place) {
              "...), got 2",
              meta);
     ck_assert_str_eq(msg, want);
+    /* too few rows to split */
+    write_text(meta, "");
+    snprintf(p, sizeof p, "%s/metadata/10.npy", sub);
+    write_text(p, "");
+    snprintf(p, sizeof p, "%s/metadata/0.npy", sub);
+    write_text(p, "imgs/0 sample_0.png 0 0\nimgs/0 sample_1.png 1 1\nimgs/0 sample_2.png 2 0\n");
+    ck_assert_int_eq(load(&d, &v, 1, msg, sizeof msg), -1);
+    snprintf(want, sizeof want,
+             "%s: task.data_dir: 3 examples are too few to split 80/10/10 as LRA does (at least "
+             "10)",
+             sub);
+    ck_assert_str_eq(msg, want);
     /* a row naming an image that is not there */
     write_text(meta, "imgs/1 sample_99.png 99 1\n");
     ck_assert_int_eq(load(&d, &v, 1, msg, sizeof msg), -1);

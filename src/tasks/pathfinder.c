@@ -133,6 +133,12 @@ static int load_files(Dataset *d, const OptValues *v, int res, int diff, const c
     if (pf_files_read(&f, sub, res, err)) return -1;
     /* LRA: split[:80%], split[80%:90%], split[90%:] */
     const int b1 = (int)((int64_t)f.n * 8 / 10), b2 = (int)((int64_t)f.n * 9 / 10);
+    if (b1 == b2 || b2 == f.n) {
+        xb_error_set(err, sub, 0, 0, "task.data_dir",
+                     "%d examples are too few to split 80/10/10 as LRA does (at least 10)", f.n);
+        pf_files_free(&f);
+        return -1;
+    }
     const int start[3] = {0, b1, b2}, avail[3] = {b1, b2 - b1, f.n - b2};
     Split *splits[3] = {&d->train, &d->val, &d->test};
     int count[3];
