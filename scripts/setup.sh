@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev libfftw3-dev zlib1g-dev check
+packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev libfftw3-dev zlib1g-dev libpng-dev check
           python3 python3-jsonschema git dataset-fashion-mnist)
 command -v npm >/dev/null || packages+=(npm) # the SpamAssassin corpus comes from npm
 missing=()

@@ -10,12 +10,14 @@ extern const TaskSpec task_text;
 extern const TaskSpec task_retrieval;
 extern const TaskSpec task_parity;
 extern const TaskSpec task_recall;
+extern const TaskSpec task_pathfinder;
 
 static const TaskSpec *const g_tasks[] = {
     &task_listops,
     &task_text,
     &task_retrieval,
     &task_image,
+    &task_pathfinder,
     &task_parity,
     &task_recall,
 };
