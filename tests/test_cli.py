@@ -101,7 +101,7 @@ _CASES = [
     ("float_out_of_range", with_line("  layers: 2", "  layers: 2\n  dropout: 1.5"), [],
      "{path}:6:12: model.dropout: 1.5 is out of range (a number in [0, 0.95])"),
     ("bad_enum", with_line("  layers: 2", "  layers: 2\n  pooling: max"), [],
-     '{path}:6:12: model.pooling: expected one of: cls, mean, got "max"'),
+     '{path}:6:12: model.pooling: expected one of: cls, mean, none, got "max"'),
     ("bad_bool", with_line("  steps: 10", "  steps: 10\n  checkpoint: maybe"), [],
      '{path}:8:15: train.checkpoint: expected true or false, got "maybe"'),
     ("heads_must_divide_d_model", with_line("  layers: 2", "  layers: 2\n  heads: 3"), [],

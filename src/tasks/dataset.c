@@ -102,8 +102,7 @@ double dataset_majority(const Split *s, int n_classes) {
 
 int64_t dataset_max_length(const Split *s) {
     int64_t m = 0;
-    for (int j = 0; j < s->n * split_docs(s); j++)
-        m = XB_MAX(m, s->offsets[j + 1] - s->offsets[j]);
+    for (int j = 0; j < s->n * split_docs(s); j++) m = XB_MAX(m, s->offsets[j + 1] - s->offsets[j]);
     return m;
 }
 

@@ -29,7 +29,7 @@ typedef struct Dataset {
     int pairs;      /* 1: every example is a pair of documents (Split.docs = 2) */
     int vocab_size; /* token ids are in [0, vocab_size); 0 is padding */
     int n_classes;
-    int sequence;   /* 1: per-position targets (Split.targets), for model.pooling: none */
+    int sequence; /* 1: per-position targets (Split.targets), for model.pooling: none */
     Split train, val, test;
     char identity[1024]; /* JSON object text: generator + seed + options, or files + checksums */
     char checksum[17];   /* FNV-1a 64 (hex) over every split's tokens and labels */
