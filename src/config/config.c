@@ -114,7 +114,8 @@ static const Field g_model[N_MODEL] = {
     [M_POOLING] =
         FIELD(O_ENUM("pooling", POOL_CLS, g_pool_names,
                      "sequence pooling for one class per example (cls: the CLS token, mean); "
-                     "none: the classifier at every position, for sequence tasks"),
+                     "none: the classifier at every position, for sequence tasks (their "
+                     "default)"),
               F_ENUM, pooling),
     [M_POSITIONS] = FIELD(O_ENUM("positions", POS_SINUSOIDAL, g_pos_names, "position encoding"),
                           F_ENUM, positions),
@@ -821,13 +822,10 @@ static void set_defaults(SecVals *sv, SecId sec, int task, int mixer) {
 static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
     int task = -1, mixer = mixer_find("full");
     if (mixer < 0) mixer = 0;
-    Loc task_loc = {x->path, 1, 1}; /* where the task's name was given */
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (seq[i]->idx == IDX_NAME && resolve_name(x, seq[i], seq[i]->sec == SEC_TASK,
                                                     seq[i]->sec == SEC_TASK ? &task : &mixer))
             return -1;
-        if (seq[i]->idx == IDX_NAME && seq[i]->sec == SEC_TASK) task_loc = seq[i]->vloc;
-    }
     if (task < 0) {
         const char *names[CFG_MAX_NAMES];
         char list[900];
@@ -921,6 +919,9 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
                     "model.compress > 0)",
                     ncm0);
+    const TaskSpec *ts = task_get(task);
+    if (ts->sequence && !m->v.set[M_POOLING]) /* a sequence task's default: the per-position head */
+        rs->s[SEC_MODEL].v.num[M_POOLING] = POOL_NONE;
     const int pooling = (int)m->v.num[M_POOLING];
     if (latents > 0 && pooling == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
@@ -937,9 +938,8 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     latents > 0 ? "the Perceiver's blocks run over its latents, not the input"
                                 : "the Funnel's stages shorten the sequence",
                     latents > 0 ? "latents" : "funnel");
-    const TaskSpec *ts = task_get(task);
     if (ts->sequence && pooling != POOL_NONE)
-        return fail(x, m->v.set[M_POOLING] ? m->loc[M_POOLING] : task_loc, "model.pooling",
+        return fail(x, m->loc[M_POOLING], "model.pooling",
                     "%s pools the sequence to one vector, but task %s has a target at some "
                     "positions (valid: none)",
                     g_pool_names[pooling], ts->name);
