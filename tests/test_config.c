@@ -461,18 +461,20 @@ START_TEST(test_unknown_task_suggests_or_lists) {
                       "t.yaml:2:9: task.name: unknown task \"listop\" (did you mean listops?)");
     expect_line_error("  name: listops", "  name: imdb",
                       "t.yaml:2:9: task.name: unknown task \"imdb\" (valid: listops, text, image, "
-                      "parity, recall)");
+                      "parity, recall, mqar, needle, selcopy)");
 }
 END_TEST
 
 START_TEST(test_missing_task_name_at_task_key_or_line_1) {
-    expect_line_error(
-        "  name: listops\n", "",
-        "t.yaml:1:1: task.name: missing (one of: listops, text, image, parity, recall)");
+    expect_line_error("  name: listops\n", "",
+                      "t.yaml:1:1: task.name: missing (one of: listops, text, image, parity, "
+                      "recall, mqar, needle, selcopy)");
     expect_error("model:\n  layers: 2\ntask:\n  num_train: 5\n", NULL, 0,
-                 "t.yaml:3:1: task.name: missing (one of: listops, text, image, parity, recall)");
+                 "t.yaml:3:1: task.name: missing (one of: listops, text, image, parity, recall, "
+                 "mqar, needle, selcopy)");
     expect_error("model:\n  layers: 2\n", NULL, 0,
-                 "t.yaml:1:1: task.name: missing (one of: listops, text, image, parity, recall)");
+                 "t.yaml:1:1: task.name: missing (one of: listops, text, image, parity, recall, "
+                 "mqar, needle, selcopy)");
 }
 END_TEST
 
