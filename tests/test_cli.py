@@ -101,7 +101,7 @@ _CASES = [
     ("float_out_of_range", with_line("  layers: 2", "  layers: 2\n  dropout: 1.5"), [],
      "{path}:6:12: model.dropout: 1.5 is out of range (a number in [0, 0.95])"),
     ("bad_enum", with_line("  layers: 2", "  layers: 2\n  pooling: max"), [],
-     '{path}:6:12: model.pooling: expected one of: cls, mean, got "max"'),
+     '{path}:6:12: model.pooling: expected one of: cls, mean, none, got "max"'),
     ("bad_bool", with_line("  steps: 10", "  steps: 10\n  checkpoint: maybe"), [],
      '{path}:8:15: train.checkpoint: expected true or false, got "maybe"'),
     ("heads_must_divide_d_model", with_line("  layers: 2", "  layers: 2\n  heads: 3"), [],
@@ -156,6 +156,26 @@ _CASES = [
     ("listops_files_need_data_dir", with_line("  num_train: 100", "  source: files"), [],
      "{path}: task.data_dir: is required when task.source is files"),
 ]
+SEQ = """\
+task:
+  name: selcopy
+  num_train: 100
+  min_length: 28
+  max_length: 28
+  tokens: 4
+model:
+  max_len: 32
+train:
+  steps: 10
+"""
+_CASES += [
+    ("sequence_task_refuses_pooling", SEQ.replace("  max_len: 32", "  max_len: 32\n  pooling: mean"),
+     [], "{path}:9:12: model.pooling: mean pools the sequence to one vector, but task selcopy "
+     "has a target at some positions (valid: none)"),
+    ("sequence_task_longer_than_max_len", SEQ.replace("max_len: 32", "max_len: 31"), [],
+     "{path}: model.max_len: 31 is shorter than the task's longest example, 32 tokens: the "
+     "positions past it would lose their targets (valid: 32 or more)"),
+]
 for _name, _text, _args, _expected in _CASES:
     _add_case(_name, _text, _args, _expected)
 
@@ -197,6 +217,39 @@ class Determinism(unittest.TestCase):
                 fl = json.load(f)["flops"]
             self.assertEqual(fl["counted_train_step"], fl["analytic_train_step"])
             self.assertGreater(fl["counted_total"], 12 * fl["analytic_train_step"])
+
+
+class SequenceTask(unittest.TestCase):
+    def test_selective_copying_learns_above_chance_with_the_per_position_head(self):
+        # L = 64 (60 blanks and data, 4 markers), 8 symbols: chance is 1/8 per target position.
+        text = """\
+experiment: {name: sc, seed: 1, threads: 1}
+task: {name: selcopy, num_train: 3000, num_val: 200, num_test: 400, min_length: 60,
+       max_length: 60, tokens: 4, symbols: 8}
+model: {layers: 2, d_model: 32, heads: 2, d_ff: 64, dropout: 0.0, max_len: 64,
+        positions: learned}
+train: {batch_size: 32, steps: 100, lr: 0.005, warmup: 10, eval_every: 50, checkpoint: false}
+"""
+        schema = os.environ.get("XB_SCHEMA", "src/report/report.schema.json")
+        validate = os.environ.get("XB_VALIDATE", "tests/validate_report.py")
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "sc.yaml")
+            with open(cfg, "w") as f:
+                f.write(text)
+            p = run(["run", cfg, "-o", d, "--quiet"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            report = os.path.join(d, "sc.json")
+            v = subprocess.run([sys.executable, validate, schema, report], capture_output=True,
+                               text=True)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+            with open(report) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["config"]["model"]["pooling"], "none")  # the sequence default
+            self.assertEqual(doc["dataset"]["targets"], "per-position")
+            self.assertEqual(doc["dataset"]["identity"]["generator"], "selective-copying")
+            self.assertLess(doc["test"]["majority_baseline"], 0.2)
+            self.assertGreater(doc["test"]["accuracy"], 0.25)  # 2x chance; about 0.4 measured
+            self.assertLessEqual(doc["test"]["exact_match"], doc["test"]["accuracy"])
 
 
 class Outputs(unittest.TestCase):

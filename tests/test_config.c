@@ -405,7 +405,24 @@ END_TEST
 
 START_TEST(test_bad_enum_lists_choices) {
     expect_line_error("  layers: 2", "  layers: 2\n  pooling: max",
-                      "t.yaml:6:12: model.pooling: expected one of: cls, mean, got \"max\"");
+                      "t.yaml:6:12: model.pooling: expected one of: cls, mean, none, got \"max\"");
+}
+END_TEST
+
+/* pooling none puts the head at every input position: it needs a task with per-position
+ * targets and blocks that keep the length. */
+START_TEST(test_per_position_head_refuses_shortening_blocks_and_classification_tasks) {
+    expect_line_error("  layers: 2", "  layers: 2\n  pooling: none\n  funnel: 2",
+                      "t.yaml:7:11: model.funnel: the Funnel's stages shorten the sequence, but "
+                      "model.pooling: none puts the classifier at every input position (valid: "
+                      "model.funnel: 0, or model.pooling: cls or mean)");
+    expect_line_error("  layers: 2", "  layers: 2\n  pooling: none\n  latents: 8",
+                      "t.yaml:7:12: model.latents: the Perceiver's blocks run over its latents, "
+                      "not the input, but model.pooling: none puts the classifier at every input "
+                      "position (valid: model.latents: 0, or model.pooling: cls or mean)");
+    expect_line_error("  layers: 2", "  layers: 2\n  pooling: none",
+                      "t.yaml:6:12: model.pooling: none puts the classifier at every position, "
+                      "but task listops has one label per example (valid: cls, mean)");
 }
 END_TEST
 
@@ -444,20 +461,20 @@ START_TEST(test_unknown_task_suggests_or_lists) {
                       "t.yaml:2:9: task.name: unknown task \"listop\" (did you mean listops?)");
     expect_line_error("  name: listops", "  name: imdb",
                       "t.yaml:2:9: task.name: unknown task \"imdb\" (valid: listops, text, "
-                      "retrieval, image, pathfinder, parity, recall)");
+                      "retrieval, image, pathfinder, parity, recall, mqar, needle, selcopy)");
 }
 END_TEST
 
 START_TEST(test_missing_task_name_at_task_key_or_line_1) {
     expect_line_error("  name: listops\n", "",
                       "t.yaml:1:1: task.name: missing (one of: listops, text, retrieval, image, "
-                      "pathfinder, parity, recall)");
+                      "pathfinder, parity, recall, mqar, needle, selcopy)");
     expect_error("model:\n  layers: 2\ntask:\n  num_train: 5\n", NULL, 0,
                  "t.yaml:3:1: task.name: missing (one of: listops, text, retrieval, image, "
-                 "pathfinder, parity, recall)");
+                 "pathfinder, parity, recall, mqar, needle, selcopy)");
     expect_error("model:\n  layers: 2\n", NULL, 0,
                  "t.yaml:1:1: task.name: missing (one of: listops, text, retrieval, image, "
-                 "pathfinder, parity, recall)");
+                 "pathfinder, parity, recall, mqar, needle, selcopy)");
 }
 END_TEST
 
@@ -792,6 +809,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_float_rejects_words_and_quotes);
     tcase_add_test(tc, test_bool_accepts_only_true_and_false);
     tcase_add_test(tc, test_bad_enum_lists_choices);
+    tcase_add_test(tc, test_per_position_head_refuses_shortening_blocks_and_classification_tasks);
     tcase_add_test(tc, test_out_of_range_reports_text_and_range);
     tcase_add_test(tc, test_experiment_name_must_be_file_name_safe);
     tcase_add_test(tc, test_unknown_task_suggests_or_lists);

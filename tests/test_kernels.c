@@ -397,6 +397,28 @@ START_TEST(test_crossentropy_backward_matches_finite_differences) {
 }
 END_TEST
 
+/* A row whose target is negative (a position without a target) has no loss and no gradient. */
+START_TEST(test_crossentropy_rows_without_target_have_no_loss_or_gradient) {
+    int32_t tgt[4] = {1, -1, 4, -1};
+    CeCtx c = {.B = 4, .V = 6, .tgt = tgt};
+    c.logits = randn(24, 43), c.probs = zeros(24), c.loss = zeros(4);
+    float w[4] = {0.5f, 0.5f, 0.5f, 0.5f}, *dl = zeros(24);
+    ce_fwd(&c);
+    crossentropy_backward(dl, c.probs, tgt, 0.5f, 4, 6);
+    GcResult r;
+    GC_ASSERT(gradcheck(ce_fwd, &c, c.logits, 24, dl, c.loss, 4, w, H, ATOL, RTOL, 1000, &r),
+              "dlogits", &r);
+    for (int v = 0; v < 6; v++) {
+        ck_assert_float_eq(dl[6 + v], 0.0f);
+        ck_assert_float_eq(dl[18 + v], 0.0f);
+    }
+    ck_assert_float_eq(c.loss[1], 0.0f);
+    ck_assert_float_eq(c.loss[3], 0.0f);
+    ck_assert_float_gt(c.loss[0], 0.0f);
+    free(c.logits), free(c.probs), free(c.loss), free(dl);
+}
+END_TEST
+
 START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
     double worst = 0;
     for (double x = -87.0; x <= 88.0; x += 0.001) {
@@ -455,6 +477,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_sinusoidal_table_matches_formula);
     tcase_add_test(tc, test_pooling_backward_matches_finite_differences);
     tcase_add_test(tc, test_crossentropy_backward_matches_finite_differences);
+    tcase_add_test(tc, test_crossentropy_rows_without_target_have_no_loss_or_gradient);
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
     tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
     suite_add_tcase(s, tc);

@@ -50,7 +50,11 @@ static void fill_batch(Encoder *e, const int *len, int32_t pad_token) {
             if (real && t == 0 && e->cls_id >= 0) e->tokens[i] = e->cls_id;
         }
     }
-    for (int b = 0; b < e->NB; b++) e->labels[b] = b % NCLS; /* NB = B unless pairs */
+    if (e->pooling == POOL_NONE) /* targets at most real positions, none at the others */
+        for (int i = 0; i < e->B * e->L; i++)
+            e->labels[i] = e->mask[i] && i % 3 != 1 ? (int32_t)((i * 5) % NCLS) : -1;
+    else
+        for (int b = 0; b < e->NB; b++) e->labels[b] = b % NCLS; /* NB = B unless pairs */
 }
 
 typedef struct {
@@ -79,6 +83,11 @@ static void check_model_gradients(PoolKind pool, PosKind pos, float dropout,
     for (int i = 0; i < e.pt.n; i++) /* N(0, 0.02²) latents make LayerNorm too curved for h */
         if (strstr(e.pt.info[i].name, ".latents"))
             gc_fill_normal(e.params + e.pt.info[i].offset, e.pt.info[i].size, 77, 1.0f);
+    if (pool == POOL_NONE) { /* 21 positions × 10 hidden units put some ReLU inputs within h of
+                              * the kink: biases of ±5 keep half of the units on, half off */
+        float *b1 = e.params + e.pt.info[e.p_h1_b].offset;
+        for (int j = 0; j < e.Hh; j++) b1[j] = j % 2 ? -5.0f : 5.0f;
+    }
     fill_batch(&e, len, 0);
     Ctx c = {.e = &e, .seed = 11, .step = 3};
     model_fwd(&c);
@@ -138,6 +147,7 @@ static void check_flops(PoolKind pool) { check_flops_len(pool, 33); }
 
 START_TEST(test_counted_flops_equal_analytic_count) {
     check_flops(POOL_CLS);
+    check_flops(POOL_NONE);
     g_funnel = 2;
     check_flops(POOL_CLS);
     check_flops(POOL_MEAN);
@@ -153,7 +163,8 @@ END_TEST
 
 static void check_padding(void) {
     const int len[3] = {9, 4, 6};
-    for (int pool = g_latents ? 1 : 0; pool < 2; pool++) {
+    const int last = g_latents || g_funnel > 1 ? POOL_MEAN : POOL_NONE; /* none keeps the length */
+    for (int pool = g_latents ? 1 : 0; pool <= last; pool++) {
         ExperimentConfig cfg = tiny_config(3, 9, (PoolKind)pool, POS_LEARNED, 0.0f);
         Encoder e;
         XbError err;
@@ -161,8 +172,9 @@ static void check_padding(void) {
         encoder_init_params(&e, 2);
         fill_batch(&e, len, 0);
         const double l0 = encoder_forward(&e, 0, 1, 1);
-        float logits[3 * NCLS];
-        memcpy(logits, e.logits, sizeof logits);
+        const int rows = pool == POOL_NONE ? 3 * 9 : 3; /* per position: padding rows differ */
+        float logits[3 * 9 * NCLS];
+        memcpy(logits, e.logits, (size_t)rows * NCLS * sizeof(float));
         memset(e.grads, 0, e.pt.total * sizeof(float));
         encoder_backward(&e, 1, 1);
         float *g0 = malloc(e.pt.total * sizeof(float));
@@ -170,7 +182,9 @@ static void check_padding(void) {
         fill_batch(&e, len, 5); /* same real tokens, different ids under the mask */
         const double l1 = encoder_forward(&e, 0, 1, 1);
         ck_assert_double_eq_tol(l0, l1, 1e-6);
-        for (int i = 0; i < 3 * NCLS; i++) ck_assert_float_eq_tol(e.logits[i], logits[i], 1e-5);
+        for (int i = 0; i < rows * NCLS; i++)
+            if (pool != POOL_NONE || e.mask[i / NCLS])
+                ck_assert_float_eq_tol(e.logits[i], logits[i], 1e-5);
         memset(e.grads, 0, e.pt.total * sizeof(float));
         encoder_backward(&e, 1, 1);
         /* Padding positions still flow through the FFN (as in every encoder) but their loss
@@ -197,6 +211,49 @@ START_TEST(test_padding_tokens_do_not_change_logits_or_gradients) {
     g_memory = 3, g_compress = 3, g_ncm = 2; /* and in the compressed memory */
     check_padding();
     g_segment = 0, g_memory = 0, g_compress = 0, g_ncm = 0;
+}
+END_TEST
+
+/* The per-position head (pooling none): the MLP head on every position, the loss the mean
+ * cross-entropy over the positions with a target. Every gradient against finite differences,
+ * alone, with dropout, under the segment recurrence and with a Switch FFN. */
+START_TEST(test_per_position_head_gradients_match_finite_differences) {
+    check_model_gradients(POOL_NONE, POS_SINUSOIDAL, 0.0f, NULL);
+    check_model_gradients(POOL_NONE, POS_LEARNED, 0.2f, NULL);
+    g_len = 8, g_segment = 4, g_memory = 3;
+    check_model_gradients(POOL_NONE, POS_LEARNED, 0.1f, NULL);
+    g_len = 7, g_segment = 0, g_memory = 0, g_experts = 3;
+    check_model_gradients(POOL_NONE, POS_SINUSOIDAL, 0.0f, NULL);
+    g_experts = 0;
+}
+END_TEST
+
+/* The per-position loss is the mean over target positions of −log p(target): recomputed here
+ * from the probabilities, and a position without a target has no gradient reaching its logits
+ * (its token's embedding gets none through the head when the token occurs nowhere else). */
+START_TEST(test_per_position_loss_is_the_mean_over_target_positions) {
+    const int len[3] = {7, 4, 5};
+    ExperimentConfig cfg = tiny_config(3, 7, POOL_NONE, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    ck_assert_int_eq(e.cls_id, -1);
+    encoder_init_params(&e, 3);
+    fill_batch(&e, len, 0);
+    const double loss = encoder_forward(&e, 0, 1, 1);
+    double sum = 0.0;
+    int n = 0;
+    for (int i = 0; i < 3 * 7; i++)
+        if (e.labels[i] >= 0) sum -= log(e.probs[(size_t)i * NCLS + e.labels[i]]), n++;
+    ck_assert_int_eq(n, e.n_targets);
+    ck_assert_int_gt(n, 0);
+    ck_assert_double_eq_tol(loss, sum / n, 1e-5);
+    for (int i = 0; i < 3 * 7; i++) e.labels[i] = -1; /* no target anywhere: no loss, no gradient */
+    ck_assert_double_eq(encoder_forward(&e, 0, 1, 1), 0.0);
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    encoder_backward(&e, 1, 1);
+    for (size_t i = 0; i < e.pt.total; i++) ck_assert_float_eq(e.grads[i], 0.0f);
+    encoder_destroy(&e);
 }
 END_TEST
 
@@ -537,6 +594,8 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_padding_tokens_do_not_change_logits_or_gradients);
     tcase_add_test(tc, test_same_seed_gives_identical_step);
     tcase_add_test(tc, test_funnel_and_perceiver_gradients_match_finite_differences);
+    tcase_add_test(tc, test_per_position_head_gradients_match_finite_differences);
+    tcase_add_test(tc, test_per_position_loss_is_the_mean_over_target_positions);
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
     tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
     tcase_add_test(tc, test_recurrence_memory_reaches_back_only);

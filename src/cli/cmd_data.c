@@ -30,24 +30,34 @@ static void split_stats(const char *name, const Split *s, int n_classes) {
     }
     const int nd = s->n * split_docs(s); /* documents: two per example of a pair */
     int64_t *len = malloc((size_t)nd * sizeof *len);
-    int *count = calloc((size_t)n_classes, sizeof *count);
+    int64_t *count = calloc((size_t)n_classes, sizeof *count), total = s->n;
     XB_ASSERT(len && count);
     for (int j = 0; j < nd; j++) len[j] = s->offsets[j + 1] - s->offsets[j];
-    for (int i = 0; i < s->n; i++)
-        if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    if (s->targets) { /* a sequence task: the classes of its target positions */
+        total = 0;
+        for (int64_t t = 0; t < s->offsets[nd]; t++)
+            if (s->targets[t] >= 0 && s->targets[t] < n_classes) count[s->targets[t]]++, total++;
+    } else {
+        for (int i = 0; i < s->n; i++)
+            if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    }
     qsort(len, (size_t)nd, sizeof *len, cmp_i64);
 #define PCT(p) ((long long)len[(size_t)((double)(p) / 100.0 * (nd - 1) + 0.5)])
     printf("  %-5s %7d examples%s  length min %lld  p10 %lld  p50 %lld  p90 %lld  max %lld\n", name,
            s->n, split_docs(s) > 1 ? " (pairs)" : "", PCT(0), PCT(10), PCT(50), PCT(90), PCT(100));
 #undef PCT
-    printf("        classes:");
+    if (s->targets)
+        printf("        %lld target positions (%.2f per example), classes:", (long long)total,
+               (double)total / s->n);
+    else
+        printf("        classes:");
     int most = 0;
     for (int c = 0; c < n_classes; c++) {
-        if (c < 16) printf(" %d:%.1f%%", c, 100.0 * count[c] / s->n);
+        if (c < 16) printf(" %d:%.1f%%", c, 100.0 * (double)count[c] / (double)total);
         if (count[c] > count[most]) most = c;
     }
     if (n_classes > 16) printf(" ... (%d classes)", n_classes);
-    printf("  (majority %.1f%%)\n", 100.0 * count[most] / s->n);
+    printf("  (majority %.1f%%)\n", 100.0 * (double)count[most] / (double)total);
     free(len);
     free(count);
 }

@@ -120,6 +120,7 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     xb_error_clear(&err);
     const int quiet = how->quiet, threads = cli_set_threads(cfg);
     const Dataset ds = *dsp; /* read only */
+    if (train_check(cfg, &ds, &err)) return print_error(&err);
     if (fileio_mkdirs(cfg->output_dir, cfg->source, &err)) {
         snprintf(err.key, sizeof err.key, "experiment.output_dir");
         err.code = XB_EXIT_USAGE;
@@ -156,11 +157,12 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     rr.dataset_checksum = ds.checksum;
     rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;
     rr.vocab_size = ds.vocab_size, rr.n_classes = ds.n_classes;
+    rr.sequence = ds.sequence;
     rr.mixer = mx->name, rr.mixer_classes = mx->classes;
     rr.n_params = tr.n_params;
     rr.evals = tr.evals, rr.n_evals = tr.n_evals;
     rr.steps_done = tr.steps_done, rr.best_step = tr.best_step, rr.best_val_acc = tr.best_val_acc;
-    rr.test_acc = tr.test_acc, rr.test_loss = tr.test_loss;
+    rr.test_acc = tr.test_acc, rr.test_loss = tr.test_loss, rr.test_exact = tr.test_exact;
     rr.majority_baseline = dataset_majority(&ds.test, ds.n_classes);
     rr.flops_fwd_analytic = tr.flops_fwd, rr.flops_bwd_analytic = tr.flops_bwd;
     rr.flops_step_counted = tr.flops_step_counted, rr.flops_total_counted = tr.flops_total;

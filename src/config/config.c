@@ -64,7 +64,7 @@ typedef struct Field {
 #define O_STR(n, h)                                                                                \
     { .name = n, .type = OPT_STRING, .def_str = "", .help = h }
 
-static const char *const g_pool_names[] = {"cls", "mean", NULL};
+static const char *const g_pool_names[] = {"cls", "mean", "none", NULL};
 static const char *const g_ffn_names[] = {"dense", "switch", NULL};
 static const char *const g_pos_names[] = {"sinusoidal", "learned", "none", NULL};
 static const char *const g_sched_names[] = {"constant", "cosine", "rsqrt", "linear", NULL};
@@ -112,7 +112,11 @@ static const Field g_model[N_MODEL] = {
     [M_DROPOUT] = FIELD(O_FLT("dropout", 0.1, 0, 0.95, "dropout rate"), F_FLT, dropout),
     [M_MAX_LEN] = FIELD(O_INT("max_len", 512, 2, 1048576, "tokens per example"), F_INT, max_len),
     [M_POOLING] =
-        FIELD(O_ENUM("pooling", POOL_CLS, g_pool_names, "sequence pooling"), F_ENUM, pooling),
+        FIELD(O_ENUM("pooling", POOL_CLS, g_pool_names,
+                     "sequence pooling for one class per example (cls: the CLS token, mean); "
+                     "none: the classifier at every position, for sequence tasks (their "
+                     "default)"),
+              F_ENUM, pooling),
     [M_POSITIONS] = FIELD(O_ENUM("positions", POS_SINUSOIDAL, g_pos_names, "position encoding"),
                           F_ENUM, positions),
     [M_HEAD_HIDDEN] = FIELD(O_INT("head_hidden", 0, 0, 262144, "classifier hidden width; 0 = d_ff"),
@@ -918,11 +922,35 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
                     "model.compress > 0)",
                     ncm0);
-    if (latents > 0 && (int)m->v.num[M_POOLING] == POOL_CLS)
+    const TaskSpec *ts = task_get(task);
+    if (ts->sequence && !m->v.set[M_POOLING]) /* a sequence task's default: the per-position head */
+        rs->s[SEC_MODEL].v.num[M_POOLING] = POOL_NONE;
+    const int pooling = (int)m->v.num[M_POOLING];
+    if (latents > 0 && pooling == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
                     "model.latents = %d, or model.latents: 0)",
                     latents);
+    /* pooling none: the head reads every input position, so the output must keep the input's
+     * length (a pair task never has per-position targets: sequence tasks are single documents) */
+    if (pooling == POOL_NONE && (latents > 0 || funnel > 1))
+        return fail(x, latents > 0 ? m->loc[M_LATENTS] : m->loc[M_FUNNEL],
+                    latents > 0 ? "model.latents" : "model.funnel",
+                    "%s, but model.pooling: none puts the classifier at every input position "
+                    "(valid: model.%s: 0, or model.pooling: cls or mean)",
+                    latents > 0 ? "the Perceiver's blocks run over its latents, not the input"
+                                : "the Funnel's stages shorten the sequence",
+                    latents > 0 ? "latents" : "funnel");
+    if (ts->sequence && pooling != POOL_NONE)
+        return fail(x, m->loc[M_POOLING], "model.pooling",
+                    "%s pools the sequence to one vector, but task %s has a target at some "
+                    "positions (valid: none)",
+                    g_pool_names[pooling], ts->name);
+    if (!ts->sequence && pooling == POOL_NONE)
+        return fail(x, m->loc[M_POOLING], "model.pooling",
+                    "none puts the classifier at every position, but task %s has one label per "
+                    "example (valid: cls, mean)",
+                    ts->name);
     const MixerSpec *ms = mixer_get(mixer);
     if (ms->ops && ms->ops->check) { /* every length a mixer will see */
         const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
@@ -1238,6 +1266,6 @@ uint64_t cfg_hash(const ExperimentConfig *c) {
     return h;
 }
 
-const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 2 ? g_pool_names[k] : "?"; }
+const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 3 ? g_pool_names[k] : "?"; }
 const char *cfg_pos_name(PosKind k) { return (unsigned)k < 3 ? g_pos_names[k] : "?"; }
 const char *cfg_sched_name(SchedKind k) { return (unsigned)k < 4 ? g_sched_names[k] : "?"; }

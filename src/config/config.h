@@ -9,7 +9,8 @@
 #include "core/error.h"
 #include "core/options.h"
 
-typedef enum { POOL_CLS = 0, POOL_MEAN = 1 } PoolKind;
+/* POOL_NONE: no pooling, the classifier head at every position (sequence tasks). */
+typedef enum { POOL_CLS = 0, POOL_MEAN = 1, POOL_NONE = 2 } PoolKind;
 typedef enum { FFN_DENSE = 0, FFN_SWITCH = 1 } FfnKind;
 typedef enum { POS_SINUSOIDAL = 0, POS_LEARNED = 1, POS_NONE = 2 } PosKind;
 typedef enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1, SCHED_RSQRT = 2, SCHED_LINEAR = 3 } SchedKind;

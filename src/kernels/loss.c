@@ -14,14 +14,14 @@ void crossentropy_forward(float *losses, float *probs, const float *logits, cons
         for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
         const double lse = (double)mx + log(sum);
         for (int v = 0; v < V; v++) p[v] = (float)exp((double)z[v] - lse);
-        losses[b] = (float)(lse - (double)z[targets[b]]);
+        losses[b] = targets[b] < 0 ? 0.0f : (float)(lse - (double)z[targets[b]]);
     }
 }
 
 void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, float scale,
                            int B, int V) {
     for (int b = 0; b < B; b++)
-        for (int v = 0; v < V; v++)
+        for (int v = 0; v < V && targets[b] >= 0; v++)
             dlogits[(size_t)b * V + v] +=
                 scale * (probs[(size_t)b * V + v] - (v == targets[b] ? 1.0f : 0.0f));
 }

@@ -21,8 +21,12 @@
 static int site_embed(void) { return 0; }
 static int site_layer(int l, int k) { return 1 + 3 * l + k; } /* k: 0 mixer, 1 GELU, 2 FFN out */
 
-/* The classifier's input width: the pooled vector, or LRA's [u, v, u·v, u − v] of a pair. */
+/* The classifier's input width: the pooled vector (or each position's), or LRA's [u, v, u·v,
+ * u − v] of a pair. */
 static int head_in(const Encoder *e) { return e->pairs ? 4 * e->D : e->D; }
+
+/* The classifier's rows: one per example, or one per position when pooling is none. */
+static int head_rows(const Encoder *e) { return e->pooling == POOL_NONE ? e->B * e->L : e->NB; }
 
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
 static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
@@ -133,7 +137,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
 /* The encoder's own backward buffers, carved from the scratch arena in this order in both the
  * plan and the backward, so the plan is exact. */
 typedef struct BwdScratch {
-    float *dlogits, *da1, *dh1, *dpooled; /* (NB, C), (NB, Hh), (NB, Hh), (B, D) */
+    float *dlogits, *da1, *dh1, *dpooled; /* (R, C), (R, Hh), (R, Hh), (B, D) or NULL */
     float *dfeat;                         /* pairs: (NB, 4D) */
     float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
                                            * residual stream's gradient */
@@ -146,10 +150,11 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     int Lmax = e->L; /* the longest sequence of any block */
     for (int l = 0; l < e->N; l++) Lmax = XB_MAX(Lmax, e->la[l].Lq);
     const size_t BLD = (size_t)e->B * Lmax * e->D, BLF = (size_t)e->B * Lmax * e->F;
-    b->dlogits = arena_floats(s, (size_t)e->NB * e->C);
-    b->da1 = arena_floats(s, (size_t)e->NB * e->Hh);
-    b->dh1 = arena_floats(s, (size_t)e->NB * e->Hh);
-    b->dpooled = arena_floats(s, (size_t)e->B * e->D);
+    const size_t R = (size_t)head_rows(e);
+    b->dlogits = arena_floats(s, R * e->C);
+    b->da1 = arena_floats(s, R * e->Hh);
+    b->dh1 = arena_floats(s, R * e->Hh);
+    b->dpooled = e->pooling == POOL_NONE ? NULL : arena_floats(s, (size_t)e->B * e->D);
     b->dfeat = e->pairs ? arena_floats(s, (size_t)e->NB * 4 * e->D) : NULL;
     b->dlnf = arena_floats(s, BLD);
     b->dx = arena_floats(s, BLD);
@@ -170,7 +175,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     const int B = e->B, D = e->D, F = e->F;
     e->tokens = arena_alloc(a, BL * sizeof(int32_t));
     e->mask = arena_alloc(a, BL);
-    e->labels = arena_alloc(a, (size_t)e->NB * sizeof(int32_t));
+    e->labels = arena_alloc(a, (size_t)head_rows(e) * sizeof(int32_t));
     e->xs[0] = arena_floats(a, BL * D);
     const unsigned char *mask = e->mask;
     for (int l = 0; l < e->N; l++) {
@@ -231,13 +236,14 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     e->lnf = arena_floats(a, (size_t)B * Lf * D);
     e->lnf_mean = arena_floats(a, (size_t)B * Lf);
     e->lnf_rstd = arena_floats(a, (size_t)B * Lf);
-    e->pooled = arena_floats(a, (size_t)e->B * e->D);
+    const size_t R = (size_t)head_rows(e);
+    e->pooled = e->pooling == POOL_NONE ? NULL : arena_floats(a, (size_t)e->B * e->D);
     e->feat = e->pairs ? arena_floats(a, (size_t)e->NB * 4 * e->D) : NULL;
-    e->h1 = arena_floats(a, (size_t)e->NB * e->Hh);
-    e->a1 = arena_floats(a, (size_t)e->NB * e->Hh);
-    e->logits = arena_floats(a, (size_t)e->NB * e->C);
-    e->probs = arena_floats(a, (size_t)e->NB * e->C);
-    e->losses = arena_floats(a, (size_t)e->NB);
+    e->h1 = arena_floats(a, R * e->Hh);
+    e->a1 = arena_floats(a, R * e->Hh);
+    e->logits = arena_floats(a, R * e->C);
+    e->probs = arena_floats(a, R * e->C);
+    e->losses = arena_floats(a, R);
     if (e->positions == POS_SINUSOIDAL) e->sinus = arena_floats(a, (size_t)e->L * e->D);
 }
 
@@ -245,6 +251,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
 static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, int pairs) {
     memset(e, 0, sizeof *e);
     e->pairs = pairs != 0;
+    XB_ASSERT(!(e->pairs && cfg->pooling == POOL_NONE)); /* config: sequence tasks are single */
     e->NB = cfg->batch_size;
     e->B = e->pairs ? 2 * e->NB : e->NB;
     e->L = cfg->max_len;
@@ -278,6 +285,8 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->xs = calloc((size_t)e->N + 1, sizeof *e->xs);
     XB_ASSERT(e->mixers && e->lp && e->la && e->xattn && e->xs);
     lay_out_blocks(e);
+    /* config: with pooling none no block changes the length */
+    XB_ASSERT(e->pooling != POOL_NONE || e->N == 0 || e->la[e->N - 1].Lq == e->L);
     params_init(&e->pt);
     declare_params(e, &cfg->mixer_opts);
 }
@@ -559,9 +568,9 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                       B * Lf, D);
     if (e->pooling == POOL_CLS)
         pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
-    else
+    else if (e->pooling == POOL_MEAN)
         pool_mean_forward(e->pooled, e->lnf, e->final_mask, B, Lf, D);
-    const int NB = e->NB;
+    const int NB = e->NB, R = head_rows(e);
     if (e->pairs) /* LRA's retrieval head: [u, v, u·v, u − v] of the two documents' vectors */
         for (int b = 0; b < NB; b++) {
             const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
@@ -570,14 +579,18 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                 f[d] = u[d], f[D + d] = v[d], f[2 * D + d] = u[d] * v[d],
                 f[3 * D + d] = u[d] - v[d];
         }
-    linear_forward(e->h1, e->pairs ? e->feat : e->pooled, P(e, e->p_h1_w), P(e, e->p_h1_b), NB,
-                   head_in(e), e->Hh);
-    relu_forward(e->a1, e->h1, (size_t)NB * e->Hh);
-    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), NB, e->Hh, e->C);
-    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, NB, e->C);
+    /* the head: on each example's vector, or on every position (pooling none) */
+    const float *hin = e->pairs ? e->feat : e->pooling == POOL_NONE ? e->lnf : e->pooled;
+    linear_forward(e->h1, hin, P(e, e->p_h1_w), P(e, e->p_h1_b), R, head_in(e), e->Hh);
+    relu_forward(e->a1, e->h1, (size_t)R * e->Hh);
+    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), R, e->Hh, e->C);
+    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, R, e->C);
+    /* the mean over the rows with a target (every row, unless pooling is none) */
     double sum = 0.0;
-    for (int b = 0; b < NB; b++) sum += e->losses[b];
-    return sum / NB + e->aux_loss;
+    int n = 0;
+    for (int r = 0; r < R; r++) sum += e->losses[r], n += e->labels[r] >= 0;
+    e->n_targets = n;
+    return (n ? sum / n : 0.0) + e->aux_loss;
 }
 
 void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
@@ -591,12 +604,17 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     const size_t mark = arena_mark(&e->scratch);
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
 
-    const int NB = e->NB;
-    crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)NB, NB, e->C);
-    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), NB, Hh,
+    const int NB = e->NB, R = head_rows(e);
+    memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
+    if (e->n_targets > 0)
+        crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)e->n_targets, R, e->C);
+    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), R, Hh,
                     e->C);
-    relu_backward(dh1, e->h1, da1, (size_t)NB * Hh);
-    if (e->pairs) {
+    relu_backward(dh1, e->h1, da1, (size_t)R * Hh);
+    if (e->pooling == POOL_NONE) { /* the head read every position of lnf */
+        linear_backward(dlnf, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->lnf, P(e, e->p_h1_w), R, D,
+                        Hh);
+    } else if (e->pairs) {
         memset(bs.dfeat, 0, (size_t)NB * 4 * D * sizeof(float));
         linear_backward(bs.dfeat, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->feat, P(e, e->p_h1_w),
                         NB, 4 * D, Hh);
@@ -613,10 +631,9 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w),
                         B, D, Hh);
     }
-    memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     if (e->pooling == POOL_CLS)
         pool_cls_backward(dlnf, dpooled, B, Lf, D);
-    else
+    else if (e->pooling == POOL_MEAN)
         pool_mean_backward(dlnf, dpooled, e->final_mask, B, Lf, D);
     memset(dx, 0, (size_t)B * Lf * D * sizeof *dx);
     layernorm_backward(dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->N], P(e, e->p_lnf_w),
@@ -721,8 +738,8 @@ uint64_t encoder_flops(const Encoder *e, int backward) {
             f += xattn_flops(&e->xattn[l], e->B, t->Lq, t->Lk, backward);
         ffn += e->ffn == FFN_SWITCH ? moe_flops(&t->moe, 0) : 2 * (2 * B * (uint64_t)t->Lq * D * F);
     }
-    const uint64_t NB = (uint64_t)e->NB,
-                   head = 2 * NB * (uint64_t)head_in(e) * Hh + 2 * NB * Hh * C;
+    const uint64_t R = (uint64_t)head_rows(e),
+                   head = 2 * R * (uint64_t)head_in(e) * Hh + 2 * R * Hh * C;
     f += backward ? 2 * (ffn + head) : ffn + head;
     return f;
 }

@@ -2,6 +2,11 @@
  * LayerNorm → pooling → MLP classifier head, with hand-written forward and backward. Sizes are
  * fixed at creation; parameters, gradients and activations are planned up front.
  *
+ * With model.pooling: none there is no pooling and no CLS token: the same MLP head runs on every
+ * position of the final LayerNorm's output, and the loss is the mean cross-entropy over the
+ * positions that carry a target (labels is then (B, L), XB_NO_TARGET elsewhere). The blocks must
+ * keep the input's length (no Funnel stages, no Perceiver latents; the config refuses them).
+ *
  * A block mixes its tokens in one of three ways: SELF, the configured mechanism over the block's
  * own sequence; POOL, the Funnel Transformer's first block of a stage (arXiv 2006.03236, §2.2): the
  * queries are the input mean-pooled by 2 (the CLS position never pooled) and attend over the
@@ -90,7 +95,8 @@ typedef struct Encoder {
     /* inputs, filled by the caller before forward */
     int32_t *tokens;     /* (B, L) */
     unsigned char *mask; /* (B, L) */
-    int32_t *labels;     /* (NB) */
+    int32_t *labels;     /* (NB), or (B, L) per-position targets (negative: none) when pooling is
+                          * none */
 
     /* activations */
     float **xs;      /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
@@ -98,11 +104,12 @@ typedef struct Encoder {
     LayerActs *la;   /* N */
     const unsigned char *final_mask; /* the last block's mask (NULL: all real) */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *pooled;         /* (B, D) */
+    float *pooled;         /* (B, D); NULL when pooling is none */
     float *feat;           /* pairs: (NB, 4D) [u, v, u·v, u − v] */
-    float *h1, *a1;        /* (NB, Hh) */
-    float *logits, *probs; /* (NB, C) */
-    float *losses;         /* (NB) */
+    float *h1, *a1;        /* (R, Hh): R = NB rows, or B·L when pooling is none */
+    float *logits, *probs; /* (R, C) */
+    float *losses;         /* (R); 0 on a row without a target */
+    int n_targets;         /* rows of the last forward with a target (NB unless pooling is none) */
 
     Arena acts, scratch;
 } Encoder;
@@ -122,8 +129,8 @@ void encoder_destroy(Encoder *e);
 size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes, int pairs);
 /* Initialises the parameters from the INIT stream of seed. */
 void encoder_init_params(Encoder *e, uint64_t seed);
-/* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy. Dropout (training) is
- * drawn from (seed, step). */
+/* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy over the rows with a
+ * target (plus auxiliary losses). Dropout (training) is drawn from (seed, step). */
 double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step);
 /* Accumulates the gradient of the mean loss into e->grads (zero them first); same seed/step as
  * the forward. */

@@ -70,6 +70,7 @@ static cJSON *build_dataset(const RunReport *r) {
     add(d, "checksum", json_str(r->dataset_checksum));
     add(d, "vocab_size", json_int(r->vocab_size));
     add(d, "n_classes", json_int(r->n_classes));
+    if (r->sequence) add(d, "targets", json_str("per-position"));
     cJSON *splits = add(d, "splits", cJSON_CreateObject());
     add(splits, "train", json_int(r->train_n));
     add(splits, "val", json_int(r->val_n));
@@ -162,6 +163,7 @@ cJSON *report_build(const RunReport *r) {
     add(test, "accuracy", json_real(r->test_acc));
     add(test, "loss", json_real(r->test_loss));
     add(test, "majority_baseline", json_real(r->majority_baseline));
+    if (r->sequence) add(test, "exact_match", json_real(r->test_exact));
 
     cJSON *fl = add(doc, "flops", cJSON_CreateObject());
     XB_ASSERT(r->flops_fwd_analytic <= UINT64_MAX - r->flops_bwd_analytic);

@@ -35,6 +35,8 @@ typedef struct RunReport {
     const char *dataset_identity; /* JSON object text (Dataset.identity) */
     const char *dataset_checksum;
     int train_n, val_n, test_n, vocab_size, n_classes;
+    int sequence; /* 1: a sequence task (per-position targets): accuracies are per target
+                   * position and the test also reports exact_match */
 
     const char *mixer, *mixer_classes;
     size_t n_params;
@@ -44,6 +46,7 @@ typedef struct RunReport {
     int64_t steps_done, best_step;
     double best_val_acc;
     double test_acc, test_loss, majority_baseline; /* NaN when not evaluated */
+    double test_exact; /* sequence tasks: examples with every target right (NaN: not evaluated) */
 
     uint64_t flops_fwd_analytic, flops_bwd_analytic; /* per training step, whole model */
     uint64_t flops_step_counted;                     /* counted by the kernels over one step */

@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/xassert.h"
 #include "tasks/task.h"
 
 static void split_free(Split *s) {
     free(s->tokens);
     free(s->offsets);
     free(s->labels);
+    free(s->targets);
     memset(s, 0, sizeof *s);
 }
 
@@ -39,8 +41,10 @@ void dataset_checksum(Dataset *d) {
                 const int64_t a = s->offsets[i * docs + k], b = s->offsets[i * docs + k + 1];
                 h = hash_u32(h, (uint32_t)(b - a));
                 for (int64_t t = a; t < b; t++) h = hash_u32(h, (uint32_t)s->tokens[t]);
+                for (int64_t t = a; s->targets && t < b; t++)
+                    h = hash_u32(h, (uint32_t)s->targets[t]);
             }
-            h = hash_u32(h, (uint32_t)s->labels[i]);
+            if (s->labels) h = hash_u32(h, (uint32_t)s->labels[i]);
         }
     }
     snprintf(d->checksum, sizeof d->checksum, "%016llx", (unsigned long long)h);
@@ -54,31 +58,52 @@ void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int
         for (int k = 0; k < docs; k++) {
             const int r = b * docs + k, j = i * docs + k;
             int32_t *row = tokens + (size_t)r * L;
+            int32_t *tg = s->targets ? labels + (size_t)r * L : NULL;
             unsigned char *m = mask + (size_t)r * L;
             int t = 0;
-            if (cls_id >= 0 && t < L) row[t++] = cls_id;
+            if (cls_id >= 0 && t < L) {
+                if (tg) tg[t] = XB_NO_TARGET;
+                row[t++] = cls_id;
+            }
             const int64_t a = s->offsets[j], e = s->offsets[j + 1];
-            for (int64_t q = a; q < e && t < L; q++) row[t++] = s->tokens[q];
+            for (int64_t q = a; q < e && t < L; q++) {
+                if (tg) tg[t] = s->targets[q];
+                row[t++] = s->tokens[q];
+            }
             const int real = t; /* <= L */
             for (; t < L; t++) row[t] = XB_PAD_ID;
+            for (t = real; tg && t < L; t++) tg[t] = XB_NO_TARGET;
             for (int q = 0; q < L; q++) m[q] = q < real;
         }
-        labels[b] = s->labels[i];
+        if (!s->targets) labels[b] = s->labels[i];
     }
 }
 
 double dataset_majority(const Split *s, int n_classes) {
     if (s->n == 0 || n_classes <= 0) return 0.0;
-    int *count = calloc((size_t)n_classes, sizeof *count);
+    int64_t *count = calloc((size_t)n_classes, sizeof *count);
     if (!count) return 0.0;
-    for (int i = 0; i < s->n; i++)
-        if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    int64_t total = s->n;
+    if (s->targets) {
+        total = 0;
+        for (int64_t t = 0; t < s->offsets[(int64_t)s->n * split_docs(s)]; t++)
+            if (s->targets[t] >= 0 && s->targets[t] < n_classes) count[s->targets[t]]++, total++;
+    } else {
+        for (int i = 0; i < s->n; i++)
+            if (s->labels[i] >= 0 && s->labels[i] < n_classes) count[s->labels[i]]++;
+    }
     int best = 0;
     for (int c = 1; c < n_classes; c++)
         if (count[c] > count[best]) best = c;
-    const double frac = (double)count[best] / (double)s->n;
+    const double frac = total ? (double)count[best] / (double)total : 0.0;
     free(count);
     return frac;
+}
+
+int64_t dataset_max_length(const Split *s) {
+    int64_t m = 0;
+    for (int j = 0; j < s->n * split_docs(s); j++) m = XB_MAX(m, s->offsets[j + 1] - s->offsets[j]);
+    return m;
 }
 
 void dataset_json_escape(char *out, size_t n, const char *s) {

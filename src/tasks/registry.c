@@ -11,15 +11,13 @@ extern const TaskSpec task_retrieval;
 extern const TaskSpec task_parity;
 extern const TaskSpec task_recall;
 extern const TaskSpec task_pathfinder;
+extern const TaskSpec task_mqar;
+extern const TaskSpec task_needle;
+extern const TaskSpec task_selcopy;
 
 static const TaskSpec *const g_tasks[] = {
-    &task_listops,
-    &task_text,
-    &task_retrieval,
-    &task_image,
-    &task_pathfinder,
-    &task_parity,
-    &task_recall,
+    &task_listops, &task_text,   &task_retrieval, &task_image,  &task_pathfinder,
+    &task_parity,  &task_recall, &task_mqar,      &task_needle, &task_selcopy,
 };
 
 int task_count(void) { return (int)XB_ARRAY_LEN(g_tasks); }

@@ -15,28 +15,11 @@
 
 #include "core/rng.h"
 #include "core/xassert.h"
+#include "tasks/synthetic.h"
 #include "tasks/task.h"
 
-#define SPLIT_OPTS(tr)                                                                             \
-    {.name = "num_train",                                                                          \
-     .type = OPT_INT,                                                                              \
-     .def = tr,                                                                                    \
-     .min = 1,                                                                                     \
-     .max = 10000000,                                                                              \
-     .help = "training examples"},                                                                 \
-        {.name = "num_val",                                                                        \
-         .type = OPT_INT,                                                                          \
-         .def = 1000,                                                                              \
-         .min = 1,                                                                                 \
-         .max = 10000000,                                                                          \
-         .help = "validation examples"},                                                           \
-    {                                                                                              \
-        .name = "num_test", .type = OPT_INT, .def = 1000, .min = 1, .max = 10000000,               \
-        .help = "test examples"                                                                    \
-    }
-
 static const OptSpec parity_opts[] = {
-    SPLIT_OPTS(20000),
+    SYNTH_SPLIT_OPTS(20000),
     {.name = "min_length",
      .type = OPT_INT,
      .def = 32,
@@ -52,7 +35,7 @@ static const OptSpec parity_opts[] = {
 };
 
 static const OptSpec recall_opts[] = {
-    SPLIT_OPTS(20000),
+    SYNTH_SPLIT_OPTS(20000),
     {.name = "min_pairs",
      .type = OPT_INT,
      .def = 64,
@@ -82,26 +65,24 @@ static const OptSpec recall_opts[] = {
 #define NPAR ((int)XB_ARRAY_LEN(parity_opts))
 #define NREC ((int)XB_ARRAY_LEN(recall_opts))
 
-/* Allocates the three splits for the given example counts and total tokens of each. */
-static void alloc_split(Split *s, int n, int64_t ntok) {
+/* Allocates split s for n examples of ntok tokens in all, with targets or labels. */
+static void alloc_split(Split *s, int n, int64_t ntok, int targets) {
     s->n = n;
     s->tokens = malloc(((size_t)ntok + 1) * sizeof *s->tokens);
     s->offsets = malloc(((size_t)n + 1) * sizeof *s->offsets);
-    s->labels = malloc(((size_t)n + 1) * sizeof *s->labels);
-    XB_ASSERT(s->tokens && s->offsets && s->labels);
+    if (targets)
+        s->targets = malloc(((size_t)ntok + 1) * sizeof *s->targets);
+    else
+        s->labels = malloc(((size_t)n + 1) * sizeof *s->labels);
+    XB_ASSERT(s->tokens && s->offsets && (targets ? s->targets != NULL : s->labels != NULL));
     s->offsets[0] = 0;
 }
 
-/* Lengths first (so each split is allocated once), then the examples, all from one stream. */
-typedef int (*GenFn)(Rng *r, const OptValues *v, int len, int32_t *out); /* returns the label */
-
-static int64_t total_tokens(int64_t n, int64_t maxlen) { return n * maxlen; }
-
-static int check_counts(const OptValues *v, const OptSpec *o, int n, int64_t maxlen,
-                        const char *source, XbError *err) {
+int synth_check_counts(const OptValues *v, const OptSpec *o, int n, int64_t maxlen,
+                       const char *source, XbError *err) {
     const int64_t ex = (int64_t)opt_int(v, o, n, "num_train") + opt_int(v, o, n, "num_val") +
                        opt_int(v, o, n, "num_test");
-    if (total_tokens(ex, maxlen) > (int64_t)2000000000)
+    if (ex * maxlen > (int64_t)2000000000)
         return xb_error_set(err, source, 0, 0, "task.num_train",
                             "%lld examples of up to %lld tokens is more than 2e9 tokens (lower "
                             "the counts or the lengths)",
@@ -109,28 +90,42 @@ static int check_counts(const OptValues *v, const OptSpec *o, int n, int64_t max
     return 0;
 }
 
-static void generate(Dataset *d, const OptValues *v, const OptSpec *o, int n, uint64_t seed,
-                     int minlen, int maxlen, int step, GenFn gen) {
+/* Lengths and examples from one stream, split after split, so each is allocated once. */
+void synth_generate(Dataset *d, const OptValues *v, const OptSpec *o, int n, uint64_t seed,
+                    int minlen, int maxlen, int step, int targets, SynthGenFn gen) {
     Rng r;
     rng_seed(&r, seed, RNG_STREAM_DATA);
     Split *splits[3] = {&d->train, &d->val, &d->test};
     const char *names[3] = {"num_train", "num_val", "num_test"};
+    d->sequence = targets != 0;
     for (int k = 0; k < 3; k++) {
         const int cnt = opt_int(v, o, n, names[k]);
-        alloc_split(splits[k], cnt, (int64_t)cnt * maxlen);
+        alloc_split(splits[k], cnt, (int64_t)cnt * maxlen, targets);
         Split *s = splits[k];
         for (int i = 0; i < cnt; i++) {
             /* lengths in steps of `step` (recall: whole pairs) */
             const int span = (maxlen - minlen) / step + 1;
             const int len = minlen + step * (int)rng_below(&r, (uint32_t)span);
-            s->labels[i] = gen(&r, v, len, s->tokens + s->offsets[i]);
-            s->offsets[i + 1] = s->offsets[i] + len;
+            const int64_t at = s->offsets[i];
+            const int label = gen(&r, v, len, s->tokens + at, targets ? s->targets + at : NULL);
+            if (!targets) s->labels[i] = label;
+            s->offsets[i + 1] = at + len;
         }
     }
 }
 
-static int parity_gen(Rng *r, const OptValues *v, int len, int32_t *out) {
-    (void)v;
+void synth_distinct(Rng *r, int32_t *out, int k, int n, unsigned char *seen) {
+    for (int j = n - k, i = 0; j < n; j++, i++) {
+        int x = (int)rng_below(r, (uint32_t)j + 1);
+        if (seen[x]) x = j; /* j itself cannot have been drawn yet */
+        seen[x] = 1;
+        out[i] = x;
+    }
+    for (int i = 0; i < k; i++) seen[out[i]] = 0;
+}
+
+static int parity_gen(Rng *r, const OptValues *v, int len, int32_t *out, int32_t *tgt) {
+    (void)v, (void)tgt;
     int x = 0;
     for (int t = 0; t < len; t++) {
         const int bit = (int)(rng_u32(r) >> 31);
@@ -149,10 +144,10 @@ static int parity_load(Dataset *d, const OptValues *v, uint64_t seed, const char
         return xb_error_set(err, source, 0, 0, "task.max_length",
                             "%d is shorter than task.min_length = %d (valid: %d or more)", hi, lo,
                             lo);
-    if (check_counts(v, parity_opts, NPAR, hi, source, err)) return -1;
+    if (synth_check_counts(v, parity_opts, NPAR, hi, source, err)) return -1;
     d->vocab_size = 3;
     d->n_classes = 2;
-    generate(d, v, parity_opts, NPAR, seed, lo, hi, 1, parity_gen);
+    synth_generate(d, v, parity_opts, NPAR, seed, lo, hi, 1, 0, parity_gen);
     snprintf(d->identity, sizeof d->identity,
              "{\"task\":\"parity\",\"generator\":\"parity\",\"seed\":%llu,\"num_train\":%d,"
              "\"num_val\":%d,\"num_test\":%d,\"min_length\":%d,\"max_length\":%d}",
@@ -161,7 +156,8 @@ static int parity_load(Dataset *d, const OptValues *v, uint64_t seed, const char
     return 0;
 }
 
-static int recall_gen(Rng *r, const OptValues *v, int len, int32_t *out) {
+static int recall_gen(Rng *r, const OptValues *v, int len, int32_t *out, int32_t *tgt) {
+    (void)tgt;
     const int K = opt_int(v, recall_opts, NREC, "keys"),
               V = opt_int(v, recall_opts, NREC, "values");
     const int n = (len - 2) / 2;
@@ -196,10 +192,10 @@ static int recall_load(Dataset *d, const OptValues *v, uint64_t seed, const char
         return xb_error_set(err, source, 0, 0, "task.keys",
                             "%d key symbols cannot give %d distinct keys (valid: %d or more)", K,
                             hi, hi);
-    if (check_counts(v, recall_opts, NREC, 2 * (int64_t)hi + 2, source, err)) return -1;
+    if (synth_check_counts(v, recall_opts, NREC, 2 * (int64_t)hi + 2, source, err)) return -1;
     d->vocab_size = K + V + 2;
     d->n_classes = V;
-    generate(d, v, recall_opts, NREC, seed, 2 * lo + 2, 2 * hi + 2, 2, recall_gen);
+    synth_generate(d, v, recall_opts, NREC, seed, 2 * lo + 2, 2 * hi + 2, 2, 0, recall_gen);
     snprintf(d->identity, sizeof d->identity,
              "{\"task\":\"recall\",\"generator\":\"associative-recall\",\"seed\":%llu,"
              "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_pairs\":%d,\"max_pairs\":%d,"

@@ -1,5 +1,5 @@
-/* Tasks: datasets of token sequences with a class label, split into train/validation/test, and
- * the registry of all tasks. */
+/* Tasks: datasets of token sequences with a class label (or, for sequence tasks, a class at some
+ * positions), split into train/validation/test, and the registry of all tasks. */
 #ifndef XB_TASK_H
 #define XB_TASK_H
 
@@ -11,6 +11,8 @@
 
 /* Token id 0 is padding in every task's vocabulary. */
 #define XB_PAD_ID 0
+/* A position of a sequence task that carries no target: no loss, not counted in accuracy. */
+#define XB_NO_TARGET (-1)
 
 typedef struct Split {
     int n;            /* examples */
@@ -18,13 +20,16 @@ typedef struct Split {
     int32_t *tokens;  /* all documents' tokens, concatenated */
     int64_t *offsets; /* (n·docs + 1): document j is tokens[offsets[j] .. offsets[j+1]); example
                        * i is documents i·docs .. i·docs + docs − 1 */
-    int32_t *labels;  /* (n) */
+    int32_t *labels;  /* (n), or NULL for a sequence task */
+    int32_t *targets; /* sequence tasks: (offsets[n·docs]) parallel to tokens, the class in
+                       * [0, n_classes) each position must predict or XB_NO_TARGET; else NULL */
 } Split;
 
 typedef struct Dataset {
     int pairs;      /* 1: every example is a pair of documents (Split.docs = 2) */
     int vocab_size; /* token ids are in [0, vocab_size); 0 is padding */
     int n_classes;
+    int sequence; /* 1: per-position targets (Split.targets), for model.pooling: none */
     Split train, val, test;
     char identity[1024]; /* JSON object text: generator + seed + options, or files + checksums */
     char checksum[17];   /* FNV-1a 64 (hex) over every split's tokens and labels */
@@ -35,6 +40,7 @@ typedef struct TaskSpec {
     const char *description;
     const OptSpec *opts;
     int n_opts;
+    int sequence; /* 1: a class at some positions (needs model.pooling: none); 0: one per example */
     /* Builds the dataset (generated from seed, or loaded from files named in opts). Returns 0 or
      * -1 with err naming the file/position. `source` is the config file, for messages. */
     int (*load)(Dataset *out, const OptValues *opts, uint64_t seed, const char *source,
@@ -58,7 +64,9 @@ void dataset_checksum(Dataset *d);
 /* Fills one padded batch. idx[0..B) selects examples of s; each document gets a row (two rows
  * per example of a pair split, 2b and 2b + 1): if cls_id >= 0 the token cls_id first, then the
  * document's tokens truncated to fit L, then XB_PAD_ID. mask[r*L+t] is 1 for real tokens
- * (including CLS), 0 for padding. tokens (B·docs, L), mask (B·docs, L), labels (B). */
+ * (including CLS), 0 for padding. tokens (B·docs, L), mask (B·docs, L), labels (B); for a split
+ * with targets, labels is (B·docs, L) instead: each token's target where the token landed (CLS
+ * and padding get XB_NO_TARGET). */
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels);
 
@@ -66,7 +74,11 @@ void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int
  * fit n bytes; for dataset identities that name paths. */
 void dataset_json_escape(char *out, size_t n, const char *s);
 
-/* Majority-class accuracy on split s (the fraction of its most common label). */
+/* Majority-class accuracy on split s: the fraction of its most common label; for a split with
+ * targets, the fraction of its target positions whose class is the most common target class (the
+ * per-position accuracy of always predicting it). */
 double dataset_majority(const Split *s, int n_classes);
+/* The longest document of s, in tokens. */
+int64_t dataset_max_length(const Split *s);
 
 #endif

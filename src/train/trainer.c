@@ -30,31 +30,55 @@ static void sampler_next(Sampler *s, int *idx, int B) {
     }
 }
 
-/* Mean loss and accuracy over the first max_batches batches of split (0 = all of it). */
+/* The most probable class of row r of the head. */
+static int argmax_row(const Encoder *e, size_t r) {
+    const float *pr = e->probs + r * e->C;
+    int arg = 0;
+    for (int c = 1; c < e->C; c++)
+        if (pr[c] > pr[arg]) arg = c;
+    return arg;
+}
+
+/* Mean loss and accuracy over the first max_batches batches of split (0 = all of it). For a
+ * sequence task (pooling none) both are per target position: the mean cross-entropy over the
+ * positions with a target and the fraction of them predicted right; *exact (else NaN) is the
+ * fraction of examples whose every target position is right. */
 static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
-                     double *loss, double *acc) {
+                     double *loss, double *acc, double *exact) {
     const int B = e->NB; /* examples (a pair fills two rows) */
     int nb = (sp->n + B - 1) / B;
     if (max_batches > 0 && max_batches < nb) nb = max_batches;
     double lsum = 0.0;
-    long correct = 0, count = 0;
+    long correct = 0, count = 0, whole = 0, examples = 0;
     for (int bi = 0; bi < nb; bi++) {
         const int first = bi * B, real = XB_MIN(B, sp->n - first);
         for (int b = 0; b < B; b++) idx[b] = b < real ? first + b : first; /* pad the last batch */
         dataset_batch(sp, idx, B, e->L, e->cls_id, e->tokens, e->mask, e->labels);
         encoder_forward(e, 0, seed, 0);
+        if (e->pooling == POOL_NONE) {
+            for (int b = 0; b < real; b++) {
+                int right = 1;
+                for (size_t r = (size_t)b * e->L; r < (size_t)(b + 1) * e->L; r++) {
+                    if (e->labels[r] < 0) continue;
+                    const int ok = argmax_row(e, r) == e->labels[r];
+                    correct += ok, right &= ok;
+                    lsum += e->losses[r];
+                    count++;
+                }
+                whole += right;
+                examples++;
+            }
+            continue;
+        }
         for (int b = 0; b < real; b++) {
-            const float *pr = e->probs + (size_t)b * e->C;
-            int arg = 0;
-            for (int c = 1; c < e->C; c++)
-                if (pr[c] > pr[arg]) arg = c;
-            correct += arg == e->labels[b];
+            correct += argmax_row(e, (size_t)b) == e->labels[b];
             lsum += e->losses[b];
             count++;
         }
     }
     *loss = count ? lsum / (double)count : NAN;
     *acc = count ? (double)correct / (double)count : NAN;
+    *exact = examples ? (double)whole / (double)examples : NAN;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -69,6 +93,20 @@ static double median(double *t, int n) {
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+int train_check(const ExperimentConfig *cfg, const Dataset *ds, XbError *err) {
+    XB_ASSERT(!ds->sequence == (cfg->pooling != POOL_NONE)); /* the config matched them */
+    const Split *all[3] = {&ds->train, &ds->val, &ds->test};
+    int64_t longest = 0;
+    for (int k = 0; k < 3 && ds->sequence; k++)
+        longest = XB_MAX(longest, dataset_max_length(all[k]));
+    if (longest > cfg->max_len)
+        return xb_error_set(err, cfg->source, 0, 0, "model.max_len",
+                            "%d is shorter than the task's longest example, %lld tokens: the "
+                            "positions past it would lose their targets (valid: %lld or more)",
+                            cfg->max_len, (long long)longest, (long long)longest);
+    return 0;
+}
+
 void train_result_free(TrainResult *r) {
     free(r->evals);
     r->evals = NULL;
@@ -79,7 +117,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
               const TrainHooks *hooks, TrainResult *r, XbError *err) {
     memset(r, 0, sizeof *r);
     r->status = "ok";
-    r->best_val_acc = r->test_acc = r->test_loss = NAN;
+    r->best_val_acc = r->test_acc = r->test_loss = r->test_exact = NAN;
     r->best_step = -1;
     r->step_s_median = NAN;
     const int no_eval = hooks && hooks->no_eval;
@@ -87,6 +125,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     if (warm < 1 && cfg->steps > 1) warm = 1; /* the first step pays for page faults */
     if (warm >= cfg->steps) warm = cfg->steps - 1;
 
+    if (train_check(cfg, ds, err)) return -1;
     Encoder enc;
     if (encoder_create_pairs(&enc, cfg, ds->vocab_size, ds->n_classes, ds->pairs, err)) return -1;
     AdamW opt;
@@ -163,8 +202,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             ev->step = step;
             ev->lr = lr;
             ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
-            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss,
-                     &ev->val_acc);
+            double exact;
+            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss, &ev->val_acc,
+                     &exact);
             if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
                 r->best_val_acc = ev->val_acc;
                 r->best_step = step;
@@ -217,7 +257,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             memcpy(enc.params, best, enc.pt.total * sizeof(float));
             loaded = 1;
         }
-        if (loaded) evaluate(&enc, &ds->test, 0, idx, cfg->seed, &r->test_loss, &r->test_acc);
+        if (loaded)
+            evaluate(&enc, &ds->test, 0, idx, cfg->seed, &r->test_loss, &r->test_acc,
+                     &r->test_exact);
         r->eval_s += timer_now() - t0;
     }
     r->flops_total = flops_counted();

@@ -35,8 +35,11 @@ typedef struct TrainResult {
     EvalRecord *evals; /* n_evals records (owned; train_result_free) */
     int n_evals;
     int64_t steps_done, best_step;
-    double best_val_acc, test_acc, test_loss; /* NaN when not evaluated */
-    uint64_t flops_fwd, flops_bwd;            /* analytic, one training step */
+    double best_val_acc, test_acc, test_loss; /* NaN when not evaluated; a sequence task's are
+                                               * per target position */
+    double test_exact; /* sequence tasks: the fraction of test examples with every target
+                        * position right; else NaN */
+    uint64_t flops_fwd, flops_bwd; /* analytic, one training step */
     uint64_t flops_step_counted, flops_total;
     MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
     size_t n_params;
@@ -53,5 +56,8 @@ enum { TRAIN_TIMED_STEPS = 4096 };
 int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_path,
               const TrainHooks *hooks, TrainResult *r, XbError *err);
 void train_result_free(TrainResult *r);
+/* 0 when cfg's model can train on ds; else -1 with err set (a sequence task whose examples are
+ * longer than model.max_len would lose targets to truncation). train_run checks it too. */
+int train_check(const ExperimentConfig *cfg, const Dataset *ds, XbError *err);
 
 #endif
