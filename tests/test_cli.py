@@ -180,6 +180,32 @@ for _name, _text, _args, _expected in _CASES:
     _add_case(_name, _text, _args, _expected)
 
 
+class ShippedConfigs(unittest.TestCase):
+    """Every config the repository ships passes the checks that run applies before training."""
+
+    def test_every_shipped_config_is_valid(self):
+        root = os.environ.get("XB_SOURCE_ROOT", ".")
+        paths = []
+        for d, _, files in os.walk(os.path.join(root, "configs")):
+            paths += [os.path.join(d, f) for f in files if f.endswith(".yaml")]
+        self.assertGreater(len(paths), 10)
+        for path in sorted(paths):
+            p = run(["run", path, "--check"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertRegex(p.stdout, r"^" + path + r": valid, \d+ runs?\n$")
+
+    def test_check_reports_a_bad_config_like_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.yaml")
+            with open(path, "w") as f:
+                f.write(TINY.replace("layers: 1", "layers: 0"))
+            p = run(["run", path, "--check"])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, "xformer-bench: " + path +
+                             ":13:11: model.layers: 0 is out of range (an integer in [1, 64])\n")
+            self.assertEqual(os.listdir(d), ["bad.yaml"])
+
+
 class Determinism(unittest.TestCase):
     def test_same_config_seed_threads_give_identical_reports_apart_from_measured(self):
         with tempfile.TemporaryDirectory() as d:

@@ -25,7 +25,7 @@
 
 static const char *const USAGE =
     "usage: xformer-bench run CONFIG [--set KEY=VALUE]... [-o DIR] [--threads N] [--seed N]\n"
-    "                        [--quiet]\n\n"
+    "                        [--quiet] [--check]\n\n"
     "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
     "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
     "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n\n"
@@ -33,7 +33,8 @@ static const char *const USAGE =
     "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
     "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads)\n"
     "  --seed N         experiment seed (experiment.seed)\n"
-    "  --quiet          no progress output\n\n"
+    "  --quiet          no progress output\n"
+    "  --check          only check the config (every run of its sweep) and exit\n\n"
     "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
     "failed or was interrupted (its report says so).\n";
 
@@ -232,7 +233,7 @@ static int write_index(const ConfigSet *cs, const int *codes, int done) {
 int cmd_run(int argc, char **argv) {
     const char *config = NULL, *outdir = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, quiet = 0;
+    int n_sets = 0, quiet = 0, check = 0;
     long long threads = -1, seed = -1;
     int rc = XB_EXIT_OK;
     for (int i = 1; i < argc; i++) {
@@ -244,6 +245,8 @@ int cmd_run(int argc, char **argv) {
             return XB_EXIT_OK;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
+        } else if (!strcmp(a, "--check")) {
+            check = 1;
         } else if (!strcmp(a, "--set") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
             if (!val) {
@@ -287,6 +290,11 @@ int cmd_run(int argc, char **argv) {
         return print_error(&err);
     }
     free(sets);
+    if (check) {
+        printf("%s: valid, %d run%s\n", config, cs.n, cs.n == 1 ? "" : "s");
+        cfg_set_free(&cs);
+        return XB_EXIT_OK;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int *codes = calloc((size_t)cs.n, sizeof *codes), done = 0;
