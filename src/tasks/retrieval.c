@@ -67,14 +67,13 @@ static const char AAN_HINT[] = " (set task.data_dir to the directory of LRA's "
 typedef struct PairBuf {
     Split *s;
     int cap;        /* examples */
-    int nd;         /* documents appended */
     size_t tok_cap; /* tokens */
 } PairBuf;
 
 static void pair_init(PairBuf *p, Split *s) {
     memset(s, 0, sizeof *s);
     s->docs = 2;
-    p->s = s, p->cap = 256, p->nd = 0, p->tok_cap = 1 << 16;
+    p->s = s, p->cap = 256, p->tok_cap = 1 << 16;
     s->tokens = malloc(p->tok_cap * sizeof *s->tokens);
     s->offsets = malloc((2 * (size_t)p->cap + 1) * sizeof *s->offsets);
     s->labels = malloc((size_t)p->cap * sizeof *s->labels);
@@ -95,15 +94,15 @@ static void pair_add(PairBuf *p, const unsigned char *a, size_t na, const unsign
     const unsigned char *doc[2] = {a, b};
     size_t len[2] = {na < max_bytes ? na : max_bytes, nb < max_bytes ? nb : max_bytes};
     for (int k = 0; k < 2; k++) {
-        const size_t at = (size_t)s->offsets[p->nd];
+        const size_t j = 2 * (size_t)s->n + (size_t)k; /* the document appended */
+        const size_t at = (size_t)s->offsets[j];
         while (at + len[k] > p->tok_cap) {
             p->tok_cap *= 2;
             s->tokens = realloc(s->tokens, p->tok_cap * sizeof *s->tokens);
             XB_ASSERT(s->tokens);
         }
         for (size_t t = 0; t < len[k]; t++) s->tokens[at + t] = 1 + doc[k][t];
-        s->offsets[p->nd + 1] = (int64_t)(at + len[k]);
-        p->nd++;
+        s->offsets[j + 1] = (int64_t)(at + len[k]);
     }
     s->labels[s->n++] = label;
 }
