@@ -2,10 +2,10 @@
  * of assignments (a key of one section -> a scalar with its position); the sweep and the --set
  * overrides add more. Each run applies file < sweep member < overrides onto the defaults,
  * validating every value against one static table per section (the task's and the mixer's options
- * come from their registries, once the run's task and mixer names are known). */
+ * come from their registries, once the run's task and mixer names are known; the tables are in
+ * schema.c). */
 #include "config/config.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,297 +15,15 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "core/hash.h"
+#include "config/schema.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
 #define CFG_MAX_RUNS 4096 /* every run is a full ExperimentConfig (~34 KB) */
 #define CFG_NAME_MAX 100
-#define CFG_MAX_NAMES (XB_MAX_OPTS + 64)
 #define IDX_NAME (-1)  /* the task's or the mixer's name */
 #define IDX_DEFER (-2) /* a task or mixer option: looked up once the run's name is known */
-
-typedef enum {
-    SEC_EXP,
-    SEC_TASK,
-    SEC_MODEL,
-    SEC_TRAIN,
-    SEC_SWEEP,
-    SEC_MIXER,
-    SEC_TOP,
-    N_SEC
-} SecId;
-#define N_TOP 5
-static const char *const g_sections[N_TOP] = {"experiment", "task", "model", "train", "sweep"};
-static const char *const g_sec_path[N_SEC] = {"experiment", "task",        "model", "train",
-                                              "sweep",      "model.mixer", ""};
-
-/* ---- the tables: one per section, each key with its type, range, default and struct field ---- */
-
-typedef enum { F_INT, F_I64, F_U64, F_FLT, F_DBL, F_ENUM, F_BOOL, F_STR } FieldKind;
-typedef struct Field {
-    OptSpec o;
-    FieldKind kind;
-    size_t off, size; /* where it lives in ExperimentConfig */
-} Field;
-
-#define AT(m) .off = offsetof(ExperimentConfig, m), .size = sizeof(((ExperimentConfig *)0)->m)
-#define FIELD(spec, k, m)                                                                          \
-    { .o = spec, .kind = k, AT(m) }
-#define O_INT(n, d, lo, hi, h)                                                                     \
-    { .name = n, .type = OPT_INT, .def = d, .min = lo, .max = hi, .help = h }
-#define O_FLT(n, d, lo, hi, h)                                                                     \
-    { .name = n, .type = OPT_FLOAT, .def = d, .min = lo, .max = hi, .help = h }
-#define O_BOOL(n, d, h)                                                                            \
-    { .name = n, .type = OPT_BOOL, .def = d, .help = h }
-#define O_ENUM(n, d, c, h)                                                                         \
-    { .name = n, .type = OPT_ENUM, .def = d, .choices = c, .help = h }
-#define O_STR(n, h)                                                                                \
-    { .name = n, .type = OPT_STRING, .def_str = "", .help = h }
-
-static const char *const g_pool_names[] = {"cls", "mean", "none", NULL};
-static const char *const g_ffn_names[] = {"dense", "switch", NULL};
-static const char *const g_pos_names[] = {"sinusoidal", "learned", "none", NULL};
-static const char *const g_sched_names[] = {"constant", "cosine", "rsqrt", "linear", NULL};
-
-enum { E_NAME, E_SEED, E_THREADS, E_OUTPUT_DIR, N_EXP };
-static const Field g_exp[N_EXP] = {
-    [E_NAME] = FIELD(O_STR("name", "run name (default: the config file's stem)"), F_STR, name),
-    [E_SEED] = FIELD(O_INT("seed", 1, 0, 9007199254740991.0, "seed of data, init and dropout"),
-                     F_U64, seed),
-    [E_THREADS] =
-        FIELD(O_INT("threads", 0, 0, 1024, "OpenMP threads; 0 = all cores"), F_INT, threads),
-    [E_OUTPUT_DIR] =
-        FIELD(O_STR("output_dir", "where reports go (default: results/<name>)"), F_STR, output_dir),
-};
-
-enum {
-    M_LAYERS,
-    M_D_MODEL,
-    M_HEADS,
-    M_D_FF,
-    M_DROPOUT,
-    M_MAX_LEN,
-    M_POOLING,
-    M_POSITIONS,
-    M_HEAD_HIDDEN,
-    M_FUNNEL,
-    M_LATENTS,
-    M_SEGMENT,
-    M_MEMORY,
-    M_COMPRESS,
-    M_COMPRESSED,
-    M_FFN,
-    M_EXPERTS,
-    M_CAPACITY,
-    M_EVAL_CAPACITY,
-    M_BALANCE,
-    M_ZLOSS,
-    N_MODEL
-};
-static const Field g_model[N_MODEL] = {
-    [M_LAYERS] = FIELD(O_INT("layers", 2, 1, 64, "encoder blocks"), F_INT, layers),
-    [M_D_MODEL] = FIELD(O_INT("d_model", 64, 1, 16384, "model width"), F_INT, d_model),
-    [M_HEADS] = FIELD(O_INT("heads", 2, 1, 1024, "attention heads"), F_INT, heads),
-    [M_D_FF] = FIELD(O_INT("d_ff", 128, 1, 262144, "feed-forward width"), F_INT, d_ff),
-    [M_DROPOUT] = FIELD(O_FLT("dropout", 0.1, 0, 0.95, "dropout rate"), F_FLT, dropout),
-    [M_MAX_LEN] = FIELD(O_INT("max_len", 512, 2, 1048576, "tokens per example"), F_INT, max_len),
-    [M_POOLING] =
-        FIELD(O_ENUM("pooling", POOL_CLS, g_pool_names,
-                     "sequence pooling for one class per example (cls: the CLS token, mean); "
-                     "none: the classifier at every position, for sequence tasks (their "
-                     "default)"),
-              F_ENUM, pooling),
-    [M_POSITIONS] = FIELD(O_ENUM("positions", POS_SINUSOIDAL, g_pos_names, "position encoding"),
-                          F_ENUM, positions),
-    [M_HEAD_HIDDEN] = FIELD(O_INT("head_hidden", 0, 0, 262144, "classifier hidden width; 0 = d_ff"),
-                            F_INT, head_hidden),
-    [M_FUNNEL] = FIELD(O_INT("funnel", 0, 0, 16,
-                             "Funnel Transformer stages, the sequence mean-pooled by 2 before each "
-                             "stage after the first; 0 = none"),
-                       F_INT, funnel),
-    [M_LATENTS] = FIELD(O_INT("latents", 0, 0, 65536,
-                              "Perceiver latent array: one cross-attend from the latents to the "
-                              "input, then the blocks run over the latents; 0 = none"),
-                        F_INT, latents),
-    [M_SEGMENT] = FIELD(O_INT("segment", 0, 0, 1048576,
-                              "Transformer-XL recurrence: segment length, each block attending "
-                              "over a memory of earlier states (no gradient) and its segment; 0 = "
-                              "none"),
-                        F_INT, segment),
-    [M_MEMORY] = FIELD(O_INT("memory", 0, 0, 1048576,
-                             "states of earlier segments each block remembers; 0 = the segment "
-                             "length"),
-                       F_INT, memory),
-    [M_COMPRESS] = FIELD(O_INT("compress", 0, 0, 4096,
-                               "Compressive Transformer: states leaving the memory are compressed "
-                               "this many to one (a strided convolution trained by attention "
-                               "reconstruction) and kept; 0 = none"),
-                         F_INT, compress),
-    [M_COMPRESSED] = FIELD(O_INT("compressed_memory", 0, 0, 1048576,
-                                 "Compressive Transformer: compressed slots each block keeps; 0 = "
-                                 "as many as model.memory"),
-                           F_INT, compressed_memory),
-    [M_FFN] = FIELD(O_ENUM("ffn", FFN_DENSE, g_ffn_names,
-                           "feed-forward: dense, or a Switch mixture of experts (top-1 routing)"),
-                    F_ENUM, ffn),
-    [M_EXPERTS] = FIELD(O_INT("experts", 8, 1, 4096, "Switch: experts per block"), F_INT, experts),
-    [M_CAPACITY] = FIELD(O_FLT("capacity_factor", 1.25, 0.01, 1000,
-                               "Switch: expert capacity factor in training (paper: 1.25)"),
-                         F_DBL, capacity_factor),
-    [M_EVAL_CAPACITY] = FIELD(O_FLT("eval_capacity_factor", 2.0, 0.01, 1000,
-                                    "Switch: capacity factor in evaluation (paper: 2.0)"),
-                              F_DBL, eval_capacity_factor),
-    [M_BALANCE] = FIELD(O_FLT("balance_loss", 0.01, 0, 100,
-                              "Switch: load-balancing loss weight alpha (paper: 0.01)"),
-                        F_DBL, balance_loss),
-    [M_ZLOSS] = FIELD(O_FLT("router_z_loss", 0.0, 0, 100,
-                            "Switch: router z-loss weight (ST-MoE: 0.001); 0 = off"),
-                      F_DBL, router_z_loss),
-};
-
-enum {
-    T_BATCH_SIZE,
-    T_STEPS,
-    T_LR,
-    T_SCHEDULE,
-    T_WARMUP,
-    T_WEIGHT_DECAY,
-    T_BETA1,
-    T_BETA2,
-    T_EPS,
-    T_CLIP_NORM,
-    T_EVAL_EVERY,
-    T_EVAL_BATCHES,
-    T_LOG_EVERY,
-    T_CHECKPOINT,
-    N_TRAIN
-};
-static const Field g_train[N_TRAIN] = {
-    [T_BATCH_SIZE] =
-        FIELD(O_INT("batch_size", 32, 1, 65536, "examples per step"), F_INT, batch_size),
-    [T_STEPS] = FIELD(O_INT("steps", 1000, 1, 1e9, "optimizer steps"), F_I64, steps),
-    [T_LR] = FIELD(O_FLT("lr", 1e-3, 1e-10, 10, "peak learning rate"), F_DBL, lr),
-    [T_SCHEDULE] = FIELD(O_ENUM("schedule", SCHED_COSINE, g_sched_names, "decay after warm-up"),
-                         F_ENUM, schedule),
-    [T_WARMUP] = FIELD(O_INT("warmup", 0, 0, 1e9, "linear warm-up steps"), F_I64, warmup),
-    [T_WEIGHT_DECAY] =
-        FIELD(O_FLT("weight_decay", 0.01, 0, 10, "decoupled weight decay"), F_DBL, weight_decay),
-    [T_BETA1] = FIELD(O_FLT("beta1", 0.9, 0, 0.999999, "AdamW beta1"), F_DBL, beta1),
-    [T_BETA2] = FIELD(O_FLT("beta2", 0.999, 0, 0.999999, "AdamW beta2"), F_DBL, beta2),
-    [T_EPS] = FIELD(O_FLT("eps", 1e-8, 0, 1, "AdamW epsilon"), F_DBL, eps),
-    [T_CLIP_NORM] =
-        FIELD(O_FLT("clip_norm", 1.0, 0, 1e6, "gradient norm clip; 0 = off"), F_DBL, clip_norm),
-    [T_EVAL_EVERY] =
-        FIELD(O_INT("eval_every", 100, 1, 1e9, "steps between evaluations"), F_I64, eval_every),
-    [T_EVAL_BATCHES] =
-        FIELD(O_INT("eval_batches", 0, 0, 1e9, "validation batches; 0 = all"), F_INT, eval_batches),
-    [T_LOG_EVERY] =
-        FIELD(O_INT("log_every", 10, 1, 1e9, "steps between log lines"), F_I64, log_every),
-    [T_CHECKPOINT] =
-        FIELD(O_BOOL("checkpoint", 1, "save the best validation checkpoint"), F_BOOL, checkpoint),
-};
-
-/* A section's schema: a Field table (experiment, model, train) or a registry's OptSpec table. */
-typedef struct Schema {
-    const Field *fields;
-    const OptSpec *specs;
-    int n;
-} Schema;
-
-static Schema schema_of(SecId s, int task, int mixer) {
-    switch (s) {
-    case SEC_EXP:
-        return (Schema){g_exp, NULL, N_EXP};
-    case SEC_MODEL:
-        return (Schema){g_model, NULL, N_MODEL};
-    case SEC_TRAIN:
-        return (Schema){g_train, NULL, N_TRAIN};
-    case SEC_TASK:
-        if (task >= 0) return (Schema){NULL, task_get(task)->opts, task_get(task)->n_opts};
-        break;
-    case SEC_MIXER:
-        if (mixer >= 0) return (Schema){NULL, mixer_get(mixer)->opts, mixer_get(mixer)->n_opts};
-        break;
-    default:
-        break;
-    }
-    return (Schema){NULL, NULL, 0};
-}
-
-static const OptSpec *schema_spec(const Schema *s, int i) {
-    return s->fields ? &s->fields[i].o : &s->specs[i];
-}
-
-static int schema_find(const Schema *s, const char *name, size_t len) {
-    for (int i = 0; i < s->n; i++) {
-        const char *nm = schema_spec(s, i)->name;
-        if (strlen(nm) == len && strncmp(nm, name, len) == 0) return i;
-    }
-    return -1;
-}
-
-/* Every valid key at a level, in table order. */
-static int level_names(SecId lv, int task, int mixer, const char **names) {
-    int n = 0;
-    if (lv == SEC_TOP) {
-        for (int i = 0; i < N_TOP; i++) names[n++] = g_sections[i];
-        return n;
-    }
-    if (lv == SEC_TASK || lv == SEC_MIXER) names[n++] = "name";
-    Schema s = schema_of(lv, task, mixer);
-    for (int i = 0; i < s.n && n < CFG_MAX_NAMES - 1; i++) names[n++] = schema_spec(&s, i)->name;
-    if (lv == SEC_MODEL) names[n++] = "mixer";
-    return n;
-}
-
-static int registry_names(int tasks, const char **names) {
-    int n = tasks ? task_count() : mixer_count();
-    XB_ASSERT(n <= CFG_MAX_NAMES);
-    for (int i = 0; i < n; i++) names[i] = tasks ? task_get(i)->name : mixer_get(i)->name;
-    return n;
-}
-
-static void join_names(char *buf, size_t cap, const char *const *names, int n) {
-    size_t k = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && k < cap; i++) {
-        int w = snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", names[i]);
-        if (w > 0) k += (size_t)w;
-    }
-}
-
-/* Optimal-string-alignment distance (Levenshtein plus adjacent transpositions). */
-static int edit_distance(const char *a, int la, const char *b) {
-    enum { MAXL = 64 };
-    int lb = (int)strlen(b);
-    if (la >= MAXL || lb >= MAXL) return 1 << 20;
-    int d[MAXL][MAXL];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            v = XB_MIN(v, d[i - 1][j] + 1);
-            v = XB_MIN(v, d[i][j - 1] + 1);
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-                v = XB_MIN(v, d[i - 2][j - 2] + 1);
-            d[i][j] = v;
-        }
-    return d[la][lb];
-}
-
-/* Index of the name nearest to given[0..len) within max(2, len/3) edits, or -1. */
-static int suggest(const char *given, int len, const char *const *names, int n) {
-    if (len <= 0) return -1;
-    int best = -1, bd = XB_MAX(2, len / 3) + 1;
-    for (int i = 0; i < n; i++) {
-        int d = edit_distance(given, len, names[i]);
-        if (d < bd) bd = d, best = i;
-    }
-    return best;
-}
 
 /* ---- positions, assignments and the parse context ---- */
 
@@ -364,13 +82,13 @@ __attribute__((format(printf, 4, 5))) static int fail(Ctx *x, Loc l, const char 
 static int key_error(Ctx *x, Loc l, const char *shown, int off, int len, SecId lv, int task,
                      int mixer) {
     const char *names[CFG_MAX_NAMES];
-    int n = level_names(lv, task, mixer, names);
-    int best = suggest(shown + off, len, names, n);
+    int n = cfg_level_names(lv, task, mixer, names);
+    int best = cfg_suggest(shown + off, len, names, n);
     if (best >= 0)
         return fail(x, l, shown, "unknown key (did you mean %.*s%s%s?)", off, shown, names[best],
                     shown + off + len);
     char list[900];
-    join_names(list, sizeof list, names, n);
+    cfg_join_names(list, sizeof list, names, n);
     return fail(x, l, shown, "unknown key (valid: %s)", list);
 }
 
@@ -461,7 +179,8 @@ static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base,
     if (n > MAXSEG) n = MAXSEG;
     int sec = -1;
     for (int i = 0; i < N_TOP; i++)
-        if ((int)strlen(g_sections[i]) == len[0] && !strncmp(g_sections[i], dotted, (size_t)len[0]))
+        if ((int)strlen(cfg_sections[i]) == len[0] &&
+            !strncmp(cfg_sections[i], dotted, (size_t)len[0]))
             sec = i;
     if (sec < 0) return key_error(x, kl, shown, base + off[0], len[0], SEC_TOP, -1, -1);
     a->sec = (SecId)sec;
@@ -470,9 +189,9 @@ static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base,
     if (n < 2) {
         const char *names[CFG_MAX_NAMES];
         char list[900];
-        join_names(list, sizeof list, names, level_names(a->sec, -1, -1, names));
+        cfg_join_names(list, sizeof list, names, cfg_level_names(a->sec, -1, -1, names));
         return fail(x, kl, shown, "incomplete key (valid: %s.KEY with KEY one of: %s)",
-                    g_sections[sec], list);
+                    cfg_sections[sec], list);
     }
     int used = 2, kseg = 1;
     const char *s1 = dotted + off[1];
@@ -487,8 +206,8 @@ static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base,
             a->idx = (len[2] == 4 && !strncmp(dotted + off[2], "name", 4)) ? IDX_NAME : IDX_DEFER;
         }
     } else {
-        Schema s = schema_of(a->sec, -1, -1);
-        a->idx = schema_find(&s, s1, (size_t)len[1]);
+        Schema s = cfg_schema_of(a->sec, -1, -1);
+        a->idx = cfg_schema_find(&s, s1, (size_t)len[1]);
         if (a->idx < 0) return key_error(x, kl, shown, base + off[1], len[1], a->sec, -1, -1);
     }
     if (n > used)
@@ -526,7 +245,7 @@ static int walk_mixer(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
 }
 
 static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
-    const char *sname = g_sections[sec];
+    const char *sname = cfg_sections[sec];
     const int base = (int)strlen(sname) + 1;
     if (sec == SEC_TASK) x->have_task = 1, x->task_kloc = node_loc(x, k);
     if (sec == SEC_MODEL) x->have_model = 1, x->model_kloc = node_loc(x, k);
@@ -534,7 +253,7 @@ static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
     if (v->type != YAML_MAPPING_NODE)
         return fail(x, node_loc(x, v), sname, "expected a mapping, got a %s",
                     g_kind_names[node_kind(v)]);
-    Schema s = schema_of(sec, -1, -1);
+    Schema s = cfg_schema_of(sec, -1, -1);
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
         yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
         const char *kt = NULL;
@@ -549,7 +268,7 @@ static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
             if (walk_mixer(x, pk, pv)) return -1;
             continue;
         } else {
-            idx = schema_find(&s, kt, strlen(kt));
+            idx = cfg_schema_find(&s, kt, strlen(kt));
             if (idx < 0)
                 return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
         }
@@ -608,7 +327,7 @@ static int walk_root(Ctx *x) {
         if (check_dup(x, root, p, kt)) return -1;
         int sec = -1;
         for (int i = 0; i < N_TOP; i++)
-            if (!strcmp(kt, g_sections[i])) sec = i;
+            if (!strcmp(kt, cfg_sections[i])) sec = i;
         if (sec < 0) return key_error(x, node_loc(x, pk), kt, 0, (int)strlen(kt), SEC_TOP, -1, -1);
         if (sec == SEC_SWEEP ? walk_sweep(x, pk, pv) : walk_section(x, (SecId)sec, pk, pv))
             return -1;
@@ -681,7 +400,7 @@ static int name_ok(const char *t) {
 
 static int apply_value(Ctx *x, const Assign *a, const OptSpec *s, SecVals *sv, int i) {
     char valid[600], key[300];
-    snprintf(key, sizeof key, "%s.%s", g_sec_path[a->sec], s->name);
+    snprintf(key, sizeof key, "%s.%s", cfg_sec_path[a->sec], s->name);
     const int is_name = a->sec == SEC_EXP && i == E_NAME;
     if (is_name)
         snprintf(valid, sizeof valid, "a name of 1 to %d characters from A-Z a-z 0-9 . _ -",
@@ -739,14 +458,14 @@ static int resolve_name(Ctx *x, const Assign *a, int is_task, int *out) {
     const char *key = is_task ? "task.name" : "model.mixer.name";
     const char *names[CFG_MAX_NAMES];
     char list[900];
-    int n = registry_names(is_task, names);
-    join_names(list, sizeof list, names, n);
+    int n = cfg_registry_names(is_task, names);
+    cfg_join_names(list, sizeof list, names, n);
     if (a->kind == VK_MAPPING || a->kind == VK_SEQUENCE)
         return fail(x, a->vloc, key, "expected one of: %s, got a %s", list, g_kind_names[a->kind]);
     int i = is_task ? task_find(a->text) : mixer_find(a->text);
     if (i < 0) {
         const char *what = is_task ? "task" : "mechanism";
-        int b = suggest(a->text, (int)strlen(a->text), names, n);
+        int b = cfg_suggest(a->text, (int)strlen(a->text), names, n);
         if (b >= 0)
             return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, a->text,
                         names[b]);
@@ -767,49 +486,8 @@ static void default_name(const char *path, char *out) {
     if (!n) strcpy(out, "experiment");
 }
 
-static void store_field(ExperimentConfig *c, const Field *f, const OptValues *v, int i) {
-    char *dst = (char *)c + f->off;
-    const double d = v->num[i];
-    switch (f->kind) {
-    case F_INT:
-    case F_ENUM:
-    case F_BOOL: {
-        int t = f->kind == F_BOOL ? d != 0.0 : (int)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_I64: {
-        int64_t t = (int64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_U64: {
-        uint64_t t = (uint64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_FLT: {
-        float t = (float)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_DBL: {
-        XB_ASSERT(f->size == sizeof d);
-        memcpy(dst, &d, sizeof d);
-        break;
-    }
-    case F_STR:
-        snprintf(dst, f->size, "%s", v->str[i]);
-        break;
-    }
-}
-
 static void set_defaults(SecVals *sv, SecId sec, int task, int mixer) {
-    Schema s = schema_of(sec, task, mixer);
+    Schema s = cfg_schema_of(sec, task, mixer);
     if (s.specs) {
         opt_defaults(&sv->v, s.specs, s.n);
         return;
@@ -829,7 +507,7 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (task < 0) {
         const char *names[CFG_MAX_NAMES];
         char list[900];
-        join_names(list, sizeof list, names, registry_names(1, names));
+        cfg_join_names(list, sizeof list, names, cfg_registry_names(1, names));
         Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
         return fail(x, l, "task.name", "missing (one of: %s)", list);
     }
@@ -846,15 +524,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
         if (a->sec == SEC_MIXER && a->origin != ORIG_FILE)
             mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
         if (a->idx == IDX_NAME) continue;
-        Schema s = schema_of(a->sec, task, mixer);
+        Schema s = cfg_schema_of(a->sec, task, mixer);
         int i = a->idx;
         if (i == IDX_DEFER) {
-            i = schema_find(&s, a->key, strlen(a->key));
+            i = cfg_schema_find(&s, a->key, strlen(a->key));
             if (i < 0)
                 return key_error(x, a->kloc, a->shown, a->seg_off, (int)strlen(a->key), a->sec,
                                  task, mixer);
         }
-        if (apply_value(x, a, schema_spec(&s, i), &rs->s[a->sec], i)) return -1;
+        if (apply_value(x, a, cfg_schema_spec(&s, i), &rs->s[a->sec], i)) return -1;
     }
 
     OptValues *e = &rs->s[SEC_EXP].v;
@@ -945,7 +623,7 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
         return fail(x, m->loc[M_POOLING], "model.pooling",
                     "%s pools the sequence to one vector, but task %s has a target at some "
                     "positions (valid: none)",
-                    g_pool_names[pooling], ts->name);
+                    cfg_pool_name((PoolKind)pooling), ts->name);
     if (!ts->sequence && pooling == POOL_NONE)
         return fail(x, m->loc[M_POOLING], "model.pooling",
                     "none puts the classifier at every position, but task %s has one label per "
@@ -978,36 +656,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
 
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);
-    for (int i = 0; i < N_EXP; i++) store_field(c, &g_exp[i], &rs->s[SEC_EXP].v, i);
-    for (int i = 0; i < N_MODEL; i++) store_field(c, &g_model[i], &rs->s[SEC_MODEL].v, i);
-    for (int i = 0; i < N_TRAIN; i++) store_field(c, &g_train[i], &rs->s[SEC_TRAIN].v, i);
+    cfg_schema_store(c, SEC_EXP, &rs->s[SEC_EXP].v);
+    cfg_schema_store(c, SEC_MODEL, &rs->s[SEC_MODEL].v);
+    cfg_schema_store(c, SEC_TRAIN, &rs->s[SEC_TRAIN].v);
     c->task_index = task;
     c->task_opts = rs->s[SEC_TASK].v;
     c->mixer_index = mixer;
     c->mixer_opts = rs->s[SEC_MIXER].v;
     return 0;
 }
-
-static const Field *section_fields(const char *section, int *n) {
-    if (!strcmp(section, "experiment")) return *n = N_EXP, g_exp;
-    if (!strcmp(section, "model")) return *n = N_MODEL, g_model;
-    if (!strcmp(section, "train")) return *n = N_TRAIN, g_train;
-    return *n = 0, NULL;
-}
-
-int cfg_key_count(const char *section) {
-    int n;
-    section_fields(section, &n);
-    return n;
-}
-
-const OptSpec *cfg_key(const char *section, int i) {
-    int n;
-    const Field *f = section_fields(section, &n);
-    return i >= 0 && i < n ? &f[i].o : NULL;
-}
-
-int cfg_pooled_length(int L, int cls) { return cls ? 1 + L / 2 : (L + 1) / 2; }
 
 static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanitize) {
     for (; *s && *k + 1 < cap; s++) {
@@ -1146,126 +803,3 @@ void cfg_set_free(ConfigSet *s) {
     s->runs = NULL;
     s->n = 0;
 }
-
-/* ---- output ---- */
-
-/* The shortest decimal that reads back as the same float (0.1f -> 0.1, not 0.100000001). */
-static double float_shortest(float f) {
-    char b[40];
-    for (int p = 6; p <= 9; p++) {
-        snprintf(b, sizeof b, "%.*g", p, (double)f);
-        if ((float)strtod(b, NULL) == f) break;
-    }
-    return strtod(b, NULL);
-}
-
-static const char *choice_name(const OptSpec *s, int k) {
-    for (int i = 0; s->choices && s->choices[i]; i++)
-        if (i == k) return s->choices[i];
-    return "?";
-}
-
-static void add_fields(cJSON *o, const ExperimentConfig *c, const Field *fields, int n) {
-    for (int i = 0; i < n; i++) {
-        const Field *f = &fields[i];
-        const char *src = (const char *)c + f->off;
-        double d = 0;
-        switch (f->kind) {
-        case F_STR:
-            cJSON_AddStringToObject(o, f->o.name, src);
-            continue;
-        case F_INT:
-        case F_ENUM:
-        case F_BOOL: {
-            int t;
-            memcpy(&t, src, sizeof t);
-            d = t;
-            break;
-        }
-        case F_I64: {
-            int64_t t;
-            memcpy(&t, src, sizeof t);
-            d = (double)t;
-            break;
-        }
-        case F_U64: {
-            uint64_t t;
-            memcpy(&t, src, sizeof t);
-            d = (double)t;
-            break;
-        }
-        case F_FLT: {
-            float t;
-            memcpy(&t, src, sizeof t);
-            d = float_shortest(t);
-            break;
-        }
-        case F_DBL:
-            memcpy(&d, src, sizeof d);
-            break;
-        }
-        if (f->kind == F_BOOL)
-            cJSON_AddBoolToObject(o, f->o.name, d != 0.0);
-        else if (f->kind == F_ENUM)
-            cJSON_AddStringToObject(o, f->o.name, choice_name(&f->o, (int)d));
-        else
-            cJSON_AddNumberToObject(o, f->o.name, d);
-    }
-}
-
-static void add_opts(cJSON *o, const OptSpec *specs, int n, const OptValues *v) {
-    for (int i = 0; i < n && i < v->n; i++) {
-        const OptSpec *s = &specs[i];
-        switch (s->type) {
-        case OPT_INT:
-        case OPT_FLOAT:
-            cJSON_AddNumberToObject(o, s->name, v->num[i]);
-            break;
-        case OPT_BOOL:
-            cJSON_AddBoolToObject(o, s->name, v->num[i] != 0.0);
-            break;
-        case OPT_ENUM:
-            cJSON_AddStringToObject(o, s->name, choice_name(s, (int)v->num[i]));
-            break;
-        case OPT_STRING:
-            cJSON_AddStringToObject(o, s->name, v->str[i]);
-            break;
-        }
-    }
-}
-
-cJSON *cfg_to_json(const ExperimentConfig *c) {
-    cJSON *root = cJSON_CreateObject();
-    XB_ASSERT(root);
-    add_fields(cJSON_AddObjectToObject(root, "experiment"), c, g_exp, N_EXP);
-    const TaskSpec *ts = task_get(c->task_index);
-    cJSON *t = cJSON_AddObjectToObject(root, "task");
-    cJSON_AddStringToObject(t, "name", ts->name);
-    add_opts(t, ts->opts, ts->n_opts, &c->task_opts);
-    cJSON *m = cJSON_AddObjectToObject(root, "model");
-    add_fields(m, c, g_model, N_MODEL);
-    const MixerSpec *ms = mixer_get(c->mixer_index);
-    cJSON *mx = cJSON_AddObjectToObject(m, "mixer");
-    cJSON_AddStringToObject(mx, "name", ms->name);
-    add_opts(mx, ms->opts, ms->n_opts, &c->mixer_opts);
-    add_fields(cJSON_AddObjectToObject(root, "train"), c, g_train, N_TRAIN);
-    return root;
-}
-
-uint64_t cfg_hash(const ExperimentConfig *c) {
-    cJSON *j = cfg_to_json(c);
-    cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "experiment");
-    cJSON_DeleteItemFromObjectCaseSensitive(e, "name");
-    cJSON_DeleteItemFromObjectCaseSensitive(e, "output_dir");
-    cJSON_DeleteItemFromObjectCaseSensitive(e, "threads");
-    char *s = cJSON_PrintUnformatted(j);
-    XB_ASSERT(s);
-    uint64_t h = xb_fnv1a64(XB_FNV_OFFSET, s, strlen(s));
-    cJSON_free(s);
-    cJSON_Delete(j);
-    return h;
-}
-
-const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 3 ? g_pool_names[k] : "?"; }
-const char *cfg_pos_name(PosKind k) { return (unsigned)k < 3 ? g_pos_names[k] : "?"; }
-const char *cfg_sched_name(SchedKind k) { return (unsigned)k < 4 ? g_sched_names[k] : "?"; }
