@@ -4,6 +4,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void fixture_put(const char *dir, const char *sub, const char *name, const char *body) {
     char p[512], cmd[600];
@@ -21,4 +22,28 @@ void fixture_rmdir(const char *dir) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
+}
+
+OptValues fixture_task_opts(const char *task, const char *const *kv, int n) {
+    const int ti = task_find(task);
+    ck_assert_int_ge(ti, 0);
+    const TaskSpec *t = task_get(ti);
+    OptValues v;
+    opt_defaults(&v, t->opts, t->n_opts);
+    for (int i = 0; i < n; i += 2) {
+        const int k = opt_index(t->opts, t->n_opts, kv[i]);
+        ck_assert_msg(k >= 0, "%s has no option %s", task, kv[i]);
+        const OptSpec *s = &t->opts[k];
+        if (s->type == OPT_STRING) {
+            snprintf(v.str[k], sizeof v.str[k], "%s", kv[i + 1]);
+        } else if (s->type == OPT_ENUM) {
+            int c = 0;
+            while (s->choices[c] && strcmp(s->choices[c], kv[i + 1])) c++;
+            ck_assert_msg(s->choices[c] != NULL, "%s is not a choice of %s", kv[i + 1], kv[i]);
+            v.num[k] = c;
+        } else {
+            v.num[k] = atof(kv[i + 1]);
+        }
+    }
+    return v;
 }

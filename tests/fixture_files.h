@@ -2,9 +2,16 @@
 #ifndef XB_FIXTURE_FILES_H
 #define XB_FIXTURE_FILES_H
 
+#include "tasks/task.h"
+
 /* Writes body to dir/sub/name, creating dir/sub ("" for none); fails the test when it cannot. */
 void fixture_put(const char *dir, const char *sub, const char *name, const char *body);
 /* Removes dir and everything under it; fails the test when it cannot. */
 void fixture_rmdir(const char *dir);
+
+/* The options of task `task` at their defaults with kv[0..n) (name, value pairs) applied: enum
+ * values by choice name, strings as they stand, numbers parsed; fails the test on a name the
+ * task does not have. */
+OptValues fixture_task_opts(const char *task, const char *const *kv, int n);
 
 #endif

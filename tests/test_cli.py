@@ -35,8 +35,9 @@ train:
 """
 
 
-def run(args, cwd=None):
-    return subprocess.run([BIN] + args, capture_output=True, text=True, cwd=cwd)
+def run(args, cwd=None, env=None):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, cwd=cwd,
+                          env=None if env is None else {**os.environ, **env})
 
 
 class BadInput(unittest.TestCase):
@@ -428,6 +429,45 @@ class Data(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench: TASK: task.max_length: 8 is shorter than "
                          "task.min_length = 9 (valid: 9 or more)\n")
+
+
+class DataCache(unittest.TestCase):
+    def test_generated_data_is_written_once_then_read_with_the_same_reports(self):
+        import re
+        with tempfile.TemporaryDirectory() as d:
+            env = {"XB_CACHE_DIR": os.path.join(d, "cache")}
+            args = ["data", "parity", "--set", "task.num_train=400"]
+            first, second = run(args, env=env), run(args, env=env)
+            self.assertEqual(first.returncode, 0, first.stderr)
+            m = re.search(r"\n  cache    written to (\S+/parity-[0-9a-f]{16}\.xbd)\n$", first.stdout)
+            self.assertTrue(m, first.stdout)
+            self.assertTrue(second.stdout.endswith(f"  cache    read from {m.group(1)}\n"))
+            strip = re.compile(r"\(\d+\.\d s\)|  cache .*\n")
+            self.assertEqual(strip.sub("", first.stdout), strip.sub("", second.stdout))
+            # a run reads the cache, says so, and writes the same report as without it
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            docs = []
+            for i, cache in enumerate(["", env["XB_CACHE_DIR"], env["XB_CACHE_DIR"]]):
+                out = os.path.join(d, f"out{i}")
+                p = run(["run", cfg, "-o", out], env={"XB_CACHE_DIR": cache})
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual("from the data cache" in p.stderr, i == 2, p.stderr)
+                with open(os.path.join(out, "tiny.json")) as f:
+                    doc = json.load(f)
+                del doc["measured"]
+                doc["config"]["experiment"]["output_dir"] = ""
+                docs.append(doc)
+            self.assertEqual(docs[0], docs[1])
+            self.assertEqual(docs[0], docs[2])
+            # data read from files is not cached
+            p = run(["data", "listops", "--set", "task.source=files", "--set",
+                     "task.data_dir=" + os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "fixtures", "listops", "good")], env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertNotIn("cache", p.stdout)
+            self.assertEqual(len(os.listdir(env["XB_CACHE_DIR"])), 2)
 
 
 class TinyReport(unittest.TestCase):

@@ -14,31 +14,14 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "tasks/pathfinder.h"
 #include "tasks/task.h"
 
 static const TaskSpec *task(void) { return task_get(task_find("pathfinder")); }
 
-/* Options from name/value pairs; enum values by choice name. */
 static OptValues opts(const char *const *kv, int n) {
-    const TaskSpec *t = task();
-    OptValues v;
-    opt_defaults(&v, t->opts, t->n_opts);
-    for (int i = 0; i < n; i += 2) {
-        const int k = opt_index(t->opts, t->n_opts, kv[i]);
-        ck_assert_int_ge(k, 0);
-        if (t->opts[k].type == OPT_STRING) {
-            snprintf(v.str[k], sizeof v.str[k], "%s", kv[i + 1]);
-        } else if (t->opts[k].type == OPT_ENUM) {
-            int c = 0;
-            while (t->opts[k].choices[c] && strcmp(t->opts[k].choices[c], kv[i + 1])) c++;
-            ck_assert_ptr_nonnull(t->opts[k].choices[c]);
-            v.num[k] = c;
-        } else {
-            v.num[k] = atof(kv[i + 1]);
-        }
-    }
-    return v;
+    return fixture_task_opts("pathfinder", kv, n);
 }
 
 /* Loads and returns 0, or returns -1 with the one-line error in msg. */

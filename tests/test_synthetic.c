@@ -7,20 +7,13 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "tasks/task.h"
 
 static const TaskSpec *task(const char *name) { return task_get(task_find(name)); }
 
 static OptValues opts(const char *name, const char *const *kv, int n) {
-    const TaskSpec *t = task(name);
-    OptValues v;
-    opt_defaults(&v, t->opts, t->n_opts);
-    for (int i = 0; i < n; i += 2) {
-        const int k = opt_index(t->opts, t->n_opts, kv[i]);
-        ck_assert_int_ge(k, 0);
-        v.num[k] = atof(kv[i + 1]);
-    }
-    return v;
+    return fixture_task_opts(name, kv, n);
 }
 
 static void load_ok(const char *name, const OptValues *v, uint64_t seed, Dataset *d) {

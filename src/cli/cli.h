@@ -2,6 +2,8 @@
 #ifndef XB_CLI_H
 #define XB_CLI_H
 
+#include <stddef.h>
+
 #include "core/error.h"
 
 typedef struct Command {
@@ -32,8 +34,11 @@ typedef struct CliRun {
 
 /* Sets OpenMP's and OpenBLAS's threads from experiment.threads (0: every core); returns them. */
 int cli_set_threads(const struct ExperimentConfig *cfg);
-/* Loads cfg's task data into ds; returns an exit code (the error printed). */
-int cli_load_dataset(const struct ExperimentConfig *cfg, struct Dataset *ds, int quiet);
+/* Loads cfg's task data into ds, through the data cache (tasks/cache.h); returns an exit code
+ * (the error printed). When cached is not NULL it gets the cache's outcome (a CacheOutcome) and
+ * path[0..n) the cache file, if any. */
+int cli_load_dataset(const struct ExperimentConfig *cfg, struct Dataset *ds, int quiet, int *cached,
+                     char *path, size_t n);
 /* Trains and evaluates cfg on a loaded dataset and writes OUTPUT_DIR/RUN_ID.json; returns the
  * exit code of `run` for it. */
 int cli_run_loaded(const struct ExperimentConfig *cfg, const struct Dataset *ds, const CliRun *how);

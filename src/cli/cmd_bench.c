@@ -309,7 +309,7 @@ int cmd_bench(int argc, char **argv) {
     if (threads >= 0) base.runs[0].threads = (int)threads;
     cli_set_threads(&base.runs[0]);
     Dataset ds;
-    int rc = cli_load_dataset(&base.runs[0], &ds, quiet);
+    int rc = cli_load_dataset(&base.runs[0], &ds, quiet, NULL, NULL, 0);
     if (rc) {
         cfg_set_free(&base);
         free(sets);

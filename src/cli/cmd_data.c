@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "core/xassert.h"
+#include "tasks/cache.h"
 #include "tasks/task.h"
 
 static const char *const USAGE =
@@ -16,6 +17,9 @@ static const char *const USAGE =
     "each split, the length percentiles, the class balance, the vocabulary, the identity that\n"
     "reports record and the checksum. TASK is a task name (its options from --set), or CONFIG a\n"
     "YAML experiment whose task section is used.\n\n"
+    "Generated data is kept in the data cache, $XB_CACHE_DIR (default ~/.cache/xformer-bench;\n"
+    "empty: off), and read back by every run with the same task, options and seed; a change to\n"
+    "a generator's source makes new keys. Data read from files is not cached.\n\n"
     "Exit status: 0, or 2 bad input (unknown task, bad option, missing or malformed data).\n";
 
 static int cmp_i64(const void *a, const void *b) {
@@ -107,7 +111,9 @@ int cmd_data(int argc, char **argv) {
     const ExperimentConfig *c = &cs.runs[0];
     Dataset ds;
     const double t0 = timer_now();
-    rc = cli_load_dataset(c, &ds, 1);
+    int cached;
+    char path[4200];
+    rc = cli_load_dataset(c, &ds, 1, &cached, path, sizeof path);
     if (rc) {
         cfg_set_free(&cs);
         return rc;
@@ -119,6 +125,8 @@ int cmd_data(int argc, char **argv) {
     split_stats("val", &ds.val, ds.n_classes);
     split_stats("test", &ds.test, ds.n_classes);
     printf("  identity %s\n  checksum %s\n", ds.identity, ds.checksum);
+    static const char *const how[] = {"", "read from", "written to", "could not be written to"};
+    if (cached != CACHE_NONE) printf("  cache    %s %s\n", how[cached], path);
     dataset_free(&ds);
     cfg_set_free(&cs);
     return XB_EXIT_OK;

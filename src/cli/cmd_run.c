@@ -20,6 +20,7 @@
 #include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "report/report.h"
+#include "tasks/cache.h"
 #include "tasks/task.h"
 #include "train/trainer.h"
 
@@ -91,16 +92,25 @@ int cli_set_threads(const ExperimentConfig *cfg) {
     return threads;
 }
 
-int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet) {
+int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet, int *cached_out,
+                     char *path_out, size_t n) {
     XbError err;
     xb_error_clear(&err);
     const TaskSpec *task = task_get(cfg->task_index);
     memset(ds, 0, sizeof *ds);
     const double t0 = timer_now();
-    if (task->load(ds, &cfg->task_opts, cfg->seed, cfg->source, &err)) return print_error(&err);
+    CacheOutcome cached;
+    char path[4200];
+    if (task_load(task, ds, &cfg->task_opts, cfg->seed, cfg->source, &cached, path, sizeof path,
+                  &err))
+        return print_error(&err);
+    if (cached == CACHE_FAILED) log_warn("could not write the data cache %s", path);
+    if (cached_out) *cached_out = (int)cached;
+    if (path_out && n) snprintf(path_out, n, "%s", path);
     if (!quiet)
-        log_info("[%s] %s: %d train / %d validation / %d test examples (%.1f s)", cfg->run_id,
-                 task->name, ds->train.n, ds->val.n, ds->test.n, timer_now() - t0);
+        log_info("[%s] %s: %d train / %d validation / %d test examples (%.1f s%s)", cfg->run_id,
+                 task->name, ds->train.n, ds->val.n, ds->test.n, timer_now() - t0,
+                 cached == CACHE_HIT ? ", from the data cache" : "");
     return XB_EXIT_OK;
 }
 
@@ -108,7 +118,7 @@ int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet) {
 static int run_one(const ExperimentConfig *cfg, int quiet) {
     Dataset ds;
     cli_set_threads(cfg);
-    const int rc = cli_load_dataset(cfg, &ds, quiet);
+    const int rc = cli_load_dataset(cfg, &ds, quiet, NULL, NULL, 0);
     if (rc) return rc;
     const CliRun how = {.quiet = quiet, .checkpoint = 1};
     const int code = cli_run_loaded(cfg, &ds, &how);

@@ -528,10 +528,15 @@ static int listops_load(Dataset *d, const OptValues *v, uint64_t seed, const cha
     return 0;
 }
 
+static int listops_generated(const OptValues *v) {
+    return opt_enum(v, listops_opts, NOPTS, "source") == 0;
+}
+
 const TaskSpec task_listops = {
     .name = "listops",
     .description = "ListOps (LRA): evaluate nested MIN/MAX/MED/SM lists of digits, 10 classes",
     .opts = listops_opts,
     .n_opts = NOPTS,
     .load = listops_load,
+    .generated = listops_generated,
 };

@@ -210,6 +210,10 @@ static int pathfinder_load(Dataset *d, const OptValues *v, uint64_t seed, const 
     return 0;
 }
 
+static int pathfinder_generated(const OptValues *v) {
+    return opt_enum(v, pf_opts, NOPTS, "source") != SRC_FILES;
+}
+
 const TaskSpec task_pathfinder = {
     .name = "pathfinder",
     .description = "Pathfinder (LRA): are two markers joined by one dashed contour? 2 classes; "
@@ -217,4 +221,5 @@ const TaskSpec task_pathfinder = {
     .opts = pf_opts,
     .n_opts = NOPTS,
     .load = pathfinder_load,
+    .generated = pathfinder_generated,
 };

@@ -211,6 +211,7 @@ const TaskSpec task_parity = {
     .opts = parity_opts,
     .n_opts = NPAR,
     .load = parity_load,
+    .generated = task_always_generated,
 };
 
 const TaskSpec task_recall = {
@@ -220,4 +221,5 @@ const TaskSpec task_recall = {
     .opts = recall_opts,
     .n_opts = NREC,
     .load = recall_load,
+    .generated = task_always_generated,
 };

@@ -274,6 +274,7 @@ const TaskSpec task_selcopy = {
     .n_opts = NSEL,
     .sequence = 1,
     .load = selcopy_load,
+    .generated = task_always_generated,
 };
 
 const TaskSpec task_mqar = {
@@ -284,6 +285,7 @@ const TaskSpec task_mqar = {
     .n_opts = NMQ,
     .sequence = 1,
     .load = mqar_load,
+    .generated = task_always_generated,
 };
 
 const TaskSpec task_needle = {
@@ -294,4 +296,5 @@ const TaskSpec task_needle = {
     .n_opts = NNDL,
     .sequence = 1,
     .load = needle_load,
+    .generated = task_always_generated,
 };

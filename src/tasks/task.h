@@ -45,6 +45,9 @@ typedef struct TaskSpec {
      * -1 with err naming the file/position. `source` is the config file, for messages. */
     int (*load)(Dataset *out, const OptValues *opts, uint64_t seed, const char *source,
                 XbError *err);
+    /* 1 when load generates the data for these options (seed and options say it all, so the
+     * data cache may keep it); NULL: the task always reads files. */
+    int (*generated)(const OptValues *opts);
 } TaskSpec;
 
 /* The registry. */
@@ -52,6 +55,9 @@ int task_count(void);
 const TaskSpec *task_get(int i);
 /* Index of the task called name, or -1. */
 int task_find(const char *name);
+
+/* TaskSpec.generated of a task that always generates its data. */
+int task_always_generated(const OptValues *opts);
 
 /* Frees every buffer of d. */
 void dataset_free(Dataset *d);

@@ -1,0 +1,225 @@
+/* The data cache: a hit gives back the very dataset that was generated (every array, the
+ * identity, the checksum); the key changes with the seed and every option; a damaged file is
+ * regenerated, never used; data read from files and a cache turned off write nothing. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "fixture_files.h"
+#include "tasks/cache.h"
+#include "tasks/task.h"
+
+static char g_dir[64];
+
+static void setup(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/xb-cache-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    setenv("XB_CACHE_DIR", g_dir, 1);
+}
+
+static void teardown(void) { fixture_rmdir(g_dir); }
+
+static const TaskSpec *task(const char *name) { return task_get(task_find(name)); }
+
+static OptValues opts(const char *name, const char *const *kv, int n) {
+    return fixture_task_opts(name, kv, n);
+}
+
+static CacheOutcome load(const char *name, const OptValues *v, uint64_t seed, Dataset *d,
+                         char *path) {
+    XbError err;
+    xb_error_clear(&err);
+    CacheOutcome oc;
+    char msg[1024] = "";
+    const int rc = task_load(task(name), d, v, seed, "t.yaml", &oc, path, 4200, &err);
+    if (rc) xb_error_format(&err, msg, sizeof msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    return oc;
+}
+
+static void assert_split_eq(const Split *a, const Split *b) {
+    ck_assert_int_eq(a->n, b->n);
+    ck_assert_int_eq(split_docs(a), split_docs(b));
+    const size_t nd = (size_t)a->n * (size_t)split_docs(a), ntok = (size_t)a->offsets[nd];
+    ck_assert_int_eq(memcmp(a->offsets, b->offsets, (nd + 1) * sizeof *a->offsets), 0);
+    ck_assert_int_eq(memcmp(a->tokens, b->tokens, ntok * sizeof *a->tokens), 0);
+    ck_assert_int_eq(!a->labels, !b->labels);
+    if (a->labels) ck_assert_int_eq(memcmp(a->labels, b->labels, a->n * sizeof *a->labels), 0);
+    ck_assert_int_eq(!a->targets, !b->targets);
+    if (a->targets) ck_assert_int_eq(memcmp(a->targets, b->targets, ntok * sizeof *a->targets), 0);
+}
+
+static void assert_dataset_eq(const Dataset *a, const Dataset *b) {
+    ck_assert_int_eq(a->pairs, b->pairs);
+    ck_assert_int_eq(a->vocab_size, b->vocab_size);
+    ck_assert_int_eq(a->n_classes, b->n_classes);
+    ck_assert_int_eq(a->sequence, b->sequence);
+    ck_assert_str_eq(a->identity, b->identity);
+    ck_assert_str_eq(a->checksum, b->checksum);
+    assert_split_eq(&a->train, &b->train);
+    assert_split_eq(&a->val, &b->val);
+    assert_split_eq(&a->test, &b->test);
+}
+
+static int count_files(const char *dir) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static const char *const LISTOPS[] = {"num_train",  "300", "num_val",    "40", "num_test", "40",
+                                      "min_length", "20",  "max_length", "80"};
+
+START_TEST(test_a_hit_is_the_generated_dataset_exactly) {
+    /* a per-example task, and a sequence task whose targets must come back too */
+    const char *names[2] = {"listops", "selcopy"};
+    const char *sel[] = {"num_train", "200", "num_val", "30", "num_test", "30"};
+    for (int k = 0; k < 2; k++) {
+        OptValues v = k ? opts("selcopy", sel, 6) : opts("listops", LISTOPS, 10);
+        Dataset gen, hit, direct;
+        char p1[4200], p2[4200];
+        ck_assert_int_eq(load(names[k], &v, 5, &gen, p1), CACHE_WRITTEN);
+        ck_assert_int_eq(access(p1, R_OK), 0);
+        ck_assert_int_eq(load(names[k], &v, 5, &hit, p2), CACHE_HIT);
+        ck_assert_str_eq(p1, p2);
+        XbError err;
+        xb_error_clear(&err);
+        ck_assert_int_eq(task(names[k])->load(&direct, &v, 5, "t.yaml", &err), 0);
+        assert_dataset_eq(&gen, &direct); /* writing does not change what the run gets */
+        assert_dataset_eq(&hit, &direct);
+        ck_assert_int_eq(!!hit.train.targets, k == 1);
+        dataset_free(&gen);
+        dataset_free(&hit);
+        dataset_free(&direct);
+    }
+    ck_assert_int_eq(count_files(g_dir), 2); /* and no temporary file is left behind */
+}
+END_TEST
+
+START_TEST(test_the_key_changes_with_the_seed_and_every_option) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset d;
+    char base[4200], p[4200];
+    ck_assert_int_eq(load("listops", &v, 5, &d, base), CACHE_WRITTEN);
+    dataset_free(&d);
+    ck_assert_int_eq(load("listops", &v, 6, &d, p), CACHE_WRITTEN); /* another seed */
+    ck_assert_str_ne(p, base);
+    dataset_free(&d);
+    const char *changed[][2] = {{"num_train", "301"}, {"num_val", "41"},    {"num_test", "41"},
+                                {"min_length", "21"}, {"max_length", "81"}, {"max_depth", "9"},
+                                {"max_args", "9"},    {"parens", "1"}};
+    for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
+        const char *kv[12];
+        memcpy(kv, LISTOPS, sizeof LISTOPS);
+        kv[10] = changed[i][0], kv[11] = changed[i][1];
+        OptValues w = opts("listops", kv, 12);
+        ck_assert_int_eq(load("listops", &w, 5, &d, p), CACHE_WRITTEN);
+        ck_assert_str_ne(p, base);
+        dataset_free(&d);
+    }
+    ck_assert_int_eq(load("listops", &v, 5, &d, p), CACHE_HIT);
+    ck_assert_str_eq(p, base);
+    dataset_free(&d);
+}
+END_TEST
+
+/* Damages the file at path: cut to half, or one byte flipped at a fraction of its length. */
+static void damage(const char *path, int how) {
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    if (how == 0) {
+        ck_assert_int_eq(truncate(path, st.st_size / 2), 0);
+        return;
+    }
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    const long at = how == 1 ? 3 : (long)(st.st_size * 0.7); /* the magic, or a token */
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    const int c = fgetc(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+}
+
+START_TEST(test_a_damaged_file_is_regenerated_not_used) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset good, d;
+    char p[4200];
+    ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
+    for (int how = 0; how < 3; how++) {
+        damage(p, how);
+        ck_assert_int_eq(load("listops", &v, 5, &d, p), CACHE_WRITTEN);
+        assert_dataset_eq(&d, &good);
+        dataset_free(&d);
+        ck_assert_int_eq(load("listops", &v, 5, &d, p), CACHE_HIT); /* rewritten whole */
+        dataset_free(&d);
+    }
+    dataset_free(&good);
+}
+END_TEST
+
+START_TEST(test_files_and_a_cache_turned_off_write_nothing) {
+    const char *files[] = {"source", "files", "data_dir", XB_FIXTURES "/listops/good"};
+    OptValues v = opts("listops", files, 4);
+    Dataset d;
+    char p[4200];
+    ck_assert_int_eq(load("listops", &v, 5, &d, p), CACHE_NONE);
+    ck_assert_str_eq(p, "");
+    dataset_free(&d);
+    setenv("XB_CACHE_DIR", "", 1);
+    OptValues w = opts("listops", LISTOPS, 10);
+    ck_assert_int_eq(load("listops", &w, 5, &d, p), CACHE_NONE);
+    dataset_free(&d);
+    ck_assert_int_eq(count_files(g_dir), 0);
+}
+END_TEST
+
+START_TEST(test_the_directory_follows_xb_cache_dir_then_xdg_then_home) {
+    char d[4096];
+    setenv("XB_CACHE_DIR", "/a/b", 1);
+    ck_assert_int_eq(task_cache_dir(d, sizeof d), 0);
+    ck_assert_str_eq(d, "/a/b");
+    unsetenv("XB_CACHE_DIR");
+    setenv("XDG_CACHE_HOME", "/x", 1);
+    ck_assert_int_eq(task_cache_dir(d, sizeof d), 0);
+    ck_assert_str_eq(d, "/x/xformer-bench");
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", "/h", 1);
+    ck_assert_int_eq(task_cache_dir(d, sizeof d), 0);
+    ck_assert_str_eq(d, "/h/.cache/xformer-bench");
+    unsetenv("HOME");
+    ck_assert_int_eq(task_cache_dir(d, sizeof d), -1);
+    setenv("XB_CACHE_DIR", "", 1);
+    ck_assert_int_eq(task_cache_dir(d, sizeof d), -1);
+}
+END_TEST
+
+static Suite *cache_suite(void) {
+    Suite *s = suite_create("cache");
+    TCase *tc = tcase_create("all");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_a_hit_is_the_generated_dataset_exactly);
+    tcase_add_test(tc, test_the_key_changes_with_the_seed_and_every_option);
+    tcase_add_test(tc, test_a_damaged_file_is_regenerated_not_used);
+    tcase_add_test(tc, test_files_and_a_cache_turned_off_write_nothing);
+    tcase_add_test(tc, test_the_directory_follows_xb_cache_dir_then_xdg_then_home);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(cache_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
