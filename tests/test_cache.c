@@ -80,11 +80,16 @@ static const char *const LISTOPS[] = {"num_train",  "300", "num_val",    "40", "
                                       "min_length", "20",  "max_length", "80"};
 
 START_TEST(test_a_hit_is_the_generated_dataset_exactly) {
-    /* a per-example task, and a sequence task whose targets must come back too */
-    const char *names[2] = {"listops", "selcopy"};
-    const char *sel[] = {"num_train", "200", "num_val", "30", "num_test", "30"};
-    for (int k = 0; k < 2; k++) {
-        OptValues v = k ? opts("selcopy", sel, 6) : opts("listops", LISTOPS, 10);
+    /* a per-example task; a sequence task whose targets must come back too; and vocabularies
+     * stored at one, two and four bytes a token */
+    const char *names[4] = {"listops", "selcopy", "recall", "recall"};
+    const char *kv[4][8] = {{0},
+                            {"num_train", "200", "num_val", "30", "num_test", "30"},
+                            {"num_train", "200", "num_val", "30", "keys", "1024"},
+                            {"num_train", "200", "num_val", "30", "keys", "70000"}};
+    const int vocab_min[4] = {2, 2, 257, 65537}, vocab_max[4] = {256, 256, 65536, 1 << 30};
+    for (int k = 0; k < 4; k++) {
+        OptValues v = k ? opts(names[k], kv[k], 6) : opts("listops", LISTOPS, 10);
         Dataset gen, hit, direct;
         char p1[4200], p2[4200];
         ck_assert_int_eq(load(names[k], &v, 5, &gen, p1), CACHE_WRITTEN);
@@ -97,11 +102,13 @@ START_TEST(test_a_hit_is_the_generated_dataset_exactly) {
         assert_dataset_eq(&gen, &direct); /* writing does not change what the run gets */
         assert_dataset_eq(&hit, &direct);
         ck_assert_int_eq(!!hit.train.targets, k == 1);
+        ck_assert_int_ge(hit.vocab_size, vocab_min[k]);
+        ck_assert_int_le(hit.vocab_size, vocab_max[k]);
         dataset_free(&gen);
         dataset_free(&hit);
         dataset_free(&direct);
     }
-    ck_assert_int_eq(count_files(g_dir), 2); /* and no temporary file is left behind */
+    ck_assert_int_eq(count_files(g_dir), 4); /* and no temporary file is left behind */
 }
 END_TEST
 
