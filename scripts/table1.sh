@@ -65,7 +65,7 @@ export bin dir threads
 # A run that stops on bad input (exit 2) leaves no report, so the next call retries it; one that
 # diverges (exit 3) leaves a report that says so, which is a result. Either keeps its log.
 xargs -P "$jobs" -L 1 bash -c '
-    t=$0 m=$1; shift 2
+    t=$0 m=$1; shift
     log="$dir/$t/lra-small-$t-$m.log"
     start=$(date +%s)
     if "$bin" run "configs/lra-small/$t.yaml" "$@" --threads "$threads" -o "$dir/$t" --quiet >"$log" 2>&1; then
