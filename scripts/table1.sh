@@ -76,4 +76,6 @@ xargs -P "$jobs" -L 1 bash -c '
         echo "table1.sh: $t $m FAILED after $(( $(date +%s) - start )) s, see $log" >&2
     fi
 ' <"$points" || true
-"$bin" table "$dir" --order class
+cols=()
+for t in $tasks; do compgen -G "$dir/$t/*.json" >/dev/null && cols+=("$dir/$t"); done
+"$bin" table "${cols[@]}" --order class

@@ -669,6 +669,24 @@ class Table(TinyReport):
                              "linear,30.00,-,-\n"
                              "local,45.00,55.00,50.00\n")
 
+    def test_a_directory_of_task_directories_is_read_whole(self):
+        # results/lra-small/TASK/*.json, as scripts/table1.sh writes them; an empty subdirectory
+        # is not an error, a tree without any report is
+        with tempfile.TemporaryDirectory() as d:
+            for task, acc in (("listops", 0.40), ("text", 0.60)):
+                os.makedirs(os.path.join(d, task))
+                self.report(os.path.join(d, task), "full", "baseline", task, acc)
+            os.makedirs(os.path.join(d, "image"))
+            p = run(["table", d])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, "| Model | listops | text | Avg |\n|---|---:|---:|---:|\n"
+                             "| full | 40.00 | 60.00 | 50.00 |\n")
+            p = run(["table", os.path.join(d, "image")])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, "xformer-bench table: %s: no reports in this directory "
+                             "(expected RUN_ID.json files written by xformer-bench run)\n"
+                             % os.path.join(d, "image"))
+
     def test_efficiency_layout_is_relative_to_full(self):
         with tempfile.TemporaryDirectory() as d:
             paths = [self.report(d, "local", "FP", "listops", 0.4, 2048, 12.0, 60 << 20),

@@ -13,7 +13,8 @@
 
 static const char *const USAGE =
     "usage: xformer-bench plot REPORTS... --kind frontier|scaling -o FILE.svg\n\n"
-    "Draws reports (files, or directories of them) as an SVG figure.\n\n"
+    "Draws reports (files, or directories of them and of their subdirectories) as an SVG\n"
+    "figure.\n\n"
     "  --kind frontier  the Long Range Arena's Figure 3: test accuracy against training steps/s,\n"
     "                   one circle per report, its area proportional to the peak memory, one\n"
     "                   colour per taxonomy class (default)\n"

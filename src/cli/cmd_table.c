@@ -12,7 +12,8 @@
 static const char *const USAGE =
     "usage: xformer-bench table REPORTS... [--format md|latex|csv]\n"
     "                           [--layout accuracy|efficiency] [--order given|class]\n\n"
-    "Turns reports (files, or directories of them) into a table on stdout.\n\n"
+    "Turns reports (files, or directories of them and of their subdirectories) into a table\n"
+    "on stdout.\n\n"
     "  --layout accuracy    the Long Range Arena's Table 1: a row per mechanism, a column per\n"
     "                       task with the test accuracy (%), the average over the tasks, the best\n"
     "                       of each column in bold (default)\n"

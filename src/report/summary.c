@@ -101,33 +101,61 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Appends the *.json files of dir (but index.json) to *names, sorted. */
-static int list_dir(const char *dir, char ***names, int *n, int *cap, XbError *err) {
+static void push_name(char ***names, int *n, int *cap, const char *dir, const char *name) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        *names = realloc(*names, (size_t)*cap * sizeof **names);
+        XB_ASSERT(*names);
+    }
+    const size_t sz = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(sz);
+    XB_ASSERT(p);
+    snprintf(p, sz, "%s/%s", dir, name);
+    (*names)[(*n)++] = p;
+}
+
+/* Appends the *.json files of dir (but index.json) to *names, sorted, then those of its
+ * subdirectories in name order (results/lra-small/TASK/...), down to depth levels below dir. */
+static int collect(const char *dir, int depth, char ***names, int *n, int *cap, XbError *err) {
     DIR *d = opendir(dir);
     if (!d)
         return xb_error_set(err, dir, 0, 0, NULL, "cannot read the directory: %s", strerror(errno));
     const int first = *n;
+    char **subs = NULL;
+    int ns = 0, cs = 0;
     for (struct dirent *e; (e = readdir(d));) {
         const size_t len = strlen(e->d_name);
-        if (len < 6 || strcmp(e->d_name + len - 5, ".json") || !strcmp(e->d_name, "index.json"))
+        if (e->d_name[0] == '.') continue;
+        if (len >= 6 && !strcmp(e->d_name + len - 5, ".json") && strcmp(e->d_name, "index.json")) {
+            push_name(names, n, cap, dir, e->d_name);
             continue;
-        if (*n == *cap) {
-            *cap = *cap ? 2 * *cap : 64;
-            *names = realloc(*names, (size_t)*cap * sizeof **names);
-            XB_ASSERT(*names);
         }
-        const size_t sz = strlen(dir) + len + 2;
-        char *p = malloc(sz);
-        XB_ASSERT(p);
-        snprintf(p, sz, "%s/%s", dir, e->d_name);
-        (*names)[(*n)++] = p;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (depth > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            push_name(&subs, &ns, &cs, dir, e->d_name);
     }
     closedir(d);
+    qsort(*names + first, (size_t)(*n - first), sizeof **names, by_name);
+    if (ns) qsort(subs, (size_t)ns, sizeof *subs, by_name);
+    int rc = 0;
+    for (int i = 0; i < ns; i++) {
+        if (!rc) rc = collect(subs[i], depth - 1, names, n, cap, err);
+        free(subs[i]);
+    }
+    free(subs);
+    return rc;
+}
+
+/* The reports of dir and of its subdirectories two levels down; an error if there are none. */
+static int list_dir(const char *dir, char ***names, int *n, int *cap, XbError *err) {
+    const int first = *n;
+    if (collect(dir, 2, names, n, cap, err)) return -1;
     if (*n == first)
         return xb_error_set(err, dir, 0, 0, NULL,
                             "no reports in this directory (expected RUN_ID.json files written by "
                             "xformer-bench run)");
-    qsort(*names + first, (size_t)(*n - first), sizeof **names, by_name);
     return 0;
 }
 
