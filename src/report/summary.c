@@ -137,7 +137,7 @@ static int collect(const char *dir, int depth, char ***names, int *n, int *cap, 
             push_name(&subs, &ns, &cs, dir, e->d_name);
     }
     closedir(d);
-    qsort(*names + first, (size_t)(*n - first), sizeof **names, by_name);
+    if (*n > first) qsort(*names + first, (size_t)(*n - first), sizeof **names, by_name);
     if (ns) qsort(subs, (size_t)ns, sizeof *subs, by_name);
     int rc = 0;
     for (int i = 0; i < ns; i++) {
