@@ -1,12 +1,15 @@
 /* The data cache: a hit gives back the very dataset that was generated (every array, the
  * identity, the checksum); the key changes with the seed and every option; a damaged file is
- * regenerated, never used; data read from files and a cache turned off write nothing. */
+ * regenerated, never used; data read from files and a cache turned off write nothing; a write
+ * clears the temporaries that killed writes left, once they are a day old. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include "core/error.h"
 #include "fixture_files.h"
@@ -210,6 +213,46 @@ START_TEST(test_the_directory_follows_xb_cache_dir_then_xdg_then_home) {
 }
 END_TEST
 
+/* Creates dir/name, dated age_s seconds ago. */
+static void touch_aged(const char *name, long age_s) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("partial", f);
+    fclose(f);
+    const time_t t = time(NULL) - age_s;
+    const struct utimbuf times = {t, t};
+    ck_assert_int_eq(utime(p, &times), 0);
+}
+
+static int exists(const char *name) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    return access(p, F_OK) == 0;
+}
+
+START_TEST(test_a_write_removes_temporaries_a_day_old_and_nothing_else) {
+    const long day = 24 * 3600;
+    touch_aged("listops-00000000000000aa.xbd.Ab3xZ9", day + 60); /* a killed write: removed */
+    touch_aged("listops-00000000000000bb.xbd.Qq7pL2", 600);      /* may be writing now: kept */
+    touch_aged("listops-00000000000000cc.xbd", 3 * day);         /* a cache file: kept */
+    touch_aged("notes.xbd.old", 3 * day);                        /* not our pattern: kept */
+    touch_aged("listops.xbd.Ab3xZ9x", 3 * day);                  /* 7 letters: kept */
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset d;
+    char p[4200];
+    ck_assert_int_eq(load("listops", &v, 5, &d, p), CACHE_WRITTEN);
+    dataset_free(&d);
+    ck_assert(!exists("listops-00000000000000aa.xbd.Ab3xZ9"));
+    ck_assert(exists("listops-00000000000000bb.xbd.Qq7pL2"));
+    ck_assert(exists("listops-00000000000000cc.xbd"));
+    ck_assert(exists("notes.xbd.old"));
+    ck_assert(exists("listops.xbd.Ab3xZ9x"));
+    ck_assert_int_eq(count_files(g_dir), 5); /* the four kept and the new cache file */
+}
+END_TEST
+
 static Suite *cache_suite(void) {
     Suite *s = suite_create("cache");
     TCase *tc = tcase_create("all");
@@ -219,6 +262,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(tc, test_a_damaged_file_is_regenerated_not_used);
     tcase_add_test(tc, test_files_and_a_cache_turned_off_write_nothing);
     tcase_add_test(tc, test_the_directory_follows_xb_cache_dir_then_xdg_then_home);
+    tcase_add_test(tc, test_a_write_removes_temporaries_a_day_old_and_nothing_else);
     suite_add_tcase(s, tc);
     return s;
 }

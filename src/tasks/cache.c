@@ -7,7 +7,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -97,6 +100,35 @@ static void put_split(FILE *f, const Split *s, int width) {
     if (s->targets) put(f, s->targets, sizeof *s->targets, (size_t)ntok);
 }
 
+/* A write killed between mkstemp and rename leaves its NAME.xbd.XXXXXX temporary behind. Nothing
+ * reads those, so each write deletes the ones in dir older than a day: old enough that no
+ * running write (minutes, even for Path-X) can still own them. */
+enum { CACHE_STALE_S = 24 * 3600 };
+
+static int is_cache_temp(const char *name) {
+    const char *x = strstr(name, ".xbd.");
+    if (!x || x == name || strlen(x + 5) != 6) return 0;
+    for (const char *c = x + 5; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
+            return 0;
+    return 1;
+}
+
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        char p[4160 + sizeof e->d_name + 2];
+        struct stat st;
+        if (!is_cache_temp(e->d_name)) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > CACHE_STALE_S)
+            (void)remove(p);
+    }
+    closedir(d);
+}
+
 /* Writes d to path through a unique temporary file, so runs that fill the cache at the same time
  * never mix their bytes; the last rename wins, and both wrote the same dataset. */
 static int cache_write(const char *path, const char *key, const Dataset *d) {
@@ -107,6 +139,7 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     xb_error_clear(&err);
     if (slash) *slash = '\0';
     if (slash && fileio_mkdirs(dir, path, &err)) return -1;
+    remove_stale_temps(slash ? dir : ".");
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     const int fd = mkstemp(tmp);
     if (fd < 0) return -1;
