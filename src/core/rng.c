@@ -53,14 +53,3 @@ void rng_shuffle(Rng *r, int *idx, int n) {
     }
 }
 
-uint64_t rng_mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-float rng_hash_uniform(uint64_t key, uint64_t counter) {
-    uint64_t h = rng_mix64(key ^ rng_mix64(counter));
-    return (float)(h >> 40) * (1.0f / 16777216.0f);
-}

@@ -32,9 +32,23 @@ float rng_normal(Rng *r);
 /* Fisher-Yates shuffle of idx[0..n). */
 void rng_shuffle(Rng *r, int *idx, int n);
 
-/* SplitMix64 finaliser: a well-mixed 64-bit hash of x. */
-uint64_t rng_mix64(uint64_t x);
+/* SplitMix64 finaliser: a well-mixed 64-bit hash of x. Inline (as is the next), because dropout
+ * calls it for every element of every activation it masks. */
+static inline uint64_t rng_mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* The top 24 bits of a hash of (key, counter), so rng_hash_uniform = rng_hash_u24 / 2^24. */
+static inline uint32_t rng_hash_u24(uint64_t key, uint64_t counter) {
+    return (uint32_t)(rng_mix64(key ^ rng_mix64(counter)) >> 40);
+}
+
 /* Uniform in [0, 1) that depends only on (key, counter): for noise inside parallel loops. */
-float rng_hash_uniform(uint64_t key, uint64_t counter);
+static inline float rng_hash_uniform(uint64_t key, uint64_t counter) {
+    return (float)rng_hash_u24(key, counter) * (1.0f / 16777216.0f);
+}
 
 #endif

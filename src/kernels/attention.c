@@ -181,13 +181,12 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                             for (int j = 0; j < bk; j++) mx = Si[j] > mx ? Si[j] : mx;
                             const float mnew = mx > m[i] ? mx : m[i];
                             const float mref = mnew == -INFINITY ? 0.0f : mnew;
+                            /* The exponentials vectorise; the sum stays in index order (a
+                             * vector reduction would reorder it and change every result). */
+#pragma omp simd
+                            for (int j = 0; j < bk; j++) Si[j] = xb_expf(Si[j] - mref);
                             float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                            for (int j = 0; j < bk; j++) {
-                                const float e = xb_expf(Si[j] - mref);
-                                Si[j] = e;
-                                sum += e;
-                            }
+                            for (int j = 0; j < bk; j++) sum += Si[j];
                             const float alpha = xb_expf(m[i] - mref);
                             l[i] = l[i] * alpha + sum;
                             m[i] = mnew;

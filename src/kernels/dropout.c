@@ -1,5 +1,6 @@
 #include "kernels/dropout.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -9,14 +10,20 @@ uint64_t dropout_key(uint64_t seed, int64_t step, int site) {
                      rng_mix64((uint64_t)step * 0x9E3779B97F4A7C15ull + (uint64_t)site));
 }
 
+/* An element is kept when rng_hash_uniform(key, i) >= p, that is when its 24-bit hash h has
+ * h / 2^24 >= p, i.e. h >= ceil(p · 2^24) (p · 2^24 is exact): the same mask, compared in integers
+ * so the loop vectorises. */
+static uint32_t keep_threshold(float p) { return (uint32_t)ceilf(p * 16777216.0f); }
+
 void dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) {
         if (out != inp) memcpy(out, inp, n * sizeof *out);
         return;
     }
     const float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = rng_hash_uniform(key, i) >= p ? inp[i] * s : 0.0f;
+    const uint32_t t = keep_threshold(p);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = rng_hash_u24(key, i) >= t ? inp[i] * s : 0.0f;
 }
 
 void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t key) {
@@ -26,7 +33,8 @@ void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_
         return;
     }
     const float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        if (rng_hash_uniform(key, i) >= p) dinp[i] += dout[i] * s;
+    const uint32_t t = keep_threshold(p);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) /* a select, not += 0, which would turn a -0 into +0 */
+        dinp[i] = rng_hash_u24(key, i) >= t ? dinp[i] + dout[i] * s : dinp[i];
 }

@@ -11,11 +11,10 @@ void softmax_forward(float *out, const float *inp, int N, int C) {
         float *y = out + (size_t)n * C;
         float mx = x[0];
         for (int c = 1; c < C; c++) mx = x[c] > mx ? x[c] : mx;
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) {
-            y[c] = xb_expf(x[c] - mx);
-            sum += y[c];
-        }
+#pragma omp simd
+        for (int c = 0; c < C; c++) y[c] = xb_expf(x[c] - mx);
+        float sum = 0.0f; /* in index order, as in attention.c */
+        for (int c = 0; c < C; c++) sum += y[c];
         const float inv = 1.0f / sum;
         for (int c = 0; c < C; c++) y[c] *= inv;
     }
