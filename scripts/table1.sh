@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LRA's Table 1 on the lra-small configs: every mechanism on every task, one report per point in
-# DIR/TASK/lra-small-TASK-MIXER.json, then the table. Points whose report exists are skipped, so
-# an interrupted sweep resumes where it stopped and a new mechanism costs only its own runs.
+# DIR/TASK/lra-small-TASK-MIXER.json, then the table. Points whose report exists are skipped
+# (unless it says the run was interrupted), so a stopped sweep resumes where it stopped and a new
+# mechanism costs only its own runs.
 #   scripts/table1.sh [-o DIR] [-j JOBS] [--threads N] [--tasks a,b] [--mixers a,b] [--dry-run]
 # Defaults: DIR results/lra-small, 2 jobs of 1 thread each (on 2 cores two single-thread runs
 # finish more work than one run of two threads at these model sizes), every task of
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --tasks) tasks=${2//,/ }; shift 2 ;;
     --mixers) mixers=${2//,/ }; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "table1.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,7 +51,9 @@ for t in $tasks; do
     [ -f "configs/lra-small/$t.yaml" ] || { echo "table1.sh: no configs/lra-small/$t.yaml" >&2; exit 2; }
     mkdir -p "$dir/$t"
     for m in $mixers; do
-        [ -f "$dir/$t/lra-small-$t-$m.json" ] && continue
+        # A report is a point unless its run was interrupted (a signal writes such a report).
+        rep="$dir/$t/lra-small-$t-$m.json"
+        [ -f "$rep" ] && ! grep -q '"status": "interrupted"' "$rep" && continue
         sets="--set experiment.name=lra-small-$t-$m --set model.mixer.name=$m"
         for kv in ${OPTS[$m]:-}; do sets+=" --set model.mixer.$kv"; done
         # shellcheck disable=SC2086
