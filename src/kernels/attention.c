@@ -139,6 +139,30 @@ static void add_data_bias(const AttnShape *s, Work *w, int b, int h, int i0, int
     for (size_t k = 0; k < (size_t)bq * bk; k++) S[k] += w->X[k];
 }
 
+/* The reference point of a row's exponentials: its max, or 0 while the row has seen only −inf. */
+#define MREF(mx) ((mx) == -INFINITY ? 0.0f : (mx))
+
+/* Each of rows n < SUM_ROWS of S (n × bk) summed left to right, as a plain loop would: the same
+ * float result, bit for bit (a vector reduction would reorder the sum). One row's sum is a chain of
+ * dependent additions that waits on the adder's latency; the rows' chains are interleaved so the
+ * adder stays busy. */
+enum { SUM_ROWS = 8 };
+
+static void row_sums(const float *S, int n, int bk, float *sum) {
+    if (n == SUM_ROWS) {
+        float a[SUM_ROWS] = {0};
+        for (int j = 0; j < bk; j++)
+            for (int r = 0; r < SUM_ROWS; r++) a[r] += S[(size_t)r * bk + j];
+        for (int r = 0; r < SUM_ROWS; r++) sum[r] = a[r];
+        return;
+    }
+    for (int r = 0; r < n; r++) {
+        float t = 0.0f;
+        for (int j = 0; j < bk; j++) t += S[(size_t)r * bk + j];
+        sum[r] = t;
+    }
+}
+
 void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
@@ -156,6 +180,7 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
             for (int qt = 0; qt < nqt; qt++) {
                 Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
                 float *m = w.r1, *l = w.r2; /* running max and sum per row */
+                float *mn = w.r3;           /* the max after this key tile */
                 const int i0 = qt * TQ, bq = XB_MIN(TQ, Lq - i0);
                 const float *qb = q + (size_t)b * s->bsq + (size_t)i0 * s->ldq + (size_t)h * Dh;
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
@@ -179,19 +204,22 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
                             float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
                             for (int j = 0; j < bk; j++) mx = Si[j] > mx ? Si[j] : mx;
-                            const float mnew = mx > m[i] ? mx : m[i];
-                            const float mref = mnew == -INFINITY ? 0.0f : mnew;
-                            /* The exponentials vectorise; the sum stays in index order (a
-                             * vector reduction would reorder it and change every result). */
+                            mn[i] = mx > m[i] ? mx : m[i];
+                            const float mref = MREF(mn[i]);
 #pragma omp simd
                             for (int j = 0; j < bk; j++) Si[j] = xb_expf(Si[j] - mref);
-                            float sum = 0.0f;
-                            for (int j = 0; j < bk; j++) sum += Si[j];
-                            const float alpha = xb_expf(m[i] - mref);
-                            l[i] = l[i] * alpha + sum;
-                            m[i] = mnew;
-                            float *ai = w.acc + (size_t)i * Dv;
-                            for (int d = 0; d < Dv; d++) ai[d] *= alpha;
+                        }
+                        for (int i = 0; i < bq; i += SUM_ROWS) {
+                            const int nr = XB_MIN(SUM_ROWS, bq - i);
+                            float sum[SUM_ROWS];
+                            row_sums(w.S + (size_t)i * bk, nr, bk, sum);
+                            for (int r = i; r < i + nr; r++) {
+                                const float alpha = xb_expf(m[r] - MREF(mn[r]));
+                                l[r] = l[r] * alpha + sum[r - i];
+                                m[r] = mn[r];
+                                float *ar = w.acc + (size_t)r * Dv;
+                                for (int d = 0; d < Dv; d++) ar[d] *= alpha;
+                            }
                         }
                         /* acc += P · V_tile */
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dv, bk, 1.0f,
