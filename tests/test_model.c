@@ -584,6 +584,36 @@ START_TEST(test_switch_drops_tokens_beyond_capacity) {
 }
 END_TEST
 
+/* Performer (features redrawn every `redraw` steps) and RFA (every step): evaluating the
+ * parameters of step t uses the draw that training step t used, whatever was drawn in between,
+ * so a best checkpoint restored after later redraws is tested with its own features. */
+static void check_eval_uses_the_draw_of_its_step(const char *mixer, int redraw) {
+    ExperimentConfig cfg = tiny_config(3, 9, POOL_CLS, POS_LEARNED, 0.0f);
+    cfg.mixer_index = mixer_find(mixer);
+    const MixerSpec *m = mixer_get(cfg.mixer_index);
+    opt_defaults(&cfg.mixer_opts, m->opts, m->n_opts);
+    if (redraw) cfg.mixer_opts.num[opt_index(m->opts, m->n_opts, "redraw")] = redraw;
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 5);
+    const int len[3] = {9, 4, 6};
+    fill_batch(&e, len, 0);
+    const double train5 = encoder_forward(&e, 1, 1, 5); /* no dropout: only the draw differs */
+    const double train9 = encoder_forward(&e, 1, 1, 9);
+    ck_assert_msg(train5 != train9, "%s: steps 5 and 9 should use different draws", mixer);
+    ck_assert_double_eq(encoder_forward(&e, 0, 1, 5), train5); /* after step 9's draw */
+    ck_assert_double_eq(encoder_forward(&e, 0, 1, 9), train9);
+    ck_assert_double_eq(encoder_forward(&e, 0, 1, 5), train5);
+    encoder_destroy(&e);
+}
+
+START_TEST(test_evaluation_uses_the_feature_draw_of_the_parameters_step) {
+    check_eval_uses_the_draw_of_its_step("performer", 2); /* draws (t - 1) / 2: 2 and 4 */
+    check_eval_uses_the_draw_of_its_step("rfa", 0);
+}
+END_TEST
+
 static Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("all");
@@ -606,6 +636,7 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_switch_ffn_gradients_flops_padding);
     tcase_add_test(tc, test_switch_with_one_expert_equals_the_dense_ffn);
     tcase_add_test(tc, test_switch_drops_tokens_beyond_capacity);
+    tcase_add_test(tc, test_evaluation_uses_the_feature_draw_of_the_parameters_step);
     suite_add_tcase(s, tc);
     return s;
 }

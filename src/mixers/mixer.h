@@ -32,7 +32,8 @@ typedef struct MixerStep {
     int frozen;                /* 1: reuse the previous forward's discrete choices (buckets,
                                 * clusters, active sets), for gradient checks of piecewise maps */
     uint64_t seed;             /* experiment seed */
-    int64_t step;              /* training step (for per-step noise) */
+    int64_t step;              /* training step (for per-step noise and redraws); in evaluation,
+                                * the step that produced the parameters (0: none) */
     const ParamTable *pt;
     const float *params; /* parameter buffer (pt->total floats) */
     float *grads;        /* gradient buffer, same layout; backward accumulates into it */

@@ -5,7 +5,7 @@
  * with the stabiliser c the row maximum for queries and the maximum over a head's real keys for
  * keys (its gradient is kept, see favor_backward). Then O = D⁻¹φ(Q)(φ(K)ᵀV). The
  * features are not parameters: they are redrawn every `redraw` training steps from the seed, and
- * evaluation uses the last draw. kernel: relu gives LRA's generalized ReLU kernel, φ = relu(W x') +
+ * evaluation uses the draw of the step that produced the parameters. kernel: relu gives LRA's generalized ReLU kernel, φ = relu(W x') +
  * 0.001. */
 #include <cblas.h>
 #include <math.h>
@@ -109,11 +109,11 @@ static void draw_features(Favor *f, int M, int Dh, uint64_t seed, int64_t index)
     f->drawn = index;
 }
 
+/* Training step t uses draw (t − 1) / redraw; evaluating the parameters of step t uses the same
+ * draw, so a best checkpoint restored after later redraws is tested with its own features. */
 static void favor_prepare(KernelMixer *km, const MixerStep *s) {
     Favor *f = km->own;
-    const int64_t index = !s->training    ? (f->drawn >= 0 ? f->drawn : 0)
-                          : f->redraw > 0 ? (s->step > 0 ? (s->step - 1) / f->redraw : 0)
-                                          : 0;
+    const int64_t index = f->redraw > 0 && s->step > 0 ? (s->step - 1) / f->redraw : 0;
     if (index != f->drawn) draw_features(f, km->M, km->Dh, s->seed, index);
 }
 

@@ -207,7 +207,8 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
     if (NB > 1) {
         rot = arena_floats(s->scratch, (size_t)H * R * Dh * half);
         Rng r;
-        rng_seed(&r, rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step)),
+        const int64_t t = s->training ? s->step : 0; /* evaluation: one fixed hash */
+        rng_seed(&r, rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)t)),
                  RNG_STREAM_MIXER);
         for (size_t k = 0; k < (size_t)H * R * Dh * half; k++) rot[k] = rng_normal(&r);
     }

@@ -1,9 +1,10 @@
 /* rfa: Random Feature Attention (Peng et al., arXiv 2103.02143, §2-3): queries and keys are
  * ℓ2-normalised and mapped by random Fourier features φ(x) = M^(−1/2)[sin(W x), cos(W x)] with
- * rows w_i = σ ∘ ε_i: ε_i ~ N(0, I) redrawn every training step (fixed at evaluation) and σ a
- * learned per-head, per-dimension scale (the paper's learned variance), so that φ(x)·φ(y) ≈
- * exp(−‖x − y‖²/2 over σ) — softmax attention with a learned temperature. Features can be
- * negative: the denominator is clamped from below (§3, "we ... ensure it is positive"). */
+ * rows w_i = σ ∘ ε_i: ε_i ~ N(0, I) redrawn every training step (evaluation uses the draw of the
+ * step that produced the parameters) and σ a learned per-head, per-dimension scale (the paper's
+ * learned variance), so that φ(x)·φ(y) ≈ exp(−‖x − y‖²/2 over σ) — softmax attention with a
+ * learned temperature. Features can be negative: the denominator is clamped from below (§3, "we
+ * ... ensure it is positive"). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ typedef struct RfaState {
 
 static void rfa_prepare(KernelMixer *km, const MixerStep *s) {
     RfaState *st = (RfaState *)km;
-    const int64_t want = s->training ? s->step : (st->drawn >= 0 ? st->drawn : 0);
+    const int64_t want = s->step; /* evaluation: the draw of the parameters' last step */
     if (want == st->drawn) return;
     Rng r;
     rng_seed(&r, rng_mix64(s->seed ^ rng_mix64(((uint64_t)st->layer << 40) ^ (uint64_t)want)),

@@ -130,7 +130,9 @@ size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_class
 /* Initialises the parameters from the INIT stream of seed. */
 void encoder_init_params(Encoder *e, uint64_t seed);
 /* Runs the model on e->tokens/mask/labels; returns the mean cross-entropy over the rows with a
- * target (plus auxiliary losses). Dropout (training) is drawn from (seed, step). */
+ * target (plus auxiliary losses). Dropout (training) is drawn from (seed, step). In evaluation
+ * step is the training step that produced the parameters (0: none), so mechanisms with redrawn
+ * random features evaluate with the draw those parameters were trained with. */
 double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step);
 /* Accumulates the gradient of the mean loss into e->grads (zero them first); same seed/step as
  * the forward. */

@@ -39,12 +39,13 @@ static int argmax_row(const Encoder *e, size_t r) {
     return arg;
 }
 
-/* Mean loss and accuracy over the first max_batches batches of split (0 = all of it). For a
+/* Mean loss and accuracy over the first max_batches batches of split (0 = all of it), with the
+ * parameters of training step `step` (which fixes the draw of redrawn random features). For a
  * sequence task (pooling none) both are per target position: the mean cross-entropy over the
  * positions with a target and the fraction of them predicted right; *exact (else NaN) is the
  * fraction of examples whose every target position is right. */
 static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
-                     double *loss, double *acc, double *exact) {
+                     int64_t step, double *loss, double *acc, double *exact) {
     const int B = e->NB; /* examples (a pair fills two rows) */
     int nb = (sp->n + B - 1) / B;
     if (max_batches > 0 && max_batches < nb) nb = max_batches;
@@ -54,7 +55,7 @@ static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uin
         const int first = bi * B, real = XB_MIN(B, sp->n - first);
         for (int b = 0; b < B; b++) idx[b] = b < real ? first + b : first; /* pad the last batch */
         dataset_batch(sp, idx, B, e->L, e->cls_id, e->tokens, e->mask, e->labels);
-        encoder_forward(e, 0, seed, 0);
+        encoder_forward(e, 0, seed, step);
         if (e->pooling == POOL_NONE) {
             for (int b = 0; b < real; b++) {
                 int right = 1;
@@ -203,8 +204,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             ev->lr = lr;
             ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
             double exact;
-            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, &ev->val_loss, &ev->val_acc,
-                     &exact);
+            evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
+                     &ev->val_acc, &exact);
             if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
                 r->best_val_acc = ev->val_acc;
                 r->best_step = step;
@@ -258,8 +259,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             loaded = 1;
         }
         if (loaded)
-            evaluate(&enc, &ds->test, 0, idx, cfg->seed, &r->test_loss, &r->test_acc,
-                     &r->test_exact);
+            evaluate(&enc, &ds->test, 0, idx, cfg->seed, r->best_step, &r->test_loss,
+                     &r->test_acc, &r->test_exact);
         r->eval_s += timer_now() - t0;
     }
     r->flops_total = flops_counted();
