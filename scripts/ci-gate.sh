@@ -7,6 +7,10 @@
 #   scripts/ci-gate.sh --update   run and make the reports the new baseline
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Idle OpenMP threads sleep instead of spinning: on a machine where other jobs hold the cores, a
+# spinning barrier waits for a descheduled thread and one run can take many times its quiet time.
+# The baseline is measured with the same policy.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 bin=${XB_BIN:-./build/src/xformer-bench}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
