@@ -101,16 +101,14 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void push_name(char ***names, int *n, int *cap, const char *dir, const char *name) {
+static void push_path(char ***names, int *n, int *cap, const char *path) {
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         *names = realloc(*names, (size_t)*cap * sizeof **names);
         XB_ASSERT(*names);
     }
-    const size_t sz = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(sz);
+    char *p = strdup(path);
     XB_ASSERT(p);
-    snprintf(p, sz, "%s/%s", dir, name);
     (*names)[(*n)++] = p;
 }
 
@@ -126,15 +124,13 @@ static int collect(const char *dir, int depth, char ***names, int *n, int *cap, 
     for (struct dirent *e; (e = readdir(d));) {
         const size_t len = strlen(e->d_name);
         if (e->d_name[0] == '.') continue;
-        if (len >= 6 && !strcmp(e->d_name + len - 5, ".json") && strcmp(e->d_name, "index.json")) {
-            push_name(names, n, cap, dir, e->d_name);
-            continue;
-        }
         char path[4096];
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (depth > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            push_name(&subs, &ns, &cs, dir, e->d_name);
+        if (len >= 6 && !strcmp(e->d_name + len - 5, ".json") && strcmp(e->d_name, "index.json"))
+            push_path(names, n, cap, path);
+        else if (depth > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            push_path(&subs, &ns, &cs, path);
     }
     closedir(d);
     if (*n > first) qsort(*names + first, (size_t)(*n - first), sizeof **names, by_name);
