@@ -730,6 +730,25 @@ class Table(TinyReport):
                     self.assertEqual(len(list(root.iter(ns + "polyline"))), 2 * 3)
             self.assertEqual(sorted(os.listdir(d)), ["frontier.svg", "r", "scaling.svg"])
 
+    def test_frontier_labels_of_coinciding_marks_do_not_overlap(self):
+        # Four mechanisms at the same accuracy and speed: each label takes its own side of the
+        # circle instead of all four being written over each other.
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        with tempfile.TemporaryDirectory() as d:
+            paths = [self.report(d, m, c, "listops", 0.35, 1024, 5.0, 100 << 20)
+                     for m, c in (("full", "baseline"), ("local", "FP"), ("linear", "KR"),
+                                  ("sinkhorn", "LP"))]
+            svg = os.path.join(d, "f.svg")
+            p = run(["plot"] + paths + ["--kind", "frontier", "-o", svg])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            labels = {t.text: (t.get("x"), t.get("y"), t.get("text-anchor"))
+                      for t in ET.parse(svg).getroot().iter(ns + "text")
+                      if t.text in ("full", "local", "linear", "sinkhorn")
+                      and t.get("font-size") == "10"}
+            self.assertEqual(len(labels), 4, labels)
+            self.assertEqual(len(set(labels.values())), 4, labels)
+
     def test_bad_options_exit_2(self):
         p = run(["table", "--format", "html", "x.json"])
         self.assertEqual(p.returncode, 2)

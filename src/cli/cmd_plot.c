@@ -153,9 +153,68 @@ static void legend(FILE *o, double x, double y, const char *const *keys, int n, 
     }
 }
 
+/* A box in SVG pixels. */
+typedef struct Box {
+    double x0, y0, x1, y1;
+} Box;
+
+static double overlap(Box a, Box b) {
+    const double w = fmin(a.x1, b.x1) - fmax(a.x0, b.x0), h = fmin(a.y1, b.y1) - fmax(a.y0, b.y0);
+    return w > 0 && h > 0 ? w * h : 0.0;
+}
+
+/* Where a mark's label goes: its anchor point and text-anchor. */
+typedef struct Label {
+    double x, y;
+    const char *anchor;
+    Box box;
+} Label;
+
+/* Places each label next to its circle (cx, cy, rad) at the first of eight positions, right of
+ * the circle first, that covers the least of the labels placed before it, of the other circles, of
+ * the axes' margins and, most of all, of what lies off the figure or on the legend (x >= 670).
+ * Widths are estimated at 6 px a character (10 px sans-serif). */
+static void place_labels(Label *lab, const double *cx, const double *cy, const double *rad,
+                         const char *const *text, int n, const Frame *f) {
+    static const double DX[8] = {1, -1, 0, 0, 0.7, 0.7, -0.7, -0.7};
+    static const double DY[8] = {0, 0, -1, 1, -0.7, 0.7, -0.7, 0.7};
+    const Box area = {f->x0, f->y0, f->x0 + f->w, f->y0 + f->h};
+    const Box page = {0, 0, 670, f->y0 + f->h + 70};
+    for (int i = 0; i < n; i++) {
+        const double w = 6.0 * (double)strlen(text[i]), h = 10.0;
+        double best = INFINITY;
+        for (int c = 0; c < 8; c++) {
+            /* The box touches the circle in the direction (DX, DY), 2 px off; the text is
+             * anchored at its left, right or middle accordingly. */
+            const double ex = cx[i] + DX[c] * (rad[i] + 2), ey = cy[i] + DY[c] * (rad[i] + 2);
+            const double ax = DX[c] > 0 ? ex : DX[c] < 0 ? ex - w : ex - w / 2;
+            const double ay = DY[c] > 0 ? ey : DY[c] < 0 ? ey - h : ey - h / 2;
+            const Box bx = {ax, ay, ax + w, ay + h};
+            double cost = 0.01 * c + 0.5 * (w * h - overlap(bx, area));
+            cost += 5.0 * (w * h - overlap(bx, page));
+            for (int j = 0; j < i; j++) cost += overlap(bx, lab[j].box);
+            for (int j = 0; j < n; j++) {
+                const double q = 0.7 * rad[j]; /* most of the circle, as a square */
+                const Box circle = {cx[j] - q, cy[j] - q, cx[j] + q, cy[j] + q};
+                if (j != i) cost += 0.3 * overlap(bx, circle);
+            }
+            if (cost < best) {
+                best = cost;
+                lab[i].x = ex;
+                lab[i].y = ay + 8.0; /* the baseline */
+                lab[i].anchor = DX[c] > 0 ? "start" : DX[c] < 0 ? "end" : "middle";
+                lab[i].box = bx;
+            }
+        }
+    }
+}
+
 static void frontier(FILE *o, const ReportSummary *r, int n) {
-    const char **cls = malloc((size_t)n * sizeof *cls);
-    XB_ASSERT(cls);
+    const char **cls = malloc((size_t)n * sizeof *cls), **text = malloc((size_t)n * sizeof *text);
+    double *cx = malloc((size_t)n * 3 * sizeof *cx), *cy = cx + n, *rad = cy + n;
+    const ReportSummary **pt = malloc((size_t)n * sizeof *pt);
+    Label *lab = malloc((size_t)n * sizeof *lab);
+    XB_ASSERT(cls && text && cx && pt && lab);
     int nc = 0;
     Frame f = {90, 30, 560, 400, INFINITY, -INFINITY, INFINITY, -INFINITY, 0, 0};
     double mem_max = 0.0;
@@ -175,29 +234,38 @@ static void frontier(FILE *o, const ReportSummary *r, int n) {
                "viewBox=\"0 0 860 500\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"860\" height=\"500\" fill=\"white\"/>\n");
     axes(o, &f, xs, ys, "training steps/s", "test accuracy (%)");
+    int m = 0; /* the reports that get a mark */
     for (int i = 0; i < n; i++) {
         if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
-        const double x = px(&f, r[i].steps_per_s), y = py(&f, 100 * r[i].test_acc);
-        const double rad = 4.0 + 20.0 * sqrt(r[i].peak_rss / mem_max); /* area ∝ memory */
+        pt[m] = &r[i];
+        cx[m] = px(&f, r[i].steps_per_s), cy[m] = py(&f, 100 * r[i].test_acc);
+        rad[m] = 4.0 + 20.0 * sqrt(r[i].peak_rss / mem_max); /* area ∝ memory */
+        int same = 0; /* several reports of one mechanism: name them by run */
+        for (int j = 0; j < n; j++) same += !strcmp(r[j].mixer, r[i].mixer);
+        text[m++] = same > 1 ? r[i].run_id : r[i].mixer;
+    }
+    for (int i = 0; i < m; i++) {
+        const char *col = PALETTE[key_index(cls, &nc, pt[i]->classes) % NPAL];
         fprintf(o,
                 "<circle class=\"mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\" "
                 "fill-opacity=\"0.6\" stroke=\"%s\"><title>",
-                x, y, rad, PALETTE[key_index(cls, &nc, r[i].classes) % NPAL],
-                PALETTE[key_index(cls, &nc, r[i].classes) % NPAL]);
-        put_escaped(o, r[i].run_id);
-        fprintf(o, ": %.2f%%, %.3g steps/s, %.1f MiB</title></circle>\n", 100 * r[i].test_acc,
-                r[i].steps_per_s, r[i].peak_rss / 1048576.0);
-        int same = 0; /* several reports of one mechanism: name them by run */
-        for (int j = 0; j < n; j++) same += !strcmp(r[j].mixer, r[i].mixer);
-        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">", x + rad + 2, y + 3);
-        put_escaped(o, same > 1 ? r[i].run_id : r[i].mixer);
+                cx[i], cy[i], rad[i], col, col);
+        put_escaped(o, pt[i]->run_id);
+        fprintf(o, ": %.2f%%, %.3g steps/s, %.1f MiB</title></circle>\n", 100 * pt[i]->test_acc,
+                pt[i]->steps_per_s, pt[i]->peak_rss / 1048576.0);
+    }
+    place_labels(lab, cx, cy, rad, text, m, &f); /* after the circles, so labels lie on top */
+    for (int i = 0; i < m; i++) {
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"%s\">", lab[i].x,
+                lab[i].y, lab[i].anchor);
+        put_escaped(o, text[i]);
         fputs("</text>\n", o);
     }
     legend(o, 680, 40, cls, nc, "class", 0);
     fprintf(o, "<text x=\"680\" y=\"%d\" font-size=\"10\">circle area: peak memory</text>\n",
             40 + 18 * (nc + 2));
     fputs("</svg>\n", o);
-    free(cls);
+    free(cls), free(text), free(cx), free(pt), free(lab);
 }
 
 /* Seconds per training step: the median step when the report has one (bench), else the mean. */
