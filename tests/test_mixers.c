@@ -311,11 +311,13 @@ static const Conf CONFS[] = {
     {"fnet", NULL, 3, 10, 6, 3},
     /* (the generic check runs a training backward, with its EMA step, between the two forwards
      * it compares; decay=1 keeps the centroids where one small move would flip a top-w pick) */
-    {"routing", NULL, 2, 16, 8, 2},
+    {"routing", NULL, 2, 16, 8, 2}, /* one routing head, one local head */
+    {"routing", "local_heads=0", 2, 16, 8, 2},
     {"routing", "clusters=3,window=5,bias=true,decay=1", 3, 13, 6, 2}, /* Dh = 2 would make the
                                                                         * LayerNorm a sign */
+    {"routing", "clusters=3,local_heads=2,decay=1", 3, 14, 12, 4},     /* a padded last block */
     {"routing", "clusters=2,window=9", 2, 11, 8, 2}, /* overlapping clusters, unfilled key slots */
-    {"routing", "clusters=5,window=2,decay=1", 2, 22, 8, 2}, /* unpicked queries */
+    {"routing", "clusters=5,window=2,decay=1,local_heads=0", 2, 22, 8, 2}, /* unpicked queries */
     {"isab", "inducing=4", 2, 13, 8, 2},
     {"isab", "inducing=3,bias=true", 3, 11, 6, 3},
     {"isab", "inducing=20", 2, 9, 8, 2},
@@ -811,10 +813,11 @@ END_TEST
 
 /* ---- routing ---- */
 
-/* Routing attends with the layer-normalised queries and keys (the authors' code), so its
+/* Routing heads attend with the layer-normalised queries and keys (the authors' code), so their
  * degenerate case is dense attention on those, not `full`: q̂, k̂ = LayerNorm without scale or
- * bias per head, computed here with the naive kernel. */
-static void routing_reference(float *y, const Inst *t) {
+ * bias per head, computed here with the naive kernel, and divided by one pick + 1e-2. The last
+ * `local` heads, whose one block is then the whole sequence, attend with the raw q and k. */
+static void routing_reference(float *y, const Inst *t, int local) {
     const int B = t->B, L = t->L, D = t->D, H = t->H, Dh = D / H, BL = B * L;
     const ParamTable *pt = &t->pt;
     const float *wqkv = t->params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset;
@@ -823,6 +826,7 @@ static void routing_reference(float *y, const Inst *t) {
     const int ob = params_find(pt, "blocks.0.mixer.out.bias");
     float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
     float *qk = malloc((size_t)BL * 2 * D * sizeof(float));
+    const int hr = H - local;
     float *mean = malloc((size_t)BL * 2 * H * sizeof(float)),
           *rstd = malloc((size_t)BL * 2 * H * sizeof(float));
     float *o = malloc((size_t)BL * D * sizeof(float)),
@@ -832,23 +836,28 @@ static void routing_reference(float *y, const Inst *t) {
         memcpy(qk + (size_t)r * 2 * D, qkv + (size_t)r * 3 * D, 2 * D * sizeof(float));
     layernorm_forward(qk, mean, rstd, qk, NULL, NULL, BL * 2 * H, Dh);
     for (int r = 0; r < BL; r++)
-        memcpy(qkv + (size_t)r * 3 * D, qk + (size_t)r * 2 * D, 2 * D * sizeof(float));
+        for (int u = 0; u < 2; u++) /* routing heads' q̂ and k̂ */
+            memcpy(qkv + (size_t)r * 3 * D + u * D, qk + (size_t)r * 2 * D + u * D,
+                   (size_t)hr * Dh * sizeof(float));
     AttnShape s = attn_shape(B, H, L, L, Dh, 3 * D, 3 * D, 3 * D, D);
     attn_forward_naive(o, lse, qkv, qkv + D, qkv + 2 * D, t->mask, &s);
-    for (size_t i = 0; i < (size_t)BL * D; i++) o[i] /= 1.0f + 1e-2f; /* one pick: count + 1e-2 */
+    for (int r = 0; r < BL; r++) /* one pick: count + 1e-2, in routing heads */
+        for (int i = 0; i < hr * Dh; i++) o[(size_t)r * D + i] /= 1.0f + 1e-2f;
     linear_forward(y, o, wo, ob < 0 ? NULL : t->params + pt->info[ob].offset, BL, D, D);
     free(qkv), free(qk), free(mean), free(rstd), free(o), free(lse);
 }
 
 START_TEST(test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk) {
     const int pad[2] = {0, 4};
-    const char *opts[2] = {"clusters=1", "clusters=1,window=13,bias=true"};
-    for (int v = 0; v < 2; v++) {
+    const char *opts[3] = {"clusters=1,local_heads=0",
+                           "clusters=1,window=13,bias=true,local_heads=0",
+                           "clusters=1"}; /* the last: one routing head and one local head */
+    for (int v = 0; v < 3; v++) {
         Inst t;
         inst_init(&t, "routing", opts[v], 2, 13, 8, 2, pad, 9);
         inst_forward(&t);
         float *ref = malloc((size_t)2 * 13 * 8 * sizeof(float));
-        routing_reference(ref, &t);
+        routing_reference(ref, &t, v == 2);
         for (int r = 0; r < 2 * 13; r++)
             if (t.mask[r]) /* padding queries are never picked: their rows are the bias alone */
                 for (int d = 0; d < 8; d++) {
@@ -883,7 +892,7 @@ START_TEST(test_routing_ema_moves_centroids_by_the_decay_formula_only_in_trainin
     const int B = 2, L = 16, D = 8, H = 2, Dh = D / H, k = 4, pad[2] = {0, 5};
     const float lam = 0.9f;
     Inst t;
-    inst_init(&t, "routing", "decay=0.9", B, L, D, H, pad, 12);
+    inst_init(&t, "routing", "decay=0.9,local_heads=0", B, L, D, H, pad, 12);
     const ParamTable *pt = &t.pt;
     const ParamInfo *pm = &pt->info[params_find(pt, "blocks.0.mixer.centroids")];
     const ParamInfo *ps = &pt->info[params_find(pt, "blocks.0.mixer.ema_sum")];
@@ -1052,9 +1061,12 @@ END_TEST
 
 START_TEST(test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len) {
     const MixerSpec *spec = mixer_get(mixer_find("routing"));
-    const char *bad[2] = {"clusters=11", "window=11"};
-    const char *key[2] = {"model.mixer.clusters", "model.mixer.window"};
-    for (int v = 0; v < 2; v++) {
+    /* more clusters or a longer window than max_len; no routing head left; local blocks that
+     * leave positions uncovered (3 clusters of 3 < 10) */
+    const char *bad[4] = {"clusters=11", "window=11", "local_heads=2", "clusters=3,window=3"};
+    const char *key[4] = {"model.mixer.clusters", "model.mixer.window", "model.mixer.local_heads",
+                          "model.mixer.window"};
+    for (int v = 0; v < 4; v++) {
         OptValues o;
         set_opts(&o, spec, bad[v]);
         XbError err;
@@ -1068,6 +1080,61 @@ START_TEST(test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_
     XbError err;
     xb_error_clear(&err);
     ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), 0);
+    set_opts(&o, spec, "clusters=3,window=3,local_heads=0"); /* no local blocks to cover L */
+    ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), 0);
+}
+END_TEST
+
+/* A local head attends, with its raw query and key, to the real positions of its block of w =
+ * ceil(L / clusters) positions, and to nothing else; its output is not divided by a pick count.
+ * The routing head's channels are cut off at the output projection, so y is the local head's. */
+START_TEST(test_routing_local_heads_attend_within_blocks_of_the_window) {
+    const int B = 2, L = 13, D = 8, H = 2, Dh = D / H, w = 5, pad[2] = {0, 4}; /* 3 clusters */
+    Inst t;
+    inst_init(&t, "routing", "clusters=3,local_heads=1,bias=true", B, L, D, H, pad, 31);
+    const ParamTable *pt = &t.pt;
+    ck_assert_int_eq((int)pt->info[params_find(pt, "blocks.0.mixer.centroids")].size, 1 * 3 * Dh);
+    float *wo = t.params + pt->info[params_find(pt, "blocks.0.mixer.out.weight")].offset;
+    const float *bo = t.params + pt->info[params_find(pt, "blocks.0.mixer.out.bias")].offset;
+    for (int o = 0; o < D; o++) /* (out, in): drop the routing head's inputs 0 .. Dh − 1 */
+        for (int i = 0; i < Dh; i++) wo[o * D + i] = 0.0f;
+    inst_forward(&t);
+    float *qkv = malloc((size_t)B * L * 3 * D * sizeof(float));
+    linear_forward(
+        qkv, t.x, t.params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset,
+        t.params + pt->info[params_find(pt, "blocks.0.mixer.qkv.bias")].offset, B * L, D, 3 * D);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++) {
+            if (!t.mask[b * L + i]) continue;
+            const float *q = qkv + ((size_t)b * L + i) * 3 * D + Dh; /* head 1 */
+            double p[5], z = 0, mx = -INFINITY, o[4] = {0, 0, 0, 0};
+            const int j0 = i / w * w;
+            for (int j = j0; j < j0 + w; j++) {
+                p[j - j0] = -INFINITY;
+                if (j >= L || !t.mask[b * L + j]) continue;
+                const float *k = qkv + ((size_t)b * L + j) * 3 * D + D + Dh;
+                double dot = 0;
+                for (int d = 0; d < Dh; d++) dot += (double)q[d] * k[d];
+                p[j - j0] = dot / sqrt((double)Dh);
+                mx = fmax(mx, p[j - j0]);
+            }
+            for (int j = j0; j < j0 + w; j++) {
+                if (p[j - j0] == -INFINITY) continue;
+                const double e = exp(p[j - j0] - mx);
+                z += e;
+                for (int d = 0; d < Dh; d++)
+                    o[d] += e * qkv[((size_t)b * L + j) * 3 * D + 2 * D + Dh + d];
+            }
+            for (int c = 0; c < D; c++) {
+                double ref = bo[c];
+                for (int d = 0; d < Dh; d++) ref += wo[c * D + Dh + d] * o[d] / z;
+                const float a = t.y[((size_t)b * L + i) * D + c];
+                ck_assert_msg(fabs(a - ref) <= 1e-5 * (1 + fabs(ref)),
+                              "b %d row %d col %d: %g vs %g", b, i, c, a, ref);
+            }
+        }
+    free(qkv);
+    inst_free(&t);
 }
 END_TEST
 
@@ -1176,6 +1243,7 @@ static Suite *mixers_suite(void) {
     tcase_add_test(tc, test_routing_padding_cannot_change_the_clusters_of_real_tokens);
     tcase_add_test(tc, test_routing_same_bits_for_any_thread_count);
     tcase_add_test(tc, test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len);
+    tcase_add_test(tc, test_routing_local_heads_attend_within_blocks_of_the_window);
     tcase_add_test(tc, test_isab_is_permutation_equivariant);
     tcase_add_test(tc, test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full);
     tcase_add_test(tc, test_nystrom_with_every_token_a_landmark_equals_full);

@@ -23,8 +23,19 @@
  * keys (reduce_mean over real tokens, heads and channels, as the authors' e_loss) is added to
  * MixerStep.aux_loss when that is non-NULL, and its gradient in backward.
  *
- * Cost: scores k·L·Dh and attention k·w²·Dh per head, O(L·√L) with k = √L. The clusters are run
- * through the fused attention kernel as a batch of B·H·k dense w × w problems. */
+ * Local heads. The authors never run routing heads alone: every model of theirs
+ * (sparse_transformer.py, e.g. enwik8_local_cluster8k: 4 local + 4 routing heads) gives the other
+ * heads local attention, which is what lets every query see something. Here the last `local_heads`
+ * heads (the authors' order: routing heads first) attend within fixed blocks of w consecutive
+ * positions, with their raw (not normalised) queries and keys and no pick count, as the authors'
+ * local heads do; the authors' local blocks also see a flange of neighbouring positions, these see
+ * their own block only. The default, half of the heads, is the authors' usual split; local_heads =
+ * 0 gives routing heads only, whose unpicked queries get nothing, e.g. a CLS token that no centroid
+ * picks.
+ *
+ * Cost: scores k·L·Dh per routing head and attention k·w²·Dh per head, O(L·√L) with k = √L. The
+ * clusters and blocks run through the fused attention kernel as a batch of B·H·k dense w × w
+ * problems. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -64,6 +75,13 @@ static const OptSpec routing_opts[] = {
      .min = 0,
      .max = 1e3,
      .help = "weight of the commitment loss on the normalised q/k (paper: 1e-4)"},
+    {.name = "local_heads",
+     .type = OPT_INT,
+     .def = -1,
+     .min = -1,
+     .max = 1024,
+     .help = "heads that attend within fixed blocks of w positions instead of clusters; -1: half "
+             "of the heads, rounded down (the authors' split); 0: routing heads only"},
     {.name = "bias",
      .type = OPT_BOOL,
      .def = 0,
@@ -77,8 +95,9 @@ static const OptSpec routing_opts[] = {
 typedef struct RoutingState {
     AttnMixer am; /* first: projections; am.qkv (B, L, 3D) and am.att (B, L, D) saved */
     int k, window;
+    int hr; /* routing heads 0 .. hr−1; heads hr .. H−1 are local */
     float decay, beta;
-    int p_mu, p_sum, p_count; /* buffers: centroids and EMA sums (H, k, Dh), EMA counts (H, k) */
+    int p_mu, p_sum, p_count; /* buffers: centroids and EMA sums (hr, k, Dh), EMA counts (hr, k) */
     float *qkn;               /* (B, L, 2D) saved: normalised queries | keys */
     float *ln_mean, *ln_rstd; /* (B, L, 2H) saved */
     float *qg, *kg, *vg, *og; /* (B, H, k, w, Dh) saved: gathered q, k, v; attention output */
@@ -100,16 +119,31 @@ static int routing_k(const OptValues *o, int max_len) {
     return k > 0 ? k : XB_MAX(1, (int)lround(sqrt((double)max_len)));
 }
 
-/* Tokens per cluster at length L. */
+/* Local heads of H heads. */
+static int routing_local_heads(const OptValues *o, int H) {
+    const int lh = opt_int(o, routing_opts, NOPTS, "local_heads");
+    return lh < 0 ? H / 2 : lh;
+}
+
+/* Tokens per cluster (and per local block) at length L. */
 static int routing_w(const RoutingState *st, int L) {
     const int w = st->window > 0 ? st->window : (L + st->k - 1) / st->k;
     return XB_MAX(1, XB_MIN(w, L));
 }
 
 static int routing_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
-    (void)D, (void)H;
+    (void)D;
     const int k = opt_int(opts, routing_opts, NOPTS, "clusters");
     const int w = opt_int(opts, routing_opts, NOPTS, "window");
+    const int lh = routing_local_heads(opts, H);
+    if (lh >= H) {
+        snprintf(err->key, sizeof err->key, "model.mixer.local_heads");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d local heads of model.heads = %d leave no routing head (valid: -1 for half "
+                 "the heads, or 0 to %d)",
+                 lh, H, H - 1);
+        return -1;
+    }
     if (k > max_len) {
         snprintf(err->key, sizeof err->key, "model.mixer.clusters");
         snprintf(err->msg, sizeof err->msg,
@@ -126,6 +160,15 @@ static int routing_check(const OptValues *opts, int D, int H, int max_len, XbErr
                  w, max_len, max_len);
         return -1;
     }
+    const int kk = k > 0 ? k : XB_MAX(1, (int)lround(sqrt((double)max_len)));
+    if (lh > 0 && w > 0 && (long)kk * w < max_len) {
+        snprintf(err->key, sizeof err->key, "model.mixer.window");
+        snprintf(err->msg, sizeof err->msg,
+                 "%d clusters of %d positions leave local heads' blocks short of model.max_len = "
+                 "%d (valid: 0 for ceil(L / clusters), %d to %d, or local_heads = 0)",
+                 kk, w, max_len, (max_len + kk - 1) / kk, max_len);
+        return -1;
+    }
     return 0;
 }
 
@@ -137,8 +180,9 @@ static void routing_create(Mixer *m, ParamTable *pt) {
     st->window = opt_int(m->opts, routing_opts, NOPTS, "window");
     st->decay = (float)opt_float(m->opts, routing_opts, NOPTS, "decay");
     st->beta = (float)opt_float(m->opts, routing_opts, NOPTS, "commitment");
+    st->hr = m->H - routing_local_heads(m->opts, m->H);
     char name[XB_PARAM_NAME];
-    const int shape[3] = {m->H, st->k, m->D / m->H};
+    const int shape[3] = {st->hr, st->k, m->D / m->H};
     snprintf(name, sizeof name, "%s.centroids", m->prefix);
     st->p_mu = params_add_buffer(pt, name, 3, shape, INIT_NORMAL, 1.0f);
     snprintf(name, sizeof name, "%s.ema_sum", m->prefix);
@@ -280,21 +324,21 @@ static int int_cmp(const void *a, const void *b) {
  * queries and keys in position order (§4.2, balanced clusters). */
 static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
     RoutingState *st = m->state;
-    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k, hr = st->hr;
     const float *mu = mixer_param(s, st->p_mu);
-    for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L) */
+    for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L), routing heads */
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
+            for (int h = 0; h < hr; h++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, L, Dh, 1.0f,
                             mu + (size_t)h * k * Dh, Dh,
                             st->qkn + (size_t)b * L * 2 * D + (size_t)t * D + (size_t)h * Dh, 2 * D,
                             0.0f, f->scores + (((size_t)t * B + b) * H + h) * k * L, L);
-    flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)D);
+    flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)(hr * Dh));
     /* nearest centroid: argmax over c, ties to the lower index */
 #pragma omp parallel for collapse(3) schedule(static)
     for (int t = 0; t < 2; t++)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
+            for (int h = 0; h < hr; h++) {
                 const size_t th = ((size_t)t * B + b) * H + h;
                 const float *S = f->scores + th * k * L;
                 float *best = f->best + th * L;
@@ -307,12 +351,24 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
                 for (int l = 0; l < L; l++)
                     if (!is_real(s, b, l)) near[l] = -1;
             }
-            /* each centroid's top-w real queries (t = 0) and keys (t = 1), ascending positions */
+            /* each centroid's top-w real queries (t = 0) and keys (t = 1), ascending positions;
+             * a local head's block c: the real positions c·w .. c·w + w − 1 */
 #pragma omp parallel for collapse(4) schedule(static)
     for (int t = 0; t < 2; t++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int c = 0; c < k; c++) {
+                    if (h >= hr) {
+                        const size_t slot = (((size_t)b * H + h) * k + c) * w;
+                        int *idx = (t ? st->kidx : st->qidx) + slot;
+                        for (int r = 0; r < w; r++) {
+                            const int l = c * w + r;
+                            idx[r] = l < L && is_real(s, b, l) ? l : -1;
+                        }
+                        if (t)
+                            for (int r = 0; r < w; r++) st->kvalid[slot + r] = idx[r] >= 0;
+                        continue;
+                    }
                     const float *S = f->scores + ((((size_t)t * B + b) * H + h) * k + c) * L;
                     Cand *cand = f->cand + (size_t)omp_get_thread_num() * L;
                     int n = 0;
@@ -328,7 +384,7 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
                     if (t)
                         for (int r = 0; r < w; r++) st->kvalid[slot + r] = idx[r] >= 0;
                 }
-                /* 1 / (picks + 1e-2) of each query */
+                /* 1 / (picks + 1e-2) of each query; 1 in a local head (one block each) */
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -339,14 +395,15 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
             for (size_t r = 0; r < (size_t)k * w; r++)
                 if (idx[r] >= 0) picks[idx[r]]++;
             for (int l = 0; l < L; l++)
-                st->qscale[bh * L + l] = 1.0f / ((float)picks[l] + ROUTING_COUNT_EPS);
+                st->qscale[bh * L + l] =
+                    h >= hr ? 1.0f : 1.0f / ((float)picks[l] + ROUTING_COUNT_EPS);
         }
 }
 
-/* β·mean over real tokens, heads and channels of ‖x − μ(x)‖², queries plus keys. */
+/* β·mean over real tokens, routing heads and their channels of ‖x − μ(x)‖², queries plus keys. */
 static double commitment_loss(const Mixer *m, const MixerStep *s) {
     const RoutingState *st = m->state;
-    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k, hr = st->hr;
     const float *mu = mixer_param(s, st->p_mu);
     double sum = 0.0;
     size_t nreal = 0;
@@ -355,7 +412,7 @@ static double commitment_loss(const Mixer *m, const MixerStep *s) {
             if (!is_real(s, b, l)) continue;
             nreal++;
             for (int t = 0; t < 2; t++)
-                for (int h = 0; h < H; h++) {
+                for (int h = 0; h < hr; h++) {
                     const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
                     const float *x =
                         st->qkn + ((size_t)b * L + l) * 2 * D + (size_t)t * D + (size_t)h * Dh;
@@ -363,7 +420,7 @@ static double commitment_loss(const Mixer *m, const MixerStep *s) {
                     for (int d = 0; d < Dh; d++) sum += (double)(x[d] - u[d]) * (x[d] - u[d]);
                 }
         }
-    return nreal ? st->beta * sum / ((double)nreal * D) : 0.0;
+    return nreal ? st->beta * sum / ((double)nreal * hr * Dh) : 0.0;
 }
 
 static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
@@ -388,10 +445,12 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
     for (int b = 0; b < B; b++) /* gather each cluster's queries, keys and values */
         for (int h = 0; h < H; h++) {
             const size_t g = ((size_t)b * H + h) * kw;
-            gather_rows(st->qg + g * Dh, Dh, st->qkn + (size_t)b * L * 2 * D + (size_t)h * Dh,
-                        2 * D, st->qidx + g, kw, Dh);
-            gather_rows(st->kg + g * Dh, Dh, st->qkn + (size_t)b * L * 2 * D + D + (size_t)h * Dh,
-                        2 * D, st->kidx + g, kw, Dh);
+            /* normalised q and k in a routing head, the raw ones in a local head */
+            const float *qk =
+                h < st->hr ? st->qkn + (size_t)b * L * 2 * D : am->qkv + (size_t)b * L * 3 * D;
+            const int ld = h < st->hr ? 2 * D : 3 * D;
+            gather_rows(st->qg + g * Dh, Dh, qk + (size_t)h * Dh, ld, st->qidx + g, kw, Dh);
+            gather_rows(st->kg + g * Dh, Dh, qk + D + (size_t)h * Dh, ld, st->kidx + g, kw, Dh);
             gather_rows(st->vg + g * Dh, Dh,
                         am->qkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
                         st->kidx + g, kw, Dh);
@@ -428,14 +487,14 @@ static void ema_update(Mixer *m, const MixerStep *s, const BwdScratch *bs) {
     float *ecount = (float *)mixer_param(s, st->p_count);
     const float lam = st->decay;
     double *cnt = bs->count;
-    for (int h = 0; h < H; h++) {
+    for (int h = 0; h < st->hr; h++) {
         double *sum = bs->sum + (size_t)h * k * Dh; /* tokens of head h (sized k·D for H heads) */
         double *n = cnt + (size_t)h * k;
         memset(sum, 0, (size_t)k * Dh * sizeof *sum);
         memset(n, 0, (size_t)k * sizeof *n);
     }
 #pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
+    for (int h = 0; h < st->hr; h++) {
         double *sum = bs->sum + (size_t)h * k * Dh, *n = cnt + (size_t)h * k;
         for (int t = 0; t < 2; t++)
             for (int b = 0; b < B; b++)
@@ -498,23 +557,25 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     for (int b = 0; b < B; b++) /* gathers' adjoints; (b, h) own disjoint slices */
         for (int h = 0; h < H; h++) {
             const size_t g = ((size_t)b * H + h) * kw;
-            float *dq = bs.dqkn + (size_t)b * L * 2 * D + (size_t)h * Dh;
-            scatter_add_rows(dq, 2 * D, bs.dqg + g * Dh, Dh, st->qidx + g, kw, Dh, 0);
-            scatter_add_rows(dq + D, 2 * D, bs.dkg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
+            /* a routing head's q, k go back through the LayerNorm; a local head's straight */
+            const int ld = h < st->hr ? 2 * D : 3 * D;
+            float *dq = (h < st->hr ? bs.dqkn : bs.dqkv) + (size_t)b * L * ld + (size_t)h * Dh;
+            scatter_add_rows(dq, ld, bs.dqg + g * Dh, Dh, st->qidx + g, kw, Dh, 0);
+            scatter_add_rows(dq + D, ld, bs.dkg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
             scatter_add_rows(bs.dqkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
                              bs.dvg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
         }
-    if (s->aux_loss) { /* d/dx β·mean‖x − sg(μ(x))‖² = 2β(x − μ(x)) / (n_real·H·Dh) */
+    if (s->aux_loss) { /* d/dx β·mean‖x − sg(μ(x))‖² = 2β(x − μ(x)) / (n_real·hr·Dh) */
         size_t nreal = 0;
         for (int r = 0; r < BL; r++) nreal += is_real(s, r / L, r % L);
-        const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * D) : 0.0f;
+        const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * st->hr * Dh) : 0.0f;
         const float *mu = mixer_param(s, st->p_mu);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
             const int b = r / L, l = r % L;
             if (!is_real(s, b, l)) continue;
             for (int t = 0; t < 2; t++)
-                for (int h = 0; h < H; h++) {
+                for (int h = 0; h < st->hr; h++) {
                     const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
                     const size_t o = (size_t)r * 2 * D + (size_t)t * D + (size_t)h * Dh;
                     const float *u = mu + ((size_t)h * k + c) * Dh;
@@ -545,7 +606,8 @@ static uint64_t routing_flops(const Mixer *m, int B, int L, int backward) {
     const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
     AttnShape sh = cluster_shape(m, B, routing_w(st, L));
     const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
-    const uint64_t scores = 4ull * BL * (uint64_t)st->k * D; /* queries and keys vs centroids */
+    const uint64_t scores = /* routing heads' queries and keys vs centroids */
+        4ull * BL * (uint64_t)st->k * (uint64_t)(st->hr * (m->D / m->H));
     return (backward ? 2 * proj : proj + scores) + attn_flops(&sh, backward);
 }
 
@@ -564,7 +626,8 @@ const MixerSpec mixer_routing = {
     .classes = "LP",
     .arxiv = "2003.05997",
     .title =
-        "Routing Transformer: online k-means clusters of normalised q/k, attention within each",
+        "Routing Transformer: online k-means clusters of normalised q/k, attention within each; "
+        "half the heads local",
     .honours_mask = 1,
     .opts = routing_opts,
     .n_opts = NOPTS,
