@@ -1,12 +1,13 @@
 /* routing: Routing Transformer (Roy et al., arXiv 2003.05997, §4), content-based sparse attention
- * by online k-means. Per head, queries and keys are layer-normalised without scale or bias
- * (the authors' code, google-research/routing_transformer utils.py, normalises them and then
- * attends with the normalised q and k; keys are not shared with queries in the encoder). Each of
- * the k centroids μ (H × k × Dh, a buffer) takes its top-w queries and, separately, its top-w keys
- * by dot product (balanced clusters, w = ⌈L/k⌉), in position order; the w queries of a cluster
- * attend to its w keys. Results go back to their positions divided by (count + 1e-2), count the
- * number of clusters that picked the query, as in the authors' scatter_cluster_items (a query no
- * cluster picked gets 0). Padding tokens are never picked and padded key slots are masked.
+ * by online k-means. In each routing head (the first H − local_heads heads, see below), queries
+ * and keys are layer-normalised without scale or bias (the authors' code,
+ * google-research/routing_transformer utils.py, normalises them and then attends with the
+ * normalised q and k; keys are not shared with queries in the encoder). Each of the k centroids μ
+ * of a routing head (routing heads × k × Dh, a buffer) takes its top-w queries and, separately, its
+ * top-w keys by dot product (balanced clusters, w = ⌈L/k⌉), in position order; the w queries of a
+ * cluster attend to its w keys. Results go back to their positions divided by (count + 1e-2), count
+ * the number of clusters that picked the query, as in the authors' scatter_cluster_items (a query
+ * no cluster picked gets 0). Padding tokens are never picked and padded key slots are masked.
  *
  * Clustering has no gradient. The centroids move only by the exponential moving average of the
  * authors' online_kmeans, over the real queries and keys nearest (by dot product) to each
