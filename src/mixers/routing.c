@@ -161,7 +161,7 @@ static int routing_check(const OptValues *opts, int D, int H, int max_len, XbErr
                  w, max_len, max_len);
         return -1;
     }
-    const int kk = k > 0 ? k : XB_MAX(1, (int)lround(sqrt((double)max_len)));
+    const int kk = routing_k(opts, max_len);
     if (lh > 0 && w > 0 && (long)kk * w < max_len) {
         snprintf(err->key, sizeof err->key, "model.mixer.window");
         snprintf(err->msg, sizeof err->msg,
