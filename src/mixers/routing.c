@@ -99,14 +99,14 @@ typedef struct RoutingState {
     int hr; /* routing heads 0 .. hr−1; heads hr .. H−1 are local */
     float decay, beta;
     int p_mu, p_sum, p_count; /* buffers: centroids and EMA sums (hr, k, Dh), EMA counts (hr, k) */
-    float *qkn;               /* (B, L, 2D) saved: normalised queries | keys */
-    float *ln_mean, *ln_rstd; /* (B, L, 2H) saved */
+    float *qkn;               /* (B, L, 2·hr·Dh) saved: routing heads' normalised q | k */
+    float *ln_mean, *ln_rstd; /* (B, L, 2·hr) saved */
     float *qg, *kg, *vg, *og; /* (B, H, k, w, Dh) saved: gathered q, k, v; attention output */
     float *lse;               /* (B, H, k, w) saved */
     float *qscale;            /* (B, H, L) saved: 1 / (picks + 1e-2) */
     int *qidx, *kidx;         /* (B, H, k, w) saved: positions each centroid picked, -1 empty */
     unsigned char *kvalid;    /* (B, H, k, w) saved: key slot holds a real key */
-    int *near;                /* (2, B, H, L) saved: nearest centroid of each query, key; -1 pad */
+    int *near;                /* (2, B, hr, L) saved: nearest centroid of each query, key; -1 pad */
 } RoutingState;
 
 /* A candidate token of one centroid: its score and position. */
@@ -203,8 +203,8 @@ static AttnShape cluster_shape(const Mixer *m, int B, int w) {
 /* Scratch of forward (which = 0) or backward (1), in the order the calls take it; NULL pointers
  * when measuring. */
 typedef struct FwdScratch {
-    float *scores; /* (2, B, H, k, L) */
-    float *best;   /* (2, B, H, L) */
+    float *scores; /* (2, B, hr, k, L) */
+    float *best;   /* (2, B, hr, L) */
     Cand *cand;    /* (threads, L) */
     int *picks;    /* (B, H, L) */
 } FwdScratch;
@@ -213,18 +213,18 @@ typedef struct BwdScratch {
     float *datt; /* (B, L, D) */
     float *dog;  /* (B, H, k, w, Dh) */
     float *dqg, *dkg, *dvg;
-    float *dqkn;         /* (B, L, 2D) */
+    float *dqkn;         /* (B, L, 2·hr·Dh) */
     float *dqkv;         /* (B, L, 3D) */
-    float *raw, *draw;   /* (B, L, 2D) */
-    double *sum, *count; /* (H, k, Dh), (H, k) */
+    float *raw, *draw;   /* (B, L, 2·hr·Dh) */
+    double *sum, *count; /* (hr, k, Dh), (hr, k) */
 } BwdScratch;
 
 static FwdScratch carve_fwd(const Mixer *m, Arena *a, int B, int L) {
     const RoutingState *st = m->state;
     FwdScratch f;
-    const size_t BHL = (size_t)B * m->H * L;
-    f.scores = arena_alloc(a, 2 * BHL * st->k * sizeof(float));
-    f.best = arena_alloc(a, 2 * BHL * sizeof(float));
+    const size_t BHL = (size_t)B * m->H * L, BHrL = (size_t)B * st->hr * L;
+    f.scores = arena_alloc(a, 2 * BHrL * st->k * sizeof(float));
+    f.best = arena_alloc(a, 2 * BHrL * sizeof(float));
     f.cand = arena_alloc(a, (size_t)omp_get_max_threads() * L * sizeof(Cand));
     f.picks = arena_alloc(a, BHL * sizeof(int));
     return f;
@@ -232,7 +232,7 @@ static FwdScratch carve_fwd(const Mixer *m, Arena *a, int B, int L) {
 
 static BwdScratch carve_bwd(const Mixer *m, Arena *a, int B, int L) {
     const RoutingState *st = m->state;
-    const int D = m->D, w = routing_w(st, L);
+    const int D = m->D, w = routing_w(st, L), Dr = st->hr * (D / m->H);
     const size_t BL = (size_t)B * L, G = (size_t)B * m->H * st->k * w * (D / m->H);
     BwdScratch b;
     b.datt = arena_floats(a, BL * D);
@@ -240,24 +240,24 @@ static BwdScratch carve_bwd(const Mixer *m, Arena *a, int B, int L) {
     b.dqg = arena_floats(a, G);
     b.dkg = arena_floats(a, G);
     b.dvg = arena_floats(a, G);
-    b.dqkn = arena_floats(a, BL * 2 * D);
+    b.dqkn = arena_floats(a, BL * 2 * Dr);
     b.dqkv = arena_floats(a, BL * 3 * D);
-    b.raw = arena_floats(a, BL * 2 * D);
-    b.draw = arena_floats(a, BL * 2 * D);
-    b.sum = arena_alloc(a, (size_t)st->k * D * sizeof(double));
-    b.count = arena_alloc(a, (size_t)m->H * st->k * sizeof(double));
+    b.raw = arena_floats(a, BL * 2 * Dr);
+    b.draw = arena_floats(a, BL * 2 * Dr);
+    b.sum = arena_alloc(a, (size_t)st->k * Dr * sizeof(double));
+    b.count = arena_alloc(a, (size_t)st->hr * st->k * sizeof(double));
     return b;
 }
 
 static void routing_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     RoutingState *st = m->state;
-    const int D = m->D, H = m->H, w = routing_w(st, L);
+    const int D = m->D, H = m->H, w = routing_w(st, L), hr = st->hr;
     const size_t BL = (size_t)B * L, S = (size_t)B * H * st->k * w, G = S * (D / H);
     st->am.qkv = arena_floats(acts, BL * 3 * D);
     st->am.att = arena_floats(acts, BL * D);
-    st->qkn = arena_floats(acts, BL * 2 * D);
-    st->ln_mean = arena_floats(acts, BL * 2 * H);
-    st->ln_rstd = arena_floats(acts, BL * 2 * H);
+    st->qkn = arena_floats(acts, BL * 2 * hr * (D / H));
+    st->ln_mean = arena_floats(acts, BL * 2 * hr);
+    st->ln_rstd = arena_floats(acts, BL * 2 * hr);
     st->qg = arena_floats(acts, G);
     st->kg = arena_floats(acts, G);
     st->vg = arena_floats(acts, G);
@@ -267,7 +267,7 @@ static void routing_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     st->qidx = arena_alloc(acts, S * sizeof(int));
     st->kidx = arena_alloc(acts, S * sizeof(int));
     st->kvalid = arena_alloc(acts, S);
-    st->near = arena_alloc(acts, 2 * BL * H * sizeof(int));
+    st->near = arena_alloc(acts, 2 * BL * hr * sizeof(int));
     /* forward and backward take their scratch in turn; the attention kernel's tiles on top */
     AttnShape sh = cluster_shape(m, B, w);
     const size_t attn = attn_scratch_floats(&sh, omp_get_max_threads()) * sizeof(float);
@@ -325,22 +325,22 @@ static int int_cmp(const void *a, const void *b) {
  * queries and keys in position order (§4.2, balanced clusters). */
 static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
     RoutingState *st = m->state;
-    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k, hr = st->hr;
+    const int H = m->H, Dh = m->D / H, B = s->B, L = s->L, k = st->k, hr = st->hr, Dr = hr * Dh;
     const float *mu = mixer_param(s, st->p_mu);
     for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L), routing heads */
         for (int b = 0; b < B; b++)
             for (int h = 0; h < hr; h++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, L, Dh, 1.0f,
                             mu + (size_t)h * k * Dh, Dh,
-                            st->qkn + (size_t)b * L * 2 * D + (size_t)t * D + (size_t)h * Dh, 2 * D,
-                            0.0f, f->scores + (((size_t)t * B + b) * H + h) * k * L, L);
+                            st->qkn + (size_t)b * L * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh,
+                            2 * Dr, 0.0f, f->scores + (((size_t)t * B + b) * hr + h) * k * L, L);
     flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)(hr * Dh));
     /* nearest centroid: argmax over c, ties to the lower index */
 #pragma omp parallel for collapse(3) schedule(static)
     for (int t = 0; t < 2; t++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < hr; h++) {
-                const size_t th = ((size_t)t * B + b) * H + h;
+                const size_t th = ((size_t)t * B + b) * hr + h;
                 const float *S = f->scores + th * k * L;
                 float *best = f->best + th * L;
                 int *near = st->near + th * L;
@@ -370,7 +370,7 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
                             for (int r = 0; r < w; r++) st->kvalid[slot + r] = idx[r] >= 0;
                         continue;
                     }
-                    const float *S = f->scores + ((((size_t)t * B + b) * H + h) * k + c) * L;
+                    const float *S = f->scores + ((((size_t)t * B + b) * hr + h) * k + c) * L;
                     Cand *cand = f->cand + (size_t)omp_get_thread_num() * L;
                     int n = 0;
                     for (int l = 0; l < L; l++)
@@ -404,7 +404,7 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
 /* β·mean over real tokens, routing heads and their channels of ‖x − μ(x)‖², queries plus keys. */
 static double commitment_loss(const Mixer *m, const MixerStep *s) {
     const RoutingState *st = m->state;
-    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k, hr = st->hr;
+    const int Dh = m->D / m->H, B = s->B, L = s->L, k = st->k, hr = st->hr, Dr = hr * Dh;
     const float *mu = mixer_param(s, st->p_mu);
     double sum = 0.0;
     size_t nreal = 0;
@@ -414,9 +414,9 @@ static double commitment_loss(const Mixer *m, const MixerStep *s) {
             nreal++;
             for (int t = 0; t < 2; t++)
                 for (int h = 0; h < hr; h++) {
-                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
+                    const int c = st->near[(((size_t)t * B + b) * hr + h) * L + l];
                     const float *x =
-                        st->qkn + ((size_t)b * L + l) * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                        st->qkn + ((size_t)b * L + l) * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh;
                     const float *u = mu + ((size_t)h * k + c) * Dh;
                     for (int d = 0; d < Dh; d++) sum += (double)(x[d] - u[d]) * (x[d] - u[d]);
                 }
@@ -424,19 +424,25 @@ static double commitment_loss(const Mixer *m, const MixerStep *s) {
     return nreal ? st->beta * sum / ((double)nreal * hr * Dh) : 0.0;
 }
 
+/* dst (BL, 2·Dr) = the routing heads' queries | keys of qkv (BL, 3D): Dr = hr·Dh columns each. */
+static void copy_routing_qk(float *dst, const float *qkv, int BL, int D, int Dr) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < BL; r++)
+        for (int t = 0; t < 2; t++)
+            memcpy(dst + (size_t)r * 2 * Dr + (size_t)t * Dr,
+                   qkv + (size_t)r * 3 * D + (size_t)t * D, (size_t)Dr * sizeof(float));
+}
+
 static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     RoutingState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
-    const int w = routing_w(st, L), kw = k * w;
+    const int w = routing_w(st, L), kw = k * w, Dr = st->hr * Dh;
     linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
                    3 * D);
-    /* LayerNorm without scale or bias on each head's query and key (§4.2) */
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < BL; r++)
-        memcpy(st->qkn + (size_t)r * 2 * D, am->qkv + (size_t)r * 3 * D,
-               2 * (size_t)D * sizeof(float));
-    layernorm_forward(st->qkn, st->ln_mean, st->ln_rstd, st->qkn, NULL, NULL, BL * 2 * H, Dh);
+    /* LayerNorm without scale or bias on each routing head's query and key (§4.2) */
+    copy_routing_qk(st->qkn, am->qkv, BL, D, Dr);
+    layernorm_forward(st->qkn, st->ln_mean, st->ln_rstd, st->qkn, NULL, NULL, BL * 2 * st->hr, Dh);
     const size_t mark = arena_mark(s->scratch);
     if (!s->frozen) {
         FwdScratch f = carve_fwd(m, s->scratch, B, L);
@@ -447,11 +453,12 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
         for (int h = 0; h < H; h++) {
             const size_t g = ((size_t)b * H + h) * kw;
             /* normalised q and k in a routing head, the raw ones in a local head */
+            const int routed = h < st->hr;
             const float *qk =
-                h < st->hr ? st->qkn + (size_t)b * L * 2 * D : am->qkv + (size_t)b * L * 3 * D;
-            const int ld = h < st->hr ? 2 * D : 3 * D;
+                routed ? st->qkn + (size_t)b * L * 2 * Dr : am->qkv + (size_t)b * L * 3 * D;
+            const int ld = routed ? 2 * Dr : 3 * D, koff = routed ? Dr : D;
             gather_rows(st->qg + g * Dh, Dh, qk + (size_t)h * Dh, ld, st->qidx + g, kw, Dh);
-            gather_rows(st->kg + g * Dh, Dh, qk + D + (size_t)h * Dh, ld, st->kidx + g, kw, Dh);
+            gather_rows(st->kg + g * Dh, Dh, qk + koff + (size_t)h * Dh, ld, st->kidx + g, kw, Dh);
             gather_rows(st->vg + g * Dh, Dh,
                         am->qkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
                         st->kidx + g, kw, Dh);
@@ -481,29 +488,29 @@ static void routing_forward(Mixer *m, const MixerStep *s, float *y, const float 
  * last forward, each counted for its nearest centroid. One head per task, tokens in order. */
 static void ema_update(Mixer *m, const MixerStep *s, const BwdScratch *bs) {
     RoutingState *st = m->state;
-    const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, k = st->k;
+    const int Dh = m->D / m->H, B = s->B, L = s->L, k = st->k, hr = st->hr, Dr = hr * Dh;
     /* buffers live in the parameter buffer, which the step hands out read-only for the others */
     float *mu = (float *)mixer_param(s, st->p_mu);
     float *esum = (float *)mixer_param(s, st->p_sum);
     float *ecount = (float *)mixer_param(s, st->p_count);
     const float lam = st->decay;
     double *cnt = bs->count;
-    for (int h = 0; h < st->hr; h++) {
-        double *sum = bs->sum + (size_t)h * k * Dh; /* tokens of head h (sized k·D for H heads) */
+    for (int h = 0; h < hr; h++) {
+        double *sum = bs->sum + (size_t)h * k * Dh; /* tokens of head h */
         double *n = cnt + (size_t)h * k;
         memset(sum, 0, (size_t)k * Dh * sizeof *sum);
         memset(n, 0, (size_t)k * sizeof *n);
     }
 #pragma omp parallel for schedule(static)
-    for (int h = 0; h < st->hr; h++) {
+    for (int h = 0; h < hr; h++) {
         double *sum = bs->sum + (size_t)h * k * Dh, *n = cnt + (size_t)h * k;
         for (int t = 0; t < 2; t++)
             for (int b = 0; b < B; b++)
                 for (int l = 0; l < L; l++) {
-                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
+                    const int c = st->near[(((size_t)t * B + b) * hr + h) * L + l];
                     if (c < 0) continue;
                     const float *x =
-                        st->qkn + ((size_t)b * L + l) * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                        st->qkn + ((size_t)b * L + l) * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh;
                     n[c] += 1.0;
                     for (int d = 0; d < Dh; d++) sum[(size_t)c * Dh + d] += x[d];
                 }
@@ -531,7 +538,7 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     RoutingState *st = m->state;
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, L = s->L, BL = B * L, k = st->k;
-    const int w = routing_w(st, L), kw = k * w;
+    const int w = routing_w(st, L), kw = k * w, hr = st->hr, Dr = hr * Dh;
     const size_t mark = arena_mark(s->scratch);
     BwdScratch bs = carve_bwd(m, s->scratch, B, L);
     linear_backward(bs.datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
@@ -559,42 +566,41 @@ static void routing_backward(Mixer *m, const MixerStep *s, float *dx, const floa
         for (int h = 0; h < H; h++) {
             const size_t g = ((size_t)b * H + h) * kw;
             /* a routing head's q, k go back through the LayerNorm; a local head's straight */
-            const int ld = h < st->hr ? 2 * D : 3 * D;
-            float *dq = (h < st->hr ? bs.dqkn : bs.dqkv) + (size_t)b * L * ld + (size_t)h * Dh;
+            const int routed = h < hr, ld = routed ? 2 * Dr : 3 * D, koff = routed ? Dr : D;
+            float *dq = (routed ? bs.dqkn : bs.dqkv) + (size_t)b * L * ld + (size_t)h * Dh;
             scatter_add_rows(dq, ld, bs.dqg + g * Dh, Dh, st->qidx + g, kw, Dh, 0);
-            scatter_add_rows(dq + D, ld, bs.dkg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
+            scatter_add_rows(dq + koff, ld, bs.dkg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
             scatter_add_rows(bs.dqkv + (size_t)b * L * 3 * D + 2 * D + (size_t)h * Dh, 3 * D,
                              bs.dvg + g * Dh, Dh, st->kidx + g, kw, Dh, 0);
         }
     if (s->aux_loss) { /* d/dx β·mean‖x − sg(μ(x))‖² = 2β(x − μ(x)) / (n_real·hr·Dh) */
         size_t nreal = 0;
         for (int r = 0; r < BL; r++) nreal += is_real(s, r / L, r % L);
-        const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * st->hr * Dh) : 0.0f;
+        const float g = nreal ? 2.0f * st->beta / (float)((double)nreal * hr * Dh) : 0.0f;
         const float *mu = mixer_param(s, st->p_mu);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
             const int b = r / L, l = r % L;
             if (!is_real(s, b, l)) continue;
             for (int t = 0; t < 2; t++)
-                for (int h = 0; h < st->hr; h++) {
-                    const int c = st->near[(((size_t)t * B + b) * H + h) * L + l];
-                    const size_t o = (size_t)r * 2 * D + (size_t)t * D + (size_t)h * Dh;
+                for (int h = 0; h < hr; h++) {
+                    const int c = st->near[(((size_t)t * B + b) * hr + h) * L + l];
+                    const size_t o = (size_t)r * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh;
                     const float *u = mu + ((size_t)h * k + c) * Dh;
                     for (int d = 0; d < Dh; d++) bs.dqkn[o + d] += g * (st->qkn[o + d] - u[d]);
                 }
         }
     }
-    /* through the LayerNorm, on a contiguous copy of the raw queries and keys */
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < BL; r++)
-        memcpy(bs.raw + (size_t)r * 2 * D, am->qkv + (size_t)r * 3 * D,
-               2 * (size_t)D * sizeof(float));
+    /* through the LayerNorm, on a contiguous copy of the routing heads' raw queries and keys */
+    copy_routing_qk(bs.raw, am->qkv, BL, D, Dr);
     layernorm_backward(bs.draw, NULL, NULL, bs.dqkn, bs.raw, NULL, st->ln_mean, st->ln_rstd,
-                       BL * 2 * H, Dh);
+                       BL * 2 * hr, Dh);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
-        for (int c = 0; c < 2 * D; c++)
-            bs.dqkv[(size_t)r * 3 * D + c] += bs.draw[(size_t)r * 2 * D + c];
+        for (int t = 0; t < 2; t++)
+            for (int c = 0; c < Dr; c++)
+                bs.dqkv[(size_t)r * 3 * D + (size_t)t * D + c] +=
+                    bs.draw[(size_t)r * 2 * Dr + (size_t)t * Dr + c];
     linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), bs.dqkv, x,
                     mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     /* once per training step, after the gradients: the centroids' EMA step */
