@@ -1,0 +1,443 @@
+/* The learnable patterns: reformer, sinkhorn, routing. */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flops.h"
+#include "core/rng.h"
+#include "core/xassert.h"
+#include "gradcheck.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "mixer_harness.h"
+#include "mixers/attn_mixer.h"
+
+/* Reformer with one bucket and chunks in reach of each other is dense attention with shared QK
+ * (keys are the queries normalised); with its self mask off, exactly that. The reference is
+ * computed here from the mechanism's own projections, with the materialised attention. */
+static int all_keys(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)i0, (void)bq;
+    lo[0] = 0, hi[0] = s->Lk;
+    return 1;
+}
+static void no_self(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                    int ld) {
+    (void)s, (void)b, (void)h;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) bias[(size_t)r * ld + c] = i0 + r == j0 + c ? -INFINITY : 0.0f;
+}
+
+static void check_reformer_dense(const char *opts, int self_mask, int B, int L, int D, int H) {
+    const int pad[2] = {0, 3};
+    Inst t;
+    inst_init(&t, "reformer", opts, B, L, D, H, B == 2 ? pad : NULL, 9);
+    inst_forward(&t);
+    const int Dh = D / H, BL = B * L;
+    const int iqv = params_find(&t.pt, "blocks.0.mixer.qv.weight");
+    const int iqb = params_find(&t.pt, "blocks.0.mixer.qv.bias");
+    const int io = params_find(&t.pt, "blocks.0.mixer.out.weight");
+    const int ib = params_find(&t.pt, "blocks.0.mixer.out.bias");
+    ck_assert(iqv >= 0 && io >= 0);
+    float *qv = malloc((size_t)BL * 2 * D * sizeof(float)),
+          *k = malloc((size_t)BL * D * sizeof(float));
+    float *o = malloc((size_t)BL * D * sizeof(float)), *y = malloc((size_t)BL * D * sizeof(float));
+    float *lse = malloc((size_t)B * H * L * sizeof(float));
+    linear_forward(qv, t.x, t.params + t.pt.info[iqv].offset,
+                   iqb >= 0 ? t.params + t.pt.info[iqb].offset : NULL, BL, D, 2 * D);
+    for (int r = 0; r < BL; r++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qv + (size_t)r * 2 * D + h * Dh;
+            double n2 = 0;
+            for (int d = 0; d < Dh; d++) n2 += (double)q[d] * q[d];
+            for (int d = 0; d < Dh; d++) k[(size_t)r * D + h * Dh + d] = q[d] / (float)sqrt(n2);
+        }
+    AttnShape sh = attn_shape(B, H, L, L, Dh, 2 * D, D, 2 * D, D);
+    const AttnPattern diag = {.bq = L, .max_ranges = 1, .ranges = all_keys, .mask = no_self};
+    if (self_mask) sh.pattern = &diag; /* exp(−1e5) is 0 in float when another key is visible */
+    attn_forward_naive(o, lse, qv, k, qv + D, t.mask, &sh);
+    linear_forward(y, o, t.params + t.pt.info[io].offset,
+                   ib >= 0 ? t.params + t.pt.info[ib].offset : NULL, BL, D, D);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)BL * D; i++)
+        worst = fmax(worst, fabs((double)t.y[i] - y[i]) / (1 + fabs((double)y[i])));
+    ck_assert_msg(worst < 1e-5, "reformer(%s) differs from dense shared-QK attention by %g", opts,
+                  worst);
+    free(qv), free(k), free(o), free(y), free(lse);
+    inst_free(&t);
+}
+
+START_TEST(test_reformer_with_one_bucket_equals_dense_shared_qk_attention) {
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false", 0, 2, 13, 8, 2); /* one chunk */
+    check_reformer_dense("buckets=1,chunk=16,self_mask=false,hashes=3", 0, 2, 13, 8,
+                         2); /* rounds */
+    check_reformer_dense("buckets=1,chunk=7,self_mask=false", 0, 2, 13, 8,
+                         2); /* two chunks, wrap */
+    check_reformer_dense("buckets=1,chunk=150,self_mask=false", 0, 1, 300, 8, 2); /* key tiles */
+    check_reformer_dense("buckets=1,chunk=7", 1, 2, 13, 8, 2); /* the self logit hides the token */
+    check_reformer_dense("buckets=1,chunk=16,hashes=2", 1, 2, 13, 8, 2);
+}
+END_TEST
+
+/* One block: the 1×1 Sinkhorn matrix is 1 whatever the sort net says, the sorted block is the block
+ * itself, and attending to every key twice is full attention. SortCut of that block likewise. */
+START_TEST(test_sinkhorn_with_one_block_equals_full) {
+    check_equals_full("sinkhorn", "block=13", NULL, 1, 13, 8, 2, 1e-5);
+    check_equals_full("sinkhorn", "block=13,sort_net=mlp,temperature=0.3", NULL, 1, 13, 8, 2, 1e-5);
+    check_equals_full("sinkhorn", "block=13,sortcut=1", NULL, 1, 13, 8, 2, 1e-5);
+}
+END_TEST
+
+/* ---- routing ---- */
+
+/* Routing heads attend with the layer-normalised queries and keys (the authors' code), so their
+ * degenerate case is dense attention on those, not `full`: q̂, k̂ = LayerNorm without scale or
+ * bias per head, computed here with the naive kernel, and divided by one pick + 1e-2. The last
+ * `local` heads, whose one block is then the whole sequence, attend with the raw q and k. */
+static void routing_reference(float *y, const Inst *t, int local) {
+    const int B = t->B, L = t->L, D = t->D, H = t->H, Dh = D / H, BL = B * L;
+    const ParamTable *pt = &t->pt;
+    const float *wqkv = t->params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset;
+    const int ib = params_find(pt, "blocks.0.mixer.qkv.bias");
+    const float *wo = t->params + pt->info[params_find(pt, "blocks.0.mixer.out.weight")].offset;
+    const int ob = params_find(pt, "blocks.0.mixer.out.bias");
+    float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
+    float *qk = malloc((size_t)BL * 2 * D * sizeof(float));
+    const int hr = H - local;
+    float *mean = malloc((size_t)BL * 2 * H * sizeof(float)),
+          *rstd = malloc((size_t)BL * 2 * H * sizeof(float));
+    float *o = malloc((size_t)BL * D * sizeof(float)),
+          *lse = malloc((size_t)B * H * L * sizeof(float));
+    linear_forward(qkv, t->x, wqkv, ib < 0 ? NULL : t->params + pt->info[ib].offset, BL, D, 3 * D);
+    for (int r = 0; r < BL; r++)
+        memcpy(qk + (size_t)r * 2 * D, qkv + (size_t)r * 3 * D, 2 * D * sizeof(float));
+    layernorm_forward(qk, mean, rstd, qk, NULL, NULL, BL * 2 * H, Dh);
+    for (int r = 0; r < BL; r++)
+        for (int u = 0; u < 2; u++) /* routing heads' q̂ and k̂ */
+            memcpy(qkv + (size_t)r * 3 * D + u * D, qk + (size_t)r * 2 * D + u * D,
+                   (size_t)hr * Dh * sizeof(float));
+    AttnShape s = attn_shape(B, H, L, L, Dh, 3 * D, 3 * D, 3 * D, D);
+    attn_forward_naive(o, lse, qkv, qkv + D, qkv + 2 * D, t->mask, &s);
+    for (int r = 0; r < BL; r++) /* one pick: count + 1e-2, in routing heads */
+        for (int i = 0; i < hr * Dh; i++) o[(size_t)r * D + i] /= 1.0f + 1e-2f;
+    linear_forward(y, o, wo, ob < 0 ? NULL : t->params + pt->info[ob].offset, BL, D, D);
+    free(qkv), free(qk), free(mean), free(rstd), free(o), free(lse);
+}
+
+START_TEST(test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk) {
+    const int pad[2] = {0, 4};
+    const char *opts[3] = {"clusters=1,local_heads=0",
+                           "clusters=1,window=13,bias=true,local_heads=0",
+                           "clusters=1"}; /* the last: one routing head and one local head */
+    for (int v = 0; v < 3; v++) {
+        Inst t;
+        inst_init(&t, "routing", opts[v], 2, 13, 8, 2, pad, 9);
+        inst_forward(&t);
+        float *ref = malloc((size_t)2 * 13 * 8 * sizeof(float));
+        routing_reference(ref, &t, v == 2);
+        for (int r = 0; r < 2 * 13; r++)
+            if (t.mask[r]) /* padding queries are never picked: their rows are the bias alone */
+                for (int d = 0; d < 8; d++) {
+                    const float a = t.y[r * 8 + d], b = ref[r * 8 + d];
+                    ck_assert_msg(fabsf(a - b) <= 1e-5f * (1 + fabsf(b)), "%s: row %d: %g vs %g",
+                                  opts[v], r, a, b);
+                }
+        free(ref);
+        inst_free(&t);
+    }
+}
+END_TEST
+
+/* Normalised queries (t = 0) or keys (1) of row r, head h, as the reference computes them. */
+static void routing_normalised(float *out, const Inst *t) {
+    const int BL = t->B * t->L, D = t->D;
+    const ParamTable *pt = &t->pt;
+    const int ib = params_find(pt, "blocks.0.mixer.qkv.bias");
+    float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
+    float *mean = malloc((size_t)BL * 2 * t->H * sizeof(float)),
+          *rstd = malloc((size_t)BL * 2 * t->H * sizeof(float));
+    linear_forward(qkv, t->x,
+                   t->params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset,
+                   ib < 0 ? NULL : t->params + pt->info[ib].offset, BL, D, 3 * D);
+    for (int r = 0; r < BL; r++)
+        memcpy(out + (size_t)r * 2 * D, qkv + (size_t)r * 3 * D, 2 * D * sizeof(float));
+    layernorm_forward(out, mean, rstd, out, NULL, NULL, BL * 2 * t->H, D / t->H);
+    free(qkv), free(mean), free(rstd);
+}
+
+START_TEST(test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training) {
+    const int B = 2, L = 16, D = 8, H = 2, Dh = D / H, k = 4, pad[2] = {0, 5};
+    const float lam = 0.9f;
+    Inst t;
+    inst_init(&t, "routing", "decay=0.9,local_heads=0", B, L, D, H, pad, 12);
+    const ParamTable *pt = &t.pt;
+    const ParamInfo *pm = &pt->info[params_find(pt, "blocks.0.mixer.centroids")];
+    const ParamInfo *ps = &pt->info[params_find(pt, "blocks.0.mixer.ema_sum")];
+    const ParamInfo *pc = &pt->info[params_find(pt, "blocks.0.mixer.ema_count")];
+    ck_assert(pm->buffer && ps->buffer && pc->buffer);
+    ck_assert_int_eq((int)pm->size, H * k * Dh);
+    float *mu = t.params + pm->offset, *sum = t.params + ps->offset, *cnt = t.params + pc->offset;
+    float mu0[H * k * Dh], sum0[H * k * Dh], cnt0[H * k];
+    memcpy(mu0, mu, sizeof mu0), memcpy(sum0, sum, sizeof sum0), memcpy(cnt0, cnt, sizeof cnt0);
+    /* expected: each real query and key counts for its nearest centroid by dot product */
+    float *qk = malloc((size_t)B * L * 2 * D * sizeof(float));
+    routing_normalised(qk, &t);
+    double n[H][k], s[H][k][Dh];
+    memset(n, 0, sizeof n), memset(s, 0, sizeof s);
+    for (int r = 0; r < B * L; r++) {
+        if (!t.mask[r]) continue;
+        for (int tt = 0; tt < 2; tt++)
+            for (int h = 0; h < H; h++) {
+                const float *x = qk + (size_t)r * 2 * D + tt * D + h * Dh;
+                int best = 0;
+                double bv = -INFINITY;
+                for (int c = 0; c < k; c++) {
+                    double dot = 0;
+                    for (int d = 0; d < Dh; d++) dot += (double)x[d] * mu0[(h * k + c) * Dh + d];
+                    if (dot > bv) bv = dot, best = c;
+                }
+                n[h][best] += 1;
+                for (int d = 0; d < Dh; d++) s[h][best][d] += x[d];
+            }
+    }
+    inst_forward(&t);
+    inst_backward(&t); /* training, not frozen: one EMA step */
+    for (int h = 0; h < H; h++) {
+        double total = 0, ec[k];
+        for (int c = 0; c < k; c++) total += ec[c] = lam * cnt0[h * k + c] + (1 - lam) * n[h][c];
+        for (int c = 0; c < k; c++) {
+            ck_assert_msg(fabs(cnt[h * k + c] - ec[c]) <= 1e-5 * (1 + ec[c]), "count %d %d", h, c);
+            const double sm = (ec[c] + 1e-5) / (total + k * 1e-5) * total;
+            double before = 0, after = 0;
+            for (int d = 0; d < Dh; d++) {
+                const int i = (h * k + c) * Dh + d;
+                const double es = lam * sum0[i] + (1 - lam) * s[h][c][d];
+                ck_assert_msg(fabs(sum[i] - es) <= 1e-5 * (1 + fabs(es)), "sum %d %d %d", h, c, d);
+                ck_assert_msg(fabs(mu[i] - es / sm) <= 1e-4 * (1 + fabs(es / sm)),
+                              "centroid %d %d %d: %g vs %g", h, c, d, mu[i], es / sm);
+                if (n[h][c] > 0) {
+                    const double m = s[h][c][d] / n[h][c];
+                    before += (mu0[i] - m) * (mu0[i] - m), after += (mu[i] - m) * (mu[i] - m);
+                }
+            }
+            if (n[h][c] > 0)
+                ck_assert_msg(after < before, "centroid %d %d did not move closer", h, c);
+        }
+    }
+    /* evaluation, and frozen training steps, leave the buffers alone */
+    const size_t nb = pt->total * sizeof(float);
+    float *snap = malloc(nb);
+    memcpy(snap, t.params, nb);
+    for (int mode = 0; mode < 2; mode++) {
+        MixerStep st = step_of(&t);
+        st.training = mode == 0 ? 0 : 1;
+        st.frozen = mode == 0 ? 0 : 1;
+        arena_reset(&t.scratch);
+        t.m.spec->ops->forward(&t.m, &st, t.y, t.x);
+        arena_reset(&t.scratch);
+        t.m.spec->ops->backward(&t.m, &st, t.dx, t.dy, t.x);
+        ck_assert_int_eq(memcmp(snap, t.params, nb), 0);
+    }
+    free(snap);
+    free(qk);
+    inst_free(&t);
+}
+END_TEST
+
+/* The commitment loss of forward, for gradcheck (out[0]). */
+static float g_aux_out;
+static void routing_aux_forward(void *p) {
+    Inst *t = p;
+    MixerStep s = step_of(t);
+    double aux = 0;
+    s.aux_loss = &aux;
+    arena_reset(&t->scratch);
+    t->m.spec->ops->forward(&t->m, &s, t->y, t->x);
+    g_aux_out = (float)aux;
+}
+
+START_TEST(test_routing_commitment_loss_gradient_matches_finite_differences) {
+    const int B = 2, L = 12, D = 8, H = 2, pad[2] = {0, 3};
+    Inst t;
+    inst_init(&t, "routing", "commitment=1,bias=true", B, L, D, H, pad, 21);
+    routing_aux_forward(&t); /* routes; the checks below keep these clusters */
+    ck_assert(g_aux_out > 0);
+    t.frozen = 1;
+    routing_aux_forward(&t);
+    MixerStep s = step_of(&t);
+    double aux = 0;
+    s.aux_loss = &aux;
+    const size_t n = (size_t)B * L * D;
+    memset(t.dy, 0, n * sizeof(float)); /* only the commitment term */
+    memset(t.dx, 0, n * sizeof(float));
+    memset(t.grads, 0, t.pt.total * sizeof(float));
+    arena_reset(&t.scratch);
+    t.m.spec->ops->backward(&t.m, &s, t.dx, t.dy, t.x);
+    const float one = 1.0f;
+    GcResult r;
+    GC_ASSERT(gradcheck(routing_aux_forward, &t, t.x, n, t.dx, &g_aux_out, 1, &one, 1e-2f, 1e-4,
+                        2e-2, 200, &r),
+              "routing commitment dx", &r);
+    const char *names[2] = {"blocks.0.mixer.qkv.weight", "blocks.0.mixer.qkv.bias"};
+    for (int i = 0; i < 2; i++) {
+        const ParamInfo *p = &t.pt.info[params_find(&t.pt, names[i])];
+        GC_ASSERT(gradcheck(routing_aux_forward, &t, t.params + p->offset, p->size,
+                            t.grads + p->offset, &g_aux_out, 1, &one, 1e-2f, 1e-4, 2e-2, 80, &r),
+                  names[i], &r);
+    }
+    inst_free(&t);
+}
+END_TEST
+
+START_TEST(test_routing_padding_cannot_change_the_clusters_of_real_tokens) {
+    /* unlike the generic check, routing is recomputed after the padding changes */
+    const int B = 2, L = 20, D = 8, H = 2, pad[2] = {3, 7};
+    Inst t;
+    inst_init(&t, "routing", "clusters=4", B, L, D, H, pad, 17);
+    inst_forward(&t);
+    const size_t n = (size_t)B * L * D;
+    float *y0 = malloc(n * sizeof(float));
+    memcpy(y0, t.y, n * sizeof(float));
+    for (int r = 0; r < B * L; r++)
+        if (!t.mask[r])
+            for (int d = 0; d < D; d++) t.x[r * D + d] = 5.0f * t.x[r * D + d] + 3.0f;
+    inst_forward(&t);
+    for (int r = 0; r < B * L; r++)
+        if (t.mask[r])
+            for (int d = 0; d < D; d++)
+                ck_assert_msg(fabsf(t.y[r * D + d] - y0[r * D + d]) <=
+                                  1e-5f * (1 + fabsf(y0[r * D + d])),
+                              "padding changed row %d", r);
+    free(y0);
+    inst_free(&t);
+}
+END_TEST
+
+START_TEST(test_routing_same_bits_for_any_thread_count) {
+    const int B = 2, L = 100, D = 8, H = 2, pad[2] = {0, 17};
+    const int nt[2] = {1, XB_MAX(2, omp_get_max_threads())};
+    const int saved = omp_get_max_threads();
+    Inst t[2];
+    for (int v = 0; v < 2; v++) {
+        omp_set_num_threads(nt[v]); /* before the plan: scratch is sized per thread */
+        inst_init(&t[v], "routing", NULL, B, L, D, H, pad, 4);
+        inst_forward(&t[v]);
+        inst_backward(&t[v]); /* gradients and the EMA step */
+        inst_forward(&t[v]);
+        omp_set_num_threads(saved);
+    }
+    const size_t n = (size_t)B * L * D;
+    ck_assert_int_eq(memcmp(t[0].y, t[1].y, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].dx, t[1].dx, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].grads, t[1].grads, t[0].pt.total * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].params, t[1].params, t[0].pt.total * sizeof(float)), 0);
+    inst_free(&t[0]);
+    inst_free(&t[1]);
+}
+END_TEST
+
+START_TEST(test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len) {
+    const MixerSpec *spec = mixer_get(mixer_find("routing"));
+    /* more clusters or a longer window than max_len; no routing head left; local blocks that
+     * leave positions uncovered (3 clusters of 3 < 10) */
+    const char *bad[4] = {"clusters=11", "window=11", "local_heads=2", "clusters=3,window=3"};
+    const char *key[4] = {"model.mixer.clusters", "model.mixer.window", "model.mixer.local_heads",
+                          "model.mixer.window"};
+    for (int v = 0; v < 4; v++) {
+        OptValues o;
+        set_opts(&o, spec, bad[v]);
+        XbError err;
+        xb_error_clear(&err);
+        ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), -1);
+        ck_assert_str_eq(err.key, key[v]);
+        ck_assert_ptr_nonnull(strstr(err.msg, "valid"));
+    }
+    OptValues o;
+    set_opts(&o, spec, "clusters=10,window=10");
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), 0);
+    set_opts(&o, spec, "clusters=3,window=3,local_heads=0"); /* no local blocks to cover L */
+    ck_assert_int_eq(spec->ops->check(&o, 8, 2, 10, &err), 0);
+}
+END_TEST
+
+/* A local head attends, with its raw query and key, to the real positions of its block of w =
+ * ceil(L / clusters) positions, and to nothing else; its output is not divided by a pick count.
+ * The routing head's channels are cut off at the output projection, so y is the local head's. */
+START_TEST(test_routing_local_heads_attend_within_blocks_of_the_window) {
+    const int B = 2, L = 13, D = 8, H = 2, Dh = D / H, w = 5, pad[2] = {0, 4}; /* 3 clusters */
+    Inst t;
+    inst_init(&t, "routing", "clusters=3,local_heads=1,bias=true", B, L, D, H, pad, 31);
+    const ParamTable *pt = &t.pt;
+    ck_assert_int_eq((int)pt->info[params_find(pt, "blocks.0.mixer.centroids")].size, 1 * 3 * Dh);
+    float *wo = t.params + pt->info[params_find(pt, "blocks.0.mixer.out.weight")].offset;
+    const float *bo = t.params + pt->info[params_find(pt, "blocks.0.mixer.out.bias")].offset;
+    for (int o = 0; o < D; o++) /* (out, in): drop the routing head's inputs 0 .. Dh − 1 */
+        for (int i = 0; i < Dh; i++) wo[o * D + i] = 0.0f;
+    inst_forward(&t);
+    float *qkv = malloc((size_t)B * L * 3 * D * sizeof(float));
+    linear_forward(
+        qkv, t.x, t.params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset,
+        t.params + pt->info[params_find(pt, "blocks.0.mixer.qkv.bias")].offset, B * L, D, 3 * D);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++) {
+            if (!t.mask[b * L + i]) continue;
+            const float *q = qkv + ((size_t)b * L + i) * 3 * D + Dh; /* head 1 */
+            double p[5], z = 0, mx = -INFINITY, o[4] = {0, 0, 0, 0};
+            const int j0 = i / w * w;
+            for (int j = j0; j < j0 + w; j++) {
+                p[j - j0] = -INFINITY;
+                if (j >= L || !t.mask[b * L + j]) continue;
+                const float *k = qkv + ((size_t)b * L + j) * 3 * D + D + Dh;
+                double dot = 0;
+                for (int d = 0; d < Dh; d++) dot += (double)q[d] * k[d];
+                p[j - j0] = dot / sqrt((double)Dh);
+                mx = fmax(mx, p[j - j0]);
+            }
+            for (int j = j0; j < j0 + w; j++) {
+                if (p[j - j0] == -INFINITY) continue;
+                const double e = exp(p[j - j0] - mx);
+                z += e;
+                for (int d = 0; d < Dh; d++)
+                    o[d] += e * qkv[((size_t)b * L + j) * 3 * D + 2 * D + Dh + d];
+            }
+            for (int c = 0; c < D; c++) {
+                double ref = bo[c];
+                for (int d = 0; d < Dh; d++) ref += wo[c * D + Dh + d] * o[d] / z;
+                const float a = t.y[((size_t)b * L + i) * D + c];
+                ck_assert_msg(fabs(a - ref) <= 1e-5 * (1 + fabs(ref)),
+                              "b %d row %d col %d: %g vs %g", b, i, c, a, ref);
+            }
+        }
+    free(qkv);
+    inst_free(&t);
+}
+END_TEST
+
+static Suite *mixers_learned_suite(void) {
+    Suite *s = suite_create("mixers_learned");
+    TCase *tc = tcase_create("all");
+    tcase_add_test(tc, test_reformer_with_one_bucket_equals_dense_shared_qk_attention);
+    tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
+    tcase_add_test(
+        tc, test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk);
+    tcase_add_test(tc, test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training);
+    tcase_add_test(tc, test_routing_commitment_loss_gradient_matches_finite_differences);
+    tcase_add_test(tc, test_routing_padding_cannot_change_the_clusters_of_real_tokens);
+    tcase_add_test(tc, test_routing_same_bits_for_any_thread_count);
+    tcase_add_test(tc, test_routing_check_rejects_more_clusters_or_a_longer_window_than_max_len);
+    tcase_add_test(tc, test_routing_local_heads_attend_within_blocks_of_the_window);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(mixers_learned_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
