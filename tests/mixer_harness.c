@@ -156,21 +156,15 @@ void check_mechanism(const char *name, const char *opts, int B, int L, int D, in
     snprintf(what, sizeof what, "%s(%s) dx", name, opts ? opts : "");
     t.frozen = 1; /* discrete choices stay those of the forward the backward used */
     int okx = gradcheck(inst_forward, &t, t.x, n, t.dx, t.y, n, t.dy, 1e-2f, 3e-3, 2e-2, 150, &r);
-    if (!okx) /* a ReLU kink within h (see below) */
-        okx = gradcheck(inst_forward, &t, t.x, n, t.dx, t.y, n, t.dy, 2e-3f, 3e-3, 2e-2, 150, &r);
     GC_ASSERT(okx, what, &r);
     for (int i = 0; i < t.pt.n; i++) {
         const ParamInfo *p = &t.pt.info[i];
         if (p->buffer) continue; /* state without a gradient */
         snprintf(what, sizeof what, "%s(%s) %s", name, opts ? opts : "", p->name);
-        /* h = 1e-2 first; a tensor that feeds a LayerNorm or a ReLU everywhere (ISAB's
-         * inducing points) can be too curved for it, so a failure is retried once at 2e-3: a
-         * wrong gradient fails both */
+        /* one step, no retry: the stencil's O(h⁴) error covers curved maps (ISAB's LayerNorms),
+         * and with `frozen` a ReLU keeps its active set, so no kink lies within reach */
         int ok = gradcheck(inst_forward, &t, t.params + p->offset, p->size, t.grads + p->offset,
                            t.y, n, t.dy, 1e-2f, 3e-3, 2e-2, 60, &r);
-        if (!ok)
-            ok = gradcheck(inst_forward, &t, t.params + p->offset, p->size, t.grads + p->offset,
-                           t.y, n, t.dy, 2e-3f, 3e-3, 2e-2, 60, &r);
         GC_ASSERT(ok, what, &r);
     }
     /* padding positions cannot reach real ones */

@@ -36,3 +36,17 @@ void relu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
+
+void relu_forward_set(float *out, unsigned char *active, const float *inp, size_t n, int frozen) {
+    if (!frozen) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) active[i] = inp[i] > 0.0f;
+    }
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = active[i] ? inp[i] : 0.0f;
+}
+
+void relu_backward_set(float *dinp, const unsigned char *active, const float *dout, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] += active[i] ? dout[i] : 0.0f;
+}

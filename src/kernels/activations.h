@@ -13,5 +13,11 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp += [inp > 0]·dout. */
 void relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* ReLU on an active set: unless `frozen`, active[i] = inp[i] > 0 first; then out[i] = active[i] ?
+ * inp[i] : 0. Frozen (MixerStep.frozen), the set of the previous call is kept, so the map is
+ * linear around the point a gradient check perturbs and no kink lies between its evaluations. */
+void relu_forward_set(float *out, unsigned char *active, const float *inp, size_t n, int frozen);
+/* dinp += active[i]·dout[i]. */
+void relu_backward_set(float *dinp, const unsigned char *active, const float *dout, size_t n);
 
 #endif

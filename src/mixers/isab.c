@@ -40,6 +40,7 @@ typedef struct IsabState {
     float *ib;                             /* I per batch row */
     float *hpre, *h0, *mean0, *rstd0;      /* I + attention; LN0 */
     float *fpre, *h2, *hi, *mean1, *rstd1; /* rFF pre-activation; H0 + rFF; H = LN1 */
+    unsigned char *act;                    /* (B·m, D) the ReLU's active set */
 } IsabState;
 
 static void isab_create(Mixer *m, ParamTable *pt) {
@@ -79,6 +80,7 @@ static void isab_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     st->mean0 = arena_floats(acts, Bm);
     st->rstd0 = arena_floats(acts, Bm);
     st->fpre = arena_floats(acts, Bm * D);
+    st->act = arena_alloc(acts, Bm * D);
     st->h2 = arena_floats(acts, Bm * D);
     st->hi = arena_floats(acts, Bm * D);
     st->mean1 = arena_floats(acts, Bm);
@@ -101,7 +103,7 @@ static void isab_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     layernorm_forward(st->h0, st->mean0, st->rstd0, st->hpre, mixer_param(s, st->p_ln0w),
                       mixer_param(s, st->p_ln0b), Bm, D);
     linear_forward(st->fpre, st->h0, mixer_param(s, st->p_fw), mixer_param(s, st->p_fb), Bm, D, D);
-    relu_forward(st->h2, st->fpre, n);
+    relu_forward_set(st->h2, st->act, st->fpre, n, s->frozen);
     for (size_t k = 0; k < n; k++) st->h2[k] += st->h0[k];
     layernorm_forward(st->hi, st->mean1, st->rstd1, st->h2, mixer_param(s, st->p_ln1w),
                       mixer_param(s, st->p_ln1b), Bm, D);
@@ -130,7 +132,7 @@ static void isab_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     /* H = LN1(H0 + ReLU(H0·W + b)), H0 = LN0(I + attention) */
     layernorm_backward(dh2, mixer_grad(s, st->p_ln1w), mixer_grad(s, st->p_ln1b), dhi, st->h2,
                        mixer_param(s, st->p_ln1w), st->mean1, st->rstd1, Bm, D);
-    relu_backward(dfpre, st->fpre, dh2, n);
+    relu_backward_set(dfpre, st->act, dh2, n);
     memcpy(dh0, dh2, n * sizeof(float));
     linear_backward(dh0, mixer_grad(s, st->p_fw), mixer_grad(s, st->p_fb), dfpre, st->h0,
                     mixer_param(s, st->p_fw), Bm, D, D);

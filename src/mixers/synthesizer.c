@@ -60,11 +60,12 @@ typedef struct SynthState {
     int p_w1, p_b1, p_w2, p_b2;               /* dense: (D, D), (D), (n, D), (n) */
     int p_r, p_r1, p_r2;                      /* random (n, n); factorized (n, k) each */
     /* saved */
-    float *v, *qk;     /* (B, L, D) values; (B, L, 2D) queries and keys (dot) */
-    float *att, *lse;  /* (B, L, D) before the output projection; factorized: (B, H, L) */
-    float *h1pre, *h1; /* dense: (B, L, D) */
-    float *p;          /* dense/random: (B, H, L, L) probabilities */
-    float *qf, *kf;    /* factorized: (B, L, H·kq) features */
+    float *v, *qk;      /* (B, L, D) values; (B, L, 2D) queries and keys (dot) */
+    float *att, *lse;   /* (B, L, D) before the output projection; factorized: (B, H, L) */
+    float *h1pre, *h1;  /* dense: (B, L, D) */
+    unsigned char *act; /* dense: (B, L, D) the ReLU's active set */
+    float *p;           /* dense/random: (B, H, L, L) probabilities */
+    float *qf, *kf;     /* factorized: (B, L, H·kq) features */
 } SynthState;
 
 static void synth_create(Mixer *m, ParamTable *pt) {
@@ -143,6 +144,7 @@ static void synth_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     st->v = arena_floats(acts, BL * D);
     st->qk = st->dot ? arena_floats(acts, BL * 2 * D) : NULL;
     st->att = arena_floats(acts, BL * D);
+    st->act = NULL;
     st->h1pre = st->h1 = st->p = st->qf = st->kf = st->lse = NULL;
     size_t extra = 0;
     if (st->variant == V_FACTORIZED) {
@@ -154,6 +156,7 @@ static void synth_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     } else {
         if (st->variant == V_DENSE) {
             st->h1pre = arena_floats(acts, BL * D);
+            st->act = arena_alloc(acts, BL * D);
             st->h1 = arena_floats(acts, BL * D);
         }
         st->p = arena_floats(acts, (size_t)B * H * L * L);
@@ -205,7 +208,7 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         if (st->variant == V_DENSE) { /* logits (B, L, L) = W2[:L]·ReLU(W1 x + b1) + b2[:L] */
             linear_forward(st->h1pre, x, mixer_param(s, st->p_w1), mixer_param(s, st->p_b1), BL, D,
                            D);
-            relu_forward(st->h1, st->h1pre, (size_t)BL * D);
+            relu_forward_set(st->h1, st->act, st->h1pre, (size_t)BL * D, s->frozen);
         }
         const size_t LL = (size_t)L * L;
         const float sc = 1.0f / sqrtf((float)Dh);
@@ -341,7 +344,7 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
                 linear_backward(dh1 + (size_t)b * L * D, mixer_grad(s, st->p_w2),
                                 mixer_grad(s, st->p_b2), dz + (size_t)b * LL,
                                 st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), L, D, L);
-            relu_backward(dpre, st->h1pre, dh1, (size_t)BL * D);
+            relu_backward_set(dpre, st->act, dh1, (size_t)BL * D);
             linear_backward(dx, mixer_grad(s, st->p_w1), mixer_grad(s, st->p_b1), dpre, x,
                             mixer_param(s, st->p_w1), BL, D, D);
         }

@@ -241,6 +241,7 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     e->feat = e->pairs ? arena_floats(a, (size_t)e->NB * 4 * e->D) : NULL;
     e->h1 = arena_floats(a, R * e->Hh);
     e->a1 = arena_floats(a, R * e->Hh);
+    e->h1act = arena_alloc(a, R * e->Hh);
     e->logits = arena_floats(a, R * e->C);
     e->probs = arena_floats(a, R * e->C);
     e->losses = arena_floats(a, R);
@@ -376,6 +377,7 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .L = t->Lq,
                    .mask = t->qmask,
                    .training = training,
+                   .frozen = e->frozen,
                    .seed = seed,
                    .step = step,
                    .pt = &e->pt,
@@ -516,11 +518,11 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                               P(e, lp->ln1_b), BQ, D);
             if (e->seg > 0) {
                 if (e->crate > 0) {
-                    t->cmp.frozen = e->freeze_memory;
+                    t->cmp.frozen = e->frozen;
                     e->aux_loss +=
                         compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
                 }
-                build_windows(e, t, t->ln1, e->freeze_memory);
+                build_windows(e, t, t->ln1, e->frozen);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
                 segment_rows(e, t->r, t->yext, 0);
             } else {
@@ -549,6 +551,7 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                           BQ, D);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
+            t->moe.frozen = e->frozen;
             e->aux_loss +=
                 moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
                             e->balance, e->zloss, &e->scratch);
@@ -582,7 +585,7 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
     /* the head: on each example's vector, or on every position (pooling none) */
     const float *hin = e->pairs ? e->feat : e->pooling == POOL_NONE ? e->lnf : e->pooled;
     linear_forward(e->h1, hin, P(e, e->p_h1_w), P(e, e->p_h1_b), R, head_in(e), e->Hh);
-    relu_forward(e->a1, e->h1, (size_t)R * e->Hh);
+    relu_forward_set(e->a1, e->h1act, e->h1, (size_t)R * e->Hh, e->frozen);
     linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), R, e->Hh, e->C);
     crossentropy_forward(e->losses, e->probs, e->logits, e->labels, R, e->C);
     /* the mean over the rows with a target (every row, unless pooling is none) */
@@ -610,7 +613,7 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)e->n_targets, R, e->C);
     linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), R, Hh,
                     e->C);
-    relu_backward(dh1, e->h1, da1, (size_t)R * Hh);
+    relu_backward_set(dh1, e->h1act, da1, (size_t)R * Hh);
     if (e->pooling == POOL_NONE) { /* the head read every position of lnf */
         linear_backward(dlnf, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->lnf, P(e, e->p_h1_w), R, D,
                         Hh);

@@ -73,8 +73,10 @@ typedef struct Encoder {
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
     int seg, mem, nseg; /* Transformer-XL recurrence: segment, memory, segments (0: none) */
     int crate, ncm;     /* Compressive Transformer: rate c and slots N (0: none) */
-    int freeze_memory;  /* tests: forward keeps the memory rows of the last forward, so
-                         * finite differences see the stop-gradient the backward uses */
+    int frozen;         /* tests: forward keeps every discrete choice of the last forward (the
+                         * recurrence's memory rows and compressed slots, Switch routing, ReLU
+                         * active sets, the mixers' buckets and clusters: MixerStep.frozen), so
+                         * finite differences see the map the backward differentiates */
     FfnKind ffn;        /* dense, or Switch mixture of experts */
     int experts;
     double capacity[2], balance, zloss; /* Switch: capacity factor in evaluation, in training */
@@ -107,6 +109,7 @@ typedef struct Encoder {
     float *pooled;         /* (B, D); NULL when pooling is none */
     float *feat;           /* pairs: (NB, 4D) [u, v, u·v, u − v] */
     float *h1, *a1;        /* (R, Hh): R = NB rows, or B·L when pooling is none */
+    unsigned char *h1act;  /* (R, Hh) the head ReLU's active set */
     float *logits, *probs; /* (R, C) */
     float *losses;         /* (R); 0 on a row without a target */
     int n_targets;         /* rows of the last forward with a target (NB unless pooling is none) */
