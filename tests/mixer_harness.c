@@ -45,9 +45,13 @@ void set_opts(OptValues *v, const MixerSpec *spec, const char *text) {
  * features grows like exp(‖q‖·‖k‖)). */
 float g_xscale = 1.0f;
 
-/* pad[b] trailing positions of row b are padding (pad may be NULL). */
 void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D, int H,
                const int *pad, uint64_t seed) {
+    inst_init_at(t, name, opts, B, L, L, D, H, pad, seed);
+}
+
+void inst_init_at(Inst *t, const char *name, const char *opts, int B, int L, int max_len, int D,
+                  int H, const int *pad, uint64_t seed) {
     memset(t, 0, sizeof *t);
     const int mi = mixer_find(name);
     ck_assert_msg(mi >= 0, "no mechanism %s", name);
@@ -56,11 +60,13 @@ void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D,
     if (spec->ops->check) {
         XbError err;
         xb_error_clear(&err);
-        ck_assert_msg(spec->ops->check(&t->opts, D, H, L, &err) == 0, "%s: %s", name, err.msg);
+        ck_assert_msg(spec->ops->check(&t->opts, D, H, max_len, &err) == 0, "%s: %s", name,
+                      err.msg);
     }
     t->B = B, t->L = L, t->D = D, t->H = H;
+    t->training = 1;
     params_init(&t->pt);
-    mixer_create(&t->m, spec, &t->opts, D, H, L, 0, &t->pt);
+    mixer_create(&t->m, spec, &t->opts, D, H, max_len, 0, &t->pt);
     t->params = calloc(t->pt.total + 1, sizeof(float));
     t->grads = calloc(t->pt.total + 1, sizeof(float));
     Rng r;
@@ -106,7 +112,7 @@ MixerStep step_of(Inst *t) {
     MixerStep s = {.B = t->B,
                    .L = t->L,
                    .mask = t->mask,
-                   .training = 1,
+                   .training = t->training,
                    .frozen = t->frozen,
                    .seed = 7,
                    .step = 3,

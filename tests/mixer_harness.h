@@ -16,7 +16,8 @@ typedef struct Inst {
     unsigned char *mask;
     Arena acts, scratch;
     int B, L, D, H;
-    int frozen; /* passed to the mechanism: reuse its previous discrete choices */
+    int frozen;   /* passed to the mechanism: reuse its previous discrete choices */
+    int training; /* 1 (inst_init's default): training steps; 0: evaluation */
 } Inst;
 
 /* Scale of the random inputs (the performer test lowers it: the variance of positive random
@@ -29,8 +30,11 @@ void set_opts(OptValues *v, const MixerSpec *spec, const char *text);
  * dy random; pad[b] trailing positions of row b are padding (pad may be NULL: no mask). */
 void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D, int H,
                const int *pad, uint64_t seed);
+/* The same for a mechanism created for sequences up to max_len (>= L) but run at length L. */
+void inst_init_at(Inst *t, const char *name, const char *opts, int B, int L, int max_len, int D,
+                  int H, const int *pad, uint64_t seed);
 void inst_free(Inst *t);
-/* The MixerStep of a training step (seed 7, step 3) over t's buffers. */
+/* The MixerStep of step 3 (seed 7) over t's buffers, training unless t->training is 0. */
 MixerStep step_of(Inst *t);
 /* y = forward(x) (void * for gradcheck). */
 void inst_forward(void *p);

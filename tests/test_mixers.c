@@ -109,6 +109,37 @@ START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
 }
 END_TEST
 
+/* Padding is invisible: in evaluation, the outputs at the real positions of a padded row equal
+ * the outputs of the row cut to its real length (the mechanism built for the same max_len, so its
+ * parameters are the same tensors). A mechanism whose outputs depend on the padded length by
+ * nature says how in its spec (padding_dependence) and is checked by its own suite instead. */
+START_TEST(test_mechanism_on_a_padded_row_equals_it_cut_to_its_real_length) {
+    const Conf *c = &CONFS[_i];
+    const char *only = getenv("XB_ONLY_MIXER");
+    if (only && *only && strcmp(only, c->name) != 0) return;
+    const MixerSpec *spec = mixer_get(mixer_find(c->name));
+    if (!spec->honours_mask || spec->padding_dependence) return;
+    const int L = c->L, p = c->L / 3, Lr = L - p, D = c->D, pad[2] = {0, p};
+    Inst a, t;
+    inst_init(&a, c->name, c->opts, 2, L, D, c->H, pad, 41);
+    inst_init_at(&t, c->name, c->opts, 1, Lr, L, D, c->H, NULL, 41);
+    ck_assert_int_eq(memcmp(a.params, t.params, a.pt.total * sizeof(float)), 0);
+    memcpy(t.x, a.x + (size_t)L * D, (size_t)Lr * D * sizeof(float));
+    a.training = t.training = 0;
+    inst_forward(&a);
+    inst_forward(&t);
+    double worst = 0;
+    for (size_t k = 0; k < (size_t)Lr * D; k++) {
+        const double ref = t.y[k], got = a.y[(size_t)L * D + k];
+        worst = fmax(worst, fabs(got - ref) / (1 + fabs(ref)));
+    }
+    ck_assert_msg(worst <= 1e-5, "%s(%s): %d padding positions of %d change real outputs by %g",
+                  c->name, c->opts ? c->opts : "", p, L, worst);
+    inst_free(&a);
+    inst_free(&t);
+}
+END_TEST
+
 START_TEST(test_every_registered_mechanism_is_tested) {
     for (int i = 0; i < mixer_count(); i++) {
         int found = 0;
@@ -123,6 +154,8 @@ static Suite *mixers_suite(void) {
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
     tcase_add_loop_test(tc, test_mechanism_gradients_flops_padding_and_determinism, 0,
+                        (int)(sizeof CONFS / sizeof *CONFS));
+    tcase_add_loop_test(tc, test_mechanism_on_a_padded_row_equals_it_cut_to_its_real_length, 0,
                         (int)(sizeof CONFS / sizeof *CONFS));
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);

@@ -36,8 +36,10 @@ static void list_mixers(int md) {
     for (int i = 0; i < mixer_count(); i++) {
         const MixerSpec *m = mixer_get(i);
         if (md) {
-            printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.\n\n", m->name, m->classes,
+            printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.", m->name, m->classes,
                    m->arxiv, m->title, m->honours_mask ? "honoured" : "not honoured");
+            if (m->padding_dependence) printf(" Padded length: %s.", m->padding_dependence);
+            printf("\n\n");
             if (m->n_opts)
                 printf("| option | type | default | valid | meaning |\n|---|---|---|---|---|\n");
             print_opts(m->opts, m->n_opts, 1);
@@ -45,6 +47,7 @@ static void list_mixers(int md) {
         } else {
             printf("%-20s class %-10s arXiv %-10s mask %-3s %s\n", m->name, m->classes, m->arxiv,
                    m->honours_mask ? "yes" : "no", m->title);
+            if (m->padding_dependence) printf("    padded length: %s\n", m->padding_dependence);
             print_opts(m->opts, m->n_opts, 0);
         }
     }

@@ -188,6 +188,8 @@ const MixerSpec mixer_bigbird = {
     .arxiv = "2007.14062",
     .title = "BigBird ITC: window + global + random blocks",
     .honours_mask = 1,
+    .padding_dependence = "the random blocks are drawn among, and the last global block is, the "
+                          "blocks of the padded length (as the authors' code on padded batches)",
     .opts = bigbird_opts,
     .n_opts = NOPTS,
     .ops = &bigbird_ops,

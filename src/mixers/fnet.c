@@ -152,6 +152,8 @@ const MixerSpec mixer_fnet = {
     .title = "FNet: Fourier mixing Re(FFT2(X)) through FFTW, no parameters (an alternative to "
              "attention, outside the survey's classes)",
     .honours_mask = 1,
+    .padding_dependence = "the DFT runs over the padded length, padding rows counting as zeros (as "
+                          "FNet's code on padded batches)",
     .opts = fnet_opts,
     .n_opts = 0,
     .ops = &fnet_ops,

@@ -79,6 +79,10 @@ struct MixerSpec {
     const char *arxiv;   /* arXiv id of the paper */
     const char *title;   /* short description */
     int honours_mask;    /* 1 if padding keys are excluded exactly */
+    /* NULL when the outputs at a row's real positions equal those of the row cut to its real
+     * length (padding is invisible); otherwise how they depend on the padded length by nature
+     * (landmark segments, an FFT over the padded length, ...), for `list mechanisms` */
+    const char *padding_dependence;
     const OptSpec *opts;
     int n_opts;
     const MixerOps *ops;

@@ -461,6 +461,8 @@ const MixerSpec mixer_nystrom = {
     .title = "Nystromformer: landmark (segment-mean) Nystrom approximation with an iterative "
              "pseudo-inverse, depthwise-convolution skip",
     .honours_mask = 1,
+    .padding_dependence = "the landmarks are the means of m segments of the padded length, padding "
+                          "rows counting as zeros (as the authors' code)",
     .opts = nystrom_opts,
     .n_opts = NOPTS,
     .ops = &nystrom_ops,

@@ -636,6 +636,8 @@ const MixerSpec mixer_routing = {
         "Routing Transformer: online k-means clusters of normalised q/k, attention within each; "
         "half the heads local",
     .honours_mask = 1,
+    .padding_dependence =
+        "the cluster size w = ceil(L/k) and the local heads' blocks come from the padded length L",
     .opts = routing_opts,
     .n_opts = NOPTS,
     .ops = &routing_ops,
