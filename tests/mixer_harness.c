@@ -44,6 +44,7 @@ void set_opts(OptValues *v, const MixerSpec *spec, const char *text) {
 /* Scale of the random inputs (the performer test lowers it: the variance of positive random
  * features grows like exp(‖q‖·‖k‖)). */
 float g_xscale = 1.0f;
+int g_ctx = 0;
 
 void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D, int H,
                const int *pad, uint64_t seed) {
@@ -67,6 +68,7 @@ void inst_init_at(Inst *t, const char *name, const char *opts, int B, int L, int
     t->training = 1;
     params_init(&t->pt);
     mixer_create(&t->m, spec, &t->opts, D, H, max_len, 0, &t->pt);
+    if (spec->skips_context) t->m.ctx = g_ctx;
     t->params = calloc(t->pt.total + 1, sizeof(float));
     t->grads = calloc(t->pt.total + 1, sizeof(float));
     Rng r;

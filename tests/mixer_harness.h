@@ -23,6 +23,8 @@ typedef struct Inst {
 /* Scale of the random inputs (the performer test lowers it: the variance of positive random
  * features grows like exp(‖q‖·‖k‖)). */
 extern float g_xscale;
+/* Mixer.ctx of the instances created next, for mechanisms that skip context rows (default 0). */
+extern int g_ctx;
 
 /* "name=value,name=value" → option values of spec (numbers, true/false, or enum choices). */
 void set_opts(OptValues *v, const MixerSpec *spec, const char *text);

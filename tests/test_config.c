@@ -311,11 +311,12 @@ START_TEST(test_unknown_key_lists_valid_keys_when_none_is_near) {
                       "t.yaml:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, "
                       "warmup, weight_decay, beta1, beta2, eps, clip_norm, eval_every, "
                       "eval_batches, log_every, checkpoint)");
-    expect_line_error("  layers: 2", "  something_else: 2",
-                      "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
-                      "heads, d_ff, dropout, max_len, pooling, positions, head_hidden, funnel, "
-                      "latents, segment, memory, compress, compressed_memory, ffn, experts, "
-                      "capacity_factor, eval_capacity_factor, balance_loss, router_z_loss, mixer)");
+    expect_line_error(
+        "  layers: 2", "  something_else: 2",
+        "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
+        "heads, d_ff, dropout, max_len, pooling, positions, head_hidden, funnel, "
+        "latents, cross_attends, segment, memory, compress, compressed_memory, ffn, experts, "
+        "capacity_factor, eval_capacity_factor, balance_loss, router_z_loss, mixer)");
 }
 END_TEST
 
@@ -730,7 +731,7 @@ START_TEST(test_to_json_holds_every_resolved_value_typed) {
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(tr, "schedule")->valuestring, "cosine");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tr, "checkpoint")));
     ck_assert_int_eq(cJSON_GetArraySize(e), 4);
-    ck_assert_int_eq(cJSON_GetArraySize(m), 22);
+    ck_assert_int_eq(cJSON_GetArraySize(m), 23);
     ck_assert_int_eq(cJSON_GetArraySize(tr), 14);
     cJSON_Delete(back);
     cJSON_free(text);

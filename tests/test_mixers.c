@@ -31,12 +31,15 @@ static const Conf CONFS[] = {
     {"full", "relative=true", 2, 11, 8, 2},
     {"full", "relative=true,causal=true,bias=true", 3, 9, 6, 3},
     {"full", "relative=true", 1, 300, 8, 2}, /* tiles of 128 queries and 256 keys */
+    {"full", "causal=true", 1, 600, 8, 2},   /* three key tiles */
     {"local", "block=4", 2, 13, 8, 2},
     {"local", "block=5,memory=3,bias=true", 3, 12, 6, 3},
     {"local", "block=300,memory=2", 1, 9, 8, 2}, /* long blocks: masked tiles */
     {"local", "block=4,causal=true", 2, 10, 8, 2},
+    {"local", "block=50,memory=20", 1, 600, 8, 2},
     {"sliding", "window=4", 2, 13, 8, 2},
     {"sliding", "window=6,causal=true,bias=true", 3, 11, 6, 3},
+    {"sliding", "window=300", 1, 600, 8, 2},
     {"linear", NULL, 2, 11, 8, 2},
     {"linear", "bias=true", 3, 9, 6, 3},
     {"performer", "features=16", 2, 11, 8, 2},
@@ -45,25 +48,32 @@ static const Conf CONFS[] = {
     {"bigbird", "block=2,window=1,global=1,random=1", 2, 14, 8, 2},
     {"bigbird", "block=3,random=2,bias=true", 3, 22, 6, 3},
     {"bigbird", "block=2,window=3,global=0,random=2", 2, 17, 8, 2},
+    {"bigbird", "block=64", 1, 600, 8, 2},
     {"longformer", "window=4,global=2", 2, 13, 8, 2},
     {"longformer", "window=6,dilation=2,global=1,bias=true", 3, 15, 6, 3},
     {"longformer", "window=2,global=0", 2, 9, 8, 2},
+    {"longformer", "window=256,dilation=2,global=2", 1, 600, 8, 2},
     {"linformer", "k=4", 2, 11, 8, 2},
     {"linformer", "k=5,sharing=kv,bias=true", 3, 9, 6, 3},
     {"linformer", "k=3,sharing=none", 2, 10, 8, 2},
     {"linformer", "k=3,sharing=layerwise", 2, 10, 8, 2},
+    {"linformer", "k=32", 1, 600, 8, 2},
     {"rfa", "features=6", 2, 11, 8, 2},
     {"rfa", "features=5,bias=true", 3, 9, 6, 3},
     {"memory_compressed", NULL, 2, 13, 8, 2},
     {"memory_compressed", "compression=2,bias=true", 3, 12, 6, 3},
+    {"memory_compressed", NULL, 1, 600, 8, 2},
     {"sparse_transformer", "stride=4,summary=2", 2, 13, 8, 2},
     {"sparse_transformer", "stride=4,summary=1,heads=merged,causal=true", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=3", 2, 13, 8, 2},
     {"sparse_transformer", "pattern=strided,stride=4,heads=merged,bias=true", 3, 11, 6, 3},
+    {"sparse_transformer", "stride=128,summary=32,heads=merged", 1, 600, 8, 2},
     {"axial", NULL, 2, 13, 8, 2},
     {"axial", "width=3,axis=columns,bias=true", 3, 11, 6, 3},
     {"axial", "width=5,axis=rows", 2, 12, 8, 2},
     {"axial", "width=4,axis=columns", 2, 16, 8, 2},
+    {"axial", "width=24,axis=columns", 1, 600, 8, 2},
+    {"axial", "width=300,axis=rows", 1, 600, 8, 2},
     {"sinkhorn", "block=3", 2, 13, 8, 2},
     {"sinkhorn", "block=4,sort_net=mlp,iterations=3,bias=true", 3, 12, 6, 3},
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
@@ -73,6 +83,7 @@ static const Conf CONFS[] = {
     {"luna", "length=20", 2, 9, 8, 2},
     {"fnet", NULL, 2, 13, 8, 2},
     {"fnet", NULL, 3, 10, 6, 3},
+    {"fnet", NULL, 1, 600, 8, 2},
     /* (the generic check runs a training backward, with its EMA step, between the two forwards
      * it compares; decay=1 keeps the centroids where one small move would flip a top-w pick) */
     {"routing", NULL, 2, 16, 8, 2}, /* one routing head, one local head */
@@ -82,9 +93,11 @@ static const Conf CONFS[] = {
     {"routing", "clusters=3,local_heads=2,decay=1", 3, 14, 12, 4},     /* a padded last block */
     {"routing", "clusters=2,window=9", 2, 11, 8, 2}, /* overlapping clusters, unfilled key slots */
     {"routing", "clusters=5,window=2,decay=1,local_heads=0", 2, 22, 8, 2}, /* unpicked queries */
+    {"routing", "decay=1", 1, 600, 8, 2},
     {"isab", "inducing=4", 2, 13, 8, 2},
     {"isab", "inducing=3,bias=true", 3, 11, 6, 3},
     {"isab", "inducing=20", 2, 9, 8, 2},
+    {"isab", "inducing=16", 1, 600, 8, 2},
     {"synthesizer", "k=4", 2, 11, 8, 2},
     {"synthesizer", "k=3,dot=true,bias=true", 3, 9, 6, 3},
     {"synthesizer", "k=20", 1, 300, 8, 2}, /* factorized across kernel tiles */
@@ -95,6 +108,7 @@ static const Conf CONFS[] = {
     {"nystrom", "landmarks=4,conv=3", 2, 13, 8, 2},
     {"nystrom", "landmarks=3,conv=0,bias=true", 3, 11, 6, 3},
     {"nystrom", "landmarks=5,pinv_iters=3,conv=5", 2, 12, 8, 2},
+    {"nystrom", "landmarks=32,conv=33", 1, 600, 8, 2},
     {"reformer", "chunk=4", 2, 13, 8, 2},
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},

@@ -255,6 +255,68 @@ START_TEST(test_full_relative_matches_explicit_scores) {
 }
 END_TEST
 
+/* Transformer-XL's layer computes queries for the segment only: with the first ctx rows of each
+ * window as context (Mixer.ctx), the outputs, dx and every gradient at the query rows equal those
+ * of the mechanism over all rows whose context rows' dy is 0, and the FLOPs are those of
+ * (L − ctx) query rows: the packed projection over every row, attention and output projection over
+ * the query rows. The generic checks (finite differences, counted = analytic FLOPs, padding) run
+ * with the context too. */
+START_TEST(test_full_with_context_rows_equals_full_on_the_query_rows) {
+    const char *opts[4] = {NULL, "causal=true", "relative=true",
+                           "relative=true,causal=true,bias=true"};
+    const int B = 2, L = 11, D = 8, H = 2, ctx = 4, pad[2] = {0, 3};
+    for (int v = 0; v < 4; v++) {
+        Inst a, c;
+        inst_init(&a, "full", opts[v], B, L, D, H, pad, 13);
+        g_ctx = ctx;
+        inst_init(&c, "full", opts[v], B, L, D, H, pad, 13);
+        g_ctx = 0;
+        ck_assert_int_eq(c.m.ctx, ctx);
+        for (int b = 0; b < B; b++) /* the context rows carry no gradient */
+            memset(a.dy + (size_t)b * L * D, 0, (size_t)ctx * D * sizeof(float));
+        memcpy(c.dy, a.dy, (size_t)B * L * D * sizeof(float));
+        flops_reset();
+        inst_forward(&a);
+        const uint64_t fa = flops_counted();
+        flops_reset();
+        inst_forward(&c);
+        const uint64_t fc = flops_counted();
+        inst_backward(&a);
+        inst_backward(&c);
+        for (int b = 0; b < B; b++)
+            for (int i = ctx; i < L; i++)
+                for (int d = 0; d < D; d++) {
+                    const size_t k = ((size_t)b * L + i) * D + d;
+                    ck_assert_msg(fabsf(a.y[k] - c.y[k]) <= 1e-5f * (1 + fabsf(a.y[k])),
+                                  "full(%s) row %d: %g vs %g", opts[v] ? opts[v] : "", i, c.y[k],
+                                  a.y[k]);
+                }
+        for (size_t k = 0; k < (size_t)B * L * D; k++)
+            ck_assert_msg(fabsf(a.dx[k] - c.dx[k]) <= 1e-5f * (1 + fabsf(a.dx[k])),
+                          "full(%s) dx %zu: %g vs %g", opts[v] ? opts[v] : "", k, c.dx[k], a.dx[k]);
+        for (size_t k = 0; k < a.pt.total; k++)
+            ck_assert_msg(fabsf(a.grads[k] - c.grads[k]) <= 1e-5f * (1 + fabsf(a.grads[k])),
+                          "full(%s) gradient %zu: %g vs %g", opts[v] ? opts[v] : "", k, c.grads[k],
+                          a.grads[k]);
+        /* a Transformer-XL layer's FLOPs: the packed projection over every row, then for the
+         * query rows only, scores and values (2·Lq·L·(Dh + Dv) per head), the relative term's
+         * band (2·Lq·(Lq + L − 1)·Dh per head: one tile here) and the output projection */
+        const uint64_t BL = (uint64_t)B * L, Lq = (uint64_t)(L - ctx), d = (uint64_t)D,
+                       BH = (uint64_t)B * H, Dh = d / H;
+        uint64_t want = 2 * BL * d * 3 * d + BH * 2 * Lq * L * 2 * Dh + 2 * B * Lq * d * d;
+        if (v >= 2) want += 2 * (2 * (uint64_t)L - 1) * d * d + BH * 2 * Lq * (Lq + L - 1) * Dh;
+        ck_assert_uint_eq(fc, want);
+        ck_assert_uint_eq(fc, c.m.spec->ops->flops(&c.m, B, L, 0));
+        ck_assert_uint_lt(fc, fa);
+        inst_free(&a);
+        inst_free(&c);
+        g_ctx = ctx;
+        check_mechanism("full", opts[v], B, L, D, H);
+        g_ctx = 0;
+    }
+}
+END_TEST
+
 /* FNet against the 2-D DFT written out in double precision: y[k1][k2] = Σ x[n1][n2]·
  * cos(2π(k1·n1/L + k2·n2/D)), the real part of the transform of a real input. */
 START_TEST(test_fnet_is_the_real_part_of_the_2d_dft) {
@@ -292,6 +354,7 @@ static Suite *mixers_patterns_suite(void) {
     tcase_add_test(tc, test_axial_on_one_row_or_one_column_equals_full);
     tcase_add_test(tc, test_axial_columns_see_only_their_column);
     tcase_add_test(tc, test_full_relative_matches_explicit_scores);
+    tcase_add_test(tc, test_full_with_context_rows_equals_full_on_the_query_rows);
     tcase_add_test(tc, test_fnet_is_the_real_part_of_the_2d_dft);
     suite_add_tcase(s, tc);
     return s;

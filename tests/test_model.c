@@ -17,6 +17,7 @@ enum { V = 9, NCLS = 3 };
 /* Model-level variants the tests switch on: Funnel stages, Perceiver latents, layers. */
 static int g_funnel = 0, g_latents = 0, g_layers = 2, g_segment = 0, g_memory = 0, g_len = 7;
 static int g_experts = 0;             /* > 0: Switch FFN with that many experts */
+static int g_xrep = 1;                /* Perceiver: cross-attends */
 static int g_compress = 0, g_ncm = 0; /* Compressive Transformer: rate, slots */
 static double g_balance = 0.01, g_zloss = 1e-3;
 
@@ -26,6 +27,7 @@ static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, fl
     snprintf(c.source, sizeof c.source, "test");
     c.layers = g_layers, c.d_model = 8, c.heads = 2, c.d_ff = 12, c.head_hidden = 10;
     c.funnel = g_funnel, c.latents = g_latents, c.segment = g_segment, c.memory = g_memory;
+    c.cross_attends = g_xrep;
     c.compress = g_compress, c.compressed_memory = g_ncm;
     c.ffn = g_experts ? FFN_SWITCH : FFN_DENSE, c.experts = g_experts ? g_experts : 8;
     c.capacity_factor = 1.25, c.eval_capacity_factor = 2.0;
@@ -266,6 +268,50 @@ START_TEST(test_funnel_and_perceiver_gradients_match_finite_differences) {
 }
 END_TEST
 
+/* The Perceiver's repeated cross-attends (arXiv 2103.03206, §2, Fig. 1): R repeats of
+ * [cross-attend, latent blocks], every later cross-attend reading the latent stream against the
+ * input array. Every gradient against finite differences (the shared tensors collect theirs from
+ * each use), FLOPs counted = analytic, and the tensors are one repeat's plus one set for the
+ * cross-attends after the first, whatever R. */
+START_TEST(test_perceiver_repeated_cross_attends_share_weights) {
+    g_latents = 3, g_xrep = 3;
+    check_model_gradients(POOL_MEAN, POS_SINUSOIDAL, 0.1f, NULL);
+    const int len[2] = {7, 4};
+    size_t count[4];
+    int ntensors[4];
+    for (int r = 1; r <= 3; r++) {
+        g_xrep = r;
+        ExperimentConfig cfg = tiny_config(2, 7, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+        Encoder e;
+        XbError err;
+        ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+        ck_assert_int_eq(e.N, r * (g_layers + 1));
+        encoder_init_params(&e, 5);
+        fill_batch(&e, len, 0);
+        flops_reset();
+        encoder_forward(&e, 1, 11, 3);
+        ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
+        flops_reset();
+        memset(e.grads, 0, e.pt.total * sizeof(float));
+        encoder_backward(&e, 11, 3);
+        ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 1));
+        count[r] = params_count(&e.pt), ntensors[r] = e.pt.n;
+        /* the second repeat's cross-attend has its own tensors, no later block does */
+        ck_assert_int_eq(params_find(&e.pt, "blocks.3.cross_attn.q.weight") >= 0, r >= 2);
+        ck_assert_int_lt(params_find(&e.pt, "blocks.6.cross_attn.q.weight"), 0);
+        ck_assert_int_lt(params_find(&e.pt, "blocks.4.norm1.weight"), 0);
+        encoder_destroy(&e);
+    }
+    /* one more cross-attend block: 2 norms of the queries and the keys, q, kv, out, a norm and
+     * the FFN: D·D + 2D·D + D·D + 4·D (norms) + 2·D (norm2) + D·F + F + F·D + D */
+    const size_t D = 8, F = 12;
+    ck_assert_uint_eq(count[2] - count[1], 4 * D * D + 6 * D + 2 * D * F + F + D);
+    ck_assert_uint_eq(count[3], count[2]);
+    ck_assert_int_eq(ntensors[3], ntensors[2]);
+    g_latents = 0, g_xrep = 1;
+}
+END_TEST
+
 /* Transformer-XL recurrence, memory before each segment under a stop-gradient: with the memory
  * frozen, finite differences see exactly what the backward computes. Segments of 4 over 8 tokens
  * with a memory of 3, and of 2 with a memory of 5 (reaching two segments back). */
@@ -274,6 +320,42 @@ START_TEST(test_recurrence_gradients_match_finite_differences) {
     check_model_gradients(POOL_CLS, POS_SINUSOIDAL, 0.0f, NULL);
     g_segment = 2, g_memory = 5;
     check_model_gradients(POOL_MEAN, POS_LEARNED, 0.1f, NULL);
+    g_len = 7, g_segment = 0, g_memory = 0;
+}
+END_TEST
+
+/* Transformer-XL's cost (arXiv 1901.02860, §3.2): per layer and segment of S tokens with a memory
+ * of M, K and V (and, in the authors' code, Q) projected over the M + S window, attention of the
+ * S queries over M + S keys, the output projection and the FFN over the S rows; counted while the
+ * encoder runs and analytically, forward and backward. The memory rows' queries are not computed.
+ */
+START_TEST(test_recurrence_flops_are_transformer_xl_flops) {
+    const int len[3] = {16, 9, 12};
+    g_len = 16, g_segment = 4, g_memory = 6;
+    ExperimentConfig cfg = tiny_config(3, 16, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 4);
+    fill_batch(&e, len, 0);
+    const uint64_t B = 3, L = 16, S = 4, W = 4 + 6, nS = L / S, D = 8, F = 12, H = 2, Dh = D / H,
+                   Hh = 10, layers = 2;
+    const uint64_t qkv = 2 * B * nS * W * D * 3 * D, out = 2 * B * L * D * D,
+                   ffn = 2 * 2 * B * L * D * F, head = 2 * B * D * Hh + 2 * B * Hh * NCLS;
+    const uint64_t pairs = B * H * nS * S * W; /* (query, key) pairs per layer */
+    const uint64_t fwd = layers * (qkv + pairs * 2 * (Dh + Dh) + out + ffn) + head;
+    const uint64_t bwd =
+        layers * (2 * qkv + pairs * 2 * (3 * Dh + 2 * Dh) + 2 * out + 2 * ffn) + 2 * head;
+    flops_reset();
+    encoder_forward(&e, 1, 11, 3);
+    ck_assert_uint_eq(flops_counted(), fwd);
+    ck_assert_uint_eq(encoder_flops(&e, 0), fwd);
+    flops_reset();
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    encoder_backward(&e, 11, 3);
+    ck_assert_uint_eq(flops_counted(), bwd);
+    ck_assert_uint_eq(encoder_flops(&e, 1), bwd);
+    encoder_destroy(&e);
     g_len = 7, g_segment = 0, g_memory = 0;
 }
 END_TEST
@@ -618,9 +700,11 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_padding_tokens_do_not_change_logits_or_gradients);
     tcase_add_test(tc, test_same_seed_gives_identical_step);
     tcase_add_test(tc, test_funnel_and_perceiver_gradients_match_finite_differences);
+    tcase_add_test(tc, test_perceiver_repeated_cross_attends_share_weights);
     tcase_add_test(tc, test_per_position_head_gradients_match_finite_differences);
     tcase_add_test(tc, test_per_position_loss_is_the_mean_over_target_positions);
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);
+    tcase_add_test(tc, test_recurrence_flops_are_transformer_xl_flops);
     tcase_add_test(tc, test_recurrence_with_one_segment_equals_no_recurrence);
     tcase_add_test(tc, test_recurrence_memory_reaches_back_only);
     tcase_add_test(tc, test_dual_encoder_gradients_flops_and_shared_towers);

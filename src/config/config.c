@@ -574,6 +574,12 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
                     "model.latents: 0, or model.funnel: 0)",
                     funnel);
+    const int xrep = (int)m->v.num[M_CROSS_ATTENDS];
+    if (xrep > 1 && latents == 0)
+        return fail(x, m->loc[M_CROSS_ATTENDS], "model.cross_attends",
+                    "%d cross-attends, but there is no latent array to attend from (valid: "
+                    "model.cross_attends: 1, or model.latents > 0)",
+                    xrep);
     const int seg = (int)m->v.num[M_SEGMENT], maxlen = (int)m->v.num[M_MAX_LEN];
     if (seg > 0 && maxlen % seg)
         return fail(x, m->loc[M_SEGMENT], "model.segment",

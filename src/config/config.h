@@ -37,9 +37,10 @@ typedef struct ExperimentConfig {
     int max_len; /* tokens per example, including the CLS token when pooling is cls */
     PoolKind pooling;
     PosKind positions;
-    int head_hidden; /* width of the classifier MLP's hidden layer; 0 = d_ff */
-    int funnel;      /* Funnel Transformer stages (0 or 1: none) */
-    int latents;     /* Perceiver latent array length (0: none) */
+    int head_hidden;   /* width of the classifier MLP's hidden layer; 0 = d_ff */
+    int funnel;        /* Funnel Transformer stages (0 or 1: none) */
+    int latents;       /* Perceiver latent array length (0: none) */
+    int cross_attends; /* Perceiver: cross-attends, each followed by `layers` latent blocks */
     int segment,
         memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
     int compress,

@@ -70,9 +70,16 @@ static const Field g_model[N_MODEL] = {
                              "stage after the first; 0 = none"),
                        F_INT, funnel),
     [M_LATENTS] = FIELD(O_INT("latents", 0, 0, 65536,
-                              "Perceiver latent array: one cross-attend from the latents to the "
-                              "input, then the blocks run over the latents; 0 = none"),
+                              "Perceiver latent array: it cross-attends to the input (one head), "
+                              "then the blocks run over the latents; 0 = none"),
                         F_INT, latents),
+    [M_CROSS_ATTENDS] =
+        FIELD(O_INT("cross_attends", 1, 1, 64,
+                    "Perceiver: cross-attends from the latents to the input, each followed by "
+                    "model.layers latent blocks; the latent blocks share their weights across "
+                    "repeats, the cross-attends after the first share theirs (paper's ImageNet "
+                    "model: 8 cross-attends of 6 blocks)"),
+              F_INT, cross_attends),
     [M_SEGMENT] = FIELD(O_INT("segment", 0, 0, 1048576,
                               "Transformer-XL recurrence: segment length, each block attending "
                               "over a memory of earlier states (no gradient) and its segment; 0 = "

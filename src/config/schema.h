@@ -48,6 +48,7 @@ enum {
     M_HEAD_HIDDEN,
     M_FUNNEL,
     M_LATENTS,
+    M_CROSS_ATTENDS,
     M_SEGMENT,
     M_MEMORY,
     M_COMPRESS,

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/xassert.h"
 #include "kernels/linear.h"
@@ -81,22 +82,67 @@ void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int 
 AttnShape attn_mixer_shape(const Mixer *m, int B, int L) {
     const AttnMixer *st = m->state;
     const int D = m->D;
-    AttnShape s = attn_shape(B, m->H, L, L, D / m->H, 3 * D, 3 * D, 3 * D, D);
+    XB_ASSERT(m->ctx == 0 || !st->has_pattern);
+    /* the queries are the last L − ctx rows of the packed projections; the outputs compact */
+    AttnShape s = attn_shape(B, m->H, L - m->ctx, L, D / m->H, 3 * D, 3 * D, 3 * D, D);
+    s.bsq = (size_t)L * 3 * D;
     s.causal = st->causal;
     s.pattern = st->has_pattern ? &st->pattern : NULL;
     return s;
 }
 
+/* Rows [ctx, L) of every batch row of y (B, L, D) ↔ the compact (B, L − ctx, D): to_y = 1 copies
+ * compact → y, 0 copies y → compact. */
+static void query_rows(float *y, float *compact, int B, int L, int ctx, int D, int to_y) {
+    const int Lq = L - ctx;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *a = y + ((size_t)b * L + ctx) * D, *c = compact + (size_t)b * Lq * D;
+        if (to_y)
+            memcpy(a, c, (size_t)Lq * D * sizeof(float));
+        else
+            memcpy(c, a, (size_t)Lq * D * sizeof(float));
+    }
+}
+
+float *attn_mixer_project_out(const Mixer *m, const MixerStep *s, float *y, const float *att,
+                              int p_wo, int p_bo) {
+    const int D = m->D, Lq = s->L - m->ctx, BQ = s->B * Lq;
+    if (m->ctx == 0) {
+        linear_forward(y, att, mixer_param(s, p_wo), mixer_param(s, p_bo), BQ, D, D);
+        return y;
+    }
+    float *yq = arena_floats(s->scratch, (size_t)BQ * D);
+    linear_forward(yq, att, mixer_param(s, p_wo), mixer_param(s, p_bo), BQ, D, D);
+    query_rows(y, yq, s->B, s->L, m->ctx, D, 1);
+    return y;
+}
+
+void attn_mixer_project_out_backward(const Mixer *m, const MixerStep *s, float *datt,
+                                     const float *dy, const float *att, int p_wo, int p_bo) {
+    const int D = m->D, Lq = s->L - m->ctx, BQ = s->B * Lq;
+    const float *dyq = dy;
+    if (m->ctx > 0) {
+        float *c = arena_floats(s->scratch, (size_t)BQ * D);
+        query_rows((float *)dy, c, s->B, s->L, m->ctx, D, 0);
+        dyq = c;
+    }
+    linear_backward(datt, mixer_grad(s, p_wo), mixer_grad(s, p_bo), dyq, att, mixer_param(s, p_wo),
+                    BQ, D, D);
+}
+
 void attn_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     AttnMixer *st = m->state;
-    const size_t BL = (size_t)B * L;
+    const size_t BL = (size_t)B * L, BQ = (size_t)B * (L - m->ctx);
     st->qkv = arena_floats(acts, BL * 3 * m->D);
-    st->att = arena_floats(acts, BL * m->D);
-    st->lse = arena_floats(acts, (size_t)B * m->H * L);
-    /* backward: d(att) and d(qkv), then the attention kernel's own tiles */
+    st->att = arena_floats(acts, BQ * m->D);
+    st->lse = arena_floats(acts, BQ * m->H);
+    /* forward: the compact output rows (ctx > 0); backward: d(att), d(qkv), compact dy rows, then
+     * the attention kernel's own tiles */
     AttnShape s = attn_mixer_shape(m, B, L);
-    arena_floats(scratch, BL * m->D);
+    arena_floats(scratch, BQ * m->D);
     arena_floats(scratch, BL * 3 * m->D);
+    if (m->ctx > 0) arena_floats(scratch, BQ * m->D);
     arena_alloc(scratch, attn_scratch_floats(&s, omp_get_max_threads()) * sizeof(float));
 }
 
@@ -104,23 +150,27 @@ void attn_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x) 
     AttnMixer *st = m->state;
     const int D = m->D, BL = s->B * s->L;
     AttnShape sh = attn_mixer_shape(m, s->B, s->L);
+    /* Q, K, V of every row, as Transformer-XL's code projects [memory; segment] in one product */
     linear_forward(st->qkv, x, mixer_param(s, st->p_wqkv), mixer_param(s, st->p_bqkv), BL, D,
                    3 * D);
-    attn_forward(st->att, st->lse, st->qkv, st->qkv + D, st->qkv + 2 * D, s->mask, &sh, s->scratch);
-    linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
+    const float *q = st->qkv + (size_t)m->ctx * 3 * D;
+    attn_forward(st->att, st->lse, q, st->qkv + D, st->qkv + 2 * D, s->mask, &sh, s->scratch);
+    const size_t mark = arena_mark(s->scratch);
+    attn_mixer_project_out(m, s, y, st->att, st->p_wo, st->p_bo);
+    arena_reset_to(s->scratch, mark);
 }
 
 void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x) {
     AttnMixer *st = m->state;
     const int D = m->D, BL = s->B * s->L;
     AttnShape sh = attn_mixer_shape(m, s->B, s->L);
-    const size_t mark = arena_mark(s->scratch);
-    float *datt = arena_floats(s->scratch, (size_t)BL * D);
+    const size_t mark = arena_mark(s->scratch), BQ = (size_t)s->B * (s->L - m->ctx);
+    float *datt = arena_floats(s->scratch, BQ * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
-    linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att,
-                    mixer_param(s, st->p_wo), BL, D, D);
-    attn_backward(dqkv, dqkv + D, dqkv + 2 * D, datt, st->qkv, st->qkv + D, st->qkv + 2 * D,
-                  st->att, st->lse, s->mask, &sh, s->scratch);
+    attn_mixer_project_out_backward(m, s, datt, dy, st->att, st->p_wo, st->p_bo);
+    const size_t q0 = (size_t)m->ctx * 3 * D; /* the context rows' dq stays 0 */
+    attn_backward(dqkv + q0, dqkv + D, dqkv + 2 * D, datt, st->qkv + q0, st->qkv + D,
+                  st->qkv + 2 * D, st->att, st->lse, s->mask, &sh, s->scratch);
     linear_backward(dx, mixer_grad(s, st->p_wqkv), mixer_grad(s, st->p_bqkv), dqkv, x,
                     mixer_param(s, st->p_wqkv), BL, D, 3 * D);
     arena_reset_to(s->scratch, mark);
@@ -128,8 +178,9 @@ void attn_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *d
 
 uint64_t attn_mixer_flops(const Mixer *m, int B, int L, int backward) {
     const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D;
+    const uint64_t BQ = (uint64_t)B * (uint64_t)(L - m->ctx);
     AttnShape sh = attn_mixer_shape(m, B, L);
-    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BQ * D * D;
     return (backward ? 2 * proj : proj) + attn_flops(&sh, backward);
 }
 

@@ -36,8 +36,17 @@ int mixer_add_linear(ParamTable *pt, const char *prefix, const char *what, int o
  * initialised as LRA does (Xavier-uniform per D×D block). `st` becomes m->state's head: a
  * mechanism embeds AttnMixer as the first member of its own state. */
 void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int bias);
-/* The attention shape for (B, L), with the pattern when there is one. */
+/* The attention shape for (B, L), with the pattern when there is one: queries are the rows after
+ * m->ctx of the packed projections (Lq = L − ctx, batch stride L·3D), outputs compact
+ * (B, L − ctx, D); a mechanism with a pattern has ctx 0. */
 AttnShape attn_mixer_shape(const Mixer *m, int B, int L);
+/* y's rows after m->ctx (all rows when ctx is 0) = att (B, L − ctx, D, compact)·W_oᵀ + b_o; with
+ * ctx > 0 the product goes through scratch (released by the caller). Returns y. */
+float *attn_mixer_project_out(const Mixer *m, const MixerStep *s, float *y, const float *att,
+                              int p_wo, int p_bo);
+/* datt (compact) += dy's rows after ctx ·W_o; W_o's and b_o's gradients +=. Scratch as above. */
+void attn_mixer_project_out_backward(const Mixer *m, const MixerStep *s, float *datt,
+                                     const float *dy, const float *att, int p_wo, int p_bo);
 /* MixerOps entries, for m->state pointing at an AttnMixer (or a struct that starts with one). */
 void attn_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L);
 void attn_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x);

@@ -45,21 +45,23 @@ typedef struct FullState {
     int p_wr, p_u, p_v; /* W_R (D, D), u and v (H, Dh) */
     AttnBias bias;
     int L, nd;       /* planned length; distances 2L − 1 */
+    int ctx;         /* Mixer.ctx: queries are the rows after it */
     float *qu, *qv;  /* (B, L, D) saved: q + u, q + v */
     float *r, *R;    /* (nd, D): sinusoids of the distances, and R = r·W_Rᵀ */
     float *dqv, *dR; /* backward: (B, L, D); (B·H, nd, Dh) per (b, h), summed after */
 } FullState;
 
-/* The band of distances of a tile: distance index of (i0 + r, j0 + c) is d0 + r − c + bk − 1. */
+/* The band of distances of a tile: distance index of (i0 + r, j0 + c) is d0 + r − c + bk − 1.
+ * Query row i is position i + Lk − Lq (the queries are the last Lq positions). */
 static int band_start(const AttnShape *s, int i0, int j0, int bk) {
-    return i0 - (j0 + bk - 1) + (s->Lk - 1);
+    return i0 + (s->Lk - s->Lq) - (j0 + bk - 1) + (s->Lk - 1);
 }
 
 static void rel_tile(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *out,
                      int ld, float *work) {
     const FullState *st = s->bias->ctx;
     const int D = s->H * s->Dh, Dh = s->Dh, nt = bq + bk - 1;
-    const float *qv = st->qv + ((size_t)b * s->Lq + i0) * D + (size_t)h * Dh;
+    const float *qv = st->qv + ((size_t)b * st->L + st->ctx + i0) * D + (size_t)h * Dh;
     const float *R = st->R + (size_t)band_start(s, i0, j0, bk) * D + (size_t)h * Dh;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nt, Dh, s->scale, qv, D, R, D, 0.0f,
                 work, nt);
@@ -76,7 +78,7 @@ static void rel_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, 
     for (int r = 0; r < bq; r++)
         for (int c = 0; c < bk; c++)
             work[(size_t)r * nt + r - c + bk - 1] = s->scale * dbias[(size_t)r * ld + c];
-    const size_t row = ((size_t)b * s->Lq + i0) * D + (size_t)h * Dh;
+    const size_t row = ((size_t)b * st->L + st->ctx + i0) * D + (size_t)h * Dh;
     /* d(q + v) += dG·R_band; dR_band(b, h) += dGᵀ·(q + v) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, nt, 1.0f, work, nt,
                 st->R + (size_t)d0 * D + (size_t)h * Dh, D, 1.0f, st->dqv + row, D);
@@ -109,11 +111,13 @@ static void full_create(Mixer *m, ParamTable *pt) {
                           .ctx = st};
 }
 
-/* Queries q + u (B, L, D) against the packed keys and values, with the relative bias. */
+/* Queries q + u (the rows after ctx of (B, L, D)) against the packed keys and values, with the
+ * relative bias; outputs compact (B, L − ctx, D). */
 static AttnShape rel_shape(const Mixer *m, int B, int L) {
     const FullState *st = m->state;
     const int D = m->D;
-    AttnShape s = attn_shape(B, m->H, L, L, D / m->H, D, 3 * D, 3 * D, D);
+    AttnShape s = attn_shape(B, m->H, L - m->ctx, L, D / m->H, D, 3 * D, 3 * D, D);
+    s.bsq = (size_t)L * D;
     s.causal = st->am.causal;
     s.bias = &st->bias;
     return s;
@@ -125,11 +129,11 @@ static void full_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
         attn_mixer_plan(m, acts, scratch, B, L);
         return;
     }
-    const size_t BL = (size_t)B * L, D = (size_t)m->D;
-    st->L = L, st->nd = 2 * L - 1;
+    const size_t BL = (size_t)B * L, BQ = (size_t)B * (L - m->ctx), D = (size_t)m->D;
+    st->L = L, st->nd = 2 * L - 1, st->ctx = m->ctx;
     st->am.qkv = arena_floats(acts, BL * 3 * D);
-    st->am.att = arena_floats(acts, BL * D);
-    st->am.lse = arena_floats(acts, BL * m->H);
+    st->am.att = arena_floats(acts, BQ * D);
+    st->am.lse = arena_floats(acts, BQ * m->H);
     st->qu = arena_floats(acts, BL * D);
     st->qv = arena_floats(acts, BL * D);
     st->r = arena_floats(acts, (size_t)st->nd * D);
@@ -142,7 +146,8 @@ static void full_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
                 st->r[(size_t)i * D + 2 * k + 1] = (float)cos(a);
             }
     AttnShape s = rel_shape(m, B, L);
-    arena_floats(scratch, BL * D);                                 /* d(att) */
+    arena_floats(scratch, BQ * D);                                 /* d(att) */
+    if (m->ctx > 0) arena_floats(scratch, BQ * D);                 /* dy's query rows */
     arena_floats(scratch, BL * 3 * D);                             /* d(qkv) */
     arena_floats(scratch, BL * D);                                 /* d(q + u) */
     arena_floats(scratch, BL * D);                                 /* d(q + v) */
@@ -172,8 +177,11 @@ static void full_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
         }
     linear_forward(st->R, st->r, mixer_param(s, st->p_wr), NULL, st->nd, D, D);
     AttnShape sh = rel_shape(m, s->B, s->L);
-    attn_forward(am->att, am->lse, st->qu, am->qkv + D, am->qkv + 2 * D, s->mask, &sh, s->scratch);
-    linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
+    attn_forward(am->att, am->lse, st->qu + (size_t)m->ctx * D, am->qkv + D, am->qkv + 2 * D,
+                 s->mask, &sh, s->scratch);
+    const size_t mark = arena_mark(s->scratch);
+    attn_mixer_project_out(m, s, y, am->att, am->p_wo, am->p_bo);
+    arena_reset_to(s->scratch, mark);
 }
 
 static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -185,23 +193,22 @@ static void full_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     }
     AttnMixer *am = &st->am;
     const int D = m->D, H = m->H, Dh = D / H, B = s->B, BL = B * s->L, nd = st->nd;
-    const size_t mark = arena_mark(s->scratch);
-    float *datt = arena_floats(s->scratch, (size_t)BL * D);
+    const size_t mark = arena_mark(s->scratch), BQ = (size_t)B * (s->L - m->ctx),
+                 q0 = (size_t)m->ctx * D;
+    float *datt = arena_floats(s->scratch, BQ * D);
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dqu = arena_floats(s->scratch, (size_t)BL * D);
     st->dqv = arena_floats(s->scratch, (size_t)BL * D);
     st->dR = arena_floats(s->scratch, (size_t)B * H * nd * Dh);
     float *dR = arena_floats(s->scratch, (size_t)nd * D);
-    memset(datt, 0, (size_t)BL * D * sizeof(float));
     memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
     memset(dqu, 0, (size_t)BL * D * sizeof(float));
     memset(st->dqv, 0, (size_t)BL * D * sizeof(float));
     memset(st->dR, 0, (size_t)B * H * nd * Dh * sizeof(float));
-    linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
-                    mixer_param(s, am->p_wo), BL, D, D);
+    attn_mixer_project_out_backward(m, s, datt, dy, am->att, am->p_wo, am->p_bo);
     AttnShape sh = rel_shape(m, B, s->L);
-    attn_backward(dqu, dqkv + D, dqkv + 2 * D, datt, st->qu, am->qkv + D, am->qkv + 2 * D, am->att,
-                  am->lse, s->mask, &sh, s->scratch);
+    attn_backward(dqu + q0, dqkv + D, dqkv + 2 * D, datt, st->qu + q0, am->qkv + D, am->qkv + 2 * D,
+                  am->att, am->lse, s->mask, &sh, s->scratch);
     /* q feeds both q + u and q + v; u and v collect their rows */
     float *du = mixer_grad(s, st->p_u), *dv = mixer_grad(s, st->p_v);
     for (int r = 0; r < BL; r++)
@@ -230,7 +237,8 @@ static uint64_t full_flops(const Mixer *m, int B, int L, int backward) {
     const FullState *st = m->state;
     if (!st->relative) return attn_mixer_flops(m, B, L, backward);
     const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D, nd = 2 * (uint64_t)L - 1;
-    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
+    const uint64_t BQ = (uint64_t)B * (uint64_t)(L - m->ctx);
+    const uint64_t proj = 2 * BL * D * 3 * D + 2 * BQ * D * D;
     AttnShape sh = rel_shape(m, B, L);
     /* R = r·W_Rᵀ forward; its weight gradient backward (r is a constant) */
     return (backward ? 2 * proj : proj) + 2 * nd * D * D + attn_flops(&sh, backward);
@@ -252,6 +260,7 @@ const MixerSpec mixer_full = {
     .title = "softmax attention, fused and streamed over key tiles (O(L) memory); Transformer-XL "
              "relative positions as an option",
     .honours_mask = 1,
+    .skips_context = 1,
     .opts = full_opts,
     .n_opts = NOPTS,
     .ops = &full_ops,

@@ -20,6 +20,11 @@ typedef struct Mixer {
     int layer;             /* 0-based layer index (seeds per-layer randomness) */
     struct Mixer *prev;    /* the previous layer's mixer (NULL for the first), for mechanisms that
                             * carry state from layer to layer (Luna's packed sequence) */
+    int ctx;               /* leading positions of every row that are context only: keys and
+                            * values, no output wanted (Transformer-XL's memory). Set by the
+                            * caller after mixer_create and before plan, and only for a mechanism
+                            * whose spec has skips_context; that mechanism computes no query for
+                            * them and leaves their rows of y as they were (dy there is ignored) */
     char prefix[64];       /* parameter name prefix, e.g. "blocks.0.mixer" */
     void *state;           /* mechanism-private: parameter indices, saved activations */
 } Mixer;
@@ -83,6 +88,7 @@ struct MixerSpec {
      * length (padding is invisible); otherwise how they depend on the padded length by nature
      * (landmark segments, an FFT over the padded length, ...), for `list mechanisms` */
     const char *padding_dependence;
+    int skips_context; /* 1 if it honours Mixer.ctx (queries only after the context rows) */
     const OptSpec *opts;
     int n_opts;
     const MixerOps *ops;

@@ -5,8 +5,8 @@
  * with the stabiliser c the row maximum for queries and the maximum over a head's real keys for
  * keys (its gradient is kept, see favor_backward). Then O = D⁻¹φ(Q)(φ(K)ᵀV). The
  * features are not parameters: they are redrawn every `redraw` training steps from the seed, and
- * evaluation uses the draw of the step that produced the parameters. kernel: relu gives LRA's generalized ReLU kernel, φ = relu(W x') +
- * 0.001. */
+ * evaluation uses the draw of the step that produced the parameters. kernel: relu gives LRA's
+ * generalized ReLU kernel, φ = relu(W x') + 0.001. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>

@@ -31,16 +31,19 @@ static int head_rows(const Encoder *e) { return e->pooling == POOL_NONE ? e->B *
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
 static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
 
-/* The kind and sequence lengths of every block (after e->funnel, e->latents and e->N are set). */
+/* The kind and sequence lengths of every block (after e->funnel, e->latents, e->xrep and e->N are
+ * set). The Perceiver's blocks are xrep repeats of [cross-attend, latent blocks]. */
 static void lay_out_blocks(Encoder *e) {
     const int per_stage = e->funnel > 1 ? (e->N / e->funnel) : e->N;
+    const int per_repeat = e->N / e->xrep;
     int L = e->L;
     for (int l = 0; l < e->N; l++) {
         LayerActs *t = &e->la[l];
         t->kind = BLOCK_SELF;
         t->Lk = L;
-        if (e->latents > 0 && l == 0) {
+        if (e->latents > 0 && l % per_repeat == 0) {
             t->kind = BLOCK_CROSS;
+            t->Lk = e->L; /* every cross-attend reads the input array */
             L = e->latents;
         } else if (e->funnel > 1 && l > 0 && l % per_stage == 0) {
             t->kind = BLOCK_POOL;
@@ -49,6 +52,16 @@ static void lay_out_blocks(Encoder *e) {
         t->Lq = L;
         if (t->kind == BLOCK_SELF) t->Lk = 0;
     }
+}
+
+/* The block whose parameters block l uses: itself; with repeated cross-attends (the Perceiver,
+ * arXiv 2103.03206, §2: "weights shared between each instance of the latent Transformer and the
+ * cross-attends after the first"), a latent block uses the first repeat's and a cross-attend
+ * after the first the second repeat's. */
+static int param_block(const Encoder *e, int l) {
+    if (e->xrep == 1) return l;
+    const int per = e->N / e->xrep, r = l / per, k = l % per;
+    return k > 0 ? k : r == 0 ? 0 : per;
 }
 
 static void declare_params(Encoder *e, const OptValues *mixer_opts) {
@@ -65,14 +78,17 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     for (int l = 0; l < e->N; l++) {
         LayerParams *p = &e->lp[l];
         const LayerActs *t = &e->la[l];
+        const int pb = param_block(e, l); /* the block whose tensors these are */
+        pt->share = pb != l;              /* declaring them again returns the same tensors */
 #define ADD1(field, what, n, init)                                                                 \
-    snprintf(name, sizeof name, "blocks.%d.%s", l, what);                                          \
+    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
     p->field = params_add1(pt, name, n, init, 0, 0)
 #define ADD2(field, what, r, c)                                                                    \
-    snprintf(name, sizeof name, "blocks.%d.%s", l, what);                                          \
+    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
     p->field = params_add2(pt, name, r, c, INIT_XAVIER_UNIFORM, 0, 1)
         p->lnkv_w = p->lnkv_b = p->latents = -1;
-        if (t->kind == BLOCK_CROSS) { /* the latent array, N(0, 0.02²) as the paper's code */
+        if (t->kind == BLOCK_CROSS && l == 0) { /* the latent array, N(0, 0.02²) as the paper's
+                                                 * code; later cross-attends read the stream */
             snprintf(name, sizeof name, "blocks.%d.latents", l);
             p->latents = params_add2(pt, name, t->Lq, D, INIT_NORMAL, 0.02f, 0);
         }
@@ -80,13 +96,17 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
             mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
-                         e->seg > 0 ? window(e) : t->Lq, layer, pt);
+                         e->seg > 0 ? window(e) : t->Lq, pb != l ? e->mixers[pb].layer : layer++,
+                         pt);
             e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
-            layer++, last = l;
+            /* Transformer-XL computes queries for the segment only: the window's memory rows
+             * (and compressed slots) are keys and values, when the mechanism can skip them */
+            if (e->seg > 0 && e->mixer_spec->skips_context) e->mixers[l].ctx = window(e) - e->seg;
+            last = l;
         } else {
             ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
             ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
-            snprintf(name, sizeof name, "blocks.%d.%s", l,
+            snprintf(name, sizeof name, "blocks.%d.%s", pb,
                      t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
             /* the Perceiver cross-attends with one head (§2.1), the Funnel with the model's */
             xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, 0);
@@ -99,13 +119,13 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
                       sb2[2] = {E, D};
             const float a = sqrtf(6.0f / (float)(D + F));
             ADD2(router, "ffn.router.weight", E, D);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.weight", l);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.weight", pb);
             p->fc1_w = params_add(pt, name, 3, s1, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.bias", l);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.bias", pb);
             p->fc1_b = params_add(pt, name, 2, sb1, INIT_ZEROS, 0, 0);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.weight", l);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.weight", pb);
             p->fc2_w = params_add(pt, name, 3, s2, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.bias", l);
+            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.bias", pb);
             p->fc2_b = params_add(pt, name, 2, sb2, INIT_ZEROS, 0, 0);
         } else {
             ADD2(fc1_w, "ffn.fc1.weight", F, D);
@@ -116,6 +136,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
 #undef ADD1
 #undef ADD2
     }
+    pt->share = 0;
     e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
     e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
     const int hin = head_in(e);
@@ -142,6 +163,7 @@ typedef struct BwdScratch {
     float *dlnf, *dx, *dtmp, *dln;        /* (B, L, D) each (L the longest block's); dx is the
                                            * residual stream's gradient */
     float *dx2, *dq;     /* (B, L, D): d(block input) beside dx; d(queries' input) */
+    float *dx0;          /* Perceiver: (B, L, D) d(input array), summed over the cross-attends */
     float *dyext, *dext; /* recurrence: (B·nS, M + S, D) each */
     float *dg, *dh;      /* (B, L, F) each */
 } BwdScratch;
@@ -162,6 +184,7 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dln = arena_floats(s, BLD);
     b->dx2 = arena_floats(s, BLD);
     b->dq = arena_floats(s, BLD);
+    b->dx0 = e->latents > 0 ? arena_floats(s, (size_t)e->B * e->L * e->D) : NULL;
     const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * window(e) * e->D : 0;
     b->dyext = ext ? arena_floats(s, ext) : NULL;
     b->dext = ext ? arena_floats(s, ext) : NULL;
@@ -275,7 +298,8 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->experts = cfg->experts > 0 ? cfg->experts : 1;
     e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
     e->balance = cfg->balance_loss, e->zloss = cfg->router_z_loss;
-    e->N = cfg->layers + (cfg->latents > 0 ? 1 : 0);
+    e->xrep = cfg->latents > 0 && cfg->cross_attends > 1 ? cfg->cross_attends : 1;
+    e->N = e->xrep * (cfg->layers + (cfg->latents > 0 ? 1 : 0));
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
     e->mixer_spec = mixer_get(cfg->mixer_index);
@@ -494,6 +518,12 @@ static const unsigned char *input_mask(const Encoder *e, int l) {
     return l == 0 ? e->mask : e->la[l - 1].qmask;
 }
 
+/* The mask of the keys a POOL or CROSS block attends over: its input's, or the tokens' (every
+ * cross-attend reads the input array). */
+static const unsigned char *key_mask(const Encoder *e, int l) {
+    return e->la[l].kind == BLOCK_CROSS ? e->mask : input_mask(e, l);
+}
+
 double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
     const int B = e->B, L = e->L, D = e->D, F = e->F;
     const float p = training ? e->dropout : 0.0f;
@@ -529,20 +559,26 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
             }
         } else {
+            /* POOL: the pooled input attends over the input; CROSS: the latents (the learned
+             * array, or the stream of the blocks before a later cross-attend) over the input
+             * array */
+            const float *kin = t->kind == BLOCK_CROSS ? e->xs[0] : xin;
             if (t->kind == BLOCK_POOL)
                 funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D,
                             e->cls_id >= 0);
-            else
+            else if (lp->latents >= 0)
                 for (int b = 0; b < B; b++)
                     memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents),
                            (size_t)t->Lq * D * sizeof(float));
+            else
+                memcpy(t->qin, xin, QD * sizeof(float));
             base = t->qin;
             layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w),
                               P(e, lp->ln1_b), BQ, D);
-            layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, xin, P(e, lp->lnkv_w),
+            layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, kin, P(e, lp->lnkv_w),
                               P(e, lp->lnkv_b), B * t->Lk, D);
-            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, input_mask(e, l), e->params, &e->pt,
-                          B, &e->scratch);
+            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, key_mask(e, l), e->params, &e->pt, B,
+                          &e->scratch);
         }
         arena_reset(&e->scratch);
         dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
@@ -699,23 +735,30 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         const int BK = B * t->Lk;
         float *dkv = bs.dx2, *dq = bs.dq;
         memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
-        xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, input_mask(e, l), e->params,
+        xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, key_mask(e, l), e->params,
                        e->grads, &e->pt, B, &e->scratch);
         arena_reset_to(&e->scratch, mark);
         memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
         layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, t->qin, P(e, lp->ln1_w),
                            t->ln1_mean, t->ln1_rstd, BQ, D);
-        memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
-        layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l], P(e, lp->lnkv_w),
-                           t->lnkv_mean, t->lnkv_rstd, BK, D);
         if (t->kind == BLOCK_POOL) {
+            memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
+            layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l],
+                               P(e, lp->lnkv_w), t->lnkv_mean, t->lnkv_rstd, BK, D);
             funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
-        } else { /* the latents are shared by the batch */
-            float *gl = G(e, lp->latents);
-            for (int b = 0; b < B; b++)
-                for (size_t k = 0; k < (size_t)t->Lq * D; k++)
-                    gl[k] += dq[(size_t)b * t->Lq * D + k];
+            continue;
         }
+        /* CROSS: the keys read the input array, whose gradient gathers over the cross-attends */
+        layernorm_backward(bs.dx0, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[0],
+                           P(e, lp->lnkv_w), t->lnkv_mean, t->lnkv_rstd, BK, D);
+        if (lp->latents < 0) { /* a later cross-attend: dx becomes d(the latent stream) */
+            memcpy(dx, dq, QD * sizeof *dx);
+            continue;
+        }
+        float *gl = G(e, lp->latents); /* the latents are shared by the batch */
+        for (int b = 0; b < B; b++)
+            for (size_t k = 0; k < (size_t)t->Lq * D; k++) gl[k] += dq[(size_t)b * t->Lq * D + k];
+        memcpy(dx, bs.dx0, (size_t)BK * D * sizeof *dx); /* the first block: dx = d(x_0) */
     }
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;

@@ -12,7 +12,10 @@
  * queries are the input mean-pooled by 2 (the CLS position never pooled) and attend over the
  * unpooled input, so the stream shortens; CROSS, the Perceiver's cross-attend (arXiv 2103.03206,
  * §2.1): a learned latent array attends (one head) over the embedded input, and the blocks after it
- * run the mechanism over the latents.
+ * run the mechanism over the latents. With model.cross_attends = R the Perceiver's blocks are R
+ * repeats of [cross-attend, model.layers latent blocks], each later cross-attend reading the latent
+ * stream against the input array again (§2, Fig. 1); the latent blocks of every repeat are the
+ * first repeat's (shared tensors), and the cross-attends after the first share one set.
  *
  * Segment recurrence (Transformer-XL, arXiv 1901.02860, §3.2): with model.segment = S the sequence
  * is cut into segments and a SELF block's mechanism runs on each segment with, before it, the M
@@ -71,6 +74,7 @@ typedef struct Encoder {
                                      * heads, FFN, blocks (layers, plus the Perceiver's
                                      * cross-attend), head hidden */
     int funnel, latents;            /* model.funnel stages (0: none), model.latents (0: none) */
+    int xrep;           /* Perceiver: cross-attends (model.cross_attends; 1 otherwise) */
     int seg, mem, nseg; /* Transformer-XL recurrence: segment, memory, segments (0: none) */
     int crate, ncm;     /* Compressive Transformer: rate c and slots N (0: none) */
     int frozen;         /* tests: forward keeps every discrete choice of the last forward (the

@@ -17,6 +17,14 @@ void params_free(ParamTable *t) {
 int params_add(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
                float scale, int decay) {
     XB_ASSERT(ndim >= 1 && ndim <= XB_PARAM_MAXDIM);
+    if (t->share) {
+        const int i = params_find(t, name);
+        if (i >= 0) {
+            XB_ASSERT(t->info[i].ndim == ndim);
+            for (int d = 0; d < ndim; d++) XB_ASSERT(t->info[i].shape[d] == shape[d]);
+            return i;
+        }
+    }
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
         t->info = realloc(t->info, (size_t)t->cap * sizeof *t->info);

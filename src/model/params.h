@@ -38,11 +38,14 @@ typedef struct ParamTable {
     int n, cap;
     ParamInfo *info;
     size_t total; /* floats */
+    int share;    /* while set, declaring a name that exists returns that tensor (its shape must
+                   * match): weight sharing, e.g. the Perceiver's repeated blocks */
 } ParamTable;
 
 void params_init(ParamTable *t);
 void params_free(ParamTable *t);
-/* Declares a tensor; returns its index. Offsets are 16-float aligned. */
+/* Declares a tensor; returns its index. Offsets are 16-float aligned. With t->share, a tensor of
+ * that name declared before is returned instead. */
 int params_add(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
                float scale, int decay);
 /* Convenience forms for 1-D and 2-D tensors. */
