@@ -45,6 +45,7 @@ void set_opts(OptValues *v, const MixerSpec *spec, const char *text) {
  * features grows like exp(‖q‖·‖k‖)). */
 float g_xscale = 1.0f;
 int g_ctx = 0;
+int g_cls = 0;
 
 void inst_init(Inst *t, const char *name, const char *opts, int B, int L, int D, int H,
                const int *pad, uint64_t seed) {
@@ -69,6 +70,7 @@ void inst_init_at(Inst *t, const char *name, const char *opts, int B, int L, int
     params_init(&t->pt);
     mixer_create(&t->m, spec, &t->opts, D, H, max_len, 0, &t->pt);
     if (spec->skips_context) t->m.ctx = g_ctx;
+    t->m.cls = g_cls;
     t->params = calloc(t->pt.total + 1, sizeof(float));
     t->grads = calloc(t->pt.total + 1, sizeof(float));
     Rng r;

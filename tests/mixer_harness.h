@@ -25,6 +25,8 @@ typedef struct Inst {
 extern float g_xscale;
 /* Mixer.ctx of the instances created next, for mechanisms that skip context rows (default 0). */
 extern int g_ctx;
+/* Mixer.cls of the instances created next (position 0 is a CLS token; default 0). */
+extern int g_cls;
 
 /* "name=value,name=value" → option values of spec (numbers, true/false, or enum choices). */
 void set_opts(OptValues *v, const MixerSpec *spec, const char *text);

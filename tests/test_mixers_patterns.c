@@ -24,6 +24,70 @@ START_TEST(test_local_with_a_block_covering_the_sequence_equals_full) {
 }
 END_TEST
 
+/* LRA's local attention written out as local_attention.py computes it, in double precision but
+ * with the score + bias rounded to float as JAX does: the sequence padded to Lp = L + w − L mod w
+ * with zero inputs (whose q, k, v are the projections' biases) marked real, group j = positions
+ * r·n + j (n = Lp/w) from the (bs, w, n) reshape, member r of group j masked by the contiguous bits
+ * j·w + r of the (bs·n, w) reshape of the padding mask, −1e10 where masked. A query whose bit is
+ * clear averages its group uniformly (position 4 of the padded row below). */
+START_TEST(test_local_lra_is_lras_strided_reshape) {
+    const int B = 2, L = 23, D = 8, H = 2, Dh = D / H, w = 5, pad[2] = {0, 4};
+    const int Lp = L + (w - L % w), n = Lp / w;
+    Inst t;
+    inst_init(&t, "local", "lra=true,block=5,bias=true", B, L, D, H, pad, 27);
+    t.training = 0;
+    inst_forward(&t);
+    const ParamTable *pt = &t.pt;
+#define PT(nm) (t.params + pt->info[params_find(pt, "blocks.0.mixer." nm)].offset)
+    const float *wqkv = PT("qkv.weight"), *bqkv = PT("qkv.bias"), *wo = PT("out.weight"),
+                *bo = PT("out.bias");
+#undef PT
+    double qkv[2][25][24];
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < Lp; p++)
+            for (int o = 0; o < 3 * D; o++) {
+                double a = bqkv[o];
+                for (int c = 0; c < D && p < L; c++)
+                    a += (double)wqkv[o * D + c] * t.x[(b * L + p) * D + c];
+                qkv[b][p][o] = a;
+            }
+    double worst = 0;
+    int uniform_rows = 0;
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < L; p++) {
+            const int i = p / n, j = p % n; /* member i of group j */
+            const int qbit = j * w + i >= L || t.mask[b * L + j * w + i];
+            uniform_rows += !qbit && t.mask[b * L + p];
+            double att[8] = {0};
+            for (int h = 0; h < H; h++) {
+                double sc[5], mx = -INFINITY, z = 0;
+                for (int c = 0; c < w; c++) {
+                    const int pc = c * n + j;
+                    double dot = 0;
+                    for (int d = 0; d < Dh; d++)
+                        dot += qkv[b][p][h * Dh + d] * qkv[b][pc][D + h * Dh + d];
+                    const int kbit = j * w + c >= L || t.mask[b * L + j * w + c];
+                    sc[c] = (double)((float)(dot / sqrt(Dh)) + (qbit && kbit ? 0.0f : -1e10f));
+                    mx = fmax(mx, sc[c]);
+                }
+                for (int c = 0; c < w; c++) z += exp(sc[c] - mx);
+                for (int c = 0; c < w; c++)
+                    for (int d = 0; d < Dh; d++)
+                        att[h * Dh + d] +=
+                            exp(sc[c] - mx) / z * qkv[b][c * n + j][2 * D + h * Dh + d];
+            }
+            for (int o = 0; o < D; o++) {
+                double y = bo[o];
+                for (int c = 0; c < D; c++) y += (double)wo[o * D + c] * att[c];
+                worst = fmax(worst, fabs(y - t.y[(b * L + p) * D + o]) / (1 + fabs(y)));
+            }
+        }
+    ck_assert_int_gt(uniform_rows, 0); /* the case exists in this batch */
+    ck_assert_msg(worst < 1e-5, "lra local differs from local_attention.py's reshape by %g", worst);
+    inst_free(&t);
+}
+END_TEST
+
 START_TEST(test_sliding_with_a_window_covering_the_sequence_equals_full) {
     check_equals_full("sliding", "window=40", NULL, 2, 20, 8, 2, 1e-5);
     check_equals_full("sliding", "window=400", NULL, 1, 150, 8, 2, 1e-5);
@@ -129,6 +193,75 @@ START_TEST(test_sparse_transformer_covering_all_pairs_equals_full) {
     s.pattern->mask(&s, 0, 0, 5, 1, 0, 12, row, 12); /* an A1 head: block 1 */
     for (int j = 0; j < 12; j++) ck_assert_int_eq(row[j] == 0.0f, j / 4 == 1);
     inst_free(&t);
+}
+END_TEST
+
+/* LRA's sparse pattern, written out as its build_mask does (sparse_attention.py): Fixed1 (same
+ * block of l) or Fixed2 (k mod l == 0 or >= l − c), and k <= q; with use_cls_token the pattern of
+ * the L − 1 positions after the CLS token, padded with a first row and column of ones. The
+ * mechanism's outputs equal attention with that mask materialised (so its key ranges cover it). */
+static int g_lra_l, g_lra_c, g_lra_cls;
+static int lra_build_mask(int q, int k) {
+    if (g_lra_cls) {
+        if (q == 0 || k == 0) return 1;
+        q--, k--;
+    }
+    const int fixed1 = q / g_lra_l == k / g_lra_l,
+              fixed2 = k % g_lra_l == 0 || k % g_lra_l >= g_lra_l - g_lra_c;
+    return k <= q && (fixed1 || fixed2);
+}
+static int lra_all_keys(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)i0, (void)bq;
+    lo[0] = 0, hi[0] = s->Lk;
+    return 1;
+}
+static void lra_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk, float *bias,
+                     int ld) {
+    (void)s, (void)b, (void)h;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++)
+            bias[(size_t)r * ld + c] = lra_build_mask(i0 + r, j0 + c) ? 0.0f : -INFINITY;
+}
+
+START_TEST(test_sparse_transformer_lra_is_lras_merged_causal_pattern) {
+    const int L[2] = {29, 300}, l[2] = {8, 128}, c[2] = {3, 32}, pad[2] = {0, 5};
+    for (int v = 0; v < 4; v++) {
+        const int n = L[v / 2], B = 2, D = 8, H = 2, Dh = D / H;
+        g_lra_l = l[v / 2], g_lra_c = c[v / 2], g_lra_cls = v % 2;
+        char opts[96];
+        snprintf(opts, sizeof opts, "lra=true,stride=%d,summary=%d", g_lra_l, g_lra_c);
+        g_cls = g_lra_cls;
+        Inst t;
+        inst_init(&t, "sparse_transformer", opts, B, n, D, H, pad, 19);
+        g_cls = 0;
+        inst_forward(&t);
+        float *qkv = malloc((size_t)B * n * 3 * D * sizeof(float)),
+              *o = malloc((size_t)B * n * D * sizeof(float)),
+              *y = malloc((size_t)B * n * D * sizeof(float)),
+              *lse = malloc((size_t)B * H * n * sizeof(float));
+        const ParamTable *pt = &t.pt;
+        linear_forward(qkv, t.x,
+                       t.params + pt->info[params_find(pt, "blocks.0.mixer.qkv.weight")].offset,
+                       NULL, B * n, D, 3 * D);
+        AttnShape s = attn_shape(B, H, n, n, Dh, 3 * D, 3 * D, 3 * D, D);
+        const AttnPattern full = {
+            .bq = n, .max_ranges = 1, .ranges = lra_all_keys, .mask = lra_mask};
+        s.pattern = &full;
+        attn_forward_naive(o, lse, qkv, qkv + D, qkv + 2 * D, t.mask, &s);
+        linear_forward(y, o,
+                       t.params + pt->info[params_find(pt, "blocks.0.mixer.out.weight")].offset,
+                       NULL, B * n, D, D);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < n - pad[b]; i++)
+                for (int d = 0; d < D; d++) {
+                    const size_t k = ((size_t)b * n + i) * D + d;
+                    ck_assert_msg(fabsf(t.y[k] - y[k]) <= 1e-5f * (1 + fabsf(y[k])),
+                                  "lra(L %d, cls %d) row %d: %g vs %g", n, g_lra_cls, i, t.y[k],
+                                  y[k]);
+                }
+        free(qkv), free(o), free(y), free(lse);
+        inst_free(&t);
+    }
 }
 END_TEST
 
@@ -351,6 +484,8 @@ static Suite *mixers_patterns_suite(void) {
     tcase_add_test(tc, test_memory_compressed_with_c_1_and_identity_convolutions_equals_full);
     tcase_add_test(tc, test_sparse_transformer_covering_all_pairs_equals_full);
     tcase_add_test(tc, test_bigbird_pattern_is_what_the_paper_draws);
+    tcase_add_test(tc, test_local_lra_is_lras_strided_reshape);
+    tcase_add_test(tc, test_sparse_transformer_lra_is_lras_merged_causal_pattern);
     tcase_add_test(tc, test_axial_on_one_row_or_one_column_equals_full);
     tcase_add_test(tc, test_axial_columns_see_only_their_column);
     tcase_add_test(tc, test_full_relative_matches_explicit_scores);

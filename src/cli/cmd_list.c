@@ -38,7 +38,10 @@ static void list_mixers(int md) {
         if (md) {
             printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.", m->name, m->classes,
                    m->arxiv, m->title, m->honours_mask ? "honoured" : "not honoured");
-            if (m->padding_dependence) printf(" Padded length: %s.", m->padding_dependence);
+            if (m->padding_dependence)
+                printf(" Padded length%s%s%s: %s.", m->padding_dependence_option ? " (with " : "",
+                       m->padding_dependence_option ? m->padding_dependence_option : "",
+                       m->padding_dependence_option ? ": true)" : "", m->padding_dependence);
             printf("\n\n");
             if (m->n_opts)
                 printf("| option | type | default | valid | meaning |\n|---|---|---|---|---|\n");
@@ -47,7 +50,11 @@ static void list_mixers(int md) {
         } else {
             printf("%-20s class %-10s arXiv %-10s mask %-3s %s\n", m->name, m->classes, m->arxiv,
                    m->honours_mask ? "yes" : "no", m->title);
-            if (m->padding_dependence) printf("    padded length: %s\n", m->padding_dependence);
+            if (m->padding_dependence)
+                printf("    padded length%s%s%s: %s\n",
+                       m->padding_dependence_option ? " (with " : "",
+                       m->padding_dependence_option ? m->padding_dependence_option : "",
+                       m->padding_dependence_option ? ": true)" : "", m->padding_dependence);
             print_opts(m->opts, m->n_opts, 0);
         }
     }

@@ -25,6 +25,8 @@ typedef struct Mixer {
                             * caller after mixer_create and before plan, and only for a mechanism
                             * whose spec has skips_context; that mechanism computes no query for
                             * them and leaves their rows of y as they were (dy there is ignored) */
+    int cls;               /* 1 when position 0 of every row is the model's CLS token (pooling
+                            * cls); set by the caller after mixer_create, before plan */
     char prefix[64];       /* parameter name prefix, e.g. "blocks.0.mixer" */
     void *state;           /* mechanism-private: parameter indices, saved activations */
 } Mixer;
@@ -88,6 +90,8 @@ struct MixerSpec {
      * length (padding is invisible); otherwise how they depend on the padded length by nature
      * (landmark segments, an FFT over the padded length, ...), for `list mechanisms` */
     const char *padding_dependence;
+    const char *padding_dependence_option; /* NULL, or the boolean option under which alone the
+                                            * dependence holds (e.g. local's "lra") */
     int skips_context; /* 1 if it honours Mixer.ctx (queries only after the context rows) */
     const OptSpec *opts;
     int n_opts;

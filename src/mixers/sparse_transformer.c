@@ -5,7 +5,14 @@
  * second half A2 (the paper's multi-head factorisation); merged gives every head A1 ∪ A2 (as LRA
  * ran the fixed pattern). The encoder form is bidirectional; causal restricts to j <= i. Strided
  * A2 keys are one per stride: the kernel visits them as single-key ranges, O(L·L/l) work. LRA:
- * fixed, l = 128, c = 32. */
+ * fixed, l = 128, c = 32.
+ *
+ * lra: LRA's own pattern (lra_benchmarks/models/sparse_transformer/sparse_attention.py, the default
+ * `attention_patterns` Fixed1Pattern(128) ∪ Fixed2Pattern(128, 32)), which LRA's Table 1 ran:
+ * every head sees the merged fixed pattern, whose summary keys also include each block's first
+ * position (`remainder == 0`), lower-triangular in the encoder too (the file's "all attention
+ * patterns are causal"); with a CLS token (model.pooling: cls, LRA's use_cls_token), position 0
+ * sees every key and every query sees it, and the pattern runs over positions 1.. (`pad_first`). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +51,13 @@ static const OptSpec st_opts[] = {
      .def = 0,
      .help = "only keys j <= i (the paper's decoder)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    {.name = "lra",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "LRA's sparse_attention.py as its Table 1 ran it: merged fixed pattern whose summary "
+             "keys include each block's first position, causal even in the encoder, the CLS "
+             "position (pooling: cls) seeing and seen by all (implies pattern fixed, heads "
+             "merged, causal)"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(st_opts))
 
@@ -52,6 +66,7 @@ enum { TILE_STRIDED = 1 };
 typedef struct StState {
     AttnMixer am; /* first */
     int strided, merged, l, c, H;
+    int lra, cls; /* LRA's pattern; position 0 is a CLS token (Mixer.cls) */
 } StState;
 
 /* Which components head h uses: bit 0 A1, bit 1 A2. */
@@ -60,14 +75,47 @@ static int parts(const StState *st, int h) {
     return h < st->H / 2 || st->H == 1 ? 1 : 2;
 }
 
+/* LRA's pattern over positions shifted by the CLS token: query i sees key j when j <= i and j is
+ * in i's block, or is a block's first or one of its last c positions; position 0 (the CLS
+ * token) sees and is seen by all. */
+static int lra_sees(const StState *st, int i, int j) {
+    if (st->cls && (i == 0 || j == 0)) return 1;
+    i -= st->cls, j -= st->cls;
+    const int l = st->l, rem = j % l;
+    return j <= i && (j / l == i / l || rem == 0 || rem >= l - st->c);
+}
+
+static int lra_ranges(const StState *st, int Lk, int i0, int bq, int *a, int *e) {
+    if (st->cls && i0 == 0) { /* the CLS row sees everything */
+        a[0] = 0, e[0] = Lk;
+        return 1;
+    }
+    const int l = st->l, sh = st->cls, last = XB_MIN(Lk, i0 + bq); /* causal: keys < last */
+    int m = 0;
+    if (sh) a[m] = 0, e[m] = 1, m++;
+    const int first_block = (XB_MAX(i0 - sh, 0)) / l; /* the first row's block */
+    for (int k = 0; k * l + sh < last; k++) {
+        const int start = k * l + sh;
+        if (k >= first_block) { /* blocks of the tile's rows: all of it */
+            a[m] = start, e[m] = XB_MIN(last, start + l), m++;
+            continue;
+        }
+        a[m] = start, e[m] = start + 1, m++; /* its first position */
+        a[m] = start + XB_MAX(1, l - st->c), e[m] = XB_MIN(last, start + l), m++;
+    }
+    return m;
+}
+
 static int st_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
     (void)b;
     const StState *st = s->pattern->ctx;
     const int p = parts(st, h), l = st->l, Lk = s->Lk;
     int n = 0;
     /* collect, in order, then merge overlaps */
-    int a[2 * (s->Lk / (l > 0 ? l : 1)) + 4], e[2 * (s->Lk / (l > 0 ? l : 1)) + 4], m = 0;
-    if (!st->strided) {
+    int a[2 * (s->Lk / (l > 0 ? l : 1)) + 6], e[2 * (s->Lk / (l > 0 ? l : 1)) + 6], m = 0;
+    if (st->lra) {
+        m = lra_ranges(st, Lk, i0, bq, a, e);
+    } else if (!st->strided) {
         if (p & 1) a[m] = i0 / l * l, e[m] = XB_MIN(Lk, (i0 + bq - 1) / l * l + l), m++;
         if (p & 2)
             for (int k = 0; k * l < Lk; k++)
@@ -108,7 +156,9 @@ static void st_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, in
         for (int c = 0; c < bk; c++) {
             const int i = i0 + r, j = j0 + c;
             int ok;
-            if (!st->strided)
+            if (st->lra)
+                ok = lra_sees(st, i, j);
+            else if (!st->strided)
                 ok = ((p & 1) && j / l == i / l) || ((p & 2) && j % l >= l - st->c);
             else
                 ok = ((p & 1) && abs(i - j) < l) || ((p & 2) && (i - j) % l == 0);
@@ -126,7 +176,9 @@ static void st_create(Mixer *m, ParamTable *pt) {
     st->l = opt_int(m->opts, st_opts, NOPTS, "stride");
     st->c = opt_int(m->opts, st_opts, NOPTS, "summary");
     st->H = m->H;
-    const int max_ranges = 2 * (m->max_len / st->l) + 4;
+    st->lra = opt_bool(m->opts, st_opts, NOPTS, "lra");
+    if (st->lra) st->strided = 0, st->merged = 1; /* lra_sees is causal itself */
+    const int max_ranges = 2 * (m->max_len / st->l) + 6;
     st->am.pattern = (AttnPattern){.bq = st->strided ? TILE_STRIDED : XB_MIN(st->l, 128),
                                    .max_ranges = max_ranges,
                                    .ranges = st_ranges,
@@ -135,8 +187,17 @@ static void st_create(Mixer *m, ParamTable *pt) {
     st->am.has_pattern = 1;
 }
 
+/* LRA's pattern needs to know whether position 0 is a CLS token: the encoder sets Mixer.cls after
+ * create, before plan. */
+static void st_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
+    StState *st = m->state;
+    st->cls = m->cls;
+    attn_mixer_plan(m, acts, scratch, B, L);
+}
+
 static int st_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)max_len;
+    if (opt_bool(opts, st_opts, NOPTS, "lra")) return 0; /* its own pattern, heads merged */
     const int l = opt_int(opts, st_opts, NOPTS, "stride"),
               c = opt_int(opts, st_opts, NOPTS, "summary");
     if (opt_enum(opts, st_opts, NOPTS, "pattern") == 0 && c > l) {
@@ -159,7 +220,7 @@ static int st_check(const OptValues *opts, int D, int H, int max_len, XbError *e
 static const MixerOps st_ops = {
     .check = st_check,
     .create = st_create,
-    .plan = attn_mixer_plan,
+    .plan = st_plan,
     .forward = attn_mixer_forward,
     .backward = attn_mixer_backward,
     .flops = attn_mixer_flops,

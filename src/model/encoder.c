@@ -102,6 +102,7 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
             /* Transformer-XL computes queries for the segment only: the window's memory rows
              * (and compressed slots) are keys and values, when the mechanism can skip them */
             if (e->seg > 0 && e->mixer_spec->skips_context) e->mixers[l].ctx = window(e) - e->seg;
+            e->mixers[l].cls = e->cls_id >= 0 && e->seg == 0; /* position 0 is the CLS token */
             last = l;
         } else {
             ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
