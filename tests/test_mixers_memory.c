@@ -168,6 +168,217 @@ START_TEST(test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full) {
 }
 END_TEST
 
+/* A tensor of t's mechanism by the tail of its name ("value.weight"), or NULL when absent. */
+static float *tensor_or_null(Inst *t, const char *what) {
+    char name[XB_PARAM_NAME];
+    snprintf(name, sizeof name, "blocks.0.mixer.%s", what);
+    const int i = params_find(&t->pt, name);
+    return i < 0 ? NULL : t->params + t->pt.info[i].offset;
+}
+static float *tensor(Inst *t, const char *what) {
+    float *p = tensor_or_null(t, what);
+    ck_assert_msg(p != NULL, "%s has no tensor %s", t->m.spec->name, what);
+    return p;
+}
+static const ParamInfo *tensor_info(Inst *t, const char *what) {
+    char name[XB_PARAM_NAME];
+    snprintf(name, sizeof name, "blocks.0.mixer.%s", what);
+    const int i = params_find(&t->pt, name);
+    ck_assert_msg(i >= 0, "%s has no tensor %s", t->m.spec->name, what);
+    return &t->pt.info[i];
+}
+
+/* y (N, OC) = x (N, IC)·Wᵀ + b in double (b may be NULL). */
+static void ref_linear(double *y, const double *x, const float *w, const float *b, int N, int IC,
+                       int OC) {
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < OC; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int c = 0; c < IC; c++)
+                acc += x[(size_t)r * IC + c] * (double)w[(size_t)o * IC + c];
+            y[(size_t)r * OC + o] = acc;
+        }
+}
+
+/* Row-wise softmax of z (Lq, Lk) over the keys with kmask[j] (NULL: all), in place; a row with no
+ * visible key becomes zeros. */
+static void ref_softmax(double *z, int Lq, int Lk, const unsigned char *kmask) {
+    for (int i = 0; i < Lq; i++) {
+        double *r = z + (size_t)i * Lk, mx = -INFINITY, sum = 0;
+        for (int j = 0; j < Lk; j++)
+            if (!kmask || kmask[j]) mx = fmax(mx, r[j]);
+        for (int j = 0; j < Lk; j++) sum += (r[j] = (!kmask || kmask[j]) ? exp(r[j] - mx) : 0.0);
+        for (int j = 0; j < Lk; j++) r[j] = sum > 0 ? r[j] / sum : 0.0;
+    }
+}
+
+/* Synthesizer's output of t, materialised in double from its own tensors: per head h (set of
+ * synthetic logits g = h, or 0 with heads=shared) the logits B_g plus, with dot, Q_h·K_hᵀ/√Dh; the
+ * masked softmax times head h's values; the output projection. */
+static void synth_reference(Inst *t, int shared, int dot, double *yref) {
+    const int B = t->B, L = t->L, D = t->D, H = t->H, Dh = D / H, n = t->m.max_len, BL = B * L;
+    const int G = shared ? 1 : H, Dg = D / G;
+    const float *r1 = tensor_or_null(t, "r1"), *r2 = tensor_or_null(t, "r2");
+    const float *rr = tensor_or_null(t, "random"), *w1 = tensor_or_null(t, "dense.fc1.weight");
+    int k = 0;
+    if (r1) { /* each set of logits its own factors: (G, n, k) */
+        const ParamInfo *p = tensor_info(t, "r1");
+        ck_assert_msg(p->ndim == 3 && p->shape[0] == G && p->shape[1] == n, "r1 is not (%d, %d, k)",
+                      G, n);
+        k = p->shape[2];
+    }
+    if (rr) {
+        const ParamInfo *p = tensor_info(t, "random");
+        ck_assert_msg(p->ndim == 3 && p->shape[0] == G && p->shape[1] == n && p->shape[2] == n,
+                      "random is not (%d, %d, %d)", G, n, n);
+    }
+    if (w1) {
+        const ParamInfo *p = tensor_info(t, "dense.fc2.weight");
+        ck_assert_msg(p->shape[0] == n && p->shape[1] == Dg, "dense.fc2 is not (%d, %d)", n, Dg);
+    }
+    double *x = malloc(sizeof(double) * BL * D), *v = malloc(sizeof(double) * BL * D);
+    double *qk = malloc(sizeof(double) * BL * 2 * D), *h1 = malloc(sizeof(double) * BL * D);
+    double *att = calloc((size_t)BL * D, sizeof(double)), *z = malloc(sizeof(double) * L * L);
+    for (int i = 0; i < BL * D; i++) x[i] = t->x[i];
+    ref_linear(v, x, tensor(t, "value.weight"), tensor_or_null(t, "value.bias"), BL, D, D);
+    if (dot) ref_linear(qk, x, tensor(t, "qk.weight"), tensor_or_null(t, "qk.bias"), BL, D, 2 * D);
+    if (w1) {
+        ref_linear(h1, x, w1, tensor_or_null(t, "dense.fc1.bias"), BL, D, D);
+        for (int i = 0; i < BL * D; i++) h1[i] = fmax(h1[i], 0.0);
+    }
+    const float *w2 = w1 ? tensor(t, "dense.fc2.weight") : NULL;
+    const float *b2 = w1 ? tensor_or_null(t, "dense.fc2.bias") : NULL;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const int g = shared ? 0 : h;
+            for (int i = 0; i < L; i++)
+                for (int j = 0; j < L; j++) {
+                    double acc = 0;
+                    if (r1)
+                        for (int d = 0; d < k; d++)
+                            acc += (double)r1[((size_t)g * n + i) * k + d] *
+                                   r2[((size_t)g * n + j) * k + d];
+                    if (rr) acc = rr[((size_t)g * n + i) * n + j];
+                    if (w1) {
+                        acc = b2 ? b2[j] : 0.0;
+                        for (int c = 0; c < Dg; c++)
+                            acc += (double)w2[(size_t)j * Dg + c] *
+                                   h1[((size_t)b * L + i) * D + g * Dg + c];
+                    }
+                    for (int d = 0; dot && d < Dh; d++)
+                        acc += qk[((size_t)b * L + i) * 2 * D + h * Dh + d] *
+                               qk[((size_t)b * L + j) * 2 * D + D + h * Dh + d] / sqrt(Dh);
+                    z[(size_t)i * L + j] = acc;
+                }
+            ref_softmax(z, L, L, t->mask ? t->mask + (size_t)b * L : NULL);
+            for (int i = 0; i < L; i++)
+                for (int d = 0; d < Dh; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < L; j++)
+                        acc += z[(size_t)i * L + j] * v[((size_t)b * L + j) * D + h * Dh + d];
+                    att[((size_t)b * L + i) * D + h * Dh + d] = acc;
+                }
+        }
+    ref_linear(yref, att, tensor(t, "out.weight"), tensor_or_null(t, "out.bias"), BL, D, D);
+    free(x), free(v), free(qk), free(h1), free(att), free(z);
+}
+
+/* Each variant (with and without dot, per head and shared) equals the materialised reference, run
+ * below its max_len (the first L rows and columns of the synthetic logits) with padding. */
+START_TEST(test_synthesizer_equals_naive_reference_for_every_variant) {
+    static const char *const OPTS[] = {
+        "k=3",
+        "k=3,dot=true,bias=true",
+        "k=2,heads=shared",
+        "variant=dense",
+        "variant=dense,dot=true,bias=true",
+        "variant=dense,heads=shared,bias=true",
+        "variant=random",
+        "variant=random,dot=true,trainable=false",
+        "variant=random,heads=shared,dot=true",
+    };
+    const int B = 2, L = 9, n = 12, D = 8, H = 2, pad[2] = {0, 3};
+    for (size_t c = 0; c < sizeof OPTS / sizeof *OPTS; c++) {
+        Inst t;
+        inst_init_at(&t, "synthesizer", OPTS[c], B, L, n, D, H, pad, 17 + c);
+        inst_forward(&t);
+        double *yref = malloc(sizeof(double) * B * L * D);
+        synth_reference(&t, strstr(OPTS[c], "heads=shared") != NULL,
+                        strstr(OPTS[c], "dot=true") != NULL, yref);
+        double worst = 0;
+        for (int i = 0; i < B * L * D; i++)
+            worst = fmax(worst, fabs(t.y[i] - yref[i]) / (1 + fabs(yref[i])));
+        ck_assert_msg(worst <= 2e-5, "synthesizer(%s) differs from the reference by %g", OPTS[c],
+                      worst);
+        free(yref);
+        inst_free(&t);
+    }
+}
+END_TEST
+
+/* Largest |y[i, d] − y[i, Dh + d]|: head 0's against head 1's output channels. */
+static double head_gap(const Inst *t, int Dh) {
+    double gap = 0;
+    for (int i = 0; i < t->B * t->L; i++)
+        for (int d = 0; d < Dh; d++)
+            gap = fmax(gap, fabs(t->y[(size_t)i * t->D + d] - t->y[(size_t)i * t->D + Dh + d]));
+    return gap;
+}
+
+/* Each head has its own synthetic attention (LRA's `random1` (heads, max_length, k), ...): with
+ * dot off, the output projection the identity and head 1's value weights a copy of head 0's, the
+ * two heads' channels still differ (one shared map would make them equal, as heads=shared does);
+ * and changing head 1's synthetic parameters leaves head 0's channels as they were. */
+static void check_heads_independent(const char *variant, const char *what, size_t rows_from,
+                                    size_t rows_n) {
+    const int L = 10, D = 8, H = 2, Dh = D / H;
+    char opts[96];
+    for (int shared = 0; shared < 2; shared++) {
+        snprintf(opts, sizeof opts, "variant=%s,k=4%s", variant, shared ? ",heads=shared" : "");
+        Inst t;
+        inst_init(&t, "synthesizer", opts, 1, L, D, H, NULL, 23);
+        float *wo = tensor(&t, "out.weight"), *wv = tensor(&t, "value.weight");
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) wo[i * D + j] = i == j;
+        memcpy(wv + Dh * D, wv, (size_t)Dh * D * sizeof(float));
+        inst_forward(&t);
+        const double gap = head_gap(&t, Dh);
+        if (shared) {
+            ck_assert_msg(gap <= 1e-6, "%s with heads=shared: heads differ by %g", variant, gap);
+        } else {
+            ck_assert_msg(gap > 1e-3,
+                          "%s: two heads with the same values give the same output "
+                          "(largest difference %g): one synthetic map for all heads",
+                          variant, gap);
+            float *y0 = malloc(sizeof(float) * L * D);
+            memcpy(y0, t.y, sizeof(float) * L * D);
+            float *p = tensor(&t, what);
+            for (size_t q = rows_from; q < rows_from + rows_n; q++) /* not a constant shift */
+                p[q] += 0.25f * (float)((q * 7) % 5);
+            inst_forward(&t);
+            double d0 = 0, d1 = 0;
+            for (int i = 0; i < L; i++)
+                for (int d = 0; d < Dh; d++) {
+                    d0 = fmax(d0, fabs(t.y[i * D + d] - y0[i * D + d]));
+                    d1 = fmax(d1, fabs(t.y[i * D + Dh + d] - y0[i * D + Dh + d]));
+                }
+            ck_assert_msg(d0 == 0 && d1 > 1e-3,
+                          "%s: changing head 1's %s moved head 0 by %g and head 1 by %g", variant,
+                          what, d0, d1);
+            free(y0);
+        }
+        inst_free(&t);
+    }
+}
+
+START_TEST(test_synthesizer_heads_have_their_own_synthetic_attention) {
+    const size_t n = 10, k = 4, D = 8, Dh = 4;
+    check_heads_independent("factorized", "r1", n * k, n * k);            /* R1 of head 1 */
+    check_heads_independent("random", "random", n * n, n * n);            /* R of head 1 */
+    check_heads_independent("dense", "dense.fc1.weight", Dh * D, Dh * D); /* W1's head-1 rows */
+}
+END_TEST
+
 /* Nyströmformer with a landmark per token is exact when the pseudo-inverse has converged:
  * F = A = B = softmax(QKᵀ/√d), and A·A⁺·A·V = A·V. Fewer landmarks approximate it, the error
  * falling as they grow. */
@@ -199,6 +410,8 @@ static Suite *mixers_memory_suite(void) {
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
     tcase_add_test(tc, test_isab_is_permutation_equivariant);
     tcase_add_test(tc, test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full);
+    tcase_add_test(tc, test_synthesizer_equals_naive_reference_for_every_variant);
+    tcase_add_test(tc, test_synthesizer_heads_have_their_own_synthetic_attention);
     tcase_add_test(tc, test_nystrom_with_every_token_a_landmark_equals_full);
     tcase_add_test(tc, test_nystrom_error_against_softmax_falls_as_landmarks_grow);
     suite_add_tcase(s, tc);
