@@ -56,8 +56,8 @@ static const OptSpec synth_opts[] = {
      .type = OPT_ENUM,
      .def = V_FACTORIZED,
      .choices = VARIANTS,
-     .help = "factorized random (LRA's text config), dense, or random (what LRA's released code "
-             "runs for every task: its text config's keys are never read)"},
+     .help = "factorized random (LRA's text config), dense, or random (LRA's released code runs "
+             "random with dot on every task: train.py never reads the text config's keys)"},
     {.name = "k",
      .type = OPT_INT,
      .def = 32,
@@ -77,8 +77,8 @@ static const OptSpec synth_opts[] = {
     {.name = "dot",
      .type = OPT_BOOL,
      .def = 0,
-     .help =
-         "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA text: off)"},
+     .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
+             "config: off)"},
     {.name = "bias",
      .type = OPT_BOOL,
      .def = 0,
