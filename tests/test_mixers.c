@@ -69,8 +69,11 @@ static const Conf CONFS[] = {
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
     {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
     {"luna", "length=4", 2, 13, 8, 2},
-    {"luna", "length=3,bias=true", 3, 11, 6, 3},
-    {"luna", "length=20", 2, 9, 8, 2},
+    {"luna", "length=3,bias=false", 3, 11, 6, 3},
+    {"luna", "length=20", 2, 9, 8, 2}, /* dynamic: rows use as many packed rows as tokens */
+    {"luna", "length=5,kv=tied", 2, 11, 8, 2},
+    {"luna", "length=20,dynamic=false,kv=tied", 3, 9, 6, 3},
+    {"luna", "length=16", 1, 600, 8, 2}, /* three key tiles */
     {"fnet", NULL, 2, 13, 8, 2},
     {"fnet", NULL, 3, 10, 6, 3},
     /* (the generic check runs a training backward, with its EMA step, between the two forwards

@@ -15,9 +15,12 @@
 #include "mixer_harness.h"
 #include "mixers/attn_mixer.h"
 
-/* Luna carries its packed sequence from layer to layer: two layers in a chain (the second reading
- * the first's output and its P'), with every gradient — including the first layer's P norm, which
- * only the second layer sees — against finite differences. */
+static void ref_linear(double *y, const double *x, const float *w, const float *b, int N, int IC,
+                       int OC);
+static void ref_softmax(double *z, int Lq, int Lk, const unsigned char *kmask);
+
+/* Luna carries its packed sequence from layer to layer: two layers in a chain, the second reading
+ * the first's output and its P'. */
 typedef struct LunaChain {
     Mixer m[2];
     ParamTable pt;
@@ -25,7 +28,7 @@ typedef struct LunaChain {
     float *params, *grads, *x, *h, *y, *dy, *dh, *dx;
     unsigned char *mask;
     Arena acts, scratch;
-    int B, L, D;
+    int B, L, D, H;
 } LunaChain;
 
 static MixerStep chain_step(LunaChain *c) {
@@ -51,68 +54,226 @@ static void chain_forward(void *p) {
     c->m[1].spec->ops->forward(&c->m[1], &s, c->y, c->h);
 }
 
-START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
-    LunaChain c;
-    memset(&c, 0, sizeof c);
-    c.B = 2, c.L = 9, c.D = 8;
-    const int H = 2;
+/* Two luna layers with `opts` at (B, L, D, H); the last row's last `pad` positions are padding.
+ * Norms and biases are moved away from 1 and 0. */
+static void chain_init(LunaChain *c, const char *opts, int B, int L, int D, int H, int pad) {
+    memset(c, 0, sizeof *c);
+    c->B = B, c->L = L, c->D = D, c->H = H;
     const MixerSpec *spec = mixer_get(mixer_find("luna"));
-    set_opts(&c.opts, spec, "length=3,bias=true");
-    params_init(&c.pt);
-    for (int l = 0; l < 2; l++) mixer_create(&c.m[l], spec, &c.opts, c.D, H, c.L, l, &c.pt);
-    c.m[1].prev = &c.m[0];
-    c.params = calloc(c.pt.total, sizeof(float));
-    c.grads = calloc(c.pt.total, sizeof(float));
+    set_opts(&c->opts, spec, opts);
+    params_init(&c->pt);
+    for (int l = 0; l < 2; l++) mixer_create(&c->m[l], spec, &c->opts, D, H, L, l, &c->pt);
+    c->m[1].prev = &c->m[0];
+    c->params = calloc(c->pt.total, sizeof(float));
+    c->grads = calloc(c->pt.total, sizeof(float));
     Rng r;
     rng_seed(&r, 3, RNG_STREAM_INIT);
-    params_initialise(&c.pt, c.params, &r);
-    for (int i = 0; i < c.pt.n; i++) /* norms and biases away from 1 and 0 */
-        if (c.pt.info[i].init == INIT_ZEROS || c.pt.info[i].init == INIT_ONES)
-            gc_fill_normal(c.params + c.pt.info[i].offset, c.pt.info[i].size, 50 + i, 0.5f);
+    params_initialise(&c->pt, c->params, &r);
+    for (int i = 0; i < c->pt.n; i++)
+        if (c->pt.info[i].init == INIT_ZEROS || c->pt.info[i].init == INIT_ONES)
+            gc_fill_normal(c->params + c->pt.info[i].offset, c->pt.info[i].size, 50 + i, 0.5f);
     Arena ma, ms;
     arena_init_measure(&ma);
     arena_init_measure(&ms);
-    for (int l = 0; l < 2; l++) spec->ops->plan(&c.m[l], &ma, &ms, c.B, c.L);
-    ck_assert_int_eq(arena_init(&c.acts, ma.peak + 64), 0);
-    ck_assert_int_eq(arena_init(&c.scratch, ms.peak + 64), 0);
+    for (int l = 0; l < 2; l++) spec->ops->plan(&c->m[l], &ma, &ms, B, L);
+    ck_assert_int_eq(arena_init(&c->acts, ma.peak + 64), 0);
+    ck_assert_int_eq(arena_init(&c->scratch, ms.peak + 64), 0);
     arena_init_measure(&ms);
-    for (int l = 0; l < 2; l++) spec->ops->plan(&c.m[l], &c.acts, &ms, c.B, c.L);
-    const size_t n = (size_t)c.B * c.L * c.D;
-    c.x = malloc(n * sizeof(float)), c.h = malloc(n * sizeof(float)),
-    c.y = malloc(n * sizeof(float));
-    c.dy = malloc(n * sizeof(float)), c.dh = calloc(n, sizeof(float)),
-    c.dx = calloc(n, sizeof(float));
-    gc_fill_normal(c.x, n, 61, 1.0f);
-    gc_fill_normal(c.dy, n, 62, 1.0f);
-    c.mask = malloc((size_t)c.B * c.L);
-    for (int i = 0; i < c.B * c.L; i++) c.mask[i] = i < c.B * c.L - 2;
+    for (int l = 0; l < 2; l++) spec->ops->plan(&c->m[l], &c->acts, &ms, B, L);
+    const size_t n = (size_t)B * L * D;
+    c->x = malloc(n * sizeof(float)), c->h = malloc(n * sizeof(float)),
+    c->y = malloc(n * sizeof(float));
+    c->dy = malloc(n * sizeof(float)), c->dh = calloc(n, sizeof(float)),
+    c->dx = calloc(n, sizeof(float));
+    gc_fill_normal(c->x, n, 61, 1.0f);
+    gc_fill_normal(c->dy, n, 62, 1.0f);
+    c->mask = malloc((size_t)B * L);
+    for (int i = 0; i < B * L; i++) c->mask[i] = i < B * L - pad;
+}
+
+static void chain_free(LunaChain *c) {
+    for (int l = 0; l < 2; l++) mixer_destroy(&c->m[l]);
+    params_free(&c->pt);
+    free(c->params), free(c->grads), free(c->x), free(c->h), free(c->y), free(c->dy), free(c->dh);
+    free(c->dx), free(c->mask);
+    arena_destroy(&c->acts);
+    arena_destroy(&c->scratch);
+}
+
+/* Every gradient of the chain — including the first layer's P norm, which only the second layer
+ * sees — against finite differences. */
+static void check_chain_gradients(const char *opts) {
+    LunaChain c;
+    chain_init(&c, opts, 2, 9, 8, 2, 2);
+    const MixerSpec *spec = c.m[0].spec;
     chain_forward(&c);
     MixerStep s = chain_step(&c);
     arena_reset(&c.scratch);
     spec->ops->backward(&c.m[1], &s, c.dh, c.dy, c.h);
     arena_reset(&c.scratch);
     spec->ops->backward(&c.m[0], &s, c.dx, c.dh, c.x);
+    const size_t n = (size_t)c.B * c.L * c.D;
     GcResult res;
+    char what[160];
+    snprintf(what, sizeof what, "luna(%s) chain dx", opts);
     GC_ASSERT(
         gradcheck(chain_forward, &c, c.x, n, c.dx, c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 150, &res),
-        "luna chain dx", &res);
+        what, &res);
     for (int i = 0; i < c.pt.n; i++) {
         const ParamInfo *p = &c.pt.info[i];
+        snprintf(what, sizeof what, "luna(%s) %s", opts, p->name);
         GC_ASSERT(gradcheck(chain_forward, &c, c.params + p->offset, p->size, c.grads + p->offset,
                             c.y, n, c.dy, 1e-2f, 3e-3, 2e-2, 60, &res),
-                  p->name, &res);
+                  what, &res);
     }
     /* the first layer's P norm reaches the output only through the second layer */
     const int ln = params_find(&c.pt, "blocks.0.mixer.pnorm.weight");
     double g = 0;
     for (size_t k = 0; k < c.pt.info[ln].size; k++) g += fabs(c.grads[c.pt.info[ln].offset + k]);
     ck_assert(g > 0);
-    for (int l = 0; l < 2; l++) mixer_destroy(&c.m[l]);
-    params_free(&c.pt);
-    free(c.params), free(c.grads), free(c.x), free(c.h), free(c.y), free(c.dy), free(c.dh);
-    free(c.dx), free(c.mask);
-    arena_destroy(&c.acts);
-    arena_destroy(&c.scratch);
+    chain_free(&c);
+}
+
+START_TEST(test_luna_two_layers_carry_p_and_its_gradient) {
+    check_chain_gradients("length=3");
+    check_chain_gradients("length=8,kv=tied,bias=false"); /* the padded row: 7 packed rows */
+}
+END_TEST
+
+/* A tensor of layer `layer` of the chain by the tail of its name, or NULL when absent. */
+static const float *chain_tensor(const LunaChain *c, int layer, const char *what, int required) {
+    char name[XB_PARAM_NAME];
+    snprintf(name, sizeof name, "blocks.%d.mixer.%s", layer, what);
+    const int i = params_find(&c->pt, name);
+    ck_assert_msg(i >= 0 || !required, "luna has no tensor %s", name);
+    return i < 0 ? NULL : c->params + c->pt.info[i].offset;
+}
+
+/* y (N, D) = LayerNorm(x) in double with the harness's epsilon. */
+static void ref_layernorm(double *y, const double *x, const float *w, const float *b, int N,
+                          int D) {
+    for (int r = 0; r < N; r++) {
+        double mean = 0, var = 0;
+        for (int d = 0; d < D; d++) mean += x[(size_t)r * D + d] / D;
+        for (int d = 0; d < D; d++) var += pow(x[(size_t)r * D + d] - mean, 2) / D;
+        for (int d = 0; d < D; d++)
+            y[(size_t)r * D + d] =
+                (x[(size_t)r * D + d] - mean) / sqrt(var + XB_LN_EPS) * w[d] + b[d];
+    }
+}
+
+/* Multi-head attention of queries q (Lq, D) over keys k and values v (Lk rows, row strides ldk,
+ * ldv) with key mask kmask (NULL: all), scaled by 1/√Dh: o (Lq, D). */
+static void ref_attention(double *o, const double *q, const double *k, int ldk, const double *v,
+                          int ldv, const unsigned char *kmask, int Lq, int Lk, int D, int H) {
+    const int Dh = D / H;
+    double *z = malloc(sizeof(double) * Lq * Lk);
+    for (int h = 0; h < H; h++) {
+        for (int i = 0; i < Lq; i++)
+            for (int j = 0; j < Lk; j++) {
+                double acc = 0;
+                for (int d = 0; d < Dh; d++)
+                    acc += q[(size_t)i * D + h * Dh + d] * k[(size_t)j * ldk + h * Dh + d];
+                z[(size_t)i * Lk + j] = acc / sqrt(Dh);
+            }
+        ref_softmax(z, Lq, Lk, kmask);
+        for (int i = 0; i < Lq; i++)
+            for (int d = 0; d < Dh; d++) {
+                double acc = 0;
+                for (int j = 0; j < Lk; j++)
+                    acc += z[(size_t)i * Lk + j] * v[(size_t)j * ldv + h * Dh + d];
+                o[(size_t)i * D + h * Dh + d] = acc;
+            }
+    }
+    free(z);
+}
+
+/* One luna layer of batch row b in double, as LunarMultiheadAttention with the layer's
+ * post-norm on P: C = Attn(P·W_pq, X·W_pk, X·W_pv) (no output projection), y = Attn(X·W_q,
+ * C·W_k, C·W_v)·W_o over the packed rows r < n (the row's real tokens, when dynamic), and
+ * P' = LayerNorm(P + C). Tied: one projection gives both keys and values. */
+static void luna_ref_layer(const LunaChain *c, int layer, int l, int tied, int dynamic, int b,
+                           const double *x, const double *p, double *y, double *pout) {
+    const int L = c->L, D = c->D, H = c->H, kvw = tied ? D : 2 * D;
+    const char *kv = tied ? "c" : "kv";
+    char nm[64];
+    const unsigned char *xmask = c->mask + (size_t)b * L;
+    unsigned char *pmask = malloc((size_t)l);
+    int n = 0;
+    for (int j = 0; j < L; j++) n += xmask[j];
+    for (int r = 0; r < l; r++) pmask[r] = !dynamic || r < n;
+    double *pq = malloc(sizeof(double) * l * D), *xkv = malloc(sizeof(double) * L * kvw);
+    double *cc = malloc(sizeof(double) * l * D), *uq = malloc(sizeof(double) * L * D);
+    double *ckv = malloc(sizeof(double) * l * kvw), *att = malloc(sizeof(double) * L * D);
+#define W(what) chain_tensor(c, layer, what, 1)
+#define BIAS(what) chain_tensor(c, layer, what, 0)
+    ref_linear(pq, p, W("pack.q.weight"), BIAS("pack.q.bias"), l, D, D);
+    snprintf(nm, sizeof nm, "pack.%s.weight", kv);
+    const float *wpkv = W(nm);
+    snprintf(nm, sizeof nm, "pack.%s.bias", kv);
+    ref_linear(xkv, x, wpkv, BIAS(nm), L, D, kvw);
+    ref_attention(cc, pq, xkv, kvw, xkv + (tied ? 0 : D), kvw, xmask, l, L, D, H);
+    ref_linear(uq, x, W("unpack.q.weight"), BIAS("unpack.q.bias"), L, D, D);
+    snprintf(nm, sizeof nm, "unpack.%s.weight", kv);
+    const float *wkv = W(nm);
+    snprintf(nm, sizeof nm, "unpack.%s.bias", kv);
+    ref_linear(ckv, cc, wkv, BIAS(nm), l, D, kvw);
+    ref_attention(att, uq, ckv, kvw, ckv + (tied ? 0 : D), kvw, pmask, L, l, D, H);
+    ref_linear(y, att, W("unpack.out.weight"), BIAS("unpack.out.bias"), L, D, D);
+    for (int k = 0; k < l * D; k++) cc[k] += p[k];
+    ref_layernorm(pout, cc, W("pnorm.weight"), W("pnorm.bias"), l, D);
+#undef W
+#undef BIAS
+    free(pmask), free(pq), free(xkv), free(cc), free(uq), free(ckv), free(att);
+}
+
+/* Luna's two layers against the official mechanism materialised in double: the first layer's
+ * P₀ = LayerNorm(√D·E + S) (LunaLRAEncoder: projected_embeddings scaled by √D, plus sinusoidal
+ * positions, then the embedding LayerNorm), each layer as luna_ref_layer, the second reading
+ * the first's output and P'. */
+static void check_luna_reference(const char *opts, int l, int tied, int dynamic) {
+    LunaChain c;
+    chain_init(&c, opts, 2, 9, 8, 2, 3);
+    const int L = c.L, D = c.D;
+    ck_assert_msg(chain_tensor(&c, 0, "pack.out.weight", 0) == NULL,
+                  "luna(%s): the pack has an output projection, which "
+                  "LunarMultiheadAttention._compute_pcontext does not",
+                  opts);
+    chain_forward(&c);
+    const float *e = chain_tensor(&c, 0, "p", 1);
+    const float *enw = chain_tensor(&c, 0, "p0norm.weight", 1),
+                *enb = chain_tensor(&c, 0, "p0norm.bias", 1);
+    double *pre = malloc(sizeof(double) * l * D), *p0 = malloc(sizeof(double) * l * D);
+    const int half = D / 2; /* fairseq's get_sinusoidal_positional_embedding */
+    for (int r = 0; r < l; r++)
+        for (int i = 0; i < half; i++) {
+            const double f = exp(-i * log(10000.0) / (half - 1));
+            pre[r * D + i] = sqrt(D) * e[r * D + i] + sin(r * f);
+            pre[r * D + half + i] = sqrt(D) * e[r * D + half + i] + cos(r * f);
+        }
+    ref_layernorm(p0, pre, enw, enb, l, D);
+    double *x = malloc(sizeof(double) * L * D), *h = malloc(sizeof(double) * L * D);
+    double *y = malloc(sizeof(double) * L * D), *p1 = malloc(sizeof(double) * l * D);
+    double *p2 = malloc(sizeof(double) * l * D), worst = 0;
+    for (int b = 0; b < c.B; b++) {
+        for (int k = 0; k < L * D; k++) x[k] = c.x[(size_t)b * L * D + k];
+        luna_ref_layer(&c, 0, l, tied, dynamic, b, x, p0, h, p1);
+        luna_ref_layer(&c, 1, l, tied, dynamic, b, h, p1, y, p2);
+        for (int k = 0; k < L * D; k++) {
+            worst = fmax(worst, fabs(c.h[(size_t)b * L * D + k] - h[k]) / (1 + fabs(h[k])));
+            worst = fmax(worst, fabs(c.y[(size_t)b * L * D + k] - y[k]) / (1 + fabs(y[k])));
+        }
+    }
+    ck_assert_msg(worst <= 3e-5, "luna(%s) differs from the reference by %g", opts, worst);
+    free(pre), free(p0), free(x), free(h), free(y), free(p1), free(p2);
+    chain_free(&c);
+}
+
+START_TEST(test_luna_equals_the_official_mechanism_materialised) {
+    check_luna_reference("length=4", 4, 0, 1);
+    check_luna_reference("length=12,kv=tied", 12, 1, 1); /* rows of 9 and 6 packed rows */
+    check_luna_reference("length=12,dynamic=false,bias=false", 12, 0, 0);
+    check_luna_reference("length=3,kv=tied,bias=false", 3, 1, 1);
 }
 END_TEST
 
@@ -408,6 +569,7 @@ static Suite *mixers_memory_suite(void) {
     Suite *s = suite_create("mixers_memory");
     TCase *tc = tcase_create("all");
     tcase_add_test(tc, test_luna_two_layers_carry_p_and_its_gradient);
+    tcase_add_test(tc, test_luna_equals_the_official_mechanism_materialised);
     tcase_add_test(tc, test_isab_is_permutation_equivariant);
     tcase_add_test(tc, test_synthesizer_with_zero_synthetic_logits_and_dot_equals_full);
     tcase_add_test(tc, test_synthesizer_equals_naive_reference_for_every_variant);
