@@ -85,8 +85,11 @@ static const Conf CONFS[] = {
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
     {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
     {"luna", "length=4", 2, 13, 8, 2},
-    {"luna", "length=3,bias=true", 3, 11, 6, 3},
-    {"luna", "length=20", 2, 9, 8, 2},
+    {"luna", "length=3,bias=false", 3, 11, 6, 3},
+    {"luna", "length=20", 2, 9, 8, 2}, /* dynamic: rows use as many packed rows as tokens */
+    {"luna", "length=5,kv=tied", 2, 11, 8, 2},
+    {"luna", "length=20,dynamic=false,kv=tied", 3, 9, 6, 3},
+    {"luna", "length=16", 1, 600, 8, 2}, /* three key tiles */
     {"fnet", NULL, 2, 13, 8, 2},
     {"fnet", NULL, 3, 10, 6, 3},
     {"fnet", NULL, 1, 600, 8, 2},
@@ -111,6 +114,11 @@ static const Conf CONFS[] = {
     {"synthesizer", "variant=dense,dot=true,bias=true", 2, 9, 8, 2},
     {"synthesizer", "variant=random,dot=true", 2, 10, 8, 2},
     {"synthesizer", "variant=random,trainable=false,bias=true", 3, 9, 6, 3},
+    {"synthesizer", "variant=dense,dot=true", 3, 9, 6, 3}, /* three heads, three W1 slices */
+    {"synthesizer", "k=3,heads=shared,dot=true", 2, 11, 8, 2},
+    {"synthesizer", "variant=dense,heads=shared,bias=true", 2, 9, 8, 2},
+    {"synthesizer", "variant=random,heads=shared", 2, 10, 8, 2},
+    {"synthesizer", "k=8", 1, 600, 8, 2}, /* three key tiles */
     {"nystrom", "landmarks=4,conv=3", 2, 13, 8, 2},
     {"nystrom", "landmarks=3,conv=0,bias=true", 3, 11, 6, 3},
     {"nystrom", "landmarks=5,pinv_iters=3,conv=5", 2, 12, 8, 2},

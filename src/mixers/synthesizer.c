@@ -1,17 +1,36 @@
 /* synthesizer: Synthesizer (Tay et al., arXiv 2005.00743, §3): attention weights synthesised
- * without token-token dot products, Y = softmax(B)·G(X) with G the value projection, then the
- * output projection. Variants (§3.1–3.2):
- *   dense:      B_i = W2·ReLU(W1·x_i + b1) + b2 ∈ R^n (n = model.max_len; the first L used);
- *   random:     B = R ∈ R^{n×n}, learned, or fixed at its initialisation (`trainable: false`);
- *   factorized: B = R1·R2ᵀ with R1, R2 ∈ R^{n×k} (the factorised random Synthesizer; LRA's text
- *               runs used it with k = 32, which is the default).
- * The synthetic logits are shared by the heads (the paper's parameter counts: d² + d·n for dense,
- * n² for random), each head mixing its own slice of the values. `dot` adds the ordinary scaled
- * Q·Kᵀ logits of each head (the paper's mixtures "R+V", "D+V"). Padding keys are masked.
+ * without token-token dot products, Y_h = softmax(B_h)·G_h(X) for every head h, with G_h head h's
+ * slice of the value projection, then the output projection. Each head has its own synthetic
+ * logits B_h, as in the authors' code: LRA's SynthesizerAttention.apply
+ * (lra_benchmarks/models/synthesizer/synthesizer_attention.py) and Mesh TensorFlow's
+ * synthetic_attention (mesh_tensorflow/transformer/attention.py). Variants (n = model.max_len, the
+ * first L rows and columns used):
+ *   factorized: B_h = R1_h·R2_hᵀ, R1_h, R2_h ∈ R^{n×k} (LRA: `random1` (heads, max_length, k),
+ *               `random2` (heads, k, max_length); stored here as (heads, n, k) both). k = 32 as
+ *               LRA's text config;
+ *   dense:      B_h[i] = W2·ReLU(W1_h·x_i + b1_h) + b2, W1_h the h-th Dh rows of W1 (D, D), W2
+ *               (n, Dh) shared by the heads (LRA: `dense_syn` with features (heads, head_dim),
+ *               `dense_syn2` from head_dim to max_length; Mesh TF's "dense_minus" likewise);
+ *   random:     B_h = R_h ∈ R^{n×n} (LRA: `random` (heads, max_length, max_length)), learned or
+ *               fixed at its initialisation (`trainable: false`).
+ * Initialisation as LRA's SynthesizerBlock (kernel_init = xavier_uniform, with jax's fans of a
+ * (heads, rows, cols) tensor: fan_in = heads·rows, fan_out = heads·cols): R1, R2 uniform in
+ * ±sqrt(6 / (H·(n + k))), R in ±sqrt(3 / (H·n)), W1 in ±sqrt(3 / D), W2 in ±sqrt(6 / (Dh + n)).
+ * `heads: shared` gives every head the same logits instead (one R1, R2 or R; W2 (n, D) over the
+ * whole of ReLU(W1·x)), this harness's earlier form: with `dot: false` it is single-head attention.
+ * `dot` adds each head's scaled Q·Kᵀ/√Dh to its synthetic logits (LRA's synthetic_attention with
+ * ignore_dot_product false; the paper's mixtures "R+V", "D+V"). Padding keys are masked.
+ *
+ * Two places where LRA's code is not followed. Its dense logits are reshaped from (batch, L,
+ * heads, n) to (batch, heads, L, n) without a transpose ("TODO(yitay) check if this reshape is
+ * needed"), which hands query i of head h another token's logits; no LRA config runs dense, so the
+ * per-query, per-head logits of the paper and Mesh TF are used. And with ignore_dot_product LRA
+ * applies no padding mask at all; here padding keys are always masked.
  *
  * dense and random keep the (B, H, L, L) probabilities: they are O(L²) by nature. factorized
- * streams through the fused kernel: its logit R1_i·R2_j is a score with query/key width k (with
- * `dot`, the features [R1_i, q_i/√Dh] and [R2_j, k_j], width k + Dh), so it runs in O(L) memory. */
+ * streams through the fused kernel: head h's logit R1_h[i]·R2_h[j] is a score with query/key width
+ * k (with `dot`, the features [R1_h[i], q_i/√Dh] and [R2_h[j], k_j], width k + Dh), so it runs in
+ * O(L) memory. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -29,19 +48,28 @@
 
 static const char *const VARIANTS[] = {"factorized", "dense", "random", NULL};
 enum { V_FACTORIZED, V_DENSE, V_RANDOM };
+static const char *const HEADS[] = {"per_head", "shared", NULL};
+enum { HEADS_PER_HEAD, HEADS_SHARED };
 
 static const OptSpec synth_opts[] = {
     {.name = "variant",
      .type = OPT_ENUM,
      .def = V_FACTORIZED,
      .choices = VARIANTS,
-     .help = "factorized random (LRA's text runs), dense, or random"},
+     .help = "factorized random (LRA's text config), dense, or random (LRA's released code runs "
+             "random with dot on every task: train.py never reads the text config's keys)"},
     {.name = "k",
      .type = OPT_INT,
      .def = 32,
      .min = 1,
      .max = 65536,
-     .help = "rank of the factorized logits R1·R2ᵀ (LRA: 32)"},
+     .help = "rank of each head's factorized logits R1·R2ᵀ (LRA: 32)"},
+    {.name = "heads",
+     .type = OPT_ENUM,
+     .def = HEADS_PER_HEAD,
+     .choices = HEADS,
+     .help = "per_head: every head its own synthetic logits (the paper, LRA's and Mesh TF's code); "
+             "shared: one set for all heads (single-head attention unless dot)"},
     {.name = "trainable",
      .type = OPT_BOOL,
      .def = 1,
@@ -49,16 +77,21 @@ static const OptSpec synth_opts[] = {
     {.name = "dot",
      .type = OPT_BOOL,
      .def = 0,
-     .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA: off)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+     .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
+             "config: off)"},
+    {.name = "bias",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "biases in the projections and the dense variant's two layers (LRA: none)"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(synth_opts))
 
 typedef struct SynthState {
     int variant, k, dot, bias, n, kq;         /* kq: factorized query/key feature width per head */
+    int G, Dg;                                /* sets of synthetic logits (H or 1), dense width */
     int p_wv, p_bv, p_wqk, p_bqk, p_wo, p_bo; /* value, (q, k) with dot, output */
-    int p_w1, p_b1, p_w2, p_b2;               /* dense: (D, D), (D), (n, D), (n) */
-    int p_r, p_r1, p_r2;                      /* random (n, n); factorized (n, k) each */
+    int p_w1, p_b1, p_w2, p_b2;               /* dense: (D, D), (D), (n, Dg), (n) */
+    int p_r, p_r1, p_r2;                      /* random (G, n, n); factorized (G, n, k) each */
     /* saved */
     float *v, *qk;      /* (B, L, D) values; (B, L, 2D) queries and keys (dot) */
     float *att, *lse;   /* (B, L, D) before the output projection; factorized: (B, H, L) */
@@ -67,6 +100,9 @@ typedef struct SynthState {
     float *p;           /* dense/random: (B, H, L, L) probabilities */
     float *qf, *kf;     /* factorized: (B, L, H·kq) features */
 } SynthState;
+
+/* The set of synthetic logits head h uses. */
+static inline int group_of(const SynthState *st, int h, int H) { return h * st->G / H; }
 
 static void synth_create(Mixer *m, ParamTable *pt) {
     SynthState *st = calloc(1, sizeof *st);
@@ -77,40 +113,48 @@ static void synth_create(Mixer *m, ParamTable *pt) {
     st->dot = opt_bool(m->opts, synth_opts, NOPTS, "dot");
     st->bias = opt_bool(m->opts, synth_opts, NOPTS, "bias");
     st->n = m->max_len;
-    const int D = m->D, n = st->n, Dh = D / m->H;
-    st->kq = st->k + (st->dot ? Dh : 0);
+    const int D = m->D, n = st->n, H = m->H, Dh = D / H;
+    st->G = opt_enum(m->opts, synth_opts, NOPTS, "heads") == HEADS_SHARED ? 1 : H;
+    st->Dg = D / st->G;
+    const int G = st->G, k = st->k;
+    st->kq = k + (st->dot ? Dh : 0);
     char name[XB_PARAM_NAME];
     st->p_wv = mixer_add_linear(pt, m->prefix, "value", D, D, st->bias, &st->p_bv);
     st->p_wqk = st->p_bqk = -1;
     if (st->dot) st->p_wqk = mixer_add_linear(pt, m->prefix, "qk", 2 * D, D, st->bias, &st->p_bqk);
     st->p_wo = mixer_add_linear(pt, m->prefix, "out", D, D, st->bias, &st->p_bo);
     st->p_w1 = st->p_b1 = st->p_w2 = st->p_b2 = st->p_r = st->p_r1 = st->p_r2 = -1;
-    const int shape[2] = {n, n};
     switch (st->variant) {
-    case V_DENSE:
-        snprintf(name, sizeof name, "%s.dense.fc1.weight", m->prefix);
-        st->p_w1 = params_add2(pt, name, D, D, INIT_XAVIER_UNIFORM, 0, 1);
-        snprintf(name, sizeof name, "%s.dense.fc1.bias", m->prefix);
-        st->p_b1 = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+    case V_DENSE: {
+        snprintf(name, sizeof name, "%s.dense", m->prefix);
+        st->p_w1 = mixer_add_linear(pt, name, "fc1", D, D, st->bias, &st->p_b1);
         snprintf(name, sizeof name, "%s.dense.fc2.weight", m->prefix);
-        st->p_w2 = params_add2(pt, name, n, D, INIT_XAVIER_UNIFORM, 0, 1);
-        snprintf(name, sizeof name, "%s.dense.fc2.bias", m->prefix);
-        st->p_b2 = params_add1(pt, name, n, INIT_ZEROS, 0, 0);
+        st->p_w2 =
+            params_add2(pt, name, n, st->Dg, INIT_UNIFORM, sqrtf(6.0f / (float)(st->Dg + n)), 1);
+        if (st->bias) {
+            snprintf(name, sizeof name, "%s.dense.fc2.bias", m->prefix);
+            st->p_b2 = params_add1(pt, name, n, INIT_ZEROS, 0, 0);
+        }
         break;
-    case V_RANDOM: /* N(0, 1): logits of the scale of scaled dot products */
+    }
+    case V_RANDOM: {
+        const int shape[3] = {G, n, n};
+        const float a = sqrtf(3.0f / ((float)G * (float)n));
         snprintf(name, sizeof name, "%s.random", m->prefix);
         if (opt_bool(m->opts, synth_opts, NOPTS, "trainable"))
-            st->p_r = params_add(pt, name, 2, shape, INIT_NORMAL, 1.0f, 1);
+            st->p_r = params_add(pt, name, 3, shape, INIT_UNIFORM, a, 1);
         else
-            st->p_r = params_add_buffer(pt, name, 2, shape, INIT_NORMAL, 1.0f);
+            st->p_r = params_add_buffer(pt, name, 3, shape, INIT_UNIFORM, a);
         break;
-    default:
+    }
+    default: {
+        const int shape[3] = {G, n, k};
+        const float a = sqrtf(6.0f / ((float)G * (float)(n + k)));
         snprintf(name, sizeof name, "%s.r1", m->prefix);
-        st->p_r1 =
-            params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
+        st->p_r1 = params_add(pt, name, 3, shape, INIT_UNIFORM, a, 1);
         snprintf(name, sizeof name, "%s.r2", m->prefix);
-        st->p_r2 =
-            params_add2(pt, name, n, st->k, INIT_NORMAL, 1.0f / sqrtf(sqrtf((float)st->k)), 1);
+        st->p_r2 = params_add(pt, name, 3, shape, INIT_UNIFORM, a, 1);
+    }
     }
 }
 
@@ -140,7 +184,7 @@ static AttnShape feat_shape(const Mixer *m, int B, int L) {
 
 static void synth_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     SynthState *st = m->state;
-    const size_t D = (size_t)m->D, BL = (size_t)B * L, H = (size_t)m->H;
+    const size_t D = (size_t)m->D, BL = (size_t)B * L, H = (size_t)m->H, G = (size_t)st->G;
     st->v = arena_floats(acts, BL * D);
     st->qk = st->dot ? arena_floats(acts, BL * 2 * D) : NULL;
     st->att = arena_floats(acts, BL * D);
@@ -160,27 +204,18 @@ static void synth_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
             st->h1 = arena_floats(acts, BL * D);
         }
         st->p = arena_floats(acts, (size_t)B * H * L * L);
-        /* backward: d(logits) per batch row (L, L) and, per thread, a (L, L) tile */
-        extra = BL * L + (size_t)omp_get_max_threads() * L * L + BL * 2 * D + 2 * BL * D + 64;
+        /* backward: d(logits) per batch row and set (B, G, L, L), per thread a (L, L) tile,
+         * d(qk), and the dense variant's d(h1), d(h1pre) */
+        extra = B * G * L * (size_t)L + (size_t)omp_get_max_threads() * L * L + BL * 2 * D +
+                2 * BL * D + 64;
     }
     arena_floats(scratch, 2 * BL * D + extra + 64); /* d(att), d(v) */
-}
-
-/* The shared synthetic logits of batch row b into z (L, L). */
-static void synthetic_logits(const SynthState *st, const MixerStep *s, int b, float *z) {
-    const int L = s->L;
-    if (st->variant == V_RANDOM) {
-        const float *r = mixer_param(s, st->p_r);
-        for (int i = 0; i < L; i++)
-            memcpy(z + (size_t)i * L, r + (size_t)i * st->n, (size_t)L * sizeof(float));
-    } else { /* dense: already computed into z by the caller's linear layer */
-        (void)b;
-    }
 }
 
 static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     SynthState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, BL = B * L, kq = st->kq;
+    const int G = st->G, Dg = st->Dg, n = st->n, k = st->k;
     linear_forward(st->v, x, mixer_param(s, st->p_wv), mixer_param(s, st->p_bv), BL, D, D);
     if (st->dot)
         linear_forward(st->qk, x, mixer_param(s, st->p_wqk), mixer_param(s, st->p_bqk), BL, D,
@@ -192,39 +227,50 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         for (int bi = 0; bi < BL; bi++) {
             const int i = bi % L;
             for (int h = 0; h < H; h++) {
+                const size_t row = ((size_t)group_of(st, h, H) * n + i) * k;
                 float *qf = st->qf + ((size_t)bi * H + h) * kq,
                       *kf = st->kf + ((size_t)bi * H + h) * kq;
-                memcpy(qf, r1 + (size_t)i * st->k, (size_t)st->k * sizeof(float));
-                memcpy(kf, r2 + (size_t)i * st->k, (size_t)st->k * sizeof(float));
+                memcpy(qf, r1 + row, (size_t)k * sizeof(float));
+                memcpy(kf, r2 + row, (size_t)k * sizeof(float));
                 for (int d = 0; st->dot && d < Dh; d++) {
-                    qf[st->k + d] = st->qk[(size_t)bi * 2 * D + h * Dh + d] * sc;
-                    kf[st->k + d] = st->qk[(size_t)bi * 2 * D + D + h * Dh + d];
+                    qf[k + d] = st->qk[(size_t)bi * 2 * D + h * Dh + d] * sc;
+                    kf[k + d] = st->qk[(size_t)bi * 2 * D + D + h * Dh + d];
                 }
             }
         }
         AttnShape sh = feat_shape(m, B, L);
         attn_forward(st->att, st->lse, st->qf, st->kf, st->v, s->mask, &sh, s->scratch);
     } else {
-        if (st->variant == V_DENSE) { /* logits (B, L, L) = W2[:L]·ReLU(W1 x + b1) + b2[:L] */
+        const size_t LL = (size_t)L * L;
+        if (st->variant == V_DENSE) { /* h1 = ReLU(W1 x + b1), (B, L, D) */
             linear_forward(st->h1pre, x, mixer_param(s, st->p_w1), mixer_param(s, st->p_b1), BL, D,
                            D);
             relu_forward_set(st->h1, st->act, st->h1pre, (size_t)BL * D, s->frozen);
         }
-        const size_t LL = (size_t)L * L;
+        /* the synthetic logits of set g into the slot of its first head, copied to the others */
+        const float *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2),
+                    *r = mixer_param(s, st->p_r);
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < G; g++) {
+                const int h0 = g * H / G, h1 = (g + 1) * H / G;
+                float *z = st->p + ((size_t)b * H + h0) * LL;
+                if (st->variant == V_DENSE) { /* z (L, L) = h1_g (L, Dg)·W2[:L]ᵀ + b2[:L] */
+                    for (int i = 0; b2 && i < L; i++)
+                        memcpy(z + (size_t)i * L, b2, (size_t)L * sizeof(float));
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dg, 1.0f,
+                                st->h1 + (size_t)b * L * D + (size_t)g * Dg, D, w2, Dg,
+                                b2 ? 1.0f : 0.0f, z, L);
+                    flops_add(2ull * L * L * Dg);
+                } else {
+                    for (int i = 0; i < L; i++)
+                        memcpy(z + (size_t)i * L, r + ((size_t)g * n + i) * n,
+                               (size_t)L * sizeof(float));
+                }
+                for (int h = h0 + 1; h < h1; h++)
+                    memcpy(st->p + ((size_t)b * H + h) * LL, z, LL * sizeof(float));
+            }
         const float sc = 1.0f / sqrtf((float)Dh);
         uint64_t done = 0;
-        for (int b = 0; b < B; b++) {
-            float *z = st->p + (size_t)b * H * LL; /* head 0's slot holds the shared logits */
-            if (st->variant == V_DENSE)
-                linear_forward(z, st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2),
-                               mixer_param(s, st->p_b2), L, D, L);
-            else
-                synthetic_logits(st, s, b, z);
-            for (int h = H - 1; h >= 0; h--) { /* copy to every head (head 0 last, in place) */
-                float *ph = z + (size_t)h * LL;
-                if (h) memcpy(ph, z, LL * sizeof(float));
-            }
-        }
 #pragma omp parallel for schedule(static) reduction(+ : done)
         for (int bh = 0; bh < B * H; bh++) {
             const int b = bh / H, h = bh % H;
@@ -255,10 +301,53 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
 
+/* Backward of the materialised variants: dv, dqk += and dz (B, G, L, L) = d(synthetic logits). */
+static void dense_probs_backward(const SynthState *st, const MixerStep *s, int H, int D, float *dz,
+                                 float *dv, float *dqk, const float *datt) {
+    const int B = s->B, L = s->L, Dh = D / H, G = st->G;
+    const size_t LL = (size_t)L * L;
+    const float sc = 1.0f / sqrtf((float)Dh);
+    float *work = arena_floats(s->scratch, (size_t)omp_get_max_threads() * LL);
+    uint64_t done = 0;
+    /* one task per (batch row, set of logits): its heads run in turn, adding into its dz */
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bg = 0; bg < B * G; bg++) {
+        const int b = bg / G, g = bg % G;
+        float *ds = work + (size_t)omp_get_thread_num() * LL, *dzg = dz + (size_t)bg * LL;
+        for (int h = g * H / G; h < (g + 1) * H / G; h++) {
+            const float *ph = st->p + ((size_t)b * H + h) * LL;
+            const float *go = datt + (size_t)b * L * D + h * Dh;
+            /* dV = Pᵀ dO; dP = dO Vᵀ; dS = P ∘ (dP − rowsum(dP ∘ P)) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, 1.0f, ph, L, go, D, 1.0f,
+                        dv + (size_t)b * L * D + h * Dh, D);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, 1.0f, go, D,
+                        st->v + (size_t)b * L * D + h * Dh, D, 0.0f, ds, L);
+            done += 4ull * L * L * Dh;
+            for (int i = 0; i < L; i++) {
+                float *r = ds + (size_t)i * L, acc = 0.0f;
+                const float *pr = ph + (size_t)i * L;
+                for (int j = 0; j < L; j++) acc += r[j] * pr[j];
+                for (int j = 0; j < L; j++) r[j] = pr[j] * (r[j] - acc);
+            }
+            for (size_t q = 0; q < LL; q++) dzg[q] += ds[q];
+            if (st->dot) { /* dQ = sc·dS K, dK = sc·dSᵀ Q */
+                const float *q = st->qk + (size_t)b * L * 2 * D + h * Dh;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q + D,
+                            2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q, 2 * D,
+                            1.0f, dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D);
+                done += 4ull * L * L * Dh;
+            }
+        }
+    }
+    flops_add(done);
+}
+
 static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
                            const float *x) {
     SynthState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, H = m->H, Dh = D / H, BL = B * L, kq = st->kq;
+    const int G = st->G, Dg = st->Dg, n = st->n, k = st->k;
     const size_t mark = arena_mark(s->scratch);
     float *datt = arena_floats(s->scratch, (size_t)BL * D);
     float *dv = arena_floats(s->scratch, (size_t)BL * D);
@@ -268,8 +357,8 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     if (dqk) memset(dqk, 0, (size_t)BL * 2 * D * sizeof(float));
     linear_backward(datt, mixer_grad(s, st->p_wo), mixer_grad(s, st->p_bo), dy, st->att,
                     mixer_param(s, st->p_wo), BL, D, D);
-    const float sc = 1.0f / sqrtf((float)Dh);
     if (st->variant == V_FACTORIZED) {
+        const float sc = 1.0f / sqrtf((float)Dh);
         const size_t nf = (size_t)BL * H * kq;
         float *dqf = arena_floats(s->scratch, nf), *dkf = arena_floats(s->scratch, nf);
         memset(dqf, 0, nf * sizeof(float));
@@ -277,73 +366,61 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         AttnShape sh = feat_shape(m, B, L);
         attn_backward(dqf, dkf, dv, datt, st->qf, st->kf, st->v, st->att, st->lse, s->mask, &sh,
                       s->scratch);
-        /* features back to R1, R2 (rows of every batch row and head, in order) and to q, k */
+        /* features back to R1, R2 and to q, k: a thread owns position i (row i of every set),
+         * summing batch rows and heads in order */
         float *g1 = mixer_grad(s, st->p_r1), *g2 = mixer_grad(s, st->p_r2);
-        for (int bi = 0; bi < BL; bi++) {
-            const int i = bi % L;
-            for (int h = 0; h < H; h++) {
-                const float *a = dqf + ((size_t)bi * H + h) * kq,
-                            *c = dkf + ((size_t)bi * H + h) * kq;
-                for (int d = 0; d < st->k; d++)
-                    g1[(size_t)i * st->k + d] += a[d], g2[(size_t)i * st->k + d] += c[d];
-                for (int d = 0; st->dot && d < Dh; d++) {
-                    dqk[(size_t)bi * 2 * D + h * Dh + d] += a[st->k + d] * sc;
-                    dqk[(size_t)bi * 2 * D + D + h * Dh + d] += c[st->k + d];
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < L; i++)
+            for (int b = 0; b < B; b++) {
+                const size_t bi = (size_t)b * L + i;
+                for (int h = 0; h < H; h++) {
+                    const size_t row = ((size_t)group_of(st, h, H) * n + i) * k;
+                    const float *a = dqf + (bi * H + h) * kq, *c = dkf + (bi * H + h) * kq;
+                    for (int d = 0; d < k; d++) g1[row + d] += a[d], g2[row + d] += c[d];
+                    for (int d = 0; st->dot && d < Dh; d++) {
+                        dqk[bi * 2 * D + h * Dh + d] += a[k + d] * sc;
+                        dqk[bi * 2 * D + D + h * Dh + d] += c[k + d];
+                    }
                 }
             }
-        }
     } else {
         const size_t LL = (size_t)L * L;
-        float *dz = arena_floats(s->scratch, (size_t)B * LL); /* d(shared logits) per batch row */
-        float *work = arena_floats(s->scratch, (size_t)omp_get_max_threads() * LL);
-        memset(dz, 0, (size_t)B * LL * sizeof(float));
-        uint64_t done = 0;
-        /* per batch row, heads in order (they share dz[b]); the heads of a row run in turn */
-#pragma omp parallel for schedule(static) reduction(+ : done)
-        for (int b = 0; b < B; b++) {
-            float *ds = work + (size_t)omp_get_thread_num() * LL;
-            for (int h = 0; h < H; h++) {
-                const float *ph = st->p + ((size_t)b * H + h) * LL;
-                const float *go = datt + (size_t)b * L * D + h * Dh;
-                /* dV = Pᵀ dO; dP = dO Vᵀ; dS = P ∘ (dP − rowsum(dP ∘ P)) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, 1.0f, ph, L, go, D,
-                            1.0f, dv + (size_t)b * L * D + h * Dh, D);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, 1.0f, go, D,
-                            st->v + (size_t)b * L * D + h * Dh, D, 0.0f, ds, L);
-                done += 4ull * L * L * Dh;
-                for (int i = 0; i < L; i++) {
-                    float *r = ds + (size_t)i * L, acc = 0.0f;
-                    const float *pr = ph + (size_t)i * L;
-                    for (int j = 0; j < L; j++) acc += r[j] * pr[j];
-                    for (int j = 0; j < L; j++) r[j] = pr[j] * (r[j] - acc);
-                }
-                for (size_t k = 0; k < LL; k++) dz[(size_t)b * LL + k] += ds[k];
-                if (st->dot) { /* dQ = sc·dS K, dK = sc·dSᵀ Q */
-                    const float *q = st->qk + (size_t)b * L * 2 * D + h * Dh;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, sc, ds, L,
-                                q + D, 2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q,
-                                2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D);
-                    done += 4ull * L * L * Dh;
+        float *dz = arena_floats(s->scratch, (size_t)B * G * LL);
+        memset(dz, 0, (size_t)B * G * LL * sizeof(float));
+        dense_probs_backward(st, s, H, D, dz, dv, dqk, datt);
+        if (st->variant == V_RANDOM) { /* a thread owns row (g, i) of R, batch rows in order */
+            float *gr = mixer_grad(s, st->p_r);
+            if (gr) {
+#pragma omp parallel for schedule(static)
+                for (int gi = 0; gi < G * L; gi++) {
+                    const int g = gi / L, i = gi % L;
+                    float *dst = gr + ((size_t)g * n + i) * n;
+                    for (int b = 0; b < B; b++) {
+                        const float *src = dz + ((size_t)b * G + g) * LL + (size_t)i * L;
+                        for (int j = 0; j < L; j++) dst[j] += src[j];
+                    }
                 }
             }
-        }
-        flops_add(done);
-        if (st->variant == V_RANDOM) {
-            float *gr = mixer_grad(s, st->p_r);
-            for (int b = 0; gr && b < B; b++)
-                for (int i = 0; i < L; i++)
-                    for (int j = 0; j < L; j++)
-                        gr[(size_t)i * st->n + j] += dz[(size_t)b * LL + (size_t)i * L + j];
-        } else { /* dense: through W2[:L], the ReLU and W1 */
+        } else { /* dense: through W2[:L] per (batch row, set), then the ReLU and W1 */
             float *dh1 = arena_floats(s->scratch, (size_t)BL * D);
             float *dpre = arena_floats(s->scratch, (size_t)BL * D);
             memset(dh1, 0, (size_t)BL * D * sizeof(float));
             memset(dpre, 0, (size_t)BL * D * sizeof(float));
+            const float *w2 = mixer_param(s, st->p_w2);
+            float *gw2 = mixer_grad(s, st->p_w2), *gb2 = mixer_grad(s, st->p_b2);
             for (int b = 0; b < B; b++)
-                linear_backward(dh1 + (size_t)b * L * D, mixer_grad(s, st->p_w2),
-                                mixer_grad(s, st->p_b2), dz + (size_t)b * LL,
-                                st->h1 + (size_t)b * L * D, mixer_param(s, st->p_w2), L, D, L);
+                for (int g = 0; g < G; g++) {
+                    const float *dzg = dz + ((size_t)b * G + g) * LL;
+                    const size_t off = (size_t)b * L * D + (size_t)g * Dg;
+                    /* dW2[:L] (L, Dg) += dzᵀ·h1_g; d(h1_g) (L, Dg) += dz·W2[:L] */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dg, L, 1.0f, dzg, L,
+                                st->h1 + off, D, 1.0f, gw2, Dg);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dg, L, 1.0f, dzg, L,
+                                w2, Dg, 1.0f, dh1 + off, D);
+                    flops_add(4ull * L * L * Dg);
+                    for (int i = 0; gb2 && i < L; i++)
+                        for (int j = 0; j < L; j++) gb2[j] += dzg[(size_t)i * L + j];
+                }
             relu_backward_set(dpre, st->act, dh1, (size_t)BL * D);
             linear_backward(dx, mixer_grad(s, st->p_w1), mixer_grad(s, st->p_b1), dpre, x,
                             mixer_param(s, st->p_w1), BL, D, D);
@@ -366,7 +443,8 @@ static uint64_t synth_flops(const Mixer *m, int B, int L, int backward) {
         AttnShape sh = feat_shape(m, B, L);
         return (backward ? 2 * proj : proj) + attn_flops(&sh, backward);
     }
-    if (st->variant == V_DENSE) proj += 2 * BL * D * D + 2 * BL * D * (uint64_t)L; /* W1, W2 */
+    /* dense: W1, then W2 over each set's Dg columns: G·Dg = D in all */
+    if (st->variant == V_DENSE) proj += 2 * BL * D * D + 2 * BL * D * (uint64_t)L;
     const uint64_t mix = (uint64_t)B * H * LL * Dh * (st->dot ? 4 : 2);
     return backward ? 2 * proj + 2 * mix : proj + mix;
 }
@@ -387,7 +465,8 @@ const MixerSpec mixer_synthesizer = {
     .name = "synthesizer",
     .classes = "LR+LP",
     .arxiv = "2005.00743",
-    .title = "Synthesizer: synthesised attention weights (factorized random, dense or random)",
+    .title = "Synthesizer: per-head synthesised attention weights (factorized random, dense or "
+             "random), optionally plus dot-product logits",
     .honours_mask = 1,
     .opts = synth_opts,
     .n_opts = NOPTS,
