@@ -71,6 +71,7 @@ static const Conf CONFS[] = {
     {"rfa", "features=6", 2, 11, 8, 2},
     {"rfa", "features=5,bias=true", 3, 9, 6, 3},
     {"rfa", "features=6", 1, 600, 8, 2},
+    {"rfa", "features=4,learned_sigma=false,bias=true", 2, 12, 8, 2},
     {"memory_compressed", NULL, 2, 13, 8, 2},
     {"memory_compressed", "compression=2,bias=true", 3, 12, 6, 3},
     {"memory_compressed", NULL, 1, 600, 8, 2},

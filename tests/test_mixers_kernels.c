@@ -87,8 +87,8 @@ static void ref_features(double *phi, const double *x, int Dh, int h, int M, con
         for (int i = 0; i < F; i++) {
             double u = 0;
             for (int d = 0; d < Dh; d++)
-                u += (double)sigma[(size_t)h * Dh + d] * W[((size_t)h * F + i) * Dh + d] * x[d] /
-                     nrm;
+                u += (sigma ? sigma[(size_t)h * Dh + d] : 1.0) * W[((size_t)h * F + i) * Dh + d] *
+                     x[d] / nrm;
             phi[i] = 0.1 * sin(u);
             phi[F + i] = 0.1 * cos(u);
         }
@@ -124,7 +124,6 @@ static int ref_forward(double *y, const Inst *t, const RefMap *rm, int M) {
         ck_assert_int_eq(per_head, 0);
     } else if (rm->kind == MAP_RFA) {
         ck_assert_ptr_nonnull(W);
-        ck_assert_ptr_nonnull(sigma);
         ck_assert_int_eq(2 * rows, M);
         ck_assert_int_eq(per_head, 1);
     } else {
@@ -207,6 +206,10 @@ static double value_error(const char *name, const char *opts, const RefMap *rm, 
     const int pad[3] = {0, L / 3, 2};
     Inst t;
     inst_init(&t, name, opts, B, L, D, H, pad, 23);
+    const int si = tensor(&t, ".sigma"); /* RFA's learned scales start at 1: move them */
+    if (si >= 0)
+        for (size_t k = 0; k < t.pt.info[si].size; k++)
+            t.params[t.pt.info[si].offset + k] = 1.0f + 0.5f * sinf(1.0f + (float)k);
     t.training = 0;
     inst_forward(&t);
     const size_t n = (size_t)B * L * D;
@@ -265,8 +268,12 @@ START_TEST(test_rfa_equals_naive_sincos_attention_of_normalised_q_k_with_clamp) 
     const double e2 = value_error("rfa", "features=3,bias=true", &REF_RFA, 6, 3, 11, 6, 3, &moved);
     total += moved;
     const double e3 = value_error("rfa", "features=6", &REF_RFA, 12, 1, 600, 8, 2, &moved);
-    ck_assert_msg(e1 <= VALUE_TOL && e2 <= VALUE_TOL && e3 <= VALUE_TOL,
-                  "rfa: relative errors %g, %g, %g > %g", e1, e2, e3, VALUE_TOL);
+    total += moved;
+    const double e4 = value_error("rfa", "features=4,learned_sigma=false", &REF_RFA, 8, 2, 13, 8, 2,
+                                  &moved); /* σ = 1: no .sigma tensor */
+    total += moved;
+    ck_assert_msg(e1 <= VALUE_TOL && e2 <= VALUE_TOL && e3 <= VALUE_TOL && e4 <= VALUE_TOL,
+                  "rfa: relative errors %g, %g, %g, %g > %g", e1, e2, e3, e4, VALUE_TOL);
     /* the short rows have small sums Σ_j φ(q)·φ(k_j) = 0.01·Σ cos: the clamp acted */
     ck_assert_msg(total > 0, "no denominator reached the clamp: the test misses it");
 }

@@ -244,7 +244,7 @@ static void favor_forward(KernelMixer *km, const MixerStep *s, float *phi, const
 
 /* The stabilisers are maxima of u, so they move with it: c's gradient, −Σ du over what it
  * divides, goes to its argmax (the authors' jnp.max and tf.math.reduce_max do the same;
- * performer_pytorch detaches c instead, which with ε > 0 is not the exact derivative). */
+ * later performer_pytorch versions detach c, which with ε > 0 is not the exact derivative). */
 static void stabiliser_backward(const KernelMixer *km, const MixerStep *s, float *du,
                                 const float *u, int is_key) {
     const int H = km->H, M = km->M, L = s->L;

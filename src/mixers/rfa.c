@@ -5,16 +5,18 @@
  * Fourier features
  *   φ(x) = s·[sin(W x̂), cos(W x̂)],  s = 0.1 (SCALE),  rows w_i = σ ∘ ε_i,
  * ε_i ~ N(0, I_Dh), F rows per head, and σ a learned per-head, per-dimension scale initialised to
- * 1 (reparam_proj, which the authors' training scripts turn on; the temperature τ stays 1). Then
+ * 1: the paper's learned variance, their code's build_random_matrices with reparam_proj (a flag,
+ * off unless --reparam-proj is passed; learned_sigma: false runs the flag's default, σ = 1); the
+ * temperature τ stays 1 (cross_tau / causal_tau, learned_tau off). Then
  *   O_i = Σ_j φ(q_i)·φ(k_j) v_j / max(Σ_j φ(q_i)·φ(k_j), 0.1)
  * (clamp_min(EPS), EPS = 0.1, no other ε; the sines and cosines can make the sum negative). As
  * φ(x)·φ(y) = s²·Σ_i cos(w_i·(x̂ − ŷ)) ≈ s²·F·exp(−‖σ∘(x̂ − ŷ)‖²/2), this is softmax attention over
  * unit-norm queries and keys with a learned temperature per dimension.
  *
- * Where the paper and the code differ, the code is followed: the paper writes φ with D^(−1/2)
- * (here F^(−1/2)) and only asks for a positive denominator; the code scales by s = 0.1 and clamps
- * at 0.1 — the scale cancels in O except against the clamp, which it places at Σ_i cos = 10. The
- * paper's learned variance is the code's reparam_proj σ; its normalisation adds 0.001 to the norm.
+ * Where the paper and the code differ, the code is followed: the paper's φ (random Fourier
+ * features after Rahimi & Recht) carries D^(−1/2), here F^(−1/2); the code scales by s = 0.1 and
+ * clamps the denominator at 0.1 — the scale cancels in O except against the clamp, which sits at
+ * Σ_i cos = 10 — and adds 0.001 to the norm it divides by.
  * Where this differs from the authors' code: they draw from a pool of pre-sampled matrices
  * (random_matrices/{Dh}_{F}.npy, sample_random_matrices: a fresh subset per training step, the
  * first H matrices in evaluation); here ε is drawn from the experiment seed at every training step,
@@ -36,6 +38,11 @@ static const OptSpec rfa_opts[] = {
      .min = 1,
      .max = 32768,
      .help = "random features F per head, each a sine and a cosine (authors' code: 64)"},
+    {.name = "learned_sigma",
+     .type = OPT_BOOL,
+     .def = 1,
+     .help = "learn the per-dimension scale sigma of the random features (the paper's learned "
+             "variance, the authors' --reparam-proj); false: sigma = 1 (that flag's default)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(rfa_opts))
@@ -47,7 +54,8 @@ static const OptSpec rfa_opts[] = {
 typedef struct RfaState {
     KernelMixer km; /* first */
     int F;          /* random features (M = 2F) */
-    int p_sigma;    /* (H, Dh) learned scales */
+    int p_sigma;    /* (H, Dh) learned scales, or −1: σ = 1 */
+    float *ones;    /* (H, Dh) σ when it is not learned */
     int layer;
     float *eps;    /* (H, F, Dh) current draw */
     int64_t drawn; /* step of the current draw, −1 before the first */
@@ -72,7 +80,7 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
                         int is_key) {
     RfaState *st = (RfaState *)km;
     const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
-    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
+    const float *sigma = st->p_sigma >= 0 ? mixer_param(s, st->p_sigma) : st->ones;
     const float r = RFA_SCALE;
     const size_t side = (size_t)B * H * L;
     float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
@@ -117,8 +125,8 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
     (void)phi, (void)x;
     RfaState *st = (RfaState *)km;
     const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
-    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
-    float *dsigma = s->grads + s->pt->info[st->p_sigma].offset;
+    const float *sigma = st->p_sigma >= 0 ? mixer_param(s, st->p_sigma) : st->ones;
+    float *dsigma = mixer_grad(s, st->p_sigma); /* NULL when σ is not learned */
     const float r = RFA_SCALE;
     const size_t side = (size_t)B * H * L;
     const float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
@@ -128,7 +136,7 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
     for (int h = 0; h < H; h++) {
         const float *e = st->eps + (size_t)h * F * Dh;
         const float *sg = sigma + (size_t)h * Dh;
-        float *dsg = dsigma + (size_t)h * Dh;
+        float *dsg = dsigma ? dsigma + (size_t)h * Dh : NULL;
         for (int b = 0; b < B; b++) {
             const size_t bh = (size_t)b * H + h;
             for (int l = 0; l < L; l++) {
@@ -140,7 +148,7 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
                     const float du = r * (dp[i] * cosf(ur[i]) - dp[F + i] * sinf(ur[i]));
                     for (int d = 0; d < Dh; d++) {
                         dxh[d] += du * sg[d] * e[(size_t)i * Dh + d];
-                        dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
+                        if (dsg) dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
                     }
                 }
                 for (int d = 0; d < Dh; d++) dot += xr[d] * dxh[d];
@@ -182,9 +190,15 @@ static void rfa_create(Mixer *m, ParamTable *pt) {
     st->km.min_den = RFA_MIN_DEN;
     st->layer = m->layer;
     st->drawn = -1;
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.sigma", m->prefix);
-    st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+    st->p_sigma = -1;
+    if (opt_bool(m->opts, rfa_opts, NOPTS, "learned_sigma")) {
+        char name[XB_PARAM_NAME];
+        snprintf(name, sizeof name, "%s.sigma", m->prefix);
+        st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+    }
+    st->ones = malloc((size_t)m->D * sizeof *st->ones);
+    XB_ASSERT(st->ones);
+    for (int i = 0; i < m->D; i++) st->ones[i] = 1.0f;
     st->eps = malloc((size_t)m->H * st->F * (m->D / m->H) * sizeof *st->eps);
     XB_ASSERT(st->eps);
 }
@@ -201,6 +215,7 @@ static void rfa_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
 static void rfa_destroy(Mixer *m) {
     RfaState *st = m->state;
     free(st->eps);
+    free(st->ones);
     free(st);
 }
 
