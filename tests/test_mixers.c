@@ -46,9 +46,19 @@ static const Conf CONFS[] = {
     {"sliding", "window=300", 1, 600, 8, 2},
     {"linear", NULL, 2, 11, 8, 2},
     {"linear", "bias=true", 3, 9, 6, 3},
+    {"linear", NULL, 1, 600, 8, 2}, /* three key tiles */
     {"performer", "features=16", 2, 11, 8, 2},
     {"performer", "features=7,orthogonal=false,bias=true", 3, 9, 6, 3},
     {"performer", "features=12,kernel=relu", 2, 10, 8, 2},
+    {"performer", "features=9,kernel=relu,orthogonal=false,bias=true", 3, 9, 6, 3},
+    {"performer", "kernel=relu_lra", 2, 11, 8, 2},
+    {"performer", "kernel=relu_lra,bias=true", 3, 9, 6, 3},
+    {"performer", "features=16,redraw=0", 1, 600, 8, 2},
+    {"performer", "features=12,kernel=relu", 1, 600, 8, 2},
+    /* relu_lra at Dh = 4 (D = 8) has queries with one small active feature, whose denominator the
+     * step h = 1e-2 pushes near zero; its L = 600, D = 8 gradients are checked against the naive
+     * reference in test_mixers_kernels */
+    {"performer", "kernel=relu_lra", 1, 600, 16, 2},
     {"bigbird", "block=2,window=1,global=1,random=1", 2, 14, 8, 2},
     {"bigbird", "block=3,random=2,bias=true", 3, 22, 6, 3},
     {"bigbird", "block=2,window=3,global=0,random=2", 2, 17, 8, 2},
@@ -64,6 +74,8 @@ static const Conf CONFS[] = {
     {"linformer", "k=32", 1, 600, 8, 2},
     {"rfa", "features=6", 2, 11, 8, 2},
     {"rfa", "features=5,bias=true", 3, 9, 6, 3},
+    {"rfa", "features=6", 1, 600, 8, 2},
+    {"rfa", "features=4,learned_sigma=false,bias=true", 2, 12, 8, 2},
     {"memory_compressed", NULL, 2, 13, 8, 2},
     {"memory_compressed", "compression=2,bias=true", 3, 12, 6, 3},
     {"memory_compressed", NULL, 1, 600, 8, 2},

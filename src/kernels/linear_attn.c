@@ -1,11 +1,13 @@
 #include "kernels/linear_attn.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/flops.h"
 
-/* Per (b, h): S = Φkᵀ V (M×Dh), z = Φkᵀ 1, num = Φq S, den = Φq z + ε, O = num / den. */
+/* Per (b, h): S = Φkᵀ V (M×Dh), z = Φkᵀ 1, num = Φq S, den = Φq z + ε (then clamped or guarded),
+ * O = num / den. */
 void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,
                      const float *v, const LinAttnShape *s) {
     const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
@@ -25,10 +27,19 @@ void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq
             cblas_sgemv(CblasRowMajor, CblasNoTrans, L, M, 1.0f, pq, M, zz, 1, 0.0f, dn, 1);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, M, 1.0f, pq, M, S, Dh,
                         0.0f, ob, s->ldo);
+            unsigned char *lw = s->low ? s->low + bh * L : NULL;
             for (int l = 0; l < L; l++) {
                 dn[l] += s->eps;
-                if (s->min_den > 0.0f && dn[l] < s->min_den) dn[l] = s->min_den;
-                const float inv = 1.0f / dn[l];
+                if (s->min_den > 0.0f || s->guard > 0.0f) {
+                    /* the clamp (RFA) or the guard (Performer) acts on low rows */
+                    int low = lw && s->frozen ? lw[l]
+                                              : (s->min_den > 0.0f ? dn[l] < s->min_den
+                                                                   : fabsf(dn[l]) <= s->guard);
+                    if (lw) lw[l] = (unsigned char)low;
+                    if (low && s->min_den > 0.0f) dn[l] = s->min_den;
+                    if (low && s->guard > 0.0f) dn[l] += 2.0f * s->guard;
+                }
+                const float inv = dn[l] != 0.0f ? 1.0f / dn[l] : 0.0f;
                 float *oi = ob + (size_t)l * s->ldo;
                 for (int d = 0; d < Dh; d++) oi[d] *= inv;
             }
@@ -58,14 +69,16 @@ void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, co
             const float *gb = dout + (size_t)b * s->bso + (size_t)h * Dh;
             for (int l = 0; l < L; l++) {
                 const float *gi = gb + (size_t)l * s->ldo, *oi = ob + (size_t)l * s->ldo;
-                const float inv = 1.0f / dn[l];
+                const float inv = dn[l] != 0.0f ? 1.0f / dn[l] : 0.0f;
                 float dot = 0.0f;
                 for (int d = 0; d < Dh; d++) {
                     dnum[(size_t)l * Dh + d] = gi[d] * inv;
                     dot += gi[d] * oi[d];
                 }
-                /* a clamped denominator is a constant */
-                dden[l] = s->min_den > 0.0f && dn[l] <= s->min_den ? 0.0f : -dot * inv;
+                /* a clamped denominator is a constant; a guarded one is shifted by one */
+                const int clamped =
+                    s->min_den > 0.0f && (s->low ? s->low[bh * L + l] != 0 : dn[l] <= s->min_den);
+                dden[l] = clamped ? 0.0f : -dot * inv;
             }
             float *gq = dphq + bh * L * M, *gk = dphk + bh * L * M;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, M, Dh, 1.0f, dnum, Dh, S, Dh,

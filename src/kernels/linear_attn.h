@@ -17,9 +17,18 @@ typedef struct LinAttnShape {
     float eps;          /* added to the denominator */
     float min_den;      /* > 0: the denominator is clamped from below to it (features that can be
                          * negative, RFA's sin/cos); the clamp has no gradient */
+    float guard;        /* > 0: den += 2·guard where |den| <= guard, the Performer authors' guard
+                         * (fast_attention.py, FastAttentionviaLowRankDecomposition); a shift, so
+                         * the gradient passes unchanged */
+    unsigned char
+        *low; /* NULL, or (B, H, L): the rows where the clamp or the guard acted, saved by
+               * the forward; when `frozen` the forward reuses the previous set instead
+               * of comparing (MixerStep.frozen), so no kink lies within a gradient check */
+    int frozen;
 } LinAttnShape;
 
-/* o (B, L, ·) = the normalised aggregate. phq, phk (B, H, L, M): features of queries and keys
+/* o (B, L, ·) = the normalised aggregate; a row whose denominator is exactly 0 (no real key and
+ * no eps, clamp or guard) gets o = 0. phq, phk (B, H, L, M): features of queries and keys
  * (padding keys must have zero features). Saves kv (B, H, M, Dh) = S, z (B, H, M) and
  * den (B, H, L) for the backward. Overwrites o's head columns. */
 void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,

@@ -23,8 +23,10 @@ LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L) {
                       .ldo = D,
                       .bsv = (size_t)L * 3 * D,
                       .bso = (size_t)L * D,
-                      .eps = 1e-6f,
-                      .min_den = km->min_den};
+                      .eps = km->eps,
+                      .min_den = km->min_den,
+                      .guard = km->guard,
+                      .low = km->low};
     return s;
 }
 
@@ -38,6 +40,7 @@ void kernel_mixer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     km->kv = arena_floats(acts, (size_t)B * m->H * km->M * (m->D / m->H));
     km->z = arena_floats(acts, (size_t)B * m->H * km->M);
     km->den = arena_floats(acts, (size_t)B * m->H * L);
+    km->low = arena_alloc(acts, (size_t)B * m->H * L);
     /* backward: d(att), d(qkv), d(phq), d(phk), then the kernel's scratch */
     LinAttnShape s = kernel_mixer_shape(m, B, L);
     arena_floats(scratch, BL * m->D);
@@ -61,6 +64,7 @@ void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x
     KernelMixer *km = m->state;
     const int D = m->D, BL = s->B * s->L;
     LinAttnShape sh = kernel_mixer_shape(m, s->B, s->L);
+    sh.frozen = s->frozen;
     linear_forward(km->am.qkv, x, mixer_param(s, km->am.p_wqkv), mixer_param(s, km->am.p_bqkv), BL,
                    D, 3 * D);
     if (km->fops->prepare) km->fops->prepare(km, s);
@@ -101,4 +105,10 @@ uint64_t kernel_mixer_flops(const Mixer *m, int B, int L, int backward) {
     const uint64_t proj = 2 * BL * D * 3 * D + 2 * BL * D * D;
     return (backward ? 2 * proj : proj) + linattn_flops(&sh, backward) +
            km->fops->flops(km, B, L, backward);
+}
+
+const float *kernel_mixer_random(const Mixer *m, int *rows, int *per_head) {
+    const KernelMixer *km = m->state;
+    *rows = 0, *per_head = 0;
+    return km->fops->random ? km->fops->random(km, rows, per_head) : NULL;
 }

@@ -20,6 +20,9 @@ typedef struct FeatureOps {
                      const float *phi, const float *x, int is_key);
     /* Matrix-product FLOPs of the maps of Q and K together. */
     uint64_t (*flops)(const KernelMixer *km, int B, int L, int backward);
+    /* NULL for a deterministic map; else the random projection the last forward used, with its
+     * number of rows per head and whether each head has its own (see kernel_mixer_random). */
+    const float *(*random)(const KernelMixer *km, int *rows, int *per_head);
 } FeatureOps;
 
 struct KernelMixer {
@@ -27,7 +30,10 @@ struct KernelMixer {
     const FeatureOps *fops;
     int H, Dh;           /* heads and head width */
     int M;               /* features per head */
+    float eps;           /* added to every denominator (0: none) */
     float min_den;       /* see LinAttnShape (0: none) */
+    float guard;         /* see LinAttnShape (0: none) */
+    unsigned char *low;  /* (B, H, L) saved: rows where min_den or guard acted */
     float *phq, *phk;    /* (B, H, L, M) saved */
     float *kv, *z, *den; /* saved by the kernel */
     void *own;           /* the mechanism's state */
@@ -41,5 +47,10 @@ void kernel_mixer_forward(Mixer *m, const MixerStep *s, float *y, const float *x
 void kernel_mixer_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
                            const float *x);
 uint64_t kernel_mixer_flops(const Mixer *m, int B, int L, int backward);
+/* For tests that recompute a mechanism naively: the random projection its last forward drew
+ * (owned by the mechanism, valid until the next forward), or NULL for a deterministic feature map.
+ * *rows is the number of projection rows of one head, each Dh long; *per_head is 0 when all heads
+ * share one (rows, Dh) matrix (Performer's W) and 1 when the array is (H, rows, Dh) (RFA's ε). */
+const float *kernel_mixer_random(const Mixer *m, int *rows, int *per_head);
 
 #endif

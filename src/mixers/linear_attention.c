@@ -1,5 +1,10 @@
 /* linear: the Linear Transformer (Katharopoulos et al., arXiv 2006.16236): attention with the
- * feature map φ(x) = elu(x) + 1 (§3.2.1, eq. 7), computed as φ(Q)(φ(K)ᵀV) in O(L·Dh²). */
+ * feature map φ(x) = elu(x) + 1 (§3.2.1, eq. 7), computed as φ(Q)(φ(K)ᵀV) in O(L·Dh²):
+ *   O_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j) + ε),  ε = 1e-6,
+ * as the authors' code runs it (idiap/fast-transformers, fast_transformers/attention/
+ * linear_attention.py: elu_feature_map, LinearAttention(eps=1e-6), padding keys' features zeroed
+ * through key_lengths). LRA's copy (lra_benchmarks/models/linear_transformer/linear_attention.py)
+ * has the same map and ε. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -11,6 +16,8 @@ static const OptSpec linear_opts[] = {
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(linear_opts))
+
+#define LINEAR_EPS 1e-6f /* LinearAttention(eps=1e-6) */
 
 /* x: Q or K inside the packed (B, L, 3·H·Dh) projection; phi: (B, H, L, Dh). */
 static void elu1_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
@@ -58,6 +65,7 @@ static void linear_create(Mixer *m, ParamTable *pt) {
     kernel_mixer_create(m, pt, km, opt_bool(m->opts, linear_opts, NOPTS, "bias"));
     km->fops = &elu1_ops;
     km->M = m->D / m->H;
+    km->eps = LINEAR_EPS;
 }
 
 static const MixerOps linear_ops = {

@@ -1,10 +1,26 @@
-/* rfa: Random Feature Attention (Peng et al., arXiv 2103.02143, §2-3): queries and keys are
- * ℓ2-normalised and mapped by random Fourier features φ(x) = M^(−1/2)[sin(W x), cos(W x)] with
- * rows w_i = σ ∘ ε_i: ε_i ~ N(0, I) redrawn every training step (evaluation uses the draw of the
- * step that produced the parameters) and σ a learned per-head, per-dimension scale (the paper's
- * learned variance), so that φ(x)·φ(y) ≈ exp(−‖x − y‖²/2 over σ) — softmax attention with a
- * learned temperature. Features can be negative: the denominator is clamped from below (§3, "we
- * ... ensure it is positive"). */
+/* rfa: Random Feature Attention (Peng et al., arXiv 2103.02143) as the authors' code runs it
+ * (haopeng-uw/RFA at commit 6d59b1c7: utils/rfa_utils.py random_project with random_feature
+ * 'rrf', _normalize, build_random_matrices; models/cross_rfa.py and causal_rfa.py). Per head,
+ * queries and keys are ℓ2-normalised, x̂ = x/(‖x‖ + 0.001) (_normalize), and mapped by random
+ * Fourier features
+ *   φ(x) = s·[sin(W x̂), cos(W x̂)],  s = 0.1 (SCALE),  rows w_i = σ ∘ ε_i,
+ * ε_i ~ N(0, I_Dh), F rows per head, and σ a learned per-head, per-dimension scale initialised to
+ * 1: the paper's learned variance, their code's build_random_matrices with reparam_proj (a flag,
+ * off unless --reparam-proj is passed; learned_sigma: false runs the flag's default, σ = 1); the
+ * temperature τ stays 1 (cross_tau / causal_tau, learned_tau off). Then
+ *   O_i = Σ_j φ(q_i)·φ(k_j) v_j / max(Σ_j φ(q_i)·φ(k_j), 0.1)
+ * (clamp_min(EPS), EPS = 0.1, no other ε; the sines and cosines can make the sum negative). As
+ * φ(x)·φ(y) = s²·Σ_i cos(w_i·(x̂ − ŷ)) ≈ s²·F·exp(−‖σ∘(x̂ − ŷ)‖²/2), this is softmax attention over
+ * unit-norm queries and keys with a learned temperature per dimension.
+ *
+ * Where the paper and the code differ, the code is followed: the paper's φ (random Fourier
+ * features after Rahimi & Recht) carries D^(−1/2), here F^(−1/2); the code scales by s = 0.1 and
+ * clamps the denominator at 0.1 — the scale cancels in O except against the clamp, which sits at
+ * Σ_i cos = 10 — and adds 0.001 to the norm it divides by.
+ * Where this differs from the authors' code: they draw from a pool of pre-sampled matrices
+ * (random_matrices/{Dh}_{F}.npy, sample_random_matrices: a fresh subset per training step, the
+ * first H matrices in evaluation); here ε is drawn from the experiment seed at every training step,
+ * and evaluation uses the draw of the step that produced the parameters. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,25 +34,33 @@
 static const OptSpec rfa_opts[] = {
     {.name = "features",
      .type = OPT_INT,
-     .def = 128,
+     .def = 64,
      .min = 1,
      .max = 32768,
-     .help = "random features per head (each gives a sine and a cosine)"},
+     .help = "random features F per head, each a sine and a cosine (authors' code: 64)"},
+    {.name = "learned_sigma",
+     .type = OPT_BOOL,
+     .def = 1,
+     .help = "learn the per-dimension scale sigma of the random features (the paper's learned "
+             "variance, the authors' --reparam-proj); false: sigma = 1 (that flag's default)"},
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(rfa_opts))
 
-#define RFA_MIN_DEN 1e-3f
+#define RFA_SCALE 0.1f     /* rfa_utils.py SCALE */
+#define RFA_MIN_DEN 0.1f   /* rfa_utils.py EPS: qz.clamp_min(EPS) */
+#define RFA_NORM_EPS 1e-3f /* _normalize: x / (‖x‖ + 1e-3) */
 
 typedef struct RfaState {
     KernelMixer km; /* first */
     int F;          /* random features (M = 2F) */
-    int p_sigma;    /* (H, Dh) learned scales */
+    int p_sigma;    /* (H, Dh) learned scales, or −1: σ = 1 */
+    float *ones;    /* (H, Dh) σ when it is not learned */
     int layer;
     float *eps;    /* (H, F, Dh) current draw */
     int64_t drawn; /* step of the current draw, −1 before the first */
     float *xn;     /* (2, B, H, L, Dh): normalised Q then K, saved */
-    float *norm;   /* (2, B, H, L) their norms */
+    float *norm;   /* (2, B, H, L) their norms ‖x‖ */
     float *u;      /* (2, B, H, L, F): W x̂, saved */
 } RfaState;
 
@@ -56,8 +80,8 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
                         int is_key) {
     RfaState *st = (RfaState *)km;
     const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
-    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
-    const float r = 1.0f / sqrtf((float)F);
+    const float *sigma = st->p_sigma >= 0 ? mixer_param(s, st->p_sigma) : st->ones;
+    const float r = RFA_SCALE;
     const size_t side = (size_t)B * H * L;
     float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
     float *u = st->u + (is_key ? side * F : 0);
@@ -69,9 +93,9 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
                 const float *xi = x + ((size_t)b * L + l) * 3 * H * Dh + (size_t)h * Dh;
                 float n2 = 0.0f;
                 for (int d = 0; d < Dh; d++) n2 += xi[d] * xi[d];
-                const float n = sqrtf(n2) + 1e-6f;
+                const float n = sqrtf(n2);
                 nrm[bh * L + l] = n;
-                for (int d = 0; d < Dh; d++) xn[(bh * L + l) * Dh + d] = xi[d] / n;
+                for (int d = 0; d < Dh; d++) xn[(bh * L + l) * Dh + d] = xi[d] / (n + RFA_NORM_EPS);
             }
             /* u_i = w_i · x̂ with w_i = σ ∘ ε_i */
             for (int l = 0; l < L; l++) {
@@ -94,16 +118,16 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
     flops_add(2ull * (uint64_t)B * H * L * F * Dh);
 }
 
-/* du_i = r·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id
- * x̂_d; dx = (dx̂ − x̂ (x̂·dx̂)) / ‖x‖. */
+/* du_i = s·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id
+ * x̂_d; with n = ‖x‖ and x̂ = x/(n + δ): dx = (dx̂ − x̂ (x̂·dx̂)·(n + δ)/n) / (n + δ). */
 static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
                          const float *phi, const float *x, int is_key) {
     (void)phi, (void)x;
     RfaState *st = (RfaState *)km;
     const int H = km->H, Dh = km->Dh, F = st->F, M = km->M, L = s->L, B = s->B;
-    const float *sigma = s->params + s->pt->info[st->p_sigma].offset;
-    float *dsigma = s->grads + s->pt->info[st->p_sigma].offset;
-    const float r = 1.0f / sqrtf((float)F);
+    const float *sigma = st->p_sigma >= 0 ? mixer_param(s, st->p_sigma) : st->ones;
+    float *dsigma = mixer_grad(s, st->p_sigma); /* NULL when σ is not learned */
+    const float r = RFA_SCALE;
     const size_t side = (size_t)B * H * L;
     const float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
     const float *u = st->u + (is_key ? side * F : 0);
@@ -112,7 +136,7 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
     for (int h = 0; h < H; h++) {
         const float *e = st->eps + (size_t)h * F * Dh;
         const float *sg = sigma + (size_t)h * Dh;
-        float *dsg = dsigma + (size_t)h * Dh;
+        float *dsg = dsigma ? dsigma + (size_t)h * Dh : NULL;
         for (int b = 0; b < B; b++) {
             const size_t bh = (size_t)b * H + h;
             for (int l = 0; l < L; l++) {
@@ -124,13 +148,14 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
                     const float du = r * (dp[i] * cosf(ur[i]) - dp[F + i] * sinf(ur[i]));
                     for (int d = 0; d < Dh; d++) {
                         dxh[d] += du * sg[d] * e[(size_t)i * Dh + d];
-                        dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
+                        if (dsg) dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
                     }
                 }
                 for (int d = 0; d < Dh; d++) dot += xr[d] * dxh[d];
                 float *gi = dx + ((size_t)b * L + l) * 3 * H * Dh + (size_t)h * Dh;
-                const float inv = 1.0f / nrm[bh * L + l];
-                for (int d = 0; d < Dh; d++) gi[d] += (dxh[d] - xr[d] * dot) * inv;
+                const float n = nrm[bh * L + l], inv = 1.0f / (n + RFA_NORM_EPS);
+                const float radial = n > 0.0f ? dot * (n + RFA_NORM_EPS) / n : 0.0f;
+                for (int d = 0; d < Dh; d++) gi[d] += (dxh[d] - xr[d] * radial) * inv;
             }
         }
     }
@@ -143,8 +168,17 @@ static uint64_t rfa_flops(const KernelMixer *km, int B, int L, int backward) {
     return 2 * 2ull * (uint64_t)B * km->H * (uint64_t)L * st->F * km->Dh; /* Q and K */
 }
 
-static const FeatureOps rfa_fops = {
-    .prepare = rfa_prepare, .forward = rfa_forward, .backward = rfa_backward, .flops = rfa_flops};
+static const float *rfa_random(const KernelMixer *km, int *rows, int *per_head) {
+    const RfaState *st = (const RfaState *)km;
+    *rows = st->F, *per_head = 1;
+    return st->eps;
+}
+
+static const FeatureOps rfa_fops = {.prepare = rfa_prepare,
+                                    .forward = rfa_forward,
+                                    .backward = rfa_backward,
+                                    .flops = rfa_flops,
+                                    .random = rfa_random};
 
 static void rfa_create(Mixer *m, ParamTable *pt) {
     RfaState *st = calloc(1, sizeof *st);
@@ -156,9 +190,15 @@ static void rfa_create(Mixer *m, ParamTable *pt) {
     st->km.min_den = RFA_MIN_DEN;
     st->layer = m->layer;
     st->drawn = -1;
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.sigma", m->prefix);
-    st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+    st->p_sigma = -1;
+    if (opt_bool(m->opts, rfa_opts, NOPTS, "learned_sigma")) {
+        char name[XB_PARAM_NAME];
+        snprintf(name, sizeof name, "%s.sigma", m->prefix);
+        st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+    }
+    st->ones = malloc((size_t)m->D * sizeof *st->ones);
+    XB_ASSERT(st->ones);
+    for (int i = 0; i < m->D; i++) st->ones[i] = 1.0f;
     st->eps = malloc((size_t)m->H * st->F * (m->D / m->H) * sizeof *st->eps);
     XB_ASSERT(st->eps);
 }
@@ -175,6 +215,7 @@ static void rfa_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
 static void rfa_destroy(Mixer *m) {
     RfaState *st = m->state;
     free(st->eps);
+    free(st->ones);
     free(st);
 }
 
@@ -191,7 +232,7 @@ const MixerSpec mixer_rfa = {
     .name = "rfa",
     .classes = "KR",
     .arxiv = "2103.02143",
-    .title = "Random Feature Attention: sin/cos random features, learned scales",
+    .title = "Random Feature Attention: sin/cos random features of unit q, k; learned scales",
     .honours_mask = 1,
     .opts = rfa_opts,
     .n_opts = NOPTS,
