@@ -99,6 +99,11 @@ static const Conf CONFS[] = {
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
     {"reformer", "chunk=2,buckets=6,hashes=2", 2, 9, 8, 2},
+    {"reformer", "chunk=300,buckets=2", 1, 600, 8, 2}, /* windows of three key tiles */
+    {"reformer", "chunk=3,buckets=2,hashes=3,same_bucket=false", 2, 13, 8, 2},
+    {"reformer", "chunk=4,buckets=4,hashes=2,dedup=false", 2, 13, 8, 2},
+    {"reformer", "lra=true,buckets=4", 2, 13, 8, 2},
+    {"reformer", "lra=true,buckets=2,hashes=2,bias=true", 3, 12, 6, 3},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {
