@@ -68,6 +68,7 @@ static const Conf CONFS[] = {
     {"sinkhorn", "block=4,sort_net=mlp,iterations=3,bias=true", 3, 12, 6, 3},
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
     {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
+    {"sinkhorn", "block=300", 1, 600, 8, 2}, /* own + sorted block: three key tiles */
     {"luna", "length=4", 2, 13, 8, 2},
     {"luna", "length=3,bias=true", 3, 11, 6, 3},
     {"luna", "length=20", 2, 9, 8, 2},

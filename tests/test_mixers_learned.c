@@ -413,6 +413,234 @@ START_TEST(test_sinkhorn_with_one_block_equals_full) {
 }
 END_TEST
 
+/* ---- sinkhorn ---- */
+
+/* Sparse Sinkhorn attention (arXiv 2002.11296, §3) rebuilt in double from the mechanism's
+ * parameters, in evaluation (no Gumbel noise): blocks of b keys with padding and the tail zeroed,
+ * the sort net on the block sums, R0 = Z/τ, `iterations` rounds of row then column log-sum-exp
+ * normalisation, P = exp(R). Sorted slot r of block n has key Σ_l P_nl k_lr, value Σ_l P_nl v_lr
+ * and weight ρ_nr = Σ_l P_nl m_lr / Σ_l P_nl (its real share; the slot is left out when 0). A
+ * real query of block n attends, in one softmax, to the real keys of its block and the slots of
+ * sorted block n (SortCut: the slots of sorted blocks 0 .. n_c − 1). y of real rows only. */
+static void sinkhorn_reference(double *y, const Inst *t) {
+    const MixerSpec *sp = t->m.spec;
+    const int bs = opt_int(&t->opts, sp->opts, sp->n_opts, "block");
+    const int iters = opt_int(&t->opts, sp->opts, sp->n_opts, "iterations");
+    const double tau = opt_float(&t->opts, sp->opts, sp->n_opts, "temperature");
+    const int mlp = opt_enum(&t->opts, sp->opts, sp->n_opts, "sort_net") == 1;
+    const int cut = opt_int(&t->opts, sp->opts, sp->n_opts, "sortcut");
+    const int B = t->B, L = t->L, D = t->D, H = t->H, Dh = D / H, BL = B * L;
+    const int nB = (L + bs - 1) / bs, NBmax = nB, NK = nB * bs; /* max_len = L here */
+    const ParamTable *pt = &t->pt;
+#define PARAM(name)                                                                                \
+    (params_find(pt, name) < 0 ? NULL : t->params + pt->info[params_find(pt, name)].offset)
+    const float *w1 = PARAM(mlp ? "blocks.0.mixer.sort.fc1.weight" : "blocks.0.mixer.sort.weight");
+    const float *b1 = PARAM(mlp ? "blocks.0.mixer.sort.fc1.bias" : "blocks.0.mixer.sort.bias");
+    const float *w2 = PARAM("blocks.0.mixer.sort.fc2.weight");
+    const float *b2 = PARAM("blocks.0.mixer.sort.fc2.bias");
+    const float *wo = PARAM("blocks.0.mixer.out.weight"), *bo = PARAM("blocks.0.mixer.out.bias");
+    float *qkv = malloc((size_t)BL * 3 * D * sizeof(float));
+    linear_forward(qkv, t->x, PARAM("blocks.0.mixer.qkv.weight"), PARAM("blocks.0.mixer.qkv.bias"),
+                   BL, D, 3 * D);
+#undef PARAM
+    double *kb = malloc((size_t)NK * Dh * sizeof(double)),
+           *vb = malloc((size_t)NK * Dh * sizeof(double));
+    double *ks = malloc((size_t)NK * Dh * sizeof(double)),
+           *vs = malloc((size_t)NK * Dh * sizeof(double));
+    double *bsum = malloc((size_t)nB * Dh * sizeof(double)),
+           *hid = malloc((size_t)nB * Dh * sizeof(double));
+    double *R = malloc((size_t)nB * nB * sizeof(double)),
+           *rho = malloc((size_t)NK * sizeof(double));
+    double *att = malloc((size_t)BL * D * sizeof(double)),
+           *e = malloc((size_t)2 * NK * sizeof(double));
+    int *mk = malloc((size_t)NK * sizeof(int));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            for (int p = 0; p < NK; p++) {
+                mk[p] = p < L && (!t->mask || t->mask[(size_t)b * L + p]);
+                for (int d = 0; d < Dh; d++) {
+                    const float *row = qkv + ((size_t)b * L + p) * 3 * D + h * Dh + d;
+                    kb[p * Dh + d] = mk[p] ? row[D] : 0.0;
+                    vb[p * Dh + d] = mk[p] ? row[2 * D] : 0.0;
+                }
+            }
+            for (int l = 0; l < nB; l++)
+                for (int d = 0; d < Dh; d++) {
+                    bsum[l * Dh + d] = 0;
+                    for (int r = 0; r < bs; r++) bsum[l * Dh + d] += kb[(l * bs + r) * Dh + d];
+                }
+            const double *in = bsum;
+            if (mlp) { /* hid = relu(bsum·W1 + b1), W1 (Dh, Dh) */
+                for (int l = 0; l < nB; l++)
+                    for (int c = 0; c < Dh; c++) {
+                        double a = b1[c];
+                        for (int d = 0; d < Dh; d++) a += bsum[l * Dh + d] * w1[d * Dh + c];
+                        hid[l * Dh + c] = a > 0 ? a : 0;
+                    }
+                in = hid;
+            }
+            for (int n = 0; n < nB; n++) /* R0 = (in·W + bias)/τ, W (Dh, NBmax) */
+                for (int l = 0; l < nB; l++) {
+                    double a = mlp ? b2[l] : b1[l];
+                    for (int d = 0; d < Dh; d++)
+                        a += in[n * Dh + d] * (mlp ? w2 : w1)[d * NBmax + l];
+                    R[n * nB + l] = a / tau;
+                }
+            for (int it = 0; it < 2 * iters; it++) /* rows, then columns */
+                for (int a = 0; a < nB; a++) {
+                    double mx = -INFINITY, sum = 0;
+#define AT(c) R[it % 2 ? (c)*nB + a : a * nB + (c)]
+                    for (int c = 0; c < nB; c++) mx = fmax(mx, AT(c));
+                    for (int c = 0; c < nB; c++) sum += exp(AT(c) - mx);
+                    for (int c = 0; c < nB; c++) AT(c) -= mx + log(sum);
+#undef AT
+                }
+            for (int n = 0; n < nB; n++) {
+                double S = 0;
+                for (int l = 0; l < nB; l++) S += exp(R[n * nB + l]);
+                for (int r = 0; r < bs; r++) {
+                    double M = 0;
+                    for (int l = 0; l < nB; l++) M += mk[l * bs + r] ? exp(R[n * nB + l]) : 0;
+                    rho[n * bs + r] = M / S;
+                    for (int d = 0; d < Dh; d++) {
+                        double a = 0, c = 0;
+                        for (int l = 0; l < nB; l++)
+                            a += exp(R[n * nB + l]) * kb[(l * bs + r) * Dh + d],
+                                c += exp(R[n * nB + l]) * vb[(l * bs + r) * Dh + d];
+                        ks[(n * bs + r) * Dh + d] = a, vs[(n * bs + r) * Dh + d] = c;
+                    }
+                }
+            }
+            for (int i = 0; i < L; i++) {
+                if (!mk[i]) continue;
+                const int n = i / bs;
+                const float *q = qkv + ((size_t)b * L + i) * 3 * D + h * Dh;
+                double mx = -INFINITY, sum = 0, o[16] = {0};
+                /* candidate keys: own block (cut: none), then the sorted slots */
+                const int own0 = cut ? 0 : n * bs, nown = cut ? 0 : bs;
+                const int s0 = cut ? 0 : n * bs, ns = cut ? XB_MIN(cut, nB) * bs : bs;
+                for (int c = 0; c < nown + ns; c++) {
+                    const int own = c < nown, p = own ? own0 + c : s0 + c - nown;
+                    const double w = own ? mk[p] : rho[p];
+                    e[c] = -INFINITY;
+                    if (w <= 0) continue;
+                    double dot = 0;
+                    for (int d = 0; d < Dh; d++) dot += (double)q[d] * (own ? kb : ks)[p * Dh + d];
+                    e[c] = dot / sqrt((double)Dh) + log(w);
+                    mx = fmax(mx, e[c]);
+                }
+                for (int c = 0; c < nown + ns; c++) {
+                    if (e[c] == -INFINITY) continue;
+                    const int own = c < nown, p = own ? own0 + c : s0 + c - nown;
+                    const double w = exp(e[c] - mx);
+                    sum += w;
+                    for (int d = 0; d < Dh; d++) o[d] += w * (own ? vb : vs)[p * Dh + d];
+                }
+                for (int d = 0; d < Dh; d++) att[((size_t)b * L + i) * D + h * Dh + d] = o[d] / sum;
+            }
+        }
+    memset(y, 0, (size_t)BL * D * sizeof(double));
+    for (int i = 0; i < BL; i++) {
+        if (t->mask && !t->mask[i]) continue;
+        for (int d = 0; d < D; d++) {
+            double a = bo ? bo[d] : 0.0;
+            for (int c = 0; c < D; c++) a += (double)wo[d * D + c] * att[(size_t)i * D + c];
+            y[(size_t)i * D + d] = a;
+        }
+    }
+    free(qkv), free(kb), free(vb), free(ks), free(vs), free(bsum), free(hid), free(R), free(rho);
+    free(att), free(e), free(mk);
+}
+
+/* The padded blocks' zero keys take no softmax mass: a sorted key counts for the real share of its
+ * P-mixture, and one with no real member (here: slots past the real length of a row shorter than
+ * one block, and the zero tail) for nothing. */
+START_TEST(test_sinkhorn_sorted_keys_count_for_the_real_share_of_their_mixture) {
+    static const struct {
+        const char *opts;
+        int B, L, D, H, pad1;
+    } cases[] = {
+        {"block=3", 2, 13, 8, 2, 5},
+        {"block=4,sort_net=mlp,iterations=3,bias=true", 2, 12, 6, 3, 5},
+        {"block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2, 6},
+        {"block=5,iterations=1", 2, 11, 8, 2, 3},
+        {"block=5", 2, 12, 8, 2, 9},            /* 3 real tokens: one partial block */
+        {"block=4,sortcut=1", 2, 13, 8, 2, 10}, /* sorted slots past the real length */
+        {"block=300", 2, 600, 8, 2, 250},       /* keys over three tiles of the kernel */
+    };
+    for (size_t v = 0; v < sizeof cases / sizeof *cases; v++) {
+        const int pad[2] = {0, cases[v].pad1}, B = cases[v].B, L = cases[v].L, D = cases[v].D;
+        Inst t;
+        inst_init(&t, "sinkhorn", cases[v].opts, B, L, D, cases[v].H, pad, 23);
+        t.training = 0;
+        inst_forward(&t);
+        double *ref = malloc((size_t)B * L * D * sizeof(double));
+        sinkhorn_reference(ref, &t);
+        const double worst = real_rows_diff(&t, t.y, ref);
+        ck_assert_msg(worst < 2e-5, "sinkhorn(%s) differs from the reference by %g", cases[v].opts,
+                      worst);
+        free(ref);
+        inst_free(&t);
+    }
+}
+END_TEST
+
+/* The spec's padding_dependence: padding reaches real outputs only through the number of blocks;
+ * a padded row whose cut to its real length has as many blocks gives the same outputs. */
+START_TEST(test_sinkhorn_padded_row_equals_its_cut_with_as_many_blocks) {
+    static const struct {
+        const char *opts;
+        int L, p;
+    } cases[] = {
+        {"block=3", 14, 1},
+        {"block=4,sort_net=mlp,iterations=3,bias=true", 12, 3},
+        {"block=3,sortcut=2,temperature=0.5", 15, 2},
+    };
+    const int D = 8, H = 2;
+    for (size_t v = 0; v < sizeof cases / sizeof *cases; v++) {
+        const int L = cases[v].L, p = cases[v].p, Lr = L - p, pad[2] = {0, p};
+        Inst a, t;
+        inst_init(&a, "sinkhorn", cases[v].opts, 2, L, D, H, pad, 41);
+        inst_init_at(&t, "sinkhorn", cases[v].opts, 1, Lr, L, D, H, NULL, 41);
+        memcpy(t.x, a.x + (size_t)L * D, (size_t)Lr * D * sizeof(float));
+        a.training = t.training = 0;
+        inst_forward(&a);
+        inst_forward(&t);
+        double worst = 0;
+        for (size_t k = 0; k < (size_t)Lr * D; k++)
+            worst = fmax(worst, fabs((double)a.y[(size_t)L * D + k] - t.y[k]) / (1 + fabs(t.y[k])));
+        ck_assert_msg(worst <= 1e-5, "sinkhorn(%s): padding changes real outputs by %g",
+                      cases[v].opts, worst);
+        inst_free(&a);
+        inst_free(&t);
+    }
+}
+END_TEST
+
+/* MixerStep.frozen keeps the mlp sort net's ReLU on the active set of the previous forward: after
+ * fc1's bias is pushed far below zero, a fresh ReLU zeroes every unit, the frozen one does not. */
+START_TEST(test_sinkhorn_mlp_sort_net_keeps_its_relu_active_set_when_frozen) {
+    const int B = 2, L = 12, D = 8, H = 2, pad[2] = {0, 2};
+    Inst t;
+    inst_init(&t, "sinkhorn", "block=3,sort_net=mlp,noise=false", B, L, D, H, pad, 5);
+    inst_forward(&t);
+    const ParamInfo *pb = &t.pt.info[params_find(&t.pt, "blocks.0.mixer.sort.fc1.bias")];
+    for (size_t k = 0; k < pb->size; k++) t.params[pb->offset + k] -= 100.0f;
+    const size_t n = (size_t)B * L * D;
+    float *frozen = malloc(n * sizeof(float));
+    t.frozen = 1;
+    inst_forward(&t);
+    memcpy(frozen, t.y, n * sizeof(float));
+    t.frozen = 0;
+    inst_forward(&t);
+    double diff = 0;
+    for (size_t k = 0; k < n; k++) diff = fmax(diff, fabs((double)frozen[k] - t.y[k]));
+    ck_assert_msg(diff > 1e-4, "the frozen forward recomputed the ReLU's active set");
+    free(frozen);
+    inst_free(&t);
+}
+END_TEST
+
 /* ---- routing ---- */
 
 /* Routing heads attend with the layer-normalised queries and keys (the authors' code), so their
@@ -750,6 +978,9 @@ static Suite *mixers_learned_suite(void) {
     tcase_add_test(tc, test_reformer_padding_changes_real_outputs_only_through_the_padded_length);
     tcase_add_test(tc, test_reformer_lra_is_lras_attention_and_rejects_what_it_lacks);
     tcase_add_test(tc, test_sinkhorn_with_one_block_equals_full);
+    tcase_add_test(tc, test_sinkhorn_sorted_keys_count_for_the_real_share_of_their_mixture);
+    tcase_add_test(tc, test_sinkhorn_padded_row_equals_its_cut_with_as_many_blocks);
+    tcase_add_test(tc, test_sinkhorn_mlp_sort_net_keeps_its_relu_active_set_when_frozen);
     tcase_add_test(
         tc, test_routing_one_cluster_covering_the_sequence_equals_attention_on_normalised_qk);
     tcase_add_test(tc, test_routing_ema_moves_centroids_by_the_decay_formula_only_in_training);
