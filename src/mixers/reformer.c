@@ -594,9 +594,9 @@ const MixerSpec mixer_reformer = {
     .honours_mask = 1,
     .padding_dependence =
         "with buckets 0 the bucket count 2·ceil(L/chunk) counts the padded length L (Trax's "
-        "hash_vectors), and the first chunk of a round looks back at the last chunk of the "
-        "padded length (Trax's look_one_back), where a shorter row's last chunk may sit; with lra "
-        "the chunks are ceil(L/n_b) long; otherwise padding is invisible",
+        "hash_vectors); the first chunk of each round looks back at the last chunk of the padded "
+        "length (Trax's look_one_back), not at the row's last real chunk; with lra the chunks are "
+        "ceil(L/n_b) of the padded length; otherwise padding is invisible",
     .opts = reformer_opts,
     .n_opts = NOPTS,
     .ops = &reformer_ops,
