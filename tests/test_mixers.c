@@ -96,6 +96,7 @@ static const Conf CONFS[] = {
     {"sinkhorn", "block=4,sort_net=mlp,iterations=3,bias=true", 3, 12, 6, 3},
     {"sinkhorn", "block=3,sortcut=2,temperature=0.5", 2, 14, 8, 2},
     {"sinkhorn", "block=5,iterations=1,noise=false", 2, 11, 8, 2},
+    {"sinkhorn", "block=300", 1, 600, 8, 2}, /* own + sorted block: three key tiles */
     {"luna", "length=4", 2, 13, 8, 2},
     {"luna", "length=3,bias=false", 3, 11, 6, 3},
     {"luna", "length=20", 2, 9, 8, 2}, /* dynamic: rows use as many packed rows as tokens */
@@ -139,6 +140,11 @@ static const Conf CONFS[] = {
     {"reformer", "chunk=3,buckets=4,hashes=3,bias=true", 3, 12, 6, 3},
     {"reformer", "chunk=5,self_mask=false,hashes=2", 2, 11, 8, 2},
     {"reformer", "chunk=2,buckets=6,hashes=2", 2, 9, 8, 2},
+    {"reformer", "chunk=300,buckets=2", 1, 600, 8, 2}, /* windows of three key tiles */
+    {"reformer", "chunk=3,buckets=2,hashes=3,same_bucket=false", 2, 13, 8, 2},
+    {"reformer", "chunk=4,buckets=4,hashes=2,dedup=false", 2, 13, 8, 2},
+    {"reformer", "lra=true,buckets=4", 2, 13, 8, 2},
+    {"reformer", "lra=true,buckets=2,hashes=2,bias=true", 3, 12, 6, 3},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

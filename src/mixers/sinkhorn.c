@@ -12,7 +12,24 @@
  * Sort network: `linear` is the Long Range Arena's (one dense layer on the block-summed keys,
  * shared by the heads, n_B outputs); `mlp` the paper's two-layer ReLU network. Padding keys and
  * values are zeroed before the block sums and the sorting, so padding content cannot reach real
- * positions. */
+ * positions.
+ *
+ * Padding in the sorted blocks. Slot r of sorted block n mixes slot r of every block l with weight
+ * P_nl, padding (and the zero tail of the last block) included. The authors mix the key mask with
+ * the permutation too (LRA's sinkhorn_attention.py, SinkhornAttention.apply: sorted_padding_mask =
+ * einsum('bksj,bnhl->bnsj', padding_mask, permutation), turned into a bias by `> 0`) and so keep
+ * a sorted key wherever one block with P_nl > 0 has a real token at r: with a dense P nearly
+ * always, so the zero keys of padded blocks keep their softmax mass and the outputs of real tokens
+ * shrink with the padding (lucidrains' sinkhorn-transformer takes the mask of the argmax block
+ * instead, exact only for a hard permutation). Here a sorted slot counts for the real share of
+ * its mixture, ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl (m_lr = 1 for a real token): its logit gets
+ * log ρ_nr (a data bias of the attention kernel), so a slot with no real member takes exactly
+ * zero weight, a fully real one is untouched (ρ = 1 exactly, bit for bit), and a hard permutation
+ * gives the authors' 0/1 mask. ρ is differentiable in P and its gradient reaches the sort net.
+ * What remains of the padded length is by nature (padding_dependence): n_B = ⌈L/b⌉ counts the
+ * padded blocks, which enter the sort net and the doubly stochastic P, as in the authors' code.
+ *
+ * The mlp's ReLU runs on an active set (relu_forward_set) that MixerStep.frozen keeps. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -24,6 +41,7 @@
 #include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
+#include "kernels/activations.h"
 #include "kernels/linear.h"
 #include "mixers/attn_mixer.h"
 
@@ -78,10 +96,15 @@ typedef struct SinkhornState {
     /* saved, per (b, h) */
     float *kb, *vb;        /* (B, H, nB, b·Dh) blocked keys and values, padding zeroed */
     float *bsum;           /* (B, H, nB, Dh) */
-    float *hid;            /* (B, H, nB, Dh) mlp pre-activation */
+    float *hid, *act;      /* (B, H, nB, Dh) mlp pre-activation and activation */
+    unsigned char *active; /* (B, H, nB, Dh) the mlp's ReLU active set (kept when frozen) */
     float *logit;          /* (B, H, 2·iters + 1, nB, nB): R0 and every half-round's result */
     float *kk, *vv;        /* (B, nK, D) the keys and values attended */
     unsigned char *kkmask; /* (B, nK) */
+    float *mix, *rsum;     /* (B, H, rows, b) Σ_l P_nl·m_lr and (B, H, rows) Σ_l P_nl */
+    float *kbias;          /* (B, H, nK): 0 for own keys, log ρ for sorted ones (−inf: ρ = 0) */
+    float *dkbias;         /* (B, H, nK) its gradient, during backward (scratch) */
+    AttnBias bias;
 } SinkhornState;
 
 /* Query tile i (the block) visits keys [2bi, 2bi + 2b): its own block then its sorted partner. */
@@ -91,6 +114,30 @@ static int pair_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
     lo[0] = 2 * i0;
     hi[0] = XB_MIN(s->Lk, 2 * (i0 / st->b + 1) * st->b);
     return 1;
+}
+
+/* The per-key logit bias kbias of (b, h): every query row of the tile gets the same row. */
+static void key_bias_tile(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                          float *out, int ld, float *work) {
+    (void)i0, (void)work;
+    const SinkhornState *st = s->bias->ctx;
+    const float *kb = st->kbias + ((size_t)b * s->H + h) * st->nK + j0;
+    for (int r = 0; r < bq; r++) memcpy(out + (size_t)r * ld, kb, (size_t)bk * sizeof(float));
+}
+
+/* dkbias of (b, h) += the column sums of the tile's score gradient (rows in order). */
+static void key_bias_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                                   const float *dbias, int ld, float *work) {
+    (void)i0, (void)work;
+    const SinkhornState *st = s->bias->ctx;
+    float *dkb = st->dkbias + ((size_t)b * s->H + h) * st->nK + j0;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) dkb[c] += dbias[(size_t)r * ld + c];
+}
+
+static uint64_t key_bias_flops(const AttnShape *s, int bq, int bk, int backward) {
+    (void)s, (void)bq, (void)bk, (void)backward;
+    return 0; /* additions only */
 }
 
 static void sinkhorn_create(Mixer *m, ParamTable *pt) {
@@ -123,6 +170,11 @@ static void sinkhorn_create(Mixer *m, ParamTable *pt) {
         st->p_b1 = params_add1(pt, name, st->NBmax, INIT_ZEROS, 0, 0);
     }
     st->pattern = (AttnPattern){.bq = st->b, .max_ranges = 1, .ranges = pair_ranges, .ctx = st};
+    st->bias = (AttnBias){.tile = key_bias_tile,
+                          .tile_backward = key_bias_tile_backward,
+                          .tile_flops = key_bias_flops,
+                          .work_floats = 0,
+                          .ctx = st};
 }
 
 static int sinkhorn_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
@@ -151,6 +203,7 @@ static AttnShape keys_shape(const Mixer *m, int B, int L) {
     const int D = m->D;
     AttnShape s = attn_shape(B, m->H, L, st->nK, D / m->H, 3 * D, D, D, D);
     if (!st->cut) s.pattern = &st->pattern;
+    s.bias = &st->bias;
     return s;
 }
 
@@ -172,19 +225,26 @@ static void sinkhorn_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     st->vb = arena_floats(acts, BH * blk);
     st->bsum = arena_floats(acts, BH * nB * Dh);
     st->hid = arena_floats(acts, BH * nB * Dh);
+    st->act = arena_floats(acts, BH * nB * Dh);
+    st->active = arena_alloc(acts, BH * nB * Dh);
     st->logit = arena_floats(acts, BH * NL * nB * nB);
     st->kk = arena_floats(acts, (size_t)B * st->nK * D);
     st->vv = arena_floats(acts, (size_t)B * st->nK * D);
     st->kkmask = arena_alloc(acts, (size_t)B * st->nK);
+    st->mix = arena_floats(acts, BH * nB * st->b);
+    st->rsum = arena_floats(acts, BH * nB);
+    st->kbias = arena_floats(acts, BH * st->nK);
     /* forward: per-thread sort logits (nB·NBmax) and the two sorted block sets; backward: d(att),
-     * d(qkv), d(kk), d(vv), per (b, h) the logit gradients (kept for the sort net's weights) and
-     * per thread the block gradients */
+     * d(qkv), d(kk), d(vv), per (b, h) the logit gradients and the mlp's d(activation) and
+     * d(hidden) (kept for the sort net's weights), the gradient of the sorted keys' log ρ, and per
+     * thread the block gradients */
     const int nt = omp_get_max_threads();
     arena_floats(scratch, BL * D);
     arena_floats(scratch, BL * 3 * D);
     arena_floats(scratch, (size_t)B * st->nK * D);
     arena_floats(scratch, (size_t)B * st->nK * D);
-    arena_floats(scratch, BH * nB * (st->NBmax + Dh) + 16);
+    arena_floats(scratch, BH * nB * (st->NBmax + 2 * (size_t)Dh) + 16);
+    arena_floats(scratch, BH * st->nK);
     arena_floats(scratch, (size_t)nt * (4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh) + 64);
     AttnShape s = keys_shape(m, B, L);
     arena_alloc(scratch, attn_scratch_floats(&s, nt) * sizeof(float));
@@ -215,36 +275,39 @@ static void normalise_backward(float *g, const float *y, int n, int cols) {
     }
 }
 
+/* Whether position p of batch row b is a real token (not padding, not the tail past L). */
+static int is_real(const MixerStep *s, int b, int p) {
+    return p < s->L && (!s->mask || s->mask[(size_t)b * s->L + p]);
+}
+
 static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     SinkhornState *st = m->state;
     AttnMixer *am = &st->am;
     const int B = s->B, L = s->L, H = m->H, D = m->D, Dh = D / H, BL = B * L, bs = st->b;
     XB_ASSERT(st->nB == (L + bs - 1) / bs);
     const int nB = st->nB, NL = 2 * st->iters + 1, NBmax = st->NBmax;
-    const size_t blk = (size_t)nB * bs * Dh;
+    const int rows = st->cut ? XB_MIN(st->cut, nB) : nB;
+    const size_t blk = (size_t)nB * bs * Dh, nK = (size_t)st->nK;
     linear_forward(am->qkv, x, mixer_param(s, am->p_wqkv), mixer_param(s, am->p_bqkv), BL, D,
                    3 * D);
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
-    const size_t per = 2 * blk + (size_t)nB * nB + (size_t)nB * Dh;
+    const size_t per = 2 * blk + (size_t)nB * nB;
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
     const uint64_t key =
         rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
     const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1),
                 *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
     uint64_t done = 0;
+    /* blocked keys and values (padding and the tail zero), the block sums, the mlp's hidden layer
+     */
 #pragma omp parallel for schedule(static) reduction(+ : done)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
         float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
-        float *lg = st->logit + (size_t)bh * NL * nB * nB;
-        float *z = work + (size_t)omp_get_thread_num() * per; /* (nB, nB) sort logits */
-        float *act = z + (size_t)nB * nB;                     /* (nB, Dh) mlp activations */
-        float *ks = act + (size_t)nB * Dh, *vs = ks + blk;    /* sorted blocks */
-        /* blocked keys and values (padding and the tail zero) and the block sums */
         for (int i = 0; i < nB * bs; i++) {
-            const int real = i < L && (!s->mask || s->mask[(size_t)b * L + i]);
+            const int real = is_real(s, b, i);
             const float *row = am->qkv + ((size_t)b * L + (real ? i : 0)) * 3 * D + (size_t)h * Dh;
             for (int d = 0; d < Dh; d++) {
                 kb[(size_t)i * Dh + d] = real ? row[D + d] : 0.0f;
@@ -257,17 +320,29 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
                 for (int r = 0; r < bs; r++) acc += kb[((size_t)j * bs + r) * Dh + d];
                 bsum[(size_t)j * Dh + d] = acc;
             }
-        /* the sort net: z = bsum·W1 + b1, or relu(bsum·W1 + b1)·W2 + b2 (first nB outputs) */
-        const float *in = bsum, *wl = w1, *bl = b1;
         if (st->net == NET_MLP) {
             for (int j = 0; j < nB; j++)
                 memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, Dh, Dh, 1.0f, bsum, Dh, w1,
                         Dh, 1.0f, hid, Dh);
             done += 2ull * nB * Dh * Dh;
-            for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
-            in = act, wl = w2, bl = b2;
         }
+    }
+    /* the mlp's ReLU on its active set (the previous call's when frozen) */
+    if (st->net == NET_MLP)
+        relu_forward_set(st->act, st->active, st->hid, (size_t)B * H * nB * Dh, s->frozen);
+#pragma omp parallel for schedule(static) reduction(+ : done)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
+        float *lg = st->logit + (size_t)bh * NL * nB * nB;
+        float *mix = st->mix + (size_t)bh * nB * bs, *rsum = st->rsum + (size_t)bh * nB;
+        float *kbias = st->kbias + (size_t)bh * nK;
+        float *z = work + (size_t)omp_get_thread_num() * per; /* (nB, nB) sort logits */
+        float *ks = z + (size_t)nB * nB, *vs = ks + blk;      /* sorted blocks */
+        /* the sort net: z = bsum·W1 + b1, or relu(bsum·W1 + b1)·W2 + b2 (first nB outputs) */
+        const float *in = st->bsum + (size_t)bh * nB * Dh, *wl = w1, *bl = b1;
+        if (st->net == NET_MLP) in = st->act + (size_t)bh * nB * Dh, wl = w2, bl = b2;
         for (int j = 0; j < nB; j++) memcpy(z + (size_t)j * nB, bl, (size_t)nB * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, nB, Dh, 1.0f, in, Dh, wl, NBmax,
                     1.0f, z, nB);
@@ -292,30 +367,43 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         const float *last = lg + (size_t)(NL - 1) * nB * nB;
         for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
         /* sorted blocks K̃ = P·Kb, Ṽ = P·Vb (only the first `cut` with SortCut) */
-        const int rows = st->cut ? XB_MIN(st->cut, nB) : nB;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, kb,
                     bs * Dh, 0.0f, ks, bs * Dh);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, vb,
                     bs * Dh, 0.0f, vs, bs * Dh);
         done += 4ull * rows * nB * bs * Dh;
+        /* the real share of each sorted slot: ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl, summed in the same
+         * order so that a slot real in every block has ρ = 1 exactly */
+        for (int n = 0; n < rows; n++) {
+            const float *Pn = P + (size_t)n * nB;
+            float S = 0.0f;
+            for (int l = 0; l < nB; l++) S += Pn[l];
+            rsum[n] = S;
+            for (int r = 0; r < bs; r++) {
+                float M = 0.0f;
+                for (int l = 0; l < nB; l++) M += is_real(s, b, l * bs + r) ? Pn[l] : 0.0f;
+                mix[(size_t)n * bs + r] = M;
+            }
+        }
         /* the keys attended: [own block i; sorted block i] per block, or the sorted blocks */
         for (int i = 0; i < rows; i++)
             for (int r = 0; r < bs; r++) {
                 const size_t src = ((size_t)i * bs + r) * Dh;
-                const size_t own = st->cut ? 0 : (size_t)b * st->nK + 2 * (size_t)i * bs + r;
-                const size_t srt =
-                    (size_t)b * st->nK + (st->cut ? (size_t)i * bs : 2 * (size_t)i * bs + bs) + r;
-                memcpy(st->kk + srt * D + (size_t)h * Dh, ks + src, (size_t)Dh * sizeof(float));
-                memcpy(st->vv + srt * D + (size_t)h * Dh, vs + src, (size_t)Dh * sizeof(float));
+                const size_t own = st->cut ? 0 : 2 * (size_t)i * bs + r;
+                const size_t srt = st->cut ? (size_t)i * bs + r : 2 * (size_t)i * bs + bs + r;
+                const size_t ko = (size_t)b * nK, co = (size_t)h * Dh;
+                memcpy(st->kk + (ko + srt) * D + co, ks + src, (size_t)Dh * sizeof(float));
+                memcpy(st->vv + (ko + srt) * D + co, vs + src, (size_t)Dh * sizeof(float));
+                const float M = mix[(size_t)i * bs + r];
+                kbias[srt] = M > 0.0f && rsum[i] > 0.0f ? logf(M / rsum[i]) : -INFINITY;
                 if (!st->cut) {
-                    memcpy(st->kk + own * D + (size_t)h * Dh, kb + src, (size_t)Dh * sizeof(float));
-                    memcpy(st->vv + own * D + (size_t)h * Dh, vb + src, (size_t)Dh * sizeof(float));
+                    memcpy(st->kk + (ko + own) * D + co, kb + src, (size_t)Dh * sizeof(float));
+                    memcpy(st->vv + (ko + own) * D + co, vb + src, (size_t)Dh * sizeof(float));
+                    kbias[own] = 0.0f;
                 }
-                if (h == 0) {
-                    const int p = i * bs + r;
-                    st->kkmask[srt] = 1;
-                    if (!st->cut)
-                        st->kkmask[own] = p < L && (!s->mask || s->mask[(size_t)b * L + p]);
+                if (h == 0) { /* own keys: the token's mask; sorted keys: through kbias */
+                    st->kkmask[ko + srt] = 1;
+                    if (!st->cut) st->kkmask[ko + own] = is_real(s, b, i * bs + r);
                 }
             }
     }
@@ -339,8 +427,10 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     float *dqkv = arena_floats(s->scratch, (size_t)BL * 3 * D);
     float *dkk = arena_floats(s->scratch, (size_t)B * nK * D);
     float *dvv = arena_floats(s->scratch, (size_t)B * nK * D);
-    /* per (b, h): dZ (nB, nB) and the mlp's d(hidden) (nB, Dh), for the sort net's weights */
-    float *dz = arena_floats(s->scratch, (size_t)B * H * nB * (NBmax + Dh) + 16);
+    /* per (b, h): dZ (nB, nB), the mlp's d(activation) and d(hidden) (nB, Dh) each */
+    const size_t dzn = (size_t)nB * (NBmax + 2 * (size_t)Dh);
+    float *dz = arena_floats(s->scratch, (size_t)B * H * dzn + 16);
+    st->dkbias = arena_floats(s->scratch, (size_t)B * H * nK);
     const int nt = omp_get_max_threads();
     const size_t per = 4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh;
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
@@ -348,6 +438,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
     memset(dkk, 0, (size_t)B * nK * D * sizeof(float));
     memset(dvv, 0, (size_t)B * nK * D * sizeof(float));
+    memset(st->dkbias, 0, (size_t)B * H * nK * sizeof(float));
     linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
                     mixer_param(s, am->p_wo), BL, D, D);
     AttnShape sh = keys_shape(m, B, L);
@@ -360,10 +451,12 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         const int b = bh / H, h = bh % H;
         const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
         const float *lg = st->logit + (size_t)bh * NL * nB * nB;
+        const float *mix = st->mix + (size_t)bh * nB * bs, *rsum = st->rsum + (size_t)bh * nB;
+        const float *dkbias = st->dkbias + (size_t)bh * nK;
         float *w = work + (size_t)omp_get_thread_num() * per;
         float *dks = w, *dvs = dks + blk, *dkb = dvs + blk, *dvb = dkb + blk;
         float *P = dvb + blk, *g = P + (size_t)nB * nB, *dbsum = g + (size_t)nB * nB;
-        float *dzz = dz + (size_t)bh * nB * (NBmax + Dh), *dhid = dzz + (size_t)nB * nB;
+        float *dzz = dz + (size_t)bh * dzn, *dact = dzz + (size_t)nB * nB;
         memset(dkb, 0, 2 * blk * sizeof(float));
         /* the attended keys back into blocks: own blocks straight to dKb, sorted ones to dK̃ */
         for (int i = 0; i < rows; i++)
@@ -392,44 +485,84 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dvs,
                     bs * Dh, 1.0f, dvb, bs * Dh);
         done += 8ull * rows * nB * bs * Dh;
+        /* dP += through the sorted slots' log ρ: ∂ log ρ_nr/∂P_nl = m_lr/M_nr − 1/S_n (0 for a
+         * slot real in every block, where M = S; nothing for a slot with ρ = 0) */
+        for (int n = 0; n < rows; n++) {
+            const float Sn = rsum[n];
+            for (int l = 0; l < nB; l++) {
+                float c = 0.0f;
+                for (int r = 0; r < bs; r++) {
+                    const float M = mix[(size_t)n * bs + r];
+                    if (!(M > 0.0f && Sn > 0.0f)) continue;
+                    const float d =
+                        dkbias[st->cut ? (size_t)n * bs + r : 2 * (size_t)n * bs + bs + r];
+                    c += is_real(s, b, l * bs + r) ? d / M - d / Sn : -d / Sn;
+                }
+                g[(size_t)n * nB + l] += c;
+            }
+        }
         /* through exp and the Sinkhorn rounds back to R0, then /τ: dZ */
         for (size_t k = 0; k < (size_t)nB * nB; k++) g[k] *= P[k];
         for (int t = NL - 1; t >= 1; t--)
             normalise_backward(g, lg + (size_t)t * nB * nB, nB, (t - 1) % 2);
         for (size_t k = 0; k < (size_t)nB * nB; k++) dzz[k] = g[k] / st->tau;
-        /* the sort net's input gradient: dbsum = dZ·W_lastᵀ (through the ReLU for the mlp) */
+        /* the sort net's input gradient: dbsum = dZ·W1ᵀ (linear); the mlp's d(activation) =
+         * dZ·W2ᵀ, through the ReLU below */
         if (st->net == NET_MLP) {
-            const float *hid = st->hid + (size_t)bh * nB * Dh;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w2,
-                        NBmax, 0.0f, dhid, Dh);
-            for (size_t k = 0; k < (size_t)nB * Dh; k++) dhid[k] = hid[k] > 0.0f ? dhid[k] : 0.0f;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, Dh, 1.0f, dhid, Dh, w1, Dh,
-                        0.0f, dbsum, Dh);
-            done += 2ull * nB * nB * Dh + 2ull * nB * Dh * Dh;
+                        NBmax, 0.0f, dact, Dh);
+            done += 2ull * nB * nB * Dh;
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w1,
                         NBmax, 0.0f, dbsum, Dh);
             done += 2ull * nB * nB * Dh;
         }
-        /* back to the positions: every row of block j also receives dbsum_j; padding gets none */
+        /* back to the positions: the block gradients, and (linear) every row of block j receives
+         * dbsum_j; padding gets none */
         for (int i = 0; i < L; i++) {
-            if (s->mask && !s->mask[(size_t)b * L + i]) continue;
+            if (!is_real(s, b, i)) continue;
             float *dk = dqkv + ((size_t)b * L + i) * 3 * D + D + (size_t)h * Dh;
             float *dv = dk + D;
             const float *gk = dkb + (size_t)i * Dh, *gv = dvb + (size_t)i * Dh;
             const float *gs = dbsum + (size_t)(i / bs) * Dh;
-            for (int d = 0; d < Dh; d++) dk[d] += gk[d] + gs[d], dv[d] += gv[d];
+            if (st->net == NET_MLP)
+                for (int d = 0; d < Dh; d++) dk[d] += gk[d], dv[d] += gv[d];
+            else
+                for (int d = 0; d < Dh; d++) dk[d] += gk[d] + gs[d], dv[d] += gv[d];
+        }
+    }
+    if (st->net == NET_MLP) {
+        /* d(hidden) = d(activation) on the ReLU's active set, then dbsum = d(hidden)·W1ᵀ to the
+         * positions of each block */
+        for (int bh = 0; bh < B * H; bh++) {
+            float *dact = dz + (size_t)bh * dzn + (size_t)nB * nB, *dhid = dact + (size_t)nB * Dh;
+            memset(dhid, 0, (size_t)nB * Dh * sizeof(float));
+            relu_backward_set(dhid, st->active + (size_t)bh * nB * Dh, dact, (size_t)nB * Dh);
+        }
+#pragma omp parallel for schedule(static) reduction(+ : done)
+        for (int bh = 0; bh < B * H; bh++) {
+            const int b = bh / H, h = bh % H;
+            const float *dhid = dz + (size_t)bh * dzn + (size_t)nB * nB + (size_t)nB * Dh;
+            float *dbsum = work + (size_t)omp_get_thread_num() * per;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, Dh, 1.0f, dhid, Dh, w1, Dh,
+                        0.0f, dbsum, Dh);
+            done += 2ull * nB * Dh * Dh;
+            for (int i = 0; i < L; i++) {
+                if (!is_real(s, b, i)) continue;
+                float *dk = dqkv + ((size_t)b * L + i) * 3 * D + D + (size_t)h * Dh;
+                const float *gs = dbsum + (size_t)(i / bs) * Dh;
+                for (int d = 0; d < Dh; d++) dk[d] += gs[d];
+            }
         }
     }
     /* the sort net's weights, (b, h) in order */
     for (int bh = 0; bh < B * H; bh++) {
-        const float *dzz = dz + (size_t)bh * nB * (NBmax + Dh), *dhid = dzz + (size_t)nB * nB;
-        const float *bsum = st->bsum + (size_t)bh * nB * Dh, *hid = st->hid + (size_t)bh * nB * Dh;
+        const float *dzz = dz + (size_t)bh * dzn;
+        const float *dhid = dzz + (size_t)nB * nB + (size_t)nB * Dh;
+        const float *bsum = st->bsum + (size_t)bh * nB * Dh, *act = st->act + (size_t)bh * nB * Dh;
         float *gw1 = mixer_grad(s, st->p_w1), *gb1 = mixer_grad(s, st->p_b1);
         if (st->net == NET_MLP) {
             float *gw2 = mixer_grad(s, st->p_w2), *gb2 = mixer_grad(s, st->p_b2);
-            float *act = work; /* the threads' buffers are free again */
-            for (size_t k = 0; k < (size_t)nB * Dh; k++) act[k] = fmaxf(hid[k], 0.0f);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
                         1.0f, gw2, NBmax);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid,
@@ -450,6 +583,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     flops_add(done);
     linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
                     mixer_param(s, am->p_wqkv), BL, D, 3 * D);
+    st->dkbias = NULL;
     arena_reset_to(s->scratch, mark);
 }
 
@@ -483,6 +617,12 @@ const MixerSpec mixer_sinkhorn = {
     .title =
         "Sparse Sinkhorn attention: blocks sorted by a learned soft permutation (SortCut option)",
     .honours_mask = 1,
+    .padding_dependence =
+        "n_B = ceil(L/block) counts the blocks of the padded length L: padded blocks enter the "
+        "sort net and the doubly stochastic Sinkhorn matrix P (as in the authors' code), so they "
+        "take a share of each sorted block's mixture; that share gets no attention weight (a "
+        "sorted key counts for the real share of its mixture) and padding content is invisible, "
+        "so a row whose cut has as many blocks gives the same outputs",
     .opts = sinkhorn_opts,
     .n_opts = NOPTS,
     .ops = &sinkhorn_ops,
