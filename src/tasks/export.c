@@ -344,12 +344,12 @@ int export_dataset(const Dataset *ds, const char *task, const char *dir, ExportS
             rc = xb_error_set(err, path[i], 0, 0, NULL, "cannot rename %s into place: %s", tmp[i],
                               strerror(errno));
             /* the files renamed so far go too: an export is whole or absent */
-            for (int j = 0; j < i; j++) remove(path[j]);
+            for (int j = 0; j < i; j++) unlink(path[j]);
             break;
         }
     }
     if (rc) {
-        for (int i = 0; i < tried; i++) remove(tmp[i]);
+        for (int i = 0; i < tried; i++) unlink(tmp[i]); /* files only: never a directory */
         return usage_error(err);
     }
     out->n_files = fm->n_files;
