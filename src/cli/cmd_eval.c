@@ -2,10 +2,12 @@
  * split evaluated as `run` evaluated it; the accuracy next to the report's, the logits on request.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
@@ -182,6 +184,14 @@ int cmd_eval(int argc, char **argv) {
     Subject s;
     if (read_subject(report, &s, &err)) return print_error(&err);
     ExperimentConfig *cfg = &s.cs.runs[0];
+    if (access(s.ckpt, R_OK) != 0) { /* before a long load of the data */
+        xb_error_set(&err, s.ckpt, 0, 0, NULL,
+                     "cannot read the checkpoint: %s (run writes RUN_ID.safetensors beside the "
+                     "report when train.checkpoint is true)",
+                     strerror(errno));
+        cfg_set_free(&s.cs);
+        return print_error(&err);
+    }
     if (threads >= 0) cfg->threads = (int)threads;
     cli_set_threads(cfg);
     Dataset ds;
