@@ -169,7 +169,7 @@ int cmd_data(int argc, char **argv) {
                 printf("           %lld bytes (tab, LF, CR, NUL) written as spaces: a row cannot "
                        "hold them\n",
                        (long long)ex.replaced);
-            if (ex.reload) printf("           read back with: %s\n", ex.reload);
+            if (ex.reload) printf("           read back with: %s%s\n", ex.reload, export_dir);
         }
     }
     dataset_free(&ds);

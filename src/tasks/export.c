@@ -230,7 +230,7 @@ typedef struct Format {
 static const Format FORMATS[] = {
     {"listops",
      "LRA's ListOps TSV",
-     "--set task.source=files --set task.data_dir=DIR",
+     "--set task.source=files --set task.data_dir=",
      3,
      {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"},
      write_listops},
@@ -242,7 +242,7 @@ static const Format FORMATS[] = {
      write_text},
     {"retrieval",
      "LRA's AAN TSV",
-     "--set task.source=aan --set task.data_dir=DIR",
+     "--set task.source=aan --set task.data_dir=",
      3,
      {"new_aan_pairs.train.tsv", "new_aan_pairs.eval.tsv", "new_aan_pairs.test.tsv"},
      write_aan},

@@ -33,8 +33,9 @@ typedef struct ExportSummary {
     int n_files;
     char files[EXPORT_MAX_FILES][64]; /* names inside the directory, in order */
     const char *format;               /* "LRA's ListOps TSV", ... (static) */
-    const char *reload;               /* the --set options that read the files back, or NULL */
-    int64_t replaced; /* retrieval: bytes written as spaces (a row cannot hold them) */
+    const char *reload; /* the --set options that read the files back, up to the directory
+                         * ("... task.data_dir="), or NULL */
+    int64_t replaced;   /* retrieval: bytes written as spaces (a row cannot hold them) */
 } ExportSummary;
 
 /* The tasks that have an export format, as "listops, text, ..." (static). */
