@@ -910,6 +910,21 @@ class Export(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(out)), ["basic_test.tsv", "basic_train.tsv",
                                                        "basic_val.tsv"])
 
+    def test_help_describes_export_and_eval(self):
+        p = run(["data", "--help"])
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("[--export DIR]", p.stdout)
+        for name in ("basic_{train,val,test}.tsv", "new_aan_pairs.{train,eval,test}.tsv",
+                     "text_{train,val,test}.tsv", "TASK_{train,val,test}_{inputs,targets}.npy"):
+            self.assertIn(name, p.stdout)
+        p = run(["help", "eval"])
+        self.assertEqual(p.returncode, 0)
+        self.assertTrue(p.stdout.startswith("usage: xformer-bench eval REPORT.json [--split "
+                                            "test|val] [--logits FILE.npy] [--threads N]\n"))
+        p = run(["--help"])
+        self.assertIn("\n  eval     evaluate a report's checkpoint again; write its logits\n",
+                      p.stdout)
+
     def test_retrieval_export_reads_back_through_source_aan_with_the_same_checksum(self):
         with tempfile.TemporaryDirectory() as d:
             write_aan(d)
