@@ -12,7 +12,8 @@
 static const Command g_commands[] = {
     {"run", cmd_run, "train and evaluate the experiment(s) of a YAML config, write JSON reports"},
     {"list", cmd_list, "list the attention mechanisms and tasks with their options"},
-    {"data", cmd_data, "load a task's data and print its statistics and checksum"},
+    {"data", cmd_data, "load a task's data, print its statistics and checksum, export it"},
+    {"eval", cmd_eval, "evaluate a report's checkpoint again; write its logits"},
     {"bench", cmd_bench,
      "time training steps of mechanisms across lengths (LRA's efficiency table)"},
     {"compare", cmd_compare, "compare two sets of reports; exit 1 on a regression (a CI gate)"},

@@ -400,7 +400,7 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, data, bench, compare, table, plot; see --help)\n")
+                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
 
 
 class Data(unittest.TestCase):
@@ -824,6 +824,325 @@ class Bench(unittest.TestCase):
                 p = run(["bench", cfg, "-o", out2] + args)
                 self.assertEqual(p.returncode, 2)
                 self.assertEqual(p.stderr, "xformer-bench bench: " + msg + "\n")
+
+
+# ---- data --export, eval, and the PyTorch cross-check (issue 17) ----
+
+def checksum(stdout):
+    """The checksum line of `xformer-bench data`."""
+    import re
+    m = re.search(r"\n  checksum ([0-9a-f]{16})\n", stdout)
+    assert m, stdout
+    return m.group(1)
+
+
+def read_npy(path):
+    """(descr, shape, values) of a .npy file, parsed by the format's definition (version 1.0:
+    magic, version, little-endian u16 header length, a Python dict literal, raw data)."""
+    import ast
+    import struct
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw[:8] == b"\x93NUMPY\x01\x00", raw[:8]
+    (hl,) = struct.unpack("<H", raw[8:10])
+    assert (10 + hl) % 64 == 0 and raw[10 + hl - 1:10 + hl] == b"\n"
+    head = ast.literal_eval(raw[10:10 + hl].decode("latin-1"))
+    assert head["fortran_order"] is False
+    n = 1
+    for d in head["shape"]:
+        n *= d
+    fmt = {"<i4": "i", "<f4": "f"}[head["descr"]]
+    data = raw[10 + hl:]
+    assert len(data) == 4 * n, (len(data), n)
+    return head["descr"], head["shape"], struct.unpack("<%d%s" % (n, fmt), data)
+
+
+def write_aan(d, rows=(40, 12, 12)):
+    """LRA's AAN layout: rows label, id1, id2, text1, text2 whose label says whether the two texts
+    share their word (a pattern a tiny model can pick up)."""
+    import random
+    rng = random.Random(5)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+    for name, n in zip(("train", "eval", "test"), rows):
+        with open(os.path.join(d, f"new_aan_pairs.{name}.tsv"), "w") as f:
+            for i in range(n):
+                a = rng.choice(words)
+                b = a if i % 2 else rng.choice([w for w in words if w != a])
+                t1 = " ".join([a] * rng.randint(2, 6)) + f" paper {i}"
+                t2 = " ".join([b] * rng.randint(2, 6)) + " (cited)"
+                f.write(f"{i % 2}\tA{i}\tB{i}\t{t1}\t{t2}\n")
+
+
+class Export(unittest.TestCase):
+    def test_listops_export_reads_back_through_source_files_with_the_same_checksum(self):
+        with tempfile.TemporaryDirectory() as d:
+            gen = ["listops", "--set", "task.num_train=300", "--set", "task.min_length=5",
+                   "--set", "task.max_length=60"]
+            out = os.path.join(d, "lra")
+            p = run(["data"] + gen + ["--export", out])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"\n  export   {out} (LRA's ListOps TSV): basic_train.tsv, "
+                          "basic_val.tsv, basic_test.tsv\n", p.stdout)
+            with open(os.path.join(out, "basic_test.tsv")) as f:
+                self.assertEqual(f.readline(), "Source\tTarget\n")
+                self.assertRegex(f.readline(), r"^\( .* \)\t\d\n$")
+            back = run(["data", "listops", "--set", "task.source=files", "--set",
+                        "task.data_dir=" + out])
+            self.assertEqual(back.returncode, 0, back.stderr)
+            self.assertEqual(checksum(back.stdout), checksum(p.stdout))
+            # an export never replaces a file, and says so before loading anything
+            again = run(["data"] + gen + ["--export", out])
+            self.assertEqual(again.returncode, 2)
+            self.assertEqual(again.stdout, "")
+            self.assertEqual(again.stderr, f"xformer-bench: {out}/basic_train.tsv: already exists "
+                             "(export into a new or empty directory: an export never replaces a "
+                             "file)\n")
+            bad = os.path.join(out, "basic_val.tsv", "sub")
+            p = run(["data"] + gen + ["--export", bad])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, f"xformer-bench: {bad}: cannot create directory: "
+                             f"'{out}/basic_val.tsv' is not a directory\n")
+            p = run(["data", "parity", "--export", os.path.join(d, "p")])
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(p.stderr, f"xformer-bench: {d}/p: task parity has no export format "
+                             "(valid: listops, text, retrieval, image, pathfinder)\n")
+            self.assertEqual(sorted(os.listdir(d)), ["lra"])
+            self.assertEqual(sorted(os.listdir(out)), ["basic_test.tsv", "basic_train.tsv",
+                                                       "basic_val.tsv"])
+
+    def test_help_describes_export_and_eval(self):
+        p = run(["data", "--help"])
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("[--export DIR]", p.stdout)
+        for name in ("basic_{train,val,test}.tsv", "new_aan_pairs.{train,eval,test}.tsv",
+                     "text_{train,val,test}.tsv", "TASK_{train,val,test}_{inputs,targets}.npy"):
+            self.assertIn(name, p.stdout)
+        p = run(["help", "eval"])
+        self.assertEqual(p.returncode, 0)
+        self.assertTrue(p.stdout.startswith("usage: xformer-bench eval REPORT.json [--split "
+                                            "test|val] [--logits FILE.npy] [--threads N]\n"))
+        p = run(["--help"])
+        self.assertIn("\n  eval     evaluate a report's checkpoint again; write its logits\n",
+                      p.stdout)
+
+    def test_retrieval_export_reads_back_through_source_aan_with_the_same_checksum(self):
+        with tempfile.TemporaryDirectory() as d:
+            write_aan(d)
+            src = ["data", "retrieval", "--set", "task.source=aan", "--set", "task.data_dir=" + d]
+            out = os.path.join(d, "out")
+            p = run(src + ["--export", out])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertNotIn("written as spaces", p.stdout)
+            back = run(["data", "retrieval", "--set", "task.source=aan", "--set",
+                        "task.data_dir=" + out])
+            self.assertEqual(back.returncode, 0, back.stderr)
+            self.assertEqual(checksum(back.stdout), checksum(p.stdout))
+            with open(os.path.join(out, "new_aan_pairs.eval.tsv")) as f, \
+                    open(os.path.join(d, "new_aan_pairs.eval.tsv")) as g:
+                for ours, theirs in zip(f, g):  # the same rows, ids aside
+                    a, b = ours.split("\t"), theirs.split("\t")
+                    self.assertEqual((a[0], a[3], a[4]), (b[0], b[3], b[4]))
+
+    @unittest.skipUnless(os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
+                         "Debian's dataset-fashion-mnist is not installed")
+    def test_image_export_arrays_hold_the_idx_files_pixels_plus_one_and_labels(self):
+        import gzip
+        import struct
+        root = "/usr/share/datasets/fashion-mnist"
+
+        def idx(name):
+            with gzip.open(os.path.join(root, name)) as f:
+                raw = f.read()
+            dims = raw[3]
+            shape = struct.unpack(">%dI" % dims, raw[4:4 + 4 * dims])
+            return shape, raw[4 + 4 * dims:]
+
+        with tempfile.TemporaryDirectory() as d:
+            p = run(["data", "image", "--set", "task.num_train=30", "--set", "task.num_val=20",
+                     "--set", "task.num_test=25", "--export", d])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            (ntr, h, w), pix = idx("train-images-idx3-ubyte.gz")
+            _, lab = idx("train-labels-idx1-ubyte.gz")
+            _, tpix = idx("t10k-images-idx3-ubyte.gz")
+            _, tlab = idx("t10k-labels-idx1-ubyte.gz")
+            L = h * w
+            # train: the first 30 training images; val: the last 20; test: the first 25 of t10k
+            for split, first, n, px, lb in (("train", 0, 30, pix, lab),
+                                            ("val", ntr - 20, 20, pix, lab),
+                                            ("test", 0, 25, tpix, tlab)):
+                descr, shape, x = read_npy(os.path.join(d, f"image_{split}_inputs.npy"))
+                self.assertEqual((descr, shape), ("<i4", (n, L)))
+                self.assertEqual(list(x), [b + 1 for b in px[first * L:(first + n) * L]])
+                descr, shape, y = read_npy(os.path.join(d, f"image_{split}_targets.npy"))
+                self.assertEqual((descr, shape), ("<i4", (n,)))
+                self.assertEqual(list(y), list(lb[first:first + n]))
+
+
+def torch_python():
+    """A Python that imports torch (Debian's python3-torch is for /usr/bin/python3), or None."""
+    for py in ("/usr/bin/python3", sys.executable):
+        if os.path.exists(py) and subprocess.run([py, "-c", "import torch, numpy"],
+                                                 capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+REFERENCE = os.path.join(os.environ.get("XB_SOURCE_ROOT", "."), "scripts", "reference",
+                         "torch_encoder.py")
+
+
+class Eval(unittest.TestCase):
+    def test_eval_reproduces_the_reports_accuracies_and_its_logits_argmax_gives_them(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            p = run(["run", cfg, "-o", d, "--quiet"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "tiny.json")) as f:
+                doc = json.load(f)
+            report, logits = os.path.join(d, "tiny.json"), os.path.join(d, "logits.npy")
+            p = run(["eval", report, "--logits", logits, "--threads", "1"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            import re
+            m = re.match(r"tiny: test accuracy (\S+) \(\d+\.\d\d%\) of 64 examples, loss \S+; "
+                         r"the report's: (\S+), equal\n  logits \(64, 10\) float32 -> (\S+)\n$",
+                         p.stdout)
+            self.assertTrue(m, p.stdout)
+            self.assertEqual(float(m.group(1)), doc["test"]["accuracy"])
+            self.assertEqual(m.group(3), logits)
+            p = run(["eval", report, "--split", "val"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            m = re.match(r"tiny: validation accuracy (\S+) .* of 64 examples", p.stdout)
+            self.assertEqual(float(m.group(1)), doc["training"]["best_val_accuracy"])
+            # the logits' argmax against the labels exported by data gives the same accuracy
+            p = run(["data", cfg, "--export", os.path.join(d, "lra")])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "lra", "basic_test.tsv")) as f:
+                labels = [int(line.split("\t")[1]) for line in f.readlines()[1:]]
+            descr, shape, x = read_npy(logits)
+            self.assertEqual((descr, shape), ("<f4", (64, 10)))
+            right = sum(max(range(10), key=lambda c: x[10 * i + c]) == labels[i]
+                        for i in range(64))
+            self.assertEqual(right / 64, doc["test"]["accuracy"])
+
+    def test_bad_input_exits_2_with_one_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            a, b = os.path.join(d, "a"), os.path.join(d, "b")
+            for out, extra in ((a, []), (b, ["--set", "model.d_model=8"])):
+                p = run(["run", cfg, "-o", out, "--quiet", "--set", "train.steps=5"] + extra)
+                self.assertEqual(p.returncode, 0, p.stderr)
+            report = os.path.join(a, "tiny.json")
+            with open(report) as f:
+                doc = json.load(f)
+
+            def variant(name, change):
+                v = json.loads(json.dumps(doc))
+                change(v)
+                path = os.path.join(a, name)
+                with open(path, "w") as f:
+                    json.dump(v, f)
+                return path
+
+            bad_layers = variant("layers.json",
+                                 lambda v: v["config"]["model"].__setitem__("layers", 0))
+            no_config = variant("noconfig.json", lambda v: v.pop("config"))
+            other_data = variant("data.json",
+                                 lambda v: v["dataset"].__setitem__("checksum", "0" * 16))
+            truncated = os.path.join(a, "truncated.json")
+            with open(report) as f, open(truncated, "w") as g:
+                text = f.read()
+                g.write(text[:text.rindex("}")])  # the last brace cut off
+            lines = text[:text.rindex("}")].split("\n")
+            ck = os.path.join(a, "tiny.safetensors")
+            cases = [
+                (bad_layers, f"{bad_layers}: config.model.layers: 0 is out of range (an integer "
+                 "in [1, 64])"),
+                (no_config, f"{no_config}: config: missing (expected an object)"),
+                (other_data, f"{other_data}: dataset.checksum: the run's data had checksum "
+                 f"0000000000000000, the task's data now has {doc['dataset']['checksum']} (its "
+                 "files or its generator changed): the run cannot be evaluated again"),
+                (truncated, f"{truncated}:{len(lines)}:{len(lines[-1]) + 1}: JSON syntax "
+                 "error: unexpected end of file"),
+            ]
+            for path, msg in cases:
+                p = run(["eval", path])
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", "xformer-bench: " + msg + "\n"), path)
+            # a checkpoint of another model
+            os.replace(os.path.join(b, "tiny.safetensors"), ck)
+            p = run(["eval", report])
+            self.assertEqual((p.returncode, p.stderr), (2, f"xformer-bench: {ck}: tensor "
+                             "'embed.tokens.weight' has shape [20, 8] in the file, the model "
+                             "expects [20, 16]\n"))
+            os.remove(ck)
+            p = run(["eval", report, "--logits", os.path.join(d, "l.npy")])
+            self.assertEqual((p.returncode, p.stderr), (2, f"xformer-bench: {ck}: cannot read "
+                             "the checkpoint: No such file or directory (run writes "
+                             "RUN_ID.safetensors beside the report when train.checkpoint is "
+                             "true)\n"))
+            self.assertFalse(os.path.exists(os.path.join(d, "l.npy")))
+            p = run(["eval", report, "--split", "train"])
+            self.assertEqual((p.returncode, p.stderr), (2, "xformer-bench eval: --split: "
+                             "expected test or val, got 'train'\n"))
+
+
+class TorchCrossCheck(unittest.TestCase):
+    """scripts/reference/torch_encoder.py rebuilds a report's encoder from PyTorch's modules and
+    must reproduce its test accuracy within 0.1 points and our logits within 1e-4."""
+
+    def cross_check(self, d, report, data_args, threads="1"):
+        py = torch_python()
+        if py is None:  # the script says so and exits 77 (meson's skip code)
+            p = subprocess.run([sys.executable, REFERENCE, report, d], capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 77, p.stdout + p.stderr)
+            self.assertRegex(p.stdout, r"^torch_encoder.py: PyTorch is not installed .*: "
+                             r"cross-check skipped\n$")
+            self.skipTest("PyTorch is not installed (Debian: python3-torch)")
+        data = os.path.join(d, "lra")
+        p = run(["data"] + data_args + ["--export", data])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        logits = os.path.join(d, "logits.npy")
+        p = run(["eval", report, "--logits", logits, "--threads", threads])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(", equal\n", p.stdout)
+        p = subprocess.run([py, REFERENCE, report, data, "--logits", logits], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertTrue(p.stdout.endswith("\nPASS\n"), p.stdout)
+        return p.stdout
+
+    def test_quickstart_rebuilt_in_pytorch_gives_its_accuracy_and_logits(self):
+        root = os.environ.get("XB_SOURCE_ROOT", ".")
+        quick = os.path.join(root, "configs", "quickstart.yaml")
+        with tempfile.TemporaryDirectory() as d:
+            # 200 of its 1500 steps: the same model, a few seconds of training
+            short = ["--set", "train.steps=200", "--set", "train.eval_every=100"]
+            p = run(["run", quick, "-o", d, "--quiet", "--threads", "2"] + short)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out = self.cross_check(d, os.path.join(d, "quickstart.json"), [quick])
+            self.assertRegex(out, r"difference 0\.\d+ points \(limit 0\.1\)")
+
+    def test_retrieval_dual_encoder_with_biases_and_mean_pooling_rebuilt_in_pytorch(self):
+        text = """\
+experiment: {name: pairs, seed: 2, threads: 1}
+task: {name: retrieval, source: aan, data_dir: DIR}
+model: {layers: 2, d_model: 16, heads: 2, d_ff: 32, max_len: 40, pooling: mean,
+        positions: learned, head_hidden: 24, mixer: {name: full, bias: true}}
+train: {batch_size: 8, steps: 30, lr: 0.01, warmup: 5, eval_every: 10}
+"""
+        with tempfile.TemporaryDirectory() as d:
+            write_aan(d)
+            cfg = os.path.join(d, "pairs.yaml")
+            with open(cfg, "w") as f:
+                f.write(text.replace("DIR", d))
+            p = run(["run", cfg, "-o", d, "--quiet"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.cross_check(d, os.path.join(d, "pairs.json"), [cfg])
 
 
 if __name__ == "__main__":

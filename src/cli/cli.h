@@ -19,6 +19,7 @@ int cmd_table(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 struct ExperimentConfig;
 struct Dataset;

@@ -9,18 +9,37 @@
 #include "core/timer.h"
 #include "core/xassert.h"
 #include "tasks/cache.h"
+#include "tasks/export.h"
 #include "tasks/task.h"
 
 static const char *const USAGE =
-    "usage: xformer-bench data TASK|CONFIG [--set task.KEY=VALUE]...\n\n"
+    "usage: xformer-bench data TASK|CONFIG [--set task.KEY=VALUE]... [--export DIR]\n\n"
     "Loads (generates, or reads and checks) a task's data and prints its statistics: the size of\n"
     "each split, the length percentiles, the class balance, the vocabulary, the identity that\n"
     "reports record and the checksum. TASK is a task name (its options from --set), or CONFIG a\n"
     "YAML experiment whose task section is used.\n\n"
+    "  --set task.KEY=VALUE  a task option (repeatable; see xformer-bench list tasks)\n"
+    "  --export DIR          also write the splits into DIR (created if missing) in the Long\n"
+    "                        Range Arena's formats, for an implementation we did not write\n\n"
+    "  listops     basic_{train,val,test}.tsv, LRA's TSV: header Source<TAB>Target, each\n"
+    "              expression as LRA prints it; --set task.source=files --set\n"
+    "              task.data_dir=DIR reads them back (with the same task.parens)\n"
+    "  retrieval   new_aan_pairs.{train,eval,test}.tsv, LRA's rows label, id1, id2, text1,\n"
+    "              text2, no header; --set task.source=aan --set task.data_dir=DIR reads them\n"
+    "              back. A row cannot hold a tab, line feed, carriage return or NUL: those\n"
+    "              bytes are written as spaces, and counted\n"
+    "  text        text_{train,val,test}.tsv: header label<TAB>text, then each document's\n"
+    "              bytes (tokens are byte + 1) with \\\\, \\t, \\n, \\r, \\0 for backslash,\n"
+    "              tab, line feed, carriage return, NUL\n"
+    "  image,      TASK_{train,val,test}_{inputs,targets}.npy, NumPy int32: inputs (N, L) the\n"
+    "  pathfinder  token ids (pixel + 1), targets (N,) the labels\n\n"
+    "An export never replaces a file (DIR must not hold them yet), and leaves its files\n"
+    "complete or absent (each is written as NAME.tmp, and all are renamed at the end).\n\n"
     "Generated data is kept in the data cache, $XB_CACHE_DIR (default ~/.cache/xformer-bench;\n"
     "empty: off), and read back by every run with the same task, options and seed; a change to\n"
     "a generator's source makes new keys. Data read from files is not cached.\n\n"
-    "Exit status: 0, or 2 bad input (unknown task, bad option, missing or malformed data).\n";
+    "Exit status: 0, or 2 bad input (unknown task, bad option, missing or malformed data, a task\n"
+    "without an export format, an export file that exists or cannot be written).\n";
 
 static int cmp_i64(const void *a, const void *b) {
     const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -67,7 +86,7 @@ static void split_stats(const char *name, const Split *s, int n_classes) {
 }
 
 int cmd_data(int argc, char **argv) {
-    const char *what = NULL;
+    const char *what = NULL, *export_dir = NULL;
     const char **sets = calloc((size_t)argc + 2, sizeof *sets);
     XB_ASSERT(sets);
     int n_sets = 0;
@@ -78,6 +97,12 @@ int cmd_data(int argc, char **argv) {
             return XB_EXIT_OK;
         } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
             sets[n_sets++] = argv[++i];
+        } else if (!strcmp(argv[i], "--export")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                free(sets);
+                return cli_usage_error("data", "--export needs a directory (see --help)");
+            }
+            export_dir = argv[++i];
         } else if (argv[i][0] == '-') {
             free(sets);
             return cli_usage_error("data", "unknown option '%s' (see --help)", argv[i]);
@@ -109,6 +134,11 @@ int cmd_data(int argc, char **argv) {
     free(sets);
     if (rc) return print_error(&err);
     const ExperimentConfig *c = &cs.runs[0];
+    const TaskSpec *t = task_get(c->task_index);
+    if (export_dir && export_check(t->name, export_dir, &err)) { /* before a long load */
+        cfg_set_free(&cs);
+        return print_error(&err);
+    }
     Dataset ds;
     const double t0 = timer_now();
     int cached;
@@ -118,7 +148,6 @@ int cmd_data(int argc, char **argv) {
         cfg_set_free(&cs);
         return rc;
     }
-    const TaskSpec *t = task_get(c->task_index);
     printf("%s: %s (%.1f s)\n", t->name, t->description, timer_now() - t0);
     printf("  vocabulary %d tokens (0 = padding), %d classes\n", ds.vocab_size, ds.n_classes);
     split_stats("train", &ds.train, ds.n_classes);
@@ -127,7 +156,24 @@ int cmd_data(int argc, char **argv) {
     printf("  identity %s\n  checksum %s\n", ds.identity, ds.checksum);
     static const char *const how[] = {"", "read from", "written to", "could not be written to"};
     if (cached != CACHE_NONE) printf("  cache    %s %s\n", how[cached], path);
+    rc = XB_EXIT_OK;
+    if (export_dir) {
+        fflush(stdout);
+        ExportSummary ex;
+        if (export_dataset(&ds, t->name, export_dir, &ex, &err)) {
+            rc = print_error(&err);
+        } else {
+            printf("  export   %s (%s):", export_dir, ex.format);
+            for (int i = 0; i < ex.n_files; i++) printf("%s %s", i ? "," : "", ex.files[i]);
+            printf("\n");
+            if (ex.replaced)
+                printf("           %lld bytes (tab, LF, CR, NUL) written as spaces: a row cannot "
+                       "hold them\n",
+                       (long long)ex.replaced);
+            if (ex.reload) printf("           read back with: %s%s\n", ex.reload, export_dir);
+        }
+    }
     dataset_free(&ds);
     cfg_set_free(&cs);
-    return XB_EXIT_OK;
+    return rc;
 }

@@ -43,9 +43,10 @@ static int argmax_row(const Encoder *e, size_t r) {
  * parameters of training step `step` (which fixes the draw of redrawn random features). For a
  * sequence task (pooling none) both are per target position: the mean cross-entropy over the
  * positions with a target and the fraction of them predicted right; *exact (else NaN) is the
- * fraction of examples whose every target position is right. */
+ * fraction of examples whose every target position is right. logits, when not NULL, receives
+ * the head's rows of every evaluated example in order: (n, C), or (n, L, C) with pooling none. */
 static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
-                     int64_t step, double *loss, double *acc, double *exact) {
+                     int64_t step, double *loss, double *acc, double *exact, float *logits) {
     const int B = e->NB; /* examples (a pair fills two rows) */
     int nb = (sp->n + B - 1) / B;
     if (max_batches > 0 && max_batches < nb) nb = max_batches;
@@ -56,6 +57,10 @@ static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uin
         for (int b = 0; b < B; b++) idx[b] = b < real ? first + b : first; /* pad the last batch */
         dataset_batch(sp, idx, B, e->L, e->cls_id, e->tokens, e->mask, e->labels);
         encoder_forward(e, 0, seed, step);
+        if (logits) { /* head rows per example: 1, or L with pooling none */
+            const size_t per = e->pooling == POOL_NONE ? (size_t)e->L * e->C : (size_t)e->C;
+            memcpy(logits + (size_t)first * per, e->logits, (size_t)real * per * sizeof(float));
+        }
         if (e->pooling == POOL_NONE) {
             for (int b = 0; b < real; b++) {
                 int right = 1;
@@ -205,7 +210,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
             double exact;
             evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
-                     &ev->val_acc, &exact);
+                     &ev->val_acc, &exact, NULL);
             if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
                 r->best_val_acc = ev->val_acc;
                 r->best_step = step;
@@ -259,8 +264,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             loaded = 1;
         }
         if (loaded)
-            evaluate(&enc, &ds->test, 0, idx, cfg->seed, r->best_step, &r->test_loss,
-                     &r->test_acc, &r->test_exact);
+            evaluate(&enc, &ds->test, 0, idx, cfg->seed, r->best_step, &r->test_loss, &r->test_acc,
+                     &r->test_exact, NULL);
         r->eval_s += timer_now() - t0;
     }
     r->flops_total = flops_counted();
@@ -272,5 +277,42 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     free(best), free(smp.perm), free(idx), free(times);
     adamw_free(&opt);
     encoder_destroy(&enc);
+    return 0;
+}
+
+int train_eval_checkpoint(const ExperimentConfig *cfg, const Dataset *ds, const Split *sp,
+                          const char *ckpt_path, int64_t step, int max_batches, TrainEval *out,
+                          float **logits, XbError *err) {
+    memset(out, 0, sizeof *out);
+    if (logits) *logits = NULL;
+    if (train_check(cfg, ds, err)) return -1;
+    Encoder enc;
+    if (encoder_create_pairs(&enc, cfg, ds->vocab_size, ds->n_classes, ds->pairs, err)) return -1;
+    if (checkpoint_load(ckpt_path, &enc.pt, enc.params, err)) {
+        encoder_destroy(&enc);
+        return -1;
+    }
+    const int B = enc.NB;
+    int nb = (sp->n + B - 1) / B;
+    if (max_batches > 0 && max_batches < nb) nb = max_batches;
+    out->n = XB_MIN(sp->n, nb * B);
+    out->classes = enc.C;
+    out->positions = enc.pooling == POOL_NONE ? enc.L : 0;
+    int *idx = malloc((size_t)B * sizeof *idx);
+    float *lg = NULL;
+    if (logits)
+        lg = malloc(((size_t)out->n * (out->positions ? (size_t)out->positions : 1) * enc.C + 1) *
+                    sizeof *lg);
+    if (!idx || (logits && !lg)) {
+        free(idx), free(lg), encoder_destroy(&enc);
+        return xb_error_set(err, cfg->source, 0, 0, "model",
+                            "out of memory for the logits of %d "
+                            "examples",
+                            out->n);
+    }
+    evaluate(&enc, sp, max_batches, idx, cfg->seed, step, &out->loss, &out->acc, &out->exact, lg);
+    free(idx);
+    encoder_destroy(&enc);
+    if (logits) *logits = lg;
     return 0;
 }

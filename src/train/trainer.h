@@ -60,4 +60,22 @@ void train_result_free(TrainResult *r);
  * longer than model.max_len would lose targets to truncation). train_run checks it too. */
 int train_check(const ExperimentConfig *cfg, const Dataset *ds, XbError *err);
 
+/* What train_eval_checkpoint measured. */
+typedef struct TrainEval {
+    double loss, acc, exact; /* as the report's test figures (exact: NaN unless a sequence task) */
+    int n;                   /* examples evaluated */
+    int classes;
+    int positions; /* logits per example: 0 = one row (n, C); else L rows, (n, L, C) */
+} TrainEval;
+
+/* Evaluates split sp of ds with the parameters of the checkpoint at ckpt_path exactly as
+ * train_run evaluates (cfg's model and batch size, the last batch padded, the parameters of
+ * training step `step`, the first max_batches batches, 0 = all). With logits not NULL, *logits
+ * receives the head's output of every evaluated example in order, float32 (n, C) or
+ * (n, L, C) (malloc'd, owned by the caller). Returns 0, or -1 with err set (a checkpoint that
+ * is missing or of another model: the checkpoint's own message). */
+int train_eval_checkpoint(const ExperimentConfig *cfg, const Dataset *ds, const Split *sp,
+                          const char *ckpt_path, int64_t step, int max_batches, TrainEval *out,
+                          float **logits, XbError *err);
+
 #endif
