@@ -290,7 +290,8 @@ def dicts():
     sep = [SEP]
     yaml = [": ", "- ", "{", "}", "[", "]", ", ", "&a", "*a", "!!str", "!!map", "~", "null",
             "true", "false", "\"", "'", "|", ">", "---", "...", "%YAML 1.1", "\t", "#", "\n  ",
-            "0x", "1e9", ".inf", "-1", "9223372036854775808", "\0", "="]
+            "0x", "1e9", ".inf", "-1", "9223372036854775808", "\0", "=", "/", "\\u0000",
+            b"\xc3\xa9", b"\xff", b"\xe2\x80\xa8", b"\xef\xbb\xbf"]
     dotted = ["task.name=", "model.mixer.name=", "model.layers=", "sweep.", "experiment.",
               "task.", "model.", "train.", "model.mixer."]
     write_dict("config", "YAML, the config's sections and keys, tasks and mechanisms",
