@@ -10,6 +10,8 @@
 
 #include "fuzz.h"
 
+const char FUZZ_NAME[] = "aan_tsv";
+
 static const char *const FILES[3] = {"new_aan_pairs.train.tsv", "new_aan_pairs.eval.tsv",
                                      "new_aan_pairs.test.tsv"};
 

@@ -13,6 +13,8 @@
 #include "fuzz.h"
 #include "tasks/cache.h"
 
+const char FUZZ_NAME[] = "cache";
+
 static const TaskSpec *g_task;
 static OptValues g_opts;
 static char g_file[4200];

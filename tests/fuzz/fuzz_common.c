@@ -81,11 +81,14 @@ size_t fuzz_split(const uint8_t *data, size_t size, FuzzPart *parts, size_t max)
 
 int fuzz_fail(const char *id, const char *fmt, ...) {
     const char *ign = getenv("XB_FUZZ_IGNORE");
-    const size_t n = strlen(id);
+    char scoped[256];
+    snprintf(scoped, sizeof scoped, "%s:%s", FUZZ_NAME, id);
     for (const char *p = ign; p && *p;) {
         const char *c = strchr(p, ',');
         const size_t m = c ? (size_t)(c - p) : strlen(p);
-        if (m == n && !memcmp(p, id, n)) return 1;
+        if ((m == strlen(id) && !memcmp(p, id, m)) ||
+            (m == strlen(scoped) && !memcmp(p, scoped, m)))
+            return 1;
         p = c ? c + 1 : p + m;
     }
     va_list ap;

@@ -19,6 +19,8 @@
 #include "fuzz.h"
 #include "report/report.h"
 
+const char FUZZ_NAME[] = "config";
+
 enum { MAX_SETS = 8, MAX_RELOADS = 8 };
 
 /* The resolved config of c as the report prints it; malloc'd. */

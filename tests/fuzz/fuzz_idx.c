@@ -10,6 +10,8 @@
 
 #include "fuzz.h"
 
+const char FUZZ_NAME[] = "idx";
+
 static const char *const FILES[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                      "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
 

@@ -10,6 +10,8 @@
 
 #include "fuzz.h"
 
+const char FUZZ_NAME[] = "listops_tsv";
+
 static const char *const FILES[3] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -13,6 +13,8 @@
 
 #include "fuzz.h"
 
+const char FUZZ_NAME[] = "pathfinder_meta";
+
 #define SUB "pf/pathfinder32/curv_contour_length_14"
 
 /* A 32×32 8-bit gray PNG with pixel (x, y) = f(k, x, y), written with libpng. */

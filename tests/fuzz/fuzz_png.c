@@ -8,6 +8,8 @@
 #include "fuzz.h"
 #include "tasks/pathfinder.h"
 
+const char FUZZ_NAME[] = "png";
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_put("sample.png", data, size);
     char path[4200];

@@ -5,6 +5,8 @@
  * commands themselves, in this process (main.c built as xb_main): `table` in every layout and
  * format, `plot` of both kinds, and `compare` of the report with itself. Properties:
  *   report-error   a refusal carries exit code 2 and a message naming the file;
+ *   report-utf8    a report that reads is UTF-8, as RFC 8259 (8.1) requires of JSON and as
+ *                  Python's json module (the schema check, scripts/reference) reads it;
  *   report-print   a document that reads prints (report_json_print) as text that passes the
  *                  strict check and parses as the same document (numbers within 1 ulp);
  *   compare-self   `compare R R` finds no regression (exit 0);
@@ -18,6 +20,8 @@
 #include "fuzz.h"
 #include "report/report.h"
 #include "report/summary.h"
+
+const char FUZZ_NAME[] = "report";
 
 int xb_main(int argc, char **argv); /* src/main.c, built with -Dmain=xb_main */
 
@@ -39,6 +43,31 @@ static int has_nonfinite(const cJSON *j) {
     for (const cJSON *c = j->child; c; c = c->next)
         if (has_nonfinite(c)) return 1;
     return 0;
+}
+
+/* 1 when b[0..n) is well-formed UTF-8 (Unicode 15, table 3-7: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static int is_utf8(const uint8_t *b, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const uint8_t c = b[i];
+        size_t k = c < 0x80                 ? 0
+                   : c >= 0xc2 && c <= 0xdf ? 1
+                   : c >= 0xe0 && c <= 0xef ? 2
+                   : c >= 0xf0 && c <= 0xf4 ? 3
+                                            : 9;
+        if (k == 0) {
+            i++;
+            continue;
+        }
+        if (k == 9 || n - i <= k) return 0; /* not a lead byte, or the sequence is cut */
+        const uint8_t lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        const uint8_t hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (b[i + 1] < lo || b[i + 1] > hi) return 0;
+        for (size_t j = 2; j <= k; j++)
+            if (b[i + j] < 0x80 || b[i + j] > 0xbf) return 0;
+        i += k + 1;
+    }
+    return 1;
 }
 
 /* report_json_print of the document that path holds reads back as the same document. */
@@ -81,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                       err.code, err.file, err.msg);
         return 0;
     }
+    if (!is_utf8(data, size)) fuzz_fail("report-utf8", "a report that is not UTF-8 reads");
     check_print(path);
     static const char *const formats[] = {"md", "latex", "csv"};
     static const char *const layouts[] = {"accuracy", "efficiency"};

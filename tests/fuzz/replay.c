@@ -1,15 +1,27 @@
-/* Runs a fuzz harness over files, without libFuzzer: the regression test of `meson test` (over
- * the seed corpus and the reproducers of fixed findings) and the way to replay one input under
- * a debugger. Arguments are files, or directories whose files (not their subdirectories) are
- * run in name order; after --dirs-may-be-missing, a directory that does not exist is empty (the
- * regressions of a harness that has none yet). A finding aborts (fuzz_fail, a sanitizer or an
- * assertion); the file's name is printed first, so the log says which input it was. */
+/* Runs a fuzz harness over files, without libFuzzer: the regression test of `meson test` and the
+ * way to replay one input under a debugger.
+ *
+ *     fuzz-replay-NAME [--dirs-may-be-missing] INPUT... [--open OPEN_INPUT...]
+ *
+ * An INPUT is a file, or a directory whose files (not its subdirectories, not dot-files) are run
+ * in name order; with --dirs-may-be-missing a directory that does not exist counts as empty (a
+ * harness without regressions yet). Every INPUT must pass: a finding aborts the process
+ * (fuzz_fail, a sanitizer, an assertion), after the input's name was printed.
+ *
+ * The inputs after --open are reproducers of findings that are reported but not fixed yet
+ * (tests/fuzz/open/NAME/PROPERTY--what). Each runs in a child process and must still fail, and
+ * for the reason its name gives: the harness's message "fuzz: PROPERTY: ...", or for PROPERTY
+ * internal-error an assertion of the code (XB_ASSERT's "internal error"). One that passes
+ * has been fixed, and the test says to move it to tests/fuzz/regressions/NAME/, where it guards
+ * the fix from then on. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -19,72 +31,142 @@ __attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static int run_file(const char *path) {
+/* The whole file, malloc'ed to exactly its size (so that a read past the end is a sanitizer's
+ * finding); NULL when it cannot be read. */
+static unsigned char *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "replay: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, got;
+    unsigned char *b = malloc(cap);
+    *n = 0;
+    while (b && (got = fread(b + *n, 1, cap - *n, f)) > 0)
+        if ((*n += got) == cap) b = realloc(b, cap *= 2);
+    fclose(f);
+    unsigned char *exact = b ? malloc(*n ? *n : 1) : NULL;
+    if (!exact) abort();
+    memcpy(exact, b, *n);
+    free(b);
+    return exact;
+}
+
+static int run_file(const char *path) {
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    if (!b) return -1;
+    fprintf(stderr, "replay: %s (%zu bytes)\n", path, n);
+    LLVMFuzzerTestOneInput(b, n);
+    free(b);
+    return 0;
+}
+
+/* An open finding: runs in a child, which must fail with "fuzz: PROPERTY:" where PROPERTY is the
+ * file name up to "--". Returns 0 when it does. */
+static int run_open(const char *path) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *dash = strstr(base, "--");
+    if (!dash) {
+        fprintf(stderr, "replay: %s: an open finding is named PROPERTY--what\n", path);
         return -1;
     }
-    size_t cap = 1 << 16, n = 0, got;
-    unsigned char *b = malloc(cap);
-    while (b && (got = fread(b + n, 1, cap - n, f)) > 0)
-        if ((n += got) == cap) b = realloc(b, cap *= 2);
-    fclose(f);
-    if (!b) abort();
-    fprintf(stderr, "replay: %s (%zu bytes)\n", path, n);
-    /* a copy of exactly n bytes, so that a read past the end is a sanitizer's finding */
-    unsigned char *exact = malloc(n ? n : 1);
-    memcpy(exact, b, n);
+    char want[128];
+    if (dash - base == 14 && !strncmp(base, "internal-error", 14)) /* an XB_ASSERT */
+        snprintf(want, sizeof want, "internal error: assertion");
+    else
+        snprintf(want, sizeof want, "fuzz: %.*s:", (int)(dash - base), base);
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    int fd[2];
+    if (!b || pipe(fd)) return -1;
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]), close(fd[1]);
+        unsetenv("XB_FUZZ_IGNORE");
+        LLVMFuzzerTestOneInput(b, n);
+        _exit(0);
+    }
+    close(fd[1]);
+    char out[16384];
+    size_t k = 0;
+    for (ssize_t r; (r = read(fd[0], out + k, sizeof out - 1 - k)) > 0;) k += (size_t)r;
+    out[k] = '\0';
+    for (char c; read(fd[0], &c, 1) > 0;) { /* drain what did not fit */
+    }
+    close(fd[0]);
     free(b);
-    LLVMFuzzerTestOneInput(exact, n);
-    free(exact);
-    return 0;
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    const int failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (failed && strstr(out, want)) {
+        fprintf(stderr, "replay: %s still fails, as reported (%s)\n", path, want);
+        return 0;
+    }
+    if (!failed)
+        fprintf(stderr,
+                "replay: %s now passes: the finding is fixed; move the file to "
+                "tests/fuzz/regressions/ (same harness directory) so that it guards the fix\n",
+                path);
+    else
+        fprintf(stderr, "replay: %s fails, but not with \"%s\":\n%s\n", path, want, out);
+    return -1;
 }
 
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Runs path (a file, or a directory's files in name order); returns 0, or -1 if any failed. */
+static int run_path(const char *path, int open, int may_miss, int *files) {
+    struct stat st;
+    if (stat(path, &st)) {
+        if (may_miss && errno == ENOENT) {
+            fprintf(stderr, "replay: %s: no such directory, nothing to replay\n", path);
+            return 0;
+        }
+        fprintf(stderr, "replay: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ++*files;
+        return open ? run_open(path) : run_file(path);
+    }
+    DIR *d = opendir(path);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        if (e->d_name[0] == '.' || stat(p, &st) || !S_ISREG(st.st_mode)) continue;
+        if (n == cap) names = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+        names[n++] = strdup(p);
+    }
+    if (d) closedir(d);
+    if (n) qsort(names, n, sizeof *names, by_name);
+    int rc = 0;
+    for (size_t k = 0; k < n; k++) {
+        ++*files;
+        rc |= (open ? run_open(names[k]) : run_file(names[k])) != 0 ? -1 : 0;
+        free(names[k]);
+    }
+    free(names);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     LLVMFuzzerInitialize(&argc, &argv);
-    int files = 0, bad = 0, may_miss = 0;
+    int files = 0, open = 0, may_miss = 0, rc = 0;
     for (int i = 1; i < argc; i++) {
-        struct stat st;
-        if (!strcmp(argv[i], "--dirs-may-be-missing")) {
+        if (!strcmp(argv[i], "--dirs-may-be-missing"))
             may_miss = 1;
-            continue;
-        }
-        if (stat(argv[i], &st) && may_miss && errno == ENOENT) {
-            fprintf(stderr, "replay: %s: no such directory, nothing to replay\n", argv[i]);
-            continue;
-        }
-        if (stat(argv[i], &st)) {
-            fprintf(stderr, "replay: cannot read %s: %s\n", argv[i], strerror(errno));
-            bad = 1;
-            continue;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            bad |= run_file(argv[i]) != 0, files++;
-            continue;
-        }
-        DIR *d = opendir(argv[i]);
-        char **names = NULL;
-        size_t n = 0, cap = 0;
-        for (struct dirent *e; d && (e = readdir(d));) {
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name);
-            if (e->d_name[0] == '.' || stat(p, &st) || !S_ISREG(st.st_mode)) continue;
-            if (n == cap) names = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
-            names[n++] = strdup(p);
-        }
-        if (d) closedir(d);
-        qsort(names, n, sizeof *names, by_name);
-        for (size_t k = 0; k < n; k++) {
-            bad |= run_file(names[k]) != 0, files++;
-            free(names[k]);
-        }
-        free(names);
+        else if (!strcmp(argv[i], "--open"))
+            open = 1;
+        else
+            rc |= run_path(argv[i], open, may_miss, &files);
     }
-    fprintf(stderr, "replay: %d inputs, %s\n", files, bad ? "some unreadable" : "all passed");
-    return bad;
+    fprintf(stderr, "replay: %d inputs, %s\n", files, rc ? "SOME FAILED (above)" : "all passed");
+    return rc ? 1 : 0;
 }
