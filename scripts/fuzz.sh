@@ -86,7 +86,7 @@ for h in "${run[@]}"; do
     before=$(ls "$findings" | wc -l)
     echo "fuzz.sh: $h for ${seconds}s ($jobs job(s)); log $log" >&2
     nice -n 10 "$bin" -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-        -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 "${dict[@]}" \
+        -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=256 "${dict[@]}" \
         -artifact_prefix="$findings/" "$corpus" "tests/fuzz/corpus/$h" > "$log" 2>&1 || true
     # the last progress line of fork mode: "#EXECS: cov: C ft: F corp: N exec/s E ..."
     stats=$(grep -a -E '^#[0-9]+: cov:' "$log" | tail -1 || true)
