@@ -8,12 +8,15 @@
  *   sweep-run-ids   no two runs of a sweep write the same report (OUTPUT_DIR/RUN_ID.json);
  *   config-json     the resolved config as the report prints it (report_json_print) passes the
  *                   strict JSON check that `compare`, `table` and `eval` read reports with;
- *   config-reload   that JSON, loaded as a config (what `eval` does with a report), gives the
- *                   same resolved config. */
+ *   config-reload   that text, loaded as a config, gives the same resolved config;
+ *   config-eval     `eval` (main.c, run in this process) reads a report holding that config
+ *                   and fails only for want of the checkpoint. */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "fuzz.h"
@@ -23,6 +26,43 @@ const char FUZZ_NAME[] = "config";
 
 enum { MAX_SETS = 8, MAX_RELOADS = 8 };
 
+int xb_main(int argc, char **argv); /* src/main.c, built with -Dmain=xb_main */
+
+/* `xformer-bench eval` on a report that holds the resolved config text (and the other fields
+ * eval reads first) must fail only for want of the checkpoint, after reading the config. */
+static void check_eval(const ExperimentConfig *c, const char *config_text) {
+    cJSON *doc = cJSON_Parse(
+        "{\"schema_version\": 1, \"run_id\": \"fuzz\", \"dataset\": {\"checksum\": "
+        "\"0000000000000000\"}, \"training\": {\"best_step\": 0, \"best_val_accuracy\": null}, "
+        "\"test\": {\"accuracy\": null}}");
+    cJSON *config = cJSON_Parse(config_text);
+    if (!doc || !config) fuzz_fail("harness", "cannot build a report around the config");
+    cJSON_AddItemToObject(doc, "config", config);
+    char *report = report_json_print(doc);
+    cJSON_Delete(doc);
+    fuzz_put("eval/fuzz.json", report, strlen(report));
+    free(report);
+    char path[4200], out[4200];
+    fuzz_path(path, sizeof path, "eval/fuzz.json");
+    fuzz_path(out, sizeof out, "eval/stderr");
+    fflush(stderr);
+    const int saved = dup(2), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (saved < 0 || fd < 0 || dup2(fd, 2) < 0) fuzz_fail("harness", "cannot redirect stderr");
+    char *argv[] = {"xformer-bench", "eval", path, NULL};
+    const int rc = xb_main(3, argv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved), close(fd);
+    char said[2048] = "";
+    FILE *f = fopen(out, "rb");
+    if (f) {
+        said[fread(said, 1, sizeof said - 1, f)] = '\0';
+        fclose(f);
+    }
+    if (rc != XB_EXIT_USAGE || !strstr(said, "cannot read the checkpoint"))
+        fuzz_fail("config-eval", "eval of a report of run %s: exit %d, %s", c->run_id, rc, said);
+}
+
 /* The resolved config of c as the report prints it; malloc'd. */
 static char *resolved_text(const ExperimentConfig *c) {
     cJSON *j = cfg_to_json(c);
@@ -31,7 +71,9 @@ static char *resolved_text(const ExperimentConfig *c) {
     return s;
 }
 
-/* What eval does with a report's "config": parse, print unformatted, load as YAML. */
+/* The report writer's text of the resolved config loads as a config giving the same resolved
+ * config (config-reload); and `eval`, run in this process on a report that holds it, reads it
+ * and gets as far as looking for the checkpoint (config-eval). */
 static void check_reload(const ExperimentConfig *c) {
     char *text = resolved_text(c);
     size_t pos = 0;
@@ -44,17 +86,14 @@ static void check_reload(const ExperimentConfig *c) {
         free(text);
         return;
     }
-    cJSON *j = cJSON_Parse(text);
-    char *flat = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
     ConfigSet again;
     XbError err;
     xb_error_clear(&err);
-    if (!flat || cfg_load_string(flat, "report.json", NULL, 0, &again, &err) != 0 || again.n != 1) {
+    if (cfg_load_string(text, "report.json", NULL, 0, &again, &err) != 0 || again.n != 1) {
         char line[2048];
         xb_error_format(&err, line, sizeof line);
         fuzz_fail("config-reload", "the resolved config of run %s does not load again: %s\n%s",
-                  c->run_id, flat ? line : "cJSON cannot parse it", text);
+                  c->run_id, line, text);
     } else {
         char *text2 = resolved_text(&again.runs[0]);
         if (strcmp(text, text2) != 0)
@@ -63,7 +102,7 @@ static void check_reload(const ExperimentConfig *c) {
         free(text2);
         cfg_set_free(&again);
     }
-    cJSON_free(flat);
+    check_eval(c, text);
     free(text);
 }
 

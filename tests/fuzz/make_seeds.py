@@ -58,11 +58,17 @@ task: {name: parity, num_train: 10, min_length: 2, max_length: 9}
 model: {layers: 1, d_model: 16, heads: 2, d_ff: 32, max_len: 16, mixer: {name: local, block: 4}}
 train: {steps: 10, schedule: rsqrt, warmup: 20, eval_every: 5}
 sweep:
-  model.mixer.name: [full, sliding, bigbird]
+  model.mixer.block: [2, 4, 8]
   model.layers: [1, 2]
   train.lr: [0.001, 1e-2]
   experiment.output_dir: [a/b, "a b"]
-""" + b"\0sweep.model.layers=3\0train.lr=0.5")
+""" + b"\0model.mixer.memory=2\0train.lr=0.5")
+    put("config", "sweep_mixers", b"""task: {name: listops, num_train: 10}
+model: {max_len: 64}
+sweep:
+  model.mixer.name: [full, sliding, bigbird, performer, nystrom]
+  task.data_dir: [d1, "d 2"]
+""")
     put("config", "sequence", b"""task:
   name: needle
   min_length: 64
@@ -81,7 +87,7 @@ model:
 """)
     put("config", "yaml_features", b"""%YAML 1.1
 ---
-experiment: &e {name: "quoted-name", seed: 18446744073709551615, threads: 0}
+experiment: &e {name: "quoted-name", seed: 4294967296, threads: 0}
 task: {name: 'listops', source: files, data_dir: "/data/\\u00e9t\\u00e9 dir", parens: true}
 model:
   latents: 8
@@ -90,7 +96,7 @@ model:
   ffn: switch
   experts: 4
   mixer: ~
-train: !!map {batch_size: 0x10, lr: .5e-3, clip_norm: 0}
+train: !!map {batch_size: 16, lr: .5e-3, clip_norm: 0}
 ...
 """)
     put("config", "perceiver_funnel", b"task: {name: image}\nmodel: {funnel: 2, layers: 4,"
