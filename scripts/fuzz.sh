@@ -109,7 +109,7 @@ for h in "${run[@]}"; do
         [ -f "$f" ] || continue
         out=$("$build/tests/fuzz/fuzz_$h" -runs=1 "$f" 2>&1 || true)
         cause=$(grep -a -E '^fuzz: |^SUMMARY: |runtime error|internal error' <<< "$out" | head -1 \
-            | tr -c '[:print:]' '?' | cut -c1-200)
+            | tr -c '[:print:]' '?' | cut -c1-200 || true)
         echo
         echo "$h: $f"
         echo "  cause:     ${cause:-none: it no longer fails}"
