@@ -431,6 +431,7 @@ START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
     ck_assert_float_eq(xb_expf(-100.0f), 0.0f);
     ck_assert_float_eq(xb_expf(0.0f), 1.0f);
     ck_assert(isfinite(xb_expf(100.0f)));
+    ck_assert(isnan(xb_expf(NAN))); /* NaN in, NaN out, and no float-to-int conversion of a NaN */
 }
 END_TEST
 

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/rundir.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/timer.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
@@ -26,7 +28,7 @@
 
 static const char *const USAGE =
     "usage: xformer-bench run CONFIG [--set KEY=VALUE]... [-o DIR] [--threads N] [--seed N]\n"
-    "                        [--quiet] [--check]\n\n"
+    "                        [--unique-id] [--quiet] [--check]\n\n"
     "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
     "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
     "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n\n"
@@ -34,16 +36,18 @@ static const char *const USAGE =
     "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
     "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads)\n"
     "  --seed N         experiment seed (experiment.seed)\n"
+    "  --unique-id      when another process is running a run's id in its output directory,\n"
+    "                   take RUN_ID-2, RUN_ID-3, ... instead of stopping\n"
     "  --quiet          no progress output\n"
-    "  --check          only check the config (every run of its sweep) and exit\n\n"
+    "  --check          only check the config (every run of its sweep) and that its output\n"
+    "                   directories can be written, then exit\n\n"
+    "A run holds DIR/RUN_ID.lock while it runs; a second run of the same id in the same\n"
+    "directory stops at once (exit 2) naming the first. Report and checkpoint are put in place\n"
+    "together at the end (the report names the checkpoint's hash). SIGINT, SIGTERM and SIGHUP\n"
+    "stop a command in any phase with exit 3: before training nothing is written; during\n"
+    "training or evaluation the run's report says \"interrupted\".\n\n"
     "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
     "failed or was interrupted (its report says so).\n";
-
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 typedef struct ProgressCtx {
     const char *run_id;
@@ -114,15 +118,25 @@ int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet, int *c
     return XB_EXIT_OK;
 }
 
-/* One run: returns an exit code. */
-static int run_one(const ExperimentConfig *cfg, int quiet) {
+/* One run: takes its id in the output directory, then loads the data and trains; returns an
+ * exit code. */
+static int run_one(ExperimentConfig *cfg, int quiet, int unique) {
     Dataset ds;
     cli_set_threads(cfg);
+    RunDir rd;
+    XbError err;
+    xb_error_clear(&err);
+    if (rundir_open(&rd, cfg->output_dir, cfg->run_id, unique, &err)) return print_error(&err);
+    snprintf(cfg->run_id, sizeof cfg->run_id, "%s", rd.id); /* --unique-id: the id it got */
     const int rc = cli_load_dataset(cfg, &ds, quiet, NULL, NULL, 0);
-    if (rc) return rc;
-    const CliRun how = {.quiet = quiet, .checkpoint = 1};
+    if (rc) {
+        rundir_close(&rd);
+        return rc;
+    }
+    const CliRun how = {.quiet = quiet, .checkpoint = 1, .dir = &rd};
     const int code = cli_run_loaded(cfg, &ds, &how);
     dataset_free(&ds);
+    rundir_close(&rd);
     return code;
 }
 
@@ -132,27 +146,38 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     const int quiet = how->quiet, threads = cli_set_threads(cfg);
     const Dataset ds = *dsp; /* read only */
     if (train_check(cfg, &ds, &err)) return print_error(&err);
-    if (fileio_mkdirs(cfg->output_dir, cfg->source, &err)) {
-        snprintf(err.key, sizeof err.key, "experiment.output_dir");
-        err.code = XB_EXIT_USAGE;
-        return print_error(&err);
+    RunDir own, *rd = how->dir;
+    if (!rd) {
+        if (rundir_open(&own, cfg->output_dir, cfg->run_id, 0, &err)) return print_error(&err);
+        rd = &own;
     }
-    char report_path[1400], ckpt_path[1400];
-    snprintf(report_path, sizeof report_path, "%s/%s.json", cfg->output_dir, cfg->run_id);
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/%s.safetensors", cfg->output_dir, cfg->run_id);
+    const char *report_path = rd->report;
 
     report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
-    ProgressCtx pc = {.run_id = cfg->run_id, .tty = isatty(2), .quiet = quiet};
+    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = quiet};
     TrainHooks hooks = {.progress = on_progress,
                         .ctx = &pc,
-                        .stop = &g_stop,
+                        .stop = &xb_stop,
                         .no_eval = how->no_eval,
                         .time_warmup = how->time_warmup};
     TrainResult tr;
     const double t_run = timer_now();
-    if (train_run(cfg, &ds, how->checkpoint ? ckpt_path : NULL, &hooks, &tr, &err))
+    xb_signals_defer(1); /* a run is under way: a signal ends it with an "interrupted" report */
+    if (train_run(cfg, &ds, how->checkpoint ? rd->partial : NULL, &hooks, &tr, &err)) {
+        if (rd == &own) rundir_close(rd);
+        xb_signals_defer(0);
         return print_error(&err);
+    }
     const double wall = timer_now() - t_run;
+    if (!strcmp(tr.status, "interrupted") && xb_stop_signal()) { /* name the signal */
+        char msg[sizeof tr.status_message];
+        const char *at = strstr(tr.status_message, "a signal");
+        if (at) {
+            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr.status_message), tr.status_message,
+                     xb_stop_signal(), at + strlen("a signal"));
+            snprintf(tr.status_message, sizeof tr.status_message, "%s", msg);
+        }
+    }
 
     const MixerSpec *mx = mixer_get(cfg->mixer_index);
     cJSON *cj = cfg_to_json(cfg);
@@ -160,7 +185,7 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     memset(&rr, 0, sizeof rr);
     rr.config = cj;
     snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
-    snprintf(rr.run_id, sizeof rr.run_id, "%s", cfg->run_id);
+    snprintf(rr.run_id, sizeof rr.run_id, "%s", rd->id); /* --unique-id may have suffixed it */
     rr.status = tr.status;
     snprintf(rr.status_message, sizeof rr.status_message, "%s", tr.status_message);
     rr.threads = threads;
@@ -183,8 +208,10 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
     rr.step_s_median = tr.step_s_median;
     cJSON *doc = report_build(&rr);
-    int rc = report_write(report_path, doc, &err);
+    int rc = rundir_commit(rd, doc, tr.best_step, &err);
     cJSON_Delete(doc);
+    if (rd == &own) rundir_close(rd);
+    xb_signals_defer(0);
     cJSON_Delete(cj);
     const int ok = strcmp(tr.status, "ok") == 0;
     if (rc) {
@@ -192,11 +219,11 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     } else if (!how->silent) {
         printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
                "%.0f MiB -> %s\n",
-               cfg->run_id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline,
-               tr.steps_per_s, (double)rr.mem.peak_rss / 1048576.0, report_path);
+               rd->id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline, tr.steps_per_s,
+               (double)rr.mem.peak_rss / 1048576.0, report_path);
         fflush(stdout);
     }
-    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", cfg->run_id, tr.status_message);
+    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr.status_message);
     train_result_free(&tr);
     return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
 }
@@ -243,7 +270,7 @@ static int write_index(const ConfigSet *cs, const int *codes, int done) {
 int cmd_run(int argc, char **argv) {
     const char *config = NULL, *outdir = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, quiet = 0, check = 0;
+    int n_sets = 0, quiet = 0, check = 0, unique = 0;
     long long threads = -1, seed = -1;
     int rc = XB_EXIT_OK;
     for (int i = 1; i < argc; i++) {
@@ -257,6 +284,8 @@ int cmd_run(int argc, char **argv) {
             quiet = 1;
         } else if (!strcmp(a, "--check")) {
             check = 1;
+        } else if (!strcmp(a, "--unique-id")) {
+            unique = 1;
         } else if (!strcmp(a, "--set") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
             if (!val) {
@@ -292,6 +321,7 @@ int cmd_run(int argc, char **argv) {
         fputs(USAGE, stderr);
         return XB_EXIT_USAGE;
     }
+    xb_signals_install(); /* from here on a signal ends the command with status 3 */
     ConfigSet cs;
     XbError err;
     xb_error_clear(&err);
@@ -300,22 +330,30 @@ int cmd_run(int argc, char **argv) {
         return print_error(&err);
     }
     free(sets);
+    /* Every output directory is made and probed before any data is made or any step runs. */
+    for (int r = 0; r < cs.n; r++) {
+        ExperimentConfig *c = &cs.runs[r];
+        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
+        if (r > 0 && !strcmp(c->output_dir, cs.runs[r - 1].output_dir)) continue;
+        if (fileio_probe_dir(c->output_dir, &err)) {
+            if (!outdir) snprintf(err.key, sizeof err.key, "experiment.output_dir");
+            cfg_set_free(&cs);
+            return print_error(&err);
+        }
+    }
     if (check) {
         printf("%s: valid, %d run%s\n", config, cs.n, cs.n == 1 ? "" : "s");
         cfg_set_free(&cs);
         return XB_EXIT_OK;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int *codes = calloc((size_t)cs.n, sizeof *codes), done = 0;
+    int *codes = calloc(cs.n > 0 ? (size_t)cs.n : 1, sizeof *codes), done = 0;
     XB_ASSERT(codes);
-    for (int r = 0; r < cs.n && !g_stop; r++) {
+    for (int r = 0; r < cs.n && !xb_stop; r++) {
         ExperimentConfig *c = &cs.runs[r];
         if (threads >= 0) c->threads = (int)threads;
         if (seed >= 0) c->seed = (uint64_t)seed;
-        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
         if (cs.n > 1 && !quiet) log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
-        int one = run_one(c, quiet);
+        int one = run_one(c, quiet, unique);
         codes[done++] = one;
         if (one > rc) rc = one;
         if (one == XB_EXIT_USAGE) break;

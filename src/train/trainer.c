@@ -45,6 +45,8 @@ static int argmax_row(const Encoder *e, size_t r) {
  * positions with a target and the fraction of them predicted right; *exact (else NaN) is the
  * fraction of examples whose every target position is right. logits, when not NULL, receives
  * the head's rows of every evaluated example in order: (n, C), or (n, L, C) with pooling none. */
+static const volatile sig_atomic_t *g_eval_stop; /* evaluate() stops when this becomes nonzero */
+
 static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
                      int64_t step, double *loss, double *acc, double *exact, float *logits) {
     const int B = e->NB; /* examples (a pair fills two rows) */
@@ -53,6 +55,10 @@ static void evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uin
     double lsum = 0.0;
     long correct = 0, count = 0, whole = 0, examples = 0;
     for (int bi = 0; bi < nb; bi++) {
+        if (g_eval_stop && *g_eval_stop) { /* a signal: no figure over part of the split */
+            *loss = *acc = *exact = NAN;
+            return;
+        }
         const int first = bi * B, real = XB_MIN(B, sp->n - first);
         for (int b = 0; b < B; b++) idx[b] = b < real ? first + b : first; /* pad the last batch */
         dataset_batch(sp, idx, B, e->L, e->cls_id, e->tokens, e->mask, e->labels);
@@ -132,6 +138,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     if (warm >= cfg->steps) warm = cfg->steps - 1;
 
     if (train_check(cfg, ds, err)) return -1;
+    g_eval_stop = hooks ? hooks->stop : NULL;
     Encoder enc;
     if (encoder_create_pairs(&enc, cfg, ds->vocab_size, ds->n_classes, ds->pairs, err)) return -1;
     AdamW opt;
@@ -211,6 +218,14 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             double exact;
             evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
                      &ev->val_acc, &exact, NULL);
+            if (g_eval_stop && *g_eval_stop) { /* a signal during the evaluation */
+                r->n_evals--;
+                r->status = "interrupted";
+                snprintf(r->status_message, sizeof r->status_message,
+                         "interrupted by a signal after %lld of %lld steps", (long long)step,
+                         (long long)cfg->steps);
+                break;
+            }
             if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
                 r->best_val_acc = ev->val_acc;
                 r->best_step = step;
@@ -218,8 +233,11 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
                 if (cfg->checkpoint && ckpt_path) {
                     char s_step[32];
                     snprintf(s_step, sizeof s_step, "%lld", (long long)step);
-                    const char *meta[] = {"run_id", cfg->run_id, "step", s_step, "format", "pt"};
-                    if (checkpoint_save(ckpt_path, &enc.pt, enc.params, meta, 3, err)) {
+                    char s_hash[17];
+                    snprintf(s_hash, sizeof s_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
+                    const char *meta[] = {"run_id", cfg->run_id, "config_hash", s_hash,
+                                          "step",   s_step,      "format",      "pt"};
+                    if (checkpoint_save(ckpt_path, &enc.pt, enc.params, meta, 4, err)) {
                         r->status = "failed";
                         snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
                         break;
@@ -248,8 +266,10 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     r->train_s = timer_now() - t_start - t_eval;
     r->eval_s = t_eval;
 
-    /* Test the best validation checkpoint, read back from its file when one was written. */
-    if (r->best_step >= 0 && strcmp(r->status, "failed") != 0) {
+    /* Test the best validation checkpoint, read back from its file when one was written; not
+     * after a signal, which asks for the report now (a test figure would take a whole pass). */
+    if (r->best_step >= 0 && strcmp(r->status, "failed") != 0 &&
+        strcmp(r->status, "interrupted") != 0) {
         const double t0 = timer_now();
         int loaded = 0;
         if (cfg->checkpoint && ckpt_path) {
@@ -266,6 +286,12 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         if (loaded)
             evaluate(&enc, &ds->test, 0, idx, cfg->seed, r->best_step, &r->test_loss, &r->test_acc,
                      &r->test_exact, NULL);
+        if (g_eval_stop && *g_eval_stop) {
+            r->status = "interrupted";
+            snprintf(r->status_message, sizeof r->status_message,
+                     "interrupted by a signal while testing, after %lld of %lld steps",
+                     (long long)r->steps_done, (long long)cfg->steps);
+        }
         r->eval_s += timer_now() - t0;
     }
     r->flops_total = flops_counted();
@@ -277,6 +303,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     free(best), free(smp.perm), free(idx), free(times);
     adamw_free(&opt);
     encoder_destroy(&enc);
+    g_eval_stop = NULL;
     return 0;
 }
 
