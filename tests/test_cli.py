@@ -92,7 +92,8 @@ _CASES = [
      "{path}:4:1: modle: unknown key (did you mean model?)"),
     ("unknown_key_lists_valid_keys", with_line("  steps: 10", "  steps: 10\n  foo: 1"), [],
      "{path}:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, warmup, "
-     "weight_decay, beta1, beta2, eps, clip_norm, eval_every, eval_batches, log_every, checkpoint)"),
+     "weight_decay, beta1, beta2, eps, clip_norm, eval_every, eval_batches, log_every, "
+     "checkpoint, checkpoint_every)"),
     ("wrong_type_int", with_line("  layers: 2", "  layers: two"), [],
      '{path}:5:11: model.layers: expected an integer in [1, 64], got "two"'),
     ("fraction_for_int", with_line("  layers: 2", "  layers: 2.5"), [],

@@ -32,6 +32,8 @@ typedef struct CliRun {
     int no_eval;        /* benchmark: no validation, no test */
     int time_warmup;    /* steps left out of the median step time */
     struct RunDir *dir; /* the run's directory, already taken (cli/rundir.h); NULL: take it */
+    int state;          /* keep a resumable state (train.checkpoint_every, and on a signal) */
+    int resume;         /* continue from the run's state when there is one (run --resume) */
 } CliRun;
 
 /* Sets OpenMP's and OpenBLAS's threads from experiment.threads (0: every core); returns them. */

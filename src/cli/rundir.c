@@ -25,7 +25,15 @@ static int set_paths(RunDir *rd, const char *dir, const char *id) {
                sizeof rd->ckpt ||
            (size_t)snprintf(rd->partial, sizeof rd->partial, "%s/%s.safetensors.partial", dir,
                             id) >= sizeof rd->partial ||
-           (size_t)snprintf(rd->lock, sizeof rd->lock, "%s/%s.lock", dir, id) >= sizeof rd->lock;
+           (size_t)snprintf(rd->lock, sizeof rd->lock, "%s/%s.lock", dir, id) >= sizeof rd->lock ||
+           (size_t)snprintf(rd->state, sizeof rd->state, "%s/%s.state", dir, id) >=
+               sizeof rd->state;
+}
+
+void rundir_paths(RunDir *rd, const char *dir, const char *id) {
+    memset(rd, 0, sizeof *rd);
+    rd->lock_fd = -1;
+    set_paths(rd, dir, id);
 }
 
 /* Who holds a lock file: its first line ("pid 123 on host since ..."), or a placeholder. */

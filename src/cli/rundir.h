@@ -20,6 +20,7 @@ typedef struct RunDir {
     char ckpt[1400];       /* DIR/ID.safetensors */
     char partial[1400];    /* DIR/ID.safetensors.partial: the checkpoint while the run trains */
     char lock[1400];       /* DIR/ID.lock */
+    char state[1400];      /* DIR/ID.state: the resumable state (train/state.h) */
     char made[1024];       /* the outermost directory rundir_open created ("" if none) */
     int lock_fd;           /* held while open; -1 when closed */
     int committed;         /* rundir_commit put files in place */
@@ -31,6 +32,9 @@ typedef struct RunDir {
  * error naming it (code XB_EXIT_USAGE) unless `unique`, which takes the first of ID-2, ID-3, ...
  * that is free and has no report yet. Returns 0, or -1 with err set. */
 int rundir_open(RunDir *rd, const char *dir, const char *id, int unique, XbError *err);
+/* Fills rd's paths for dir and id without taking the id (the other processes of a data-parallel
+ * run, which write nothing). */
+void rundir_paths(RunDir *rd, const char *dir, const char *id);
 /* Puts the run's files in place: adds "checkpoint" to doc (the file name, its FNV-1a 64 and
  * `ckpt_step`, or null when the run wrote none), removes the old report, renames the partial
  * checkpoint over the old one (or removes an old one when there is no new one) and writes the

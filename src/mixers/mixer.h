@@ -45,6 +45,8 @@ typedef struct MixerStep {
     const float *params; /* parameter buffer (pt->total floats) */
     float *grads;        /* gradient buffer, same layout; backward accumulates into it */
     Arena *scratch;      /* per-call scratch; the caller resets it after each call */
+    uint64_t row0;       /* the global batch row of row 0 (data-parallel training; 0 in one
+                          * process): noise per batch row is drawn for the global row */
     double *aux_loss;    /* NULL, or where forward adds its auxiliary loss (already weighted,
                           * e.g. Routing's commitment term); when non-NULL, backward adds
                           * that loss's gradient too (the loss enters with weight 1) */

@@ -409,9 +409,10 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .params = e->params,
                    .grads = e->grads,
                    .scratch = &e->scratch,
-                   .aux_loss = &e->aux_loss};
+                   .aux_loss = &e->aux_loss,
+                   .row0 = e->row0};
     if (e->seg > 0) /* the windows [memory; segment], batched */
-        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask;
+        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask, s.row0 = e->row0 * e->nseg;
     return s;
 }
 
@@ -533,8 +534,8 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
 
     const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
     embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
-    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p,
-                    dropout_key(seed, step, site_embed()));
+    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
+                    e->row0 * (uint64_t)L * D);
     for (int l = 0; l < e->N; l++) {
         const LayerParams *lp = &e->lp[l];
         LayerActs *t = &e->la[l];
@@ -582,7 +583,8 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                           &e->scratch);
         }
         arena_reset(&e->scratch);
-        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                        e->row0 * (uint64_t)t->Lq * D);
         add_into(t->r, t->r, base, QD);
         layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b),
                           BQ, D);
@@ -596,10 +598,12 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         } else {
             linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
             gelu_forward(t->g, t->h, QF);
-            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                            e->row0 * (uint64_t)t->Lq * F);
             linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
         }
-        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                        e->row0 * (uint64_t)t->Lq * D);
         add_into(xout, xout, t->r, QD);
     }
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
@@ -646,8 +650,11 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
 
     const int NB = e->NB, R = head_rows(e);
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
+    /* the loss is the sum of the rows' cross-entropies over the normaliser: this call's targets,
+     * or (data-parallel training) the whole batch's per process, set by the caller */
+    const double norm = e->ce_norm > 0 ? e->ce_norm : (double)e->n_targets;
     if (e->n_targets > 0)
-        crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)e->n_targets, R, e->C);
+        crossentropy_backward(dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->C);
     linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), R, Hh,
                     e->C);
     relu_backward_set(dh1, e->h1act, da1, (size_t)R * Hh);
@@ -685,7 +692,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
         /* x_out = r + drop(fc2(g)); dx holds d(x_out) and becomes d(r). */
         memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                         e->row0 * (uint64_t)t->Lq * D);
         memset(dln, 0, QD * sizeof *dln);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
@@ -699,7 +707,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
             linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ,
                             F, D);
             memset(dh, 0, QF * sizeof *dh);
-            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                             e->row0 * (uint64_t)t->Lq * F);
             memset(dg, 0, QF * sizeof *dg);
             gelu_backward(dg, t->h, dh, QF);
             linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ,
@@ -709,7 +718,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
                            t->ln2_mean, t->ln2_rstd, BQ, D);
         /* r = base + drop(mix(...)); dx holds d(r). */
         memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                         e->row0 * (uint64_t)t->Lq * D);
         memset(dln, 0, QD * sizeof *dln);
         if (t->kind == BLOCK_SELF) {
             /* base = x_in: dx becomes d(x_in) */
@@ -764,7 +774,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;
     memset(dtmp, 0, BLD * sizeof *dtmp);
-    dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()));
+    dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()),
+                     e->row0 * (uint64_t)L * D);
     embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, dtmp,
                        e->tokens, B, L, D);
     arena_reset(&e->scratch);

@@ -27,6 +27,10 @@ typedef struct TrainHooks {
     volatile sig_atomic_t *stop; /* when it becomes nonzero, training stops as "interrupted" */
     int no_eval;     /* benchmarks: no validation, no checkpoint, no test (accuracy stays NaN) */
     int time_warmup; /* steps left out of the median step time (at least 1 when steps > 1) */
+    const char *state_path; /* the run's resumable state (train/state.h), saved every
+                             * train.checkpoint_every steps and when a signal stops the run;
+                             * NULL: none */
+    int resume;             /* continue from state_path when it exists */
 } TrainHooks;
 
 typedef struct TrainResult {
@@ -46,6 +50,7 @@ typedef struct TrainResult {
     double train_s, eval_s, steps_per_s, tokens_per_s;
     double step_s_median; /* median wall time of a training step after the warm-up (of the last
                            * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
+    double comm_s;        /* seconds in collectives (data-parallel training) */
 } TrainResult;
 
 enum { TRAIN_TIMED_STEPS = 4096 };
