@@ -95,6 +95,9 @@ struct MixerSpec {
     const char *padding_dependence_option; /* NULL, or the boolean option under which alone the
                                             * dependence holds (e.g. local's "lra") */
     int skips_context; /* 1 if it honours Mixer.ctx (queries only after the context rows) */
+    int beyond_survey; /* 1 for a mechanism of the generation after the survey's table (state
+                        * space, long convolution, recurrence: classes SSM, LC, RNN), marked so in
+                        * `list` and in tables */
     const OptSpec *opts;
     int n_opts;
     const MixerOps *ops;
