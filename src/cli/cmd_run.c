@@ -233,6 +233,8 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     rr.threads = threads;
     rr.processes = dist_size();
     rr.comm_s = tr.comm_s;
+    rr.profile = (const double(*)[2])tr.profile;
+    rr.profile_regions = tr.profile_regions;
     rr.dataset_identity = ds.identity;
     rr.dataset_checksum = ds.checksum;
     rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;

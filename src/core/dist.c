@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/profile.h"
 #include "core/timer.h"
 #include "core/xassert.h"
 
@@ -62,6 +63,7 @@ static int collective(void) { return g_started && !g_solo && g_size > 1; }
 void dist_allreduce_f32(float *buf, size_t n) {
 #ifdef XB_HAVE_MPI
     if (!collective() || n == 0) return;
+    prof_open(PROF_COMM, 0);
     const double t0 = timer_now();
     for (size_t off = 0; off < n;) { /* MPI counts are int */
         const int k = (int)(n - off < (size_t)1 << 30 ? n - off : (size_t)1 << 30);
@@ -69,6 +71,7 @@ void dist_allreduce_f32(float *buf, size_t n) {
         off += (size_t)k;
     }
     g_comm += timer_now() - t0;
+    prof_close();
 #else
     (void)buf, (void)n;
 #endif
@@ -77,9 +80,11 @@ void dist_allreduce_f32(float *buf, size_t n) {
 void dist_allreduce_f64(double *buf, size_t n) {
 #ifdef XB_HAVE_MPI
     if (!collective() || n == 0) return;
+    prof_open(PROF_COMM, 0);
     const double t0 = timer_now();
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     g_comm += timer_now() - t0;
+    prof_close();
 #else
     (void)buf, (void)n;
 #endif
@@ -88,9 +93,11 @@ void dist_allreduce_f64(double *buf, size_t n) {
 void dist_allreduce_i64(int64_t *buf, size_t n) {
 #ifdef XB_HAVE_MPI
     if (!collective() || n == 0) return;
+    prof_open(PROF_COMM, 0);
     const double t0 = timer_now();
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     g_comm += timer_now() - t0;
+    prof_close();
 #else
     (void)buf, (void)n;
 #endif
@@ -100,9 +107,11 @@ void dist_bcast(void *buf, size_t bytes, int root) {
 #ifdef XB_HAVE_MPI
     if (!collective() || bytes == 0) return;
     XB_ASSERT(bytes < (size_t)1 << 31);
+    prof_open(PROF_COMM, 0);
     const double t0 = timer_now();
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD);
     g_comm += timer_now() - t0;
+    prof_close();
 #else
     (void)buf, (void)bytes, (void)root;
 #endif
@@ -111,9 +120,11 @@ void dist_bcast(void *buf, size_t bytes, int root) {
 int64_t dist_max_i64(int64_t v) {
 #ifdef XB_HAVE_MPI
     if (!collective()) return v;
+    prof_open(PROF_COMM, 0);
     const double t0 = timer_now();
     MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
     g_comm += timer_now() - t0;
+    prof_close();
 #endif
     return v;
 }

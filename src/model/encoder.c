@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/profile.h"
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
@@ -526,7 +527,7 @@ static const unsigned char *key_mask(const Encoder *e, int l) {
     return e->la[l].kind == BLOCK_CROSS ? e->mask : input_mask(e, l);
 }
 
-double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
+static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int64_t step) {
     const int B = e->B, L = e->L, D = e->D, F = e->F;
     const float p = training ? e->dropout : 0.0f;
     arena_reset(&e->scratch);
@@ -555,10 +556,14 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                         compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
                 }
                 build_windows(e, t, t->ln1, e->frozen);
+                prof_open(PROF_MIXER, 0);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
+                prof_close();
                 segment_rows(e, t->r, t->yext, 0);
             } else {
+                prof_open(PROF_MIXER, 0);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+                prof_close();
             }
         } else {
             /* POOL: the pooled input attends over the input; CROSS: the latents (the learned
@@ -579,8 +584,10 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                               P(e, lp->ln1_b), BQ, D);
             layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, kin, P(e, lp->lnkv_w),
                               P(e, lp->lnkv_b), B * t->Lk, D);
+            prof_open(PROF_CROSS_ATTN, 0);
             xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, key_mask(e, l), e->params, &e->pt, B,
                           &e->scratch);
+            prof_close();
         }
         arena_reset(&e->scratch);
         dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
@@ -591,9 +598,11 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
             t->moe.frozen = e->frozen;
+            prof_open(PROF_FFN, 0);
             e->aux_loss +=
                 moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
                             e->balance, e->zloss, &e->scratch);
+            prof_close();
             arena_reset(&e->scratch);
         } else {
             linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
@@ -637,7 +646,7 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
     return (n ? sum / n : 0.0) + e->aux_loss;
 }
 
-void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
+static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     const int B = e->B, L = e->L, D = e->D, F = e->F, Hh = e->Hh;
     const float p = e->dropout;
     arena_reset(&e->scratch);
@@ -699,8 +708,10 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
             const MoeParams mp = moe_params(e, lp);
             const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b),
                                  G(e, lp->fc2_w), G(e, lp->fc2_b)};
+            prof_open(PROF_FFN, 1);
             moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
                          &e->scratch);
+            prof_close();
             arena_reset_to(&e->scratch, mark);
         } else {
             memset(dg, 0, QF * sizeof *dg);
@@ -728,14 +739,18 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
                 const size_t X = (size_t)B * e->nseg * window(e) * D;
                 segment_rows(e, dtmp, bs.dyext, 1);
                 memset(bs.dext, 0, X * sizeof(float));
+                prof_open(PROF_MIXER, 1);
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs.dext, bs.dyext, t->ext);
+                prof_close();
                 segment_rows(e, dln, bs.dext, 0);
                 arena_reset_to(&e->scratch, mark);
                 /* f_c learns from the attention-reconstruction loss alone */
                 if (e->crate > 0)
                     compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
             } else {
+                prof_open(PROF_MIXER, 1);
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+                prof_close();
             }
             arena_reset_to(&e->scratch, mark);
             layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->xs[l], P(e, lp->ln1_w),
@@ -746,8 +761,10 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         const int BK = B * t->Lk;
         float *dkv = bs.dx2, *dq = bs.dq;
         memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
+        prof_open(PROF_CROSS_ATTN, 1);
         xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, key_mask(e, l), e->params,
                        e->grads, &e->pt, B, &e->scratch);
+        prof_close();
         arena_reset_to(&e->scratch, mark);
         memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
         layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, t->qin, P(e, lp->ln1_w),
@@ -779,6 +796,20 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, dtmp,
                        e->tokens, B, L, D);
     arena_reset(&e->scratch);
+}
+
+/* The encoder's own glue (residual adds, windows, pooling) is what its kernels leave over. */
+double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
+    prof_open(PROF_ENCODER, 0);
+    const double loss = encoder_forward_impl(e, training, seed, step);
+    prof_close();
+    return loss;
+}
+
+void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
+    prof_open(PROF_ENCODER, 1);
+    encoder_backward_impl(e, seed, step);
+    prof_close();
 }
 
 uint64_t encoder_flops(const Encoder *e, int backward) {

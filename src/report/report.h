@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 #define XB_REPORT_SCHEMA_VERSION 1
 
@@ -56,6 +57,8 @@ typedef struct RunReport {
     MemoryReport mem;
     double wall_s, train_s, eval_s, steps_per_s, tokens_per_s; /* measured */
     double comm_s;                                             /* measured: in collectives */
+    const double (*profile)[2]; /* PROF_N × {forward, backward} seconds, or NULL */
+    long long profile_regions;
     double step_s_median;                                      /* measured, NaN: none timed */
 } RunReport;
 

@@ -8,6 +8,7 @@
 
 #include "core/dist.h"
 #include "core/flops.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "core/xassert.h"
@@ -61,8 +62,20 @@ static int stop_now(void) {
  * examples are cut into chunks of e->NB, chunk c evaluated by rank c mod size, and the sums are
  * reduced over the group, so the figures do not depend on the number of processes. Returns 1
  * (figures NaN) when a signal stopped it. */
+static int evaluate_all(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
+                        int64_t step, double *loss, double *acc, double *exact, float *logits);
+
+/* evaluate_all with the profile paused: it times training steps. */
 static int evaluate(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
                     int64_t step, double *loss, double *acc, double *exact, float *logits) {
+    prof_enable(0);
+    const int rc = evaluate_all(e, sp, max_batches, idx, seed, step, loss, acc, exact, logits);
+    prof_enable(1);
+    return rc;
+}
+
+static int evaluate_all(Encoder *e, const Split *sp, int max_batches, int *idx, uint64_t seed,
+                        int64_t step, double *loss, double *acc, double *exact, float *logits) {
     const int B = e->NB, world = dist_size(), rank = dist_rank(); /* examples per process */
     const int64_t NB = (int64_t)B * world;
     int64_t n = sp->n;
@@ -288,6 +301,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
 
     flops_reset();
     dist_comm_reset();
+    prof_reset();
     const double t_start = timer_now();
     double t_eval = 0.0;
     int64_t step = start, stopped = 0;
@@ -301,9 +315,11 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             break;
         }
         const double t_step = timer_now();
+        prof_open(PROF_DATA, 0);
         sampler_next(&smp, idx, NB); /* the global batch; this process takes its rows */
         dataset_batch(&ds->train, idx + (size_t)rank * NBl, NBl, enc.L, enc.cls_id, enc.tokens,
                       enc.mask, enc.labels);
+        prof_close();
         enc.row0 = (uint64_t)rank * NBl * rows_per_example;
         double loss = encoder_forward(&enc, 1, cfg->seed, step);
         double aux = enc.aux_loss;
@@ -324,7 +340,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
 #pragma omp parallel for schedule(static)
             for (size_t k = 0; k < enc.pt.total; k++) enc.grads[k] *= inv;
         }
+        prof_open(PROF_OPTIMIZER, 1);
         const double gnorm = grad_clip(enc.grads, enc.pt.total, cfg->clip_norm);
+        prof_close();
         if (step == 1) {
             int64_t c = (int64_t)flops_counted();
             dist_allreduce_i64(&c, 1);
@@ -340,7 +358,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             break;
         }
         const double lr = schedule_lr(cfg->schedule, cfg->lr, cfg->warmup, cfg->steps, step);
+        prof_open(PROF_OPTIMIZER, 1);
         adamw_step(&opt, &enc.pt, enc.params, enc.grads, lr);
+        prof_close();
         loss_sum += loss - aux; /* the task's cross-entropy; auxiliary losses apart */
         loss_n++;
         r->steps_done = step;
@@ -455,6 +475,9 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     r->mem.scratch_peak = enc.scratch.peak;
     r->step_s_median = median(times, XB_MIN(n_times, TRAIN_TIMED_STEPS));
     r->comm_s = dist_comm_seconds();
+    for (int k = 0; k < PROF_N; k++)
+        for (int d = 0; d < 2; d++) r->profile[k][d] = prof_seconds((ProfKind)k, d);
+    r->profile_regions = prof_regions();
     /* A run that ended (not one stopped by a signal) needs its state no more. */
     if (state_path && rank == 0 && !stopped) unlink(state_path);
 

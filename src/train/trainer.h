@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/profile.h"
 #include "core/error.h"
 #include "report/report.h"
 #include "tasks/task.h"
@@ -48,9 +49,11 @@ typedef struct TrainResult {
     MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
     size_t n_params;
     double train_s, eval_s, steps_per_s, tokens_per_s;
-    double step_s_median; /* median wall time of a training step after the warm-up (of the last
-                           * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
-    double comm_s;        /* seconds in collectives (data-parallel training) */
+    double step_s_median;      /* median wall time of a training step after the warm-up (of the last
+                                * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
+    double comm_s;             /* seconds in collectives (data-parallel training) */
+    double profile[PROF_N][2]; /* training steps' seconds per kernel family, forward/backward */
+    long long profile_regions; /* timed regions (for the profile's own cost) */
 } TrainResult;
 
 enum { TRAIN_TIMED_STEPS = 4096 };
