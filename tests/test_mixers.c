@@ -154,6 +154,14 @@ static const Conf CONFS[] = {
     {"cosformer", "padded_m=false", 2, 12, 8, 2},
     {"cosformer", "padded_m=false", 1, 600, 8, 1},
     {"cosformer", NULL, 1, 600, 8, 1},
+    {"long_short", "window=2,landmarks=3", 2, 13, 8, 2},
+    {"long_short", "window=3,landmarks=2,bias=false", 3, 11, 6, 3}, /* odd w: e = 1 */
+    {"long_short", "window=1,landmarks=0", 2, 9, 8, 2},
+    {"long_short", "window=4,landmarks=2,dual_ln=false", 2, 12, 8, 2},
+    {"long_short", "window=20,landmarks=4", 2, 17, 8, 2},   /* one segment in 40-row tiles */
+    {"long_short", "window=8,landmarks=32", 1, 600, 8, 2},  /* the default: 32-row tiles */
+    {"long_short", "window=300,landmarks=4", 1, 600, 8, 2}, /* 128-row tiles, masked */
+    {"long_short", "window=64,landmarks=0", 1, 600, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

@@ -226,11 +226,180 @@ START_TEST(test_cosformer_backward_is_the_references_derivative) {
 }
 END_TEST
 
+/* ---- long_short ---- */
+
+static void ref_layernorm(double *x, int n, int D, const float *w, const float *b) {
+    for (int r = 0; r < n; r++) {
+        double *v = x + (size_t)r * D, mean = 0, var = 0;
+        for (int d = 0; d < D; d++) mean += v[d];
+        mean /= D;
+        for (int d = 0; d < D; d++) var += (v[d] - mean) * (v[d] - mean);
+        var /= D;
+        const double rs = 1 / sqrt(var + 1e-6); /* the harness's ε (PyTorch's is 1e-5) */
+        for (int d = 0; d < D; d++) v[d] = (v[d] - mean) * rs * (w ? w[d] : 1) + (b ? b[d] : 0);
+    }
+}
+
+static int g_ls_w, g_ls_r, g_ls_dual; /* the reference's window, landmarks, DualLN */
+
+/* AttentionLS.forward materialised: per head the L×(r + L) scores [Q K̄ᵀ ‖ Q Kᵀ]/√Dh with −inf
+ * for keys outside the query's segment window [g·w − e, (g + 1)·w + e), e = max(⌊w/2⌋, 1), and
+ * for padding keys; one softmax per row; padding query rows 0. */
+static void ref_long_short(double *y, const Inst *t) {
+    const int L = t->L, D = t->D, H = t->H, Dh = D / H, r = g_ls_r, w = g_ls_w;
+    const int e = w / 2 > 1 ? w / 2 : 1;
+    const float *wqkv = tensor_data(t, ".qkv.weight"), *bqkv = tensor_data(t, ".qkv.bias");
+    const float *wo = tensor_data(t, ".out.weight"), *bo = tensor_data(t, ".out.bias");
+    const float *wp = tensor_data(t, ".landmarks.weight"), *bp = tensor_data(t, ".landmarks.bias");
+    const float *lw = tensor_data(t, ".ln_l.weight"), *lb = tensor_data(t, ".ln_l.bias");
+    const float *sw = tensor_data(t, ".ln_s.weight"), *sb = tensor_data(t, ".ln_s.bias");
+    double *x = malloc((size_t)L * D * sizeof *x), *qkv = malloc((size_t)L * 3 * D * sizeof *qkv);
+    double *q = malloc((size_t)L * D * sizeof *q), *k = malloc((size_t)L * D * sizeof *k);
+    double *v = malloc((size_t)L * D * sizeof *v), *o = malloc((size_t)L * D * sizeof *o);
+    double *P = malloc((size_t)L * (H * r + 1) * sizeof *P);
+    double *kb = calloc((size_t)(r + 1) * D, sizeof *kb),
+           *vb = calloc((size_t)(r + 1) * D, sizeof *vb);
+    double *sc = malloc((size_t)(r + L) * sizeof *sc);
+    ck_assert(x && qkv && q && k && v && o && P && kb && vb && sc);
+    for (int b = 0; b < t->B; b++) {
+        input_row(x, t, b);
+        ref_linear(qkv, x, wqkv, bqkv, L, D, 3 * D);
+        for (int l = 0; l < L; l++)
+            for (int d = 0; d < D; d++) {
+                q[(size_t)l * D + d] = qkv[(size_t)l * 3 * D + d];
+                k[(size_t)l * D + d] = qkv[(size_t)l * 3 * D + D + d];
+                v[(size_t)l * D + d] = qkv[(size_t)l * 3 * D + 2 * D + d];
+            }
+        if (g_ls_dual) {
+            ref_layernorm(k, L, D, lw, lb);
+            ref_layernorm(v, L, D, lw, lb);
+        }
+        if (r > 0) { /* P: softmax over the real positions of X W_Pᵀ + b_P, column by column */
+            ref_linear(P, x, wp, bp, L, D, H * r);
+            for (int c = 0; c < H * r; c++) {
+                double mx = -INFINITY, sum = 0;
+                for (int l = 0; l < L; l++)
+                    if (is_real(t, b, l)) mx = fmax(mx, P[(size_t)l * H * r + c]);
+                for (int l = 0; l < L; l++) {
+                    double *p = &P[(size_t)l * H * r + c];
+                    *p = is_real(t, b, l) ? exp(*p - mx) : 0;
+                    sum += *p;
+                }
+                for (int l = 0; l < L; l++) P[(size_t)l * H * r + c] /= sum;
+            }
+            for (int i = 0; i < r; i++) /* K̄ = Pᵀ K per head, rows (r, D) */
+                for (int h = 0; h < H; h++)
+                    for (int d = 0; d < Dh; d++) {
+                        double ak = 0, av = 0;
+                        for (int l = 0; l < L; l++) {
+                            const double p = P[(size_t)l * H * r + h * r + i];
+                            ak += p * k[(size_t)l * D + h * Dh + d];
+                            av += p * v[(size_t)l * D + h * Dh + d];
+                        }
+                        kb[(size_t)i * D + h * Dh + d] = ak;
+                        vb[(size_t)i * D + h * Dh + d] = av;
+                    }
+            if (g_ls_dual) {
+                ref_layernorm(kb, r, D, sw, sb);
+                ref_layernorm(vb, r, D, sw, sb);
+            }
+        }
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < L; i++) {
+                const int g = i / w, a = g * w - e, z = (g + 1) * w + e;
+                double mx = -INFINITY;
+                for (int j = 0; j < r + L; j++) {
+                    const double *kj = j < r ? kb + (size_t)j * D : k + (size_t)(j - r) * D;
+                    const int p = j - r;
+                    const int vis = j < r || (p >= a && p < z && is_real(t, b, p));
+                    double acc = 0;
+                    for (int d = 0; d < Dh; d++)
+                        acc += q[(size_t)i * D + h * Dh + d] * kj[h * Dh + d];
+                    sc[j] = vis ? acc / sqrt((double)Dh) : -INFINITY;
+                    mx = fmax(mx, sc[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < r + L; j++) sum += sc[j] == -INFINITY ? 0 : exp(sc[j] - mx);
+                for (int d = 0; d < Dh; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < r + L; j++) {
+                        if (sc[j] == -INFINITY) continue;
+                        const double *vj = j < r ? vb + (size_t)j * D : v + (size_t)(j - r) * D;
+                        acc += exp(sc[j] - mx) / sum * vj[h * Dh + d];
+                    }
+                    o[(size_t)i * D + h * Dh + d] = is_real(t, b, i) ? acc : 0;
+                }
+            }
+        ref_linear(y + (size_t)b * L * D, o, wo, bo, L, D, D);
+    }
+    free(x), free(qkv), free(q), free(k), free(v), free(o), free(P), free(kb), free(vb), free(sc);
+}
+
+static double long_short_error(int w, int r, int dual, int B, int L, int D, int H) {
+    char opts[96];
+    snprintf(opts, sizeof opts, "window=%d,landmarks=%d,dual_ln=%s", w, r, dual ? "true" : "false");
+    const int pad[3] = {0, L / 3, 2};
+    Inst t;
+    inst_init(&t, "long_short", opts, B, L, D, H, pad, 19);
+    t.training = 0;
+    inst_forward(&t);
+    double *ref = malloc((size_t)B * L * D * sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    g_ls_w = w, g_ls_r = r, g_ls_dual = dual;
+    ref_long_short(ref, &t);
+    const double err = real_rel_error(&t, t.y, ref);
+    /* padding rows: the output bias alone */
+    const float *bo = tensor_data(&t, ".out.bias");
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            if (!is_real(&t, b, l))
+                for (int d = 0; d < D; d++)
+                    ck_assert_float_eq(t.y[((size_t)b * L + l) * D + d], bo[d]);
+    free(ref);
+    inst_free(&t);
+    return err;
+}
+
+START_TEST(test_long_short_equals_the_materialised_union_softmax) {
+    const int c[][7] = {/* w, r, dual_ln, B, L, D, H */
+                        {2, 3, 1, 2, 13, 8, 2},    {3, 2, 1, 3, 11, 6, 3},
+                        {1, 0, 1, 2, 9, 8, 2},     {4, 2, 0, 2, 12, 8, 2},
+                        {20, 4, 1, 2, 17, 8, 2},   {8, 32, 1, 2, 600, 8, 2},
+                        {300, 4, 1, 1, 600, 8, 2}, {5, 7, 1, 3, 50, 12, 2}};
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        const double err =
+            long_short_error(c[i][0], c[i][1], c[i][2], c[i][3], c[i][4], c[i][5], c[i][6]);
+        ck_assert_msg(err <= VALUE_TOL,
+                      "long_short(w=%d, r=%d, dual_ln=%d) L=%d: relative error %g", c[i][0],
+                      c[i][1], c[i][2], c[i][4], err);
+    }
+}
+END_TEST
+
+/* Without DualLN (the LayerNorms would normalise K and V) and without landmarks, a window
+ * covering the sequence leaves softmax attention with the same projections. */
+START_TEST(test_long_short_without_dual_ln_and_landmarks_with_a_covering_window_equals_full) {
+    check_equals_full("long_short", "window=13,landmarks=0,dual_ln=false", "bias=true", 1, 13, 8, 2,
+                      1e-5);
+    check_equals_full("long_short", "window=600,landmarks=0,dual_ln=false", "bias=true", 1, 600, 8,
+                      2, 1e-5);
+    /* w = 400: one segment of 400 and one of 200 whose windows reach back e = 200 keys only, so
+     * the first query of the second segment misses keys 0..199: not full */
+    double worst, mean;
+    error_vs_full("long_short", "window=400,landmarks=0,dual_ln=false", "bias=true", 1, 600, 8, 2,
+                  &worst, &mean);
+    ck_assert_msg(worst > 1e-3, "a window that misses keys still equals full (%g)", worst);
+}
+END_TEST
+
 static Suite *next_survey_suite(void) {
     Suite *s = suite_create("mixers_next_survey");
     TCase *tc = tcase_create("all");
     tcase_add_test(tc, test_cosformer_equals_the_explicit_reweighted_attention);
     tcase_add_test(tc, test_cosformer_backward_is_the_references_derivative);
+    tcase_add_test(tc, test_long_short_equals_the_materialised_union_softmax);
+    tcase_add_test(
+        tc, test_long_short_without_dual_ln_and_landmarks_with_a_covering_window_equals_full);
     suite_add_tcase(s, tc);
     return s;
 }
