@@ -161,7 +161,14 @@ static const Conf CONFS[] = {
     {"long_short", "window=20,landmarks=4", 2, 17, 8, 2},   /* one segment in 40-row tiles */
     {"long_short", "window=8,landmarks=32", 1, 600, 8, 2},  /* the default: 32-row tiles */
     {"long_short", "window=300,landmarks=4", 1, 600, 8, 2}, /* 128-row tiles, masked */
-    {"long_short", "window=64,landmarks=0", 1, 600, 8, 2},
+    {"long_short", "window=32,landmarks=2", 2, 70, 8, 2},   /* tiles of one segment, no mask */
+    {"clustered", "clusters=3", 2, 13, 8, 2},
+    {"clustered", "clusters=4,bits=8,iterations=3,bias=false", 3, 11, 6, 3},
+    {"clustered", "clusters=20,hash_bias=false", 2, 9, 8, 2}, /* a cluster per query */
+    {"clustered", "clusters=3,improved=true,topk=4", 2, 13, 8, 2},
+    {"clustered", "clusters=2,improved=true,topk=20,bits=5", 3, 11, 6, 3}, /* masked top-k slots */
+    {"clustered", "clusters=100", 1, 600, 8, 2},
+    {"clustered", "clusters=10,improved=true", 1, 600, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

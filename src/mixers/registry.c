@@ -27,6 +27,7 @@ extern const MixerSpec mixer_nystrom;
 extern const MixerSpec mixer_routing;
 extern const MixerSpec mixer_cosformer;
 extern const MixerSpec mixer_long_short;
+extern const MixerSpec mixer_clustered;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -51,6 +52,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_routing,
     &mixer_cosformer,
     &mixer_long_short,
+    &mixer_clustered,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
