@@ -227,6 +227,44 @@ START_TEST(test_cosformer_backward_is_the_references_derivative) {
 }
 END_TEST
 
+/* How padding matters (the spec's padding_dependence): with padded_m a padded row's real outputs
+ * are the reference's at M = the padded length, not those of the row cut to its real length
+ * (M = the real length there); without it, the cut row's. Padding keys are excluded either way
+ * (the reference sees only real keys). */
+START_TEST(test_cosformer_padded_length_enters_only_through_m) {
+    const int L = 30, Lr = 20, D = 8, H = 2, pad[2] = {0, L - Lr};
+    for (int padded_m = 0; padded_m <= 1; padded_m++) {
+        const char *opts = padded_m ? "padded_m=true" : "padded_m=false";
+        Inst a, t;
+        inst_init(&a, "cosformer", opts, 2, L, D, H, pad, 47);
+        inst_init_at(&t, "cosformer", opts, 1, Lr, L, D, H, NULL, 47);
+        memcpy(t.x, a.x + (size_t)L * D, (size_t)Lr * D * sizeof(float));
+        a.training = t.training = 0;
+        inst_forward(&a);
+        inst_forward(&t);
+        double *ref = malloc((size_t)2 * L * D * sizeof *ref);
+        ck_assert_ptr_nonnull(ref);
+        g_cos_padded_m = padded_m;
+        ref_cosformer(ref, &a);
+        double vs_cut = 0, vs_ref = 0;
+        for (size_t k = 0; k < (size_t)Lr * D; k++) {
+            const double got = a.y[(size_t)L * D + k];
+            vs_cut = fmax(vs_cut, fabs(got - t.y[k]) / (1 + fabs((double)t.y[k])));
+            vs_ref = fmax(vs_ref,
+                          fabs(got - ref[(size_t)L * D + k]) / (1 + fabs(ref[(size_t)L * D + k])));
+        }
+        ck_assert_msg(vs_ref <= 1e-5, "%s: %g from the reference", opts, vs_ref);
+        if (padded_m)
+            ck_assert_msg(vs_cut > 1e-3, "padded_m: the padded row equals its cut (%g)", vs_cut);
+        else
+            ck_assert_msg(vs_cut <= 1e-5, "%s: %g from the cut row", opts, vs_cut);
+        free(ref);
+        inst_free(&a);
+        inst_free(&t);
+    }
+}
+END_TEST
+
 /* ---- long_short ---- */
 
 static void ref_layernorm(double *x, int n, int D, const float *w, const float *b) {
@@ -755,6 +793,7 @@ static Suite *next_survey_suite(void) {
     TCase *tc = tcase_create("all");
     tcase_add_test(tc, test_cosformer_equals_the_explicit_reweighted_attention);
     tcase_add_test(tc, test_cosformer_backward_is_the_references_derivative);
+    tcase_add_test(tc, test_cosformer_padded_length_enters_only_through_m);
     tcase_add_test(tc, test_long_short_equals_the_materialised_union_softmax);
     tcase_add_test(
         tc, test_long_short_without_dual_ln_and_landmarks_with_a_covering_window_equals_full);
