@@ -21,14 +21,16 @@
  *   m_c = Σ_{j∉T_c} A_c[j]                         (A_bottomk, differentiated as in autograd)
  * with top-k slots that fall on padding keys masked (k larger than the row's real keys).
  *
- * Departures, each invisible when a row has at least `clusters` real queries: the code's first
- * centroids are the hashes of positions 0..C − 1 whether real or not (and it fails for L < C);
- * here they are those of the first min(C, n) real queries, with min(C, n) clusters, so padding
- * never moves the clusters of real queries (padding is invisible). The code draws the planes and
- * an empty cluster's code from unseeded generators at every call; here the planes come from the
- * experiment seed, the layer and MixerStep.step (the training step; in evaluation the step of the
- * parameters), and an empty cluster's code from those and the row's own hashes, so a row gets the
- * same clusters in any batch. Padding queries get no cluster and output 0 (before W_o). Defaults:
+ * Departures. The code's first centroids are the codes of positions 0..C − 1, real or not (and
+ * it fails for L < C); here they are those of the first min(C, n) real queries, with min(C, n)
+ * clusters, so padding never moves the clusters of real queries. For right padding this changes
+ * nothing: with n >= C the first C positions are real, and with n < C every real code starts as
+ * a centroid at distance 0, so the extra centroids never win an assignment; it matters for
+ * padding before real positions. The code draws the planes and an empty cluster's code from
+ * unseeded generators at every call; here the planes come from the experiment seed, the layer and
+ * MixerStep.step (the training step; in evaluation the step of the parameters), and an empty
+ * cluster's code from those and the row's own codes, so a row gets the same clusters in any
+ * batch. Padding queries get no cluster and output 0 (before W_o). Defaults:
  * the registry's iterations 10, bits 63, hash_bias, topk 32; clusters 100 is the paper's setting
  * (its "clustered-100", "i-clustered-100"); attention dropout is not used. */
 #include "mixers/clustered.h"
