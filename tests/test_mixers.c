@@ -145,6 +145,13 @@ static const Conf CONFS[] = {
     {"reformer", "chunk=4,buckets=4,hashes=2,dedup=false", 2, 13, 8, 2},
     {"reformer", "lra=true,buckets=4", 2, 13, 8, 2},
     {"reformer", "lra=true,buckets=2,hashes=2,bias=true", 3, 12, 6, 3},
+    {"s4d", NULL, 2, 11, 8, 2},
+    {"s4d", "d_state=4", 2, 13, 8, 2},
+    {"s4d", "d_state=8,init=inv,bidirectional=false", 3, 9, 6, 3},
+    {"s4d", "d_state=6,dt_min=0.01,dt_max=0.05", 2, 12, 8, 2},
+    {"s4d", "d_state=4", 1, 600, 8, 2}, /* three key tiles; at N = 64 the modes (up to 31·pi)
+                                         * turn faster in log dt than h = 1e-2 resolves: those
+                                         * gradients are checked in test_mixers_next_lc */
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

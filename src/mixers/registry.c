@@ -25,6 +25,7 @@ extern const MixerSpec mixer_isab;
 extern const MixerSpec mixer_synthesizer;
 extern const MixerSpec mixer_nystrom;
 extern const MixerSpec mixer_routing;
+extern const MixerSpec mixer_s4d;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -47,6 +48,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_synthesizer,
     &mixer_nystrom,
     &mixer_routing,
+    &mixer_s4d,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
