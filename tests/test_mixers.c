@@ -152,6 +152,10 @@ static const Conf CONFS[] = {
     {"s4d", "d_state=4", 1, 600, 8, 2}, /* three key tiles; at N = 64 the modes (up to 31·pi)
                                          * turn faster in log dt than h = 1e-2 resolves: those
                                          * gradients are checked in test_mixers_next_lc */
+    {"hyena", NULL, 2, 11, 8, 2},
+    {"hyena", "bidirectional=false,emb_dim=5,w=2,short_order=4", 3, 9, 6, 3},
+    {"hyena", "filter_order=16,modulate=false", 2, 10, 8, 2},
+    {"hyena", "filter_order=16", 1, 600, 8, 2}, /* three key tiles; a narrower FFN keeps it fast */
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

@@ -265,13 +265,132 @@ START_TEST(test_s4d_initialisation_is_s4d_lin_or_inv_as_the_code) {
 }
 END_TEST
 
+/* ---- Hyena ---- */
+
+/* y (B, L, D) of hyena with parameters p (double), its filters applied by direct convolution:
+ * projections, the causal short convolution, u = v ⊙ x1, the implicit filters from the code's
+ * positional features over max_len n and its decay window, c[t] = Σ_{j≤t} h[t−j]u_j +
+ * Σ_{j>t} h_rev[j−t−1]u_j + bias·u_t, the gate x0 and the output projection. */
+static void hyena_reference(double *y, const Inst *t, const double *p, int n, int F, int emb, int K,
+                            int nd, int modulate) {
+    const int B = t->B, L = t->L, D = t->D;
+    const size_t BL = (size_t)B * L;
+    double *x = malloc(BL * D * sizeof *x), *pr = malloc(BL * 3 * D * sizeof *pr),
+           *s = malloc(BL * 3 * D * sizeof *s), *u = malloc(BL * D * sizeof *u),
+           *g = malloc(BL * D * sizeof *g);
+    for (size_t i = 0; i < BL * D; i++) x[i] = t->x[i];
+    ref_linear(pr, x, p + off(t, "in_proj.weight"), p + off(t, "in_proj.bias"), (int)BL, D, 3 * D);
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            if (!real_at(t, b, l))
+                for (int c = 0; c < 3 * D; c++) pr[((size_t)b * L + l) * 3 * D + c] = 0;
+    const double *sw = p + off(t, "short_filter.weight"), *sb = p + off(t, "short_filter.bias");
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            for (int c = 0; c < 3 * D; c++) {
+                double acc = sb[c];
+                for (int k = 0; k < K; k++) {
+                    const int ls = l - (K - 1) + k;
+                    if (ls >= 0) acc += sw[c * K + k] * pr[((size_t)b * L + ls) * 3 * D + c];
+                }
+                s[((size_t)b * L + l) * 3 * D + c] = acc;
+            }
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            for (int d = 0; d < D; d++) {
+                const double *sr = s + ((size_t)b * L + l) * 3 * D;
+                u[((size_t)b * L + l) * D + d] = real_at(t, b, l) ? sr[2 * D + d] * sr[D + d] : 0;
+            }
+    /* the filters: PositionalEmbedding, the FFN with Sin, ExponentialModulation */
+    double *h[2], *z = malloc((size_t)L * emb * sizeof *z), *a = malloc((size_t)L * F * 8),
+                  *a2 = malloc((size_t)L * F * 8);
+    const int bands = (emb - 1) / 2;
+    for (int l = 0; l < L; l++) {
+        z[(size_t)l * emb] = (double)l / (n - 1);
+        for (int k = 0; k < bands; k++) {
+            const double f = bands > 1 ? 1e-4 + k * (bands - 1 - 1e-4) / (bands - 1) : 1e-4,
+                         om = 2 * M_PI * l / n;
+            z[(size_t)l * emb + 1 + k] = cos(f * om);
+            z[(size_t)l * emb + 1 + bands + k] = -sin(f * om);
+        }
+    }
+    const double *freq = p + off(t, "filter_fn.implicit_filter.1.freq");
+    for (int r = 0; r < nd; r++) {
+        char w[96], bb[96];
+        const char *net = r ? "implicit_filter_rev" : "implicit_filter";
+        h[r] = malloc((size_t)L * D * sizeof *h[r]);
+        const double *in = z;
+        int nin = emb;
+        for (int k = 0; k < 3; k++) {
+            snprintf(w, sizeof w, "filter_fn.%s.%d.weight", net, 2 * k);
+            snprintf(bb, sizeof bb, "filter_fn.%s.%d.bias", net, 2 * k);
+            double *o = k % 2 ? a2 : a;
+            ref_linear(o, in, p + off(t, w), p + off(t, bb), L, nin, F);
+            for (size_t i = 0; i < (size_t)L * F; i++) o[i] = sin(freq[i % F] * o[i]);
+            in = o, nin = F;
+        }
+        snprintf(w, sizeof w, "filter_fn.%s.6.weight", net);
+        ref_linear(h[r], in, p + off(t, w), NULL, L, F, D);
+        const double lo = log(1e-2) / 1.5, hi = log(1e-2) / 0.3;
+        for (int l = 0; l < L; l++)
+            for (int d = 0; d < D; d++)
+                if (modulate)
+                    h[r][(size_t)l * D + d] *=
+                        exp(-(double)l / (n - 1) * fabs(lo + d * (hi - lo) / (D - 1)));
+    }
+    const double *fb = p + off(t, "filter_fn.bias");
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            for (int d = 0; d < D; d++) {
+                const size_t i = ((size_t)b * L + l) * D + d;
+                double acc = fb[d] * u[i];
+                for (int j = 0; j < L; j++) {
+                    const double uj = u[((size_t)b * L + j) * D + d];
+                    if (j <= l)
+                        acc += h[0][(size_t)(l - j) * D + d] * uj;
+                    else if (nd == 2)
+                        acc += h[1][(size_t)(j - l - 1) * D + d] * uj;
+                }
+                g[i] = acc * s[((size_t)b * L + l) * 3 * D + d];
+            }
+    ref_linear(y, g, p + off(t, "out_proj.weight"), p + off(t, "out_proj.bias"), (int)BL, D, D);
+    for (int r = 0; r < nd; r++) free(h[r]);
+    free(x), free(pr), free(s), free(u), free(g), free(z), free(a), free(a2);
+}
+
+static void check_hyena_direct(const char *opts, int B, int L, int max_len, int D, int pad, int F,
+                               int emb, int K, int nd, int modulate) {
+    const int pads[2] = {0, pad};
+    Inst t;
+    inst_init_at(&t, "hyena", opts, B, L, max_len, D, 2, B == 2 ? pads : NULL, 13);
+    t.training = 0;
+    inst_forward(&t);
+    double *p = to_double(t.params, t.pt.total), *ry = malloc((size_t)B * L * D * sizeof *ry);
+    hyena_reference(ry, &t, p, max_len, F, emb, K, nd, modulate);
+    const double w = worst_rel(t.y, ry, (size_t)B * L * D);
+    ck_assert_msg(w <= 1e-4, "hyena(%s) L=%d differs from the direct convolution by %g", opts, L,
+                  w);
+    free(p), free(ry);
+    inst_free(&t);
+}
+
+START_TEST(test_hyena_fft_convolution_equals_direct_convolution) {
+    check_hyena_direct(NULL, 2, 40, 40, 8, 11, 64, 3, 3, 2, 1);
+    check_hyena_direct("bidirectional=false,emb_dim=5,w=10,short_order=4", 2, 30, 45, 6, 7, 64, 5,
+                       4, 1, 1);
+    check_hyena_direct("emb_dim=33,filter_order=16,modulate=false", 2, 25, 25, 4, 4, 16, 33, 3, 2,
+                       0);
+    check_hyena_direct("filter_order=16", 1, 600, 700, 8, 0, 16, 3, 3, 2, 1); /* three tiles */
+}
+END_TEST
+
 /* ---- both ---- */
 
 /* Padding anywhere in a row (not only at its end) is zeroed before every sequence-mixing step:
  * changing the content of masked positions changes no real output. */
 START_TEST(test_masked_positions_inside_a_row_cannot_reach_real_ones) {
-    const char *names[] = {"s4d"};
-    for (int k = 0; k < 1; k++) {
+    const char *names[] = {"s4d", "hyena"};
+    for (int k = 0; k < 2; k++) {
         Inst t;
         inst_init(&t, names[k], NULL, 2, 24, 8, 2, NULL, 5);
         t.mask = malloc(48);
@@ -302,6 +421,7 @@ static Suite *mixers_next_lc_suite(void) {
     tcase_add_test(tc, test_s4d_fft_convolution_equals_the_recurrence_in_both_directions);
     tcase_add_test(tc, test_s4d_default_gradients_match_double_differences_of_the_recurrence);
     tcase_add_test(tc, test_s4d_initialisation_is_s4d_lin_or_inv_as_the_code);
+    tcase_add_test(tc, test_hyena_fft_convolution_equals_direct_convolution);
     tcase_add_test(tc, test_masked_positions_inside_a_row_cannot_reach_real_ones);
     suite_add_tcase(s, tc);
     return s;

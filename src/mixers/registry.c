@@ -26,6 +26,7 @@ extern const MixerSpec mixer_synthesizer;
 extern const MixerSpec mixer_nystrom;
 extern const MixerSpec mixer_routing;
 extern const MixerSpec mixer_s4d;
+extern const MixerSpec mixer_hyena;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -49,6 +50,7 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_nystrom,
     &mixer_routing,
     &mixer_s4d,
+    &mixer_hyena,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
