@@ -209,8 +209,8 @@ static void hyena_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
         }
         st->h[r] = r < st->nd ? arena_floats(acts, (size_t)L * D) : NULL;
     }
-    /* backward: dg, dc, du (BLD each), dS, dP (3BLD each), dh (2LD), two (L, F), chunk sums */
-    arena_floats(scratch, 9 * BLD + 2 * (size_t)L * D + 2 * LF +
+    /* backward: dg, du (BLD each), dS, dP (3BLD each), dh (2LD), two (L, F), chunk sums */
+    arena_floats(scratch, 8 * BLD + 2 * (size_t)L * D + 2 * LF +
                               ((size_t)L / SIN_ROWS + 1) * st->F + 16 * 16);
     fftconv_plan(&st->fc, acts, scratch, B, L);
 }
@@ -378,25 +378,24 @@ static void hyena_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     const int B = s->B, L = s->L, D = m->D, BL = B * L;
     const size_t BLD = (size_t)BL * D, LD = (size_t)L * D;
     const size_t mark = arena_mark(s->scratch);
-    float *dg = arena_floats(s->scratch, BLD), *dc = arena_floats(s->scratch, BLD),
-          *du = arena_floats(s->scratch, BLD), *ds = arena_floats(s->scratch, 3 * BLD),
-          *dp = arena_floats(s->scratch, 3 * BLD), *dh = arena_floats(s->scratch, 2 * LD),
+    /* zero-filled by the arena: dg, du and dh are accumulated into */
+    float *dg = arena_floats(s->scratch, BLD), *du = arena_floats(s->scratch, BLD),
+          *ds = arena_floats(s->scratch, 3 * BLD), *dp = arena_floats(s->scratch, 3 * BLD),
+          *dh = arena_floats(s->scratch, 2 * LD),
           *tmp =
               arena_floats(s->scratch, 2 * (size_t)L * st->F + ((size_t)L / SIN_ROWS + 1) * st->F);
-    memset(dg, 0, BLD * sizeof(float));
     linear_backward(dg, mixer_grad(s, st->p_wout), mixer_grad(s, st->p_bout), dy, st->g,
                     mixer_param(s, st->p_wout), BL, D, D);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++)
-        for (int d = 0; d < D; d++) { /* g = c ⊙ x0 */
+        for (int d = 0; d < D; d++) { /* g = c ⊙ x0; dg becomes dc */
             const size_t i = (size_t)r * D + d;
-            dc[i] = dg[i] * st->sc[(size_t)r * 3 * D + d];
-            ds[(size_t)r * 3 * D + d] = dg[i] * st->c[i];
+            const float gi = dg[i];
+            ds[(size_t)r * 3 * D + d] = gi * st->c[i];
+            dg[i] = gi * st->sc[(size_t)r * 3 * D + d];
         }
-    memset(du, 0, BLD * sizeof(float));
-    memset(dh, 0, 2 * LD * sizeof(float));
     fftconv_backward(&st->fc, du, dh, st->nd == 2 ? dh + LD : NULL, 1, (size_t)D,
-                     mixer_grad(s, st->p_fbias), dc, st->u, mixer_param(s, st->p_fbias), B,
+                     mixer_grad(s, st->p_fbias), dg, st->u, mixer_param(s, st->p_fbias), B,
                      s->scratch);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < BL; r++) { /* u = v ⊙ x1 on real rows */

@@ -334,6 +334,7 @@ static void s4d_backward(Mixer *m, const MixerStep *s, float *dx, const float *d
     const int B = s->B, L = s->L, D = m->D;
     const size_t BL = (size_t)B * L, BLD = BL * D;
     const size_t mark = arena_mark(s->scratch);
+    /* zero-filled by the arena: dact, du and dK are accumulated into */
     float *dz = arena_floats(s->scratch, 2 * BLD), *dact = arena_floats(s->scratch, BLD),
           *du = arena_floats(s->scratch, BLD);
     float *dK = arena_floats(s->scratch, (size_t)st->nk * D * L);
@@ -346,13 +347,10 @@ static void s4d_backward(Mixer *m, const MixerStep *s, float *dx, const float *d
             dz[r * 2 * D + D + d] = g * zr[d] * sg * (1.0f - sg);
         }
     }
-    memset(dact, 0, BLD * sizeof(float));
     linear_backward(dact, mixer_grad(s, st->p_w), mixer_grad(s, st->p_b), dz, st->act,
                     mixer_param(s, st->p_w), (int)BL, D, 2 * D);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < BLD; i++) dact[i] *= gelu_erf_grad(st->pre[i]);
-    memset(du, 0, BLD * sizeof(float));
-    memset(dK, 0, (size_t)st->nk * D * L * sizeof(float));
     fftconv_backward(&st->fc, du, dK, st->nk == 2 ? dK + (size_t)D * L : NULL, (size_t)L, 1,
                      mixer_grad(s, st->p_d), dact, st->u, mixer_param(s, st->p_d), B, s->scratch);
 #pragma omp parallel for schedule(static)
