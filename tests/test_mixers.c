@@ -169,6 +169,17 @@ static const Conf CONFS[] = {
     {"clustered", "clusters=2,improved=true,topk=20,bits=5", 3, 11, 6, 3}, /* masked top-k slots */
     {"clustered", "clusters=100", 1, 600, 8, 2},
     {"clustered", "clusters=10,improved=true", 1, 600, 8, 2},
+    {"s4d", NULL, 2, 11, 8, 2},
+    {"s4d", "d_state=4", 2, 13, 8, 2},
+    {"s4d", "d_state=8,init=inv,bidirectional=false", 3, 9, 6, 3},
+    {"s4d", "d_state=6,dt_min=0.01,dt_max=0.05", 2, 12, 8, 2},
+    {"s4d", "d_state=4", 1, 600, 8, 2}, /* three key tiles; at N = 64 the modes (up to 31·pi)
+                                         * turn faster in log dt than h = 1e-2 resolves: those
+                                         * gradients are checked in test_mixers_next_lc */
+    {"hyena", NULL, 2, 11, 8, 2},
+    {"hyena", "bidirectional=false,emb_dim=5,w=2,short_order=4", 3, 9, 6, 3},
+    {"hyena", "filter_order=16,modulate=false", 2, 10, 8, 2},
+    {"hyena", "filter_order=16", 1, 600, 8, 2}, /* three key tiles; a narrower FFN keeps it fast */
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

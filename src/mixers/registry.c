@@ -28,6 +28,8 @@ extern const MixerSpec mixer_routing;
 extern const MixerSpec mixer_cosformer;
 extern const MixerSpec mixer_long_short;
 extern const MixerSpec mixer_clustered;
+extern const MixerSpec mixer_s4d;
+extern const MixerSpec mixer_hyena;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -53,6 +55,8 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_cosformer,
     &mixer_long_short,
     &mixer_clustered,
+    &mixer_s4d,
+    &mixer_hyena,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
