@@ -55,6 +55,70 @@ void dataset_checksum(Dataset *d) {
     snprintf(d->checksum, sizeof d->checksum, "%016llx", (unsigned long long)h);
 }
 
+static int split_validate(const Dataset *d, const Split *s, const char *name, const char *where,
+                          XbError *err) {
+    const int docs = split_docs(s);
+    if (s->n < 0) return xb_error_set(err, where, 0, 0, NULL, "split %s: %d examples", name, s->n);
+    if (s->docs < 0 || s->docs > 2 || docs != (d->pairs ? 2 : 1))
+        return xb_error_set(err, where, 0, 0, NULL,
+                            "split %s: %d documents per example, but the dataset %s pairs", name,
+                            docs, d->pairs ? "is made of" : "has no");
+    if (s->n == 0) return 0;
+    if (!s->labels != !!d->sequence || !s->targets != !d->sequence)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: %s, but the dataset has %s", name,
+                            s->targets ? "targets per position" : "a label per example",
+                            d->sequence ? "targets per position" : "a label per example");
+    if (!s->offsets || !s->tokens)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: no tokens", name);
+    if (s->offsets[0] != 0)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: the first document starts at %lld",
+                            name, (long long)s->offsets[0]);
+    const int64_t nd = (int64_t)s->n * docs;
+    for (int64_t j = 0; j < nd; j++) {
+        const int64_t a = s->offsets[j], b = s->offsets[j + 1];
+        const long long ex = (long long)(j / docs);
+        if (b < a || b - a > DATASET_MAX_DOC)
+            return xb_error_set(err, where, 0, 0, NULL,
+                                "split %s, example %lld: a document of %lld tokens (valid: 0 to "
+                                "%lld)",
+                                name, ex, (long long)(b - a), (long long)DATASET_MAX_DOC);
+        for (int64_t t = a; t < b; t++) {
+            if (s->tokens[t] < 0 || s->tokens[t] >= d->vocab_size)
+                return xb_error_set(err, where, 0, 0, NULL,
+                                    "split %s, example %lld, token %lld: id %d is not in the "
+                                    "vocabulary [0, %d)",
+                                    name, ex, (long long)(t - a), s->tokens[t], d->vocab_size);
+            if (s->targets && s->targets[t] != XB_NO_TARGET &&
+                (s->targets[t] < 0 || s->targets[t] >= d->n_classes))
+                return xb_error_set(err, where, 0, 0, NULL,
+                                    "split %s, example %lld, token %lld: target %d is not a class "
+                                    "in [0, %d) or %d (none)",
+                                    name, ex, (long long)(t - a), s->targets[t], d->n_classes,
+                                    XB_NO_TARGET);
+        }
+    }
+    for (int i = 0; s->labels && i < s->n; i++)
+        if (s->labels[i] < 0 || s->labels[i] >= d->n_classes)
+            return xb_error_set(err, where, 0, 0, NULL,
+                                "split %s, example %d: label %d is not a class in [0, %d)", name, i,
+                                s->labels[i], d->n_classes);
+    return 0;
+}
+
+int dataset_validate(const Dataset *d, const char *where, XbError *err) {
+    if (d->vocab_size < 2 || d->n_classes < 1 || (d->pairs != 0 && d->pairs != 1) ||
+        (d->sequence != 0 && d->sequence != 1))
+        return xb_error_set(err, where, 0, 0, NULL,
+                            "a vocabulary of %d ids and %d classes, pairs %d, sequence %d (valid: "
+                            "at least 2 ids and 1 class, flags 0 or 1)",
+                            d->vocab_size, d->n_classes, d->pairs, d->sequence);
+    static const char *const names[3] = {"train", "val", "test"};
+    const Split *splits[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++)
+        if (split_validate(d, splits[k], names[k], where, err)) return -1;
+    return 0;
+}
+
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels) {
     const int docs = split_docs(s);
