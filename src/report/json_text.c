@@ -164,7 +164,7 @@ typedef struct {
     const char *msg; /* set on the first error, with i at its place */
 } Scan;
 
-#define JSON_MAX_DEPTH 1000 /* cJSON's nesting limit */
+const char report_json_too_deep[] = "nested too deeply";
 
 static int scan_fail(Scan *s, const char *msg) {
     if (s->i >= s->n) msg = "unexpected end of file";
@@ -251,7 +251,7 @@ static int scan_value(Scan *s, int depth);
 
 static int scan_container(Scan *s, int depth, int is_object) {
     const char close = is_object ? '}' : ']';
-    if (depth >= JSON_MAX_DEPTH) return scan_fail(s, "nested too deeply");
+    if (depth >= REPORT_JSON_MAX_DEPTH) return scan_fail(s, report_json_too_deep);
     s->i++; /* '{' or '[' */
     scan_ws(s);
     if (scan_peek(s) == close) {
