@@ -944,6 +944,32 @@ START_TEST(test_enum_names) {
 }
 END_TEST
 
+/* 60000 keys in the task section took 27 s (each key is checked against the ones before it),
+ * 40000 aliases 8 s (libyaml looks each up in the list of anchors): both are refused where they
+ * pass their limit. */
+START_TEST(test_many_keys_or_anchors_are_refused_at_once) {
+    const int n = 60000;
+    char *y = malloc((size_t)n * 24 + 64);
+    ck_assert_ptr_nonnull(y);
+    size_t k = (size_t)sprintf(y, "task:\n  name: listops\n");
+    for (int i = 0; i < n; i++) k += (size_t)sprintf(y + k, "  k%d: 1\n", i);
+    double t0 = now_s();
+    expect_error(y, NULL, 0,
+                 "t.yaml:258:3: task: more than 256 keys in one mapping (a section has a few "
+                 "dozen)");
+    ck_assert_double_lt(now_s() - t0, 1.0);
+    k = (size_t)sprintf(y, "task: {name: listops}\nsweep:\n  model.layers: [");
+    for (int i = 0; i < n / 2; i++) k += (size_t)sprintf(y + k, "%s&a%d 1", i ? ", " : "", i);
+    k += (size_t)sprintf(y + k, "]\n  model.heads: [");
+    for (int i = 0; i < n / 2; i++) k += (size_t)sprintf(y + k, "%s*a%d", i ? ", " : "", i);
+    sprintf(y + k, "]\n");
+    t0 = now_s();
+    expect_error(y, NULL, 0, "t.yaml:3:2212: more than 256 anchors (&name) in one config");
+    ck_assert_double_lt(now_s() - t0, 1.0);
+    free(y);
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -979,6 +1005,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_a_nul_byte_is_an_error_not_the_end_of_the_config);
     tcase_add_test(tc, test_config_size_and_file_type_are_bounded);
     tcase_add_test(tc, test_deep_nesting_is_refused_at_once);
+    tcase_add_test(tc, test_many_keys_or_anchors_are_refused_at_once);
     tcase_add_test(tc, test_unknown_task_suggests_or_lists);
     tcase_add_test(tc, test_missing_task_name_at_task_key_or_line_1);
     tcase_add_test(tc, test_unknown_mechanism_suggests_or_lists);

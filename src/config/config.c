@@ -753,8 +753,14 @@ static int yaml_error(Ctx *x, const yaml_parser_t *p) {
  * quadratic in the nesting, so a deep document must not reach it whole. */
 #define CFG_MAX_DEPTH 32
 
+/* Keys in one mapping: a section has a few dozen; the duplicate-key check is quadratic. */
+#define CFG_MAX_KEYS 256
+/* Anchors (&name) in a config: libyaml looks each alias up in a list of them. */
+#define CFG_MAX_ANCHORS 256
+
 typedef struct Level {
     int map, want_key, as_key; /* a mapping expecting its next key; the node is itself a key */
+    int keys;                  /* keys seen in the mapping */
     char key[64];
 } Level;
 
@@ -778,14 +784,16 @@ static void tag_text(const char *tag, char *out, size_t n) {
 
 /* One pass over libyaml's events before the document is loaded: a config is one document, with
  * no tags (values are typed by the key they belong to: `!!str 5` for an integer, or an unknown
- * tag, would mean something the schema does not), nested at most CFG_MAX_DEPTH levels. */
+ * tag, would mean something the schema does not) and no NUL bytes in its values, nested at most
+ * CFG_MAX_DEPTH levels, with at most CFG_MAX_KEYS keys per mapping and CFG_MAX_ANCHORS anchors:
+ * the limits keep libyaml's loader and the checks after it linear in the text. */
 static int prescan(Ctx *x, const char *yaml, size_t len) {
     yaml_parser_t p;
     XB_ASSERT(yaml_parser_initialize(&p));
     yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
     Level st[CFG_MAX_DEPTH + 2];
     memset(st, 0, sizeof st);
-    int top = 0, docs = 0, rc = 0, done = 0;
+    int top = 0, docs = 0, rc = 0, done = 0, anchors = 0;
     while (!rc && !done) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
@@ -793,7 +801,7 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
             break;
         }
         const Loc l = {x->path, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
-        const yaml_char_t *tag = NULL;
+        const yaml_char_t *tag = NULL, *anchor = NULL;
         int node = 1;
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
@@ -807,13 +815,13 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
                           "and what follows, or split them into two files)");
             break;
         case YAML_SCALAR_EVENT:
-            tag = ev.data.scalar.tag;
+            tag = ev.data.scalar.tag, anchor = ev.data.scalar.anchor;
             break;
         case YAML_SEQUENCE_START_EVENT:
-            tag = ev.data.sequence_start.tag;
+            tag = ev.data.sequence_start.tag, anchor = ev.data.sequence_start.anchor;
             break;
         case YAML_MAPPING_START_EVENT:
-            tag = ev.data.mapping_start.tag;
+            tag = ev.data.mapping_start.tag, anchor = ev.data.mapping_start.anchor;
             break;
         case YAML_ALIAS_EVENT:
             break;
@@ -828,6 +836,8 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
         default:
             node = 0;
         }
+        if (anchor && ++anchors > CFG_MAX_ANCHORS && !rc)
+            rc = fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
         if (node && !rc) {
             Level *par = &st[top];
             const int is_key = par->map && par->want_key;
@@ -847,6 +857,10 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
             }
             const int opens =
                 ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
+            if (is_key && ++par->keys > CFG_MAX_KEYS && !rc)
+                rc = fail(x, l, path[0] ? path : NULL,
+                          "more than %d keys in one mapping (a section has a few dozen)",
+                          CFG_MAX_KEYS);
             if (is_key) {
                 par->want_key = 0;
                 snprintf(par->key, sizeof par->key, "%s",
