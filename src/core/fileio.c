@@ -117,6 +117,36 @@ uint64_t fileio_max_bytes(FileKind k) { return KINDS[k].max_bytes; }
 size_t fileio_max_line(FileKind k) { return KINDS[k].max_line; }
 const char *fileio_kind_name(FileKind k) { return KINDS[k].name; }
 
+size_t fileio_utf8_char(const char *s, size_t n) {
+    const unsigned char *b = (const unsigned char *)s;
+    if (n == 0) return 0;
+    const unsigned c = b[0];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (c < 0x80)
+        return 1;
+    else if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (n < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+        const unsigned d = b[k];
+        if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xbf)) return 0;
+    }
+    return len;
+}
+
+size_t fileio_utf8_prefix(const char *s, size_t n) {
+    size_t i = 0;
+    for (size_t len; i < n && (len = fileio_utf8_char(s + i, n - i)) > 0;) i += len;
+    return i;
+}
+
 void fileio_format_size(char *buf, size_t n, uint64_t bytes) {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
     if (bytes < 1024) {

@@ -59,6 +59,11 @@ FILE *fileio_open_read(const char *path, FileKind kind, const char *key, uint64_
  * into a NUL-terminated buffer of *n bytes plus the NUL, malloc'd and owned by the caller; NULL
  * with err. */
 char *fileio_read_all(const char *path, FileKind kind, const char *key, size_t *n, XbError *err);
+/* The length of the longest prefix of s[0..n) that is well-formed UTF-8 (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF); n when all of it is. */
+size_t fileio_utf8_prefix(const char *s, size_t n);
+/* The length (1 to 4) of the well-formed UTF-8 character at s[0..n), or 0. */
+size_t fileio_utf8_char(const char *s, size_t n);
 /* Formats a byte count as "64 MiB", "2.0 GiB", "512 bytes" into buf. */
 void fileio_format_size(char *buf, size_t n, uint64_t bytes);
 
