@@ -795,6 +795,44 @@ START_TEST(test_report_nested_too_deeply_says_so) {
 }
 END_TEST
 
+/* RFC 8259 8.1: JSON is UTF-8; a Latin-1 byte in a string made a report that Python's json
+ * refuses and compare, table and plot read. */
+START_TEST(test_report_that_is_not_utf8_is_refused) {
+    const char *path = tmp_path("latin1.json");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"schema_version\": 1,\n \"run_id\": \"r\xe9sum\xe9\"}\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":2:14: JSON syntax error: byte 0xe9 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w"); /* overlong, surrogate, cut short */
+    fputs("{\"schema_version\": 1, \"a\": \"\xe2\x82\xac \xf0\x9f\x98\x80\", \"b\": \"\xc0\xaf\"}",
+          f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:46: JSON syntax error: byte 0xc0 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w");
+    fputs("{\"schema_version\": 1, \"a\": \"\xed\xa0\x80\"}", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:29: JSON syntax error: byte 0xed is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w");
+    fputs("{\"schema_version\": 1, \"a\": \"\xe2\x82", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:29: JSON syntax error: byte 0xe2 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w"); /* every plane of UTF-8 reads */
+    fputs("{\"schema_version\": 1, \"a\": \"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}", f);
+    ck_assert_int_eq(fclose(f), 0);
+    XbError err;
+    cJSON *doc = NULL;
+    ck_assert_int_eq(report_read(path, &doc, &err), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(doc, "a")->valuestring,
+                     "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    cJSON_Delete(doc);
+}
+END_TEST
+
 /* A report that never ends (/dev/zero) was read until the memory ran out. */
 START_TEST(test_report_that_is_not_a_file_or_too_large_is_refused) {
     expect_read_error("/dev/zero",
@@ -875,6 +913,7 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_write_to_unwritable_directory_fails_and_leaves_no_file);
     tcase_add_test(tc, test_report_read_errors_name_file_and_position);
     tcase_add_test(tc, test_report_nested_too_deeply_says_so);
+    tcase_add_test(tc, test_report_that_is_not_utf8_is_refused);
     tcase_add_test(tc, test_report_that_is_not_a_file_or_too_large_is_refused);
     tcase_add_test(tc, test_report_peak_rss_grows_with_touched_memory);
     tcase_add_test(tc, test_report_sample_reports_read_back);

@@ -262,6 +262,10 @@ int report_read(const char *path, cJSON **out, XbError *err) {
         const unsigned char c = (unsigned char)text[pos];
         if (nul)
             xb_error_set(err, path, line, col, NULL, "JSON syntax error: NUL byte");
+        else if (bad && check_msg == report_json_not_utf8)
+            xb_error_set(
+                err, path, line, col, NULL,
+                "JSON syntax error: byte 0x%02x is not UTF-8 (RFC 8259 JSON is UTF-8 text)", c);
         else if (bad && check_msg == report_json_too_deep)
             xb_error_set(err, path, line, col, NULL,
                          "JSON nested more than %d levels deep (a report nests at most 4)",

@@ -86,5 +86,7 @@ int report_json_check(const char *text, size_t n, size_t *pos, const char **msg)
  * and the message it gives beyond it. */
 #define REPORT_JSON_MAX_DEPTH 64
 extern const char report_json_too_deep[];
+/* report_json_check's message for bytes that are not UTF-8 (RFC 8259 8.1). */
+extern const char report_json_not_utf8[];
 
 #endif
