@@ -2,6 +2,7 @@
  * canonical JSON and its hash. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,13 +590,25 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Appends printf-style text at buf + *k (cap bytes in all), advancing *k. */
+__attribute__((format(printf, 4, 5))) static void appendf(char *buf, size_t cap, size_t *k,
+                                                          const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int w = vsnprintf(buf + *k, cap - *k, fmt, ap);
+    va_end(ap);
+    ck_assert(w >= 0 && (size_t)w < cap - *k);
+    *k += (size_t)w;
+}
+
 /* 200 KB of nested flow sequences took libyaml 37 s (its scanner is quadratic in the depth): the
  * nesting is refused where it passes the limit, before the rest is scanned. */
 START_TEST(test_deep_nesting_is_refused_at_once) {
-    const size_t depth = 100000;
-    char *y = malloc(2 * depth + 64);
+    const size_t depth = 100000, cap = 2 * depth + 64;
+    char *y = malloc(cap);
     ck_assert_ptr_nonnull(y);
-    size_t k = (size_t)sprintf(y, "task: {name: listops}\nmodel: ");
+    size_t k = 0;
+    appendf(y, cap, &k, "task: {name: listops}\nmodel: ");
     memset(y + k, '[', depth), k += depth;
     memset(y + k, ']', depth), k += depth;
     y[k] = '\0';
@@ -606,7 +619,7 @@ START_TEST(test_deep_nesting_is_refused_at_once) {
     ck_assert_double_lt(now_s() - t0, 1.0);
     /* block mappings nest the same way */
     k = 0;
-    for (int d = 0; d < 40; d++) k += (size_t)sprintf(y + k, "%*sk%d:\n", 2 * d, "", d);
+    for (int d = 0; d < 40; d++) appendf(y, cap, &k, "%*sk%d:\n", 2 * d, "", d);
     expect_error(y, NULL, 0,
                  "t.yaml:33:65: k0.k1.k2.k3.k4.k5.k6.k7.k8.k9.k10.k11.k12.k13.k14.k15.k16.k17.k18."
                  "k19.k20.k21.k22.k23.k24.k25.k26.k27.k28.k29.k30.k31: YAML nested more than 32 "
@@ -949,24 +962,89 @@ END_TEST
  * pass their limit. */
 START_TEST(test_many_keys_or_anchors_are_refused_at_once) {
     const int n = 60000;
-    char *y = malloc((size_t)n * 24 + 64);
+    const size_t cap = (size_t)n * 24 + 64;
+    char *y = malloc(cap);
     ck_assert_ptr_nonnull(y);
-    size_t k = (size_t)sprintf(y, "task:\n  name: listops\n");
-    for (int i = 0; i < n; i++) k += (size_t)sprintf(y + k, "  k%d: 1\n", i);
+    size_t k = 0;
+    appendf(y, cap, &k, "task:\n  name: listops\n");
+    for (int i = 0; i < n; i++) appendf(y, cap, &k, "  k%d: 1\n", i);
     double t0 = now_s();
     expect_error(y, NULL, 0,
                  "t.yaml:258:3: task: more than 256 keys in one mapping (a section has a few "
                  "dozen)");
     ck_assert_double_lt(now_s() - t0, 1.0);
-    k = (size_t)sprintf(y, "task: {name: listops}\nsweep:\n  model.layers: [");
-    for (int i = 0; i < n / 2; i++) k += (size_t)sprintf(y + k, "%s&a%d 1", i ? ", " : "", i);
-    k += (size_t)sprintf(y + k, "]\n  model.heads: [");
-    for (int i = 0; i < n / 2; i++) k += (size_t)sprintf(y + k, "%s*a%d", i ? ", " : "", i);
-    sprintf(y + k, "]\n");
+    k = 0;
+    appendf(y, cap, &k, "task: {name: listops}\nsweep:\n  model.layers: [");
+    for (int i = 0; i < n / 2; i++) appendf(y, cap, &k, "%s&a%d 1", i ? ", " : "", i);
+    appendf(y, cap, &k, "]\n  model.heads: [");
+    for (int i = 0; i < n / 2; i++) appendf(y, cap, &k, "%s*a%d", i ? ", " : "", i);
+    appendf(y, cap, &k, "]\n");
     t0 = now_s();
     expect_error(y, NULL, 0, "t.yaml:3:2212: more than 256 anchors (&name) in one config");
     ck_assert_double_lt(now_s() - t0, 1.0);
     free(y);
+}
+END_TEST
+
+/* A message is one line: a value's control characters are shown escaped, a long value cut. */
+START_TEST(test_values_in_messages_are_one_line) {
+    expect_line_error(
+        "  layers: 2", "  layers: \"1\\n2\\x1b\"",
+        "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"1\\n2\\x1b\"");
+    char *y =
+        with_line("  layers: 2", "  layers: "
+                                 "123456789012345678901234567890123456789012345678901234567890"
+                                 "1234567890");
+    expect_error(y, NULL, 0,
+                 "t.yaml:5:11: model.layers: "
+                 "123456789012345678901234567890123456789012345678901234567890... is out of "
+                 "range (an integer in [1, 64])");
+    free(y);
+}
+END_TEST
+
+/* Two members of a sweep with one run id wrote one report over the other. */
+START_TEST(test_sweep_members_with_one_run_id_are_refused) {
+    char *y = base_plus("sweep:\n  model.layers: [1, 1]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:21: sweep.model.layers: 1 is listed twice (each value once: two runs "
+                 "would write one report)");
+    free(y);
+    y = base_plus("sweep:\n  model.layers: [1, 2]\n  task.data_dir: [a/b, x, a_b]\n");
+    expect_error(y, NULL, 0,
+                 "t.yaml:10:27: sweep.task.data_dir: \"a/b\" and \"a_b\" give one run id, "
+                 "t__layers-1__data_dir-a_b (a run id keeps A-Z a-z 0-9 . - of each value, and "
+                 "255 characters: make the values differ there)");
+    free(y);
+    ConfigSet cs; /* one key listed twice among other keys: its values still differ */
+    load_ok("task: {name: listops}\nsweep:\n  model.layers: [1, 2]\n  model.heads: [1, 2]\n", NULL,
+            0, &cs);
+    ck_assert_int_eq(cs.n, 4);
+    cfg_set_free(&cs);
+}
+END_TEST
+
+/* A --set value that is not UTF-8 went into the report, which eval then could not read. */
+START_TEST(test_override_value_must_be_utf8) {
+    const char *sets[] = {"experiment.output_dir=r\xe9sultats"};
+    expect_error(BASE, sets, 1,
+                 "--set:1:23: experiment.output_dir: expected UTF-8 text (byte 0xe9 at column 24)");
+    const char *bad[] = {"experiment.output_dir=\xc0\xaf", "experiment.output_dir=\xed\xa0\x80",
+                         "experiment.output_dir=ab\xf4\x90\x80\x80",
+                         "experiment.output_dir=\xe2\x82"};
+    static const char *const msgs[] = {"byte 0xc0 at column 23", "byte 0xed at column 23",
+                                       "byte 0xf4 at column 25", "byte 0xe2 at column 23"};
+    for (int i = 0; i < 4; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "--set:1:23: experiment.output_dir: expected UTF-8 text (%s)",
+                 msgs[i]);
+        expect_error(BASE, &bad[i], 1, want);
+    }
+    const char *good[] = {"experiment.output_dir=r\xc3\xa9sultats/\xe2\x82\xac/\xf0\x9f\x98\x80"};
+    ConfigSet cs;
+    load_ok(BASE, good, 1, &cs);
+    ck_assert_str_eq(cs.runs[0].output_dir, "r\xc3\xa9sultats/\xe2\x82\xac/\xf0\x9f\x98\x80");
+    cfg_set_free(&cs);
 }
 END_TEST
 
@@ -1006,6 +1084,9 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_config_size_and_file_type_are_bounded);
     tcase_add_test(tc, test_deep_nesting_is_refused_at_once);
     tcase_add_test(tc, test_many_keys_or_anchors_are_refused_at_once);
+    tcase_add_test(tc, test_sweep_members_with_one_run_id_are_refused);
+    tcase_add_test(tc, test_values_in_messages_are_one_line);
+    tcase_add_test(tc, test_override_value_must_be_utf8);
     tcase_add_test(tc, test_unknown_task_suggests_or_lists);
     tcase_add_test(tc, test_missing_task_name_at_task_key_or_line_1);
     tcase_add_test(tc, test_unknown_mechanism_suggests_or_lists);

@@ -69,6 +69,12 @@ typedef struct Ctx {
     Loc task_kloc, model_kloc, mixer_kloc;
 } Ctx;
 
+/* A value as a message shows it: one line (dataset_show's escapes), cut after 60 bytes. */
+static const char *show_value(char *buf, size_t n, const char *t) {
+    dataset_show(buf, n, t ? t : "", t ? strlen(t) : 0);
+    return buf;
+}
+
 __attribute__((format(printf, 4, 5))) static int fail(Ctx *x, Loc l, const char *key,
                                                       const char *fmt, ...) {
     char msg[1024];
@@ -341,12 +347,20 @@ static int parse_overrides(Ctx *x, const char *const *ov, int n) {
         const char *s = ov[i] ? ov[i] : "";
         const char *eq = strchr(s, '=');
         Loc kl = {"--set", i + 1, 1};
-        if (!eq || eq == s) return fail(x, kl, NULL, "expected KEY=VALUE, got \"%s\"", s);
+        char show[256];
+        if (!eq || eq == s)
+            return fail(x, kl, NULL, "expected KEY=VALUE, got \"%s\"",
+                        show_value(show, sizeof show, s));
         char key[320];
         snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
         Assign *a = new_assign(x);
         if (resolve_path(x, key, key, 0, kl, a)) return -1;
         if (a->sec == SEC_SWEEP) return fail(x, kl, key, "cannot be set with --set");
+        const size_t vlen = strlen(eq + 1), ok = fileio_utf8_prefix(eq + 1, vlen);
+        if (ok < vlen) /* a YAML file cannot hold such bytes; the report must not either */
+            return fail(x, (Loc){"--set", i + 1, (int)(eq - s) + 2}, key,
+                        "expected UTF-8 text (byte 0x%02x at column %d)", (unsigned char)eq[1 + ok],
+                        (int)(eq - s) + 2 + (int)ok);
         a->origin = ORIG_SET;
         a->kind = VK_PLAIN;
         a->text = eq + 1;
@@ -450,8 +464,13 @@ static int apply_value(Ctx *x, const Assign *a, const OptSpec *s, SecVals *sv, i
         if (!bad) snprintf(sv->v.str[i], XB_OPT_STRLEN, "%s", t);
         break;
     }
-    if (bad) return fail(x, a->vloc, key, "expected %s, got \"%s\"", valid, t);
-    if (range) return fail(x, a->vloc, key, "%s is out of range (%s)", t, valid);
+    char show[256];
+    if (bad)
+        return fail(x, a->vloc, key, "expected %s, got \"%s\"", valid,
+                    show_value(show, sizeof show, t));
+    if (range)
+        return fail(x, a->vloc, key, "%s is out of range (%s)", show_value(show, sizeof show, t),
+                    valid);
     sv->v.num[i] = num;
     sv->v.set[i] = 1;
     sv->loc[i] = a->vloc;
@@ -471,10 +490,12 @@ static int resolve_name(Ctx *x, const Assign *a, int is_task, int *out) {
     if (i < 0) {
         const char *what = is_task ? "task" : "mechanism";
         int b = cfg_suggest(a->text, (int)strlen(a->text), names, n);
+        char show[256];
+        show_value(show, sizeof show, a->text);
         if (b >= 0)
-            return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, a->text,
+            return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, show,
                         names[b]);
-        return fail(x, a->vloc, key, "unknown %s \"%s\" (valid: %s)", what, a->text, list);
+        return fail(x, a->vloc, key, "unknown %s \"%s\" (valid: %s)", what, show, list);
     }
     *out = i;
     return 0;
@@ -687,6 +708,58 @@ static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanit
     buf[*k] = '\0';
 }
 
+/* The number of items of sweep key k, and its item in run r (the last key varies fastest). */
+static int sweep_count(const Ctx *x, int k) {
+    const yaml_node_t *s = x->sw[k].seq;
+    return (int)(s->data.sequence.items.top - s->data.sequence.items.start);
+}
+
+static int sweep_item(const Ctx *x, int r, int k) {
+    for (int j = x->n_sw - 1; j > k; j--) r /= sweep_count(x, j);
+    return r % sweep_count(x, k);
+}
+
+static int by_run_id(const void *a, const void *b) {
+    const ExperimentConfig *x = *(const ExperimentConfig *const *)a,
+                           *y = *(const ExperimentConfig *const *)b;
+    const int c = strcmp(x->run_id, y->run_id);
+    return c ? c : x->sweep_index - y->sweep_index;
+}
+
+/* Two members of a sweep with one run id would write one report over the other: a value listed
+ * twice, or two values that differ only in what a run id leaves out. */
+static int check_run_ids(Ctx *x, const ConfigSet *out) {
+    if (out->n < 2) return 0;
+    const ExperimentConfig **p = malloc((size_t)out->n * sizeof *p);
+    XB_ASSERT(p);
+    for (int i = 0; i < out->n; i++) p[i] = &out->runs[i];
+    qsort(p, (size_t)out->n, sizeof *p, by_run_id);
+    int rc = 0;
+    for (int i = 1; i < out->n && !rc; i++) {
+        if (strcmp(p[i - 1]->run_id, p[i]->run_id)) continue;
+        const int a = p[i - 1]->sweep_index, b = p[i]->sweep_index;
+        int k = 0;
+        while (k < x->n_sw - 1 && sweep_item(x, a, k) == sweep_item(x, b, k)) k++;
+        const yaml_node_t *s = x->sw[k].seq;
+        const yaml_node_t *na = node(x, s->data.sequence.items.start[sweep_item(x, a, k)]),
+                          *nb = node(x, s->data.sequence.items.start[sweep_item(x, b, k)]);
+        const char *ta = node_text(na) ? node_text(na) : "",
+                   *tb = node_text(nb) ? node_text(nb) : "";
+        char sa[256], sb[256];
+        show_value(sa, sizeof sa, ta), show_value(sb, sizeof sb, tb);
+        if (!strcmp(ta, tb))
+            rc = fail(x, node_loc(x, nb), x->sw[k].a.shown,
+                      "%s is listed twice (each value once: two runs would write one report)", sb);
+        else
+            rc = fail(x, node_loc(x, nb), x->sw[k].a.shown,
+                      "\"%s\" and \"%s\" give one run id, %s (a run id keeps A-Z a-z 0-9 . - of "
+                      "each value, and %d characters: make the values differ there)",
+                      sa, sb, p[i]->run_id, (int)sizeof p[i]->run_id - 1);
+    }
+    free(p);
+    return rc;
+}
+
 static int expand(Ctx *x, ConfigSet *out) {
     long long total = 1;
     for (int k = 0; k < x->n_sw; k++) {
@@ -735,6 +808,7 @@ static int expand(Ctx *x, ConfigSet *out) {
     free(rs);
     free(swa);
     free(seq);
+    if (!rc) rc = check_run_ids(x, out);
     return rc;
 }
 
