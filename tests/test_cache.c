@@ -338,21 +338,43 @@ START_TEST(test_a_changed_header_field_is_regenerated_and_said_so) {
 END_TEST
 
 /* A file whose CRC was made to match (a writer with a bug, or on purpose) still cannot give a
- * model token ids past its vocabulary: the dataset is checked before it is used. */
-START_TEST(test_a_consistent_file_with_ids_past_its_vocabulary_is_regenerated) {
+ * model token ids past its vocabulary, labels past its classes, flags its splits do not have or
+ * an identity the report cannot hold: the dataset is checked before it is used. */
+START_TEST(test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated) {
     OptValues v = opts("listops", LISTOPS, 10);
     Dataset good, d;
     char p[4200], text[2048];
     ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
-    poke_i64(p, header_field(p, 1), 3);
-    fix_crc(p);
-    ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
-    ck_assert_msg(
-        strstr(text, "cannot be used (split train, example 0, token 0: id ") &&
-            strstr(text, " is not in the vocabulary [0, 3)): generating the data again\n"),
-        "%s", text);
-    assert_dataset_eq(&d, &good);
-    dataset_free(&d);
+    static const struct {
+        int field;     /* 0-3: pairs, vocab_size, n_classes, sequence; 4: the identity's "{" */
+        int64_t value; /* the field's new value */
+        const char *why;
+    } cases[] = {
+        {1, 3, " is not in the vocabulary [0, 3)): generating the data again\n"},
+        {2, 2, " is not a class in [0, 2)): generating the data again\n"},
+        {0, 1, "(split train: 1 documents per example, but the dataset is made of pairs)"},
+        {3, 1, "(split train: a label per example, but the dataset has targets per position)"},
+        {4, 0, "(the dataset's identity is not a JSON object)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].field < 4) {
+            poke_i64(p, header_field(p, cases[i].field), cases[i].value);
+        } else { /* the identity's length and text follow the four fields */
+            FILE *f = fopen(p, "r+b");
+            ck_assert_ptr_nonnull(f);
+            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
+            ck_assert_int_eq(fgetc(f), '{');
+            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
+            fputc('#', f);
+            ck_assert_int_eq(fclose(f), 0);
+        }
+        fix_crc(p);
+        ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
+        ck_assert_msg(strstr(text, cases[i].why) && !strncmp(text, "warning: the data cache", 23),
+                      "%zu: %s", i, text);
+        assert_dataset_eq(&d, &good);
+        dataset_free(&d);
+    }
     dataset_free(&good);
 }
 END_TEST
@@ -383,6 +405,7 @@ static int bad_load(Dataset *d, const OptValues *o, uint64_t seed, const char *s
     (void)o, (void)seed, (void)source, (void)err;
     memset(d, 0, sizeof *d);
     d->vocab_size = 3, d->n_classes = 2;
+    snprintf(d->identity, sizeof d->identity, "{}");
     Split *s[3] = {&d->train, &d->val, &d->test};
     for (int k = 0; k < 3; k++) {
         s[k]->n = 1;
@@ -419,7 +442,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(tc, test_the_key_changes_with_the_seed_and_every_option);
     tcase_add_test(tc, test_a_damaged_file_is_regenerated_not_used);
     tcase_add_test(tc, test_a_changed_header_field_is_regenerated_and_said_so);
-    tcase_add_test(tc, test_a_consistent_file_with_ids_past_its_vocabulary_is_regenerated);
+    tcase_add_test(tc, test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated);
     tcase_add_test(tc, test_a_cache_path_that_is_not_a_file_is_regenerated);
     tcase_add_test(tc, test_a_loader_returning_ids_past_its_vocabulary_is_an_error);
     tcase_add_test(tc, test_files_and_a_cache_turned_off_write_nothing);

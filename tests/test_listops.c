@@ -642,6 +642,21 @@ START_TEST(test_a_nul_byte_is_refused_not_cut) {
 }
 END_TEST
 
+/* A message is one line: control characters of the file are shown escaped, not written to the
+ * terminal. */
+START_TEST(test_messages_show_control_characters_escaped) {
+    const char *row = "[MAX 2 \x1b[31m9 ]\t9\n";
+    const char *dir = files_with_row(row, strlen(row));
+    expect_dir_error(dir, ":3:8: unknown token \"\\x1b[31m9\" (valid: 0-9, [MIN, [MAX, [MED, [SM, "
+                          "], (, ))");
+    rm_dir(dir);
+    row = "[MAX 2 9 ]\t9\r9\n";
+    dir = files_with_row(row, strlen(row));
+    expect_dir_error(dir, ":3:12: target must be an integer in [0, 9], got \"9\\r9\"");
+    rm_dir(dir);
+}
+END_TEST
+
 /* /dev/zero as a split file was read until the memory ran out; a FIFO waited for a writer. Now a
  * file that is not a regular file, one larger than the limit for a data file, and a line longer
  * than the limit for a line each stop at once with the file and the limit. */
@@ -701,6 +716,7 @@ static Suite *listops_suite(void) {
     tcase_add_test(tc, test_write_tsv_rejects_a_split_that_is_not_listops);
     tcase_add_test(tc, test_malformed_expressions_are_refused_at_their_line_and_column);
     tcase_add_test(tc, test_a_nul_byte_is_refused_not_cut);
+    tcase_add_test(tc, test_messages_show_control_characters_escaped);
     tcase_add_test(tc, test_data_files_that_never_end_or_are_not_files_are_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -275,9 +275,21 @@ static int get_split(CacheFile *c, Split *s, int width, CacheFault *cf) {
     return 0;
 }
 
+/* dataset_validate, and the kind of targets task t promises (a sequence task has targets per
+ * position; the config chose the model's head by it). */
+static int task_validate(const TaskSpec *t, const Dataset *d, const char *where, XbError *err) {
+    if (dataset_validate(d, where, err)) return -1;
+    if (d->sequence != t->sequence)
+        return xb_error_set(err, where, 0, 0, NULL, "%s, but task %s has %s",
+                            d->sequence ? "targets per position" : "a label per example", t->name,
+                            t->sequence ? "targets per position" : "a label per example");
+    return 0;
+}
+
 /* Reads path into d when it holds exactly the dataset of key: 0 on a hit, 1 when there is no
  * file, -1 with cf->why when there is one that cannot be used. */
-static int cache_read(const char *path, const char *key, Dataset *d, CacheFault *cf) {
+static int cache_read(const TaskSpec *t, const char *path, const char *key, Dataset *d,
+                      CacheFault *cf) {
     memset(d, 0, sizeof *d);
     if (access(path, F_OK) != 0) return 1;
     XbError err;
@@ -330,17 +342,17 @@ static int cache_read(const char *path, const char *key, Dataset *d, CacheFault 
         dataset_checksum(d);
         if (strcmp(d->checksum, checksum)) rc = fault(cf, "its dataset checksum does not match");
     }
-    if (!rc && dataset_validate(d, path, &err)) rc = fault(cf, err.msg);
+    if (!rc && task_validate(t, d, path, &err)) rc = fault(cf, err.msg);
     if (rc) dataset_free(d);
     return rc;
 }
 
-/* t->load, then dataset_validate: a task's own data that a model cannot take is an error (a
+/* t->load, then task_validate: a task's own data that a model cannot take is an error (a
  * file's every row is checked where it is read; this is the last word). */
 static int load_checked(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t seed,
                         const char *source, XbError *err) {
     if (t->load(out, opts, seed, source, err)) return -1;
-    if (dataset_validate(out, source, err)) {
+    if (task_validate(t, out, source, err)) {
         const size_t k = strlen(err->msg);
         snprintf(err->msg + k, sizeof err->msg - k, " (task %s)", t->name);
         dataset_free(out);
@@ -364,7 +376,7 @@ int task_load(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t s
     if (path && n) snprintf(path, n, "%s", file);
     int rc = 0;
     CacheFault cf;
-    const int got = cache_read(file, key, out, &cf);
+    const int got = cache_read(t, file, key, out, &cf);
     if (got < 0)
         log_warn("the data cache file %s cannot be used (%s): generating the data again", file,
                  cf.why);

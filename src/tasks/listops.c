@@ -494,10 +494,11 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
             int skip;
             const int32_t id = token_id(w, (size_t)(p - w), parens, &skip);
             if (id < 0) {
+                char shown[256];
+                dataset_show(shown, sizeof shown, w, (size_t)(p - w));
                 rc = xb_error_set(
                     err, path, lineno, (int)(w - line) + 1, NULL,
-                    "unknown token \"%.*s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))",
-                    (int)(p - w), w);
+                    "unknown token \"%s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))", shown);
                 break;
             }
             buf_push(&all, id);
@@ -515,8 +516,10 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
         }
         const char *target = tab + 1;
         if (!(target[0] >= '0' && target[0] <= '9' && target[1] == '\0')) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, target, strlen(target));
             rc = xb_error_set(err, path, lineno, (int)(target - line) + 1, NULL,
-                              "target must be an integer in [0, 9], got \"%s\"", target);
+                              "target must be an integer in [0, 9], got \"%s\"", shown);
             break;
         }
         lab[n] = target[0] - '0';

@@ -18,6 +18,7 @@
 #include "core/options.h"
 #include "core/xassert.h"
 #include "tasks/pathfinder.h"
+#include "tasks/task.h"
 
 /* The bytes of a PNG file being decoded, and libpng's last error message. */
 typedef struct PngSource {
@@ -194,8 +195,10 @@ static int read_metadata(PfFiles *f, int *cap, const char *dir, const char *path
             break;
         }
         if (!((col[3][0] == '0' || col[3][0] == '1') && col[3][1] == '\0')) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, col[3], XB_MIN(strlen(col[3]), (size_t)40));
             rc = xb_error_set(err, path, lineno, (int)(col[3] - line) + 1, NULL,
-                              "the label (4th column) must be 0 or 1, got \"%.40s\"", col[3]);
+                              "the label (4th column) must be 0 or 1, got \"%s\"", shown);
             break;
         }
         if (f->n == PF_MAX_IMAGES) {

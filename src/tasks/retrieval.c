@@ -256,8 +256,10 @@ static int read_aan(Split *s, const char *path, size_t max_bytes, uint64_t *hash
         char *end;
         const double y = strtod(field[0], &end);
         if (end == field[0] || *end || (y != 0.0 && y != 1.0)) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, field[0], XB_MIN(strlen(field[0]), (size_t)20));
             rc = xb_error_set(err, path, lineno, 1, "task.data_dir",
-                              "label '%.20s' is not a class (valid: 0 or 1)", field[0]);
+                              "label '%s' is not a class (valid: 0 or 1)", shown);
             break;
         }
         pair_add(&p, (const unsigned char *)field[3], strlen(field[3]),

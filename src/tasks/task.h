@@ -71,12 +71,13 @@ void dataset_checksum(Dataset *d);
  * 64 MiB file; the generated tasks' options stop at 2^24 tokens). */
 #define DATASET_MAX_DOC ((int64_t)1 << 27)
 
-/* Checks that d is what a model can take: a vocabulary of at least 2 ids, at least 1 class, each
- * split's documents per example matching d->pairs and its labels or targets matching
- * d->sequence, offsets from 0 that never decrease, documents of at most DATASET_MAX_DOC tokens,
- * token ids in [0, vocab_size), labels in [0, n_classes), targets in [0, n_classes) or
- * XB_NO_TARGET. Returns 0, or -1 with err->msg saying where the first fault is ("split train,
- * example 17, token 3: id 300 is not below the vocabulary size 257"); err->file is `where`. */
+/* Checks that d is what a model and a report can take: a vocabulary of at least 2 ids, at least 2
+ * classes, an identity that is a JSON object, every split with at least 1 example, its documents
+ * per example matching d->pairs and its labels or targets matching d->sequence, offsets from 0
+ * that never decrease, documents of at most DATASET_MAX_DOC tokens, token ids in
+ * [0, vocab_size), labels in [0, n_classes), targets in [0, n_classes) or XB_NO_TARGET. Returns 0,
+ * or -1 with err->msg saying where the first fault is ("split train, example 17, token 3: id 300 is
+ * not below the vocabulary size 257"); err->file is `where`. */
 int dataset_validate(const Dataset *d, const char *where, XbError *err);
 
 /* Fills one padded batch. idx[0..B) selects examples of s; each document gets a row (two rows
@@ -87,6 +88,10 @@ int dataset_validate(const Dataset *d, const char *where, XbError *err);
  * and padding get XB_NO_TARGET). */
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels);
+
+/* s[0..len) for a message: control characters written as \n, \t, \r or \xNN (so the message
+ * stays one line), cut after 60 bytes with "..."; into out (n bytes). */
+void dataset_show(char *out, size_t n, const char *s, size_t len);
 
 /* s as the inside of a JSON string (quotes, backslashes and control characters escaped), cut to
  * fit n bytes; for dataset identities that name paths. */
