@@ -1343,6 +1343,21 @@ class PlotAxes(TinyReport):
                     ET.fromstring(text)
             self.assertFalse([f for f in os.listdir(d) if f.endswith(".tmp")])
 
+    def test_names_with_markup_and_control_characters_give_well_formed_svg(self):
+        import xml.etree.ElementTree as ET
+        with tempfile.TemporaryDirectory() as d:
+            path = self.report(d, "run0", steps_per_s=2.0)
+            with open(path) as f:
+                doc = json.load(f)
+            doc["run_id"], doc["model"]["mixer"] = "a\u0001<b>&\"c", "m\u001b[31m<i>"
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            for kind in ("frontier", "scaling"):
+                svg = os.path.join(d, kind + ".svg")
+                p = run(["plot", path, "--kind", kind, "-o", svg])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ET.parse(svg)
+
     def test_a_figure_that_cannot_be_written_exits_2_as_help_says(self):
         p = run(["plot", "--help"])
         self.assertIn("Exit status: 0, or 2 bad input (a report, an option) or a figure that "

@@ -58,6 +58,8 @@ static void put_escaped(FILE *o, const char *s) {
             fputs("&gt;", o);
         else if (*s == '"')
             fputs("&quot;", o);
+        else if ((unsigned char)*s < 0x20 && !strchr("\t\n\r", *s))
+            fputc('?', o); /* XML 1.0 has no way to write the other control characters */
         else
             fputc(*s, o);
     }
