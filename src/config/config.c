@@ -937,8 +937,8 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
                           CFG_MAX_KEYS);
             if (is_key) {
                 par->want_key = 0;
-                snprintf(par->key, sizeof par->key, "%s",
-                         ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : "?");
+                show_value(par->key, sizeof par->key,
+                           ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : "?");
             } else if (par->map && !opens) {
                 par->want_key = 1;
             }
