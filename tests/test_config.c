@@ -1003,27 +1003,6 @@ START_TEST(test_values_in_messages_are_one_line) {
 }
 END_TEST
 
-/* Two members of a sweep with one run id wrote one report over the other. */
-START_TEST(test_sweep_members_with_one_run_id_are_refused) {
-    char *y = base_plus("sweep:\n  model.layers: [1, 1]\n");
-    expect_error(y, NULL, 0,
-                 "t.yaml:9:21: sweep.model.layers: 1 is listed twice (each value once: two runs "
-                 "would write one report)");
-    free(y);
-    y = base_plus("sweep:\n  model.layers: [1, 2]\n  task.data_dir: [a/b, x, a_b]\n");
-    expect_error(y, NULL, 0,
-                 "t.yaml:10:27: sweep.task.data_dir: \"a/b\" and \"a_b\" give one run id, "
-                 "t__layers-1__data_dir-a_b (a run id keeps A-Z a-z 0-9 . - of each value, and "
-                 "255 characters: make the values differ there)");
-    free(y);
-    ConfigSet cs; /* one key listed twice among other keys: its values still differ */
-    load_ok("task: {name: listops}\nsweep:\n  model.layers: [1, 2]\n  model.heads: [1, 2]\n", NULL,
-            0, &cs);
-    ck_assert_int_eq(cs.n, 4);
-    cfg_set_free(&cs);
-}
-END_TEST
-
 /* A --set value that is not UTF-8 went into the report, which eval then could not read. */
 START_TEST(test_override_value_must_be_utf8) {
     const char *sets[] = {"experiment.output_dir=r\xe9sultats"};
@@ -1084,7 +1063,6 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_config_size_and_file_type_are_bounded);
     tcase_add_test(tc, test_deep_nesting_is_refused_at_once);
     tcase_add_test(tc, test_many_keys_or_anchors_are_refused_at_once);
-    tcase_add_test(tc, test_sweep_members_with_one_run_id_are_refused);
     tcase_add_test(tc, test_values_in_messages_are_one_line);
     tcase_add_test(tc, test_override_value_must_be_utf8);
     tcase_add_test(tc, test_unknown_task_suggests_or_lists);

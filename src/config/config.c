@@ -708,58 +708,6 @@ static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanit
     buf[*k] = '\0';
 }
 
-/* The number of items of sweep key k, and its item in run r (the last key varies fastest). */
-static int sweep_count(const Ctx *x, int k) {
-    const yaml_node_t *s = x->sw[k].seq;
-    return (int)(s->data.sequence.items.top - s->data.sequence.items.start);
-}
-
-static int sweep_item(const Ctx *x, int r, int k) {
-    for (int j = x->n_sw - 1; j > k; j--) r /= sweep_count(x, j);
-    return r % sweep_count(x, k);
-}
-
-static int by_run_id(const void *a, const void *b) {
-    const ExperimentConfig *x = *(const ExperimentConfig *const *)a,
-                           *y = *(const ExperimentConfig *const *)b;
-    const int c = strcmp(x->run_id, y->run_id);
-    return c ? c : x->sweep_index - y->sweep_index;
-}
-
-/* Two members of a sweep with one run id would write one report over the other: a value listed
- * twice, or two values that differ only in what a run id leaves out. */
-static int check_run_ids(Ctx *x, const ConfigSet *out) {
-    if (out->n < 2) return 0;
-    const ExperimentConfig **p = malloc((size_t)out->n * sizeof *p);
-    XB_ASSERT(p);
-    for (int i = 0; i < out->n; i++) p[i] = &out->runs[i];
-    qsort(p, (size_t)out->n, sizeof *p, by_run_id);
-    int rc = 0;
-    for (int i = 1; i < out->n && !rc; i++) {
-        if (strcmp(p[i - 1]->run_id, p[i]->run_id)) continue;
-        const int a = p[i - 1]->sweep_index, b = p[i]->sweep_index;
-        int k = 0;
-        while (k < x->n_sw - 1 && sweep_item(x, a, k) == sweep_item(x, b, k)) k++;
-        const yaml_node_t *s = x->sw[k].seq;
-        const yaml_node_t *na = node(x, s->data.sequence.items.start[sweep_item(x, a, k)]),
-                          *nb = node(x, s->data.sequence.items.start[sweep_item(x, b, k)]);
-        const char *ta = node_text(na) ? node_text(na) : "",
-                   *tb = node_text(nb) ? node_text(nb) : "";
-        char sa[256], sb[256];
-        show_value(sa, sizeof sa, ta), show_value(sb, sizeof sb, tb);
-        if (!strcmp(ta, tb))
-            rc = fail(x, node_loc(x, nb), x->sw[k].a.shown,
-                      "%s is listed twice (each value once: two runs would write one report)", sb);
-        else
-            rc = fail(x, node_loc(x, nb), x->sw[k].a.shown,
-                      "\"%s\" and \"%s\" give one run id, %s (a run id keeps A-Z a-z 0-9 . - of "
-                      "each value, and %d characters: make the values differ there)",
-                      sa, sb, p[i]->run_id, (int)sizeof p[i]->run_id - 1);
-    }
-    free(p);
-    return rc;
-}
-
 static int expand(Ctx *x, ConfigSet *out) {
     long long total = 1;
     for (int k = 0; k < x->n_sw; k++) {
@@ -808,7 +756,6 @@ static int expand(Ctx *x, ConfigSet *out) {
     free(rs);
     free(swa);
     free(seq);
-    if (!rc) rc = check_run_ids(x, out);
     return rc;
 }
 
