@@ -313,7 +313,7 @@ START_TEST(test_unknown_key_lists_valid_keys_when_none_is_near) {
     expect_line_error("  steps: 10", "  steps: 10\n  foo: 1",
                       "t.yaml:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, "
                       "warmup, weight_decay, beta1, beta2, eps, clip_norm, eval_every, "
-                      "eval_batches, log_every, checkpoint)");
+                      "eval_batches, log_every, checkpoint, checkpoint_every)");
     expect_line_error(
         "  layers: 2", "  something_else: 2",
         "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
@@ -905,7 +905,7 @@ START_TEST(test_to_json_holds_every_resolved_value_typed) {
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tr, "checkpoint")));
     ck_assert_int_eq(cJSON_GetArraySize(e), 4);
     ck_assert_int_eq(cJSON_GetArraySize(m), 23);
-    ck_assert_int_eq(cJSON_GetArraySize(tr), 14);
+    ck_assert_int_eq(cJSON_GetArraySize(tr), 15);
     cJSON_Delete(back);
     cJSON_free(text);
     cJSON_Delete(j);

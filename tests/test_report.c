@@ -657,10 +657,38 @@ START_TEST(test_report_write_is_atomic_and_leaves_no_tmp) {
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     ck_assert_int_eq(report_write(dir, doc, &err), -1);
     char want[2048];
-    snprintf(want, sizeof want, "%s: cannot rename '%s.tmp' to '%s': Is a directory", dir, dir,
+    snprintf(want, sizeof want, "%s: cannot rename '%s.XXXXXX' to '%s': Is a directory", dir, dir,
              dir);
     ck_assert_str_eq(err_str(&err), want);
     ck_assert_str_eq(listing(g_dir), "adir r.json");
+    cJSON_Delete(doc);
+    sample_free(&s);
+}
+END_TEST
+
+/* The temporary is a name of its own made with O_EXCL: a symlink planted where the old fixed name
+ * PATH.tmp was (in a shared, world-writable directory) is neither followed nor replaced. */
+START_TEST(test_report_write_never_follows_a_planted_symlink) {
+    Sample s;
+    sample_init(&s, SAMPLE_OK);
+    cJSON *doc = report_build(&s.r);
+    XbError err;
+    xb_error_clear(&err);
+    const char *victim = tmp_path("victim");
+    FILE *f = fopen(victim, "w");
+    fputs("keep", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(victim, tmp_path("r.json.tmp")), 0);
+    ck_assert_int_eq(report_write(tmp_path("r.json"), doc, &err), 0);
+    char got[16] = "";
+    f = fopen(victim, "r");
+    ck_assert_ptr_nonnull(fgets(got, sizeof got, f));
+    fclose(f);
+    ck_assert_str_eq(got, "keep");
+    ck_assert_str_eq(listing(g_dir), "r.json r.json.tmp victim");
+    unlink(tmp_path("r.json.tmp"));
+    unlink(victim);
+    unlink(tmp_path("r.json"));
     cJSON_Delete(doc);
     sample_free(&s);
 }
@@ -693,7 +721,7 @@ START_TEST(test_report_write_to_unwritable_directory_fails_and_leaves_no_file) {
     fclose(f);
     const char *path = tmp_path("plain/r.json");
     ck_assert_int_eq(report_write(path, doc, &err), -1);
-    snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Not a directory", path,
+    snprintf(want, sizeof want, "%s: cannot write the report (%s.XXXXXX): Not a directory", path,
              path);
     ck_assert_str_eq(err_str(&err), want);
     ck_assert_int_eq(err.code, XB_EXIT_RUNFAIL);
@@ -710,8 +738,8 @@ START_TEST(test_report_write_to_unwritable_directory_fails_and_leaves_no_file) {
         ck_assert_int_eq(mkdir(ro, 0555), 0);
         path = tmp_path("ro/r.json");
         ck_assert_int_eq(report_write(path, doc, &err), -1);
-        snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Permission denied", path,
-                 path);
+        snprintf(want, sizeof want, "%s: cannot write the report (%s.XXXXXX): Permission denied",
+                 path, path);
         ck_assert_str_eq(err_str(&err), want);
         ck_assert_str_eq(listing(ro), "");
     }
@@ -910,6 +938,7 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_write_then_read_round_trips_exactly);
     tcase_add_test(tc, test_report_write_is_atomic_and_leaves_no_tmp);
     tcase_add_test(tc, test_report_write_creates_missing_directories);
+    tcase_add_test(tc, test_report_write_never_follows_a_planted_symlink);
     tcase_add_test(tc, test_report_write_to_unwritable_directory_fails_and_leaves_no_file);
     tcase_add_test(tc, test_report_read_errors_name_file_and_position);
     tcase_add_test(tc, test_report_nested_too_deeply_says_so);

@@ -22,6 +22,9 @@
 #include "tasks/task.h"
 
 #define CFG_MAX_RUNS 4096 /* every run is a full ExperimentConfig (~34 KB) */
+/* Longest run id: with ".safetensors.partial", a --unique-id suffix and a temporary's ".XXXXXX"
+ * every file name of a run stays within NAME_MAX (255). */
+#define CFG_MAX_RUN_ID 200
 #define CFG_NAME_MAX 100
 #define IDX_NAME (-1)  /* the task's or the mixer's name */
 #define IDX_DEFER (-2) /* a task or mixer option: looked up once the run's name is known */
@@ -708,6 +711,34 @@ static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanit
     buf[*k] = '\0';
 }
 
+/* Sweep members' run ids are unique by construction (an index lists each once and no two runs
+ * write one file): ids that collide (values that sanitise to the same text, or ids cut at the
+ * buffer's length) each get "-" and 8 hex digits of their config hash, and, for configs equal in
+ * everything, their index in the sweep. */
+static void unique_ids(ConfigSet *cs) {
+    char *clash = calloc((size_t)cs->n, 1);
+    XB_ASSERT(clash);
+    for (int r = 0; r < cs->n; r++)
+        for (int q = r + 1; q < cs->n; q++)
+            if (!strcmp(cs->runs[r].run_id, cs->runs[q].run_id)) clash[r] = clash[q] = 1;
+    for (int r = 0; r < cs->n; r++) {
+        if (!clash[r]) continue;
+        ExperimentConfig *c = &cs->runs[r];
+        const uint64_t h = cfg_hash(c);
+        int twin = 0; /* another run of the sweep with the very same config */
+        for (int q = 0; q < cs->n && !twin; q++) twin = q != r && cfg_hash(&cs->runs[q]) == h;
+        char suffix[40];
+        if (twin)
+            snprintf(suffix, sizeof suffix, "-%08llx-%d", (unsigned long long)(h >> 32), r);
+        else
+            snprintf(suffix, sizeof suffix, "-%08llx", (unsigned long long)(h >> 32));
+        const size_t room = CFG_MAX_RUN_ID - strlen(suffix);
+        if (strlen(c->run_id) > room) c->run_id[room] = '\0';
+        strcat(c->run_id, suffix);
+    }
+    free(clash);
+}
+
 static int expand(Ctx *x, ConfigSet *out) {
     long long total = 1;
     for (int k = 0; k < x->n_sw; k++) {
@@ -745,12 +776,13 @@ static int expand(Ctx *x, ConfigSet *out) {
         c->sweep_index = r;
         c->sweep_size = n;
         size_t k = 0;
-        append_id(c->run_id, sizeof c->run_id, &k, c->name, 0);
+        const size_t cap = CFG_MAX_RUN_ID + 1;
+        append_id(c->run_id, cap, &k, c->name, 0);
         for (int j = 0; j < x->n_sw; j++) {
-            append_id(c->run_id, sizeof c->run_id, &k, "__", 0);
-            append_id(c->run_id, sizeof c->run_id, &k, x->sw[j].leaf, 1);
-            append_id(c->run_id, sizeof c->run_id, &k, "-", 0);
-            append_id(c->run_id, sizeof c->run_id, &k, swa[j].text ? swa[j].text : "", 1);
+            append_id(c->run_id, cap, &k, "__", 0);
+            append_id(c->run_id, cap, &k, x->sw[j].leaf, 1);
+            append_id(c->run_id, cap, &k, "-", 0);
+            append_id(c->run_id, cap, &k, swa[j].text ? swa[j].text : "", 1);
         }
     }
     free(rs);
@@ -932,6 +964,7 @@ static int load_text(const char *yaml, size_t len, const char *path, const char 
     x.n_file = x.n_as;
     if (!rc) rc = parse_overrides(&x, overrides, n_overrides);
     if (!rc) rc = expand(&x, out);
+    if (!rc) unique_ids(out);
     yaml_document_delete(&doc);
     free(x.as);
     free(x.sw);

@@ -61,7 +61,8 @@ typedef struct ExperimentConfig {
     int64_t eval_every;
     int eval_batches; /* 0 = the whole validation split */
     int64_t log_every;
-    int checkpoint; /* save the best validation checkpoint as safetensors */
+    int checkpoint;           /* save the best validation checkpoint as safetensors */
+    int64_t checkpoint_every; /* steps between resumable states (0: none) */
 } ExperimentConfig;
 
 typedef struct ConfigSet {

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/signals.h"
+
 #define FAIL(err, file, ...)                                                                       \
     (xb_error_set((err), (file), 0, 0, NULL, __VA_ARGS__), (err)->code = XB_EXIT_RUNFAIL, -1)
 
@@ -30,11 +32,23 @@ int fileio_mkdirs(const char *dir, const char *what, XbError *err) {
     return 0;
 }
 
+/* The process's umask, read once (umask() can only be read by setting it). */
+static mode_t file_mode(void) {
+    static mode_t mode = (mode_t)-1;
+    if (mode == (mode_t)-1) {
+        const mode_t u = umask(022);
+        umask(u);
+        mode = 0666 & ~u;
+    }
+    return mode;
+}
+
 int fileio_open(AtomicFile *a, const char *path, const char *what, XbError *err) {
     memset(a, 0, sizeof *a);
     a->what = what;
+    a->slot = -1;
     if ((size_t)snprintf(a->path, sizeof a->path, "%s", path) >= sizeof a->path ||
-        (size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp)
+        (size_t)snprintf(a->tmp, sizeof a->tmp, "%s.XXXXXX", path) >= sizeof a->tmp)
         return FAIL(err, path, "path is too long");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -43,9 +57,79 @@ int fileio_open(AtomicFile *a, const char *path, const char *what, XbError *err)
         *slash = '\0';
         if (fileio_mkdirs(dir, path, err)) return -1;
     }
-    a->f = fopen(a->tmp, "wb");
-    if (!a->f)
-        return FAIL(err, path, "cannot write the %s (%s): %s", what, a->tmp, strerror(errno));
+    const int fd = mkstemp(a->tmp); /* O_CREAT | O_EXCL: never an existing file or symlink */
+    if (fd < 0) {
+        const int e = errno;
+        a->tmp[0] = '\0';
+        return FAIL(err, path, "cannot write the %s (%s.XXXXXX): %s", what, path, strerror(e));
+    }
+    a->slot = xb_temp_register(a->tmp);
+    if (fchmod(fd, file_mode()) != 0 || !(a->f = fdopen(fd, "wb"))) {
+        const int e = errno;
+        close(fd);
+        unlink(a->tmp);
+        xb_temp_forget(a->slot);
+        a->tmp[0] = '\0';
+        return FAIL(err, path, "cannot write the %s (%s.XXXXXX): %s", what, path, strerror(e));
+    }
+    return 0;
+}
+
+int fileio_probe_dir(const char *dir, XbError *err) {
+    char buf[4096];
+    if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf)
+        return xb_error_set(err, dir, 0, 0, NULL, "path is too long");
+    /* the deepest part of the path that exists: it must be a directory we can create in */
+    struct stat st;
+    int missing = 0;
+    while (stat(buf, &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR) { /* ENOTDIR: a file on the way, found below */
+            const int e = errno;
+            return xb_error_set(err, dir, 0, 0, NULL,
+                                "cannot use '%s' for the output directory: %s (valid: a "
+                                "directory, set by experiment.output_dir or -o)",
+                                buf, strerror(e));
+        }
+        missing = 1;
+        size_t n = strlen(buf);
+        while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0'; /* "a/b/" */
+        char *slash = strrchr(buf, '/');
+        if (!slash)
+            snprintf(buf, sizeof buf, ".");
+        else if (slash == buf)
+            buf[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (!S_ISDIR(st.st_mode))
+        return xb_error_set(err, dir, 0, 0, NULL,
+                            "cannot create the output directory: '%s' is not a directory (valid: a "
+                            "directory, set by experiment.output_dir or -o)",
+                            buf);
+    if (missing) { /* nothing is made for a check: the parent must let us */
+        if (access(buf, W_OK | X_OK) != 0) {
+            const int e = errno;
+            return xb_error_set(err, dir, 0, 0, NULL,
+                                "cannot create the output directory in '%s': %s (valid: a "
+                                "writable directory, set by experiment.output_dir or -o)",
+                                buf, strerror(e));
+        }
+        return 0;
+    }
+    char probe[4200];
+    if ((size_t)snprintf(probe, sizeof probe, "%s/.xformer-bench-probe.XXXXXX", dir) >=
+        sizeof probe)
+        return xb_error_set(err, dir, 0, 0, NULL, "path is too long");
+    const int fd = mkstemp(probe);
+    if (fd < 0) {
+        const int e = errno;
+        return xb_error_set(err, dir, 0, 0, NULL,
+                            "cannot create files in the output directory: %s (valid: a writable "
+                            "directory, set by experiment.output_dir or -o)",
+                            strerror(e));
+    }
+    close(fd);
+    unlink(probe);
     return 0;
 }
 
@@ -73,14 +157,19 @@ int fileio_commit(AtomicFile *a, XbError *err) {
     if (fclose(a->f) != 0 && !bad) bad = 1, e = errno;
     a->f = NULL;
     if (bad) {
-        remove(a->tmp);
-        return FAIL(err, a->path, "cannot write the %s (%s): %s", a->what, a->tmp, strerror(e));
+        unlink(a->tmp);
+        xb_temp_forget(a->slot);
+        return FAIL(err, a->path, "cannot write the %s (%s.XXXXXX): %s", a->what, a->path,
+                    strerror(e));
     }
     if (rename(a->tmp, a->path) != 0) {
         e = errno;
-        remove(a->tmp);
-        return FAIL(err, a->path, "cannot rename '%s' to '%s': %s", a->tmp, a->path, strerror(e));
+        unlink(a->tmp);
+        xb_temp_forget(a->slot);
+        return FAIL(err, a->path, "cannot rename '%s.XXXXXX' to '%s': %s", a->path, a->path,
+                    strerror(e));
     }
+    xb_temp_forget(a->slot);
     fsync_dir_of(a->path);
     return 0;
 }
@@ -88,7 +177,9 @@ int fileio_commit(AtomicFile *a, XbError *err) {
 void fileio_abort(AtomicFile *a) {
     if (a->f) fclose(a->f);
     a->f = NULL;
-    if (a->tmp[0]) remove(a->tmp);
+    if (a->tmp[0]) unlink(a->tmp);
+    xb_temp_forget(a->slot);
+    a->slot = -1;
 }
 
 /* ---- reading ---- */

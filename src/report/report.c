@@ -121,6 +121,19 @@ static cJSON *build_measured(const RunReport *r) {
     add(o, "tokens_per_s", json_real(r->tokens_per_s));
     add(o, "step_s_median", json_real(r->step_s_median));
     add(o, "peak_rss", json_u64(r->mem.peak_rss));
+    add(o, "comm_s", json_real(r->comm_s));
+    if (r->profile) { /* training steps, per kernel family (core/profile.h) */
+        cJSON *pr = add(o, "profile", cJSON_CreateObject());
+        double in_kernels = 0.0;
+        for (int k = 0; k < PROF_N; k++) {
+            cJSON *f = add(pr, prof_name((ProfKind)k), cJSON_CreateObject());
+            add(f, "forward_s", json_real(r->profile[k][0]));
+            add(f, "backward_s", json_real(r->profile[k][1]));
+            in_kernels += r->profile[k][0] + r->profile[k][1];
+        }
+        add(pr, "other_s", json_real(r->train_s > in_kernels ? r->train_s - in_kernels : 0.0));
+        add(pr, "regions", json_u64((uint64_t)r->profile_regions));
+    }
     cJSON *el = add(o, "eval_elapsed_s", cJSON_CreateArray());
     for (int i = 0; i < r->n_evals; i++) cJSON_AddItemToArray(el, json_real(r->evals[i].elapsed_s));
     return o;
@@ -143,7 +156,8 @@ cJSON *report_build(const RunReport *r) {
     add(doc, "status_message", json_str(r->status_message));
     add(doc, "config", cJSON_Duplicate(r->config, 1));
     add(doc, "config_hash", json_str(r->config_hash));
-    add(doc, "environment", report_environment(r->threads));
+    cJSON *env = add(doc, "environment", report_environment(r->threads));
+    cJSON_AddNumberToObject(env, "processes", r->processes > 0 ? r->processes : 1);
     add(doc, "dataset", build_dataset(r));
 
     cJSON *model = add(doc, "model", cJSON_CreateObject());
