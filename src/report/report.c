@@ -205,39 +205,6 @@ int report_write(const char *path, const cJSON *doc, XbError *err) {
 
 /* ---- reading ---- */
 
-/* Reads the whole file into a NUL-terminated buffer (owned by the caller). */
-static char *slurp(const char *path, size_t *len, XbError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        xb_error_set(err, path, 0, 0, NULL, "cannot read the report: %s", strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    XB_ASSERT(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            XB_ASSERT(buf);
-        }
-        const size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        const int e = errno;
-        fclose(f);
-        free(buf);
-        xb_error_set(err, path, 0, 0, NULL, "cannot read the report: %s", strerror(e));
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* 1-based line and column (in bytes) of text[pos]. */
 static void line_col(const char *text, size_t pos, int *line, int *col) {
     *line = 1;
@@ -284,7 +251,7 @@ static int check_schema_version(const char *path, const cJSON *doc, XbError *err
 int report_read(const char *path, cJSON **out, XbError *err) {
     *out = NULL;
     size_t n = 0;
-    char *text = slurp(path, &n, err);
+    char *text = fileio_read_all(path, XB_FILE_REPORT, NULL, &n, err);
     if (!text) return -1;
     size_t lead = 0;
     while (lead < n && strchr(" \t\r\n", text[lead])) lead++;
@@ -309,6 +276,14 @@ int report_read(const char *path, cJSON **out, XbError *err) {
         const unsigned char c = (unsigned char)text[pos];
         if (nul)
             xb_error_set(err, path, line, col, NULL, "JSON syntax error: NUL byte");
+        else if (bad && check_msg == report_json_not_utf8)
+            xb_error_set(
+                err, path, line, col, NULL,
+                "JSON syntax error: byte 0x%02x is not UTF-8 (RFC 8259 JSON is UTF-8 text)", c);
+        else if (bad && check_msg == report_json_too_deep)
+            xb_error_set(err, path, line, col, NULL,
+                         "JSON nested more than %d levels deep (a report nests at most 4)",
+                         REPORT_JSON_MAX_DEPTH);
         else if (c == '\0')
             xb_error_set(err, path, line, col, NULL, "JSON syntax error: unexpected end of file");
         else if (c >= 0x20 && c < 0x7f)

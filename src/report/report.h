@@ -87,5 +87,11 @@ char *report_json_print(const struct cJSON *j);
 /* Checks that text[0..n) is one JSON document (RFC 8259, strict). Returns 0, or -1 with *pos the
  * byte offset of the first error and *msg what is wrong (a static string) (json_text.c). */
 int report_json_check(const char *text, size_t n, size_t *pos, const char **msg);
+/* The deepest nesting report_json_check accepts (cJSON's limit is 1000; a report nests 4 levels),
+ * and the message it gives beyond it. */
+#define REPORT_JSON_MAX_DEPTH 64
+extern const char report_json_too_deep[];
+/* report_json_check's message for bytes that are not UTF-8 (RFC 8259 8.1). */
+extern const char report_json_not_utf8[];
 
 #endif
