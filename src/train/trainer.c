@@ -305,6 +305,45 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     const double t_start = timer_now();
     double t_eval = 0.0;
     int64_t step = start, stopped = 0;
+    uint64_t eval_cut = 0; /* FLOPs of an evaluation a signal cut short: not in the state */
+    /* A signal during the evaluation of step `start` stopped the run that saved the state before
+     * that evaluation was recorded: do it now, as the run never stopped did. */
+    if (start > 0 && !no_eval && (start % cfg->eval_every == 0 || start == cfg->steps) &&
+        (r->n_evals == 0 || r->evals[r->n_evals - 1].step != start)) {
+        const double t0 = timer_now();
+        const uint64_t f0 = flops_counted();
+        EvalRecord *ev = &r->evals[r->n_evals];
+        ev->step = start;
+        ev->lr = schedule_lr(cfg->schedule, cfg->lr, cfg->warmup, cfg->steps, start);
+        ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
+        double exact;
+        if (evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, start, &ev->val_loss,
+                     &ev->val_acc, &exact, NULL)) {
+            eval_cut = flops_counted() - f0;
+            r->status = "interrupted";
+            snprintf(r->status_message, sizeof r->status_message,
+                     "interrupted by a signal after %lld of %lld steps", (long long)start,
+                     (long long)cfg->steps);
+            stopped = 1;
+        } else {
+            r->n_evals++;
+            if (!(ev->val_acc <= r->best_val_acc)) {
+                r->best_val_acc = ev->val_acc;
+                r->best_step = start;
+                memcpy(best, enc.params, enc.pt.total * sizeof(float));
+                if (cfg->checkpoint && ckpt_path &&
+                    save_best(cfg, &enc, enc.params, start, ckpt_path, err)) {
+                    r->status = "failed";
+                    snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
+                }
+            }
+            last_val = ev->val_acc;
+            ev->elapsed_s = timer_now() - t_start;
+            loss_sum = 0.0;
+            loss_n = 0;
+        }
+        t_eval += timer_now() - t0;
+    }
     for (step = start + 1; step <= cfg->steps && !strcmp(r->status, "ok"); step++) {
         if (stop_now()) {
             r->status = "interrupted";
@@ -374,8 +413,10 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
             ev->lr = lr;
             ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
             double exact;
+            const uint64_t f0 = flops_counted();
             if (evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
                          &ev->val_acc, &exact, NULL)) { /* a signal during the evaluation */
+                eval_cut = flops_counted() - f0;
                 r->n_evals--;
                 r->status = "interrupted";
                 snprintf(r->status_message, sizeof r->status_message,
@@ -427,7 +468,7 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     }
     r->train_s = timer_now() - t_start - t_eval;
     r->eval_s = t_eval;
-    int64_t counted = (int64_t)flops_counted();
+    int64_t counted = (int64_t)(flops_counted() - eval_cut); /* run --resume evaluates again */
     dist_allreduce_i64(&counted, 1);
     /* Stopped by a signal (a scheduler's preemption): the state, so that run --resume goes on
      * from here. */
