@@ -77,7 +77,7 @@ def inputs(cfg, args):
     name = os.path.splitext(os.path.basename(cfg))[0]
     out = os.path.join(args.output, "inputs", name)
     report = os.path.join(out, "full-%d.json" % L)
-    sets = ["train.batch_size=%d" % b] + STAND_INS.get(task, [])
+    sets = ["train.batch_size=%d" % b, "train.warmup=0"] + STAND_INS.get(task, [])
     cmd = [args.bin, "bench", cfg, "--lengths", str(L), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads), "-o", out, "--quiet"]
     for s in sets:
@@ -87,6 +87,10 @@ def inputs(cfg, args):
         p = subprocess.run(cmd, stdout=subprocess.DEVNULL)
         if p.returncode != 0:
             sys.exit("scaling-model.py: %s failed (exit %d)" % (" ".join(cmd), p.returncode))
+        with open(os.path.join(out, "index.json")) as f:
+            point = json.load(f)["points"][0]
+        if point["status"] != "ok":
+            sys.exit("scaling-model.py: %s: %s: %s" % (cfg, point["status"], point["reason"]))
     with open(report) as f:
         r = json.load(f)
     t_b = r["measured"]["step_s_median"]
@@ -168,11 +172,11 @@ def main():
                 pr = project(x, P, alpha, beta)
                 row[str(P)] = pr
                 if pr is None:
-                    cells.append(" - | batch %d < %d or not a multiple | |" % (x["batch"], P)
-                                 if P > x["batch"] else " - | %d does not divide %d | |"
-                                 % (P, x["batch"]))
+                    why = ("batch %d < %d" if P > x["batch"] else "%d does not divide %d") % (
+                        (x["batch"], P) if P > x["batch"] else (P, x["batch"]))
+                    cells.append(" n/a | %s | n/a |" % why)
                 else:
-                    cells.append(" %.3g | %.0f%% | %.0f%% |" % (
+                    cells.append(" %.3g | %.1f%% | %.1f%% |" % (
                         1e3 * pr["comm_s"], 100 * pr["efficiency"],
                         100 * pr["efficiency_overlap"]))
             rows.append(row)
