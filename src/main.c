@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/xassert.h"
 #include "version.h"
@@ -68,7 +69,12 @@ int main(int argc, char **argv) {
         return XB_EXIT_OK;
     }
     for (size_t i = 0; i < XB_ARRAY_LEN(g_commands); i++)
-        if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], g_commands[i].name)) {
+            dist_init(&argc, &argv); /* MPI, when started by mpirun or srun */
+            const int rc = g_commands[i].run(argc - 1, argv + 1);
+            dist_finalize();
+            return rc;
+        }
     char valid[256] = "";
     for (size_t i = 0; i < XB_ARRAY_LEN(g_commands); i++)
         snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", i ? ", " : "",

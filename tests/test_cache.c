@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <utime.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "fixture_files.h"
@@ -253,6 +254,186 @@ START_TEST(test_a_write_removes_temporaries_a_day_old_and_nothing_else) {
 }
 END_TEST
 
+/* Where the dataset header's fields are: after the magic (8), the byte-order marker (4), the key's
+ * length (8) and the key, come pairs, vocab_size, n_classes and sequence (8 bytes each). */
+static long header_field(const char *path, int k) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    int64_t key_len;
+    ck_assert_int_eq(fseek(f, 12, SEEK_SET), 0);
+    ck_assert_int_eq(fread(&key_len, sizeof key_len, 1, f), 1);
+    fclose(f);
+    return 20 + (long)key_len + 8 * k;
+}
+
+static void poke_i64(const char *path, long at, int64_t v) {
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    ck_assert_int_eq(fwrite(&v, sizeof v, 1, f), 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Rewrites the file's last 4 bytes as the CRC-32 of the bytes before them, as a writer would. */
+static void fix_crc(const char *path) {
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    const long n = ftell(f) - 4;
+    unsigned char *b = malloc((size_t)n);
+    ck_assert_ptr_nonnull(b);
+    rewind(f);
+    ck_assert_int_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    const uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)n);
+    ck_assert_int_eq(fwrite(&crc, sizeof crc, 1, f), 1);
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+}
+
+/* load(), with what it wrote on stderr into err_text (n bytes). */
+static CacheOutcome load_stderr(const char *name, const OptValues *v, Dataset *d, char *path,
+                                char *err_text, size_t n) {
+    char tmp[] = "/tmp/xb-stderr-XXXXXX";
+    const int fd = mkstemp(tmp), saved = dup(2);
+    ck_assert(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    const CacheOutcome oc = load(name, v, 5, d, path);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    const ssize_t got = pread(fd, err_text, n - 1, 0);
+    err_text[got > 0 ? got : 0] = '\0';
+    close(fd);
+    unlink(tmp);
+    return oc;
+}
+
+/* The header's vocabulary size, class count and flags were outside every check (the checksum
+ * covers the splits only): a changed vocabulary served token ids past a shrunken embedding,
+ * changed flags aborted the model. Each change is now seen, said in one line on stderr, and the
+ * data generated again, the same as before. */
+START_TEST(test_a_changed_header_field_is_regenerated_and_said_so) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset good, d;
+    char p[4200], text[2048], want[6000];
+    ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
+    static const int64_t changed[4] = {1, 3, 2, 1}; /* pairs, vocab_size, n_classes, sequence */
+    for (int k = 0; k < 4; k++) {
+        poke_i64(p, header_field(p, k), changed[k]);
+        ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
+        snprintf(want, sizeof want,
+                 "warning: the data cache file %s cannot be used (its CRC-32 does not match its "
+                 "bytes): generating the data again\n",
+                 p);
+        ck_assert_str_eq(text, want);
+        assert_dataset_eq(&d, &good);
+        dataset_free(&d);
+        ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_HIT);
+        ck_assert_str_eq(text, ""); /* rewritten whole, read silently */
+        dataset_free(&d);
+    }
+    dataset_free(&good);
+}
+END_TEST
+
+/* A file whose CRC was made to match (a writer with a bug, or on purpose) still cannot give a
+ * model token ids past its vocabulary, labels past its classes, flags its splits do not have or
+ * an identity the report cannot hold: the dataset is checked before it is used. */
+START_TEST(test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset good, d;
+    char p[4200], text[2048];
+    ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
+    static const struct {
+        int field;     /* 0-3: pairs, vocab_size, n_classes, sequence; 4: the identity's "{" */
+        int64_t value; /* the field's new value */
+        const char *why;
+    } cases[] = {
+        {1, 3, " is not in the vocabulary [0, 3)): generating the data again\n"},
+        {2, 2, " is not a class in [0, 2)): generating the data again\n"},
+        {0, 1, "(split train: 1 documents per example, but the dataset is made of pairs)"},
+        {3, 1, "(split train: a label per example, but the dataset has targets per position)"},
+        {4, 0, "(the dataset's identity is not a JSON object)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].field < 4) {
+            poke_i64(p, header_field(p, cases[i].field), cases[i].value);
+        } else { /* the identity's length and text follow the four fields */
+            FILE *f = fopen(p, "r+b");
+            ck_assert_ptr_nonnull(f);
+            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
+            ck_assert_int_eq(fgetc(f), '{');
+            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
+            fputc('#', f);
+            ck_assert_int_eq(fclose(f), 0);
+        }
+        fix_crc(p);
+        ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
+        ck_assert_msg(strstr(text, cases[i].why) && !strncmp(text, "warning: the data cache", 23),
+                      "%zu: %s", i, text);
+        assert_dataset_eq(&d, &good);
+        dataset_free(&d);
+    }
+    dataset_free(&good);
+}
+END_TEST
+
+/* A cache file that is not a regular file (a FIFO would block the read) is not used. */
+START_TEST(test_a_cache_path_that_is_not_a_file_is_regenerated) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset good, d;
+    char p[4200], text[2048], want[6000];
+    ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
+    snprintf(want, sizeof want,
+             "warning: the data cache file %s cannot be used (it is a FIFO, not a regular file): "
+             "generating the data again\n",
+             p);
+    ck_assert_str_eq(text, want);
+    assert_dataset_eq(&d, &good);
+    dataset_free(&d);
+    dataset_free(&good);
+}
+END_TEST
+
+/* A task whose loader returns data a model cannot take: task_load refuses it. */
+static int bad_load(Dataset *d, const OptValues *o, uint64_t seed, const char *source,
+                    XbError *err) {
+    (void)o, (void)seed, (void)source, (void)err;
+    memset(d, 0, sizeof *d);
+    d->vocab_size = 3, d->n_classes = 2;
+    snprintf(d->identity, sizeof d->identity, "{}");
+    Split *s[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++) {
+        s[k]->n = 1;
+        s[k]->tokens = malloc(2 * sizeof(int32_t));
+        s[k]->offsets = malloc(2 * sizeof(int64_t));
+        s[k]->labels = malloc(sizeof(int32_t));
+        s[k]->tokens[0] = 1, s[k]->tokens[1] = k == 2 ? 7 : 2;
+        s[k]->offsets[0] = 0, s[k]->offsets[1] = 2;
+        s[k]->labels[0] = 1;
+    }
+    return 0;
+}
+
+START_TEST(test_a_loader_returning_ids_past_its_vocabulary_is_an_error) {
+    const TaskSpec bad = {.name = "bad", .load = bad_load};
+    Dataset d;
+    XbError err;
+    xb_error_clear(&err);
+    CacheOutcome oc;
+    ck_assert_int_eq(task_load(&bad, &d, NULL, 1, "t.yaml", &oc, NULL, 0, &err), -1);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    char msg[2048];
+    xb_error_format(&err, msg, sizeof msg);
+    ck_assert_str_eq(msg, "t.yaml: split test, example 0, token 1: id 7 is not in the vocabulary "
+                          "[0, 3) (task bad)");
+}
+END_TEST
+
 static Suite *cache_suite(void) {
     Suite *s = suite_create("cache");
     TCase *tc = tcase_create("all");
@@ -260,6 +441,10 @@ static Suite *cache_suite(void) {
     tcase_add_test(tc, test_a_hit_is_the_generated_dataset_exactly);
     tcase_add_test(tc, test_the_key_changes_with_the_seed_and_every_option);
     tcase_add_test(tc, test_a_damaged_file_is_regenerated_not_used);
+    tcase_add_test(tc, test_a_changed_header_field_is_regenerated_and_said_so);
+    tcase_add_test(tc, test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated);
+    tcase_add_test(tc, test_a_cache_path_that_is_not_a_file_is_regenerated);
+    tcase_add_test(tc, test_a_loader_returning_ids_past_its_vocabulary_is_an_error);
     tcase_add_test(tc, test_files_and_a_cache_turned_off_write_nothing);
     tcase_add_test(tc, test_the_directory_follows_xb_cache_dir_then_xdg_then_home);
     tcase_add_test(tc, test_a_write_removes_temporaries_a_day_old_and_nothing_else);

@@ -92,7 +92,8 @@ _CASES = [
      "{path}:4:1: modle: unknown key (did you mean model?)"),
     ("unknown_key_lists_valid_keys", with_line("  steps: 10", "  steps: 10\n  foo: 1"), [],
      "{path}:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, warmup, "
-     "weight_decay, beta1, beta2, eps, clip_norm, eval_every, eval_batches, log_every, checkpoint)"),
+     "weight_decay, beta1, beta2, eps, clip_norm, eval_every, eval_batches, log_every, "
+     "checkpoint, checkpoint_every)"),
     ("wrong_type_int", with_line("  layers: 2", "  layers: two"), [],
      '{path}:5:11: model.layers: expected an integer in [1, 64], got "two"'),
     ("fraction_for_int", with_line("  layers: 2", "  layers: 2.5"), [],
@@ -590,9 +591,9 @@ class Compare(TinyReport):
             (cut, "{new}:%d:%d: JSON syntax error: unexpected end of file"
              % (cut.count("\n") + 1, len(cut) - cut.rindex("\n"))),
             (self.variant(measured__steps_per_s=None),
-             "{new}: measured.steps_per_s: missing (expected a number)"),
+             "{new}: measured.steps_per_s: missing (expected a number in [0, 1000000000])"),
             (self.variant(test__accuracy="high"),
-             "{new}: test.accuracy: expected a non-negative number, found a string"),
+             "{new}: test.accuracy: expected a number in [0, 1], or null, found a string"),
             (self.variant(schema_version=99),
              "{new}: schema_version: report schema_version 99 is not supported (this "
              "xformer-bench reads version 1)"),
@@ -1072,9 +1073,11 @@ class Eval(unittest.TestCase):
                 p = run(["eval", path])
                 self.assertEqual((p.returncode, p.stdout, p.stderr),
                                  (2, "", "xformer-bench: " + msg + "\n"), path)
-            # a checkpoint of another model
+            # a checkpoint of another model: the report's record of its checkpoint's hash says so
+            # (tests/test_cli_runs.py); a report older than that record reaches the shapes
             os.replace(os.path.join(b, "tiny.safetensors"), ck)
-            p = run(["eval", report])
+            old = variant("old.json", lambda v: v.pop("checkpoint"))
+            p = run(["eval", old])
             self.assertEqual((p.returncode, p.stderr), (2, f"xformer-bench: {ck}: tensor "
                              "'embed.tokens.weight' has shape [20, 8] in the file, the model "
                              "expects [20, 16]\n"))
@@ -1143,6 +1146,235 @@ train: {batch_size: 8, steps: 30, lr: 0.01, warmup: 5, eval_every: 10}
             p = run(["run", cfg, "-o", d, "--quiet"])
             self.assertEqual(p.returncode, 0, p.stderr)
             self.cross_check(d, os.path.join(d, "pairs.json"), [cfg])
+
+
+def run_limited(args, timeout=30, mem=1 << 30, fsize=64 << 20, **kw):
+    """run() in a process that cannot take more than mem bytes of address space or write a file
+    larger than fsize bytes, killed after timeout seconds: an input that makes it read or write
+    without end fails the test instead of the machine. (AddressSanitizer reserves terabytes of
+    address space for its shadow memory: a sanitized build goes without the first limit.)"""
+    import resource
+
+    def limits():
+        if os.environ.get("XB_SANITIZED") != "1":
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limits, **kw)
+
+
+class EndlessInput(unittest.TestCase):
+    """A file that never ends (/dev/zero) or never opens (a FIFO) given as data, report or config
+    stops at once with exit 2 and the file named, in bounded memory."""
+
+    def check(self, args, expected):
+        import time
+        t0 = time.monotonic()
+        p = run_limited(args, timeout=20)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual((p.returncode, p.stderr), (2, expected))
+        self.assertEqual(p.stdout, "")
+
+    def test_dev_zero_as_a_listops_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv"):
+                os.symlink("/dev/zero", os.path.join(d, name))
+            self.check(["data", "listops", "--set", "task.source=files", "--set",
+                        "task.data_dir=" + d],
+                       f"xformer-bench: {d}/basic_train.tsv: task.data_dir: cannot read: it is a "
+                       "character device, not a regular file\n")
+
+    def test_dev_zero_and_a_fifo_as_reports(self):
+        for cmd in (["table"], ["plot", "-o", "/tmp/never-written.svg"], ["compare", "/dev/zero"]):
+            self.check(cmd + ["/dev/zero"], f"xformer-bench {cmd[0]}: /dev/zero: cannot read the "
+                       "report: it is a character device, not a regular file\n")
+        self.assertFalse(os.path.exists("/tmp/never-written.svg"))
+        with tempfile.TemporaryDirectory() as d:
+            fifo = os.path.join(d, "r.json")
+            os.mkfifo(fifo)
+            self.check(["table", fifo], f"xformer-bench table: {fifo}: cannot read the report: "
+                       "it is a FIFO, not a regular file\n")
+
+    def test_dev_zero_as_a_config(self):
+        self.check(["run", "/dev/zero", "--check"], "xformer-bench: /dev/zero: cannot read: it is "
+                   "a character device, not a regular file\n")
+
+
+class ConfigShape(unittest.TestCase):
+    """What libyaml accepts but a config cannot mean: one line, exit 2, nothing written."""
+
+    def check(self, text, expected):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.yaml")
+            with open(path, "wb") as f:
+                f.write(text)
+            p = run(["run", path, "-o", os.path.join(d, "out")])
+            self.assertEqual((p.returncode, p.stderr), (2, "xformer-bench: " + path + expected))
+            self.assertEqual(os.listdir(d), ["c.yaml"])
+
+    def test_second_document_tags_nul_bytes_and_run_names(self):
+        base = TINY.encode()
+        self.check(base + b"---\nmodel: {layers: 4}\n",
+                   ":22:1: a second YAML document (a config is one document: remove this '---' "
+                   "and what follows, or split them into two files)\n")
+        self.check(base.replace(b"layers: 1", b"layers: !!str 1"),
+                   ":13:11: model.layers: YAML tags are not supported, got !!str (a config's "
+                   "values take their type from their key: write the value without the tag)\n")
+        self.check(base.replace(b"name: tiny", b"name: ti\0ny"),
+                   ":2:11: a NUL byte (a config is text: UTF-8 without NUL bytes)\n")
+        for name in ("..", ".", "-rf"):
+            self.check(base.replace(b"name: tiny", b'name: "' + name.encode() + b'"'),
+                       ":2:9: experiment.name: expected a name of 1 to 100 characters from A-Z "
+                       "a-z 0-9 . _ -, not starting with . or - (it names the run's files), got "
+                       f'"{name}"\n')
+
+
+class DamagedCache(unittest.TestCase):
+    def test_a_changed_vocabulary_in_a_cache_file_is_regenerated_with_one_line(self):
+        import re
+        import struct
+        with tempfile.TemporaryDirectory() as d:
+            env = {"XB_CACHE_DIR": d}
+            args = ["data", "parity", "--set", "task.num_train=400"]
+            first = run(args, env=env)
+            self.assertEqual(first.returncode, 0, first.stderr)
+            path = re.search(r"cache    written to (\S+)\n", first.stdout).group(1)
+            with open(path, "r+b") as f:  # vocab_size: after magic, marker, key length and key
+                f.seek(12)
+                key_len = struct.unpack("<q", f.read(8))[0]
+                f.seek(20 + key_len + 8)
+                self.assertEqual(struct.unpack("<q", f.read(8))[0], 3)
+                f.seek(20 + key_len + 8)
+                f.write(struct.pack("<q", 2))
+            again = run(args, env=env)
+            self.assertEqual(again.returncode, 0, again.stderr)
+            self.assertEqual(again.stderr, f"warning: the data cache file {path} cannot be used "
+                             "(its CRC-32 does not match its bytes): generating the data again\n")
+            self.assertIn(f"  cache    written to {path}\n", again.stdout)
+            self.assertIn("  vocabulary 3 tokens (0 = padding), 2 classes\n", again.stdout)
+            self.assertEqual(checksum(again.stdout), checksum(first.stdout))
+
+
+class ReportRanges(TinyReport):
+    """Numbers a report of this tool cannot hold are refused when the report is read, naming the
+    file and the key, by every command that reads reports."""
+
+    def write(self, d, **changes):
+        doc = json.loads(json.dumps(self.doc))
+        for path, value in changes.items():
+            obj = doc
+            keys = path.split("__")
+            for k in keys[:-1]:
+                obj = obj[k]
+            obj[keys[-1]] = value
+        path = os.path.join(d, "r.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def test_absurd_numbers_exit_2_naming_file_and_key(self):
+        cases = [
+            ({"config__model__max_len": 1e300},
+             "config.model.max_len: 1e+300 is out of range (an integer in [2, 1048576])"),
+            ({"config__model__max_len": 40.5},
+             "config.model.max_len: expected an integer in [2, 1048576], found 40.5"),
+            ({"config__train__batch_size": -3},
+             "config.train.batch_size: -3 is out of range (an integer in [1, 65536])"),
+            ({"test__accuracy": 1e308},
+             "test.accuracy: 1e+308 is out of range (a number in [0, 1], or null)"),
+            ({"test__majority_baseline": 1.5},
+             "test.majority_baseline: 1.5 is out of range (a number in [0, 1], or null)"),
+            ({"measured__steps_per_s": 1e300},
+             "measured.steps_per_s: 1e+300 is out of range (a number in [0, 1000000000])"),
+            ({"measured__peak_rss": 1e300},
+             "measured.peak_rss: 1e+300 is out of range (a number in [0, 9007199254740992])"),
+            ({"flops__analytic_train_step": 2.5},
+             "flops.analytic_train_step: expected an integer in [0, 9007199254740992], found 2.5"),
+        ]
+        with tempfile.TemporaryDirectory() as d:
+            base = self.write(os.path.join(d))
+            os.rename(base, os.path.join(d, "base.json"))
+            base = os.path.join(d, "base.json")
+            for changes, expected in cases:
+                path = self.write(d, **changes)
+                for cmd in (["table", path], ["plot", path, "-o", os.path.join(d, "f.svg")],
+                            ["compare", base, path]):
+                    p = run(cmd)
+                    self.assertEqual((p.returncode, p.stderr),
+                                     (2, f"xformer-bench {cmd[0]}: {path}: {expected}\n"))
+            self.assertEqual(sorted(os.listdir(d)), ["base.json", "r.json"])
+
+
+class PlotAxes(TinyReport):
+    """plot ends on any range of values: one ulp, subnormal numbers, zero, huge; its figure has no
+    NaN, and its exit status is the one --help gives."""
+
+    def report(self, d, name, **measured):
+        doc = json.loads(json.dumps(self.doc))
+        doc["run_id"] = name
+        doc["measured"].update(measured)
+        path = os.path.join(d, name + ".json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def test_degenerate_ranges_end_with_a_well_formed_figure(self):
+        import xml.etree.ElementTree as ET
+        tiny, ulp = 5e-324, 1.0000000000000002
+        sets = [
+            [dict(steps_per_s=1.0, step_s_median=1.0), dict(steps_per_s=ulp, step_s_median=ulp)],
+            [dict(steps_per_s=tiny, step_s_median=tiny), dict(steps_per_s=2 * tiny,
+                                                              step_s_median=2 * tiny)],
+            [dict(steps_per_s=tiny, step_s_median=None), dict(steps_per_s=1e9)],
+            [dict(steps_per_s=0.0, peak_rss=0)],
+            [dict(steps_per_s=3.0, peak_rss=tiny), dict(steps_per_s=3.0, peak_rss=1)],
+        ]
+        with tempfile.TemporaryDirectory() as d:
+            for i, measured in enumerate(sets):
+                rep = os.path.join(d, f"set{i}")
+                os.makedirs(rep)
+                for k, m in enumerate(measured):
+                    self.report(rep, f"run{k}", **m)
+                for kind in ("frontier", "scaling"):
+                    svg = os.path.join(d, f"{kind}{i}.svg")
+                    p = run_limited(["plot", rep, "--kind", kind, "-o", svg], timeout=20)
+                    self.assertEqual(p.returncode, 0, (i, kind, p.stderr))
+                    with open(svg) as f:
+                        text = f.read()
+                    self.assertLess(len(text), 50000, (i, kind))
+                    self.assertNotRegex(text.lower(), r"nan|inf", (i, kind))
+                    ET.fromstring(text)
+            self.assertFalse([f for f in os.listdir(d) if f.endswith(".tmp")])
+
+    def test_names_with_markup_and_control_characters_give_well_formed_svg(self):
+        import xml.etree.ElementTree as ET
+        with tempfile.TemporaryDirectory() as d:
+            path = self.report(d, "run0", steps_per_s=2.0)
+            with open(path) as f:
+                doc = json.load(f)
+            doc["run_id"], doc["model"]["mixer"] = "a\u0001<b>&\"c", "m\u001b[31m<i>"
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            for kind in ("frontier", "scaling"):
+                svg = os.path.join(d, kind + ".svg")
+                p = run(["plot", path, "--kind", kind, "-o", svg])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ET.parse(svg)
+
+    def test_a_figure_that_cannot_be_written_exits_2_as_help_says(self):
+        import re
+        p = run(["plot", "--help"])
+        self.assertIn("Exit status: 0, or 2 bad input (a report, an option) or a figure that "
+                      "cannot be written.\n", p.stdout)
+        with tempfile.TemporaryDirectory() as d:
+            rep = self.report(d, "run0", steps_per_s=2.0)
+            blocker = os.path.join(d, "file")
+            open(blocker, "w").close()
+            out = os.path.join(blocker, "f.svg")
+            p = run(["plot", rep, "-o", out])
+            self.assertEqual(p.returncode, 2, p.stderr)  # the temporary's name is the writer's
+            self.assertRegex(p.stderr, "^xformer-bench plot: " + re.escape(out) + r": cannot "
+                             r"write the figure \(" + re.escape(out) + r"\.\S+\): Not a directory\n$")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
  * canonical JSON and its hash. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -310,7 +313,7 @@ START_TEST(test_unknown_key_lists_valid_keys_when_none_is_near) {
     expect_line_error("  steps: 10", "  steps: 10\n  foo: 1",
                       "t.yaml:8:3: train.foo: unknown key (valid: batch_size, steps, lr, schedule, "
                       "warmup, weight_decay, beta1, beta2, eps, clip_norm, eval_every, "
-                      "eval_batches, log_every, checkpoint)");
+                      "eval_batches, log_every, checkpoint, checkpoint_every)");
     expect_line_error(
         "  layers: 2", "  something_else: 2",
         "t.yaml:5:3: model.something_else: unknown key (valid: layers, d_model, "
@@ -446,11 +449,181 @@ START_TEST(test_out_of_range_reports_text_and_range) {
 }
 END_TEST
 
+#define NAME_VALID                                                                                 \
+    "expected a name of 1 to 100 characters from A-Z a-z 0-9 . _ -, not starting with . or - (it " \
+    "names the run's files)"
+
 START_TEST(test_experiment_name_must_be_file_name_safe) {
     char *y = base_plus("experiment:\n  name: a/b\n");
+    expect_error(y, NULL, 0, "t.yaml:9:9: experiment.name: " NAME_VALID ", got \"a/b\"");
+    free(y);
+}
+END_TEST
+
+/* A run name becomes OUTPUT_DIR/NAME.json: ".", ".." and ".x" read as directories or hidden
+ * files, "-rf" as an option of the commands that handle it; a config file's stem that starts
+ * so is made valid, not refused. */
+START_TEST(test_run_names_that_are_not_plain_file_names_are_refused) {
+    static const char *const bad[] = {".", "..", "-rf", ".hidden", "-"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128], want[512];
+        snprintf(text, sizeof text, "experiment:\n  name: \"%s\"\n", bad[i]);
+        char *y = base_plus(text);
+        snprintf(want, sizeof want, "t.yaml:9:9: experiment.name: " NAME_VALID ", got \"%s\"",
+                 bad[i]);
+        expect_error(y, NULL, 0, want);
+        free(y);
+    }
+    const char *sets[] = {"experiment.name=.."};
+    expect_error(BASE, sets, 1, "--set:1:17: experiment.name: " NAME_VALID ", got \"..\"");
+    ConfigSet cs;
+    XbError err;
+    ck_assert_int_eq(cfg_load_string(BASE, "configs/-rf.yaml", NULL, 0, &cs, &err), 0);
+    ck_assert_str_eq(cs.runs[0].name, "_rf");
+    cfg_set_free(&cs);
+    ck_assert_int_eq(cfg_load_string(BASE, "configs/.yaml", NULL, 0, &cs, &err), 0);
+    ck_assert_str_eq(cs.runs[0].name, "_yaml");
+    cfg_set_free(&cs);
+    load_ok("task: {name: listops}\nexperiment: {name: a.b-c_1}\n", NULL, 0, &cs);
+    ck_assert_str_eq(cs.runs[0].name, "a.b-c_1");
+    cfg_set_free(&cs);
+}
+END_TEST
+
+/* ---- one document, no tags, no NUL bytes, bounded nesting and size ---- */
+
+START_TEST(test_a_second_yaml_document_is_an_error) {
+    char *y = base_plus("---\nmodel: {layers: 3}\n");
     expect_error(y, NULL, 0,
-                 "t.yaml:9:9: experiment.name: expected a name of 1 to 100 characters from A-Z "
-                 "a-z 0-9 . _ -, got \"a/b\"");
+                 "t.yaml:8:1: a second YAML document (a config is one document: remove this '---' "
+                 "and what follows, or split them into two files)");
+    free(y);
+    y = base_plus("---\n"); /* even an empty one */
+    expect_error(y, NULL, 0,
+                 "t.yaml:8:1: a second YAML document (a config is one document: remove this '---' "
+                 "and what follows, or split them into two files)");
+    free(y);
+    ConfigSet cs; /* markers around the one document are fine */
+    load_ok("---\ntask: {name: listops}\n...\n", NULL, 0, &cs);
+    cfg_set_free(&cs);
+}
+END_TEST
+
+#define TAG_MSG(t)                                                                                 \
+    "YAML tags are not supported, got " t " (a config's values take their type from their key: "   \
+    "write the value without the tag)"
+
+START_TEST(test_tags_are_refused_at_their_line_and_key) {
+    expect_line_error("  layers: 2", "  layers: !!str 2",
+                      "t.yaml:5:11: model.layers: " TAG_MSG("!!str"));
+    expect_line_error("  layers: 2", "  layers: !!int 2",
+                      "t.yaml:5:11: model.layers: " TAG_MSG("!!int"));
+    expect_line_error("  name: listops", "  name: !custom listops",
+                      "t.yaml:2:9: task.name: " TAG_MSG("!custom"));
+    expect_line_error("model:\n", "model: !!map\n", "t.yaml:4:8: model: " TAG_MSG("!!map"));
+    expect_line_error("  steps: 10", "  !!str steps: 10", "t.yaml:7:3: train: " TAG_MSG("!!str"));
+    char *y = base_plus("sweep:\n  model.layers: [1, !!float 2]\n");
+    expect_error(y, NULL, 0, "t.yaml:9:21: sweep.model.layers: " TAG_MSG("!!float"));
+    free(y);
+}
+END_TEST
+
+/* Writes n bytes of text to a temporary file; its path into path (64 bytes). */
+static void temp_config(char *path, const char *text, size_t n) {
+    snprintf(path, 64, "/tmp/xb-cfg-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+    close(fd);
+}
+
+static void expect_file_error(const char *path, const char *msg) {
+    ConfigSet cs;
+    XbError err;
+    ck_assert_int_eq(cfg_load(path, NULL, 0, &cs, &err), -1);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    char buf[2048], want[2048];
+    xb_error_format(&err, buf, sizeof buf);
+    snprintf(want, sizeof want, "%s%s", path, msg);
+    ck_assert_str_eq(buf, want);
+}
+
+/* libyaml reads a C string: a NUL byte would end the config there and the rest would be ignored. */
+START_TEST(test_a_nul_byte_is_an_error_not_the_end_of_the_config) {
+    static const char text[] = "task:\n  name: listops\nmodel:\n  lay\0ers: 2\n";
+    char path[64];
+    temp_config(path, text, sizeof text - 1);
+    expect_file_error(path, ":4:6: a NUL byte (a config is text: UTF-8 without NUL bytes)");
+    unlink(path);
+    char *y = base_plus("experiment:\n  name: \"run\\0x\"\n"); /* the escape \0 */
+    expect_error(y, NULL, 0,
+                 "t.yaml:9:9: experiment.name: a NUL byte in the value (a \\0 escape; a config's "
+                 "text holds none)");
+    free(y);
+}
+END_TEST
+
+START_TEST(test_config_size_and_file_type_are_bounded) {
+    const size_t n = (1u << 20) + 1;
+    char *big = malloc(n);
+    ck_assert_ptr_nonnull(big);
+    memset(big, ' ', n);
+    memcpy(big, "task: {name: listops}\n", 22);
+    char path[64];
+    temp_config(path, big, n);
+    free(big);
+    expect_file_error(path,
+                      ": cannot read: it is 1.0 MiB, more than a config may be (at most 1 MiB)");
+    unlink(path);
+    expect_file_error("/dev/zero", ": cannot read: it is a character device, not a regular file");
+    /* a FIFO without a writer: refused at once, not waited on */
+    snprintf(path, sizeof path, "/tmp/xb-fifo-%d", (int)getpid());
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    expect_file_error(path, ": cannot read: it is a FIFO, not a regular file");
+    unlink(path);
+}
+END_TEST
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Appends printf-style text at buf + *k (cap bytes in all), advancing *k. */
+__attribute__((format(printf, 4, 5))) static void appendf(char *buf, size_t cap, size_t *k,
+                                                          const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int w = vsnprintf(buf + *k, cap - *k, fmt, ap);
+    va_end(ap);
+    ck_assert(w >= 0 && (size_t)w < cap - *k);
+    *k += (size_t)w;
+}
+
+/* 200 KB of nested flow sequences took libyaml 37 s (its scanner is quadratic in the depth): the
+ * nesting is refused where it passes the limit, before the rest is scanned. */
+START_TEST(test_deep_nesting_is_refused_at_once) {
+    const size_t depth = 100000, cap = 2 * depth + 64;
+    char *y = malloc(cap);
+    ck_assert_ptr_nonnull(y);
+    size_t k = 0;
+    appendf(y, cap, &k, "task: {name: listops}\nmodel: ");
+    memset(y + k, '[', depth), k += depth;
+    memset(y + k, ']', depth), k += depth;
+    y[k] = '\0';
+    const double t0 = now_s();
+    expect_error(y, NULL, 0,
+                 "t.yaml:2:39: model: YAML nested more than 32 levels deep (a config nests 3: "
+                 "section, key, and a mixer option or sweep list)");
+    ck_assert_double_lt(now_s() - t0, 1.0);
+    /* block mappings nest the same way */
+    k = 0;
+    for (int d = 0; d < 40; d++) appendf(y, cap, &k, "%*sk%d:\n", 2 * d, "", d);
+    expect_error(y, NULL, 0,
+                 "t.yaml:33:65: k0.k1.k2.k3.k4.k5.k6.k7.k8.k9.k10.k11.k12.k13.k14.k15.k16.k17.k18."
+                 "k19.k20.k21.k22.k23.k24.k25.k26.k27.k28.k29.k30.k31: YAML nested more than 32 "
+                 "levels deep (a config nests 3: section, key, and a mixer option or sweep list)");
     free(y);
 }
 END_TEST
@@ -732,7 +905,7 @@ START_TEST(test_to_json_holds_every_resolved_value_typed) {
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tr, "checkpoint")));
     ck_assert_int_eq(cJSON_GetArraySize(e), 4);
     ck_assert_int_eq(cJSON_GetArraySize(m), 23);
-    ck_assert_int_eq(cJSON_GetArraySize(tr), 14);
+    ck_assert_int_eq(cJSON_GetArraySize(tr), 15);
     cJSON_Delete(back);
     cJSON_free(text);
     cJSON_Delete(j);
@@ -784,6 +957,76 @@ START_TEST(test_enum_names) {
 }
 END_TEST
 
+/* 60000 keys in the task section took 27 s (each key is checked against the ones before it),
+ * 40000 aliases 8 s (libyaml looks each up in the list of anchors): both are refused where they
+ * pass their limit. */
+START_TEST(test_many_keys_or_anchors_are_refused_at_once) {
+    const int n = 60000;
+    const size_t cap = (size_t)n * 24 + 64;
+    char *y = malloc(cap);
+    ck_assert_ptr_nonnull(y);
+    size_t k = 0;
+    appendf(y, cap, &k, "task:\n  name: listops\n");
+    for (int i = 0; i < n; i++) appendf(y, cap, &k, "  k%d: 1\n", i);
+    double t0 = now_s();
+    expect_error(y, NULL, 0,
+                 "t.yaml:258:3: task: more than 256 keys in one mapping (a section has a few "
+                 "dozen)");
+    ck_assert_double_lt(now_s() - t0, 1.0);
+    k = 0;
+    appendf(y, cap, &k, "task: {name: listops}\nsweep:\n  model.layers: [");
+    for (int i = 0; i < n / 2; i++) appendf(y, cap, &k, "%s&a%d 1", i ? ", " : "", i);
+    appendf(y, cap, &k, "]\n  model.heads: [");
+    for (int i = 0; i < n / 2; i++) appendf(y, cap, &k, "%s*a%d", i ? ", " : "", i);
+    appendf(y, cap, &k, "]\n");
+    t0 = now_s();
+    expect_error(y, NULL, 0, "t.yaml:3:2212: more than 256 anchors (&name) in one config");
+    ck_assert_double_lt(now_s() - t0, 1.0);
+    free(y);
+}
+END_TEST
+
+/* A message is one line: a value's control characters are shown escaped, a long value cut. */
+START_TEST(test_values_in_messages_are_one_line) {
+    expect_line_error(
+        "  layers: 2", "  layers: \"1\\n2\\x1b\"",
+        "t.yaml:5:11: model.layers: expected an integer in [1, 64], got \"1\\n2\\x1b\"");
+    char *y =
+        with_line("  layers: 2", "  layers: "
+                                 "123456789012345678901234567890123456789012345678901234567890"
+                                 "1234567890");
+    expect_error(y, NULL, 0,
+                 "t.yaml:5:11: model.layers: "
+                 "123456789012345678901234567890123456789012345678901234567890... is out of "
+                 "range (an integer in [1, 64])");
+    free(y);
+}
+END_TEST
+
+/* A --set value that is not UTF-8 went into the report, which eval then could not read. */
+START_TEST(test_override_value_must_be_utf8) {
+    const char *sets[] = {"experiment.output_dir=r\xe9sultats"};
+    expect_error(BASE, sets, 1,
+                 "--set:1:23: experiment.output_dir: expected UTF-8 text (byte 0xe9 at column 24)");
+    const char *bad[] = {"experiment.output_dir=\xc0\xaf", "experiment.output_dir=\xed\xa0\x80",
+                         "experiment.output_dir=ab\xf4\x90\x80\x80",
+                         "experiment.output_dir=\xe2\x82"};
+    static const char *const msgs[] = {"byte 0xc0 at column 23", "byte 0xed at column 23",
+                                       "byte 0xf4 at column 25", "byte 0xe2 at column 23"};
+    for (int i = 0; i < 4; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "--set:1:23: experiment.output_dir: expected UTF-8 text (%s)",
+                 msgs[i]);
+        expect_error(BASE, &bad[i], 1, want);
+    }
+    const char *good[] = {"experiment.output_dir=r\xc3\xa9sultats/\xe2\x82\xac/\xf0\x9f\x98\x80"};
+    ConfigSet cs;
+    load_ok(BASE, good, 1, &cs);
+    ck_assert_str_eq(cs.runs[0].output_dir, "r\xc3\xa9sultats/\xe2\x82\xac/\xf0\x9f\x98\x80");
+    cfg_set_free(&cs);
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -813,6 +1056,15 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_per_position_head_refuses_shortening_blocks_and_classification_tasks);
     tcase_add_test(tc, test_out_of_range_reports_text_and_range);
     tcase_add_test(tc, test_experiment_name_must_be_file_name_safe);
+    tcase_add_test(tc, test_run_names_that_are_not_plain_file_names_are_refused);
+    tcase_add_test(tc, test_a_second_yaml_document_is_an_error);
+    tcase_add_test(tc, test_tags_are_refused_at_their_line_and_key);
+    tcase_add_test(tc, test_a_nul_byte_is_an_error_not_the_end_of_the_config);
+    tcase_add_test(tc, test_config_size_and_file_type_are_bounded);
+    tcase_add_test(tc, test_deep_nesting_is_refused_at_once);
+    tcase_add_test(tc, test_many_keys_or_anchors_are_refused_at_once);
+    tcase_add_test(tc, test_values_in_messages_are_one_line);
+    tcase_add_test(tc, test_override_value_must_be_utf8);
     tcase_add_test(tc, test_unknown_task_suggests_or_lists);
     tcase_add_test(tc, test_missing_task_name_at_task_key_or_line_1);
     tcase_add_test(tc, test_unknown_mechanism_suggests_or_lists);

@@ -3,6 +3,8 @@
  * here give every byte back; the .npy files parsed here by the format's definition; and bad
  * output directories, existing files and a failed write leave nothing behind. */
 #include <check.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,17 +377,38 @@ START_TEST(test_existing_files_unwritable_dirs_and_failed_writes_leave_nothing_b
              "directory",
              out, dir);
     ck_assert_str_eq(msg, path);
-    /* the second file cannot be written: the first one's temporary goes too, nothing is renamed */
+    /* a write that fails (files limited to 64 bytes): nothing is left, not even the temporaries'
+     * directory; a symlink planted at the old fixed temporary name is never followed */
     snprintf(out, sizeof out, "%s/b", dir);
-    snprintf(path, sizeof path, "%s/basic_val.tsv.tmp", out);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path); /* a directory where the temporary goes */
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    snprintf(path, sizeof path, "%s/basic_train.tsv.tmp", out);
+    char victim[300];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    FILE *v = fopen(victim, "w");
+    ck_assert_ptr_nonnull(v);
+    fputs("keep", v);
+    fclose(v);
+    ck_assert_int_eq(symlink(victim, path), 0);
+    struct rlimit lim, small = {.rlim_cur = 64, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &lim), 0);
+    small.rlim_max = lim.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
     xb_error_clear(&err);
-    ck_assert_int_eq(export_dataset(&d, "listops", out, &ex, &err), -1);
+    const int rc = export_dataset(&d, "listops", out, &ex, &err);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    ck_assert_int_eq(rc, -1);
     xb_error_format(&err, msg, sizeof msg);
-    ck_assert_msg(strstr(msg, "/b/basic_val.tsv: cannot write: Is a directory"), "%s", msg);
-    ck_assert_int_eq(count_entries(out), 1); /* only the directory put there */
+    ck_assert_msg(strstr(msg, "File too large"), "%s", msg);
+    ck_assert_int_eq(count_entries(out), 1); /* only the planted symlink */
+    v = fopen(victim, "r");
+    char got[16] = "";
+    ck_assert_ptr_nonnull(fgets(got, sizeof got, v));
+    fclose(v);
+    ck_assert_str_eq(got, "keep");
+    unlink(path);
+    unlink(victim);
     /* a task without a format */
     xb_error_clear(&err);
     ck_assert_int_eq(export_check("parity", dir, &err), -1);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -238,6 +239,52 @@ START_TEST(test_image_malformed_or_missing_files_name_the_file_and_place) {
 }
 END_TEST
 
+/* Dimensions whose product passes 2^64 wrapped around to the file's size, so the size check
+ * passed and the loader aborted asking for terabytes; a dimension of 0 made images of 0 pixels.
+ * A /dev/zero or a FIFO for a file stops at once. */
+START_TEST(test_image_idx_sizes_that_overflow_or_are_zero_and_files_that_are_not_files) {
+    char dir[64], msg[1024], want[1400], p[512];
+    tmpdir(dir, sizeof dir);
+    Dataset d;
+    OptValues v = opts(dir, "fashion-mnist", "1");
+    write_idx(dir, "train", 12, 3, 4, 0, 0);
+    write_idx(dir, "t10k", 5, 3, 4, 0, 0);
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    /* 3 × 2007567422 × 3062868337 = 2^64 + 26, and 26 bytes of pixels */
+    unsigned char b[16 + 26] = {0,    0,    8,    3,    0,    0,    0,    3,
+                                0x77, 0xa9, 0x0c, 0x3e, 0xb6, 0x8f, 0xa9, 0x71};
+    write_bytes(p, b, sizeof b, 0);
+    ck_assert_int_eq(load(&d, &v, msg, sizeof msg), -1);
+    snprintf(want, sizeof want,
+             "%s: truncated IDX: the header promises 18446744073709551642 bytes of data, the file "
+             "has 26 (it ends at byte 42)",
+             p);
+    ck_assert_str_eq(msg, want);
+    const unsigned char zero[16] = {0, 0, 8, 3, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 4};
+    write_bytes(p, zero, sizeof zero, 0);
+    ck_assert_int_eq(load(&d, &v, msg, sizeof msg), -1);
+    snprintf(want, sizeof want, "%s: images of 0x4 pixels (valid: 1 or more each)", p);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(symlink("/dev/zero", p), 0);
+    ck_assert_int_eq(load(&d, &v, msg, sizeof msg), -1);
+    snprintf(want, sizeof want,
+             "%s: task.data_dir: cannot read: it is a character device, not a regular file "
+             "(install Fashion-MNIST with: apt-get install dataset-fashion-mnist)",
+             p);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_int_eq(load(&d, &v, msg, sizeof msg), -1);
+    snprintf(want, sizeof want,
+             "%s: task.data_dir: cannot read: it is a FIFO, not a regular file (install "
+             "Fashion-MNIST with: apt-get install dataset-fashion-mnist)",
+             p);
+    ck_assert_str_eq(msg, want);
+    fixture_rmdir(dir);
+}
+END_TEST
+
 /* The real data: Debian's Fashion-MNIST (scripts/setup.sh installs it): 60000 + 10000 images of
  * 28×28, ten balanced classes. */
 START_TEST(test_image_real_fashion_mnist_sample) {
@@ -267,6 +314,7 @@ static Suite *image_suite(void) {
     tcase_add_test(tc, test_image_idx_fixtures_gzipped_or_plain_load_as_pixels_plus_one);
     tcase_add_test(tc, test_image_cifar_binary_fixture_is_made_gray_as_lra_does);
     tcase_add_test(tc, test_image_malformed_or_missing_files_name_the_file_and_place);
+    tcase_add_test(tc, test_image_idx_sizes_that_overflow_or_are_zero_and_files_that_are_not_files);
     tcase_add_test(tc, test_image_real_fashion_mnist_sample);
     suite_add_tcase(s, tc);
     return s;

@@ -239,7 +239,7 @@ typedef struct {
 } DoCtx;
 static void do_fwd(void *c) {
     DoCtx *x = c;
-    dropout_forward(x->out, x->inp, x->n, x->p, x->key);
+    dropout_forward(x->out, x->inp, x->n, x->p, x->key, 0);
 }
 
 START_TEST(test_dropout_backward_matches_finite_differences) {
@@ -247,7 +247,7 @@ START_TEST(test_dropout_backward_matches_finite_differences) {
     c.inp = randn(300, 17), c.out = zeros(300);
     float *dout = randn(300, 18), *di = zeros(300);
     do_fwd(&c);
-    dropout_backward(di, dout, 300, c.p, c.key);
+    dropout_backward(di, dout, 300, c.p, c.key, 0);
     GcResult r;
     GC_ASSERT(gradcheck(do_fwd, &c, c.inp, 300, di, c.out, 300, dout, H, ATOL, RTOL, 1000, &r),
               "dropout", &r);
@@ -262,9 +262,9 @@ START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
     const uint64_t key = dropout_key(1, 3, 4);
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    dropout_forward(y1, x, n, 0.25f, key);
+    dropout_forward(y1, x, n, 0.25f, key, 0);
     omp_set_num_threads(saved > 1 ? saved : 2);
-    dropout_forward(y2, x, n, 0.25f, key);
+    dropout_forward(y2, x, n, 0.25f, key, 0);
     omp_set_num_threads(saved);
     ck_assert_int_eq(memcmp(y1, y2, n * sizeof *y1), 0);
     size_t kept = 0;
@@ -277,10 +277,10 @@ START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
     ck_assert_double_eq_tol((double)kept / n, 0.75, 0.01);
     ck_assert_double_eq_tol(sum / n, 1.0, 0.01); /* inverted dropout keeps the expectation */
     /* a different site or step gives a different mask */
-    dropout_forward(y2, x, n, 0.25f, dropout_key(1, 3, 5));
+    dropout_forward(y2, x, n, 0.25f, dropout_key(1, 3, 5), 0);
     ck_assert_int_ne(memcmp(y1, y2, n * sizeof *y1), 0);
     /* p = 0 is the identity */
-    dropout_forward(y2, x, n, 0.0f, key);
+    dropout_forward(y2, x, n, 0.0f, key, 0);
     ck_assert_int_eq(memcmp(x, y2, n * sizeof *x), 0);
     free(x), free(y1), free(y2);
 }
@@ -431,6 +431,7 @@ START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
     ck_assert_float_eq(xb_expf(-100.0f), 0.0f);
     ck_assert_float_eq(xb_expf(0.0f), 1.0f);
     ck_assert(isfinite(xb_expf(100.0f)));
+    ck_assert(isnan(xb_expf(NAN))); /* NaN in, NaN out, and no float-to-int conversion of a NaN */
 }
 END_TEST
 

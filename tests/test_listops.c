@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tasks/listops.h"
@@ -551,6 +552,141 @@ START_TEST(test_write_tsv_rejects_a_split_that_is_not_listops) {
 }
 END_TEST
 
+/* A directory of three split files: train holds a good row and then `row` (line 3; len bytes,
+ * which may hold NULs), val and test one good row each. Returns the directory (static). */
+static const char *files_with_row(const char *row, size_t len) {
+    static char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/xb-listops-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static const char *const names[3] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
+    for (int k = 0; k < 3; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        fputs("Source\tTarget\n[MAX 2 9 ]\t9\n", f);
+        if (k == 0) ck_assert_int_eq(fwrite(row, 1, len, f), len);
+        ck_assert_int_eq(fclose(f), 0);
+    }
+    return dir;
+}
+
+static void expect_dir_error(const char *dir, const char *msg) {
+    OptValues v = opts(1, 1, 1, 0, 10);
+    set_opt(&v, "source", 1);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s", dir);
+    Dataset d;
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), -1);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/basic_train.tsv%s", dir, msg);
+    ck_assert_str_eq(err_str(&err), want);
+}
+
+static void rm_dir(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Rows whose every token and target is valid but which are not one expression: each is refused
+ * at its line and the column of the fault (the end of the Source column when it is missing). */
+START_TEST(test_malformed_expressions_are_refused_at_their_line_and_column) {
+    static const struct {
+        const char *row, *msg;
+    } cases[] = {
+        {"[MIN 5 3\t3\n", ":3:9: not a ListOps expression: the expression is not closed (a ] is "
+                          "missing)"},
+        {"[MIN ]\t3\n", ":3:6: not a ListOps expression: an operator without arguments"},
+        {"5 3\t3\n", ":3:3: not a ListOps expression: more after the end of the expression (one "
+                     "per row)"},
+        {"] 5\t1\n", ":3:1: not a ListOps expression: a ] without an operator to close"},
+        {"\t3\n", ":3:1: not a ListOps expression: no expression"},
+        {"( [MIN 5 ]\t5\n", ":3:11: not a ListOps expression: a ( without its )"},
+        {"[MIN 5 ] )\t5\n", ":3:10: not a ListOps expression: a ) without its ("},
+        {"[SM [MAX 1 2 ] 3\t5\n", ":3:17: not a ListOps expression: the expression is not "
+                                  "closed (a ] is missing)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = files_with_row(cases[i].row, strlen(cases[i].row));
+        expect_dir_error(dir, cases[i].msg);
+        rm_dir(dir);
+    }
+    /* LRA's own form, parentheses and all, still reads */
+    const char *good = "( ( ( [MIN 5 ) 0 ) ] )\t0\n";
+    const char *dir = files_with_row(good, strlen(good));
+    OptValues v = opts(1, 1, 1, 0, 10);
+    set_opt(&v, "source", 1);
+    snprintf(v.str[opt_index(spec()->opts, spec()->n_opts, "data_dir")], XB_OPT_STRLEN, "%s", dir);
+    Dataset d;
+    XbError err;
+    ck_assert_int_eq(spec()->load(&d, &v, 1, "t.yaml", &err), 0);
+    ck_assert_int_eq(d.train.n, 2);
+    dataset_free(&d);
+    rm_dir(dir);
+}
+END_TEST
+
+/* A NUL byte ended the text where C strings end: "9\0junk" read as the target 9. */
+START_TEST(test_a_nul_byte_is_refused_not_cut) {
+    static const char row[] = "[MAX 2 9 ]\t9\0junk\n";
+    const char *dir = files_with_row(row, sizeof row - 1);
+    expect_dir_error(dir, ":3:13: a NUL byte (the file must be text)");
+    rm_dir(dir);
+    static const char row2[] = "[MAX 2 \0 9 ]\t9\n";
+    dir = files_with_row(row2, sizeof row2 - 1);
+    expect_dir_error(dir, ":3:8: a NUL byte (the file must be text)");
+    rm_dir(dir);
+}
+END_TEST
+
+/* A message is one line: control characters of the file are shown escaped, not written to the
+ * terminal. */
+START_TEST(test_messages_show_control_characters_escaped) {
+    const char *row = "[MAX 2 \x1b[31m9 ]\t9\n";
+    const char *dir = files_with_row(row, strlen(row));
+    expect_dir_error(dir, ":3:8: unknown token \"\\x1b[31m9\" (valid: 0-9, [MIN, [MAX, [MED, [SM, "
+                          "], (, ))");
+    rm_dir(dir);
+    row = "[MAX 2 9 ]\t9\r9\n";
+    dir = files_with_row(row, strlen(row));
+    expect_dir_error(dir, ":3:12: target must be an integer in [0, 9], got \"9\\r9\"");
+    rm_dir(dir);
+}
+END_TEST
+
+/* /dev/zero as a split file was read until the memory ran out; a FIFO waited for a writer. Now a
+ * file that is not a regular file, one larger than the limit for a data file, and a line longer
+ * than the limit for a line each stop at once with the file and the limit. */
+START_TEST(test_data_files_that_never_end_or_are_not_files_are_refused) {
+    const char *dir = files_with_row("", 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/basic_train.tsv", dir);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(symlink("/dev/zero", path), 0);
+    expect_dir_error(dir, ": task.data_dir: cannot read: it is a character device, not a regular "
+                          "file");
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    expect_dir_error(dir, ": task.data_dir: cannot read: it is a FIFO, not a regular file");
+    ck_assert_int_eq(unlink(path), 0);
+    /* sparse files: no disk space used */
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("Source\tTarget\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(truncate(path, 80 << 20), 0); /* line 2: 80 MiB of NUL bytes, no newline */
+    expect_dir_error(dir, ":2:1: task.data_dir: a line longer than 64 MiB, more than a line of a "
+                          "data file may be");
+    ck_assert_int_eq(truncate(path, 17ll << 30), 0);
+    expect_dir_error(dir, ": task.data_dir: cannot read: it is 17 GiB, more than a data file may "
+                          "be (at most 16 GiB)");
+    rm_dir(dir);
+}
+END_TEST
+
 static Suite *listops_suite(void) {
     Suite *s = suite_create("listops");
     TCase *tc = tcase_create("all");
@@ -578,6 +714,10 @@ static Suite *listops_suite(void) {
     tcase_add_test(tc, test_majority_breaks_ties_to_lowest_label_and_empty_is_zero);
     tcase_add_test(tc, test_batch_with_room_only_for_cls_masks_one_token);
     tcase_add_test(tc, test_write_tsv_rejects_a_split_that_is_not_listops);
+    tcase_add_test(tc, test_malformed_expressions_are_refused_at_their_line_and_column);
+    tcase_add_test(tc, test_a_nul_byte_is_refused_not_cut);
+    tcase_add_test(tc, test_messages_show_control_characters_escaped);
+    tcase_add_test(tc, test_data_files_that_never_end_or_are_not_files_are_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -145,6 +145,41 @@ static const Conf CONFS[] = {
     {"reformer", "chunk=4,buckets=4,hashes=2,dedup=false", 2, 13, 8, 2},
     {"reformer", "lra=true,buckets=4", 2, 13, 8, 2},
     {"reformer", "lra=true,buckets=2,hashes=2,bias=true", 3, 12, 6, 3},
+    /* cosformer's ReLU features, frozen, go negative under the step h = 1e-2 where a query's
+     * active features are all small, and its denominator crosses zero: at Dh = 4 with 600
+     * queries some query is that close (the gradients at L = 600, D = 8, H = 2 are checked
+     * against the double reference's derivative in test_mixers_next_survey) */
+    {"cosformer", NULL, 2, 11, 8, 2},
+    {"cosformer", "padded_m=false,bias=false", 3, 9, 6, 3},
+    {"cosformer", "padded_m=false", 2, 12, 8, 2},
+    {"cosformer", "padded_m=false", 1, 600, 8, 1},
+    {"cosformer", NULL, 1, 600, 8, 1},
+    {"long_short", "window=2,landmarks=3", 2, 13, 8, 2},
+    {"long_short", "window=3,landmarks=2,bias=false", 3, 11, 6, 3}, /* odd w: e = 1 */
+    {"long_short", "window=1,landmarks=0", 2, 9, 8, 2},
+    {"long_short", "window=4,landmarks=2,dual_ln=false", 2, 12, 8, 2},
+    {"long_short", "window=20,landmarks=4", 2, 17, 8, 2},   /* one segment in 40-row tiles */
+    {"long_short", "window=8,landmarks=32", 1, 600, 8, 2},  /* the default: 32-row tiles */
+    {"long_short", "window=300,landmarks=4", 1, 600, 8, 2}, /* 128-row tiles, masked */
+    {"long_short", "window=32,landmarks=2", 2, 70, 8, 2},   /* tiles of one segment, no mask */
+    {"clustered", "clusters=3", 2, 13, 8, 2},
+    {"clustered", "clusters=4,bits=8,iterations=3,bias=false", 3, 11, 6, 3},
+    {"clustered", "clusters=20,hash_bias=false", 2, 9, 8, 2}, /* a cluster per query */
+    {"clustered", "clusters=3,improved=true,topk=4", 2, 13, 8, 2},
+    {"clustered", "clusters=2,improved=true,topk=20,bits=5", 3, 11, 6, 3}, /* masked top-k slots */
+    {"clustered", "clusters=100", 1, 600, 8, 2},
+    {"clustered", "clusters=10,improved=true", 1, 600, 8, 2},
+    {"s4d", NULL, 2, 11, 8, 2},
+    {"s4d", "d_state=4", 2, 13, 8, 2},
+    {"s4d", "d_state=8,init=inv,bidirectional=false", 3, 9, 6, 3},
+    {"s4d", "d_state=6,dt_min=0.01,dt_max=0.05", 2, 12, 8, 2},
+    {"s4d", "d_state=4", 1, 600, 8, 2}, /* three key tiles; at N = 64 the modes (up to 31·pi)
+                                         * turn faster in log dt than h = 1e-2 resolves: those
+                                         * gradients are checked in test_mixers_next_lc */
+    {"hyena", NULL, 2, 11, 8, 2},
+    {"hyena", "bidirectional=false,emb_dim=5,w=2,short_order=4", 3, 9, 6, 3},
+    {"hyena", "filter_order=16,modulate=false", 2, 10, 8, 2},
+    {"hyena", "filter_order=16", 1, 600, 8, 2}, /* three key tiles; a narrower FFN keeps it fast */
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

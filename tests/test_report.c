@@ -657,10 +657,38 @@ START_TEST(test_report_write_is_atomic_and_leaves_no_tmp) {
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     ck_assert_int_eq(report_write(dir, doc, &err), -1);
     char want[2048];
-    snprintf(want, sizeof want, "%s: cannot rename '%s.tmp' to '%s': Is a directory", dir, dir,
+    snprintf(want, sizeof want, "%s: cannot rename '%s.XXXXXX' to '%s': Is a directory", dir, dir,
              dir);
     ck_assert_str_eq(err_str(&err), want);
     ck_assert_str_eq(listing(g_dir), "adir r.json");
+    cJSON_Delete(doc);
+    sample_free(&s);
+}
+END_TEST
+
+/* The temporary is a name of its own made with O_EXCL: a symlink planted where the old fixed name
+ * PATH.tmp was (in a shared, world-writable directory) is neither followed nor replaced. */
+START_TEST(test_report_write_never_follows_a_planted_symlink) {
+    Sample s;
+    sample_init(&s, SAMPLE_OK);
+    cJSON *doc = report_build(&s.r);
+    XbError err;
+    xb_error_clear(&err);
+    const char *victim = tmp_path("victim");
+    FILE *f = fopen(victim, "w");
+    fputs("keep", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(victim, tmp_path("r.json.tmp")), 0);
+    ck_assert_int_eq(report_write(tmp_path("r.json"), doc, &err), 0);
+    char got[16] = "";
+    f = fopen(victim, "r");
+    ck_assert_ptr_nonnull(fgets(got, sizeof got, f));
+    fclose(f);
+    ck_assert_str_eq(got, "keep");
+    ck_assert_str_eq(listing(g_dir), "r.json r.json.tmp victim");
+    unlink(tmp_path("r.json.tmp"));
+    unlink(victim);
+    unlink(tmp_path("r.json"));
     cJSON_Delete(doc);
     sample_free(&s);
 }
@@ -693,7 +721,7 @@ START_TEST(test_report_write_to_unwritable_directory_fails_and_leaves_no_file) {
     fclose(f);
     const char *path = tmp_path("plain/r.json");
     ck_assert_int_eq(report_write(path, doc, &err), -1);
-    snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Not a directory", path,
+    snprintf(want, sizeof want, "%s: cannot write the report (%s.XXXXXX): Not a directory", path,
              path);
     ck_assert_str_eq(err_str(&err), want);
     ck_assert_int_eq(err.code, XB_EXIT_RUNFAIL);
@@ -710,8 +738,8 @@ START_TEST(test_report_write_to_unwritable_directory_fails_and_leaves_no_file) {
         ck_assert_int_eq(mkdir(ro, 0555), 0);
         path = tmp_path("ro/r.json");
         ck_assert_int_eq(report_write(path, doc, &err), -1);
-        snprintf(want, sizeof want, "%s: cannot write the report (%s.tmp): Permission denied", path,
-                 path);
+        snprintf(want, sizeof want, "%s: cannot write the report (%s.XXXXXX): Permission denied",
+                 path, path);
         ck_assert_str_eq(err_str(&err), want);
         ck_assert_str_eq(listing(ro), "");
     }
@@ -754,6 +782,101 @@ START_TEST(test_report_read_errors_name_file_and_position) {
     cJSON *doc;
     ck_assert_int_eq(report_read(FIX, &doc, &err), -1);
     ck_assert_str_eq(err.msg, "cannot read the report: Is a directory");
+}
+END_TEST
+
+static void expect_read_error(const char *path, const char *msg) {
+    XbError err;
+    xb_error_clear(&err);
+    cJSON *doc = (cJSON *)1;
+    ck_assert_int_eq(report_read(path, &doc, &err), -1);
+    ck_assert_ptr_null(doc);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    char want[2048];
+    snprintf(want, sizeof want, "%s%s", path, msg);
+    ck_assert_str_eq(err_str(&err), want);
+}
+
+/* JSON nested past the limit was reported as a syntax error at its bracket; it is a limit. */
+START_TEST(test_report_nested_too_deeply_says_so) {
+    const char *path = tmp_path("deep.json");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"a\": ", f);
+    for (int i = 0; i < 5000; i++) fputc('[', f);
+    for (int i = 0; i < 5000; i++) fputc(']', f);
+    fputs("}\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path,
+                      ":1:70: JSON nested more than 64 levels deep (a report nests at most 4)");
+    /* 63 levels below the object still read */
+    f = fopen(path, "w");
+    fputs("{\"schema_version\": 1, \"a\": ", f);
+    for (int i = 0; i < 63; i++) fputc('[', f);
+    for (int i = 0; i < 63; i++) fputc(']', f);
+    fputs("}\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    XbError err;
+    cJSON *doc = NULL;
+    ck_assert_int_eq(report_read(path, &doc, &err), 0);
+    cJSON_Delete(doc);
+}
+END_TEST
+
+/* RFC 8259 8.1: JSON is UTF-8; a Latin-1 byte in a string made a report that Python's json
+ * refuses and compare, table and plot read. */
+START_TEST(test_report_that_is_not_utf8_is_refused) {
+    const char *path = tmp_path("latin1.json");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"schema_version\": 1,\n \"run_id\": \"r\xe9sum\xe9\"}\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":2:14: JSON syntax error: byte 0xe9 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w"); /* overlong, surrogate, cut short */
+    fputs("{\"schema_version\": 1, \"a\": \"\xe2\x82\xac \xf0\x9f\x98\x80\", \"b\": \"\xc0\xaf\"}",
+          f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:46: JSON syntax error: byte 0xc0 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w");
+    fputs("{\"schema_version\": 1, \"a\": \"\xed\xa0\x80\"}", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:29: JSON syntax error: byte 0xed is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w");
+    fputs("{\"schema_version\": 1, \"a\": \"\xe2\x82", f);
+    ck_assert_int_eq(fclose(f), 0);
+    expect_read_error(path, ":1:29: JSON syntax error: byte 0xe2 is not UTF-8 (RFC 8259 JSON is "
+                            "UTF-8 text)");
+    f = fopen(path, "w"); /* every plane of UTF-8 reads */
+    fputs("{\"schema_version\": 1, \"a\": \"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}", f);
+    ck_assert_int_eq(fclose(f), 0);
+    XbError err;
+    cJSON *doc = NULL;
+    ck_assert_int_eq(report_read(path, &doc, &err), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(doc, "a")->valuestring,
+                     "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    cJSON_Delete(doc);
+}
+END_TEST
+
+/* A report that never ends (/dev/zero) was read until the memory ran out. */
+START_TEST(test_report_that_is_not_a_file_or_too_large_is_refused) {
+    expect_read_error("/dev/zero",
+                      ": cannot read the report: it is a character device, not a regular file");
+    const char *path = tmp_path("fifo.json");
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    expect_read_error(path, ": cannot read the report: it is a FIFO, not a regular file");
+    ck_assert_int_eq(unlink(path), 0);
+    path = tmp_path("huge.json");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(truncate(path, 17 << 20), 0); /* sparse: no disk space */
+    expect_read_error(path, ": cannot read the report: it is 17 MiB, more than a report may be "
+                            "(at most 16 MiB)");
+    ck_assert_int_eq(unlink(path), 0);
 }
 END_TEST
 
@@ -815,8 +938,12 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_write_then_read_round_trips_exactly);
     tcase_add_test(tc, test_report_write_is_atomic_and_leaves_no_tmp);
     tcase_add_test(tc, test_report_write_creates_missing_directories);
+    tcase_add_test(tc, test_report_write_never_follows_a_planted_symlink);
     tcase_add_test(tc, test_report_write_to_unwritable_directory_fails_and_leaves_no_file);
     tcase_add_test(tc, test_report_read_errors_name_file_and_position);
+    tcase_add_test(tc, test_report_nested_too_deeply_says_so);
+    tcase_add_test(tc, test_report_that_is_not_utf8_is_refused);
+    tcase_add_test(tc, test_report_that_is_not_a_file_or_too_large_is_refused);
     tcase_add_test(tc, test_report_peak_rss_grows_with_touched_memory);
     tcase_add_test(tc, test_report_sample_reports_read_back);
     suite_add_tcase(s, tc);

@@ -233,11 +233,23 @@ START_TEST(test_aan_bad_rows_and_missing_files_name_file_and_line) {
 }
 END_TEST
 
+/* The real corpus: scripts/setup.sh fetches it into datasets/cache; a checkout without it cannot
+ * run the test that reads it (main then reports the suite as skipped). */
+static const char *corpus_dir(void) {
+    static char dir[1024];
+    snprintf(dir, sizeof dir, "%s/../../datasets/cache/spam-assassin/package/data", XB_FIXTURES);
+    return dir;
+}
+
+static int have_corpus(void) {
+    struct stat st;
+    return stat(corpus_dir(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* The real corpus (scripts/setup.sh fetches it): about 4700 training documents, two pairs each,
  * exactly balanced. */
 START_TEST(test_real_spam_assassin_pairs) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/../../datasets/cache/spam-assassin/package/data", XB_FIXTURES);
+    const char *dir = corpus_dir();
     OptValues v = opts(dir, 0, 0);
     Dataset d;
     char msg[1024];
@@ -262,7 +274,7 @@ static Suite *retrieval_suite(void) {
     tcase_add_test(tc, test_spam_spans_pair_heads_with_their_tail_and_a_neighbour_tail);
     tcase_add_test(tc, test_aan_tsv_rows_labels_and_texts_as_they_stand);
     tcase_add_test(tc, test_aan_bad_rows_and_missing_files_name_file_and_line);
-    tcase_add_test(tc, test_real_spam_assassin_pairs);
+    if (have_corpus()) tcase_add_test(tc, test_real_spam_assassin_pairs);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -272,5 +284,13 @@ int main(void) {
     srunner_run_all(sr, CK_NORMAL);
     const int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (failed) return EXIT_FAILURE;
+    if (!have_corpus()) { /* the others passed; meson reports exit status 77 as SKIP */
+        printf("SKIP test_real_spam_assassin_pairs: the SpamAssassin corpus is not in %s (fetch it "
+               "with: bash "
+               "datasets/spam-assassin.sh); the suite's other tests passed\n",
+               corpus_dir());
+        return 77;
+    }
+    return EXIT_SUCCESS;
 }

@@ -129,11 +129,23 @@ START_TEST(test_missing_corpora_name_the_directory_and_the_fix) {
 }
 END_TEST
 
+/* The real corpus: scripts/setup.sh fetches it into datasets/cache; a checkout without it cannot
+ * run the test that reads it (main then reports the suite as skipped). */
+static const char *corpus_dir(void) {
+    static char dir[1024];
+    snprintf(dir, sizeof dir, "%s/../../datasets/cache/spam-assassin/package/data", XB_FIXTURES);
+    return dir;
+}
+
+static int have_corpus(void) {
+    struct stat st;
+    return stat(corpus_dir(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* The real corpus (scripts/setup.sh fetches it): 6046 messages, 4150 ham and 1896 spam, some
  * bodies repeated. */
 START_TEST(test_real_spam_assassin_corpus) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/../../datasets/cache/spam-assassin/package/data", XB_FIXTURES);
+    const char *dir = corpus_dir();
     OptValues v = opts(dir, 0);
     Dataset d;
     char msg[1024];
@@ -155,7 +167,7 @@ static Suite *text_suite(void) {
     tcase_add_test(tc, test_spam_assassin_layout_bodies_dedup_and_fixed_stratified_split);
     tcase_add_test(tc, test_imdb_layout_every_tenth_training_review_validates);
     tcase_add_test(tc, test_missing_corpora_name_the_directory_and_the_fix);
-    tcase_add_test(tc, test_real_spam_assassin_corpus);
+    if (have_corpus()) tcase_add_test(tc, test_real_spam_assassin_corpus);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -165,5 +177,13 @@ int main(void) {
     srunner_run_all(sr, CK_NORMAL);
     const int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (failed) return EXIT_FAILURE;
+    if (!have_corpus()) { /* the others passed; meson reports exit status 77 as SKIP */
+        printf("SKIP test_real_spam_assassin_corpus: the SpamAssassin corpus is not in %s (fetch "
+               "it with: bash "
+               "datasets/spam-assassin.sh); the suite's other tests passed\n",
+               corpus_dir());
+        return 77;
+    }
+    return EXIT_SUCCESS;
 }

@@ -26,11 +26,14 @@ struct Dataset;
 
 /* How cli_run_loaded runs an experiment. */
 typedef struct CliRun {
-    int quiet;       /* no progress lines */
-    int silent;      /* not even the closing summary line */
-    int checkpoint;  /* save the best validation checkpoint (when the config asks for one) */
-    int no_eval;     /* benchmark: no validation, no test */
-    int time_warmup; /* steps left out of the median step time */
+    int quiet;          /* no progress lines */
+    int silent;         /* not even the closing summary line */
+    int checkpoint;     /* save the best validation checkpoint (when the config asks for one) */
+    int no_eval;        /* benchmark: no validation, no test */
+    int time_warmup;    /* steps left out of the median step time */
+    struct RunDir *dir; /* the run's directory, already taken (cli/rundir.h); NULL: take it */
+    int state;          /* keep a resumable state (train.checkpoint_every, and on a signal) */
+    int resume;         /* continue from the run's state when there is one (run --resume) */
 } CliRun;
 
 /* Sets OpenMP's and OpenBLAS's threads from experiment.threads (0: every core); returns them. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/rundir.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/xassert.h"
@@ -85,6 +86,7 @@ static void shortest(char *buf, size_t n, double x) {
 typedef struct Subject {
     ConfigSet cs;
     char run_id[256], checksum[17], ckpt[4400];
+    char ckpt_hash[17]; /* the report's "checkpoint.fnv1a64", or "" (a report older than it) */
     int64_t best_step;
     double test_acc, val_acc;
 } Subject;
@@ -146,6 +148,36 @@ static int read_subject(const char *path, Subject *s, XbError *err) {
     return 0;
 }
 
+/* The report's record of its checkpoint (run since reports name it): file and hash into s. */
+static int read_checkpoint_record(const char *path, Subject *s, XbError *err) {
+    cJSON *doc;
+    if (report_read(path, &doc, err)) return -1;
+    const cJSON *c = at(doc, "checkpoint");
+    int rc = 0;
+    if (c && cJSON_IsNull(c)) {
+        rc = xb_error_set(err, path, 0, 0, "checkpoint",
+                          "is null: the run put no checkpoint beside its report");
+    } else if (c) {
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(c, "file"),
+                    *hash = cJSON_GetObjectItemCaseSensitive(c, "fnv1a64");
+        if (!cJSON_IsString(file) || !file->valuestring[0] || strchr(file->valuestring, '/'))
+            rc = xb_error_set(err, path, 0, 0, "checkpoint.file",
+                              "expected a file name beside the report");
+        else if (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
+                 strspn(hash->valuestring, "0123456789abcdef") != 16)
+            rc = xb_error_set(err, path, 0, 0, "checkpoint.fnv1a64",
+                              "expected 16 lowercase hex digits");
+        else {
+            const char *slash = strrchr(path, '/');
+            snprintf(s->ckpt, sizeof s->ckpt, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path,
+                     file->valuestring);
+            snprintf(s->ckpt_hash, sizeof s->ckpt_hash, "%s", hash->valuestring);
+        }
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *report = NULL, *logits_path = NULL, *split = "test";
     long long threads = -1;
@@ -184,11 +216,26 @@ int cmd_eval(int argc, char **argv) {
     Subject s;
     if (read_subject(report, &s, &err)) return print_error(&err);
     ExperimentConfig *cfg = &s.cs.runs[0];
+    if (read_checkpoint_record(report, &s, &err)) {
+        cfg_set_free(&s.cs);
+        return print_error(&err);
+    }
     if (access(s.ckpt, R_OK) != 0) { /* before a long load of the data */
         xb_error_set(&err, s.ckpt, 0, 0, NULL,
                      "cannot read the checkpoint: %s (run writes RUN_ID.safetensors beside the "
                      "report when train.checkpoint is true)",
                      strerror(errno));
+        cfg_set_free(&s.cs);
+        return print_error(&err);
+    }
+    char have[17];
+    if (s.ckpt_hash[0] && !rundir_file_hash(s.ckpt, have, &err) && strcmp(have, s.ckpt_hash)) {
+        xb_error_set(&err, s.ckpt, 0, 0, NULL,
+                     "is not the checkpoint of %s: its FNV-1a 64 is %s, the report names %s (a "
+                     "later run of the same id, or a damaged file)",
+                     report, have, s.ckpt_hash);
+    }
+    if (err.msg[0]) {
         cfg_set_free(&s.cs);
         return print_error(&err);
     }

@@ -36,8 +36,9 @@ static void list_mixers(int md) {
     for (int i = 0; i < mixer_count(); i++) {
         const MixerSpec *m = mixer_get(i);
         if (md) {
-            printf("### `%s` (%s, arXiv %s)\n\n%s. Key-padding mask: %s.", m->name, m->classes,
-                   m->arxiv, m->title, m->honours_mask ? "honoured" : "not honoured");
+            printf("### `%s` (%s%s, arXiv %s)\n\n%s. Key-padding mask: %s.", m->name, m->classes,
+                   m->beyond_survey ? ", beyond the survey" : "", m->arxiv, m->title,
+                   m->honours_mask ? "honoured" : "not honoured");
             if (m->padding_dependence)
                 printf(" Padded length%s%s%s: %s.", m->padding_dependence_option ? " (with " : "",
                        m->padding_dependence_option ? m->padding_dependence_option : "",
@@ -48,8 +49,9 @@ static void list_mixers(int md) {
             print_opts(m->opts, m->n_opts, 1);
             printf("\n");
         } else {
-            printf("%-20s class %-10s arXiv %-10s mask %-3s %s\n", m->name, m->classes, m->arxiv,
-                   m->honours_mask ? "yes" : "no", m->title);
+            printf("%-20s class %-10s arXiv %-10s mask %-3s %s%s\n", m->name, m->classes, m->arxiv,
+                   m->honours_mask ? "yes" : "no", m->title,
+                   m->beyond_survey ? " [beyond the survey]" : "");
             if (m->padding_dependence)
                 printf("    padded length%s%s%s: %s\n",
                        m->padding_dependence_option ? " (with " : "",

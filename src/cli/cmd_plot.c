@@ -21,7 +21,7 @@ static const char *const USAGE =
     "  --kind scaling   time per training step and peak memory against the sequence length on\n"
     "                   log-log axes, one line per mechanism\n"
     "  -o, --output F   the SVG file to write (required)\n\n"
-    "Exit status: 0, or 2 bad input.\n";
+    "Exit status: 0, or 2 bad input (a report, an option) or a figure that cannot be written.\n";
 
 /* Tableau 10: distinct, and legible for the common kinds of colour blindness. */
 static const char *const PALETTE[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -58,28 +58,66 @@ static void put_escaped(FILE *o, const char *s) {
             fputs("&gt;", o);
         else if (*s == '"')
             fputs("&quot;", o);
+        else if ((unsigned char)*s < 0x20 && !strchr("\t\n\r", *s))
+            fputc('?', o); /* XML 1.0 has no way to write the other control characters */
         else
             fputc(*s, o);
     }
 }
 
-/* Widens [lo, hi] to a range that shows every point with a margin: decades (or powers of two,
- * pow2) on a log axis, a 1-2-5 step on a linear one; *step gets the linear tick step. */
-static void nice_range(double *lo, double *hi, int lg, int pow2, double *step) {
-    if (!(*hi > *lo)) *hi = *lo * (lg ? 2.0 : 1.0) + (lg ? 0.0 : 1.0), *lo *= lg ? 0.5 : 1.0;
+/* Ticks on an axis: lo, lo + step, ... (lo·step, lo·step², ... on a log axis), n of them. */
+typedef struct Ticks {
+    double step;
+    int n;
+} Ticks;
+
+#define MAX_TICKS 16
+/* Decades whose powers, and those of the ticks padded above them (fewer than MAX_TICKS decades
+ * more), stay normal doubles; for powers of two the same range. */
+#define LOG_EMIN (-290)
+#define LOG_EMAX 290
+
+/* Widens [lo, hi] (finite, > 0 on a log axis) to a range that shows every point with a margin:
+ * decades (or powers of two, pow2) on a log axis, a 1-2-5 step on a linear one. Total on any
+ * input: a range of one ulp or of subnormal numbers widens to one that ticks can step through, and
+ * there are at most MAX_TICKS + 1 ticks. */
+static Ticks nice_range(double *lo, double *hi, int lg, int pow2) {
+    Ticks t;
     if (lg) {
-        const double b = pow2 ? 2.0 : 10.0;
-        *lo = pow(b, floor(log(*lo) / log(b) + 1e-9));
-        *hi = pow(b, ceil(log(*hi) / log(b) - 1e-9));
-        if (*hi <= *lo) *hi = *lo * b;
-        *step = b;
-        return;
+        if (!(*hi > *lo)) *hi = *lo * 2.0, *lo *= 0.5;
+        const double b = pow2 ? 2.0 : 10.0, lb = log(b);
+        const double emin = pow2 ? LOG_EMIN * 3.3 : LOG_EMIN,
+                     emax = pow2 ? LOG_EMAX * 3.3 : LOG_EMAX;
+        double e0 = floor(log(*lo) / lb + 1e-9), e1 = ceil(log(*hi) / lb - 1e-9);
+        e0 = fmin(fmax(e0, emin), emax - 1);
+        e1 = fmin(fmax(e1, e0 + 1), emax);
+        const double per = ceil((e1 - e0) / MAX_TICKS); /* powers of b per tick */
+        e1 = e0 + per * ceil((e1 - e0) / per);
+        *lo = pow(b, e0), *hi = pow(b, e1);
+        t.step = pow(b, per);
+        t.n = (int)((e1 - e0) / per) + 1;
+        return t;
     }
-    const double raw = (*hi - *lo) / 5.0, mag = pow(10.0, floor(log10(raw)));
-    const double r = raw / mag;
-    *step = (r < 1.5 ? 1.0 : r < 3.5 ? 2.0 : r < 7.5 ? 5.0 : 10.0) * mag;
-    *lo = floor(*lo / *step) * *step;
-    *hi = ceil(*hi / *step) * *step;
+    /* a span the doubles can step through in a few ticks: at least a millionth of the
+     * magnitude, and of a magnitude far from the subnormals */
+    const double mag = fmax(fabs(*lo), fabs(*hi));
+    if (!(*hi - *lo >= 1e-6 * mag) || !(*hi - *lo >= 1e-200)) {
+        const double c = mag >= 1e-200 ? 0.5 * *lo + 0.5 * *hi : 0.0;
+        const double half = mag >= 1e-200 ? fmax(0.05 * fabs(c), 1e-6 * mag) : 1.0;
+        *lo = c - half, *hi = c + half;
+    }
+    const double raw = (*hi - *lo) / 5.0, m = pow(10.0, floor(log10(raw)));
+    const double r = raw / m;
+    t.step = (r < 1.5 ? 1.0 : r < 3.5 ? 2.0 : r < 7.5 ? 5.0 : 10.0) * m;
+    const double k0 = floor(*lo / t.step), k1 = ceil(*hi / t.step);
+    *lo = k0 * t.step, *hi = k1 * t.step;
+    t.n = (int)fmin(k1 - k0, MAX_TICKS) + 1;
+    return t;
+}
+
+/* The k-th tick of an axis from lo. */
+static double tick_at(double lo, const Ticks *t, int lg, int k) {
+    return lg ? lo * pow(t->step, k) : lo + k * t->step;
 }
 
 static void tick_label(char *buf, size_t n, double v) {
@@ -90,23 +128,23 @@ static void tick_label(char *buf, size_t n, double v) {
 }
 
 /* The frame, the ticks with their labels and the axis titles. */
-static void axes(FILE *o, const Frame *f, double xstep, double ystep, const char *xt,
+static void axes(FILE *o, const Frame *f, const Ticks *xt_, const Ticks *yt_, const char *xt,
                  const char *yt) {
     fprintf(o,
             "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
             "stroke=\"#333\"/>\n",
             f->x0, f->y0, f->w, f->h);
     char lab[32];
-    for (double v = f->xmin; v <= f->xmax * (1 + 1e-9); v = f->xlog ? v * xstep : v + xstep) {
-        const double x = px(f, v);
+    for (int k = 0; k < xt_->n; k++) {
+        const double v = tick_at(f->xmin, xt_, f->xlog, k), x = px(f, v);
         tick_label(lab, sizeof lab, v);
         fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x,
                 f->y0 + f->h, x, f->y0 + f->h + 5);
         fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x,
                 f->y0 + f->h + 18, lab);
     }
-    for (double v = f->ymin; v <= f->ymax * (1 + 1e-9); v = f->ylog ? v * ystep : v + ystep) {
-        const double y = py(f, v);
+    for (int k = 0; k < yt_->n; k++) {
+        const double v = tick_at(f->ymin, yt_, f->ylog, k), y = py(f, v);
         tick_label(lab, sizeof lab, v);
         fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n",
                 f->x0 - 5, y, f->x0, y);
@@ -227,19 +265,19 @@ static void frontier(FILE *o, const ReportSummary *r, int n) {
     }
     if (!(f.xmax > 0)) f.xmin = 1, f.xmax = 10, f.ymin = 0, f.ymax = 100, mem_max = 1;
     f.xlog = f.xmax / f.xmin > 20.0;
-    double xs, ys;
-    nice_range(&f.xmin, &f.xmax, f.xlog, 0, &xs);
-    nice_range(&f.ymin, &f.ymax, 0, 0, &ys);
+    const Ticks xs = nice_range(&f.xmin, &f.xmax, f.xlog, 0),
+                ys = nice_range(&f.ymin, &f.ymax, 0, 0);
     fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"500\" "
                "viewBox=\"0 0 860 500\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"860\" height=\"500\" fill=\"white\"/>\n");
-    axes(o, &f, xs, ys, "training steps/s", "test accuracy (%)");
+    axes(o, &f, &xs, &ys, "training steps/s", "test accuracy (%)");
     int m = 0; /* the reports that get a mark */
     for (int i = 0; i < n; i++) {
         if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
         pt[m] = &r[i];
         cx[m] = px(&f, r[i].steps_per_s), cy[m] = py(&f, 100 * r[i].test_acc);
-        rad[m] = 4.0 + 20.0 * sqrt(r[i].peak_rss / mem_max); /* area ∝ memory */
+        rad[m] =
+            4.0 + (mem_max > 0 ? 20.0 * sqrt(r[i].peak_rss / mem_max) : 0.0); /* area ∝ memory */
         int same = 0; /* several reports of one mechanism: name them by run */
         for (int j = 0; j < n; j++) same += !strcmp(r[j].mixer, r[i].mixer);
         text[m++] = same > 1 ? r[i].run_id : r[i].mixer;
@@ -273,6 +311,13 @@ static double step_time(const ReportSummary *r) {
     return r->step_s_median > 0 ? r->step_s_median : 1.0 / r->steps_per_s;
 }
 
+/* A report the scaling plot can draw on its log axes: a step time and a peak memory that are
+ * positive and finite (1 / a subnormal steps/s is not). */
+static int scalable(const ReportSummary *r) {
+    const double t = step_time(r), m = r->peak_rss / 1048576.0;
+    return r->steps_per_s > 0 && t > 0 && isfinite(t) && m > 0 && isfinite(m);
+}
+
 static int by_len(const void *a, const void *b) {
     const ReportSummary *x = *(const ReportSummary *const *)a,
                         *y = *(const ReportSummary *const *)b;
@@ -289,7 +334,7 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     fm.x0 = 520;
     for (int i = 0; i < n; i++) {
         key_index(mix, &nm, r[i].mixer);
-        if (!(r[i].steps_per_s > 0) || r[i].peak_rss <= 0) continue;
+        if (!scalable(&r[i])) continue;
         const double t = step_time(&r[i]), m = r[i].peak_rss / 1048576.0;
         ft.xmin = fmin(ft.xmin, r[i].max_len), ft.xmax = fmax(ft.xmax, r[i].max_len);
         ft.ymin = fmin(ft.ymin, t), ft.ymax = fmax(ft.ymax, t);
@@ -298,21 +343,19 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     if (!(ft.xmax > 0))
         ft.xmin = 1024, ft.xmax = 2048, ft.ymin = fm.ymin = 1, ft.ymax = fm.ymax = 10;
     fm.xmin = ft.xmin, fm.xmax = ft.xmax;
-    double xs, ys, ms;
-    nice_range(&ft.xmin, &ft.xmax, 1, 1, &xs);
+    const Ticks xs = nice_range(&ft.xmin, &ft.xmax, 1, 1);
     fm.xmin = ft.xmin, fm.xmax = ft.xmax;
-    nice_range(&ft.ymin, &ft.ymax, 1, 0, &ys);
-    nice_range(&fm.ymin, &fm.ymax, 1, 0, &ms);
+    const Ticks ys = nice_range(&ft.ymin, &ft.ymax, 1, 0),
+                ms = nice_range(&fm.ymin, &fm.ymax, 1, 0);
     fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1120\" height=\"460\" "
                "viewBox=\"0 0 1120 460\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"1120\" height=\"460\" fill=\"white\"/>\n");
-    axes(o, &ft, xs, ys, "sequence length", "time per training step (s)");
-    axes(o, &fm, xs, ms, "sequence length", "peak memory (MiB)");
+    axes(o, &ft, &xs, &ys, "sequence length", "time per training step (s)");
+    axes(o, &fm, &xs, &ms, "sequence length", "peak memory (MiB)");
     for (int k = 0; k < nm; k++) {
         int nl = 0;
         for (int i = 0; i < n; i++)
-            if (!strcmp(r[i].mixer, mix[k]) && r[i].steps_per_s > 0 && r[i].peak_rss > 0)
-                line[nl++] = &r[i];
+            if (!strcmp(r[i].mixer, mix[k]) && scalable(&r[i])) line[nl++] = &r[i];
         qsort(line, (size_t)nl, sizeof *line, by_len);
         const char *col = PALETTE[k % NPAL];
         for (int panel = 0; panel < 2; panel++) {
@@ -398,7 +441,7 @@ int cmd_plot(int argc, char **argv) {
         char line[2048];
         xb_error_format(&err, line, sizeof line);
         fprintf(stderr, "xformer-bench plot: %s\n", line);
-        return err.code ? err.code : XB_EXIT_USAGE;
+        return XB_EXIT_USAGE; /* as --help says: no run is involved, so never 3 */
     }
     return XB_EXIT_OK;
 }

@@ -2,6 +2,8 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <sys/file.h>
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -12,10 +14,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/rundir.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/fileio.h"
+#include "core/dist.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/timer.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
@@ -26,24 +31,35 @@
 
 static const char *const USAGE =
     "usage: xformer-bench run CONFIG [--set KEY=VALUE]... [-o DIR] [--threads N] [--seed N]\n"
-    "                        [--quiet] [--check]\n\n"
+    "                        [--resume] [--shard I/N] [--unique-id] [--quiet] [--check]\n"
+    "       mpirun -np N xformer-bench run CONFIG ...\n\n"
     "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
     "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
     "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n\n"
     "  --set KEY=VALUE  override a config value, e.g. --set model.layers=4 (repeatable)\n"
     "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
-    "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads)\n"
+    "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads);\n"
+    "                   per process under mpirun\n"
     "  --seed N         experiment seed (experiment.seed)\n"
+    "  --resume         continue each run from its DIR/RUN_ID.state, when there is one (saved\n"
+    "                   every train.checkpoint_every steps, and when a signal stops a run)\n"
+    "  --shard I/N      run only shard I (from 0) of N of a sweep, the longest runs spread\n"
+    "                   first: N separate processes (a job array) run the sweep together\n"
+    "  --unique-id      when another process is running a run's id in its output directory,\n"
+    "                   take RUN_ID-2, RUN_ID-3, ... instead of stopping\n"
     "  --quiet          no progress output\n"
-    "  --check          only check the config (every run of its sweep) and exit\n\n"
+    "  --check          only check the config (every run of its sweep) and that its output\n"
+    "                   directories can be written, then exit\n\n"
+    "Under mpirun (or srun), one run trains data-parallel: train.batch_size is the global batch,\n"
+    "split evenly over the processes, and the run follows the one-process trajectory; a sweep\n"
+    "gives each run to one process. Rank 0 alone writes and prints.\n\n"
+    "A run holds DIR/RUN_ID.lock while it runs; a second run of the same id in the same\n"
+    "directory stops at once (exit 2) naming the first. Report and checkpoint are put in place\n"
+    "together at the end (the report names the checkpoint's hash). SIGINT, SIGTERM and SIGHUP\n"
+    "stop a command in any phase with exit 3: before training nothing is written; during\n"
+    "training or evaluation the run saves its state and its report says \"interrupted\".\n\n"
     "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
     "failed or was interrupted (its report says so).\n";
-
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 typedef struct ProgressCtx {
     const char *run_id;
@@ -79,9 +95,11 @@ static void on_progress(void *ctx, const TrainProgress *p) {
 }
 
 int print_error(const XbError *e) {
-    char line[2048];
-    xb_error_format(e, line, sizeof line);
-    fprintf(stderr, "xformer-bench: %s\n", line);
+    if (dist_rank() == 0) { /* in a group of processes, rank 0 speaks for it */
+        char line[2048];
+        xb_error_format(e, line, sizeof line);
+        fprintf(stderr, "xformer-bench: %s\n", line);
+    }
     return e->code ? e->code : XB_EXIT_USAGE;
 }
 
@@ -114,16 +132,45 @@ int cli_load_dataset(const ExperimentConfig *cfg, Dataset *ds, int quiet, int *c
     return XB_EXIT_OK;
 }
 
-/* One run: returns an exit code. */
-static int run_one(const ExperimentConfig *cfg, int quiet) {
+/* One run: takes its id in the output directory, then loads the data and trains; returns an
+ * exit code. In a group of processes (data-parallel training) every rank loads the data and
+ * trains its share; rank 0 alone takes the id, prints and writes, and its code is the group's. */
+static int run_one(ExperimentConfig *cfg, int quiet, int unique, int resume) {
     Dataset ds;
     cli_set_threads(cfg);
-    const int rc = cli_load_dataset(cfg, &ds, quiet, NULL, NULL, 0);
-    if (rc) return rc;
-    const CliRun how = {.quiet = quiet, .checkpoint = 1};
-    const int code = cli_run_loaded(cfg, &ds, &how);
+    const int lead = dist_rank() == 0;
+    RunDir rd;
+    XbError err;
+    xb_error_clear(&err);
+    int64_t rc = 0;
+    if (!lead)
+        rundir_paths(&rd, cfg->output_dir, cfg->run_id);
+    else if (rundir_open(&rd, cfg->output_dir, cfg->run_id, unique, &err))
+        rc = print_error(&err);
+    dist_bcast(&rc, sizeof rc, 0);
+    if (rc) return (int)rc;
+    if (lead) snprintf(cfg->run_id, sizeof cfg->run_id, "%s", rd.id); /* --unique-id's id */
+    if (dist_size() > 1) {
+        dist_bcast(cfg->run_id, sizeof cfg->run_id, 0);
+        if (!lead) rundir_paths(&rd, cfg->output_dir, cfg->run_id);
+    }
+    rc = cli_load_dataset(cfg, &ds, quiet || !lead, NULL, NULL, 0);
+    if (dist_max_i64(rc)) { /* every rank stops if any could not load (rank 0 said why) */
+        if (!rc) dataset_free(&ds);
+        rundir_close(&rd);
+        return rc ? (int)rc : XB_EXIT_USAGE;
+    }
+    const CliRun how = {.quiet = quiet || !lead,
+                        .silent = !lead,
+                        .checkpoint = 1,
+                        .dir = &rd,
+                        .state = 1,
+                        .resume = resume};
+    int64_t code = cli_run_loaded(cfg, &ds, &how);
     dataset_free(&ds);
-    return code;
+    rundir_close(&rd);
+    dist_bcast(&code, sizeof code, 0);
+    return (int)code;
 }
 
 int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun *how) {
@@ -132,27 +179,47 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     const int quiet = how->quiet, threads = cli_set_threads(cfg);
     const Dataset ds = *dsp; /* read only */
     if (train_check(cfg, &ds, &err)) return print_error(&err);
-    if (fileio_mkdirs(cfg->output_dir, cfg->source, &err)) {
-        snprintf(err.key, sizeof err.key, "experiment.output_dir");
-        err.code = XB_EXIT_USAGE;
-        return print_error(&err);
+    RunDir own, *rd = how->dir;
+    const int lead = dist_rank() == 0;
+    if (!rd) {
+        if (rundir_open(&own, cfg->output_dir, cfg->run_id, 0, &err)) return print_error(&err);
+        rd = &own;
     }
-    char report_path[1400], ckpt_path[1400];
-    snprintf(report_path, sizeof report_path, "%s/%s.json", cfg->output_dir, cfg->run_id);
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/%s.safetensors", cfg->output_dir, cfg->run_id);
+    const char *report_path = rd->report;
 
     report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
-    ProgressCtx pc = {.run_id = cfg->run_id, .tty = isatty(2), .quiet = quiet};
+    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = quiet};
     TrainHooks hooks = {.progress = on_progress,
                         .ctx = &pc,
-                        .stop = &g_stop,
+                        .stop = &xb_stop,
+                        .state_path = how->state ? rd->state : NULL,
+                        .resume = how->resume,
                         .no_eval = how->no_eval,
                         .time_warmup = how->time_warmup};
     TrainResult tr;
     const double t_run = timer_now();
-    if (train_run(cfg, &ds, how->checkpoint ? ckpt_path : NULL, &hooks, &tr, &err))
+    xb_signals_defer(1); /* a run is under way: a signal ends it with an "interrupted" report */
+    if (train_run(cfg, &ds, how->checkpoint ? rd->partial : NULL, &hooks, &tr, &err)) {
+        if (rd == &own) rundir_close(rd);
+        xb_signals_defer(0);
         return print_error(&err);
+    }
     const double wall = timer_now() - t_run;
+    if (!lead) { /* the other ranks of a data-parallel run: rank 0 reports */
+        train_result_free(&tr);
+        xb_signals_defer(0);
+        const int ok = !strcmp(tr.status, "ok");
+        return ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
+    }
+    if (!strcmp(tr.status, "interrupted") && xb_stop_signal()) { /* name the signal */
+        char msg[sizeof tr.status_message];
+        const char *at = strstr(tr.status_message, "a signal");
+        if (at) {
+            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr.status_message), tr.status_message,
+                     xb_stop_signal(), at + strlen("a signal"));
+            snprintf(tr.status_message, sizeof tr.status_message, "%s", msg);
+        }
+    }
 
     const MixerSpec *mx = mixer_get(cfg->mixer_index);
     cJSON *cj = cfg_to_json(cfg);
@@ -160,10 +227,14 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     memset(&rr, 0, sizeof rr);
     rr.config = cj;
     snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
-    snprintf(rr.run_id, sizeof rr.run_id, "%s", cfg->run_id);
+    snprintf(rr.run_id, sizeof rr.run_id, "%s", rd->id); /* --unique-id may have suffixed it */
     rr.status = tr.status;
     snprintf(rr.status_message, sizeof rr.status_message, "%s", tr.status_message);
     rr.threads = threads;
+    rr.processes = dist_size();
+    rr.comm_s = tr.comm_s;
+    rr.profile = (const double(*)[2])tr.profile;
+    rr.profile_regions = tr.profile_regions;
     rr.dataset_identity = ds.identity;
     rr.dataset_checksum = ds.checksum;
     rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;
@@ -183,8 +254,10 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
     rr.step_s_median = tr.step_s_median;
     cJSON *doc = report_build(&rr);
-    int rc = report_write(report_path, doc, &err);
+    int rc = rundir_commit(rd, doc, tr.best_step, &err);
     cJSON_Delete(doc);
+    if (rd == &own) rundir_close(rd);
+    xb_signals_defer(0);
     cJSON_Delete(cj);
     const int ok = strcmp(tr.status, "ok") == 0;
     if (rc) {
@@ -192,18 +265,40 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     } else if (!how->silent) {
         printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
                "%.0f MiB -> %s\n",
-               cfg->run_id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline,
-               tr.steps_per_s, (double)rr.mem.peak_rss / 1048576.0, report_path);
+               rd->id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline, tr.steps_per_s,
+               (double)rr.mem.peak_rss / 1048576.0, report_path);
         fflush(stdout);
     }
-    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", cfg->run_id, tr.status_message);
+    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr.status_message);
     train_result_free(&tr);
     return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
 }
 
+/* The outcome of code (an exit code; -1: not run). */
+static const char *outcome(int code) {
+    return code < 0                  ? "not run"
+           : code == XB_EXIT_OK      ? "ok"
+           : code == XB_EXIT_RUNFAIL ? "failed"
+                                     : "bad input";
+}
+
 /* A sweep's index, OUTPUT_DIR/index.json (of the first run's directory): every run with its
- * report, swept values' run id and outcome, in sweep order. */
-static int write_index(const ConfigSet *cs, const int *codes, int done) {
+ * report, swept values' run id and outcome, in sweep order; codes[r] < 0 for a run this process
+ * did not run. Shards of one sweep (--shard) share the index: each merges its outcomes into the
+ * one on disk (under OUTPUT_DIR/index.lock), keeping the others'. */
+static int write_index(const ConfigSet *cs, const int *codes) {
+    char path[1200], lock[1200];
+    snprintf(path, sizeof path, "%s/index.json", cs->runs[0].output_dir);
+    snprintf(lock, sizeof lock, "%s/index.lock", cs->runs[0].output_dir);
+    const int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) flock(fd, LOCK_EX); /* waits for another shard's merge */
+    cJSON *old = NULL, *old_runs = NULL;
+    XbError err;
+    xb_error_clear(&err);
+    if (access(path, F_OK) == 0 && report_read(path, &old, &err) == 0) {
+        old_runs = cJSON_GetObjectItemCaseSensitive(old, "runs");
+        if (!cJSON_IsArray(old_runs) || cJSON_GetArraySize(old_runs) != cs->n) old_runs = NULL;
+    }
     cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     XB_ASSERT(idx && arr);
     cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
@@ -224,26 +319,59 @@ static int write_index(const ConfigSet *cs, const int *codes, int done) {
         char h[17];
         snprintf(h, sizeof h, "%016llx", (unsigned long long)cfg_hash(c));
         cJSON_AddStringToObject(o, "config_hash", h);
-        cJSON_AddStringToObject(o, "outcome",
-                                r >= done                     ? "not run"
-                                : codes[r] == XB_EXIT_OK      ? "ok"
-                                : codes[r] == XB_EXIT_RUNFAIL ? "failed"
-                                                              : "bad input");
+        const char *out = outcome(codes[r]);
+        const cJSON *prev = old_runs ? cJSON_GetArrayItem(old_runs, r) : NULL;
+        const cJSON *prev_id = prev ? cJSON_GetObjectItemCaseSensitive(prev, "run_id") : NULL;
+        const cJSON *prev_out = prev ? cJSON_GetObjectItemCaseSensitive(prev, "outcome") : NULL;
+        if (codes[r] < 0 && cJSON_IsString(prev_id) && !strcmp(prev_id->valuestring, c->run_id) &&
+            cJSON_IsString(prev_out))
+            out = prev_out->valuestring; /* another shard's run */
+        cJSON_AddStringToObject(o, "outcome", out);
         cJSON_AddItemToArray(arr, o);
     }
-    char path[1200];
-    snprintf(path, sizeof path, "%s/index.json", cs->runs[0].output_dir);
-    XbError err;
     xb_error_clear(&err);
     const int rc = report_write(path, idx, &err);
     cJSON_Delete(idx);
+    cJSON_Delete(old);
+    if (fd >= 0) close(fd);
     return rc ? print_error(&err) : XB_EXIT_OK;
+}
+
+/* A run's cost for the sweep's schedule: steps × tokens × layers × width × (width + length). */
+static double run_cost(const ExperimentConfig *c) {
+    return (double)c->steps * c->batch_size * c->max_len * c->layers * c->d_model *
+           (double)(c->d_model + c->max_len);
+}
+
+/* Which of `parts` shares runs each run of cs (owner[r]): longest first, each to the share with the
+ * least work so far (LPT), the same on every process, so no process waits to be told. */
+static void schedule_runs(const ConfigSet *cs, int parts, int *owner) {
+    int *order = malloc((size_t)cs->n * sizeof *order);
+    double *load = calloc((size_t)parts, sizeof *load);
+    XB_ASSERT(order && load);
+    for (int r = 0; r < cs->n; r++) order[r] = r;
+    for (int a = 1; a < cs->n; a++) /* by cost, descending; ties in sweep order */
+        for (int b = a; b > 0 && run_cost(&cs->runs[order[b]]) > run_cost(&cs->runs[order[b - 1]]);
+             b--) {
+            const int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    for (int k = 0; k < cs->n; k++) {
+        int best = 0;
+        for (int p = 1; p < parts; p++)
+            if (load[p] < load[best]) best = p;
+        owner[order[k]] = best;
+        load[best] += run_cost(&cs->runs[order[k]]);
+    }
+    free(order);
+    free(load);
 }
 
 int cmd_run(int argc, char **argv) {
     const char *config = NULL, *outdir = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, quiet = 0, check = 0;
+    int n_sets = 0, quiet = 0, check = 0, unique = 0, resume = 0;
+    long long shard = -1, shards = 0;
     long long threads = -1, seed = -1;
     int rc = XB_EXIT_OK;
     for (int i = 1; i < argc; i++) {
@@ -257,6 +385,29 @@ int cmd_run(int argc, char **argv) {
             quiet = 1;
         } else if (!strcmp(a, "--check")) {
             check = 1;
+        } else if (!strcmp(a, "--unique-id")) {
+            unique = 1;
+        } else if (!strcmp(a, "--resume")) {
+            resume = 1;
+        } else if (!strcmp(a, "--shard")) {
+            char *slash = val ? strchr(val, '/') : NULL;
+            if (!val || !slash) {
+                free(sets);
+                return cli_usage_error("run",
+                                       "--shard: expected I/N (shard I of N, from 0), got "
+                                       "'%s'",
+                                       val ? val : "");
+            }
+            *slash = '\0';
+            const int bad = cli_parse_int(val, 0, 1000000, &shard) ||
+                            cli_parse_int(slash + 1, 1, 1000000, &shards) || shard >= shards;
+            *slash = '/';
+            if (bad) {
+                free(sets);
+                return cli_usage_error("run", "--shard: expected I/N with 0 <= I < N, got '%s'",
+                                       val);
+            }
+            i++;
         } else if (!strcmp(a, "--set") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
             if (!val) {
@@ -292,6 +443,7 @@ int cmd_run(int argc, char **argv) {
         fputs(USAGE, stderr);
         return XB_EXIT_USAGE;
     }
+    xb_signals_install(); /* from here on a signal ends the command with status 3 */
     ConfigSet cs;
     XbError err;
     xb_error_clear(&err);
@@ -300,30 +452,77 @@ int cmd_run(int argc, char **argv) {
         return print_error(&err);
     }
     free(sets);
+    /* Every output directory is made and probed before any data is made or any step runs. */
+    for (int r = 0; r < cs.n; r++) {
+        ExperimentConfig *c = &cs.runs[r];
+        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
+        if (r > 0 && !strcmp(c->output_dir, cs.runs[r - 1].output_dir)) continue;
+        if (fileio_probe_dir(c->output_dir, &err)) {
+            if (!outdir) snprintf(err.key, sizeof err.key, "experiment.output_dir");
+            cfg_set_free(&cs);
+            return print_error(&err);
+        }
+    }
+    /* A sweep under mpirun, or a shard of one (--shard I/N, e.g. a Slurm job array): every run on
+     * one process, scheduled longest first; a single run under mpirun: data-parallel. */
+    const int world = dist_world_size();
+    if (shards && world > 1) {
+        cfg_set_free(&cs);
+        return cli_usage_error("run",
+                               "--shard splits a sweep between separate processes; under "
+                               "mpirun the ranks share it already (valid: one or the other)");
+    }
+    const int sharded = cs.n > 1 && (world > 1 || shards > 0);
+    if (!sharded && world > 1) /* data-parallel: the global batch splits evenly */
+        for (int r = 0; r < cs.n; r++)
+            if (cs.runs[r].batch_size % world) {
+                xb_error_set(&err, cs.runs[r].source, 0, 0, "train.batch_size",
+                             "%d examples do not split evenly over the %d processes of mpirun "
+                             "(valid: a multiple of %d)",
+                             cs.runs[r].batch_size, world, world);
+                cfg_set_free(&cs);
+                return print_error(&err);
+            }
     if (check) {
         printf("%s: valid, %d run%s\n", config, cs.n, cs.n == 1 ? "" : "s");
         cfg_set_free(&cs);
         return XB_EXIT_OK;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int *codes = calloc((size_t)cs.n, sizeof *codes), done = 0;
-    XB_ASSERT(codes);
-    for (int r = 0; r < cs.n && !g_stop; r++) {
+    const int parts = shards ? (int)shards : world, mine = shards ? (int)shard : dist_world_rank();
+    int *codes = malloc((cs.n > 0 ? (size_t)cs.n : 1) * sizeof *codes);
+    int *owner = calloc(cs.n > 0 ? (size_t)cs.n : 1, sizeof *owner);
+    XB_ASSERT(codes && owner);
+    for (int r = 0; r < cs.n; r++) codes[r] = -1;
+    if (sharded) schedule_runs(&cs, parts, owner);
+    if (sharded && world > 1) dist_solo(1); /* each run on its own process */
+    int usage = 0;
+    for (int r = 0; r < cs.n && !xb_stop && !usage; r++) {
         ExperimentConfig *c = &cs.runs[r];
+        if (sharded && owner[r] != mine) continue;
         if (threads >= 0) c->threads = (int)threads;
         if (seed >= 0) c->seed = (uint64_t)seed;
-        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
-        if (cs.n > 1 && !quiet) log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
-        int one = run_one(c, quiet);
-        codes[done++] = one;
-        if (one > rc) rc = one;
-        if (one == XB_EXIT_USAGE) break;
+        if (cs.n > 1 && !quiet && dist_rank() == 0)
+            log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
+        codes[r] = run_one(c, quiet, unique, resume);
+        if (codes[r] > rc) rc = codes[r];
+        usage = codes[r] == XB_EXIT_USAGE && !sharded; /* bad input stops a plain sweep */
     }
-    if (cs.n > 1 && done && codes[0] != XB_EXIT_USAGE) {
-        const int w = write_index(&cs, codes, done);
+    if (sharded && world > 1) { /* rank 0 gathers the outcomes for the index */
+        dist_solo(0);
+        int64_t *all = malloc((size_t)cs.n * sizeof *all);
+        XB_ASSERT(all);
+        for (int r = 0; r < cs.n; r++) all[r] = codes[r] < 0 ? 0 : codes[r] + 1;
+        dist_allreduce_i64(all, (size_t)cs.n); /* each run has one owner */
+        for (int r = 0; r < cs.n; r++) codes[r] = (int)all[r] - 1;
+        free(all);
+        int64_t worst = rc;
+        rc = (int)dist_max_i64(worst);
+    }
+    if (cs.n > 1 && dist_world_rank() == 0 && !(codes[0] == XB_EXIT_USAGE && !sharded)) {
+        const int w = write_index(&cs, codes);
         if (w > rc) rc = w;
     }
+    free(owner);
     free(codes);
     cfg_set_free(&cs);
     return rc;

@@ -16,11 +16,15 @@
 #include <yaml.h>
 
 #include "config/schema.h"
+#include "core/fileio.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
 #define CFG_MAX_RUNS 4096 /* every run is a full ExperimentConfig (~34 KB) */
+/* Longest run id: with ".safetensors.partial", a --unique-id suffix and a temporary's ".XXXXXX"
+ * every file name of a run stays within NAME_MAX (255). */
+#define CFG_MAX_RUN_ID 200
 #define CFG_NAME_MAX 100
 #define IDX_NAME (-1)  /* the task's or the mixer's name */
 #define IDX_DEFER (-2) /* a task or mixer option: looked up once the run's name is known */
@@ -67,6 +71,12 @@ typedef struct Ctx {
     int have_task, have_model, have_mixer;
     Loc task_kloc, model_kloc, mixer_kloc;
 } Ctx;
+
+/* A value as a message shows it: one line (dataset_show's escapes), cut after 60 bytes. */
+static const char *show_value(char *buf, size_t n, const char *t) {
+    dataset_show(buf, n, t ? t : "", t ? strlen(t) : 0);
+    return buf;
+}
 
 __attribute__((format(printf, 4, 5))) static int fail(Ctx *x, Loc l, const char *key,
                                                       const char *fmt, ...) {
@@ -340,12 +350,20 @@ static int parse_overrides(Ctx *x, const char *const *ov, int n) {
         const char *s = ov[i] ? ov[i] : "";
         const char *eq = strchr(s, '=');
         Loc kl = {"--set", i + 1, 1};
-        if (!eq || eq == s) return fail(x, kl, NULL, "expected KEY=VALUE, got \"%s\"", s);
+        char show[256];
+        if (!eq || eq == s)
+            return fail(x, kl, NULL, "expected KEY=VALUE, got \"%s\"",
+                        show_value(show, sizeof show, s));
         char key[320];
         snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
         Assign *a = new_assign(x);
         if (resolve_path(x, key, key, 0, kl, a)) return -1;
         if (a->sec == SEC_SWEEP) return fail(x, kl, key, "cannot be set with --set");
+        const size_t vlen = strlen(eq + 1), ok = fileio_utf8_prefix(eq + 1, vlen);
+        if (ok < vlen) /* a YAML file cannot hold such bytes; the report must not either */
+            return fail(x, (Loc){"--set", i + 1, (int)(eq - s) + 2}, key,
+                        "expected UTF-8 text (byte 0x%02x at column %d)", (unsigned char)eq[1 + ok],
+                        (int)(eq - s) + 2 + (int)ok);
         a->origin = ORIG_SET;
         a->kind = VK_PLAIN;
         a->text = eq + 1;
@@ -390,9 +408,11 @@ static int name_char_ok(char ch) {
            ch == '.' || ch == '_' || ch == '-';
 }
 
+/* A run name is a file name (OUTPUT_DIR/NAME.json): no path separator, and nothing that reads as
+ * a directory (".", "..", ".hidden") or as an option to a command (-rf). */
 static int name_ok(const char *t) {
     size_t n = strlen(t);
-    if (n < 1 || n > CFG_NAME_MAX) return 0;
+    if (n < 1 || n > CFG_NAME_MAX || t[0] == '.' || t[0] == '-') return 0;
     for (size_t i = 0; i < n; i++)
         if (!name_char_ok(t[i])) return 0;
     return 1;
@@ -403,7 +423,9 @@ static int apply_value(Ctx *x, const Assign *a, const OptSpec *s, SecVals *sv, i
     snprintf(key, sizeof key, "%s.%s", cfg_sec_path[a->sec], s->name);
     const int is_name = a->sec == SEC_EXP && i == E_NAME;
     if (is_name)
-        snprintf(valid, sizeof valid, "a name of 1 to %d characters from A-Z a-z 0-9 . _ -",
+        snprintf(valid, sizeof valid,
+                 "a name of 1 to %d characters from A-Z a-z 0-9 . _ -, not starting with . or - "
+                 "(it names the run's files)",
                  CFG_NAME_MAX);
     else
         opt_describe_valid(s, valid, sizeof valid);
@@ -445,8 +467,13 @@ static int apply_value(Ctx *x, const Assign *a, const OptSpec *s, SecVals *sv, i
         if (!bad) snprintf(sv->v.str[i], XB_OPT_STRLEN, "%s", t);
         break;
     }
-    if (bad) return fail(x, a->vloc, key, "expected %s, got \"%s\"", valid, t);
-    if (range) return fail(x, a->vloc, key, "%s is out of range (%s)", t, valid);
+    char show[256];
+    if (bad)
+        return fail(x, a->vloc, key, "expected %s, got \"%s\"", valid,
+                    show_value(show, sizeof show, t));
+    if (range)
+        return fail(x, a->vloc, key, "%s is out of range (%s)", show_value(show, sizeof show, t),
+                    valid);
     sv->v.num[i] = num;
     sv->v.set[i] = 1;
     sv->loc[i] = a->vloc;
@@ -466,10 +493,12 @@ static int resolve_name(Ctx *x, const Assign *a, int is_task, int *out) {
     if (i < 0) {
         const char *what = is_task ? "task" : "mechanism";
         int b = cfg_suggest(a->text, (int)strlen(a->text), names, n);
+        char show[256];
+        show_value(show, sizeof show, a->text);
         if (b >= 0)
-            return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, a->text,
+            return fail(x, a->vloc, key, "unknown %s \"%s\" (did you mean %s?)", what, show,
                         names[b]);
-        return fail(x, a->vloc, key, "unknown %s \"%s\" (valid: %s)", what, a->text, list);
+        return fail(x, a->vloc, key, "unknown %s \"%s\" (valid: %s)", what, show, list);
     }
     *out = i;
     return 0;
@@ -482,6 +511,7 @@ static void default_name(const char *path, char *out) {
     size_t n = dot && dot > b ? (size_t)(dot - b) : strlen(b);
     if (n > CFG_NAME_MAX) n = CFG_NAME_MAX;
     for (size_t i = 0; i < n; i++) out[i] = name_char_ok(b[i]) ? b[i] : '_';
+    if (n && (out[0] == '.' || out[0] == '-')) out[0] = '_'; /* as name_ok wants */
     out[n] = '\0';
     if (!n) strcpy(out, "experiment");
 }
@@ -662,6 +692,9 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
 
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);
+    /* where the model is described: errors found later (a memory plan) point there */
+    const Loc ml = x->have_model ? x->model_kloc : (Loc){x->path, 1, 1};
+    c->model_line = ml.line, c->model_col = ml.col;
     cfg_schema_store(c, SEC_EXP, &rs->s[SEC_EXP].v);
     cfg_schema_store(c, SEC_MODEL, &rs->s[SEC_MODEL].v);
     cfg_schema_store(c, SEC_TRAIN, &rs->s[SEC_TRAIN].v);
@@ -679,6 +712,34 @@ static void append_id(char *buf, size_t cap, size_t *k, const char *s, int sanit
         buf[(*k)++] = ch;
     }
     buf[*k] = '\0';
+}
+
+/* Sweep members' run ids are unique by construction (an index lists each once and no two runs
+ * write one file): ids that collide (values that sanitise to the same text, or ids cut at the
+ * buffer's length) each get "-" and 8 hex digits of their config hash, and, for configs equal in
+ * everything, their index in the sweep. */
+static void unique_ids(ConfigSet *cs) {
+    char *clash = calloc((size_t)cs->n, 1);
+    XB_ASSERT(clash);
+    for (int r = 0; r < cs->n; r++)
+        for (int q = r + 1; q < cs->n; q++)
+            if (!strcmp(cs->runs[r].run_id, cs->runs[q].run_id)) clash[r] = clash[q] = 1;
+    for (int r = 0; r < cs->n; r++) {
+        if (!clash[r]) continue;
+        ExperimentConfig *c = &cs->runs[r];
+        const uint64_t h = cfg_hash(c);
+        int twin = 0; /* another run of the sweep with the very same config */
+        for (int q = 0; q < cs->n && !twin; q++) twin = q != r && cfg_hash(&cs->runs[q]) == h;
+        char suffix[40];
+        if (twin)
+            snprintf(suffix, sizeof suffix, "-%08llx-%d", (unsigned long long)(h >> 32), r);
+        else
+            snprintf(suffix, sizeof suffix, "-%08llx", (unsigned long long)(h >> 32));
+        const size_t room = CFG_MAX_RUN_ID - strlen(suffix);
+        if (strlen(c->run_id) > room) c->run_id[room] = '\0';
+        strcat(c->run_id, suffix);
+    }
+    free(clash);
 }
 
 static int expand(Ctx *x, ConfigSet *out) {
@@ -718,12 +779,13 @@ static int expand(Ctx *x, ConfigSet *out) {
         c->sweep_index = r;
         c->sweep_size = n;
         size_t k = 0;
-        append_id(c->run_id, sizeof c->run_id, &k, c->name, 0);
+        const size_t cap = CFG_MAX_RUN_ID + 1;
+        append_id(c->run_id, cap, &k, c->name, 0);
         for (int j = 0; j < x->n_sw; j++) {
-            append_id(c->run_id, sizeof c->run_id, &k, "__", 0);
-            append_id(c->run_id, sizeof c->run_id, &k, x->sw[j].leaf, 1);
-            append_id(c->run_id, sizeof c->run_id, &k, "-", 0);
-            append_id(c->run_id, sizeof c->run_id, &k, swa[j].text ? swa[j].text : "", 1);
+            append_id(c->run_id, cap, &k, "__", 0);
+            append_id(c->run_id, cap, &k, x->sw[j].leaf, 1);
+            append_id(c->run_id, cap, &k, "-", 0);
+            append_id(c->run_id, cap, &k, swa[j].text ? swa[j].text : "", 1);
         }
     }
     free(rs);
@@ -732,26 +794,170 @@ static int expand(Ctx *x, ConfigSet *out) {
     return rc;
 }
 
-int cfg_load_string(const char *yaml, const char *path, const char *const *overrides,
-                    int n_overrides, ConfigSet *out, XbError *err) {
+/* libyaml's error, at its position. */
+static int yaml_error(Ctx *x, const yaml_parser_t *p) {
+    Loc l = {x->path, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1};
+    const char *problem = p->problem ? p->problem : "out of memory";
+    if (p->context) return fail(x, l, NULL, "YAML syntax error: %s (%s)", problem, p->context);
+    return fail(x, l, NULL, "YAML syntax error: %s", problem);
+}
+
+/* ---- the checks before the document is built ---- */
+
+/* A config nests three levels (section, key, mixer option or sweep list); JSON reprinted from a
+ * report the same. Deeper is refused as soon as it is seen: libyaml's scanner takes time
+ * quadratic in the nesting, so a deep document must not reach it whole. */
+#define CFG_MAX_DEPTH 32
+
+/* Keys in one mapping: a section has a few dozen; the duplicate-key check is quadratic. */
+#define CFG_MAX_KEYS 256
+/* Anchors (&name) in a config: libyaml looks each alias up in a list of them. */
+#define CFG_MAX_ANCHORS 256
+
+typedef struct Level {
+    int map, want_key, as_key; /* a mapping expecting its next key; the node is itself a key */
+    int keys;                  /* keys seen in the mapping */
+    char key[64];
+} Level;
+
+/* The dotted current keys of the mappings open at levels 1 to upto (level 0 is the stream). */
+static void level_path(const Level *st, int upto, char *out, size_t n) {
+    size_t k = 0;
+    out[0] = '\0';
+    for (int i = 1; i <= upto && k < n; i++)
+        if (st[i].map && st[i].key[0])
+            k += (size_t)snprintf(out + k, n - k, "%s%s", k ? "." : "", st[i].key);
+}
+
+/* A tag as written: !!str for the core schema's tags. */
+static void tag_text(const char *tag, char *out, size_t n) {
+    static const char core[] = "tag:yaml.org,2002:";
+    if (!strncmp(tag, core, sizeof core - 1))
+        snprintf(out, n, "!!%s", tag + sizeof core - 1);
+    else
+        snprintf(out, n, "%s", tag);
+}
+
+/* One pass over libyaml's events before the document is loaded: a config is one document, with
+ * no tags (values are typed by the key they belong to: `!!str 5` for an integer, or an unknown
+ * tag, would mean something the schema does not) and no NUL bytes in its values, nested at most
+ * CFG_MAX_DEPTH levels, with at most CFG_MAX_KEYS keys per mapping and CFG_MAX_ANCHORS anchors:
+ * the limits keep libyaml's loader and the checks after it linear in the text. */
+static int prescan(Ctx *x, const char *yaml, size_t len) {
+    yaml_parser_t p;
+    XB_ASSERT(yaml_parser_initialize(&p));
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+    Level st[CFG_MAX_DEPTH + 2];
+    memset(st, 0, sizeof st);
+    int top = 0, docs = 0, rc = 0, done = 0, anchors = 0;
+    while (!rc && !done) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            rc = yaml_error(x, &p);
+            break;
+        }
+        const Loc l = {x->path, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
+        const yaml_char_t *tag = NULL, *anchor = NULL;
+        int node = 1;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1, node = 0;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            node = 0;
+            if (++docs > 1)
+                rc = fail(x, l, NULL,
+                          "a second YAML document (a config is one document: remove this '---' "
+                          "and what follows, or split them into two files)");
+            break;
+        case YAML_SCALAR_EVENT:
+            tag = ev.data.scalar.tag, anchor = ev.data.scalar.anchor;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            tag = ev.data.sequence_start.tag, anchor = ev.data.sequence_start.anchor;
+            break;
+        case YAML_MAPPING_START_EVENT:
+            tag = ev.data.mapping_start.tag, anchor = ev.data.mapping_start.anchor;
+            break;
+        case YAML_ALIAS_EVENT:
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT: {
+            node = 0;
+            const int as_key = st[top].as_key;
+            if (top > 0) top--;
+            if (!as_key && st[top].map) st[top].want_key = 1;
+            break;
+        }
+        default:
+            node = 0;
+        }
+        if (anchor && ++anchors > CFG_MAX_ANCHORS && !rc)
+            rc = fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
+        if (node && !rc) {
+            Level *par = &st[top];
+            const int is_key = par->map && par->want_key;
+            char path[320];
+            level_path(st, is_key ? top - 1 : top, path, sizeof path);
+            if (ev.type == YAML_SCALAR_EVENT &&
+                memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
+                rc = fail(x, l, path[0] ? path : NULL,
+                          "a NUL byte in the value (a \\0 escape; a config's text holds none)");
+            if (tag && !rc) {
+                char t[128];
+                tag_text((const char *)tag, t, sizeof t);
+                rc = fail(x, l, path[0] ? path : NULL,
+                          "YAML tags are not supported, got %s (a config's values take their "
+                          "type from their key: write the value without the tag)",
+                          t);
+            }
+            const int opens =
+                ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
+            if (is_key && ++par->keys > CFG_MAX_KEYS && !rc)
+                rc = fail(x, l, path[0] ? path : NULL,
+                          "more than %d keys in one mapping (a section has a few dozen)",
+                          CFG_MAX_KEYS);
+            if (is_key) {
+                par->want_key = 0;
+                show_value(par->key, sizeof par->key,
+                           ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : "?");
+            } else if (par->map && !opens) {
+                par->want_key = 1;
+            }
+            if (!rc && opens) {
+                if (top == CFG_MAX_DEPTH)
+                    rc = fail(x, l, path[0] ? path : NULL,
+                              "YAML nested more than %d levels deep (a config nests 3: section, "
+                              "key, and a mixer option or sweep list)",
+                              CFG_MAX_DEPTH);
+                else
+                    st[++top] = (Level){.map = ev.type == YAML_MAPPING_START_EVENT,
+                                        .want_key = 1,
+                                        .as_key = is_key};
+            }
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* Loads len bytes of YAML text (NUL-free: callers check). */
+static int load_text(const char *yaml, size_t len, const char *path, const char *const *overrides,
+                     int n_overrides, ConfigSet *out, XbError *err) {
     memset(out, 0, sizeof *out);
     if (err) xb_error_clear(err);
     Ctx x;
     memset(&x, 0, sizeof x);
     x.path = path ? path : "";
     x.err = err;
-    if (!yaml) yaml = "";
+    if (prescan(&x, yaml, len)) return -1;
     yaml_parser_t p;
     XB_ASSERT(yaml_parser_initialize(&p));
-    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, strlen(yaml));
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
     yaml_document_t doc;
     if (!yaml_parser_load(&p, &doc)) {
-        Loc l = {x.path, (int)p.problem_mark.line + 1, (int)p.problem_mark.column + 1};
-        const char *problem = p.problem ? p.problem : "out of memory";
-        if (p.context)
-            fail(&x, l, NULL, "YAML syntax error: %s (%s)", problem, p.context);
-        else
-            fail(&x, l, NULL, "YAML syntax error: %s", problem);
+        yaml_error(&x, &p);
         yaml_parser_delete(&p);
         return -1;
     }
@@ -761,6 +967,7 @@ int cfg_load_string(const char *yaml, const char *path, const char *const *overr
     x.n_file = x.n_as;
     if (!rc) rc = parse_overrides(&x, overrides, n_overrides);
     if (!rc) rc = expand(&x, out);
+    if (!rc) unique_ids(out);
     yaml_document_delete(&doc);
     free(x.as);
     free(x.sw);
@@ -768,37 +975,33 @@ int cfg_load_string(const char *yaml, const char *path, const char *const *overr
     return rc ? -1 : 0;
 }
 
+int cfg_load_string(const char *yaml, const char *path, const char *const *overrides,
+                    int n_overrides, ConfigSet *out, XbError *err) {
+    if (!yaml) yaml = "";
+    return load_text(yaml, strlen(yaml), path, overrides, n_overrides, out, err);
+}
+
 int cfg_load(const char *path, const char *const *overrides, int n_overrides, ConfigSet *out,
              XbError *err) {
     memset(out, 0, sizeof *out);
     if (err) xb_error_clear(err);
-    FILE *f = fopen(path, "rb");
-    if (!f) return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
-    size_t cap = 1 << 14, len = 0;
-    char *buf = malloc(cap);
-    XB_ASSERT(buf);
-    int rerr = 0;
-    for (;;) {
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            XB_ASSERT(buf);
+    size_t len = 0;
+    char *buf = fileio_read_all(path, XB_FILE_CONFIG, NULL, &len, err);
+    if (!buf) return -1;
+    const char *nul = memchr(buf, '\0', len);
+    if (nul) { /* libyaml would stop there, and the rest of the file would be ignored */
+        int line = 1, col = 1;
+        for (const char *c = buf; c < nul; c++) {
+            if (*c == '\n')
+                line++, col = 1;
+            else if (((unsigned char)*c & 0xc0) != 0x80) /* columns count characters */
+                col++;
         }
-        errno = 0;
-        size_t r = fread(buf + len, 1, cap - len - 1, f);
-        len += r;
-        if (r == 0) {
-            if (ferror(f)) rerr = errno ? errno : EIO;
-            break;
-        }
-    }
-    fclose(f);
-    if (rerr) {
         free(buf);
-        return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(rerr));
+        return xb_error_set(err, path, line, col, NULL,
+                            "a NUL byte (a config is text: UTF-8 without NUL bytes)");
     }
-    buf[len] = '\0';
-    int rc = cfg_load_string(buf, path, overrides, n_overrides, out, err);
+    int rc = load_text(buf, len, path, overrides, n_overrides, out, err);
     free(buf);
     return rc;
 }

@@ -41,6 +41,7 @@ typedef struct ExperimentConfig {
     int funnel;        /* Funnel Transformer stages (0 or 1: none) */
     int latents;       /* Perceiver latent array length (0: none) */
     int cross_attends; /* Perceiver: cross-attends, each followed by `layers` latent blocks */
+    int model_line, model_col; /* the `model:` key in the config (1:1 when it has none) */
     int segment,
         memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
     int compress,
@@ -61,7 +62,8 @@ typedef struct ExperimentConfig {
     int64_t eval_every;
     int eval_batches; /* 0 = the whole validation split */
     int64_t log_every;
-    int checkpoint; /* save the best validation checkpoint as safetensors */
+    int checkpoint;           /* save the best validation checkpoint as safetensors */
+    int64_t checkpoint_every; /* steps between resumable states (0: none) */
 } ExperimentConfig;
 
 typedef struct ConfigSet {

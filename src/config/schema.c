@@ -139,6 +139,10 @@ static const Field g_train[N_TRAIN] = {
         FIELD(O_INT("log_every", 10, 1, 1e9, "steps between log lines"), F_I64, log_every),
     [T_CHECKPOINT] =
         FIELD(O_BOOL("checkpoint", 1, "save the best validation checkpoint"), F_BOOL, checkpoint),
+    [T_CHECKPOINT_EVERY] = FIELD(O_INT("checkpoint_every", 0, 0, 1e9,
+                                       "steps between resumable states (OUTPUT_DIR/RUN_ID.state, "
+                                       "which run --resume continues from); 0 = none"),
+                                 F_I64, checkpoint_every),
 };
 
 /* ---- lookups ---- */
@@ -414,6 +418,9 @@ uint64_t cfg_hash(const ExperimentConfig *c) {
     cJSON_DeleteItemFromObjectCaseSensitive(e, "name");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "output_dir");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "threads");
+    /* how often the state is saved changes no result: a run may resume with another */
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "train"),
+                                            "checkpoint_every");
     char *s = cJSON_PrintUnformatted(j);
     XB_ASSERT(s);
     uint64_t h = xb_fnv1a64(XB_FNV_OFFSET, s, strlen(s));

@@ -77,6 +77,7 @@ enum {
     T_EVAL_BATCHES,
     T_LOG_EVERY,
     T_CHECKPOINT,
+    T_CHECKPOINT_EVERY,
     N_TRAIN
 };
 

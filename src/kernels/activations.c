@@ -1,6 +1,7 @@
 #include "kernels/activations.h"
 
 #include "kernels/fastmath.h"
+#include "core/profile.h"
 
 #define GELU_K 0.7978845608028654f /* √(2/π) */
 #define GELU_C 0.044715f
@@ -9,7 +10,7 @@
  * saturating correctly at ±1 for large |u|. */
 static inline float fast_tanh(float u) { return 1.0f - 2.0f / (xb_expf(2.0f * u) + 1.0f); }
 
-void gelu_forward(float *out, const float *inp, size_t n) {
+static void gelu_forward_impl(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
@@ -17,7 +18,7 @@ void gelu_forward(float *out, const float *inp, size_t n) {
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+static void gelu_backward_impl(float *dinp, const float *inp, const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
@@ -27,17 +28,18 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     }
 }
 
-void relu_forward(float *out, const float *inp, size_t n) {
+static void relu_forward_impl(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
-void relu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+static void relu_backward_impl(float *dinp, const float *inp, const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-void relu_forward_set(float *out, unsigned char *active, const float *inp, size_t n, int frozen) {
+static void relu_forward_set_impl(float *out, unsigned char *active, const float *inp, size_t n,
+                                  int frozen) {
     if (!frozen) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) active[i] = inp[i] > 0.0f;
@@ -46,7 +48,45 @@ void relu_forward_set(float *out, unsigned char *active, const float *inp, size_
     for (size_t i = 0; i < n; i++) out[i] = active[i] ? inp[i] : 0.0f;
 }
 
-void relu_backward_set(float *dinp, const unsigned char *active, const float *dout, size_t n) {
+static void relu_backward_set_impl(float *dinp, const unsigned char *active, const float *dout,
+                                   size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += active[i] ? dout[i] : 0.0f;
+}
+
+/* The entry points, timed by core/profile.h. */
+void gelu_forward(float *out, const float *inp, size_t n) {
+    prof_open(PROF_ACTIVATION, 0);
+    gelu_forward_impl(out, inp, n);
+    prof_close();
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    prof_open(PROF_ACTIVATION, 1);
+    gelu_backward_impl(dinp, inp, dout, n);
+    prof_close();
+}
+
+void relu_forward(float *out, const float *inp, size_t n) {
+    prof_open(PROF_ACTIVATION, 0);
+    relu_forward_impl(out, inp, n);
+    prof_close();
+}
+
+void relu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    prof_open(PROF_ACTIVATION, 1);
+    relu_backward_impl(dinp, inp, dout, n);
+    prof_close();
+}
+
+void relu_forward_set(float *out, unsigned char *active, const float *inp, size_t n, int frozen) {
+    prof_open(PROF_ACTIVATION, 0);
+    relu_forward_set_impl(out, active, inp, n, frozen);
+    prof_close();
+}
+
+void relu_backward_set(float *dinp, const unsigned char *active, const float *dout, size_t n) {
+    prof_open(PROF_ACTIVATION, 1);
+    relu_backward_set_impl(dinp, active, dout, n);
+    prof_close();
 }

@@ -9,6 +9,7 @@
 #include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
+#include "core/profile.h"
 
 /* Tile sizes: a BQ×BK score tile (64 KiB) and the BQ×Dh accumulator stay in L2. */
 enum { BQ = 128, BK = 256 };
@@ -163,8 +164,8 @@ static void row_sums(const float *S, int n, int bk, float *sum) {
     }
 }
 
-void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
-                  const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
+static void attn_forward_impl(float *o, float *lse, const float *q, const float *k, const float *v,
+                              const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
     XB_ASSERT(Dv > 0);
     const int nqt = (Lq + TQ - 1) / TQ;
@@ -241,16 +242,16 @@ void attn_forward(float *o, float *lse, const float *q, const float *k, const fl
     arena_reset_to(scratch, mark);
 }
 
-void attn_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                   const float *k, const float *v, const float *o, const float *lse,
-                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
+static void attn_backward_impl(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *o, const float *lse,
+                               const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
     attn_backward_lse(dq, dk, dv, dout, NULL, q, k, v, o, lse, kmask, s, scratch);
 }
 
-void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const float *dlse,
-                       const float *q, const float *k, const float *v, const float *o,
-                       const float *lse, const unsigned char *kmask, const AttnShape *s,
-                       Arena *scratch) {
+static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *dlse, const float *q, const float *k,
+                                   const float *v, const float *o, const float *lse,
+                                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
     const size_t per = thread_floats(s);
     const size_t mark = arena_mark(scratch);
@@ -409,4 +410,29 @@ void attn_forward_naive(float *o, float *lse, const float *q, const float *k, co
                 lse[((size_t)b * s->H + h) * s->Lq + i] =
                     sum > 0.0 ? (float)(mx + log(sum)) : -INFINITY;
             }
+}
+
+/* The entry points, timed by core/profile.h. */
+void attn_forward(float *o, float *lse, const float *q, const float *k, const float *v,
+                  const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
+    prof_open(PROF_ATTENTION, 0);
+    attn_forward_impl(o, lse, q, k, v, kmask, s, scratch);
+    prof_close();
+}
+
+void attn_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                   const float *k, const float *v, const float *o, const float *lse,
+                   const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
+    prof_open(PROF_ATTENTION, 1);
+    attn_backward_impl(dq, dk, dv, dout, q, k, v, o, lse, kmask, s, scratch);
+    prof_close();
+}
+
+void attn_backward_lse(float *dq, float *dk, float *dv, const float *dout, const float *dlse,
+                       const float *q, const float *k, const float *v, const float *o,
+                       const float *lse, const unsigned char *kmask, const AttnShape *s,
+                       Arena *scratch) {
+    prof_open(PROF_ATTENTION, 1);
+    attn_backward_lse_impl(dq, dk, dv, dout, dlse, q, k, v, o, lse, kmask, s, scratch);
+    prof_close();
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/profile.h"
 
 uint64_t dropout_key(uint64_t seed, int64_t step, int site) {
     return rng_mix64(rng_mix64(seed ^ ((uint64_t)RNG_STREAM_DROPOUT << 56)) ^
@@ -15,7 +16,8 @@ uint64_t dropout_key(uint64_t seed, int64_t step, int site) {
  * so the loop vectorises. */
 static uint32_t keep_threshold(float p) { return (uint32_t)ceilf(p * 16777216.0f); }
 
-void dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key) {
+static void dropout_forward_impl(float *out, const float *inp, size_t n, float p, uint64_t key,
+                                 uint64_t first) {
     if (p <= 0.0f) {
         if (out != inp) memcpy(out, inp, n * sizeof *out);
         return;
@@ -23,10 +25,11 @@ void dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t k
     const float s = 1.0f / (1.0f - p);
     const uint32_t t = keep_threshold(p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = rng_hash_u24(key, i) >= t ? inp[i] * s : 0.0f;
+    for (size_t i = 0; i < n; i++) out[i] = rng_hash_u24(key, first + i) >= t ? inp[i] * s : 0.0f;
 }
 
-void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t key) {
+static void dropout_backward_impl(float *dinp, const float *dout, size_t n, float p, uint64_t key,
+                                  uint64_t first) {
     if (p <= 0.0f) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
@@ -36,5 +39,20 @@ void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_
     const uint32_t t = keep_threshold(p);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) /* a select, not += 0, which would turn a -0 into +0 */
-        dinp[i] = rng_hash_u24(key, i) >= t ? dinp[i] + dout[i] * s : dinp[i];
+        dinp[i] = rng_hash_u24(key, first + i) >= t ? dinp[i] + dout[i] * s : dinp[i];
+}
+
+/* The entry points, timed by core/profile.h. */
+void dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key,
+                     uint64_t first) {
+    prof_open(PROF_DROPOUT, 0);
+    dropout_forward_impl(out, inp, n, p, key, first);
+    prof_close();
+}
+
+void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t key,
+                      uint64_t first) {
+    prof_open(PROF_DROPOUT, 1);
+    dropout_backward_impl(dinp, dout, n, p, key, first);
+    prof_close();
 }

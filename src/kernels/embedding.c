@@ -1,10 +1,11 @@
 #include "kernels/embedding.h"
+#include "core/profile.h"
 
 #include <math.h>
 #include <stddef.h>
 
-void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
-                       int T, int C) {
+static void embedding_forward_impl(float *out, const int32_t *tokens, const float *wte,
+                                   const float *wpe, int B, int T, int C) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -16,8 +17,8 @@ void embedding_forward(float *out, const int32_t *tokens, const float *wte, cons
         }
 }
 
-void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
-                        int T, int C) {
+static void embedding_backward_impl(float *dwte, float *dwpe, const float *dout,
+                                    const int32_t *tokens, int B, int T, int C) {
     if (dwte) {
         /* Channel blocks per thread, tokens visited in order: no races, deterministic sums. */
         enum { CB = 16 };
@@ -51,4 +52,19 @@ void sinusoidal_table(float *out, int T, int C) {
             out[(size_t)t * C + 2 * i] = (float)sin(angle);
             if (2 * i + 1 < C) out[(size_t)t * C + 2 * i + 1] = (float)cos(angle);
         }
+}
+
+/* The entry points, timed by core/profile.h. */
+void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+                       int T, int C) {
+    prof_open(PROF_EMBEDDING, 0);
+    embedding_forward_impl(out, tokens, wte, wpe, B, T, C);
+    prof_close();
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
+                        int T, int C) {
+    prof_open(PROF_EMBEDDING, 1);
+    embedding_backward_impl(dwte, dwpe, dout, tokens, B, T, C);
+    prof_close();
 }

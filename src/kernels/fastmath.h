@@ -8,11 +8,12 @@
 
 /* exp(x) in float, after Cephes expf: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two parts for
  * exact reduction), e^r by a degree-6 polynomial, 2^n by building the exponent bits. Relative error
- * below 2e-7 for x in [-87.3, 88]; exactly 0 below -87.3 (including -inf), saturates above 88. */
+ * below 2e-7 for x in [-87.3, 88]; exactly 0 below -87.3 (including -inf), saturates above 88;
+ * NaN for NaN (clamped first, so the integer conversion below never sees a NaN). */
 static inline float xb_expf(float x) {
     const float lo = -87.33654475f, hi = 88.0f;
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
+    float xc = x > lo ? x : lo; /* NaN fails the compare and becomes lo */
+    xc = xc < hi ? xc : hi;
     /* n = round(x·log2(e)) by adding and subtracting 1.5·2^23: unlike floorf, this vectorises. */
     const float magic = 12582912.0f;
     const float n = (xc * 1.44269504088896341f + magic) - magic;
@@ -29,7 +30,7 @@ static inline float xb_expf(float x) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     const float y = p * scale;
-    return x < lo ? 0.0f : y;
+    return x != x ? x : x < lo ? 0.0f : y;
 }
 
 #endif

@@ -1,10 +1,11 @@
 #include "kernels/layernorm.h"
+#include "core/profile.h"
 
 #include <math.h>
 #include <stddef.h>
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int N, int C) {
+static void layernorm_forward_impl(float *out, float *mean, float *rstd, const float *inp,
+                                   const float *weight, const float *bias, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -31,9 +32,9 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 }
 
 /* With x̂ = (x − μ)·σ⁻¹ and g = dout·w: dx = σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)). */
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean, const float *rstd,
-                        int N, int C) {
+static void layernorm_backward_impl(float *dinp, float *dweight, float *dbias, const float *dout,
+                                    const float *inp, const float *weight, const float *mean,
+                                    const float *rstd, int N, int C) {
     if (dinp) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -76,4 +77,20 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
             }
         }
     }
+}
+
+/* The entry points, timed by core/profile.h. */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+    prof_open(PROF_LAYERNORM, 0);
+    layernorm_forward_impl(out, mean, rstd, inp, weight, bias, N, C);
+    prof_close();
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
+    prof_open(PROF_LAYERNORM, 1);
+    layernorm_backward_impl(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+    prof_close();
 }

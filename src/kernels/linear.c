@@ -5,9 +5,10 @@
 #include <string.h>
 
 #include "core/flops.h"
+#include "core/profile.h"
 
-void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
-                    int IC, int OC) {
+static void linear_forward_impl(float *out, const float *inp, const float *weight,
+                                const float *bias, int N, int IC, int OC) {
     if (bias) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof *out);
@@ -17,8 +18,8 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
     flops_add(2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC);
 }
 
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int N, int IC, int OC) {
+static void linear_backward_impl(float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int N, int IC, int OC) {
     const uint64_t f = 2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC;
     if (dinp) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,
@@ -45,4 +46,19 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
             for (int c = c0; c < c1; c++) dbias[c] += acc[c - c0];
         }
     }
+}
+
+/* The entry points, timed by core/profile.h. */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int IC, int OC) {
+    prof_open(PROF_LINEAR, 0);
+    linear_forward_impl(out, inp, weight, bias, N, IC, OC);
+    prof_close();
+}
+
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int IC, int OC) {
+    prof_open(PROF_LINEAR, 1);
+    linear_backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
+    prof_close();
 }

@@ -5,11 +5,12 @@
 #include <string.h>
 
 #include "core/flops.h"
+#include "core/profile.h"
 
 /* Per (b, h): S = Φkᵀ V (M×Dh), z = Φkᵀ 1, num = Φq S, den = Φq z + ε (then clamped or guarded),
  * O = num / den. */
-void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,
-                     const float *v, const LinAttnShape *s) {
+static void linattn_forward_impl(float *o, float *kv, float *z, float *den, const float *phq,
+                                 const float *phk, const float *v, const LinAttnShape *s) {
     const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
@@ -49,9 +50,10 @@ void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq
 
 /* With dnum = dO/den and dden = −rowsum(dO∘O)/den: dΦq = dnum Sᵀ + dden zᵀ, dS = Φqᵀ dnum,
  * dz = Φqᵀ dden, dΦk = V dSᵀ + 1 dzᵀ, dV = Φk dS. */
-void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, const float *o,
-                      const float *phq, const float *phk, const float *v, const float *kv,
-                      const float *z, const float *den, const LinAttnShape *s, Arena *scratch) {
+static void linattn_backward_impl(float *dphq, float *dphk, float *dv, const float *dout,
+                                  const float *o, const float *phq, const float *phk,
+                                  const float *v, const float *kv, const float *z, const float *den,
+                                  const LinAttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
     const size_t per = (size_t)L * Dh + (size_t)L + (size_t)M * Dh + (size_t)M;
     const size_t mark = arena_mark(scratch);
@@ -109,4 +111,20 @@ uint64_t linattn_flops(const LinAttnShape *s, int backward) {
      * each), the rank-1 update dden zᵀ and dz = Φqᵀ dden (2·L·M each) */
     const uint64_t per = backward ? 8 * L * M * Dh + 4 * L * M : 4 * L * M * Dh + 2 * L * M;
     return per * (uint64_t)s->B * (uint64_t)s->H;
+}
+
+/* The entry points, timed by core/profile.h. */
+void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,
+                     const float *v, const LinAttnShape *s) {
+    prof_open(PROF_LINEAR_ATTN, 0);
+    linattn_forward_impl(o, kv, z, den, phq, phk, v, s);
+    prof_close();
+}
+
+void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, const float *o,
+                      const float *phq, const float *phk, const float *v, const float *kv,
+                      const float *z, const float *den, const LinAttnShape *s, Arena *scratch) {
+    prof_open(PROF_LINEAR_ATTN, 1);
+    linattn_backward_impl(dphq, dphk, dv, dout, o, phq, phk, v, kv, z, den, s, scratch);
+    prof_close();
 }

@@ -3,8 +3,9 @@
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
+#include "core/profile.h"
 
-void softmax_forward(float *out, const float *inp, int N, int C) {
+static void softmax_forward_impl(float *out, const float *inp, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -20,7 +21,7 @@ void softmax_forward(float *out, const float *inp, int N, int C) {
     }
 }
 
-void softmax_backward(float *dinp, const float *out, const float *dout, int N, int C) {
+static void softmax_backward_impl(float *dinp, const float *out, const float *dout, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *y = out + (size_t)n * C, *dy = dout + (size_t)n * C;
@@ -29,4 +30,17 @@ void softmax_backward(float *dinp, const float *out, const float *dout, int N, i
         for (int c = 0; c < C; c++) dot += dy[c] * y[c];
         for (int c = 0; c < C; c++) dx[c] += y[c] * (dy[c] - dot);
     }
+}
+
+/* The entry points, timed by core/profile.h. */
+void softmax_forward(float *out, const float *inp, int N, int C) {
+    prof_open(PROF_SOFTMAX, 0);
+    softmax_forward_impl(out, inp, N, C);
+    prof_close();
+}
+
+void softmax_backward(float *dinp, const float *out, const float *dout, int N, int C) {
+    prof_open(PROF_SOFTMAX, 1);
+    softmax_backward_impl(dinp, out, dout, N, C);
+    prof_close();
 }

@@ -45,6 +45,8 @@ typedef struct MixerStep {
     const float *params; /* parameter buffer (pt->total floats) */
     float *grads;        /* gradient buffer, same layout; backward accumulates into it */
     Arena *scratch;      /* per-call scratch; the caller resets it after each call */
+    uint64_t row0;       /* the global batch row of row 0 (data-parallel training; 0 in one
+                          * process): noise per batch row is drawn for the global row */
     double *aux_loss;    /* NULL, or where forward adds its auxiliary loss (already weighted,
                           * e.g. Routing's commitment term); when non-NULL, backward adds
                           * that loss's gradient too (the loss enters with weight 1) */
@@ -93,6 +95,9 @@ struct MixerSpec {
     const char *padding_dependence_option; /* NULL, or the boolean option under which alone the
                                             * dependence holds (e.g. local's "lra") */
     int skips_context; /* 1 if it honours Mixer.ctx (queries only after the context rows) */
+    int beyond_survey; /* 1 for a mechanism of the generation after the survey's table (state
+                        * space, long convolution, recurrence: classes SSM, LC, RNN), marked so in
+                        * `list` and in tables */
     const OptSpec *opts;
     int n_opts;
     const MixerOps *ops;

@@ -25,6 +25,11 @@ extern const MixerSpec mixer_isab;
 extern const MixerSpec mixer_synthesizer;
 extern const MixerSpec mixer_nystrom;
 extern const MixerSpec mixer_routing;
+extern const MixerSpec mixer_cosformer;
+extern const MixerSpec mixer_long_short;
+extern const MixerSpec mixer_clustered;
+extern const MixerSpec mixer_s4d;
+extern const MixerSpec mixer_hyena;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -47,6 +52,11 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_synthesizer,
     &mixer_nystrom,
     &mixer_routing,
+    &mixer_cosformer,
+    &mixer_long_short,
+    &mixer_clustered,
+    &mixer_s4d,
+    &mixer_hyena,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "core/flops.h"
+#include "core/dist.h"
 #include "core/xassert.h"
 #include "kernels/gather.h"
 #include "kernels/layernorm.h"
@@ -514,6 +515,13 @@ static void ema_update(Mixer *m, const MixerStep *s, const BwdScratch *bs) {
                     n[c] += 1.0;
                     for (int d = 0; d < Dh; d++) sum[(size_t)c * Dh + d] += x[d];
                 }
+    }
+    /* data-parallel training: every rank moves the centroids by the whole batch's statistics */
+    dist_allreduce_f64(bs->sum, (size_t)hr * k * Dh);
+    dist_allreduce_f64(cnt, (size_t)hr * k);
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < hr; h++) {
+        const double *sum = bs->sum + (size_t)h * k * Dh, *n = cnt + (size_t)h * k;
         double total = 0.0;
         for (int c = 0; c < k; c++) {
             float *ec = ecount + (size_t)h * k + c;

@@ -352,7 +352,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
             for (int j = 0; j < nB; j++) {
                 float g = 0.0f;
                 if (s->training && st->noise) {
-                    const uint64_t ctr = ((uint64_t)bh * nB + i) * nB + j;
+                    const uint64_t ctr = ((s->row0 * H + (uint64_t)bh) * nB + i) * nB + j;
                     const float u = fminf(fmaxf(rng_hash_uniform(key, ctr), 1e-10f), 1.0f - 1e-7f);
                     g = -logf(-logf(u));
                 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/profile.h"
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
@@ -349,7 +350,7 @@ int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int
     if (!e->params || !e->grads || arena_init(&e->acts, ma.peak) ||
         arena_init(&e->scratch, ms.peak)) {
         encoder_destroy(e);
-        return xb_error_set(err, cfg->source, 0, 0, "model",
+        return xb_error_set(err, cfg->source, cfg->model_line, cfg->model_col, "model",
                             "cannot allocate %.1f MiB of activations and %.1f MiB of scratch "
                             "(reduce train.batch_size, model.max_len or model.d_model)",
                             (double)ma.peak / 1048576.0, (double)ms.peak / 1048576.0);
@@ -409,9 +410,10 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .params = e->params,
                    .grads = e->grads,
                    .scratch = &e->scratch,
-                   .aux_loss = &e->aux_loss};
+                   .aux_loss = &e->aux_loss,
+                   .row0 = e->row0};
     if (e->seg > 0) /* the windows [memory; segment], batched */
-        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask;
+        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask, s.row0 = e->row0 * e->nseg;
     return s;
 }
 
@@ -525,7 +527,7 @@ static const unsigned char *key_mask(const Encoder *e, int l) {
     return e->la[l].kind == BLOCK_CROSS ? e->mask : input_mask(e, l);
 }
 
-double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
+static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int64_t step) {
     const int B = e->B, L = e->L, D = e->D, F = e->F;
     const float p = training ? e->dropout : 0.0f;
     arena_reset(&e->scratch);
@@ -533,8 +535,8 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
 
     const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
     embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
-    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p,
-                    dropout_key(seed, step, site_embed()));
+    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
+                    e->row0 * (uint64_t)L * D);
     for (int l = 0; l < e->N; l++) {
         const LayerParams *lp = &e->lp[l];
         LayerActs *t = &e->la[l];
@@ -554,10 +556,14 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                         compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
                 }
                 build_windows(e, t, t->ln1, e->frozen);
+                prof_open(PROF_MIXER, 0);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
+                prof_close();
                 segment_rows(e, t->r, t->yext, 0);
             } else {
+                prof_open(PROF_MIXER, 0);
                 e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+                prof_close();
             }
         } else {
             /* POOL: the pooled input attends over the input; CROSS: the latents (the learned
@@ -578,28 +584,35 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
                               P(e, lp->ln1_b), BQ, D);
             layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, kin, P(e, lp->lnkv_w),
                               P(e, lp->lnkv_b), B * t->Lk, D);
+            prof_open(PROF_CROSS_ATTN, 0);
             xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, key_mask(e, l), e->params, &e->pt, B,
                           &e->scratch);
+            prof_close();
         }
         arena_reset(&e->scratch);
-        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                        e->row0 * (uint64_t)t->Lq * D);
         add_into(t->r, t->r, base, QD);
         layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b),
                           BQ, D);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
             t->moe.frozen = e->frozen;
+            prof_open(PROF_FFN, 0);
             e->aux_loss +=
                 moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
                             e->balance, e->zloss, &e->scratch);
+            prof_close();
             arena_reset(&e->scratch);
         } else {
             linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
             gelu_forward(t->g, t->h, QF);
-            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                            e->row0 * (uint64_t)t->Lq * F);
             linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
         }
-        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                        e->row0 * (uint64_t)t->Lq * D);
         add_into(xout, xout, t->r, QD);
     }
     const int Lf = e->N ? e->la[e->N - 1].Lq : L;
@@ -633,7 +646,7 @@ double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
     return (n ? sum / n : 0.0) + e->aux_loss;
 }
 
-void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
+static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     const int B = e->B, L = e->L, D = e->D, F = e->F, Hh = e->Hh;
     const float p = e->dropout;
     arena_reset(&e->scratch);
@@ -646,8 +659,11 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
 
     const int NB = e->NB, R = head_rows(e);
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
+    /* the loss is the sum of the rows' cross-entropies over the normaliser: this call's targets,
+     * or (data-parallel training) the whole batch's per process, set by the caller */
+    const double norm = e->ce_norm > 0 ? e->ce_norm : (double)e->n_targets;
     if (e->n_targets > 0)
-        crossentropy_backward(dlogits, e->probs, e->labels, 1.0f / (float)e->n_targets, R, e->C);
+        crossentropy_backward(dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->C);
     linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), R, Hh,
                     e->C);
     relu_backward_set(dh1, e->h1act, da1, (size_t)R * Hh);
@@ -685,21 +701,25 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
         /* x_out = r + drop(fc2(g)); dx holds d(x_out) and becomes d(r). */
         memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)));
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                         e->row0 * (uint64_t)t->Lq * D);
         memset(dln, 0, QD * sizeof *dln);
         if (e->ffn == FFN_SWITCH) {
             const MoeParams mp = moe_params(e, lp);
             const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b),
                                  G(e, lp->fc2_w), G(e, lp->fc2_b)};
+            prof_open(PROF_FFN, 1);
             moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
                          &e->scratch);
+            prof_close();
             arena_reset_to(&e->scratch, mark);
         } else {
             memset(dg, 0, QF * sizeof *dg);
             linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ,
                             F, D);
             memset(dh, 0, QF * sizeof *dh);
-            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)));
+            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                             e->row0 * (uint64_t)t->Lq * F);
             memset(dg, 0, QF * sizeof *dg);
             gelu_backward(dg, t->h, dh, QF);
             linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ,
@@ -709,7 +729,8 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
                            t->ln2_mean, t->ln2_rstd, BQ, D);
         /* r = base + drop(mix(...)); dx holds d(r). */
         memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)));
+        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                         e->row0 * (uint64_t)t->Lq * D);
         memset(dln, 0, QD * sizeof *dln);
         if (t->kind == BLOCK_SELF) {
             /* base = x_in: dx becomes d(x_in) */
@@ -718,14 +739,18 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
                 const size_t X = (size_t)B * e->nseg * window(e) * D;
                 segment_rows(e, dtmp, bs.dyext, 1);
                 memset(bs.dext, 0, X * sizeof(float));
+                prof_open(PROF_MIXER, 1);
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs.dext, bs.dyext, t->ext);
+                prof_close();
                 segment_rows(e, dln, bs.dext, 0);
                 arena_reset_to(&e->scratch, mark);
                 /* f_c learns from the attention-reconstruction loss alone */
                 if (e->crate > 0)
                     compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
             } else {
+                prof_open(PROF_MIXER, 1);
                 e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
+                prof_close();
             }
             arena_reset_to(&e->scratch, mark);
             layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->xs[l], P(e, lp->ln1_w),
@@ -736,8 +761,10 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
         const int BK = B * t->Lk;
         float *dkv = bs.dx2, *dq = bs.dq;
         memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
+        prof_open(PROF_CROSS_ATTN, 1);
         xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, key_mask(e, l), e->params,
                        e->grads, &e->pt, B, &e->scratch);
+        prof_close();
         arena_reset_to(&e->scratch, mark);
         memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
         layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, t->qin, P(e, lp->ln1_w),
@@ -764,10 +791,25 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;
     memset(dtmp, 0, BLD * sizeof *dtmp);
-    dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()));
+    dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()),
+                     e->row0 * (uint64_t)L * D);
     embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, dtmp,
                        e->tokens, B, L, D);
     arena_reset(&e->scratch);
+}
+
+/* The encoder's own glue (residual adds, windows, pooling) is what its kernels leave over. */
+double encoder_forward(Encoder *e, int training, uint64_t seed, int64_t step) {
+    prof_open(PROF_ENCODER, 0);
+    const double loss = encoder_forward_impl(e, training, seed, step);
+    prof_close();
+    return loss;
+}
+
+void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
+    prof_open(PROF_ENCODER, 1);
+    encoder_backward_impl(e, seed, step);
+    prof_close();
 }
 
 uint64_t encoder_flops(const Encoder *e, int backward) {

@@ -117,6 +117,10 @@ typedef struct Encoder {
     float *logits, *probs; /* (R, C) */
     float *losses;         /* (R); 0 on a row without a target */
     int n_targets;         /* rows of the last forward with a target (NB unless pooling is none) */
+    /* data-parallel training (set by the caller; 0 in one process): */
+    uint64_t row0;  /* the batch row of the whole (global) batch that row 0 here is: dropout masks
+                     * and per-row noise are drawn for the global row */
+    double ce_norm; /* > 0: backward's divisor of the summed cross-entropy instead of n_targets */
 
     Arena acts, scratch;
 } Encoder;

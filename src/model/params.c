@@ -86,6 +86,9 @@ void params_initialise(const ParamTable *t, float *buf, Rng *rng) {
             XB_ASSERT(p->copy_of >= 0 && p->copy_of < i && t->info[p->copy_of].size == p->size);
             memcpy(w, buf + t->info[p->copy_of].offset, p->size * sizeof *w);
             break;
+        case INIT_FN:
+            p->init_fn(w, p, rng);
+            break;
         }
     }
 }
@@ -95,6 +98,15 @@ int params_add_copy(ParamTable *t, const char *name, int src, int decay) {
     const ParamInfo s = t->info[src]; /* params_add may move the table */
     const int i = params_add(t, name, s.ndim, s.shape, INIT_COPY, 0, decay);
     t->info[i].copy_of = src;
+    return i;
+}
+
+int params_add_fn(ParamTable *t, const char *name, int ndim, const int *shape, ParamInitFn fn,
+                  const double *args, int nargs, int decay) {
+    XB_ASSERT(fn && nargs >= 0 && nargs <= 4);
+    const int i = params_add(t, name, ndim, shape, INIT_FN, 0, decay);
+    t->info[i].init_fn = fn;
+    for (int k = 0; k < nargs; k++) t->info[i].init_arg[k] = args[k];
     return i;
 }
 

@@ -17,8 +17,14 @@ typedef enum {
     INIT_NORMAL,         /* N(0, scale^2) */
     INIT_XAVIER_UNIFORM, /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)): shape (fan_out, fan_in) */
     INIT_UNIFORM,        /* U(-scale, scale) */
-    INIT_COPY            /* the values of an earlier tensor of the same size (ParamInfo.copy_of) */
+    INIT_COPY,           /* the values of an earlier tensor of the same size (ParamInfo.copy_of) */
+    INIT_FN              /* values from ParamInfo.init_fn (a structured initialisation) */
 } InitKind;
+
+struct ParamInfo;
+/* INIT_FN: writes the p->size values of a structured initialisation (an SSM's eigenvalues, a
+ * log-uniform step size) into w, from p->init_arg and rng. */
+typedef void (*ParamInitFn)(float *w, const struct ParamInfo *p, Rng *rng);
 
 typedef struct ParamInfo {
     char name[XB_PARAM_NAME]; /* e.g. "blocks.0.mixer.qkv.weight" (PyTorch-style) */
@@ -32,6 +38,9 @@ typedef struct ParamInfo {
     int buffer;  /* 1: state, not a parameter (e.g. Routing's k-means centroids):
                   * no gradient, no optimizer update; its mechanism updates it in
                   * training; saved in checkpoints like the parameters */
+    /* INIT_FN: the function and its arguments */
+    ParamInitFn init_fn;
+    double init_arg[4];
 } ParamInfo;
 
 typedef struct ParamTable {
@@ -55,6 +64,9 @@ int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, 
 /* Declares a tensor shaped like tensor src and initialised as a copy of it (e.g. Longformer's
  * global projections start as the local ones); returns its index. */
 int params_add_copy(ParamTable *t, const char *name, int src, int decay);
+/* Declares a tensor initialised by fn with the nargs (<= 4) numbers args; returns its index. */
+int params_add_fn(ParamTable *t, const char *name, int ndim, const int *shape, ParamInitFn fn,
+                  const double *args, int nargs, int decay);
 /* Declares a buffer (see ParamInfo.buffer); returns its index. */
 int params_add_buffer(ParamTable *t, const char *name, int ndim, const int *shape, InitKind init,
                       float scale);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/xassert.h"
 
 typedef struct {
@@ -164,7 +165,8 @@ typedef struct {
     const char *msg; /* set on the first error, with i at its place */
 } Scan;
 
-#define JSON_MAX_DEPTH 1000 /* cJSON's nesting limit */
+const char report_json_too_deep[] = "nested too deeply";
+const char report_json_not_utf8[] = "not UTF-8";
 
 static int scan_fail(Scan *s, const char *msg) {
     if (s->i >= s->n) msg = "unexpected end of file";
@@ -194,6 +196,11 @@ static int scan_string(Scan *s) {
             return 0;
         }
         if (c < 0x20) return scan_fail(s, "control character in a string (write it as \\uXXXX)");
+        if (c >= 0x80) { /* RFC 8259 8.1: JSON text is UTF-8 */
+            const size_t len = fileio_utf8_char(s->t + s->i, s->n - s->i);
+            if (len == 0) return scan_fail(s, report_json_not_utf8);
+            s->i += len - 1; /* the loop steps over the character's last byte */
+        }
         if (c == '\\') {
             s->i++;
             const int e = scan_peek(s);
@@ -251,7 +258,7 @@ static int scan_value(Scan *s, int depth);
 
 static int scan_container(Scan *s, int depth, int is_object) {
     const char close = is_object ? '}' : ']';
-    if (depth >= JSON_MAX_DEPTH) return scan_fail(s, "nested too deeply");
+    if (depth >= REPORT_JSON_MAX_DEPTH) return scan_fail(s, report_json_too_deep);
     s->i++; /* '{' or '[' */
     scan_ws(s);
     if (scan_peek(s) == close) {

@@ -121,6 +121,19 @@ static cJSON *build_measured(const RunReport *r) {
     add(o, "tokens_per_s", json_real(r->tokens_per_s));
     add(o, "step_s_median", json_real(r->step_s_median));
     add(o, "peak_rss", json_u64(r->mem.peak_rss));
+    add(o, "comm_s", json_real(r->comm_s));
+    if (r->profile) { /* training steps, per kernel family (core/profile.h) */
+        cJSON *pr = add(o, "profile", cJSON_CreateObject());
+        double in_kernels = 0.0;
+        for (int k = 0; k < PROF_N; k++) {
+            cJSON *f = add(pr, prof_name((ProfKind)k), cJSON_CreateObject());
+            add(f, "forward_s", json_real(r->profile[k][0]));
+            add(f, "backward_s", json_real(r->profile[k][1]));
+            in_kernels += r->profile[k][0] + r->profile[k][1];
+        }
+        add(pr, "other_s", json_real(r->train_s > in_kernels ? r->train_s - in_kernels : 0.0));
+        add(pr, "regions", json_u64((uint64_t)r->profile_regions));
+    }
     cJSON *el = add(o, "eval_elapsed_s", cJSON_CreateArray());
     for (int i = 0; i < r->n_evals; i++) cJSON_AddItemToArray(el, json_real(r->evals[i].elapsed_s));
     return o;
@@ -143,7 +156,8 @@ cJSON *report_build(const RunReport *r) {
     add(doc, "status_message", json_str(r->status_message));
     add(doc, "config", cJSON_Duplicate(r->config, 1));
     add(doc, "config_hash", json_str(r->config_hash));
-    add(doc, "environment", report_environment(r->threads));
+    cJSON *env = add(doc, "environment", report_environment(r->threads));
+    cJSON_AddNumberToObject(env, "processes", r->processes > 0 ? r->processes : 1);
     add(doc, "dataset", build_dataset(r));
 
     cJSON *model = add(doc, "model", cJSON_CreateObject());
@@ -191,39 +205,6 @@ int report_write(const char *path, const cJSON *doc, XbError *err) {
 
 /* ---- reading ---- */
 
-/* Reads the whole file into a NUL-terminated buffer (owned by the caller). */
-static char *slurp(const char *path, size_t *len, XbError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        xb_error_set(err, path, 0, 0, NULL, "cannot read the report: %s", strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    XB_ASSERT(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            XB_ASSERT(buf);
-        }
-        const size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        const int e = errno;
-        fclose(f);
-        free(buf);
-        xb_error_set(err, path, 0, 0, NULL, "cannot read the report: %s", strerror(e));
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* 1-based line and column (in bytes) of text[pos]. */
 static void line_col(const char *text, size_t pos, int *line, int *col) {
     *line = 1;
@@ -270,7 +251,7 @@ static int check_schema_version(const char *path, const cJSON *doc, XbError *err
 int report_read(const char *path, cJSON **out, XbError *err) {
     *out = NULL;
     size_t n = 0;
-    char *text = slurp(path, &n, err);
+    char *text = fileio_read_all(path, XB_FILE_REPORT, NULL, &n, err);
     if (!text) return -1;
     size_t lead = 0;
     while (lead < n && strchr(" \t\r\n", text[lead])) lead++;
@@ -295,6 +276,14 @@ int report_read(const char *path, cJSON **out, XbError *err) {
         const unsigned char c = (unsigned char)text[pos];
         if (nul)
             xb_error_set(err, path, line, col, NULL, "JSON syntax error: NUL byte");
+        else if (bad && check_msg == report_json_not_utf8)
+            xb_error_set(
+                err, path, line, col, NULL,
+                "JSON syntax error: byte 0x%02x is not UTF-8 (RFC 8259 JSON is UTF-8 text)", c);
+        else if (bad && check_msg == report_json_too_deep)
+            xb_error_set(err, path, line, col, NULL,
+                         "JSON nested more than %d levels deep (a report nests at most 4)",
+                         REPORT_JSON_MAX_DEPTH);
         else if (c == '\0')
             xb_error_set(err, path, line, col, NULL, "JSON syntax error: unexpected end of file");
         else if (c >= 0x20 && c < 0x7f)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 #define XB_REPORT_SCHEMA_VERSION 1
 
@@ -30,7 +31,8 @@ typedef struct RunReport {
     char run_id[256];
     const char *status; /* "ok", "diverged", "interrupted" or "failed" */
     char status_message[1280];
-    int threads;
+    int threads;   /* per process */
+    int processes; /* that trained the run together (data-parallel); 0 or 1: one */
 
     const char *dataset_identity; /* JSON object text (Dataset.identity) */
     const char *dataset_checksum;
@@ -54,6 +56,9 @@ typedef struct RunReport {
 
     MemoryReport mem;
     double wall_s, train_s, eval_s, steps_per_s, tokens_per_s; /* measured */
+    double comm_s;                                             /* measured: in collectives */
+    const double (*profile)[2]; /* PROF_N × {forward, backward} seconds, or NULL */
+    long long profile_regions;
     double step_s_median;                                      /* measured, NaN: none timed */
 } RunReport;
 
@@ -82,5 +87,11 @@ char *report_json_print(const struct cJSON *j);
 /* Checks that text[0..n) is one JSON document (RFC 8259, strict). Returns 0, or -1 with *pos the
  * byte offset of the first error and *msg what is wrong (a static string) (json_text.c). */
 int report_json_check(const char *text, size_t n, size_t *pos, const char **msg);
+/* The deepest nesting report_json_check accepts (cJSON's limit is 1000; a report nests 4 levels),
+ * and the message it gives beyond it. */
+#define REPORT_JSON_MAX_DEPTH 64
+extern const char report_json_too_deep[];
+/* report_json_check's message for bytes that are not UTF-8 (RFC 8259 8.1). */
+extern const char report_json_not_utf8[];
 
 #endif

@@ -3,12 +3,14 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/config.h"
 #include "core/xassert.h"
 #include "report/report.h"
 
@@ -33,31 +35,90 @@ static int want_string(const cJSON *doc, const char *path, const char *file, cha
     return 0;
 }
 
-/* A number; with nullable, null reads as NaN (a run that did not get that far). */
-static int want_number(const cJSON *doc, const char *path, const char *file, int nullable,
-                       double *out, XbError *err) {
-    const cJSON *j = at(doc, path);
-    if (!j)
-        return xb_error_set(err, file, 0, 0, path, "missing (expected a number%s)",
-                            nullable ? " or null" : "");
-    if (nullable && cJSON_IsNull(j)) {
-        *out = NAN;
-        return 0;
+/* The numbers a summary takes from a report, each with the range a report of this tool can hold:
+ * a value outside it (max_len 1e300, an accuracy of 1e308) would become an undefined cast or a
+ * coordinate of NaN downstream, so it is refused here, naming the file and the key. */
+typedef enum { NUM_REAL, NUM_WHOLE, NUM_CONFIG } NumKind;
+typedef struct NumField {
+    const char *path;
+    NumKind kind;
+    double lo, hi; /* NUM_CONFIG: the range of the config key (section and key in the path) */
+    int nullable;  /* null reads as NaN (a run that did not get that far) */
+    int optional;  /* absent reads as NaN (reports written before the field existed) */
+    size_t off; /* a double (NUM_REAL), uint64_t (NUM_WHOLE) or int (NUM_CONFIG) of the summary */
+} NumField;
+
+#define REPORT_MAX_WHOLE 9007199254740992.0 /* 2^53: larger integers do not survive a double */
+#define S(f) offsetof(ReportSummary, f)
+static const NumField NUM_FIELDS[] = {
+    {"config.model.max_len", NUM_CONFIG, 0, 0, 0, 0, S(max_len)},
+    {"config.train.batch_size", NUM_CONFIG, 0, 0, 0, 0, S(batch_size)},
+    {"test.accuracy", NUM_REAL, 0, 1, 1, 0, S(test_acc)},
+    {"test.majority_baseline", NUM_REAL, 0, 1, 1, 0, S(baseline)},
+    {"measured.steps_per_s", NUM_REAL, 0, 1e9, 0, 0, S(steps_per_s)},
+    {"measured.tokens_per_s", NUM_REAL, 0, 1e15, 0, 0, S(tokens_per_s)},
+    {"measured.step_s_median", NUM_REAL, 0, 1e9, 1, 1, S(step_s_median)},
+    {"measured.wall_s", NUM_REAL, 0, 1e9, 0, 0, S(wall_s)},
+    {"measured.peak_rss", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(peak_rss)},
+    {"memory.planned_total", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(planned)},
+    {"flops.analytic_train_step", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(flops_step)},
+    {"flops.counted_train_step", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(flops_counted)},
+    {"model.parameters", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(params)},
+};
+#undef S
+
+/* The shortest decimal form of x that reads back as x. */
+static void shortest(char *buf, size_t n, double x) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return;
     }
-    if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0))
-        return xb_error_set(err, file, 0, 0, path, "expected a non-negative number, found %s",
-                            cJSON_IsNumber(j) ? "a negative number" : report_json_type_name(j));
-    *out = j->valuedouble;
-    return 0;
 }
 
-static int want_count(const cJSON *doc, const char *path, const char *file, uint64_t *out,
+/* The range of config key "config.SECTION.KEY" from the config's schema. */
+static void config_range(const char *path, double *lo, double *hi) {
+    char sec[32];
+    const char *a = strchr(path, '.') + 1, *b = strchr(a, '.');
+    snprintf(sec, sizeof sec, "%.*s", (int)(b - a), a);
+    for (int i = 0; i < cfg_key_count(sec); i++)
+        if (!strcmp(cfg_key(sec, i)->name, b + 1)) {
+            *lo = cfg_key(sec, i)->min, *hi = cfg_key(sec, i)->max;
+            return;
+        }
+    XB_ASSERT(!"a summary field names a config key that does not exist");
+}
+
+static int want_field(const cJSON *doc, const NumField *f, const char *file, ReportSummary *s,
                       XbError *err) {
-    double d;
-    if (want_number(doc, path, file, 0, &d, err)) return -1;
-    if (d != floor(d) || d > 9007199254740992.0)
-        return xb_error_set(err, file, 0, 0, path, "expected a whole number, found %.17g", d);
-    *out = (uint64_t)d;
+    double lo = f->lo, hi = f->hi;
+    if (f->kind == NUM_CONFIG) config_range(f->path, &lo, &hi);
+    const int whole = f->kind != NUM_REAL;
+    char valid[96];
+    snprintf(valid, sizeof valid, "%s in [%.17g, %.17g]%s", whole ? "an integer" : "a number", lo,
+             hi, f->nullable ? ", or null" : "");
+    const cJSON *j = at(doc, f->path);
+    double v = NAN;
+    if (!j && !f->optional)
+        return xb_error_set(err, file, 0, 0, f->path, "missing (expected %s)", valid);
+    if (j && !(f->nullable && cJSON_IsNull(j))) {
+        if (!cJSON_IsNumber(j))
+            return xb_error_set(err, file, 0, 0, f->path, "expected %s, found %s", valid,
+                                report_json_type_name(j));
+        v = j->valuedouble;
+        char text[32];
+        shortest(text, sizeof text, v);
+        if (!(v >= lo && v <= hi))
+            return xb_error_set(err, file, 0, 0, f->path, "%s is out of range (%s)", text, valid);
+        if (whole && v != floor(v))
+            return xb_error_set(err, file, 0, 0, f->path, "expected %s, found %s", valid, text);
+    }
+    char *dst = (char *)s + f->off;
+    if (f->kind == NUM_CONFIG)
+        *(int *)dst = (int)v; /* in the int range of the config key */
+    else if (f->kind == NUM_WHOLE)
+        *(uint64_t *)dst = (uint64_t)v;
+    else
+        *(double *)dst = v;
     return 0;
 }
 
@@ -66,35 +127,16 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
     if (report_read(path, &doc, err)) return -1;
     memset(s, 0, sizeof *s);
     snprintf(s->path, sizeof s->path, "%s", path);
-    double d[2];
-    const int bad =
-        want_string(doc, "run_id", path, s->run_id, sizeof s->run_id, err) ||
-        want_string(doc, "status", path, s->status, sizeof s->status, err) ||
-        want_string(doc, "config.task.name", path, s->task, sizeof s->task, err) ||
-        want_string(doc, "config_hash", path, s->hash, sizeof s->hash, err) ||
-        want_string(doc, "model.mixer", path, s->mixer, sizeof s->mixer, err) ||
-        want_string(doc, "model.mixer_classes", path, s->classes, sizeof s->classes, err) ||
-        want_number(doc, "config.model.max_len", path, 0, &d[0], err) ||
-        want_number(doc, "config.train.batch_size", path, 0, &d[1], err) ||
-        want_number(doc, "test.accuracy", path, 1, &s->test_acc, err) ||
-        want_number(doc, "test.majority_baseline", path, 1, &s->baseline, err) ||
-        want_number(doc, "measured.steps_per_s", path, 0, &s->steps_per_s, err) ||
-        want_number(doc, "measured.tokens_per_s", path, 0, &s->tokens_per_s, err) ||
-        /* absent from reports written before it existed */
-        (at(doc, "measured.step_s_median")
-             ? want_number(doc, "measured.step_s_median", path, 1, &s->step_s_median, err)
-             : (s->step_s_median = NAN, 0)) ||
-        want_number(doc, "measured.wall_s", path, 0, &s->wall_s, err) ||
-        want_number(doc, "measured.peak_rss", path, 0, &s->peak_rss, err) ||
-        want_number(doc, "memory.planned_total", path, 0, &s->planned, err) ||
-        want_count(doc, "flops.analytic_train_step", path, &s->flops_step, err) ||
-        want_count(doc, "flops.counted_train_step", path, &s->flops_counted, err) ||
-        want_count(doc, "model.parameters", path, &s->params, err);
+    int bad = want_string(doc, "run_id", path, s->run_id, sizeof s->run_id, err) ||
+              want_string(doc, "status", path, s->status, sizeof s->status, err) ||
+              want_string(doc, "config.task.name", path, s->task, sizeof s->task, err) ||
+              want_string(doc, "config_hash", path, s->hash, sizeof s->hash, err) ||
+              want_string(doc, "model.mixer", path, s->mixer, sizeof s->mixer, err) ||
+              want_string(doc, "model.mixer_classes", path, s->classes, sizeof s->classes, err);
+    for (size_t i = 0; i < XB_ARRAY_LEN(NUM_FIELDS) && !bad; i++)
+        bad = want_field(doc, &NUM_FIELDS[i], path, s, err);
     cJSON_Delete(doc);
-    if (bad) return -1;
-    s->max_len = (int)d[0];
-    s->batch_size = (int)d[1];
-    return 0;
+    return bad ? -1 : 0;
 }
 
 static int by_name(const void *a, const void *b) {

@@ -1,8 +1,11 @@
-/* The data cache (see cache.h). A file holds one Dataset: a header with the key material (checked
- * word for word on reading, so a hash collision cannot serve another dataset), the dataset's
- * fields, then each split's arrays, in the machine's byte order (a file from another byte order
- * fails its marker and is regenerated). Reading checks the offsets before using them and the
- * checksum after; anything wrong means "not in the cache", never an error of the run. */
+/* The data cache (see cache.h). A file holds one Dataset: a header with the key material (task,
+ * options, seed and the generators' source hash, checked word for word on reading, so a hash
+ * collision cannot serve another dataset) and the dataset's own identity (vocabulary, classes,
+ * flags, identity text, checksum), then each split's counts and arrays, in the machine's byte
+ * order (a file from another byte order fails its marker), then a CRC-32 of every byte before it.
+ * Reading checks each size against the file's size before allocating, the CRC at the end, and the
+ * dataset (dataset_validate) before a model sees it; anything wrong means "not in the cache": the
+ * data is generated again, with one line on stderr saying why. */
 #include "tasks/cache.h"
 
 #include <stdio.h>
@@ -12,13 +15,16 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/fileio.h"
+#include "core/signals.h"
 #include "core/hash.h"
+#include "core/log.h"
 #include "core/xassert.h"
 #include "tasks/tasks_hash.h" /* XB_TASKS_SOURCE_HASH: the generators' source, hashed by Meson */
 
-#define CACHE_MAGIC "XBDSET02"
+#define CACHE_MAGIC "XBDSET03"
 #define CACHE_ENDIAN 0x01020304u
 #define CACHE_MAX_KEY 24576
 
@@ -50,11 +56,31 @@ static void key_text(char *out, size_t n, const TaskSpec *t, const OptValues *op
 
 /* ---- writing ---- */
 
-static void put(FILE *f, const void *p, size_t size, size_t count) {
-    if (count) (void)fwrite(p, size, count, f); /* ferror is checked once at the end */
+/* zlib's crc32 over any length (its length argument is 32 bits). */
+static uint32_t crc_update(uint32_t crc, const void *p, size_t n) {
+    const unsigned char *b = p;
+    while (n) {
+        const size_t m = n < (1u << 30) ? n : (1u << 30);
+        crc = (uint32_t)crc32(crc, b, (uInt)m);
+        b += m, n -= m;
+    }
+    return crc;
 }
 
-static void put_i64(FILE *f, int64_t v) { put(f, &v, sizeof v, 1); }
+/* A cache file being written or read, with the CRC-32 of the bytes so far. */
+typedef struct CacheFile {
+    FILE *f;
+    uint32_t crc;
+    uint64_t size; /* reading: the file's size, bounding every count before an allocation */
+} CacheFile;
+
+static void put(CacheFile *c, const void *p, size_t size, size_t count) {
+    if (!count) return;
+    (void)fwrite(p, size, count, c->f); /* ferror is checked once at the end */
+    c->crc = crc_update(c->crc, p, size * count);
+}
+
+static void put_i64(CacheFile *c, int64_t v) { put(c, &v, sizeof v, 1); }
 
 /* Bytes per stored token: a vocabulary of at most 256 ids (pixels, bytes) takes one, so Path-X's
  * 200K images of 16384 pixels take 3.3 GB on disk rather than 13. */
@@ -64,7 +90,7 @@ static int token_width(int vocab_size) {
 
 enum { CHUNK = 1 << 16 };
 
-static void put_tokens(FILE *f, const int32_t *t, size_t n, int width) {
+static void put_tokens(CacheFile *f, const int32_t *t, size_t n, int width) {
     if (width == 4) {
         put(f, t, sizeof *t, n);
         return;
@@ -85,7 +111,7 @@ static void put_tokens(FILE *f, const int32_t *t, size_t n, int width) {
     }
 }
 
-static void put_split(FILE *f, const Split *s, int width) {
+static void put_split(CacheFile *f, const Split *s, int width) {
     const int64_t docs = split_docs(s), nd = (int64_t)s->n * docs;
     const int64_t ntok = s->n ? s->offsets[nd] : 0;
     put_i64(f, s->n);
@@ -143,53 +169,73 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     const int fd = mkstemp(tmp);
     if (fd < 0) return -1;
+    const int slot = xb_temp_register(tmp); /* a signal that ends the process removes it */
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         close(fd);
-        remove(tmp);
+        unlink(tmp);
+        xb_temp_forget(slot);
         return -1;
     }
+    CacheFile c = {.f = f, .crc = (uint32_t)crc32(0L, Z_NULL, 0)};
     const uint32_t endian = CACHE_ENDIAN;
     const int64_t key_len = (int64_t)strlen(key), id_len = (int64_t)strlen(d->identity);
-    put(f, CACHE_MAGIC, 1, 8);
-    put(f, &endian, sizeof endian, 1);
-    put_i64(f, key_len);
-    put(f, key, 1, (size_t)key_len);
-    put_i64(f, d->pairs);
-    put_i64(f, d->vocab_size);
-    put_i64(f, d->n_classes);
-    put_i64(f, d->sequence);
-    put_i64(f, id_len);
-    put(f, d->identity, 1, (size_t)id_len);
-    put(f, d->checksum, 1, 16);
+    put(&c, CACHE_MAGIC, 1, 8);
+    put(&c, &endian, sizeof endian, 1);
+    put_i64(&c, key_len);
+    put(&c, key, 1, (size_t)key_len);
+    put_i64(&c, d->pairs);
+    put_i64(&c, d->vocab_size);
+    put_i64(&c, d->n_classes);
+    put_i64(&c, d->sequence);
+    put_i64(&c, id_len);
+    put(&c, d->identity, 1, (size_t)id_len);
+    put(&c, d->checksum, 1, 16);
     const int width = token_width(d->vocab_size);
-    put_split(f, &d->train, width);
-    put_split(f, &d->val, width);
-    put_split(f, &d->test, width);
+    put_split(&c, &d->train, width);
+    put_split(&c, &d->val, width);
+    put_split(&c, &d->test, width);
+    const uint32_t crc = c.crc;
+    put(&c, &crc, sizeof crc, 1);
     const int bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        remove(tmp);
+        unlink(tmp);
+        xb_temp_forget(slot);
         return -1;
     }
+    xb_temp_forget(slot);
     return 0;
 }
 
 /* ---- reading ---- */
 
-static int get(FILE *f, void *p, size_t size, size_t count) {
-    return fread(p, size, count, f) == count ? 0 : -1;
+/* Why a file was not used, for the one line that says so. */
+typedef struct CacheFault {
+    char why[1200];
+} CacheFault;
+
+static int fault(CacheFault *cf, const char *why) {
+    snprintf(cf->why, sizeof cf->why, "%s", why);
+    return -1;
 }
 
-static int get_i64(FILE *f, int64_t *v, int64_t lo, int64_t hi) {
-    return get(f, v, sizeof *v, 1) == 0 && *v >= lo && *v <= hi ? 0 : -1;
+static int get(CacheFile *c, void *p, size_t size, size_t count) {
+    if (!count) return 0;
+    if (fread(p, size, count, c->f) != count) return -1;
+    c->crc = crc_update(c->crc, p, size * count);
+    return 0;
 }
 
-static int get_tokens(FILE *f, int32_t *t, size_t n, int width) {
-    if (width == 4) return get(f, t, sizeof *t, n);
+static int get_i64(CacheFile *c, int64_t *v, int64_t lo, int64_t hi) {
+    return get(c, v, sizeof *v, 1) == 0 && *v >= lo && *v <= hi ? 0 : -1;
+}
+
+static int get_tokens(CacheFile *c, int32_t *t, size_t n, int width) {
+    if (width == 4) return get(c, t, sizeof *t, n);
     unsigned char buf[2 * CHUNK];
     for (size_t a = 0; a < n; a += CHUNK) {
         const size_t m = n - a < CHUNK ? n - a : CHUNK;
-        if (get(f, buf, (size_t)width, m)) return -1;
+        if (get(c, buf, (size_t)width, m)) return -1;
         for (size_t i = 0; i < m; i++) {
             uint16_t h = buf[i];
             if (width == 2) memcpy(&h, buf + 2 * i, 2);
@@ -199,71 +245,125 @@ static int get_tokens(FILE *f, int32_t *t, size_t n, int width) {
     return 0;
 }
 
-/* Reads a split; -1 on any inconsistency (the caller frees what was allocated). */
-static int get_split(FILE *f, Split *s, int64_t file_size, int width) {
+/* Reads a split; -1 on any inconsistency (the caller frees what was allocated). Every count is
+ * bounded by the file's size before it sizes an allocation. */
+static int get_split(CacheFile *c, Split *s, int width, CacheFault *cf) {
     int64_t n, docs, has_labels, has_targets, ntok;
-    if (get_i64(f, &n, 0, file_size / 4) || get_i64(f, &docs, 1, 2) ||
-        get_i64(f, &has_labels, 0, 1) || get_i64(f, &has_targets, 0, 1) ||
-        get_i64(f, &ntok, 0, file_size / width)) /* so a corrupt size never allocates more */
-        return -1;
+    const int64_t size = (int64_t)c->size;
+    if (get_i64(c, &n, 0, XB_MIN(size / 4, INT32_MAX)) || get_i64(c, &docs, 1, 2) ||
+        get_i64(c, &has_labels, 0, 1) || get_i64(c, &has_targets, 0, 1) ||
+        get_i64(c, &ntok, 0, size / width))
+        return fault(cf, "a split's counts are out of range or cut short");
     s->n = (int)n;
     s->docs = (int)docs;
-    if (!n) return ntok == 0 ? 0 : -1;
+    if (!n) return ntok == 0 ? 0 : fault(cf, "an empty split holds tokens");
     const size_t nd = (size_t)n * (size_t)docs;
+    if ((int64_t)nd > size / (int64_t)sizeof *s->offsets)
+        return fault(cf, "a split's counts are larger than the file");
     s->tokens = malloc((size_t)ntok * sizeof *s->tokens + 1);
     s->offsets = malloc((nd + 1) * sizeof *s->offsets);
     s->labels = has_labels ? malloc((size_t)n * sizeof *s->labels) : NULL;
     s->targets = has_targets ? malloc((size_t)ntok * sizeof *s->targets + 1) : NULL;
     if (!s->tokens || !s->offsets || (has_labels && !s->labels) || (has_targets && !s->targets))
-        return -1;
-    if (get_tokens(f, s->tokens, (size_t)ntok, width) ||
-        get(f, s->offsets, sizeof *s->offsets, nd + 1))
-        return -1;
-    if (s->offsets[0] != 0 || s->offsets[nd] != ntok) return -1;
+        return fault(cf, "out of memory");
+    if (get_tokens(c, s->tokens, (size_t)ntok, width) ||
+        get(c, s->offsets, sizeof *s->offsets, nd + 1))
+        return fault(cf, "cut short");
+    if (s->offsets[0] != 0 || s->offsets[nd] != ntok)
+        return fault(cf, "a split's offsets disagree with its token count");
     for (size_t j = 0; j < nd; j++)
-        if (s->offsets[j + 1] < s->offsets[j]) return -1;
-    if (has_labels && get(f, s->labels, sizeof *s->labels, (size_t)n)) return -1;
-    if (has_targets && get(f, s->targets, sizeof *s->targets, (size_t)ntok)) return -1;
+        if (s->offsets[j + 1] < s->offsets[j]) return fault(cf, "a split's offsets decrease");
+    if (has_labels && get(c, s->labels, sizeof *s->labels, (size_t)n))
+        return fault(cf, "cut short");
+    if (has_targets && get(c, s->targets, sizeof *s->targets, (size_t)ntok))
+        return fault(cf, "cut short");
     return 0;
 }
 
-/* Reads path into d when it holds exactly the dataset of key; 0 on a hit. */
-static int cache_read(const char *path, const char *key, Dataset *d) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    int64_t size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    rewind(f);
+/* dataset_validate, and the kind of targets task t promises (a sequence task has targets per
+ * position; the config chose the model's head by it). */
+static int task_validate(const TaskSpec *t, const Dataset *d, const char *where, XbError *err) {
+    if (dataset_validate(d, where, err)) return -1;
+    if (d->sequence != t->sequence)
+        return xb_error_set(err, where, 0, 0, NULL, "%s, but task %s has %s",
+                            d->sequence ? "targets per position" : "a label per example", t->name,
+                            t->sequence ? "targets per position" : "a label per example");
+    return 0;
+}
+
+/* Reads path into d when it holds exactly the dataset of key: 0 on a hit, 1 when there is no
+ * file, -1 with cf->why when there is one that cannot be used. */
+static int cache_read(const TaskSpec *t, const char *path, const char *key, Dataset *d,
+                      CacheFault *cf) {
+    memset(d, 0, sizeof *d);
+    if (access(path, F_OK) != 0) return 1;
+    XbError err;
+    xb_error_clear(&err);
+    CacheFile c = {.crc = (uint32_t)crc32(0L, Z_NULL, 0)};
+    c.f = fileio_open_read(path, XB_FILE_CACHE, NULL, &c.size, &err);
+    if (!c.f) {
+        const char *colon = strstr(err.msg, ": "); /* after "cannot read the data cache file" */
+        return fault(cf, colon ? colon + 2 : err.msg);
+    }
     char magic[8], checksum[17] = {0};
-    uint32_t endian;
+    uint32_t endian, crc;
     int64_t key_len, v[4], id_len;
     char *stored = NULL;
-    int ok = get(f, magic, 1, 8) == 0 && !memcmp(magic, CACHE_MAGIC, 8) &&
-             get(f, &endian, sizeof endian, 1) == 0 && endian == CACHE_ENDIAN &&
-             get_i64(f, &key_len, 0, CACHE_MAX_KEY) == 0 && (size_t)key_len == strlen(key) &&
-             (stored = malloc((size_t)key_len + 1)) && get(f, stored, 1, (size_t)key_len) == 0 &&
-             !memcmp(stored, key, (size_t)key_len);
+    int rc = 0;
+    if (get(&c, magic, 1, 8) || memcmp(magic, CACHE_MAGIC, 8) ||
+        get(&c, &endian, sizeof endian, 1) || endian != CACHE_ENDIAN)
+        rc = fault(cf, "not a data cache file of this version and byte order");
+    else if (get_i64(&c, &key_len, 0, CACHE_MAX_KEY) || (size_t)key_len != strlen(key) ||
+             !(stored = malloc((size_t)key_len + 1)) || get(&c, stored, 1, (size_t)key_len) ||
+             memcmp(stored, key, (size_t)key_len))
+        rc = fault(cf, "it holds another dataset (task, options, seed or generators)");
+    else if (get_i64(&c, &v[0], 0, 1) || get_i64(&c, &v[1], 2, INT32_MAX) ||
+             get_i64(&c, &v[2], 1, INT32_MAX) || get_i64(&c, &v[3], 0, 1) ||
+             get_i64(&c, &id_len, 0, (int64_t)sizeof d->identity - 1) ||
+             get(&c, d->identity, 1, (size_t)id_len) || get(&c, checksum, 1, 16))
+        rc = fault(cf, "its header is out of range or cut short");
     free(stored);
-    memset(d, 0, sizeof *d);
-    ok = ok && get_i64(f, &v[0], 0, 1) == 0 && get_i64(f, &v[1], 1, INT32_MAX) == 0 &&
-         get_i64(f, &v[2], 1, INT32_MAX) == 0 && get_i64(f, &v[3], 0, 1) == 0 &&
-         get_i64(f, &id_len, 0, (int64_t)sizeof d->identity - 1) == 0 &&
-         get(f, d->identity, 1, (size_t)id_len) == 0 && get(f, checksum, 1, 16) == 0;
-    if (ok) {
+    if (!rc) {
         d->pairs = (int)v[0], d->vocab_size = (int)v[1], d->n_classes = (int)v[2];
         d->sequence = (int)v[3];
         d->identity[id_len] = '\0';
         const int w = token_width(d->vocab_size);
-        ok = get_split(f, &d->train, size, w) == 0 && get_split(f, &d->val, size, w) == 0 &&
-             get_split(f, &d->test, size, w) == 0 && fgetc(f) == EOF;
+        rc = get_split(&c, &d->train, w, cf) || get_split(&c, &d->val, w, cf) ||
+                     get_split(&c, &d->test, w, cf)
+                 ? -1
+                 : 0;
     }
-    fclose(f);
-    if (ok) {
+    if (!rc) {
+        const uint32_t want = c.crc;
+        if (fread(&crc, sizeof crc, 1, c.f) != 1)
+            rc = fault(cf, "cut short");
+        else if (crc != want)
+            rc = fault(cf, "its CRC-32 does not match its bytes");
+        else if (fgetc(c.f) != EOF)
+            rc = fault(cf, "bytes after its end");
+    }
+    fclose(c.f);
+    if (!rc) {
         dataset_checksum(d);
-        ok = !strcmp(d->checksum, checksum);
+        if (strcmp(d->checksum, checksum)) rc = fault(cf, "its dataset checksum does not match");
     }
-    if (!ok) dataset_free(d);
-    return ok ? 0 : -1;
+    if (!rc && task_validate(t, d, path, &err)) rc = fault(cf, err.msg);
+    if (rc) dataset_free(d);
+    return rc;
+}
+
+/* t->load, then task_validate: a task's own data that a model cannot take is an error (a
+ * file's every row is checked where it is read; this is the last word). */
+static int load_checked(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t seed,
+                        const char *source, XbError *err) {
+    if (t->load(out, opts, seed, source, err)) return -1;
+    if (task_validate(t, out, source, err)) {
+        const size_t k = strlen(err->msg);
+        snprintf(err->msg + k, sizeof err->msg - k, " (task %s)", t->name);
+        dataset_free(out);
+        return -1;
+    }
+    return 0;
 }
 
 int task_load(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t seed,
@@ -272,7 +372,7 @@ int task_load(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t s
     *outcome = CACHE_NONE;
     if (path && n) path[0] = '\0';
     if (!t->generated || !t->generated(opts) || task_cache_dir(dir, sizeof dir))
-        return t->load(out, opts, seed, source, err);
+        return load_checked(t, out, opts, seed, source, err);
     char *key = malloc(CACHE_MAX_KEY);
     XB_ASSERT(key);
     key_text(key, CACHE_MAX_KEY, t, opts, seed);
@@ -280,9 +380,14 @@ int task_load(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t s
              (unsigned long long)xb_fnv1a64(XB_FNV_OFFSET, key, strlen(key)));
     if (path && n) snprintf(path, n, "%s", file);
     int rc = 0;
-    if (cache_read(file, key, out) == 0) {
+    CacheFault cf;
+    const int got = cache_read(t, file, key, out, &cf);
+    if (got < 0)
+        log_warn("the data cache file %s cannot be used (%s): generating the data again", file,
+                 cf.why);
+    if (got == 0) {
         *outcome = CACHE_HIT;
-    } else if ((rc = t->load(out, opts, seed, source, err)) == 0) {
+    } else if ((rc = load_checked(t, out, opts, seed, source, err)) == 0) {
         *outcome = cache_write(file, key, out) == 0 ? CACHE_WRITTEN : CACHE_FAILED;
     }
     free(key);

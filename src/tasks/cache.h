@@ -2,8 +2,9 @@
  * same task, options and seed, so a sweep over 20 mechanisms on Path-X generates its 200K images
  * once. The key hashes the task's name, options and seed with the source of every generator
  * (hashed at build time), so a changed generator never reads a stale file; a file that does not
- * read back whole, or whose checksum does not match, is regenerated. Data read from files (text,
- * retrieval, image, a task's `source: files`) is not cached: reading it is the cheap part.
+ * read back whole, whose CRC-32 or checksum does not match, or whose dataset fails
+ * dataset_validate, is generated again, with one line on stderr saying why. Data read from files
+ * (text, retrieval, image, a task's `source: files`) is not cached: reading it is the cheap part.
  *
  * Where: $XB_CACHE_DIR, else $XDG_CACHE_HOME/xformer-bench, else ~/.cache/xformer-bench;
  * XB_CACHE_DIR set to the empty string turns the cache off. */
@@ -26,7 +27,8 @@ typedef enum {
 int task_cache_dir(char *out, size_t n);
 
 /* Loads task t's dataset as t->load does (same arguments, same Dataset, same errors), through the
- * cache when t generates its data for these options. *outcome says which path was taken, and
+ * cache when t generates its data for these options, and checks it with dataset_validate (a
+ * loader's dataset that fails is an error). *outcome says which path was taken, and
  * path (n bytes, may be NULL) names the cache file when there is one. */
 int task_load(const TaskSpec *t, Dataset *out, const OptValues *opts, uint64_t seed,
               const char *source, CacheOutcome *outcome, char *path, size_t n, XbError *err);

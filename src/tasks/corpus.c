@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 #include "core/options.h"
 #include "core/xassert.h"
@@ -51,34 +52,6 @@ static char **list_txt(const char *dir, int *n, const char *hint, XbError *err) 
     return names;
 }
 
-static unsigned char *slurp(const char *path, size_t *n, XbError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s", strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 14, len = 0;
-    unsigned char *b = malloc(cap);
-    XB_ASSERT(b);
-    for (size_t got; (got = fread(b + len, 1, cap - len, f)) > 0;) {
-        len += got;
-        if (len == cap) {
-            cap *= 2;
-            b = realloc(b, cap);
-            XB_ASSERT(b);
-        }
-    }
-    const int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: I/O error");
-        return NULL;
-    }
-    *n = len;
-    return b;
-}
-
 int corpus_read_dir(Docs *ds, const char *dir, const char *sub, int label, int body_only,
                     const char *hint, XbError *err) {
     char path[XB_OPT_STRLEN + 600];
@@ -91,7 +64,8 @@ int corpus_read_dir(Docs *ds, const char *dir, const char *sub, int label, int b
         char file[sizeof path + 300];
         snprintf(file, sizeof file, "%s/%s", path, names[i]);
         size_t len;
-        unsigned char *b = slurp(file, &len, err);
+        unsigned char *b =
+            (unsigned char *)fileio_read_all(file, XB_FILE_DOCUMENT, "task.data_dir", &len, err);
         if (!b) {
             rc = -1;
             break;

@@ -1,4 +1,5 @@
 /* What every task's dataset shares: freeing, checksums, padded batches, the majority baseline. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,77 @@ void dataset_checksum(Dataset *d) {
         }
     }
     snprintf(d->checksum, sizeof d->checksum, "%016llx", (unsigned long long)h);
+}
+
+static int split_validate(const Dataset *d, const Split *s, const char *name, const char *where,
+                          XbError *err) {
+    const int docs = split_docs(s);
+    if (s->n < 1)
+        return xb_error_set(err, where, 0, 0, NULL,
+                            "split %s: %d examples (valid: at least 1 in every split)", name, s->n);
+    if (s->docs < 0 || s->docs > 2 || docs != (d->pairs ? 2 : 1))
+        return xb_error_set(err, where, 0, 0, NULL,
+                            "split %s: %d documents per example, but the dataset %s pairs", name,
+                            docs, d->pairs ? "is made of" : "has no");
+    if (!s->labels != !!d->sequence || !s->targets != !d->sequence)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: %s, but the dataset has %s", name,
+                            s->targets ? "targets per position" : "a label per example",
+                            d->sequence ? "targets per position" : "a label per example");
+    if (!s->offsets || !s->tokens)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: no tokens", name);
+    if (s->offsets[0] != 0)
+        return xb_error_set(err, where, 0, 0, NULL, "split %s: the first document starts at %lld",
+                            name, (long long)s->offsets[0]);
+    const int64_t nd = (int64_t)s->n * docs;
+    for (int64_t j = 0; j < nd; j++) {
+        const int64_t a = s->offsets[j], b = s->offsets[j + 1];
+        const long long ex = (long long)(j / docs);
+        if (b < a || b - a > DATASET_MAX_DOC)
+            return xb_error_set(err, where, 0, 0, NULL,
+                                "split %s, example %lld: a document of %lld tokens (valid: 0 to "
+                                "%lld)",
+                                name, ex, (long long)(b - a), (long long)DATASET_MAX_DOC);
+        for (int64_t t = a; t < b; t++) {
+            if (s->tokens[t] < 0 || s->tokens[t] >= d->vocab_size)
+                return xb_error_set(err, where, 0, 0, NULL,
+                                    "split %s, example %lld, token %lld: id %d is not in the "
+                                    "vocabulary [0, %d)",
+                                    name, ex, (long long)(t - a), s->tokens[t], d->vocab_size);
+            if (s->targets && s->targets[t] != XB_NO_TARGET &&
+                (s->targets[t] < 0 || s->targets[t] >= d->n_classes))
+                return xb_error_set(err, where, 0, 0, NULL,
+                                    "split %s, example %lld, token %lld: target %d is not a class "
+                                    "in [0, %d) or %d (none)",
+                                    name, ex, (long long)(t - a), s->targets[t], d->n_classes,
+                                    XB_NO_TARGET);
+        }
+    }
+    for (int i = 0; s->labels && i < s->n; i++)
+        if (s->labels[i] < 0 || s->labels[i] >= d->n_classes)
+            return xb_error_set(err, where, 0, 0, NULL,
+                                "split %s, example %d: label %d is not a class in [0, %d)", name, i,
+                                s->labels[i], d->n_classes);
+    return 0;
+}
+
+int dataset_validate(const Dataset *d, const char *where, XbError *err) {
+    if (d->vocab_size < 2 || d->n_classes < 2 || (d->pairs != 0 && d->pairs != 1) ||
+        (d->sequence != 0 && d->sequence != 1))
+        return xb_error_set(err, where, 0, 0, NULL,
+                            "a vocabulary of %d ids and %d classes, pairs %d, sequence %d (valid: "
+                            "at least 2 ids and 2 classes, flags 0 or 1)",
+                            d->vocab_size, d->n_classes, d->pairs, d->sequence);
+    /* the report carries the identity as a JSON object */
+    cJSON *id = memchr(d->identity, '\0', sizeof d->identity) ? cJSON_Parse(d->identity) : NULL;
+    const int id_ok = cJSON_IsObject(id);
+    cJSON_Delete(id);
+    if (!id_ok)
+        return xb_error_set(err, where, 0, 0, NULL, "the dataset's identity is not a JSON object");
+    static const char *const names[3] = {"train", "val", "test"};
+    const Split *splits[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++)
+        if (split_validate(d, splits[k], names[k], where, err)) return -1;
+    return 0;
 }
 
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
@@ -127,5 +199,28 @@ void dataset_json_escape(char *out, size_t n, const char *s) {
         memcpy(out + k, e, m);
         k += m;
     }
+    out[k] = '\0';
+}
+
+void dataset_show(char *out, size_t n, const char *s, size_t len) {
+    size_t k = 0;
+    size_t shown = len > 60 ? 60 : len;
+    while (shown < len && shown > 0 && ((unsigned char)s[shown] & 0xc0) == 0x80)
+        shown--; /* not inside a UTF-8 character */
+    for (size_t i = 0; i < shown; i++) {
+        char e[8];
+        const unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || c == '\t' || c == '\r')
+            snprintf(e, sizeof e, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+        else if (c < 0x20 || c == 0x7f)
+            snprintf(e, sizeof e, "\\x%02x", c);
+        else
+            e[0] = (char)c, e[1] = '\0';
+        const size_t m = strlen(e);
+        if (k + m + 4 > n) break;
+        memcpy(out + k, e, m);
+        k += m;
+    }
+    if (shown < len && k + 4 <= n) memcpy(out + k, "...", 3), k += 3;
     out[k] = '\0';
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/signals.h"
 #include "core/xassert.h"
 #include "tasks/listops.h"
 
@@ -332,11 +333,22 @@ int export_dataset(const Dataset *ds, const char *task, const char *dir, ExportS
     if (export_check(task, dir, err)) return -1;
     const Format *fm = format_of(task);
     if (fileio_mkdirs(dir, dir, err)) return usage_error(err);
-    char path[EXPORT_MAX_FILES][4096], tmp[EXPORT_MAX_FILES][4200];
+    /* The files are written in a directory of our own (mkdtemp: mode 0700, a new name), where no
+     * one else can plant a file or a symlink, then renamed into dir. */
+    char tdir[4200];
+    if ((size_t)snprintf(tdir, sizeof tdir, "%s/.xformer-bench-export.XXXXXX", dir) >= sizeof tdir)
+        return xb_error_set(err, dir, 0, 0, NULL, "path is too long");
+    if (!mkdtemp(tdir))
+        return xb_error_set(err, dir, 0, 0, NULL, "cannot write in the directory: %s",
+                            strerror(errno));
+    const int tslot = xb_temp_register(tdir);
+    int slots[EXPORT_MAX_FILES];
+    char path[EXPORT_MAX_FILES][4096], tmp[EXPORT_MAX_FILES][4300];
     int tried = 0, rc = 0;
     for (int i = 0; i < fm->n_files && rc == 0; i++, tried++) {
         snprintf(path[i], sizeof path[i], "%s/%s", dir, fm->files[i]);
-        snprintf(tmp[i], sizeof tmp[i], "%s.tmp", path[i]);
+        snprintf(tmp[i], sizeof tmp[i], "%s/%s", tdir, fm->files[i]);
+        slots[i] = xb_temp_register(tmp[i]);
         rc = fm->write(tmp[i], path[i], ds, i, &out->replaced, err);
     }
     for (int i = 0; i < fm->n_files && rc == 0; i++) {
@@ -348,10 +360,13 @@ int export_dataset(const Dataset *ds, const char *task, const char *dir, ExportS
             break;
         }
     }
-    if (rc) {
-        for (int i = 0; i < tried; i++) unlink(tmp[i]); /* files only: never a directory */
-        return usage_error(err);
+    for (int i = 0; i < tried; i++) {
+        if (rc) unlink(tmp[i]); /* files only: never a directory */
+        xb_temp_forget(slots[i]);
     }
+    rmdir(tdir);
+    xb_temp_forget(tslot);
+    if (rc) return usage_error(err);
     out->n_files = fm->n_files;
     for (int i = 0; i < fm->n_files; i++)
         snprintf(out->files[i], sizeof out->files[i], "%s", fm->files[i]);

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 #include "core/xassert.h"
 #include "tasks/task.h"
@@ -75,21 +77,42 @@ static void images_grow(Images *im, int more) {
     XB_ASSERT(im->tokens && im->labels);
 }
 
-/* The whole (decompressed) file; *hash is the FNV-1a 64 of its decompressed bytes. */
+/* The whole (decompressed) file; *hash is the FNV-1a 64 of its decompressed bytes. The file must
+ * be a regular file, and it may hold at most fileio_max_bytes(XB_FILE_ARRAY) bytes unzipped. */
 static unsigned char *read_file(const char *path, size_t *n, uint64_t *hash, const char *hint,
                                 XbError *err) {
-    gzFile f = gzopen(path, "rb");
+    FILE *plain = fileio_open_read(path, XB_FILE_ARRAY, "task.data_dir", NULL, err);
+    if (!plain) {
+        const size_t k = strlen(err->msg);
+        snprintf(err->msg + k, sizeof err->msg - k, "%s", hint);
+        return NULL;
+    }
+    const int fd = dup(fileno(plain));
+    fclose(plain);
+    gzFile f = fd >= 0 ? gzdopen(fd, "rb") : NULL;
     if (!f) {
+        if (fd >= 0) close(fd);
         xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s%s",
                      errno ? strerror(errno) : "cannot open", hint);
         return NULL;
     }
+    const size_t max = (size_t)fileio_max_bytes(XB_FILE_ARRAY);
     size_t cap = 1 << 20, len = 0;
     unsigned char *buf = malloc(cap);
     XB_ASSERT(buf);
     for (;;) {
         if (len == cap) {
-            cap *= 2;
+            if (len > max) {
+                char lim[32];
+                fileio_format_size(lim, sizeof lim, max);
+                xb_error_set(err, path, 0, 0, "task.data_dir",
+                             "cannot read: it unzips to more than %s, more than %s may be", lim,
+                             fileio_kind_name(XB_FILE_ARRAY));
+                gzclose(f);
+                free(buf);
+                return NULL;
+            }
+            cap = XB_MIN(2 * cap, max + 1);
             buf = realloc(buf, cap);
             XB_ASSERT(buf);
         }
@@ -126,13 +149,17 @@ static int parse_idx(const char *path, const unsigned char *b, size_t n, int dim
     if (n < head)
         return xb_error_set(err, path, 0, 0, NULL, "truncated IDX header (%zu of %zu bytes)", n,
                             head);
-    size_t total = 1;
+    /* the product in long double: sizes of 2^32 cubed must not wrap around to a small number */
+    long double total = 1;
     for (int k = 0; k < dims; k++) d[k] = be32(b + 4 + 4 * k), total *= d[k];
-    if (n - head < total)
+    if ((long double)(n - head) < total)
         return xb_error_set(err, path, 0, 0, NULL,
-                            "truncated IDX: the header promises %zu bytes of data, the file has "
+                            "truncated IDX: the header promises %.0Lf bytes of data, the file has "
                             "%zu (it ends at byte %zu)",
                             total, n - head, n);
+    if (dims == 3 && (d[1] == 0 || d[2] == 0))
+        return xb_error_set(err, path, 0, 0, NULL, "images of %ux%u pixels (valid: 1 or more each)",
+                            d[1], d[2]);
     *data = b + head;
     return 0;
 }
@@ -146,10 +173,7 @@ static int read_idx_pair(Images *im, const char *dir, const char *stem, uint64_t
     char pi[XB_OPT_STRLEN + 64], pl[XB_OPT_STRLEN + 64];
     snprintf(pi, sizeof pi, "%s/%s-images-idx3-ubyte.gz", dir, stem);
     snprintf(pl, sizeof pl, "%s/%s-labels-idx1-ubyte.gz", dir, stem);
-    FILE *probe = fopen(pi, "rb"); /* fall back to the unzipped names */
-    if (probe)
-        fclose(probe);
-    else
+    if (access(pi, F_OK) != 0) /* fall back to the unzipped names */
         pi[strlen(pi) - 3] = '\0', pl[strlen(pl) - 3] = '\0';
     size_t ni, nl;
     uint64_t hi, hl;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 #include "core/rng.h"
 #include "core/xassert.h"
@@ -75,6 +76,8 @@ static const char *const OP_TEXT[4] = {"[MIN", "[MAX", "[MED", "[SM"};
 /* Deepest nesting accepted from files or callers (generated trees are at most 100 deep); keeps the
  * recursive parsers well inside the stack. */
 #define LISTOPS_MAX_NEST 10000
+/* Rows accepted from one file (LRA's training file has 96000; counts are ints). */
+#define LISTOPS_MAX_ROWS 100000000
 
 /* ---- growable token buffer ---- */
 
@@ -396,36 +399,83 @@ static int32_t token_id(const char *w, size_t n, int parens, int *skip) {
     return -1;
 }
 
+/* Checks that the tokens of one row, t[0..n) (at columns col[0..n), parentheses included or
+ * not), are one ListOps expression: E := digit | OP E... ] with at least one argument per
+ * operator, and balanced parentheses. Returns -1 with *at the index of the fault (n: the end of
+ * the row) and *why what is wrong, or 0. */
+static int check_expression(const int32_t *t, int n, int *at, const char **why) {
+    int open = 0, done = 0, paren = 0, prev = -1; /* prev: the last token that is not a paren */
+    for (int i = 0; i < n; i++) {
+        const int32_t tok = t[i];
+        *at = i;
+        if (tok == LISTOPS_LPAREN || tok == LISTOPS_RPAREN) {
+            paren += tok == LISTOPS_LPAREN ? 1 : -1;
+            if (paren < 0) return *why = "a ) without its (", -1;
+            continue;
+        }
+        if (done) return *why = "more after the end of the expression (one per row)", -1;
+        if (is_digit(tok)) {
+            done = open == 0;
+        } else if (is_op(tok)) {
+            if (++open > LISTOPS_MAX_NEST) return *why = "nested deeper than 10000 operators", -1;
+        } else if (tok == LISTOPS_END) {
+            if (open == 0) return *why = "a ] without an operator to close", -1;
+            if (prev >= 0 && is_op(t[prev])) return *why = "an operator without arguments", -1;
+            done = --open == 0;
+        } else {
+            return *why = "not a ListOps token", -1;
+        }
+        prev = i;
+    }
+    *at = n;
+    if (!done)
+        return *why = prev < 0 ? "no expression" : "the expression is not closed (a ] is missing)",
+               -1;
+    if (paren != 0) return *why = "a ( without its )", -1;
+    return 0;
+}
+
 /* Reads one TSV file into s; *hash receives the FNV-1a 64 of its bytes. */
 static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s", strerror(errno));
-    Buf tok = {0};
+    FileLines in;
+    if (fileio_lines_open(&in, path, XB_FILE_DATA, "task.data_dir", err)) return -1;
+    Buf tok = {0}, all = {0}, cols = {0}; /* the file's tokens; this row's, with columns */
     int64_t *off = NULL;
     int32_t *lab = NULL;
     size_t n = 0, cap = 0;
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t len;
-    int lineno = 0, rc = 0;
+    int rc = 0, got;
     *hash = XB_FNV_OFFSET;
-    while ((len = getline(&line, &lcap, f)) >= 0) {
-        lineno++;
-        *hash = xb_fnv1a64(*hash, line, (size_t)len);
+    while (rc == 0 && (got = fileio_lines_next(&in, err)) != 0) {
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        char *line = in.line;
+        size_t len = in.len;
+        const int lineno = (int)in.lineno;
+        *hash = xb_fnv1a64(*hash, line, len);
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        const char *nul = memchr(line, '\0', len);
+        if (nul) {
+            rc = xb_error_set(err, path, lineno, (int)(nul - line) + 1, NULL,
+                              "a NUL byte (the file must be text)");
+            break;
+        }
         if (lineno == 1) {
-            if (strcmp(line, "Source\tTarget") != 0) {
+            if (strcmp(line, "Source\tTarget") != 0)
                 rc = xb_error_set(err, path, 1, 1, NULL,
                                   "expected the header \"Source<TAB>Target\"");
-                break;
-            }
             continue;
         }
         if (len == 0) continue;
         char *tab = strchr(line, '\t');
         if (!tab || strchr(tab + 1, '\t')) {
             rc = xb_error_set(err, path, lineno, 1, NULL, "expected two tab-separated columns");
+            break;
+        }
+        if (n == LISTOPS_MAX_ROWS) {
+            rc = xb_error_set(err, path, lineno, 1, NULL, "more than %d examples in one file",
+                              LISTOPS_MAX_ROWS);
             break;
         }
         if (n == cap) {
@@ -435,6 +485,7 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
             XB_ASSERT(off && lab);
         }
         off[n] = (int64_t)tok.n;
+        all.n = cols.n = 0;
         for (char *p = line; p < tab && rc == 0;) {
             while (p < tab && (*p == ' ')) p++;
             if (p == tab) break;
@@ -443,26 +494,39 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
             int skip;
             const int32_t id = token_id(w, (size_t)(p - w), parens, &skip);
             if (id < 0) {
+                char shown[256];
+                dataset_show(shown, sizeof shown, w, (size_t)(p - w));
                 rc = xb_error_set(
                     err, path, lineno, (int)(w - line) + 1, NULL,
-                    "unknown token \"%.*s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))",
-                    (int)(p - w), w);
+                    "unknown token \"%s\" (valid: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))", shown);
                 break;
             }
+            buf_push(&all, id);
+            buf_push(&cols, (int32_t)(w - line) + 1);
             if (!skip) buf_push(&tok, id);
         }
         if (rc) break;
+        int at;
+        const char *why;
+        if (check_expression(all.t, (int)all.n, &at, &why)) {
+            rc = xb_error_set(err, path, lineno,
+                              at < (int)all.n ? cols.t[at] : (int)(tab - line) + 1, NULL,
+                              "not a ListOps expression: %s", why);
+            break;
+        }
         const char *target = tab + 1;
         if (!(target[0] >= '0' && target[0] <= '9' && target[1] == '\0')) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, target, strlen(target));
             rc = xb_error_set(err, path, lineno, (int)(target - line) + 1, NULL,
-                              "target must be an integer in [0, 9], got \"%s\"", target);
+                              "target must be an integer in [0, 9], got \"%s\"", shown);
             break;
         }
         lab[n] = target[0] - '0';
         n++;
     }
-    free(line);
-    fclose(f);
+    fileio_lines_close(&in);
+    free(all.t), free(cols.t);
     if (rc == 0 && n == 0) rc = xb_error_set(err, path, 0, 0, NULL, "no examples");
     if (rc) {
         free(tok.t), free(off), free(lab);

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 #include "core/options.h"
 #include "core/xassert.h"
 #include "tasks/pathfinder.h"
+#include "tasks/task.h"
 
 /* The bytes of a PNG file being decoded, and libpng's last error message. */
 typedef struct PngSource {
@@ -80,35 +82,10 @@ static int decode(PngSource *src, int size, unsigned char *pixels) {
     return 0;
 }
 
-/* The whole file into *buf (malloc'ed, caller frees); -1 with err. */
-static int slurp(const char *path, unsigned char **buf, size_t *n, XbError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
-    size_t cap = 4096, len = 0;
-    unsigned char *b = malloc(cap);
-    XB_ASSERT(b);
-    size_t got;
-    while ((got = fread(b + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            b = realloc(b, cap *= 2);
-            XB_ASSERT(b);
-        }
-    }
-    const int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return xb_error_set(err, path, 0, 0, NULL, "cannot read: I/O error");
-    }
-    *buf = b, *n = len;
-    return 0;
-}
-
 int pf_png_read(const char *path, int size, unsigned char *pixels, uint64_t *hash, XbError *err) {
-    unsigned char *b = NULL;
     size_t n = 0;
-    if (slurp(path, &b, &n, err)) return -1;
+    unsigned char *b = (unsigned char *)fileio_read_all(path, XB_FILE_IMAGE, NULL, &n, err);
+    if (!b) return -1;
     *hash = xb_fnv1a64(*hash, b, n);
     if (n == 0) {
         free(b);
@@ -162,6 +139,9 @@ static int list_metadata(const char *mdir, long **ks, XbError *err) {
     return n;
 }
 
+/* Images accepted in all (LRA's release has 200000 per directory; counts are ints). */
+#define PF_MAX_IMAGES 100000000
+
 static void files_grow(PfFiles *f, int *cap) {
     if (f->n < *cap) return;
     *cap = *cap ? 2 * *cap : 1024;
@@ -172,17 +152,27 @@ static void files_grow(PfFiles *f, int *cap) {
 
 /* Reads one metadata file's rows and their images into f. */
 static int read_metadata(PfFiles *f, int *cap, const char *dir, const char *path, XbError *err) {
-    FILE *in = fopen(path, "rb");
-    if (!in) return xb_error_set(err, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
-    char *line = NULL, img[2 * XB_OPT_STRLEN + 600];
-    size_t lcap = 0;
-    ssize_t len;
-    int lineno = 0, rc = 0;
-    while (rc == 0 && (len = getline(&line, &lcap, in)) >= 0) {
-        lineno++;
-        f->hash = xb_fnv1a64(f->hash, line, (size_t)len);
+    FileLines in;
+    if (fileio_lines_open(&in, path, XB_FILE_METADATA, NULL, err)) return -1;
+    char img[2 * XB_OPT_STRLEN + 600];
+    int rc = 0, got;
+    while (rc == 0 && (got = fileio_lines_next(&in, err)) != 0) {
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        char *line = in.line;
+        size_t len = in.len;
+        const int lineno = (int)in.lineno;
+        f->hash = xb_fnv1a64(f->hash, line, len);
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
+        const char *nul = memchr(line, '\0', len);
+        if (nul) {
+            rc = xb_error_set(err, path, lineno, (int)(nul - line) + 1, NULL,
+                              "a NUL byte (a metadata file is text)");
+            break;
+        }
         /* columns split on single spaces, as LRA's split(' ') */
         char *col[4];
         int nc = 0;
@@ -205,26 +195,32 @@ static int read_metadata(PfFiles *f, int *cap, const char *dir, const char *path
             break;
         }
         if (!((col[3][0] == '0' || col[3][0] == '1') && col[3][1] == '\0')) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, col[3], XB_MIN(strlen(col[3]), (size_t)40));
             rc = xb_error_set(err, path, lineno, (int)(col[3] - line) + 1, NULL,
-                              "the label (4th column) must be 0 or 1, got \"%.40s\"", col[3]);
+                              "the label (4th column) must be 0 or 1, got \"%s\"", shown);
+            break;
+        }
+        if (f->n == PF_MAX_IMAGES) {
+            rc = xb_error_set(err, path, lineno, 1, NULL, "more than %d images in all",
+                              PF_MAX_IMAGES);
             break;
         }
         snprintf(img, sizeof img, "%s/%s/%s", dir, col[0], col[1]);
         files_grow(f, cap);
-        const int got =
+        const int ok =
             pf_png_read(img, f->size, f->pixels + (size_t)f->n * f->size * f->size, &f->hash, err);
-        if (got < 0) {
+        if (ok < 0) {
             const size_t k = strlen(err->msg);
             snprintf(err->msg + k, sizeof err->msg - k, " (listed in %s line %d)", path, lineno);
             rc = -1;
-        } else if (got == 1) {
+        } else if (ok == 1) {
             f->skipped++;
         } else {
             f->labels[f->n++] = col[3][0] - '0';
         }
     }
-    free(line);
-    fclose(in);
+    fileio_lines_close(&in);
     return rc;
 }
 

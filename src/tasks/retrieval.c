@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 #include "core/rng.h"
 #include "core/xassert.h"
@@ -58,6 +59,9 @@ static const OptSpec retrieval_opts[] = {
      .help = "spam-assassin: documents shorter than twice this many bytes are left out"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(retrieval_opts))
+
+/* Rows accepted from one file (LRA's training file has 147086; counts are ints). */
+#define AAN_MAX_ROWS 100000000
 
 static const char AAN_HINT[] = " (set task.data_dir to the directory of LRA's "
                                "new_aan_pairs.{train,eval,test}.tsv)";
@@ -199,21 +203,38 @@ static const char *const AAN_FILES[3] = {"new_aan_pairs.train.tsv", "new_aan_pai
 
 /* Reads one TSV file into s; *hash is folded over its bytes. */
 static int read_aan(Split *s, const char *path, size_t max_bytes, uint64_t *hash, XbError *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return xb_error_set(err, path, 0, 0, "task.data_dir", "cannot read: %s%s", strerror(errno),
-                            AAN_HINT);
+    FileLines in;
+    if (fileio_lines_open(&in, path, XB_FILE_DATA, "task.data_dir", err)) {
+        const size_t k = strlen(err->msg);
+        snprintf(err->msg + k, sizeof err->msg - k, "%s", AAN_HINT);
+        return -1;
+    }
     PairBuf p;
     pair_init(&p, s);
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = 0, lineno = 0;
-    for (ssize_t len; (len = getline(&line, &cap, fp)) >= 0;) {
-        lineno++;
-        *hash = xb_fnv1a64(*hash, line, (size_t)len);
+    int rc = 0, got;
+    while (rc == 0 && (got = fileio_lines_next(&in, err)) != 0) {
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        char *line = in.line;
+        size_t len = in.len;
+        const int lineno = (int)in.lineno;
+        *hash = xb_fnv1a64(*hash, line, len);
         if (len > 0 && line[len - 1] == '\n') line[--len] = 0;
         if (len > 0 && line[len - 1] == '\r') line[--len] = 0;
         if (len == 0) continue;
+        const char *nul = memchr(line, '\0', len);
+        if (nul) { /* the text would end there, silently */
+            rc = xb_error_set(err, path, lineno, (int)(nul - line) + 1, "task.data_dir",
+                              "a NUL byte (an AAN row is text: label, id1, id2, text1, text2)");
+            break;
+        }
+        if (s->n == AAN_MAX_ROWS) {
+            rc = xb_error_set(err, path, lineno, 1, "task.data_dir",
+                              "more than %d rows in one file", AAN_MAX_ROWS);
+            break;
+        }
         char *field[5];
         int nf = 0;
         for (char *q = line;;) {
@@ -235,16 +256,16 @@ static int read_aan(Split *s, const char *path, size_t max_bytes, uint64_t *hash
         char *end;
         const double y = strtod(field[0], &end);
         if (end == field[0] || *end || (y != 0.0 && y != 1.0)) {
+            char shown[256];
+            dataset_show(shown, sizeof shown, field[0], XB_MIN(strlen(field[0]), (size_t)20));
             rc = xb_error_set(err, path, lineno, 1, "task.data_dir",
-                              "label '%.20s' is not a class (valid: 0 or 1)", field[0]);
+                              "label '%s' is not a class (valid: 0 or 1)", shown);
             break;
         }
         pair_add(&p, (const unsigned char *)field[3], strlen(field[3]),
                  (const unsigned char *)field[4], strlen(field[4]), (int)y, max_bytes);
     }
-    if (!rc && ferror(fp)) rc = xb_error_set(err, path, lineno, 0, "task.data_dir", "I/O error");
-    free(line);
-    fclose(fp);
+    fileio_lines_close(&in);
     if (!rc && s->n == 0)
         rc = xb_error_set(err, path, 0, 0, "task.data_dir", "holds no rows%s", AAN_HINT);
     return rc;

@@ -67,6 +67,19 @@ static inline int split_docs(const Split *s) { return s->docs > 1 ? s->docs : 1;
 /* Computes d->checksum from the splits. */
 void dataset_checksum(Dataset *d);
 
+/* The longest document any task may hold, in tokens (a document of the text task is at most a
+ * 64 MiB file; the generated tasks' options stop at 2^24 tokens). */
+#define DATASET_MAX_DOC ((int64_t)1 << 27)
+
+/* Checks that d is what a model and a report can take: a vocabulary of at least 2 ids, at least 2
+ * classes, an identity that is a JSON object, every split with at least 1 example, its documents
+ * per example matching d->pairs and its labels or targets matching d->sequence, offsets from 0
+ * that never decrease, documents of at most DATASET_MAX_DOC tokens, token ids in
+ * [0, vocab_size), labels in [0, n_classes), targets in [0, n_classes) or XB_NO_TARGET. Returns 0,
+ * or -1 with err->msg saying where the first fault is ("split train, example 17, token 3: id 300 is
+ * not below the vocabulary size 257"); err->file is `where`. */
+int dataset_validate(const Dataset *d, const char *where, XbError *err);
+
 /* Fills one padded batch. idx[0..B) selects examples of s; each document gets a row (two rows
  * per example of a pair split, 2b and 2b + 1): if cls_id >= 0 the token cls_id first, then the
  * document's tokens truncated to fit L, then XB_PAD_ID. mask[r*L+t] is 1 for real tokens
@@ -75,6 +88,10 @@ void dataset_checksum(Dataset *d);
  * and padding get XB_NO_TARGET). */
 void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int32_t *tokens,
                    unsigned char *mask, int32_t *labels);
+
+/* s[0..len) for a message: control characters written as \n, \t, \r or \xNN (so the message
+ * stays one line), cut after 60 bytes with "..."; into out (n bytes). */
+void dataset_show(char *out, size_t n, const char *s, size_t len);
 
 /* s as the inside of a JSON string (quotes, backslashes and control characters escaped), cut to
  * fit n bytes; for dataset identities that name paths. */

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -320,6 +321,13 @@ static int read_tensors(const char *path, FILE *f, unsigned long long data_start
                 return xb_error_set(err, path, 0, 0, NULL, "cannot read tensor '%s': %s", p->name,
                                     ferror(f) ? strerror(errno) : "unexpected end of file");
             le_to_f32(dst + k, buf, m);
+            for (size_t j = 0; j < m; j++) /* a NaN or an infinity is no trained weight */
+                if (!isfinite(dst[k + j]))
+                    return xb_error_set(err, path, 0, 0, NULL,
+                                        "tensor '%s' holds %s at element %zu (valid: finite "
+                                        "numbers; the run that wrote it diverged, or the file is "
+                                        "damaged)",
+                                        p->name, isnan(dst[k + j]) ? "NaN" : "an infinity", k + j);
         }
     }
     return 0;

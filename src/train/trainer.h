@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/profile.h"
 #include "core/error.h"
 #include "report/report.h"
 #include "tasks/task.h"
@@ -27,6 +28,10 @@ typedef struct TrainHooks {
     volatile sig_atomic_t *stop; /* when it becomes nonzero, training stops as "interrupted" */
     int no_eval;     /* benchmarks: no validation, no checkpoint, no test (accuracy stays NaN) */
     int time_warmup; /* steps left out of the median step time (at least 1 when steps > 1) */
+    const char *state_path; /* the run's resumable state (train/state.h), saved every
+                             * train.checkpoint_every steps and when a signal stops the run;
+                             * NULL: none */
+    int resume;             /* continue from state_path when it exists */
 } TrainHooks;
 
 typedef struct TrainResult {
@@ -44,8 +49,11 @@ typedef struct TrainResult {
     MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
     size_t n_params;
     double train_s, eval_s, steps_per_s, tokens_per_s;
-    double step_s_median; /* median wall time of a training step after the warm-up (of the last
-                           * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
+    double step_s_median;      /* median wall time of a training step after the warm-up (of the last
+                                * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
+    double comm_s;             /* seconds in collectives (data-parallel training) */
+    double profile[PROF_N][2]; /* training steps' seconds per kernel family, forward/backward */
+    long long profile_regions; /* timed regions (for the profile's own cost) */
 } TrainResult;
 
 enum { TRAIN_TIMED_STEPS = 4096 };
