@@ -1,14 +1,18 @@
 /* Fuzzes the data cache's reader (tasks/cache.c) through task_load, as `run` and `data` call it.
  *
  * The cache holds one dataset, generated at start-up: task parity with 4/2/2 examples of 1 to 7
- * bits, seed 1. Input: the cache file after its key (magic, byte-order marker, key length and key
- * are the real ones, put in front), so that the inputs stay valid when the generators' source
- * hash changes; an input that starts with the magic "XBDSET" is the whole file instead.
- * Properties: a damaged file is a miss, never an error of the run (cache-error); a hit passes
+ * bits, seed 1. Input: the cache file between its key and its CRC-32. The harness puts the real
+ * magic, byte-order marker, key length and key in front and the CRC-32 of all that at the end, so
+ * that the inputs stay valid when the generators' source hash (part of the key) changes, and so
+ * that mutations reach what lies behind the CRC: the header's ranges, the splits, the dataset
+ * checksum and dataset_validate, the checks that stand between a file written wrong (or forged)
+ * and a model. An input that starts with the magic "XBDSET" is the whole file instead, CRC and
+ * all. Properties: a damaged file is a miss, never an error of the run (cache-error); a hit passes
  * fuzz_check_dataset (what the trainer and the report writer take for granted). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "fuzz.h"
 #include "tasks/cache.h"
@@ -57,10 +61,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size >= 6 && memcmp(data, "XBDSET", 6) == 0) {
         fuzz_put(rel, data, size);
     } else {
-        unsigned char *b = malloc(g_nhead + size + 1);
+        const size_t n = g_nhead + size;
+        unsigned char *b = malloc(n + 4);
         memcpy(b, g_head, g_nhead);
         if (size) memcpy(b + g_nhead, data, size);
-        fuzz_put(rel, b, g_nhead + size);
+        const uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)n);
+        memcpy(b + n, &crc, 4); /* the machine's byte order, as cache.c writes it */
+        fuzz_put(rel, b, n + 4);
         free(b);
     }
     Dataset d;

@@ -221,12 +221,12 @@ def idx_seeds():
     put("idx", "label_out_of_range", idx([2, 1, 1], b"\1\2") + SEP + idx([2], b"\x00\x0a"))
 
 
-# ---- cache: data cache files of generated tasks, after their key ----
+# ---- cache: data cache files of generated tasks, between their key and their CRC-32 ----
 
 def cache_body(path):
     b = read(path)
     key_len = struct.unpack("<q", b[12:20])[0]  # the machine's byte order: little-endian here
-    return b[20 + key_len:]
+    return b[20 + key_len:-4]  # fuzz_cache.c puts the key in front and the CRC-32 at the end
 
 
 def cache_seeds(tmp):
@@ -327,7 +327,7 @@ def dicts():
                sep + [b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x00\x1c",
                       b"\xff\xff\xff\xff", b"\x80\x00\x00\x00", b"\x1f\x8b\x08"])
     write_dict("cache", "the data cache's header and fields (little-endian int64)",
-               [b"XBDSET02", b"\x04\x03\x02\x01", b"\x00" * 8, b"\x01" + b"\x00" * 7,
+               [b"XBDSET03", b"\x04\x03\x02\x01", b"\x00" * 8, b"\x01" + b"\x00" * 7,
                 b"\x02" + b"\x00" * 7, b"\xff" * 8, b"\xff\xff\xff\x7f\x00\x00\x00\x00",
                 b'{"task":', b"}"])
 
