@@ -2,16 +2,16 @@
 # Fuzzes the readers of user input with libFuzzer under ASan+UBSan (tests/fuzz, README "Fuzzing").
 #   scripts/fuzz.sh                          every harness, 10 minutes each, one process
 #   scripts/fuzz.sh --minutes 60 --harness config,report --jobs 2
-#   scripts/fuzz.sh --minutes 1 --skip-open  CI: every harness a minute, the open findings let by
+#   scripts/fuzz.sh --minutes 1              CI: every harness a minute
 #   scripts/fuzz.sh --list                   the harnesses
 # Builds build-fuzz/ (clang, -Dfuzzing=true) when needed. Each harness grows its corpus in
-# build-fuzz/corpus/NAME (kept from run to run, seeded from tests/fuzz/corpus/NAME); findings
-# (crash-*, leak-*, timeout-*, oom-*) go to build-fuzz/findings/NAME/ and are listed at the end,
-# each with its cause and the command that reproduces it. libFuzzer runs in fork mode (--jobs
-# workers), so a finding does not stop the run. --skip-open lets through the properties of the
-# findings reported but not fixed yet (tests/fuzz/open/NAME/PROPERTY--what), so that only a new
-# finding fails; XB_FUZZ_IGNORE=NAME:PROPERTY,... does the same by hand (tests/fuzz/fuzz.h).
-# Exit status: 0, 1 when something was found, 2 bad usage.
+# build-fuzz/corpus/NAME (kept from run to run, seeded from tests/fuzz/corpus/NAME and the
+# reproducers of fixed findings, tests/fuzz/regressions/NAME); findings (crash-*, leak-*,
+# timeout-*, oom-*) go to build-fuzz/findings/NAME/ and are listed at the end, each with its
+# cause and the command that reproduces it. libFuzzer runs in fork mode (--jobs workers), so a
+# finding does not stop the run. XB_FUZZ_IGNORE=NAME:PROPERTY,... lets a property through, so
+# that a long campaign gets past a finding known and being fixed (tests/fuzz/fuzz.h).
+# Exit status: 0, 1 when this run found something, 2 bad usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,15 +20,13 @@ minutes=10
 jobs=1
 only=""
 build=build-fuzz
-skip_open=0
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --minutes) minutes="${2:?--minutes needs a number}"; shift 2 ;;
     --harness) only="${only:+$only,}${2:?--harness needs a name}"; shift 2 ;;
     --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
     --build) build="${2:?--build needs a directory}"; shift 2 ;;
-    --skip-open) skip_open=1; shift ;;
     --list) printf '%s\n' "${HARNESSES[@]}"; exit 0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -64,16 +62,6 @@ export TMPDIR="$scratch" OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}"
 
-if [ "$skip_open" = 1 ]; then
-    for f in tests/fuzz/open/*/*--*; do
-        [ -f "$f" ] || continue
-        h=$(basename "$(dirname "$f")") p=$(basename "$f")
-        XB_FUZZ_IGNORE="${XB_FUZZ_IGNORE:+$XB_FUZZ_IGNORE,}$h:${p%%--*}"
-    done
-    export XB_FUZZ_IGNORE
-    echo "fuzz.sh: letting through the open findings: ${XB_FUZZ_IGNORE:-none}" >&2
-fi
-
 found=0
 printf '%-16s %7s %9s %10s %8s %6s %6s %8s\n' harness seconds execs exec/s corpus KB cov features \
     > "$scratch/summary"
@@ -81,13 +69,14 @@ for h in "${run[@]}"; do
     bin="$build/tests/fuzz/fuzz_$h"
     corpus="$build/corpus/$h" findings="$build/findings/$h" log="$build/logs/$h.log"
     mkdir -p "$corpus" "$findings" "$(dirname "$log")"
-    dict=()
+    dict=() seeds=("tests/fuzz/corpus/$h")
     [ -f "tests/fuzz/dict/$h.dict" ] && dict=("-dict=tests/fuzz/dict/$h.dict")
+    [ -d "tests/fuzz/regressions/$h" ] && seeds+=("tests/fuzz/regressions/$h")
     before=$(ls "$findings" | wc -l)
     echo "fuzz.sh: $h for ${seconds}s ($jobs job(s)); log $log" >&2
-    nice -n 10 "$bin" -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+    nice -n 5 "$bin" -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=256 "${dict[@]}" \
-        -artifact_prefix="$findings/" "$corpus" "tests/fuzz/corpus/$h" > "$log" 2>&1 || true
+        -artifact_prefix="$findings/" "$corpus" "${seeds[@]}" > "$log" 2>&1 || true
     # the last progress line of fork mode: "#EXECS: cov: C ft: F corp: N exec/s E ..."
     stats=$(grep -a -E '^#[0-9]+: cov:' "$log" | tail -1 || true)
     execs=$(sed -E 's/^#([0-9]+):.*/\1/' <<< "$stats")

@@ -44,17 +44,8 @@ extern const char FUZZ_NAME[];
 
 /* Fails property `id` (a short name, e.g. "dataset-labels") with a message: prints it and
  * aborts, unless $XB_FUZZ_IGNORE (comma-separated) lists id or FUZZ_NAME:id, when it returns 1
- * so that a campaign gets past a finding already reported (scripts/fuzz.sh --skip-open). */
+ * so that a long campaign gets past a finding known and being fixed (scripts/fuzz.sh). */
 int fuzz_fail(const char *id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* 1 when $XB_FUZZ_IGNORE lets property id (or FUZZ_NAME:id) through. */
-int fuzz_ignored(const char *id);
-
-/* 1 when a chunk of the PNG data[0..n) says it is longer than 1 MB and than the bytes left
- * after it: what png-memory is about (tests/fuzz/open/png). A harness skips such inputs while that
- * finding is let through, since the allocation happens inside libpng, before any property is
- * checked. */
-int fuzz_png_overlong_chunk(const uint8_t *data, size_t n);
 
 /* The options of task t at their defaults with kv[0..n) (name, value pairs) applied: enum values
  * by choice name, strings as they stand, numbers parsed; aborts on a name t does not have. */

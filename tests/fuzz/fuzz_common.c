@@ -79,7 +79,8 @@ size_t fuzz_split(const uint8_t *data, size_t size, FuzzPart *parts, size_t max)
     return k;
 }
 
-int fuzz_ignored(const char *id) {
+/* 1 when $XB_FUZZ_IGNORE lets property id (or FUZZ_NAME:id) through. */
+static int fuzz_ignored(const char *id) {
     const char *ign = getenv("XB_FUZZ_IGNORE");
     char scoped[256];
     snprintf(scoped, sizeof scoped, "%s:%s", FUZZ_NAME, id);
@@ -90,16 +91,6 @@ int fuzz_ignored(const char *id) {
             (m == strlen(scoped) && !memcmp(p, scoped, m)))
             return 1;
         p = c ? c + 1 : p + m;
-    }
-    return 0;
-}
-
-int fuzz_png_overlong_chunk(const uint8_t *data, size_t n) {
-    for (size_t i = 8; n >= 8 && i <= n - 8;) { /* after the signature: length, type, data, CRC */
-        const size_t len = (size_t)data[i] << 24 | (size_t)data[i + 1] << 16 |
-                           (size_t)data[i + 2] << 8 | data[i + 3];
-        if (len > n - i - 8 && len > 1 << 20) return 1; /* a short chunk may just be cut */
-        i += 12 + len;
     }
     return 0;
 }

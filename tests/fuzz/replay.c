@@ -1,27 +1,18 @@
 /* Runs a fuzz harness over files, without libFuzzer: the regression test of `meson test` and the
  * way to replay one input under a debugger.
  *
- *     fuzz-replay-NAME [--dirs-may-be-missing] INPUT... [--open OPEN_INPUT...]
+ *     fuzz-replay-NAME [--dirs-may-be-missing] INPUT...
  *
  * An INPUT is a file, or a directory whose files (not its subdirectories, not dot-files) are run
  * in name order; with --dirs-may-be-missing a directory that does not exist counts as empty (a
  * harness without regressions yet). Every INPUT must pass: a finding aborts the process
- * (fuzz_fail, a sanitizer, an assertion), after the input's name was printed.
- *
- * The inputs after --open are reproducers of findings that are reported but not fixed yet
- * (tests/fuzz/open/NAME/PROPERTY--what). Each runs in a child process and must still fail, and
- * for the reason its name gives: the harness's message "fuzz: PROPERTY: ...", or for PROPERTY
- * internal-error an assertion of the code (XB_ASSERT's "internal error"). One that passes
- * has been fixed, and the test says to move it to tests/fuzz/regressions/NAME/, where it guards
- * the fix from then on. */
+ * (fuzz_fail, a sanitizer, an assertion), after the input's name was printed. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -62,65 +53,12 @@ static int run_file(const char *path) {
     return 0;
 }
 
-/* An open finding: runs in a child, which must fail with "fuzz: PROPERTY:" where PROPERTY is the
- * file name up to "--". Returns 0 when it does. */
-static int run_open(const char *path) {
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    const char *dash = strstr(base, "--");
-    if (!dash) {
-        fprintf(stderr, "replay: %s: an open finding is named PROPERTY--what\n", path);
-        return -1;
-    }
-    char want[128];
-    if (dash - base == 14 && !strncmp(base, "internal-error", 14)) /* an XB_ASSERT */
-        snprintf(want, sizeof want, "internal error: assertion");
-    else
-        snprintf(want, sizeof want, "fuzz: %.*s:", (int)(dash - base), base);
-    size_t n;
-    unsigned char *b = slurp(path, &n);
-    int fd[2];
-    if (!b || pipe(fd)) return -1;
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 2);
-        close(fd[0]), close(fd[1]);
-        unsetenv("XB_FUZZ_IGNORE");
-        LLVMFuzzerTestOneInput(b, n);
-        _exit(0);
-    }
-    close(fd[1]);
-    char out[16384];
-    size_t k = 0;
-    for (ssize_t r; (r = read(fd[0], out + k, sizeof out - 1 - k)) > 0;) k += (size_t)r;
-    out[k] = '\0';
-    for (char c; read(fd[0], &c, 1) > 0;) { /* drain what did not fit */
-    }
-    close(fd[0]);
-    free(b);
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
-    const int failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    if (failed && strstr(out, want)) {
-        fprintf(stderr, "replay: %s still fails, as reported (%s)\n", path, want);
-        return 0;
-    }
-    if (!failed)
-        fprintf(stderr,
-                "replay: %s now passes: the finding is fixed; move the file to "
-                "tests/fuzz/regressions/ (same harness directory) so that it guards the fix\n",
-                path);
-    else
-        fprintf(stderr, "replay: %s fails, but not with \"%s\":\n%s\n", path, want, out);
-    return -1;
-}
-
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Runs path (a file, or a directory's files in name order); returns 0, or -1 if any failed. */
-static int run_path(const char *path, int open, int may_miss, int *files) {
+static int run_path(const char *path, int may_miss, int *files) {
     struct stat st;
     if (stat(path, &st)) {
         if (may_miss && errno == ENOENT) {
@@ -132,7 +70,7 @@ static int run_path(const char *path, int open, int may_miss, int *files) {
     }
     if (!S_ISDIR(st.st_mode)) {
         ++*files;
-        return open ? run_open(path) : run_file(path);
+        return run_file(path);
     }
     DIR *d = opendir(path);
     char **names = NULL;
@@ -149,7 +87,7 @@ static int run_path(const char *path, int open, int may_miss, int *files) {
     int rc = 0;
     for (size_t k = 0; k < n; k++) {
         ++*files;
-        rc |= (open ? run_open(names[k]) : run_file(names[k])) != 0 ? -1 : 0;
+        rc |= run_file(names[k]) != 0 ? -1 : 0;
         free(names[k]);
     }
     free(names);
@@ -158,14 +96,12 @@ static int run_path(const char *path, int open, int may_miss, int *files) {
 
 int main(int argc, char **argv) {
     LLVMFuzzerInitialize(&argc, &argv);
-    int files = 0, open = 0, may_miss = 0, rc = 0;
+    int files = 0, may_miss = 0, rc = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dirs-may-be-missing"))
             may_miss = 1;
-        else if (!strcmp(argv[i], "--open"))
-            open = 1;
         else
-            rc |= run_path(argv[i], open, may_miss, &files);
+            rc |= run_path(argv[i], may_miss, &files);
     }
     fprintf(stderr, "replay: %d inputs, %s\n", files, rc ? "SOME FAILED (above)" : "all passed");
     return rc ? 1 : 0;
