@@ -74,6 +74,11 @@ int mixer_find(const char *name) {
 
 void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H, int max_len,
                   int layer, ParamTable *pt) {
+    mixer_create_deep(m, spec, opts, D, H, max_len, layer, 0, pt);
+}
+
+void mixer_create_deep(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
+                       int max_len, int layer, int n_layers, ParamTable *pt) {
     memset(m, 0, sizeof *m);
     m->spec = spec;
     m->opts = opts;
@@ -81,6 +86,7 @@ void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D,
     m->H = H;
     m->max_len = max_len;
     m->layer = layer;
+    m->n_layers = n_layers;
     snprintf(m->prefix, sizeof m->prefix, "blocks.%d.mixer", layer);
     spec->ops->create(m, pt);
 }

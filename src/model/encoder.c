@@ -76,6 +76,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     if (e->positions == POS_LEARNED)
         e->p_wpe = params_add2(pt, "embed.positions.weight", e->L, D, INIT_NORMAL, 0.02f, 0);
     int layer = 0, last = -1; /* mixer layer index: the SELF blocks in order; the last one */
+    int depth = 0;            /* mixer layers with tensors of their own */
+    for (int l = 0; l < e->N; l++) depth += e->la[l].kind == BLOCK_SELF && param_block(e, l) == l;
     for (int l = 0; l < e->N; l++) {
         LayerParams *p = &e->lp[l];
         const LayerActs *t = &e->la[l];
@@ -96,9 +98,9 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
-            mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
-                         e->seg > 0 ? window(e) : t->Lq, pb != l ? e->mixers[pb].layer : layer++,
-                         pt);
+            mixer_create_deep(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
+                              e->seg > 0 ? window(e) : t->Lq,
+                              pb != l ? e->mixers[pb].layer : layer++, depth, pt);
             e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             /* Transformer-XL computes queries for the segment only: the window's memory rows
              * (and compressed slots) are keys and values, when the mechanism can skip them */
