@@ -30,6 +30,9 @@ extern const MixerSpec mixer_long_short;
 extern const MixerSpec mixer_clustered;
 extern const MixerSpec mixer_s4d;
 extern const MixerSpec mixer_hyena;
+extern const MixerSpec mixer_mamba;
+extern const MixerSpec mixer_rwkv;
+extern const MixerSpec mixer_retnet;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -57,6 +60,9 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_clustered,
     &mixer_s4d,
     &mixer_hyena,
+    &mixer_mamba,
+    &mixer_rwkv,
+    &mixer_retnet,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
