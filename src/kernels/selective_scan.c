@@ -7,7 +7,7 @@
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
 
-enum { EB = 16 }; /* channels per work item */
+enum { EB = 16 }; /* channels per work item: the vector lanes of the inner loops */
 
 int sscan_chunks(const SscanShape *s) { return (s->L + s->chunk - 1) / s->chunk; }
 
@@ -16,6 +16,26 @@ static int n_blocks(const SscanShape *s) { return (s->E + EB - 1) / EB; }
 /* Position of scan step tau. */
 static inline int step_t(const SscanShape *s, int tau) { return s->reverse ? s->L - 1 - tau : tau; }
 
+/* A work item keeps its states as (N, EB): for each state index n the EB channels side by side,
+ * so that the inner loops run over channels in vector lanes with no horizontal sums (lanes past
+ * the last channel hold zeros and stay zero). */
+
+/* at (N, EB) = the block's rows of A, transposed. */
+static void load_a(float *at, const float *A, int e0, int ne, int N) {
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < EB; j++) at[n * EB + j] = j < ne ? A[(size_t)(e0 + j) * N + n] : 0.0f;
+}
+
+/* The step's Δ, u and Δ·u of the block's channels (0 past the last). */
+static void load_step(float *d, float *x, float *dx, const float *delta, const float *u, size_t at,
+                      int ne) {
+    for (int j = 0; j < EB; j++) {
+        d[j] = j < ne ? delta[at + j] : 0.0f;
+        x[j] = j < ne ? u[at + j] : 0.0f;
+        dx[j] = d[j] * x[j];
+    }
+}
+
 void sscan_forward(float *y, float *states, const float *u, const float *delta, const float *A,
                    const float *Bm, const float *Cm, const float *Dskip, const SscanShape *s) {
     const int B = s->B, L = s->L, E = s->E, N = s->N, nc = sscan_chunks(s), nblk = n_blocks(s);
@@ -23,34 +43,38 @@ void sscan_forward(float *y, float *states, const float *u, const float *delta, 
 #pragma omp parallel for schedule(static)
     for (int it = 0; it < B * nblk; it++) {
         const int b = it / nblk, e0 = it % nblk * EB, ne = E - e0 < EB ? E - e0 : EB;
-        _Alignas(64) float h[EB * SSCAN_MAX_N]; /* (ne, N); aligned alike in every thread */
-        memset(h, 0, (size_t)ne * N * sizeof *h);
+        _Alignas(64) float h[SSCAN_MAX_N * EB], at[SSCAN_MAX_N * EB];
+        _Alignas(64) float d[EB], x[EB], dx[EB], acc[EB];
+        memset(h, 0, (size_t)N * EB * sizeof *h);
+        load_a(at, A, e0, ne, N);
         for (int tau = 0; tau < L; tau++) {
-            if (tau % s->chunk == 0)
-                memcpy(states + (((size_t)b * nc + tau / s->chunk) * E + e0) * N, h,
-                       (size_t)ne * N * sizeof *h);
+            if (tau % s->chunk == 0) { /* the state entering the chunk, as (E, N) */
+                float *st = states + (((size_t)b * nc + tau / s->chunk) * E + e0) * N;
+                for (int j = 0; j < ne; j++)
+                    for (int n = 0; n < N; n++) st[(size_t)j * N + n] = h[n * EB + j];
+            }
             const size_t row = (size_t)b * L + step_t(s, tau);
             const float *Bt = Bm + row * s->ldbc, *Ct = Cm + row * s->ldbc;
-            for (int j = 0; j < ne; j++) {
-                const int e = e0 + j;
-                const float d = delta[row * E + e], x = u[row * E + e], dx = d * x;
-                const float *Ae = A + (size_t)e * N;
-                float *he = h + (size_t)j * N, acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                for (int n = 0; n < N; n++) {
-                    const float hn = xb_expf(d * Ae[n]) * he[n] + dx * Bt[n];
-                    he[n] = hn;
-                    acc += Ct[n] * hn;
+            load_step(d, x, dx, delta, u, row * E + e0, ne);
+            for (int j = 0; j < EB; j++) acc[j] = j < ne ? Dskip[e0 + j] * x[j] : 0.0f;
+            for (int n = 0; n < N; n++) {
+                const float bn = Bt[n], cn = Ct[n];
+                float *hn = h + n * EB;
+                const float *an = at + n * EB;
+#pragma omp simd aligned(hn, an : 64)
+                for (int j = 0; j < EB; j++) {
+                    hn[j] = xb_expf(d[j] * an[j]) * hn[j] + dx[j] * bn;
+                    acc[j] += cn * hn[j];
                 }
-                y[row * E + e] = acc + Dskip[e] * x;
             }
+            for (int j = 0; j < ne; j++) y[row * E + e0 + j] = acc[j];
         }
     }
     flops_add(sscan_flops(s, 0));
 }
 
 static size_t thread_floats(const SscanShape *s) {
-    return ((size_t)2 * s->chunk * EB * s->N + 15) / 16 * 16;
+    return (size_t)2 * s->chunk * s->N * EB; /* a multiple of 16: 64-byte aligned slices */
 }
 
 size_t sscan_scratch_floats(const SscanShape *s) {
@@ -73,7 +97,7 @@ void sscan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm,
                     const SscanShape *s, Arena *scratch) {
     const int B = s->B, L = s->L, E = s->E, N = s->N, nc = sscan_chunks(s), nblk = n_blocks(s),
               C = s->chunk;
-    const size_t mark = arena_mark(scratch);
+    const size_t mark = arena_mark(scratch), NE = (size_t)N * EB;
     float *dbc = arena_floats(scratch, (size_t)B * nblk * L * 2 * N); /* (B, nblk, L, 2N) */
     float *dAp = arena_floats(scratch, (size_t)B * E * N);            /* (B, E, N) */
     float *dDp = arena_floats(scratch, (size_t)B * E);                /* (B, E) */
@@ -81,62 +105,73 @@ void sscan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm,
     float *work = arena_floats(scratch, (size_t)omp_get_max_threads() * per);
 #pragma omp parallel for schedule(static)
     for (int it = 0; it < B * nblk; it++) {
-        const int b = it / nblk, blk = it % nblk, e0 = blk * EB, ne = E - e0 < EB ? E - e0 : EB;
-        float *hb = work + (size_t)omp_get_thread_num() * per; /* (C, EB, N) states after */
-        float *ab = hb + (size_t)C * EB * N;                   /* (C, EB, N) exp(Δ_t·A) */
+        const int b = it / nblk, e0 = it % nblk * EB, ne = E - e0 < EB ? E - e0 : EB;
+        float *hb = work + (size_t)omp_get_thread_num() * per; /* (C, N, EB) states after */
+        float *ab = hb + (size_t)C * NE;                       /* (C, N, EB) exp(Δ_t·A) */
         float *part = dbc + (size_t)it * L * 2 * N;            /* (L, 2N): dB_t, dC_t */
-        _Alignas(64) float dh[EB * SSCAN_MAX_N];
-        memset(dh, 0, (size_t)ne * N * sizeof *dh);
+        _Alignas(64) float dh[SSCAN_MAX_N * EB], at[SSCAN_MAX_N * EB], dAl[SSCAN_MAX_N * EB],
+            h0[SSCAN_MAX_N * EB];
+        _Alignas(64) float d[EB], x[EB], dx[EB], g[EB], sdu[EB], sdd[EB];
+        memset(dh, 0, NE * sizeof *dh);
+        memset(dAl, 0, NE * sizeof *dAl);
+        load_a(at, A, e0, ne, N);
         for (int k = nc - 1; k >= 0; k--) {
             const int tau0 = k * C, tau1 = tau0 + C < L ? tau0 + C : L;
-            const float *h0 = states + (((size_t)b * nc + k) * E + e0) * N;
+            const float *st = states + (((size_t)b * nc + k) * E + e0) * N;
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < EB; j++) h0[n * EB + j] = j < ne ? st[(size_t)j * N + n] : 0.0f;
             for (int tau = tau0; tau < tau1; tau++) { /* the chunk's states, again */
                 const size_t row = (size_t)b * L + step_t(s, tau), j2 = (size_t)(tau - tau0);
-                const float *Bt = Bm + row * s->ldbc;
-                const float *prev = j2 ? hb + (j2 - 1) * EB * N : h0;
-                for (int j = 0; j < ne; j++) {
-                    const int e = e0 + j;
-                    const float d = delta[row * E + e], dx = d * u[row * E + e];
-                    const float *Ae = A + (size_t)e * N, *pe = prev + (size_t)j * N;
-                    float *he = hb + (j2 * EB + j) * N, *ae = ab + (j2 * EB + j) * N;
-#pragma omp simd
-                    for (int n = 0; n < N; n++) {
-                        ae[n] = xb_expf(d * Ae[n]);
-                        he[n] = ae[n] * pe[n] + dx * Bt[n];
+                const float *Bt = Bm + row * s->ldbc, *prev = j2 ? hb + (j2 - 1) * NE : h0;
+                load_step(d, x, dx, delta, u, row * E + e0, ne);
+                for (int n = 0; n < N; n++) {
+                    const float bn = Bt[n], *an = at + n * EB, *pn = prev + n * EB;
+                    float *hn = hb + j2 * NE + n * EB, *ea = ab + j2 * NE + n * EB;
+#pragma omp simd aligned(an, pn, hn, ea : 64)
+                    for (int j = 0; j < EB; j++) {
+                        ea[j] = xb_expf(d[j] * an[j]);
+                        hn[j] = ea[j] * pn[j] + dx[j] * bn;
                     }
                 }
             }
             for (int tau = tau1 - 1; tau >= tau0; tau--) {
                 const int t = step_t(s, tau);
                 const size_t row = (size_t)b * L + t, j2 = (size_t)(tau - tau0);
-                const float *Bt = Bm + row * s->ldbc, *Ct = Cm + row * s->ldbc;
+                const float *Bt = Bm + row * s->ldbc, *Ct = Cm + row * s->ldbc,
+                            *prev = j2 ? hb + (j2 - 1) * NE : h0;
                 float *dBt = part + (size_t)t * 2 * N, *dCt = dBt + N;
-                const float *prev = j2 ? hb + (j2 - 1) * EB * N : h0;
-                for (int j = 0; j < ne; j++) {
-                    const int e = e0 + j;
-                    const float g = dy[row * E + e], d = delta[row * E + e], x = u[row * E + e],
-                                dx = d * x;
-                    const float *Ae = A + (size_t)e * N, *pe = prev + (size_t)j * N,
-                                *he = hb + (j2 * EB + j) * N, *ae = ab + (j2 * EB + j) * N;
-                    float *dhe = dh + (size_t)j * N, *dAe = dAp + ((size_t)b * E + e) * N;
-                    float sdu = 0.0f, sdd = 0.0f;
-#pragma omp simd reduction(+ : sdu, sdd)
-                    for (int n = 0; n < N; n++) {
-                        const float dhn = dhe[n] + Ct[n] * g;
-                        dCt[n] += g * he[n];
-                        dBt[n] += dhn * dx;
-                        sdu += dhn * Bt[n];
-                        const float t1 = dhn * ae[n] * pe[n];
-                        sdd += t1 * Ae[n] + dhn * Bt[n] * x;
-                        dAe[n] += t1 * d;
-                        dhe[n] = ae[n] * dhn;
+                load_step(d, x, dx, delta, u, row * E + e0, ne);
+                for (int j = 0; j < EB; j++) {
+                    g[j] = j < ne ? dy[row * E + e0 + j] : 0.0f;
+                    sdu[j] = sdd[j] = 0.0f;
+                }
+                for (int n = 0; n < N; n++) {
+                    const float bn = Bt[n], cn = Ct[n], *an = at + n * EB, *pn = prev + n * EB,
+                                *hn = hb + j2 * NE + n * EB, *ea = ab + j2 * NE + n * EB;
+                    float *dhn = dh + n * EB, *dan = dAl + n * EB, dcs = 0.0f, dbs = 0.0f;
+#pragma omp simd aligned(an, pn, hn, ea, dhn, dan : 64) reduction(+ : dcs, dbs)
+                    for (int j = 0; j < EB; j++) {
+                        const float dhv = dhn[j] + cn * g[j], t1 = dhv * ea[j] * pn[j];
+                        dcs += g[j] * hn[j];
+                        dbs += dhv * dx[j];
+                        sdu[j] += dhv * bn;
+                        sdd[j] += t1 * an[j] + dhv * bn * x[j];
+                        dan[j] += t1 * d[j];
+                        dhn[j] = ea[j] * dhv;
                     }
-                    du[row * E + e] += d * sdu + Dskip[e] * g;
-                    ddelta[row * E + e] += sdd;
-                    dDp[(size_t)b * E + e] += g * x;
+                    dCt[n] += dcs;
+                    dBt[n] += dbs;
+                }
+                for (int j = 0; j < ne; j++) {
+                    const size_t i = row * E + e0 + j;
+                    du[i] += d[j] * sdu[j] + Dskip[e0 + j] * g[j];
+                    ddelta[i] += sdd[j];
+                    dDp[(size_t)b * E + e0 + j] += g[j] * x[j];
                 }
             }
         }
+        for (int j = 0; j < ne; j++)
+            for (int n = 0; n < N; n++) dAp[((size_t)b * E + e0 + j) * N + n] = dAl[n * EB + j];
     }
     /* the partials, in a fixed order */
 #pragma omp parallel for schedule(static)

@@ -298,24 +298,30 @@ static void conv_forward(float *cpre, const float *xz, const float *w, const flo
     flops_add(2ull * (uint64_t)B * (uint64_t)L * (uint64_t)E * (uint64_t)K);
 }
 
-/* dx (row stride 2E) += the convolution's adjoint of dc (B, L, E); dw, db += (channels split
- * between the threads, rows summed in order). */
+/* dx (row stride 2E) += the convolution's adjoint of dc (B, L, E); dw, db += (blocks of
+ * channels per thread, rows summed in order). */
 static void conv_backward(float *dx, float *dw, float *db, const float *dc, const float *xz,
                           const float *w, int B, int L, int E, int K, int reverse) {
+    enum { CB = 16 };
 #pragma omp parallel for schedule(static)
-    for (int e = 0; e < E; e++)
+    for (int e0 = 0; e0 < E; e0 += CB) {
+        const int ne = E - e0 < CB ? E - e0 : CB;
         for (int b = 0; b < B; b++)
             for (int t = 0; t < L; t++) {
-                const float g = dc[((size_t)b * L + t) * E + e];
-                if (db) db[e] += g;
+                const float *g = dc + ((size_t)b * L + t) * E + e0;
+                if (db)
+                    for (int j = 0; j < ne; j++) db[e0 + j] += g[j];
                 for (int k = 0; k < K; k++) {
                     const int src = tap(t, k, K, reverse);
                     if (src < 0 || src >= L) continue;
-                    const size_t at = ((size_t)b * L + src) * 2 * E + e;
-                    dw[(size_t)e * K + k] += g * xz[at];
-                    dx[at] += g * w[(size_t)e * K + k];
+                    const size_t at = ((size_t)b * L + src) * 2 * E + e0;
+                    for (int j = 0; j < ne; j++) {
+                        dw[(size_t)(e0 + j) * K + k] += g[j] * xz[at + j];
+                        dx[at + j] += g[j] * w[(size_t)(e0 + j) * K + k];
+                    }
                 }
             }
+    }
     flops_add(4ull * (uint64_t)B * (uint64_t)L * (uint64_t)E * (uint64_t)K);
 }
 

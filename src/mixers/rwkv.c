@@ -272,32 +272,42 @@ static void rwkv_backward(Mixer *m, const MixerStep *s, float *dx, const float *
                     D);
     linear_backward(dxr, mixer_grad(s, st->p_wr), NULL, dr, st->xr, mixer_param(s, st->p_wr), BL, D,
                     D);
-    /* the mixes: x_k = μ_k x + (1 − μ_k) xx; μ's gradient sums rows in order per channel */
+    /* the mixes: x_k = μ_k x + (1 − μ_k) xx; μ's gradient sums the rows in order per channel
+     * (blocks of channels per thread, rows inner: whole cache lines) */
     const float *mk = mixer_param(s, st->p_mk), *mv = mixer_param(s, st->p_mv),
                 *mr = mixer_param(s, st->p_mr);
     float *gmk = mixer_grad(s, st->p_mk), *gmv = mixer_grad(s, st->p_mv),
           *gmr = mixer_grad(s, st->p_mr);
+    enum { CB = 16 };
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < D; c++) {
-        float ak = 0.0f, av = 0.0f, ar = 0.0f;
-        for (int r = 0; r < BL; r++) {
-            const size_t i = (size_t)r * D + c;
-            const float diff = x[i] - st->xx[i];
-            ak += dxk[i] * diff;
-            av += dxv[i] * diff;
-            ar += dxr[i] * diff;
-            dx[i] += dxk[i] * mk[c] + dxv[i] * mv[c] + dxr[i] * mr[c];
-            dxx[i] = dxk[i] * (1.0f - mk[c]) + dxv[i] * (1.0f - mv[c]) + dxr[i] * (1.0f - mr[c]);
-        }
-        gmk[c] += ak, gmv[c] += av, gmr[c] += ar;
+    for (int c0 = 0; c0 < D; c0 += CB) {
+        const int nc = D - c0 < CB ? D - c0 : CB;
+        float ak[CB] = {0}, av[CB] = {0}, ar[CB] = {0};
+        for (int r = 0; r < BL; r++)
+            for (int j = 0; j < nc; j++) {
+                const int c = c0 + j;
+                const size_t i = (size_t)r * D + c;
+                const float diff = x[i] - st->xx[i];
+                ak[j] += dxk[i] * diff;
+                av[j] += dxv[i] * diff;
+                ar[j] += dxr[i] * diff;
+                dx[i] += dxk[i] * mk[c] + dxv[i] * mv[c] + dxr[i] * mr[c];
+                dxx[i] =
+                    dxk[i] * (1.0f - mk[c]) + dxv[i] * (1.0f - mv[c]) + dxr[i] * (1.0f - mr[c]);
+            }
+        for (int j = 0; j < nc; j++)
+            gmk[c0 + j] += ak[j], gmv[c0 + j] += av[j], gmr[c0 + j] += ar[j];
     }
-    /* the shift: each position's neighbour gets its gradient back */
+    /* the shift: each position's neighbour gets its gradient back (every (src, c) from one
+     * position only) */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < D; c++)
-        for (int r = 0; r < BL; r++) {
-            const int b = r / L, src = shift_src(st, s, b, r % L, c, D);
+    for (int r = 0; r < BL; r++) {
+        const int b = r / L;
+        for (int c = 0; c < D; c++) {
+            const int src = shift_src(st, s, b, r % L, c, D);
             if (src >= 0) dx[((size_t)b * L + src) * D + c] += dxx[(size_t)r * D + c];
         }
+    }
     arena_reset_to(s->scratch, mark);
 }
 
