@@ -23,6 +23,8 @@
  * Computed by kernels/retention.h: the chunkwise-recurrent form (eq. 7, default, O(L·chunk)) or
  * the parallel form streamed over tiles (eq. 5, O(L²) time, O(L) memory); both give the same
  * result up to rounding. Σ_m S[n, m] comes out of the same pass: v carries a column of ones.
+ * (torchscale's chunk_recurrent_forward normalises by other, per-chunk scales, which its group
+ * norm cancels; here the chunkwise form computes the parallel form's function exactly.)
  *
  * Padding: the keys of padding positions are zeroed and the row scale sums over real keys only,
  * so a row's real outputs equal those of the row cut to its real length; padding rows output
