@@ -184,6 +184,7 @@ static const Conf CONFS[] = {
     {"mamba", "bidirectional=false", 2, 9, 8, 2},
     {"mamba", "d_state=4,expand=1,chunk=3,bias=true,conv_bias=false,divide_out=false", 3, 10, 6, 3},
     {"mamba", "d_conv=2,dt_rank=3,chunk=4", 2, 13, 8, 2},
+    {"mamba", "dt_min=0.01,dt_max=0.5,dt_init_floor=0.02,dt_scale=2", 2, 10, 8, 2},
     {"mamba", NULL, 1, 600, 8, 2}, /* ten chunks of saved states */
     {"rwkv", NULL, 2, 11, 8, 2},
     {"rwkv", "bidirectional=false", 2, 11, 8, 2},

@@ -921,6 +921,28 @@ START_TEST(test_scan_kernels_give_the_same_bits_for_any_thread_count) {
 }
 END_TEST
 
+/* Option combinations the schema cannot express are refused with the key and what is valid. */
+START_TEST(test_check_rejects_what_the_mechanisms_cannot_run) {
+    XbError err;
+    OptValues o;
+    const MixerSpec *mamba = mixer_get(mixer_find("mamba")),
+                    *retnet = mixer_get(mixer_find("retnet"));
+    set_opts(&o, mamba, "dt_min=0.2,dt_max=0.1");
+    xb_error_clear(&err);
+    ck_assert_int_ne(mamba->ops->check(&o, 64, 2, 128, &err), 0);
+    ck_assert_str_eq(err.key, "model.mixer.dt_min");
+    ck_assert_str_eq(err.msg, "0.2 is above dt_max = 0.1 (valid: dt_min <= dt_max)");
+    set_opts(&o, retnet, NULL);
+    xb_error_clear(&err);
+    ck_assert_int_ne(retnet->ops->check(&o, 6, 2, 128, &err), 0);
+    ck_assert_str_eq(err.key, "model.d_model");
+    ck_assert_str_eq(err.msg, "retnet rotates pairs of key dimensions: d_model / heads = 3 must be "
+                              "even (valid: d_model a multiple of 2 * heads)");
+    xb_error_clear(&err);
+    ck_assert_int_eq(retnet->ops->check(&o, 8, 2, 128, &err), 0);
+}
+END_TEST
+
 static Suite *next_rnn_suite(void) {
     Suite *s = suite_create("mixers_next_rnn");
     TCase *tc = tcase_create("all");
@@ -941,6 +963,7 @@ static Suite *next_rnn_suite(void) {
         tc, test_retnet_normaliser_gradient_is_the_forwards_where_the_norm_does_not_cancel_it);
     tcase_add_test(tc, test_padding_longer_than_the_row_is_invisible);
     tcase_add_test(tc, test_scan_kernels_give_the_same_bits_for_any_thread_count);
+    tcase_add_test(tc, test_check_rejects_what_the_mechanisms_cannot_run);
     suite_add_tcase(s, tc);
     return s;
 }
