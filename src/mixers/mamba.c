@@ -117,6 +117,7 @@ typedef struct MambaDir {
     float *u;      /* (B, L, E) SiLU of it, 0 at padding */
     float *xdbl;   /* (B, L, R + 2N) x_proj's output: δ, B, C */
     float *dpre;   /* (B, L, E) step size before softplus */
+    float *delta;  /* (B, L, E) Δ = softplus(dpre), 0 at padding */
     float *states; /* (B, chunks, E, N) scan states at the chunk starts */
 } MambaDir;
 
@@ -255,16 +256,17 @@ static void mamba_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
         md->u = arena_floats(acts, BL * E);
         md->xdbl = arena_floats(acts, BL * W);
         md->dpre = arena_floats(acts, BL * E);
+        md->delta = arena_floats(acts, BL * E);
         md->states = arena_floats(acts, (size_t)B * sscan_chunks(&ss) * E * st->N);
     }
-    /* forward: A, Δ, y; backward: A, dA, d(gat), g, d(xz), Δ, du, dΔ, d(xdbl), then the scan's */
+    /* forward: A, y; backward: A, dA, d(gat), g, d(xz), du, dΔ, d(xdbl), then the scan's */
     const size_t mark = arena_mark(scratch);
     arena_floats(scratch, E * st->N);
     arena_floats(scratch, BL * E);
-    arena_floats(scratch, BL * E);
     arena_reset_to(scratch, mark);
-    const size_t bwd[] = {E * st->N, E * st->N, BL * E, BL * E, 2 * BL * E,
-                          BL * E,    BL * E,    BL * E, BL * W, sscan_scratch_floats(&ss)};
+    const size_t bwd[] = {E * st->N, E * st->N,  BL * E,
+                          BL * E,    2 * BL * E, BL * E,
+                          BL * E,    BL * W,     sscan_scratch_floats(&ss)};
     for (size_t i = 0; i < XB_ARRAY_LEN(bwd); i++) arena_floats(scratch, bwd[i]);
 }
 
@@ -343,7 +345,6 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
               W = R + 2 * N;
     const size_t mark = arena_mark(s->scratch);
     float *A = arena_floats(s->scratch, (size_t)E * N);
-    float *delta = arena_floats(s->scratch, (size_t)BL * E);
     float *yd = arena_floats(s->scratch, (size_t)BL * E);
     linear_forward(st->xz, x, mixer_param(s, st->p_win), mixer_param(s, st->p_bin), BL, D, 2 * E);
     for (int r = 0; r < BL; r++) /* padding enters no convolution */
@@ -366,11 +367,11 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BL, E, R, 1.0f, md->xdbl, W,
                     mixer_param(s, md->p_dw), R, 1.0f, md->dpre, E);
         flops_add(2ull * (uint64_t)BL * (uint64_t)R * (uint64_t)E);
-        step_sizes(delta, md->dpre, s, E);
+        step_sizes(md->delta, md->dpre, s, E);
         const float *alog = mixer_param(s, md->p_alog);
         for (size_t i = 0; i < (size_t)E * N; i++) A[i] = -expf(alog[i]);
         SscanShape ss = scan_shape(st, B, L, d);
-        sscan_forward(d ? yd : st->ysum, md->states, md->u, delta, A, md->xdbl + R,
+        sscan_forward(d ? yd : st->ysum, md->states, md->u, md->delta, A, md->xdbl + R,
                       md->xdbl + R + N, mixer_param(s, md->p_d), &ss);
         if (d)
             for (size_t i = 0; i < (size_t)BL * E; i++) st->ysum[i] += yd[i];
@@ -399,7 +400,7 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
     float *A = arena_floats(s->scratch, (size_t)E * N),
           *dA = arena_floats(s->scratch, (size_t)E * N);
     float *dgat = arena_floats(s->scratch, BLE), *g = arena_floats(s->scratch, BLE);
-    float *dxz = arena_floats(s->scratch, 2 * BLE), *delta = arena_floats(s->scratch, BLE);
+    float *dxz = arena_floats(s->scratch, 2 * BLE);
     float *du = arena_floats(s->scratch, BLE), *ddelta = arena_floats(s->scratch, BLE);
     float *dxdbl = arena_floats(s->scratch, (size_t)BL * W);
     linear_backward(dgat, mixer_grad(s, st->p_wout), mixer_grad(s, st->p_bout), dy, st->gat,
@@ -425,10 +426,9 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         memset(du, 0, BLE * sizeof *du);
         memset(ddelta, 0, BLE * sizeof *ddelta);
         memset(dxdbl, 0, (size_t)BL * W * sizeof *dxdbl);
-        step_sizes(delta, md->dpre, s, E);
         SscanShape ss = scan_shape(st, B, L, d);
         sscan_backward(du, ddelta, dA, dxdbl + R, dxdbl + R + N, mixer_grad(s, md->p_d), g, md->u,
-                       delta, A, md->xdbl + R, md->xdbl + R + N, mixer_param(s, md->p_d),
+                       md->delta, A, md->xdbl + R, md->xdbl + R + N, mixer_param(s, md->p_d),
                        md->states, &ss, s->scratch);
         float *galog = mixer_grad(s, md->p_alog);
         for (size_t i = 0; i < (size_t)E * N; i++) galog[i] += dA[i] * A[i]; /* A = −e^{A_log} */
