@@ -472,13 +472,12 @@ static uint64_t mamba_flops(const Mixer *m, int B, int L, int backward) {
     const MambaState *st = m->state;
     const uint64_t BL = (uint64_t)B * (uint64_t)L, D = (uint64_t)m->D, E = (uint64_t)st->E,
                    R = (uint64_t)st->R, W = R + 2 * (uint64_t)st->N, K = (uint64_t)st->K;
-    /* in_proj, out_proj; per direction the convolution, x_proj, dt_proj and the scan */
-    uint64_t proj = 2 * BL * D * 2 * E + 2 * BL * E * D,
-             dir = 2 * BL * E * K + 2 * BL * E * W + 2 * BL * R * E;
+    /* in_proj and out_proj, then per direction the convolution, x_proj, dt_proj and the scan;
+     * a backward product costs twice its forward (the input's and the weight's gradients) */
+    const uint64_t proj = 2 * BL * D * 2 * E + 2 * BL * E * D,
+                   dir = 2 * BL * E * K + 2 * BL * E * W + 2 * BL * R * E, f = backward ? 2 : 1;
     SscanShape ss = scan_shape(st, B, L, 0);
-    return (backward ? 2 * (proj + dir) : proj + dir) * 1 +
-           (uint64_t)(st->ndir - 1) * (backward ? 2 * dir : dir) +
-           (uint64_t)st->ndir * sscan_flops(&ss, backward);
+    return f * proj + (uint64_t)st->ndir * (f * dir + sscan_flops(&ss, backward));
 }
 
 static void mamba_destroy(Mixer *m) { free(m->state); }
