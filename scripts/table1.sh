@@ -2,11 +2,21 @@
 # LRA's Table 1 on the lra-small configs: every mechanism on every task, one report per point in
 # DIR/TASK/lra-small-TASK-MIXER.json, then the table. Points whose report exists are skipped
 # (unless it says the run was interrupted), so a stopped sweep resumes where it stopped and a new
-# mechanism costs only its own runs.
-#   scripts/table1.sh [-o DIR] [-j JOBS] [--threads N] [--tasks a,b] [--mixers a,b] [--dry-run]
+# mechanism costs only its own runs; an interrupted run continues from its state (run --resume).
+#   scripts/table1.sh [-o DIR] [-j JOBS] [--threads N] [--tasks a,b] [--mixers a,b]
+#                     [--shard I/N] [--checkpoint-every K] [--dry-run]
 # Defaults: DIR results/lra-small, 2 jobs of 1 thread each (on 2 cores two single-thread runs
 # finish more work than one run of two threads at these model sizes), every task of
-# configs/lra-small and every mechanism of `xformer-bench list`.
+# configs/lra-small and every mechanism of `xformer-bench list`. --shard I/N runs only shard I
+# (from 0) of N. The points, done or not, are dealt to the shards in turn, task after task, the
+# t-th task (from 0) starting from its t-th mechanism: the j-th mechanism of M on the t-th task is
+# point k = t*M + (j - t mod M), in shard k mod N. Each shard gets an equal share (within one) of
+# the table and of every task, and a mechanism's runs go to different shards. Separate processes
+# or machines sharing DIR (a Slurm job array: scripts/slurm/table1-array.sbatch) thus split the
+# table, each given the same --tasks and --mixers. --checkpoint-every K saves each
+# run's state every K steps (train.checkpoint_every; a signal saves it anyway). SIGTERM, SIGINT
+# or SIGHUP stop the runs under way (their reports say "interrupted"), start no other, and end
+# the script by the same signal once those reports are written.
 #
 # Each mechanism keeps the options of `xformer-bench list` (its paper's or LRA's), except where at
 # lra-small's lengths (301 to 1024 tokens) they would let every query see (nearly) the whole
@@ -23,7 +33,7 @@ declare -A OPTS=(
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${XB_BIN:-./build/src/xformer-bench}
-dir=results/lra-small jobs=2 threads=1 tasks="" mixers="" dry=0
+dir=results/lra-small jobs=2 threads=1 tasks="" mixers="" dry=0 shard=0 shards=1 every=0
 while [ $# -gt 0 ]; do
     case "$1" in
     -o) dir=$2; shift 2 ;;
@@ -31,8 +41,19 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --tasks) tasks=${2//,/ }; shift 2 ;;
     --mixers) mixers=${2//,/ }; shift 2 ;;
+    --shard)
+        if [[ ${2:-} =~ ^([0-9]+)/([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -lt "${BASH_REMATCH[2]}" ]; then
+            shard=${BASH_REMATCH[1]} shards=${BASH_REMATCH[2]}
+        else
+            echo "table1.sh: --shard: expected I/N with 0 <= I < N, got '${2:-}'" >&2; exit 2
+        fi
+        shift 2 ;;
+    --checkpoint-every)
+        [[ ${2:-} =~ ^[0-9]+$ ]] || {
+            echo "table1.sh: --checkpoint-every: expected a number of steps, got '${2:-}'" >&2; exit 2; }
+        every=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "table1.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -44,41 +65,86 @@ for m in "${!OPTS[@]}" $mixers; do
     grep -qx "$m" <<<"$known" || { echo "table1.sh: unknown mechanism $m (xformer-bench list shows them)" >&2; exit 2; }
 done
 
-# One line per missing point: task, mixer, then its --set arguments.
+# One line per missing point of this shard: task, mixer, then its --set arguments.
 points=$(mktemp)
 trap 'rm -f "$points"' EXIT
+read -r -a mix <<<"$mixers"
+M=${#mix[@]} ti=-1
 for t in $tasks; do
+    ti=$((ti + 1))
     [ -f "configs/lra-small/$t.yaml" ] || { echo "table1.sh: no configs/lra-small/$t.yaml" >&2; exit 2; }
     mkdir -p "$dir/$t"
-    for m in $mixers; do
+    for j in "${!mix[@]}"; do
+        m=${mix[$j]}
+        [ $(((ti * M + ((j - ti) % M + M) % M) % shards)) = "$shard" ] || continue
         # A report is a point unless its run was interrupted (a signal writes such a report).
         rep="$dir/$t/lra-small-$t-$m.json"
         [ -f "$rep" ] && ! grep -q '"status": "interrupted"' "$rep" && continue
         sets="--set experiment.name=lra-small-$t-$m --set model.mixer.name=$m"
         for kv in ${OPTS[$m]:-}; do sets+=" --set model.mixer.$kv"; done
+        [ "$every" = 0 ] || sets+=" --set train.checkpoint_every=$every"
         # shellcheck disable=SC2086
         "$bin" run "configs/lra-small/$t.yaml" $sets --check >/dev/null || exit 2
         echo "$t $m $sets" >>"$points"
     done
 done
-echo "table1.sh: $(wc -l <"$points") runs to do in $dir ($jobs at a time, $threads thread(s) each)"
+of=""
+[ "$shards" = 1 ] || of=", shard $shard of $shards"
+echo "table1.sh: $(wc -l <"$points") runs to do in $dir$of ($jobs at a time, $threads thread(s) each)"
 if [ "$dry" = 1 ]; then cat "$points"; exit 0; fi
 
-export bin dir threads
-# A run that stops on bad input (exit 2) leaves no report, so the next call retries it; one that
-# diverges (exit 3) leaves a report that says so, which is a result. Either keeps its log.
-xargs -P "$jobs" -L 1 bash -c '
-    t=$0 m=$1; shift
-    log="$dir/$t/lra-small-$t-$m.log"
-    start=$(date +%s)
-    if "$bin" run "configs/lra-small/$t.yaml" "$@" --threads "$threads" -o "$dir/$t" --quiet >"$log" 2>&1; then
-        rm -f "$dir/$t/lra-small-$t-$m.safetensors" "$log"
-        echo "table1.sh: $t $m done in $(( $(date +%s) - start )) s"
-    else
-        rm -f "$dir/$t/lra-small-$t-$m.safetensors"
-        echo "table1.sh: $t $m FAILED after $(( $(date +%s) - start )) s, see $log" >&2
-    fi
-' <"$points" || true
+# The runs are this shell's own children, so that a signal can be passed on to each. A run that
+# stops on bad input (exit 2) leaves no report, so the next call retries it; one that diverges
+# (exit 3) leaves a report that says so, which is a result; an interrupted one leaves its state,
+# from which the next call resumes. Each keeps its log unless it finished.
+declare -A running=() # pid -> "task mixer start"
+stop=""
+pass_on() { # the signal $1 to every run under way
+    stop=$1
+    local pid
+    for pid in "${!running[@]}"; do kill -"$1" "$pid" 2>/dev/null || true; done
+}
+trap 'pass_on TERM' TERM
+trap 'pass_on INT' INT
+trap 'pass_on HUP' HUP
+reap() { # until fewer than $1 runs are under way
+    local pid rc t m start took
+    while :; do
+        for pid in "${!running[@]}"; do
+            kill -0 "$pid" 2>/dev/null && continue
+            rc=0
+            wait "$pid" || rc=$?
+            read -r t m start <<<"${running[$pid]}"
+            unset "running[$pid]"
+            took=$(($(date +%s) - start))
+            if [ "$rc" = 0 ]; then
+                rm -f "$dir/$t/lra-small-$t-$m.safetensors" "$dir/$t/lra-small-$t-$m.log"
+                echo "table1.sh: $t $m done in $took s"
+            elif [ -n "$stop" ] && [ -f "$dir/$t/lra-small-$t-$m.state" ]; then
+                echo "table1.sh: $t $m interrupted after $took s (the next call resumes it)" >&2
+            else
+                rm -f "$dir/$t/lra-small-$t-$m.safetensors"
+                echo "table1.sh: $t $m FAILED after $took s, see $dir/$t/lra-small-$t-$m.log" >&2
+            fi
+        done
+        [ "${#running[@]}" -lt "$1" ] && return
+        sleep 1 &
+        wait $! || true # a signal ends the wait at once
+    done
+}
+while [ -z "$stop" ] && read -r t m sets; do
+    reap "$jobs"
+    [ -z "$stop" ] || break
+    # shellcheck disable=SC2086
+    "$bin" run "configs/lra-small/$t.yaml" $sets --resume --threads "$threads" -o "$dir/$t" \
+        --quiet >"$dir/$t/lra-small-$t-$m.log" 2>&1 &
+    running[$!]="$t $m $(date +%s)"
+done <"$points"
+reap 1
+if [ -n "$stop" ]; then # end by the signal, as the runs did
+    trap - "$stop"
+    kill -"$stop" $$
+fi
 cols=()
 for t in $tasks; do compgen -G "$dir/$t/*.json" >/dev/null && cols+=("$dir/$t"); done
 "$bin" table "${cols[@]}" --order class

@@ -196,6 +196,21 @@ class RunDirectories(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(d)), ["bad.yaml"])
 
 
+class MemoryPlan(unittest.TestCase):
+    def test_a_model_too_large_to_plan_names_its_line_and_leaves_no_directory(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = write(d, "big.yaml", TINY.replace("layers: 1", "layers: 8").replace(
+                "d_model: 16", "d_model: 4096").replace("d_ff: 32", "d_ff: 16384").replace(
+                "max_len: 40", "max_len: 65536").replace("batch_size: 16", "batch_size: 512"))
+            p = run(["run", cfg, "-o", os.path.join(d, "out", "x"), "--quiet"],
+                    env={"XB_CACHE_DIR": ""})
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertRegex(p.stderr, r"^xformer-bench: %s:12:1: model: cannot allocate [0-9.]+ "
+                             r"MiB of activations and [0-9.]+ MiB of scratch \(reduce "
+                             r"train.batch_size, model.max_len or model.d_model\)\n$" % cfg)
+            self.assertEqual(sorted(os.listdir(d)), ["big.yaml"])
+
+
 class Signals(unittest.TestCase):
     def test_a_signal_during_data_generation_exits_3_within_a_second_leaving_nothing(self):
         big = TINY.replace("num_train: 300", "num_train: 3000000").replace("max_length: 40",

@@ -140,11 +140,18 @@ class DataParallel(unittest.TestCase):
 @unittest.skipUnless(os.environ.get("XB_MPI") == "1" and MPIRUN,
                      "the build has no MPI (meson -Dmpi=enabled, libopenmpi-dev)")
 class Resume(unittest.TestCase):
-    LONG = TINY.replace("steps: 20, eval_every: 1", "steps: 300, eval_every: 20, "
-                        "checkpoint_every: 25")
+    # long enough (about 2 s) that the signal, sent at most 0.3 s after the first state, lands
+    # inside training rather than after the report is written
+    LONG = TINY.replace("steps: 20, eval_every: 1", "steps: 3000, eval_every: 200, "
+                        "checkpoint_every: 250")
 
-    def interrupted_then_resumed(self, d, np2, how):
-        cfg = write(d, "l.yaml", self.LONG)
+    # evaluations that take most of the time (about 1 s each, 100 training steps 0.1 s): a signal
+    # 0.3 s after the state of step 100 stops the evaluation after step 200
+    EVAL = TINY.replace("num_val: 64", "num_val: 60000").replace(
+        "steps: 20, eval_every: 1", "steps: 400, eval_every: 200, checkpoint_every: 100")
+
+    def interrupted_then_resumed(self, d, np2, how, text=None, delay=None):
+        cfg = write(d, "l.yaml", text or self.LONG)
         out = os.path.join(d, "out")
         cmd = (NP2 if np2 else []) + [test_cli.BIN, "run", cfg, "-o", out, "--quiet"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -152,7 +159,7 @@ class Resume(unittest.TestCase):
         t0 = time.time()
         while not os.path.exists(state) and time.time() - t0 < 60 and p.poll() is None:
             time.sleep(0.01)
-        time.sleep(random.uniform(0.0, 0.3))  # somewhere after the first state
+        time.sleep(random.uniform(0.0, 0.3) if delay is None else delay)
         if how == signal.SIGKILL and np2:  # a node lost: every rank killed, then mpirun ends
             for pid in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
                                       text=True).stdout.split():
@@ -169,16 +176,16 @@ class Resume(unittest.TestCase):
         self.assertFalse(os.path.exists(state))  # a finished run keeps no state
         return os.path.join(out, "tiny.json")
 
-    def check(self, np2, how):
+    def check(self, np2, how, text=None, delay=None):
         with tempfile.TemporaryDirectory() as d:
-            cfg = write(d, "l.yaml", self.LONG)
+            cfg = write(d, "l.yaml", text or self.LONG)
             cmd = (NP2 if np2 else []) + [test_cli.BIN, "run", cfg, "-o", os.path.join(d, "full"),
                                           "--quiet"]
             p = subprocess.run(cmd, capture_output=True, text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
             want = comparable(os.path.join(d, "full", "tiny.json"))
             with tempfile.TemporaryDirectory() as e:
-                got = comparable(self.interrupted_then_resumed(e, np2, how))
+                got = comparable(self.interrupted_then_resumed(e, np2, how, text, delay))
             self.assertEqual(got, want)
 
     def test_sigkill_then_resume_ends_with_the_uninterrupted_report(self):
@@ -192,6 +199,10 @@ class Resume(unittest.TestCase):
 
     def test_two_ranks_sigterm_then_resume(self):
         self.check(True, signal.SIGTERM)
+
+    def test_a_signal_during_an_evaluation_leaves_it_due_and_resume_does_it(self):
+        for np2 in (False, True):
+            self.check(np2, signal.SIGTERM, self.EVAL, 0.3)
 
 
 @unittest.skipUnless(os.environ.get("XB_MPI") == "1" and MPIRUN,

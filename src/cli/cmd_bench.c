@@ -11,8 +11,10 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/fileio.h"
+#include "core/timer.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
 #include "model/encoder.h"
@@ -23,7 +25,9 @@
 static const char *const USAGE =
     "usage: xformer-bench bench CONFIG [--lengths L1,L2,...] [--mixers M1,M2,...] [--steps N]\n"
     "                          [--warmup N] [--max-memory MIB] [--set KEY=VALUE]... [-o DIR]\n"
-    "                          [--threads N] [--quiet]\n\n"
+    "                          [--threads N] [--quiet]\n"
+    "       mpirun -np P xformer-bench bench --allreduce [--sizes S1,S2,...] [--repeats N]\n"
+    "                          [-o DIR] [--quiet]\n\n"
     "Measures training steps of the model that CONFIG describes for every mechanism and length:\n"
     "the median time of a step after the warm-up, tokens/s, the process's peak RSS (each point\n"
     "runs in a child process) and the planned memory, the analytic FLOPs of a step and the\n"
@@ -39,6 +43,16 @@ static const char *const USAGE =
     "  -o, --output DIR  where the reports go, default results/bench\n"
     "  --threads N       threads, 0 = all cores (experiment.threads)\n"
     "  --quiet           no progress lines\n\n"
+    "With --allreduce (no CONFIG; under mpirun or srun with 2 or more processes) it times the\n"
+    "gradient all-reduce of data-parallel training instead: an in-place sum of a float32 buffer\n"
+    "over the processes, for each size. Each call follows a barrier; a call's time is that of\n"
+    "the slowest process, and a size's time the median of --repeats calls after one untimed.\n"
+    "It prints a table and writes DIR/allreduce.json, with the least-squares fit (on relative\n"
+    "error) of the ring all-reduce's cost T(n) = 2(P-1)*alpha + 2(P-1)/P*n*beta: alpha the\n"
+    "latency of one of its 2(P-1) steps, beta seconds per byte (scripts/scaling-model.py).\n\n"
+    "  --sizes S,...     buffer sizes in bytes, a multiple of 4, K M G for KiB MiB GiB;\n"
+    "                    default 4K,16K,64K,256K,1M,4M,16M,64M,256M\n"
+    "  --repeats N       timed calls per size, default 20\n\n"
     "Exit status: 0 every point ran or was skipped by the budget, 2 bad input, 3 a point failed.\n";
 
 typedef struct Point {
@@ -187,18 +201,214 @@ static int summarise(const Point *pt, int n, const char *outdir, long long steps
     return XB_EXIT_OK;
 }
 
+/* ---- bench --allreduce: the cost of the gradient all-reduce ---- */
+
+/* Usage errors are the same on every process of a group (same arguments): rank 0 says them. */
+#define BENCH_USAGE(...)                                                                           \
+    (dist_world_rank() == 0 ? cli_usage_error("bench", __VA_ARGS__) : XB_EXIT_USAGE)
+
+enum { AR_MAX_SIZES = 64 };
+
+/* Parses "4096", "4K", "16M", "1G" (KiB, MiB, GiB) into bytes; 0 on success. */
+static int parse_size(const char *s, size_t *out) {
+    long long v;
+    char num[32];
+    const size_t n = strlen(s);
+    if (!n || n >= sizeof num) return -1;
+    memcpy(num, s, n + 1);
+    size_t scale = 1;
+    const char last = num[n - 1];
+    if (last == 'K' || last == 'M' || last == 'G') {
+        scale = last == 'K' ? (size_t)1 << 10 : last == 'M' ? (size_t)1 << 20 : (size_t)1 << 30;
+        num[n - 1] = '\0';
+    }
+    if (cli_parse_int(num, 1, 1LL << 31, &v)) return -1;
+    const size_t bytes = (size_t)v * scale;
+    if (bytes % sizeof(float) || bytes > (size_t)1 << 31) return -1;
+    *out = bytes;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The ring all-reduce's cost T(n) = c + b x with x = 2(P-1)/P n and c = 2(P-1) alpha, fitted by
+ * least squares on the relative error (weights 1/T^2, so that microseconds at 4 KiB count as
+ * much as a second at 256 MiB), with c, b >= 0: when the free fit makes one negative, it is fitted
+ * again with that one at 0. Returns the number of parameters fitted (0: fewer than two sizes). */
+static int fit_ring(const double *x, const double *t, int n, double *c, double *b) {
+    double s0 = 0, s1 = 0, s2 = 0, sy = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        const double w = 1.0 / (t[i] * t[i]);
+        s0 += w, s1 += w * x[i], s2 += w * x[i] * x[i], sy += w * t[i], sxy += w * x[i] * t[i];
+    }
+    const double det = s0 * s2 - s1 * s1;
+    *c = NAN, *b = NAN;
+    if (n < 2 || !(det > 0)) return 0;
+    *c = (s2 * sy - s1 * sxy) / det;
+    *b = (s0 * sxy - s1 * sy) / det;
+    if (*c < 0) *c = 0, *b = sxy / s2;
+    if (*b < 0) *b = 0, *c = sy / s0;
+    return 2;
+}
+
+static int bench_allreduce(const char *sizes_arg, long long repeats, const char *outdir,
+                           int quiet) {
+    const int P = dist_world_size(), lead = dist_world_rank() == 0;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", sizes_arg);
+    char *items[AR_MAX_SIZES + 1];
+    const int ns = split(buf, items, AR_MAX_SIZES + 1);
+    if (ns == 0) return BENCH_USAGE("--sizes: expected a comma-separated list");
+    if (ns > AR_MAX_SIZES) return BENCH_USAGE("--sizes: at most %d sizes", AR_MAX_SIZES);
+    size_t bytes[AR_MAX_SIZES], largest = 0;
+    for (int k = 0; k < ns; k++) {
+        if (parse_size(items[k], &bytes[k]))
+            return BENCH_USAGE("--sizes: '%s' is not a buffer size (bytes, a multiple of 4 from 4 "
+                               "to 2G; K, M, G for KiB, MiB, GiB)",
+                               items[k]);
+        if (bytes[k] > largest) largest = bytes[k];
+    }
+    if (!dist_available())
+        return BENCH_USAGE("--allreduce needs a build with MPI (libopenmpi-dev; meson setup "
+                           "-Dmpi=enabled)");
+    if (P < 2)
+        return BENCH_USAGE("--allreduce times a collective between processes: start it under "
+                           "mpirun or srun with 2 or more (e.g. mpirun -np 2 xformer-bench bench "
+                           "--allreduce)");
+    XbError err;
+    xb_error_clear(&err);
+    int64_t rc = lead && fileio_probe_dir(outdir, &err) ? print_error(&err) : 0;
+    float *data = rc ? NULL : calloc(largest / sizeof(float), sizeof(float)); /* zeros stay 0 */
+    if (!rc && !data) {
+        if (lead) fprintf(stderr, "xformer-bench bench: cannot allocate %zu bytes\n", largest);
+        rc = XB_EXIT_RUNFAIL;
+    }
+    if (dist_max_i64(rc)) { /* any process that cannot go on stops them all */
+        free(data);
+        return rc ? (int)rc : XB_EXIT_RUNFAIL;
+    }
+    const int R = (int)repeats;
+    double *times = malloc((size_t)P * R * sizeof *times), *call = malloc(R * sizeof *call);
+    double med[AR_MAX_SIZES], lo[AR_MAX_SIZES], hi[AR_MAX_SIZES], x[AR_MAX_SIZES];
+    XB_ASSERT(times && call);
+    for (int k = 0; k < ns; k++) {
+        const size_t n = bytes[k] / sizeof(float);
+        if (lead && !quiet) fprintf(stderr, "bench: all-reduce of %zu bytes\n", bytes[k]);
+        dist_barrier();
+        dist_allreduce_f32(data, n); /* untimed: first touch, the library's own buffers */
+        memset(times, 0, (size_t)P * R * sizeof *times);
+        for (int r = 0; r < R; r++) {
+            dist_barrier();
+            const double t0 = timer_now();
+            dist_allreduce_f32(data, n);
+            times[(size_t)dist_world_rank() * R + r] = timer_now() - t0;
+        }
+        dist_allreduce_f64(times, (size_t)P * R); /* every process's times, everywhere */
+        for (int r = 0; r < R; r++) {
+            call[r] = 0;
+            for (int q = 0; q < P; q++) call[r] = fmax(call[r], times[(size_t)q * R + r]);
+        }
+        qsort(call, R, sizeof *call, cmp_double);
+        med[k] = R % 2 ? call[R / 2] : 0.5 * (call[R / 2 - 1] + call[R / 2]);
+        lo[k] = call[0], hi[k] = call[R - 1];
+        x[k] = 2.0 * (P - 1) / P * (double)bytes[k];
+    }
+    free(data);
+    free(times);
+    free(call);
+    if (!lead) return XB_EXIT_OK;
+
+    /* the fit of the medians (this machine as it was), and of the fastest calls (the closest
+     * to an idle machine when other processes share the cores) */
+    double c, beta, c_min, beta_min;
+    const int fitted = fit_ring(x, med, ns, &c, &beta);
+    fit_ring(x, lo, ns, &c_min, &beta_min);
+    const double alpha = c / (2.0 * (P - 1)), alpha_min = c_min / (2.0 * (P - 1));
+    double load[3] = {NAN, NAN, NAN};
+    const int nload = getloadavg(load, 3);
+    printf("all-reduce of float32 over %d processes, median of %lld calls (load average %.2f)\n\n",
+           P, repeats, nload > 0 ? load[0] : NAN);
+    printf("| bytes | median s | min s | max s | algbw GB/s | busbw GB/s | model s | "
+           "median / model |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    cJSON *doc = cJSON_CreateObject(), *pts = cJSON_CreateArray(), *fit = cJSON_CreateObject();
+    XB_ASSERT(doc && pts && fit);
+    cJSON_AddNumberToObject(doc, "schema_version", XB_REPORT_SCHEMA_VERSION);
+    cJSON_AddStringToObject(doc, "kind", "allreduce");
+    cJSON_AddNumberToObject(doc, "processes", P);
+    cJSON_AddNumberToObject(doc, "repeats", (double)repeats);
+    cJSON *la = cJSON_AddArrayToObject(doc, "load_average");
+    for (int i = 0; i < 3; i++) cJSON_AddItemToArray(la, num_or_null(nload > i ? load[i] : NAN));
+    cJSON_AddItemToObject(doc, "points", pts);
+    for (int k = 0; k < ns; k++) {
+        const double model = c + beta * x[k];
+        const double algbw = (double)bytes[k] / med[k], busbw = x[k] / med[k];
+        cJSON *o = cJSON_CreateObject();
+        XB_ASSERT(o);
+        cJSON_AddNumberToObject(o, "bytes", (double)bytes[k]);
+        cJSON_AddNumberToObject(o, "median_s", med[k]);
+        cJSON_AddNumberToObject(o, "min_s", lo[k]);
+        cJSON_AddNumberToObject(o, "max_s", hi[k]);
+        cJSON_AddItemToObject(o, "algbw_bytes_per_s", num_or_null(algbw));
+        cJSON_AddItemToObject(o, "busbw_bytes_per_s", num_or_null(busbw));
+        cJSON_AddItemToObject(o, "model_s", num_or_null(model));
+        cJSON_AddItemToArray(pts, o);
+        printf("| %zu | %.3e | %.3e | %.3e | %.3f | %.3f | %.3e | %.2f |\n", bytes[k], med[k],
+               lo[k], hi[k], algbw / 1e9, busbw / 1e9, model, med[k] / model);
+    }
+    cJSON *fit_min = cJSON_CreateObject();
+    XB_ASSERT(fit_min);
+    const struct {
+        cJSON *o;
+        const char *of;
+        double alpha, beta;
+    } fits[2] = {{fit, "median_s", alpha, beta}, {fit_min, "min_s", alpha_min, beta_min}};
+    for (int f = 0; f < 2; f++) {
+        cJSON_AddStringToObject(fits[f].o, "model", "T(n) = 2(P-1)*alpha + 2(P-1)/P*n*beta");
+        cJSON_AddStringToObject(fits[f].o, "of", fits[f].of);
+        cJSON_AddStringToObject(fits[f].o, "method",
+                                "least squares on the relative error, alpha, "
+                                "beta >= 0");
+        cJSON_AddItemToObject(fits[f].o, "alpha_s", num_or_null(fitted ? fits[f].alpha : NAN));
+        cJSON_AddItemToObject(fits[f].o, "beta_s_per_byte",
+                              num_or_null(fitted ? fits[f].beta : NAN));
+        cJSON_AddItemToObject(fits[f].o, "bandwidth_bytes_per_s",
+                              num_or_null(fitted && fits[f].beta > 0 ? 1.0 / fits[f].beta : NAN));
+        if (fitted)
+            printf("%sfit of the %s: alpha = %.3e s (latency of a step), beta = %.3e s/byte "
+                   "(%.3f GB/s)\n",
+                   f ? "" : "\n", f ? "minima" : "medians", fits[f].alpha, fits[f].beta,
+                   fits[f].beta > 0 ? 1e-9 / fits[f].beta : INFINITY);
+    }
+    if (!fitted) printf("\nno fit: it needs two sizes or more\n");
+    cJSON_AddItemToObject(doc, "fit", fit);
+    cJSON_AddItemToObject(doc, "fit_min", fit_min);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/allreduce.json", outdir);
+    const int w = report_write(path, doc, &err);
+    cJSON_Delete(doc);
+    if (w) return print_error(&err);
+    printf("-> %s\n", path);
+    return XB_EXIT_OK;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *config = NULL, *outdir = "results/bench";
+    const char *point_opt = NULL, *ar_opt = NULL; /* the first option of each mode given */
     char lengths_buf[1024] = "1024,2048,4096", mixers_buf[4096] = "";
-    long long steps = 10, warmup = 2, max_mib = 4096, threads = -1;
-    int quiet = 0;
+    char sizes_buf[1024] = "4K,16K,64K,256K,1M,4M,16M,64M,256M";
+    long long steps = 10, warmup = 2, max_mib = 4096, threads = -1, repeats = 20;
+    int quiet = 0, allreduce = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     XB_ASSERT(sets);
     int n_sets = 0, bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
+            if (dist_world_rank() == 0) fputs(USAGE, stdout);
             free(sets);
             return XB_EXIT_OK;
         }
@@ -206,65 +416,75 @@ int cmd_bench(int argc, char **argv) {
             quiet = 1;
             continue;
         }
+        if (!strcmp(a, "--allreduce")) {
+            allreduce = 1;
+            continue;
+        }
         const int takes = !strcmp(a, "--lengths") || !strcmp(a, "--mixers") ||
                           !strcmp(a, "--steps") || !strcmp(a, "--warmup") ||
                           !strcmp(a, "--max-memory") || !strcmp(a, "--set") || !strcmp(a, "-o") ||
-                          !strcmp(a, "--output") || !strcmp(a, "--threads");
+                          !strcmp(a, "--output") || !strcmp(a, "--threads") ||
+                          !strcmp(a, "--sizes") || !strcmp(a, "--repeats");
+        const int ar = !strcmp(a, "--sizes") || !strcmp(a, "--repeats");
+        if (takes && !ar && a[1] != 'o' && strcmp(a, "--output") && !point_opt) point_opt = a;
+        if (ar && !ar_opt) ar_opt = a;
         if (takes && !v) {
-            bad = cli_usage_error("bench", "%s needs a value (see --help)", a);
+            bad = BENCH_USAGE("%s needs a value (see --help)", a);
         } else if (takes) {
             i++;
             if (!strcmp(a, "--lengths"))
                 snprintf(lengths_buf, sizeof lengths_buf, "%s", v);
             else if (!strcmp(a, "--mixers"))
                 snprintf(mixers_buf, sizeof mixers_buf, "%s", v);
+            else if (!strcmp(a, "--sizes"))
+                snprintf(sizes_buf, sizeof sizes_buf, "%s", v);
             else if (!strcmp(a, "--set"))
                 sets[n_sets++] = v;
             else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
                 outdir = v;
             else if (!strcmp(a, "--steps") && cli_parse_int(v, 1, 1000000, &steps))
-                bad = cli_usage_error("bench",
-                                      "--steps: expected an integer in [1, 1000000], got "
-                                      "'%s'",
-                                      v);
+                bad = BENCH_USAGE("--steps: expected an integer in [1, 1000000], got '%s'", v);
             else if (!strcmp(a, "--warmup") && cli_parse_int(v, 0, 1000000, &warmup))
-                bad = cli_usage_error("bench",
-                                      "--warmup: expected an integer in [0, 1000000], "
-                                      "got '%s'",
-                                      v);
+                bad = BENCH_USAGE("--warmup: expected an integer in [0, 1000000], got '%s'", v);
             else if (!strcmp(a, "--max-memory") && cli_parse_int(v, 1, 1LL << 40, &max_mib))
-                bad = cli_usage_error("bench",
-                                      "--max-memory: expected a number of MiB >= 1, got "
-                                      "'%s'",
-                                      v);
+                bad = BENCH_USAGE("--max-memory: expected a number of MiB >= 1, got '%s'", v);
             else if (!strcmp(a, "--threads") && cli_parse_int(v, 0, 1024, &threads))
-                bad = cli_usage_error("bench",
-                                      "--threads: expected an integer in [0, 1024], got "
-                                      "'%s'",
-                                      v);
+                bad = BENCH_USAGE("--threads: expected an integer in [0, 1024], got '%s'", v);
+            else if (!strcmp(a, "--repeats") && cli_parse_int(v, 1, 100000, &repeats))
+                bad = BENCH_USAGE("--repeats: expected an integer in [1, 100000], got '%s'", v);
         } else if (a[0] == '-' && a[1]) {
-            bad = cli_usage_error("bench", "unknown option '%s' (see --help)", a);
+            bad = BENCH_USAGE("unknown option '%s' (see --help)", a);
         } else if (!config) {
             config = a;
         } else {
-            bad = cli_usage_error("bench", "more than one config file ('%s' and '%s')", config, a);
+            bad = BENCH_USAGE("more than one config file ('%s' and '%s')", config, a);
         }
     }
-    if (!bad && !config) bad = cli_usage_error("bench", "expected a CONFIG (see --help)");
+    if (!bad && allreduce) {
+        free(sets);
+        if (config)
+            return BENCH_USAGE("--allreduce takes no CONFIG (got '%s'; see --help)", config);
+        if (point_opt)
+            return BENCH_USAGE("%s does not apply to --allreduce (see --help)", point_opt);
+        return bench_allreduce(sizes_buf, repeats, outdir, quiet);
+    }
+    if (!bad && ar_opt) bad = BENCH_USAGE("%s applies only to --allreduce (see --help)", ar_opt);
+    if (!bad && dist_world_size() > 1) /* each point forks a child: one process times one point */
+        bad = BENCH_USAGE("under mpirun only --allreduce applies; bench CONFIG times each point in "
+                          "a process of its own (run it without mpirun)");
+    if (!bad && !config) bad = BENCH_USAGE("expected a CONFIG (see --help)");
     if (!bad && warmup >= steps)
-        bad = cli_usage_error("bench", "--warmup %lld leaves no step of --steps %lld to time",
-                              warmup, steps);
+        bad = BENCH_USAGE("--warmup %lld leaves no step of --steps %lld to time", warmup, steps);
     int L[64], nl = 0;
     char *lens[64];
     const int nlen = bad ? 0 : split(lengths_buf, lens, 64);
     for (int k = 0; k < nlen && !bad; k++) {
         long long v;
         if (cli_parse_int(lens[k], 2, 1048576, &v))
-            bad = cli_usage_error("bench", "--lengths: '%s' is not a length in [2, 1048576]",
-                                  lens[k]);
+            bad = BENCH_USAGE("--lengths: '%s' is not a length in [2, 1048576]", lens[k]);
         L[nl++] = (int)v;
     }
-    if (!bad && !nl) bad = cli_usage_error("bench", "--lengths: expected a comma-separated list");
+    if (!bad && !nl) bad = BENCH_USAGE("--lengths: expected a comma-separated list");
     if (bad) {
         free(sets);
         return XB_EXIT_USAGE;

@@ -692,6 +692,9 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
 
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);
+    /* where the model is described: errors found later (a memory plan) point there */
+    const Loc ml = x->have_model ? x->model_kloc : (Loc){x->path, 1, 1};
+    c->model_line = ml.line, c->model_col = ml.col;
     cfg_schema_store(c, SEC_EXP, &rs->s[SEC_EXP].v);
     cfg_schema_store(c, SEC_MODEL, &rs->s[SEC_MODEL].v);
     cfg_schema_store(c, SEC_TRAIN, &rs->s[SEC_TRAIN].v);

@@ -41,6 +41,7 @@ typedef struct ExperimentConfig {
     int funnel;        /* Funnel Transformer stages (0 or 1: none) */
     int latents;       /* Perceiver latent array length (0: none) */
     int cross_attends; /* Perceiver: cross-attends, each followed by `layers` latent blocks */
+    int model_line, model_col; /* the `model:` key in the config (1:1 when it has none) */
     int segment,
         memory; /* Transformer-XL recurrence: segment length (0: none), memory (0: segment) */
     int compress,

@@ -352,7 +352,7 @@ int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int
     if (!e->params || !e->grads || arena_init(&e->acts, ma.peak) ||
         arena_init(&e->scratch, ms.peak)) {
         encoder_destroy(e);
-        return xb_error_set(err, cfg->source, 0, 0, "model",
+        return xb_error_set(err, cfg->source, cfg->model_line, cfg->model_col, "model",
                             "cannot allocate %.1f MiB of activations and %.1f MiB of scratch "
                             "(reduce train.batch_size, model.max_len or model.d_model)",
                             (double)ma.peak / 1048576.0, (double)ms.peak / 1048576.0);

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "core/fileio.h"
+#include "core/signals.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/xassert.h"
@@ -168,10 +169,12 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     const int fd = mkstemp(tmp);
     if (fd < 0) return -1;
+    const int slot = xb_temp_register(tmp); /* a signal that ends the process removes it */
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         close(fd);
-        remove(tmp);
+        unlink(tmp);
+        xb_temp_forget(slot);
         return -1;
     }
     CacheFile c = {.f = f, .crc = (uint32_t)crc32(0L, Z_NULL, 0)};
@@ -196,9 +199,11 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     put(&c, &crc, sizeof crc, 1);
     const int bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        remove(tmp);
+        unlink(tmp);
+        xb_temp_forget(slot);
         return -1;
     }
+    xb_temp_forget(slot);
     return 0;
 }
 

@@ -197,6 +197,51 @@ static void state_of(TrainState *st, const ExperimentConfig *cfg, const Dataset 
     st->perm = smp->perm;
 }
 
+/* Whether training step `step` is followed by an evaluation. */
+static int eval_due(const ExperimentConfig *cfg, int64_t step) {
+    return step % cfg->eval_every == 0 || step == cfg->steps;
+}
+
+/* The evaluation that follows training step `step`: its record (train loss over the steps since
+ * the last one, validation figures), and the best parameters so far and their checkpoint. Returns
+ * 1, with no record and the status "interrupted", when a signal stopped it: the state then says
+ * `step` with the evaluation still due, and a resumed run does it first. */
+static int eval_after_step(const ExperimentConfig *cfg, const Dataset *ds, Encoder *enc, int *idx,
+                           int64_t step, float *best, const char *ckpt_path, double *loss_sum,
+                           int64_t *loss_n, TrainResult *r, XbError *err) {
+    EvalRecord *ev = &r->evals[r->n_evals];
+    memset(ev, 0, sizeof *ev);
+    ev->step = step;
+    ev->lr = schedule_lr(cfg->schedule, cfg->lr, cfg->warmup, cfg->steps, step);
+    ev->train_loss = *loss_n ? *loss_sum / (double)*loss_n : NAN;
+    double exact;
+    const uint64_t flops0 = flops_counted();
+    if (evaluate(enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
+                 &ev->val_acc, &exact, NULL)) {
+        flops_reset(); /* the part done is not counted: the resumed run does it all again */
+        flops_add(flops0);
+        r->status = "interrupted";
+        snprintf(r->status_message, sizeof r->status_message,
+                 "interrupted by a signal after %lld of %lld steps", (long long)step,
+                 (long long)cfg->steps);
+        return 1;
+    }
+    r->n_evals++;
+    if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
+        r->best_val_acc = ev->val_acc;
+        r->best_step = step;
+        memcpy(best, enc->params, enc->pt.total * sizeof(float));
+        if (cfg->checkpoint && ckpt_path &&
+            save_best(cfg, enc, enc->params, step, ckpt_path, err)) {
+            r->status = "failed";
+            snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
+        }
+    }
+    *loss_sum = 0.0;
+    *loss_n = 0;
+    return 0;
+}
+
 int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_path,
               const TrainHooks *hooks, TrainResult *r, XbError *err) {
     memset(r, 0, sizeof *r);
@@ -238,8 +283,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         !best || !smp.perm || !idx || !r->evals || !times) {
         free(best), free(smp.perm), free(idx), free(times), adamw_free(&opt), encoder_destroy(&enc);
         train_result_free(r);
-        return xb_error_set(err, cfg->source, 0, 0, "model", "out of memory for %zu parameters",
-                            params_count(&enc.pt));
+        return xb_error_set(err, cfg->source, cfg->model_line, cfg->model_col, "model",
+                            "out of memory for %zu parameters", params_count(&enc.pt));
     }
     for (int i = 0; i < smp.n; i++) smp.perm[i] = i;
     rng_seed(&smp.rng, cfg->seed, RNG_STREAM_SHUFFLE);
@@ -253,7 +298,8 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     r->mem.parameters = r->mem.gradients = encoder_param_bytes(&enc);
     r->mem.optimizer = 2 * encoder_param_bytes(&enc);
     r->mem.activations = enc.acts.peak;
-    r->mem.scratch_peak = enc.scratch.cap;
+    r->mem.scratch_peak = enc.scratch.cap; /* the plan: a training step's peak, whether or not
+                                              * this process (resumed at the end) ran one */
 
     double loss_sum = 0.0, last_val = NAN;
     int64_t loss_n = 0, start = 0;
@@ -305,7 +351,20 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     const double t_start = timer_now();
     double t_eval = 0.0;
     int64_t step = start, stopped = 0;
-    for (step = start + 1; step <= cfg->steps && !strcmp(r->status, "ok"); step++) {
+    /* Resumed from a state saved by a signal during the evaluation after step `start`: that
+     * evaluation first, as the uninterrupted run did it. */
+    if (start > 0 && !no_eval && eval_due(cfg, start) && !strcmp(r->status, "ok") &&
+        (r->n_evals == 0 || r->evals[r->n_evals - 1].step != start)) {
+        if (eval_after_step(cfg, ds, &enc, idx, start, best, ckpt_path, &loss_sum, &loss_n, r,
+                            err))
+            stopped = 1;
+        else {
+            last_val = r->evals[r->n_evals - 1].val_acc;
+            t_eval += timer_now() - t_start;
+            r->evals[r->n_evals - 1].elapsed_s = timer_now() - t_start;
+        }
+    }
+    for (step = start + 1; step <= cfg->steps && !stopped && !strcmp(r->status, "ok"); step++) {
         if (stop_now()) {
             r->status = "interrupted";
             snprintf(r->status_message, sizeof r->status_message,
@@ -366,39 +425,17 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
         r->steps_done = step;
         if (step > warm) times[n_times++ % TRAIN_TIMED_STEPS] = timer_now() - t_step;
 
-        const int do_eval = !no_eval && (step % cfg->eval_every == 0 || step == cfg->steps);
+        const int do_eval = !no_eval && eval_due(cfg, step);
         if (do_eval) {
             const double t0 = timer_now();
-            EvalRecord *ev = &r->evals[r->n_evals++];
-            ev->step = step;
-            ev->lr = lr;
-            ev->train_loss = loss_n ? loss_sum / (double)loss_n : NAN;
-            double exact;
-            if (evaluate(&enc, &ds->val, cfg->eval_batches, idx, cfg->seed, step, &ev->val_loss,
-                         &ev->val_acc, &exact, NULL)) { /* a signal during the evaluation */
-                r->n_evals--;
-                r->status = "interrupted";
-                snprintf(r->status_message, sizeof r->status_message,
-                         "interrupted by a signal after %lld of %lld steps", (long long)step,
-                         (long long)cfg->steps);
+            if (eval_after_step(cfg, ds, &enc, idx, step, best, ckpt_path, &loss_sum, &loss_n, r,
+                                err)) {
                 stopped = 1;
                 break;
             }
-            if (!(ev->val_acc <= r->best_val_acc)) { /* first evaluation, or strictly better */
-                r->best_val_acc = ev->val_acc;
-                r->best_step = step;
-                memcpy(best, enc.params, enc.pt.total * sizeof(float));
-                if (cfg->checkpoint && ckpt_path &&
-                    save_best(cfg, &enc, enc.params, step, ckpt_path, err)) {
-                    r->status = "failed";
-                    snprintf(r->status_message, sizeof r->status_message, "%s", err->msg);
-                }
-            }
-            last_val = ev->val_acc;
+            last_val = r->evals[r->n_evals - 1].val_acc;
             t_eval += timer_now() - t0;
-            ev->elapsed_s = timer_now() - t_start;
-            loss_sum = 0.0;
-            loss_n = 0;
+            r->evals[r->n_evals - 1].elapsed_s = timer_now() - t_start;
         }
         if (hooks && hooks->progress && rank == 0 && (do_eval || step % cfg->log_every == 0)) {
             const double train_s = timer_now() - t_start - t_eval;
@@ -472,7 +509,6 @@ int train_run(const ExperimentConfig *cfg, const Dataset *ds, const char *ckpt_p
     const double steps_run = (double)(r->steps_done - start);
     r->steps_per_s = r->train_s > 0 ? steps_run / r->train_s : 0.0;
     r->tokens_per_s = r->steps_per_s * (double)enc.B * world * (double)enc.L;
-    r->mem.scratch_peak = enc.scratch.peak;
     r->step_s_median = median(times, XB_MIN(n_times, TRAIN_TIMED_STEPS));
     r->comm_s = dist_comm_seconds();
     for (int k = 0; k < PROF_N; k++)
