@@ -508,46 +508,66 @@ START_TEST(test_rwkv_equals_the_naive_block_in_double) {
 }
 END_TEST
 
-START_TEST(test_rwkv_initialisation_is_the_fancy_init_of_its_depth) {
+/* The fancy init of the decay, bonus and mixes at every depth, in both variants; the
+ * projections as each variant's code draws them: RWKV-4's RWKV_Init (key, receptance, output
+ * zero; value orthogonal) and Vision-RWKV's TruncNormal(std 0.02) on every Linear. */
+START_TEST(test_rwkv_initialisation_is_the_codes_at_its_depth) {
     const int D = 16;
-    for (int layer = 0; layer < 3; layer++) {
-        ParamTable pt;
-        params_init(&pt);
-        OptValues o;
-        set_opts(&o, mixer_get(mixer_find("rwkv")), NULL);
-        Mixer m;
-        mixer_create_deep(&m, mixer_get(mixer_find("rwkv")), &o, D, 2, 8, layer, 3, &pt);
-        float *p = calloc(pt.total, sizeof(float));
-        Rng r;
-        rng_seed(&r, 3, RNG_STREAM_INIT);
-        params_initialise(&pt, p, &r);
-        const double r0 = layer / 2.0, r1 = 1.0 - layer / 3.0;
-        char nm[XB_PARAM_NAME];
+    const char *opts[2] = {NULL, "bidirectional=false"};
+    for (int variant = 0; variant < 2; variant++)
+        for (int layer = 0; layer < 3; layer++) {
+            ParamTable pt;
+            params_init(&pt);
+            OptValues o;
+            set_opts(&o, mixer_get(mixer_find("rwkv")), opts[variant]);
+            Mixer m;
+            mixer_create_deep(&m, mixer_get(mixer_find("rwkv")), &o, D, 2, 8, layer, 3, &pt);
+            float *p = calloc(pt.total, sizeof(float));
+            Rng r;
+            rng_seed(&r, 3, RNG_STREAM_INIT);
+            params_initialise(&pt, p, &r);
+            const double r0 = layer / 2.0, r1 = 1.0 - layer / 3.0;
+            char nm[XB_PARAM_NAME];
 #define AT(name)                                                                                   \
     (snprintf(nm, sizeof nm, "blocks.%d.mixer.%s", layer, name),                                   \
      p + pt.info[params_find(&pt, nm)].offset)
-        for (int i = 0; i < D; i++) {
-            ck_assert_float_eq_tol(AT("time_decay")[i], -5 + 8 * pow(i / (D - 1.0), 0.7 + 1.3 * r0),
-                                   1e-5);
-            ck_assert_float_eq_tol(AT("time_first")[i], log(0.3) + 0.5 * ((i + 1) % 3 - 1), 1e-6);
-            ck_assert_float_eq_tol(AT("time_mix_k")[i], pow((double)i / D, r1), 1e-6);
-            ck_assert_float_eq_tol(AT("time_mix_v")[i], pow((double)i / D, r1) + 0.3 * r0, 1e-6);
-            ck_assert_float_eq_tol(AT("time_mix_r")[i], pow((double)i / D, 0.5 * r1), 1e-6);
-            ck_assert_float_eq(AT("key.weight")[i * D], 0.0f);
-            ck_assert_float_eq(AT("output.weight")[i], 0.0f);
-        }
-        const float *wv = AT("value.weight"); /* orthogonal: W Wᵀ = I */
-        for (int i = 0; i < D; i++)
-            for (int j = 0; j < D; j++) {
-                double s = 0;
-                for (int c = 0; c < D; c++) s += (double)wv[i * D + c] * wv[j * D + c];
-                ck_assert_msg(fabs(s - (i == j)) < 1e-5, "value rows %d, %d: %g", i, j, s);
+            for (int i = 0; i < D; i++) {
+                ck_assert_float_eq_tol(AT("time_decay")[i],
+                                       -5 + 8 * pow(i / (D - 1.0), 0.7 + 1.3 * r0), 1e-5);
+                ck_assert_float_eq_tol(AT("time_first")[i], log(0.3) + 0.5 * ((i + 1) % 3 - 1),
+                                       1e-6);
+                ck_assert_float_eq_tol(AT("time_mix_k")[i], pow((double)i / D, r1), 1e-6);
+                ck_assert_float_eq_tol(AT("time_mix_v")[i], pow((double)i / D, r1) + 0.3 * r0,
+                                       1e-6);
+                ck_assert_float_eq_tol(AT("time_mix_r")[i], pow((double)i / D, 0.5 * r1), 1e-6);
+            }
+            const char *proj[4] = {"key.weight", "value.weight", "receptance.weight",
+                                   "output.weight"};
+            for (int k = 0; k < 4; k++) {
+                const float *w = AT(proj[k]);
+                if (variant == 0) { /* 256 draws of N(0, 0.02²): the sample's σ within 20% */
+                    double s2 = 0;
+                    for (int i = 0; i < D * D; i++) s2 += (double)w[i] * w[i];
+                    const double sd = sqrt(s2 / (D * D));
+                    ck_assert_msg(fabs(sd - 0.02) < 0.004, "layer %d %s: sample std %g", layer,
+                                  proj[k], sd);
+                } else if (k == 1) { /* orthogonal: W Wᵀ = I */
+                    for (int i = 0; i < D; i++)
+                        for (int j = 0; j < D; j++) {
+                            double s = 0;
+                            for (int c = 0; c < D; c++) s += (double)w[i * D + c] * w[j * D + c];
+                            ck_assert_msg(fabs(s - (i == j)) < 1e-5, "value rows %d, %d: %g", i, j,
+                                          s);
+                        }
+                } else {
+                    for (int i = 0; i < D * D; i++) ck_assert_float_eq(w[i], 0.0f);
+                }
             }
 #undef AT
-        free(p);
-        mixer_destroy(&m);
-        params_free(&pt);
-    }
+            free(p);
+            mixer_destroy(&m);
+            params_free(&pt);
+        }
 }
 END_TEST
 
@@ -953,7 +973,7 @@ static Suite *next_rnn_suite(void) {
     tcase_add_test(tc, test_wkv_equals_the_naive_sums_in_double);
     tcase_add_test(tc, test_wkv_backward_equals_central_differences_in_double);
     tcase_add_test(tc, test_rwkv_equals_the_naive_block_in_double);
-    tcase_add_test(tc, test_rwkv_initialisation_is_the_fancy_init_of_its_depth);
+    tcase_add_test(tc, test_rwkv_initialisation_is_the_codes_at_its_depth);
     tcase_add_test(tc,
                    test_retention_chunkwise_and_parallel_equal_the_quadratic_and_recurrent_forms);
     tcase_add_test(tc, test_retnet_equals_the_naive_retention_in_double);

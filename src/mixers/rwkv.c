@@ -14,7 +14,9 @@
  * 2403.02308, eq. 5; OpenGVLab/Vision-RWKV classification/mmcls_custom/models/backbones/vrwkv.py
  * VRWKV_SpatialMix): the sum runs over every i ≠ t with decay e^{−(|t−i|−1)·w/T} and bonus
  * e^{u/T + k_t}, w = time_decay used as it is (no −exp: the spatial_decay / T of the code) and T
- * the row's number of real tokens; the same fancy initialisation. Vision-RWKV replaces the token
+ * the row's number of real tokens; the same fancy initialisation of the decay, bonus and mixes,
+ * but the projections drawn from N(0, 0.02²) (the classifier's TruncNormal init_cfg) where
+ * RWKV-4 zeroes key, receptance and output. Vision-RWKV replaces the token
  * shift by its 2-D Q-Shift (quarters of the channels from the left, right, upper and lower
  * neighbour); a sequence has only two neighbours, so `shift: q_shift` (the default here) takes
  * the first half of the channels from t−1 and the second half from t+1 (our 1-D reading). The CUDA
@@ -42,8 +44,9 @@ static const OptSpec rwkv_opts[] = {
     {.name = "bidirectional",
      .type = OPT_BOOL,
      .def = 1,
-     .help = "Vision-RWKV's Bi-WKV (decay by |t-i|/T over both sides); false: RWKV-4's causal "
-             "WKV"},
+     .help = "Vision-RWKV's Bi-WKV (decay by |t-i|/T over both sides; projections initialised "
+             "N(0, 0.02^2) as Vision-RWKV's); false: RWKV-4's causal WKV (key, receptance, output "
+             "zero and value orthogonal at initialisation, as RWKV_Init)"},
     {.name = "shift",
      .type = OPT_ENUM,
      .def = SHIFT_AUTO,
@@ -153,15 +156,19 @@ static void rwkv_create(Mixer *m, ParamTable *pt) {
     VEC(p_mv, "time_mix_v", init_mix_v);
     VEC(p_mr, "time_mix_r", init_mix_r);
 #undef VEC
+    /* The projections: RWKV-4's RWKV_Init (key, receptance, output zero: scale_init = 0; value
+     * orthogonal), or Vision-RWKV's, where those scale_init marks are never read and the
+     * classifier's init_cfg (configs/vrwkv/vrwkv_*_in1k.py: TruncNormal, layer='Linear',
+     * std=0.02, truncated at ±2, i.e. never at this width) draws every Linear. */
+    const char *what[4] = {"key", "value", "receptance", "output"};
+    int *idx[4] = {&st->p_wk, &st->p_wv, &st->p_wr, &st->p_wo};
     const int sq[2] = {D, D};
-    snprintf(name, sizeof name, "%s.key.weight", m->prefix);
-    st->p_wk = params_add2(pt, name, D, D, INIT_ZEROS, 0, 1);
-    snprintf(name, sizeof name, "%s.value.weight", m->prefix);
-    st->p_wv = params_add_fn(pt, name, 2, sq, init_orthogonal, NULL, 0, 1);
-    snprintf(name, sizeof name, "%s.receptance.weight", m->prefix);
-    st->p_wr = params_add2(pt, name, D, D, INIT_ZEROS, 0, 1);
-    snprintf(name, sizeof name, "%s.output.weight", m->prefix);
-    st->p_wo = params_add2(pt, name, D, D, INIT_ZEROS, 0, 1);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s.weight", m->prefix, what[i]);
+        *idx[i] = st->bi   ? params_add2(pt, name, D, D, INIT_NORMAL, 0.02f, 1)
+                  : i == 1 ? params_add_fn(pt, name, 2, sq, init_orthogonal, NULL, 0, 1)
+                           : params_add2(pt, name, D, D, INIT_ZEROS, 0, 1);
+    }
 }
 
 static WkvShape wkv_shape(const Mixer *m, const unsigned char *mask, int B, int L) {
