@@ -35,6 +35,7 @@
 
 #include "core/flops.h"
 #include "core/xassert.h"
+#include "kernels/fastmath.h"
 #include "kernels/linear.h"
 #include "kernels/selective_scan.h"
 #include "mixers/mixer.h"
@@ -274,7 +275,25 @@ static inline int is_real(const MixerStep *s, int b, int t) {
     return !s->mask || s->mask[(size_t)b * s->L + t];
 }
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* σ(x) and softplus(x) in forms the elementwise loops vectorise (libm's expf and log1pf are
+ * scalar calls: they took a tenth of a step). softplus(x) = max(x, 0) + log1p(e^{−|x|}), and
+ * log1p(z) = 2·atanh(s), s = z/(2 + z) <= 1/3 for z in [0, 1], by its series to s^15 (the
+ * remainder below 2e-9 relative); x itself above 20, as torch's softplus threshold. */
+static inline float sigm(float x) { return 1.0f / (1.0f + xb_expf(-x)); }
+
+static inline float softplus(float x) {
+    const float z = xb_expf(-fabsf(x)), s = z / (2.0f + z), s2 = s * s;
+    float q = 1.0f / 15.0f;
+    q = q * s2 + 1.0f / 13.0f;
+    q = q * s2 + 1.0f / 11.0f;
+    q = q * s2 + 1.0f / 9.0f;
+    q = q * s2 + 1.0f / 7.0f;
+    q = q * s2 + 1.0f / 5.0f;
+    q = q * s2 + 1.0f / 3.0f;
+    q = q * s2 + 1.0f;
+    const float sp = (x > 0.0f ? x : 0.0f) + 2.0f * s * q;
+    return x > 20.0f ? x : sp;
+}
 
 /* Source position of tap k for output t: t − (K−1) + k forwards; t + (K−1) − k for the reversed
  * sequence (the causal convolution of flip(x), flipped back). */
@@ -282,47 +301,73 @@ static inline int tap(int t, int k, int K, int reverse) {
     return reverse ? t + (K - 1) - k : t - (K - 1) + k;
 }
 
-/* cpre (B, L, E) = depthwise convolution of x (the first E columns of xz, row stride 2E) + b. */
+/* cpre (B, L, E) = depthwise convolution of x (the first E columns of xz, row stride 2E) + b
+ * (blocks of 16 channels per thread, the taps' weights kept as (K, 16): channels in vector
+ * lanes). */
 static void conv_forward(float *cpre, const float *xz, const float *w, const float *bias, int B,
                          int L, int E, int K, int reverse) {
+    enum { CB = 16, KMAX = 64 };
+    XB_ASSERT(K <= KMAX);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < B * L; r++) {
-        const int b = r / L, t = r % L;
-        float *c = cpre + (size_t)r * E;
-        for (int e = 0; e < E; e++) c[e] = bias ? bias[e] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            const int src = tap(t, k, K, reverse);
-            if (src < 0 || src >= L) continue;
-            const float *xs = xz + ((size_t)b * L + src) * 2 * E;
-            for (int e = 0; e < E; e++) c[e] += w[(size_t)e * K + k] * xs[e];
+    for (int e0 = 0; e0 < E; e0 += CB) {
+        const int ne = E - e0 < CB ? E - e0 : CB;
+        float wt[KMAX][CB], b0[CB];
+        for (int j = 0; j < CB; j++) {
+            b0[j] = j < ne && bias ? bias[e0 + j] : 0.0f;
+            for (int k = 0; k < K; k++) wt[k][j] = j < ne ? w[(size_t)(e0 + j) * K + k] : 0.0f;
         }
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < L; t++) {
+                float *c = cpre + ((size_t)b * L + t) * E + e0;
+                for (int j = 0; j < ne; j++) c[j] = b0[j];
+                for (int k = 0; k < K; k++) {
+                    const int src = tap(t, k, K, reverse);
+                    if (src < 0 || src >= L) continue;
+                    const float *xs = xz + ((size_t)b * L + src) * 2 * E + e0, *wk = wt[k];
+                    for (int j = 0; j < ne; j++) c[j] += wk[j] * xs[j];
+                }
+            }
     }
     flops_add(2ull * (uint64_t)B * (uint64_t)L * (uint64_t)E * (uint64_t)K);
 }
 
-/* dx (row stride 2E) += the convolution's adjoint of dc (B, L, E); dw, db += (blocks of
- * channels per thread, rows summed in order). */
+/* dx (row stride 2E) += the convolution's adjoint of dc (B, L, E); dw, db += (blocks of 16
+ * channels per thread, the taps' weights and sums kept as (K, 16) so that the channels run in
+ * vector lanes; rows summed in order, then added once). */
 static void conv_backward(float *dx, float *dw, float *db, const float *dc, const float *xz,
                           const float *w, int B, int L, int E, int K, int reverse) {
-    enum { CB = 16 };
+    enum { CB = 16, KMAX = 64 };
+    XB_ASSERT(K <= KMAX);
 #pragma omp parallel for schedule(static)
     for (int e0 = 0; e0 < E; e0 += CB) {
         const int ne = E - e0 < CB ? E - e0 : CB;
+        float wt[KMAX][CB], acc[KMAX][CB], bacc[CB] = {0};
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < CB; j++) {
+                wt[k][j] = j < ne ? w[(size_t)(e0 + j) * K + k] : 0.0f;
+                acc[k][j] = 0.0f;
+            }
         for (int b = 0; b < B; b++)
             for (int t = 0; t < L; t++) {
                 const float *g = dc + ((size_t)b * L + t) * E + e0;
-                if (db)
-                    for (int j = 0; j < ne; j++) db[e0 + j] += g[j];
+                for (int j = 0; j < ne; j++) bacc[j] += g[j];
                 for (int k = 0; k < K; k++) {
                     const int src = tap(t, k, K, reverse);
                     if (src < 0 || src >= L) continue;
                     const size_t at = ((size_t)b * L + src) * 2 * E + e0;
+                    const float *xs = xz + at;
+                    float *dxs = dx + at, *ak = acc[k];
+                    const float *wk = wt[k];
                     for (int j = 0; j < ne; j++) {
-                        dw[(size_t)(e0 + j) * K + k] += g[j] * xz[at + j];
-                        dx[at + j] += g[j] * w[(size_t)(e0 + j) * K + k];
+                        ak[j] += g[j] * xs[j];
+                        dxs[j] += g[j] * wk[j];
                     }
                 }
             }
+        for (int j = 0; j < ne; j++) {
+            for (int k = 0; k < K; k++) dw[(size_t)(e0 + j) * K + k] += acc[k][j];
+            if (db) db[e0 + j] += bacc[j];
+        }
     }
     flops_add(4ull * (uint64_t)B * (uint64_t)L * (uint64_t)E * (uint64_t)K);
 }
@@ -331,11 +376,14 @@ static void conv_backward(float *dx, float *dw, float *db, const float *dc, cons
 static void step_sizes(float *delta, const float *dpre, const MixerStep *s, int E) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < s->B * s->L; r++) {
-        const int real = is_real(s, r / s->L, r % s->L);
-        for (int e = 0; e < E; e++) {
-            const float p = dpre[(size_t)r * E + e];
-            delta[(size_t)r * E + e] = real ? (p > 20.0f ? p : log1pf(expf(p))) : 0.0f;
+        const float *p = dpre + (size_t)r * E;
+        float *dl = delta + (size_t)r * E;
+        if (!is_real(s, r / s->L, r % s->L)) {
+            memset(dl, 0, (size_t)E * sizeof *dl);
+            continue;
         }
+#pragma omp simd
+        for (int e = 0; e < E; e++) dl[e] = softplus(p[e]);
     }
 }
 
@@ -355,11 +403,14 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                      st->K, d);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) {
-            const int real = is_real(s, r / L, r % L);
-            for (int e = 0; e < E; e++) {
-                const float c = md->cpre[(size_t)r * E + e];
-                md->u[(size_t)r * E + e] = real ? c * sigm(c) : 0.0f;
+            const float *c = md->cpre + (size_t)r * E;
+            float *u = md->u + (size_t)r * E;
+            if (!is_real(s, r / L, r % L)) {
+                memset(u, 0, (size_t)E * sizeof *u);
+                continue;
             }
+#pragma omp simd
+            for (int e = 0; e < E; e++) u[e] = c[e] * sigm(c[e]);
         }
         linear_forward(md->xdbl, md->u, mixer_param(s, md->p_xw), NULL, BL, E, W);
         const float *db = mixer_param(s, md->p_db);
@@ -373,8 +424,10 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         SscanShape ss = scan_shape(st, B, L, d);
         sscan_forward(d ? yd : st->ysum, md->states, md->u, md->delta, A, md->xdbl + R,
                       md->xdbl + R + N, mixer_param(s, md->p_d), &ss);
-        if (d)
+        if (d) {
+#pragma omp parallel for simd schedule(static)
             for (size_t i = 0; i < (size_t)BL * E; i++) st->ysum[i] += yd[i];
+        }
     }
     const float scale = st->divide ? 0.5f : 1.0f;
 #pragma omp parallel for schedule(static)
@@ -382,8 +435,9 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         const int real = is_real(s, r / L, r % L);
         float *ys = st->ysum + (size_t)r * E, *g = st->gat + (size_t)r * E;
         const float *z = st->xz + (size_t)r * 2 * E + E;
+        if (!real) memset(ys, 0, (size_t)E * sizeof *ys);
+#pragma omp simd
         for (int e = 0; e < E; e++) {
-            if (!real) ys[e] = 0.0f;
             g[e] = ys[e] * z[e] * sigm(z[e]) * scale;
         }
     }
@@ -412,6 +466,7 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         const float *z = st->xz + (size_t)r * 2 * E + E, *ys = st->ysum + (size_t)r * E,
                     *dg = dgat + (size_t)r * E;
         float *dz = dxz + (size_t)r * 2 * E + E;
+#pragma omp simd
         for (int e = 0; e < E; e++) {
             const float sz = sigm(z[e]);
             g[(size_t)r * E + e] = dg[e] * z[e] * sz * scale;
@@ -434,11 +489,14 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         for (size_t i = 0; i < (size_t)E * N; i++) galog[i] += dA[i] * A[i]; /* A = −e^{A_log} */
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) { /* softplus; Δ was fixed at 0 on padding */
-            const int real = is_real(s, r / L, r % L);
-            for (int e = 0; e < E; e++) {
-                const size_t i = (size_t)r * E + e;
-                ddelta[i] = real ? ddelta[i] * sigm(md->dpre[i]) : 0.0f;
+            float *dd = ddelta + (size_t)r * E;
+            const float *p = md->dpre + (size_t)r * E;
+            if (!is_real(s, r / L, r % L)) {
+                memset(dd, 0, (size_t)E * sizeof *dd);
+                continue;
             }
+#pragma omp simd
+            for (int e = 0; e < E; e++) dd[e] *= sigm(p[e]);
         }
         /* dt_proj: dpre = δ W_dtᵀ + b_dt with δ the first R columns of xdbl */
         linear_backward(NULL, NULL, mixer_grad(s, md->p_db), ddelta, NULL, NULL, BL, R, E);
@@ -451,11 +509,16 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
                         BL, E, W);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < BL; r++) { /* SiLU; u was fixed at 0 on padding */
-            const int real = is_real(s, r / L, r % L);
+            float *dr = du + (size_t)r * E;
+            const float *c = md->cpre + (size_t)r * E;
+            if (!is_real(s, r / L, r % L)) {
+                memset(dr, 0, (size_t)E * sizeof *dr);
+                continue;
+            }
+#pragma omp simd
             for (int e = 0; e < E; e++) {
-                const size_t i = (size_t)r * E + e;
-                const float c = md->cpre[i], sc = sigm(c);
-                du[i] = real ? du[i] * sc * (1.0f + c * (1.0f - sc)) : 0.0f;
+                const float sc = sigm(c[e]);
+                dr[e] *= sc * (1.0f + c[e] * (1.0f - sc));
             }
         }
         conv_backward(dxz, mixer_grad(s, md->p_cw), mixer_grad(s, md->p_cb), du, st->xz,
