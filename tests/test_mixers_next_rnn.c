@@ -688,17 +688,18 @@ static void naive_retnet(double *Y, Inst *t, const float *params, const double *
                 kk[0] = (k0 * cos(a) - k1 * sin(a)) / sqrt(dk);
                 kk[1] = (k1 * cos(a) + k0 * sin(a)) / sqrt(dk);
             }
-    double *o = dalloc((size_t)dvh);
+    double *o = dalloc((size_t)dvh), *gp = dalloc((size_t)L); /* gp[j] = γ^j */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const double gm = 1 - pow(2.0, -5.0 - h);
+            for (int j = 0; j < L; j++) gp[j] = pow(gm, j);
             for (int n = 0; n < L; n++) {
                 const size_t rn = (size_t)b * L + n;
                 if (t->mask && !t->mask[rn]) continue;
                 double rowsum = 0, sig = 0;
                 for (int m = 0; m < L; m++)
                     if ((!t->mask || t->mask[(size_t)b * L + m]) && (!c->causal || m <= n))
-                        rowsum += pow(gm, abs(n - m));
+                        rowsum += gp[abs(n - m)];
                 memset(o, 0, (size_t)dvh * sizeof *o);
                 for (int m = 0; m < L; m++) {
                     const size_t rm = (size_t)b * L + m;
@@ -706,7 +707,7 @@ static void naive_retnet(double *Y, Inst *t, const float *params, const double *
                     double s = 0;
                     for (int d = 0; d < dk; d++)
                         s += q[rn * D + h * dk + d] * k[rm * D + h * dk + d];
-                    s *= pow(gm, abs(n - m)) / sqrt(rowsum);
+                    s *= gp[abs(n - m)] / sqrt(rowsum);
                     sig += s;
                     for (int j = 0; j < dvh; j++) o[j] += s * v[rm * Dv + h * dvh + j];
                 }
@@ -721,7 +722,7 @@ static void naive_retnet(double *Y, Inst *t, const float *params, const double *
         }
     dlinear(Y, out, PR("out_proj.weight"), PR("out_proj.bias"), (int)BL, Dv, D);
 #undef PR
-    free(q), free(k), free(v), free(g), free(out), free(o);
+    free(q), free(k), free(v), free(g), free(out), free(o), free(gp);
 }
 
 static void check_retnet_naive(const char *opts, RetnetRef c, int B, int L, int D, int H) {
