@@ -32,27 +32,15 @@ static int head_rows(const Encoder *e) { return e->pooling == POOL_NONE ? e->B *
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
 static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
 
-/* The kind and sequence lengths of every block (after e->funnel, e->latents, e->xrep and e->N are
- * set). The Perceiver's blocks are xrep repeats of [cross-attend, latent blocks]. */
-static void lay_out_blocks(Encoder *e) {
-    const int per_stage = e->funnel > 1 ? (e->N / e->funnel) : e->N;
-    const int per_repeat = e->N / e->xrep;
-    int L = e->L;
-    for (int l = 0; l < e->N; l++) {
-        LayerActs *t = &e->la[l];
-        t->kind = BLOCK_SELF;
-        t->Lk = L;
-        if (e->latents > 0 && l % per_repeat == 0) {
-            t->kind = BLOCK_CROSS;
-            t->Lk = e->L; /* every cross-attend reads the input array */
-            L = e->latents;
-        } else if (e->funnel > 1 && l > 0 && l % per_stage == 0) {
-            t->kind = BLOCK_POOL;
-            L = cfg_pooled_length(L, e->cls_id >= 0);
-        }
-        t->Lq = L;
-        if (t->kind == BLOCK_SELF) t->Lk = 0;
-    }
+/* The kind and sequence lengths of every block (config/layout.h, which the config's validation
+ * uses too). */
+static void lay_out_blocks(Encoder *e, const ModelShape *shape) {
+    BlockLayout *b = malloc((size_t)e->N * sizeof *b);
+    XB_ASSERT(b || e->N == 0);
+    layout_blocks_of(shape, b);
+    for (int l = 0; l < e->N; l++)
+        e->la[l].kind = b[l].kind, e->la[l].Lq = b[l].Lq, e->la[l].Lk = b[l].Lk;
+    free(b);
 }
 
 /* The block whose parameters block l uses: itself; with repeated cross-attends (the Perceiver,
@@ -82,16 +70,13 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         const int pb = param_block(e, l); /* the block whose tensors these are */
         pt->share = pb != l;              /* declaring them again returns the same tensors */
 #define ADD1(field, what, n, init)                                                                 \
-    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
-    p->field = params_add1(pt, name, n, init, 0, 0)
+    p->field = params_add1f(pt, n, init, 0, 0, "blocks.%d.%s", pb, what)
 #define ADD2(field, what, r, c)                                                                    \
-    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
-    p->field = params_add2(pt, name, r, c, INIT_XAVIER_UNIFORM, 0, 1)
+    p->field = params_add2f(pt, r, c, INIT_XAVIER_UNIFORM, 0, 1, "blocks.%d.%s", pb, what)
         p->lnkv_w = p->lnkv_b = p->latents = -1;
         if (t->kind == BLOCK_CROSS && l == 0) { /* the latent array, N(0, 0.02²) as the paper's
                                                  * code; later cross-attends read the stream */
-            snprintf(name, sizeof name, "blocks.%d.latents", l);
-            p->latents = params_add2(pt, name, t->Lq, D, INIT_NORMAL, 0.02f, 0);
+            p->latents = params_add2f(pt, t->Lq, D, INIT_NORMAL, 0.02f, 0, "blocks.%d.latents", l);
         }
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
@@ -121,14 +106,14 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
                       sb2[2] = {E, D};
             const float a = sqrtf(6.0f / (float)(D + F));
             ADD2(router, "ffn.router.weight", E, D);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.weight", pb);
-            p->fc1_w = params_add(pt, name, 3, s1, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.bias", pb);
-            p->fc1_b = params_add(pt, name, 2, sb1, INIT_ZEROS, 0, 0);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.weight", pb);
-            p->fc2_w = params_add(pt, name, 3, s2, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.bias", pb);
-            p->fc2_b = params_add(pt, name, 2, sb2, INIT_ZEROS, 0, 0);
+            p->fc1_w =
+                params_addf(pt, 3, s1, INIT_UNIFORM, a, 1, "blocks.%d.ffn.experts.fc1.weight", pb);
+            p->fc1_b =
+                params_addf(pt, 2, sb1, INIT_ZEROS, 0, 0, "blocks.%d.ffn.experts.fc1.bias", pb);
+            p->fc2_w =
+                params_addf(pt, 3, s2, INIT_UNIFORM, a, 1, "blocks.%d.ffn.experts.fc2.weight", pb);
+            p->fc2_b =
+                params_addf(pt, 2, sb2, INIT_ZEROS, 0, 0, "blocks.%d.ffn.experts.fc2.bias", pb);
         } else {
             ADD2(fc1_w, "ffn.fc1.weight", F, D);
             ADD1(fc1_b, "ffn.fc1.bias", F, INIT_ZEROS);
@@ -301,7 +286,8 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
     e->balance = cfg->balance_loss, e->zloss = cfg->router_z_loss;
     e->xrep = cfg->latents > 0 && cfg->cross_attends > 1 ? cfg->cross_attends : 1;
-    e->N = e->xrep * (cfg->layers + (cfg->latents > 0 ? 1 : 0));
+    const ModelShape shape = cfg_model_shape(cfg);
+    e->N = layout_blocks(&shape);
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
     e->mixer_spec = mixer_get(cfg->mixer_index);
@@ -311,7 +297,7 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->xattn = calloc((size_t)e->N, sizeof *e->xattn);
     e->xs = calloc((size_t)e->N + 1, sizeof *e->xs);
     XB_ASSERT(e->mixers && e->lp && e->la && e->xattn && e->xs);
-    lay_out_blocks(e);
+    lay_out_blocks(e, &shape);
     /* config: with pooling none no block changes the length */
     XB_ASSERT(e->pooling != POOL_NONE || e->N == 0 || e->la[e->N - 1].Lq == e->L);
     params_init(&e->pt);
