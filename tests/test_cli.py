@@ -3,6 +3,7 @@
 nothing written; the same config, seed and threads give the same report apart from `measured`."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -622,12 +623,16 @@ class Compare(TinyReport):
 class Table(TinyReport):
     """table's Markdown, LaTeX and CSV for a fixed set of reports."""
 
-    def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20):
+    def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20, seed=None,
+               baseline=0.1):
         doc = json.loads(json.dumps(self.doc))
         doc["run_id"] = "%s-%s-%d" % (mixer, task, max_len)
+        if seed is not None:
+            doc["run_id"] += "-s%d" % seed
+            doc["config"]["experiment"]["seed"] = seed
         doc["model"]["mixer"], doc["model"]["mixer_classes"] = mixer, classes
         doc["config"]["task"]["name"], doc["config"]["model"]["max_len"] = task, max_len
-        doc["test"]["accuracy"] = acc
+        doc["test"]["accuracy"], doc["test"]["majority_baseline"] = acc, baseline
         doc["measured"]["steps_per_s"], doc["measured"]["peak_rss"] = sps, rss
         doc["measured"]["step_s_median"] = 1.0 / sps
         path = os.path.join(d, doc["run_id"] + ".json")
@@ -642,33 +647,97 @@ class Table(TinyReport):
                 self.report(d, "local", "FP", "listops", 0.45),
                 self.report(d, "local", "FP", "text", 0.55)]
 
+    TIE_LEGEND = ("\nTest accuracy (%). **Bold**: the best of its column, its interval (mean ± sd) "
+                  "meeting no other's. †: tied for the best of its column, the intervals of the "
+                  "highest mean and of this cell meeting.\n")
+
     def test_accuracy_layout_in_every_format(self):
         with tempfile.TemporaryDirectory() as d:
             paths = self.accuracy_reports(d)
             p = run(["table"] + paths)
             self.assertEqual(p.returncode, 0, p.stderr)
+            # single seeds print as they always did; the equal averages are a tie, not two bests
             self.assertEqual(p.stdout,
                              "| Model | listops | text | Avg |\n"
                              "|---|---:|---:|---:|\n"
                              "| linear | 30.00 | - | - |\n"
-                             "| full | 40.00 | **60.00** | **50.00** |\n"
-                             "| local | **45.00** | 55.00 | **50.00** |\n")
+                             "| full | 40.00 | **60.00** | 50.00† |\n"
+                             "| local | **45.00** | 55.00 | 50.00† |\n" + self.TIE_LEGEND)
             p = run(["table", "--format", "latex", "--order", "class"] + paths)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(p.stdout,
                              "\\begin{tabular}{lrrr}\n\\toprule\n"
                              "Model & listops & text & Avg \\\\\n\\midrule\n"
-                             "full & 40.00 & \\textbf{60.00} & \\textbf{50.00} \\\\\n"
-                             "local & \\textbf{45.00} & 55.00 & \\textbf{50.00} \\\\\n"
+                             "full & 40.00 & \\textbf{60.00} & 50.00$^\\dagger$ \\\\\n"
+                             "local & \\textbf{45.00} & 55.00 & 50.00$^\\dagger$ \\\\\n"
                              "linear & 30.00 & - & - \\\\\n"
-                             "\\bottomrule\n\\end{tabular}\n")
+                             "\\bottomrule\n\\end{tabular}\n"
+                             "\\par\\smallskip{\\footnotesize Test accuracy (\\%). \\textbf{Bold}: "
+                             "the best of its column, its interval (mean $\\pm$ sd) meeting no "
+                             "other's. $^\\dagger$: tied for the best of its column, the intervals "
+                             "of the highest mean and of this cell meeting.}\n")
             p = run(["table", "--format", "csv", d])  # a directory: its reports by file name
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(p.stdout,
-                             "Model,listops,text,Avg\n"
-                             "full,40.00,60.00,50.00\n"
-                             "linear,30.00,-,-\n"
-                             "local,45.00,55.00,50.00\n")
+                             "Model,listops_mean,listops_std,listops_n,listops_converged,"
+                             "listops_mark,text_mean,text_std,text_n,text_converged,text_mark,"
+                             "Avg_mean,Avg_std,Avg_mark\n"
+                             "full,40.00,,1,1,,60.00,,1,1,best,50.00,,tie\n"
+                             "linear,30.00,,1,1,,,,0,0,,,,\n"
+                             "local,45.00,,1,1,best,55.00,,1,1,,50.00,,tie\n")
+
+    def seed_reports(self, d):
+        """Seeds with known answers: listops full 40, 42, 41 (41.00 ± 1.00), local 30, 31, 29
+        (30.00 ± 1.00), linear one seed at 40.50 (inside full's interval: a tie); text (baseline
+        50%) full 60, 62 (61.00 ± 1.41), local 50, 56, 53 (53.00 ± 3.00, only 56 beats the
+        baseline by more than 3 points). Avg: full 51.00 ± sqrt(1 + 2)/2 = 0.87, local 41.50 ±
+        sqrt(1 + 9)/2 = 1.58."""
+        runs = [("full", "baseline", "listops", (0.40, 0.42, 0.41), 0.2),
+                ("local", "FP", "listops", (0.30, 0.31, 0.29), 0.2),
+                ("linear", "KR", "listops", (0.405,), 0.2),
+                ("full", "baseline", "text", (0.60, 0.62), 0.5),
+                ("local", "FP", "text", (0.50, 0.56, 0.53), 0.5)]
+        return [self.report(d, m, c, t, acc, seed=s, baseline=b)
+                for m, c, t, accs, b in runs for s, acc in enumerate(accs)]
+
+    def test_seeds_give_mean_sd_count_convergence_and_marks_beyond_the_intervals(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = self.seed_reports(d)
+            p = run(["table"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "| Model | listops | text | Avg |\n"
+                             "|---|---:|---:|---:|\n"
+                             "| full | 41.00 ± 1.00 (3)† | **61.00 ± 1.41 (2)** | "
+                             "**51.00 ± 0.87** |\n"
+                             "| local | 30.00 ± 1.00 (3) | 53.00 ± 3.00 (3, 1 conv.) | "
+                             "41.50 ± 1.58 |\n"
+                             "| linear | 40.50† | - | - |\n"
+                             "\nTest accuracy (%): mean ± standard deviation over the seeds, their "
+                             "number in parentheses; (n, k conv.): only k of the n seeds beat the "
+                             "majority baseline by more than 3 points. Avg ±: the root of the sum "
+                             "of the tasks' variances over the number of tasks. **Bold**: the "
+                             "best of its column, its interval (mean ± sd) meeting no other's. "
+                             "†: tied for the best of its column, the intervals of the highest "
+                             "mean and of this cell meeting.\n")
+            p = run(["table", "--format", "csv"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.splitlines()[1:],
+                             ["full,41.00,1.00,3,3,tie,61.00,1.41,2,2,best,51.00,0.87,best",
+                              "local,30.00,1.00,3,3,,53.00,3.00,3,1,,41.50,1.58,",
+                              "linear,40.50,,1,1,tie,,,0,0,,,,"])
+            # a margin of 0: every text seed of local but the one at the baseline converged; the
+            # same report twice is one seed, not two
+            dup = os.path.join(d, "copy.json")
+            shutil.copy(paths[0], dup)
+            p = run(["table", "--format", "csv", "--converged-margin", "0"] + paths + [dup])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.splitlines()[2], "local,30.00,1.00,3,3,,53.00,3.00,3,2,,"
+                             "41.50,1.58,")
+            self.assertEqual(p.stdout.splitlines()[1].split(",")[1:5], ["41.00", "1.00", "3", "3"])
+            p = run(["table", "--format", "latex"] + paths)
+            self.assertIn("full & 41.00 $\\pm$ 1.00 (3)$^\\dagger$ & \\textbf{61.00 $\\pm$ 1.41 "
+                          "(2)} & \\textbf{51.00 $\\pm$ 0.87} \\\\\n", p.stdout)
 
     def test_a_directory_of_task_directories_is_read_whole(self):
         # results/lra-small/TASK/*.json, as scripts/table1.sh writes them; an empty subdirectory
@@ -755,6 +824,14 @@ class Table(TinyReport):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, 'xformer-bench table: --format: expected md, latex or csv, '
                          'got "html"\n')
+        for v in ("-1", "x", "nan", "inf"):
+            p = run(["table", "x.json", "--converged-margin", v])
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", 'xformer-bench table: --converged-margin: expected a number '
+                              'of points >= 0, got "%s"\n' % v))
+        p = run(["table", "x.json", "--converged-margin"])
+        self.assertEqual(p.stderr, 'xformer-bench table: --converged-margin: expected a number of '
+                         'points >= 0, got ""\n')
         p = run(["table", "/nonexistent/r.json"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
