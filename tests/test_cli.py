@@ -559,7 +559,7 @@ class Compare(TinyReport):
             p, _, _ = self.compare(self.variant(**changes), *args)
             self.assertEqual(p.returncode, 1, (changes, p.stdout, p.stderr))
             self.assertIn("regression: listops/full/tiny: " + message, p.stdout)
-            self.assertIn("REGRESSION |", p.stdout)
+            self.assertIn("REGRESSION (acc: fixed limit 1.00) |", p.stdout)
         # within a wider tolerance the same drops pass
         p, _, _ = self.compare(self.variant(test__accuracy=acc - 0.02,
                                             measured__steps_per_s=m["steps_per_s"] / 1.2),
@@ -571,7 +571,7 @@ class Compare(TinyReport):
         p, _, _ = self.compare(self.variant(config_hash="0123456789abcdef",
                                             flops__analytic_train_step=2 * fl))
         self.assertEqual(p.returncode, 0, p.stdout)
-        self.assertIn("ok (config changed)", p.stdout)
+        self.assertIn("ok (config changed; acc: fixed limit 1.00)", p.stdout)
 
     def test_a_run_missing_from_new_is_a_regression(self):
         with tempfile.TemporaryDirectory() as d:
@@ -584,6 +584,69 @@ class Compare(TinyReport):
             self.assertIn("regression: listops/full/other: in BASE (%s) but not in NEW"
                           % os.path.join(d, "base", "other.json"), p.stdout)
             self.assertIn("1 matched, 1 only in BASE, 0 only in NEW", p.stdout)
+
+    def seeds(self, d, accs, first=0):
+        """Reports of the tiny run at seeds first, first + 1, ... with the given accuracies (%),
+        as the same config at each seed (its own hash) would write them."""
+        for k, acc in enumerate(accs):
+            seed = first + k
+            doc = self.variant(run_id="tiny-seed%d" % seed, config_hash="%016x" % (0xabc + seed),
+                               test__accuracy=acc / 100.0)
+            doc["config"]["experiment"]["seed"] = seed
+            doc["config"]["experiment"]["name"] = "tiny-seed%d" % seed
+            self.write(d, "tiny-seed%d.json" % seed, doc)
+        return d
+
+    def test_three_seeds_a_side_judge_accuracy_by_welchs_t_test(self):
+        # Welch's t, df and one-sided p of these samples, computed with mpmath by integrating
+        # the t density (as in tests/test_stats.c): 41.0 ± 1.0 -> 37.17 ± 1.26 (3 vs 3):
+        # t = -4.1309, df = 3.806, p = 0.0080181; 36.4, 35.9, 36.9 -> 36.1, 37.2, 35.0, 35.8
+        # (3 vs 4): t = -0.6956, df = 4.746, p = 0.25962.
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [40.0, 42.0, 41.0])
+            new = self.seeds(os.path.join(d, "b"), [37.0, 38.5, 36.0])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            lines = p.stdout.splitlines()
+            self.assertEqual([x for x in lines if x.startswith("regression")],
+                             ["regression: listops/full: test accuracy fell 3.83 points over the "
+                              "seeds, 41.00% -> 37.17% (mean of 3 -> 3 seeds; Welch's t-test, "
+                              "one-sided p = 0.008 < 0.05)"])
+            self.assertEqual(p.stdout.count("| REGRESSION (acc: Welch p=0.008, 3 vs 3 seeds) |"),
+                             3)
+            # at a stricter level the same drops pass, although each seed fell by 3 points or
+            # more, beyond the fixed limit
+            p = run(["compare", base, new, "--alpha", "0.005"])
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: Welch p=0.008, 3 vs 3 seeds) |"), 3)
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [36.4, 35.9, 36.9])
+            new = self.seeds(os.path.join(d, "b"), [36.1, 37.2, 35.0, 35.8])
+            p = run(["compare", base, new])  # seed 2 fell 1.9 points: within the seeds' spread
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertIn("| tiny-seed2 | 36.90 -> 35.00 (-1.90) |", p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: Welch p=0.26, 3 vs 4 seeds) |"), 3)
+            self.assertIn("3 matched, 0 only in BASE, 1 only in NEW: within tolerances", p.stdout)
+
+    def test_fewer_than_three_seeds_keep_the_fixed_drop(self):
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [40.0, 42.0, 41.0])
+            new = self.seeds(os.path.join(d, "b"), [37.0, 42.5])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("regression: listops/full/tiny-seed0: test accuracy fell 3.00 points, "
+                          "40.00% -> 37.00% (limit 1.00)\n", p.stdout)
+            self.assertIn("| tiny-seed0 | 40.00 -> 37.00 (-3.00) |", p.stdout)
+            self.assertIn("| REGRESSION (acc: fixed limit 1.00) |", p.stdout)
+            self.assertIn("| ok (acc: fixed limit 1.00) |", p.stdout)  # seed 1 rose
+            self.assertIn("| MISSING |", p.stdout)  # seed 2
+            # three seeds without any spread on either side: no t statistic, the fixed drop
+            base = self.seeds(os.path.join(d, "c"), [40.0, 40.0, 40.0])
+            new = self.seeds(os.path.join(d, "e"), [39.5, 39.5, 39.5])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: fixed limit 1.00, the seeds have no "
+                                            "spread) |"), 3)
 
     def test_bad_input_exits_2_with_one_line(self):
         text = json.dumps(self.doc, indent=2)
@@ -616,6 +679,11 @@ class Compare(TinyReport):
             self.assertEqual(p.returncode, 2)
             self.assertEqual(p.stderr, 'xformer-bench compare: --max-slowdown: expected a number '
                              '>= 0, got "-3"\n')
+            for v in ("0", "1", "1.5", "-0.1", "x", "nan"):
+                p = run(["compare", base, base, "--alpha", v])
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", 'xformer-bench compare: --alpha: expected a number in '
+                                  '(0, 1), got "%s"\n' % v))
             p = run(["compare", base])
             self.assertEqual(p.returncode, 2)
 
