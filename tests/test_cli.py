@@ -906,6 +906,132 @@ class Table(TinyReport):
                          "such file or directory\n")
 
 
+class Table1Seeds(unittest.TestCase):
+    """scripts/table1.sh --seeds N: the config's seed and N-1 more, reports that never collide,
+    one-seed reports counting as the first seed, shards that split (task, mechanism, seed)."""
+
+    ROOT = os.path.abspath(os.environ.get("XB_SOURCE_ROOT", "."))
+
+    def repo(self, d, listops_yaml):
+        """A copy of table1.sh beside a configs/lra-small holding one tiny ListOps config."""
+        repo = os.path.join(d, "repo")
+        os.makedirs(os.path.join(repo, "scripts"))
+        os.makedirs(os.path.join(repo, "configs", "lra-small"))
+        shutil.copy(os.path.join(self.ROOT, "scripts", "table1.sh"),
+                    os.path.join(repo, "scripts", "table1.sh"))
+        with open(os.path.join(repo, "configs", "lra-small", "listops.yaml"), "w") as f:
+            f.write(listops_yaml)
+        return repo
+
+    def table1(self, repo, *args):
+        return subprocess.run(["bash", os.path.join(repo, "scripts", "table1.sh")] + list(args),
+                              capture_output=True, text=True,
+                              env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+
+    def test_seeds_follow_the_configs_seed_and_a_one_seed_report_is_the_first(self):
+        for yaml, first in ((TINY, 3),  # block style, seed: 3
+                            (TINY.replace("experiment:\n  name: tiny\n  seed: 3\n  threads: 2\n",
+                                          "experiment: {name: tiny, seed: 7, threads: 2}\n"), 7),
+                            (TINY.replace("  seed: 3\n", ""), 1)):  # the schema's default
+            with tempfile.TemporaryDirectory() as d:
+                repo = self.repo(d, yaml)
+                out = os.path.join(d, "t1")
+                os.makedirs(os.path.join(out, "listops"))
+                with open(os.path.join(out, "listops", "lra-small-listops-full.json"), "w") as f:
+                    f.write("{}")  # done: any report but an interrupted one
+                p = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full,linear",
+                                "--seeds", "3", "--dry-run")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stdout.splitlines(), [
+                    "table1.sh: 5 runs to do in %s (2 at a time, 1 thread(s) each)" % out,
+                    "listops linear --set experiment.name=lra-small-listops-linear "
+                    "--set model.mixer.name=linear",
+                    "listops full --set experiment.name=lra-small-listops-full-seed%d "
+                    "--set model.mixer.name=full --set experiment.seed=%d" % (first + 1, first + 1),
+                    "listops linear --set experiment.name=lra-small-listops-linear-seed%d "
+                    "--set model.mixer.name=linear --set experiment.seed=%d" % (first + 1,
+                                                                                first + 1),
+                    "listops full --set experiment.name=lra-small-listops-full-seed%d "
+                    "--set model.mixer.name=full --set experiment.seed=%d" % (first + 2, first + 2),
+                    "listops linear --set experiment.name=lra-small-listops-linear-seed%d "
+                    "--set model.mixer.name=linear --set experiment.seed=%d" % (first + 2,
+                                                                                first + 2)])
+
+    def test_shards_split_every_task_mechanism_and_seed_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "t1")
+            opts = ["-o", out, "--tasks", "listops,image", "--mixers", "full,linear,local",
+                    "--seeds", "3", "--dry-run"]
+            script = os.path.join(self.ROOT, "scripts", "table1.sh")
+            whole = subprocess.run(["bash", script] + opts, capture_output=True, text=True,
+                                   env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+            self.assertEqual(whole.returncode, 0, whole.stderr)
+            everything = whole.stdout.splitlines()[1:]
+            self.assertEqual(len(everything), 18)
+            self.assertEqual(len(set(everything)), 18)
+            got = []
+            for i in range(4):
+                p = subprocess.run(["bash", script] + opts + ["--shard", "%d/4" % i],
+                                   capture_output=True, text=True,
+                                   env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+                self.assertEqual(p.returncode, 0, p.stderr)
+                lines = p.stdout.splitlines()[1:]
+                self.assertIn(len(lines), (4, 5))  # 18 points over 4 shards
+                got += lines
+            self.assertEqual(sorted(got), sorted(everything))
+
+    def test_seeds_run_write_their_own_reports_and_the_table_shows_their_spread(self):
+        with tempfile.TemporaryDirectory() as d:
+            repo = self.repo(d, TINY.replace("threads: 2", "threads: 1"))
+            out = os.path.join(d, "t1")
+            p = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full",
+                            "--seeds", "2")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("table1.sh: listops full done in", p.stdout)
+            self.assertIn("table1.sh: listops full-seed4 done in", p.stdout)
+            self.assertEqual(sorted(os.listdir(os.path.join(out, "listops"))),
+                             ["lra-small-listops-full-seed4.json", "lra-small-listops-full.json"])
+            seeds = []
+            for name in ("lra-small-listops-full", "lra-small-listops-full-seed4"):
+                with open(os.path.join(out, "listops", name + ".json")) as f:
+                    doc = json.load(f)
+                self.assertEqual(doc["run_id"], name)
+                seeds.append(doc["config"]["experiment"]["seed"])
+            self.assertEqual(seeds, [3, 4])
+            self.assertRegex(p.stdout, r"\| full \| [0-9.]+ ± [0-9.]+ \(2(, [0-2] conv\.)?\) \|")
+            again = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full",
+                                "--seeds", "2")
+            self.assertIn("table1.sh: 0 runs to do", again.stdout)
+
+    def test_bad_seeds_are_one_line_exit_2(self):
+        script = os.path.join(self.ROOT, "scripts", "table1.sh")
+        for v in ("0", "-1", "x", "1.5", ""):
+            p = subprocess.run(["bash", script, "--seeds", v], capture_output=True, text=True)
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", "table1.sh: --seeds: expected a number of seeds >= 1, "
+                              "got '%s'\n" % v))
+        with tempfile.TemporaryDirectory() as d:
+            repo = self.repo(d, TINY.replace("  seed: 3\n", "  seed: three\n"))
+            p = self.table1(repo, "-o", os.path.join(d, "t1"), "--tasks", "listops", "--mixers",
+                            "full", "--seeds", "2", "--dry-run")
+            self.assertEqual((p.returncode, p.stderr),
+                             (2, "table1.sh: configs/lra-small/listops.yaml: cannot read "
+                              "experiment.seed (expected an integer, found 'three')\n"))
+
+    def test_without_mixers_every_mechanism_of_list_is_a_point(self):
+        # `read -a` of the list's newline-separated names once took the first one alone
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run(["bash", os.path.join(self.ROOT, "scripts", "table1.sh"), "-o", d,
+                                "--tasks", "listops", "--dry-run"], capture_output=True,
+                               text=True, env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+            self.assertEqual(p.returncode, 0, p.stderr)
+            listed = run(["list"]).stdout
+            names = [line.split()[0] for line in listed.split("\n\n")[0].splitlines()[1:]
+                     if line[:1].isalpha()]
+            self.assertGreater(len(names), 20)
+            self.assertEqual([x.split()[1] for x in p.stdout.splitlines()[1:]], names)
+
+
 class Bench(unittest.TestCase):
     def test_points_reports_index_budget_and_lengths_a_mechanism_cannot_take(self):
         with tempfile.TemporaryDirectory() as d:
