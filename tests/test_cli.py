@@ -840,7 +840,7 @@ class Table(TinyReport):
                              "| full | 10.00 | 4.00 | 100.0 MiB | 300.0 MiB |\n"
                              "| local | 1.50x | 3.00x | 0.50x | 0.20x |\n")
 
-    def test_plots_are_well_formed_svg_with_one_mark_per_report(self):
+    def test_plots_are_well_formed_svg_with_one_mark_per_point(self):
         import xml.etree.ElementTree as ET
         ns = "{http://www.w3.org/2000/svg}"
         with tempfile.TemporaryDirectory() as d:
@@ -857,16 +857,161 @@ class Table(TinyReport):
                 root = ET.parse(svg).getroot()
                 self.assertEqual(root.tag, ns + "svg")
                 marks = [c for c in root.iter(ns + "circle") if c.get("class") == "mark"]
-                self.assertEqual(len(marks), len(paths), kind)
                 texts = [t.text for t in root.iter(ns + "text")]
                 if kind == "frontier":
+                    # a point per mechanism with both tasks (linear has no text report)
+                    self.assertEqual(len(marks), 2)
                     self.assertIn("test accuracy (%)", texts)
                     self.assertIn("baseline", texts)  # the legend's classes
+                    self.assertIn("Not drawn (no report of text): linear", texts)
                 else:
+                    self.assertEqual(len(marks), len(paths))  # a point per report
                     self.assertIn("peak memory (MiB)", texts)
                     self.assertIn("local", texts)  # the legend's mechanisms
                     self.assertEqual(len(list(root.iter(ns + "polyline"))), 2 * 3)
             self.assertEqual(sorted(os.listdir(d)), ["frontier.svg", "r", "scaling.svg"])
+
+    def frontier_reports(self, d):
+        """Accuracy: full listops 40 and 42 (two seeds), text 60: 50.50 on average; local
+        listops 45, text 55: 50.00; linear listops only. Bench (no test accuracy, batch 16):
+        full 10 steps/s at 1024 and 4 at 2048 (300 MiB), local 15 and 12 (60 MiB), linear 20 at
+        2048, hyena 30 at 2048 with no accuracy anywhere."""
+        acc = [("full", "baseline", "listops", 0.40, 0), ("full", "baseline", "listops", 0.42, 1),
+               ("full", "baseline", "text", 0.60, 0), ("local", "FP", "listops", 0.45, 0),
+               ("local", "FP", "text", 0.55, 0), ("linear", "KR", "listops", 0.30, 0)]
+        bench = [("full", "baseline", 1024, 10.0, 100), ("full", "baseline", 2048, 4.0, 300),
+                 ("local", "FP", 1024, 15.0, 50), ("local", "FP", 2048, 12.0, 60),
+                 ("linear", "KR", 2048, 20.0, 80), ("hyena", "LC", 2048, 30.0, 90)]
+        for m, c, t, a, seed in acc:
+            self.report(d, m, c, t, a, seed=seed)
+        for m, c, L, sps, mib in bench:
+            self.report(d, m, c, "listops", None, L, sps, mib << 20)
+
+    def frontier(self, d, *args):
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        svg = os.path.join(d, "f.svg")
+        p = run(["plot", os.path.join(d, "r"), "-o", svg] + list(args))
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        root = ET.parse(svg).getroot()
+        marks = sorted("".join(c.itertext()) for c in root.iter(ns + "circle")
+                       if c.get("class") == "mark")
+        texts = [t.text for t in root.iter(ns + "text")]
+        return marks, texts
+
+    def test_frontier_is_one_point_per_mechanism_with_bench_speed_and_mean_accuracy(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "r"))
+            self.frontier_reports(os.path.join(d, "r"))
+            marks, texts = self.frontier(d)  # the longest bench length, 2048
+            self.assertEqual(marks, ["full: 50.50%, 64 examples/s (1.00x full), 300.0 MiB",
+                                     "local: 50.00%, 192 examples/s (3.00x full), 60.0 MiB"])
+            self.assertIn("training examples/s at L = 2048 (bench)", texts)
+            self.assertIn("mean over 2 tasks", texts)
+            self.assertIn("Not drawn (no report of text): linear", texts)
+            self.assertIn("Not drawn (no test accuracy): hyena", texts)
+            self.assertEqual(sorted(t for t in texts if t in ("full", "local")), ["full", "local"])
+            marks, texts = self.frontier(d, "--length", "1024")
+            self.assertEqual(marks, ["full: 50.50%, 160 examples/s (1.00x full), 100.0 MiB",
+                                     "local: 50.00%, 240 examples/s (1.50x full), 50.0 MiB"])
+            self.assertIn("training examples/s at L = 1024 (bench)", texts)
+            self.assertIn("Not drawn (no report of text): linear", texts)
+            marks, texts = self.frontier(d, "--length", "1024", "--task", "listops")
+            self.assertIn("Not drawn (no bench report at L = 1024): linear", texts)
+            marks, texts = self.frontier(d, "--task", "listops")  # seeds: 41.00 ± 1.41
+            self.assertEqual(marks, ["full: 41.00% ± 1.41, 64 examples/s (1.00x full), 300.0 MiB",
+                                     "linear: 30.00%, 320 examples/s (5.00x full), 80.0 MiB",
+                                     "local: 45.00%, 192 examples/s (3.00x full), 60.0 MiB"])
+            self.assertIn("bars: ± sd over seeds", texts)
+            marks, texts = self.frontier(d, "--facet", "task")
+            self.assertEqual(len(marks), 3 + 2)
+            self.assertIn("listops", texts)
+            self.assertIn("text", texts)
+            self.assertIn("full: 60.00%, 64 examples/s (1.00x full), 300.0 MiB", marks)
+            # without bench reports: the runs' own speed (16 examples a step at 1 step/s)
+            for f in os.listdir(os.path.join(d, "r")):
+                if "-1024" in f or "-2048" in f:
+                    os.remove(os.path.join(d, "r", f))
+            marks, texts = self.frontier(d)
+            self.assertEqual(marks, ["full: 50.50%, 16 examples/s (1.00x full), 1.0 MiB",
+                                     "local: 50.00%, 16 examples/s (1.00x full), 1.0 MiB"])
+            self.assertIn("training examples/s (the runs' own)", texts)
+
+    def test_frontier_labels_never_overlap_on_table_1s_reports(self):
+        """Every label of the committed lra-small and efficiency reports, alone and faceted,
+        in a box of its own inside its panel's frame, one per circle. The boxes use the width
+        rule of the plot (DejaVu Sans's advances: 0.40 em narrow, 0.98 wide, 0.74 capitals,
+        0.64 other characters), which the rendered figure was checked against by eye."""
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        root_dir = os.environ.get("XB_SOURCE_ROOT", ".")
+        results = [os.path.join(root_dir, "results", x) for x in ("lra-small", "efficiency")]
+
+        def width(s):
+            return 10 * sum(0.40 if c in "fijlrt.,:;!|()[]' " else 0.98 if c in "mwMW%@"
+                            else 0.74 if c.isupper() else 0.64 for c in s)
+
+        with tempfile.TemporaryDirectory() as d:
+            for args in ([], ["--facet", "task"]):
+                svg = os.path.join(d, "f.svg")
+                p = run(["plot"] + results + ["--kind", "frontier", "-o", svg] + args)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                root = ET.parse(svg).getroot()
+                frames = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+                          for r in root.iter(ns + "rect") if r.get("stroke") == "#333"]
+                boxes = []
+                for t in root.iter(ns + "text"):
+                    if t.get("class") != "label":
+                        continue
+                    x, y = float(t.get("x")), float(t.get("y"))
+                    boxes.append((x, y + 3 - 12.5, x + width(t.text), y + 3, t.text))
+                marks = [c for c in root.iter(ns + "circle") if c.get("class") == "mark"]
+                self.assertEqual(len(boxes), len(marks), args)
+                self.assertGreaterEqual(len(marks), 20 if not args else 100)
+                for i, a in enumerate(boxes):
+                    self.assertTrue(any(fx <= a[0] and a[2] <= fx + fw and fy <= a[1]
+                                        and a[3] <= fy + fh for fx, fy, fw, fh in frames), a)
+                    for b in boxes[i + 1:]:
+                        self.assertFalse(a[0] < b[2] and b[0] < a[2] and a[1] < b[3]
+                                         and b[1] < a[3], (args, a, b))
+
+    def test_frontier_bad_options_are_one_line_exit_2(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "r"))
+            self.frontier_reports(os.path.join(d, "r"))
+            rep, svg = os.path.join(d, "r"), os.path.join(d, "f.svg")
+            cases = [
+                (["--facet", "mechanism"], '--facet: expected task, got "mechanism"'),
+                (["--facet"], '--facet: expected task, got ""'),
+                (["--kind", "bar"], '--kind: expected frontier or scaling, got "bar"'),
+                (["--task", "image"], '--task: no report of task "image" with a test accuracy '
+                 '(tasks: listops, text)'),
+                (["--length", "4096"], "--length 4096: no bench report at this length "
+                 "(lengths: 1024, 2048)"),
+                (["--length", "x"], '--length: expected a sequence length (an integer in '
+                 '[2, 1048576]), got "x"'),
+                (["--length", "1"], '--length: expected a sequence length (an integer in '
+                 '[2, 1048576]), got "1"'),
+                (["--facet", "task", "--task", "text"], "--facet task draws every task: it "
+                 "cannot be combined with --task"),
+                (["--kind", "scaling", "--facet", "task"], "--facet: only for --kind frontier"),
+                (["--kind", "scaling", "--length", "1024"], "--length: only for --kind frontier"),
+            ]
+            for args, expected in cases:
+                p = run(["plot", rep, "-o", svg] + args)
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", "xformer-bench plot: " + expected + "\n"), args)
+            only_runs = os.path.join(d, "runs")
+            os.makedirs(only_runs)
+            for f in os.listdir(rep):
+                if "-40" in f:
+                    shutil.copy(os.path.join(rep, f), only_runs)
+            p = run(["plot", only_runs, "-o", svg, "--length", "1024"])
+            self.assertEqual((p.returncode, p.stderr),
+                             (2, "xformer-bench plot: --length: no bench reports among the inputs "
+                              "(reports without a test accuracy, as xformer-bench bench writes "
+                              "them)\n"))
+            self.assertEqual(sorted(os.listdir(d)), ["r", "runs"])  # no figure, no temporary
 
     def test_frontier_labels_of_coinciding_marks_do_not_overlap(self):
         # Four mechanisms at the same accuracy and speed: each label takes its own side of the

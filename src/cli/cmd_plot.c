@@ -9,135 +9,32 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/xassert.h"
+#include "cli/plot_frontier.h"
 #include "cli/svg.h"
 #include "report/summary.h"
 
 static const char *const USAGE =
-    "usage: xformer-bench plot REPORTS... --kind frontier|scaling -o FILE.svg\n\n"
+    "usage: xformer-bench plot REPORTS... --kind frontier|scaling -o FILE.svg\n"
+    "                          [--task TASK] [--length L] [--facet task]\n\n"
     "Draws reports (files, or directories of them and of their subdirectories) as an SVG\n"
     "figure.\n\n"
-    "  --kind frontier  the Long Range Arena's Figure 3: test accuracy against training steps/s,\n"
-    "                   one circle per report, its area proportional to the peak memory, one\n"
-    "                   colour per taxonomy class (default)\n"
+    "  --kind frontier  the Long Range Arena's Figure 3 (default): one circle per mechanism,\n"
+    "                   its test accuracy (%, the mean over seeds, then over the tasks present;\n"
+    "                   a mechanism without one of those tasks is not drawn) against its\n"
+    "                   training speed in examples/s, its area proportional to the peak RSS,\n"
+    "                   one colour per taxonomy class, ± sd over seeds as a bar. Speed and\n"
+    "                   memory come from the bench reports among REPORTS (those without a\n"
+    "                   test accuracy) at one sequence length; without bench reports, from the\n"
+    "                   training runs themselves. Labels never overlap: each goes beside its\n"
+    "                   circle where there is room, else to the nearest free place with a\n"
+    "                   leader line. The mechanisms left out are named under the figure.\n"
     "  --kind scaling   time per training step and peak memory against the sequence length on\n"
     "                   log-log axes, one line per mechanism\n"
+    "  --task TASK      frontier: the accuracy on TASK alone\n"
+    "  --length L       frontier: the bench reports at length L (default: the longest)\n"
+    "  --facet task     frontier: a grid of panels, one per task, on a shared speed axis\n"
     "  -o, --output F   the SVG file to write (required)\n\n"
     "Exit status: 0, or 2 bad input (a report, an option) or a figure that cannot be written.\n";
-
-/* A box in SVG pixels. */
-typedef struct Box {
-    double x0, y0, x1, y1;
-} Box;
-
-static double overlap(Box a, Box b) {
-    const double w = fmin(a.x1, b.x1) - fmax(a.x0, b.x0), h = fmin(a.y1, b.y1) - fmax(a.y0, b.y0);
-    return w > 0 && h > 0 ? w * h : 0.0;
-}
-
-/* Where a mark's label goes: its anchor point and text-anchor. */
-typedef struct Label {
-    double x, y;
-    const char *anchor;
-    Box box;
-} Label;
-
-/* Places each label next to its circle (cx, cy, rad) at the first of eight positions, right of
- * the circle first, that covers the least of the labels placed before it, of the other circles, of
- * the axes' margins and, most of all, of what lies off the figure or on the legend (x >= 670).
- * Widths are estimated at 6 px a character (10 px sans-serif). */
-static void place_labels(Label *lab, const double *cx, const double *cy, const double *rad,
-                         const char *const *text, int n, const SvgFrame *f) {
-    static const double DX[8] = {1, -1, 0, 0, 0.7, 0.7, -0.7, -0.7};
-    static const double DY[8] = {0, 0, -1, 1, -0.7, 0.7, -0.7, 0.7};
-    const Box area = {f->x0, f->y0, f->x0 + f->w, f->y0 + f->h};
-    const Box page = {0, 0, 670, f->y0 + f->h + 70};
-    for (int i = 0; i < n; i++) {
-        const double w = 6.0 * (double)strlen(text[i]), h = 10.0;
-        double best = INFINITY;
-        for (int c = 0; c < 8; c++) {
-            /* The box touches the circle in the direction (DX, DY), 2 px off; the text is
-             * anchored at its left, right or middle accordingly. */
-            const double ex = cx[i] + DX[c] * (rad[i] + 2), ey = cy[i] + DY[c] * (rad[i] + 2);
-            const double ax = DX[c] > 0 ? ex : DX[c] < 0 ? ex - w : ex - w / 2;
-            const double ay = DY[c] > 0 ? ey : DY[c] < 0 ? ey - h : ey - h / 2;
-            const Box bx = {ax, ay, ax + w, ay + h};
-            double cost = 0.01 * c + 0.5 * (w * h - overlap(bx, area));
-            cost += 5.0 * (w * h - overlap(bx, page));
-            for (int j = 0; j < i; j++) cost += overlap(bx, lab[j].box);
-            for (int j = 0; j < n; j++) {
-                const double q = 0.7 * rad[j]; /* most of the circle, as a square */
-                const Box circle = {cx[j] - q, cy[j] - q, cx[j] + q, cy[j] + q};
-                if (j != i) cost += 0.3 * overlap(bx, circle);
-            }
-            if (cost < best) {
-                best = cost;
-                lab[i].x = ex;
-                lab[i].y = ay + 8.0; /* the baseline */
-                lab[i].anchor = DX[c] > 0 ? "start" : DX[c] < 0 ? "end" : "middle";
-                lab[i].box = bx;
-            }
-        }
-    }
-}
-
-static void frontier(FILE *o, const ReportSummary *r, int n) {
-    const char **cls = malloc((size_t)n * sizeof *cls), **text = malloc((size_t)n * sizeof *text);
-    double *cx = malloc((size_t)n * 3 * sizeof *cx), *cy = cx + n, *rad = cy + n;
-    const ReportSummary **pt = malloc((size_t)n * sizeof *pt);
-    Label *lab = malloc((size_t)n * sizeof *lab);
-    XB_ASSERT(cls && text && cx && pt && lab);
-    int nc = 0;
-    SvgFrame f = {90, 30, 560, 400, INFINITY, -INFINITY, INFINITY, -INFINITY, 0, 0};
-    double mem_max = 0.0;
-    for (int i = 0; i < n; i++) {
-        svg_key_index(cls, &nc, r[i].classes);
-        if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
-        f.xmin = fmin(f.xmin, r[i].steps_per_s), f.xmax = fmax(f.xmax, r[i].steps_per_s);
-        f.ymin = fmin(f.ymin, 100 * r[i].test_acc), f.ymax = fmax(f.ymax, 100 * r[i].test_acc);
-        mem_max = fmax(mem_max, r[i].peak_rss);
-    }
-    if (!(f.xmax > 0)) f.xmin = 1, f.xmax = 10, f.ymin = 0, f.ymax = 100, mem_max = 1;
-    f.xlog = f.xmax / f.xmin > 20.0;
-    const SvgTicks xs = svg_nice_range(&f.xmin, &f.xmax, f.xlog, 0),
-                   ys = svg_nice_range(&f.ymin, &f.ymax, 0, 0);
-    fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"500\" "
-               "viewBox=\"0 0 860 500\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"860\" height=\"500\" fill=\"white\"/>\n");
-    svg_axes(o, &f, &xs, &ys, "training steps/s", "test accuracy (%)");
-    int m = 0; /* the reports that get a mark */
-    for (int i = 0; i < n; i++) {
-        if (isnan(r[i].test_acc) || !(r[i].steps_per_s > 0)) continue;
-        pt[m] = &r[i];
-        cx[m] = svg_px(&f, r[i].steps_per_s), cy[m] = svg_py(&f, 100 * r[i].test_acc);
-        rad[m] =
-            4.0 + (mem_max > 0 ? 20.0 * sqrt(r[i].peak_rss / mem_max) : 0.0); /* area ∝ memory */
-        int same = 0; /* several reports of one mechanism: name them by run */
-        for (int j = 0; j < n; j++) same += !strcmp(r[j].mixer, r[i].mixer);
-        text[m++] = same > 1 ? r[i].run_id : r[i].mixer;
-    }
-    for (int i = 0; i < m; i++) {
-        const char *col = SVG_PALETTE[svg_key_index(cls, &nc, pt[i]->classes) % SVG_NPAL];
-        fprintf(o,
-                "<circle class=\"mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\" "
-                "fill-opacity=\"0.6\" stroke=\"%s\"><title>",
-                cx[i], cy[i], rad[i], col, col);
-        svg_escape(o, pt[i]->run_id);
-        fprintf(o, ": %.2f%%, %.3g steps/s, %.1f MiB</title></circle>\n", 100 * pt[i]->test_acc,
-                pt[i]->steps_per_s, pt[i]->peak_rss / 1048576.0);
-    }
-    place_labels(lab, cx, cy, rad, text, m, &f); /* after the circles, so labels lie on top */
-    for (int i = 0; i < m; i++) {
-        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"%s\">", lab[i].x,
-                lab[i].y, lab[i].anchor);
-        svg_escape(o, text[i]);
-        fputs("</text>\n", o);
-    }
-    svg_legend(o, 680, 40, cls, nc, "class", 0);
-    fprintf(o, "<text x=\"680\" y=\"%d\" font-size=\"10\">circle area: peak memory</text>\n",
-            40 + 18 * (nc + 2));
-    fputs("</svg>\n", o);
-    free(cls), free(text), free(cx), free(pt), free(lab);
-}
 
 /* Seconds per training step: the median step when the report has one (bench), else the mean. */
 static double step_time(const ReportSummary *r) {
@@ -221,7 +118,8 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
 
 int cmd_plot(int argc, char **argv) {
     int kind = 0;
-    const char *out = NULL;
+    const char *out = NULL, *frontier_only = NULL;
+    FrontierOptions fo = {NULL, 0, 0};
     const char **paths = malloc((size_t)argc * sizeof *paths);
     XB_ASSERT(paths);
     int np = 0, bad = 0;
@@ -242,12 +140,38 @@ int cmd_plot(int argc, char **argv) {
             if (!v) bad = cli_usage_error("plot", "%s needs a file name (see --help)", a);
             out = v;
             i++;
+        } else if (!strcmp(a, "--task")) {
+            if (!v || !*v) bad = cli_usage_error("plot", "--task needs a task name (see --help)");
+            fo.task = v, frontier_only = a;
+            i++;
+        } else if (!strcmp(a, "--length")) {
+            long long L = 0;
+            if (!v || cli_parse_int(v, 2, 1048576, &L))
+                bad = cli_usage_error("plot",
+                                      "--length: expected a sequence length (an integer in "
+                                      "[2, 1048576]), got \"%s\"",
+                                      v ? v : "");
+            fo.length = (int)L, frontier_only = a;
+            i++;
+        } else if (!strcmp(a, "--facet")) {
+            if (!v || strcmp(v, "task"))
+                bad = cli_usage_error("plot", "--facet: expected task, got \"%s\"", v ? v : "");
+            fo.facet = 1, frontier_only = a;
+            i++;
         } else if (a[0] == '-' && a[1]) {
-            bad = cli_usage_error("plot", "unknown option '%s' (valid: --kind, -o, --help)", a);
+            bad = cli_usage_error("plot",
+                                  "unknown option '%s' (valid: --kind, -o, --task, --length, "
+                                  "--facet, --help)",
+                                  a);
         } else {
             paths[np++] = a;
         }
     }
+    if (!bad && kind && frontier_only)
+        bad = cli_usage_error("plot", "%s: only for --kind frontier", frontier_only);
+    if (!bad && fo.facet && fo.task)
+        bad = cli_usage_error("plot", "--facet task draws every task: it cannot be combined with "
+                                      "--task");
     if (!bad && !np)
         bad = cli_usage_error("plot", "expected report files or directories (see --help)");
     if (!bad && !out) bad = cli_usage_error("plot", "expected -o FILE.svg (see --help)");
@@ -261,14 +185,17 @@ int cmd_plot(int argc, char **argv) {
     xb_error_clear(&err);
     int rc = summary_load(paths, np, &r, &n, &err);
     free(paths);
+    Frontier *fr = NULL;
+    if (!rc && !kind && !(fr = frontier_prepare(r, n, &fo, &err))) rc = -1;
     AtomicFile af;
     if (!rc && !(rc = fileio_open(&af, out, "figure", &err))) {
         if (kind)
             scaling(af.f, r, n);
         else
-            frontier(af.f, r, n);
+            frontier_draw(af.f, fr);
         rc = fileio_commit(&af, &err);
     }
+    frontier_free(fr);
     free(r);
     if (rc) {
         char line[2048];
