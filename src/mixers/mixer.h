@@ -8,7 +8,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/options.h"
-#include "model/params.h"
+#include "core/params.h"
 
 typedef struct MixerSpec MixerSpec;
 
