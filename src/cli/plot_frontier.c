@@ -411,7 +411,7 @@ void frontier_draw(FILE *o, const Frontier *f) {
     Drawn *d = calloc((size_t)np, sizeof *d);
     Missing *miss = malloc((size_t)(f->nmiss + npt + 1) * sizeof *miss);
     XB_ASSERT(d && miss);
-    memcpy(miss, f->miss, (size_t)f->nmiss * sizeof *miss);
+    if (f->nmiss) memcpy(miss, f->miss, (size_t)f->nmiss * sizeof *miss); /* f->miss may be NULL */
     int nmiss = f->nmiss;
     for (int k = 0; k < np; k++) {
         const Panel *p = f->npanel ? &f->panel[k] : &empty;
