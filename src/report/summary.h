@@ -20,6 +20,9 @@ typedef struct ReportSummary {
     uint64_t flops_step;              /* analytic FLOPs of a training step */
     uint64_t flops_counted;           /* counted by the kernels over one training step */
     uint64_t params;
+    uint64_t seed;     /* config.experiment.seed */
+    uint64_t cell_key; /* FNV-1a 64 of the config without the seed (and what cfg_hash leaves out):
+                        * equal keys are seeds of the same experiment (report/stats.h) */
 } ReportSummary;
 
 /* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */
