@@ -117,6 +117,16 @@ class BenchProfile(unittest.TestCase):
                 self.assertAlmostEqual(rest["none"][0], 1e3 * prof["other_s"] / steps, places=3)
                 total = sum(r[2] for r in rows) + rest.get("more", (0, 0))[0] + rest["none"][0]
                 self.assertAlmostEqual(total, float(head.group(4)), delta=0.002 * (len(rows) + 2))
+            # the index states each point's GFLOP/s against the sgemm of its calibration
+            with open(os.path.join(out, "index.json")) as f:
+                for q in json.load(f)["points"]:
+                    with open(os.path.join(out, q["report"])) as g:
+                        c = json.load(g)["measured"]["calibration"]
+                    self.assertEqual(q["sgemm_gflops_per_s"], c["sgemm_gflops_per_s"])
+                    self.assertAlmostEqual(q["fraction_of_sgemm"],
+                                           q["gflops_per_s"] / c["sgemm_gflops_per_s"])
+                    self.assertIn("| %.1f | %.1f |" % (q["gflops_per_s"],
+                                                       100 * q["fraction_of_sgemm"]), p.stdout)
             # with the profile off the point says so
             p = run(["bench", cfg, "--lengths", "32", "--steps", "2", "--warmup", "1", "-o",
                      os.path.join(d, "off"), "--quiet", "--profile"], env={"XB_PROFILE": "0"})
@@ -131,6 +141,178 @@ class BenchProfile(unittest.TestCase):
             p = run(["bench", "--allreduce", "--profile"])
             self.assertEqual((p.returncode, p.stderr), (2, "xformer-bench bench: --profile does "
                                                            "not apply to --allreduce (see --help)\n"))
+
+
+def validate(path):
+    return subprocess.run([sys.executable, os.environ.get("XB_VALIDATE", "tests/validate_report.py"),
+                           os.environ.get("XB_SCHEMA", "src/report/report.schema.json"), path],
+                          capture_output=True, text=True)
+
+
+class Calibration(unittest.TestCase):
+    """The calibration in every report, and compare judging speed relative to it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        p = run(["run", write_tiny(d), "-o", d, "--quiet"])
+        assert p.returncode == 0, p.stderr
+        cls.path = os.path.join(d, "tiny.json")
+        with open(cls.path) as f:
+            cls.doc = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_a_run_reports_its_share_of_the_cores_and_a_probe_on_its_threads(self):
+        m = self.doc["measured"]
+        c = m["calibration"]
+        self.assertEqual(c["threads"], 2)
+        self.assertEqual((c["sgemm_n"], c["triad_bytes"]), (512, 3 * 2 << 20))
+        for k in ("sgemm_gflops_per_s", "triad_gb_per_s", "probe_s", "cpu_s", "on_core_s"):
+            self.assertGreater(c[k], 0, k)
+        self.assertGreaterEqual(c["waiting_s"], 0)
+        self.assertAlmostEqual(c["core_share"], c["on_core_s"] / (c["on_core_s"] + c["waiting_s"]))
+        self.assertGreater(c["probe_core_share"], 0)
+        self.assertLessEqual(c["probe_core_share"], 1)
+        # the window is training and evaluation: the run's wall time, no more
+        self.assertAlmostEqual(c["window_s"], m["wall_s"], delta=0.05 * m["wall_s"] + 0.01)
+        self.assertLess(c["window_s"], m["wall_s"] + c["probe_s"])
+        # threads that run have CPU time; the process cannot run on more cores than it has
+        self.assertLessEqual(c["on_core_s"], c["window_s"] * os.cpu_count() * 1.05 + 0.05)
+        v = validate(self.path)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+    def test_a_process_competing_for_the_core_lowers_the_share(self):
+        # the run and a busy loop pinned to one core: runnable, the run's threads wait for it
+        core = min(os.sched_getaffinity(0))
+        pin = lambda: os.sched_setaffinity(0, {core})
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                p = subprocess.run([BIN, "run", write_tiny(d), "-o", d, "--quiet"],
+                                   capture_output=True, text=True, preexec_fn=pin)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                with open(os.path.join(d, "tiny.json")) as f:
+                    c = json.load(f)["measured"]["calibration"]
+        finally:
+            busy.kill()
+            busy.wait()
+        self.assertGreater(c["waiting_s"], 0)
+        self.assertLess(c["core_share"], 0.7)
+
+    def variant(self, sps=1.0, share=1.0, drop=False):
+        doc = json.loads(json.dumps(self.doc))
+        m = doc["measured"]
+        m["steps_per_s"] *= sps
+        if drop:
+            del m["calibration"]
+        else:
+            m["calibration"]["core_share"] = share
+        return doc
+
+    def compare(self, base, new, *args, more=()):
+        with tempfile.TemporaryDirectory() as d:
+            for name, docs in (("base", [base] + [x[0] for x in more]),
+                               ("new", [new] + [x[1] for x in more])):
+                os.makedirs(os.path.join(d, name))
+                for i, doc in enumerate(docs):
+                    if i:
+                        doc = json.loads(json.dumps(doc))
+                        doc["run_id"] = "tiny%d" % i
+                        doc["config_hash"] = "%016x" % i
+                    with open(os.path.join(d, name, "tiny%s.json" % (i or "")), "w") as f:
+                        json.dump(doc, f)
+            return run(["compare", os.path.join(d, "base"), os.path.join(d, "new")] + list(args))
+
+    def test_a_run_that_got_less_of_the_cores_is_not_a_regression_calibrated(self):
+        # a third of the steps/s with a third of the cores: the other jobs, not the code
+        p = self.compare(self.variant(share=0.9), self.variant(sps=1 / 3, share=0.3),
+                         "--max-calibrated-slowdown", "10")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("(-66.7%; calibrated +0.0%)", p.stdout)
+        # raw, it is one
+        p = self.compare(self.variant(share=0.9), self.variant(sps=1 / 3, share=0.3))
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: listops/full/tiny: 200.0% slower, ", p.stdout)
+
+    def test_a_calibrated_slowdown_is_named_and_exits_1(self):
+        sps = self.doc["measured"]["steps_per_s"]
+        p = self.compare(self.variant(share=0.5), self.variant(sps=1 / 1.3, share=0.5),
+                         "--max-calibrated-slowdown", "20")
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: listops/full/tiny: 30.0%% slower calibrated, %.3g -> %.3g "
+                      "steps/s at a full share of the cores (raw %.3g -> %.3g steps/s, core "
+                      "share 0.50 -> 0.50; limit 20.0%%)\n"
+                      % (2 * sps, 2 * sps / 1.3, sps, sps / 1.3), p.stdout)
+        self.assertIn("REGRESSION |", p.stdout)
+        # even when the raw figure rose: the run had the cores to itself this time
+        p = self.compare(self.variant(share=0.4), self.variant(sps=1.5, share=1.0),
+                         "--max-calibrated-slowdown", "20")
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("66.7% slower calibrated", p.stdout)
+        p = self.compare(self.variant(share=0.5), self.variant(sps=1 / 1.3, share=0.5),
+                         "--max-calibrated-slowdown", "35")
+        self.assertEqual(p.returncode, 0, p.stdout)
+
+    def test_a_slowdown_common_to_all_runs_is_held_by_their_mean(self):
+        # three runs, each 12% slower calibrated: within a per-run limit of 30, above a mean of 10
+        slow = (self.variant(share=0.8), self.variant(sps=1 / 1.12, share=0.8))
+        args = ("--max-calibrated-slowdown", "30", "--max-mean-calibrated-slowdown", "10")
+        p = self.compare(*slow, *args, more=[slow, slow])
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: all 3 calibrated runs: 12.0% slower calibrated (the geometric "
+                      "mean of their speed ratios; limit 10.0%)\n", p.stdout)
+        self.assertNotIn("regression: listops/", p.stdout)
+        # one run 12% slower, two as fast: 1.12^(-1/3) - 1 = -3.7%, within the mean's limit
+        same = (self.variant(share=0.8), self.variant(share=0.8))
+        p = self.compare(*slow, *args, more=[same, same])
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("\ncalibrated steps/s of the 3 runs judged calibrated: -3.7% (the geometric "
+                      "mean of their ratios; a fall of more than 10.0% is a regression)\n",
+                      p.stdout)
+        # and the mean alone, without a per-run calibrated limit, judges each run raw
+        p = self.compare(self.variant(share=0.9), self.variant(sps=1 / 3, share=0.3),
+                         "--max-mean-calibrated-slowdown", "10")
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: listops/full/tiny: 200.0% slower, ", p.stdout)
+        self.assertNotIn("regression: all", p.stdout)
+
+    def test_a_report_without_a_core_share_is_judged_raw_with_a_note(self):
+        old = self.variant(drop=True)
+        unknown = self.variant()
+        unknown["measured"]["calibration"]["core_share"] = None  # no schedstat
+        for base, new, which in ((old, self.doc, "BASE"), (self.doc, old, "NEW"),
+                                 (old, unknown, "BASE and NEW")):
+            p = self.compare(base, new, "--max-calibrated-slowdown", "10", "--max-slowdown",
+                             "300")
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertIn("note: listops/full/tiny: no core share in %s (a report older than the "
+                          "calibration, or a kernel without schedstat): steps/s judged raw (limit "
+                          "300.0%%)\n" % which, p.stdout)
+        p = self.compare(old, self.variant(sps=1 / 5), "--max-calibrated-slowdown", "10",
+                         "--max-slowdown", "300")
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: listops/full/tiny: 400.0% slower", p.stdout)
+        # without the options, nothing about the calibration
+        p = self.compare(old, self.doc)
+        self.assertNotIn("note:", p.stdout)
+        self.assertNotIn("calibrated", p.stdout)
+
+    def test_bad_calibration_or_limit_exits_2_with_one_line(self):
+        for value, found in (("fast", "found a string"), (1.5, "1.5 is out of range")):
+            doc = self.variant()
+            doc["measured"]["calibration"]["core_share"] = value
+            p = self.compare(self.doc, doc, "--max-calibrated-slowdown", "10")
+            self.assertEqual(p.returncode, 2)
+            self.assertRegex(p.stderr, r"^xformer-bench compare: .*/new/tiny.json: "
+                             r"measured.calibration.core_share: .*" + found)
+        for opt in ("--max-calibrated-slowdown", "--max-mean-calibrated-slowdown"):
+            p = self.compare(self.doc, self.doc, opt, "-1")
+            self.assertEqual((p.returncode, p.stderr), (2, 'xformer-bench compare: %s: expected '
+                             'a number >= 0, got "-1"\n' % opt))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ static const NumField NUM_FIELDS[] = {
     {"measured.tokens_per_s", NUM_REAL, 0, 1e15, 0, 0, S(tokens_per_s)},
     {"measured.step_s_median", NUM_REAL, 0, 1e9, 1, 1, S(step_s_median)},
     {"measured.wall_s", NUM_REAL, 0, 1e9, 0, 0, S(wall_s)},
+    {"measured.calibration.core_share", NUM_REAL, 0, 1, 1, 1, S(core_share)},
+    {"measured.calibration.sgemm_gflops_per_s", NUM_REAL, 0, 1e9, 1, 1, S(calib_sgemm)},
     {"measured.peak_rss", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(peak_rss)},
     {"memory.planned_total", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(planned)},
     {"flops.analytic_train_step", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(flops_step)},

@@ -20,6 +20,9 @@ typedef struct ReportSummary {
     uint64_t flops_step;              /* analytic FLOPs of a training step */
     uint64_t flops_counted;           /* counted by the kernels over one training step */
     uint64_t params;
+    /* measured.calibration (NaN when unknown, or absent in older reports): the share of the
+     * cores the run's threads got, and the probe's sgemm GFLOP/s */
+    double core_share, calib_sgemm;
 } ReportSummary;
 
 /* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */
