@@ -31,9 +31,11 @@ static const char *const USAGE =
     "Measures training steps of the model that CONFIG describes for every mechanism and length:\n"
     "the median time of a step after the warm-up, tokens/s, the process's peak RSS (each point\n"
     "runs in a child process) and the planned memory, the analytic FLOPs of a step and the\n"
-    "GFLOP/s achieved, and speed and memory relative to `full` at the same length. There is no\n"
-    "evaluation. Each point writes a report DIR/MIXER-L.json (readable by table and plot); the\n"
-    "whole benchmark is summarised in DIR/index.json and printed as a table.\n\n"
+    "GFLOP/s achieved, as a percentage of the sgemm GFLOP/s of the point's own calibration\n"
+    "(measured.calibration, a probe on the same threads after the steps), and speed and memory\n"
+    "relative to `full` at the same length. There is no evaluation. Each point writes a report\n"
+    "DIR/MIXER-L.json (readable by table and plot); the whole benchmark is summarised in\n"
+    "DIR/index.json and printed as a table.\n\n"
     "  --lengths L,...   sequence lengths (model.max_len), default 1024,2048,4096\n"
     "  --mixers M,...    mechanisms, default the config's (`all`: every registered one)\n"
     "  --steps N         training steps per point, default 10\n"
@@ -242,8 +244,8 @@ static cJSON *num_or_null(double v) {
 static int summarise(const Point *pt, int n, const char *outdir, long long steps, int warmup,
                      int profile) {
     printf("| mechanism | L | s/step (median) | tokens/s | peak RSS MiB | planned MiB | "
-           "GFLOP/step | GFLOP/s | speed vs full | memory vs full |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "GFLOP/step | GFLOP/s | %% of sgemm | speed vs full | memory vs full |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     XB_ASSERT(idx && arr);
     cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
@@ -263,7 +265,7 @@ static int summarise(const Point *pt, int n, const char *outdir, long long steps
         if (strcmp(p->status, "ok")) {
             cJSON_AddStringToObject(o, "reason", p->why);
             cJSON_AddItemToArray(arr, o);
-            printf("| %s | %d | %s: %s | | | | | | | |\n", p->mixer, p->L, p->status, p->why);
+            printf("| %s | %d | %s: %s | | | | | | | | |\n", p->mixer, p->L, p->status, p->why);
             continue;
         }
         const Point *f = find(pt, n, "full", p->L);
@@ -278,18 +280,23 @@ static int summarise(const Point *pt, int n, const char *outdir, long long steps
         cJSON_AddNumberToObject(o, "peak_rss", p->s.peak_rss);
         cJSON_AddNumberToObject(o, "flops_step", (double)p->s.flops_step);
         cJSON_AddItemToObject(o, "gflops_per_s", num_or_null(gfs));
+        /* against the sgemm of the point's own calibration (core/calib.h) */
+        const double frac = gfs / p->s.calib_sgemm;
+        cJSON_AddItemToObject(o, "sgemm_gflops_per_s", num_or_null(p->s.calib_sgemm));
+        cJSON_AddItemToObject(o, "fraction_of_sgemm", num_or_null(frac));
         cJSON_AddItemToObject(o, "speed_vs_full", num_or_null(f ? tf / t : NAN));
         cJSON_AddItemToObject(o, "memory_vs_full",
                               num_or_null(f ? p->s.peak_rss / f->s.peak_rss : NAN));
         cJSON_AddItemToArray(arr, o);
-        char sp[32] = "-", mem[32] = "-";
+        char sp[32] = "-", mem[32] = "-", fr[32] = "-";
+        if (isfinite(frac)) snprintf(fr, sizeof fr, "%.1f", 100.0 * frac);
         if (f) {
             snprintf(sp, sizeof sp, "%.2fx", tf / t);
             snprintf(mem, sizeof mem, "%.2fx", p->s.peak_rss / f->s.peak_rss);
         }
-        printf("| %s | %d | %.4f | %.0f | %.1f | %.1f | %.2f | %.1f | %s | %s |\n", p->mixer, p->L,
-               t, tok, p->s.peak_rss / 1048576.0, (double)p->planned / 1048576.0,
-               (double)p->s.flops_step / 1e9, gfs, sp, mem);
+        printf("| %s | %d | %.4f | %.0f | %.1f | %.1f | %.2f | %.1f | %s | %s | %s |\n", p->mixer,
+               p->L, t, tok, p->s.peak_rss / 1048576.0, (double)p->planned / 1048576.0,
+               (double)p->s.flops_step / 1e9, gfs, fr, sp, mem);
     }
     for (int i = 0; i < n && profile; i++)
         if (!strcmp(pt[i].status, "ok")) print_profile(&pt[i]);
