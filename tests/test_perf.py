@@ -315,5 +315,42 @@ class Calibration(unittest.TestCase):
                              'a number >= 0, got "-1"\n' % opt))
 
 
+def have_torch():
+    return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+
+class Peers(unittest.TestCase):
+    @unittest.skipUnless(have_torch(), "PyTorch is not installed (Debian: python3-torch)")
+    def test_peers_time_the_same_models_side_by_side(self):
+        # two of the six (each takes PyTorch's start-up, seconds): the two whose parameters
+        # depend on the length and on the options beyond the projections
+        p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "peers.sh"), "--lengths", "256",
+                            "--steps", "2", "--warmup", "1", "--threads", "1", "--mechanisms",
+                            "linformer,nystrom"],
+                           capture_output=True, text=True, cwd=ROOT, env={**os.environ,
+                           "XB_BIN": os.path.abspath(BIN)})
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        rows = {}
+        for line in p.stdout.splitlines():
+            m = re.match(r"^\| (\w+) \| 256 \| ([0-9.,]+) \| ([0-9.,]+) \| ([0-9.]+)x \| (\d+) "
+                         r"\| (\d+) \| ([0-9,]+), ([0-9,]+) \|$", line)
+            if m:
+                rows[m.group(1)] = m.groups()[1:]
+        self.assertEqual(sorted(rows), ["linformer", "nystrom"], p.stdout)
+        for mech, (ours, theirs, ratio, _, _, p_ours, p_theirs) in rows.items():
+            # the same model on both sides: the same parameters, to the last one
+            self.assertEqual(p_ours, p_theirs, mech)
+            ours, theirs = float(ours.replace(",", "")), float(theirs.replace(",", ""))
+            self.assertAlmostEqual(float(ratio), theirs / ours, delta=0.01 + 0.001 * theirs / ours)
+        for args, msg in ((["--mechanisms", "bogus"], "peers.sh: unknown mechanism 'bogus' "
+                           "(valid: full, local, linformer, linear, performer, nystrom)\n"),
+                          (["--lengths", "1x"], "peers.sh: --lengths: '1x' is not a length\n"),
+                          (["--steps", "2", "--warmup", "2"], "peers.sh: --warmup 2 must be "
+                           "below --steps 2\n")):
+            q = subprocess.run(["bash", os.path.join(ROOT, "scripts", "peers.sh")] + args,
+                               capture_output=True, text=True, cwd=ROOT)
+            self.assertEqual((q.returncode, q.stderr), (2, msg))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
