@@ -263,22 +263,46 @@ class Calibration(unittest.TestCase):
         args = ("--max-calibrated-slowdown", "30", "--max-mean-calibrated-slowdown", "10")
         p = self.compare(*slow, *args, more=[slow, slow])
         self.assertEqual(p.returncode, 1, p.stdout)
-        self.assertIn("regression: all 3 calibrated runs: 12.0% slower calibrated (the geometric "
-                      "mean of their speed ratios; limit 10.0%)\n", p.stdout)
+        self.assertIn("regression: all 3 runs with a calibration: 12.0% slower calibrated steps/s "
+                      "(the geometric mean of their ratios; limit 10.0%)\n", p.stdout)
         self.assertNotIn("regression: listops/", p.stdout)
         # one run 12% slower, two as fast: 1.12^(-1/3) - 1 = -3.7%, within the mean's limit
         same = (self.variant(share=0.8), self.variant(share=0.8))
         p = self.compare(*slow, *args, more=[same, same])
         self.assertEqual(p.returncode, 0, p.stdout)
-        self.assertIn("\ncalibrated steps/s of the 3 runs judged calibrated: -3.7% (the geometric "
-                      "mean of their ratios; a fall of more than 10.0% is a regression)\n",
-                      p.stdout)
+        self.assertIn("\ncalibrated steps/s of the 3 runs with a calibration: -3.7% (the geometric "
+                      "mean of their ratios; 10.0% slower is a regression)\n", p.stdout)
         # and the mean alone, without a per-run calibrated limit, judges each run raw
         p = self.compare(self.variant(share=0.9), self.variant(sps=1 / 3, share=0.3),
                          "--max-mean-calibrated-slowdown", "10")
         self.assertEqual(p.returncode, 1, p.stdout)
         self.assertIn("regression: listops/full/tiny: 200.0% slower, ", p.stdout)
         self.assertNotIn("regression: all", p.stdout)
+
+    def cpu(self, factor):
+        doc = self.variant()
+        doc["measured"]["calibration"]["cpu_s"] *= factor
+        return doc
+
+    def test_more_cpu_time_per_step_over_all_runs_is_a_regression(self):
+        steps, cpu = self.doc["training"]["steps"], self.doc["measured"]["calibration"]["cpu_s"]
+        self.assertGreater(cpu, 0)
+        more = (self.doc, self.cpu(1.2))
+        p = self.compare(*more, "--max-mean-cpu-growth", "15", more=[more])
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("regression: all 2 runs with a calibration: 20.0% more CPU seconds per step "
+                      "(the geometric mean of their ratios; limit 15.0%)\n", p.stdout)
+        # one of two 20% more: 1.2^(1/2) - 1 = 9.5%
+        p = self.compare(*more, "--max-mean-cpu-growth", "15", more=[(self.doc, self.doc)])
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("\nCPU seconds per step of the 2 runs with a calibration: +9.5% (the "
+                      "geometric mean of their ratios; 15.0% more is a regression)\n", p.stdout)
+        # less is no regression, and a report without the calibration does not count
+        p = self.compare(self.doc, self.cpu(0.5), "--max-mean-cpu-growth", "15",
+                         more=[(self.doc, self.variant(drop=True))])
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("CPU seconds per step of the 1 run with a calibration: -50.0%", p.stdout)
+        self.assertGreater(steps, 0)
 
     def test_a_report_without_a_core_share_is_judged_raw_with_a_note(self):
         old = self.variant(drop=True)
@@ -309,7 +333,8 @@ class Calibration(unittest.TestCase):
             self.assertEqual(p.returncode, 2)
             self.assertRegex(p.stderr, r"^xformer-bench compare: .*/new/tiny.json: "
                              r"measured.calibration.core_share: .*" + found)
-        for opt in ("--max-calibrated-slowdown", "--max-mean-calibrated-slowdown"):
+        for opt in ("--max-calibrated-slowdown", "--max-mean-calibrated-slowdown",
+                    "--max-mean-cpu-growth"):
             p = self.compare(self.doc, self.doc, opt, "-1")
             self.assertEqual((p.returncode, p.stderr), (2, 'xformer-bench compare: %s: expected '
                              'a number >= 0, got "-1"\n' % opt))

@@ -12,7 +12,8 @@
 static const char *const USAGE =
     "usage: xformer-bench compare BASE NEW [--max-acc-drop POINTS] [--max-slowdown PCT]\n"
     "                             [--max-calibrated-slowdown PCT]\n"
-    "                             [--max-mean-calibrated-slowdown PCT] [--max-mem-growth PCT]\n\n"
+    "                             [--max-mean-calibrated-slowdown PCT]\n"
+    "                             [--max-mean-cpu-growth PCT] [--max-mem-growth PCT]\n\n"
     "Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
     "and prints them side by side. Runs are matched by task, mechanism and resolved-config hash;\n"
     "a run whose config changed is matched by task, mechanism and run id instead. A matched run\n"
@@ -30,6 +31,11 @@ static const char *const USAGE =
     "                                      mean of their calibrated speed ratios falls by more\n"
     "                                      than PCT percent: a slowdown common to all of them,\n"
     "                                      held more tightly than any one run can be\n"
+    "  --max-mean-cpu-growth PCT           the matched runs together regress when the geometric\n"
+    "                                      mean of their CPU seconds per step (training and\n"
+    "                                      evaluation, measured.calibration.cpu_s) grows by more\n"
+    "                                      than PCT percent: the work of a step, which the other\n"
+    "                                      jobs change less than its wall time (not parallelism)\n"
     "A pair where either report has no core share (older reports, or a kernel without per-thread\n"
     "schedstat) is judged by --max-slowdown on raw steps/s, with a note saying so.\n\n"
     "Exit status: 0 within tolerances, 1 a regression (each is named), 2 bad input or usage.\n";
@@ -37,6 +43,7 @@ static const char *const USAGE =
 typedef struct Limits {
     double acc_drop, slowdown, mem_growth;  /* points, percent, percent */
     double cal_slowdown, mean_cal_slowdown; /* percent, of calibrated steps/s; < 0: not asked */
+    double mean_cpu_growth; /* percent, of CPU seconds per step over the runs; < 0: not asked */
 } Limits;
 
 typedef struct Pair {
@@ -87,30 +94,49 @@ static int judge_speed(const char *name, const ReportSummary *a, const ReportSum
     return 0;
 }
 
-/* The matched runs together: the geometric mean of their calibrated speed ratios (new / base)
- * over the pairs judged calibrated, as a change in percent (*change) of *k runs. Prints the
- * regression; returns 1 for one. */
-static int judge_mean_speed(const Pair *p, int n, const Limits *lim, int *k_out, double *change) {
-    *k_out = 0;
-    if (lim->mean_cal_slowdown < 0) return 0;
+/* The CPU seconds per step of a run (training and evaluation over the steps trained); NaN when
+ * the report has none. */
+static double cpu_per_step(const ReportSummary *r) { return r->cpu_per_step; }
+
+/* A rule on the matched runs together: the geometric mean over the pairs where fig is positive on
+ * both sides of fig(new) / fig(base). */
+typedef struct MeanRule {
+    double (*fig)(const ReportSummary *r);
+    int worse_is_lower; /* 1: a fall is the regression (speed); 0: a rise (CPU time) */
+    const char *label;  /* "calibrated steps/s", "CPU seconds per step" */
+} MeanRule;
+
+/* Judges rule r over the pairs with limit (percent; < 0: not asked): prints the regression, or
+ * else the figure as information after the table (info, of size n); returns 1 for a regression.
+ * A slowdown is stated as the base's speed over the new one, a growth as the new over the base. */
+static int judge_mean(const MeanRule *r, const Pair *p, int n, double limit, char *info,
+                      size_t info_n) {
+    info[0] = '\0';
+    if (limit < 0) return 0;
     double log_sum = 0.0;
     int k = 0;
     for (int i = 0; i < n; i++) {
-        const ReportSummary *a = p[i].a, *b = p[i].b;
-        if (!a || !b || !calibrated_pair(a, b, lim)) continue;
-        const double ca = calibrated_speed(a), cb = calibrated_speed(b);
-        if (!(ca > 0) || !(cb > 0)) continue;
-        log_sum += log(cb / ca);
+        if (!p[i].a || !p[i].b) continue;
+        const double fa = r->fig(p[i].a), fb = r->fig(p[i].b);
+        if (!(fa > 0) || !(fb > 0)) continue;
+        log_sum += log(fb / fa);
         k++;
     }
     if (k == 0) return 0;
-    *k_out = k, *change = 100.0 * (exp(log_sum / k) - 1.0);
-    const double slow = 100.0 * (exp(-log_sum / k) - 1.0);
-    if (slow <= lim->mean_cal_slowdown + 1e-9) return 0;
-    printf("regression: all %d calibrated runs: %.1f%% slower calibrated (the geometric mean of "
-           "their speed ratios; limit %.1f%%)\n",
-           k, slow, lim->mean_cal_slowdown);
-    return 1;
+    const double change = 100.0 * (exp(log_sum / k) - 1.0);
+    const double worse = 100.0 * (exp((r->worse_is_lower ? -log_sum : log_sum) / k) - 1.0);
+    const char *how = r->worse_is_lower ? "slower" : "more";
+    if (worse > limit + 1e-9) {
+        printf("regression: all %d run%s with a calibration: %.1f%% %s %s (the geometric mean "
+               "of their ratios; limit %.1f%%)\n",
+               k, k == 1 ? "" : "s", worse, how, r->label, limit);
+        return 1;
+    }
+    snprintf(info, info_n,
+             "%s of the %d run%s with a calibration: %+.1f%% (the geometric mean of their "
+             "ratios; %.1f%% %s is a regression)",
+             r->label, k, k == 1 ? "" : "s", change, limit, how);
+    return 0;
 }
 
 static int parse_limit(const char *flag, const char *v, double *out) {
@@ -213,7 +239,7 @@ static int judge(const Pair *p, const Limits *lim, char *verdict, size_t vn) {
 }
 
 int cmd_compare(int argc, char **argv) {
-    Limits lim = {1.0, 25.0, 10.0, -1.0, -1.0};
+    Limits lim = {1.0, 25.0, 10.0, -1.0, -1.0, -1.0};
     const char *paths[2];
     int np = 0;
     for (int i = 1; i < argc; i++) {
@@ -226,6 +252,7 @@ int cmd_compare(int argc, char **argv) {
                       : !strcmp(a, "--max-slowdown")                 ? &lim.slowdown
                       : !strcmp(a, "--max-calibrated-slowdown")      ? &lim.cal_slowdown
                       : !strcmp(a, "--max-mean-calibrated-slowdown") ? &lim.mean_cal_slowdown
+                      : !strcmp(a, "--max-mean-cpu-growth")          ? &lim.mean_cpu_growth
                       : !strcmp(a, "--max-mem-growth")               ? &lim.mem_growth
                                                                      : NULL;
         if (dst) {
@@ -235,7 +262,7 @@ int cmd_compare(int argc, char **argv) {
             return cli_usage_error("compare",
                                    "unknown option '%s' (valid: --max-acc-drop, --max-slowdown, "
                                    "--max-calibrated-slowdown, --max-mean-calibrated-slowdown, "
-                                   "--max-mem-growth, --help)",
+                                   "--max-mean-cpu-growth, --max-mem-growth, --help)",
                                    a);
         } else if (np < 2) {
             paths[np++] = a;
@@ -269,9 +296,11 @@ int cmd_compare(int argc, char **argv) {
     XB_ASSERT(verdict);
     int bad = 0;
     for (int i = 0; i < npairs; i++) bad += judge(&pairs[i], &lim, verdict[i], sizeof verdict[i]);
-    int n_cal;
-    double mean_change;
-    bad += judge_mean_speed(pairs, npairs, &lim, &n_cal, &mean_change);
+    static const MeanRule mean_speed = {calibrated_speed, 1, "calibrated steps/s"};
+    static const MeanRule mean_cpu = {cpu_per_step, 0, "CPU seconds per step"};
+    char info[2][256];
+    bad += judge_mean(&mean_speed, pairs, npairs, lim.mean_cal_slowdown, info[0], sizeof info[0]);
+    bad += judge_mean(&mean_cpu, pairs, npairs, lim.mean_cpu_growth, info[1], sizeof info[1]);
     if (bad) printf("\n");
     printf("| task | mechanism | run | test acc %% (base -> new) | steps/s (base -> new) | "
            "peak RSS MiB (base -> new) | GFLOP/step | verdict |\n");
@@ -318,10 +347,8 @@ int cmd_compare(int argc, char **argv) {
         only_a += !pairs[i].b;
         only_b += !pairs[i].a;
     }
-    if (n_cal)
-        printf("\ncalibrated steps/s of the %d runs judged calibrated: %+.1f%% (the geometric mean "
-               "of their ratios; a fall of more than %.1f%% is a regression)\n",
-               n_cal, mean_change, lim.mean_cal_slowdown);
+    for (int i = 0; i < 2; i++)
+        if (info[i][0]) printf("%s%s\n", i == 0 || !info[0][0] ? "\n" : "", info[i]);
     printf("\n%d matched, %d only in BASE, %d only in NEW: %s\n", matched, only_a, only_b,
            bad ? "regressions (see above)" : "within tolerances");
     free(verdict);
