@@ -96,7 +96,9 @@ static int judge_speed(const char *name, const ReportSummary *a, const ReportSum
 
 /* The CPU seconds per step of a run (training and evaluation over the steps trained); NaN when
  * the report has none. */
-static double cpu_per_step(const ReportSummary *r) { return r->cpu_per_step; }
+static double cpu_per_step(const ReportSummary *r) {
+    return r->steps > 0 ? r->calib_cpu_s / r->steps : NAN;
+}
 
 /* A rule on the matched runs together: the geometric mean over the pairs where fig is positive on
  * both sides of fig(new) / fig(base). */

@@ -61,7 +61,7 @@ static const NumField NUM_FIELDS[] = {
     {"measured.wall_s", NUM_REAL, 0, 1e9, 0, 0, S(wall_s)},
     {"measured.calibration.core_share", NUM_REAL, 0, 1, 1, 1, S(core_share)},
     {"measured.calibration.sgemm_gflops_per_s", NUM_REAL, 0, 1e9, 1, 1, S(calib_sgemm)},
-    {"measured.calibration.cpu_s", NUM_REAL, 0, 1e12, 1, 1, S(cpu_per_step)}, /* / steps below */
+    {"measured.calibration.cpu_s", NUM_REAL, 0, 1e12, 1, 1, S(calib_cpu_s)},
     {"training.steps", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 1, S(steps)},
     {"measured.peak_rss", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(peak_rss)},
     {"memory.planned_total", NUM_REAL, 0, REPORT_MAX_WHOLE, 0, 0, S(planned)},
@@ -139,7 +139,6 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
               want_string(doc, "model.mixer_classes", path, s->classes, sizeof s->classes, err);
     for (size_t i = 0; i < XB_ARRAY_LEN(NUM_FIELDS) && !bad; i++)
         bad = want_field(doc, &NUM_FIELDS[i], path, s, err);
-    s->cpu_per_step = s->steps > 0 ? s->cpu_per_step / s->steps : NAN;
     cJSON_Delete(doc);
     return bad ? -1 : 0;
 }

@@ -22,9 +22,9 @@ typedef struct ReportSummary {
     uint64_t params;
     /* measured.calibration (NaN when unknown, or absent in older reports): the share of the
      * cores the run's threads got, the probe's sgemm GFLOP/s, and the process's CPU seconds over
-     * training and evaluation, per training step (training.steps) */
-    double core_share, calib_sgemm, cpu_per_step;
-    double steps; /* training.steps: the steps trained */
+     * training and evaluation */
+    double core_share, calib_sgemm, calib_cpu_s;
+    double steps; /* training.steps: the steps trained (NaN when absent) */
 } ReportSummary;
 
 /* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */
