@@ -70,7 +70,15 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < XB_ARRAY_LEN(g_commands); i++)
         if (!strcmp(argv[1], g_commands[i].name)) {
-            dist_init(&argc, &argv); /* MPI, when started by mpirun or srun */
+            if (dist_init(&argc, &argv)) { /* MPI, when started by mpirun or srun */
+                fprintf(stderr,
+                        "xformer-bench: this build has no MPI, but it was started as one of %d "
+                        "processes (mpirun or srun), each of which would run alone (valid: one "
+                        "process, or a build with MPI: apt-get install libopenmpi-dev, then "
+                        "meson configure build -Dmpi=enabled)\n",
+                        dist_world_size());
+                return XB_EXIT_USAGE;
+            }
             const int rc = g_commands[i].run(argc - 1, argv + 1);
             dist_finalize();
             return rc;

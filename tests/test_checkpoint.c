@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "model/params.h"
+#include "core/params.h"
 #include "train/checkpoint.h"
 
 static char g_dir[256];

@@ -3,6 +3,7 @@
 nothing written; the same config, seed and threads give the same report apart from `measured`."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -558,7 +559,7 @@ class Compare(TinyReport):
             p, _, _ = self.compare(self.variant(**changes), *args)
             self.assertEqual(p.returncode, 1, (changes, p.stdout, p.stderr))
             self.assertIn("regression: listops/full/tiny: " + message, p.stdout)
-            self.assertIn("REGRESSION |", p.stdout)
+            self.assertIn("REGRESSION (acc: fixed limit 1.00) |", p.stdout)
         # within a wider tolerance the same drops pass
         p, _, _ = self.compare(self.variant(test__accuracy=acc - 0.02,
                                             measured__steps_per_s=m["steps_per_s"] / 1.2),
@@ -570,7 +571,7 @@ class Compare(TinyReport):
         p, _, _ = self.compare(self.variant(config_hash="0123456789abcdef",
                                             flops__analytic_train_step=2 * fl))
         self.assertEqual(p.returncode, 0, p.stdout)
-        self.assertIn("ok (config changed)", p.stdout)
+        self.assertIn("ok (config changed; acc: fixed limit 1.00)", p.stdout)
 
     def test_a_run_missing_from_new_is_a_regression(self):
         with tempfile.TemporaryDirectory() as d:
@@ -583,6 +584,69 @@ class Compare(TinyReport):
             self.assertIn("regression: listops/full/other: in BASE (%s) but not in NEW"
                           % os.path.join(d, "base", "other.json"), p.stdout)
             self.assertIn("1 matched, 1 only in BASE, 0 only in NEW", p.stdout)
+
+    def seeds(self, d, accs, first=0):
+        """Reports of the tiny run at seeds first, first + 1, ... with the given accuracies (%),
+        as the same config at each seed (its own hash) would write them."""
+        for k, acc in enumerate(accs):
+            seed = first + k
+            doc = self.variant(run_id="tiny-seed%d" % seed, config_hash="%016x" % (0xabc + seed),
+                               test__accuracy=acc / 100.0)
+            doc["config"]["experiment"]["seed"] = seed
+            doc["config"]["experiment"]["name"] = "tiny-seed%d" % seed
+            self.write(d, "tiny-seed%d.json" % seed, doc)
+        return d
+
+    def test_three_seeds_a_side_judge_accuracy_by_welchs_t_test(self):
+        # Welch's t, df and one-sided p of these samples, computed with mpmath by integrating
+        # the t density (as in tests/test_stats.c): 41.0 ± 1.0 -> 37.17 ± 1.26 (3 vs 3):
+        # t = -4.1309, df = 3.806, p = 0.0080181; 36.4, 35.9, 36.9 -> 36.1, 37.2, 35.0, 35.8
+        # (3 vs 4): t = -0.6956, df = 4.746, p = 0.25962.
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [40.0, 42.0, 41.0])
+            new = self.seeds(os.path.join(d, "b"), [37.0, 38.5, 36.0])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            lines = p.stdout.splitlines()
+            self.assertEqual([x for x in lines if x.startswith("regression")],
+                             ["regression: listops/full: test accuracy fell 3.83 points over the "
+                              "seeds, 41.00% -> 37.17% (mean of 3 -> 3 seeds; Welch's t-test, "
+                              "one-sided p = 0.008 < 0.05)"])
+            self.assertEqual(p.stdout.count("| REGRESSION (acc: Welch p=0.008, 3 vs 3 seeds) |"),
+                             3)
+            # at a stricter level the same drops pass, although each seed fell by 3 points or
+            # more, beyond the fixed limit
+            p = run(["compare", base, new, "--alpha", "0.005"])
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: Welch p=0.008, 3 vs 3 seeds) |"), 3)
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [36.4, 35.9, 36.9])
+            new = self.seeds(os.path.join(d, "b"), [36.1, 37.2, 35.0, 35.8])
+            p = run(["compare", base, new])  # seed 2 fell 1.9 points: within the seeds' spread
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertIn("| tiny-seed2 | 36.90 -> 35.00 (-1.90) |", p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: Welch p=0.26, 3 vs 4 seeds) |"), 3)
+            self.assertIn("3 matched, 0 only in BASE, 1 only in NEW: within tolerances", p.stdout)
+
+    def test_fewer_than_three_seeds_keep_the_fixed_drop(self):
+        with tempfile.TemporaryDirectory() as d:
+            base = self.seeds(os.path.join(d, "a"), [40.0, 42.0, 41.0])
+            new = self.seeds(os.path.join(d, "b"), [37.0, 42.5])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("regression: listops/full/tiny-seed0: test accuracy fell 3.00 points, "
+                          "40.00% -> 37.00% (limit 1.00)\n", p.stdout)
+            self.assertIn("| tiny-seed0 | 40.00 -> 37.00 (-3.00) |", p.stdout)
+            self.assertIn("| REGRESSION (acc: fixed limit 1.00) |", p.stdout)
+            self.assertIn("| ok (acc: fixed limit 1.00) |", p.stdout)  # seed 1 rose
+            self.assertIn("| MISSING |", p.stdout)  # seed 2
+            # three seeds without any spread on either side: no t statistic, the fixed drop
+            base = self.seeds(os.path.join(d, "c"), [40.0, 40.0, 40.0])
+            new = self.seeds(os.path.join(d, "e"), [39.5, 39.5, 39.5])
+            p = run(["compare", base, new])
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertEqual(p.stdout.count("| ok (acc: fixed limit 1.00, the seeds have no "
+                                            "spread) |"), 3)
 
     def test_bad_input_exits_2_with_one_line(self):
         text = json.dumps(self.doc, indent=2)
@@ -615,6 +679,11 @@ class Compare(TinyReport):
             self.assertEqual(p.returncode, 2)
             self.assertEqual(p.stderr, 'xformer-bench compare: --max-slowdown: expected a number '
                              '>= 0, got "-3"\n')
+            for v in ("0", "1", "1.5", "-0.1", "x", "nan"):
+                p = run(["compare", base, base, "--alpha", v])
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", 'xformer-bench compare: --alpha: expected a number in '
+                                  '(0, 1), got "%s"\n' % v))
             p = run(["compare", base])
             self.assertEqual(p.returncode, 2)
 
@@ -622,12 +691,16 @@ class Compare(TinyReport):
 class Table(TinyReport):
     """table's Markdown, LaTeX and CSV for a fixed set of reports."""
 
-    def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20):
+    def report(self, d, mixer, classes, task, acc, max_len=40, sps=1.0, rss=1 << 20, seed=None,
+               baseline=0.1):
         doc = json.loads(json.dumps(self.doc))
         doc["run_id"] = "%s-%s-%d" % (mixer, task, max_len)
+        if seed is not None:
+            doc["run_id"] += "-s%d" % seed
+            doc["config"]["experiment"]["seed"] = seed
         doc["model"]["mixer"], doc["model"]["mixer_classes"] = mixer, classes
         doc["config"]["task"]["name"], doc["config"]["model"]["max_len"] = task, max_len
-        doc["test"]["accuracy"] = acc
+        doc["test"]["accuracy"], doc["test"]["majority_baseline"] = acc, baseline
         doc["measured"]["steps_per_s"], doc["measured"]["peak_rss"] = sps, rss
         doc["measured"]["step_s_median"] = 1.0 / sps
         path = os.path.join(d, doc["run_id"] + ".json")
@@ -642,33 +715,97 @@ class Table(TinyReport):
                 self.report(d, "local", "FP", "listops", 0.45),
                 self.report(d, "local", "FP", "text", 0.55)]
 
+    TIE_LEGEND = ("\nTest accuracy (%). **Bold**: the best of its column, its interval (mean ± sd) "
+                  "meeting no other's. †: tied for the best of its column, the intervals of the "
+                  "highest mean and of this cell meeting.\n")
+
     def test_accuracy_layout_in_every_format(self):
         with tempfile.TemporaryDirectory() as d:
             paths = self.accuracy_reports(d)
             p = run(["table"] + paths)
             self.assertEqual(p.returncode, 0, p.stderr)
+            # single seeds print as they always did; the equal averages are a tie, not two bests
             self.assertEqual(p.stdout,
                              "| Model | listops | text | Avg |\n"
                              "|---|---:|---:|---:|\n"
                              "| linear | 30.00 | - | - |\n"
-                             "| full | 40.00 | **60.00** | **50.00** |\n"
-                             "| local | **45.00** | 55.00 | **50.00** |\n")
+                             "| full | 40.00 | **60.00** | 50.00† |\n"
+                             "| local | **45.00** | 55.00 | 50.00† |\n" + self.TIE_LEGEND)
             p = run(["table", "--format", "latex", "--order", "class"] + paths)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(p.stdout,
                              "\\begin{tabular}{lrrr}\n\\toprule\n"
                              "Model & listops & text & Avg \\\\\n\\midrule\n"
-                             "full & 40.00 & \\textbf{60.00} & \\textbf{50.00} \\\\\n"
-                             "local & \\textbf{45.00} & 55.00 & \\textbf{50.00} \\\\\n"
+                             "full & 40.00 & \\textbf{60.00} & 50.00$^\\dagger$ \\\\\n"
+                             "local & \\textbf{45.00} & 55.00 & 50.00$^\\dagger$ \\\\\n"
                              "linear & 30.00 & - & - \\\\\n"
-                             "\\bottomrule\n\\end{tabular}\n")
+                             "\\bottomrule\n\\end{tabular}\n"
+                             "\\par\\smallskip{\\footnotesize Test accuracy (\\%). \\textbf{Bold}: "
+                             "the best of its column, its interval (mean $\\pm$ sd) meeting no "
+                             "other's. $^\\dagger$: tied for the best of its column, the intervals "
+                             "of the highest mean and of this cell meeting.}\n")
             p = run(["table", "--format", "csv", d])  # a directory: its reports by file name
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(p.stdout,
-                             "Model,listops,text,Avg\n"
-                             "full,40.00,60.00,50.00\n"
-                             "linear,30.00,-,-\n"
-                             "local,45.00,55.00,50.00\n")
+                             "Model,listops_mean,listops_std,listops_n,listops_converged,"
+                             "listops_mark,text_mean,text_std,text_n,text_converged,text_mark,"
+                             "Avg_mean,Avg_std,Avg_mark\n"
+                             "full,40.00,,1,1,,60.00,,1,1,best,50.00,,tie\n"
+                             "linear,30.00,,1,1,,,,0,0,,,,\n"
+                             "local,45.00,,1,1,best,55.00,,1,1,,50.00,,tie\n")
+
+    def seed_reports(self, d):
+        """Seeds with known answers: listops full 40, 42, 41 (41.00 ± 1.00), local 30, 31, 29
+        (30.00 ± 1.00), linear one seed at 40.50 (inside full's interval: a tie); text (baseline
+        50%) full 60, 62 (61.00 ± 1.41), local 50, 56, 53 (53.00 ± 3.00, only 56 beats the
+        baseline by more than 3 points). Avg: full 51.00 ± sqrt(1 + 2)/2 = 0.87, local 41.50 ±
+        sqrt(1 + 9)/2 = 1.58."""
+        runs = [("full", "baseline", "listops", (0.40, 0.42, 0.41), 0.2),
+                ("local", "FP", "listops", (0.30, 0.31, 0.29), 0.2),
+                ("linear", "KR", "listops", (0.405,), 0.2),
+                ("full", "baseline", "text", (0.60, 0.62), 0.5),
+                ("local", "FP", "text", (0.50, 0.56, 0.53), 0.5)]
+        return [self.report(d, m, c, t, acc, seed=s, baseline=b)
+                for m, c, t, accs, b in runs for s, acc in enumerate(accs)]
+
+    def test_seeds_give_mean_sd_count_convergence_and_marks_beyond_the_intervals(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = self.seed_reports(d)
+            p = run(["table"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout,
+                             "| Model | listops | text | Avg |\n"
+                             "|---|---:|---:|---:|\n"
+                             "| full | 41.00 ± 1.00 (3)† | **61.00 ± 1.41 (2)** | "
+                             "**51.00 ± 0.87** |\n"
+                             "| local | 30.00 ± 1.00 (3) | 53.00 ± 3.00 (3, 1 conv.) | "
+                             "41.50 ± 1.58 |\n"
+                             "| linear | 40.50† | - | - |\n"
+                             "\nTest accuracy (%): mean ± standard deviation over the seeds, their "
+                             "number in parentheses; (n, k conv.): only k of the n seeds beat the "
+                             "majority baseline by more than 3 points. Avg ±: the root of the sum "
+                             "of the tasks' variances over the number of tasks. **Bold**: the "
+                             "best of its column, its interval (mean ± sd) meeting no other's. "
+                             "†: tied for the best of its column, the intervals of the highest "
+                             "mean and of this cell meeting.\n")
+            p = run(["table", "--format", "csv"] + paths)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.splitlines()[1:],
+                             ["full,41.00,1.00,3,3,tie,61.00,1.41,2,2,best,51.00,0.87,best",
+                              "local,30.00,1.00,3,3,,53.00,3.00,3,1,,41.50,1.58,",
+                              "linear,40.50,,1,1,tie,,,0,0,,,,"])
+            # a margin of 0: every text seed of local but the one at the baseline converged; the
+            # same report twice is one seed, not two
+            dup = os.path.join(d, "copy.json")
+            shutil.copy(paths[0], dup)
+            p = run(["table", "--format", "csv", "--converged-margin", "0"] + paths + [dup])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.splitlines()[2], "local,30.00,1.00,3,3,,53.00,3.00,3,2,,"
+                             "41.50,1.58,")
+            self.assertEqual(p.stdout.splitlines()[1].split(",")[1:5], ["41.00", "1.00", "3", "3"])
+            p = run(["table", "--format", "latex"] + paths)
+            self.assertIn("full & 41.00 $\\pm$ 1.00 (3)$^\\dagger$ & \\textbf{61.00 $\\pm$ 1.41 "
+                          "(2)} & \\textbf{51.00 $\\pm$ 0.87} \\\\\n", p.stdout)
 
     def test_a_directory_of_task_directories_is_read_whole(self):
         # results/lra-small/TASK/*.json, as scripts/table1.sh writes them; an empty subdirectory
@@ -703,7 +840,7 @@ class Table(TinyReport):
                              "| full | 10.00 | 4.00 | 100.0 MiB | 300.0 MiB |\n"
                              "| local | 1.50x | 3.00x | 0.50x | 0.20x |\n")
 
-    def test_plots_are_well_formed_svg_with_one_mark_per_report(self):
+    def test_plots_are_well_formed_svg_with_one_mark_per_point(self):
         import xml.etree.ElementTree as ET
         ns = "{http://www.w3.org/2000/svg}"
         with tempfile.TemporaryDirectory() as d:
@@ -720,16 +857,161 @@ class Table(TinyReport):
                 root = ET.parse(svg).getroot()
                 self.assertEqual(root.tag, ns + "svg")
                 marks = [c for c in root.iter(ns + "circle") if c.get("class") == "mark"]
-                self.assertEqual(len(marks), len(paths), kind)
                 texts = [t.text for t in root.iter(ns + "text")]
                 if kind == "frontier":
+                    # a point per mechanism with both tasks (linear has no text report)
+                    self.assertEqual(len(marks), 2)
                     self.assertIn("test accuracy (%)", texts)
                     self.assertIn("baseline", texts)  # the legend's classes
+                    self.assertIn("Not drawn (no report of text): linear", texts)
                 else:
+                    self.assertEqual(len(marks), len(paths))  # a point per report
                     self.assertIn("peak memory (MiB)", texts)
                     self.assertIn("local", texts)  # the legend's mechanisms
                     self.assertEqual(len(list(root.iter(ns + "polyline"))), 2 * 3)
             self.assertEqual(sorted(os.listdir(d)), ["frontier.svg", "r", "scaling.svg"])
+
+    def frontier_reports(self, d):
+        """Accuracy: full listops 40 and 42 (two seeds), text 60: 50.50 on average; local
+        listops 45, text 55: 50.00; linear listops only. Bench (no test accuracy, batch 16):
+        full 10 steps/s at 1024 and 4 at 2048 (300 MiB), local 15 and 12 (60 MiB), linear 20 at
+        2048, hyena 30 at 2048 with no accuracy anywhere."""
+        acc = [("full", "baseline", "listops", 0.40, 0), ("full", "baseline", "listops", 0.42, 1),
+               ("full", "baseline", "text", 0.60, 0), ("local", "FP", "listops", 0.45, 0),
+               ("local", "FP", "text", 0.55, 0), ("linear", "KR", "listops", 0.30, 0)]
+        bench = [("full", "baseline", 1024, 10.0, 100), ("full", "baseline", 2048, 4.0, 300),
+                 ("local", "FP", 1024, 15.0, 50), ("local", "FP", 2048, 12.0, 60),
+                 ("linear", "KR", 2048, 20.0, 80), ("hyena", "LC", 2048, 30.0, 90)]
+        for m, c, t, a, seed in acc:
+            self.report(d, m, c, t, a, seed=seed)
+        for m, c, L, sps, mib in bench:
+            self.report(d, m, c, "listops", None, L, sps, mib << 20)
+
+    def frontier(self, d, *args):
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        svg = os.path.join(d, "f.svg")
+        p = run(["plot", os.path.join(d, "r"), "-o", svg] + list(args))
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        root = ET.parse(svg).getroot()
+        marks = sorted("".join(c.itertext()) for c in root.iter(ns + "circle")
+                       if c.get("class") == "mark")
+        texts = [t.text for t in root.iter(ns + "text")]
+        return marks, texts
+
+    def test_frontier_is_one_point_per_mechanism_with_bench_speed_and_mean_accuracy(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "r"))
+            self.frontier_reports(os.path.join(d, "r"))
+            marks, texts = self.frontier(d)  # the longest bench length, 2048
+            self.assertEqual(marks, ["full: 50.50%, 64 examples/s (1.00x full), 300.0 MiB",
+                                     "local: 50.00%, 192 examples/s (3.00x full), 60.0 MiB"])
+            self.assertIn("training examples/s at L = 2048 (bench)", texts)
+            self.assertIn("mean over 2 tasks", texts)
+            self.assertIn("Not drawn (no report of text): linear", texts)
+            self.assertIn("Not drawn (no test accuracy): hyena", texts)
+            self.assertEqual(sorted(t for t in texts if t in ("full", "local")), ["full", "local"])
+            marks, texts = self.frontier(d, "--length", "1024")
+            self.assertEqual(marks, ["full: 50.50%, 160 examples/s (1.00x full), 100.0 MiB",
+                                     "local: 50.00%, 240 examples/s (1.50x full), 50.0 MiB"])
+            self.assertIn("training examples/s at L = 1024 (bench)", texts)
+            self.assertIn("Not drawn (no report of text): linear", texts)
+            marks, texts = self.frontier(d, "--length", "1024", "--task", "listops")
+            self.assertIn("Not drawn (no bench report at L = 1024): linear", texts)
+            marks, texts = self.frontier(d, "--task", "listops")  # seeds: 41.00 ± 1.41
+            self.assertEqual(marks, ["full: 41.00% ± 1.41, 64 examples/s (1.00x full), 300.0 MiB",
+                                     "linear: 30.00%, 320 examples/s (5.00x full), 80.0 MiB",
+                                     "local: 45.00%, 192 examples/s (3.00x full), 60.0 MiB"])
+            self.assertIn("bars: ± sd over seeds", texts)
+            marks, texts = self.frontier(d, "--facet", "task")
+            self.assertEqual(len(marks), 3 + 2)
+            self.assertIn("listops", texts)
+            self.assertIn("text", texts)
+            self.assertIn("full: 60.00%, 64 examples/s (1.00x full), 300.0 MiB", marks)
+            # without bench reports: the runs' own speed (16 examples a step at 1 step/s)
+            for f in os.listdir(os.path.join(d, "r")):
+                if "-1024" in f or "-2048" in f:
+                    os.remove(os.path.join(d, "r", f))
+            marks, texts = self.frontier(d)
+            self.assertEqual(marks, ["full: 50.50%, 16 examples/s (1.00x full), 1.0 MiB",
+                                     "local: 50.00%, 16 examples/s (1.00x full), 1.0 MiB"])
+            self.assertIn("training examples/s (the runs' own)", texts)
+
+    def test_frontier_labels_never_overlap_on_table_1s_reports(self):
+        """Every label of the committed lra-small and efficiency reports, alone and faceted,
+        in a box of its own inside its panel's frame, one per circle. The boxes use the width
+        rule of the plot (DejaVu Sans's advances: 0.40 em narrow, 0.98 wide, 0.74 capitals,
+        0.64 other characters), which the rendered figure was checked against by eye."""
+        import xml.etree.ElementTree as ET
+        ns = "{http://www.w3.org/2000/svg}"
+        root_dir = os.environ.get("XB_SOURCE_ROOT", ".")
+        results = [os.path.join(root_dir, "results", x) for x in ("lra-small", "efficiency")]
+
+        def width(s):
+            return 10 * sum(0.40 if c in "fijlrt.,:;!|()[]' " else 0.98 if c in "mwMW%@"
+                            else 0.74 if c.isupper() else 0.64 for c in s)
+
+        with tempfile.TemporaryDirectory() as d:
+            for args in ([], ["--facet", "task"]):
+                svg = os.path.join(d, "f.svg")
+                p = run(["plot"] + results + ["--kind", "frontier", "-o", svg] + args)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                root = ET.parse(svg).getroot()
+                frames = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+                          for r in root.iter(ns + "rect") if r.get("stroke") == "#333"]
+                boxes = []
+                for t in root.iter(ns + "text"):
+                    if t.get("class") != "label":
+                        continue
+                    x, y = float(t.get("x")), float(t.get("y"))
+                    boxes.append((x, y + 3 - 12.5, x + width(t.text), y + 3, t.text))
+                marks = [c for c in root.iter(ns + "circle") if c.get("class") == "mark"]
+                self.assertEqual(len(boxes), len(marks), args)
+                self.assertGreaterEqual(len(marks), 20 if not args else 100)
+                for i, a in enumerate(boxes):
+                    self.assertTrue(any(fx <= a[0] and a[2] <= fx + fw and fy <= a[1]
+                                        and a[3] <= fy + fh for fx, fy, fw, fh in frames), a)
+                    for b in boxes[i + 1:]:
+                        self.assertFalse(a[0] < b[2] and b[0] < a[2] and a[1] < b[3]
+                                         and b[1] < a[3], (args, a, b))
+
+    def test_frontier_bad_options_are_one_line_exit_2(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "r"))
+            self.frontier_reports(os.path.join(d, "r"))
+            rep, svg = os.path.join(d, "r"), os.path.join(d, "f.svg")
+            cases = [
+                (["--facet", "mechanism"], '--facet: expected task, got "mechanism"'),
+                (["--facet"], '--facet: expected task, got ""'),
+                (["--kind", "bar"], '--kind: expected frontier or scaling, got "bar"'),
+                (["--task", "image"], '--task: no report of task "image" with a test accuracy '
+                 '(tasks: listops, text)'),
+                (["--length", "4096"], "--length 4096: no bench report at this length "
+                 "(lengths: 1024, 2048)"),
+                (["--length", "x"], '--length: expected a sequence length (an integer in '
+                 '[2, 1048576]), got "x"'),
+                (["--length", "1"], '--length: expected a sequence length (an integer in '
+                 '[2, 1048576]), got "1"'),
+                (["--facet", "task", "--task", "text"], "--facet task draws every task: it "
+                 "cannot be combined with --task"),
+                (["--kind", "scaling", "--facet", "task"], "--facet: only for --kind frontier"),
+                (["--kind", "scaling", "--length", "1024"], "--length: only for --kind frontier"),
+            ]
+            for args, expected in cases:
+                p = run(["plot", rep, "-o", svg] + args)
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", "xformer-bench plot: " + expected + "\n"), args)
+            only_runs = os.path.join(d, "runs")
+            os.makedirs(only_runs)
+            for f in os.listdir(rep):
+                if "-40" in f:
+                    shutil.copy(os.path.join(rep, f), only_runs)
+            p = run(["plot", only_runs, "-o", svg, "--length", "1024"])
+            self.assertEqual((p.returncode, p.stderr),
+                             (2, "xformer-bench plot: --length: no bench reports among the inputs "
+                              "(reports without a test accuracy, as xformer-bench bench writes "
+                              "them)\n"))
+            self.assertEqual(sorted(os.listdir(d)), ["r", "runs"])  # no figure, no temporary
 
     def test_frontier_labels_of_coinciding_marks_do_not_overlap(self):
         # Four mechanisms at the same accuracy and speed: each label takes its own side of the
@@ -755,10 +1037,144 @@ class Table(TinyReport):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, 'xformer-bench table: --format: expected md, latex or csv, '
                          'got "html"\n')
+        for v in ("-1", "x", "nan", "inf"):
+            p = run(["table", "x.json", "--converged-margin", v])
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", 'xformer-bench table: --converged-margin: expected a number '
+                              'of points >= 0, got "%s"\n' % v))
+        p = run(["table", "x.json", "--converged-margin"])
+        self.assertEqual(p.stderr, 'xformer-bench table: --converged-margin: expected a number of '
+                         'points >= 0, got ""\n')
         p = run(["table", "/nonexistent/r.json"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
                          "such file or directory\n")
+
+
+class Table1Seeds(unittest.TestCase):
+    """scripts/table1.sh --seeds N: the config's seed and N-1 more, reports that never collide,
+    one-seed reports counting as the first seed, shards that split (task, mechanism, seed)."""
+
+    ROOT = os.path.abspath(os.environ.get("XB_SOURCE_ROOT", "."))
+
+    def repo(self, d, listops_yaml):
+        """A copy of table1.sh beside a configs/lra-small holding one tiny ListOps config."""
+        repo = os.path.join(d, "repo")
+        os.makedirs(os.path.join(repo, "scripts"))
+        os.makedirs(os.path.join(repo, "configs", "lra-small"))
+        shutil.copy(os.path.join(self.ROOT, "scripts", "table1.sh"),
+                    os.path.join(repo, "scripts", "table1.sh"))
+        with open(os.path.join(repo, "configs", "lra-small", "listops.yaml"), "w") as f:
+            f.write(listops_yaml)
+        return repo
+
+    def table1(self, repo, *args):
+        return subprocess.run(["bash", os.path.join(repo, "scripts", "table1.sh")] + list(args),
+                              capture_output=True, text=True,
+                              env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+
+    def test_seeds_follow_the_configs_seed_and_a_one_seed_report_is_the_first(self):
+        for yaml, first in ((TINY, 3),  # block style, seed: 3
+                            (TINY.replace("experiment:\n  name: tiny\n  seed: 3\n  threads: 2\n",
+                                          "experiment: {name: tiny, seed: 7, threads: 2}\n"), 7),
+                            (TINY.replace("  seed: 3\n", ""), 1)):  # the schema's default
+            with tempfile.TemporaryDirectory() as d:
+                repo = self.repo(d, yaml)
+                out = os.path.join(d, "t1")
+                os.makedirs(os.path.join(out, "listops"))
+                with open(os.path.join(out, "listops", "lra-small-listops-full.json"), "w") as f:
+                    f.write("{}")  # done: any report but an interrupted one
+                p = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full,linear",
+                                "--seeds", "3", "--dry-run")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stdout.splitlines(), [
+                    "table1.sh: 5 runs to do in %s (2 at a time, 1 thread(s) each)" % out,
+                    "listops linear --set experiment.name=lra-small-listops-linear "
+                    "--set model.mixer.name=linear",
+                    "listops full --set experiment.name=lra-small-listops-full-seed%d "
+                    "--set model.mixer.name=full --set experiment.seed=%d" % (first + 1, first + 1),
+                    "listops linear --set experiment.name=lra-small-listops-linear-seed%d "
+                    "--set model.mixer.name=linear --set experiment.seed=%d" % (first + 1,
+                                                                                first + 1),
+                    "listops full --set experiment.name=lra-small-listops-full-seed%d "
+                    "--set model.mixer.name=full --set experiment.seed=%d" % (first + 2, first + 2),
+                    "listops linear --set experiment.name=lra-small-listops-linear-seed%d "
+                    "--set model.mixer.name=linear --set experiment.seed=%d" % (first + 2,
+                                                                                first + 2)])
+
+    def test_shards_split_every_task_mechanism_and_seed_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "t1")
+            opts = ["-o", out, "--tasks", "listops,image", "--mixers", "full,linear,local",
+                    "--seeds", "3", "--dry-run"]
+            script = os.path.join(self.ROOT, "scripts", "table1.sh")
+            whole = subprocess.run(["bash", script] + opts, capture_output=True, text=True,
+                                   env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+            self.assertEqual(whole.returncode, 0, whole.stderr)
+            everything = whole.stdout.splitlines()[1:]
+            self.assertEqual(len(everything), 18)
+            self.assertEqual(len(set(everything)), 18)
+            got = []
+            for i in range(4):
+                p = subprocess.run(["bash", script] + opts + ["--shard", "%d/4" % i],
+                                   capture_output=True, text=True,
+                                   env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+                self.assertEqual(p.returncode, 0, p.stderr)
+                lines = p.stdout.splitlines()[1:]
+                self.assertIn(len(lines), (4, 5))  # 18 points over 4 shards
+                got += lines
+            self.assertEqual(sorted(got), sorted(everything))
+
+    def test_seeds_run_write_their_own_reports_and_the_table_shows_their_spread(self):
+        with tempfile.TemporaryDirectory() as d:
+            repo = self.repo(d, TINY.replace("threads: 2", "threads: 1"))
+            out = os.path.join(d, "t1")
+            p = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full",
+                            "--seeds", "2")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("table1.sh: listops full done in", p.stdout)
+            self.assertIn("table1.sh: listops full-seed4 done in", p.stdout)
+            self.assertEqual(sorted(os.listdir(os.path.join(out, "listops"))),
+                             ["lra-small-listops-full-seed4.json", "lra-small-listops-full.json"])
+            seeds = []
+            for name in ("lra-small-listops-full", "lra-small-listops-full-seed4"):
+                with open(os.path.join(out, "listops", name + ".json")) as f:
+                    doc = json.load(f)
+                self.assertEqual(doc["run_id"], name)
+                seeds.append(doc["config"]["experiment"]["seed"])
+            self.assertEqual(seeds, [3, 4])
+            self.assertRegex(p.stdout, r"\| full \| [0-9.]+ ± [0-9.]+ \(2(, [0-2] conv\.)?\) \|")
+            again = self.table1(repo, "-o", out, "--tasks", "listops", "--mixers", "full",
+                                "--seeds", "2")
+            self.assertIn("table1.sh: 0 runs to do", again.stdout)
+
+    def test_bad_seeds_are_one_line_exit_2(self):
+        script = os.path.join(self.ROOT, "scripts", "table1.sh")
+        for v in ("0", "-1", "x", "1.5", ""):
+            p = subprocess.run(["bash", script, "--seeds", v], capture_output=True, text=True)
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", "table1.sh: --seeds: expected a number of seeds >= 1, "
+                              "got '%s'\n" % v))
+        with tempfile.TemporaryDirectory() as d:
+            repo = self.repo(d, TINY.replace("  seed: 3\n", "  seed: three\n"))
+            p = self.table1(repo, "-o", os.path.join(d, "t1"), "--tasks", "listops", "--mixers",
+                            "full", "--seeds", "2", "--dry-run")
+            self.assertEqual((p.returncode, p.stderr),
+                             (2, "table1.sh: configs/lra-small/listops.yaml: cannot read "
+                              "experiment.seed (expected an integer, found 'three')\n"))
+
+    def test_without_mixers_every_mechanism_of_list_is_a_point(self):
+        # `read -a` of the list's newline-separated names once took the first one alone
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run(["bash", os.path.join(self.ROOT, "scripts", "table1.sh"), "-o", d,
+                                "--tasks", "listops", "--dry-run"], capture_output=True,
+                               text=True, env={**os.environ, "XB_BIN": os.path.abspath(BIN)})
+            self.assertEqual(p.returncode, 0, p.stderr)
+            listed = run(["list"]).stdout
+            names = [line.split()[0] for line in listed.split("\n\n")[0].splitlines()[1:]
+                     if line[:1].isalpha()]
+            self.assertGreater(len(names), 20)
+            self.assertEqual([x.split()[1] for x in p.stdout.splitlines()[1:]], names)
 
 
 class Bench(unittest.TestCase):

@@ -413,6 +413,31 @@ START_TEST(test_bad_enum_lists_choices) {
 }
 END_TEST
 
+/* The mechanism's own check runs at every length a SELF block gives it (config/layout.h): a
+ * pooled Funnel stage's, the latents', the recurrence's window; not at a length no SELF block
+ * has (a stage of one block is its POOL block alone). */
+START_TEST(test_mechanism_checked_at_every_length_it_runs_at) {
+    expect_line_error("  layers: 2",
+                      "  layers: 4\n  max_len: 512\n  funnel: 2\n  mixer: {name: linformer, k: 300}",
+                      "t.yaml:8:3: model.mixer.k: 300 is longer than model.max_len = 257 (valid: "
+                      "1 to 257: Linformer shortens the keys); the mechanism runs at length 257 "
+                      "there (a pooled funnel stage)");
+    expect_line_error("  layers: 2",
+                      "  layers: 2\n  max_len: 512\n  latents: 64\n  pooling: mean\n"
+                      "  mixer: {name: linformer, k: 300}",
+                      "t.yaml:9:3: model.mixer.k: 300 is longer than model.max_len = 64 (valid: "
+                      "1 to 64: Linformer shortens the keys); the mechanism runs at length 64 "
+                      "there (over model.latents)");
+    /* two blocks in two stages: the second is the POOL block, no mechanism runs at 257 */
+    ConfigSet cs;
+    char *y = with_line("  layers: 2", "  layers: 2\n  max_len: 512\n  funnel: 2\n"
+                                       "  mixer: {name: linformer, k: 300}");
+    load_ok(y, NULL, 0, &cs);
+    cfg_set_free(&cs);
+    free(y);
+}
+END_TEST
+
 /* pooling none puts the head at every input position: it needs a task with per-position
  * targets and blocks that keep the length. */
 START_TEST(test_per_position_head_refuses_shortening_blocks_and_classification_tasks) {
@@ -1054,6 +1079,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_bool_accepts_only_true_and_false);
     tcase_add_test(tc, test_bad_enum_lists_choices);
     tcase_add_test(tc, test_per_position_head_refuses_shortening_blocks_and_classification_tasks);
+    tcase_add_test(tc, test_mechanism_checked_at_every_length_it_runs_at);
     tcase_add_test(tc, test_out_of_range_reports_text_and_range);
     tcase_add_test(tc, test_experiment_name_must_be_file_name_safe);
     tcase_add_test(tc, test_run_names_that_are_not_plain_file_names_are_refused);

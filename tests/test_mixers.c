@@ -180,6 +180,31 @@ static const Conf CONFS[] = {
     {"hyena", "bidirectional=false,emb_dim=5,w=2,short_order=4", 3, 9, 6, 3},
     {"hyena", "filter_order=16,modulate=false", 2, 10, 8, 2},
     {"hyena", "filter_order=16", 1, 600, 8, 2}, /* three key tiles; a narrower FFN keeps it fast */
+    {"mamba", NULL, 2, 11, 8, 2},
+    {"mamba", "bidirectional=false", 2, 9, 8, 2},
+    {"mamba", "d_state=4,expand=1,chunk=3,bias=true,conv_bias=false,divide_out=false", 3, 10, 6, 3},
+    {"mamba", "d_conv=2,dt_rank=3,chunk=4", 2, 13, 8, 2},
+    {"mamba", "dt_min=0.01,dt_max=0.5,dt_init_floor=0.02,dt_scale=2", 2, 10, 8, 2},
+    {"mamba", NULL, 1, 600, 8, 2}, /* ten chunks of saved states */
+    {"rwkv", NULL, 2, 11, 8, 2},
+    {"rwkv", "bidirectional=false", 2, 11, 8, 2},
+    {"rwkv", "shift=token", 3, 9, 6, 3},
+    {"rwkv", "bidirectional=false,shift=q_shift", 2, 10, 8, 2},
+    {"rwkv", NULL, 1, 600, 8, 2},
+    {"retnet", NULL, 2, 11, 8, 2},
+    {"retnet", "causal=true,chunk=4", 2, 11, 8, 2},
+    {"retnet", "form=parallel,norm=rms,bias=false,value_factor=1", 3, 9, 12, 3},
+    {"retnet", "causal=true,form=parallel", 2, 11, 8, 2},
+    {"retnet", "chunk=5", 2, 13, 8, 2},
+    {"retnet", "value_factor=1", 3, 12, 12, 3},
+    /* L = 600 (ten chunks; five by five parallel tiles; three key tiles). The per-head group norm
+     * sees A_n = M_n·q_n only through its direction, and over 600 positions a few with a small
+     * |A_n| curve W_q's objective beyond the stencil at h = 1e-2 in some draws; the default's
+     * gradients at L = 600 are checked against the double-precision reference at a finer step in
+     * test_mixers_next_rnn */
+    {"retnet", "value_factor=3,bias=false", 1, 600, 8, 2},
+    {"retnet", "causal=true,bias=false,form=parallel", 1, 600, 8, 2},
+    {"retnet", "causal=true,bias=false,chunk=256", 1, 600, 8, 2},
 };
 
 START_TEST(test_mechanism_gradients_flops_padding_and_determinism) {

@@ -137,6 +137,26 @@ class DataParallel(unittest.TestCase):
                                      comparable(os.path.join(out, r["report"])), r["run_id"])
 
 
+@unittest.skipUnless(os.environ.get("XB_MPI") == "0", "the build has MPI")
+class NoMpi(unittest.TestCase):
+    def test_a_build_without_mpi_refuses_to_run_as_one_of_several_processes(self):
+        """mpirun -np 2 of a build without MPI would start two runs that each train alone."""
+        with tempfile.TemporaryDirectory() as d:
+            cfg = write(d, "t.yaml", TINY)
+            for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+                p = run(["run", cfg, "-o", os.path.join(d, "out")], env={var: "2"})
+                self.assertEqual(p.returncode, 2)
+                self.assertEqual(p.stderr, "xformer-bench: this build has no MPI, but it was "
+                                 "started as one of 2 processes (mpirun or srun), each of which "
+                                 "would run alone (valid: one process, or a build with MPI: "
+                                 "apt-get install libopenmpi-dev, then meson configure build "
+                                 "-Dmpi=enabled)\n")
+                self.assertEqual(os.listdir(d), ["t.yaml"])
+            p = run(["run", cfg, "-o", os.path.join(d, "out"), "--quiet"],
+                    env={"OMPI_COMM_WORLD_SIZE": "1"})  # mpirun -np 1: one run, as without it
+            self.assertEqual(p.returncode, 0, p.stderr)
+
+
 @unittest.skipUnless(os.environ.get("XB_MPI") == "1" and MPIRUN,
                      "the build has no MPI (meson -Dmpi=enabled, libopenmpi-dev)")
 class Resume(unittest.TestCase):

@@ -7,13 +7,15 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/xassert.h"
+#include "report/stats.h"
 #include "report/summary.h"
 
 static const char *const USAGE =
     "usage: xformer-bench compare BASE NEW [--max-acc-drop POINTS] [--max-slowdown PCT]\n"
     "                             [--max-calibrated-slowdown PCT]\n"
     "                             [--max-mean-calibrated-slowdown PCT]\n"
-    "                             [--max-mean-cpu-growth PCT] [--max-mem-growth PCT]\n\n"
+    "                             [--max-mean-cpu-growth PCT] [--max-mem-growth PCT]\n"
+    "                             [--alpha LEVEL]\n\n"
     "Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
     "and prints them side by side. Runs are matched by task, mechanism and resolved-config hash;\n"
     "a run whose config changed is matched by task, mechanism and run id instead. A matched run\n"
@@ -21,6 +23,14 @@ static const char *const USAGE =
     "its steps/s fall by more than PCT percent (default 25), its peak RSS grows by more than PCT\n"
     "percent (default 10), it no longer finishes, or, with the same config, its FLOPs per step or\n"
     "its parameter count differ at all. A BASE run missing from NEW is a regression too.\n\n"
+    "Seeds: the reports of a run's task and mechanism whose configs differ only in\n"
+    "experiment.seed (and name, output directory, threads) are the seeds of its cell, one\n"
+    "value per seed. When the cell has 3 or more seeds on both sides, accuracy is judged by\n"
+    "Welch's t-test instead of --max-acc-drop: a regression when the new seeds' mean is lower\n"
+    "with a one-sided p-value below LEVEL (--alpha, default 0.05), named once for the cell.\n"
+    "With fewer seeds on either side, or no spread on both, each run keeps the fixed drop.\n"
+    "The verdict column says which rule judged the accuracy (\"acc: Welch p=0.31, 3 vs 3\n"
+    "seeds\" or \"acc: fixed limit 1.00\").\n\n"
     "On a machine shared with other jobs steps/s say more about the other jobs than about the\n"
     "code. Each report's calibration (measured.calibration) holds the share of the cores its\n"
     "threads got while they trained: the time they ran over the time they were runnable. The\n"
@@ -42,6 +52,7 @@ static const char *const USAGE =
 
 typedef struct Limits {
     double acc_drop, slowdown, mem_growth;  /* points, percent, percent */
+    double alpha;                           /* significance level of the seeds' t-test */
     double cal_slowdown, mean_cal_slowdown; /* percent, of calibrated steps/s; < 0: not asked */
     double mean_cpu_growth; /* percent, of CPU seconds per step over the runs; < 0: not asked */
 } Limits;
@@ -151,6 +162,17 @@ static int parse_limit(const char *flag, const char *v, double *out) {
     return 0;
 }
 
+/* A significance level: a number strictly between 0 and 1. */
+static int parse_level(const char *flag, const char *v, double *out) {
+    char *end;
+    if (!v) return cli_usage_error("compare", "%s needs a value (see --help)", flag);
+    const double d = strtod(v, &end);
+    if (end == v || *end || !(d > 0 && d < 1))
+        return cli_usage_error("compare", "%s: expected a number in (0, 1), got \"%s\"", flag, v);
+    *out = d;
+    return 0;
+}
+
 static int same_run(const ReportSummary *a, const ReportSummary *b, int by_hash) {
     if (strcmp(a->task, b->task) || strcmp(a->mixer, b->mixer)) return 0;
     return by_hash ? !strcmp(a->hash, b->hash) : !strcmp(a->run_id, b->run_id);
@@ -187,11 +209,99 @@ static void fmt_acc(char *buf, size_t n, double a) {
         snprintf(buf, n, "%.2f", 100.0 * a);
 }
 
+/* Both sides' reports, where a run's cell (its seeds) is looked up. */
+typedef struct Sides {
+    const ReportSummary *set[2]; /* BASE, NEW */
+    int n[2];
+} Sides;
+
+/* The cells judged by the t-test so far (base run, new run of the first pair of each), so that
+ * a cell's regression is named once. */
+typedef struct JudgedCells {
+    const ReportSummary **a, **b;
+    int n;
+} JudgedCells;
+
+/* The per-seed accuracies (%) of r's cell within side k: reports of r's task and mechanism with
+ * r's config but for the seed. v has room for every report of the side; returns how many. */
+static int cell_seeds(double *v, const Sides *sides, int k, const ReportSummary *r) {
+    const ReportSummary **runs = malloc((size_t)(sides->n[k] ? sides->n[k] : 1) * sizeof *runs);
+    XB_ASSERT(runs);
+    size_t m = 0;
+    for (int i = 0; i < sides->n[k]; i++) {
+        const ReportSummary *q = &sides->set[k][i];
+        if (q->cell_key == r->cell_key && !strcmp(q->task, r->task) && !strcmp(q->mixer, r->mixer))
+            runs[m++] = q;
+    }
+    SeedCell c;
+    stats_seed_cell(&c, v, runs, m, 0.0);
+    free(runs);
+    return c.n;
+}
+
+/* Whether the cell pair of (a, b) was judged already; records it when not. */
+static int judged_before(JudgedCells *done, const ReportSummary *a, const ReportSummary *b) {
+    for (int i = 0; i < done->n; i++)
+        if (done->a[i]->cell_key == a->cell_key && done->b[i]->cell_key == b->cell_key &&
+            !strcmp(done->a[i]->task, a->task) && !strcmp(done->a[i]->mixer, a->mixer))
+            return 1;
+    done->a[done->n] = a, done->b[done->n] = b, done->n++;
+    return 0;
+}
+
+/* The accuracy judgement of a matched pair: by Welch's t-test over the seeds of its cell when
+ * both sides have 3 or more (and some spread), else by the fixed drop. Prints the regression
+ * (a cell's once) and returns how many it printed; rule receives which rule judged. */
+static int judge_accuracy(const Pair *p, const Sides *sides, const Limits *lim, const char *name,
+                          char *rule, size_t rn, JudgedCells *done) {
+    const ReportSummary *a = p->a, *b = p->b;
+    if (isnan(a->test_acc)) return 0;
+    if (isnan(b->test_acc)) {
+        printf("regression: %s: no test accuracy (was %.2f%%)\n", name, 100.0 * a->test_acc);
+        return 1;
+    }
+    const int most = sides->n[0] > sides->n[1] ? sides->n[0] : sides->n[1];
+    double *va = malloc((size_t)most * 2 * sizeof *va), *vb = va + most;
+    XB_ASSERT(va);
+    const int na = cell_seeds(va, sides, 0, a), nb = cell_seeds(vb, sides, 1, b);
+    Welch w;
+    const int tested = na >= 3 && nb >= 3 && !stats_welch_less(&w, va, (size_t)na, vb, (size_t)nb);
+    int bad = 0;
+    if (tested) {
+        snprintf(rule, rn, "acc: Welch p=%.2g, %d vs %d seeds", w.p, na, nb);
+        if (w.p < lim->alpha) {
+            bad = 1; /* every run of the cell; the cell is named once */
+            if (!judged_before(done, a, b)) {
+                double ma, sa, mb, sb;
+                stats_mean_sd(&ma, &sa, va, (size_t)na);
+                stats_mean_sd(&mb, &sb, vb, (size_t)nb);
+                printf("regression: %s/%s: test accuracy fell %.2f points over the seeds, "
+                       "%.2f%% -> %.2f%% (mean of %d -> %d seeds; Welch's t-test, one-sided "
+                       "p = %.2g < %g)\n",
+                       a->task, a->mixer, ma - mb, ma, mb, na, nb, w.p, lim->alpha);
+            }
+        }
+    } else {
+        snprintf(rule, rn, "acc: fixed limit %.2f%s", lim->acc_drop,
+                 na >= 3 && nb >= 3 ? ", the seeds have no spread" : "");
+        const double drop = 100.0 * (a->test_acc - b->test_acc);
+        if (drop > lim->acc_drop + 1e-9) {
+            printf("regression: %s: test accuracy fell %.2f points, %.2f%% -> %.2f%% (limit "
+                   "%.2f)\n",
+                   name, drop, 100.0 * a->test_acc, 100.0 * b->test_acc, lim->acc_drop);
+            bad = 1;
+        }
+    }
+    free(va);
+    return bad;
+}
+
 /* Prints the regressions of one pair (one line each, after "regression: NAME: ") and returns how
  * many there are. */
-static int judge(const Pair *p, const Limits *lim, char *verdict, size_t vn) {
+static int judge(const Pair *p, const Sides *sides, const Limits *lim, char *verdict, size_t vn,
+                 JudgedCells *done) {
     const ReportSummary *a = p->a, *b = p->b;
-    char name[512];
+    char name[512], rule[128] = "";
     snprintf(name, sizeof name, "%s/%s/%s", (a ? a : b)->task, (a ? a : b)->mixer,
              (b ? b : a)->run_id);
     int bad = 0;
@@ -208,16 +318,7 @@ static int judge(const Pair *p, const Limits *lim, char *verdict, size_t vn) {
         printf("regression: %s: status %s (was ok)\n", name, b->status);
         bad++;
     }
-    const double drop = 100.0 * (a->test_acc - b->test_acc);
-    if (!isnan(a->test_acc) && (isnan(b->test_acc) || drop > lim->acc_drop + 1e-9)) {
-        if (isnan(b->test_acc))
-            printf("regression: %s: no test accuracy (was %.2f%%)\n", name, 100.0 * a->test_acc);
-        else
-            printf("regression: %s: test accuracy fell %.2f points, %.2f%% -> %.2f%% (limit "
-                   "%.2f)\n",
-                   name, drop, 100.0 * a->test_acc, 100.0 * b->test_acc, lim->acc_drop);
-        bad++;
-    }
+    bad += judge_accuracy(p, sides, lim, name, rule, sizeof rule, done);
     bad += judge_speed(name, a, b, lim);
     const double grow = 100.0 * (b->peak_rss / a->peak_rss - 1.0);
     if (a->peak_rss > 0 && grow > lim->mem_growth + 1e-9) {
@@ -236,12 +337,18 @@ static int judge(const Pair *p, const Limits *lim, char *verdict, size_t vn) {
                (unsigned long long)a->params, (unsigned long long)b->params);
         bad++;
     }
-    snprintf(verdict, vn, "%s", bad ? "REGRESSION" : p->same_config ? "ok" : "ok (config changed)");
+    /* the verdict, then in parentheses what it rests on: a changed config, the accuracy's rule */
+    const char *what = bad ? "REGRESSION" : "ok",
+               *changed = p->same_config || bad ? "" : "config changed";
+    if (*changed || *rule)
+        snprintf(verdict, vn, "%s (%s%s%s)", what, changed, *changed && *rule ? "; " : "", rule);
+    else
+        snprintf(verdict, vn, "%s", what);
     return bad;
 }
 
 int cmd_compare(int argc, char **argv) {
-    Limits lim = {1.0, 25.0, 10.0, -1.0, -1.0, -1.0};
+    Limits lim = {1.0, 25.0, 10.0, 0.05, -1.0, -1.0, -1.0};
     const char *paths[2];
     int np = 0;
     for (int i = 1; i < argc; i++) {
@@ -260,11 +367,14 @@ int cmd_compare(int argc, char **argv) {
         if (dst) {
             if (parse_limit(a, i + 1 < argc ? argv[i + 1] : NULL, dst)) return XB_EXIT_USAGE;
             i++;
+        } else if (!strcmp(a, "--alpha")) {
+            if (parse_level(a, i + 1 < argc ? argv[i + 1] : NULL, &lim.alpha)) return XB_EXIT_USAGE;
+            i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("compare",
                                    "unknown option '%s' (valid: --max-acc-drop, --max-slowdown, "
                                    "--max-calibrated-slowdown, --max-mean-calibrated-slowdown, "
-                                   "--max-mean-cpu-growth, --max-mem-growth, --help)",
+                                   "--max-mean-cpu-growth, --max-mem-growth, --alpha, --help)",
                                    a);
         } else if (np < 2) {
             paths[np++] = a;
@@ -294,10 +404,15 @@ int cmd_compare(int argc, char **argv) {
     const int npairs = match(set[0], n[0], set[1], n[1], pairs);
 
     /* the regressions first (one line each), then the table */
-    char(*verdict)[32] = malloc((size_t)npairs * sizeof *verdict);
-    XB_ASSERT(verdict);
+    char(*verdict)[160] = malloc((size_t)npairs * sizeof *verdict);
+    const Sides sides = {{set[0], set[1]}, {n[0], n[1]}};
+    JudgedCells done = {malloc((size_t)(npairs + 1) * sizeof *done.a),
+                        malloc((size_t)(npairs + 1) * sizeof *done.b), 0};
+    XB_ASSERT(verdict && done.a && done.b);
     int bad = 0;
-    for (int i = 0; i < npairs; i++) bad += judge(&pairs[i], &lim, verdict[i], sizeof verdict[i]);
+    for (int i = 0; i < npairs; i++)
+        bad += judge(&pairs[i], &sides, &lim, verdict[i], sizeof verdict[i], &done);
+    free(done.a), free(done.b);
     static const MeanRule mean_speed = {calibrated_speed, 1, "calibrated steps/s"};
     static const MeanRule mean_cpu = {cpu_per_step, 0, "CPU seconds per step"};
     char info[2][256];

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "config/layout.h"
 #include "config/schema.h"
 #include "core/fileio.h"
 #include "core/xassert.h"
@@ -527,6 +528,68 @@ static void set_defaults(SecVals *sv, SecId sec, int task, int mixer) {
     for (int i = 0; i < s.n; i++) sv->v.num[i] = s.fields[i].o.def;
 }
 
+ModelShape cfg_model_shape(const ExperimentConfig *c) {
+    return (ModelShape){.layers = c->layers,
+                        .max_len = c->max_len,
+                        .cls = c->pooling == POOL_CLS,
+                        .funnel = c->funnel,
+                        .latents = c->latents,
+                        .cross_attends = c->cross_attends,
+                        .segment = c->segment,
+                        .memory = c->memory,
+                        .compress = c->compress,
+                        .compressed_memory = c->compressed_memory};
+}
+
+/* The model's shape (the blocks and their lengths) from the model section's values. */
+static ModelShape shape_of(const OptValues *m) {
+    return (ModelShape){.layers = (int)m->num[M_LAYERS],
+                        .max_len = (int)m->num[M_MAX_LEN],
+                        .cls = (int)m->num[M_POOLING] == POOL_CLS,
+                        .funnel = (int)m->num[M_FUNNEL],
+                        .latents = (int)m->num[M_LATENTS],
+                        .cross_attends = (int)m->num[M_CROSS_ATTENDS],
+                        .segment = (int)m->num[M_SEGMENT],
+                        .memory = (int)m->num[M_MEMORY],
+                        .compress = (int)m->num[M_COMPRESS],
+                        .compressed_memory = (int)m->num[M_COMPRESSED]};
+}
+
+/* The mechanism's own check at every length it will run at: the SELF blocks' (the model's
+ * length, the latents', the recurrence's window, a pooled Funnel stage's), each once. */
+static int check_mixer_lengths(Ctx *x, const SecVals *m, const OptValues *mixer_opts, int mixer,
+                               Loc mixer_loc) {
+    const MixerSpec *ms = mixer_get(mixer);
+    if (!ms->ops || !ms->ops->check) return 0;
+    const ModelShape shape = shape_of(&m->v);
+    const int N = layout_blocks(&shape), D = (int)m->v.num[M_D_MODEL], H = (int)m->v.num[M_HEADS];
+    BlockLayout *b = malloc((size_t)(N > 0 ? N : 1) * sizeof *b);
+    XB_ASSERT(b);
+    layout_blocks_of(&shape, b);
+    int done = 0;
+    for (int l = 0; l < N && !done; l++) {
+        const int L = b[l].Lmix;
+        int seen = b[l].kind != BLOCK_SELF;
+        for (int k = 0; k < l && !seen; k++) seen = b[k].kind == BLOCK_SELF && b[k].Lmix == L;
+        if (seen) continue;
+        XbError e2;
+        xb_error_clear(&e2);
+        if (!ms->ops->check(mixer_opts, D, H, L, &e2)) continue;
+        const char *key = e2.key[0] ? e2.key : NULL;
+        if (L == shape.max_len)
+            fail(x, mixer_loc, key, "%s", e2.msg);
+        else
+            fail(x, mixer_loc, key, "%s; the mechanism runs at length %d there (%s)", e2.msg, L,
+                 shape.latents > 0   ? "over model.latents"
+                 : shape.segment > 0 ? (shape.compress > 0 ? "compressed memory, memory and segment"
+                                                           : "memory and segment")
+                                     : "a pooled funnel stage");
+        done = 1;
+    }
+    free(b);
+    return done ? -1 : 0;
+}
+
 static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
     int task = -1, mixer = mixer_find("full");
     if (mixer < 0) mixer = 0;
@@ -665,30 +728,7 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "none puts the classifier at every position, but task %s has one label per "
                     "example (valid: cls, mean)",
                     ts->name);
-    const MixerSpec *ms = mixer_get(mixer);
-    if (ms->ops && ms->ops->check) { /* every length a mixer will see */
-        const int L0 = (int)m->v.num[M_MAX_LEN], cls = (int)m->v.num[M_POOLING] == POOL_CLS;
-        const int ncm = crate > 0 ? (ncm0 > 0 ? ncm0 : mem0) : 0;
-        for (int st = 0, L = latents > 0 ? latents
-                             : seg > 0   ? ncm + mem0 + seg
-                                         : L0;
-             st < XB_MAX(funnel, 1); st++) {
-            XbError e2;
-            xb_error_clear(&e2);
-            if (ms->ops->check(&rs->s[SEC_MIXER].v, D, H, L, &e2)) {
-                if (L == L0) return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL, "%s", e2.msg);
-                return fail(x, mixer_loc, e2.key[0] ? e2.key : NULL,
-                            "%s; the mechanism runs at "
-                            "length %d there (%s)",
-                            e2.msg, L,
-                            latents > 0 ? "over model.latents"
-                            : seg > 0   ? (crate > 0 ? "compressed memory, memory and segment"
-                                                     : "memory and segment")
-                                        : "a pooled funnel stage");
-            }
-            L = cfg_pooled_length(L, cls);
-        }
-    }
+    if (check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc)) return -1;
 
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "config/layout.h"
 #include "core/error.h"
 #include "core/options.h"
 
@@ -95,6 +96,9 @@ const OptSpec *cfg_key(const char *section, int i);
 /* The length after the Funnel Transformer's pooling by 2 of L positions: with a CLS token (cls)
  * it stays and the other L − 1 positions pool in pairs, 1 + ceil((L − 1)/2); else ceil(L/2). */
 int cfg_pooled_length(int L, int cls);
+
+/* The shape of c's model (its blocks and their lengths: config/layout.h). */
+ModelShape cfg_model_shape(const ExperimentConfig *c);
 
 /* Names of enum values, for messages and reports. */
 const char *cfg_pool_name(PoolKind k);

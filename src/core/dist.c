@@ -22,17 +22,31 @@ static int launched_by_mpi(void) {
     return 0;
 }
 
-void dist_init(int *argc, char ***argv) {
+/* How many processes the launcher started (1 when none says). */
+static int launched_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1) return atoi(v);
+    }
+    return 1;
+}
+
+int dist_init(int *argc, char ***argv) {
 #ifdef XB_HAVE_MPI
-    if (!launched_by_mpi()) return;
+    if (!launched_by_mpi()) return 0;
     int provided = 0; /* only the main thread calls MPI; OpenMP threads never do */
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     g_started = 1;
+    (void)launched_size;
+    return 0;
 #else
     (void)argc, (void)argv;
     (void)launched_by_mpi;
+    g_size = launched_size(); /* for the message: without MPI every process would run alone */
+    return g_size > 1 ? -1 : 0;
 #endif
 }
 
@@ -57,8 +71,10 @@ int dist_rank(void) { return g_solo ? 0 : g_rank; }
 int dist_size(void) { return g_solo ? 1 : g_size; }
 void dist_solo(int on) { g_solo = on; }
 
+#ifdef XB_HAVE_MPI
 /* Collectives run only with a group of more than one process. */
 static int collective(void) { return g_started && !g_solo && g_size > 1; }
+#endif
 
 void dist_allreduce_f32(float *buf, size_t n) {
 #ifdef XB_HAVE_MPI

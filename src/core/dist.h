@@ -10,8 +10,10 @@
 #include <stdint.h>
 
 /* Starts MPI when the build has it and the process was started by an MPI launcher (mpirun, srun);
- * otherwise the process is rank 0 of 1. Call once, first thing in main. */
-void dist_init(int *argc, char ***argv);
+ * otherwise the process is rank 0 of 1. Call once, first thing in main. Returns -1 when the build
+ * has no MPI but the launcher started several processes (each would train alone; dist_world_size
+ * says how many), else 0. */
+int dist_init(int *argc, char ***argv);
 /* Ends MPI (when started). */
 void dist_finalize(void);
 /* 1 when this build can run across processes. */

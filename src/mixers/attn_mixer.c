@@ -44,13 +44,11 @@ AttnPattern attn_block_pattern(const BlockPattern *bp) {
 
 int mixer_add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
                      int bias, int *pb) {
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1);
+    const int w = params_add2f(pt, out, in, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * in)), 1,
+                               "%s.%s.weight", prefix, what);
     *pb = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
+        *pb = params_add1f(pt, out, INIT_ZEROS, 0, 0, "%s.%s.bias", prefix, what);
     }
     return w;
 }
@@ -59,23 +57,18 @@ void attn_mixer_create(Mixer *m, ParamTable *pt, AttnMixer *st, int causal, int 
     m->state = st;
     st->causal = causal;
     st->bias = bias;
-    char name[XB_PARAM_NAME];
     const int D = m->D;
     /* Xavier-uniform per D×D projection, as LRA initialises separate Q, K and V matrices. */
     const float a = sqrtf(6.0f / (float)(2 * D));
-    snprintf(name, sizeof name, "%s.qkv.weight", m->prefix);
-    st->p_wqkv = params_add2(pt, name, 3 * D, D, INIT_UNIFORM, a, 1);
+    st->p_wqkv = params_add2f(pt, 3 * D, D, INIT_UNIFORM, a, 1, "%s.qkv.weight", m->prefix);
     st->p_bqkv = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.qkv.bias", m->prefix);
-        st->p_bqkv = params_add1(pt, name, 3 * D, INIT_ZEROS, 0, 0);
+        st->p_bqkv = params_add1f(pt, 3 * D, INIT_ZEROS, 0, 0, "%s.qkv.bias", m->prefix);
     }
-    snprintf(name, sizeof name, "%s.out.weight", m->prefix);
-    st->p_wo = params_add2(pt, name, D, D, INIT_XAVIER_UNIFORM, 0, 1);
+    st->p_wo = params_add2f(pt, D, D, INIT_XAVIER_UNIFORM, 0, 1, "%s.out.weight", m->prefix);
     st->p_bo = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.out.bias", m->prefix);
-        st->p_bo = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+        st->p_bo = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.out.bias", m->prefix);
     }
 }
 

@@ -97,13 +97,9 @@ static void full_create(Mixer *m, ParamTable *pt) {
                       opt_bool(m->opts, full_opts, NOPTS, "bias"));
     st->relative = opt_bool(m->opts, full_opts, NOPTS, "relative");
     if (!st->relative) return;
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.rel.weight", m->prefix);
-    st->p_wr = params_add2(pt, name, m->D, m->D, INIT_XAVIER_UNIFORM, 0, 1);
-    snprintf(name, sizeof name, "%s.rel.u", m->prefix);
-    st->p_u = params_add2(pt, name, m->H, m->D / m->H, INIT_ZEROS, 0, 0);
-    snprintf(name, sizeof name, "%s.rel.v", m->prefix);
-    st->p_v = params_add2(pt, name, m->H, m->D / m->H, INIT_ZEROS, 0, 0);
+    st->p_wr = params_add2f(pt, m->D, m->D, INIT_XAVIER_UNIFORM, 0, 1, "%s.rel.weight", m->prefix);
+    st->p_u = params_add2f(pt, m->H, m->D / m->H, INIT_ZEROS, 0, 0, "%s.rel.u", m->prefix);
+    st->p_v = params_add2f(pt, m->H, m->D / m->H, INIT_ZEROS, 0, 0, "%s.rel.v", m->prefix);
     st->bias = (AttnBias){.tile = rel_tile,
                           .tile_backward = rel_tile_backward,
                           .tile_flops = rel_tile_flops,

@@ -126,15 +126,12 @@ static void init_const(float *w, const ParamInfo *p, Rng *rng) {
 /* PyTorch's nn.Linear default: weight and bias U(±1/√in). */
 static int add_linear(ParamTable *pt, const char *prefix, const char *what, int out, int in,
                       int bias, int decay, int *pb) {
-    char name[2 * XB_PARAM_NAME];
     const float a = 1.0f / sqrtf((float)in);
     XB_ASSERT(strlen(prefix) + strlen(what) + 8 < XB_PARAM_NAME);
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, in, INIT_UNIFORM, a, decay);
+    const int w = params_add2f(pt, out, in, INIT_UNIFORM, a, decay, "%s.%s.weight", prefix, what);
     *pb = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_UNIFORM, a, 0);
+        *pb = params_add1f(pt, out, INIT_UNIFORM, a, 0, "%s.%s.bias", prefix, what);
     }
     return w;
 }
@@ -153,8 +150,7 @@ static void hyena_create(Mixer *m, ParamTable *pt) {
     char name[2 * XB_PARAM_NAME];
     st->p_win = add_linear(pt, m->prefix, "in_proj", 3 * D, D, 1, 1, &st->p_bin);
     st->p_sw = add_linear(pt, m->prefix, "short_filter", 3 * D, K, 1, 1, &st->p_sb);
-    snprintf(name, sizeof name, "%s.filter_fn.bias", m->prefix);
-    st->p_fbias = params_add1(pt, name, D, INIT_NORMAL, 1.0f, 0);
+    st->p_fbias = params_add1f(pt, D, INIT_NORMAL, 1.0f, 0, "%s.filter_fn.bias", m->prefix);
     const double w[1] = {opt_float(m->opts, hyena_opts, NOPTS, "w")};
     const int sf[1] = {F};
     snprintf(name, sizeof name, "%s.filter_fn.implicit_filter.1.freq", m->prefix);

@@ -51,22 +51,16 @@ static void isab_create(Mixer *m, ParamTable *pt) {
     const int bias = opt_bool(m->opts, isab_opts, NOPTS, "bias");
     const int D = m->D;
     char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.inducing", m->prefix); /* Xavier-uniform, as the authors */
-    st->p_i = params_add2(pt, name, st->m, D, INIT_XAVIER_UNIFORM, 0, 0);
+    /* Xavier-uniform, as the authors */
+    st->p_i = params_add2f(pt, st->m, D, INIT_XAVIER_UNIFORM, 0, 0, "%s.inducing", m->prefix);
     snprintf(name, sizeof name, "%s.inner", m->prefix);
     xattn_create(&st->inner, pt, name, D, m->H, bias);
-    snprintf(name, sizeof name, "%s.inner.norm0.weight", m->prefix);
-    st->p_ln0w = params_add1(pt, name, D, INIT_ONES, 0, 0);
-    snprintf(name, sizeof name, "%s.inner.norm0.bias", m->prefix);
-    st->p_ln0b = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
-    snprintf(name, sizeof name, "%s.inner.rff.weight", m->prefix);
-    st->p_fw = params_add2(pt, name, D, D, INIT_XAVIER_UNIFORM, 0, 1);
-    snprintf(name, sizeof name, "%s.inner.rff.bias", m->prefix);
-    st->p_fb = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
-    snprintf(name, sizeof name, "%s.inner.norm1.weight", m->prefix);
-    st->p_ln1w = params_add1(pt, name, D, INIT_ONES, 0, 0);
-    snprintf(name, sizeof name, "%s.inner.norm1.bias", m->prefix);
-    st->p_ln1b = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+    st->p_ln0w = params_add1f(pt, D, INIT_ONES, 0, 0, "%s.inner.norm0.weight", m->prefix);
+    st->p_ln0b = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.inner.norm0.bias", m->prefix);
+    st->p_fw = params_add2f(pt, D, D, INIT_XAVIER_UNIFORM, 0, 1, "%s.inner.rff.weight", m->prefix);
+    st->p_fb = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.inner.rff.bias", m->prefix);
+    st->p_ln1w = params_add1f(pt, D, INIT_ONES, 0, 0, "%s.inner.norm1.weight", m->prefix);
+    st->p_ln1b = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.inner.norm1.bias", m->prefix);
     snprintf(name, sizeof name, "%s.outer", m->prefix);
     xattn_create(&st->outer, pt, name, D, m->H, bias);
 }

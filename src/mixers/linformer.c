@@ -55,7 +55,6 @@ static void linformer_create(Mixer *m, ParamTable *pt) {
     st->sharing = opt_enum(m->opts, linformer_opts, NOPTS, "sharing");
     /* N(0, 1/n): E·K keeps the scale of K */
     const float sd = 1.0f / sqrtf((float)st->n);
-    char name[XB_PARAM_NAME];
     const int shape3[3] = {m->H, st->k, st->n};
     switch (st->sharing) {
     case SHARE_LAYERWISE: /* declared by the first layer, found by the others */
@@ -65,20 +64,16 @@ static void linformer_create(Mixer *m, ParamTable *pt) {
                 params_add2(pt, "blocks.0.mixer.proj.weight", st->k, st->n, INIT_NORMAL, sd, 1);
         break;
     case SHARE_KV:
-        snprintf(name, sizeof name, "%s.proj.weight", m->prefix);
-        st->p_e = st->p_f = params_add2(pt, name, st->k, st->n, INIT_NORMAL, sd, 1);
+        st->p_e = st->p_f =
+            params_add2f(pt, st->k, st->n, INIT_NORMAL, sd, 1, "%s.proj.weight", m->prefix);
         break;
     case SHARE_HEADWISE:
-        snprintf(name, sizeof name, "%s.e.weight", m->prefix);
-        st->p_e = params_add2(pt, name, st->k, st->n, INIT_NORMAL, sd, 1);
-        snprintf(name, sizeof name, "%s.f.weight", m->prefix);
-        st->p_f = params_add2(pt, name, st->k, st->n, INIT_NORMAL, sd, 1);
+        st->p_e = params_add2f(pt, st->k, st->n, INIT_NORMAL, sd, 1, "%s.e.weight", m->prefix);
+        st->p_f = params_add2f(pt, st->k, st->n, INIT_NORMAL, sd, 1, "%s.f.weight", m->prefix);
         break;
     default:
-        snprintf(name, sizeof name, "%s.e.weight", m->prefix);
-        st->p_e = params_add(pt, name, 3, shape3, INIT_NORMAL, sd, 1);
-        snprintf(name, sizeof name, "%s.f.weight", m->prefix);
-        st->p_f = params_add(pt, name, 3, shape3, INIT_NORMAL, sd, 1);
+        st->p_e = params_addf(pt, 3, shape3, INIT_NORMAL, sd, 1, "%s.e.weight", m->prefix);
+        st->p_f = params_addf(pt, 3, shape3, INIT_NORMAL, sd, 1, "%s.f.weight", m->prefix);
     }
 }
 

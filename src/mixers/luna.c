@@ -85,13 +85,11 @@ typedef struct LunaState {
 /* A D×D-block Xavier-uniform projection with gain g (PyTorch's xavier_uniform_(w, gain=g)). */
 static int add_proj(ParamTable *pt, const char *prefix, const char *what, int out, int D, float g,
                     int bias, int *pb) {
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.%s.weight", prefix, what);
-    const int w = params_add2(pt, name, out, D, INIT_UNIFORM, g * sqrtf(6.0f / (float)(2 * D)), 1);
+    const int w = params_add2f(pt, out, D, INIT_UNIFORM, g * sqrtf(6.0f / (float)(2 * D)), 1,
+                               "%s.%s.weight", prefix, what);
     *pb = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.%s.bias", prefix, what);
-        *pb = params_add1(pt, name, out, INIT_ZEROS, 0, 0);
+        *pb = params_add1f(pt, out, INIT_ZEROS, 0, 0, "%s.%s.bias", prefix, what);
     }
     return w;
 }
@@ -122,15 +120,12 @@ static void luna_create(Mixer *m, ParamTable *pt) {
     const int D = m->D, kvw = st->tied ? D : 2 * D;
     const float g = 1.0f / sqrtf(2.0f);
     st->kvw = kvw;
-    char name[XB_PARAM_NAME];
     st->p_e = st->p_enw = st->p_enb = -1;
     if (m->layer == 0) {
-        snprintf(name, sizeof name, "%s.p", m->prefix);
-        st->p_e = params_add2(pt, name, st->l, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 0);
-        snprintf(name, sizeof name, "%s.p0norm.weight", m->prefix);
-        st->p_enw = params_add1(pt, name, D, INIT_ONES, 0, 0);
-        snprintf(name, sizeof name, "%s.p0norm.bias", m->prefix);
-        st->p_enb = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+        st->p_e =
+            params_add2f(pt, st->l, D, INIT_NORMAL, 1.0f / sqrtf((float)D), 0, "%s.p", m->prefix);
+        st->p_enw = params_add1f(pt, D, INIT_ONES, 0, 0, "%s.p0norm.weight", m->prefix);
+        st->p_enb = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.p0norm.bias", m->prefix);
         st->sin = malloc((size_t)st->l * D * sizeof(float));
         XB_ASSERT(st->sin);
         sinusoid(st->sin, st->l, D);
@@ -144,10 +139,8 @@ static void luna_create(Mixer *m, ParamTable *pt) {
     st->p_q = add_proj(pt, pre, "q", D, D, g, bias, &st->p_bq);
     st->p_kv = add_proj(pt, pre, kv, kvw, D, g, bias, &st->p_bkv);
     st->p_o = add_proj(pt, pre, "out", D, D, 1.0f, bias, &st->p_bo);
-    snprintf(name, sizeof name, "%s.pnorm.weight", m->prefix);
-    st->p_lnw = params_add1(pt, name, D, INIT_ONES, 0, 0);
-    snprintf(name, sizeof name, "%s.pnorm.bias", m->prefix);
-    st->p_lnb = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+    st->p_lnw = params_add1f(pt, D, INIT_ONES, 0, 0, "%s.pnorm.weight", m->prefix);
+    st->p_lnb = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.pnorm.bias", m->prefix);
 }
 
 /* Pack: l queries of P over the L keys of X. Unpack: L queries of X over the l rows of C. */

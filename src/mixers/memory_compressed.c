@@ -42,17 +42,14 @@ static void mc_create(Mixer *m, ParamTable *pt) {
     const int bias = opt_bool(m->opts, mc_opts, NOPTS, "bias");
     attn_mixer_create(m, pt, &st->am, 0, bias);
     st->c = opt_int(m->opts, mc_opts, NOPTS, "compression");
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.conv_k.weight", m->prefix);
-    st->p_ck = params_add2(pt, name, m->D, st->c * m->D, INIT_XAVIER_UNIFORM, 0, 1);
-    snprintf(name, sizeof name, "%s.conv_v.weight", m->prefix);
-    st->p_cv = params_add2(pt, name, m->D, st->c * m->D, INIT_XAVIER_UNIFORM, 0, 1);
+    st->p_ck = params_add2f(pt, m->D, st->c * m->D, INIT_XAVIER_UNIFORM, 0, 1, "%s.conv_k.weight",
+                            m->prefix);
+    st->p_cv = params_add2f(pt, m->D, st->c * m->D, INIT_XAVIER_UNIFORM, 0, 1, "%s.conv_v.weight",
+                            m->prefix);
     st->p_bk = st->p_bv = -1;
     if (bias) {
-        snprintf(name, sizeof name, "%s.conv_k.bias", m->prefix);
-        st->p_bk = params_add1(pt, name, m->D, INIT_ZEROS, 0, 0);
-        snprintf(name, sizeof name, "%s.conv_v.bias", m->prefix);
-        st->p_bv = params_add1(pt, name, m->D, INIT_ZEROS, 0, 0);
+        st->p_bk = params_add1f(pt, m->D, INIT_ZEROS, 0, 0, "%s.conv_k.bias", m->prefix);
+        st->p_bv = params_add1f(pt, m->D, INIT_ZEROS, 0, 0, "%s.conv_v.bias", m->prefix);
     }
 }
 

@@ -8,7 +8,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/options.h"
-#include "model/params.h"
+#include "core/params.h"
 
 typedef struct MixerSpec MixerSpec;
 
@@ -18,6 +18,8 @@ typedef struct Mixer {
     const OptValues *opts; /* validated options (owned by the config) */
     int D, H, max_len;     /* model width, heads, longest sequence it will see */
     int layer;             /* 0-based layer index (seeds per-layer randomness) */
+    int n_layers;          /* mixer layers of the model, for depth-dependent initialisations
+                            * (RWKV's); 0 when unknown (mixer_create) */
     struct Mixer *prev;    /* the previous layer's mixer (NULL for the first), for mechanisms that
                             * carry state from layer to layer (Luna's packed sequence) */
     int ctx;               /* leading positions of every row that are context only: keys and
@@ -112,6 +114,9 @@ int mixer_find(const char *name);
 /* Creates m for a layer (calls spec->ops->create). */
 void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H, int max_len,
                   int layer, ParamTable *pt);
+/* The same for layer `layer` of a model of n_layers mixer layers (mixer_create: depth unknown). */
+void mixer_create_deep(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
+                       int max_len, int layer, int n_layers, ParamTable *pt);
 void mixer_destroy(Mixer *m);
 
 #endif

@@ -70,10 +70,8 @@ static void nystrom_create(Mixer *m, ParamTable *pt) {
     st->conv = opt_int(m->opts, nystrom_opts, NOPTS, "conv");
     st->p_conv = -1;
     if (st->conv) {
-        char name[XB_PARAM_NAME];
-        snprintf(name, sizeof name, "%s.conv.weight", m->prefix);
-        st->p_conv =
-            params_add2(pt, name, m->H, st->conv, INIT_UNIFORM, 1.0f / sqrtf((float)st->conv), 1);
+        st->p_conv = params_add2f(pt, m->H, st->conv, INIT_UNIFORM, 1.0f / sqrtf((float)st->conv),
+                                  1, "%s.conv.weight", m->prefix);
     }
 }
 

@@ -231,21 +231,17 @@ static void reformer_create(Mixer *m, ParamTable *pt) {
     st->log_count[0] = 0.0f; /* never used: an attended pair has N >= 1 */
     for (int n = 1; n <= MAX_HASHES; n++) st->log_count[n] = logf((float)n);
     const int D = m->D;
-    char name[XB_PARAM_NAME];
     /* shared-QK: one projection for queries (and keys), one for values; Xavier per D×D block */
-    snprintf(name, sizeof name, "%s.qv.weight", m->prefix);
-    st->p_wqv = params_add2(pt, name, 2 * D, D, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * D)), 1);
+    st->p_wqv = params_add2f(pt, 2 * D, D, INIT_UNIFORM, sqrtf(6.0f / (float)(2 * D)), 1,
+                             "%s.qv.weight", m->prefix);
     st->p_bqv = st->p_wo = st->p_bo = -1;
     if (st->bias) {
-        snprintf(name, sizeof name, "%s.qv.bias", m->prefix);
-        st->p_bqv = params_add1(pt, name, 2 * D, INIT_ZEROS, 0, 0);
+        st->p_bqv = params_add1f(pt, 2 * D, INIT_ZEROS, 0, 0, "%s.qv.bias", m->prefix);
     }
     if (!st->lra) { /* LRA's ReformerAttention returns the heads without an output projection */
-        snprintf(name, sizeof name, "%s.out.weight", m->prefix);
-        st->p_wo = params_add2(pt, name, D, D, INIT_XAVIER_UNIFORM, 0, 1);
+        st->p_wo = params_add2f(pt, D, D, INIT_XAVIER_UNIFORM, 0, 1, "%s.out.weight", m->prefix);
         if (st->bias) {
-            snprintf(name, sizeof name, "%s.out.bias", m->prefix);
-            st->p_bo = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+            st->p_bo = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.out.bias", m->prefix);
         }
     }
     const int masked = st->self_mask || st->same_bucket || (st->dedup && st->R > 1);

@@ -30,6 +30,9 @@ extern const MixerSpec mixer_long_short;
 extern const MixerSpec mixer_clustered;
 extern const MixerSpec mixer_s4d;
 extern const MixerSpec mixer_hyena;
+extern const MixerSpec mixer_mamba;
+extern const MixerSpec mixer_rwkv;
+extern const MixerSpec mixer_retnet;
 
 static const MixerSpec *const g_mixers[] = {
     &mixer_full,
@@ -57,6 +60,9 @@ static const MixerSpec *const g_mixers[] = {
     &mixer_clustered,
     &mixer_s4d,
     &mixer_hyena,
+    &mixer_mamba,
+    &mixer_rwkv,
+    &mixer_retnet,
 };
 
 int mixer_count(void) { return (int)XB_ARRAY_LEN(g_mixers); }
@@ -74,6 +80,11 @@ int mixer_find(const char *name) {
 
 void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H, int max_len,
                   int layer, ParamTable *pt) {
+    mixer_create_deep(m, spec, opts, D, H, max_len, layer, 0, pt);
+}
+
+void mixer_create_deep(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D, int H,
+                       int max_len, int layer, int n_layers, ParamTable *pt) {
     memset(m, 0, sizeof *m);
     m->spec = spec;
     m->opts = opts;
@@ -81,6 +92,7 @@ void mixer_create(Mixer *m, const MixerSpec *spec, const OptValues *opts, int D,
     m->H = H;
     m->max_len = max_len;
     m->layer = layer;
+    m->n_layers = n_layers;
     snprintf(m->prefix, sizeof m->prefix, "blocks.%d.mixer", layer);
     spec->ops->create(m, pt);
 }

@@ -192,9 +192,7 @@ static void rfa_create(Mixer *m, ParamTable *pt) {
     st->drawn = -1;
     st->p_sigma = -1;
     if (opt_bool(m->opts, rfa_opts, NOPTS, "learned_sigma")) {
-        char name[XB_PARAM_NAME];
-        snprintf(name, sizeof name, "%s.sigma", m->prefix);
-        st->p_sigma = params_add2(pt, name, m->H, m->D / m->H, INIT_ONES, 0, 0);
+        st->p_sigma = params_add2f(pt, m->H, m->D / m->H, INIT_ONES, 0, 0, "%s.sigma", m->prefix);
     }
     st->ones = malloc((size_t)m->D * sizeof *st->ones);
     XB_ASSERT(st->ones);

@@ -156,15 +156,12 @@ static void s4d_create(Mixer *m, ParamTable *pt) {
     st->p_lar = params_add_fn(pt, name, 2, sa, init_const, half, 1, 0);
     snprintf(name, sizeof name, "%s.kernel.A_imag", m->prefix);
     st->p_aim = params_add_fn(pt, name, 2, sa, init_a_imag, imag, 2, 0);
-    snprintf(name, sizeof name, "%s.kernel.C", m->prefix);
-    st->p_c = params_add(pt, name, 4, sc, INIT_NORMAL, sqrtf(0.5f), 1);
-    snprintf(name, sizeof name, "%s.D", m->prefix);
-    st->p_d = params_add1(pt, name, D, INIT_NORMAL, 1.0f, 1);
+    st->p_c = params_addf(pt, 4, sc, INIT_NORMAL, sqrtf(0.5f), 1, "%s.kernel.C", m->prefix);
+    st->p_d = params_add1f(pt, D, INIT_NORMAL, 1.0f, 1, "%s.D", m->prefix);
     const float a = 1.0f / sqrtf((float)D); /* nn.Conv1d's default, fan_in D */
-    snprintf(name, sizeof name, "%s.output_linear.0.weight", m->prefix);
-    st->p_w = params_add2(pt, name, 2 * D, D, INIT_UNIFORM, a, 1);
-    snprintf(name, sizeof name, "%s.output_linear.0.bias", m->prefix);
-    st->p_b = params_add1(pt, name, 2 * D, INIT_UNIFORM, a, 0);
+    st->p_w =
+        params_add2f(pt, 2 * D, D, INIT_UNIFORM, a, 1, "%s.output_linear.0.weight", m->prefix);
+    st->p_b = params_add1f(pt, 2 * D, INIT_UNIFORM, a, 0, "%s.output_linear.0.bias", m->prefix);
     fftconv_init(&st->fc, D, st->nk == 2);
 }
 

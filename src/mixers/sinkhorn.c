@@ -152,22 +152,18 @@ static void sinkhorn_create(Mixer *m, ParamTable *pt) {
     st->cut = opt_int(m->opts, sinkhorn_opts, NOPTS, "sortcut");
     st->NBmax = (m->max_len + st->b - 1) / st->b;
     const int Dh = m->D / m->H;
-    char name[XB_PARAM_NAME];
     st->p_w2 = st->p_b2 = -1;
     if (st->net == NET_MLP) {
-        snprintf(name, sizeof name, "%s.sort.fc1.weight", m->prefix);
-        st->p_w1 = params_add2(pt, name, Dh, Dh, INIT_XAVIER_UNIFORM, 0, 1);
-        snprintf(name, sizeof name, "%s.sort.fc1.bias", m->prefix);
-        st->p_b1 = params_add1(pt, name, Dh, INIT_ZEROS, 0, 0);
-        snprintf(name, sizeof name, "%s.sort.fc2.weight", m->prefix);
-        st->p_w2 = params_add2(pt, name, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1);
-        snprintf(name, sizeof name, "%s.sort.fc2.bias", m->prefix);
-        st->p_b2 = params_add1(pt, name, st->NBmax, INIT_ZEROS, 0, 0);
+        st->p_w1 =
+            params_add2f(pt, Dh, Dh, INIT_XAVIER_UNIFORM, 0, 1, "%s.sort.fc1.weight", m->prefix);
+        st->p_b1 = params_add1f(pt, Dh, INIT_ZEROS, 0, 0, "%s.sort.fc1.bias", m->prefix);
+        st->p_w2 = params_add2f(pt, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1, "%s.sort.fc2.weight",
+                                m->prefix);
+        st->p_b2 = params_add1f(pt, st->NBmax, INIT_ZEROS, 0, 0, "%s.sort.fc2.bias", m->prefix);
     } else {
-        snprintf(name, sizeof name, "%s.sort.weight", m->prefix);
-        st->p_w1 = params_add2(pt, name, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1);
-        snprintf(name, sizeof name, "%s.sort.bias", m->prefix);
-        st->p_b1 = params_add1(pt, name, st->NBmax, INIT_ZEROS, 0, 0);
+        st->p_w1 =
+            params_add2f(pt, Dh, st->NBmax, INIT_XAVIER_UNIFORM, 0, 1, "%s.sort.weight", m->prefix);
+        st->p_b1 = params_add1f(pt, st->NBmax, INIT_ZEROS, 0, 0, "%s.sort.bias", m->prefix);
     }
     st->pattern = (AttnPattern){.bq = st->b, .max_ranges = 1, .ranges = pair_ranges, .ctx = st};
     st->bias = (AttnBias){.tile = key_bias_tile,

@@ -128,12 +128,10 @@ static void synth_create(Mixer *m, ParamTable *pt) {
     case V_DENSE: {
         snprintf(name, sizeof name, "%s.dense", m->prefix);
         st->p_w1 = mixer_add_linear(pt, name, "fc1", D, D, st->bias, &st->p_b1);
-        snprintf(name, sizeof name, "%s.dense.fc2.weight", m->prefix);
-        st->p_w2 =
-            params_add2(pt, name, n, st->Dg, INIT_UNIFORM, sqrtf(6.0f / (float)(st->Dg + n)), 1);
+        st->p_w2 = params_add2f(pt, n, st->Dg, INIT_UNIFORM, sqrtf(6.0f / (float)(st->Dg + n)), 1,
+                                "%s.dense.fc2.weight", m->prefix);
         if (st->bias) {
-            snprintf(name, sizeof name, "%s.dense.fc2.bias", m->prefix);
-            st->p_b2 = params_add1(pt, name, n, INIT_ZEROS, 0, 0);
+            st->p_b2 = params_add1f(pt, n, INIT_ZEROS, 0, 0, "%s.dense.fc2.bias", m->prefix);
         }
         break;
     }
@@ -150,10 +148,8 @@ static void synth_create(Mixer *m, ParamTable *pt) {
     default: {
         const int shape[3] = {G, n, k};
         const float a = sqrtf(6.0f / ((float)G * (float)(n + k)));
-        snprintf(name, sizeof name, "%s.r1", m->prefix);
-        st->p_r1 = params_add(pt, name, 3, shape, INIT_UNIFORM, a, 1);
-        snprintf(name, sizeof name, "%s.r2", m->prefix);
-        st->p_r2 = params_add(pt, name, 3, shape, INIT_UNIFORM, a, 1);
+        st->p_r1 = params_addf(pt, 3, shape, INIT_UNIFORM, a, 1, "%s.r1", m->prefix);
+        st->p_r2 = params_addf(pt, 3, shape, INIT_UNIFORM, a, 1, "%s.r2", m->prefix);
     }
     }
 }

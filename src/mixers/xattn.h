@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
-#include "model/params.h"
+#include "core/params.h"
 
 typedef struct XAttn {
     int D, H, Lq, Lk;          /* Lq, Lk: set by xattn_plan */

@@ -14,11 +14,8 @@ void compress_create(Compress *cp, ParamTable *pt, const char *prefix, int B, in
     XB_ASSERT(c > 0 && S % c == 0 && M % c == 0 && L % S == 0);
     memset(cp, 0, sizeof *cp);
     cp->B = B, cp->L = L, cp->D = D, cp->H = H, cp->S = S, cp->M = M, cp->c = c, cp->N = N;
-    char name[XB_PARAM_NAME];
-    snprintf(name, sizeof name, "%s.compress.weight", prefix);
-    cp->p_w = params_add2(pt, name, D, c * D, INIT_XAVIER_UNIFORM, 0, 1);
-    snprintf(name, sizeof name, "%s.compress.bias", prefix);
-    cp->p_b = params_add1(pt, name, D, INIT_ZEROS, 0, 0);
+    cp->p_w = params_add2f(pt, D, c * D, INIT_XAVIER_UNIFORM, 0, 1, "%s.compress.weight", prefix);
+    cp->p_b = params_add1f(pt, D, INIT_ZEROS, 0, 0, "%s.compress.bias", prefix);
 }
 
 /* The two attentions of the loss: the segments' states (B·nS batches of S queries) over the

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
-#include "model/params.h"
+#include "core/params.h"
 
 typedef struct Compress {
     int B, L, D, H, S, M, c, N; /* batch, length, width, heads, segment, memory, rate, slots */

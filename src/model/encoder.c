@@ -32,27 +32,15 @@ static int head_rows(const Encoder *e) { return e->pooling == POOL_NONE ? e->B *
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
 static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
 
-/* The kind and sequence lengths of every block (after e->funnel, e->latents, e->xrep and e->N are
- * set). The Perceiver's blocks are xrep repeats of [cross-attend, latent blocks]. */
-static void lay_out_blocks(Encoder *e) {
-    const int per_stage = e->funnel > 1 ? (e->N / e->funnel) : e->N;
-    const int per_repeat = e->N / e->xrep;
-    int L = e->L;
-    for (int l = 0; l < e->N; l++) {
-        LayerActs *t = &e->la[l];
-        t->kind = BLOCK_SELF;
-        t->Lk = L;
-        if (e->latents > 0 && l % per_repeat == 0) {
-            t->kind = BLOCK_CROSS;
-            t->Lk = e->L; /* every cross-attend reads the input array */
-            L = e->latents;
-        } else if (e->funnel > 1 && l > 0 && l % per_stage == 0) {
-            t->kind = BLOCK_POOL;
-            L = cfg_pooled_length(L, e->cls_id >= 0);
-        }
-        t->Lq = L;
-        if (t->kind == BLOCK_SELF) t->Lk = 0;
-    }
+/* The kind and sequence lengths of every block (config/layout.h, which the config's validation
+ * uses too). */
+static void lay_out_blocks(Encoder *e, const ModelShape *shape) {
+    BlockLayout *b = malloc((size_t)e->N * sizeof *b);
+    XB_ASSERT(b || e->N == 0);
+    layout_blocks_of(shape, b);
+    for (int l = 0; l < e->N; l++)
+        e->la[l].kind = b[l].kind, e->la[l].Lq = b[l].Lq, e->la[l].Lk = b[l].Lk;
+    free(b);
 }
 
 /* The block whose parameters block l uses: itself; with repeated cross-attends (the Perceiver,
@@ -65,10 +53,52 @@ static int param_block(const Encoder *e, int l) {
     return k > 0 ? k : r == 0 ? 0 : per;
 }
 
+/* The FFN of block pb's tensors: dense fc1, fc2, or the Switch Transformer's router and E
+ * experts, each initialised as the dense FFN would be. */
+static void declare_ffn(Encoder *e, LayerParams *p, int pb) {
+    ParamTable *pt = &e->pt;
+    const int D = e->D, F = e->F;
+    p->router = -1;
+    if (e->ffn == FFN_SWITCH) {
+        const int E = e->experts, s1[3] = {E, F, D}, s2[3] = {E, D, F}, sb1[2] = {E, F},
+                  sb2[2] = {E, D};
+        const float a = sqrtf(6.0f / (float)(D + F));
+        p->router =
+            params_add2f(pt, E, D, INIT_XAVIER_UNIFORM, 0, 1, "blocks.%d.ffn.router.weight", pb);
+        p->fc1_w =
+            params_addf(pt, 3, s1, INIT_UNIFORM, a, 1, "blocks.%d.ffn.experts.fc1.weight", pb);
+        p->fc1_b = params_addf(pt, 2, sb1, INIT_ZEROS, 0, 0, "blocks.%d.ffn.experts.fc1.bias", pb);
+        p->fc2_w =
+            params_addf(pt, 3, s2, INIT_UNIFORM, a, 1, "blocks.%d.ffn.experts.fc2.weight", pb);
+        p->fc2_b = params_addf(pt, 2, sb2, INIT_ZEROS, 0, 0, "blocks.%d.ffn.experts.fc2.bias", pb);
+    } else {
+        p->fc1_w =
+            params_add2f(pt, F, D, INIT_XAVIER_UNIFORM, 0, 1, "blocks.%d.ffn.fc1.weight", pb);
+        p->fc1_b = params_add1f(pt, F, INIT_ZEROS, 0, 0, "blocks.%d.ffn.fc1.bias", pb);
+        p->fc2_w =
+            params_add2f(pt, D, F, INIT_XAVIER_UNIFORM, 0, 1, "blocks.%d.ffn.fc2.weight", pb);
+        p->fc2_b = params_add1f(pt, D, INIT_ZEROS, 0, 0, "blocks.%d.ffn.fc2.bias", pb);
+    }
+}
+
+/* The final LayerNorm and the MLP head (LeCun-normal, as Flax's default). */
+static void declare_head(Encoder *e) {
+    ParamTable *pt = &e->pt;
+    const int D = e->D, hin = head_in(e);
+    e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
+    e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
+    e->p_h1_w =
+        params_add2(pt, "head.fc1.weight", e->Hh, hin, INIT_NORMAL, 1.0f / sqrtf((float)hin), 1);
+    e->p_h1_b = params_add1(pt, "head.fc1.bias", e->Hh, INIT_ZEROS, 0, 0);
+    e->p_h2_w =
+        params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
+    e->p_h2_b = params_add1(pt, "head.fc2.bias", e->C, INIT_ZEROS, 0, 0);
+}
+
 static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     ParamTable *pt = &e->pt;
     char name[XB_PARAM_NAME];
-    const int D = e->D, F = e->F;
+    const int D = e->D;
     /* LRA: token embeddings N(0, 1), learned positions N(0, 0.02²), Xavier-uniform dense layers
      * with (near-)zero biases, LayerNorm scale 1 and shift 0, Flax-default LeCun-normal head. */
     e->p_wte = params_add2(pt, "embed.tokens.weight", e->V, D, INIT_NORMAL, 1.0f, 0);
@@ -76,29 +106,26 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     if (e->positions == POS_LEARNED)
         e->p_wpe = params_add2(pt, "embed.positions.weight", e->L, D, INIT_NORMAL, 0.02f, 0);
     int layer = 0, last = -1; /* mixer layer index: the SELF blocks in order; the last one */
+    int depth = 0;            /* mixer layers with tensors of their own */
+    for (int l = 0; l < e->N; l++) depth += e->la[l].kind == BLOCK_SELF && param_block(e, l) == l;
     for (int l = 0; l < e->N; l++) {
         LayerParams *p = &e->lp[l];
         const LayerActs *t = &e->la[l];
         const int pb = param_block(e, l); /* the block whose tensors these are */
         pt->share = pb != l;              /* declaring them again returns the same tensors */
 #define ADD1(field, what, n, init)                                                                 \
-    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
-    p->field = params_add1(pt, name, n, init, 0, 0)
-#define ADD2(field, what, r, c)                                                                    \
-    snprintf(name, sizeof name, "blocks.%d.%s", pb, what);                                         \
-    p->field = params_add2(pt, name, r, c, INIT_XAVIER_UNIFORM, 0, 1)
+    p->field = params_add1f(pt, n, init, 0, 0, "blocks.%d.%s", pb, what)
         p->lnkv_w = p->lnkv_b = p->latents = -1;
         if (t->kind == BLOCK_CROSS && l == 0) { /* the latent array, N(0, 0.02²) as the paper's
                                                  * code; later cross-attends read the stream */
-            snprintf(name, sizeof name, "blocks.%d.latents", l);
-            p->latents = params_add2(pt, name, t->Lq, D, INIT_NORMAL, 0.02f, 0);
+            p->latents = params_add2f(pt, t->Lq, D, INIT_NORMAL, 0.02f, 0, "blocks.%d.latents", l);
         }
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
-            mixer_create(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
-                         e->seg > 0 ? window(e) : t->Lq, pb != l ? e->mixers[pb].layer : layer++,
-                         pt);
+            mixer_create_deep(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
+                              e->seg > 0 ? window(e) : t->Lq,
+                              pb != l ? e->mixers[pb].layer : layer++, depth, pt);
             e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             /* Transformer-XL computes queries for the segment only: the window's memory rows
              * (and compressed slots) are keys and values, when the mechanism can skip them */
@@ -115,39 +142,11 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         }
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
-        p->router = -1;
-        if (e->ffn == FFN_SWITCH) { /* E experts, each initialised as the dense FFN would be */
-            const int E = e->experts, s1[3] = {E, F, D}, s2[3] = {E, D, F}, sb1[2] = {E, F},
-                      sb2[2] = {E, D};
-            const float a = sqrtf(6.0f / (float)(D + F));
-            ADD2(router, "ffn.router.weight", E, D);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.weight", pb);
-            p->fc1_w = params_add(pt, name, 3, s1, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc1.bias", pb);
-            p->fc1_b = params_add(pt, name, 2, sb1, INIT_ZEROS, 0, 0);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.weight", pb);
-            p->fc2_w = params_add(pt, name, 3, s2, INIT_UNIFORM, a, 1);
-            snprintf(name, sizeof name, "blocks.%d.ffn.experts.fc2.bias", pb);
-            p->fc2_b = params_add(pt, name, 2, sb2, INIT_ZEROS, 0, 0);
-        } else {
-            ADD2(fc1_w, "ffn.fc1.weight", F, D);
-            ADD1(fc1_b, "ffn.fc1.bias", F, INIT_ZEROS);
-            ADD2(fc2_w, "ffn.fc2.weight", D, F);
-            ADD1(fc2_b, "ffn.fc2.bias", D, INIT_ZEROS);
-        }
+        declare_ffn(e, p, pb);
 #undef ADD1
-#undef ADD2
     }
     pt->share = 0;
-    e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
-    e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
-    const int hin = head_in(e);
-    e->p_h1_w =
-        params_add2(pt, "head.fc1.weight", e->Hh, hin, INIT_NORMAL, 1.0f / sqrtf((float)hin), 1);
-    e->p_h1_b = params_add1(pt, "head.fc1.bias", e->Hh, INIT_ZEROS, 0, 0);
-    e->p_h2_w =
-        params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
-    e->p_h2_b = params_add1(pt, "head.fc2.bias", e->C, INIT_ZEROS, 0, 0);
+    declare_head(e);
     /* the compressors last, so that they do not shift the other tensors' initial values */
     for (int l = 0; l < e->N && e->crate > 0; l++) {
         if (e->la[l].kind != BLOCK_SELF) continue;
@@ -301,7 +300,8 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
     e->balance = cfg->balance_loss, e->zloss = cfg->router_z_loss;
     e->xrep = cfg->latents > 0 && cfg->cross_attends > 1 ? cfg->cross_attends : 1;
-    e->N = e->xrep * (cfg->layers + (cfg->latents > 0 ? 1 : 0));
+    const ModelShape shape = cfg_model_shape(cfg);
+    e->N = layout_blocks(&shape);
     e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
     e->dropout = cfg->dropout;
     e->mixer_spec = mixer_get(cfg->mixer_index);
@@ -311,7 +311,7 @@ static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_clas
     e->xattn = calloc((size_t)e->N, sizeof *e->xattn);
     e->xs = calloc((size_t)e->N + 1, sizeof *e->xs);
     XB_ASSERT(e->mixers && e->lp && e->la && e->xattn && e->xs);
-    lay_out_blocks(e);
+    lay_out_blocks(e, &shape);
     /* config: with pooling none no block changes the length */
     XB_ASSERT(e->pooling != POOL_NONE || e->N == 0 || e->la[e->N - 1].Lq == e->L);
     params_init(&e->pt);
@@ -527,103 +527,99 @@ static const unsigned char *key_mask(const Encoder *e, int l) {
     return e->la[l].kind == BLOCK_CROSS ? e->mask : input_mask(e, l);
 }
 
-static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D, F = e->F;
-    const float p = training ? e->dropout : 0.0f;
-    arena_reset(&e->scratch);
-    e->aux_loss = 0.0;
-
-    const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
-    embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
-    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
-                    e->row0 * (uint64_t)L * D);
-    for (int l = 0; l < e->N; l++) {
-        const LayerParams *lp = &e->lp[l];
-        LayerActs *t = &e->la[l];
-        const int BQ = B * t->Lq;
-        const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
-        const float *xin = e->xs[l];
-        float *xout = e->xs[l + 1];
-        const float *base = xin; /* the residual the mixing adds to */
-        if (t->kind == BLOCK_SELF) {
-            MixerStep ms = mixer_step(e, t, training, seed, step);
-            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, xin, P(e, lp->ln1_w),
-                              P(e, lp->ln1_b), BQ, D);
-            if (e->seg > 0) {
-                if (e->crate > 0) {
-                    t->cmp.frozen = e->frozen;
-                    e->aux_loss +=
-                        compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
-                }
-                build_windows(e, t, t->ln1, e->frozen);
-                prof_open(PROF_MIXER, 0);
-                e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
-                prof_close();
-                segment_rows(e, t->r, t->yext, 0);
-            } else {
-                prof_open(PROF_MIXER, 0);
-                e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
-                prof_close();
-            }
-        } else {
-            /* POOL: the pooled input attends over the input; CROSS: the latents (the learned
-             * array, or the stream of the blocks before a later cross-attend) over the input
-             * array */
-            const float *kin = t->kind == BLOCK_CROSS ? e->xs[0] : xin;
-            if (t->kind == BLOCK_POOL)
-                funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D,
-                            e->cls_id >= 0);
-            else if (lp->latents >= 0)
-                for (int b = 0; b < B; b++)
-                    memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents),
-                           (size_t)t->Lq * D * sizeof(float));
-            else
-                memcpy(t->qin, xin, QD * sizeof(float));
-            base = t->qin;
-            layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w),
-                              P(e, lp->ln1_b), BQ, D);
-            layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, kin, P(e, lp->lnkv_w),
-                              P(e, lp->lnkv_b), B * t->Lk, D);
-            prof_open(PROF_CROSS_ATTN, 0);
-            xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, key_mask(e, l), e->params, &e->pt, B,
-                          &e->scratch);
-            prof_close();
-        }
-        arena_reset(&e->scratch);
-        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
-                        e->row0 * (uint64_t)t->Lq * D);
-        add_into(t->r, t->r, base, QD);
-        layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b),
-                          BQ, D);
-        if (e->ffn == FFN_SWITCH) {
-            const MoeParams mp = moe_params(e, lp);
-            t->moe.frozen = e->frozen;
-            prof_open(PROF_FFN, 0);
+/* A SELF block's token mixing: the mechanism over the normalised input (or over the
+ * recurrence's windows of it) into t->r. */
+static void self_forward(Encoder *e, int l, int training, uint64_t seed, int64_t step) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    MixerStep ms = mixer_step(e, t, training, seed, step);
+    layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, e->xs[l], P(e, lp->ln1_w), P(e, lp->ln1_b),
+                      e->B * t->Lq, e->D);
+    if (e->seg > 0) {
+        if (e->crate > 0) {
+            t->cmp.frozen = e->frozen;
             e->aux_loss +=
-                moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
-                            e->balance, e->zloss, &e->scratch);
-            prof_close();
-            arena_reset(&e->scratch);
-        } else {
-            linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
-            gelu_forward(t->g, t->h, QF);
-            dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                            e->row0 * (uint64_t)t->Lq * F);
-            linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
+                compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
         }
-        dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                        e->row0 * (uint64_t)t->Lq * D);
-        add_into(xout, xout, t->r, QD);
+        build_windows(e, t, t->ln1, e->frozen);
+        prof_open(PROF_MIXER, 0);
+        e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
+        prof_close();
+        segment_rows(e, t->r, t->yext, 0);
+    } else {
+        prof_open(PROF_MIXER, 0);
+        e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+        prof_close();
     }
-    const int Lf = e->N ? e->la[e->N - 1].Lq : L;
-    const float *xN = e->xs[e->N];
-    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, xN, P(e, e->p_lnf_w), P(e, e->p_lnf_b),
-                      B * Lf, D);
+}
+
+/* A POOL or CROSS block's mixing into t->r: POOL, the pooled input attends over the input; CROSS,
+ * the latents (the learned array, or the stream of the blocks before a later cross-attend) over
+ * the input array. Its queries' input t->qin is the block's residual. */
+static void downsample_forward(Encoder *e, int l) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    const int B = e->B, D = e->D;
+    const float *xin = e->xs[l], *kin = t->kind == BLOCK_CROSS ? e->xs[0] : xin;
+    if (t->kind == BLOCK_POOL)
+        funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+    else if (lp->latents >= 0)
+        for (int b = 0; b < B; b++)
+            memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents),
+                   (size_t)t->Lq * D * sizeof(float));
+    else
+        memcpy(t->qin, xin, (size_t)B * t->Lq * D * sizeof(float));
+    layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->qin, P(e, lp->ln1_w), P(e, lp->ln1_b),
+                      B * t->Lq, D);
+    layernorm_forward(t->lnkv, t->lnkv_mean, t->lnkv_rstd, kin, P(e, lp->lnkv_w), P(e, lp->lnkv_b),
+                      B * t->Lk, D);
+    prof_open(PROF_CROSS_ATTN, 0);
+    xattn_forward(&e->xattn[l], t->r, t->ln1, t->lnkv, key_mask(e, l), e->params, &e->pt, B,
+                  &e->scratch);
+    prof_close();
+}
+
+/* The block's feed-forward half: x_out = r + drop(FFN(LN2(r))), the FFN dense (fc1, GELU, dropout,
+ * fc2) or the Switch Transformer's experts. */
+static void ffn_forward(Encoder *e, int l, int training, float p, uint64_t seed, int64_t step) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    const int BQ = e->B * t->Lq, D = e->D, F = e->F;
+    const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
+    float *xout = e->xs[l + 1];
+    layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BQ,
+                      D);
+    if (e->ffn == FFN_SWITCH) {
+        const MoeParams mp = moe_params(e, lp);
+        t->moe.frozen = e->frozen;
+        prof_open(PROF_FFN, 0);
+        e->aux_loss += moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
+                                   e->balance, e->zloss, &e->scratch);
+        prof_close();
+        arena_reset(&e->scratch);
+    } else {
+        linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
+        gelu_forward(t->g, t->h, QF);
+        dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                        e->row0 * (uint64_t)t->Lq * F);
+        linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
+    }
+    dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                    e->row0 * (uint64_t)t->Lq * D);
+    add_into(xout, xout, t->r, QD);
+}
+
+/* The final LayerNorm, the pooling (or none), LRA's pair features, the MLP head and the loss:
+ * the mean cross-entropy over the rows with a target, plus the auxiliary losses. */
+static double head_forward(Encoder *e) {
+    const int B = e->B, D = e->D, NB = e->NB, R = head_rows(e);
+    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
+    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, e->xs[e->N], P(e, e->p_lnf_w),
+                      P(e, e->p_lnf_b), B * Lf, D);
     if (e->pooling == POOL_CLS)
         pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
     else if (e->pooling == POOL_MEAN)
         pool_mean_forward(e->pooled, e->lnf, e->final_mask, B, Lf, D);
-    const int NB = e->NB, R = head_rows(e);
     if (e->pairs) /* LRA's retrieval head: [u, v, u·v, u − v] of the two documents' vectors */
         for (int b = 0; b < NB; b++) {
             const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
@@ -638,7 +634,6 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
     relu_forward_set(e->a1, e->h1act, e->h1, (size_t)R * e->Hh, e->frozen);
     linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), R, e->Hh, e->C);
     crossentropy_forward(e->losses, e->probs, e->logits, e->labels, R, e->C);
-    /* the mean over the rows with a target (every row, unless pooling is none) */
     double sum = 0.0;
     int n = 0;
     for (int r = 0; r < R; r++) sum += e->losses[r], n += e->labels[r] >= 0;
@@ -646,37 +641,55 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
     return (n ? sum / n : 0.0) + e->aux_loss;
 }
 
-static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D, F = e->F, Hh = e->Hh;
-    const float p = e->dropout;
+static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int64_t step) {
+    const int B = e->B, L = e->L, D = e->D;
+    const float p = training ? e->dropout : 0.0f;
     arena_reset(&e->scratch);
-    BwdScratch bs;
-    carve_backward(e, &e->scratch, &bs);
-    float *dlogits = bs.dlogits, *da1 = bs.da1, *dh1 = bs.dh1, *dpooled = bs.dpooled;
-    float *dlnf = bs.dlnf, *dx = bs.dx, *dtmp = bs.dtmp, *dln = bs.dln, *dg = bs.dg, *dh = bs.dh;
-    const size_t mark = arena_mark(&e->scratch);
-    const int Lf = e->N ? e->la[e->N - 1].Lq : L;
+    e->aux_loss = 0.0;
+    const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
+    embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
+    dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
+                    e->row0 * (uint64_t)L * D);
+    for (int l = 0; l < e->N; l++) { /* r = base + drop(mix(LN1(...))), then the FFN half */
+        LayerActs *t = &e->la[l];
+        const size_t QD = (size_t)B * t->Lq * D;
+        if (t->kind == BLOCK_SELF)
+            self_forward(e, l, training, seed, step);
+        else
+            downsample_forward(e, l);
+        arena_reset(&e->scratch);
+        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                        e->row0 * (uint64_t)t->Lq * D);
+        add_into(t->r, t->r, t->kind == BLOCK_SELF ? e->xs[l] : t->qin, QD);
+        ffn_forward(e, l, training, p, seed, step);
+    }
+    return head_forward(e);
+}
 
-    const int NB = e->NB, R = head_rows(e);
+/* The head's backward, from the loss to bs->dx = d(the last block's output). */
+static void head_backward(Encoder *e, const BwdScratch *bs) {
+    const int B = e->B, D = e->D, Hh = e->Hh, NB = e->NB, R = head_rows(e);
+    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
+    float *dlnf = bs->dlnf, *dpooled = bs->dpooled;
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     /* the loss is the sum of the rows' cross-entropies over the normaliser: this call's targets,
      * or (data-parallel training) the whole batch's per process, set by the caller */
     const double norm = e->ce_norm > 0 ? e->ce_norm : (double)e->n_targets;
     if (e->n_targets > 0)
-        crossentropy_backward(dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->C);
-    linear_backward(da1, G(e, e->p_h2_w), G(e, e->p_h2_b), dlogits, e->a1, P(e, e->p_h2_w), R, Hh,
-                    e->C);
-    relu_backward_set(dh1, e->h1act, da1, (size_t)R * Hh);
+        crossentropy_backward(bs->dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->C);
+    linear_backward(bs->da1, G(e, e->p_h2_w), G(e, e->p_h2_b), bs->dlogits, e->a1, P(e, e->p_h2_w),
+                    R, Hh, e->C);
+    relu_backward_set(bs->dh1, e->h1act, bs->da1, (size_t)R * Hh);
     if (e->pooling == POOL_NONE) { /* the head read every position of lnf */
-        linear_backward(dlnf, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->lnf, P(e, e->p_h1_w), R, D,
-                        Hh);
+        linear_backward(dlnf, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->lnf, P(e, e->p_h1_w), R,
+                        D, Hh);
     } else if (e->pairs) {
-        memset(bs.dfeat, 0, (size_t)NB * 4 * D * sizeof(float));
-        linear_backward(bs.dfeat, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->feat, P(e, e->p_h1_w),
-                        NB, 4 * D, Hh);
+        memset(bs->dfeat, 0, (size_t)NB * 4 * D * sizeof(float));
+        linear_backward(bs->dfeat, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->feat,
+                        P(e, e->p_h1_w), NB, 4 * D, Hh);
         for (int b = 0; b < NB; b++) { /* both towers' vectors from [u, v, u·v, u − v] */
             const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
-            const float *g = bs.dfeat + (size_t)b * 4 * D;
+            const float *g = bs->dfeat + (size_t)b * 4 * D;
             float *du = dpooled + (size_t)2 * b * D, *dv = du + D;
             for (int d = 0; d < D; d++) {
                 du[d] = g[d] + g[2 * D + d] * v[d] + g[3 * D + d];
@@ -684,116 +697,151 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
             }
         }
     } else {
-        linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), dh1, e->pooled, P(e, e->p_h1_w),
-                        B, D, Hh);
+        linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->pooled,
+                        P(e, e->p_h1_w), B, D, Hh);
     }
     if (e->pooling == POOL_CLS)
         pool_cls_backward(dlnf, dpooled, B, Lf, D);
     else if (e->pooling == POOL_MEAN)
         pool_mean_backward(dlnf, dpooled, e->final_mask, B, Lf, D);
-    memset(dx, 0, (size_t)B * Lf * D * sizeof *dx);
-    layernorm_backward(dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->N], P(e, e->p_lnf_w),
-                       e->lnf_mean, e->lnf_rstd, B * Lf, D);
-    for (int l = e->N - 1; l >= 0; l--) {
-        const LayerParams *lp = &e->lp[l];
-        LayerActs *t = &e->la[l];
-        const int BQ = B * t->Lq;
-        const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
-        /* x_out = r + drop(fc2(g)); dx holds d(x_out) and becomes d(r). */
-        memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                         e->row0 * (uint64_t)t->Lq * D);
-        memset(dln, 0, QD * sizeof *dln);
-        if (e->ffn == FFN_SWITCH) {
-            const MoeParams mp = moe_params(e, lp);
-            const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b),
-                                 G(e, lp->fc2_w), G(e, lp->fc2_b)};
-            prof_open(PROF_FFN, 1);
-            moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
-                         &e->scratch);
-            prof_close();
-            arena_reset_to(&e->scratch, mark);
-        } else {
-            memset(dg, 0, QF * sizeof *dg);
-            linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ,
-                            F, D);
-            memset(dh, 0, QF * sizeof *dh);
-            dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                             e->row0 * (uint64_t)t->Lq * F);
-            memset(dg, 0, QF * sizeof *dg);
-            gelu_backward(dg, t->h, dh, QF);
-            linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ,
-                            D, F);
-        }
-        layernorm_backward(dx, G(e, lp->ln2_w), G(e, lp->ln2_b), dln, t->r, P(e, lp->ln2_w),
-                           t->ln2_mean, t->ln2_rstd, BQ, D);
-        /* r = base + drop(mix(...)); dx holds d(r). */
-        memset(dtmp, 0, QD * sizeof *dtmp);
-        dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
-                         e->row0 * (uint64_t)t->Lq * D);
-        memset(dln, 0, QD * sizeof *dln);
-        if (t->kind == BLOCK_SELF) {
-            /* base = x_in: dx becomes d(x_in) */
-            MixerStep ms = mixer_step(e, t, 1, seed, step);
-            if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
-                const size_t X = (size_t)B * e->nseg * window(e) * D;
-                segment_rows(e, dtmp, bs.dyext, 1);
-                memset(bs.dext, 0, X * sizeof(float));
-                prof_open(PROF_MIXER, 1);
-                e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs.dext, bs.dyext, t->ext);
-                prof_close();
-                segment_rows(e, dln, bs.dext, 0);
-                arena_reset_to(&e->scratch, mark);
-                /* f_c learns from the attention-reconstruction loss alone */
-                if (e->crate > 0)
-                    compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
-            } else {
-                prof_open(PROF_MIXER, 1);
-                e->mixer_spec->ops->backward(&e->mixers[l], &ms, dln, dtmp, t->ln1);
-                prof_close();
-            }
-            arena_reset_to(&e->scratch, mark);
-            layernorm_backward(dx, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, e->xs[l], P(e, lp->ln1_w),
-                               t->ln1_mean, t->ln1_rstd, BQ, D);
-            continue;
-        }
-        /* base = the queries' input (pooled x_in, or the latents); the keys read x_in */
-        const int BK = B * t->Lk;
-        float *dkv = bs.dx2, *dq = bs.dq;
-        memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
-        prof_open(PROF_CROSS_ATTN, 1);
-        xattn_backward(&e->xattn[l], dln, dkv, dtmp, t->ln1, t->lnkv, key_mask(e, l), e->params,
-                       e->grads, &e->pt, B, &e->scratch);
+    memset(bs->dx, 0, (size_t)B * Lf * D * sizeof *bs->dx);
+    layernorm_backward(bs->dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->N],
+                       P(e, e->p_lnf_w), e->lnf_mean, e->lnf_rstd, B * Lf, D);
+}
+
+/* The FFN half's backward: x_out = r + drop(FFN(LN2(r))); bs->dx holds d(x_out) and becomes
+ * d(r). */
+static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, uint64_t seed,
+                         int64_t step) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    const int BQ = e->B * t->Lq, D = e->D, F = e->F;
+    const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
+    const float p = e->dropout;
+    float *dx = bs->dx, *dtmp = bs->dtmp, *dln = bs->dln, *dg = bs->dg, *dh = bs->dh;
+    memset(dtmp, 0, QD * sizeof *dtmp);
+    dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                     e->row0 * (uint64_t)t->Lq * D);
+    memset(dln, 0, QD * sizeof *dln);
+    if (e->ffn == FFN_SWITCH) {
+        const MoeParams mp = moe_params(e, lp);
+        const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b), G(e, lp->fc2_w),
+                             G(e, lp->fc2_b)};
+        prof_open(PROF_FFN, 1);
+        moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
+                     &e->scratch);
         prof_close();
         arena_reset_to(&e->scratch, mark);
-        memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
-        layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), dln, t->qin, P(e, lp->ln1_w),
-                           t->ln1_mean, t->ln1_rstd, BQ, D);
-        if (t->kind == BLOCK_POOL) {
-            memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
-            layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l],
-                               P(e, lp->lnkv_w), t->lnkv_mean, t->lnkv_rstd, BK, D);
-            funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
-            continue;
-        }
-        /* CROSS: the keys read the input array, whose gradient gathers over the cross-attends */
-        layernorm_backward(bs.dx0, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[0],
-                           P(e, lp->lnkv_w), t->lnkv_mean, t->lnkv_rstd, BK, D);
-        if (lp->latents < 0) { /* a later cross-attend: dx becomes d(the latent stream) */
-            memcpy(dx, dq, QD * sizeof *dx);
-            continue;
-        }
-        float *gl = G(e, lp->latents); /* the latents are shared by the batch */
-        for (int b = 0; b < B; b++)
-            for (size_t k = 0; k < (size_t)t->Lq * D; k++) gl[k] += dq[(size_t)b * t->Lq * D + k];
-        memcpy(dx, bs.dx0, (size_t)BK * D * sizeof *dx); /* the first block: dx = d(x_0) */
+    } else {
+        memset(dg, 0, QF * sizeof *dg);
+        linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F,
+                        D);
+        memset(dh, 0, QF * sizeof *dh);
+        dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                         e->row0 * (uint64_t)t->Lq * F);
+        memset(dg, 0, QF * sizeof *dg);
+        gelu_backward(dg, t->h, dh, QF);
+        linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D,
+                        F);
+    }
+    layernorm_backward(dx, G(e, lp->ln2_w), G(e, lp->ln2_b), dln, t->r, P(e, lp->ln2_w),
+                       t->ln2_mean, t->ln2_rstd, BQ, D);
+}
+
+/* A SELF block's mixing backward: bs->dtmp holds d(mix output), bs->dx d(r) = d(x_in) from the
+ * residual, to which the mixer's and LN1's gradient is added. */
+static void self_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, uint64_t seed,
+                          int64_t step) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    MixerStep ms = mixer_step(e, t, 1, seed, step);
+    if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
+        const size_t X = (size_t)e->B * e->nseg * window(e) * e->D;
+        segment_rows(e, bs->dtmp, bs->dyext, 1);
+        memset(bs->dext, 0, X * sizeof(float));
+        prof_open(PROF_MIXER, 1);
+        e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dext, bs->dyext, t->ext);
+        prof_close();
+        segment_rows(e, bs->dln, bs->dext, 0);
+        arena_reset_to(&e->scratch, mark);
+        /* f_c learns from the attention-reconstruction loss alone */
+        if (e->crate > 0) compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
+    } else {
+        prof_open(PROF_MIXER, 1);
+        e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dln, bs->dtmp, t->ln1);
+        prof_close();
+    }
+    arena_reset_to(&e->scratch, mark);
+    layernorm_backward(bs->dx, G(e, lp->ln1_w), G(e, lp->ln1_b), bs->dln, e->xs[l], P(e, lp->ln1_w),
+                       t->ln1_mean, t->ln1_rstd, e->B * t->Lq, e->D);
+}
+
+/* A POOL or CROSS block's mixing backward: the base is the queries' input (pooled x_in, or the
+ * latents) and the keys read x_in (POOL) or the input array (CROSS); bs->dx becomes d(x_in), or
+ * for CROSS d(the latent stream) with the input array's share gathered in bs->dx0. */
+static void downsample_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark) {
+    const LayerParams *lp = &e->lp[l];
+    LayerActs *t = &e->la[l];
+    const int B = e->B, D = e->D, BQ = B * t->Lq, BK = B * t->Lk;
+    const size_t QD = (size_t)BQ * D;
+    float *dx = bs->dx, *dkv = bs->dx2, *dq = bs->dq;
+    memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
+    prof_open(PROF_CROSS_ATTN, 1);
+    xattn_backward(&e->xattn[l], bs->dln, dkv, bs->dtmp, t->ln1, t->lnkv, key_mask(e, l), e->params,
+                   e->grads, &e->pt, B, &e->scratch);
+    prof_close();
+    arena_reset_to(&e->scratch, mark);
+    memcpy(dq, dx, QD * sizeof *dq); /* d(base) from the residual */
+    layernorm_backward(dq, G(e, lp->ln1_w), G(e, lp->ln1_b), bs->dln, t->qin, P(e, lp->ln1_w),
+                       t->ln1_mean, t->ln1_rstd, BQ, D);
+    if (t->kind == BLOCK_POOL) {
+        memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
+        layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l], P(e, lp->lnkv_w),
+                           t->lnkv_mean, t->lnkv_rstd, BK, D);
+        funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+        return;
+    }
+    /* CROSS: the keys read the input array, whose gradient gathers over the cross-attends */
+    layernorm_backward(bs->dx0, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[0], P(e, lp->lnkv_w),
+                       t->lnkv_mean, t->lnkv_rstd, BK, D);
+    if (lp->latents < 0) { /* a later cross-attend: dx becomes d(the latent stream) */
+        memcpy(dx, dq, QD * sizeof *dx);
+        return;
+    }
+    float *gl = G(e, lp->latents); /* the latents are shared by the batch */
+    for (int b = 0; b < B; b++)
+        for (size_t k = 0; k < (size_t)t->Lq * D; k++) gl[k] += dq[(size_t)b * t->Lq * D + k];
+    memcpy(dx, bs->dx0, (size_t)BK * D * sizeof *dx); /* the first block: dx = d(x_0) */
+}
+
+static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
+    const int B = e->B, L = e->L, D = e->D;
+    const float p = e->dropout;
+    arena_reset(&e->scratch);
+    BwdScratch bs;
+    carve_backward(e, &e->scratch, &bs);
+    const size_t mark = arena_mark(&e->scratch);
+    head_backward(e, &bs);
+    for (int l = e->N - 1; l >= 0; l--) {
+        const LayerActs *t = &e->la[l];
+        const size_t QD = (size_t)B * t->Lq * D;
+        ffn_backward(e, l, &bs, mark, seed, step);
+        /* r = base + drop(mix(...)); dx holds d(r) */
+        memset(bs.dtmp, 0, QD * sizeof *bs.dtmp);
+        dropout_backward(bs.dtmp, bs.dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                         e->row0 * (uint64_t)t->Lq * D);
+        memset(bs.dln, 0, QD * sizeof *bs.dln);
+        if (t->kind == BLOCK_SELF)
+            self_backward(e, l, &bs, mark, seed, step);
+        else
+            downsample_backward(e, l, &bs, mark);
     }
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;
-    memset(dtmp, 0, BLD * sizeof *dtmp);
-    dropout_backward(dtmp, dx, BLD, p, dropout_key(seed, step, site_embed()),
+    memset(bs.dtmp, 0, BLD * sizeof *bs.dtmp);
+    dropout_backward(bs.dtmp, bs.dx, BLD, p, dropout_key(seed, step, site_embed()),
                      e->row0 * (uint64_t)L * D);
-    embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, dtmp,
+    embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, bs.dtmp,
                        e->tokens, B, L, D);
     arena_reset(&e->scratch);
 }

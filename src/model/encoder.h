@@ -35,9 +35,7 @@
 #include "mixers/mixer.h"
 #include "model/compress.h"
 #include "model/moe.h"
-#include "model/params.h"
-
-typedef enum { BLOCK_SELF, BLOCK_POOL, BLOCK_CROSS } BlockKind;
+#include "core/params.h"
 
 typedef struct LayerParams {
     int ln1_w, ln1_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "config/config.h"
+#include "core/hash.h"
 #include "core/xassert.h"
 #include "report/report.h"
 
@@ -68,6 +69,7 @@ static const NumField NUM_FIELDS[] = {
     {"flops.analytic_train_step", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(flops_step)},
     {"flops.counted_train_step", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(flops_counted)},
     {"model.parameters", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(params)},
+    {"config.experiment.seed", NUM_WHOLE, 0, REPORT_MAX_WHOLE, 0, 0, S(seed)},
 };
 #undef S
 
@@ -126,6 +128,32 @@ static int want_field(const cJSON *doc, const NumField *f, const char *file, Rep
     return 0;
 }
 
+/* The hash of the report's config as cfg_hash takes it (without experiment.name, output_dir and
+ * threads, train.checkpoint_every) and without experiment.seed: the same for every seed of one
+ * experiment. A report without a config object gets the hash of nothing. */
+static uint64_t cell_key(const cJSON *doc) {
+    cJSON *c = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(doc, "config"), 1);
+    if (!cJSON_IsObject(c)) {
+        cJSON_Delete(c);
+        return XB_FNV_OFFSET;
+    }
+    static const char *const DROP[][2] = {{"experiment", "name"},
+                                          {"experiment", "output_dir"},
+                                          {"experiment", "threads"},
+                                          {"experiment", "seed"},
+                                          {"train", "checkpoint_every"}};
+    for (size_t i = 0; i < XB_ARRAY_LEN(DROP); i++) {
+        cJSON *sec = cJSON_GetObjectItemCaseSensitive(c, DROP[i][0]);
+        if (cJSON_IsObject(sec)) cJSON_DeleteItemFromObjectCaseSensitive(sec, DROP[i][1]);
+    }
+    char *text = cJSON_PrintUnformatted(c);
+    XB_ASSERT(text);
+    const uint64_t h = xb_fnv1a64(XB_FNV_OFFSET, text, strlen(text));
+    cJSON_free(text);
+    cJSON_Delete(c);
+    return h;
+}
+
 int summary_read(const char *path, ReportSummary *s, XbError *err) {
     cJSON *doc;
     if (report_read(path, &doc, err)) return -1;
@@ -139,6 +167,7 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
               want_string(doc, "model.mixer_classes", path, s->classes, sizeof s->classes, err);
     for (size_t i = 0; i < XB_ARRAY_LEN(NUM_FIELDS) && !bad; i++)
         bad = want_field(doc, &NUM_FIELDS[i], path, s, err);
+    if (!bad) s->cell_key = cell_key(doc);
     cJSON_Delete(doc);
     return bad ? -1 : 0;
 }

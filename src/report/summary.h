@@ -25,6 +25,9 @@ typedef struct ReportSummary {
      * training and evaluation */
     double core_share, calib_sgemm, calib_cpu_s;
     double steps; /* training.steps: the steps trained (NaN when absent) */
+    uint64_t seed;     /* config.experiment.seed */
+    uint64_t cell_key; /* FNV-1a 64 of the config without the seed (and what cfg_hash leaves out):
+                        * equal keys are seeds of the same experiment (report/stats.h) */
 } ReportSummary;
 
 /* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/params.h"
+#include "core/params.h"
 
 typedef struct AdamW {
     float *m, *v; /* first and second moments, pt->total floats each (owned) */

@@ -5,14 +5,14 @@
 #define XB_CHECKPOINT_H
 
 #include "core/error.h"
-#include "model/params.h"
+#include "core/params.h"
 
 /* Largest header checkpoint_load accepts (the limit the reference implementation uses). */
 #define XB_CHECKPOINT_MAX_HEADER 100000000ULL
 
 /* Writes every tensor of t (views of params, t->total floats) to path atomically (a temporary of
- * its own, fsync, rename). meta_kv holds n_meta key/value string pairs (key0, value0, key1, value1, ...) stored in
- * the header's "__metadata__"; may be NULL when n_meta is 0. */
+ * its own, fsync, rename). meta_kv holds n_meta key/value string pairs (key0, value0, key1, value1,
+ * ...) stored in the header's "__metadata__"; may be NULL when n_meta is 0. */
 int checkpoint_save(const char *path, const ParamTable *t, const float *params,
                     const char *const *meta_kv, int n_meta, XbError *err);
 

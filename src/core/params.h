@@ -61,6 +61,14 @@ int params_add(ParamTable *t, const char *name, int ndim, const int *shape, Init
 int params_add1(ParamTable *t, const char *name, int d0, InitKind init, float scale, int decay);
 int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, float scale,
                 int decay);
+/* The same with the name from a printf format, e.g.
+ * params_add2f(pt, D, D, INIT_XAVIER_UNIFORM, 0, 1, "%s.query.weight", prefix). */
+int params_addf(ParamTable *t, int ndim, const int *shape, InitKind init, float scale, int decay,
+                const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+int params_add1f(ParamTable *t, int d0, InitKind init, float scale, int decay, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+int params_add2f(ParamTable *t, int d0, int d1, InitKind init, float scale, int decay,
+                 const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 /* Declares a tensor shaped like tensor src and initialised as a copy of it (e.g. Longformer's
  * global projections start as the local ones); returns its index. */
 int params_add_copy(ParamTable *t, const char *name, int src, int decay);

@@ -1,6 +1,7 @@
-#include "model/params.h"
+#include "core/params.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,44 @@ int params_add1(ParamTable *t, const char *name, int d0, InitKind init, float sc
 int params_add2(ParamTable *t, const char *name, int d0, int d1, InitKind init, float scale,
                 int decay) {
     int s[2] = {d0, d1};
+    return params_add(t, name, 2, s, init, scale, decay);
+}
+
+/* name from fmt and ap: a tensor's name is the code's, never the user's, so one too long is a
+ * programming error */
+static void format_name(char *name, const char *fmt, va_list ap) {
+    const int n = vsnprintf(name, XB_PARAM_NAME, fmt, ap);
+    XB_ASSERT(n >= 0 && n < XB_PARAM_NAME);
+}
+
+int params_addf(ParamTable *t, int ndim, const int *shape, InitKind init, float scale, int decay,
+                const char *fmt, ...) {
+    char name[XB_PARAM_NAME];
+    va_list ap;
+    va_start(ap, fmt);
+    format_name(name, fmt, ap);
+    va_end(ap);
+    return params_add(t, name, ndim, shape, init, scale, decay);
+}
+
+int params_add1f(ParamTable *t, int d0, InitKind init, float scale, int decay, const char *fmt,
+                 ...) {
+    char name[XB_PARAM_NAME];
+    va_list ap;
+    va_start(ap, fmt);
+    format_name(name, fmt, ap);
+    va_end(ap);
+    return params_add(t, name, 1, &d0, init, scale, decay);
+}
+
+int params_add2f(ParamTable *t, int d0, int d1, InitKind init, float scale, int decay,
+                 const char *fmt, ...) {
+    char name[XB_PARAM_NAME];
+    const int s[2] = {d0, d1};
+    va_list ap;
+    va_start(ap, fmt);
+    format_name(name, fmt, ap);
+    va_end(ap);
     return params_add(t, name, 2, s, init, scale, decay);
 }
 
