@@ -27,6 +27,8 @@
 
 typedef struct Sample {
     RunReport r;
+    CalibUsage usage;
+    CalibProbe probe;
     EvalRecord ev[3];
     cJSON *config;
 } Sample;
@@ -76,7 +78,13 @@ static void sample_init(Sample *s, int variant) {
                             .peak_rss = 50000000};
     r->wall_s = 12.5, r->train_s = 10.25, r->eval_s = 2.0, r->steps_per_s = 29.3;
     r->tokens_per_s = 29.3 * 32 * 128;
+    s->usage = (CalibUsage){.wall_s = 11.0, .cpu_s = 15.0, .on_core_s = 15.0, .waiting_s = 5.0};
+    s->probe = (CalibProbe){.sgemm_gflops = 150.0,
+                            .triad_gbs = 40.0,
+                            .use = {.wall_s = 0.0625, .on_core_s = 0.1, .waiting_s = 0.025}};
+    r->usage = &s->usage, r->probe = &s->probe;
     if (variant == SAMPLE_DIVERGED) {
+        r->usage = NULL, r->probe = NULL; /* no calibration is valid too (older reports) */
         r->status = "diverged";
         snprintf(r->status_message, sizeof r->status_message,
                  "training loss became NaN at step 212");
@@ -94,6 +102,8 @@ static void sample_init(Sample *s, int variant) {
         r->test_acc = NAN, r->test_loss = NAN;
         r->flops_total_counted = 0;
         r->steps_per_s = NAN;
+        r->probe = NULL;                               /* no probe after a signal */
+        s->usage.on_core_s = s->usage.waiting_s = NAN; /* no schedstat */
     }
 }
 
@@ -339,6 +349,54 @@ START_TEST(test_report_build_writes_nan_and_infinity_as_null) {
 }
 END_TEST
 
+/* The calibration: the threads' share of the cores and its parts, the probe's figures and sizes;
+ * null where they were not measured. */
+START_TEST(test_report_build_writes_the_calibration) {
+    Sample s;
+    sample_init(&s, SAMPLE_OK);
+    cJSON *doc = report_build(&s.r);
+    static const struct {
+        const char *key;
+        double v;
+    } want[] = {{"core_share", 0.75},
+                {"window_s", 11.0},
+                {"cpu_s", 15.0},
+                {"on_core_s", 15.0},
+                {"waiting_s", 5.0},
+                {"threads", 2},
+                {"sgemm_gflops_per_s", 150.0},
+                {"triad_gb_per_s", 40.0},
+                {"sgemm_n", CALIB_SGEMM_N},
+                {"triad_bytes", 12.0 * CALIB_TRIAD_N},
+                {"probe_s", 0.0625},
+                {"probe_core_share", 0.8}};
+    const cJSON *c = at(doc, "measured.calibration");
+    ck_assert_int_eq(cJSON_GetArraySize(c), (int)(sizeof want / sizeof want[0]));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(cJSON_IsNumber(at(c, want[i].key)), "%s", want[i].key);
+        ck_assert_double_eq_tol(at(c, want[i].key)->valuedouble, want[i].v, 1e-12);
+    }
+    cJSON_Delete(doc);
+    sample_free(&s);
+    sample_init(&s, SAMPLE_NO_EVAL); /* no probe, no schedstat: null */
+    doc = report_build(&s.r);
+    c = at(doc, "measured.calibration");
+    static const char *const nulls[] = {"core_share",         "on_core_s",      "waiting_s",
+                                        "sgemm_gflops_per_s", "triad_gb_per_s", "probe_s",
+                                        "probe_core_share"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        ck_assert_msg(cJSON_IsNull(at(c, nulls[i])), "%s", nulls[i]);
+    ck_assert_double_eq(at(c, "cpu_s")->valuedouble, 15.0);
+    cJSON_Delete(doc);
+    sample_free(&s);
+    sample_init(&s, SAMPLE_DIVERGED); /* none: no calibration object */
+    doc = report_build(&s.r);
+    ck_assert_ptr_null(at(doc, "measured.calibration"));
+    cJSON_Delete(doc);
+    sample_free(&s);
+}
+END_TEST
+
 /* Two identical runs differ only in timings and peak RSS: with "measured" removed, their reports
  * are equal byte for byte. */
 START_TEST(test_report_build_keeps_run_dependent_values_in_measured) {
@@ -489,9 +547,19 @@ START_TEST(test_report_schema_refuses_unknown_and_missing_fields) {
     sample_init(&s, SAMPLE_OK);
     cJSON *doc = report_build(&s.r);
     char why[600];
-    static const char *const objects[] = {
-        "",         "tool",    "environment", "dataset", "dataset.splits", "model",
-        "training", "evals.0", "test",        "flops",   "memory",         "measured"};
+    static const char *const objects[] = {"",
+                                          "tool",
+                                          "environment",
+                                          "dataset",
+                                          "dataset.splits",
+                                          "model",
+                                          "training",
+                                          "evals.0",
+                                          "test",
+                                          "flops",
+                                          "memory",
+                                          "measured",
+                                          "measured.calibration"};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
         cJSON *copy = cJSON_Duplicate(doc, 1);
         cJSON *o = objects[i][0] ? (cJSON *)at(copy, objects[i]) : copy;
@@ -929,6 +997,7 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_build_has_every_field_with_its_type);
     tcase_add_test(tc, test_report_build_values_come_from_the_run);
     tcase_add_test(tc, test_report_build_writes_nan_and_infinity_as_null);
+    tcase_add_test(tc, test_report_build_writes_the_calibration);
     tcase_add_test(tc, test_report_build_keeps_run_dependent_values_in_measured);
     tcase_add_test(tc, test_report_build_conforms_to_the_schema);
     tcase_add_test(tc, test_report_schema_refuses_unknown_and_missing_fields);

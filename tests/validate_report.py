@@ -54,6 +54,13 @@ def broken_copies(doc):
     d = copy.deepcopy(doc)
     d["schema_version"] = 2
     out.append(("'schema_version' 2", d))
+    if doc["measured"].get("calibration"):
+        d = copy.deepcopy(doc)
+        d["measured"]["calibration"]["core_share"] = 1.5
+        out.append(("'calibration.core_share' above 1", d))
+        d = copy.deepcopy(doc)
+        del d["measured"]["calibration"]["sgemm_gflops_per_s"]
+        out.append(("'calibration.sgemm_gflops_per_s' removed", d))
     if doc.get("evals"):
         d = copy.deepcopy(doc)
         del d["evals"][0]["val_loss"]

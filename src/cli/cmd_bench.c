@@ -25,15 +25,17 @@
 static const char *const USAGE =
     "usage: xformer-bench bench CONFIG [--lengths L1,L2,...] [--mixers M1,M2,...] [--steps N]\n"
     "                          [--warmup N] [--max-memory MIB] [--set KEY=VALUE]... [-o DIR]\n"
-    "                          [--threads N] [--quiet]\n"
+    "                          [--threads N] [--profile] [--quiet]\n"
     "       mpirun -np P xformer-bench bench --allreduce [--sizes S1,S2,...] [--repeats N]\n"
     "                          [-o DIR] [--quiet]\n\n"
     "Measures training steps of the model that CONFIG describes for every mechanism and length:\n"
     "the median time of a step after the warm-up, tokens/s, the process's peak RSS (each point\n"
     "runs in a child process) and the planned memory, the analytic FLOPs of a step and the\n"
-    "GFLOP/s achieved, and speed and memory relative to `full` at the same length. There is no\n"
-    "evaluation. Each point writes a report DIR/MIXER-L.json (readable by table and plot); the\n"
-    "whole benchmark is summarised in DIR/index.json and printed as a table.\n\n"
+    "GFLOP/s achieved, as a percentage of the sgemm GFLOP/s of the point's own calibration\n"
+    "(measured.calibration, a probe on the same threads after the steps), and speed and memory\n"
+    "relative to `full` at the same length. There is no evaluation. Each point writes a report\n"
+    "DIR/MIXER-L.json (readable by table and plot); the whole benchmark is summarised in\n"
+    "DIR/index.json and printed as a table.\n\n"
     "  --lengths L,...   sequence lengths (model.max_len), default 1024,2048,4096\n"
     "  --mixers M,...    mechanisms, default the config's (`all`: every registered one)\n"
     "  --steps N         training steps per point, default 10\n"
@@ -42,6 +44,10 @@ static const char *const USAGE =
     "  --set KEY=VALUE   override a config value (repeatable)\n"
     "  -o, --output DIR  where the reports go, default results/bench\n"
     "  --threads N       threads, 0 = all cores (experiment.threads)\n"
+    "  --profile         after the table, where each point's steps went: the largest entries of\n"
+    "                    its report's measured.profile (kernel family and direction) in ms per\n"
+    "                    step and % of the step, and the time in no kernel (core/profile.h);\n"
+    "                    means over all --steps steps, the warm-up included\n"
     "  --quiet           no progress lines\n\n"
     "With --allreduce (no CONFIG; under mpirun or srun with 2 or more processes) it times the\n"
     "gradient all-reduce of data-parallel training instead: an in-place sum of a float32 buffer\n"
@@ -55,6 +61,24 @@ static const char *const USAGE =
     "  --repeats N       timed calls per size, default 20\n\n"
     "Exit status: 0 every point ran or was skipped by the budget, 2 bad input, 3 a point failed.\n";
 
+enum { PROFILE_TOP = 8, PROFILE_MAX = 64 };
+
+/* One entry of a report's measured.profile: a kernel family in one direction. */
+typedef struct ProfileEntry {
+    char family[48];
+    int backward;
+    double s; /* seconds over all training steps */
+} ProfileEntry;
+
+/* A point's profile, read back from its report. */
+typedef struct PointProfile {
+    int read; /* 1: the report was read (the fields below are valid) */
+    int n;
+    ProfileEntry e[PROFILE_MAX];
+    double other_s, train_s; /* not in any kernel; all training steps */
+    long long regions, steps;
+} PointProfile;
+
 typedef struct Point {
     char mixer[64];
     int L;
@@ -63,6 +87,7 @@ typedef struct Point {
     size_t planned;
     ReportSummary s;
     double median;
+    PointProfile prof; /* bench --profile */
 } Point;
 
 /* Splits a comma list into its items (pointers into buf, which is modified). */
@@ -95,6 +120,82 @@ static int point_config(const char *config, const char *const *sets, int n_sets,
     return rc;
 }
 
+static double number_at(const cJSON *obj, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(j) ? j->valuedouble : NAN;
+}
+
+/* Reads measured.profile, measured.train_s and training.steps of the report at path into *pp
+ * (pp->read stays 0 when the report has no profile). */
+static void read_profile(const char *path, PointProfile *pp) {
+    memset(pp, 0, sizeof *pp);
+    cJSON *doc;
+    XbError err;
+    xb_error_clear(&err);
+    if (report_read(path, &doc, &err)) return;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "measured");
+    const cJSON *prof = cJSON_GetObjectItemCaseSensitive(m, "profile");
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(doc, "training");
+    if (cJSON_IsObject(prof)) {
+        pp->read = 1;
+        pp->train_s = number_at(m, "train_s");
+        pp->steps = (long long)number_at(tr, "steps");
+        pp->other_s = number_at(prof, "other_s");
+        pp->regions = (long long)number_at(prof, "regions");
+        const cJSON *f;
+        cJSON_ArrayForEach(f, prof) {
+            for (int d = 0; d < 2 && cJSON_IsObject(f) && pp->n < PROFILE_MAX; d++) {
+                const double s = number_at(f, d ? "backward_s" : "forward_s");
+                if (!(s > 0)) continue;
+                ProfileEntry *e = &pp->e[pp->n++];
+                snprintf(e->family, sizeof e->family, "%s", f->string);
+                e->backward = d, e->s = s;
+            }
+        }
+    }
+    cJSON_Delete(doc);
+}
+
+/* Largest first; equal times by family name, forward first. */
+static int cmp_entry(const void *a, const void *b) {
+    const ProfileEntry *x = a, *y = b;
+    if (x->s != y->s) return x->s < y->s ? 1 : -1;
+    const int c = strcmp(x->family, y->family);
+    return c ? c : x->backward - y->backward;
+}
+
+/* Prints where a point's training steps went: the PROFILE_TOP largest entries of its profile in
+ * ms per step and percent of the step, the rest summed, and the time in no kernel. */
+static void print_profile(const Point *p) {
+    PointProfile pp = p->prof;
+    if (!pp.read || pp.regions <= 0 || pp.steps <= 0 || !(pp.train_s > 0)) {
+        printf("\nprofile of %s at L = %d: none recorded (XB_PROFILE=0 turns it off)\n", p->mixer,
+               p->L);
+        return;
+    }
+    qsort(pp.e, (size_t)pp.n, sizeof *pp.e, cmp_entry);
+    const double per = 1e3 / (double)pp.steps, pct = 100.0 / pp.train_s;
+    printf("\nprofile of %s at L = %d: %lld steps, %.3f ms per step (mean), %lld timed regions "
+           "per step\n",
+           p->mixer, p->L, pp.steps, pp.train_s * per, pp.regions / pp.steps);
+    printf("  %-20s %-9s %11s %10s\n", "kernel family", "direction", "ms/step", "% of step");
+    double rest = 0.0;
+    for (int i = 0; i < pp.n; i++) {
+        if (i >= PROFILE_TOP) {
+            rest += pp.e[i].s;
+            continue;
+        }
+        printf("  %-20s %-9s %11.3f %10.1f\n", pp.e[i].family,
+               pp.e[i].backward ? "backward" : "forward", pp.e[i].s * per, pp.e[i].s * pct);
+    }
+    if (pp.n > PROFILE_TOP) {
+        char label[48];
+        snprintf(label, sizeof label, "%d more entries", pp.n - PROFILE_TOP);
+        printf("  %-30s %11.3f %10.1f\n", label, rest * per, rest * pct);
+    }
+    printf("  %-30s %11.3f %10.1f\n", "not in any kernel", pp.other_s * per, pp.other_s * pct);
+}
+
 /* Runs one point in a child process; fills p from its report. */
 static void run_point(Point *p, const ExperimentConfig *cfg, const Dataset *ds, int warmup,
                       int quiet) {
@@ -125,6 +226,7 @@ static void run_point(Point *p, const ExperimentConfig *cfg, const Dataset *ds, 
     }
     p->median = p->s.step_s_median;
     p->status = "ok";
+    read_profile(path, &p->prof);
 }
 
 static const Point *find(const Point *pt, int n, const char *mixer, int L) {
@@ -139,10 +241,11 @@ static cJSON *num_or_null(double v) {
 }
 
 /* Prints the table and writes DIR/index.json. */
-static int summarise(const Point *pt, int n, const char *outdir, long long steps, int warmup) {
+static int summarise(const Point *pt, int n, const char *outdir, long long steps, int warmup,
+                     int profile) {
     printf("| mechanism | L | s/step (median) | tokens/s | peak RSS MiB | planned MiB | "
-           "GFLOP/step | GFLOP/s | speed vs full | memory vs full |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "GFLOP/step | GFLOP/s | %% of sgemm | speed vs full | memory vs full |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     XB_ASSERT(idx && arr);
     cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
@@ -162,7 +265,7 @@ static int summarise(const Point *pt, int n, const char *outdir, long long steps
         if (strcmp(p->status, "ok")) {
             cJSON_AddStringToObject(o, "reason", p->why);
             cJSON_AddItemToArray(arr, o);
-            printf("| %s | %d | %s: %s | | | | | | | |\n", p->mixer, p->L, p->status, p->why);
+            printf("| %s | %d | %s: %s | | | | | | | | |\n", p->mixer, p->L, p->status, p->why);
             continue;
         }
         const Point *f = find(pt, n, "full", p->L);
@@ -177,19 +280,26 @@ static int summarise(const Point *pt, int n, const char *outdir, long long steps
         cJSON_AddNumberToObject(o, "peak_rss", p->s.peak_rss);
         cJSON_AddNumberToObject(o, "flops_step", (double)p->s.flops_step);
         cJSON_AddItemToObject(o, "gflops_per_s", num_or_null(gfs));
+        /* against the sgemm of the point's own calibration (core/calib.h) */
+        const double frac = gfs / p->s.calib_sgemm;
+        cJSON_AddItemToObject(o, "sgemm_gflops_per_s", num_or_null(p->s.calib_sgemm));
+        cJSON_AddItemToObject(o, "fraction_of_sgemm", num_or_null(frac));
         cJSON_AddItemToObject(o, "speed_vs_full", num_or_null(f ? tf / t : NAN));
         cJSON_AddItemToObject(o, "memory_vs_full",
                               num_or_null(f ? p->s.peak_rss / f->s.peak_rss : NAN));
         cJSON_AddItemToArray(arr, o);
-        char sp[32] = "-", mem[32] = "-";
+        char sp[32] = "-", mem[32] = "-", fr[32] = "-";
+        if (isfinite(frac)) snprintf(fr, sizeof fr, "%.1f", 100.0 * frac);
         if (f) {
             snprintf(sp, sizeof sp, "%.2fx", tf / t);
             snprintf(mem, sizeof mem, "%.2fx", p->s.peak_rss / f->s.peak_rss);
         }
-        printf("| %s | %d | %.4f | %.0f | %.1f | %.1f | %.2f | %.1f | %s | %s |\n", p->mixer, p->L,
-               t, tok, p->s.peak_rss / 1048576.0, (double)p->planned / 1048576.0,
-               (double)p->s.flops_step / 1e9, gfs, sp, mem);
+        printf("| %s | %d | %.4f | %.0f | %.1f | %.1f | %.2f | %.1f | %s | %s | %s |\n", p->mixer,
+               p->L, t, tok, p->s.peak_rss / 1048576.0, (double)p->planned / 1048576.0,
+               (double)p->s.flops_step / 1e9, gfs, fr, sp, mem);
     }
+    for (int i = 0; i < n && profile; i++)
+        if (!strcmp(pt[i].status, "ok")) print_profile(&pt[i]);
     char path[1200];
     snprintf(path, sizeof path, "%s/index.json", outdir);
     XbError err;
@@ -401,7 +511,7 @@ int cmd_bench(int argc, char **argv) {
     char lengths_buf[1024] = "1024,2048,4096", mixers_buf[4096] = "";
     char sizes_buf[1024] = "4K,16K,64K,256K,1M,4M,16M,64M,256M";
     long long steps = 10, warmup = 2, max_mib = 4096, threads = -1, repeats = 20;
-    int quiet = 0, allreduce = 0;
+    int quiet = 0, allreduce = 0, profile = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     XB_ASSERT(sets);
     int n_sets = 0, bad = 0;
@@ -418,6 +528,11 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "--allreduce")) {
             allreduce = 1;
+            continue;
+        }
+        if (!strcmp(a, "--profile")) {
+            profile = 1;
+            if (!point_opt) point_opt = a;
             continue;
         }
         const int takes = !strcmp(a, "--lengths") || !strcmp(a, "--mixers") ||
@@ -565,7 +680,7 @@ int cmd_bench(int argc, char **argv) {
             }
             cfg_set_free(&cs);
         }
-    rc = summarise(pt, np, outdir, steps, (int)warmup);
+    rc = summarise(pt, np, outdir, steps, (int)warmup, profile);
     free(pt);
     dataset_free(&ds);
     cfg_set_free(&base);

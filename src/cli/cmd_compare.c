@@ -12,7 +12,10 @@
 
 static const char *const USAGE =
     "usage: xformer-bench compare BASE NEW [--max-acc-drop POINTS] [--max-slowdown PCT]\n"
-    "                             [--max-mem-growth PCT] [--alpha LEVEL]\n\n"
+    "                             [--max-calibrated-slowdown PCT]\n"
+    "                             [--max-mean-calibrated-slowdown PCT]\n"
+    "                             [--max-mean-cpu-growth PCT] [--max-mem-growth PCT]\n"
+    "                             [--alpha LEVEL]\n\n"
     "Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
     "and prints them side by side. Runs are matched by task, mechanism and resolved-config hash;\n"
     "a run whose config changed is matched by task, mechanism and run id instead. A matched run\n"
@@ -28,17 +31,126 @@ static const char *const USAGE =
     "With fewer seeds on either side, or no spread on both, each run keeps the fixed drop.\n"
     "The verdict column says which rule judged the accuracy (\"acc: Welch p=0.31, 3 vs 3\n"
     "seeds\" or \"acc: fixed limit 1.00\").\n\n"
+    "On a machine shared with other jobs steps/s say more about the other jobs than about the\n"
+    "code. Each report's calibration (measured.calibration) holds the share of the cores its\n"
+    "threads got while they trained: the time they ran over the time they were runnable. The\n"
+    "calibrated steps/s, steps/s divided by that share, are the run's speed on cores of its own.\n"
+    "  --max-calibrated-slowdown PCT       a run regresses when its calibrated steps/s fall by\n"
+    "                                      more than PCT percent (in place of --max-slowdown)\n"
+    "  --max-mean-calibrated-slowdown PCT  the matched runs together regress when the geometric\n"
+    "                                      mean of their calibrated speed ratios falls by more\n"
+    "                                      than PCT percent: a slowdown common to all of them,\n"
+    "                                      held more tightly than any one run can be\n"
+    "  --max-mean-cpu-growth PCT           the matched runs together regress when the geometric\n"
+    "                                      mean of their CPU seconds per step (training and\n"
+    "                                      evaluation, measured.calibration.cpu_s) grows by more\n"
+    "                                      than PCT percent: the work of a step, which the other\n"
+    "                                      jobs change less than its wall time (not parallelism)\n"
+    "A pair where either report has no core share (older reports, or a kernel without per-thread\n"
+    "schedstat) is judged by --max-slowdown on raw steps/s, with a note saying so.\n\n"
     "Exit status: 0 within tolerances, 1 a regression (each is named), 2 bad input or usage.\n";
 
 typedef struct Limits {
-    double acc_drop, slowdown, mem_growth; /* points, percent, percent */
-    double alpha;                          /* significance level of the seeds' t-test */
+    double acc_drop, slowdown, mem_growth;  /* points, percent, percent */
+    double alpha;                           /* significance level of the seeds' t-test */
+    double cal_slowdown, mean_cal_slowdown; /* percent, of calibrated steps/s; < 0: not asked */
+    double mean_cpu_growth; /* percent, of CPU seconds per step over the runs; < 0: not asked */
 } Limits;
 
 typedef struct Pair {
     const ReportSummary *a, *b; /* base, new (either NULL when unmatched) */
     int same_config;
 } Pair;
+
+/* Steps/s at a full share of the cores: steps/s over the share its threads got (core/calib.h);
+ * NaN when the report has no share. */
+static double calibrated_speed(const ReportSummary *r) {
+    return r->core_share > 0 ? r->steps_per_s / r->core_share : NAN;
+}
+
+/* 1 when the speed of the pair is judged calibrated: asked for, and both reports have a share. */
+static int calibrated_pair(const ReportSummary *a, const ReportSummary *b, const Limits *lim) {
+    return (lim->cal_slowdown >= 0 || lim->mean_cal_slowdown >= 0) && !isnan(calibrated_speed(a)) &&
+           !isnan(calibrated_speed(b));
+}
+
+/* The speed rule for one pair: calibrated steps/s when asked and both reports have a share,
+ * else raw steps/s (with a note when calibrated speed was asked). Prints the regression or the
+ * note; returns 1 for a regression. */
+static int judge_speed(const char *name, const ReportSummary *a, const ReportSummary *b,
+                       const Limits *lim) {
+    const double ca = calibrated_speed(a), cb = calibrated_speed(b);
+    if (calibrated_pair(a, b, lim)) {
+        const double slow = 100.0 * (ca / cb - 1.0);
+        if (lim->cal_slowdown >= 0 && ca > 0 && (!(cb > 0) || slow > lim->cal_slowdown + 1e-9)) {
+            printf("regression: %s: %.1f%% slower calibrated, %.3g -> %.3g steps/s at a full "
+                   "share of the cores (raw %.3g -> %.3g steps/s, core share %.2f -> %.2f; "
+                   "limit %.1f%%)\n",
+                   name, slow, ca, cb, a->steps_per_s, b->steps_per_s, a->core_share, b->core_share,
+                   lim->cal_slowdown);
+            return 1;
+        }
+        if (lim->cal_slowdown >= 0) return 0;
+    } else if ((lim->cal_slowdown >= 0 || lim->mean_cal_slowdown >= 0) && a->steps_per_s > 0) {
+        printf("note: %s: no core share in %s (a report older than the calibration, or a kernel "
+               "without schedstat): steps/s judged raw (limit %.1f%%)\n",
+               name, isnan(ca) ? (isnan(cb) ? "BASE and NEW" : "BASE") : "NEW", lim->slowdown);
+    }
+    const double slow = 100.0 * (a->steps_per_s / b->steps_per_s - 1.0);
+    if (a->steps_per_s > 0 && (!(b->steps_per_s > 0) || slow > lim->slowdown + 1e-9)) {
+        printf("regression: %s: %.1f%% slower, %.3g -> %.3g steps/s (limit %.1f%%)\n", name, slow,
+               a->steps_per_s, b->steps_per_s, lim->slowdown);
+        return 1;
+    }
+    return 0;
+}
+
+/* The CPU seconds per step of a run (training and evaluation over the steps trained); NaN when
+ * the report has none. */
+static double cpu_per_step(const ReportSummary *r) {
+    return r->steps > 0 ? r->calib_cpu_s / r->steps : NAN;
+}
+
+/* A rule on the matched runs together: the geometric mean over the pairs where fig is positive on
+ * both sides of fig(new) / fig(base). */
+typedef struct MeanRule {
+    double (*fig)(const ReportSummary *r);
+    int worse_is_lower; /* 1: a fall is the regression (speed); 0: a rise (CPU time) */
+    const char *label;  /* "calibrated steps/s", "CPU seconds per step" */
+} MeanRule;
+
+/* Judges rule r over the pairs with limit (percent; < 0: not asked): prints the regression, or
+ * else the figure as information after the table (info, of size n); returns 1 for a regression.
+ * A slowdown is stated as the base's speed over the new one, a growth as the new over the base. */
+static int judge_mean(const MeanRule *r, const Pair *p, int n, double limit, char *info,
+                      size_t info_n) {
+    info[0] = '\0';
+    if (limit < 0) return 0;
+    double log_sum = 0.0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!p[i].a || !p[i].b) continue;
+        const double fa = r->fig(p[i].a), fb = r->fig(p[i].b);
+        if (!(fa > 0) || !(fb > 0)) continue;
+        log_sum += log(fb / fa);
+        k++;
+    }
+    if (k == 0) return 0;
+    const double change = 100.0 * (exp(log_sum / k) - 1.0);
+    const double worse = 100.0 * (exp((r->worse_is_lower ? -log_sum : log_sum) / k) - 1.0);
+    const char *how = r->worse_is_lower ? "slower" : "more";
+    if (worse > limit + 1e-9) {
+        printf("regression: all %d run%s with a calibration: %.1f%% %s %s (the geometric mean "
+               "of their ratios; limit %.1f%%)\n",
+               k, k == 1 ? "" : "s", worse, how, r->label, limit);
+        return 1;
+    }
+    snprintf(info, info_n,
+             "%s of the %d run%s with a calibration: %+.1f%% (the geometric mean of their "
+             "ratios; %.1f%% %s is a regression)",
+             r->label, k, k == 1 ? "" : "s", change, limit, how);
+    return 0;
+}
 
 static int parse_limit(const char *flag, const char *v, double *out) {
     char *end;
@@ -207,12 +319,7 @@ static int judge(const Pair *p, const Sides *sides, const Limits *lim, char *ver
         bad++;
     }
     bad += judge_accuracy(p, sides, lim, name, rule, sizeof rule, done);
-    const double slow = 100.0 * (a->steps_per_s / b->steps_per_s - 1.0);
-    if (a->steps_per_s > 0 && (!(b->steps_per_s > 0) || slow > lim->slowdown + 1e-9)) {
-        printf("regression: %s: %.1f%% slower, %.3g -> %.3g steps/s (limit %.1f%%)\n", name, slow,
-               a->steps_per_s, b->steps_per_s, lim->slowdown);
-        bad++;
-    }
+    bad += judge_speed(name, a, b, lim);
     const double grow = 100.0 * (b->peak_rss / a->peak_rss - 1.0);
     if (a->peak_rss > 0 && grow > lim->mem_growth + 1e-9) {
         printf("regression: %s: peak RSS grew %.1f%%, %.1f -> %.1f MiB (limit %.1f%%)\n", name,
@@ -241,7 +348,7 @@ static int judge(const Pair *p, const Sides *sides, const Limits *lim, char *ver
 }
 
 int cmd_compare(int argc, char **argv) {
-    Limits lim = {1.0, 25.0, 10.0, 0.05};
+    Limits lim = {1.0, 25.0, 10.0, 0.05, -1.0, -1.0, -1.0};
     const char *paths[2];
     int np = 0;
     for (int i = 1; i < argc; i++) {
@@ -250,10 +357,13 @@ int cmd_compare(int argc, char **argv) {
             fputs(USAGE, stdout);
             return XB_EXIT_OK;
         }
-        double *dst = !strcmp(a, "--max-acc-drop")     ? &lim.acc_drop
-                      : !strcmp(a, "--max-slowdown")   ? &lim.slowdown
-                      : !strcmp(a, "--max-mem-growth") ? &lim.mem_growth
-                                                       : NULL;
+        double *dst = !strcmp(a, "--max-acc-drop")                   ? &lim.acc_drop
+                      : !strcmp(a, "--max-slowdown")                 ? &lim.slowdown
+                      : !strcmp(a, "--max-calibrated-slowdown")      ? &lim.cal_slowdown
+                      : !strcmp(a, "--max-mean-calibrated-slowdown") ? &lim.mean_cal_slowdown
+                      : !strcmp(a, "--max-mean-cpu-growth")          ? &lim.mean_cpu_growth
+                      : !strcmp(a, "--max-mem-growth")               ? &lim.mem_growth
+                                                                     : NULL;
         if (dst) {
             if (parse_limit(a, i + 1 < argc ? argv[i + 1] : NULL, dst)) return XB_EXIT_USAGE;
             i++;
@@ -263,7 +373,8 @@ int cmd_compare(int argc, char **argv) {
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("compare",
                                    "unknown option '%s' (valid: --max-acc-drop, --max-slowdown, "
-                                   "--max-mem-growth, --alpha, --help)",
+                                   "--max-calibrated-slowdown, --max-mean-calibrated-slowdown, "
+                                   "--max-mean-cpu-growth, --max-mem-growth, --alpha, --help)",
                                    a);
         } else if (np < 2) {
             paths[np++] = a;
@@ -302,13 +413,18 @@ int cmd_compare(int argc, char **argv) {
     for (int i = 0; i < npairs; i++)
         bad += judge(&pairs[i], &sides, &lim, verdict[i], sizeof verdict[i], &done);
     free(done.a), free(done.b);
+    static const MeanRule mean_speed = {calibrated_speed, 1, "calibrated steps/s"};
+    static const MeanRule mean_cpu = {cpu_per_step, 0, "CPU seconds per step"};
+    char info[2][256];
+    bad += judge_mean(&mean_speed, pairs, npairs, lim.mean_cal_slowdown, info[0], sizeof info[0]);
+    bad += judge_mean(&mean_cpu, pairs, npairs, lim.mean_cpu_growth, info[1], sizeof info[1]);
     if (bad) printf("\n");
     printf("| task | mechanism | run | test acc %% (base -> new) | steps/s (base -> new) | "
            "peak RSS MiB (base -> new) | GFLOP/step | verdict |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < npairs; i++) {
         const ReportSummary *a = pairs[i].a, *b = pairs[i].b, *r = b ? b : a;
-        char acc[64], sps[64], rss[64], fl[64], x[16], y[16];
+        char acc[64], sps[96], rss[64], fl[64], x[16], y[16];
         if (a && b) {
             fmt_acc(x, sizeof x, a->test_acc), fmt_acc(y, sizeof y, b->test_acc);
             if (isnan(a->test_acc) || isnan(b->test_acc))
@@ -316,8 +432,14 @@ int cmd_compare(int argc, char **argv) {
             else
                 snprintf(acc, sizeof acc, "%s -> %s (%+.2f)", x, y,
                          100.0 * (b->test_acc - a->test_acc));
-            snprintf(sps, sizeof sps, "%.3g -> %.3g (%+.1f%%)", a->steps_per_s, b->steps_per_s,
-                     a->steps_per_s > 0 ? 100.0 * (b->steps_per_s / a->steps_per_s - 1.0) : 0.0);
+            const double ca = calibrated_speed(a), cb = calibrated_speed(b);
+            const int cal = calibrated_pair(a, b, &lim) && ca > 0;
+            snprintf(sps, sizeof sps, "%.3g -> %.3g (%+.1f%%%s", a->steps_per_s, b->steps_per_s,
+                     a->steps_per_s > 0 ? 100.0 * (b->steps_per_s / a->steps_per_s - 1.0) : 0.0,
+                     cal ? "" : ")");
+            if (cal)
+                snprintf(sps + strlen(sps), sizeof sps - strlen(sps), "; calibrated %+.1f%%)",
+                         100.0 * (cb / ca - 1.0));
             snprintf(rss, sizeof rss, "%.1f -> %.1f (%+.1f%%)", a->peak_rss / 1048576.0,
                      b->peak_rss / 1048576.0,
                      a->peak_rss > 0 ? 100.0 * (b->peak_rss / a->peak_rss - 1.0) : 0.0);
@@ -342,6 +464,8 @@ int cmd_compare(int argc, char **argv) {
         only_a += !pairs[i].b;
         only_b += !pairs[i].a;
     }
+    for (int i = 0; i < 2; i++)
+        if (info[i][0]) printf("%s%s\n", i == 0 || !info[0][0] ? "\n" : "", info[i]);
     printf("\n%d matched, %d only in BASE, %d only in NEW: %s\n", matched, only_a, only_b,
            bad ? "regressions (see above)" : "within tolerances");
     free(verdict);

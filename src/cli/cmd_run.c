@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/rundir.h"
 #include "config/config.h"
+#include "core/calib.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/dist.h"
@@ -197,6 +198,8 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
                         .no_eval = how->no_eval,
                         .time_warmup = how->time_warmup};
     TrainResult tr;
+    CalibUsage usage; /* the threads' share of the cores while they train (core/calib.h) */
+    calib_usage_begin(&usage);
     const double t_run = timer_now();
     xb_signals_defer(1); /* a run is under way: a signal ends it with an "interrupted" report */
     if (train_run(cfg, &ds, how->checkpoint ? rd->partial : NULL, &hooks, &tr, &err)) {
@@ -205,6 +208,7 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
         return print_error(&err);
     }
     const double wall = timer_now() - t_run;
+    calib_usage_end(&usage);
     if (!lead) { /* the other ranks of a data-parallel run: rank 0 reports */
         train_result_free(&tr);
         xb_signals_defer(0);
@@ -250,6 +254,11 @@ int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun
     rr.flops_step_counted = tr.flops_step_counted, rr.flops_total_counted = tr.flops_total;
     rr.mem = tr.mem;
     rr.mem.peak_rss = report_peak_rss();
+    /* the calibration's probe, after the peak RSS is read (its buffer stays out of it); none
+     * after a signal, which asks for the report now */
+    CalibProbe probe;
+    rr.usage = &usage;
+    rr.probe = strcmp(tr.status, "interrupted") && calib_probe(&probe) == 0 ? &probe : NULL;
     rr.wall_s = wall, rr.train_s = tr.train_s, rr.eval_s = tr.eval_s;
     rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
     rr.step_s_median = tr.step_s_median;

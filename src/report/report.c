@@ -111,6 +111,28 @@ static cJSON *build_memory(const MemoryReport *m) {
     return o;
 }
 
+/* The calibration: the threads' share of the cores over training and evaluation (what compare
+ * divides steps/s by), its parts, and the probe's figures (null without a probe). */
+static cJSON *build_calibration(const RunReport *r) {
+    cJSON *o = cJSON_CreateObject();
+    XB_ASSERT(o && r->usage);
+    const CalibUsage *u = r->usage;
+    const CalibProbe *p = r->probe;
+    add(o, "core_share", json_real(calib_core_share(u)));
+    add(o, "window_s", json_real(u->wall_s));
+    add(o, "cpu_s", json_real(u->cpu_s));
+    add(o, "on_core_s", json_real(u->on_core_s));
+    add(o, "waiting_s", json_real(u->waiting_s));
+    add(o, "threads", json_int(r->threads));
+    add(o, "sgemm_gflops_per_s", json_real(p ? p->sgemm_gflops : NAN));
+    add(o, "triad_gb_per_s", json_real(p ? p->triad_gbs : NAN));
+    add(o, "sgemm_n", json_int(CALIB_SGEMM_N));
+    add(o, "triad_bytes", json_u64(3 * sizeof(float) * (uint64_t)CALIB_TRIAD_N));
+    add(o, "probe_s", json_real(p ? p->use.wall_s : NAN));
+    add(o, "probe_core_share", json_real(p ? calib_core_share(&p->use) : NAN));
+    return o;
+}
+
 static cJSON *build_measured(const RunReport *r) {
     cJSON *o = cJSON_CreateObject();
     XB_ASSERT(o);
@@ -134,6 +156,7 @@ static cJSON *build_measured(const RunReport *r) {
         add(pr, "other_s", json_real(r->train_s > in_kernels ? r->train_s - in_kernels : 0.0));
         add(pr, "regions", json_u64((uint64_t)r->profile_regions));
     }
+    if (r->usage) add(o, "calibration", build_calibration(r));
     cJSON *el = add(o, "eval_elapsed_s", cJSON_CreateArray());
     for (int i = 0; i < r->n_evals; i++) cJSON_AddItemToArray(el, json_real(r->evals[i].elapsed_s));
     return o;

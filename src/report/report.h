@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/calib.h"
 #include "core/error.h"
 #include "core/profile.h"
 
@@ -59,7 +60,11 @@ typedef struct RunReport {
     double comm_s;                                             /* measured: in collectives */
     const double (*profile)[2]; /* PROF_N × {forward, backward} seconds, or NULL */
     long long profile_regions;
-    double step_s_median;                                      /* measured, NaN: none timed */
+    double step_s_median; /* measured, NaN: none timed */
+    /* the calibration (core/calib.h): the threads' share of the cores over training and
+     * evaluation, and the probe run after them (NULL: none, e.g. after a signal) */
+    const CalibUsage *usage; /* NULL: no calibration at all */
+    const CalibProbe *probe;
 } RunReport;
 
 /* Builds the report document (with schema_version, tool and environment); owned by the caller. */

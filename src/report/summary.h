@@ -20,6 +20,11 @@ typedef struct ReportSummary {
     uint64_t flops_step;              /* analytic FLOPs of a training step */
     uint64_t flops_counted;           /* counted by the kernels over one training step */
     uint64_t params;
+    /* measured.calibration (NaN when unknown, or absent in older reports): the share of the
+     * cores the run's threads got, the probe's sgemm GFLOP/s, and the process's CPU seconds over
+     * training and evaluation */
+    double core_share, calib_sgemm, calib_cpu_s;
+    double steps; /* training.steps: the steps trained (NaN when absent) */
     uint64_t seed;     /* config.experiment.seed */
     uint64_t cell_key; /* FNV-1a 64 of the config without the seed (and what cfg_hash leaves out):
                         * equal keys are seeds of the same experiment (report/stats.h) */
