@@ -3,6 +3,7 @@
 nothing written; the same config, seed and threads give the same report apart from `measured`."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -402,7 +403,80 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
+                         "xformer-bench: \"frobnicate\" is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
+
+
+class Options(unittest.TestCase):
+    """Every subcommand's options come from one table (src/cli/opts.h): the same table gives the
+    --help text, the options an unknown one lists, the message for a missing value and the
+    message for a value of the wrong type or out of range, one line each, exit 2."""
+
+    COMMANDS = ("run", "list", "data", "eval", "bench", "compare", "table", "plot")
+    LABEL = re.compile(r"^  (?:-(\w), )?(--[\w-]+)(?: (\S+))?", re.M)
+
+    def help_options(self, cmd):
+        """{long name: (short form, value name)} of the options `cmd --help` lists."""
+        p = run([cmd, "--help"])
+        self.assertEqual((p.returncode, p.stderr), (0, ""), cmd)
+        for line in p.stdout.splitlines():
+            self.assertLessEqual(len(line), 96, (cmd, line))
+        return {m.group(2): (m.group(1), m.group(3)) for m in self.LABEL.finditer(p.stdout)}
+
+    def test_unknown_option_lists_every_option_of_the_help(self):
+        for cmd in self.COMMANDS:
+            opts = self.help_options(cmd)
+            p = run([cmd, "--no-such-option"])
+            m = re.fullmatch(r'xformer-bench %s: unknown option "--no-such-option" \(valid: '
+                             r'(.*)\)\n' % cmd, p.stderr)
+            self.assertTrue(m, p.stderr)
+            self.assertEqual(p.returncode, 2)
+            named = m.group(1).split(", ")
+            self.assertEqual(named[-1], "--help")
+            shown = ["-%s/%s" % (short, name) if short else name
+                     for name, (short, _) in opts.items()]
+            self.assertEqual(named[:-1], shown, cmd)
+
+    def test_an_option_without_its_value_is_one_line(self):
+        for cmd in self.COMMANDS:
+            for name, (short, value) in self.help_options(cmd).items():
+                if not value:
+                    continue
+                for form in [name] + (["-" + short] if short else []):
+                    p = run([cmd, "x.yaml", form] if cmd != "compare" else [cmd, "a", "b", form])
+                    self.assertEqual(p.returncode, 2, (cmd, form))
+                    self.assertRegex(p.stderr, r"^xformer-bench %s: %s needs (a value|a directory|"
+                                     r"a file name|a task name) \(see --help\)\n$"
+                                     % (cmd, re.escape(form)))
+
+    def test_values_of_the_wrong_type_or_range_name_what_is_valid(self):
+        cases = [
+            (["run", "x.yaml", "--threads", "2000"], "run", "--threads: expected an integer in "
+             "[0, 1024], got \"2000\""),
+            (["run", "x.yaml", "--seed", "-1"], "run", "--seed: expected an integer in "
+             "[0, 2^53-1], got \"-1\""),
+            (["eval", "r.json", "--threads", "two"], "eval", "--threads: expected an integer in "
+             "[0, 1024], got \"two\""),
+            (["bench", "x.yaml", "--steps", "0"], "bench", "--steps: expected an integer in "
+             "[1, 1000000], got \"0\""),
+            (["bench", "x.yaml", "--max-memory", "0"], "bench", "--max-memory: expected a number "
+             "of MiB >= 1, got \"0\""),
+            (["compare", "a", "b", "--max-acc-drop", "inf"], "compare", "--max-acc-drop: "
+             "expected a number >= 0, got \"inf\""),
+            (["table", "r", "--order", "size"], "table", "--order: expected given or class, got "
+             "\"size\""),
+            (["list", "--markdown", "keys"], "list", "expected mechanisms, tasks or config, got "
+             "\"keys\""),
+            (["run", "a.yaml", "b.yaml"], "run", "expected one CONFIG, got \"a.yaml\" and "
+             "\"b.yaml\""),
+            (["compare", "a", "b", "c"], "compare", "expected two paths, BASE and NEW, got one "
+             "more: \"c\""),
+        ]
+        with tempfile.TemporaryDirectory() as d:
+            for args, cmd, msg in cases:
+                p = run(args, cwd=d)
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", "xformer-bench %s: %s\n" % (cmd, msg)), args)
+            self.assertEqual(os.listdir(d), [])
 
 
 class Data(unittest.TestCase):
@@ -982,7 +1056,7 @@ class Table(TinyReport):
             rep, svg = os.path.join(d, "r"), os.path.join(d, "f.svg")
             cases = [
                 (["--facet", "mechanism"], '--facet: expected task, got "mechanism"'),
-                (["--facet"], '--facet: expected task, got ""'),
+                (["--facet"], "--facet needs a value (see --help)"),
                 (["--kind", "bar"], '--kind: expected frontier or scaling, got "bar"'),
                 (["--task", "image"], '--task: no report of task "image" with a test accuracy '
                  '(tasks: listops, text)'),
@@ -994,8 +1068,10 @@ class Table(TinyReport):
                  '[2, 1048576]), got "1"'),
                 (["--facet", "task", "--task", "text"], "--facet task draws every task: it "
                  "cannot be combined with --task"),
-                (["--kind", "scaling", "--facet", "task"], "--facet: only for --kind frontier"),
-                (["--kind", "scaling", "--length", "1024"], "--length: only for --kind frontier"),
+                (["--kind", "scaling", "--facet", "task"], "--facet applies only to --kind frontier "
+                 "(see --help)"),
+                (["--kind", "scaling", "--length", "1024"], "--length applies only to --kind "
+                 "frontier (see --help)"),
             ]
             for args, expected in cases:
                 p = run(["plot", rep, "-o", svg] + args)
@@ -1043,8 +1119,8 @@ class Table(TinyReport):
                              (2, "", 'xformer-bench table: --converged-margin: expected a number '
                               'of points >= 0, got "%s"\n' % v))
         p = run(["table", "x.json", "--converged-margin"])
-        self.assertEqual(p.stderr, 'xformer-bench table: --converged-margin: expected a number of '
-                         'points >= 0, got ""\n')
+        self.assertEqual(p.stderr, "xformer-bench table: --converged-margin needs a value (see "
+                         "--help)\n")
         p = run(["table", "/nonexistent/r.json"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
@@ -1232,10 +1308,12 @@ class Bench(unittest.TestCase):
             self.assertEqual(q["status"], "skipped")
             self.assertRegex(q["reason"], r"^needs \d+ MiB planned, above --max-memory 1$")
             self.assertEqual(sorted(os.listdir(out2)), ["index.json"])
-            for args, msg in ((["--lengths", "3x"], "--lengths: '3x' is not a length in "
-                               "[2, 1048576]"),
-                              (["--mixers", "fulll"], "--mixers: unknown mechanism 'fulll' (see "
-                               "xformer-bench list mechanisms)"),
+            for args, msg in ((["--lengths", "3x"], '--lengths: expected lengths in [2, 1048576] '
+                               'separated by commas, got "3x"'),
+                              (["--lengths", "1024,,8"], '--lengths: expected lengths in '
+                               '[2, 1048576] separated by commas, got "1024,,8"'),
+                              (["--mixers", "fulll"], '--mixers: unknown mechanism "fulll" (see '
+                               'xformer-bench list mechanisms)'),
                               (["--steps", "2", "--warmup", "2"], "--warmup 2 leaves no step of "
                                "--steps 2 to time")):
                 p = run(["bench", cfg, "-o", out2] + args)
@@ -1506,7 +1584,7 @@ class Eval(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "l.npy")))
             p = run(["eval", report, "--split", "train"])
             self.assertEqual((p.returncode, p.stderr), (2, "xformer-bench eval: --split: "
-                             "expected test or val, got 'train'\n"))
+                             'expected test or val, got "train"\n'))
 
 
 class TorchCrossCheck(unittest.TestCase):

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/rundir.h"
 #include "config/config.h"
 #include "core/error.h"
@@ -19,21 +20,59 @@
 #include "tasks/task.h"
 #include "train/trainer.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench eval REPORT.json [--split test|val] [--logits FILE.npy] [--threads N]\n\n"
-    "Rebuilds the model of a report from the resolved config it holds, loads its checkpoint\n"
-    "(RUN_ID.safetensors beside the report: the best validation step's parameters), loads the\n"
-    "task's data (which must have the report's checksum) and evaluates a split exactly as run\n"
-    "evaluated it: the same batches, the same parameters, the same step. Prints the accuracy\n"
-    "next to the report's; for a checkpoint that run wrote they are equal.\n\n"
-    "  --split test|val   the split: test (default, as the report's test.accuracy) or val (the\n"
-    "                     validation batches run used, as training.best_val_accuracy)\n"
-    "  --logits FILE.npy  also write the classifier's logits as a NumPy float32 array in\n"
-    "                     example order: (N, C), or (N, L, C) for a sequence task\n"
-    "  --threads N        threads for OpenMP and OpenBLAS, 0 = all cores (default: the\n"
-    "                     report's experiment.threads)\n\n"
-    "Exit status: 0, or 2 bad input (an unreadable or malformed report, a missing checkpoint or\n"
-    "one of another model, data that differ from the report's, an unwritable FILE.npy).\n";
+/* The arguments of `eval`. */
+typedef struct EvalArgs {
+    CliList report; /* the operand: one report */
+    int split;      /* EVAL_TEST or EVAL_VAL */
+    const char *logits;
+    long long threads;
+} EvalArgs;
+
+enum { EVAL_TEST, EVAL_VAL };
+static const char *const SPLITS[] = {[EVAL_TEST] = "test", [EVAL_VAL] = "val", NULL};
+_Static_assert(XB_ARRAY_LEN(SPLITS) == EVAL_VAL + 2, "a name for every split, then NULL");
+
+enum { EVAL_SPLIT, EVAL_LOGITS, EVAL_THREADS, N_EVAL_OPTS };
+static const CliOpt EVAL_OPTS[] = {
+    [EVAL_SPLIT] = {"--split", 0, CLI_ENUM, CLI_AT(EvalArgs, split, int), .choices = SPLITS,
+                    .def = "test",
+                    .help = "the split: test (as the report's test.accuracy) or val (the "
+                            "validation batches run used, as training.best_val_accuracy)"},
+    [EVAL_LOGITS] = {"--logits", 0, CLI_STR, CLI_AT(EvalArgs, logits, const char *), "FILE.npy",
+                     .help = "also write the classifier's logits as a NumPy float32 array in "
+                             "example order: (N, C), or (N, L, C) for a sequence task"},
+    [EVAL_THREADS] = {"--threads", 0, CLI_INT, CLI_AT(EvalArgs, threads, long long), "N", .min = 0,
+                      .max = 1024,
+                      .help = "threads for OpenMP and OpenBLAS, 0 = all cores (default: the "
+                              "report's experiment.threads)"},
+};
+CLI_CHECK_TABLE(EVAL_OPTS, N_EVAL_OPTS);
+
+static const CliHelp EVAL_HELP[] = {
+    {"Rebuilds the model of a report from the resolved config it holds, loads its checkpoint\n"
+     "(RUN_ID.safetensors beside the report: the best validation step's parameters), loads the\n"
+     "task's data (which must have the report's checksum) and evaluates a split exactly as run\n"
+     "evaluated it: the same batches, the same parameters, the same step. Prints the accuracy\n"
+     "next to the report's; for a checkpoint that run wrote they are equal.\n",
+     ~0u},
+    {"Exit status: 0, or 2 bad input (an unreadable or malformed report, a missing checkpoint or\n"
+     "one of another model, data that differ from the report's, an unwritable FILE.npy).\n",
+     0},
+};
+
+const CliCommand CMD_EVAL = {
+    .name = "eval",
+    .summary = "evaluate a report's checkpoint again; write its logits",
+    .opts = EVAL_OPTS,
+    .n_opts = N_EVAL_OPTS,
+    .operands = "REPORT.json",
+    .operands_at = CLI_AT(EvalArgs, report, CliList),
+    .min_operands = 1,
+    .max_operands = 1,
+    .one_more = "one REPORT",
+    .help = EVAL_HELP,
+    .n_help = XB_ARRAY_LEN(EVAL_HELP),
+};
 
 /* The item at a dotted path ("training.best_step"), or NULL. */
 static const cJSON *at(const cJSON *doc, const char *path) {
@@ -178,120 +217,104 @@ static int read_checkpoint_record(const char *path, Subject *s, XbError *err) {
     return rc;
 }
 
-int cmd_eval(int argc, char **argv) {
-    const char *report = NULL, *logits_path = NULL, *split = "test";
-    long long threads = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            return XB_EXIT_OK;
-        } else if (!strcmp(a, "--split") || !strcmp(a, "--logits") || !strcmp(a, "--threads")) {
-            if (!val) return cli_usage_error("eval", "%s needs a value (see --help)", a);
-            i++;
-            if (!strcmp(a, "--split")) {
-                if (strcmp(val, "test") && strcmp(val, "val"))
-                    return cli_usage_error("eval", "--split: expected test or val, got '%s'", val);
-                split = val;
-            } else if (!strcmp(a, "--logits")) {
-                logits_path = val;
-            } else if (cli_parse_int(val, 0, 1024, &threads)) {
-                return cli_usage_error(
-                    "eval", "--threads: expected an integer in [0, 1024], got '%s'", val);
-            }
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("eval", "unknown option '%s' (see --help)", a);
-        } else if (!report) {
-            report = a;
-        } else {
-            return cli_usage_error("eval", "expected one REPORT, got '%s' and '%s'", report, a);
-        }
+/* The report's checkpoint: named by the report (or RUN_ID.safetensors beside an older one),
+ * readable, and the one the report names (its hash). Returns 0, or -1 with err set. */
+static int find_checkpoint(const char *report, Subject *s, XbError *err) {
+    if (read_checkpoint_record(report, s, err)) return -1;
+    if (access(s->ckpt, R_OK) != 0) /* before a long load of the data */
+        return xb_error_set(err, s->ckpt, 0, 0, NULL,
+                            "cannot read the checkpoint: %s (run writes RUN_ID.safetensors beside "
+                            "the report when train.checkpoint is true)",
+                            strerror(errno));
+    char have[17];
+    if (s->ckpt_hash[0] && !rundir_file_hash(s->ckpt, have, err) && strcmp(have, s->ckpt_hash))
+        xb_error_set(err, s->ckpt, 0, 0, NULL,
+                     "is not the checkpoint of %s: its FNV-1a 64 is %s, the report names %s (a "
+                     "later run of the same id, or a damaged file)",
+                     report, have, s->ckpt_hash);
+    return err->msg[0] ? -1 : 0;
+}
+
+/* The task's data, which must still have the report's checksum; returns an exit code. */
+static int load_same_data(const char *report, const Subject *s, Dataset *ds) {
+    int rc = cli_load_dataset(&s->cs.runs[0], ds, 1, NULL, NULL, 0);
+    if (rc || !strcmp(ds->checksum, s->checksum)) return rc;
+    XbError err;
+    xb_error_set(&err, report, 0, 0, "dataset.checksum",
+                 "the run's data had checksum %s, the task's data now has %s (its files or "
+                 "its generator changed): the run cannot be evaluated again",
+                 s->checksum, ds->checksum);
+    dataset_free(ds);
+    return print_error(&err);
+}
+
+/* Evaluates the split of a->split with the checkpoint, writing the logits when asked. */
+static int evaluate(const EvalArgs *a, const Subject *s, const Dataset *ds, TrainEval *ev,
+                    XbError *err) {
+    const ExperimentConfig *cfg = &s->cs.runs[0];
+    const int test = a->split == EVAL_TEST;
+    float *logits = NULL;
+    int rc =
+        train_eval_checkpoint(cfg, ds, test ? &ds->test : &ds->val, s->ckpt, s->best_step,
+                              test ? 0 : cfg->eval_batches, ev, a->logits ? &logits : NULL, err);
+    if (!rc && a->logits) {
+        const int64_t shape[3] = {ev->n, ev->positions ? ev->positions : ev->classes, ev->classes};
+        rc = export_npy(a->logits, 'f', ev->positions ? 3 : 2, shape, logits, err);
     }
-    if (!report) {
-        fputs(USAGE, stderr);
-        return XB_EXIT_USAGE;
-    }
+    free(logits);
+    return rc;
+}
+
+/* The accuracy next to the report's, and where the logits went. */
+static void print_eval(const EvalArgs *a, const Subject *s, const TrainEval *ev) {
+    const int test = a->split == EVAL_TEST;
+    const double said = test ? s->test_acc : s->val_acc;
+    char acc[40], was[40];
+    shortest(acc, sizeof acc, ev->acc);
+    shortest(was, sizeof was, said);
+    printf("%s: %s accuracy %s (%.2f%%) of %d examples, loss %.6g", s->run_id,
+           test ? "test" : "validation", acc, 100.0 * ev->acc, ev->n, ev->loss);
+    if (!isnan(ev->exact)) printf(", exact match %.2f%%", 100.0 * ev->exact);
+    if (isnan(said))
+        printf("; the report has none\n");
+    else if (said == ev->acc)
+        printf("; the report's: %s, equal\n", was);
+    else
+        printf("; the report's: %s, %+.4f points\n", was, 100.0 * (ev->acc - said));
+    if (a->logits && ev->positions)
+        printf("  logits (%d, %d, %d) float32 -> %s\n", ev->n, ev->positions, ev->classes,
+               a->logits);
+    else if (a->logits)
+        printf("  logits (%d, %d) float32 -> %s\n", ev->n, ev->classes, a->logits);
+}
+
+static int eval_args(const EvalArgs *a, const CliSeen *seen) {
+    const char *report = a->report.v[0];
     XbError err;
     xb_error_clear(&err);
     Subject s;
     if (read_subject(report, &s, &err)) return print_error(&err);
+    int rc = find_checkpoint(report, &s, &err) ? print_error(&err) : XB_EXIT_OK;
     ExperimentConfig *cfg = &s.cs.runs[0];
-    if (read_checkpoint_record(report, &s, &err)) {
-        cfg_set_free(&s.cs);
-        return print_error(&err);
-    }
-    if (access(s.ckpt, R_OK) != 0) { /* before a long load of the data */
-        xb_error_set(&err, s.ckpt, 0, 0, NULL,
-                     "cannot read the checkpoint: %s (run writes RUN_ID.safetensors beside the "
-                     "report when train.checkpoint is true)",
-                     strerror(errno));
-        cfg_set_free(&s.cs);
-        return print_error(&err);
-    }
-    char have[17];
-    if (s.ckpt_hash[0] && !rundir_file_hash(s.ckpt, have, &err) && strcmp(have, s.ckpt_hash)) {
-        xb_error_set(&err, s.ckpt, 0, 0, NULL,
-                     "is not the checkpoint of %s: its FNV-1a 64 is %s, the report names %s (a "
-                     "later run of the same id, or a damaged file)",
-                     report, have, s.ckpt_hash);
-    }
-    if (err.msg[0]) {
-        cfg_set_free(&s.cs);
-        return print_error(&err);
-    }
-    if (threads >= 0) cfg->threads = (int)threads;
+    if (seen->given[EVAL_THREADS]) cfg->threads = (int)a->threads;
     cli_set_threads(cfg);
     Dataset ds;
-    int rc = cli_load_dataset(cfg, &ds, 1, NULL, NULL, 0);
-    if (rc) {
-        cfg_set_free(&s.cs);
-        return rc;
-    }
-    if (strcmp(ds.checksum, s.checksum) != 0) {
-        xb_error_set(&err, report, 0, 0, "dataset.checksum",
-                     "the run's data had checksum %s, the task's data now has %s (its files or "
-                     "its generator changed): the run cannot be evaluated again",
-                     s.checksum, ds.checksum);
+    if (!rc) rc = load_same_data(report, &s, &ds);
+    if (!rc) {
+        TrainEval ev;
+        rc = evaluate(a, &s, &ds, &ev, &err) ? print_error(&err) : XB_EXIT_OK;
         dataset_free(&ds);
-        cfg_set_free(&s.cs);
-        return print_error(&err);
-    }
-    const int test = !strcmp(split, "test");
-    TrainEval ev;
-    float *logits = NULL;
-    rc = train_eval_checkpoint(cfg, &ds, test ? &ds.test : &ds.val, s.ckpt, s.best_step,
-                               test ? 0 : cfg->eval_batches, &ev, logits_path ? &logits : NULL,
-                               &err);
-    if (!rc && logits_path) {
-        const int64_t shape[3] = {ev.n, ev.positions ? ev.positions : ev.classes, ev.classes};
-        rc = export_npy(logits_path, 'f', ev.positions ? 3 : 2, shape, logits, &err);
-    }
-    free(logits);
-    dataset_free(&ds);
-    if (rc) {
-        cfg_set_free(&s.cs);
-        return print_error(&err);
-    }
-    const double said = test ? s.test_acc : s.val_acc;
-    char acc[40], was[40];
-    shortest(acc, sizeof acc, ev.acc);
-    shortest(was, sizeof was, said);
-    printf("%s: %s accuracy %s (%.2f%%) of %d examples, loss %.6g", s.run_id,
-           test ? "test" : "validation", acc, 100.0 * ev.acc, ev.n, ev.loss);
-    if (!isnan(ev.exact)) printf(", exact match %.2f%%", 100.0 * ev.exact);
-    if (isnan(said))
-        printf("; the report has none\n");
-    else if (said == ev.acc)
-        printf("; the report's: %s, equal\n", was);
-    else
-        printf("; the report's: %s, %+.4f points\n", was, 100.0 * (ev.acc - said));
-    if (logits_path) {
-        if (ev.positions)
-            printf("  logits (%d, %d, %d) float32 -> %s\n", ev.n, ev.positions, ev.classes,
-                   logits_path);
-        else
-            printf("  logits (%d, %d) float32 -> %s\n", ev.n, ev.classes, logits_path);
+        if (!rc) print_eval(a, &s, &ev);
     }
     cfg_set_free(&s.cs);
-    return XB_EXIT_OK;
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    EvalArgs a = {0};
+    CliSeen seen;
+    int rc;
+    if (!cli_parse(&CMD_EVAL, argc, argv, &a, &seen, &rc)) rc = eval_args(&a, &seen);
+    cli_args_free(&CMD_EVAL, &a);
+    return rc;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/options.h"
@@ -11,11 +12,48 @@
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench list [mechanisms|tasks|config] [--markdown]\n\n"
-    "Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
-    "it honours the key-padding mask, options with defaults and ranges), every task, and the\n"
-    "keys of the experiment, model and train sections of a config.\n";
+/* The arguments of `list`. */
+typedef struct ListArgs {
+    CliList what; /* the operand: mechanisms (or mixers), tasks or config; none: all three */
+    int markdown;
+} ListArgs;
+
+enum { LIST_MARKDOWN, N_LIST_OPTS };
+static const CliOpt LIST_OPTS[] = {
+    [LIST_MARKDOWN] = {"--markdown", 0, CLI_FLAG, CLI_AT(ListArgs, markdown, int),
+                       .help = "Markdown tables instead of text"},
+};
+CLI_CHECK_TABLE(LIST_OPTS, N_LIST_OPTS);
+
+static const CliHelp LIST_HELP[] = {
+    {"Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
+     "it honours the key-padding mask, options with defaults and ranges), every task, and the\n"
+     "keys of the experiment, model and train sections of a config.\n",
+     ~0u},
+};
+
+const CliCommand CMD_LIST = {
+    .name = "list",
+    .summary = "list the attention mechanisms and tasks with their options",
+    .opts = LIST_OPTS,
+    .n_opts = N_LIST_OPTS,
+    .operands = "[mechanisms|tasks|config]",
+    .operands_at = CLI_AT(ListArgs, what, CliList),
+    .max_operands = 1,
+    .one_more = "one of mechanisms, tasks, config",
+    .help = LIST_HELP,
+    .n_help = XB_ARRAY_LEN(LIST_HELP),
+};
+
+/* What list prints: bits of LIST_PART_*, from the operand. */
+enum { LIST_MECHANISMS = 1, LIST_TASKS = 2, LIST_CONFIG = 4 };
+static const struct {
+    const char *name;
+    int parts;
+} LIST_PARTS[] = {{"mechanisms", LIST_MECHANISMS},
+                  {"mixers", LIST_MECHANISMS},
+                  {"tasks", LIST_TASKS},
+                  {"config", LIST_CONFIG}};
 
 static void print_opts(const OptSpec *o, int n, int md) {
     for (int i = 0; i < n; i++) {
@@ -98,37 +136,36 @@ static void list_config(int md) {
     }
 }
 
-int cmd_list(int argc, char **argv) {
-    int md = 0, what = 7; /* 1 mechanisms, 2 tasks, 4 config keys */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(USAGE, stdout);
-            return XB_EXIT_OK;
-        } else if (!strcmp(argv[i], "--markdown"))
-            md = 1;
-        else if (!strcmp(argv[i], "mechanisms") || !strcmp(argv[i], "mixers"))
-            what = 1;
-        else if (!strcmp(argv[i], "tasks"))
-            what = 2;
-        else if (!strcmp(argv[i], "config"))
-            what = 4;
-        else
-            return cli_usage_error("list",
-                                   "unexpected argument '%s' (valid: mechanisms, tasks, config, "
-                                   "--markdown, --help)",
-                                   argv[i]);
+static int list_parts(const ListArgs *a, int md) {
+    int what = LIST_MECHANISMS | LIST_TASKS | LIST_CONFIG;
+    if (a->what.n) {
+        what = 0;
+        for (size_t i = 0; i < XB_ARRAY_LEN(LIST_PARTS); i++)
+            if (!strcmp(a->what.v[0], LIST_PARTS[i].name)) what = LIST_PARTS[i].parts;
+        if (!what)
+            return cli_usage_error("list", "expected mechanisms, tasks or config, got \"%s\"",
+                                   a->what.v[0]);
     }
-    if (what & 1) {
+    if (what & LIST_MECHANISMS) {
         if (!md) printf("Mechanisms (%d):\n", mixer_count());
         list_mixers(md);
     }
-    if (what & 2) {
-        if (!md) printf("%sTasks (%d):\n", what & 1 ? "\n" : "", task_count());
+    if (what & LIST_TASKS) {
+        if (!md) printf("%sTasks (%d):\n", what & LIST_MECHANISMS ? "\n" : "", task_count());
         list_tasks(md);
     }
-    if (what & 4) {
-        if (!md) printf("%sConfig keys:\n", what & 3 ? "\n" : "");
+    if (what & LIST_CONFIG) {
+        if (!md) printf("%sConfig keys:\n", what & (LIST_MECHANISMS | LIST_TASKS) ? "\n" : "");
         list_config(md);
     }
     return XB_EXIT_OK;
+}
+
+int cmd_list(int argc, char **argv) {
+    ListArgs a = {0};
+    CliSeen seen;
+    int rc;
+    if (!cli_parse(&CMD_LIST, argc, argv, &a, &seen, &rc)) rc = list_parts(&a, a.markdown);
+    cli_args_free(&CMD_LIST, &a);
+    return rc;
 }

@@ -172,6 +172,44 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
     return bad ? -1 : 0;
 }
 
+static double number_at(const cJSON *obj, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(j) ? j->valuedouble : NAN;
+}
+
+/* The entries of profile prof with time, forward and backward, into p. */
+static void profile_entries(const cJSON *prof, ReportProfile *p) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, prof) {
+        for (int d = 0; d < 2 && cJSON_IsObject(f) && p->n < REPORT_PROFILE_MAX; d++) {
+            const double s = number_at(f, d ? "backward_s" : "forward_s");
+            if (!(s > 0)) continue;
+            ProfileEntry *e = &p->e[p->n++];
+            snprintf(e->family, sizeof e->family, "%s", f->string);
+            e->backward = d, e->s = s;
+        }
+    }
+}
+
+void summary_read_profile(const char *path, ReportProfile *p) {
+    memset(p, 0, sizeof *p);
+    cJSON *doc;
+    XbError err;
+    xb_error_clear(&err);
+    if (report_read(path, &doc, &err)) return;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "measured");
+    const cJSON *prof = cJSON_GetObjectItemCaseSensitive(m, "profile");
+    if (cJSON_IsObject(prof)) {
+        p->read = 1;
+        p->train_s = number_at(m, "train_s");
+        p->steps = (long long)number_at(cJSON_GetObjectItemCaseSensitive(doc, "training"), "steps");
+        p->other_s = number_at(prof, "other_s");
+        p->regions = (long long)number_at(prof, "regions");
+        profile_entries(prof, p);
+    }
+    cJSON_Delete(doc);
+}
+
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -24,14 +24,36 @@ typedef struct ReportSummary {
      * cores the run's threads got, the probe's sgemm GFLOP/s, and the process's CPU seconds over
      * training and evaluation */
     double core_share, calib_sgemm, calib_cpu_s;
-    double steps; /* training.steps: the steps trained (NaN when absent) */
+    double steps;      /* training.steps: the steps trained (NaN when absent) */
     uint64_t seed;     /* config.experiment.seed */
     uint64_t cell_key; /* FNV-1a 64 of the config without the seed (and what cfg_hash leaves out):
                         * equal keys are seeds of the same experiment (report/stats.h) */
 } ReportSummary;
 
+enum { REPORT_PROFILE_MAX = 64 };
+
+/* One entry of a report's measured.profile: a kernel family in one direction. */
+typedef struct ProfileEntry {
+    char family[48];
+    int backward;
+    double s; /* seconds over all training steps */
+} ProfileEntry;
+
+/* A report's measured.profile (core/profile.h), with what it is measured against. */
+typedef struct ReportProfile {
+    int read; /* 1: the report has a profile (the fields below are valid) */
+    int n;
+    ProfileEntry e[REPORT_PROFILE_MAX]; /* the entries with time, forward and backward */
+    double other_s, train_s;            /* not in any kernel; all training steps */
+    long long regions, steps;
+} ReportProfile;
+
 /* Reads the report at path (report_read) and fills *s. Returns 0, or -1 with err set. */
 int summary_read(const char *path, ReportSummary *s, XbError *err);
+
+/* Reads measured.profile, measured.train_s and training.steps of the report at path into *p
+ * (p->read stays 0 when the report cannot be read or has no profile). */
+void summary_read_profile(const char *path, ReportProfile *p);
 
 /* The reports named by paths[0..n): a file is one report, a directory every *.json in it but
  * index.json, sorted by name. *out (malloc'd, owned by the caller) receives *count summaries.
