@@ -1,7 +1,6 @@
 /* xformer-bench eval: a report's model rebuilt from its resolved config, its checkpoint loaded, a
  * split evaluated as `run` evaluated it; the accuracy next to the report's, the logits on request.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include "core/error.h"
 #include "core/xassert.h"
 #include "report/report.h"
+#include "report/summary.h"
 #include "tasks/export.h"
 #include "tasks/task.h"
 #include "train/trainer.h"
@@ -74,153 +74,9 @@ const CliCommand CMD_EVAL = {
     .n_help = XB_ARRAY_LEN(EVAL_HELP),
 };
 
-/* The item at a dotted path ("training.best_step"), or NULL. */
-static const cJSON *at(const cJSON *doc, const char *path) {
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *j = doc;
-    for (char *save = NULL, *p = strtok_r(buf, ".", &save); p && j; p = strtok_r(NULL, ".", &save))
-        j = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, p) : NULL;
-    return j;
-}
-
-static const char *want_string(const cJSON *doc, const char *key, const char *path, XbError *err) {
-    const cJSON *j = at(doc, key);
-    if (!j) {
-        xb_error_set(err, path, 0, 0, key, "missing (expected a string)");
-        return NULL;
-    }
-    if (!cJSON_IsString(j)) {
-        xb_error_set(err, path, 0, 0, key, "expected a string, found %s", report_json_type_name(j));
-        return NULL;
-    }
-    return j->valuestring;
-}
-
-/* A number; null reads as NaN (a run that did not get that far). */
-static int want_number(const cJSON *doc, const char *key, const char *path, double *out,
-                       XbError *err) {
-    const cJSON *j = at(doc, key);
-    if (!j) return xb_error_set(err, path, 0, 0, key, "missing (expected a number or null)");
-    if (cJSON_IsNull(j)) {
-        *out = NAN;
-        return 0;
-    }
-    if (!cJSON_IsNumber(j))
-        return xb_error_set(err, path, 0, 0, key, "expected a number or null, found %s",
-                            report_json_type_name(j));
-    *out = j->valuedouble;
-    return 0;
-}
-
-/* The shortest decimal form of x that reads back as x. */
-static void shortest(char *buf, size_t n, double x) {
-    for (int p = 1; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, x);
-        if (strtod(buf, NULL) == x) return;
-    }
-}
-
-/* The report's facts eval needs. */
-typedef struct Subject {
-    ConfigSet cs;
-    char run_id[256], checksum[17], ckpt[4400];
-    char ckpt_hash[17]; /* the report's "checkpoint.fnv1a64", or "" (a report older than it) */
-    int64_t best_step;
-    double test_acc, val_acc;
-} Subject;
-
-/* Reads the report at path: its config resolved again, the run, the step and the accuracies. */
-static int read_subject(const char *path, Subject *s, XbError *err) {
-    memset(s, 0, sizeof *s);
-    cJSON *doc;
-    if (report_read(path, &doc, err)) return -1;
-    const char *run_id = want_string(doc, "run_id", path, err);
-    const char *checksum = run_id ? want_string(doc, "dataset.checksum", path, err) : NULL;
-    double step = NAN;
-    int rc = !checksum || want_number(doc, "training.best_step", path, &step, err) ||
-             want_number(doc, "test.accuracy", path, &s->test_acc, err) ||
-             want_number(doc, "training.best_val_accuracy", path, &s->val_acc, err);
-    const cJSON *config = at(doc, "config");
-    if (!rc && !config)
-        rc = xb_error_set(err, path, 0, 0, "config", "missing (expected an object)");
-    if (!rc && !cJSON_IsObject(config))
-        rc = xb_error_set(err, path, 0, 0, "config", "expected an object, found %s",
-                          report_json_type_name(config));
-    if (!rc && strchr(run_id, '/'))
-        rc = xb_error_set(err, path, 0, 0, "run_id", "'%s' is not a file name", run_id);
-    if (!rc && isnan(step))
-        rc = xb_error_set(err, path, 0, 0, "training.best_step",
-                          "is null: the run never evaluated, so it saved no checkpoint");
-    if (!rc && (step < 0 || step != floor(step)))
-        rc = xb_error_set(err, path, 0, 0, "training.best_step",
-                          "expected a training step (a whole number), found %g", step);
-    if (rc) {
-        cJSON_Delete(doc);
-        return -1;
-    }
-    snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
-    snprintf(s->checksum, sizeof s->checksum, "%s", checksum);
-    s->best_step = (int64_t)step;
-    /* the resolved config is JSON, which is YAML: it loads as a config file would */
-    char *text = cJSON_PrintUnformatted(config);
-    XB_ASSERT(text);
-    rc = cfg_load_string(text, path, NULL, 0, &s->cs, err);
-    cJSON_free(text);
-    cJSON_Delete(doc);
-    if (rc) { /* positions in the reprinted text mean nothing: name the key in the report */
-        char key[sizeof err->key + 8];
-        snprintf(key, sizeof key, "config%s%s", err->key[0] ? "." : "", err->key);
-        snprintf(err->key, sizeof err->key, "%.*s", (int)sizeof err->key - 1, key);
-        snprintf(err->file, sizeof err->file, "%s", path);
-        err->line = err->col = 0;
-        return -1;
-    }
-    if (s->cs.n != 1) {
-        cfg_set_free(&s->cs);
-        return xb_error_set(err, path, 0, 0, "config",
-                            "expands to %d runs (a report's resolved config is one run)", s->cs.n);
-    }
-    const char *slash = strrchr(path, '/');
-    snprintf(s->ckpt, sizeof s->ckpt, "%.*s%s.safetensors", slash ? (int)(slash - path + 1) : 0,
-             path, s->run_id);
-    return 0;
-}
-
-/* The report's record of its checkpoint (run since reports name it): file and hash into s. */
-static int read_checkpoint_record(const char *path, Subject *s, XbError *err) {
-    cJSON *doc;
-    if (report_read(path, &doc, err)) return -1;
-    const cJSON *c = at(doc, "checkpoint");
-    int rc = 0;
-    if (c && cJSON_IsNull(c)) {
-        rc = xb_error_set(err, path, 0, 0, "checkpoint",
-                          "is null: the run put no checkpoint beside its report");
-    } else if (c) {
-        const cJSON *file = cJSON_GetObjectItemCaseSensitive(c, "file"),
-                    *hash = cJSON_GetObjectItemCaseSensitive(c, "fnv1a64");
-        if (!cJSON_IsString(file) || !file->valuestring[0] || strchr(file->valuestring, '/'))
-            rc = xb_error_set(err, path, 0, 0, "checkpoint.file",
-                              "expected a file name beside the report");
-        else if (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
-                 strspn(hash->valuestring, "0123456789abcdef") != 16)
-            rc = xb_error_set(err, path, 0, 0, "checkpoint.fnv1a64",
-                              "expected 16 lowercase hex digits");
-        else {
-            const char *slash = strrchr(path, '/');
-            snprintf(s->ckpt, sizeof s->ckpt, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path,
-                     file->valuestring);
-            snprintf(s->ckpt_hash, sizeof s->ckpt_hash, "%s", hash->valuestring);
-        }
-    }
-    cJSON_Delete(doc);
-    return rc;
-}
-
 /* The report's checkpoint: named by the report (or RUN_ID.safetensors beside an older one),
  * readable, and the one the report names (its hash). Returns 0, or -1 with err set. */
-static int find_checkpoint(const char *report, Subject *s, XbError *err) {
-    if (read_checkpoint_record(report, s, err)) return -1;
+static int find_checkpoint(const char *report, ReportRun *s, XbError *err) {
     if (access(s->ckpt, R_OK) != 0) /* before a long load of the data */
         return xb_error_set(err, s->ckpt, 0, 0, NULL,
                             "cannot read the checkpoint: %s (run writes RUN_ID.safetensors beside "
@@ -236,7 +92,7 @@ static int find_checkpoint(const char *report, Subject *s, XbError *err) {
 }
 
 /* The task's data, which must still have the report's checksum; returns an exit code. */
-static int load_same_data(const char *report, const Subject *s, Dataset *ds) {
+static int load_same_data(const char *report, const ReportRun *s, Dataset *ds) {
     int rc = cli_load_dataset(&s->cs.runs[0], ds, 1, NULL, NULL, 0);
     if (rc || !strcmp(ds->checksum, s->checksum)) return rc;
     XbError err;
@@ -249,7 +105,7 @@ static int load_same_data(const char *report, const Subject *s, Dataset *ds) {
 }
 
 /* Evaluates the split of a->split with the checkpoint, writing the logits when asked. */
-static int evaluate(const EvalArgs *a, const Subject *s, const Dataset *ds, TrainEval *ev,
+static int evaluate(const EvalArgs *a, const ReportRun *s, const Dataset *ds, TrainEval *ev,
                     XbError *err) {
     const ExperimentConfig *cfg = &s->cs.runs[0];
     const int test = a->split == EVAL_TEST;
@@ -266,12 +122,12 @@ static int evaluate(const EvalArgs *a, const Subject *s, const Dataset *ds, Trai
 }
 
 /* The accuracy next to the report's, and where the logits went. */
-static void print_eval(const EvalArgs *a, const Subject *s, const TrainEval *ev) {
+static void print_eval(const EvalArgs *a, const ReportRun *s, const TrainEval *ev) {
     const int test = a->split == EVAL_TEST;
     const double said = test ? s->test_acc : s->val_acc;
     char acc[40], was[40];
-    shortest(acc, sizeof acc, ev->acc);
-    shortest(was, sizeof was, said);
+    summary_shortest(acc, sizeof acc, ev->acc);
+    summary_shortest(was, sizeof was, said);
     printf("%s: %s accuracy %s (%.2f%%) of %d examples, loss %.6g", s->run_id,
            test ? "test" : "validation", acc, 100.0 * ev->acc, ev->n, ev->loss);
     if (!isnan(ev->exact)) printf(", exact match %.2f%%", 100.0 * ev->exact);
@@ -292,8 +148,8 @@ static int eval_args(const EvalArgs *a, const CliSeen *seen) {
     const char *report = a->report.v[0];
     XbError err;
     xb_error_clear(&err);
-    Subject s;
-    if (read_subject(report, &s, &err)) return print_error(&err);
+    ReportRun s;
+    if (summary_read_run(report, &s, &err)) return print_error(&err);
     int rc = find_checkpoint(report, &s, &err) ? print_error(&err) : XB_EXIT_OK;
     ExperimentConfig *cfg = &s.cs.runs[0];
     if (seen->given[EVAL_THREADS]) cfg->threads = (int)a->threads;

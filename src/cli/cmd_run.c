@@ -26,6 +26,7 @@
 #include "core/timer.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
+#include "report/index.h"
 #include "report/report.h"
 #include "tasks/cache.h"
 #include "tasks/task.h"
@@ -244,176 +245,106 @@ static int run_one(ExperimentConfig *cfg, int quiet, int unique, int resume) {
     return (int)code;
 }
 
-int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun *how) {
+/* An interrupted run's message names the signal that stopped it ("a signal" -> "SIGTERM"). */
+static void name_signal(TrainResult *tr) {
+    const char *at = strstr(tr->status_message, "a signal");
+    if (strcmp(tr->status, "interrupted") || !xb_stop_signal() || !at) return;
+    char msg[sizeof tr->status_message];
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr->status_message), tr->status_message,
+             xb_stop_signal(), at + strlen("a signal"));
+    snprintf(tr->status_message, sizeof tr->status_message, "%s", msg);
+}
+
+/* Trains cfg on ds for run directory rd, measuring the threads' share of the cores (usage) and
+ * the wall time. Returns 0, or -1 with err set (nothing trained). */
+static int train(const ExperimentConfig *cfg, const Dataset *ds, const CliRun *how, RunDir *rd,
+                 TrainResult *tr, CalibUsage *usage, double *wall, XbError *err) {
+    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = how->quiet};
+    const TrainHooks hooks = {.progress = on_progress,
+                              .ctx = &pc,
+                              .stop = &xb_stop,
+                              .state_path = how->state ? rd->state : NULL,
+                              .resume = how->resume,
+                              .no_eval = how->no_eval,
+                              .time_warmup = how->time_warmup};
+    report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
+    calib_usage_begin(usage);
+    const double t0 = timer_now();
+    if (train_run(cfg, ds, how->checkpoint ? rd->partial : NULL, &hooks, tr, err)) return -1;
+    *wall = timer_now() - t0;
+    calib_usage_end(usage);
+    return 0;
+}
+
+/* Puts the report of a trained run (and its checkpoint) in place; *peak gets the peak RSS it
+ * reports. Returns 0, or -1 with err set. */
+static int write_report(const ExperimentConfig *cfg, const Dataset *ds, RunDir *rd, TrainResult *tr,
+                        const RunContext *ctx, size_t *peak, XbError *err) {
+    name_signal(tr);
+    /* the calibration's probe, after the peak RSS is read (its buffer stays out of it); none
+     * after a signal, which asks for the report now */
+    RunContext c = *ctx;
+    CalibProbe probe;
+    c.peak_rss = *peak = report_peak_rss();
+    c.probe = strcmp(tr->status, "interrupted") && calib_probe(&probe) == 0 ? &probe : NULL;
+    cJSON *doc = report_from_run(cfg, ds, tr, &c);
+    const int rc = rundir_commit(rd, doc, tr->best_step, err);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* The closing line of a run (or the error that kept its report from being written); returns the
+ * run's exit code. */
+static int outcome_of(const Dataset *ds, const CliRun *how, const RunDir *rd, const TrainResult *tr,
+                      size_t peak, int written, const XbError *err) {
+    const int ok = strcmp(tr->status, "ok") == 0;
+    if (!written) {
+        print_error(err);
+    } else if (!how->silent) {
+        printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
+               "%.0f MiB -> %s\n",
+               rd->id, tr->status, 100.0 * tr->test_acc,
+               100.0 * dataset_majority(&ds->test, ds->n_classes), tr->steps_per_s,
+               (double)peak / 1048576.0, rd->report);
+        fflush(stdout);
+    }
+    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr->status_message);
+    return written && ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
+}
+
+int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *ds, const CliRun *how) {
     XbError err;
     xb_error_clear(&err);
-    const int quiet = how->quiet, threads = cli_set_threads(cfg);
-    const Dataset ds = *dsp; /* read only */
-    if (train_check(cfg, &ds, &err)) return print_error(&err);
+    const int threads = cli_set_threads(cfg), lead = dist_rank() == 0;
+    if (train_check(cfg, ds, &err)) return print_error(&err);
     RunDir own, *rd = how->dir;
-    const int lead = dist_rank() == 0;
     if (!rd) {
         if (rundir_open(&own, cfg->output_dir, cfg->run_id, 0, &err)) return print_error(&err);
         rd = &own;
     }
-    const char *report_path = rd->report;
-
-    report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
-    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = quiet};
-    TrainHooks hooks = {.progress = on_progress,
-                        .ctx = &pc,
-                        .stop = &xb_stop,
-                        .state_path = how->state ? rd->state : NULL,
-                        .resume = how->resume,
-                        .no_eval = how->no_eval,
-                        .time_warmup = how->time_warmup};
-    TrainResult tr;
+    TrainResult tr = {.status = "failed"};
     CalibUsage usage; /* the threads' share of the cores while they train (core/calib.h) */
-    calib_usage_begin(&usage);
-    const double t_run = timer_now();
+    double wall = 0.0;
+    size_t peak = 0;
     xb_signals_defer(1); /* a run is under way: a signal ends it with an "interrupted" report */
-    if (train_run(cfg, &ds, how->checkpoint ? rd->partial : NULL, &hooks, &tr, &err)) {
-        if (rd == &own) rundir_close(rd);
-        xb_signals_defer(0);
-        return print_error(&err);
-    }
-    const double wall = timer_now() - t_run;
-    calib_usage_end(&usage);
-    if (!lead) { /* the other ranks of a data-parallel run: rank 0 reports */
-        train_result_free(&tr);
-        xb_signals_defer(0);
-        const int ok = !strcmp(tr.status, "ok");
-        return ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
-    }
-    if (!strcmp(tr.status, "interrupted") && xb_stop_signal()) { /* name the signal */
-        char msg[sizeof tr.status_message];
-        const char *at = strstr(tr.status_message, "a signal");
-        if (at) {
-            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr.status_message), tr.status_message,
-                     xb_stop_signal(), at + strlen("a signal"));
-            snprintf(tr.status_message, sizeof tr.status_message, "%s", msg);
-        }
-    }
-
-    const MixerSpec *mx = mixer_get(cfg->mixer_index);
-    cJSON *cj = cfg_to_json(cfg);
-    RunReport rr;
-    memset(&rr, 0, sizeof rr);
-    rr.config = cj;
-    snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
-    snprintf(rr.run_id, sizeof rr.run_id, "%s", rd->id); /* --unique-id may have suffixed it */
-    rr.status = tr.status;
-    snprintf(rr.status_message, sizeof rr.status_message, "%s", tr.status_message);
-    rr.threads = threads;
-    rr.processes = dist_size();
-    rr.comm_s = tr.comm_s;
-    rr.profile = (const double(*)[2])tr.profile;
-    rr.profile_regions = tr.profile_regions;
-    rr.dataset_identity = ds.identity;
-    rr.dataset_checksum = ds.checksum;
-    rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;
-    rr.vocab_size = ds.vocab_size, rr.n_classes = ds.n_classes;
-    rr.sequence = ds.sequence;
-    rr.mixer = mx->name, rr.mixer_classes = mx->classes;
-    rr.n_params = tr.n_params;
-    rr.evals = tr.evals, rr.n_evals = tr.n_evals;
-    rr.steps_done = tr.steps_done, rr.best_step = tr.best_step, rr.best_val_acc = tr.best_val_acc;
-    rr.test_acc = tr.test_acc, rr.test_loss = tr.test_loss, rr.test_exact = tr.test_exact;
-    rr.majority_baseline = dataset_majority(&ds.test, ds.n_classes);
-    rr.flops_fwd_analytic = tr.flops_fwd, rr.flops_bwd_analytic = tr.flops_bwd;
-    rr.flops_step_counted = tr.flops_step_counted, rr.flops_total_counted = tr.flops_total;
-    rr.mem = tr.mem;
-    rr.mem.peak_rss = report_peak_rss();
-    /* the calibration's probe, after the peak RSS is read (its buffer stays out of it); none
-     * after a signal, which asks for the report now */
-    CalibProbe probe;
-    rr.usage = &usage;
-    rr.probe = strcmp(tr.status, "interrupted") && calib_probe(&probe) == 0 ? &probe : NULL;
-    rr.wall_s = wall, rr.train_s = tr.train_s, rr.eval_s = tr.eval_s;
-    rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
-    rr.step_s_median = tr.step_s_median;
-    cJSON *doc = report_build(&rr);
-    int rc = rundir_commit(rd, doc, tr.best_step, &err);
-    cJSON_Delete(doc);
+    const int trained = train(cfg, ds, how, rd, &tr, &usage, &wall, &err) == 0;
+    const RunContext ctx = {.run_id = rd->id, /* --unique-id may have suffixed it */
+                            .threads = threads,
+                            .processes = dist_size(),
+                            .wall_s = wall,
+                            .usage = &usage};
+    const int written = trained && lead && !write_report(cfg, ds, rd, &tr, &ctx, &peak, &err);
     if (rd == &own) rundir_close(rd);
     xb_signals_defer(0);
-    cJSON_Delete(cj);
-    const int ok = strcmp(tr.status, "ok") == 0;
-    if (rc) {
-        print_error(&err);
-    } else if (!how->silent) {
-        printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
-               "%.0f MiB -> %s\n",
-               rd->id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline, tr.steps_per_s,
-               (double)rr.mem.peak_rss / 1048576.0, report_path);
-        fflush(stdout);
-    }
-    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr.status_message);
+    int rc;
+    if (!trained) /* the error, as the run could not train */
+        rc = print_error(&err);
+    else if (!lead) /* the other ranks of a data-parallel run: rank 0 reports */
+        rc = strcmp(tr.status, "ok") ? XB_EXIT_RUNFAIL : XB_EXIT_OK;
+    else
+        rc = outcome_of(ds, how, rd, &tr, peak, written, &err);
     train_result_free(&tr);
-    return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
-}
-
-/* The outcome of code (an exit code; -1: not run). */
-static const char *outcome(int code) {
-    return code < 0                  ? "not run"
-           : code == XB_EXIT_OK      ? "ok"
-           : code == XB_EXIT_RUNFAIL ? "failed"
-                                     : "bad input";
-}
-
-/* A sweep's index, OUTPUT_DIR/index.json (of the first run's directory): every run with its
- * report, swept values' run id and outcome, in sweep order; codes[r] < 0 for a run this process
- * did not run. Shards of one sweep (--shard) share the index: each merges its outcomes into the
- * one on disk (under OUTPUT_DIR/index.lock), keeping the others'. */
-static int write_index(const ConfigSet *cs, const int *codes) {
-    char path[1200], lock[1200];
-    snprintf(path, sizeof path, "%s/index.json", cs->runs[0].output_dir);
-    snprintf(lock, sizeof lock, "%s/index.lock", cs->runs[0].output_dir);
-    const int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) flock(fd, LOCK_EX); /* waits for another shard's merge */
-    cJSON *old = NULL, *old_runs = NULL;
-    XbError err;
-    xb_error_clear(&err);
-    if (access(path, F_OK) == 0 && report_read(path, &old, &err) == 0) {
-        old_runs = cJSON_GetObjectItemCaseSensitive(old, "runs");
-        if (!cJSON_IsArray(old_runs) || cJSON_GetArraySize(old_runs) != cs->n) old_runs = NULL;
-    }
-    cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-    XB_ASSERT(idx && arr);
-    cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
-    cJSON_AddStringToObject(idx, "kind", "sweep");
-    cJSON_AddStringToObject(idx, "config", cs->runs[0].source);
-    cJSON_AddItemToObject(idx, "runs", arr);
-    for (int r = 0; r < cs->n; r++) {
-        const ExperimentConfig *c = &cs->runs[r];
-        cJSON *o = cJSON_CreateObject();
-        XB_ASSERT(o);
-        char rel[1400];
-        if (!strcmp(c->output_dir, cs->runs[0].output_dir))
-            snprintf(rel, sizeof rel, "%s.json", c->run_id);
-        else
-            snprintf(rel, sizeof rel, "%s/%s.json", c->output_dir, c->run_id);
-        cJSON_AddStringToObject(o, "run_id", c->run_id);
-        cJSON_AddStringToObject(o, "report", rel);
-        char h[17];
-        snprintf(h, sizeof h, "%016llx", (unsigned long long)cfg_hash(c));
-        cJSON_AddStringToObject(o, "config_hash", h);
-        const char *out = outcome(codes[r]);
-        const cJSON *prev = old_runs ? cJSON_GetArrayItem(old_runs, r) : NULL;
-        const cJSON *prev_id = prev ? cJSON_GetObjectItemCaseSensitive(prev, "run_id") : NULL;
-        const cJSON *prev_out = prev ? cJSON_GetObjectItemCaseSensitive(prev, "outcome") : NULL;
-        if (codes[r] < 0 && cJSON_IsString(prev_id) && !strcmp(prev_id->valuestring, c->run_id) &&
-            cJSON_IsString(prev_out))
-            out = prev_out->valuestring; /* another shard's run */
-        cJSON_AddStringToObject(o, "outcome", out);
-        cJSON_AddItemToArray(arr, o);
-    }
-    xb_error_clear(&err);
-    const int rc = report_write(path, idx, &err);
-    cJSON_Delete(idx);
-    cJSON_Delete(old);
-    if (fd >= 0) close(fd);
-    return rc ? print_error(&err) : XB_EXIT_OK;
+    return rc;
 }
 
 /* A run's cost for the sweep's schedule: steps × tokens × layers × width × (width + length). */
@@ -527,7 +458,9 @@ static int run_sweep(const RunArgs *a, const CliSeen *seen, ConfigSet *cs, int s
         rc = gather_codes(cs, codes, rc);
     }
     if (cs->n > 1 && dist_world_rank() == 0 && !(codes[0] == XB_EXIT_USAGE && !sharded)) {
-        const int w = write_index(cs, codes);
+        XbError err;
+        xb_error_clear(&err);
+        const int w = report_write_sweep_index(cs, codes, &err) ? print_error(&err) : 0;
         if (w > rc) rc = w;
     }
     free(owner);

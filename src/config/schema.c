@@ -432,3 +432,8 @@ uint64_t cfg_hash(const ExperimentConfig *c) {
 const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 3 ? g_pool_names[k] : "?"; }
 const char *cfg_pos_name(PosKind k) { return (unsigned)k < 3 ? g_pos_names[k] : "?"; }
 const char *cfg_sched_name(SchedKind k) { return (unsigned)k < 4 ? g_sched_names[k] : "?"; }
+
+const char *cfg_mixer_name(const ExperimentConfig *c) { return mixer_get(c->mixer_index)->name; }
+const char *cfg_mixer_classes(const ExperimentConfig *c) {
+    return mixer_get(c->mixer_index)->classes;
+}
