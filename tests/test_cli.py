@@ -406,21 +406,26 @@ class Outputs(unittest.TestCase):
                          "xformer-bench: \"frobnicate\" is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
 
 
+def help_options(cmd):
+    """{long name: (short form, value name)} of the options `cmd --help` lists."""
+    label = re.compile(r"^  (?:-(\w), )?(--[\w-]+)(?: (\S+))?", re.M)
+    return {m.group(2): (m.group(1), m.group(3))
+            for m in label.finditer(run([cmd, "--help"]).stdout)}
+
+
 class Options(unittest.TestCase):
     """Every subcommand's options come from one table (src/cli/opts.h): the same table gives the
     --help text, the options an unknown one lists, the message for a missing value and the
     message for a value of the wrong type or out of range, one line each, exit 2."""
 
     COMMANDS = ("run", "list", "data", "eval", "bench", "compare", "table", "plot")
-    LABEL = re.compile(r"^  (?:-(\w), )?(--[\w-]+)(?: (\S+))?", re.M)
 
     def help_options(self, cmd):
-        """{long name: (short form, value name)} of the options `cmd --help` lists."""
         p = run([cmd, "--help"])
         self.assertEqual((p.returncode, p.stderr), (0, ""), cmd)
         for line in p.stdout.splitlines():
             self.assertLessEqual(len(line), 96, (cmd, line))
-        return {m.group(2): (m.group(1), m.group(3)) for m in self.LABEL.finditer(p.stdout)}
+        return help_options(cmd)
 
     def test_unknown_option_lists_every_option_of_the_help(self):
         for cmd in self.COMMANDS:
@@ -477,6 +482,99 @@ class Options(unittest.TestCase):
                 self.assertEqual((p.returncode, p.stdout, p.stderr),
                                  (2, "", "xformer-bench %s: %s\n" % (cmd, msg)), args)
             self.assertEqual(os.listdir(d), [])
+
+
+class ListJson(unittest.TestCase):
+    """`list --json` is the listing for scripts: it says what `list` says, every field of every
+    line of it (so a script reads the JSON instead of parsing the text), and names each
+    subcommand with the options its --help lists."""
+
+    @staticmethod
+    def num(x, integer):
+        # core/options.c's fmt_num: integers, and whole numbers from 1 up, without a fraction
+        if integer or (abs(x) < 1e15 and x == int(x) and abs(x) >= 1):
+            return "%.0f" % x
+        return "%g" % x
+
+    def option_line(self, o):
+        if o["type"] == "bool":
+            default = "true" if o["default"] else "false"
+        elif o["type"] in ("int", "float"):
+            default = self.num(o["default"], o["type"] == "int")
+        else:
+            default = o["default"]
+        if o["type"] in ("int", "float"):
+            valid = "%s in [%s, %s]" % ("an integer" if o["type"] == "int" else "a number",
+                                         self.num(o["min"], o["type"] == "int"),
+                                         self.num(o["max"], o["type"] == "int"))
+        elif o["type"] == "enum":
+            valid = "one of: " + ", ".join(o["choices"])
+        else:
+            valid = {"bool": "true or false", "string": "a string"}[o["type"]]
+        self.assertEqual(o["valid"], valid)
+        return "    %-16s %-6s default %-10s %s; %s" % (o["name"], o["type"], default, valid,
+                                                       o["help"] or "")
+
+    def text_of(self, doc):
+        """`list`'s text, rebuilt from the JSON document alone."""
+        out = ["Mechanisms (%d):" % len(doc["mechanisms"])]
+        for m in doc["mechanisms"]:
+            out.append("%-20s class %-10s arXiv %-10s mask %-3s %s%s" % (
+                m["name"], m["class"], m["arxiv"], "yes" if m["honours_mask"] else "no",
+                m["title"], " [beyond the survey]" if m["beyond_survey"] else ""))
+            pd = m["padding_dependence"]
+            if pd:
+                out.append("    padded length%s: %s" % (
+                    " (with %s: true)" % pd["option"] if pd["option"] else "", pd["what"]))
+            out += [self.option_line(o) for o in m["options"]]
+        out += ["", "Tasks (%d):" % len(doc["tasks"])]
+        for t in doc["tasks"]:
+            out.append("%-20s %s" % (t["name"], t["description"]))
+            out += [self.option_line(o) for o in t["options"]]
+        out += ["", "Config keys:"]
+        for section in ("experiment", "model", "train"):
+            out.append(section + ":")
+            out += [self.option_line(o) for o in doc["config"][section]]
+        return "\n".join(out) + "\n"
+
+    def test_json_says_what_the_text_says(self):
+        p = run(["list", "--json"])
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        doc = json.loads(p.stdout)
+        self.assertEqual((doc["schema_version"], doc["kind"]), (1, "list"))
+        text = run(["list"]).stdout
+        self.assertEqual(self.text_of(doc), text)
+        self.assertGreaterEqual(len(doc["mechanisms"]), 28)
+        for part, key in (("mechanisms", "mechanisms"), ("tasks", "tasks"), ("config", "config")):
+            q = json.loads(run(["list", part, "--json"]).stdout)
+            self.assertEqual(set(q) - {"schema_version", "kind"}, {key})
+            self.assertEqual(q[key], doc[key])
+
+    def test_json_names_every_subcommand_with_the_options_of_its_help(self):
+        doc = json.loads(run(["list", "--json"]).stdout)
+        top = run(["--help"]).stdout
+        names = [c["name"] for c in doc["commands"]]
+        self.assertEqual(names, ["run", "list", "data", "eval", "bench", "compare", "table",
+                                 "plot"])
+        for c in doc["commands"]:
+            self.assertIn("\n  %-8s %s\n" % (c["name"], c["summary"]), top)
+            helped = help_options(c["name"])
+            self.assertEqual([o["name"] for o in c["options"]], list(helped), c["name"])
+            for o in c["options"]:
+                short, value = helped[o["name"]]
+                self.assertEqual(o["short"], "-" + short if short else None)
+                self.assertEqual(o["value"] or ("|".join(o["choices"]) if "choices" in o else None),
+                                 value, (c["name"], o))
+                if o["type"] in ("int", "real"):  # the range the errors say
+                    self.assertIn("min", o)
+                if o["default"] is not None and o["type"] != "flag":
+                    h = " ".join(run([c["name"], "--help"]).stdout.split())
+                    self.assertIn("(default %s)" % o["default"], h, (c["name"], o["name"]))
+
+    def test_json_and_markdown_exclude_each_other(self):
+        p = run(["list", "--json", "--markdown"])
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (2, "", "xformer-bench list: --json "
+                         "and --markdown: expected one of them\n"))
 
 
 class Data(unittest.TestCase):

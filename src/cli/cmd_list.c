@@ -1,4 +1,6 @@
 /* xformer-bench list: the registry tables, as text or Markdown. */
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,25 +12,33 @@
 #include "core/options.h"
 #include "core/xassert.h"
 #include "mixers/mixer.h"
+#include "report/listing.h"
+#include "report/report.h"
 #include "tasks/task.h"
 
 /* The arguments of `list`. */
 typedef struct ListArgs {
     CliList what; /* the operand: mechanisms (or mixers), tasks or config; none: all three */
-    int markdown;
+    int markdown, json;
 } ListArgs;
 
-enum { LIST_MARKDOWN, N_LIST_OPTS };
+enum { LIST_MARKDOWN, LIST_JSON, N_LIST_OPTS };
 static const CliOpt LIST_OPTS[] = {
     [LIST_MARKDOWN] = {"--markdown", 0, CLI_FLAG, CLI_AT(ListArgs, markdown, int),
                        .help = "Markdown tables instead of text"},
+    [LIST_JSON] = {"--json", 0, CLI_FLAG, CLI_AT(ListArgs, json, int),
+                   .help = "one JSON document for scripts: the mechanisms (with their class), "
+                           "tasks and config keys, each option with its type, default, range or "
+                           "choices and help; without a part named, the subcommands and their "
+                           "options too"},
 };
 CLI_CHECK_TABLE(LIST_OPTS, N_LIST_OPTS);
 
 static const CliHelp LIST_HELP[] = {
     {"Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
      "it honours the key-padding mask, options with defaults and ranges), every task, and the\n"
-     "keys of the experiment, model and train sections of a config.\n",
+     "keys of the experiment, model and train sections of a config; with --json, the\n"
+     "subcommands and their options too.\n",
      ~0u},
 };
 
@@ -45,8 +55,12 @@ const CliCommand CMD_LIST = {
     .n_help = XB_ARRAY_LEN(LIST_HELP),
 };
 
-/* What list prints: bits of LIST_PART_*, from the operand. */
-enum { LIST_MECHANISMS = 1, LIST_TASKS = 2, LIST_CONFIG = 4 };
+/* What list prints: bits, from the operand. */
+enum {
+    LIST_MECHANISMS = LISTING_MECHANISMS,
+    LIST_TASKS = LISTING_TASKS,
+    LIST_CONFIG = LISTING_CONFIG
+};
 static const struct {
     const char *name;
     int parts;
@@ -136,7 +150,84 @@ static void list_config(int md) {
     }
 }
 
-static int list_parts(const ListArgs *a, int md) {
+/* The registry's mechanisms, as the listing takes them (malloc'd; *n of them). */
+static ListMechanism *mechanisms(int *n) {
+    *n = mixer_count();
+    ListMechanism *m = calloc((size_t)*n, sizeof *m);
+    XB_ASSERT(m);
+    for (int i = 0; i < *n; i++) {
+        const MixerSpec *s = mixer_get(i);
+        m[i] = (ListMechanism){s->name,
+                               s->classes,
+                               s->arxiv,
+                               s->title,
+                               s->beyond_survey,
+                               s->honours_mask,
+                               s->padding_dependence,
+                               s->padding_dependence_option,
+                               s->opts,
+                               s->n_opts};
+    }
+    return m;
+}
+
+/* The subcommands with their options, as the listing takes them; free with free_commands. */
+static ListCommand *commands(int *n) {
+    const Command *cmd = cli_commands(n);
+    ListCommand *c = calloc((size_t)*n, sizeof *c);
+    XB_ASSERT(c);
+    for (int i = 0; i < *n; i++) {
+        const CliCommand *s = cmd[i].spec;
+        ListCommandOption *o = calloc((size_t)s->n_opts + 1, sizeof *o);
+        XB_ASSERT(o);
+        for (int k = 0; k < s->n_opts; k++) {
+            const CliOpt *p = &s->opts[k];
+            const int ranged = p->type == CLI_INT || p->type == CLI_REAL || p->type == CLI_INTS;
+            o[k] = (ListCommandOption){.name = p->name,
+                                       .alias = p->alias,
+                                       .type = cli_type_name(p->type),
+                                       .value = p->meta,
+                                       .def = p->def,
+                                       .min = ranged ? p->min : NAN,
+                                       .max = ranged ? p->max : NAN,
+                                       .choices = p->type == CLI_ENUM ? p->choices : NULL,
+                                       .help = p->help};
+            char *valid = malloc(512);
+            XB_ASSERT(valid);
+            cli_opt_valid(p, valid, 512);
+            o[k].valid = valid;
+        }
+        c[i] = (ListCommand){s->name, s->summary, s->operands, o, s->n_opts};
+    }
+    return c;
+}
+
+static void free_commands(ListCommand *c, int n) {
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < c[i].n_opts; k++) free((char *)c[i].opts[k].valid);
+        free((ListCommandOption *)c[i].opts);
+    }
+    free(c);
+}
+
+/* list --json: the parts asked, and the subcommands when every part is. */
+static int list_json(int what) {
+    int nm, nc;
+    ListMechanism *m = mechanisms(&nm);
+    ListCommand *c = commands(&nc);
+    const int all = LIST_MECHANISMS | LIST_TASKS | LIST_CONFIG;
+    cJSON *doc = report_listing(what == all ? what | LISTING_COMMANDS : what, m, nm, c, nc);
+    char *text = report_json_print(doc);
+    fputs(text, stdout);
+    free(text);
+    cJSON_Delete(doc);
+    free_commands(c, nc);
+    free(m);
+    return XB_EXIT_OK;
+}
+
+static int list_parts(const ListArgs *a) {
+    const int md = a->markdown;
     int what = LIST_MECHANISMS | LIST_TASKS | LIST_CONFIG;
     if (a->what.n) {
         what = 0;
@@ -146,6 +237,9 @@ static int list_parts(const ListArgs *a, int md) {
             return cli_usage_error("list", "expected mechanisms, tasks or config, got \"%s\"",
                                    a->what.v[0]);
     }
+    if (a->json && md)
+        return cli_usage_error("list", "--json and --markdown: expected one of them");
+    if (a->json) return list_json(what);
     if (what & LIST_MECHANISMS) {
         if (!md) printf("Mechanisms (%d):\n", mixer_count());
         list_mixers(md);
@@ -165,7 +259,7 @@ int cmd_list(int argc, char **argv) {
     ListArgs a = {0};
     CliSeen seen;
     int rc;
-    if (!cli_parse(&CMD_LIST, argc, argv, &a, &seen, &rc)) rc = list_parts(&a, a.markdown);
+    if (!cli_parse(&CMD_LIST, argc, argv, &a, &seen, &rc)) rc = list_parts(&a);
     cli_args_free(&CMD_LIST, &a);
     return rc;
 }
