@@ -590,32 +590,39 @@ static int check_mixer_lengths(Ctx *x, const SecVals *m, const OptValues *mixer_
     return done ? -1 : 0;
 }
 
-static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
-    int task = -1, mixer = mixer_find("full");
-    if (mixer < 0) mixer = 0;
+/* The run's task and mechanism from the names among its assignments (the mechanism `full` when
+ * none is named). Returns 0, or -1 with the error (a task must be named). */
+static int resolve_names(Ctx *x, const Assign *const *seq, int n, int *task, int *mixer) {
+    *task = -1, *mixer = mixer_find("full");
+    if (*mixer < 0) *mixer = 0;
     for (int i = 0; i < n; i++)
         if (seq[i]->idx == IDX_NAME && resolve_name(x, seq[i], seq[i]->sec == SEC_TASK,
-                                                    seq[i]->sec == SEC_TASK ? &task : &mixer))
+                                                    seq[i]->sec == SEC_TASK ? task : mixer))
             return -1;
-    if (task < 0) {
-        const char *names[CFG_MAX_NAMES];
-        char list[900];
-        cfg_join_names(list, sizeof list, names, cfg_registry_names(1, names));
-        Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
-        return fail(x, l, "task.name", "missing (one of: %s)", list);
-    }
+    if (*task >= 0) return 0;
+    const char *names[CFG_MAX_NAMES];
+    char list[900];
+    cfg_join_names(list, sizeof list, names, cfg_registry_names(1, names));
+    Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
+    return fail(x, l, "task.name", "missing (one of: %s)", list);
+}
+
+/* Every section's defaults, then the assignments in order (file, sweep member, --set), each
+ * checked against its section's table; *mixer_loc gets where the mechanism was last set (its
+ * checks point there). Returns 0, or -1 with the error. */
+static int apply_all(Ctx *x, const Assign *const *seq, int n, RunState *rs, int task, int mixer,
+                     Loc *mixer_loc) {
     memset(rs, 0, sizeof *rs);
     static const SecId secs[] = {SEC_EXP, SEC_TASK, SEC_MODEL, SEC_MIXER, SEC_TRAIN};
     for (size_t i = 0; i < XB_ARRAY_LEN(secs); i++)
         set_defaults(&rs->s[secs[i]], secs[i], task, mixer);
-
-    Loc mixer_loc = x->have_mixer   ? x->mixer_kloc
-                    : x->have_model ? x->model_kloc
-                                    : (Loc){x->path, 1, 1};
+    *mixer_loc = x->have_mixer   ? x->mixer_kloc
+                 : x->have_model ? x->model_kloc
+                                 : (Loc){x->path, 1, 1};
     for (int k = 0; k < n; k++) {
         const Assign *a = seq[k];
         if (a->sec == SEC_MIXER && a->origin != ORIG_FILE)
-            mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
+            *mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
         if (a->idx == IDX_NAME) continue;
         Schema s = cfg_schema_of(a->sec, task, mixer);
         int i = a->idx;
@@ -627,12 +634,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
         }
         if (apply_value(x, a, cfg_schema_spec(&s, i), &rs->s[a->sec], i)) return -1;
     }
-
     OptValues *e = &rs->s[SEC_EXP].v;
     if (!e->set[E_NAME]) default_name(x->path, e->str[E_NAME]);
     if (!e->set[E_OUTPUT_DIR])
         snprintf(e->str[E_OUTPUT_DIR], XB_OPT_STRLEN, "results/%.*s", CFG_NAME_MAX, e->str[E_NAME]);
+    return 0;
+}
 
+/* model.heads divides model.d_model; the warm-up fits in the run (but before rsqrt). */
+static int check_heads_warmup(Ctx *x, const RunState *rs) {
     const SecVals *m = &rs->s[SEC_MODEL];
     const int D = (int)m->v.num[M_D_MODEL], H = (int)m->v.num[M_HEADS];
     if (D % H) {
@@ -655,8 +665,14 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (W > S && t->v.num[T_SCHEDULE] != SCHED_RSQRT)
         return fail(x, t->loc[T_WARMUP], "train.warmup",
                     "%lld is greater than train.steps = %lld (valid: 0 to %lld)", W, S, S);
+    return 0;
+}
+
+/* The Funnel's stages, the Perceiver's latents and its cross-attends fit the blocks and each
+ * other. */
+static int check_downsampling(Ctx *x, const SecVals *m) {
     const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];
-    const int latents = (int)m->v.num[M_LATENTS];
+    const int latents = (int)m->v.num[M_LATENTS], xrep = (int)m->v.num[M_CROSS_ATTENDS];
     if (funnel > 1 && layers % funnel)
         return fail(
             x, m->loc[M_FUNNEL], "model.funnel",
@@ -667,13 +683,18 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
                     "model.latents: 0, or model.funnel: 0)",
                     funnel);
-    const int xrep = (int)m->v.num[M_CROSS_ATTENDS];
     if (xrep > 1 && latents == 0)
         return fail(x, m->loc[M_CROSS_ATTENDS], "model.cross_attends",
                     "%d cross-attends, but there is no latent array to attend from (valid: "
                     "model.cross_attends: 1, or model.latents > 0)",
                     xrep);
+    return 0;
+}
+
+/* The segment recurrence and its compressed memory fit the length and each other. */
+static int check_recurrence(Ctx *x, const SecVals *m) {
     const int seg = (int)m->v.num[M_SEGMENT], maxlen = (int)m->v.num[M_MAX_LEN];
+    const int latents = (int)m->v.num[M_LATENTS], funnel = (int)m->v.num[M_FUNNEL];
     if (seg > 0 && maxlen % seg)
         return fail(x, m->loc[M_SEGMENT], "model.segment",
                     "%d does not divide model.max_len = %d (valid: 0, or a divisor of %d)", seg,
@@ -699,10 +720,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
                     "model.compress > 0)",
                     ncm0);
-    const TaskSpec *ts = task_get(task);
-    if (ts->sequence && !m->v.set[M_POOLING]) /* a sequence task's default: the per-position head */
-        rs->s[SEC_MODEL].v.num[M_POOLING] = POOL_NONE;
+    return 0;
+}
+
+/* The pooling fits the task (a sequence task's default is none: the head at every position) and
+ * the model's output length. */
+static int check_pooling(Ctx *x, SecVals *m, const TaskSpec *ts) {
+    if (ts->sequence && !m->v.set[M_POOLING]) m->v.num[M_POOLING] = POOL_NONE;
     const int pooling = (int)m->v.num[M_POOLING];
+    const int latents = (int)m->v.num[M_LATENTS], funnel = (int)m->v.num[M_FUNNEL];
     if (latents > 0 && pooling == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
@@ -728,8 +754,11 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "none puts the classifier at every position, but task %s has one label per "
                     "example (valid: cls, mean)",
                     ts->name);
-    if (check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc)) return -1;
+    return 0;
+}
 
+/* The checked values of every section into c. */
+static void store_run(const Ctx *x, const RunState *rs, int task, int mixer, ExperimentConfig *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);
     /* where the model is described: errors found later (a memory plan) point there */
@@ -742,6 +771,20 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     c->task_opts = rs->s[SEC_TASK].v;
     c->mixer_index = mixer;
     c->mixer_opts = rs->s[SEC_MIXER].v;
+}
+
+/* One run from its assignments (file, sweep member, --set): names, values, the checks across
+ * keys, the mechanism's own check at every length it will run at. */
+static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
+    int task, mixer;
+    Loc mixer_loc;
+    if (resolve_names(x, seq, n, &task, &mixer) ||
+        apply_all(x, seq, n, rs, task, mixer, &mixer_loc) || check_heads_warmup(x, rs) ||
+        check_downsampling(x, &rs->s[SEC_MODEL]) || check_recurrence(x, &rs->s[SEC_MODEL]) ||
+        check_pooling(x, &rs->s[SEC_MODEL], task_get(task)) ||
+        check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc))
+        return -1;
+    store_run(x, rs, task, mixer, c);
     return 0;
 }
 
@@ -878,6 +921,94 @@ static void tag_text(const char *tag, char *out, size_t n) {
         snprintf(out, n, "%s", tag);
 }
 
+/* The state of prescan: the open mappings and sequences, documents and anchors seen. */
+typedef struct Scan {
+    Level st[CFG_MAX_DEPTH + 2];
+    int top, docs, anchors;
+} Scan;
+
+/* A node's checks: no NUL byte in a scalar, no tag, at most CFG_MAX_KEYS keys per mapping, at
+ * most CFG_MAX_DEPTH levels; keeps the path of keys for messages. Returns 0, or -1 with err. */
+static int scan_node(Ctx *x, Scan *sc, const yaml_event_t *ev, Loc l, const yaml_char_t *tag) {
+    Level *par = &sc->st[sc->top];
+    const int is_key = par->map && par->want_key;
+    char path[320];
+    level_path(sc->st, is_key ? sc->top - 1 : sc->top, path, sizeof path);
+    const char *key = path[0] ? path : NULL;
+    if (ev->type == YAML_SCALAR_EVENT &&
+        memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+        return fail(x, l, key,
+                    "a NUL byte in the value (a \\0 escape; a config's text holds none)");
+    if (tag) {
+        char t[128];
+        tag_text((const char *)tag, t, sizeof t);
+        return fail(x, l, key,
+                    "YAML tags are not supported, got %s (a config's values take their type from "
+                    "their key: write the value without the tag)",
+                    t);
+    }
+    const int opens = ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT;
+    if (is_key && ++par->keys > CFG_MAX_KEYS)
+        return fail(x, l, key, "more than %d keys in one mapping (a section has a few dozen)",
+                    CFG_MAX_KEYS);
+    if (is_key) {
+        par->want_key = 0;
+        show_value(par->key, sizeof par->key,
+                   ev->type == YAML_SCALAR_EVENT ? (const char *)ev->data.scalar.value : "?");
+    } else if (par->map && !opens) {
+        par->want_key = 1;
+    }
+    if (!opens) return 0;
+    if (sc->top == CFG_MAX_DEPTH)
+        return fail(x, l, key,
+                    "YAML nested more than %d levels deep (a config nests 3: section, key, and a "
+                    "mixer option or sweep list)",
+                    CFG_MAX_DEPTH);
+    sc->st[++sc->top] =
+        (Level){.map = ev->type == YAML_MAPPING_START_EVENT, .want_key = 1, .as_key = is_key};
+    return 0;
+}
+
+/* One event: a second document, too many anchors, a node's checks, the end of a collection.
+ * Returns 0, 1 at the end of the stream, or -1 with err set. */
+static int scan_event(Ctx *x, Scan *sc, const yaml_event_t *ev) {
+    const Loc l = {x->path, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1};
+    const yaml_char_t *tag = NULL, *anchor = NULL;
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 1;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++sc->docs > 1)
+            return fail(x, l, NULL,
+                        "a second YAML document (a config is one document: remove this '---' and "
+                        "what follows, or split them into two files)");
+        return 0;
+    case YAML_SCALAR_EVENT:
+        tag = ev->data.scalar.tag, anchor = ev->data.scalar.anchor;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        tag = ev->data.sequence_start.tag, anchor = ev->data.sequence_start.anchor;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        tag = ev->data.mapping_start.tag, anchor = ev->data.mapping_start.anchor;
+        break;
+    case YAML_ALIAS_EVENT:
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        const int as_key = sc->st[sc->top].as_key;
+        if (sc->top > 0) sc->top--;
+        if (!as_key && sc->st[sc->top].map) sc->st[sc->top].want_key = 1;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+    if (anchor && ++sc->anchors > CFG_MAX_ANCHORS)
+        return fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
+    return scan_node(x, sc, ev, l, tag);
+}
+
 /* One pass over libyaml's events before the document is loaded: a config is one document, with
  * no tags (values are typed by the key they belong to: `!!str 5` for an integer, or an unknown
  * tag, would mean something the schema does not) and no NUL bytes in its values, nested at most
@@ -887,99 +1018,20 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
     yaml_parser_t p;
     XB_ASSERT(yaml_parser_initialize(&p));
     yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-    Level st[CFG_MAX_DEPTH + 2];
-    memset(st, 0, sizeof st);
-    int top = 0, docs = 0, rc = 0, done = 0, anchors = 0;
-    while (!rc && !done) {
+    Scan sc;
+    memset(&sc, 0, sizeof sc);
+    int rc = 0;
+    while (!rc) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
             rc = yaml_error(x, &p);
             break;
         }
-        const Loc l = {x->path, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
-        const yaml_char_t *tag = NULL, *anchor = NULL;
-        int node = 1;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1, node = 0;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            node = 0;
-            if (++docs > 1)
-                rc = fail(x, l, NULL,
-                          "a second YAML document (a config is one document: remove this '---' "
-                          "and what follows, or split them into two files)");
-            break;
-        case YAML_SCALAR_EVENT:
-            tag = ev.data.scalar.tag, anchor = ev.data.scalar.anchor;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            tag = ev.data.sequence_start.tag, anchor = ev.data.sequence_start.anchor;
-            break;
-        case YAML_MAPPING_START_EVENT:
-            tag = ev.data.mapping_start.tag, anchor = ev.data.mapping_start.anchor;
-            break;
-        case YAML_ALIAS_EVENT:
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: {
-            node = 0;
-            const int as_key = st[top].as_key;
-            if (top > 0) top--;
-            if (!as_key && st[top].map) st[top].want_key = 1;
-            break;
-        }
-        default:
-            node = 0;
-        }
-        if (anchor && ++anchors > CFG_MAX_ANCHORS && !rc)
-            rc = fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
-        if (node && !rc) {
-            Level *par = &st[top];
-            const int is_key = par->map && par->want_key;
-            char path[320];
-            level_path(st, is_key ? top - 1 : top, path, sizeof path);
-            if (ev.type == YAML_SCALAR_EVENT &&
-                memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "a NUL byte in the value (a \\0 escape; a config's text holds none)");
-            if (tag && !rc) {
-                char t[128];
-                tag_text((const char *)tag, t, sizeof t);
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "YAML tags are not supported, got %s (a config's values take their "
-                          "type from their key: write the value without the tag)",
-                          t);
-            }
-            const int opens =
-                ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
-            if (is_key && ++par->keys > CFG_MAX_KEYS && !rc)
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "more than %d keys in one mapping (a section has a few dozen)",
-                          CFG_MAX_KEYS);
-            if (is_key) {
-                par->want_key = 0;
-                show_value(par->key, sizeof par->key,
-                           ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : "?");
-            } else if (par->map && !opens) {
-                par->want_key = 1;
-            }
-            if (!rc && opens) {
-                if (top == CFG_MAX_DEPTH)
-                    rc = fail(x, l, path[0] ? path : NULL,
-                              "YAML nested more than %d levels deep (a config nests 3: section, "
-                              "key, and a mixer option or sweep list)",
-                              CFG_MAX_DEPTH);
-                else
-                    st[++top] = (Level){.map = ev.type == YAML_MAPPING_START_EVENT,
-                                        .want_key = 1,
-                                        .as_key = is_key};
-            }
-        }
+        rc = scan_event(x, &sc, &ev);
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Loads len bytes of YAML text (NUL-free: callers check). */
