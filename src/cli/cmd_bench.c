@@ -78,6 +78,8 @@ static int parse_sizes(void *dst, const char *v, char *got, size_t n) {
     }
 }
 
+_Static_assert(BENCH_MAX_SIZES == 64, "--sizes' message says at most 64");
+
 enum { MODE_POINTS, MODE_ALLREDUCE };
 enum {
     BENCH_LENGTHS,

@@ -138,7 +138,11 @@ static void print_dataset(const TaskSpec *t, const Dataset *ds, double seconds, 
     split_stats("val", &ds->val, ds->n_classes);
     split_stats("test", &ds->test, ds->n_classes);
     printf("  identity %s\n  checksum %s\n", ds->identity, ds->checksum);
-    static const char *const how[] = {"", "read from", "written to", "could not be written to"};
+    static const char *const how[] = {[CACHE_NONE] = "",
+                                      [CACHE_HIT] = "read from",
+                                      [CACHE_WRITTEN] = "written to",
+                                      [CACHE_FAILED] = "could not be written to"};
+    _Static_assert(XB_ARRAY_LEN(how) == CACHE_FAILED + 1, "a phrase for every CacheOutcome");
     if (cached != CACHE_NONE) printf("  cache    %s %s\n", how[cached], path);
 }
 

@@ -38,7 +38,11 @@ typedef struct Loc {
 } Loc;
 
 typedef enum { VK_PLAIN, VK_QUOTED, VK_MAPPING, VK_SEQUENCE } ValKind;
-static const char *const g_kind_names[] = {"scalar", "scalar", "mapping", "sequence"};
+static const char *const g_kind_names[] = {[VK_PLAIN] = "scalar",
+                                           [VK_QUOTED] = "scalar",
+                                           [VK_MAPPING] = "mapping",
+                                           [VK_SEQUENCE] = "sequence"};
+_Static_assert(XB_ARRAY_LEN(g_kind_names) == VK_SEQUENCE + 1, "a name for every ValKind");
 enum { ORIG_FILE, ORIG_SWEEP, ORIG_SET };
 
 /* One "section.key = value" with where it came from. */

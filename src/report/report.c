@@ -104,6 +104,7 @@ static cJSON *build_memory(const MemoryReport *m) {
                             m->scratch_peak};
     static const char *const names[] = {"parameters", "gradients", "optimizer", "activations",
                                         "scratch_peak"};
+    _Static_assert(XB_ARRAY_LEN(names) == sizeof parts / sizeof parts[0], "a name for each part");
     uint64_t total = 0;
     for (size_t i = 0; i < XB_ARRAY_LEN(parts); i++) {
         add(o, names[i], json_u64(parts[i]));

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/hash.h"
+#include "core/profile.h"
 #include "core/xassert.h"
 #include "report/report.h"
 
@@ -274,6 +275,8 @@ int summary_read_run(const char *path, ReportRun *r, XbError *err) {
     cJSON_Delete(doc);
     return rc;
 }
+
+_Static_assert(REPORT_PROFILE_MAX >= 2 * PROF_N, "room for each kernel family in each direction");
 
 static double number_at(const cJSON *obj, const char *key) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
