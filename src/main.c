@@ -14,22 +14,22 @@ static void usage(FILE *f) {
                "Efficient-Transformer benchmark harness: YAML experiment in, trained encoder,\n"
                "JSON report out.\n\ncommands:\n");
     int n;
-    const Command *cmd = cli_commands(&n);
-    for (int i = 0; i < n; i++) fprintf(f, "  %-8s %s\n", cmd[i].spec->name, cmd[i].spec->summary);
+    const CliCommand *const *cmd = cli_commands(&n);
+    for (int i = 0; i < n; i++) fprintf(f, "  %-8s %s\n", cmd[i]->name, cmd[i]->summary);
     fprintf(f, "\n'xformer-bench COMMAND --help' describes a command.\n");
 }
 
 /* The subcommand called name, or NULL. */
-static const Command *find_command(const char *name) {
+static const CliCommand *find_command(const char *name) {
     int n;
-    const Command *cmd = cli_commands(&n);
+    const CliCommand *const *cmd = cli_commands(&n);
     for (int i = 0; i < n; i++)
-        if (!strcmp(name, cmd[i].spec->name)) return &cmd[i];
+        if (!strcmp(name, cmd[i]->name)) return cmd[i];
     return NULL;
 }
 
 /* Runs a subcommand: MPI first, when an MPI launcher started the process. */
-static int run_command(const Command *cmd, int argc, char **argv) {
+static int run_command(const CliCommand *cmd, int argc, char **argv) {
     if (dist_init(&argc, &argv)) {
         fprintf(stderr,
                 "xformer-bench: this build has no MPI, but it was started as one of %d "
@@ -39,7 +39,7 @@ static int run_command(const Command *cmd, int argc, char **argv) {
                 dist_world_size());
         return XB_EXIT_USAGE;
     }
-    const int rc = cmd->run(argc - 1, argv + 1);
+    const int rc = cli_main(cmd, argc - 1, argv + 1);
     dist_finalize();
     return rc;
 }
@@ -50,9 +50,9 @@ int main(int argc, char **argv) {
         return XB_EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        const Command *cmd = argc > 2 && !strcmp(argv[1], "help") ? find_command(argv[2]) : NULL;
+        const CliCommand *cmd = argc > 2 && !strcmp(argv[1], "help") ? find_command(argv[2]) : NULL;
         char *sub[] = {argv[argc > 2 ? 2 : 1], "--help", NULL};
-        if (cmd) return cmd->run(2, sub);
+        if (cmd) return cli_main(cmd, 2, sub);
         usage(stdout);
         return XB_EXIT_OK;
     }
@@ -60,13 +60,13 @@ int main(int argc, char **argv) {
         printf("xformer-bench %s (%s)\n", XB_VERSION, XB_GIT_COMMIT);
         return XB_EXIT_OK;
     }
-    const Command *cmd = find_command(argv[1]);
+    const CliCommand *cmd = find_command(argv[1]);
     if (cmd) return run_command(cmd, argc, argv);
     int n;
-    const Command *all = cli_commands(&n);
+    const CliCommand *const *all = cli_commands(&n);
     char valid[256] = "";
     for (int i = 0; i < n; i++)
         snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", i ? ", " : "",
-                 all[i].spec->name);
+                 all[i]->name);
     return cli_usage_error(NULL, "\"%s\" is not a command (valid: %s; see --help)", argv[1], valid);
 }

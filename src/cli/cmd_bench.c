@@ -146,7 +146,6 @@ static const CliOpt BENCH_OPTS[] = {
                        .min = 1, .max = 100000, .def = "20", .modes = ALLREDUCE,
                        .help = "timed calls per size"},
 };
-CLI_CHECK_TABLE(BENCH_OPTS, N_BENCH_OPTS);
 
 static const CliMode BENCH_MODES[] = {
     [MODE_POINTS] = {NULL, -1},
@@ -178,21 +177,6 @@ static const CliHelp BENCH_HELP[] = {
 };
 #undef POINTS
 #undef ALLREDUCE
-
-const CliCommand CMD_BENCH = {
-    .name = "bench",
-    .summary = "time training steps of mechanisms across lengths (LRA's efficiency table)",
-    .opts = BENCH_OPTS,
-    .n_opts = N_BENCH_OPTS,
-    .operands = "CONFIG",
-    .operands_at = CLI_AT(BenchArgs, config, CliList),
-    .max_operands = 1,
-    .one_more = "one CONFIG",
-    .modes = BENCH_MODES,
-    .n_modes = XB_ARRAY_LEN(BENCH_MODES),
-    .help = BENCH_HELP,
-    .n_help = XB_ARRAY_LEN(BENCH_HELP),
-};
 
 /* Splits a comma list into its items (pointers into buf, which is modified). */
 static int split(char *buf, char **items, int max) {
@@ -440,18 +424,17 @@ static int bench_points(const BenchArgs *a, const CliSeen *seen) {
     return rc;
 }
 
-static int bench(const BenchArgs *a, const CliSeen *seen) {
+static int bench(const void *args, const CliSeen *seen) {
+    const BenchArgs *a = args;
     if (seen->mode == MODE_POINTS) return bench_points(a, seen);
     if (a->config.n)
         return BENCH_USAGE("--allreduce takes no CONFIG (got \"%s\"; see --help)", a->config.v[0]);
     return bench_allreduce(&a->sizes, a->repeats, a->output, a->quiet);
 }
 
-int cmd_bench(int argc, char **argv) {
-    BenchArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_BENCH, argc, argv, &a, &seen, &rc)) rc = bench(&a, &seen);
-    cli_args_free(&CMD_BENCH, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(BENCH_OPTS, N_BENCH_OPTS);
+const CliCommand CMD_BENCH = CLI_COMMAND(
+    "bench", BenchArgs, config, bench, BENCH_OPTS, BENCH_HELP,
+    .summary = "time training steps of mechanisms across lengths (LRA's efficiency table)",
+    .operands = "CONFIG", .max_operands = 1, .one_more = "one CONFIG", .modes = BENCH_MODES,
+    .n_modes = XB_ARRAY_LEN(BENCH_MODES));

@@ -59,7 +59,6 @@ static const CliOpt CMP_OPTS[] = {
                    .help = "the significance level of the seeds' t-test (see Seeds)"},
 };
 #undef CMP_PCT
-CLI_CHECK_TABLE(CMP_OPTS, N_CMP_OPTS);
 
 static const CliHelp CMP_HELP[] = {
     {"Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
@@ -89,20 +88,8 @@ static const CliHelp CMP_HELP[] = {
      0},
 };
 
-const CliCommand CMD_COMPARE = {
-    .name = "compare",
-    .summary = "compare two sets of reports; exit 1 on a regression (a CI gate)",
-    .opts = CMP_OPTS,
-    .n_opts = N_CMP_OPTS,
-    .operands = "BASE NEW",
-    .operands_at = CLI_AT(Limits, paths, CliList),
-    .min_operands = 2,
-    .max_operands = 2,
-    .one_more = "two paths, BASE and NEW",
-    .missing = "expected BASE and NEW (report files or directories; see --help)",
-    .help = CMP_HELP,
-    .n_help = XB_ARRAY_LEN(CMP_HELP),
-};
+static int compare(const void *args, const CliSeen *seen);
+static const Limits CMP_INIT = {.cal_slowdown = -1, .mean_cal_slowdown = -1, .mean_cpu_growth = -1};
 
 typedef struct Pair {
     const ReportSummary *a, *b; /* base, new (either NULL when unmatched) */
@@ -379,11 +366,8 @@ static int load_sides(const Limits *lim, ReportSummary **set, int *n) {
         XbError err;
         xb_error_clear(&err);
         if (summary_load(&lim->paths.v[k], 1, &set[k], &n[k], &err)) {
-            char line[2048];
-            xb_error_format(&err, line, sizeof line);
-            fprintf(stderr, "xformer-bench compare: %s\n", line);
             free(set[0]);
-            return XB_EXIT_USAGE;
+            return cli_command_error("compare", &err);
         }
     }
     return XB_EXIT_OK;
@@ -472,7 +456,9 @@ static void print_table(const Pair *pairs, int npairs, const Limits *lim, char (
            bad ? "regressions (see above)" : "within tolerances");
 }
 
-static int compare(const Limits *lim) {
+static int compare(const void *args, const CliSeen *seen) {
+    const Limits *lim = args;
+    (void)seen;
     ReportSummary *set[2] = {NULL, NULL};
     int n[2] = {0, 0};
     if (load_sides(lim, set, n)) return XB_EXIT_USAGE;
@@ -493,11 +479,11 @@ static int compare(const Limits *lim) {
     return bad ? XB_EXIT_REGRESSION : XB_EXIT_OK;
 }
 
-int cmd_compare(int argc, char **argv) {
-    Limits lim = {.cal_slowdown = -1, .mean_cal_slowdown = -1, .mean_cpu_growth = -1};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_COMPARE, argc, argv, &lim, &seen, &rc)) rc = compare(&lim);
-    cli_args_free(&CMD_COMPARE, &lim);
-    return rc;
-}
+CLI_CHECK_TABLE(CMP_OPTS, N_CMP_OPTS);
+const CliCommand CMD_COMPARE =
+    CLI_COMMAND("compare", Limits, paths, compare, CMP_OPTS, CMP_HELP,
+                .summary = "compare two sets of reports; exit 1 on a regression (a CI gate)",
+                .operands = "BASE NEW", .min_operands = 2, .max_operands = 2,
+                .one_more = "two paths, BASE and NEW",
+                .missing = "expected BASE and NEW (report files or directories; see --help)",
+                .args_init = &CMP_INIT);

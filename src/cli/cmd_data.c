@@ -29,7 +29,6 @@ static const CliOpt DATA_OPTS[] = {
                      .help = "also write the splits into DIR (created if missing) in the Long "
                              "Range Arena's formats, for an implementation we did not write"},
 };
-CLI_CHECK_TABLE(DATA_OPTS, N_DATA_OPTS);
 
 static const CliHelp DATA_HELP[] = {
     {"Loads (generates, or reads and checks) a task's data and prints its statistics: the size of\n"
@@ -57,21 +56,6 @@ static const CliHelp DATA_HELP[] = {
      "Exit status: 0, or 2 bad input (unknown task, bad option, missing or malformed data, a task\n"
      "without an export format, an export file that exists or cannot be written).\n",
      0},
-};
-
-const CliCommand CMD_DATA = {
-    .name = "data",
-    .summary = "load a task's data, print its statistics and checksum, export it",
-    .opts = DATA_OPTS,
-    .n_opts = N_DATA_OPTS,
-    .operands = "TASK|CONFIG",
-    .operands_at = CLI_AT(DataArgs, what, CliList),
-    .min_operands = 1,
-    .max_operands = 1,
-    .one_more = "one TASK or CONFIG",
-    .missing = "expected a TASK (see xformer-bench list tasks) or a CONFIG",
-    .help = DATA_HELP,
-    .n_help = XB_ARRAY_LEN(DATA_HELP),
 };
 
 static int cmp_i64(const void *a, const void *b) {
@@ -164,7 +148,9 @@ static int export_to(const Dataset *ds, const TaskSpec *t, const char *dir) {
     return XB_EXIT_OK;
 }
 
-static int data_args(const DataArgs *a) {
+static int data_args(const void *args, const CliSeen *seen) {
+    const DataArgs *a = args;
+    (void)seen;
     ConfigSet cs;
     XbError err;
     xb_error_clear(&err);
@@ -188,11 +174,10 @@ static int data_args(const DataArgs *a) {
     return rc;
 }
 
-int cmd_data(int argc, char **argv) {
-    DataArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_DATA, argc, argv, &a, &seen, &rc)) rc = data_args(&a);
-    cli_args_free(&CMD_DATA, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(DATA_OPTS, N_DATA_OPTS);
+const CliCommand CMD_DATA =
+    CLI_COMMAND("data", DataArgs, what, data_args, DATA_OPTS, DATA_HELP,
+                .summary = "load a task's data, print its statistics and checksum, export it",
+                .operands = "TASK|CONFIG", .min_operands = 1, .max_operands = 1,
+                .one_more = "one TASK or CONFIG",
+                .missing = "expected a TASK (see xformer-bench list tasks) or a CONFIG");

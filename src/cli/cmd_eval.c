@@ -46,7 +46,6 @@ static const CliOpt EVAL_OPTS[] = {
                       .help = "threads for OpenMP and OpenBLAS, 0 = all cores (default: the "
                               "report's experiment.threads)"},
 };
-CLI_CHECK_TABLE(EVAL_OPTS, N_EVAL_OPTS);
 
 static const CliHelp EVAL_HELP[] = {
     {"Rebuilds the model of a report from the resolved config it holds, loads its checkpoint\n"
@@ -58,20 +57,6 @@ static const CliHelp EVAL_HELP[] = {
     {"Exit status: 0, or 2 bad input (an unreadable or malformed report, a missing checkpoint or\n"
      "one of another model, data that differ from the report's, an unwritable FILE.npy).\n",
      0},
-};
-
-const CliCommand CMD_EVAL = {
-    .name = "eval",
-    .summary = "evaluate a report's checkpoint again; write its logits",
-    .opts = EVAL_OPTS,
-    .n_opts = N_EVAL_OPTS,
-    .operands = "REPORT.json",
-    .operands_at = CLI_AT(EvalArgs, report, CliList),
-    .min_operands = 1,
-    .max_operands = 1,
-    .one_more = "one REPORT",
-    .help = EVAL_HELP,
-    .n_help = XB_ARRAY_LEN(EVAL_HELP),
 };
 
 /* The report's checkpoint: named by the report (or RUN_ID.safetensors beside an older one),
@@ -144,7 +129,8 @@ static void print_eval(const EvalArgs *a, const ReportRun *s, const TrainEval *e
         printf("  logits (%d, %d) float32 -> %s\n", ev->n, ev->classes, a->logits);
 }
 
-static int eval_args(const EvalArgs *a, const CliSeen *seen) {
+static int eval_args(const void *args, const CliSeen *seen) {
+    const EvalArgs *a = args;
     const char *report = a->report.v[0];
     XbError err;
     xb_error_clear(&err);
@@ -166,11 +152,8 @@ static int eval_args(const EvalArgs *a, const CliSeen *seen) {
     return rc;
 }
 
-int cmd_eval(int argc, char **argv) {
-    EvalArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_EVAL, argc, argv, &a, &seen, &rc)) rc = eval_args(&a, &seen);
-    cli_args_free(&CMD_EVAL, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(EVAL_OPTS, N_EVAL_OPTS);
+const CliCommand CMD_EVAL = CLI_COMMAND(
+    "eval", EvalArgs, report, eval_args, EVAL_OPTS, EVAL_HELP,
+    .summary = "evaluate a report's checkpoint again; write its logits", .operands = "REPORT.json",
+    .min_operands = 1, .max_operands = 1, .one_more = "one REPORT");

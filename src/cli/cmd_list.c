@@ -32,7 +32,6 @@ static const CliOpt LIST_OPTS[] = {
                            "choices and help; without a part named, the subcommands and their "
                            "options too"},
 };
-CLI_CHECK_TABLE(LIST_OPTS, N_LIST_OPTS);
 
 static const CliHelp LIST_HELP[] = {
     {"Lists every attention mechanism (name, taxonomy class of arXiv 2009.06732, paper, whether\n"
@@ -40,19 +39,6 @@ static const CliHelp LIST_HELP[] = {
      "keys of the experiment, model and train sections of a config; with --json, the\n"
      "subcommands and their options too.\n",
      ~0u},
-};
-
-const CliCommand CMD_LIST = {
-    .name = "list",
-    .summary = "list the attention mechanisms and tasks with their options",
-    .opts = LIST_OPTS,
-    .n_opts = N_LIST_OPTS,
-    .operands = "[mechanisms|tasks|config]",
-    .operands_at = CLI_AT(ListArgs, what, CliList),
-    .max_operands = 1,
-    .one_more = "one of mechanisms, tasks, config",
-    .help = LIST_HELP,
-    .n_help = XB_ARRAY_LEN(LIST_HELP),
 };
 
 /* What list prints: bits, from the operand. */
@@ -173,11 +159,11 @@ static ListMechanism *mechanisms(int *n) {
 
 /* The subcommands with their options, as the listing takes them; free with free_commands. */
 static ListCommand *commands(int *n) {
-    const Command *cmd = cli_commands(n);
+    const CliCommand *const *cmd = cli_commands(n);
     ListCommand *c = calloc((size_t)*n, sizeof *c);
     XB_ASSERT(c);
     for (int i = 0; i < *n; i++) {
-        const CliCommand *s = cmd[i].spec;
+        const CliCommand *s = cmd[i];
         ListCommandOption *o = calloc((size_t)s->n_opts + 1, sizeof *o);
         XB_ASSERT(o);
         for (int k = 0; k < s->n_opts; k++) {
@@ -226,7 +212,9 @@ static int list_json(int what) {
     return XB_EXIT_OK;
 }
 
-static int list_parts(const ListArgs *a) {
+static int list_parts(const void *args, const CliSeen *seen) {
+    const ListArgs *a = args;
+    (void)seen;
     const int md = a->markdown;
     int what = LIST_MECHANISMS | LIST_TASKS | LIST_CONFIG;
     if (a->what.n) {
@@ -255,11 +243,9 @@ static int list_parts(const ListArgs *a) {
     return XB_EXIT_OK;
 }
 
-int cmd_list(int argc, char **argv) {
-    ListArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_LIST, argc, argv, &a, &seen, &rc)) rc = list_parts(&a);
-    cli_args_free(&CMD_LIST, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(LIST_OPTS, N_LIST_OPTS);
+const CliCommand CMD_LIST =
+    CLI_COMMAND("list", ListArgs, what, list_parts, LIST_OPTS, LIST_HELP,
+                .summary = "list the attention mechanisms and tasks with their options",
+                .operands = "[mechanisms|tasks|config]", .max_operands = 1,
+                .one_more = "one of mechanisms, tasks, config");

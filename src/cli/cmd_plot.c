@@ -57,7 +57,6 @@ static const CliOpt PLOT_OPTS[] = {
                     .modes = 1u << KIND_FRONTIER,
                     .help = "frontier: a grid of panels, one per task, on a shared speed axis"},
 };
-CLI_CHECK_TABLE(PLOT_OPTS, N_PLOT_OPTS);
 
 static const CliMode PLOT_MODES[] = {
     [KIND_FRONTIER] = {"--kind frontier", PLOT_KIND, KIND_FRONTIER},
@@ -71,22 +70,6 @@ static const CliHelp PLOT_HELP[] = {
      ~0u},
     {"Exit status: 0, or 2 bad input (a report, an option) or a figure that cannot be written.\n",
      0},
-};
-
-const CliCommand CMD_PLOT = {
-    .name = "plot",
-    .summary = "draw reports as SVG: accuracy-speed-memory frontier, scaling curves",
-    .opts = PLOT_OPTS,
-    .n_opts = N_PLOT_OPTS,
-    .operands = "REPORTS...",
-    .operands_at = CLI_AT(PlotArgs, paths, CliList),
-    .min_operands = 1,
-    .max_operands = -1,
-    .missing = "expected report files or directories (see --help)",
-    .modes = PLOT_MODES,
-    .n_modes = XB_ARRAY_LEN(PLOT_MODES),
-    .help = PLOT_HELP,
-    .n_help = XB_ARRAY_LEN(PLOT_HELP),
 };
 
 /* Seconds per training step: the median step when the report has one (bench), else the mean. */
@@ -169,7 +152,8 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     free(line);
 }
 
-static int plot(const PlotArgs *a, const CliSeen *seen) {
+static int plot(const void *args, const CliSeen *seen) {
+    const PlotArgs *a = args;
     const FrontierOptions fo = {seen->given[PLOT_TASK] ? a->task : NULL, (int)a->length,
                                 seen->given[PLOT_FACET] != 0};
     if (fo.facet && fo.task)
@@ -192,20 +176,14 @@ static int plot(const PlotArgs *a, const CliSeen *seen) {
     }
     frontier_free(fr);
     free(r);
-    if (rc) {
-        char line[2048];
-        xb_error_format(&err, line, sizeof line);
-        fprintf(stderr, "xformer-bench plot: %s\n", line);
-        return XB_EXIT_USAGE; /* as --help says: no run is involved, so never 3 */
-    }
-    return XB_EXIT_OK;
+    /* as --help says: no run is involved, so never 3 */
+    return rc ? cli_command_error("plot", &err) : XB_EXIT_OK;
 }
 
-int cmd_plot(int argc, char **argv) {
-    PlotArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_PLOT, argc, argv, &a, &seen, &rc)) rc = plot(&a, &seen);
-    cli_args_free(&CMD_PLOT, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(PLOT_OPTS, N_PLOT_OPTS);
+const CliCommand CMD_PLOT =
+    CLI_COMMAND("plot", PlotArgs, paths, plot, PLOT_OPTS, PLOT_HELP,
+                .summary = "draw reports as SVG: accuracy-speed-memory frontier, scaling curves",
+                .operands = "REPORTS...", .min_operands = 1, .max_operands = -1,
+                .missing = "expected report files or directories (see --help)", .modes = PLOT_MODES,
+                .n_modes = XB_ARRAY_LEN(PLOT_MODES));

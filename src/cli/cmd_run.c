@@ -97,7 +97,6 @@ static const CliOpt RUN_OPTS[] = {
                    .help = "only check the config (every run of its sweep) and that its output "
                            "directories can be written, then exit"},
 };
-CLI_CHECK_TABLE(RUN_OPTS, N_RUN_OPTS);
 
 static const CliHelp RUN_HELP[] = {
     {"Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
@@ -117,21 +116,6 @@ static const CliHelp RUN_HELP[] = {
      0},
 };
 static const char *const RUN_USAGE_EXTRA[] = {"mpirun -np N xformer-bench run CONFIG ...", NULL};
-
-const CliCommand CMD_RUN = {
-    .name = "run",
-    .summary = "train and evaluate the experiment(s) of a YAML config, write JSON reports",
-    .opts = RUN_OPTS,
-    .n_opts = N_RUN_OPTS,
-    .operands = "CONFIG",
-    .operands_at = CLI_AT(RunArgs, config, CliList),
-    .min_operands = 1,
-    .max_operands = 1,
-    .one_more = "one CONFIG",
-    .usage_extra = RUN_USAGE_EXTRA,
-    .help = RUN_HELP,
-    .n_help = XB_ARRAY_LEN(RUN_HELP),
-};
 
 typedef struct ProgressCtx {
     const char *run_id;
@@ -468,7 +452,8 @@ static int run_sweep(const RunArgs *a, const CliSeen *seen, ConfigSet *cs, int s
     return rc;
 }
 
-static int run_args(const RunArgs *a, const CliSeen *seen) {
+static int run_args(const void *args, const CliSeen *seen) {
+    const RunArgs *a = args;
     xb_signals_install(); /* from here on a signal ends the command with status 3 */
     ConfigSet cs;
     int rc = load_runs(a, &cs);
@@ -483,11 +468,9 @@ static int run_args(const RunArgs *a, const CliSeen *seen) {
     return rc;
 }
 
-int cmd_run(int argc, char **argv) {
-    RunArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_RUN, argc, argv, &a, &seen, &rc)) rc = run_args(&a, &seen);
-    cli_args_free(&CMD_RUN, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(RUN_OPTS, N_RUN_OPTS);
+const CliCommand CMD_RUN = CLI_COMMAND(
+    "run", RunArgs, config, run_args, RUN_OPTS, RUN_HELP,
+    .summary = "train and evaluate the experiment(s) of a YAML config, write JSON reports",
+    .operands = "CONFIG", .min_operands = 1, .max_operands = 1, .one_more = "one CONFIG",
+    .usage_extra = RUN_USAGE_EXTRA);

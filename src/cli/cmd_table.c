@@ -55,7 +55,6 @@ static const CliOpt TABLE_OPTS[] = {
                           "by more than POINTS percentage points; 3 is about twice the standard "
                           "deviation of a coin-flip accuracy on 1000 test examples"},
 };
-CLI_CHECK_TABLE(TABLE_OPTS, N_TABLE_OPTS);
 
 static const CliHelp TABLE_HELP[] = {
     {"Turns reports (files, or directories of them and of their subdirectories) into a table\n"
@@ -75,20 +74,6 @@ static const CliHelp TABLE_HELP[] = {
      "TASK_converged and TASK_mark (best, tie or empty), then Avg_mean, Avg_std, Avg_mark.\n\n"
      "Exit status: 0, or 2 bad input.\n",
      0},
-};
-
-const CliCommand CMD_TABLE = {
-    .name = "table",
-    .summary = "turn reports into accuracy or efficiency tables (md, latex, csv)",
-    .opts = TABLE_OPTS,
-    .n_opts = N_TABLE_OPTS,
-    .operands = "REPORTS...",
-    .operands_at = CLI_AT(TableArgs, paths, CliList),
-    .min_operands = 1,
-    .max_operands = -1,
-    .missing = "expected report files or directories (see --help)",
-    .help = TABLE_HELP,
-    .n_help = XB_ARRAY_LEN(TABLE_HELP),
 };
 
 typedef struct Axis {
@@ -500,17 +485,14 @@ static void efficiency_table(const ReportSummary *r, int n, int fmt, int by_clas
     free(e.rows.name), free(e.lens.name);
 }
 
-static int table(const TableArgs *a) {
+static int table(const void *args, const CliSeen *seen) {
+    const TableArgs *a = args;
+    (void)seen;
     ReportSummary *r;
     int n;
     XbError err;
     xb_error_clear(&err);
-    if (summary_load(a->paths.v, a->paths.n, &r, &n, &err)) {
-        char line[2048];
-        xb_error_format(&err, line, sizeof line);
-        fprintf(stderr, "xformer-bench table: %s\n", line);
-        return XB_EXIT_USAGE;
-    }
+    if (summary_load(a->paths.v, a->paths.n, &r, &n, &err)) return cli_command_error("table", &err);
     if (a->layout == LAYOUT_EFFICIENCY)
         efficiency_table(r, n, a->format, a->order == ORDER_CLASS);
     else
@@ -519,11 +501,9 @@ static int table(const TableArgs *a) {
     return XB_EXIT_OK;
 }
 
-int cmd_table(int argc, char **argv) {
-    TableArgs a = {0};
-    CliSeen seen;
-    int rc;
-    if (!cli_parse(&CMD_TABLE, argc, argv, &a, &seen, &rc)) rc = table(&a);
-    cli_args_free(&CMD_TABLE, &a);
-    return rc;
-}
+CLI_CHECK_TABLE(TABLE_OPTS, N_TABLE_OPTS);
+const CliCommand CMD_TABLE =
+    CLI_COMMAND("table", TableArgs, paths, table, TABLE_OPTS, TABLE_HELP,
+                .summary = "turn reports into accuracy or efficiency tables (md, latex, csv)",
+                .operands = "REPORTS...", .min_operands = 1, .max_operands = -1,
+                .missing = "expected report files or directories (see --help)");

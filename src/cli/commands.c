@@ -2,13 +2,10 @@
 #include "cli/cli.h"
 #include "core/xassert.h"
 
-static const Command COMMANDS[] = {
-    {&CMD_RUN, cmd_run},     {&CMD_LIST, cmd_list},   {&CMD_DATA, cmd_data},
-    {&CMD_EVAL, cmd_eval},   {&CMD_BENCH, cmd_bench}, {&CMD_COMPARE, cmd_compare},
-    {&CMD_TABLE, cmd_table}, {&CMD_PLOT, cmd_plot},
-};
+static const CliCommand *const COMMANDS[] = {&CMD_RUN,   &CMD_LIST,    &CMD_DATA,  &CMD_EVAL,
+                                             &CMD_BENCH, &CMD_COMPARE, &CMD_TABLE, &CMD_PLOT};
 
-const Command *cli_commands(int *n) {
+const CliCommand *const *cli_commands(int *n) {
     *n = (int)XB_ARRAY_LEN(COMMANDS);
     return COMMANDS;
 }

@@ -31,6 +31,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return XB_EXIT_USAGE;
 }
 
+int cli_command_error(const char *cmd, const XbError *err) {
+    char line[2048];
+    xb_error_format(err, line, sizeof line);
+    return cli_usage_error(cmd, "%s", line);
+}
+
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
     char *end;
     if (!s || !*s) return -1;
@@ -310,6 +316,18 @@ int cli_parse(const CliCommand *c, int argc, char **argv, void *args, CliSeen *s
     }
     if (!*code) *code = check_after(c, args, seen);
     return *code != XB_EXIT_OK;
+}
+
+int cli_main(const CliCommand *c, int argc, char **argv) {
+    void *args = calloc(1, c->args_size);
+    XB_ASSERT(args);
+    if (c->args_init) memcpy(args, c->args_init, c->args_size);
+    CliSeen seen;
+    int rc;
+    if (!cli_parse(c, argc, argv, args, &seen, &rc)) rc = c->go(args, &seen);
+    cli_args_free(c, args);
+    free(args);
+    return rc;
 }
 
 void cli_args_free(const CliCommand *c, void *args) {

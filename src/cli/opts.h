@@ -80,6 +80,25 @@ typedef struct CliOpt {
     const char *help;  /* one paragraph; the help wraps it */
 } CliOpt;
 
+/* A command's spec (a CliCommand initialiser): its name, its argument struct T whose CliList
+ * `operands` receives the operands, the function that runs it, its option and help tables (their
+ * counts taken from them); then the other fields, designated (.summary, .operands, ...). */
+#define CLI_COMMAND(command, T, operands_field, run, OPTS, HELP, ...)                              \
+    {                                                                                              \
+        .name = command, .opts = OPTS, .n_opts = (int)(sizeof(OPTS) / sizeof((OPTS)[0])),          \
+        .operands_at = CLI_AT(T, operands_field, CliList), .help = HELP,                           \
+        .n_help = (int)(sizeof(HELP) / sizeof((HELP)[0])), .args_size = sizeof(T), .go = run,      \
+        __VA_ARGS__                                                                                \
+    }
+
+/* What cli_parse found besides the values. */
+
+typedef struct CliSeen {
+    int given[CLI_MAX_OPTS]; /* for each option: the argv index where it was first given, 0: not
+                                given */
+    int mode;                /* the index of the selected mode (0 without modes) */
+} CliSeen;
+
 /* A way of running a command that only some options apply to (bench --allreduce, plot --kind
  * scaling): selected by a flag, or by a value of an enum option. */
 typedef struct CliMode {
@@ -111,17 +130,16 @@ typedef struct CliCommand {
     const char *const *usage_extra; /* more usage lines, NULL-terminated ("mpirun ... run ...") */
     const CliHelp *help;            /* the help's paragraphs after the usage */
     int n_help;
-    const char *summary; /* one line, for `xformer-bench --help` and `list --json` */
+    const char *summary;   /* one line, for `xformer-bench --help` and `list --json` */
+    size_t args_size;      /* the command's argument struct */
+    const void *args_init; /* its values before the defaults and the arguments; NULL: zeros */
+    /* runs the command on the parsed arguments; returns its exit code */
+    int (*go)(const void *args, const CliSeen *seen);
 } CliCommand;
 
-/* What cli_parse found besides the values. */
-
-typedef struct CliSeen {
-    int given[CLI_MAX_OPTS]; /* for each option: the argv index where it was first given, 0: not
-                                given */
-    int mode;                /* the index of the selected mode (0 without modes) */
-} CliSeen;
-
+/* Runs command c on argv[0..argc) (argv[0] its name): parses the arguments into a struct of its
+ * own and hands them to c->go. Returns the exit code. */
+int cli_main(const CliCommand *c, int argc, char **argv);
 /* Fills args (the command's argument struct) with the defaults of c's options, then parses
  * argv[1..argc) into it. Returns 0 to go on; else the command returns *code at once: 0 after the
  * help was printed (--help, -h), XB_EXIT_USAGE after a one-line error (or the usage) was printed

@@ -237,96 +237,99 @@ static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base,
 
 /* ---- walking the file ---- */
 
+/* What to do with one key of a section's mapping: pk the key, pv its value, kt its text, shown
+ * the dotted key as messages show it. Returns 0, or -1 with the error. */
+typedef int (*KeyFn)(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown);
+
+/* Calls each for every key of mapping v, the value of section `where` (sec), after checking
+ * that the key is a scalar and not given twice. */
+static int walk_keys(Ctx *x, SecId sec, const char *where, yaml_node_t *v, KeyFn each) {
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(x, node_loc(x, v), where, "expected a mapping, got a %s",
+                    g_kind_names[node_kind(v)]);
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        char shown[320];
+        if (key_text(x, pk, where, &kt)) return -1;
+        snprintf(shown, sizeof shown, "%s.%s", where, kt);
+        if (check_dup(x, v, p, shown) || each(x, sec, pk, pv, kt, shown)) return -1;
+    }
+    return 0;
+}
+
+/* A key of model.mixer: the mechanism's name, or one of its options (checked once the run's
+ * mechanism is known). */
+static int mixer_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown) {
+    return add_file_assign(x, sec, strcmp(kt, "name") ? IDX_DEFER : IDX_NAME, kt, shown, 12, pk,
+                           pv);
+}
+
 static int walk_mixer(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
     x->have_mixer = 1;
     x->mixer_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
     if (v->type == YAML_SCALAR_NODE)
         return add_file_assign(x, SEC_MIXER, IDX_NAME, "name", "model.mixer", 6, k, v);
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), "model.mixer", "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, "model.mixer", &kt)) return -1;
-        snprintf(shown, sizeof shown, "model.mixer.%s", kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        add_file_assign(x, SEC_MIXER, strcmp(kt, "name") ? IDX_DEFER : IDX_NAME, kt, shown, 12, pk,
-                        pv);
+    return walk_keys(x, SEC_MIXER, "model.mixer", v, mixer_key);
+}
+
+/* A key of experiment, task, model or train: task's are checked once the run's task is known,
+ * model.mixer is a section of its own, the others are looked up in the section's table. */
+static int section_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                       const char *shown) {
+    const int base = (int)strlen(cfg_sections[sec]) + 1;
+    if (sec == SEC_MODEL && !strcmp(kt, "mixer")) return walk_mixer(x, pk, pv);
+    int idx = strcmp(kt, "name") ? IDX_DEFER : IDX_NAME;
+    if (sec != SEC_TASK) {
+        Schema s = cfg_schema_of(sec, -1, -1);
+        idx = cfg_schema_find(&s, kt, strlen(kt));
+        if (idx < 0)
+            return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
     }
-    return 0;
+    return add_file_assign(x, sec, idx, kt, shown, base, pk, pv);
 }
 
 static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
-    const char *sname = cfg_sections[sec];
-    const int base = (int)strlen(sname) + 1;
     if (sec == SEC_TASK) x->have_task = 1, x->task_kloc = node_loc(x, k);
     if (sec == SEC_MODEL) x->have_model = 1, x->model_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), sname, "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    Schema s = cfg_schema_of(sec, -1, -1);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, sname, &kt)) return -1;
-        snprintf(shown, sizeof shown, "%s.%s", sname, kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        int idx;
-        if (sec == SEC_TASK) {
-            idx = strcmp(kt, "name") ? IDX_DEFER : IDX_NAME;
-        } else if (sec == SEC_MODEL && !strcmp(kt, "mixer")) {
-            if (walk_mixer(x, pk, pv)) return -1;
-            continue;
-        } else {
-            idx = cfg_schema_find(&s, kt, strlen(kt));
-            if (idx < 0)
-                return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
-        }
-        add_file_assign(x, sec, idx, kt, shown, base, pk, pv);
+    return walk_keys(x, sec, cfg_sections[sec], v, section_key);
+}
+
+/* A key of sweep: a dotted key that can be swept, with a non-empty list of values. */
+static int sweep_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown) {
+    (void)sec;
+    Assign a;
+    memset(&a, 0, sizeof a);
+    if (resolve_path(x, kt, shown, 6, node_loc(x, pk), &a)) return -1;
+    if (a.sec == SEC_SWEEP || (a.sec == SEC_EXP && a.idx == E_NAME))
+        return fail(x, node_loc(x, pk), shown, "cannot be swept");
+    if (pv->type != YAML_SEQUENCE_NODE ||
+        pv->data.sequence.items.top == pv->data.sequence.items.start)
+        return fail(x, node_loc(x, pv), shown, "expected a non-empty list of values");
+    a.origin = ORIG_SWEEP;
+    a.kloc = node_loc(x, pk);
+    if (x->n_sw == x->cap_sw) {
+        x->cap_sw = x->cap_sw ? 2 * x->cap_sw : 8;
+        x->sw = realloc(x->sw, (size_t)x->cap_sw * sizeof *x->sw);
+        XB_ASSERT(x->sw);
     }
+    SweepKey *s = &x->sw[x->n_sw++];
+    s->a = a;
+    const char *dot = strrchr(kt, '.');
+    snprintf(s->leaf, sizeof s->leaf, "%s", dot ? dot + 1 : kt);
+    s->seq = pv;
     return 0;
 }
 
 static int walk_sweep(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
     x->sweep_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), "sweep", "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, "sweep", &kt)) return -1;
-        snprintf(shown, sizeof shown, "sweep.%s", kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        Assign a;
-        memset(&a, 0, sizeof a);
-        if (resolve_path(x, kt, shown, 6, node_loc(x, pk), &a)) return -1;
-        if (a.sec == SEC_SWEEP || (a.sec == SEC_EXP && a.idx == E_NAME))
-            return fail(x, node_loc(x, pk), shown, "cannot be swept");
-        if (pv->type != YAML_SEQUENCE_NODE ||
-            pv->data.sequence.items.top == pv->data.sequence.items.start)
-            return fail(x, node_loc(x, pv), shown, "expected a non-empty list of values");
-        a.origin = ORIG_SWEEP;
-        a.kloc = node_loc(x, pk);
-        if (x->n_sw == x->cap_sw) {
-            x->cap_sw = x->cap_sw ? 2 * x->cap_sw : 8;
-            x->sw = realloc(x->sw, (size_t)x->cap_sw * sizeof *x->sw);
-            XB_ASSERT(x->sw);
-        }
-        SweepKey *s = &x->sw[x->n_sw++];
-        s->a = a;
-        const char *dot = strrchr(kt, '.');
-        snprintf(s->leaf, sizeof s->leaf, "%s", dot ? dot + 1 : kt);
-        s->seq = pv;
-    }
-    return 0;
+    return walk_keys(x, SEC_SWEEP, "sweep", v, sweep_key);
 }
 
 static int walk_root(Ctx *x) {
@@ -672,9 +675,9 @@ static int check_heads_warmup(Ctx *x, const RunState *rs) {
     return 0;
 }
 
-/* The Funnel's stages, the Perceiver's latents and its cross-attends fit the blocks and each
- * other. */
-static int check_downsampling(Ctx *x, const SecVals *m) {
+/* The Funnel's stages, the Perceiver's latents and its cross-attends, the segment recurrence and
+ * its compressed memory fit the blocks, the length and each other. */
+static int check_shape(Ctx *x, const SecVals *m) {
     const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];
     const int latents = (int)m->v.num[M_LATENTS], xrep = (int)m->v.num[M_CROSS_ATTENDS];
     if (funnel > 1 && layers % funnel)
@@ -692,13 +695,7 @@ static int check_downsampling(Ctx *x, const SecVals *m) {
                     "%d cross-attends, but there is no latent array to attend from (valid: "
                     "model.cross_attends: 1, or model.latents > 0)",
                     xrep);
-    return 0;
-}
-
-/* The segment recurrence and its compressed memory fit the length and each other. */
-static int check_recurrence(Ctx *x, const SecVals *m) {
     const int seg = (int)m->v.num[M_SEGMENT], maxlen = (int)m->v.num[M_MAX_LEN];
-    const int latents = (int)m->v.num[M_LATENTS], funnel = (int)m->v.num[M_FUNNEL];
     if (seg > 0 && maxlen % seg)
         return fail(x, m->loc[M_SEGMENT], "model.segment",
                     "%d does not divide model.max_len = %d (valid: 0, or a divisor of %d)", seg,
@@ -784,8 +781,7 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     Loc mixer_loc;
     if (resolve_names(x, seq, n, &task, &mixer) ||
         apply_all(x, seq, n, rs, task, mixer, &mixer_loc) || check_heads_warmup(x, rs) ||
-        check_downsampling(x, &rs->s[SEC_MODEL]) || check_recurrence(x, &rs->s[SEC_MODEL]) ||
-        check_pooling(x, &rs->s[SEC_MODEL], task_get(task)) ||
+        check_shape(x, &rs->s[SEC_MODEL]) || check_pooling(x, &rs->s[SEC_MODEL], task_get(task)) ||
         check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc))
         return -1;
     store_run(x, rs, task, mixer, c);

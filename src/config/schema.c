@@ -265,45 +265,45 @@ int cfg_suggest(const char *given, int len, const char *const *names, int n) {
     return best;
 }
 
+/* Stores a value (a double in OptValues) as its field's C type. */
+static void put_int(void *p, double d) {
+    const int t = (int)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_bool(void *p, double d) {
+    const int t = d != 0.0;
+    memcpy(p, &t, sizeof t);
+}
+static void put_i64(void *p, double d) {
+    const int64_t t = (int64_t)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_u64(void *p, double d) {
+    const uint64_t t = (uint64_t)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_flt(void *p, double d) {
+    const float t = (float)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_dbl(void *p, double d) { memcpy(p, &d, sizeof d); }
+static const struct {
+    size_t size;
+    void (*put)(void *p, double d);
+} g_put[] = {[F_INT] = {sizeof(int), put_int},      [F_I64] = {sizeof(int64_t), put_i64},
+             [F_U64] = {sizeof(uint64_t), put_u64}, [F_FLT] = {sizeof(float), put_flt},
+             [F_DBL] = {sizeof(double), put_dbl},   [F_ENUM] = {sizeof(int), put_int},
+             [F_BOOL] = {sizeof(int), put_bool},    [F_STR] = {0, NULL}};
+_Static_assert(XB_ARRAY_LEN(g_put) == F_STR + 1, "a way to store every FieldKind");
+
 static void store_field(ExperimentConfig *c, const Field *f, const OptValues *v, int i) {
     char *dst = (char *)c + f->off;
-    const double d = v->num[i];
-    switch (f->kind) {
-    case F_INT:
-    case F_ENUM:
-    case F_BOOL: {
-        int t = f->kind == F_BOOL ? d != 0.0 : (int)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_I64: {
-        int64_t t = (int64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_U64: {
-        uint64_t t = (uint64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_FLT: {
-        float t = (float)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_DBL: {
-        XB_ASSERT(f->size == sizeof d);
-        memcpy(dst, &d, sizeof d);
-        break;
-    }
-    case F_STR:
+    if (f->kind == F_STR) {
         snprintf(dst, f->size, "%s", v->str[i]);
-        break;
+        return;
     }
+    XB_ASSERT(f->size == g_put[f->kind].size);
+    g_put[f->kind].put(dst, v->num[i]);
 }
 
 void cfg_schema_store(ExperimentConfig *c, SecId sec, const OptValues *v) {
