@@ -1,16 +1,11 @@
 /* xformer-bench run: config → dataset → training → report, for each run of a (swept) config. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <sys/file.h>
-#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -25,7 +20,6 @@
 #include "core/signals.h"
 #include "core/timer.h"
 #include "core/xassert.h"
-#include "mixers/mixer.h"
 #include "report/index.h"
 #include "report/report.h"
 #include "tasks/cache.h"

@@ -59,6 +59,9 @@ __attribute__((format(printf, 2, 3))) static int say(const CliCommand *c, const 
 
 static void *field(void *args, const CliOpt *o) { return (char *)args + o->at; }
 
+static void cli_help(const CliCommand *c, FILE *f);
+static void value_text(const CliOpt *o, char *buf, size_t n);
+
 /* A range end as the messages write it: whole numbers without a fraction. */
 static void fmt_bound(char *buf, size_t n, double x) {
     if (x == floor(x) && fabs(x) < 1e15)
@@ -102,10 +105,6 @@ static int bad_value(const CliCommand *c, const CliOpt *o, const char *got) {
     char valid[512];
     cli_opt_valid(o, valid, sizeof valid);
     return say(c, "%s: expected %s, got \"%s\"", o->name, valid, got);
-}
-
-int cli_bad_value(const CliCommand *c, const CliOpt *o, const char *value) {
-    return bad_value(c, o, value);
 }
 
 static int int_in(const CliOpt *o, const char *s, long long *out) {
@@ -277,8 +276,6 @@ static int take(const CliCommand *c, int argc, char **argv, int *i, void *args, 
     return set_value(c, o, v, args);
 }
 
-static void value_text(const CliOpt *o, char *buf, size_t n);
-
 /* After the arguments: the mode's options, the operands, the options a command cannot go without.
  */
 static int check_after(const CliCommand *c, void *args, CliSeen *seen) {
@@ -302,7 +299,11 @@ static int check_after(const CliCommand *c, void *args, CliSeen *seen) {
     return 0;
 }
 
-int cli_parse(const CliCommand *c, int argc, char **argv, void *args, CliSeen *seen, int *code) {
+/* Fills args with the defaults of c's options, then parses argv[1..argc) into it. Returns 0 to
+ * go on; else the command returns *code at once: 0 after the help (--help, -h), XB_EXIT_USAGE
+ * after a one-line error (or the usage) on stderr. Only the first process of a world prints. */
+static int cli_parse(const CliCommand *c, int argc, char **argv, void *args, CliSeen *seen,
+                     int *code) {
     XB_ASSERT(c->n_opts <= (int)XB_ARRAY_LEN(seen->given));
     memset(seen, 0, sizeof *seen);
     set_defaults(c, args);
@@ -318,6 +319,19 @@ int cli_parse(const CliCommand *c, int argc, char **argv, void *args, CliSeen *s
     return *code != XB_EXIT_OK;
 }
 
+/* Frees what cli_parse allocated in args (the CliLists). */
+static void cli_args_free(const CliCommand *c, void *args) {
+    for (int k = 0; k < c->n_opts; k++)
+        if (c->opts[k].type == CLI_LIST) {
+            CliList *l = field(args, &c->opts[k]);
+            free(l->v);
+            l->v = NULL, l->n = 0;
+        }
+    CliList *ops = (CliList *)((char *)args + c->operands_at);
+    free(ops->v);
+    ops->v = NULL, ops->n = 0;
+}
+
 int cli_main(const CliCommand *c, int argc, char **argv) {
     void *args = calloc(1, c->args_size);
     XB_ASSERT(args);
@@ -328,18 +342,6 @@ int cli_main(const CliCommand *c, int argc, char **argv) {
     cli_args_free(c, args);
     free(args);
     return rc;
-}
-
-void cli_args_free(const CliCommand *c, void *args) {
-    for (int k = 0; k < c->n_opts; k++)
-        if (c->opts[k].type == CLI_LIST) {
-            CliList *l = field(args, &c->opts[k]);
-            free(l->v);
-            l->v = NULL, l->n = 0;
-        }
-    CliList *ops = (CliList *)((char *)args + c->operands_at);
-    free(ops->v);
-    ops->v = NULL, ops->n = 0;
 }
 
 /* ---- help ---- */
@@ -429,7 +431,8 @@ static void usage_line(const CliCommand *c, FILE *f, int first, int m) {
     fputc('\n', f);
 }
 
-void cli_usage(const CliCommand *c, FILE *f) {
+/* Prints c's usage lines on f. */
+static void cli_usage(const CliCommand *c, FILE *f) {
     usage_line(c, f, 1, -1);
     for (int m = 0; m < c->n_modes; m++)
         if (c->modes[m].operands) usage_line(c, f, 0, m);
@@ -460,7 +463,8 @@ static void help_option(const CliOpt *o, FILE *f) {
     }
 }
 
-void cli_help(const CliCommand *c, FILE *f) {
+/* Prints c's help (usage, paragraphs, options with defaults) on f. */
+static void cli_help(const CliCommand *c, FILE *f) {
     cli_usage(c, f);
     unsigned char done[CLI_MAX_OPTS] = {0};
     XB_ASSERT(c->n_opts <= (int)sizeof done);

@@ -2,19 +2,24 @@
  * form, value type with its range or choices, default, where the value goes, help), and that table
  * drives the parsing, the checks of types and ranges, the one-line errors and the --help text.
  *
- *     enum { RUN_SET, RUN_OUTPUT, ..., N_RUN_OPTS };
+ *     typedef struct RunArgs { CliList config; long long threads; ... } RunArgs;
+ *     enum { RUN_THREADS, ..., N_RUN_OPTS };
  *     static const CliOpt RUN_OPTS[] = {
  *         [RUN_THREADS] = {"--threads", 0, CLI_INT, CLI_AT(RunArgs, threads, long long), "N",
  *                          .min = 0, .max = 1024, .help = "threads, 0 = all cores"},
  *         ...};
- *     _Static_assert(XB_ARRAY_LEN(RUN_OPTS) == N_RUN_OPTS, "an entry per option");
+ *     CLI_CHECK_TABLE(RUN_OPTS, N_RUN_OPTS);
+ *     const CliCommand CMD_RUN = CLI_COMMAND("run", RunArgs, config, run_args, RUN_OPTS, RUN_HELP,
+ *                                            .operands = "CONFIG", ...);
  *
- * Errors, one line each, "xformer-bench CMD: " and then:
+ * cli_main(&CMD_RUN, argc, argv) parses into a RunArgs and calls run_args(args, seen). Errors are
+ * one line, "xformer-bench CMD: " and then:
  *     --threads: expected an integer in [0, 1024], got "x"
  *     --threads needs a value (see --help)
  *     unknown option "--thread" (valid: --set, -o/--output, ..., --help)
  *     --lengths does not apply to --allreduce (see --help)
  *     --sizes applies only to --allreduce (see --help)
+ *     expected one CONFIG, got "a.yaml" and "b.yaml"
  */
 #ifndef XB_CLI_OPTS_H
 #define XB_CLI_OPTS_H
@@ -140,23 +145,8 @@ typedef struct CliCommand {
 /* Runs command c on argv[0..argc) (argv[0] its name): parses the arguments into a struct of its
  * own and hands them to c->go. Returns the exit code. */
 int cli_main(const CliCommand *c, int argc, char **argv);
-/* Fills args (the command's argument struct) with the defaults of c's options, then parses
- * argv[1..argc) into it. Returns 0 to go on; else the command returns *code at once: 0 after the
- * help was printed (--help, -h), XB_EXIT_USAGE after a one-line error (or the usage) was printed
- * on stderr. Only the first process of an MPI world prints. Free args with cli_args_free, also
- * after a nonzero return. */
-int cli_parse(const CliCommand *c, int argc, char **argv, void *args, CliSeen *seen, int *code);
-/* Frees what cli_parse allocated in args (the CliLists). */
-void cli_args_free(const CliCommand *c, void *args);
-/* Prints c's help (usage, paragraphs, options with defaults) on f. */
-void cli_help(const CliCommand *c, FILE *f);
-/* Prints c's usage lines on f. */
-void cli_usage(const CliCommand *c, FILE *f);
 /* What a value of o must be ("an integer in [0, 1024]", "md, latex or csv"), into buf. */
 void cli_opt_valid(const CliOpt *o, char *buf, size_t n);
-/* Prints "xformer-bench CMD: " and the value error of option o on stderr: "--OPT: expected VALID,
- * got "VALUE"" (for checks a command makes after parsing); returns XB_EXIT_USAGE. */
-int cli_bad_value(const CliCommand *c, const CliOpt *o, const char *value);
 /* The name of a CliType for listings: flag, int, real, string, enum, list, ints, text. */
 const char *cli_type_name(CliType t);
 
