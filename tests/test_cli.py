@@ -1406,10 +1406,13 @@ class Bench(unittest.TestCase):
             self.assertEqual(q["status"], "skipped")
             self.assertRegex(q["reason"], r"^needs \d+ MiB planned, above --max-memory 1$")
             self.assertEqual(sorted(os.listdir(out2)), ["index.json"])
-            for args, msg in ((["--lengths", "3x"], '--lengths: expected lengths in [2, 1048576] '
-                               'separated by commas, got "3x"'),
-                              (["--lengths", "1024,,8"], '--lengths: expected lengths in '
-                               '[2, 1048576] separated by commas, got "1024,,8"'),
+            for args, msg in ((["--lengths", "3x"], '--lengths: expected up to 64 lengths in '
+                               '[2, 1048576] separated by commas, got "3x"'),
+                              (["--lengths", "1024,,8"], '--lengths: expected up to 64 lengths '
+                               'in [2, 1048576] separated by commas, got "1024,,8"'),
+                              (["--lengths", ",".join(["32"] * 65)], '--lengths: expected up '
+                               'to 64 lengths in [2, 1048576] separated by commas, got "%s"'
+                               % ",".join(["32"] * 65)),
                               (["--mixers", "fulll"], '--mixers: unknown mechanism "fulll" (see '
                                'xformer-bench list mechanisms)'),
                               (["--steps", "2", "--warmup", "2"], "--warmup 2 leaves no step of "

@@ -79,6 +79,7 @@ static int parse_sizes(void *dst, const char *v, char *got, size_t n) {
 }
 
 _Static_assert(BENCH_MAX_SIZES == 64, "--sizes' message says at most 64");
+_Static_assert(CLI_MAX_INTS == 64, "--lengths' message says up to 64");
 
 enum { MODE_POINTS, MODE_ALLREDUCE };
 enum {
@@ -102,7 +103,7 @@ enum {
 static const CliOpt BENCH_OPTS[] = {
     [BENCH_LENGTHS] = {"--lengths", 0, CLI_INTS, CLI_AT(BenchArgs, lengths, CliInts), "L1,L2,...",
                        .min = 2, .max = 1048576, .def = "1024,2048,4096", .modes = POINTS,
-                       .valid = "lengths in [2, 1048576] separated by commas",
+                       .valid = "up to 64 lengths in [2, 1048576] separated by commas",
                        .help = "sequence lengths (model.max_len)"},
     [BENCH_MIXERS] = {"--mixers", 0, CLI_STR, CLI_AT(BenchArgs, mixers, const char *), "M1,M2,...",
                       .modes = POINTS,
