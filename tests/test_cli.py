@@ -3,6 +3,7 @@
 nothing written; the same config, seed and threads give the same report apart from `measured`."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -402,7 +403,178 @@ class Outputs(unittest.TestCase):
         p = run(["frobnicate"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr,
-                         "xformer-bench: 'frobnicate' is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
+                         "xformer-bench: \"frobnicate\" is not a command (valid: run, list, data, eval, bench, compare, table, plot; see --help)\n")
+
+
+def help_options(cmd):
+    """{long name: (short form, value name)} of the options `cmd --help` lists."""
+    label = re.compile(r"^  (?:-(\w), )?(--[\w-]+)(?: (\S+))?", re.M)
+    return {m.group(2): (m.group(1), m.group(3))
+            for m in label.finditer(run([cmd, "--help"]).stdout)}
+
+
+class Options(unittest.TestCase):
+    """Every subcommand's options come from one table (src/cli/opts.h): the same table gives the
+    --help text, the options an unknown one lists, the message for a missing value and the
+    message for a value of the wrong type or out of range, one line each, exit 2."""
+
+    COMMANDS = ("run", "list", "data", "eval", "bench", "compare", "table", "plot")
+
+    def help_options(self, cmd):
+        p = run([cmd, "--help"])
+        self.assertEqual((p.returncode, p.stderr), (0, ""), cmd)
+        for line in p.stdout.splitlines():
+            self.assertLessEqual(len(line), 96, (cmd, line))
+        return help_options(cmd)
+
+    def test_unknown_option_lists_every_option_of_the_help(self):
+        for cmd in self.COMMANDS:
+            opts = self.help_options(cmd)
+            p = run([cmd, "--no-such-option"])
+            m = re.fullmatch(r'xformer-bench %s: unknown option "--no-such-option" \(valid: '
+                             r'(.*)\)\n' % cmd, p.stderr)
+            self.assertTrue(m, p.stderr)
+            self.assertEqual(p.returncode, 2)
+            named = m.group(1).split(", ")
+            self.assertEqual(named[-1], "--help")
+            shown = ["-%s/%s" % (short, name) if short else name
+                     for name, (short, _) in opts.items()]
+            self.assertEqual(named[:-1], shown, cmd)
+
+    def test_an_option_without_its_value_is_one_line(self):
+        for cmd in self.COMMANDS:
+            for name, (short, value) in self.help_options(cmd).items():
+                if not value:
+                    continue
+                for form in [name] + (["-" + short] if short else []):
+                    p = run([cmd, "x.yaml", form] if cmd != "compare" else [cmd, "a", "b", form])
+                    self.assertEqual(p.returncode, 2, (cmd, form))
+                    self.assertRegex(p.stderr, r"^xformer-bench %s: %s needs (a value|a directory|"
+                                     r"a file name|a task name) \(see --help\)\n$"
+                                     % (cmd, re.escape(form)))
+
+    def test_values_of_the_wrong_type_or_range_name_what_is_valid(self):
+        cases = [
+            (["run", "x.yaml", "--threads", "2000"], "run", "--threads: expected an integer in "
+             "[0, 1024], got \"2000\""),
+            (["run", "x.yaml", "--seed", "-1"], "run", "--seed: expected an integer in "
+             "[0, 2^53-1], got \"-1\""),
+            (["eval", "r.json", "--threads", "two"], "eval", "--threads: expected an integer in "
+             "[0, 1024], got \"two\""),
+            (["bench", "x.yaml", "--steps", "0"], "bench", "--steps: expected an integer in "
+             "[1, 1000000], got \"0\""),
+            (["bench", "x.yaml", "--max-memory", "0"], "bench", "--max-memory: expected a number "
+             "of MiB >= 1, got \"0\""),
+            (["compare", "a", "b", "--max-acc-drop", "inf"], "compare", "--max-acc-drop: "
+             "expected a number >= 0, got \"inf\""),
+            (["table", "r", "--order", "size"], "table", "--order: expected given or class, got "
+             "\"size\""),
+            (["list", "--markdown", "keys"], "list", "expected mechanisms, tasks or config, got "
+             "\"keys\""),
+            (["run", "a.yaml", "b.yaml"], "run", "expected one CONFIG, got \"a.yaml\" and "
+             "\"b.yaml\""),
+            (["compare", "a", "b", "c"], "compare", "expected two paths, BASE and NEW, got one "
+             "more: \"c\""),
+        ]
+        with tempfile.TemporaryDirectory() as d:
+            for args, cmd, msg in cases:
+                p = run(args, cwd=d)
+                self.assertEqual((p.returncode, p.stdout, p.stderr),
+                                 (2, "", "xformer-bench %s: %s\n" % (cmd, msg)), args)
+            self.assertEqual(os.listdir(d), [])
+
+
+class ListJson(unittest.TestCase):
+    """`list --json` is the listing for scripts: it says what `list` says, every field of every
+    line of it (so a script reads the JSON instead of parsing the text), and names each
+    subcommand with the options its --help lists."""
+
+    @staticmethod
+    def num(x, integer):
+        # core/options.c's fmt_num: integers, and whole numbers from 1 up, without a fraction
+        if integer or (abs(x) < 1e15 and x == int(x) and abs(x) >= 1):
+            return "%.0f" % x
+        return "%g" % x
+
+    def option_line(self, o):
+        if o["type"] == "bool":
+            default = "true" if o["default"] else "false"
+        elif o["type"] in ("int", "float"):
+            default = self.num(o["default"], o["type"] == "int")
+        else:
+            default = o["default"]
+        if o["type"] in ("int", "float"):
+            valid = "%s in [%s, %s]" % ("an integer" if o["type"] == "int" else "a number",
+                                         self.num(o["min"], o["type"] == "int"),
+                                         self.num(o["max"], o["type"] == "int"))
+        elif o["type"] == "enum":
+            valid = "one of: " + ", ".join(o["choices"])
+        else:
+            valid = {"bool": "true or false", "string": "a string"}[o["type"]]
+        self.assertEqual(o["valid"], valid)
+        return "    %-16s %-6s default %-10s %s; %s" % (o["name"], o["type"], default, valid,
+                                                       o["help"] or "")
+
+    def text_of(self, doc):
+        """`list`'s text, rebuilt from the JSON document alone."""
+        out = ["Mechanisms (%d):" % len(doc["mechanisms"])]
+        for m in doc["mechanisms"]:
+            out.append("%-20s class %-10s arXiv %-10s mask %-3s %s%s" % (
+                m["name"], m["class"], m["arxiv"], "yes" if m["honours_mask"] else "no",
+                m["title"], " [beyond the survey]" if m["beyond_survey"] else ""))
+            pd = m["padding_dependence"]
+            if pd:
+                out.append("    padded length%s: %s" % (
+                    " (with %s: true)" % pd["option"] if pd["option"] else "", pd["what"]))
+            out += [self.option_line(o) for o in m["options"]]
+        out += ["", "Tasks (%d):" % len(doc["tasks"])]
+        for t in doc["tasks"]:
+            out.append("%-20s %s" % (t["name"], t["description"]))
+            out += [self.option_line(o) for o in t["options"]]
+        out += ["", "Config keys:"]
+        for section in ("experiment", "model", "train"):
+            out.append(section + ":")
+            out += [self.option_line(o) for o in doc["config"][section]]
+        return "\n".join(out) + "\n"
+
+    def test_json_says_what_the_text_says(self):
+        p = run(["list", "--json"])
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        doc = json.loads(p.stdout)
+        self.assertEqual((doc["schema_version"], doc["kind"]), (1, "list"))
+        text = run(["list"]).stdout
+        self.assertEqual(self.text_of(doc), text)
+        self.assertGreaterEqual(len(doc["mechanisms"]), 28)
+        for part, key in (("mechanisms", "mechanisms"), ("tasks", "tasks"), ("config", "config")):
+            q = json.loads(run(["list", part, "--json"]).stdout)
+            self.assertEqual(set(q) - {"schema_version", "kind"}, {key})
+            self.assertEqual(q[key], doc[key])
+
+    def test_json_names_every_subcommand_with_the_options_of_its_help(self):
+        doc = json.loads(run(["list", "--json"]).stdout)
+        top = run(["--help"]).stdout
+        names = [c["name"] for c in doc["commands"]]
+        self.assertEqual(names, ["run", "list", "data", "eval", "bench", "compare", "table",
+                                 "plot"])
+        for c in doc["commands"]:
+            self.assertIn("\n  %-8s %s\n" % (c["name"], c["summary"]), top)
+            helped = help_options(c["name"])
+            self.assertEqual([o["name"] for o in c["options"]], list(helped), c["name"])
+            for o in c["options"]:
+                short, value = helped[o["name"]]
+                self.assertEqual(o["short"], "-" + short if short else None)
+                self.assertEqual(o["value"] or ("|".join(o["choices"]) if "choices" in o else None),
+                                 value, (c["name"], o))
+                if o["type"] in ("int", "real"):  # the range the errors say
+                    self.assertIn("min", o)
+                if o["default"] is not None and o["type"] != "flag":
+                    h = " ".join(run([c["name"], "--help"]).stdout.split())
+                    self.assertIn("(default %s)" % o["default"], h, (c["name"], o["name"]))
+
+    def test_json_and_markdown_exclude_each_other(self):
+        p = run(["list", "--json", "--markdown"])
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (2, "", "xformer-bench list: --json "
+                         "and --markdown: expected one of them\n"))
 
 
 class Data(unittest.TestCase):
@@ -982,7 +1154,7 @@ class Table(TinyReport):
             rep, svg = os.path.join(d, "r"), os.path.join(d, "f.svg")
             cases = [
                 (["--facet", "mechanism"], '--facet: expected task, got "mechanism"'),
-                (["--facet"], '--facet: expected task, got ""'),
+                (["--facet"], "--facet needs a value (see --help)"),
                 (["--kind", "bar"], '--kind: expected frontier or scaling, got "bar"'),
                 (["--task", "image"], '--task: no report of task "image" with a test accuracy '
                  '(tasks: listops, text)'),
@@ -994,8 +1166,10 @@ class Table(TinyReport):
                  '[2, 1048576]), got "1"'),
                 (["--facet", "task", "--task", "text"], "--facet task draws every task: it "
                  "cannot be combined with --task"),
-                (["--kind", "scaling", "--facet", "task"], "--facet: only for --kind frontier"),
-                (["--kind", "scaling", "--length", "1024"], "--length: only for --kind frontier"),
+                (["--kind", "scaling", "--facet", "task"], "--facet applies only to --kind frontier "
+                 "(see --help)"),
+                (["--kind", "scaling", "--length", "1024"], "--length applies only to --kind "
+                 "frontier (see --help)"),
             ]
             for args, expected in cases:
                 p = run(["plot", rep, "-o", svg] + args)
@@ -1043,8 +1217,8 @@ class Table(TinyReport):
                              (2, "", 'xformer-bench table: --converged-margin: expected a number '
                               'of points >= 0, got "%s"\n' % v))
         p = run(["table", "x.json", "--converged-margin"])
-        self.assertEqual(p.stderr, 'xformer-bench table: --converged-margin: expected a number of '
-                         'points >= 0, got ""\n')
+        self.assertEqual(p.stderr, "xformer-bench table: --converged-margin needs a value (see "
+                         "--help)\n")
         p = run(["table", "/nonexistent/r.json"])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "xformer-bench table: /nonexistent/r.json: cannot read: No "
@@ -1232,10 +1406,15 @@ class Bench(unittest.TestCase):
             self.assertEqual(q["status"], "skipped")
             self.assertRegex(q["reason"], r"^needs \d+ MiB planned, above --max-memory 1$")
             self.assertEqual(sorted(os.listdir(out2)), ["index.json"])
-            for args, msg in ((["--lengths", "3x"], "--lengths: '3x' is not a length in "
-                               "[2, 1048576]"),
-                              (["--mixers", "fulll"], "--mixers: unknown mechanism 'fulll' (see "
-                               "xformer-bench list mechanisms)"),
+            for args, msg in ((["--lengths", "3x"], '--lengths: expected up to 64 lengths in '
+                               '[2, 1048576] separated by commas, got "3x"'),
+                              (["--lengths", "1024,,8"], '--lengths: expected up to 64 lengths '
+                               'in [2, 1048576] separated by commas, got "1024,,8"'),
+                              (["--lengths", ",".join(["32"] * 65)], '--lengths: expected up '
+                               'to 64 lengths in [2, 1048576] separated by commas, got "%s"'
+                               % ",".join(["32"] * 65)),
+                              (["--mixers", "fulll"], '--mixers: unknown mechanism "fulll" (see '
+                               'xformer-bench list mechanisms)'),
                               (["--steps", "2", "--warmup", "2"], "--warmup 2 leaves no step of "
                                "--steps 2 to time")):
                 p = run(["bench", cfg, "-o", out2] + args)
@@ -1524,7 +1703,7 @@ class Eval(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "l.npy")))
             p = run(["eval", report, "--split", "train"])
             self.assertEqual((p.returncode, p.stderr), (2, "xformer-bench eval: --split: "
-                             "expected test or val, got 'train'\n"))
+                             'expected test or val, got "train"\n'))
 
 
 class TorchCrossCheck(unittest.TestCase):

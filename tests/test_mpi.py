@@ -276,8 +276,9 @@ class BadInput(unittest.TestCase):
                           q.stderr)
             self.assertFalse(os.path.exists(os.path.join(d, "w")))
             # --shard out of range, and under mpirun
-            for arg, msg in (("2/2", "--shard: expected I/N with 0 <= I < N, got '2/2'"),
-                             ("x", "--shard: expected I/N (shard I of N, from 0), got 'x'")):
+            for arg in ("2/2", "x"):
+                msg = ('--shard: expected I/N with 0 <= I < N (shard I of N, from 0), got "%s"'
+                       % arg)
                 q = run(["run", cfg, "--shard", arg])
                 self.assertEqual((q.returncode, q.stderr), (2, "xformer-bench run: %s\n" % msg))
             q = mpi(["run", cfg, "--shard", "0/2", "-o", os.path.join(d, "s")])

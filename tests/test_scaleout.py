@@ -414,15 +414,16 @@ class Allreduce(unittest.TestCase):
 
     def test_bad_input_is_one_line_exit_2(self):
         cases = [
-            (["--allreduce", "--sizes", "6"], "--sizes: '6' is not a buffer size (bytes, a "
-             "multiple of 4 from 4 to 2G; K, M, G for KiB, MiB, GiB)"),
-            (["--allreduce", "--sizes", "4K,3G"], "--sizes: '3G' is not a buffer size (bytes, a "
-             "multiple of 4 from 4 to 2G; K, M, G for KiB, MiB, GiB)"),
-            (["--allreduce", "--repeats", "0"], "--repeats: expected an integer in [1, 100000], "
-             "got '0'"),
+            (["--allreduce", "--sizes", "6"], '--sizes: expected buffer sizes separated by commas, '
+             'at most 64 (bytes, a multiple of 4 from 4 to 2G; K, M, G for KiB, MiB, GiB), got "6"'),
+            (["--allreduce", "--sizes", "4K,3G"], '--sizes: expected buffer sizes separated by '
+             'commas, at most 64 (bytes, a multiple of 4 from 4 to 2G; K, M, G for KiB, MiB, GiB), '
+             'got "3G"'),
+            (["--allreduce", "--repeats", "0"], '--repeats: expected an integer in [1, 100000], '
+             'got "0"'),
             (["--allreduce", "--lengths", "64"], "--lengths does not apply to --allreduce (see "
              "--help)"),
-            (["--allreduce", "x.yaml"], "--allreduce takes no CONFIG (got 'x.yaml'; see --help)"),
+            (["--allreduce", "x.yaml"], '--allreduce takes no CONFIG (got "x.yaml"; see --help)'),
             (["x.yaml", "--sizes", "4K"], "--sizes applies only to --allreduce (see --help)"),
         ]
         if HAVE_MPI:

@@ -1,25 +1,29 @@
-/* Subcommands: each parses its own arguments and wires the library together. */
+/* Subcommands: each declares its options in a table (cli/opts.h), parses its arguments with it
+ * and wires the library together. */
 #ifndef XB_CLI_H
 #define XB_CLI_H
 
 #include <stddef.h>
 
+#include "cli/opts.h"
 #include "core/error.h"
 
-typedef struct Command {
-    const char *name;
-    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name; returns an exit code */
-    const char *summary;
-} Command;
+/* The subcommands in the order `xformer-bench --help` lists them (static storage); *n their
+ * number. Each runs with cli_main (cli/opts.h). */
+const CliCommand *const *cli_commands(int *n);
+extern const CliCommand CMD_RUN, CMD_LIST, CMD_DATA, CMD_EVAL, CMD_BENCH, CMD_COMPARE, CMD_TABLE,
+    CMD_PLOT;
 
-int cmd_run(int argc, char **argv);
-int cmd_list(int argc, char **argv);
-int cmd_compare(int argc, char **argv);
-int cmd_table(int argc, char **argv);
-int cmd_plot(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_data(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
+enum { BENCH_MAX_SIZES = 64 };
+/* bench --sizes: buffer sizes in bytes. */
+typedef struct BenchSizes {
+    size_t bytes[BENCH_MAX_SIZES];
+    int n;
+} BenchSizes;
+/* bench --allreduce: times the all-reduce of each size `repeats` times over the processes of the
+ * MPI world, prints a table and writes OUTPUT_DIR/allreduce.json (cli/bench_allreduce.c);
+ * returns an exit code. */
+int bench_allreduce(const BenchSizes *sizes, long long repeats, const char *outdir, int quiet);
 
 struct ExperimentConfig;
 struct Dataset;
@@ -49,6 +53,9 @@ int cli_run_loaded(const struct ExperimentConfig *cfg, const struct Dataset *ds,
 /* Prints "xformer-bench: FILE:LINE:COL: key: message" on stderr; returns err's exit code. */
 int print_error(const XbError *e);
 
+/* Prints "xformer-bench CMD: FILE:LINE:COL: key: message" (err) on stderr; returns
+ * XB_EXIT_USAGE (bad input to a command that runs nothing: compare, table, plot). */
+int cli_command_error(const char *cmd, const XbError *err);
 /* Prints "xformer-bench CMD: message" on stderr and returns XB_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */

@@ -5,57 +5,91 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/error.h"
 #include "core/xassert.h"
 #include "report/stats.h"
 #include "report/summary.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench compare BASE NEW [--max-acc-drop POINTS] [--max-slowdown PCT]\n"
-    "                             [--max-calibrated-slowdown PCT]\n"
-    "                             [--max-mean-calibrated-slowdown PCT]\n"
-    "                             [--max-mean-cpu-growth PCT] [--max-mem-growth PCT]\n"
-    "                             [--alpha LEVEL]\n\n"
-    "Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
-    "and prints them side by side. Runs are matched by task, mechanism and resolved-config hash;\n"
-    "a run whose config changed is matched by task, mechanism and run id instead. A matched run\n"
-    "regresses when its test accuracy falls by more than POINTS percentage points (default 1),\n"
-    "its steps/s fall by more than PCT percent (default 25), its peak RSS grows by more than PCT\n"
-    "percent (default 10), it no longer finishes, or, with the same config, its FLOPs per step or\n"
-    "its parameter count differ at all. A BASE run missing from NEW is a regression too.\n\n"
-    "Seeds: the reports of a run's task and mechanism whose configs differ only in\n"
-    "experiment.seed (and name, output directory, threads) are the seeds of its cell, one\n"
-    "value per seed. When the cell has 3 or more seeds on both sides, accuracy is judged by\n"
-    "Welch's t-test instead of --max-acc-drop: a regression when the new seeds' mean is lower\n"
-    "with a one-sided p-value below LEVEL (--alpha, default 0.05), named once for the cell.\n"
-    "With fewer seeds on either side, or no spread on both, each run keeps the fixed drop.\n"
-    "The verdict column says which rule judged the accuracy (\"acc: Welch p=0.31, 3 vs 3\n"
-    "seeds\" or \"acc: fixed limit 1.00\").\n\n"
-    "On a machine shared with other jobs steps/s say more about the other jobs than about the\n"
-    "code. Each report's calibration (measured.calibration) holds the share of the cores its\n"
-    "threads got while they trained: the time they ran over the time they were runnable. The\n"
-    "calibrated steps/s, steps/s divided by that share, are the run's speed on cores of its own.\n"
-    "  --max-calibrated-slowdown PCT       a run regresses when its calibrated steps/s fall by\n"
-    "                                      more than PCT percent (in place of --max-slowdown)\n"
-    "  --max-mean-calibrated-slowdown PCT  the matched runs together regress when the geometric\n"
-    "                                      mean of their calibrated speed ratios falls by more\n"
-    "                                      than PCT percent: a slowdown common to all of them,\n"
-    "                                      held more tightly than any one run can be\n"
-    "  --max-mean-cpu-growth PCT           the matched runs together regress when the geometric\n"
-    "                                      mean of their CPU seconds per step (training and\n"
-    "                                      evaluation, measured.calibration.cpu_s) grows by more\n"
-    "                                      than PCT percent: the work of a step, which the other\n"
-    "                                      jobs change less than its wall time (not parallelism)\n"
-    "A pair where either report has no core share (older reports, or a kernel without per-thread\n"
-    "schedstat) is judged by --max-slowdown on raw steps/s, with a note saying so.\n\n"
-    "Exit status: 0 within tolerances, 1 a regression (each is named), 2 bad input or usage.\n";
-
 typedef struct Limits {
+    CliList paths;                          /* the operands: BASE, NEW */
     double acc_drop, slowdown, mem_growth;  /* points, percent, percent */
     double alpha;                           /* significance level of the seeds' t-test */
     double cal_slowdown, mean_cal_slowdown; /* percent, of calibrated steps/s; < 0: not asked */
     double mean_cpu_growth; /* percent, of CPU seconds per step over the runs; < 0: not asked */
 } Limits;
+
+enum {
+    CMP_ACC_DROP,
+    CMP_SLOWDOWN,
+    CMP_CAL_SLOWDOWN,
+    CMP_MEAN_CAL_SLOWDOWN,
+    CMP_MEAN_CPU_GROWTH,
+    CMP_MEM_GROWTH,
+    CMP_ALPHA,
+    N_CMP_OPTS
+};
+#define CMP_PCT(field) CLI_REAL, CLI_AT(Limits, field, double), "PCT", .min = 0, .max = INFINITY
+static const CliOpt CMP_OPTS[] = {
+    [CMP_ACC_DROP] = {"--max-acc-drop", 0, CLI_REAL, CLI_AT(Limits, acc_drop, double), "POINTS",
+                      .min = 0, .max = INFINITY, .def = "1",
+                      .help = "a run regresses when its test accuracy falls by more than POINTS "
+                              "percentage points"},
+    [CMP_SLOWDOWN] = {"--max-slowdown", 0, CMP_PCT(slowdown), .def = "25",
+                      .help = "a run regresses when its steps/s fall by more than PCT percent"},
+    [CMP_CAL_SLOWDOWN] = {"--max-calibrated-slowdown", 0, CMP_PCT(cal_slowdown),
+                          .help = "a run regresses when its calibrated steps/s fall by more than "
+                                  "PCT percent (in place of --max-slowdown)"},
+    [CMP_MEAN_CAL_SLOWDOWN] = {"--max-mean-calibrated-slowdown", 0, CMP_PCT(mean_cal_slowdown),
+                               .help = "the matched runs together regress when the geometric mean "
+                                       "of their calibrated speed ratios falls by more than PCT "
+                                       "percent: a slowdown common to all of them, held more "
+                                       "tightly than any one run can be"},
+    [CMP_MEAN_CPU_GROWTH] = {"--max-mean-cpu-growth", 0, CMP_PCT(mean_cpu_growth),
+                             .help = "the matched runs together regress when the geometric mean "
+                                     "of their CPU seconds per step (training and evaluation, "
+                                     "measured.calibration.cpu_s) grows by more than PCT percent: "
+                                     "the work of a step, which the other jobs change less than "
+                                     "its wall time (not parallelism)"},
+    [CMP_MEM_GROWTH] = {"--max-mem-growth", 0, CMP_PCT(mem_growth), .def = "10",
+                        .help = "a run regresses when its peak RSS grows by more than PCT "
+                                "percent"},
+    [CMP_ALPHA] = {"--alpha", 0, CLI_REAL, CLI_AT(Limits, alpha, double), "LEVEL", .min = 0,
+                   .max = 1, .open = 1, .def = "0.05",
+                   .help = "the significance level of the seeds' t-test (see Seeds)"},
+};
+#undef CMP_PCT
+
+static const CliHelp CMP_HELP[] = {
+    {"Compares the reports of NEW with those of BASE (each a report file or a directory of them)\n"
+     "and prints them side by side. Runs are matched by task, mechanism and resolved-config hash;\n"
+     "a run whose config changed is matched by task, mechanism and run id instead. A matched run\n"
+     "regresses when its test accuracy falls by more than --max-acc-drop points, its steps/s\n"
+     "fall by more than --max-slowdown percent, its peak RSS grows by more than --max-mem-growth\n"
+     "percent, it no longer finishes, or, with the same config, its FLOPs per step or its\n"
+     "parameter count differ at all. A BASE run missing from NEW is a regression too.\n",
+     ~0u},
+    {"Seeds: the reports of a run's task and mechanism whose configs differ only in\n"
+     "experiment.seed (and name, output directory, threads) are the seeds of its cell, one\n"
+     "value per seed. When the cell has 3 or more seeds on both sides, accuracy is judged by\n"
+     "Welch's t-test instead of --max-acc-drop: a regression when the new seeds' mean is lower\n"
+     "with a one-sided p-value below LEVEL (--alpha), named once for the cell.\n"
+     "With fewer seeds on either side, or no spread on both, each run keeps the fixed drop.\n"
+     "The verdict column says which rule judged the accuracy (\"acc: Welch p=0.31, 3 vs 3\n"
+     "seeds\" or \"acc: fixed limit 1.00\").\n\n"
+     "On a machine shared with other jobs steps/s say more about the other jobs than about the\n"
+     "code. Each report's calibration (measured.calibration) holds the share of the cores its\n"
+     "threads got while they trained: the time they ran over the time they were runnable. The\n"
+     "calibrated steps/s, steps/s divided by that share, are the run's speed on cores of its own\n"
+     "(--max-calibrated-slowdown, --max-mean-calibrated-slowdown). A pair where either report has\n"
+     "no core share (older reports, or a kernel without per-thread schedstat) is judged by\n"
+     "--max-slowdown on raw steps/s, with a note saying so.\n\n"
+     "Exit status: 0 within tolerances, 1 a regression (each is named), 2 bad input or usage.\n",
+     0},
+};
+
+static int compare(const void *args, const CliSeen *seen);
+static const Limits CMP_INIT = {.cal_slowdown = -1, .mean_cal_slowdown = -1, .mean_cpu_growth = -1};
 
 typedef struct Pair {
     const ReportSummary *a, *b; /* base, new (either NULL when unmatched) */
@@ -149,27 +183,6 @@ static int judge_mean(const MeanRule *r, const Pair *p, int n, double limit, cha
              "%s of the %d run%s with a calibration: %+.1f%% (the geometric mean of their "
              "ratios; %.1f%% %s is a regression)",
              r->label, k, k == 1 ? "" : "s", change, limit, how);
-    return 0;
-}
-
-static int parse_limit(const char *flag, const char *v, double *out) {
-    char *end;
-    if (!v) return cli_usage_error("compare", "%s needs a value (see --help)", flag);
-    const double d = strtod(v, &end);
-    if (end == v || *end || !(d >= 0) || !isfinite(d))
-        return cli_usage_error("compare", "%s: expected a number >= 0, got \"%s\"", flag, v);
-    *out = d;
-    return 0;
-}
-
-/* A significance level: a number strictly between 0 and 1. */
-static int parse_level(const char *flag, const char *v, double *out) {
-    char *end;
-    if (!v) return cli_usage_error("compare", "%s needs a value (see --help)", flag);
-    const double d = strtod(v, &end);
-    if (end == v || *end || !(d > 0 && d < 1))
-        return cli_usage_error("compare", "%s: expected a number in (0, 1), got \"%s\"", flag, v);
-    *out = d;
     return 0;
 }
 
@@ -347,119 +360,92 @@ static int judge(const Pair *p, const Sides *sides, const Limits *lim, char *ver
     return bad;
 }
 
-int cmd_compare(int argc, char **argv) {
-    Limits lim = {1.0, 25.0, 10.0, 0.05, -1.0, -1.0, -1.0};
-    const char *paths[2];
-    int np = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            return XB_EXIT_OK;
-        }
-        double *dst = !strcmp(a, "--max-acc-drop")                   ? &lim.acc_drop
-                      : !strcmp(a, "--max-slowdown")                 ? &lim.slowdown
-                      : !strcmp(a, "--max-calibrated-slowdown")      ? &lim.cal_slowdown
-                      : !strcmp(a, "--max-mean-calibrated-slowdown") ? &lim.mean_cal_slowdown
-                      : !strcmp(a, "--max-mean-cpu-growth")          ? &lim.mean_cpu_growth
-                      : !strcmp(a, "--max-mem-growth")               ? &lim.mem_growth
-                                                                     : NULL;
-        if (dst) {
-            if (parse_limit(a, i + 1 < argc ? argv[i + 1] : NULL, dst)) return XB_EXIT_USAGE;
-            i++;
-        } else if (!strcmp(a, "--alpha")) {
-            if (parse_level(a, i + 1 < argc ? argv[i + 1] : NULL, &lim.alpha)) return XB_EXIT_USAGE;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("compare",
-                                   "unknown option '%s' (valid: --max-acc-drop, --max-slowdown, "
-                                   "--max-calibrated-slowdown, --max-mean-calibrated-slowdown, "
-                                   "--max-mean-cpu-growth, --max-mem-growth, --alpha, --help)",
-                                   a);
-        } else if (np < 2) {
-            paths[np++] = a;
-        } else {
-            return cli_usage_error("compare", "expected two paths, BASE and NEW, got a third: %s",
-                                   a);
-        }
-    }
-    if (np < 2)
-        return cli_usage_error("compare", "expected BASE and NEW (report files or directories; "
-                                          "see --help)");
-    ReportSummary *set[2] = {NULL, NULL};
-    int n[2] = {0, 0};
+/* Loads both sides' reports; returns 0 or the exit code after the error. */
+static int load_sides(const Limits *lim, ReportSummary **set, int *n) {
     for (int k = 0; k < 2; k++) {
         XbError err;
         xb_error_clear(&err);
-        if (summary_load(&paths[k], 1, &set[k], &n[k], &err)) {
-            char line[2048];
-            xb_error_format(&err, line, sizeof line);
-            fprintf(stderr, "xformer-bench compare: %s\n", line);
+        if (summary_load(&lim->paths.v[k], 1, &set[k], &n[k], &err)) {
             free(set[0]);
-            return XB_EXIT_USAGE;
+            return cli_command_error("compare", &err);
         }
     }
-    Pair *pairs = malloc((size_t)(n[0] + n[1]) * sizeof *pairs);
-    XB_ASSERT(pairs);
-    const int npairs = match(set[0], n[0], set[1], n[1], pairs);
+    return XB_EXIT_OK;
+}
 
-    /* the regressions first (one line each), then the table */
-    char(*verdict)[160] = malloc((size_t)npairs * sizeof *verdict);
-    const Sides sides = {{set[0], set[1]}, {n[0], n[1]}};
+/* Judges every pair (verdict[i] for pair i) and the runs together (info: what to print after
+ * the table); prints the regressions and returns how many there are. */
+static int judge_all(const Pair *pairs, int npairs, const Sides *sides, const Limits *lim,
+                     char (*verdict)[160], char (*info)[256]) {
     JudgedCells done = {malloc((size_t)(npairs + 1) * sizeof *done.a),
                         malloc((size_t)(npairs + 1) * sizeof *done.b), 0};
-    XB_ASSERT(verdict && done.a && done.b);
+    XB_ASSERT(done.a && done.b);
     int bad = 0;
     for (int i = 0; i < npairs; i++)
-        bad += judge(&pairs[i], &sides, &lim, verdict[i], sizeof verdict[i], &done);
+        bad += judge(&pairs[i], sides, lim, verdict[i], sizeof verdict[i], &done);
     free(done.a), free(done.b);
     static const MeanRule mean_speed = {calibrated_speed, 1, "calibrated steps/s"};
     static const MeanRule mean_cpu = {cpu_per_step, 0, "CPU seconds per step"};
-    char info[2][256];
-    bad += judge_mean(&mean_speed, pairs, npairs, lim.mean_cal_slowdown, info[0], sizeof info[0]);
-    bad += judge_mean(&mean_cpu, pairs, npairs, lim.mean_cpu_growth, info[1], sizeof info[1]);
+    bad += judge_mean(&mean_speed, pairs, npairs, lim->mean_cal_slowdown, info[0], sizeof info[0]);
+    bad += judge_mean(&mean_cpu, pairs, npairs, lim->mean_cpu_growth, info[1], sizeof info[1]);
+    return bad;
+}
+
+/* The table's cells of a matched pair: accuracy, steps/s, peak RSS and FLOPs, base -> new. */
+static void matched_cells(const ReportSummary *a, const ReportSummary *b, const Limits *lim,
+                          char (*cell)[96]) {
+    char x[16], y[16];
+    fmt_acc(x, sizeof x, a->test_acc), fmt_acc(y, sizeof y, b->test_acc);
+    if (isnan(a->test_acc) || isnan(b->test_acc))
+        snprintf(cell[0], sizeof cell[0], "%s -> %s", x, y);
+    else
+        snprintf(cell[0], sizeof cell[0], "%s -> %s (%+.2f)", x, y,
+                 100.0 * (b->test_acc - a->test_acc));
+    const double ca = calibrated_speed(a), cb = calibrated_speed(b);
+    const int cal = calibrated_pair(a, b, lim) && ca > 0;
+    int k = snprintf(
+        cell[1], sizeof cell[1], "%.3g -> %.3g (%+.1f%%%s", a->steps_per_s, b->steps_per_s,
+        a->steps_per_s > 0 ? 100.0 * (b->steps_per_s / a->steps_per_s - 1.0) : 0.0, cal ? "" : ")");
+    if (cal)
+        snprintf(cell[1] + k, sizeof cell[1] - (size_t)k, "; calibrated %+.1f%%)",
+                 100.0 * (cb / ca - 1.0));
+    snprintf(cell[2], sizeof cell[2], "%.1f -> %.1f (%+.1f%%)", a->peak_rss / 1048576.0,
+             b->peak_rss / 1048576.0,
+             a->peak_rss > 0 ? 100.0 * (b->peak_rss / a->peak_rss - 1.0) : 0.0);
+    if (a->flops_step == b->flops_step)
+        snprintf(cell[3], sizeof cell[3], "%.3f", (double)b->flops_step / 1e9);
+    else
+        snprintf(cell[3], sizeof cell[3], "%.3f -> %.3f", (double)a->flops_step / 1e9,
+                 (double)b->flops_step / 1e9);
+}
+
+/* A row of the table: a matched pair, or a run on one side only. */
+static void print_row(const Pair *p, const Limits *lim, const char *verdict) {
+    const ReportSummary *a = p->a, *b = p->b, *r = b ? b : a;
+    char cell[4][96], x[16];
+    if (a && b) {
+        matched_cells(a, b, lim, cell);
+    } else {
+        fmt_acc(x, sizeof x, r->test_acc);
+        snprintf(cell[0], sizeof cell[0], a ? "%s -> -" : "- -> %s", x);
+        snprintf(cell[1], sizeof cell[1], a ? "%.3g -> -" : "- -> %.3g", r->steps_per_s);
+        snprintf(cell[2], sizeof cell[2], a ? "%.1f -> -" : "- -> %.1f", r->peak_rss / 1048576.0);
+        snprintf(cell[3], sizeof cell[3], "%.3f", (double)r->flops_step / 1e9);
+    }
+    printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->task, r->mixer, r->run_id, cell[0],
+           cell[1], cell[2], cell[3], verdict);
+}
+
+/* The table, the information on the runs together and the closing count. */
+static void print_table(const Pair *pairs, int npairs, const Limits *lim, char (*verdict)[160],
+                        char (*info)[256], int bad) {
     if (bad) printf("\n");
     printf("| task | mechanism | run | test acc %% (base -> new) | steps/s (base -> new) | "
            "peak RSS MiB (base -> new) | GFLOP/step | verdict |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < npairs; i++) {
-        const ReportSummary *a = pairs[i].a, *b = pairs[i].b, *r = b ? b : a;
-        char acc[64], sps[96], rss[64], fl[64], x[16], y[16];
-        if (a && b) {
-            fmt_acc(x, sizeof x, a->test_acc), fmt_acc(y, sizeof y, b->test_acc);
-            if (isnan(a->test_acc) || isnan(b->test_acc))
-                snprintf(acc, sizeof acc, "%s -> %s", x, y);
-            else
-                snprintf(acc, sizeof acc, "%s -> %s (%+.2f)", x, y,
-                         100.0 * (b->test_acc - a->test_acc));
-            const double ca = calibrated_speed(a), cb = calibrated_speed(b);
-            const int cal = calibrated_pair(a, b, &lim) && ca > 0;
-            snprintf(sps, sizeof sps, "%.3g -> %.3g (%+.1f%%%s", a->steps_per_s, b->steps_per_s,
-                     a->steps_per_s > 0 ? 100.0 * (b->steps_per_s / a->steps_per_s - 1.0) : 0.0,
-                     cal ? "" : ")");
-            if (cal)
-                snprintf(sps + strlen(sps), sizeof sps - strlen(sps), "; calibrated %+.1f%%)",
-                         100.0 * (cb / ca - 1.0));
-            snprintf(rss, sizeof rss, "%.1f -> %.1f (%+.1f%%)", a->peak_rss / 1048576.0,
-                     b->peak_rss / 1048576.0,
-                     a->peak_rss > 0 ? 100.0 * (b->peak_rss / a->peak_rss - 1.0) : 0.0);
-            if (a->flops_step == b->flops_step)
-                snprintf(fl, sizeof fl, "%.3f", (double)b->flops_step / 1e9);
-            else
-                snprintf(fl, sizeof fl, "%.3f -> %.3f", (double)a->flops_step / 1e9,
-                         (double)b->flops_step / 1e9);
-        } else {
-            fmt_acc(x, sizeof x, r->test_acc);
-            snprintf(acc, sizeof acc, a ? "%s -> -" : "- -> %s", x);
-            snprintf(sps, sizeof sps, a ? "%.3g -> -" : "- -> %.3g", r->steps_per_s);
-            snprintf(rss, sizeof rss, a ? "%.1f -> -" : "- -> %.1f", r->peak_rss / 1048576.0);
-            snprintf(fl, sizeof fl, "%.3f", (double)r->flops_step / 1e9);
-        }
-        printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->task, r->mixer, r->run_id, acc,
-               sps, rss, fl, verdict[i]);
-    }
     int matched = 0, only_a = 0, only_b = 0;
     for (int i = 0; i < npairs; i++) {
+        print_row(&pairs[i], lim, verdict[i]);
         matched += pairs[i].a && pairs[i].b;
         only_a += !pairs[i].b;
         only_b += !pairs[i].a;
@@ -468,9 +454,36 @@ int cmd_compare(int argc, char **argv) {
         if (info[i][0]) printf("%s%s\n", i == 0 || !info[0][0] ? "\n" : "", info[i]);
     printf("\n%d matched, %d only in BASE, %d only in NEW: %s\n", matched, only_a, only_b,
            bad ? "regressions (see above)" : "within tolerances");
+}
+
+static int compare(const void *args, const CliSeen *seen) {
+    const Limits *lim = args;
+    (void)seen;
+    ReportSummary *set[2] = {NULL, NULL};
+    int n[2] = {0, 0};
+    if (load_sides(lim, set, n)) return XB_EXIT_USAGE;
+    Pair *pairs = malloc((size_t)(n[0] + n[1]) * sizeof *pairs);
+    XB_ASSERT(pairs);
+    const int npairs = match(set[0], n[0], set[1], n[1], pairs);
+    /* the regressions first (one line each), then the table */
+    char(*verdict)[160] = malloc((size_t)(npairs ? npairs : 1) * sizeof *verdict);
+    XB_ASSERT(verdict);
+    const Sides sides = {{set[0], set[1]}, {n[0], n[1]}};
+    char info[2][256];
+    const int bad = judge_all(pairs, npairs, &sides, lim, verdict, info);
+    print_table(pairs, npairs, lim, verdict, info, bad);
     free(verdict);
     free(pairs);
     free(set[0]);
     free(set[1]);
     return bad ? XB_EXIT_REGRESSION : XB_EXIT_OK;
 }
+
+CLI_CHECK_TABLE(CMP_OPTS, N_CMP_OPTS);
+const CliCommand CMD_COMPARE =
+    CLI_COMMAND("compare", Limits, paths, compare, CMP_OPTS, CMP_HELP,
+                .summary = "compare two sets of reports; exit 1 on a regression (a CI gate)",
+                .operands = "BASE NEW", .min_operands = 2, .max_operands = 2,
+                .one_more = "two paths, BASE and NEW",
+                .missing = "expected BASE and NEW (report files or directories; see --help)",
+                .args_init = &CMP_INIT);

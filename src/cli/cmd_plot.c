@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/xassert.h"
@@ -13,28 +14,63 @@
 #include "cli/svg.h"
 #include "report/summary.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench plot REPORTS... --kind frontier|scaling -o FILE.svg\n"
-    "                          [--task TASK] [--length L] [--facet task]\n\n"
-    "Draws reports (files, or directories of them and of their subdirectories) as an SVG\n"
-    "figure.\n\n"
-    "  --kind frontier  the Long Range Arena's Figure 3 (default): one circle per mechanism,\n"
-    "                   its test accuracy (%, the mean over seeds, then over the tasks present;\n"
-    "                   a mechanism without one of those tasks is not drawn) against its\n"
-    "                   training speed in examples/s, its area proportional to the peak RSS,\n"
-    "                   one colour per taxonomy class, ± sd over seeds as a bar. Speed and\n"
-    "                   memory come from the bench reports among REPORTS (those without a\n"
-    "                   test accuracy) at one sequence length; without bench reports, from the\n"
-    "                   training runs themselves. Labels never overlap: each goes beside its\n"
-    "                   circle where there is room, else to the nearest free place with a\n"
-    "                   leader line. The mechanisms left out are named under the figure.\n"
-    "  --kind scaling   time per training step and peak memory against the sequence length on\n"
-    "                   log-log axes, one line per mechanism\n"
-    "  --task TASK      frontier: the accuracy on TASK alone\n"
-    "  --length L       frontier: the bench reports at length L (default: the longest)\n"
-    "  --facet task     frontier: a grid of panels, one per task, on a shared speed axis\n"
-    "  -o, --output F   the SVG file to write (required)\n\n"
-    "Exit status: 0, or 2 bad input (a report, an option) or a figure that cannot be written.\n";
+enum { KIND_FRONTIER, KIND_SCALING };
+static const char *const KINDS[] = {[KIND_FRONTIER] = "frontier", [KIND_SCALING] = "scaling", NULL};
+_Static_assert(XB_ARRAY_LEN(KINDS) == KIND_SCALING + 2, "a name for every kind, then NULL");
+static const char *const FACETS[] = {"task", NULL};
+
+/* The arguments of `plot`. */
+typedef struct PlotArgs {
+    CliList paths; /* the operands: reports and directories of them */
+    int kind;
+    const char *output, *task;
+    long long length;
+    int facet; /* the index in FACETS: 0, when given */
+} PlotArgs;
+
+enum { PLOT_KIND, PLOT_OUTPUT, PLOT_TASK, PLOT_LENGTH, PLOT_FACET, N_PLOT_OPTS };
+static const CliOpt PLOT_OPTS[] = {
+    [PLOT_KIND] = {"--kind", 0, CLI_ENUM, CLI_AT(PlotArgs, kind, int), .choices = KINDS,
+                   .def = "frontier",
+                   .help = "frontier: the Long Range Arena's Figure 3, one circle per mechanism, "
+                           "its test accuracy (%, the mean over seeds, then over the tasks "
+                           "present; a mechanism without one of those tasks is not drawn) against "
+                           "its training speed in examples/s, its area proportional to the peak "
+                           "RSS, one colour per taxonomy class, ± sd over seeds as a bar. Speed "
+                           "and memory come from the bench reports among REPORTS (those without a "
+                           "test accuracy) at one sequence length; without bench reports, from "
+                           "the training runs themselves. Labels never overlap: each goes beside "
+                           "its circle where there is room, else to the nearest free place with a "
+                           "leader line. The mechanisms left out are named under the figure. "
+                           "scaling: time per training step and peak memory against the sequence "
+                           "length on log-log axes, one line per mechanism"},
+    [PLOT_OUTPUT] = {"--output", 'o', CLI_STR, CLI_AT(PlotArgs, output, const char *), "FILE.svg",
+                     .needs = "a file name", .required = 1, .help = "the SVG file to write"},
+    [PLOT_TASK] = {"--task", 0, CLI_STR, CLI_AT(PlotArgs, task, const char *), "TASK",
+                   .needs = "a task name", .modes = 1u << KIND_FRONTIER,
+                   .help = "frontier: the accuracy on TASK alone"},
+    [PLOT_LENGTH] = {"--length", 0, CLI_INT, CLI_AT(PlotArgs, length, long long), "L", .min = 2,
+                     .max = 1048576, .valid = "a sequence length (an integer in [2, 1048576])",
+                     .modes = 1u << KIND_FRONTIER,
+                     .help = "frontier: the bench reports at length L (default: the longest)"},
+    [PLOT_FACET] = {"--facet", 0, CLI_ENUM, CLI_AT(PlotArgs, facet, int), .choices = FACETS,
+                    .modes = 1u << KIND_FRONTIER,
+                    .help = "frontier: a grid of panels, one per task, on a shared speed axis"},
+};
+
+static const CliMode PLOT_MODES[] = {
+    [KIND_FRONTIER] = {"--kind frontier", PLOT_KIND, KIND_FRONTIER},
+    [KIND_SCALING] = {"--kind scaling", PLOT_KIND, KIND_SCALING},
+};
+_Static_assert(XB_ARRAY_LEN(PLOT_MODES) == KIND_SCALING + 1, "a mode for every kind");
+
+static const CliHelp PLOT_HELP[] = {
+    {"Draws reports (files, or directories of them and of their subdirectories) as an SVG\n"
+     "figure.\n",
+     ~0u},
+    {"Exit status: 0, or 2 bad input (a report, an option) or a figure that cannot be written.\n",
+     0},
+};
 
 /* Seconds per training step: the median step when the report has one (bench), else the mean. */
 static double step_time(const ReportSummary *r) {
@@ -116,80 +152,23 @@ static void scaling(FILE *o, const ReportSummary *r, int n) {
     free(line);
 }
 
-int cmd_plot(int argc, char **argv) {
-    int kind = 0;
-    const char *out = NULL, *frontier_only = NULL;
-    FrontierOptions fo = {NULL, 0, 0};
-    const char **paths = malloc((size_t)argc * sizeof *paths);
-    XB_ASSERT(paths);
-    int np = 0, bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            free(paths);
-            return XB_EXIT_OK;
-        }
-        if (!strcmp(a, "--kind")) {
-            kind = !v ? -1 : !strcmp(v, "frontier") ? 0 : !strcmp(v, "scaling") ? 1 : -1;
-            if (kind < 0)
-                bad = cli_usage_error("plot", "--kind: expected frontier or scaling, got \"%s\"",
-                                      v ? v : "");
-            i++;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!v) bad = cli_usage_error("plot", "%s needs a file name (see --help)", a);
-            out = v;
-            i++;
-        } else if (!strcmp(a, "--task")) {
-            if (!v || !*v) bad = cli_usage_error("plot", "--task needs a task name (see --help)");
-            fo.task = v, frontier_only = a;
-            i++;
-        } else if (!strcmp(a, "--length")) {
-            long long L = 0;
-            if (!v || cli_parse_int(v, 2, 1048576, &L))
-                bad = cli_usage_error("plot",
-                                      "--length: expected a sequence length (an integer in "
-                                      "[2, 1048576]), got \"%s\"",
-                                      v ? v : "");
-            fo.length = (int)L, frontier_only = a;
-            i++;
-        } else if (!strcmp(a, "--facet")) {
-            if (!v || strcmp(v, "task"))
-                bad = cli_usage_error("plot", "--facet: expected task, got \"%s\"", v ? v : "");
-            fo.facet = 1, frontier_only = a;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            bad = cli_usage_error("plot",
-                                  "unknown option '%s' (valid: --kind, -o, --task, --length, "
-                                  "--facet, --help)",
-                                  a);
-        } else {
-            paths[np++] = a;
-        }
-    }
-    if (!bad && kind && frontier_only)
-        bad = cli_usage_error("plot", "%s: only for --kind frontier", frontier_only);
-    if (!bad && fo.facet && fo.task)
-        bad = cli_usage_error("plot", "--facet task draws every task: it cannot be combined with "
-                                      "--task");
-    if (!bad && !np)
-        bad = cli_usage_error("plot", "expected report files or directories (see --help)");
-    if (!bad && !out) bad = cli_usage_error("plot", "expected -o FILE.svg (see --help)");
-    if (bad) {
-        free(paths);
-        return XB_EXIT_USAGE;
-    }
+static int plot(const void *args, const CliSeen *seen) {
+    const PlotArgs *a = args;
+    const FrontierOptions fo = {seen->given[PLOT_TASK] ? a->task : NULL, (int)a->length,
+                                seen->given[PLOT_FACET] != 0};
+    if (fo.facet && fo.task)
+        return cli_usage_error("plot", "--facet task draws every task: it cannot be combined "
+                                       "with --task");
     ReportSummary *r = NULL;
     int n = 0;
     XbError err;
     xb_error_clear(&err);
-    int rc = summary_load(paths, np, &r, &n, &err);
-    free(paths);
+    int rc = summary_load(a->paths.v, a->paths.n, &r, &n, &err);
     Frontier *fr = NULL;
-    if (!rc && !kind && !(fr = frontier_prepare(r, n, &fo, &err))) rc = -1;
+    if (!rc && a->kind == KIND_FRONTIER && !(fr = frontier_prepare(r, n, &fo, &err))) rc = -1;
     AtomicFile af;
-    if (!rc && !(rc = fileio_open(&af, out, "figure", &err))) {
-        if (kind)
+    if (!rc && !(rc = fileio_open(&af, a->output, "figure", &err))) {
+        if (a->kind == KIND_SCALING)
             scaling(af.f, r, n);
         else
             frontier_draw(af.f, fr);
@@ -197,11 +176,14 @@ int cmd_plot(int argc, char **argv) {
     }
     frontier_free(fr);
     free(r);
-    if (rc) {
-        char line[2048];
-        xb_error_format(&err, line, sizeof line);
-        fprintf(stderr, "xformer-bench plot: %s\n", line);
-        return XB_EXIT_USAGE; /* as --help says: no run is involved, so never 3 */
-    }
-    return XB_EXIT_OK;
+    /* as --help says: no run is involved, so never 3 */
+    return rc ? cli_command_error("plot", &err) : XB_EXIT_OK;
 }
+
+CLI_CHECK_TABLE(PLOT_OPTS, N_PLOT_OPTS);
+const CliCommand CMD_PLOT =
+    CLI_COMMAND("plot", PlotArgs, paths, plot, PLOT_OPTS, PLOT_HELP,
+                .summary = "draw reports as SVG: accuracy-speed-memory frontier, scaling curves",
+                .operands = "REPORTS...", .min_operands = 1, .max_operands = -1,
+                .missing = "expected report files or directories (see --help)", .modes = PLOT_MODES,
+                .n_modes = XB_ARRAY_LEN(PLOT_MODES));

@@ -1,19 +1,15 @@
 /* xformer-bench run: config → dataset → training → report, for each run of a (swept) config. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <sys/file.h>
-#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/rundir.h"
 #include "config/config.h"
 #include "core/calib.h"
@@ -24,43 +20,96 @@
 #include "core/signals.h"
 #include "core/timer.h"
 #include "core/xassert.h"
-#include "mixers/mixer.h"
+#include "report/index.h"
 #include "report/report.h"
 #include "tasks/cache.h"
 #include "tasks/task.h"
 #include "train/trainer.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench run CONFIG [--set KEY=VALUE]... [-o DIR] [--threads N] [--seed N]\n"
-    "                        [--resume] [--shard I/N] [--unique-id] [--quiet] [--check]\n"
-    "       mpirun -np N xformer-bench run CONFIG ...\n\n"
-    "Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
-    "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
-    "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n\n"
-    "  --set KEY=VALUE  override a config value, e.g. --set model.layers=4 (repeatable)\n"
-    "  -o, --output DIR write reports to DIR (experiment.output_dir)\n"
-    "  --threads N      threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads);\n"
-    "                   per process under mpirun\n"
-    "  --seed N         experiment seed (experiment.seed)\n"
-    "  --resume         continue each run from its DIR/RUN_ID.state, when there is one (saved\n"
-    "                   every train.checkpoint_every steps, and when a signal stops a run)\n"
-    "  --shard I/N      run only shard I (from 0) of N of a sweep, the longest runs spread\n"
-    "                   first: N separate processes (a job array) run the sweep together\n"
-    "  --unique-id      when another process is running a run's id in its output directory,\n"
-    "                   take RUN_ID-2, RUN_ID-3, ... instead of stopping\n"
-    "  --quiet          no progress output\n"
-    "  --check          only check the config (every run of its sweep) and that its output\n"
-    "                   directories can be written, then exit\n\n"
-    "Under mpirun (or srun), one run trains data-parallel: train.batch_size is the global batch,\n"
-    "split evenly over the processes, and the run follows the one-process trajectory; a sweep\n"
-    "gives each run to one process. Rank 0 alone writes and prints.\n\n"
-    "A run holds DIR/RUN_ID.lock while it runs; a second run of the same id in the same\n"
-    "directory stops at once (exit 2) naming the first. Report and checkpoint are put in place\n"
-    "together at the end (the report names the checkpoint's hash). SIGINT, SIGTERM and SIGHUP\n"
-    "stop a command in any phase with exit 3: before training nothing is written; during\n"
-    "training or evaluation the run saves its state and its report says \"interrupted\".\n\n"
-    "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
-    "failed or was interrupted (its report says so).\n";
+/* The arguments of `run`. */
+typedef struct RunArgs {
+    CliList config; /* the operand: one config file */
+    CliList sets;
+    const char *output;
+    long long threads, seed;
+    int resume, unique, quiet, check;
+    long long shard[2]; /* --shard I/N: I, N */
+} RunArgs;
+
+/* --shard I/N: shard I (from 0) of N. */
+static int parse_shard(void *dst, const char *v, char *got, size_t n) {
+    (void)got, (void)n;
+    long long *s = dst;
+    char num[2][32];
+    const char *slash = strchr(v, '/');
+    if (!slash || (size_t)(slash - v) >= sizeof num[0] || strlen(slash + 1) >= sizeof num[1])
+        return -1;
+    snprintf(num[0], sizeof num[0], "%.*s", (int)(slash - v), v);
+    snprintf(num[1], sizeof num[1], "%s", slash + 1);
+    if (cli_parse_int(num[0], 0, 1000000, &s[0]) || cli_parse_int(num[1], 1, 1000000, &s[1]))
+        return -1;
+    return s[0] < s[1] ? 0 : -1;
+}
+
+enum {
+    RUN_SET,
+    RUN_OUTPUT,
+    RUN_THREADS,
+    RUN_SEED,
+    RUN_RESUME,
+    RUN_SHARD,
+    RUN_UNIQUE,
+    RUN_QUIET,
+    RUN_CHECK,
+    N_RUN_OPTS
+};
+static const CliOpt RUN_OPTS[] = {
+    [RUN_SET] = {"--set", 0, CLI_LIST, CLI_AT(RunArgs, sets, CliList), "KEY=VALUE",
+                 .help = "override a config value, e.g. --set model.layers=4 (repeatable)"},
+    [RUN_OUTPUT] = {"--output", 'o', CLI_STR, CLI_AT(RunArgs, output, const char *), "DIR",
+                    .help = "write reports to DIR (experiment.output_dir)"},
+    [RUN_THREADS] = {"--threads", 0, CLI_INT, CLI_AT(RunArgs, threads, long long), "N", .min = 0,
+                     .max = 1024,
+                     .help = "threads for OpenMP and OpenBLAS, 0 = all cores (experiment.threads); "
+                             "per process under mpirun"},
+    [RUN_SEED] = {"--seed", 0, CLI_INT, CLI_AT(RunArgs, seed, long long), "N", .min = 0,
+                  .max = 9007199254740991.0, .valid = "an integer in [0, 2^53-1]",
+                  .help = "experiment seed (experiment.seed)"},
+    [RUN_RESUME] = {"--resume", 0, CLI_FLAG, CLI_AT(RunArgs, resume, int),
+                    .help = "continue each run from its DIR/RUN_ID.state, when there is one (saved "
+                            "every train.checkpoint_every steps, and when a signal stops a run)"},
+    [RUN_SHARD] = {"--shard", 0, CLI_PARSE, CLI_AT(RunArgs, shard, long long *), "I/N",
+                   .parse = parse_shard, .valid = "I/N with 0 <= I < N (shard I of N, from 0)",
+                   .help = "run only shard I (from 0) of N of a sweep, the longest runs spread "
+                           "first: N separate processes (a job array) run the sweep together"},
+    [RUN_UNIQUE] = {"--unique-id", 0, CLI_FLAG, CLI_AT(RunArgs, unique, int),
+                    .help = "when another process is running a run's id in its output directory, "
+                            "take RUN_ID-2, RUN_ID-3, ... instead of stopping"},
+    [RUN_QUIET] = {"--quiet", 'q', CLI_FLAG, CLI_AT(RunArgs, quiet, int),
+                   .help = "no progress output"},
+    [RUN_CHECK] = {"--check", 0, CLI_FLAG, CLI_AT(RunArgs, check, int),
+                   .help = "only check the config (every run of its sweep) and that its output "
+                           "directories can be written, then exit"},
+};
+
+static const CliHelp RUN_HELP[] = {
+    {"Trains and evaluates the experiment described by the YAML file CONFIG (every run of its\n"
+     "sweep: section) and writes one JSON report per run, DIR/RUN_ID.json, plus the best\n"
+     "validation checkpoint, DIR/RUN_ID.safetensors; a sweep also writes DIR/index.json.\n",
+     ~0u},
+    {"Under mpirun (or srun), one run trains data-parallel: train.batch_size is the global batch,\n"
+     "split evenly over the processes, and the run follows the one-process trajectory; a sweep\n"
+     "gives each run to one process. Rank 0 alone writes and prints.\n\n"
+     "A run holds DIR/RUN_ID.lock while it runs; a second run of the same id in the same\n"
+     "directory stops at once (exit 2) naming the first. Report and checkpoint are put in place\n"
+     "together at the end (the report names the checkpoint's hash). SIGINT, SIGTERM and SIGHUP\n"
+     "stop a command in any phase with exit 3: before training nothing is written; during\n"
+     "training or evaluation the run saves its state and its report says \"interrupted\".\n\n"
+     "Exit status: 0 all runs finished, 2 bad input (config, data, usage), 3 a run diverged,\n"
+     "failed or was interrupted (its report says so).\n",
+     0},
+};
+static const char *const RUN_USAGE_EXTRA[] = {"mpirun -np N xformer-bench run CONFIG ...", NULL};
 
 typedef struct ProgressCtx {
     const char *run_id;
@@ -174,176 +223,106 @@ static int run_one(ExperimentConfig *cfg, int quiet, int unique, int resume) {
     return (int)code;
 }
 
-int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *dsp, const CliRun *how) {
+/* An interrupted run's message names the signal that stopped it ("a signal" -> "SIGTERM"). */
+static void name_signal(TrainResult *tr) {
+    const char *at = strstr(tr->status_message, "a signal");
+    if (strcmp(tr->status, "interrupted") || !xb_stop_signal() || !at) return;
+    char msg[sizeof tr->status_message];
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr->status_message), tr->status_message,
+             xb_stop_signal(), at + strlen("a signal"));
+    snprintf(tr->status_message, sizeof tr->status_message, "%s", msg);
+}
+
+/* Trains cfg on ds for run directory rd, measuring the threads' share of the cores (usage) and
+ * the wall time. Returns 0, or -1 with err set (nothing trained). */
+static int train(const ExperimentConfig *cfg, const Dataset *ds, const CliRun *how, RunDir *rd,
+                 TrainResult *tr, CalibUsage *usage, double *wall, XbError *err) {
+    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = how->quiet};
+    const TrainHooks hooks = {.progress = on_progress,
+                              .ctx = &pc,
+                              .stop = &xb_stop,
+                              .state_path = how->state ? rd->state : NULL,
+                              .resume = how->resume,
+                              .no_eval = how->no_eval,
+                              .time_warmup = how->time_warmup};
+    report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
+    calib_usage_begin(usage);
+    const double t0 = timer_now();
+    if (train_run(cfg, ds, how->checkpoint ? rd->partial : NULL, &hooks, tr, err)) return -1;
+    *wall = timer_now() - t0;
+    calib_usage_end(usage);
+    return 0;
+}
+
+/* Puts the report of a trained run (and its checkpoint) in place; *peak gets the peak RSS it
+ * reports. Returns 0, or -1 with err set. */
+static int write_report(const ExperimentConfig *cfg, const Dataset *ds, RunDir *rd, TrainResult *tr,
+                        const RunContext *ctx, size_t *peak, XbError *err) {
+    name_signal(tr);
+    /* the calibration's probe, after the peak RSS is read (its buffer stays out of it); none
+     * after a signal, which asks for the report now */
+    RunContext c = *ctx;
+    CalibProbe probe;
+    c.peak_rss = *peak = report_peak_rss();
+    c.probe = strcmp(tr->status, "interrupted") && calib_probe(&probe) == 0 ? &probe : NULL;
+    cJSON *doc = report_from_run(cfg, ds, tr, &c);
+    const int rc = rundir_commit(rd, doc, tr->best_step, err);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* The closing line of a run (or the error that kept its report from being written); returns the
+ * run's exit code. */
+static int outcome_of(const Dataset *ds, const CliRun *how, const RunDir *rd, const TrainResult *tr,
+                      size_t peak, int written, const XbError *err) {
+    const int ok = strcmp(tr->status, "ok") == 0;
+    if (!written) {
+        print_error(err);
+    } else if (!how->silent) {
+        printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
+               "%.0f MiB -> %s\n",
+               rd->id, tr->status, 100.0 * tr->test_acc,
+               100.0 * dataset_majority(&ds->test, ds->n_classes), tr->steps_per_s,
+               (double)peak / 1048576.0, rd->report);
+        fflush(stdout);
+    }
+    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr->status_message);
+    return written && ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
+}
+
+int cli_run_loaded(const ExperimentConfig *cfg, const Dataset *ds, const CliRun *how) {
     XbError err;
     xb_error_clear(&err);
-    const int quiet = how->quiet, threads = cli_set_threads(cfg);
-    const Dataset ds = *dsp; /* read only */
-    if (train_check(cfg, &ds, &err)) return print_error(&err);
+    const int threads = cli_set_threads(cfg), lead = dist_rank() == 0;
+    if (train_check(cfg, ds, &err)) return print_error(&err);
     RunDir own, *rd = how->dir;
-    const int lead = dist_rank() == 0;
     if (!rd) {
         if (rundir_open(&own, cfg->output_dir, cfg->run_id, 0, &err)) return print_error(&err);
         rd = &own;
     }
-    const char *report_path = rd->report;
-
-    report_reset_peak_rss(); /* a sweep's runs share the process: each reports its own peak */
-    ProgressCtx pc = {.run_id = rd->id, .tty = isatty(2), .quiet = quiet};
-    TrainHooks hooks = {.progress = on_progress,
-                        .ctx = &pc,
-                        .stop = &xb_stop,
-                        .state_path = how->state ? rd->state : NULL,
-                        .resume = how->resume,
-                        .no_eval = how->no_eval,
-                        .time_warmup = how->time_warmup};
-    TrainResult tr;
+    TrainResult tr = {.status = "failed"};
     CalibUsage usage; /* the threads' share of the cores while they train (core/calib.h) */
-    calib_usage_begin(&usage);
-    const double t_run = timer_now();
+    double wall = 0.0;
+    size_t peak = 0;
     xb_signals_defer(1); /* a run is under way: a signal ends it with an "interrupted" report */
-    if (train_run(cfg, &ds, how->checkpoint ? rd->partial : NULL, &hooks, &tr, &err)) {
-        if (rd == &own) rundir_close(rd);
-        xb_signals_defer(0);
-        return print_error(&err);
-    }
-    const double wall = timer_now() - t_run;
-    calib_usage_end(&usage);
-    if (!lead) { /* the other ranks of a data-parallel run: rank 0 reports */
-        train_result_free(&tr);
-        xb_signals_defer(0);
-        const int ok = !strcmp(tr.status, "ok");
-        return ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
-    }
-    if (!strcmp(tr.status, "interrupted") && xb_stop_signal()) { /* name the signal */
-        char msg[sizeof tr.status_message];
-        const char *at = strstr(tr.status_message, "a signal");
-        if (at) {
-            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - tr.status_message), tr.status_message,
-                     xb_stop_signal(), at + strlen("a signal"));
-            snprintf(tr.status_message, sizeof tr.status_message, "%s", msg);
-        }
-    }
-
-    const MixerSpec *mx = mixer_get(cfg->mixer_index);
-    cJSON *cj = cfg_to_json(cfg);
-    RunReport rr;
-    memset(&rr, 0, sizeof rr);
-    rr.config = cj;
-    snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
-    snprintf(rr.run_id, sizeof rr.run_id, "%s", rd->id); /* --unique-id may have suffixed it */
-    rr.status = tr.status;
-    snprintf(rr.status_message, sizeof rr.status_message, "%s", tr.status_message);
-    rr.threads = threads;
-    rr.processes = dist_size();
-    rr.comm_s = tr.comm_s;
-    rr.profile = (const double(*)[2])tr.profile;
-    rr.profile_regions = tr.profile_regions;
-    rr.dataset_identity = ds.identity;
-    rr.dataset_checksum = ds.checksum;
-    rr.train_n = ds.train.n, rr.val_n = ds.val.n, rr.test_n = ds.test.n;
-    rr.vocab_size = ds.vocab_size, rr.n_classes = ds.n_classes;
-    rr.sequence = ds.sequence;
-    rr.mixer = mx->name, rr.mixer_classes = mx->classes;
-    rr.n_params = tr.n_params;
-    rr.evals = tr.evals, rr.n_evals = tr.n_evals;
-    rr.steps_done = tr.steps_done, rr.best_step = tr.best_step, rr.best_val_acc = tr.best_val_acc;
-    rr.test_acc = tr.test_acc, rr.test_loss = tr.test_loss, rr.test_exact = tr.test_exact;
-    rr.majority_baseline = dataset_majority(&ds.test, ds.n_classes);
-    rr.flops_fwd_analytic = tr.flops_fwd, rr.flops_bwd_analytic = tr.flops_bwd;
-    rr.flops_step_counted = tr.flops_step_counted, rr.flops_total_counted = tr.flops_total;
-    rr.mem = tr.mem;
-    rr.mem.peak_rss = report_peak_rss();
-    /* the calibration's probe, after the peak RSS is read (its buffer stays out of it); none
-     * after a signal, which asks for the report now */
-    CalibProbe probe;
-    rr.usage = &usage;
-    rr.probe = strcmp(tr.status, "interrupted") && calib_probe(&probe) == 0 ? &probe : NULL;
-    rr.wall_s = wall, rr.train_s = tr.train_s, rr.eval_s = tr.eval_s;
-    rr.steps_per_s = tr.steps_per_s, rr.tokens_per_s = tr.tokens_per_s;
-    rr.step_s_median = tr.step_s_median;
-    cJSON *doc = report_build(&rr);
-    int rc = rundir_commit(rd, doc, tr.best_step, &err);
-    cJSON_Delete(doc);
+    const int trained = train(cfg, ds, how, rd, &tr, &usage, &wall, &err) == 0;
+    const RunContext ctx = {.run_id = rd->id, /* --unique-id may have suffixed it */
+                            .threads = threads,
+                            .processes = dist_size(),
+                            .wall_s = wall,
+                            .usage = &usage};
+    const int written = trained && lead && !write_report(cfg, ds, rd, &tr, &ctx, &peak, &err);
     if (rd == &own) rundir_close(rd);
     xb_signals_defer(0);
-    cJSON_Delete(cj);
-    const int ok = strcmp(tr.status, "ok") == 0;
-    if (rc) {
-        print_error(&err);
-    } else if (!how->silent) {
-        printf("%s: %s, test accuracy %.2f%% (majority baseline %.2f%%), %.2f steps/s, peak RSS "
-               "%.0f MiB -> %s\n",
-               rd->id, tr.status, 100.0 * tr.test_acc, 100.0 * rr.majority_baseline, tr.steps_per_s,
-               (double)rr.mem.peak_rss / 1048576.0, report_path);
-        fflush(stdout);
-    }
-    if (!ok) fprintf(stderr, "xformer-bench: %s: %s\n", rd->id, tr.status_message);
+    int rc;
+    if (!trained) /* the error, as the run could not train */
+        rc = print_error(&err);
+    else if (!lead) /* the other ranks of a data-parallel run: rank 0 reports */
+        rc = strcmp(tr.status, "ok") ? XB_EXIT_RUNFAIL : XB_EXIT_OK;
+    else
+        rc = outcome_of(ds, how, rd, &tr, peak, written, &err);
     train_result_free(&tr);
-    return rc ? XB_EXIT_RUNFAIL : ok ? XB_EXIT_OK : XB_EXIT_RUNFAIL;
-}
-
-/* The outcome of code (an exit code; -1: not run). */
-static const char *outcome(int code) {
-    return code < 0                  ? "not run"
-           : code == XB_EXIT_OK      ? "ok"
-           : code == XB_EXIT_RUNFAIL ? "failed"
-                                     : "bad input";
-}
-
-/* A sweep's index, OUTPUT_DIR/index.json (of the first run's directory): every run with its
- * report, swept values' run id and outcome, in sweep order; codes[r] < 0 for a run this process
- * did not run. Shards of one sweep (--shard) share the index: each merges its outcomes into the
- * one on disk (under OUTPUT_DIR/index.lock), keeping the others'. */
-static int write_index(const ConfigSet *cs, const int *codes) {
-    char path[1200], lock[1200];
-    snprintf(path, sizeof path, "%s/index.json", cs->runs[0].output_dir);
-    snprintf(lock, sizeof lock, "%s/index.lock", cs->runs[0].output_dir);
-    const int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) flock(fd, LOCK_EX); /* waits for another shard's merge */
-    cJSON *old = NULL, *old_runs = NULL;
-    XbError err;
-    xb_error_clear(&err);
-    if (access(path, F_OK) == 0 && report_read(path, &old, &err) == 0) {
-        old_runs = cJSON_GetObjectItemCaseSensitive(old, "runs");
-        if (!cJSON_IsArray(old_runs) || cJSON_GetArraySize(old_runs) != cs->n) old_runs = NULL;
-    }
-    cJSON *idx = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-    XB_ASSERT(idx && arr);
-    cJSON_AddNumberToObject(idx, "schema_version", XB_REPORT_SCHEMA_VERSION);
-    cJSON_AddStringToObject(idx, "kind", "sweep");
-    cJSON_AddStringToObject(idx, "config", cs->runs[0].source);
-    cJSON_AddItemToObject(idx, "runs", arr);
-    for (int r = 0; r < cs->n; r++) {
-        const ExperimentConfig *c = &cs->runs[r];
-        cJSON *o = cJSON_CreateObject();
-        XB_ASSERT(o);
-        char rel[1400];
-        if (!strcmp(c->output_dir, cs->runs[0].output_dir))
-            snprintf(rel, sizeof rel, "%s.json", c->run_id);
-        else
-            snprintf(rel, sizeof rel, "%s/%s.json", c->output_dir, c->run_id);
-        cJSON_AddStringToObject(o, "run_id", c->run_id);
-        cJSON_AddStringToObject(o, "report", rel);
-        char h[17];
-        snprintf(h, sizeof h, "%016llx", (unsigned long long)cfg_hash(c));
-        cJSON_AddStringToObject(o, "config_hash", h);
-        const char *out = outcome(codes[r]);
-        const cJSON *prev = old_runs ? cJSON_GetArrayItem(old_runs, r) : NULL;
-        const cJSON *prev_id = prev ? cJSON_GetObjectItemCaseSensitive(prev, "run_id") : NULL;
-        const cJSON *prev_out = prev ? cJSON_GetObjectItemCaseSensitive(prev, "outcome") : NULL;
-        if (codes[r] < 0 && cJSON_IsString(prev_id) && !strcmp(prev_id->valuestring, c->run_id) &&
-            cJSON_IsString(prev_out))
-            out = prev_out->valuestring; /* another shard's run */
-        cJSON_AddStringToObject(o, "outcome", out);
-        cJSON_AddItemToArray(arr, o);
-    }
-    xb_error_clear(&err);
-    const int rc = report_write(path, idx, &err);
-    cJSON_Delete(idx);
-    cJSON_Delete(old);
-    if (fd >= 0) close(fd);
-    return rc ? print_error(&err) : XB_EXIT_OK;
+    return rc;
 }
 
 /* A run's cost for the sweep's schedule: steps × tokens × layers × width × (width + length). */
@@ -376,163 +355,116 @@ static void schedule_runs(const ConfigSet *cs, int parts, int *owner) {
     free(load);
 }
 
-int cmd_run(int argc, char **argv) {
-    const char *config = NULL, *outdir = NULL;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, quiet = 0, check = 0, unique = 0, resume = 0;
-    long long shard = -1, shards = 0;
-    long long threads = -1, seed = -1;
-    int rc = XB_EXIT_OK;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            free(sets);
-            return XB_EXIT_OK;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--check")) {
-            check = 1;
-        } else if (!strcmp(a, "--unique-id")) {
-            unique = 1;
-        } else if (!strcmp(a, "--resume")) {
-            resume = 1;
-        } else if (!strcmp(a, "--shard")) {
-            char *slash = val ? strchr(val, '/') : NULL;
-            if (!val || !slash) {
-                free(sets);
-                return cli_usage_error("run",
-                                       "--shard: expected I/N (shard I of N, from 0), got "
-                                       "'%s'",
-                                       val ? val : "");
-            }
-            *slash = '\0';
-            const int bad = cli_parse_int(val, 0, 1000000, &shard) ||
-                            cli_parse_int(slash + 1, 1, 1000000, &shards) || shard >= shards;
-            *slash = '/';
-            if (bad) {
-                free(sets);
-                return cli_usage_error("run", "--shard: expected I/N with 0 <= I < N, got '%s'",
-                                       val);
-            }
-            i++;
-        } else if (!strcmp(a, "--set") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
-                   !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
-            if (!val) {
-                free(sets);
-                return cli_usage_error("run", "%s needs a value (see --help)", a);
-            }
-            i++;
-            if (!strcmp(a, "--set"))
-                sets[n_sets++] = val;
-            else if (a[1] == 'o' || !strcmp(a, "--output"))
-                outdir = val;
-            else if (!strcmp(a, "--threads") && cli_parse_int(val, 0, 1024, &threads)) {
-                free(sets);
-                return cli_usage_error(
-                    "run", "--threads: expected an integer in [0, 1024], got '%s'", val);
-            } else if (!strcmp(a, "--seed") && cli_parse_int(val, 0, 9007199254740991LL, &seed)) {
-                free(sets);
-                return cli_usage_error("run",
-                                       "--seed: expected an integer in [0, 2^53-1], got '%s'", val);
-            }
-        } else if (a[0] == '-' && a[1]) {
-            free(sets);
-            return cli_usage_error("run", "unknown option '%s' (see --help)", a);
-        } else if (!config) {
-            config = a;
-        } else {
-            free(sets);
-            return cli_usage_error("run", "more than one config file ('%s' and '%s')", config, a);
-        }
-    }
-    if (!config) {
-        free(sets);
-        fputs(USAGE, stderr);
-        return XB_EXIT_USAGE;
-    }
-    xb_signals_install(); /* from here on a signal ends the command with status 3 */
-    ConfigSet cs;
+/* Loads the config of a, with its overrides; then makes and probes every output directory before
+ * any data is made or any step runs. Returns 0 or the exit code after the error. */
+static int load_runs(const RunArgs *a, ConfigSet *cs) {
     XbError err;
     xb_error_clear(&err);
-    if (cfg_load(config, sets, n_sets, &cs, &err)) {
-        free(sets);
-        return print_error(&err);
-    }
-    free(sets);
-    /* Every output directory is made and probed before any data is made or any step runs. */
-    for (int r = 0; r < cs.n; r++) {
-        ExperimentConfig *c = &cs.runs[r];
-        if (outdir) snprintf(c->output_dir, sizeof c->output_dir, "%s", outdir);
-        if (r > 0 && !strcmp(c->output_dir, cs.runs[r - 1].output_dir)) continue;
+    if (cfg_load(a->config.v[0], a->sets.v, a->sets.n, cs, &err)) return print_error(&err);
+    for (int r = 0; r < cs->n; r++) {
+        ExperimentConfig *c = &cs->runs[r];
+        if (a->output) snprintf(c->output_dir, sizeof c->output_dir, "%s", a->output);
+        if (r > 0 && !strcmp(c->output_dir, cs->runs[r - 1].output_dir)) continue;
         if (fileio_probe_dir(c->output_dir, &err)) {
-            if (!outdir) snprintf(err.key, sizeof err.key, "experiment.output_dir");
-            cfg_set_free(&cs);
+            if (!a->output) snprintf(err.key, sizeof err.key, "experiment.output_dir");
+            cfg_set_free(cs);
             return print_error(&err);
         }
     }
-    /* A sweep under mpirun, or a shard of one (--shard I/N, e.g. a Slurm job array): every run on
-     * one process, scheduled longest first; a single run under mpirun: data-parallel. */
+    return XB_EXIT_OK;
+}
+
+/* Under mpirun: --shard is not for it, and a single run's global batch splits evenly over the
+ * processes (data-parallel training). Returns 0 or the exit code after the error. */
+static int check_world(const CliSeen *seen, const ConfigSet *cs, int sharded) {
     const int world = dist_world_size();
-    if (shards && world > 1) {
-        cfg_set_free(&cs);
+    if (seen->given[RUN_SHARD] && world > 1)
         return cli_usage_error("run",
                                "--shard splits a sweep between separate processes; under "
                                "mpirun the ranks share it already (valid: one or the other)");
-    }
-    const int sharded = cs.n > 1 && (world > 1 || shards > 0);
-    if (!sharded && world > 1) /* data-parallel: the global batch splits evenly */
-        for (int r = 0; r < cs.n; r++)
-            if (cs.runs[r].batch_size % world) {
-                xb_error_set(&err, cs.runs[r].source, 0, 0, "train.batch_size",
-                             "%d examples do not split evenly over the %d processes of mpirun "
-                             "(valid: a multiple of %d)",
-                             cs.runs[r].batch_size, world, world);
-                cfg_set_free(&cs);
-                return print_error(&err);
-            }
-    if (check) {
-        printf("%s: valid, %d run%s\n", config, cs.n, cs.n == 1 ? "" : "s");
-        cfg_set_free(&cs);
-        return XB_EXIT_OK;
-    }
-    const int parts = shards ? (int)shards : world, mine = shards ? (int)shard : dist_world_rank();
-    int *codes = malloc((cs.n > 0 ? (size_t)cs.n : 1) * sizeof *codes);
-    int *owner = calloc(cs.n > 0 ? (size_t)cs.n : 1, sizeof *owner);
+    for (int r = 0; r < cs->n && !sharded && world > 1; r++)
+        if (cs->runs[r].batch_size % world) {
+            XbError err;
+            xb_error_set(&err, cs->runs[r].source, 0, 0, "train.batch_size",
+                         "%d examples do not split evenly over the %d processes of mpirun "
+                         "(valid: a multiple of %d)",
+                         cs->runs[r].batch_size, world, world);
+            return print_error(&err);
+        }
+    return XB_EXIT_OK;
+}
+
+/* Rank 0 of a world that shared a sweep learns every run's outcome (codes[r] < 0 where this
+ * process did not run r); returns the worst exit code over the world. */
+static int gather_codes(const ConfigSet *cs, int *codes, int rc) {
+    int64_t *all = malloc((size_t)cs->n * sizeof *all);
+    XB_ASSERT(all);
+    for (int r = 0; r < cs->n; r++) all[r] = codes[r] < 0 ? 0 : codes[r] + 1;
+    dist_allreduce_i64(all, (size_t)cs->n); /* each run has one owner */
+    for (int r = 0; r < cs->n; r++) codes[r] = (int)all[r] - 1;
+    free(all);
+    return (int)dist_max_i64(rc);
+}
+
+/* Runs this process's runs of cs: all of them, or, for a sweep under mpirun or a shard of one
+ * (--shard I/N, e.g. a Slurm job array), its share, scheduled longest first (a single run under
+ * mpirun trains data-parallel). Writes the sweep's index; returns the worst exit code. */
+static int run_sweep(const RunArgs *a, const CliSeen *seen, ConfigSet *cs, int sharded) {
+    const int world = dist_world_size(), shards = seen->given[RUN_SHARD] != 0;
+    const int parts = shards ? (int)a->shard[1] : world;
+    const int mine = shards ? (int)a->shard[0] : dist_world_rank();
+    int *codes = malloc((size_t)cs->n * sizeof *codes),
+        *owner = calloc((size_t)cs->n, sizeof *owner);
     XB_ASSERT(codes && owner);
-    for (int r = 0; r < cs.n; r++) codes[r] = -1;
-    if (sharded) schedule_runs(&cs, parts, owner);
+    for (int r = 0; r < cs->n; r++) codes[r] = -1;
+    if (sharded) schedule_runs(cs, parts, owner);
     if (sharded && world > 1) dist_solo(1); /* each run on its own process */
-    int usage = 0;
-    for (int r = 0; r < cs.n && !xb_stop && !usage; r++) {
-        ExperimentConfig *c = &cs.runs[r];
+    int rc = XB_EXIT_OK, usage = 0;
+    for (int r = 0; r < cs->n && !xb_stop && !usage; r++) {
+        ExperimentConfig *c = &cs->runs[r];
         if (sharded && owner[r] != mine) continue;
-        if (threads >= 0) c->threads = (int)threads;
-        if (seed >= 0) c->seed = (uint64_t)seed;
-        if (cs.n > 1 && !quiet && dist_rank() == 0)
-            log_info("run %d of %d: %s", r + 1, cs.n, c->run_id);
-        codes[r] = run_one(c, quiet, unique, resume);
+        if (seen->given[RUN_THREADS]) c->threads = (int)a->threads;
+        if (seen->given[RUN_SEED]) c->seed = (uint64_t)a->seed;
+        if (cs->n > 1 && !a->quiet && dist_rank() == 0)
+            log_info("run %d of %d: %s", r + 1, cs->n, c->run_id);
+        codes[r] = run_one(c, a->quiet, a->unique, a->resume);
         if (codes[r] > rc) rc = codes[r];
         usage = codes[r] == XB_EXIT_USAGE && !sharded; /* bad input stops a plain sweep */
     }
-    if (sharded && world > 1) { /* rank 0 gathers the outcomes for the index */
+    if (sharded && world > 1) {
         dist_solo(0);
-        int64_t *all = malloc((size_t)cs.n * sizeof *all);
-        XB_ASSERT(all);
-        for (int r = 0; r < cs.n; r++) all[r] = codes[r] < 0 ? 0 : codes[r] + 1;
-        dist_allreduce_i64(all, (size_t)cs.n); /* each run has one owner */
-        for (int r = 0; r < cs.n; r++) codes[r] = (int)all[r] - 1;
-        free(all);
-        int64_t worst = rc;
-        rc = (int)dist_max_i64(worst);
+        rc = gather_codes(cs, codes, rc);
     }
-    if (cs.n > 1 && dist_world_rank() == 0 && !(codes[0] == XB_EXIT_USAGE && !sharded)) {
-        const int w = write_index(&cs, codes);
+    if (cs->n > 1 && dist_world_rank() == 0 && !(codes[0] == XB_EXIT_USAGE && !sharded)) {
+        XbError err;
+        xb_error_clear(&err);
+        const int w = report_write_sweep_index(cs, codes, &err) ? print_error(&err) : 0;
         if (w > rc) rc = w;
     }
     free(owner);
     free(codes);
+    return rc;
+}
+
+static int run_args(const void *args, const CliSeen *seen) {
+    const RunArgs *a = args;
+    xb_signals_install(); /* from here on a signal ends the command with status 3 */
+    ConfigSet cs;
+    int rc = load_runs(a, &cs);
+    if (rc) return rc;
+    const int sharded = cs.n > 1 && (dist_world_size() > 1 || seen->given[RUN_SHARD]);
+    rc = check_world(seen, &cs, sharded);
+    if (!rc && a->check)
+        printf("%s: valid, %d run%s\n", a->config.v[0], cs.n, cs.n == 1 ? "" : "s");
+    else if (!rc)
+        rc = run_sweep(a, seen, &cs, sharded);
     cfg_set_free(&cs);
     return rc;
 }
+
+CLI_CHECK_TABLE(RUN_OPTS, N_RUN_OPTS);
+const CliCommand CMD_RUN = CLI_COMMAND(
+    "run", RunArgs, config, run_args, RUN_OPTS, RUN_HELP,
+    .summary = "train and evaluate the experiment(s) of a YAML config, write JSON reports",
+    .operands = "CONFIG", .min_operands = 1, .max_operands = 1, .one_more = "one CONFIG",
+    .usage_extra = RUN_USAGE_EXTRA);

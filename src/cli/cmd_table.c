@@ -5,46 +5,76 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/error.h"
 #include "core/xassert.h"
 #include "report/stats.h"
 #include "report/summary.h"
 
-static const char *const USAGE =
-    "usage: xformer-bench table REPORTS... [--format md|latex|csv]\n"
-    "                           [--layout accuracy|efficiency] [--order given|class]\n"
-    "                           [--converged-margin POINTS]\n\n"
-    "Turns reports (files, or directories of them and of their subdirectories) into a table\n"
-    "on stdout.\n\n"
-    "  --layout accuracy    the Long Range Arena's Table 1: a row per mechanism, a column per\n"
-    "                       task with the test accuracy (%), the average over the tasks\n"
-    "                       (default); see Seeds below\n"
-    "  --layout efficiency  its Table 2: a row per mechanism, steps/s (from the median step when\n"
-    "                       the report has one) and peak memory at each sequence length; `full`\n"
-    "                       in absolute units, the others relative to it (several reports of a\n"
-    "                       cell are averaged)\n"
-    "  --format FORMAT      md (Markdown, default), latex (booktabs) or csv\n"
-    "  --order ORDER        rows and columns in the order the reports give them (default), or\n"
-    "                       rows grouped by taxonomy class\n"
-    "  --converged-margin POINTS\n"
-    "                       a run converged when its test accuracy beats the majority baseline\n"
-    "                       by more than POINTS percentage points (default 3: about twice the\n"
-    "                       standard deviation of a coin-flip accuracy on 1000 test examples)\n\n"
-    "Seeds (accuracy layout): the reports of one mechanism and task are its seeds\n"
-    "(config.experiment.seed; reports of the same seed are averaged first). A cell shows the\n"
-    "mean over the seeds, \"± sd\" (sample standard deviation) and their number when there\n"
-    "are two or more, \"36.40 ± 0.50 (3)\", and \"(3, 1 conv.)\" when only some converged; a\n"
-    "single converged seed shows its accuracy alone, \"33.00\". Avg is the mean over the\n"
-    "tasks (when the row has every task), ± sqrt(sum of the tasks' variances) / tasks when\n"
-    "every task has two seeds or more. The best of a column is bold when its interval\n"
-    "(mean ± sd, a single seed a point) meets no other cell's; otherwise it and every cell\n"
-    "whose interval meets its interval are tied, marked with a dagger (LaTeX $^\\dagger$);\n"
-    "the marks judge the values as printed (two decimals). A legend under the table says\n"
-    "which of these notations it uses. CSV has, per task, TASK_mean, TASK_std, TASK_n,\n"
-    "TASK_converged and TASK_mark (best, tie or empty), then Avg_mean, Avg_std, Avg_mark.\n\n"
-    "Exit status: 0, or 2 bad input.\n";
-
 enum { FMT_MD, FMT_LATEX, FMT_CSV };
+static const char *const FORMATS[] = {
+    [FMT_MD] = "md", [FMT_LATEX] = "latex", [FMT_CSV] = "csv", NULL};
+_Static_assert(XB_ARRAY_LEN(FORMATS) == FMT_CSV + 2, "a name for every format, then NULL");
+enum { LAYOUT_ACCURACY, LAYOUT_EFFICIENCY };
+static const char *const LAYOUTS[] = {
+    [LAYOUT_ACCURACY] = "accuracy", [LAYOUT_EFFICIENCY] = "efficiency", NULL};
+_Static_assert(XB_ARRAY_LEN(LAYOUTS) == LAYOUT_EFFICIENCY + 2, "a name for every layout");
+enum { ORDER_GIVEN, ORDER_CLASS };
+static const char *const ORDERS[] = {[ORDER_GIVEN] = "given", [ORDER_CLASS] = "class", NULL};
+_Static_assert(XB_ARRAY_LEN(ORDERS) == ORDER_CLASS + 2, "a name for every order, then NULL");
+
+/* The arguments of `table`. */
+typedef struct TableArgs {
+    CliList paths; /* the operands: reports and directories of them */
+    int format, layout, order;
+    double margin;
+} TableArgs;
+
+enum { TABLE_FORMAT, TABLE_LAYOUT, TABLE_ORDER, TABLE_MARGIN, N_TABLE_OPTS };
+static const CliOpt TABLE_OPTS[] = {
+    [TABLE_FORMAT] = {"--format", 0, CLI_ENUM, CLI_AT(TableArgs, format, int), .choices = FORMATS,
+                      .def = "md", .help = "md (Markdown), latex (booktabs) or csv"},
+    [TABLE_LAYOUT] = {"--layout", 0, CLI_ENUM, CLI_AT(TableArgs, layout, int), .choices = LAYOUTS,
+                      .def = "accuracy",
+                      .help = "accuracy: the Long Range Arena's Table 1, a row per mechanism, a "
+                              "column per task with the test accuracy (%), the average over the "
+                              "tasks (see Seeds below); efficiency: its Table 2, a row per "
+                              "mechanism, steps/s (from the median step when the report has one) "
+                              "and peak memory at each sequence length, `full` in absolute units, "
+                              "the others relative to it (several reports of a cell are "
+                              "averaged)"},
+    [TABLE_ORDER] = {"--order", 0, CLI_ENUM, CLI_AT(TableArgs, order, int), .choices = ORDERS,
+                     .def = "given",
+                     .help = "rows and columns in the order the reports give them, or rows "
+                             "grouped by taxonomy class"},
+    [TABLE_MARGIN] = {"--converged-margin", 0, CLI_REAL, CLI_AT(TableArgs, margin, double),
+                      "POINTS", .min = 0, .max = INFINITY, .def = "3",
+                      .valid = "a number of points >= 0",
+                      .help =
+                          "a run converged when its test accuracy beats the majority baseline "
+                          "by more than POINTS percentage points; 3 is about twice the standard "
+                          "deviation of a coin-flip accuracy on 1000 test examples"},
+};
+
+static const CliHelp TABLE_HELP[] = {
+    {"Turns reports (files, or directories of them and of their subdirectories) into a table\n"
+     "on stdout.\n",
+     ~0u},
+    {"Seeds (accuracy layout): the reports of one mechanism and task are its seeds\n"
+     "(config.experiment.seed; reports of the same seed are averaged first). A cell shows the\n"
+     "mean over the seeds, \"± sd\" (sample standard deviation) and their number when there\n"
+     "are two or more, \"36.40 ± 0.50 (3)\", and \"(3, 1 conv.)\" when only some converged; a\n"
+     "single converged seed shows its accuracy alone, \"33.00\". Avg is the mean over the\n"
+     "tasks (when the row has every task), ± sqrt(sum of the tasks' variances) / tasks when\n"
+     "every task has two seeds or more. The best of a column is bold when its interval\n"
+     "(mean ± sd, a single seed a point) meets no other cell's; otherwise it and every cell\n"
+     "whose interval meets its interval are tied, marked with a dagger (LaTeX $^\\dagger$);\n"
+     "the marks judge the values as printed (two decimals). A legend under the table says\n"
+     "which of these notations it uses. CSV has, per task, TASK_mean, TASK_std, TASK_n,\n"
+     "TASK_converged and TASK_mark (best, tie or empty), then Avg_mean, Avg_std, Avg_mark.\n\n"
+     "Exit status: 0, or 2 bad input.\n",
+     0},
+};
 
 typedef struct Axis {
     char (*name)[64];
@@ -350,11 +380,9 @@ static void accuracy_table(const ReportSummary *r, int n, int fmt, int by_class,
     free(rows.name), free(cols.name);
 }
 
-static void efficiency_table(const ReportSummary *r, int n, int fmt, int by_class) {
-    Axis rows = {0}, lens = {0};
-    /* lengths in increasing order */
-    int *L = malloc((size_t)n * sizeof *L), nl = 0;
-    XB_ASSERT(L);
+/* The lengths of the reports, in increasing order, into L (room for n); returns how many. */
+static int sorted_lengths(const ReportSummary *r, int n, int *L) {
+    int nl = 0;
     for (int i = 0; i < n; i++) {
         int seen = 0;
         for (int k = 0; k < nl; k++) seen |= L[k] == r[i].max_len;
@@ -366,159 +394,116 @@ static void efficiency_table(const ReportSummary *r, int n, int fmt, int by_clas
             L[j] = L[j - 1];
             L[j - 1] = t;
         }
+    return nl;
+}
+
+/* The efficiency layout's cells: speed and memory per mechanism (rows) and length (lens). */
+typedef struct EffCells {
+    Axis rows, lens;
+    Cell *sp, *mem; /* (rows.n, lens.n) */
+    int full;       /* the row of `full`, -1: none */
+} EffCells;
+
+static void eff_cells(EffCells *e, const ReportSummary *r, int n) {
+    memset(e, 0, sizeof *e);
+    int *L = malloc((size_t)(n ? n : 1) * sizeof *L);
+    XB_ASSERT(L);
+    const int nl = sorted_lengths(r, n, L);
     for (int k = 0; k < nl; k++) {
         char s[32];
         snprintf(s, sizeof s, "%d", L[k]);
-        axis_index(&lens, s);
+        axis_index(&e->lens, s);
     }
-    for (int i = 0; i < n; i++) axis_index(&rows, r[i].mixer);
-    Cell *sp = calloc((size_t)rows.n * nl, sizeof *sp),
-         *mem = calloc((size_t)rows.n * nl, sizeof *mem);
-    XB_ASSERT(sp && mem);
+    free(L);
+    for (int i = 0; i < n; i++) axis_index(&e->rows, r[i].mixer);
+    e->sp = calloc((size_t)e->rows.n * nl, sizeof *e->sp);
+    e->mem = calloc((size_t)e->rows.n * nl, sizeof *e->mem);
+    XB_ASSERT(e->sp && e->mem);
     for (int i = 0; i < n; i++) {
         char s[32];
         snprintf(s, sizeof s, "%d", r[i].max_len);
-        const int k = axis_index(&rows, r[i].mixer) * nl + axis_index(&lens, s);
+        const int k = axis_index(&e->rows, r[i].mixer) * nl + axis_index(&e->lens, s);
         /* the median step when there is one (bench), else the run's mean rate */
-        sp[k].sum += r[i].step_s_median > 0 ? 1.0 / r[i].step_s_median : r[i].steps_per_s;
-        sp[k].n++;
-        mem[k].sum += r[i].peak_rss, mem[k].n++;
+        e->sp[k].sum += r[i].step_s_median > 0 ? 1.0 / r[i].step_s_median : r[i].steps_per_s;
+        e->sp[k].n++;
+        e->mem[k].sum += r[i].peak_rss, e->mem[k].n++;
     }
-    int full = -1;
-    for (int m = 0; m < rows.n; m++)
-        if (!strcmp(rows.name[m], "full")) full = m;
-    const char **names = malloc((size_t)2 * nl * sizeof *names);
-    char(*buf)[48] = malloc((size_t)2 * nl * sizeof *buf);
-    XB_ASSERT(names && buf);
+    e->full = -1;
+    for (int m = 0; m < e->rows.n; m++)
+        if (!strcmp(e->rows.name[m], "full")) e->full = m;
+}
+
+/* A row of the efficiency layout: steps/s, then memory, at each length; `full` absolute, the
+ * others relative to it. */
+static void eff_row(const EffCells *e, int m, int fmt) {
+    const int nl = e->lens.n, full = e->full;
+    row_begin(fmt);
+    put_text(fmt, e->rows.name[m]);
+    for (int part = 0; part < 2; part++)
+        for (int k = 0; k < nl; k++) {
+            fputs(sep(fmt), stdout);
+            const Cell *cells = part ? e->mem : e->sp;
+            const double x = cell_mean(&cells[m * nl + k]);
+            const double y = full >= 0 ? cell_mean(&cells[full * nl + k]) : NAN;
+            char text[48];
+            if (isnan(x))
+                snprintf(text, sizeof text, "-");
+            else if (m == full || isnan(y))
+                snprintf(text, sizeof text, part ? "%.1f MiB" : "%.2f", part ? x / 1048576.0 : x);
+            else
+                snprintf(text, sizeof text, "%.2fx", x / y);
+            put_text(fmt, text);
+        }
+    row_end(fmt);
+}
+
+static void efficiency_table(const ReportSummary *r, int n, int fmt, int by_class) {
+    EffCells e;
+    eff_cells(&e, r, n);
+    const int nl = e.lens.n;
+    const char **names = malloc((size_t)(2 * nl + 1) * sizeof *names);
+    char(*buf)[48] = malloc((size_t)(2 * nl + 1) * sizeof *buf);
+    int *order = malloc((size_t)(e.rows.n + 1) * sizeof *order);
+    XB_ASSERT(names && buf && order);
     for (int k = 0; k < nl; k++) {
-        snprintf(buf[k], sizeof buf[k], "steps/s @%s", lens.name[k]);
-        snprintf(buf[nl + k], sizeof buf[nl + k], "memory @%s", lens.name[k]);
+        snprintf(buf[k], sizeof buf[k], "steps/s @%s", e.lens.name[k]);
+        snprintf(buf[nl + k], sizeof buf[nl + k], "memory @%s", e.lens.name[k]);
         names[k] = buf[k], names[nl + k] = buf[nl + k];
     }
     header(fmt, 2 * nl, names);
-    int *order = malloc((size_t)rows.n * sizeof *order);
-    XB_ASSERT(order);
-    row_order(&rows, r, n, by_class, order);
+    row_order(&e.rows, r, n, by_class, order);
     /* full first when present: the others are relative to it */
-    if (full > 0)
-        for (int i = 0; i < rows.n; i++)
-            if (order[i] == full) {
-                memmove(order + 1, order, (size_t)i * sizeof *order);
-                order[0] = full;
-                break;
-            }
-    for (int i = 0; i < rows.n; i++) {
-        const int m = order[i];
-        row_begin(fmt);
-        put_text(fmt, rows.name[m]);
-        for (int part = 0; part < 2; part++)
-            for (int k = 0; k < nl; k++) {
-                fputs(sep(fmt), stdout);
-                const Cell *c = part ? &mem[m * nl + k] : &sp[m * nl + k];
-                const Cell *f =
-                    full >= 0 ? (part ? &mem[full * nl + k] : &sp[full * nl + k]) : NULL;
-                const double x = cell_mean(c), y = f ? cell_mean(f) : NAN;
-                char text[48];
-                if (isnan(x))
-                    snprintf(text, sizeof text, "-");
-                else if (m == full || isnan(y))
-                    snprintf(text, sizeof text, part ? "%.1f MiB" : "%.2f",
-                             part ? x / 1048576.0 : x);
-                else
-                    snprintf(text, sizeof text, "%.2fx", x / y);
-                put_text(fmt, text);
-            }
-        row_end(fmt);
-    }
+    for (int i = 0; i < e.rows.n && e.full > 0; i++)
+        if (order[i] == e.full) {
+            memmove(order + 1, order, (size_t)i * sizeof *order);
+            order[0] = e.full;
+            break;
+        }
+    for (int i = 0; i < e.rows.n; i++) eff_row(&e, order[i], fmt);
     footer(fmt);
-    free(order), free(names), free(buf), free(sp), free(mem), free(L);
-    free(rows.name), free(lens.name);
+    free(order), free(names), free(buf), free(e.sp), free(e.mem);
+    free(e.rows.name), free(e.lens.name);
 }
 
-int cmd_table(int argc, char **argv) {
-    int fmt = FMT_MD, layout = 0, by_class = 0;
-    double margin = 3.0;
-    const char **paths = malloc((size_t)argc * sizeof *paths);
-    XB_ASSERT(paths);
-    int np = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(USAGE, stdout);
-            free(paths);
-            return XB_EXIT_OK;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--format")) {
-            fmt = !v                    ? -1
-                  : !strcmp(v, "md")    ? FMT_MD
-                  : !strcmp(v, "latex") ? FMT_LATEX
-                  : !strcmp(v, "csv")   ? FMT_CSV
-                                        : -1;
-            bad = fmt < 0 ? cli_usage_error("table",
-                                            "--format: expected md, latex or csv, got "
-                                            "\"%s\"",
-                                            v ? v : "")
-                          : 0;
-            i++;
-        } else if (!strcmp(a, "--layout")) {
-            layout = !v ? -1 : !strcmp(v, "accuracy") ? 0 : !strcmp(v, "efficiency") ? 1 : -1;
-            bad = layout < 0 ? cli_usage_error("table",
-                                               "--layout: expected accuracy or "
-                                               "efficiency, got \"%s\"",
-                                               v ? v : "")
-                             : 0;
-            i++;
-        } else if (!strcmp(a, "--order")) {
-            by_class = !v ? -1 : !strcmp(v, "given") ? 0 : !strcmp(v, "class") ? 1 : -1;
-            bad = by_class < 0 ? cli_usage_error("table",
-                                                 "--order: expected given or class, got "
-                                                 "\"%s\"",
-                                                 v ? v : "")
-                               : 0;
-            i++;
-        } else if (!strcmp(a, "--converged-margin")) {
-            char *end = NULL;
-            margin = v ? strtod(v, &end) : NAN;
-            if (!v || end == v || *end || !(margin >= 0) || !isfinite(margin))
-                bad = cli_usage_error("table",
-                                      "--converged-margin: expected a number of points >= 0, "
-                                      "got \"%s\"",
-                                      v ? v : "");
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            bad = cli_usage_error("table",
-                                  "unknown option '%s' (valid: --format, --layout, "
-                                  "--order, --converged-margin, --help)",
-                                  a);
-        } else {
-            paths[np++] = a;
-        }
-        if (bad) {
-            free(paths);
-            return XB_EXIT_USAGE;
-        }
-    }
-    if (!np) {
-        free(paths);
-        return cli_usage_error("table", "expected report files or directories (see --help)");
-    }
+static int table(const void *args, const CliSeen *seen) {
+    const TableArgs *a = args;
+    (void)seen;
     ReportSummary *r;
     int n;
     XbError err;
     xb_error_clear(&err);
-    const int rc = summary_load(paths, np, &r, &n, &err);
-    free(paths);
-    if (rc) {
-        char line[2048];
-        xb_error_format(&err, line, sizeof line);
-        fprintf(stderr, "xformer-bench table: %s\n", line);
-        return XB_EXIT_USAGE;
-    }
-    if (layout)
-        efficiency_table(r, n, fmt, by_class);
+    if (summary_load(a->paths.v, a->paths.n, &r, &n, &err)) return cli_command_error("table", &err);
+    if (a->layout == LAYOUT_EFFICIENCY)
+        efficiency_table(r, n, a->format, a->order == ORDER_CLASS);
     else
-        accuracy_table(r, n, fmt, by_class, margin);
+        accuracy_table(r, n, a->format, a->order == ORDER_CLASS, a->margin);
     free(r);
     return XB_EXIT_OK;
 }
+
+CLI_CHECK_TABLE(TABLE_OPTS, N_TABLE_OPTS);
+const CliCommand CMD_TABLE =
+    CLI_COMMAND("table", TableArgs, paths, table, TABLE_OPTS, TABLE_HELP,
+                .summary = "turn reports into accuracy or efficiency tables (md, latex, csv)",
+                .operands = "REPORTS...", .min_operands = 1, .max_operands = -1,
+                .missing = "expected report files or directories (see --help)");

@@ -122,6 +122,64 @@ static int make_point(Frontier *f, Point *pt, const Panel *p, const char *m, con
     return 1;
 }
 
+/* What the options ask of the reports: bench reports at --length, reports of --task. Returns 0,
+ * or -1 with err set. */
+static int check_options(const Frontier *f, const FrontierOptions *opt, const int *len, int nlen,
+                         int bench, XbError *err) {
+    char list[1024];
+    if (opt->length && !bench)
+        return xb_error_set(err, NULL, 0, 0, NULL,
+                            "--length: no bench reports among the inputs (reports without a test "
+                            "accuracy, as xformer-bench bench writes them)");
+    if (opt->length) {
+        int seen = 0;
+        for (int j = 0; j < nlen; j++) seen |= len[j] == opt->length;
+        list_ints(list, sizeof list, len, nlen);
+        if (!seen)
+            return xb_error_set(err, NULL, 0, 0, NULL,
+                                "--length %d: no bench report at this length (lengths: %s)",
+                                opt->length, list);
+    }
+    if (opt->task) {
+        int seen = 0;
+        for (int t = 0; t < f->ntask; t++) seen |= !strcmp(f->task[t], opt->task);
+        list_strings(list, sizeof list, f->task, f->ntask);
+        if (!seen)
+            return xb_error_set(err, NULL, 0, 0, NULL,
+                                "--task: no report of task \"%s\" with a test accuracy (tasks: %s)",
+                                opt->task, list);
+    }
+    return 0;
+}
+
+/* The mechanisms of the figure: mix[0..n) with their classes; the first n_acc have a test
+ * accuracy. */
+typedef struct Mechanisms {
+    const char **mix, **cls;
+    int n, n_acc;
+} Mechanisms;
+
+/* The panels (one, or one per task with --facet) and their points. */
+static void make_panels(Frontier *f, const FrontierOptions *opt, const Mechanisms *ms,
+                        const ReportSummary *r, int n, const ReportSummary **runs) {
+    f->npanel = opt->facet ? f->ntask : 1;
+    f->panel = calloc((size_t)(f->npanel ? f->npanel : 1), sizeof *f->panel);
+    XB_ASSERT(f->panel);
+    for (int k = 0; k < f->npanel; k++) {
+        Panel *p = &f->panel[k];
+        p->task = opt->facet ? f->task[k] : opt->task;
+        p->pt = malloc((size_t)(ms->n + 1) * sizeof *p->pt);
+        XB_ASSERT(p->pt);
+        for (int m = 0; m < ms->n; m++) {
+            if (m >= ms->n_acc) {
+                add_missing(f, ms->mix[m], "no test accuracy");
+                continue;
+            }
+            p->n += make_point(f, &p->pt[p->n], p, ms->mix[m], ms->cls[m], r, n, runs);
+        }
+    }
+}
+
 Frontier *frontier_prepare(const ReportSummary *r, int n, const FrontierOptions *opt,
                            XbError *err) {
     Frontier *f = calloc(1, sizeof *f);
@@ -153,48 +211,11 @@ Frontier *frontier_prepare(const ReportSummary *r, int n, const FrontierOptions 
             const int t = len[j];
             len[j] = len[j - 1], len[j - 1] = t;
         }
-    int rc = 0;
-    char list[1024];
-    if (opt->length && !bench) {
-        rc = xb_error_set(err, NULL, 0, 0, NULL,
-                          "--length: no bench reports among the inputs (reports without a test "
-                          "accuracy, as xformer-bench bench writes them)");
-    } else if (opt->length) {
-        int seen = 0;
-        for (int j = 0; j < nlen; j++) seen |= len[j] == opt->length;
-        list_ints(list, sizeof list, len, nlen);
-        if (!seen)
-            rc = xb_error_set(err, NULL, 0, 0, NULL,
-                              "--length %d: no bench report at this length (lengths: %s)",
-                              opt->length, list);
-    }
-    if (!rc && opt->task) {
-        int seen = 0;
-        for (int t = 0; t < f->ntask; t++) seen |= !strcmp(f->task[t], opt->task);
-        list_strings(list, sizeof list, f->task, f->ntask);
-        if (!seen)
-            rc = xb_error_set(err, NULL, 0, 0, NULL,
-                              "--task: no report of task \"%s\" with a test accuracy (tasks: %s)",
-                              opt->task, list);
-    }
+    const int rc = check_options(f, opt, len, nlen, bench, err);
     if (!rc) {
         f->length = opt->length ? opt->length : nlen ? len[nlen - 1] : 0;
-        f->npanel = opt->facet ? f->ntask : 1;
-        f->panel = calloc((size_t)(f->npanel ? f->npanel : 1), sizeof *f->panel);
-        XB_ASSERT(f->panel);
-        for (int k = 0; k < f->npanel; k++) {
-            Panel *p = &f->panel[k];
-            p->task = opt->facet ? f->task[k] : opt->task;
-            p->pt = malloc((size_t)(nmix + 1) * sizeof *p->pt);
-            XB_ASSERT(p->pt);
-            for (int m = 0; m < nmix; m++) {
-                if (m >= acc_mix) {
-                    add_missing(f, mix[m], "no test accuracy");
-                    continue;
-                }
-                p->n += make_point(f, &p->pt[p->n], p, mix[m], cls[m], r, n, runs);
-            }
-        }
+        const Mechanisms ms = {mix, cls, nmix, acc_mix};
+        make_panels(f, opt, &ms, r, n, runs);
     }
     free(mix), free(cls), free(len), free(runs);
     if (rc) {
@@ -379,27 +400,64 @@ static int notes(FILE *o, const Missing *miss, int nmiss, double x, double y, do
     return lines;
 }
 
-void frontier_draw(FILE *o, const Frontier *f) {
-    Layout L = {0};
-    int npt = 0, sd = 0;
+/* The speed axis, the largest memory and the classes over every panel's points into L (L->cls
+ * owned by the caller); returns the number of points, *sd whether any has a spread. */
+static int shared_scales(const Frontier *f, Layout *L, int *sd) {
+    int npt = 0;
     for (int k = 0; k < f->npanel; k++) npt += f->panel[k].n;
-    L.cls = malloc((size_t)(npt + 1) * sizeof *L.cls);
-    XB_ASSERT(L.cls);
-    L.xmin = INFINITY, L.xmax = -INFINITY;
+    L->cls = malloc((size_t)(npt + 1) * sizeof *L->cls);
+    XB_ASSERT(L->cls);
+    L->xmin = INFINITY, L->xmax = -INFINITY;
+    *sd = 0;
     for (int k = 0; k < f->npanel; k++)
         for (int i = 0; i < f->panel[k].n; i++) {
             const Point *q = &f->panel[k].pt[i];
-            L.xmin = fmin(L.xmin, q->speed), L.xmax = fmax(L.xmax, q->speed);
-            L.mem_max = fmax(L.mem_max, q->mem);
-            svg_key_index(L.cls, &L.ncls, q->classes);
-            sd |= q->sd > 0;
+            L->xmin = fmin(L->xmin, q->speed), L->xmax = fmax(L->xmax, q->speed);
+            L->mem_max = fmax(L->mem_max, q->mem);
+            svg_key_index(L->cls, &L->ncls, q->classes);
+            *sd |= q->sd > 0;
         }
-    if (!npt) L.xmin = 1, L.xmax = 10;
-    L.xlog = L.xmax / L.xmin > 20.0;
-    if (L.xlog) /* no circle on the frame's edge */
-        L.xmin /= 1.15, L.xmax *= 1.15;
+    if (!npt) L->xmin = 1, L->xmax = 10;
+    L->xlog = L->xmax / L->xmin > 20.0;
+    if (L->xlog) /* no circle on the frame's edge */
+        L->xmin /= 1.15, L->xmax *= 1.15;
     else
-        L.xmin -= 0.04 * (L.xmax - L.xmin), L.xmax += 0.04 * (L.xmax - L.xmin);
+        L->xmin -= 0.04 * (L->xmax - L->xmin), L->xmax += 0.04 * (L->xmax - L->xmin);
+    return npt;
+}
+
+/* The legend beside the panels: the classes' colours, two circle sizes of peak memory, and what
+ * the circles and bars are. */
+static void draw_legend(FILE *o, const Frontier *f, const Layout *L, double legend_x, int sd) {
+    svg_legend(o, legend_x, 50, L->cls, L->ncls, "class", 0);
+    double y = 50 + 18 * (L->ncls + 2);
+    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">peak memory</text>\n", legend_x,
+            y);
+    if (L->mem_max > 0) {
+        const double big = nice_below(L->mem_max / 1048576.0), small = nice_below(big / 4.0);
+        const double mib[2] = {big, small};
+        y += 8;
+        for (int k = 0; k < 2; k++) {
+            const double r = radius(L, mib[k] * 1048576.0);
+            fprintf(
+                o,
+                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#bbb\" fill-opacity=\"0.55\" "
+                "stroke=\"#888\"/>\n<text x=\"%.1f\" y=\"%.1f\">%g MiB</text>\n",
+                legend_x + L->rmax, y + r, r, legend_x + 2 * L->rmax + 8, y + r + 4, mib[k]);
+            y += 2 * r + 8;
+        }
+    }
+    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">circle area: peak RSS%s</text>\n",
+            legend_x, y + 10, f->length ? " (bench)" : "");
+    if (sd)
+        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">bars: ± sd over seeds</text>\n",
+                legend_x, y + 24);
+}
+
+void frontier_draw(FILE *o, const Frontier *f) {
+    Layout L = {0};
+    int sd;
+    const int npt = shared_scales(f, &L, &sd);
     const int facet = f->npanel > 1, np = f->npanel ? f->npanel : 1;
     const int cols = !facet ? 1 : np <= 3 ? np : np == 4 ? 2 : 3, rows = (np + cols - 1) / cols;
     const double pw = facet ? 480 : 720, ph = facet ? 380 : 520; /* a panel with its margins */
@@ -439,29 +497,7 @@ void frontier_draw(FILE *o, const Frontier *f) {
         snprintf(xtitle, sizeof xtitle, "training examples/s (the runs' own)");
     for (int k = 0; k < np; k++)
         draw_panel(o, f, f->npanel ? &f->panel[k] : &empty, &d[k], &L, xtitle);
-    svg_legend(o, legend_x, 50, L.cls, L.ncls, "class", 0);
-    double y = 50 + 18 * (L.ncls + 2);
-    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">peak memory</text>\n", legend_x,
-            y);
-    if (L.mem_max > 0) {
-        const double big = nice_below(L.mem_max / 1048576.0), small = nice_below(big / 4.0);
-        const double mib[2] = {big, small};
-        y += 8;
-        for (int k = 0; k < 2; k++) {
-            const double r = radius(&L, mib[k] * 1048576.0);
-            fprintf(
-                o,
-                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#bbb\" fill-opacity=\"0.55\" "
-                "stroke=\"#888\"/>\n<text x=\"%.1f\" y=\"%.1f\">%g MiB</text>\n",
-                legend_x + L.rmax, y + r, r, legend_x + 2 * L.rmax + 8, y + r + 4, mib[k]);
-            y += 2 * r + 8;
-        }
-    }
-    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">circle area: peak RSS%s</text>\n",
-            legend_x, y + 10, f->length ? " (bench)" : "");
-    if (sd)
-        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">bars: ± sd over seeds</text>\n",
-                legend_x, y + 24);
+    draw_legend(o, f, &L, legend_x, sd);
     notes(o, miss, nmiss, 20, rows * ph + 10, width - 40);
     fputs("</svg>\n", o);
     for (int k = 0; k < np; k++) free(d[k].cx), free(d[k].lab);

@@ -200,18 +200,10 @@ int rundir_file_hash(const char *path, char out[17], XbError *err) {
 
 int rundir_commit(RunDir *rd, cJSON *doc, int64_t ckpt_step, XbError *err) {
     const int have = access(rd->partial, F_OK) == 0;
-    cJSON_DeleteItemFromObject(doc, "checkpoint");
-    if (have) {
-        char h[17];
-        if (rundir_file_hash(rd->partial, h, err)) return -1;
-        cJSON *c = cJSON_AddObjectToObject(doc, "checkpoint");
-        const char *base = strrchr(rd->ckpt, '/');
-        cJSON_AddStringToObject(c, "file", base ? base + 1 : rd->ckpt);
-        cJSON_AddStringToObject(c, "fnv1a64", h);
-        cJSON_AddNumberToObject(c, "step", (double)ckpt_step);
-    } else {
-        cJSON_AddNullToObject(doc, "checkpoint");
-    }
+    char h[17] = "";
+    if (have && rundir_file_hash(rd->partial, h, err)) return -1;
+    const char *base = strrchr(rd->ckpt, '/');
+    report_set_checkpoint(doc, have ? (base ? base + 1 : rd->ckpt) : NULL, h, ckpt_step);
     /* the old report first: from here on no report describes the old checkpoint */
     if (unlink(rd->report) != 0 && errno != ENOENT)
         return xb_error_set(err, rd->report, 0, 0, NULL, "cannot replace the report: %s",

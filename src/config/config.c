@@ -38,7 +38,11 @@ typedef struct Loc {
 } Loc;
 
 typedef enum { VK_PLAIN, VK_QUOTED, VK_MAPPING, VK_SEQUENCE } ValKind;
-static const char *const g_kind_names[] = {"scalar", "scalar", "mapping", "sequence"};
+static const char *const g_kind_names[] = {[VK_PLAIN] = "scalar",
+                                           [VK_QUOTED] = "scalar",
+                                           [VK_MAPPING] = "mapping",
+                                           [VK_SEQUENCE] = "sequence"};
+_Static_assert(XB_ARRAY_LEN(g_kind_names) == VK_SEQUENCE + 1, "a name for every ValKind");
 enum { ORIG_FILE, ORIG_SWEEP, ORIG_SET };
 
 /* One "section.key = value" with where it came from. */
@@ -233,96 +237,99 @@ static int resolve_path(Ctx *x, const char *dotted, const char *shown, int base,
 
 /* ---- walking the file ---- */
 
+/* What to do with one key of a section's mapping: pk the key, pv its value, kt its text, shown
+ * the dotted key as messages show it. Returns 0, or -1 with the error. */
+typedef int (*KeyFn)(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown);
+
+/* Calls each for every key of mapping v, the value of section `where` (sec), after checking
+ * that the key is a scalar and not given twice. */
+static int walk_keys(Ctx *x, SecId sec, const char *where, yaml_node_t *v, KeyFn each) {
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(x, node_loc(x, v), where, "expected a mapping, got a %s",
+                    g_kind_names[node_kind(v)]);
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
+        const char *kt = NULL;
+        char shown[320];
+        if (key_text(x, pk, where, &kt)) return -1;
+        snprintf(shown, sizeof shown, "%s.%s", where, kt);
+        if (check_dup(x, v, p, shown) || each(x, sec, pk, pv, kt, shown)) return -1;
+    }
+    return 0;
+}
+
+/* A key of model.mixer: the mechanism's name, or one of its options (checked once the run's
+ * mechanism is known). */
+static int mixer_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown) {
+    return add_file_assign(x, sec, strcmp(kt, "name") ? IDX_DEFER : IDX_NAME, kt, shown, 12, pk,
+                           pv);
+}
+
 static int walk_mixer(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
     x->have_mixer = 1;
     x->mixer_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
     if (v->type == YAML_SCALAR_NODE)
         return add_file_assign(x, SEC_MIXER, IDX_NAME, "name", "model.mixer", 6, k, v);
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), "model.mixer", "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, "model.mixer", &kt)) return -1;
-        snprintf(shown, sizeof shown, "model.mixer.%s", kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        add_file_assign(x, SEC_MIXER, strcmp(kt, "name") ? IDX_DEFER : IDX_NAME, kt, shown, 12, pk,
-                        pv);
+    return walk_keys(x, SEC_MIXER, "model.mixer", v, mixer_key);
+}
+
+/* A key of experiment, task, model or train: task's are checked once the run's task is known,
+ * model.mixer is a section of its own, the others are looked up in the section's table. */
+static int section_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                       const char *shown) {
+    const int base = (int)strlen(cfg_sections[sec]) + 1;
+    if (sec == SEC_MODEL && !strcmp(kt, "mixer")) return walk_mixer(x, pk, pv);
+    int idx = strcmp(kt, "name") ? IDX_DEFER : IDX_NAME;
+    if (sec != SEC_TASK) {
+        Schema s = cfg_schema_of(sec, -1, -1);
+        idx = cfg_schema_find(&s, kt, strlen(kt));
+        if (idx < 0)
+            return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
     }
-    return 0;
+    return add_file_assign(x, sec, idx, kt, shown, base, pk, pv);
 }
 
 static int walk_section(Ctx *x, SecId sec, yaml_node_t *k, yaml_node_t *v) {
-    const char *sname = cfg_sections[sec];
-    const int base = (int)strlen(sname) + 1;
     if (sec == SEC_TASK) x->have_task = 1, x->task_kloc = node_loc(x, k);
     if (sec == SEC_MODEL) x->have_model = 1, x->model_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), sname, "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    Schema s = cfg_schema_of(sec, -1, -1);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, sname, &kt)) return -1;
-        snprintf(shown, sizeof shown, "%s.%s", sname, kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        int idx;
-        if (sec == SEC_TASK) {
-            idx = strcmp(kt, "name") ? IDX_DEFER : IDX_NAME;
-        } else if (sec == SEC_MODEL && !strcmp(kt, "mixer")) {
-            if (walk_mixer(x, pk, pv)) return -1;
-            continue;
-        } else {
-            idx = cfg_schema_find(&s, kt, strlen(kt));
-            if (idx < 0)
-                return key_error(x, node_loc(x, pk), shown, base, (int)strlen(kt), sec, -1, -1);
-        }
-        add_file_assign(x, sec, idx, kt, shown, base, pk, pv);
+    return walk_keys(x, sec, cfg_sections[sec], v, section_key);
+}
+
+/* A key of sweep: a dotted key that can be swept, with a non-empty list of values. */
+static int sweep_key(Ctx *x, SecId sec, yaml_node_t *pk, yaml_node_t *pv, const char *kt,
+                     const char *shown) {
+    (void)sec;
+    Assign a;
+    memset(&a, 0, sizeof a);
+    if (resolve_path(x, kt, shown, 6, node_loc(x, pk), &a)) return -1;
+    if (a.sec == SEC_SWEEP || (a.sec == SEC_EXP && a.idx == E_NAME))
+        return fail(x, node_loc(x, pk), shown, "cannot be swept");
+    if (pv->type != YAML_SEQUENCE_NODE ||
+        pv->data.sequence.items.top == pv->data.sequence.items.start)
+        return fail(x, node_loc(x, pv), shown, "expected a non-empty list of values");
+    a.origin = ORIG_SWEEP;
+    a.kloc = node_loc(x, pk);
+    if (x->n_sw == x->cap_sw) {
+        x->cap_sw = x->cap_sw ? 2 * x->cap_sw : 8;
+        x->sw = realloc(x->sw, (size_t)x->cap_sw * sizeof *x->sw);
+        XB_ASSERT(x->sw);
     }
+    SweepKey *s = &x->sw[x->n_sw++];
+    s->a = a;
+    const char *dot = strrchr(kt, '.');
+    snprintf(s->leaf, sizeof s->leaf, "%s", dot ? dot + 1 : kt);
+    s->seq = pv;
     return 0;
 }
 
 static int walk_sweep(Ctx *x, yaml_node_t *k, yaml_node_t *v) {
     x->sweep_kloc = node_loc(x, k);
     if (node_is_null(v)) return 0;
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(x, node_loc(x, v), "sweep", "expected a mapping, got a %s",
-                    g_kind_names[node_kind(v)]);
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *pk = node(x, p->key), *pv = node(x, p->value);
-        const char *kt = NULL;
-        char shown[320];
-        if (key_text(x, pk, "sweep", &kt)) return -1;
-        snprintf(shown, sizeof shown, "sweep.%s", kt);
-        if (check_dup(x, v, p, shown)) return -1;
-        Assign a;
-        memset(&a, 0, sizeof a);
-        if (resolve_path(x, kt, shown, 6, node_loc(x, pk), &a)) return -1;
-        if (a.sec == SEC_SWEEP || (a.sec == SEC_EXP && a.idx == E_NAME))
-            return fail(x, node_loc(x, pk), shown, "cannot be swept");
-        if (pv->type != YAML_SEQUENCE_NODE ||
-            pv->data.sequence.items.top == pv->data.sequence.items.start)
-            return fail(x, node_loc(x, pv), shown, "expected a non-empty list of values");
-        a.origin = ORIG_SWEEP;
-        a.kloc = node_loc(x, pk);
-        if (x->n_sw == x->cap_sw) {
-            x->cap_sw = x->cap_sw ? 2 * x->cap_sw : 8;
-            x->sw = realloc(x->sw, (size_t)x->cap_sw * sizeof *x->sw);
-            XB_ASSERT(x->sw);
-        }
-        SweepKey *s = &x->sw[x->n_sw++];
-        s->a = a;
-        const char *dot = strrchr(kt, '.');
-        snprintf(s->leaf, sizeof s->leaf, "%s", dot ? dot + 1 : kt);
-        s->seq = pv;
-    }
-    return 0;
+    return walk_keys(x, SEC_SWEEP, "sweep", v, sweep_key);
 }
 
 static int walk_root(Ctx *x) {
@@ -590,32 +597,39 @@ static int check_mixer_lengths(Ctx *x, const SecVals *m, const OptValues *mixer_
     return done ? -1 : 0;
 }
 
-static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
-    int task = -1, mixer = mixer_find("full");
-    if (mixer < 0) mixer = 0;
+/* The run's task and mechanism from the names among its assignments (the mechanism `full` when
+ * none is named). Returns 0, or -1 with the error (a task must be named). */
+static int resolve_names(Ctx *x, const Assign *const *seq, int n, int *task, int *mixer) {
+    *task = -1, *mixer = mixer_find("full");
+    if (*mixer < 0) *mixer = 0;
     for (int i = 0; i < n; i++)
         if (seq[i]->idx == IDX_NAME && resolve_name(x, seq[i], seq[i]->sec == SEC_TASK,
-                                                    seq[i]->sec == SEC_TASK ? &task : &mixer))
+                                                    seq[i]->sec == SEC_TASK ? task : mixer))
             return -1;
-    if (task < 0) {
-        const char *names[CFG_MAX_NAMES];
-        char list[900];
-        cfg_join_names(list, sizeof list, names, cfg_registry_names(1, names));
-        Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
-        return fail(x, l, "task.name", "missing (one of: %s)", list);
-    }
+    if (*task >= 0) return 0;
+    const char *names[CFG_MAX_NAMES];
+    char list[900];
+    cfg_join_names(list, sizeof list, names, cfg_registry_names(1, names));
+    Loc l = x->have_task ? x->task_kloc : (Loc){x->path, 1, 1};
+    return fail(x, l, "task.name", "missing (one of: %s)", list);
+}
+
+/* Every section's defaults, then the assignments in order (file, sweep member, --set), each
+ * checked against its section's table; *mixer_loc gets where the mechanism was last set (its
+ * checks point there). Returns 0, or -1 with the error. */
+static int apply_all(Ctx *x, const Assign *const *seq, int n, RunState *rs, int task, int mixer,
+                     Loc *mixer_loc) {
     memset(rs, 0, sizeof *rs);
     static const SecId secs[] = {SEC_EXP, SEC_TASK, SEC_MODEL, SEC_MIXER, SEC_TRAIN};
     for (size_t i = 0; i < XB_ARRAY_LEN(secs); i++)
         set_defaults(&rs->s[secs[i]], secs[i], task, mixer);
-
-    Loc mixer_loc = x->have_mixer   ? x->mixer_kloc
-                    : x->have_model ? x->model_kloc
-                                    : (Loc){x->path, 1, 1};
+    *mixer_loc = x->have_mixer   ? x->mixer_kloc
+                 : x->have_model ? x->model_kloc
+                                 : (Loc){x->path, 1, 1};
     for (int k = 0; k < n; k++) {
         const Assign *a = seq[k];
         if (a->sec == SEC_MIXER && a->origin != ORIG_FILE)
-            mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
+            *mixer_loc = a->origin == ORIG_SET ? a->kloc : a->vloc;
         if (a->idx == IDX_NAME) continue;
         Schema s = cfg_schema_of(a->sec, task, mixer);
         int i = a->idx;
@@ -627,12 +641,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
         }
         if (apply_value(x, a, cfg_schema_spec(&s, i), &rs->s[a->sec], i)) return -1;
     }
-
     OptValues *e = &rs->s[SEC_EXP].v;
     if (!e->set[E_NAME]) default_name(x->path, e->str[E_NAME]);
     if (!e->set[E_OUTPUT_DIR])
         snprintf(e->str[E_OUTPUT_DIR], XB_OPT_STRLEN, "results/%.*s", CFG_NAME_MAX, e->str[E_NAME]);
+    return 0;
+}
 
+/* model.heads divides model.d_model; the warm-up fits in the run (but before rsqrt). */
+static int check_heads_warmup(Ctx *x, const RunState *rs) {
     const SecVals *m = &rs->s[SEC_MODEL];
     const int D = (int)m->v.num[M_D_MODEL], H = (int)m->v.num[M_HEADS];
     if (D % H) {
@@ -655,8 +672,14 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     if (W > S && t->v.num[T_SCHEDULE] != SCHED_RSQRT)
         return fail(x, t->loc[T_WARMUP], "train.warmup",
                     "%lld is greater than train.steps = %lld (valid: 0 to %lld)", W, S, S);
+    return 0;
+}
+
+/* The Funnel's stages, the Perceiver's latents and its cross-attends, the segment recurrence and
+ * its compressed memory fit the blocks, the length and each other. */
+static int check_shape(Ctx *x, const SecVals *m) {
     const int layers = (int)m->v.num[M_LAYERS], funnel = (int)m->v.num[M_FUNNEL];
-    const int latents = (int)m->v.num[M_LATENTS];
+    const int latents = (int)m->v.num[M_LATENTS], xrep = (int)m->v.num[M_CROSS_ATTENDS];
     if (funnel > 1 && layers % funnel)
         return fail(
             x, m->loc[M_FUNNEL], "model.funnel",
@@ -667,7 +690,6 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "a Perceiver's latents cannot be combined with model.funnel = %d (valid: "
                     "model.latents: 0, or model.funnel: 0)",
                     funnel);
-    const int xrep = (int)m->v.num[M_CROSS_ATTENDS];
     if (xrep > 1 && latents == 0)
         return fail(x, m->loc[M_CROSS_ATTENDS], "model.cross_attends",
                     "%d cross-attends, but there is no latent array to attend from (valid: "
@@ -699,10 +721,15 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "%d slots, but model.compress is 0 (valid: model.compressed_memory: 0, or "
                     "model.compress > 0)",
                     ncm0);
-    const TaskSpec *ts = task_get(task);
-    if (ts->sequence && !m->v.set[M_POOLING]) /* a sequence task's default: the per-position head */
-        rs->s[SEC_MODEL].v.num[M_POOLING] = POOL_NONE;
+    return 0;
+}
+
+/* The pooling fits the task (a sequence task's default is none: the head at every position) and
+ * the model's output length. */
+static int check_pooling(Ctx *x, SecVals *m, const TaskSpec *ts) {
+    if (ts->sequence && !m->v.set[M_POOLING]) m->v.num[M_POOLING] = POOL_NONE;
     const int pooling = (int)m->v.num[M_POOLING];
+    const int latents = (int)m->v.num[M_LATENTS], funnel = (int)m->v.num[M_FUNNEL];
     if (latents > 0 && pooling == POOL_CLS)
         return fail(x, m->loc[M_LATENTS], "model.latents",
                     "the Perceiver averages its latents (valid: model.pooling: mean with "
@@ -728,8 +755,11 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
                     "none puts the classifier at every position, but task %s has one label per "
                     "example (valid: cls, mean)",
                     ts->name);
-    if (check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc)) return -1;
+    return 0;
+}
 
+/* The checked values of every section into c. */
+static void store_run(const Ctx *x, const RunState *rs, int task, int mixer, ExperimentConfig *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->source, sizeof c->source, "%s", x->path);
     /* where the model is described: errors found later (a memory plan) point there */
@@ -742,6 +772,19 @@ static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, Expe
     c->task_opts = rs->s[SEC_TASK].v;
     c->mixer_index = mixer;
     c->mixer_opts = rs->s[SEC_MIXER].v;
+}
+
+/* One run from its assignments (file, sweep member, --set): names, values, the checks across
+ * keys, the mechanism's own check at every length it will run at. */
+static int build_run(Ctx *x, const Assign *const *seq, int n, RunState *rs, ExperimentConfig *c) {
+    int task, mixer;
+    Loc mixer_loc;
+    if (resolve_names(x, seq, n, &task, &mixer) ||
+        apply_all(x, seq, n, rs, task, mixer, &mixer_loc) || check_heads_warmup(x, rs) ||
+        check_shape(x, &rs->s[SEC_MODEL]) || check_pooling(x, &rs->s[SEC_MODEL], task_get(task)) ||
+        check_mixer_lengths(x, &rs->s[SEC_MODEL], &rs->s[SEC_MIXER].v, mixer, mixer_loc))
+        return -1;
+    store_run(x, rs, task, mixer, c);
     return 0;
 }
 
@@ -878,6 +921,94 @@ static void tag_text(const char *tag, char *out, size_t n) {
         snprintf(out, n, "%s", tag);
 }
 
+/* The state of prescan: the open mappings and sequences, documents and anchors seen. */
+typedef struct Scan {
+    Level st[CFG_MAX_DEPTH + 2];
+    int top, docs, anchors;
+} Scan;
+
+/* A node's checks: no NUL byte in a scalar, no tag, at most CFG_MAX_KEYS keys per mapping, at
+ * most CFG_MAX_DEPTH levels; keeps the path of keys for messages. Returns 0, or -1 with err. */
+static int scan_node(Ctx *x, Scan *sc, const yaml_event_t *ev, Loc l, const yaml_char_t *tag) {
+    Level *par = &sc->st[sc->top];
+    const int is_key = par->map && par->want_key;
+    char path[320];
+    level_path(sc->st, is_key ? sc->top - 1 : sc->top, path, sizeof path);
+    const char *key = path[0] ? path : NULL;
+    if (ev->type == YAML_SCALAR_EVENT &&
+        memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+        return fail(x, l, key,
+                    "a NUL byte in the value (a \\0 escape; a config's text holds none)");
+    if (tag) {
+        char t[128];
+        tag_text((const char *)tag, t, sizeof t);
+        return fail(x, l, key,
+                    "YAML tags are not supported, got %s (a config's values take their type from "
+                    "their key: write the value without the tag)",
+                    t);
+    }
+    const int opens = ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT;
+    if (is_key && ++par->keys > CFG_MAX_KEYS)
+        return fail(x, l, key, "more than %d keys in one mapping (a section has a few dozen)",
+                    CFG_MAX_KEYS);
+    if (is_key) {
+        par->want_key = 0;
+        show_value(par->key, sizeof par->key,
+                   ev->type == YAML_SCALAR_EVENT ? (const char *)ev->data.scalar.value : "?");
+    } else if (par->map && !opens) {
+        par->want_key = 1;
+    }
+    if (!opens) return 0;
+    if (sc->top == CFG_MAX_DEPTH)
+        return fail(x, l, key,
+                    "YAML nested more than %d levels deep (a config nests 3: section, key, and a "
+                    "mixer option or sweep list)",
+                    CFG_MAX_DEPTH);
+    sc->st[++sc->top] =
+        (Level){.map = ev->type == YAML_MAPPING_START_EVENT, .want_key = 1, .as_key = is_key};
+    return 0;
+}
+
+/* One event: a second document, too many anchors, a node's checks, the end of a collection.
+ * Returns 0, 1 at the end of the stream, or -1 with err set. */
+static int scan_event(Ctx *x, Scan *sc, const yaml_event_t *ev) {
+    const Loc l = {x->path, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1};
+    const yaml_char_t *tag = NULL, *anchor = NULL;
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 1;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++sc->docs > 1)
+            return fail(x, l, NULL,
+                        "a second YAML document (a config is one document: remove this '---' and "
+                        "what follows, or split them into two files)");
+        return 0;
+    case YAML_SCALAR_EVENT:
+        tag = ev->data.scalar.tag, anchor = ev->data.scalar.anchor;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        tag = ev->data.sequence_start.tag, anchor = ev->data.sequence_start.anchor;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        tag = ev->data.mapping_start.tag, anchor = ev->data.mapping_start.anchor;
+        break;
+    case YAML_ALIAS_EVENT:
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        const int as_key = sc->st[sc->top].as_key;
+        if (sc->top > 0) sc->top--;
+        if (!as_key && sc->st[sc->top].map) sc->st[sc->top].want_key = 1;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+    if (anchor && ++sc->anchors > CFG_MAX_ANCHORS)
+        return fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
+    return scan_node(x, sc, ev, l, tag);
+}
+
 /* One pass over libyaml's events before the document is loaded: a config is one document, with
  * no tags (values are typed by the key they belong to: `!!str 5` for an integer, or an unknown
  * tag, would mean something the schema does not) and no NUL bytes in its values, nested at most
@@ -887,99 +1018,20 @@ static int prescan(Ctx *x, const char *yaml, size_t len) {
     yaml_parser_t p;
     XB_ASSERT(yaml_parser_initialize(&p));
     yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-    Level st[CFG_MAX_DEPTH + 2];
-    memset(st, 0, sizeof st);
-    int top = 0, docs = 0, rc = 0, done = 0, anchors = 0;
-    while (!rc && !done) {
+    Scan sc;
+    memset(&sc, 0, sizeof sc);
+    int rc = 0;
+    while (!rc) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
             rc = yaml_error(x, &p);
             break;
         }
-        const Loc l = {x->path, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
-        const yaml_char_t *tag = NULL, *anchor = NULL;
-        int node = 1;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1, node = 0;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            node = 0;
-            if (++docs > 1)
-                rc = fail(x, l, NULL,
-                          "a second YAML document (a config is one document: remove this '---' "
-                          "and what follows, or split them into two files)");
-            break;
-        case YAML_SCALAR_EVENT:
-            tag = ev.data.scalar.tag, anchor = ev.data.scalar.anchor;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            tag = ev.data.sequence_start.tag, anchor = ev.data.sequence_start.anchor;
-            break;
-        case YAML_MAPPING_START_EVENT:
-            tag = ev.data.mapping_start.tag, anchor = ev.data.mapping_start.anchor;
-            break;
-        case YAML_ALIAS_EVENT:
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: {
-            node = 0;
-            const int as_key = st[top].as_key;
-            if (top > 0) top--;
-            if (!as_key && st[top].map) st[top].want_key = 1;
-            break;
-        }
-        default:
-            node = 0;
-        }
-        if (anchor && ++anchors > CFG_MAX_ANCHORS && !rc)
-            rc = fail(x, l, NULL, "more than %d anchors (&name) in one config", CFG_MAX_ANCHORS);
-        if (node && !rc) {
-            Level *par = &st[top];
-            const int is_key = par->map && par->want_key;
-            char path[320];
-            level_path(st, is_key ? top - 1 : top, path, sizeof path);
-            if (ev.type == YAML_SCALAR_EVENT &&
-                memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "a NUL byte in the value (a \\0 escape; a config's text holds none)");
-            if (tag && !rc) {
-                char t[128];
-                tag_text((const char *)tag, t, sizeof t);
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "YAML tags are not supported, got %s (a config's values take their "
-                          "type from their key: write the value without the tag)",
-                          t);
-            }
-            const int opens =
-                ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
-            if (is_key && ++par->keys > CFG_MAX_KEYS && !rc)
-                rc = fail(x, l, path[0] ? path : NULL,
-                          "more than %d keys in one mapping (a section has a few dozen)",
-                          CFG_MAX_KEYS);
-            if (is_key) {
-                par->want_key = 0;
-                show_value(par->key, sizeof par->key,
-                           ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : "?");
-            } else if (par->map && !opens) {
-                par->want_key = 1;
-            }
-            if (!rc && opens) {
-                if (top == CFG_MAX_DEPTH)
-                    rc = fail(x, l, path[0] ? path : NULL,
-                              "YAML nested more than %d levels deep (a config nests 3: section, "
-                              "key, and a mixer option or sweep list)",
-                              CFG_MAX_DEPTH);
-                else
-                    st[++top] = (Level){.map = ev.type == YAML_MAPPING_START_EVENT,
-                                        .want_key = 1,
-                                        .as_key = is_key};
-            }
-        }
+        rc = scan_event(x, &sc, &ev);
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Loads len bytes of YAML text (NUL-free: callers check). */

@@ -100,6 +100,10 @@ int cfg_pooled_length(int L, int cls);
 /* The shape of c's model (its blocks and their lengths: config/layout.h). */
 ModelShape cfg_model_shape(const ExperimentConfig *c);
 
+/* The name and the taxonomy class(es) of c's mechanism (model.mixer.name; static storage). */
+const char *cfg_mixer_name(const ExperimentConfig *c);
+const char *cfg_mixer_classes(const ExperimentConfig *c);
+
 /* Names of enum values, for messages and reports. */
 const char *cfg_pool_name(PoolKind k);
 const char *cfg_pos_name(PosKind k);

@@ -13,9 +13,19 @@
 #include "mixers/mixer.h"
 #include "tasks/task.h"
 
-const char *const cfg_sections[N_TOP] = {"experiment", "task", "model", "train", "sweep"};
-const char *const cfg_sec_path[N_SEC] = {"experiment", "task",        "model", "train",
-                                         "sweep",      "model.mixer", ""};
+const char *const cfg_sections[N_TOP] = {[SEC_EXP] = "experiment",
+                                         [SEC_TASK] = "task",
+                                         [SEC_MODEL] = "model",
+                                         [SEC_TRAIN] = "train",
+                                         [SEC_SWEEP] = "sweep"};
+const char *const cfg_sec_path[N_SEC] = {[SEC_EXP] = "experiment",
+                                         [SEC_TASK] = "task",
+                                         [SEC_MODEL] = "model",
+                                         [SEC_TRAIN] = "train",
+                                         [SEC_SWEEP] = "sweep",
+                                         [SEC_MIXER] = "model.mixer",
+                                         [SEC_TOP] = ""};
+_Static_assert(SEC_SWEEP + 1 == N_TOP, "the top-level sections are the first SecIds");
 
 /* ---- the tables ---- */
 
@@ -33,12 +43,23 @@ const char *const cfg_sec_path[N_SEC] = {"experiment", "task",        "model", "
 #define O_STR(n, h)                                                                                \
     { .name = n, .type = OPT_STRING, .def_str = "", .help = h }
 
-static const char *const g_pool_names[] = {"cls", "mean", "none", NULL};
-static const char *const g_ffn_names[] = {"dense", "switch", NULL};
-static const char *const g_pos_names[] = {"sinusoidal", "learned", "none", NULL};
-static const char *const g_sched_names[] = {"constant", "cosine", "rsqrt", "linear", NULL};
+/* The names of each enum's values, indexed by it, NULL-terminated (OptSpec.choices). */
+static const char *const g_pool_names[] = {
+    [POOL_CLS] = "cls", [POOL_MEAN] = "mean", [POOL_NONE] = "none", NULL};
+static const char *const g_ffn_names[] = {[FFN_DENSE] = "dense", [FFN_SWITCH] = "switch", NULL};
+static const char *const g_pos_names[] = {
+    [POS_SINUSOIDAL] = "sinusoidal", [POS_LEARNED] = "learned", [POS_NONE] = "none", NULL};
+static const char *const g_sched_names[] = {[SCHED_CONSTANT] = "constant",
+                                            [SCHED_COSINE] = "cosine",
+                                            [SCHED_RSQRT] = "rsqrt",
+                                            [SCHED_LINEAR] = "linear",
+                                            NULL};
+_Static_assert(XB_ARRAY_LEN(g_pool_names) == POOL_NONE + 2, "a name for every PoolKind, NULL");
+_Static_assert(XB_ARRAY_LEN(g_ffn_names) == FFN_SWITCH + 2, "a name for every FfnKind, NULL");
+_Static_assert(XB_ARRAY_LEN(g_pos_names) == POS_NONE + 2, "a name for every PosKind, NULL");
+_Static_assert(XB_ARRAY_LEN(g_sched_names) == SCHED_LINEAR + 2, "a name for every SchedKind");
 
-static const Field g_exp[N_EXP] = {
+static const Field g_exp[] = {
     [E_NAME] = FIELD(O_STR("name", "run name (default: the config file's stem)"), F_STR, name),
     [E_SEED] = FIELD(O_INT("seed", 1, 0, 9007199254740991.0, "seed of data, init and dropout"),
                      F_U64, seed),
@@ -48,7 +69,9 @@ static const Field g_exp[N_EXP] = {
         FIELD(O_STR("output_dir", "where reports go (default: results/<name>)"), F_STR, output_dir),
 };
 
-static const Field g_model[N_MODEL] = {
+_Static_assert(XB_ARRAY_LEN(g_exp) == N_EXP, "an entry for every key of experiment:");
+
+static const Field g_model[] = {
     [M_LAYERS] = FIELD(O_INT("layers", 2, 1, 64, "encoder blocks"), F_INT, layers),
     [M_D_MODEL] = FIELD(O_INT("d_model", 64, 1, 16384, "model width"), F_INT, d_model),
     [M_HEADS] = FIELD(O_INT("heads", 2, 1, 1024, "attention heads"), F_INT, heads),
@@ -116,7 +139,9 @@ static const Field g_model[N_MODEL] = {
                       F_DBL, router_z_loss),
 };
 
-static const Field g_train[N_TRAIN] = {
+_Static_assert(XB_ARRAY_LEN(g_model) == N_MODEL, "an entry for every key of model:");
+
+static const Field g_train[] = {
     [T_BATCH_SIZE] =
         FIELD(O_INT("batch_size", 32, 1, 65536, "examples per step"), F_INT, batch_size),
     [T_STEPS] = FIELD(O_INT("steps", 1000, 1, 1e9, "optimizer steps"), F_I64, steps),
@@ -144,6 +169,7 @@ static const Field g_train[N_TRAIN] = {
                                        "which run --resume continues from); 0 = none"),
                                  F_I64, checkpoint_every),
 };
+_Static_assert(XB_ARRAY_LEN(g_train) == N_TRAIN, "an entry for every key of train:");
 
 /* ---- lookups ---- */
 
@@ -239,45 +265,45 @@ int cfg_suggest(const char *given, int len, const char *const *names, int n) {
     return best;
 }
 
+/* Stores a value (a double in OptValues) as its field's C type. */
+static void put_int(void *p, double d) {
+    const int t = (int)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_bool(void *p, double d) {
+    const int t = d != 0.0;
+    memcpy(p, &t, sizeof t);
+}
+static void put_i64(void *p, double d) {
+    const int64_t t = (int64_t)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_u64(void *p, double d) {
+    const uint64_t t = (uint64_t)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_flt(void *p, double d) {
+    const float t = (float)d;
+    memcpy(p, &t, sizeof t);
+}
+static void put_dbl(void *p, double d) { memcpy(p, &d, sizeof d); }
+static const struct {
+    size_t size;
+    void (*put)(void *p, double d);
+} g_put[] = {[F_INT] = {sizeof(int), put_int},      [F_I64] = {sizeof(int64_t), put_i64},
+             [F_U64] = {sizeof(uint64_t), put_u64}, [F_FLT] = {sizeof(float), put_flt},
+             [F_DBL] = {sizeof(double), put_dbl},   [F_ENUM] = {sizeof(int), put_int},
+             [F_BOOL] = {sizeof(int), put_bool},    [F_STR] = {0, NULL}};
+_Static_assert(XB_ARRAY_LEN(g_put) == F_STR + 1, "a way to store every FieldKind");
+
 static void store_field(ExperimentConfig *c, const Field *f, const OptValues *v, int i) {
     char *dst = (char *)c + f->off;
-    const double d = v->num[i];
-    switch (f->kind) {
-    case F_INT:
-    case F_ENUM:
-    case F_BOOL: {
-        int t = f->kind == F_BOOL ? d != 0.0 : (int)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_I64: {
-        int64_t t = (int64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_U64: {
-        uint64_t t = (uint64_t)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_FLT: {
-        float t = (float)d;
-        XB_ASSERT(f->size == sizeof t);
-        memcpy(dst, &t, sizeof t);
-        break;
-    }
-    case F_DBL: {
-        XB_ASSERT(f->size == sizeof d);
-        memcpy(dst, &d, sizeof d);
-        break;
-    }
-    case F_STR:
+    if (f->kind == F_STR) {
         snprintf(dst, f->size, "%s", v->str[i]);
-        break;
+        return;
     }
+    XB_ASSERT(f->size == g_put[f->kind].size);
+    g_put[f->kind].put(dst, v->num[i]);
 }
 
 void cfg_schema_store(ExperimentConfig *c, SecId sec, const OptValues *v) {
@@ -429,6 +455,13 @@ uint64_t cfg_hash(const ExperimentConfig *c) {
     return h;
 }
 
-const char *cfg_pool_name(PoolKind k) { return (unsigned)k < 3 ? g_pool_names[k] : "?"; }
-const char *cfg_pos_name(PosKind k) { return (unsigned)k < 3 ? g_pos_names[k] : "?"; }
-const char *cfg_sched_name(SchedKind k) { return (unsigned)k < 4 ? g_sched_names[k] : "?"; }
+const char *cfg_pool_name(PoolKind k) { return (unsigned)k <= POOL_NONE ? g_pool_names[k] : "?"; }
+const char *cfg_pos_name(PosKind k) { return (unsigned)k <= POS_NONE ? g_pos_names[k] : "?"; }
+const char *cfg_sched_name(SchedKind k) {
+    return (unsigned)k <= SCHED_LINEAR ? g_sched_names[k] : "?";
+}
+
+const char *cfg_mixer_name(const ExperimentConfig *c) { return mixer_get(c->mixer_index)->name; }
+const char *cfg_mixer_classes(const ExperimentConfig *c) {
+    return mixer_get(c->mixer_index)->classes;
+}

@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "core/fileio.h"
 #include "core/xassert.h"
+#include "tasks/task.h"
 #include "version.h"
 
 #define REPORT_MAX_INT 9007199254740992.0 /* 2^53: larger integers do not survive a double */
@@ -102,6 +104,7 @@ static cJSON *build_memory(const MemoryReport *m) {
                             m->scratch_peak};
     static const char *const names[] = {"parameters", "gradients", "optimizer", "activations",
                                         "scratch_peak"};
+    _Static_assert(XB_ARRAY_LEN(names) == sizeof parts / sizeof parts[0], "a name for each part");
     uint64_t total = 0;
     for (size_t i = 0; i < XB_ARRAY_LEN(parts); i++) {
         add(o, names[i], json_u64(parts[i]));
@@ -213,6 +216,71 @@ cJSON *report_build(const RunReport *r) {
     add(doc, "memory", build_memory(&r->mem));
     add(doc, "measured", build_measured(r));
     return doc;
+}
+
+cJSON *report_from_run(const ExperimentConfig *cfg, const Dataset *ds, const RunResult *res,
+                       const RunContext *ctx) {
+    cJSON *config = cfg_to_json(cfg);
+    RunReport rr = {.config = config,
+                    .status = res->status,
+                    .threads = ctx->threads,
+                    .processes = ctx->processes,
+                    .dataset_identity = ds->identity,
+                    .dataset_checksum = ds->checksum,
+                    .train_n = ds->train.n,
+                    .val_n = ds->val.n,
+                    .test_n = ds->test.n,
+                    .vocab_size = ds->vocab_size,
+                    .n_classes = ds->n_classes,
+                    .sequence = ds->sequence,
+                    .mixer = cfg_mixer_name(cfg),
+                    .mixer_classes = cfg_mixer_classes(cfg),
+                    .n_params = res->n_params,
+                    .evals = res->evals,
+                    .n_evals = res->n_evals,
+                    .steps_done = res->steps_done,
+                    .best_step = res->best_step,
+                    .best_val_acc = res->best_val_acc,
+                    .test_acc = res->test_acc,
+                    .test_loss = res->test_loss,
+                    .majority_baseline = dataset_majority(&ds->test, ds->n_classes),
+                    .test_exact = res->test_exact,
+                    .flops_fwd_analytic = res->flops_fwd,
+                    .flops_bwd_analytic = res->flops_bwd,
+                    .flops_step_counted = res->flops_step_counted,
+                    .flops_total_counted = res->flops_total,
+                    .mem = res->mem,
+                    .wall_s = ctx->wall_s,
+                    .train_s = res->train_s,
+                    .eval_s = res->eval_s,
+                    .steps_per_s = res->steps_per_s,
+                    .tokens_per_s = res->tokens_per_s,
+                    .comm_s = res->comm_s,
+                    .profile = (const double(*)[2])res->profile,
+                    .profile_regions = res->profile_regions,
+                    .step_s_median = res->step_s_median,
+                    .usage = ctx->usage,
+                    .probe = ctx->probe};
+    snprintf(rr.config_hash, sizeof rr.config_hash, "%016llx", (unsigned long long)cfg_hash(cfg));
+    snprintf(rr.run_id, sizeof rr.run_id, "%s", ctx->run_id);
+    snprintf(rr.status_message, sizeof rr.status_message, "%s", res->status_message);
+    rr.mem.peak_rss = ctx->peak_rss;
+    cJSON *doc = report_build(&rr);
+    cJSON_Delete(config);
+    return doc;
+}
+
+void report_set_checkpoint(cJSON *doc, const char *file, const char *fnv1a64, int64_t step) {
+    cJSON_DeleteItemFromObject(doc, "checkpoint");
+    if (!file) {
+        XB_ASSERT(cJSON_AddNullToObject(doc, "checkpoint"));
+        return;
+    }
+    cJSON *c = cJSON_AddObjectToObject(doc, "checkpoint");
+    XB_ASSERT(c && fnv1a64);
+    add(c, "file", json_str(file));
+    add(c, "fnv1a64", json_str(fnv1a64));
+    add(c, "step", cJSON_CreateNumber((double)step));
 }
 
 /* ---- writing ---- */

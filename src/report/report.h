@@ -26,6 +26,51 @@ typedef struct MemoryReport {
     size_t peak_rss;                                                    /* bytes, measured */
 } MemoryReport;
 
+/* What a training run produced, as its report needs it: train_run (train/trainer.h, where it is
+ * TrainResult) fills it; report_from_run turns it into the report. */
+typedef struct RunResult {
+    const char *status; /* "ok", "diverged" or "interrupted" */
+    char status_message[1280];
+    EvalRecord *evals; /* n_evals records (owned; train_result_free) */
+    int n_evals;
+    int64_t steps_done, best_step;
+    double best_val_acc, test_acc, test_loss; /* NaN when not evaluated; a sequence task's are
+                                               * per target position */
+    double test_exact; /* sequence tasks: the fraction of test examples with every target
+                        * position right; else NaN */
+    uint64_t flops_fwd, flops_bwd; /* analytic, one training step */
+    uint64_t flops_step_counted, flops_total;
+    MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
+    size_t n_params;
+    double train_s, eval_s, steps_per_s, tokens_per_s;
+    double step_s_median;      /* median wall time of a training step after the warm-up (of the last
+                                * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
+    double comm_s;             /* seconds in collectives (data-parallel training) */
+    double profile[PROF_N][2]; /* training steps' seconds per kernel family, forward/backward */
+    long long profile_regions; /* timed regions (for the profile's own cost) */
+} RunResult;
+
+/* What a run's report holds beside its config, its data and its result: how and where it ran. */
+typedef struct RunContext {
+    const char *run_id;      /* the id it took (run --unique-id may have suffixed the config's) */
+    int threads;             /* per process */
+    int processes;           /* that trained the run together; 0 or 1: one */
+    double wall_s;           /* the whole run */
+    size_t peak_rss;         /* bytes */
+    const CalibUsage *usage; /* the threads' share of the cores (NULL: no calibration) */
+    const CalibProbe *probe; /* the probe after training (NULL: none, e.g. after a signal) */
+} RunContext;
+
+struct ExperimentConfig;
+struct Dataset;
+
+/* The report of a finished run of cfg on ds (report_build's document, owned by the caller). */
+struct cJSON *report_from_run(const struct ExperimentConfig *cfg, const struct Dataset *ds,
+                              const RunResult *res, const RunContext *ctx);
+/* Adds the run's checkpoint to its report doc: {"file", "fnv1a64", "step"} (replacing any), or
+ * null when file is NULL (the run put none beside its report). */
+void report_set_checkpoint(struct cJSON *doc, const char *file, const char *fnv1a64, int64_t step);
+
 typedef struct RunReport {
     const struct cJSON *config; /* resolved config (not owned) */
     char config_hash[17];

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/hash.h"
+#include "core/profile.h"
 #include "core/xassert.h"
 #include "report/report.h"
 
@@ -73,8 +74,7 @@ static const NumField NUM_FIELDS[] = {
 };
 #undef S
 
-/* The shortest decimal form of x that reads back as x. */
-static void shortest(char *buf, size_t n, double x) {
+void summary_shortest(char *buf, size_t n, double x) {
     for (int p = 1; p <= 17; p++) {
         snprintf(buf, n, "%.*g", p, x);
         if (strtod(buf, NULL) == x) return;
@@ -112,7 +112,7 @@ static int want_field(const cJSON *doc, const NumField *f, const char *file, Rep
                                 report_json_type_name(j));
         v = j->valuedouble;
         char text[32];
-        shortest(text, sizeof text, v);
+        summary_shortest(text, sizeof text, v);
         if (!(v >= lo && v <= hi))
             return xb_error_set(err, file, 0, 0, f->path, "%s is out of range (%s)", text, valid);
         if (whole && v != floor(v))
@@ -170,6 +170,152 @@ int summary_read(const char *path, ReportSummary *s, XbError *err) {
     if (!bad) s->cell_key = cell_key(doc);
     cJSON_Delete(doc);
     return bad ? -1 : 0;
+}
+
+/* A number; null reads as NaN (a run that did not get that far). */
+static int want_number_or_null(const cJSON *doc, const char *key, const char *path, double *out,
+                               XbError *err) {
+    const cJSON *j = at(doc, key);
+    if (!j) return xb_error_set(err, path, 0, 0, key, "missing (expected a number or null)");
+    if (cJSON_IsNull(j)) {
+        *out = NAN;
+        return 0;
+    }
+    if (!cJSON_IsNumber(j))
+        return xb_error_set(err, path, 0, 0, key, "expected a number or null, found %s",
+                            report_json_type_name(j));
+    *out = j->valuedouble;
+    return 0;
+}
+
+/* The run, the step and the accuracies of report doc (at path), and its config resolved again. */
+static int read_run(const cJSON *doc, const char *path, ReportRun *s, XbError *err) {
+    double step = NAN;
+    int rc = want_string(doc, "run_id", path, s->run_id, sizeof s->run_id, err) ||
+             want_string(doc, "dataset.checksum", path, s->checksum, sizeof s->checksum, err) ||
+             want_number_or_null(doc, "training.best_step", path, &step, err) ||
+             want_number_or_null(doc, "test.accuracy", path, &s->test_acc, err) ||
+             want_number_or_null(doc, "training.best_val_accuracy", path, &s->val_acc, err);
+    const cJSON *config = at(doc, "config");
+    if (!rc && !config)
+        rc = xb_error_set(err, path, 0, 0, "config", "missing (expected an object)");
+    if (!rc && !cJSON_IsObject(config))
+        rc = xb_error_set(err, path, 0, 0, "config", "expected an object, found %s",
+                          report_json_type_name(config));
+    if (!rc && strchr(s->run_id, '/'))
+        rc = xb_error_set(err, path, 0, 0, "run_id", "'%s' is not a file name", s->run_id);
+    if (!rc && isnan(step))
+        rc = xb_error_set(err, path, 0, 0, "training.best_step",
+                          "is null: the run never evaluated, so it saved no checkpoint");
+    if (!rc && (step < 0 || step != floor(step)))
+        rc = xb_error_set(err, path, 0, 0, "training.best_step",
+                          "expected a training step (a whole number), found %g", step);
+    if (rc) return -1;
+    s->best_step = (int64_t)step;
+    /* the resolved config is JSON, which is YAML: it loads as a config file would. Printed as
+     * the report was (cJSON's printer rounds to 15 digits whatever reads back within its
+     * tolerance, so a seed of 16 digits would come back another number) */
+    char *text = report_json_print(config);
+    XB_ASSERT(text);
+    rc = cfg_load_string(text, path, NULL, 0, &s->cs, err);
+    free(text);
+    if (rc) { /* positions in the reprinted text mean nothing: name the key in the report */
+        char key[sizeof err->key + 8];
+        snprintf(key, sizeof key, "config%s%s", err->key[0] ? "." : "", err->key);
+        snprintf(err->key, sizeof err->key, "%.*s", (int)sizeof err->key - 1, key);
+        snprintf(err->file, sizeof err->file, "%s", path);
+        err->line = err->col = 0;
+        return -1;
+    }
+    if (s->cs.n != 1) {
+        cfg_set_free(&s->cs);
+        return xb_error_set(err, path, 0, 0, "config",
+                            "expands to %d runs (a report's resolved config is one run)", s->cs.n);
+    }
+    const char *slash = strrchr(path, '/');
+    snprintf(s->ckpt, sizeof s->ckpt, "%.*s%s.safetensors", slash ? (int)(slash - path + 1) : 0,
+             path, s->run_id);
+    return 0;
+}
+
+/* The report's record of its checkpoint (run since reports name it): file and hash into s. */
+static int read_checkpoint_record(const cJSON *doc, const char *path, ReportRun *s, XbError *err) {
+    const cJSON *c = at(doc, "checkpoint");
+    int rc = 0;
+    if (c && cJSON_IsNull(c)) {
+        rc = xb_error_set(err, path, 0, 0, "checkpoint",
+                          "is null: the run put no checkpoint beside its report");
+    } else if (c) {
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(c, "file"),
+                    *hash = cJSON_GetObjectItemCaseSensitive(c, "fnv1a64");
+        if (!cJSON_IsString(file) || !file->valuestring[0] || strchr(file->valuestring, '/'))
+            rc = xb_error_set(err, path, 0, 0, "checkpoint.file",
+                              "expected a file name beside the report");
+        else if (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
+                 strspn(hash->valuestring, "0123456789abcdef") != 16)
+            rc = xb_error_set(err, path, 0, 0, "checkpoint.fnv1a64",
+                              "expected 16 lowercase hex digits");
+        else {
+            const char *slash = strrchr(path, '/');
+            snprintf(s->ckpt, sizeof s->ckpt, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path,
+                     file->valuestring);
+            snprintf(s->ckpt_hash, sizeof s->ckpt_hash, "%s", hash->valuestring);
+        }
+    }
+    return rc;
+}
+
+int summary_read_run(const char *path, ReportRun *r, XbError *err) {
+    memset(r, 0, sizeof *r);
+    cJSON *doc;
+    if (report_read(path, &doc, err)) return -1;
+    int rc = read_run(doc, path, r, err);
+    if (!rc && read_checkpoint_record(doc, path, r, err)) {
+        cfg_set_free(&r->cs);
+        rc = -1;
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+_Static_assert(REPORT_PROFILE_MAX >= 2 * PROF_N, "room for each kernel family in each direction");
+
+static double number_at(const cJSON *obj, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(j) ? j->valuedouble : NAN;
+}
+
+/* The entries of profile prof with time, forward and backward, into p. */
+static void profile_entries(const cJSON *prof, ReportProfile *p) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, prof) {
+        for (int d = 0; d < 2 && cJSON_IsObject(f) && p->n < REPORT_PROFILE_MAX; d++) {
+            const double s = number_at(f, d ? "backward_s" : "forward_s");
+            if (!(s > 0)) continue;
+            ProfileEntry *e = &p->e[p->n++];
+            snprintf(e->family, sizeof e->family, "%s", f->string);
+            e->backward = d, e->s = s;
+        }
+    }
+}
+
+void summary_read_profile(const char *path, ReportProfile *p) {
+    memset(p, 0, sizeof *p);
+    cJSON *doc;
+    XbError err;
+    xb_error_clear(&err);
+    if (report_read(path, &doc, &err)) return;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "measured");
+    const cJSON *prof = cJSON_GetObjectItemCaseSensitive(m, "profile");
+    if (cJSON_IsObject(prof)) {
+        p->read = 1;
+        p->train_s = number_at(m, "train_s");
+        p->steps = (long long)number_at(cJSON_GetObjectItemCaseSensitive(doc, "training"), "steps");
+        p->other_s = number_at(prof, "other_s");
+        p->regions = (long long)number_at(prof, "regions");
+        profile_entries(prof, p);
+    }
+    cJSON_Delete(doc);
 }
 
 static int by_name(const void *a, const void *b) {

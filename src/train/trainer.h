@@ -34,27 +34,8 @@ typedef struct TrainHooks {
     int resume;             /* continue from state_path when it exists */
 } TrainHooks;
 
-typedef struct TrainResult {
-    const char *status; /* "ok", "diverged" or "interrupted" */
-    char status_message[1280];
-    EvalRecord *evals; /* n_evals records (owned; train_result_free) */
-    int n_evals;
-    int64_t steps_done, best_step;
-    double best_val_acc, test_acc, test_loss; /* NaN when not evaluated; a sequence task's are
-                                               * per target position */
-    double test_exact; /* sequence tasks: the fraction of test examples with every target
-                        * position right; else NaN */
-    uint64_t flops_fwd, flops_bwd; /* analytic, one training step */
-    uint64_t flops_step_counted, flops_total;
-    MemoryReport mem; /* planned bytes (peak_rss left to the caller) */
-    size_t n_params;
-    double train_s, eval_s, steps_per_s, tokens_per_s;
-    double step_s_median;      /* median wall time of a training step after the warm-up (of the last
-                                * TRAIN_TIMED_STEPS at most); NaN when no step was timed */
-    double comm_s;             /* seconds in collectives (data-parallel training) */
-    double profile[PROF_N][2]; /* training steps' seconds per kernel family, forward/backward */
-    long long profile_regions; /* timed regions (for the profile's own cost) */
-} TrainResult;
+/* What train_run produced: the run's result as its report takes it (report/report.h). */
+typedef RunResult TrainResult;
 
 enum { TRAIN_TIMED_STEPS = 4096 };
 
