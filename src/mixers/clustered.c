@@ -35,7 +35,6 @@
  * (its "clustered-100", "i-clustered-100"); attention dropout is not used. */
 #include "mixers/clustered.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -47,6 +46,7 @@
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec clustered_opts[] = {
@@ -262,9 +262,8 @@ static void group_queries(Mixer *m, const MixerStep *s) {
         for (int h = 0; h < H; h++) {
             const size_t bh = (size_t)b * H + h;
             float *p = proj + bh * L * nb;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, nb, Dh, 1.0f,
-                        st->am.qkv + (size_t)b * L * 3 * D + (size_t)h * Dh, 3 * D, st->planes, E,
-                        0.0f, p, nb);
+            matmul_strided(p, nb, st->am.qkv + (size_t)b * L * 3 * D + (size_t)h * Dh, 3 * D,
+                           st->planes, E, L, nb, Dh, MM_NT, 1.0f, 0.0f);
             uint64_t *c = code + bh * L, digest = 0;
             const unsigned char *mb = s->mask ? s->mask + (size_t)b * L : NULL;
             for (int l = 0; l < L; l++) {
@@ -281,7 +280,6 @@ static void group_queries(Mixer *m, const MixerStep *s) {
             hamming_kmeans(st->cl + bh * L, st->cnt + bh * Cs, c, mb, L, Cs, st->iters, nb, key,
                            (uint64_t *)w, (int *)(w + (size_t)Cs * sizeof(uint64_t)));
         }
-    flops_add(2ull * (uint64_t)B * H * L * Dh * nb);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -398,8 +396,7 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
             float *A = st->A + bh * Cs * L, *mbot = st->mb + bh * Cs;
             int *top = st->top + bh * Cs * K;
             /* S = Q_c Kᵀ with padding keys −inf; T_c; A_c = softmax(S/√Dh) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cs, L, Dh, 1.0f, qc, D, kb, 3 * D,
-                        0.0f, A, L);
+            matmul_strided(A, L, qc, D, kb, 3 * D, Cs, L, Dh, MM_NT, 1.0f, 0.0f);
             for (int c = 0; c < Cs; c++) {
                 float *sc = A + (size_t)c * L, mx = -INFINITY, sum = 0.0f;
                 for (int j = 0; j < L; j++) {
@@ -421,8 +418,7 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
                 mbot[c] = acc;
             }
             float *ob = st->oc + (size_t)b * Cs * D + (size_t)h * Dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cs, Dh, L, 1.0f, w.abar, L, vb,
-                        3 * D, 0.0f, ob, D);
+            matmul_strided(ob, D, w.abar, L, vb, 3 * D, Cs, Dh, L, MM_NN, 1.0f, 0.0f);
             /* each query: softmax over its centroid's T_c (padding keys masked), then the sum;
              * a padding query is computed with cluster 0 and given 0 */
             for (int i = 0; i < L; i++) {
@@ -453,7 +449,8 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
                     o[d] = ci < 0 ? 0.0f : (1.0f - mbot[c]) * tp[d] + ob[(size_t)c * D + d];
             }
         }
-    flops_add(4ull * (uint64_t)B * H * ((uint64_t)Cs + (uint64_t)K) * L * Dh);
+    /* the products count themselves; each query's exact top-k attention: 4·K·Dh per query */
+    flops_add(4ull * (uint64_t)B * H * (uint64_t)K * L * Dh);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -521,11 +518,9 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
             }
             /* the centroids: dĀ_c[j] = dO_c·v_j + dm_c off T_c, dA = that, dS = A(dA − Σ A dA)/√Dh
              */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cs, L, Dh, 1.0f, dob, D, vb, 3 * D,
-                        0.0f, w.g, L);
+            matmul_strided(w.g, L, dob, D, vb, 3 * D, Cs, L, Dh, MM_NT, 1.0f, 0.0f);
             bottom(w.abar, A, top, Cs, L, K);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, Cs, 1.0f, w.abar, L, dob, D,
-                        1.0f, dvb, 3 * D);
+            matmul_strided(dvb, 3 * D, w.abar, L, dob, D, L, Dh, Cs, MM_TN, 1.0f, 1.0f);
             for (int c = 0; c < Cs; c++) {
                 float *g = w.g + (size_t)c * L, sum = 0.0f;
                 const float *ar = A + (size_t)c * L;
@@ -538,10 +533,8 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
                 for (int j = 0; j < L; j++) g[j] = scale * ar[j] * (g[j] - sum);
             }
             /* dQ_c = dS K to the members, dK += dSᵀ Q_c */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cs, Dh, L, 1.0f, w.g, L, kb,
-                        3 * D, 0.0f, w.dqc, Dh);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, Cs, 1.0f, w.g, L, qc, D,
-                        1.0f, dkb, 3 * D);
+            matmul_strided(w.dqc, Dh, w.g, L, kb, 3 * D, Cs, Dh, L, MM_NN, 1.0f, 0.0f);
+            matmul_strided(dkb, 3 * D, w.g, L, qc, D, L, Dh, Cs, MM_TN, 1.0f, 1.0f);
             for (int i = 0; i < L; i++) {
                 const int c = st->cl[bh * L + i];
                 if (c < 0) continue;
@@ -550,7 +543,8 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
                 for (int d = 0; d < Dh; d++) dq[d] += w.dqc[(size_t)c * Dh + d] * inv;
             }
         }
-    flops_add(8ull * (uint64_t)B * H * ((uint64_t)Cs + (uint64_t)K) * L * Dh);
+    /* the products count themselves; the exact top-k attention's backward: 8·K·Dh per query */
+    flops_add(8ull * (uint64_t)B * H * (uint64_t)K * L * Dh);
     arena_reset_to(s->scratch, mark);
 }
 

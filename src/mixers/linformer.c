@@ -4,16 +4,15 @@
  * headwise (one E and one F per layer, the default), kv (E = F), layerwise (one projection for
  * every layer, keys and values), or none (per head). Padding keys are zeroed before the projection,
  * so they contribute nothing. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const char *const SHARING[] = {"headwise", "kv", "layerwise", "none", NULL};
@@ -140,12 +139,10 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     for (int b = 0; b < B; b++) /* K' = E K, V' = F V per head (sgemm threads itself) */
         for (int h = 0; h < H; h++)
             for (int w = 0; w < 2; w++)
-                cblas_sgemm(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans, st->k, Dh, L, 1.0f,
-                    proj_of(st, s, s->params, w, h), st->n,
-                    st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D, 0.0f,
-                    st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D);
-    flops_add(4ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
+                matmul_strided(st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh,
+                               2 * D, proj_of(st, s, s->params, w, h), st->n,
+                               st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh,
+                               2 * D, st->k, Dh, L, MM_NN, 1.0f, 0.0f);
     AttnShape sh = proj_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kvp, st->kvp + D, NULL, &sh, s->scratch);
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
@@ -171,14 +168,12 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
             for (int w = 0; w < 2; w++) {
                 const float *dp = dkvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh;
                 const float *km = st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, st->k, L, Dh, 1.0f, dp, 2 * D,
-                            km, 2 * D, 1.0f, (float *)proj_of(st, s, s->grads, w, h), st->n);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, st->k, 1.0f,
-                            proj_of(st, s, s->params, w, h), st->n, dp, 2 * D, 1.0f,
-                            dqkv + (size_t)b * L * 3 * D + D + (size_t)w * D + (size_t)h * Dh,
-                            3 * D);
+                matmul_backward_strided((float *)proj_of(st, s, s->grads, w, h), st->n,
+                                        dqkv + (size_t)b * L * 3 * D + D + (size_t)w * D +
+                                            (size_t)h * Dh,
+                                        3 * D, dp, 2 * D, proj_of(st, s, s->params, w, h), st->n,
+                                        km, 2 * D, st->k, Dh, L, MM_NN, 1.0f);
             }
-    flops_add(8ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
     if (s->mask) /* padding keys and values took no part */
         for (int r = 0; r < BL; r++)
             if (!s->mask[r]) memset(dqkv + (size_t)r * 3 * D + D, 0, 2 * (size_t)D * sizeof(float));

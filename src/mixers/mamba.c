@@ -26,7 +26,6 @@
  *
  * The backward recomputes the scan states chunk by chunk from the states saved at the chunk
  * boundaries (`chunk` steps apart). */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -37,6 +36,7 @@
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "kernels/selective_scan.h"
 #include "mixers/mixer.h"
 
@@ -415,9 +415,8 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         linear_forward(md->xdbl, md->u, mixer_param(s, md->p_xw), NULL, BL, E, W);
         const float *db = mixer_param(s, md->p_db);
         for (int r = 0; r < BL; r++) memcpy(md->dpre + (size_t)r * E, db, E * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BL, E, R, 1.0f, md->xdbl, W,
-                    mixer_param(s, md->p_dw), R, 1.0f, md->dpre, E);
-        flops_add(2ull * (uint64_t)BL * (uint64_t)R * (uint64_t)E);
+        matmul_strided(md->dpre, E, md->xdbl, W, mixer_param(s, md->p_dw), R, BL, E, R, MM_NT, 1.0f,
+                       1.0f);
         step_sizes(md->delta, md->dpre, s, E);
         const float *alog = mixer_param(s, md->p_alog);
         for (size_t i = 0; i < (size_t)E * N; i++) A[i] = -expf(alog[i]);
@@ -500,11 +499,8 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         }
         /* dt_proj: dpre = δ W_dtᵀ + b_dt with δ the first R columns of xdbl */
         linear_backward(NULL, NULL, mixer_grad(s, md->p_db), ddelta, NULL, NULL, BL, R, E);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, R, BL, 1.0f, ddelta, E, md->xdbl, W,
-                    1.0f, mixer_grad(s, md->p_dw), R);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BL, R, E, 1.0f, ddelta, E,
-                    mixer_param(s, md->p_dw), R, 1.0f, dxdbl, W);
-        flops_add(4ull * (uint64_t)BL * (uint64_t)R * (uint64_t)E);
+        matmul_backward_strided(dxdbl, W, mixer_grad(s, md->p_dw), R, ddelta, E, md->xdbl, W,
+                                mixer_param(s, md->p_dw), R, BL, E, R, MM_NT, 1.0f);
         linear_backward(du, mixer_grad(s, md->p_xw), NULL, dxdbl, md->u, mixer_param(s, md->p_xw),
                         BL, E, W);
 #pragma omp parallel for schedule(static)

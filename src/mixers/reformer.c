@@ -46,14 +46,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/attention.h"
 #include "kernels/gather.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/mixer.h"
 #include "mixers/reformer.h"
 
@@ -355,8 +353,7 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
     float *proj = arena_floats(s->scratch, (size_t)nt * HASH_ROWS * XB_MAX(1, half) + 16);
     int *bucket = arena_alloc(s->scratch, (size_t)nt * L * sizeof(int));
     int *work = arena_alloc(s->scratch, (size_t)nt * (NB + 2) * sizeof(int));
-    uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int it = 0; it < NI; it++) {
         const int b = it / (H * R), h = it / R % H, r = it % R, t = omp_get_thread_num();
         int *bk = bucket + (size_t)t * L;
@@ -368,10 +365,9 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
                 continue;
             }
             float *xr = proj + (size_t)t * HASH_ROWS * half;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, half, Dh, 1.0f,
-                        q + (size_t)i0 * 2 * D, 2 * D, rot + ((size_t)h * R + r) * Dh * half, half,
-                        0.0f, xr, half);
-            done += 2ull * (uint64_t)n * (uint64_t)Dh * (uint64_t)half;
+            matmul_strided(xr, half, q + (size_t)i0 * 2 * D, 2 * D,
+                           rot + ((size_t)h * R + r) * Dh * half, half, n, half, Dh, MM_NN, 1.0f,
+                           0.0f);
             for (int i = 0; i < n; i++) { /* argmax over [xR; −xR], first maximum */
                 const float *v = xr + (size_t)i * half;
                 int best = 0;
@@ -392,7 +388,6 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
         for (int i = 0; i < L; i++) sb[i] = bk[perm[i]];
         memcpy(st->pbkt + (size_t)it * L, bk, (size_t)L * sizeof(int));
     }
-    flops_add(done);
     arena_reset_to(s->scratch, mark);
 }
 

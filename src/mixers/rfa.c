@@ -21,7 +21,6 @@
  * (random_matrices/{Dh}_{F}.npy, sample_random_matrices: a fresh subset per training step, the
  * first H matrices in evaluation); here ε is drawn from the experiment seed at every training step,
  * and evaluation uses the draw of the step that produced the parameters. */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

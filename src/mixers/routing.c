@@ -37,19 +37,18 @@
  * Cost: scores k·L·Dh per routing head and attention k·w²·Dh per head, O(L·√L) with k = √L. The
  * clusters and blocks run through the fused attention kernel as a batch of B·H·k dense w × w
  * problems. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/dist.h"
 #include "core/xassert.h"
 #include "kernels/gather.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec routing_opts[] = {
@@ -328,15 +327,17 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
     RoutingState *st = m->state;
     const int H = m->H, Dh = m->D / H, B = s->B, L = s->L, k = st->k, hr = st->hr, Dr = hr * Dh;
     const float *mu = mixer_param(s, st->p_mu);
+    const MatBatch per_head = {.n1 = B,
+                               .n2 = hr,
+                               .a2 = (size_t)k * Dh,
+                               .b1 = (size_t)L * 2 * Dr,
+                               .b2 = (size_t)Dh,
+                               .c1 = (size_t)hr * k * L,
+                               .c2 = (size_t)k * L};
     for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L), routing heads */
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < hr; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, L, Dh, 1.0f,
-                            mu + (size_t)h * k * Dh, Dh,
-                            st->qkn + (size_t)b * L * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh,
-                            2 * Dr, 0.0f, f->scores + (((size_t)t * B + b) * hr + h) * k * L, L);
-    flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)(hr * Dh));
-    /* nearest centroid: argmax over c, ties to the lower index */
+        matmul_batched(f->scores + (size_t)t * B * hr * k * L, L, mu, Dh, st->qkn + (size_t)t * Dr,
+                       2 * Dr, k, L, Dh, MM_NT, 1.0f, 0.0f, &per_head);
+        /* nearest centroid: argmax over c, ties to the lower index */
 #pragma omp parallel for collapse(3) schedule(static)
     for (int t = 0; t < 2; t++)
         for (int b = 0; b < B; b++)

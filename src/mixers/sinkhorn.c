@@ -36,13 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const char *const SORT_NETS[] = {"linear", "mlp", NULL};
@@ -294,10 +292,9 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
     const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1),
                 *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
-    uint64_t done = 0;
     /* blocked keys and values (padding and the tail zero), the block sums, the mlp's hidden layer
      */
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -319,15 +316,13 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         if (st->net == NET_MLP) {
             for (int j = 0; j < nB; j++)
                 memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, Dh, Dh, 1.0f, bsum, Dh, w1,
-                        Dh, 1.0f, hid, Dh);
-            done += 2ull * nB * Dh * Dh;
+            matmul_strided(hid, Dh, bsum, Dh, w1, Dh, nB, Dh, Dh, MM_NN, 1.0f, 1.0f);
         }
     }
     /* the mlp's ReLU on its active set (the previous call's when frozen) */
     if (st->net == NET_MLP)
         relu_forward_set(st->act, st->active, st->hid, (size_t)B * H * nB * Dh, s->frozen);
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -340,9 +335,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         const float *in = st->bsum + (size_t)bh * nB * Dh, *wl = w1, *bl = b1;
         if (st->net == NET_MLP) in = st->act + (size_t)bh * nB * Dh, wl = w2, bl = b2;
         for (int j = 0; j < nB; j++) memcpy(z + (size_t)j * nB, bl, (size_t)nB * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, nB, Dh, 1.0f, in, Dh, wl, NBmax,
-                    1.0f, z, nB);
-        done += 2ull * nB * nB * Dh;
+        matmul_strided(z, nB, in, Dh, wl, NBmax, nB, nB, Dh, MM_NN, 1.0f, 1.0f);
         /* R0 = (z + Gumbel)/τ, then the Sinkhorn rounds, every iterate kept */
         for (int i = 0; i < nB; i++)
             for (int j = 0; j < nB; j++) {
@@ -363,11 +356,8 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         const float *last = lg + (size_t)(NL - 1) * nB * nB;
         for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
         /* sorted blocks K̃ = P·Kb, Ṽ = P·Vb (only the first `cut` with SortCut) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, kb,
-                    bs * Dh, 0.0f, ks, bs * Dh);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, vb,
-                    bs * Dh, 0.0f, vs, bs * Dh);
-        done += 4ull * rows * nB * bs * Dh;
+        matmul_strided(ks, bs * Dh, P, nB, kb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
+        matmul_strided(vs, bs * Dh, P, nB, vb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
         /* the real share of each sorted slot: ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl, summed in the same
          * order so that a slot real in every block has ρ = 1 exactly */
         for (int n = 0; n < rows; n++) {
@@ -403,7 +393,6 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
                 }
             }
     }
-    flops_add(done);
     arena_reset_to(s->scratch, mark);
     AttnShape sh = keys_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kk, st->vv, st->kkmask, &sh, s->scratch);
@@ -441,8 +430,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     attn_backward(dqkv, dkk, dvv, datt, am->qkv, st->kk, st->vv, am->att, am->lse, st->kkmask, &sh,
                   s->scratch);
     const float *w1 = mixer_param(s, st->p_w1), *w2 = mixer_param(s, st->p_w2);
-    uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -472,15 +460,10 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
         /* dP = dK̃·Kbᵀ + dṼ·Vbᵀ (rows beyond the cut are 0); dKb += Pᵀ·dK̃, dVb += Pᵀ·dṼ */
         memset(g, 0, (size_t)nB * nB * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dks, bs * Dh,
-                    kb, bs * Dh, 0.0f, g, nB);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dvs, bs * Dh,
-                    vb, bs * Dh, 1.0f, g, nB);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dks,
-                    bs * Dh, 1.0f, dkb, bs * Dh);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dvs,
-                    bs * Dh, 1.0f, dvb, bs * Dh);
-        done += 8ull * rows * nB * bs * Dh;
+        matmul_strided(g, nB, dks, bs * Dh, kb, bs * Dh, rows, nB, bs * Dh, MM_NT, 1.0f, 0.0f);
+        matmul_strided(g, nB, dvs, bs * Dh, vb, bs * Dh, rows, nB, bs * Dh, MM_NT, 1.0f, 1.0f);
+        matmul_strided(dkb, bs * Dh, P, nB, dks, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
+        matmul_strided(dvb, bs * Dh, P, nB, dvs, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
         /* dP += through the sorted slots' log ρ: ∂ log ρ_nr/∂P_nl = m_lr/M_nr − 1/S_n (0 for a
          * slot real in every block, where M = S; nothing for a slot with ρ = 0) */
         for (int n = 0; n < rows; n++) {
@@ -505,13 +488,9 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         /* the sort net's input gradient: dbsum = dZ·W1ᵀ (linear); the mlp's d(activation) =
          * dZ·W2ᵀ, through the ReLU below */
         if (st->net == NET_MLP) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w2,
-                        NBmax, 0.0f, dact, Dh);
-            done += 2ull * nB * nB * Dh;
+            matmul_strided(dact, Dh, dzz, nB, w2, NBmax, nB, Dh, nB, MM_NT, 1.0f, 0.0f);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w1,
-                        NBmax, 0.0f, dbsum, Dh);
-            done += 2ull * nB * nB * Dh;
+            matmul_strided(dbsum, Dh, dzz, nB, w1, NBmax, nB, Dh, nB, MM_NT, 1.0f, 0.0f);
         }
         /* back to the positions: the block gradients, and (linear) every row of block j receives
          * dbsum_j; padding gets none */
@@ -535,14 +514,12 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
             memset(dhid, 0, (size_t)nB * Dh * sizeof(float));
             relu_backward_set(dhid, st->active + (size_t)bh * nB * Dh, dact, (size_t)nB * Dh);
         }
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             const int b = bh / H, h = bh % H;
             const float *dhid = dz + (size_t)bh * dzn + (size_t)nB * nB + (size_t)nB * Dh;
             float *dbsum = work + (size_t)omp_get_thread_num() * per;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, Dh, 1.0f, dhid, Dh, w1, Dh,
-                        0.0f, dbsum, Dh);
-            done += 2ull * nB * Dh * Dh;
+            matmul_strided(dbsum, Dh, dhid, Dh, w1, Dh, nB, Dh, Dh, MM_NT, 1.0f, 0.0f);
             for (int i = 0; i < L; i++) {
                 if (!is_real(s, b, i)) continue;
                 float *dk = dqkv + ((size_t)b * L + i) * 3 * D + D + (size_t)h * Dh;
@@ -559,24 +536,18 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         float *gw1 = mixer_grad(s, st->p_w1), *gb1 = mixer_grad(s, st->p_b1);
         if (st->net == NET_MLP) {
             float *gw2 = mixer_grad(s, st->p_w2), *gb2 = mixer_grad(s, st->p_b2);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
-                        1.0f, gw2, NBmax);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid,
-                        Dh, 1.0f, gw1, Dh);
+            matmul_strided(gw2, NBmax, act, Dh, dzz, nB, Dh, nB, nB, MM_TN, 1.0f, 1.0f);
+            matmul_strided(gw1, Dh, bsum, Dh, dhid, Dh, Dh, Dh, nB, MM_TN, 1.0f, 1.0f);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb2[c] += dzz[(size_t)j * nB + c];
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < Dh; c++) gb1[c] += dhid[(size_t)j * Dh + c];
-            done += 2ull * Dh * nB * nB + 2ull * Dh * Dh * nB;
         } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, bsum, Dh, dzz,
-                        nB, 1.0f, gw1, NBmax);
+            matmul_strided(gw1, NBmax, bsum, Dh, dzz, nB, Dh, nB, nB, MM_TN, 1.0f, 1.0f);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb1[c] += dzz[(size_t)j * nB + c];
-            done += 2ull * Dh * nB * nB;
         }
     }
-    flops_add(done);
     linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
                     mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     st->dkbias = NULL;
