@@ -1,5 +1,5 @@
 /* Token mixers: the attention mechanisms. A mixer maps X (B, L, D) with a key-padding mask to
- * Y (B, L, D). Each mechanism is one file with its MixerOps plus one line in registry.c. */
+ * Y (B, L, D). Each mechanism is one file with its MixerOps plus one line in mechanisms.def. */
 #ifndef XB_MIXER_H
 #define XB_MIXER_H
 
