@@ -50,48 +50,26 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec clustered_opts[] = {
-    {.name = "clusters",
-     .type = OPT_INT,
-     .def = 100,
-     .min = 1,
-     .max = 65536,
-     .help = "query clusters C per row and head (the paper's experiments: 100; the code has no "
-             "default); a row with fewer real queries has as many clusters as queries"},
-    {.name = "iterations",
-     .type = OPT_INT,
-     .def = 10,
-     .min = 1,
-     .max = 1000,
-     .help = "Lloyd iterations of the Hamming k-means (fast-transformers' registry: 10)"},
-    {.name = "bits",
-     .type = OPT_INT,
-     .def = 63,
-     .min = 1,
-     .max = 63,
-     .help = "hash bits: random hyperplanes per query (fast-transformers' registry: 63)"},
-    {.name = "hash_bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "hyperplanes with random offsets, Hamming distance ~ L2 (true), or through the "
-             "origin, ~ cosine (false)"},
-    {.name = "improved",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "improved clustered attention: each query attends exactly to its centroid's top-k "
-             "keys, the rest with the centroid's probabilities (ImprovedClusteredAttention)"},
-    {.name = "topk",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 65536,
-     .help = "improved: keys per centroid attended exactly (fast-transformers: 32)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the Q/K/V and output projections (fast-transformers' AttentionLayer: "
-             "nn.Linear, yes)"},
+    MOPT_INT("clusters", 100, 1, 65536,
+             "query clusters C per row and head (the paper's experiments: 100; the code has no "
+             "default); a row with fewer real queries has as many clusters as queries"),
+    MOPT_INT("iterations", 10, 1, 1000,
+             "Lloyd iterations of the Hamming k-means (fast-transformers' registry: 10)"),
+    MOPT_INT("bits", 63, 1, 63,
+             "hash bits: random hyperplanes per query (fast-transformers' registry: 63)"),
+    MOPT_BOOL("hash_bias", 1,
+              "hyperplanes with random offsets, Hamming distance ~ L2 (true), or through the "
+              "origin, ~ cosine (false)"),
+    MOPT_BOOL("improved", 0,
+              "improved clustered attention: each query attends exactly to its centroid's top-k "
+              "keys, the rest with the centroid's probabilities (ImprovedClusteredAttention)"),
+    MOPT_INT("topk", 32, 1, 65536,
+             "improved: keys per centroid attended exactly (fast-transformers: 32)"),
+    MOPT_BOOL("bias", 1,
+              "biases in the Q/K/V and output projections (fast-transformers' AttentionLayer: "
+              "nn.Linear, yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(clustered_opts))
+#define NOPTS MOPT_COUNT(clustered_opts)
 
 typedef struct Clustered {
     AttnMixer am; /* first: projections; qkv, att saved; lse (B, H, Cs) of the centroids */
@@ -656,15 +634,6 @@ const int *clustered_topk(const Mixer *m, int *k) {
     return st->improved ? st->top : NULL;
 }
 
-static const MixerOps clustered_ops = {
-    .create = clustered_create,
-    .plan = clustered_plan,
-    .forward = clustered_forward,
-    .backward = clustered_backward,
-    .flops = clustered_flops,
-    .destroy = clustered_destroy,
-};
-
 const MixerSpec mixer_clustered = {
     .name = "clustered",
     .classes = "LP",
@@ -672,7 +641,6 @@ const MixerSpec mixer_clustered = {
     .title = "clustered attention: queries grouped by Hamming k-means of LSH codes, centroids "
              "attend (improved: plus each query's exact top-k)",
     .honours_mask = 1,
-    .opts = clustered_opts,
-    .n_opts = NOPTS,
-    .ops = &clustered_ops,
+    MIXER_OPTS(clustered_opts),
+    .ops = &(const MixerOps){MIXER_OPS(clustered), .destroy = clustered_destroy},
 };

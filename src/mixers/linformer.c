@@ -16,26 +16,16 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const SHARING[] = {"headwise", "kv", "layerwise", "none", NULL};
-enum { SHARE_HEADWISE, SHARE_KV, SHARE_LAYERWISE, SHARE_NONE };
+enum { SHARE_HEADWISE, SHARE_KV, SHARE_LAYERWISE, SHARE_NONE, N_SHARING };
+MOPT_CHOICES_ARE(SHARING, N_SHARING);
 
 static const OptSpec linformer_opts[] = {
-    {.name = "k",
-     .type = OPT_INT,
-     .def = 256,
-     .min = 1,
-     .max = 1048576,
-     .help = "projected length (paper: 256; LRA text: 32)"},
-    {.name = "sharing",
-     .type = OPT_ENUM,
-     .def = 0,
-     .choices = SHARING,
-     .help = "projection sharing: per layer (headwise), E = F (kv), one for all layers, per head"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the Q/K/V and output projections"},
+    MOPT_INT("k", 256, 1, 1048576, "projected length (paper: 256; LRA text: 32)"),
+    MOPT_ENUM("sharing", 0, SHARING,
+              "projection sharing: per layer (headwise), E = F (kv), one for all layers, per head"),
+    MOPT_BOOL("bias", 0, "biases in the Q/K/V and output projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(linformer_opts))
+#define NOPTS MOPT_COUNT(linformer_opts)
 
 typedef struct LinformerState {
     AttnMixer am; /* first: projections, qkv, att, lse */
@@ -78,16 +68,10 @@ static void linformer_create(Mixer *m, ParamTable *pt) {
 
 static int linformer_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int k = opt_int(opts, linformer_opts, NOPTS, "k");
-    if (k > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.k");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is longer than model.max_len = %d (valid: 1 to %d: Linformer shortens the "
-                 "keys)",
-                 k, max_len, max_len);
-        return -1;
-    }
-    return 0;
+    return mixer_check_len(opts, linformer_opts, NOPTS, "k", max_len,
+                           "%d is longer than model.max_len = %d (valid: 1 to %d: Linformer "
+                           "shortens the keys)",
+                           err);
 }
 
 /* Queries (B, L, ·) against the projected keys and values (B, k, 2D). */
@@ -191,23 +175,12 @@ static uint64_t linformer_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * (proj + len) : proj + len) + attn_flops(&sh, backward);
 }
 
-static const MixerOps linformer_ops = {
-    .check = linformer_check,
-    .create = linformer_create,
-    .plan = linformer_plan,
-    .forward = linformer_forward,
-    .backward = linformer_backward,
-    .flops = linformer_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_linformer = {
     .name = "linformer",
     .classes = "LR",
     .arxiv = "2006.04768",
     .title = "Linformer: keys and values projected along the length to k",
     .honours_mask = 1,
-    .opts = linformer_opts,
-    .n_opts = NOPTS,
-    .ops = &linformer_ops,
+    MIXER_OPTS(linformer_opts),
+    .ops = &(const MixerOps){MIXER_OPS(linformer), .check = linformer_check},
 };

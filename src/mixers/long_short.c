@@ -41,30 +41,18 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec long_short_opts[] = {
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 8,
-     .min = 1,
-     .max = 65536,
-     .help = "segment length w of the short-term attention; a segment sees its keys and "
-             "max(w/2, 1) more on each side (paper's LRA: 8)"},
-    {.name = "landmarks",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 0,
-     .max = 4096,
-     .help = "rows r of the dynamic projection per head (paper's LRA: 32; 0 = short-term only)"},
-    {.name = "dual_ln",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "DualLN: LayerNorms on the keys and values (LN_l) and on the projected ones (LN_s); "
-             "false is the paper's ablation without it"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the Q/K/V, projection and output layers (the authors' nn.Linear: yes)"},
+    MOPT_INT("window", 8, 1, 65536,
+             "segment length w of the short-term attention; a segment sees its keys and "
+             "max(w/2, 1) more on each side (paper's LRA: 8)"),
+    MOPT_INT("landmarks", 32, 0, 4096,
+             "rows r of the dynamic projection per head (paper's LRA: 32; 0 = short-term only)"),
+    MOPT_BOOL("dual_ln", 1,
+              "DualLN: LayerNorms on the keys and values (LN_l) and on the projected ones (LN_s); "
+              "false is the paper's ablation without it"),
+    MOPT_BOOL("bias", 1,
+              "biases in the Q/K/V, projection and output layers (the authors' nn.Linear: yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(long_short_opts))
+#define NOPTS MOPT_COUNT(long_short_opts)
 
 typedef struct LongShort {
     AttnMixer am; /* first: the projections (W_q, W_k, W_v packed as qkv), att, lse */
@@ -119,11 +107,10 @@ static int long_short_check(const OptValues *opts, int D, int H, int max_len, Xb
     (void)D, (void)max_len;
     const int r = opt_int(opts, long_short_opts, NOPTS, "landmarks");
     if ((long)r * H > 65536) {
-        snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d landmarks for each of %d heads make %ld projection rows (at most 65536)", r, H,
-                 (long)r * H);
-        return -1;
+        return mixer_opt_error(
+            err, "landmarks",
+            "%d landmarks for each of %d heads make %ld projection rows (at most 65536)", r, H,
+            (long)r * H);
     }
     return 0;
 }
@@ -402,16 +389,6 @@ static uint64_t long_short_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * (proj + land) : proj + land) + attn_flops(&sh, backward);
 }
 
-static const MixerOps long_short_ops = {
-    .check = long_short_check,
-    .create = long_short_create,
-    .plan = long_short_plan,
-    .forward = long_short_forward,
-    .backward = long_short_backward,
-    .flops = long_short_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_long_short = {
     .name = "long_short",
     .classes = "FP+LR",
@@ -419,7 +396,6 @@ const MixerSpec mixer_long_short = {
     .title = "Long-Short Transformer: segment-wise sliding window + dynamic projection, DualLN, "
              "one softmax",
     .honours_mask = 1,
-    .opts = long_short_opts,
-    .n_opts = NOPTS,
-    .ops = &long_short_ops,
+    MIXER_OPTS(long_short_opts),
+    .ops = &(const MixerOps){MIXER_OPS(long_short), .check = long_short_check},
 };

@@ -38,32 +38,20 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const KV[] = {"untied", "tied", NULL};
-enum { KV_UNTIED, KV_TIED };
+enum { KV_UNTIED, KV_TIED, N_KV };
+MOPT_CHOICES_ARE(KV, N_KV);
 
 static const OptSpec luna_opts[] = {
-    {.name = "length",
-     .type = OPT_INT,
-     .def = 256,
-     .min = 1,
-     .max = 65536,
-     .help = "rows l of the packed sequence (LRA: 16, 128 or 256)"},
-    {.name = "kv",
-     .type = OPT_ENUM,
-     .def = KV_UNTIED,
-     .choices = KV,
-     .help = "untied: separate key and value projections (LRA's runs, the paper); tied: one "
-             "projection as both (the code's luna_base_tied)"},
-    {.name = "dynamic",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "a row of n < l real tokens uses only the first n packed rows (the LRA code's "
-             "dynamic projection); false: all l"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the projections (the authors' code: yes)"},
+    MOPT_INT("length", 256, 1, 65536, "rows l of the packed sequence (LRA: 16, 128 or 256)"),
+    MOPT_ENUM("kv", KV_UNTIED, KV,
+              "untied: separate key and value projections (LRA's runs, the paper); tied: one "
+              "projection as both (the code's luna_base_tied)"),
+    MOPT_BOOL("dynamic", 1,
+              "a row of n < l real tokens uses only the first n packed rows (the LRA code's "
+              "dynamic projection); false: all l"),
+    MOPT_BOOL("bias", 1, "biases in the projections (the authors' code: yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(luna_opts))
+#define NOPTS MOPT_COUNT(luna_opts)
 
 typedef struct LunaState {
     int l, tied, dynamic, kvw;      /* kvw: width of a key/value projection's output, D or 2D */
@@ -328,15 +316,6 @@ static void luna_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps luna_ops = {
-    .create = luna_create,
-    .plan = luna_plan,
-    .forward = luna_forward,
-    .backward = luna_backward,
-    .flops = luna_flops,
-    .destroy = luna_destroy,
-};
-
 const MixerSpec mixer_luna = {
     .name = "luna",
     .classes = "M",
@@ -344,7 +323,6 @@ const MixerSpec mixer_luna = {
     .title = "Luna: pack X into l rows by P's attention (no output projection), unpack back; "
              "P' = LayerNorm(P + packed) carried across layers (linear in L)",
     .honours_mask = 1,
-    .opts = luna_opts,
-    .n_opts = NOPTS,
-    .ops = &luna_ops,
+    MIXER_OPTS(luna_opts),
+    .ops = &(const MixerOps){MIXER_OPS(luna), .destroy = luna_destroy},
 };

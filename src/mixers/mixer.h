@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "core/params.h"
+#include "mixers/mixer_spec.h"
 
 typedef struct MixerSpec MixerSpec;
 
@@ -80,7 +81,7 @@ typedef struct MixerOps {
     void (*backward)(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
     /* Matrix-product FLOPs (see core/flops.h) of one forward (backward = 0) or backward call. */
     uint64_t (*flops)(const Mixer *m, int B, int L, int backward);
-    /* Frees m->state. */
+    /* Frees m->state; NULL when free(m->state) is all it takes (mixer_destroy does that). */
     void (*destroy)(Mixer *m);
 } MixerOps;
 

@@ -25,27 +25,14 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec nystrom_opts[] = {
-    {.name = "landmarks",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 65536,
-     .help = "landmarks m (the paper: 64; its LRA runs: 32 to 256)"},
-    {.name = "pinv_iters",
-     .type = OPT_INT,
-     .def = 6,
-     .min = 1,
-     .max = 100,
-     .help = "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"},
-    {.name = "conv",
-     .type = OPT_INT,
-     .def = 33,
-     .min = 0,
-     .max = 1025,
-     .help = "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("landmarks", 64, 1, 65536, "landmarks m (the paper: 64; its LRA runs: 32 to 256)"),
+    MOPT_INT("pinv_iters", 6, 1, 100,
+             "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"),
+    MOPT_INT("conv", 33, 0, 1025,
+             "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(nystrom_opts))
+#define NOPTS MOPT_COUNT(nystrom_opts)
 
 typedef struct NystromState {
     AttnMixer am; /* first: projections; qkv, att (B, L, D); lse = F's (B, H, L) */
@@ -76,20 +63,14 @@ static void nystrom_create(Mixer *m, ParamTable *pt) {
 
 static int nystrom_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int mm = opt_int(opts, nystrom_opts, NOPTS, "landmarks");
     const int c = opt_int(opts, nystrom_opts, NOPTS, "conv");
-    if (mm > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the mean of "
-                 "at least one position)",
-                 mm, max_len, max_len);
+    if (mixer_check_len(opts, nystrom_opts, NOPTS, "landmarks", max_len,
+                        "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the "
+                        "mean of at least one position)",
+                        err))
         return -1;
-    }
     if (c && c % 2 == 0) {
-        snprintf(err->key, sizeof err->key, "model.mixer.conv");
-        snprintf(err->msg, sizeof err->msg, "%d is even (valid: 0, or an odd width)", c);
-        return -1;
+        return mixer_opt_error(err, "conv", "%d is even (valid: 0, or an odd width)", c);
     }
     return 0;
 }
@@ -417,16 +398,6 @@ static uint64_t nystrom_flops(const Mixer *m, int B, int L, int backward) {
            BH * (4 * M * M * Dh + 13 * M3 * st->iters + 4 * M * M * Dh);
 }
 
-static const MixerOps nystrom_ops = {
-    .check = nystrom_check,
-    .create = nystrom_create,
-    .plan = nystrom_plan,
-    .forward = nystrom_forward,
-    .backward = nystrom_backward,
-    .flops = nystrom_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_nystrom = {
     .name = "nystrom",
     .classes = "M+DS",
@@ -436,7 +407,6 @@ const MixerSpec mixer_nystrom = {
     .honours_mask = 1,
     .padding_dependence = "the landmarks are the means of m segments of the padded length, padding "
                           "rows counting as zeros (as the authors' code)",
-    .opts = nystrom_opts,
-    .n_opts = NOPTS,
-    .ops = &nystrom_ops,
+    MIXER_OPTS(nystrom_opts),
+    .ops = &(const MixerOps){MIXER_OPS(nystrom), .check = nystrom_check},
 };

@@ -1,6 +1,7 @@
 /* The table of all mechanisms, expanded from mechanisms.def: adding one is a file plus a line
  * there. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/xassert.h"
@@ -49,6 +50,9 @@ void mixer_create_deep(Mixer *m, const MixerSpec *spec, const OptValues *opts, i
 }
 
 void mixer_destroy(Mixer *m) {
-    if (m->spec && m->spec->ops->destroy) m->spec->ops->destroy(m);
+    if (m->spec && m->spec->ops->destroy)
+        m->spec->ops->destroy(m);
+    else
+        free(m->state); /* a mechanism without a destroy: its state is one block */
     memset(m, 0, sizeof *m);
 }

@@ -44,45 +44,21 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const SORT_NETS[] = {"linear", "mlp", NULL};
-enum { NET_LINEAR, NET_MLP };
+enum { NET_LINEAR, NET_MLP, N_NETS };
+MOPT_CHOICES_ARE(SORT_NETS, N_NETS);
 
 static const OptSpec sinkhorn_opts[] = {
-    {.name = "block",
-     .type = OPT_INT,
-     .def = 50,
-     .min = 1,
-     .max = 65536,
-     .help = "tokens per block (LRA: 50)"},
-    {.name = "iterations",
-     .type = OPT_INT,
-     .def = 5,
-     .min = 1,
-     .max = 100,
-     .help = "Sinkhorn normalisation rounds (row then column; LRA: 1)"},
-    {.name = "temperature",
-     .type = OPT_FLOAT,
-     .def = 0.75,
-     .min = 1e-3,
-     .max = 100,
-     .help = "temperature tau dividing the sort logits"},
-    {.name = "noise",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "Gumbel noise on the sort logits in training"},
-    {.name = "sort_net",
-     .type = OPT_ENUM,
-     .def = NET_LINEAR,
-     .choices = SORT_NETS,
-     .help = "sort network: one dense layer (LRA) or two with a ReLU (the paper)"},
-    {.name = "sortcut",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 65536,
-     .help = "SortCut: attend to the first n_c sorted blocks only; 0 = off"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("block", 50, 1, 65536, "tokens per block (LRA: 50)"),
+    MOPT_INT("iterations", 5, 1, 100, "Sinkhorn normalisation rounds (row then column; LRA: 1)"),
+    MOPT_FLOAT("temperature", 0.75, 1e-3, 100, "temperature tau dividing the sort logits"),
+    MOPT_BOOL("noise", 1, "Gumbel noise on the sort logits in training"),
+    MOPT_ENUM("sort_net", NET_LINEAR, SORT_NETS,
+              "sort network: one dense layer (LRA) or two with a ReLU (the paper)"),
+    MOPT_INT("sortcut", 0, 0, 65536,
+             "SortCut: attend to the first n_c sorted blocks only; 0 = off"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(sinkhorn_opts))
+#define NOPTS MOPT_COUNT(sinkhorn_opts)
 
 typedef struct SinkhornState {
     AttnMixer am; /* first: projections; qkv, att, lse */
@@ -175,19 +151,15 @@ static int sinkhorn_check(const OptValues *opts, int D, int H, int max_len, XbEr
     (void)D, (void)H;
     const int b = opt_int(opts, sinkhorn_opts, NOPTS, "block");
     const int cut = opt_int(opts, sinkhorn_opts, NOPTS, "sortcut");
-    if (b > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.block");
-        snprintf(err->msg, sizeof err->msg, "%d is longer than model.max_len = %d (valid: 1 to %d)",
-                 b, max_len, max_len);
+    if (mixer_check_len(opts, sinkhorn_opts, NOPTS, "block", max_len,
+                        "%d is longer than model.max_len = %d (valid: 1 to %d)", err))
         return -1;
-    }
     const int nb = (max_len + b - 1) / b;
     if (cut > nb) {
-        snprintf(err->key, sizeof err->key, "model.mixer.sortcut");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d blocks, but model.max_len = %d holds %d blocks of %d (valid: 0 to %d)", cut,
-                 max_len, nb, b, nb);
-        return -1;
+        return mixer_opt_error(
+            err, "sortcut",
+            "%d blocks, but model.max_len = %d holds %d blocks of %d (valid: 0 to %d)", cut,
+            max_len, nb, b, nb);
     }
     return 0;
 }
@@ -567,16 +539,6 @@ static uint64_t sinkhorn_flops(const Mixer *m, int B, int L, int backward) {
     return 2 * proj + BH * (2 * net + 8 * rows * nB * bs * Dh) + attn_flops(&sh, 1);
 }
 
-static const MixerOps sinkhorn_ops = {
-    .check = sinkhorn_check,
-    .create = sinkhorn_create,
-    .plan = sinkhorn_plan,
-    .forward = sinkhorn_forward,
-    .backward = sinkhorn_backward,
-    .flops = sinkhorn_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_sinkhorn = {
     .name = "sinkhorn",
     .classes = "LP",
@@ -590,7 +552,6 @@ const MixerSpec mixer_sinkhorn = {
         "take a share of each sorted block's mixture; that share gets no attention weight (a "
         "sorted key counts for the real share of its mixture) and padding content is invisible, "
         "so a row whose cut has as many blocks gives the same outputs",
-    .opts = sinkhorn_opts,
-    .n_opts = NOPTS,
-    .ops = &sinkhorn_ops,
+    MIXER_OPTS(sinkhorn_opts),
+    .ops = &(const MixerOps){MIXER_OPS(sinkhorn), .check = sinkhorn_check},
 };

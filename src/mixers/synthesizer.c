@@ -45,44 +45,29 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const VARIANTS[] = {"factorized", "dense", "random", NULL};
-enum { V_FACTORIZED, V_DENSE, V_RANDOM };
+enum { V_FACTORIZED, V_DENSE, V_RANDOM, N_VARIANTS };
+MOPT_CHOICES_ARE(VARIANTS, N_VARIANTS);
 static const char *const HEADS[] = {"per_head", "shared", NULL};
-enum { HEADS_PER_HEAD, HEADS_SHARED };
+enum { HEADS_PER_HEAD, HEADS_SHARED, N_HEADS };
+MOPT_CHOICES_ARE(HEADS, N_HEADS);
 
 static const OptSpec synth_opts[] = {
-    {.name = "variant",
-     .type = OPT_ENUM,
-     .def = V_FACTORIZED,
-     .choices = VARIANTS,
-     .help = "factorized random (LRA's text config), dense, or random (LRA's released code runs "
-             "random with dot on every task: train.py never reads the text config's keys)"},
-    {.name = "k",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 65536,
-     .help = "rank of each head's factorized logits R1·R2ᵀ (LRA: 32)"},
-    {.name = "heads",
-     .type = OPT_ENUM,
-     .def = HEADS_PER_HEAD,
-     .choices = HEADS,
-     .help = "per_head: every head its own synthetic logits (the paper, LRA's and Mesh TF's code); "
-             "shared: one set for all heads (single-head attention unless dot)"},
-    {.name = "trainable",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "random: learn R (true) or keep it fixed at its initialisation"},
-    {.name = "dot",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
-             "config: off)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the projections and the dense variant's two layers (LRA: none)"},
+    MOPT_ENUM("variant", V_FACTORIZED, VARIANTS,
+              "factorized random (LRA's text config), dense, or random (LRA's released code runs "
+              "random with dot on every task: train.py never reads the text config's keys)"),
+    MOPT_INT("k", 32, 1, 65536, "rank of each head's factorized logits R1·R2ᵀ (LRA: 32)"),
+    MOPT_ENUM(
+        "heads", HEADS_PER_HEAD, HEADS,
+        "per_head: every head its own synthetic logits (the paper, LRA's and Mesh TF's code); "
+        "shared: one set for all heads (single-head attention unless dot)"),
+    MOPT_BOOL("trainable", 1, "random: learn R (true) or keep it fixed at its initialisation"),
+    MOPT_BOOL("dot", 0,
+              "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
+              "config: off)"),
+    MOPT_BOOL("bias", 0,
+              "biases in the projections and the dense variant's two layers (LRA: none)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(synth_opts))
+#define NOPTS MOPT_COUNT(synth_opts)
 
 typedef struct SynthState {
     int variant, k, dot, bias, n, kq;         /* kq: factorized query/key feature width per head */
@@ -154,16 +139,11 @@ static void synth_create(Mixer *m, ParamTable *pt) {
 
 static int synth_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int k = opt_int(opts, synth_opts, NOPTS, "k");
-    if (opt_enum(opts, synth_opts, NOPTS, "variant") == V_FACTORIZED && k > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.k");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is larger than model.max_len = %d (valid: 1 to %d: the rank of an n x n "
-                 "matrix)",
-                 k, max_len, max_len);
-        return -1;
-    }
-    return 0;
+    if (opt_enum(opts, synth_opts, NOPTS, "variant") != V_FACTORIZED) return 0;
+    return mixer_check_len(opts, synth_opts, NOPTS, "k", max_len,
+                           "%d is larger than model.max_len = %d (valid: 1 to %d: the rank of an "
+                           "n x n matrix)",
+                           err);
 }
 
 /* factorized: features (B, L, H·kq) against features, values from v (B, L, D). */
@@ -429,18 +409,6 @@ static uint64_t synth_flops(const Mixer *m, int B, int L, int backward) {
     return backward ? 2 * proj + 2 * mix : proj + mix;
 }
 
-static void synth_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps synth_ops = {
-    .check = synth_check,
-    .create = synth_create,
-    .plan = synth_plan,
-    .forward = synth_forward,
-    .backward = synth_backward,
-    .flops = synth_flops,
-    .destroy = synth_destroy,
-};
-
 const MixerSpec mixer_synthesizer = {
     .name = "synthesizer",
     .classes = "LR+LP",
@@ -448,7 +416,6 @@ const MixerSpec mixer_synthesizer = {
     .title = "Synthesizer: per-head synthesised attention weights (factorized random, dense or "
              "random), optionally plus dot-product logits",
     .honours_mask = 1,
-    .opts = synth_opts,
-    .n_opts = NOPTS,
-    .ops = &synth_ops,
+    MIXER_OPTS(synth_opts),
+    .ops = &(const MixerOps){MIXER_OPS(synth), .check = synth_check},
 };
