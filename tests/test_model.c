@@ -20,6 +20,8 @@ static int g_experts = 0;             /* > 0: Switch FFN with that many experts 
 static int g_xrep = 1;                /* Perceiver: cross-attends */
 static int g_compress = 0, g_ncm = 0; /* Compressive Transformer: rate, slots */
 static double g_balance = 0.01, g_zloss = 1e-3;
+static const char *g_mixer = "full";   /* the mechanism */
+static const char *g_mixer_set = NULL; /* "name=value": one of its options set */
 
 static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
     ExperimentConfig c;
@@ -34,9 +36,15 @@ static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, fl
     c.balance_loss = g_balance, c.router_z_loss = g_zloss;
     c.max_len = L, c.batch_size = B, c.dropout = dropout;
     c.pooling = pool, c.positions = pos;
-    c.mixer_index = mixer_find("full");
+    c.mixer_index = mixer_find(g_mixer);
     const MixerSpec *m = mixer_get(c.mixer_index);
     opt_defaults(&c.mixer_opts, m->opts, m->n_opts);
+    if (g_mixer_set) {
+        char name[64];
+        const char *eq = strchr(g_mixer_set, '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - g_mixer_set), g_mixer_set);
+        c.mixer_opts.num[opt_index(m->opts, m->n_opts, name)] = atof(eq + 1);
+    }
     return c;
 }
 
@@ -265,6 +273,48 @@ START_TEST(test_funnel_and_perceiver_gradients_match_finite_differences) {
     g_funnel = 0, g_layers = 2, g_latents = 3;
     check_model_gradients(POOL_MEAN, POS_SINUSOIDAL, 0.1f, NULL);
     g_latents = 0;
+}
+END_TEST
+
+/* Luna's packed sequence P' goes from each layer to the next through the carry the encoder owns
+ * (MixerStep.carry_in/out), across a Funnel's pooling block, and so does its gradient: every
+ * gradient against finite differences; the first layer's P norm reaches the loss only through the
+ * layers after it, so its gradient is not zero; counted FLOPs equal the analytic count, and a
+ * second backward gives the same bits. */
+START_TEST(test_luna_layers_carry_p_through_the_encoder) {
+    g_mixer = "luna", g_mixer_set = "length=3", g_layers = 3;
+    check_model_gradients(POOL_MEAN, POS_SINUSOIDAL, 0.0f, NULL);
+    g_funnel = 2; /* SELF, POOL, SELF: the carry skips the pooling block */
+    check_model_gradients(POOL_CLS, POS_LEARNED, 0.1f, NULL);
+    g_funnel = 0;
+    const int len[3] = {g_len, 4, 5};
+    ExperimentConfig cfg = tiny_config(3, g_len, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 5);
+    fill_batch(&e, len, 0);
+    for (int l = 0; l < e.N; l++) ck_assert_ptr_nonnull(e.la[l].carry);
+    flops_reset();
+    encoder_forward(&e, 1, 11, 3);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    flops_reset();
+    encoder_backward(&e, 11, 3);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 1));
+    /* a second backward gives the same bits: the carries' gradients start from zero each time */
+    float *first = malloc(e.pt.total * sizeof(float));
+    memcpy(first, e.grads, e.pt.total * sizeof(float));
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    encoder_backward(&e, 11, 3);
+    ck_assert_int_eq(memcmp(first, e.grads, e.pt.total * sizeof(float)), 0);
+    free(first);
+    const ParamInfo *pn = &e.pt.info[params_find(&e.pt, "blocks.0.mixer.pnorm.weight")];
+    double g = 0;
+    for (size_t k = 0; k < pn->size; k++) g += fabs(e.grads[pn->offset + k]);
+    ck_assert_double_gt(g, 0);
+    encoder_destroy(&e);
+    g_mixer = "full", g_mixer_set = NULL, g_layers = 2;
 }
 END_TEST
 
@@ -701,6 +751,7 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_same_seed_gives_identical_step);
     tcase_add_test(tc, test_funnel_and_perceiver_gradients_match_finite_differences);
     tcase_add_test(tc, test_perceiver_repeated_cross_attends_share_weights);
+    tcase_add_test(tc, test_luna_layers_carry_p_through_the_encoder);
     tcase_add_test(tc, test_per_position_head_gradients_match_finite_differences);
     tcase_add_test(tc, test_per_position_loss_is_the_mean_over_target_positions);
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);

@@ -105,8 +105,8 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     e->p_wpe = -1;
     if (e->positions == POS_LEARNED)
         e->p_wpe = params_add2(pt, "embed.positions.weight", e->L, D, INIT_NORMAL, 0.02f, 0);
-    int layer = 0, last = -1; /* mixer layer index: the SELF blocks in order; the last one */
-    int depth = 0;            /* mixer layers with tensors of their own */
+    int layer = 0; /* mixer layer index: the SELF blocks in order */
+    int depth = 0; /* mixer layers with tensors of their own */
     for (int l = 0; l < e->N; l++) depth += e->la[l].kind == BLOCK_SELF && param_block(e, l) == l;
     for (int l = 0; l < e->N; l++) {
         LayerParams *p = &e->lp[l];
@@ -126,12 +126,10 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
             mixer_create_deep(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
                               e->seg > 0 ? window(e) : t->Lq,
                               pb != l ? e->mixers[pb].layer : layer++, depth, pt);
-            e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             /* Transformer-XL computes queries for the segment only: the window's memory rows
              * (and compressed slots) are keys and values, when the mechanism can skip them */
             if (e->seg > 0 && e->mixer_spec->skips_context) e->mixers[l].ctx = window(e) - e->seg;
             e->mixers[l].cls = e->cls_id >= 0 && e->seg == 0; /* position 0 is the CLS token */
-            last = l;
         } else {
             ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
             ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
@@ -193,68 +191,80 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dh = arena_floats(s, BLF);
 }
 
+/* The floats of block l's carry (MixerStep.carry_out): 0 unless its mechanism has one. */
+static size_t carry_floats(const Encoder *e, int l) {
+    if (e->la[l].kind != BLOCK_SELF || e->mixers[l].carry <= 0) return 0;
+    return (size_t)(e->seg > 0 ? e->B * e->nseg : e->B) * e->mixers[l].carry * e->D;
+}
+
+/* Block l's saved activations from `a` (its mask: the input's, or POOL's own), and the plans of
+ * its mechanism, compressor and Switch FFN; `s` measures scratch. */
+static void plan_block(Encoder *e, int l, const unsigned char *mask, Arena *a, Arena *s) {
+    LayerActs *t = &e->la[l];
+    const int B = e->B, D = e->D, F = e->F;
+    const size_t Q = (size_t)B * t->Lq, K = (size_t)B * t->Lk;
+    t->qmask = NULL;
+    if (t->kind == BLOCK_SELF) t->qmask = (unsigned char *)mask;
+    if (t->kind == BLOCK_POOL) t->qmask = arena_alloc(a, Q);
+    t->qin = t->kind == BLOCK_SELF ? NULL : arena_floats(a, Q * D);
+    t->ln1 = arena_floats(a, Q * D);
+    t->ln1_mean = arena_floats(a, Q);
+    t->ln1_rstd = arena_floats(a, Q);
+    t->lnkv = t->lnkv_mean = t->lnkv_rstd = NULL;
+    if (t->kind != BLOCK_SELF) {
+        t->lnkv = arena_floats(a, K * D);
+        t->lnkv_mean = arena_floats(a, K);
+        t->lnkv_rstd = arena_floats(a, K);
+    }
+    t->ext = t->yext = NULL;
+    t->extmask = NULL;
+    if (t->kind == BLOCK_SELF && e->seg > 0) {
+        const size_t X = (size_t)B * e->nseg * window(e);
+        t->ext = arena_floats(a, X * D);
+        t->yext = arena_floats(a, X * D);
+        t->extmask = arena_alloc(a, X);
+    }
+    const size_t C = carry_floats(e, l); /* the mechanism's carry to the next SELF block */
+    t->carry = C ? arena_floats(a, C) : NULL;
+    t->dcarry = C ? arena_floats(a, C) : NULL;
+    t->r = arena_floats(a, Q * D);
+    t->ln2 = arena_floats(a, Q * D);
+    t->ln2_mean = arena_floats(a, Q);
+    t->ln2_rstd = arena_floats(a, Q);
+    e->xs[l + 1] = arena_floats(a, Q * D);
+    t->h = t->g = NULL;
+    if (e->ffn == FFN_SWITCH) {
+        moe_init(&t->moe, (int)Q, D, F, e->experts);
+    } else {
+        t->h = arena_floats(a, Q * F);
+        t->g = arena_floats(a, Q * F);
+    }
+    /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
+     * other, so each layer plans its scratch from the same mark. */
+    const size_t mark = arena_mark(s);
+    carve_backward(e, s, &(BwdScratch){0});
+    if (e->ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
+        moe_plan(&t->moe, a, s);
+    }
+    if (t->kind == BLOCK_SELF && e->crate > 0) compress_plan(&t->cmp, a, s);
+    if (t->kind == BLOCK_SELF && e->seg > 0)
+        e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, window(e));
+    else if (t->kind == BLOCK_SELF)
+        e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
+    else
+        xattn_plan(&e->xattn[l], a, s, e->B, t->Lq, t->Lk);
+    arena_reset_to(s, mark);
+}
+
 /* Carves every activation from `a` and lets the mixers plan theirs; `s` measures scratch. */
 static void plan(Encoder *e, Arena *a, Arena *s) {
     const size_t BL = (size_t)e->B * e->L;
-    const int B = e->B, D = e->D, F = e->F;
+    const int B = e->B, D = e->D;
     e->tokens = arena_alloc(a, BL * sizeof(int32_t));
     e->mask = arena_alloc(a, BL);
     e->labels = arena_alloc(a, (size_t)head_rows(e) * sizeof(int32_t));
     e->xs[0] = arena_floats(a, BL * D);
-    const unsigned char *mask = e->mask;
-    for (int l = 0; l < e->N; l++) {
-        LayerActs *t = &e->la[l];
-        const size_t Q = (size_t)B * t->Lq, K = (size_t)B * t->Lk;
-        t->qmask = NULL;
-        if (t->kind == BLOCK_SELF) t->qmask = (unsigned char *)mask;
-        if (t->kind == BLOCK_POOL) t->qmask = arena_alloc(a, Q);
-        mask = t->qmask;
-        t->qin = t->kind == BLOCK_SELF ? NULL : arena_floats(a, Q * D);
-        t->ln1 = arena_floats(a, Q * D);
-        t->ln1_mean = arena_floats(a, Q);
-        t->ln1_rstd = arena_floats(a, Q);
-        t->lnkv = t->lnkv_mean = t->lnkv_rstd = NULL;
-        if (t->kind != BLOCK_SELF) {
-            t->lnkv = arena_floats(a, K * D);
-            t->lnkv_mean = arena_floats(a, K);
-            t->lnkv_rstd = arena_floats(a, K);
-        }
-        t->ext = t->yext = NULL;
-        t->extmask = NULL;
-        if (t->kind == BLOCK_SELF && e->seg > 0) {
-            const size_t X = (size_t)B * e->nseg * window(e);
-            t->ext = arena_floats(a, X * D);
-            t->yext = arena_floats(a, X * D);
-            t->extmask = arena_alloc(a, X);
-        }
-        t->r = arena_floats(a, Q * D);
-        t->ln2 = arena_floats(a, Q * D);
-        t->ln2_mean = arena_floats(a, Q);
-        t->ln2_rstd = arena_floats(a, Q);
-        e->xs[l + 1] = arena_floats(a, Q * D);
-        t->h = t->g = NULL;
-        if (e->ffn == FFN_SWITCH) {
-            moe_init(&t->moe, (int)Q, D, F, e->experts);
-        } else {
-            t->h = arena_floats(a, Q * F);
-            t->g = arena_floats(a, Q * F);
-        }
-        /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
-         * other, so each layer plans its scratch from the same mark. */
-        const size_t mark = arena_mark(s);
-        carve_backward(e, s, &(BwdScratch){0});
-        if (e->ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
-            moe_plan(&t->moe, a, s);
-        }
-        if (t->kind == BLOCK_SELF && e->crate > 0) compress_plan(&t->cmp, a, s);
-        if (t->kind == BLOCK_SELF && e->seg > 0)
-            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, window(e));
-        else if (t->kind == BLOCK_SELF)
-            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
-        else
-            xattn_plan(&e->xattn[l], a, s, e->B, t->Lq, t->Lk);
-        arena_reset_to(s, mark);
-    }
+    for (int l = 0; l < e->N; l++) plan_block(e, l, l ? e->la[l - 1].qmask : e->mask, a, s);
     const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
     e->final_mask = e->N ? e->la[e->N - 1].qmask : e->mask;
     e->lnf = arena_floats(a, (size_t)B * Lf * D);
@@ -397,8 +407,16 @@ static MoeParams moe_params(const Encoder *e, const LayerParams *lp) {
                        P(e, lp->fc2_b)};
 }
 
-static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64_t seed,
-                            int64_t step) {
+/* The SELF block before block l whose mechanism hands its carry to block l's, or -1. */
+static int carry_from(const Encoder *e, int l) {
+    for (int k = l - 1; k >= 0; k--)
+        if (e->la[k].kind == BLOCK_SELF) return e->la[k].carry ? k : -1;
+    return -1;
+}
+
+static MixerStep mixer_step(Encoder *e, int l, int training, uint64_t seed, int64_t step) {
+    const LayerActs *t = &e->la[l];
+    const int from = carry_from(e, l);
     MixerStep s = {.B = e->B,
                    .L = t->Lq,
                    .mask = t->qmask,
@@ -411,7 +429,11 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .grads = e->grads,
                    .scratch = &e->scratch,
                    .aux_loss = &e->aux_loss,
-                   .row0 = e->row0};
+                   .row0 = e->row0,
+                   .carry_in = from >= 0 ? e->la[from].carry : NULL,
+                   .carry_out = t->carry,
+                   .dcarry_in = from >= 0 ? e->la[from].dcarry : NULL,
+                   .dcarry_out = t->dcarry};
     if (e->seg > 0) /* the windows [memory; segment], batched */
         s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask, s.row0 = e->row0 * e->nseg;
     return s;
@@ -532,7 +554,7 @@ static const unsigned char *key_mask(const Encoder *e, int l) {
 static void self_forward(Encoder *e, int l, int training, uint64_t seed, int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    MixerStep ms = mixer_step(e, t, training, seed, step);
+    MixerStep ms = mixer_step(e, l, training, seed, step);
     layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, e->xs[l], P(e, lp->ln1_w), P(e, lp->ln1_b),
                       e->B * t->Lq, e->D);
     if (e->seg > 0) {
@@ -754,7 +776,7 @@ static void self_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, 
                           int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    MixerStep ms = mixer_step(e, t, 1, seed, step);
+    MixerStep ms = mixer_step(e, l, 1, seed, step);
     if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
         const size_t X = (size_t)e->B * e->nseg * window(e) * e->D;
         segment_rows(e, bs->dtmp, bs->dyext, 1);
@@ -821,6 +843,8 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     BwdScratch bs;
     carve_backward(e, &e->scratch, &bs);
     const size_t mark = arena_mark(&e->scratch);
+    for (int l = 0; l < e->N; l++) /* the carries' gradients gather from the blocks after */
+        if (e->la[l].dcarry) memset(e->la[l].dcarry, 0, carry_floats(e, l) * sizeof(float));
     head_backward(e, &bs);
     for (int l = e->N - 1; l >= 0; l--) {
         const LayerActs *t = &e->la[l];

@@ -55,6 +55,10 @@ typedef struct LayerActs {
                                           * [compressed; memory; segment] the mechanism sees, and
                                           * its output */
     unsigned char *extmask;              /* (B·nS, N + M + S) */
+    float *carry, *dcarry;               /* SELF, a mechanism with Mixer.carry rows: its carry_out
+                                          * (B', carry, D), B' the rows of its step (B·nS with
+                                          * recurrence), read by the next SELF block's mechanism as
+                                          * carry_in; and the gradient arriving at it */
     float *r;                            /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;     /* (B, Lq, F) FFN pre-activation */
