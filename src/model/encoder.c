@@ -448,25 +448,17 @@ static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int k
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < B * e->nseg; bk++) {
         const int b = bk / e->nseg, k = bk % e->nseg;
-        for (int i = keep_memory ? N + M : 0; i < W; i++) {
-            float *row = t->ext + ((size_t)bk * W + i) * D;
-            int real;
-            if (i < N) { /* group g covers positions [g·c, g·c + c) */
-                const int g = (k * S - M) / e->crate - N + i;
-                real = g >= 0 && t->cmp.smask[(size_t)b * (L / e->crate) + g];
-                if (g >= 0)
-                    memcpy(row, compress_slot(&t->cmp, b, g), (size_t)D * sizeof(float));
-                else
-                    memset(row, 0, (size_t)D * sizeof(float));
-            } else {
-                const int pos = k * S - M - N + i; /* its position in the sequence */
-                real = pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]);
-                if (pos >= 0)
-                    memcpy(row, ln + ((size_t)b * L + pos) * D, (size_t)D * sizeof(float));
-                else
-                    memset(row, 0, (size_t)D * sizeof(float));
-            }
-            t->extmask[(size_t)bk * W + i] = (unsigned char)real;
+        float *win = t->ext + (size_t)bk * W * D;
+        unsigned char *real = t->extmask + (size_t)bk * W;
+        if (N > 0 && !keep_memory) compress_window(&t->cmp, win, real, b, k);
+        for (int i = keep_memory ? N + M : N; i < W; i++) {
+            const int pos = k * S - M - N + i; /* its position in the sequence */
+            real[i] = (unsigned char)(pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]));
+            if (pos >= 0)
+                memcpy(win + (size_t)i * D, ln + ((size_t)b * L + pos) * D,
+                       (size_t)D * sizeof(float));
+            else
+                memset(win + (size_t)i * D, 0, (size_t)D * sizeof(float));
         }
     }
 }
@@ -559,9 +551,8 @@ static void self_forward(Encoder *e, int l, int training, uint64_t seed, int64_t
                       e->B * t->Lq, e->D);
     if (e->seg > 0) {
         if (e->crate > 0) {
-            t->cmp.frozen = e->frozen;
-            e->aux_loss +=
-                compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
+            e->aux_loss += compress_forward(&t->cmp, t->ln1, e->mask, e->frozen, e->params, &e->pt,
+                                            &e->scratch);
         }
         build_windows(e, t, t->ln1, e->frozen);
         prof_open(PROF_MIXER, 0);
