@@ -294,7 +294,7 @@ START_TEST(test_luna_layers_carry_p_through_the_encoder) {
     ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
     encoder_init_params(&e, 5);
     fill_batch(&e, len, 0);
-    for (int l = 0; l < e.N; l++) ck_assert_ptr_nonnull(e.la[l].carry);
+    for (int l = 0; l < e.cfg.N; l++) ck_assert_ptr_nonnull(e.la[l].carry);
     flops_reset();
     encoder_forward(&e, 1, 11, 3);
     ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
@@ -335,7 +335,7 @@ START_TEST(test_perceiver_repeated_cross_attends_share_weights) {
         Encoder e;
         XbError err;
         ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
-        ck_assert_int_eq(e.N, r * (g_layers + 1));
+        ck_assert_int_eq(e.cfg.N, r * (g_layers + 1));
         encoder_init_params(&e, 5);
         fill_batch(&e, len, 0);
         flops_reset();
@@ -450,17 +450,17 @@ START_TEST(test_recurrence_memory_reaches_back_only) {
     encoder_init_params(&e, 4);
     fill_batch(&e, len, 0);
     encoder_forward(&e, 0, 1, 1);
-    const size_t n = (size_t)8 * e.D;
+    const size_t n = (size_t)8 * e.cfg.D;
     float *x0 = malloc(n * sizeof(float));
-    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    memcpy(x0, e.xs[e.cfg.N], n * sizeof(float));
     e.tokens[6] = (e.tokens[6] + 1) % V; /* a token of the second segment */
     encoder_forward(&e, 0, 1, 1);
-    for (size_t i = 0; i < 4 * (size_t)e.D; i++) ck_assert_float_eq(e.xs[e.N][i], x0[i]);
-    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    for (size_t i = 0; i < 4 * (size_t)e.cfg.D; i++) ck_assert_float_eq(e.xs[e.cfg.N][i], x0[i]);
+    memcpy(x0, e.xs[e.cfg.N], n * sizeof(float));
     e.tokens[1] = (e.tokens[1] + 1) % V; /* a token of the first segment */
     encoder_forward(&e, 0, 1, 1);
     int changed = 0;
-    for (size_t i = 4 * (size_t)e.D; i < n; i++) changed |= e.xs[e.N][i] != x0[i];
+    for (size_t i = 4 * (size_t)e.cfg.D; i < n; i++) changed |= e.xs[e.cfg.N][i] != x0[i];
     ck_assert(changed);
     encoder_destroy(&e);
     free(x0);
@@ -496,11 +496,12 @@ START_TEST(test_compressed_memory_reaches_beyond_the_memory) {
         fill_batch(&e, len, 0);
         encoder_forward(&e, 0, 1, 1);
         float last[2 * 8];
-        memcpy(last, e.xs[e.N] + 6 * (size_t)e.D, sizeof last);
+        memcpy(last, e.xs[e.cfg.N] + 6 * (size_t)e.cfg.D, sizeof last);
         e.tokens[1] = (e.tokens[1] + 1) % V;
         encoder_forward(&e, 0, 1, 1);
         int changed = 0;
-        for (int i = 0; i < 2 * e.D; i++) changed |= e.xs[e.N][6 * (size_t)e.D + i] != last[i];
+        for (int i = 0; i < 2 * e.cfg.D; i++)
+            changed |= e.xs[e.cfg.N][6 * (size_t)e.cfg.D + i] != last[i];
         ck_assert_int_eq(changed, k); /* without compression position 1 is out of reach */
         encoder_destroy(&e);
     }
@@ -522,8 +523,8 @@ START_TEST(test_compression_loss_is_reconstruction) {
     encoder_forward(&e, 0, 1, 1);
     const double first = e.aux_loss;
     ck_assert_double_gt(first, 1e-4);
-    const int D = e.D;
-    for (int l = 0; l < e.N; l++) { /* f_c = identity */
+    const int D = e.cfg.D;
+    for (int l = 0; l < e.cfg.N; l++) { /* f_c = identity */
         float *w = e.params + e.pt.info[e.la[l].cmp.p_w].offset;
         float *b = e.params + e.pt.info[e.la[l].cmp.p_b].offset;
         memset(w, 0, (size_t)D * D * sizeof(float));
@@ -540,7 +541,7 @@ START_TEST(test_compression_loss_is_reconstruction) {
         if (it) ck_assert_double_le(e.aux_loss, prev * (1 + 1e-6));
         prev = e.aux_loss;
         encoder_backward(&e, 1, 1);
-        for (int l = 0; l < e.N; l++)
+        for (int l = 0; l < e.cfg.N; l++)
             for (int k = 0; k < 2; k++) {
                 const ParamInfo *p = &e.pt.info[k ? e.la[l].cmp.p_b : e.la[l].cmp.p_w];
                 for (size_t i = 0; i < p->size; i++)
@@ -588,7 +589,7 @@ START_TEST(test_dual_encoder_gradients_flops_and_shared_towers) {
         /* swap the documents of example 0: its two vectors swap (up to the rounding of BLAS
          * kernels that block rows differently) */
         encoder_forward(&e, 0, 1, 1);
-        const int D = e.D;
+        const int D = e.cfg.D;
         float u[64], v[64];
         memcpy(u, e.pooled, (size_t)D * sizeof(float));
         memcpy(v, e.pooled + D, (size_t)D * sizeof(float));
