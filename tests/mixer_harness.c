@@ -94,6 +94,10 @@ void inst_init_at(Inst *t, const char *name, const char *opts, int B, int L, int
     t->y = calloc(n, sizeof(float));
     t->dy = malloc(n * sizeof(float));
     t->dx = calloc(n, sizeof(float));
+    if (t->m.carry > 0) {
+        t->carry = calloc((size_t)B * t->m.carry * D, sizeof(float));
+        t->dcarry = calloc((size_t)B * t->m.carry * D, sizeof(float));
+    }
     gc_fill_normal(t->x, n, seed + 1, g_xscale);
     gc_fill_normal(t->dy, n, seed + 2, 1.0f);
     if (pad) {
@@ -107,7 +111,7 @@ void inst_free(Inst *t) {
     mixer_destroy(&t->m);
     params_free(&t->pt);
     free(t->params), free(t->grads), free(t->x), free(t->y), free(t->dy), free(t->dx),
-        free(t->mask);
+        free(t->mask), free(t->carry), free(t->dcarry);
     arena_destroy(&t->acts);
     arena_destroy(&t->scratch);
 }
@@ -123,7 +127,9 @@ MixerStep step_of(Inst *t) {
                    .pt = &t->pt,
                    .params = t->params,
                    .grads = t->grads,
-                   .scratch = &t->scratch};
+                   .scratch = &t->scratch,
+                   .carry_out = t->carry,
+                   .dcarry_out = t->dcarry};
     return s;
 }
 

@@ -13,6 +13,8 @@ typedef struct Inst {
     ParamTable pt;
     OptValues opts;
     float *params, *grads, *x, *y, *dy, *dx;
+    float *carry, *dcarry; /* a mechanism that carries rows to the next layer (Mixer.carry):
+                            * its carry_out, and a zero gradient arriving at it (the last layer) */
     unsigned char *mask;
     Arena acts, scratch;
     int B, L, D, H;

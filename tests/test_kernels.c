@@ -17,6 +17,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/loss.h"
+#include "kernels/matmul.h"
 #include "kernels/pool.h"
 #include "kernels/softmax.h"
 
@@ -89,6 +90,203 @@ START_TEST(test_linear_counts_two_flops_per_multiply_add) {
             ck_assert_float_eq_tol(out[n * OC + o], s, 1e-5);
         }
     free(inp), free(w), free(out), free(dout), free(di), free(dw);
+}
+END_TEST
+
+/* ---- matmul ---- */
+
+/* Element (i, j) of op(x) for x stored row-major with row stride ld (transposed: x[j][i]). */
+static double op_at(const float *x, int ld, int trans, int i, int j) {
+    return trans ? x[(size_t)j * ld + i] : x[(size_t)i * ld + j];
+}
+static int ta_of(MatTrans t) { return t == MM_TN || t == MM_TT; }
+static int tb_of(MatTrans t) { return t == MM_NT || t == MM_TT; }
+
+/* The naive product in double: ref (M, N; stride ldc) = alpha·op(a)·op(b) + beta·c0. */
+static void naive_matmul(double *ref, int ldc, const float *c0, const float *a, int lda,
+                         const float *b, int ldb, int M, int N, int K, MatTrans t, double alpha,
+                         double beta) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += op_at(a, lda, ta_of(t), i, k) * op_at(b, ldb, tb_of(t), k, j);
+            ref[(size_t)i * ldc + j] = alpha * s + beta * c0[(size_t)i * ldc + j];
+        }
+}
+
+/* c (rows × ld) equals ref in its first cols columns (to 1e-5 relative) and still holds c0
+ * beyond them. */
+static void assert_block(const float *c, const double *ref, const float *c0, int rows, int cols,
+                         int ld) {
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < ld; j++) {
+            const size_t k = (size_t)i * ld + j;
+            if (j < cols)
+                ck_assert_msg(fabs(c[k] - ref[k]) <= 1e-5 * (1 + fabs(ref[k])),
+                              "(%d, %d): %g, naive %g", i, j, c[k], ref[k]);
+            else
+                ck_assert_msg(c[k] == c0[k], "(%d, %d) outside the block was written", i, j);
+        }
+}
+
+START_TEST(test_matmul_every_transpose_equals_the_naive_product_and_counts_2mnk) {
+    const int M = 5, N = 7, K = 3;
+    for (int t = MM_NN; t <= MM_TT; t++) {
+        float *a = randn(M * K, 11 + t), *b = randn(K * N, 21 + t), *c0 = randn(M * N, 31 + t);
+        float *c = malloc(M * N * sizeof *c);
+        double ref[5 * 7];
+        memcpy(c, c0, M * N * sizeof *c);
+        /* a stored (M, K), or (K, M) when read transposed; likewise b */
+        const int lda = ta_of(t) ? M : K, ldb = tb_of(t) ? K : N;
+        naive_matmul(ref, N, c0, a, lda, b, ldb, M, N, K, t, 0.7, 0.3);
+        flops_reset();
+        matmul(c, a, b, M, N, K, t, 0.7f, 0.3f);
+        ck_assert_uint_eq(flops_counted(), 2ull * M * N * K);
+        ck_assert_uint_eq(matmul_flops(M, N, K), 2ull * M * N * K);
+        assert_block(c, ref, c0, M, N, N);
+        /* beta = 0 only writes: NaN in c does not survive */
+        for (int k = 0; k < M * N; k++) c[k] = NAN;
+        naive_matmul(ref, N, c0, a, lda, b, ldb, M, N, K, t, 1.0, 0.0);
+        matmul(c, a, b, M, N, K, t, 1.0f, 0.0f);
+        assert_block(c, ref, c0, M, N, N);
+        free(a), free(b), free(c0), free(c);
+    }
+}
+END_TEST
+
+START_TEST(test_matmul_strided_reads_and_writes_only_its_block) {
+    /* one head's columns: a (M, K) inside rows of 9, b (K, N) inside rows of 10, c inside 11 */
+    const int M = 4, N = 3, K = 6, lda = 9, ldb = 10, ldc = 11;
+    for (int t = MM_NN; t <= MM_TT; t++) {
+        const int arows = ta_of(t) ? K : M, brows = tb_of(t) ? N : K;
+        float *a = randn((size_t)arows * lda, 41 + t), *b = randn((size_t)brows * ldb, 51 + t);
+        float *c0 = randn((size_t)M * ldc, 61 + t), *c = malloc((size_t)M * ldc * sizeof *c);
+        double ref[4 * 11];
+        memcpy(c, c0, (size_t)M * ldc * sizeof *c);
+        naive_matmul(ref, ldc, c0, a, lda, b, ldb, M, N, K, t, -1.5, 1.0);
+        flops_reset();
+        matmul_strided(c, ldc, a, lda, b, ldb, M, N, K, t, -1.5f, 1.0f);
+        ck_assert_uint_eq(flops_counted(), 2ull * M * N * K);
+        assert_block(c, ref, c0, M, N, ldc);
+        free(a), free(b), free(c0), free(c);
+    }
+}
+END_TEST
+
+/* The gradients of c = alpha·op(a)·op(b) against the loss Σ dc·c, naively: d op(a)[i][k] =
+ * alpha·Σ_j dc[i][j]·op(b)[k][j], d op(b)[k][j] = alpha·Σ_i op(a)[i][k]·dc[i][j]. */
+START_TEST(test_matmul_backward_accumulates_the_naive_gradients_and_counts_each) {
+    const int M = 4, N = 5, K = 3, lda = 7, ldb = 8, ldc = 6, ldda = 9, lddb = 10;
+    const double alpha = 0.5;
+    for (int t = MM_NN; t <= MM_TT; t++) {
+        const int ta = ta_of(t), tb = tb_of(t), arows = ta ? K : M, brows = tb ? N : K;
+        float *a = randn((size_t)arows * lda, 71 + t), *b = randn((size_t)brows * ldb, 81 + t);
+        float *dc = randn((size_t)M * ldc, 91 + t);
+        float *da0 = randn((size_t)arows * ldda, 101 + t),
+              *db0 = randn((size_t)brows * lddb, 111 + t);
+        float *da = malloc((size_t)arows * ldda * sizeof *da),
+              *db = malloc((size_t)brows * lddb * sizeof *db);
+        memcpy(da, da0, (size_t)arows * ldda * sizeof *da);
+        memcpy(db, db0, (size_t)brows * lddb * sizeof *db);
+        flops_reset();
+        matmul_backward_strided(da, ldda, db, lddb, dc, ldc, a, lda, b, ldb, M, N, K, (MatTrans)t,
+                                (float)alpha);
+        ck_assert_uint_eq(flops_counted(), 4ull * M * N * K);
+        for (int i = 0; i < M; i++) /* op(a)'s element (i, k) is stored at (k, i) when ta */
+            for (int k = 0; k < K; k++) {
+                double s = 0;
+                for (int j = 0; j < N; j++)
+                    s += (double)dc[(size_t)i * ldc + j] * op_at(b, ldb, tb, k, j);
+                const size_t at = ta ? (size_t)k * ldda + i : (size_t)i * ldda + k;
+                const double want = da0[at] + alpha * s;
+                ck_assert_msg(fabs(da[at] - want) <= 1e-5 * (1 + fabs(want)), "t %d: da", t);
+            }
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) {
+                double s = 0;
+                for (int i = 0; i < M; i++)
+                    s += op_at(a, lda, ta, i, k) * (double)dc[(size_t)i * ldc + j];
+                const size_t at = tb ? (size_t)j * lddb + k : (size_t)k * lddb + j;
+                const double want = db0[at] + alpha * s;
+                ck_assert_msg(fabs(db[at] - want) <= 1e-5 * (1 + fabs(want)), "t %d: db", t);
+            }
+        /* the columns beyond each block are not touched */
+        for (int r = 0; r < arows; r++)
+            for (int c = ta ? M : K; c < ldda; c++)
+                ck_assert(da[(size_t)r * ldda + c] == da0[(size_t)r * ldda + c]);
+        for (int r = 0; r < brows; r++)
+            for (int c = tb ? K : N; c < lddb; c++)
+                ck_assert(db[(size_t)r * lddb + c] == db0[(size_t)r * lddb + c]);
+        /* a NULL gradient is neither computed nor counted; the contiguous form agrees */
+        float *dac = calloc((size_t)M * K, sizeof *dac), *dbc = calloc((size_t)K * N, sizeof *dbc);
+        float *ac = malloc((size_t)M * K * sizeof *ac), *bc = malloc((size_t)K * N * sizeof *bc),
+              *dcc = malloc((size_t)M * N * sizeof *dcc);
+        for (int r = 0; r < arows; r++)
+            for (int c = 0; c < (ta ? M : K); c++)
+                ac[r * (ta ? M : K) + c] = a[(size_t)r * lda + c];
+        for (int r = 0; r < brows; r++)
+            for (int c = 0; c < (tb ? K : N); c++)
+                bc[r * (tb ? K : N) + c] = b[(size_t)r * ldb + c];
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < N; c++) dcc[r * N + c] = dc[(size_t)r * ldc + c];
+        flops_reset();
+        matmul_backward(dac, NULL, dcc, ac, bc, M, N, K, (MatTrans)t, (float)alpha);
+        ck_assert_uint_eq(flops_counted(), 2ull * M * N * K);
+        matmul_backward(NULL, dbc, dcc, ac, bc, M, N, K, (MatTrans)t, (float)alpha);
+        ck_assert_uint_eq(flops_counted(), 4ull * M * N * K);
+        for (int r = 0; r < arows; r++)
+            for (int c = 0; c < (ta ? M : K); c++) {
+                const double want = da[(size_t)r * ldda + c] - da0[(size_t)r * ldda + c];
+                ck_assert(fabs(dac[r * (ta ? M : K) + c] - want) <= 1e-5 * (1 + fabs(want)));
+            }
+        for (int r = 0; r < brows; r++)
+            for (int c = 0; c < (tb ? K : N); c++) {
+                const double want = db[(size_t)r * lddb + c] - db0[(size_t)r * lddb + c];
+                ck_assert(fabs(dbc[r * (tb ? K : N) + c] - want) <= 1e-5 * (1 + fabs(want)));
+            }
+        free(a), free(b), free(dc), free(da0), free(db0), free(da), free(db);
+        free(dac), free(dbc), free(ac), free(bc), free(dcc);
+    }
+}
+END_TEST
+
+START_TEST(test_matmul_batched_over_rows_and_heads_equals_each_product) {
+    /* per (row b, head h): q (L, Dh) at columns h·Dh of x (B, L, D) times a per-head w (Dh, N),
+     * into out (B, L, NH·N) at columns h·N; serial and on OpenMP threads */
+    const int B = 2, NH = 3, L = 5, Dh = 4, N = 2, D = NH * Dh, W = NH * N;
+    float *x = randn((size_t)B * L * D, 121), *w = randn((size_t)NH * Dh * N, 122);
+    const MatBatch per_head = {.n1 = B,
+                               .n2 = NH,
+                               .a1 = (size_t)L * D,
+                               .a2 = (size_t)Dh,
+                               .b1 = 0,
+                               .b2 = (size_t)Dh * N,
+                               .c1 = (size_t)L * W,
+                               .c2 = (size_t)N};
+    for (int par = 0; par < 2; par++) {
+        MatBatch bt = per_head;
+        bt.parallel = par;
+        float *out = calloc((size_t)B * L * W, sizeof *out);
+        flops_reset();
+        matmul_batched(out, W, x, D, w, N, L, N, Dh, MM_NN, 1.0f, 0.0f, &bt);
+        ck_assert_uint_eq(flops_counted(), 2ull * B * NH * L * N * Dh);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < L; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int k = 0; k < Dh; k++)
+                            s += (double)x[((size_t)b * L + i) * D + h * Dh + k] *
+                                 w[((size_t)h * Dh + k) * N + j];
+                        const float got = out[((size_t)b * L + i) * W + h * N + j];
+                        ck_assert_msg(fabs(got - s) <= 1e-5 * (1 + fabs(s)),
+                                      "parallel %d (%d, %d, %d, %d): %g, naive %g", par, b, h, i, j,
+                                      got, s);
+                    }
+        free(out);
+    }
+    free(x), free(w);
 }
 END_TEST
 
@@ -466,6 +664,10 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_linear_backward_matches_finite_differences);
     tcase_add_test(tc, test_linear_backward_accumulates_and_skips_null);
     tcase_add_test(tc, test_linear_counts_two_flops_per_multiply_add);
+    tcase_add_test(tc, test_matmul_every_transpose_equals_the_naive_product_and_counts_2mnk);
+    tcase_add_test(tc, test_matmul_strided_reads_and_writes_only_its_block);
+    tcase_add_test(tc, test_matmul_backward_accumulates_the_naive_gradients_and_counts_each);
+    tcase_add_test(tc, test_matmul_batched_over_rows_and_heads_equals_each_product);
     tcase_add_test(tc, test_layernorm_backward_matches_finite_differences);
     tcase_add_test(tc, test_layernorm_output_has_zero_mean_unit_variance);
     tcase_add_test(tc, test_gelu_backward_matches_finite_differences);

@@ -20,18 +20,21 @@ static void ref_linear(double *y, const double *x, const float *w, const float *
 static void ref_softmax(double *z, int Lq, int Lk, const unsigned char *kmask);
 
 /* Luna carries its packed sequence from layer to layer: two layers in a chain, the second reading
- * the first's output and its P'. */
+ * the first's output and its P' (carry[0]: the first layer's carry_out, the second's carry_in;
+ * dcarry[1] stays zero: nothing follows the second layer). */
 typedef struct LunaChain {
     Mixer m[2];
     ParamTable pt;
     OptValues opts;
     float *params, *grads, *x, *h, *y, *dy, *dh, *dx;
+    float *carry[2], *dcarry[2];
     unsigned char *mask;
     Arena acts, scratch;
     int B, L, D, H;
 } LunaChain;
 
-static MixerStep chain_step(LunaChain *c) {
+/* The step of layer l of the chain. */
+static MixerStep chain_step(LunaChain *c, int l) {
     MixerStep s = {.B = c->B,
                    .L = c->L,
                    .mask = c->mask,
@@ -41,17 +44,21 @@ static MixerStep chain_step(LunaChain *c) {
                    .pt = &c->pt,
                    .params = c->params,
                    .grads = c->grads,
-                   .scratch = &c->scratch};
+                   .scratch = &c->scratch,
+                   .carry_in = l ? c->carry[0] : NULL,
+                   .carry_out = c->carry[l],
+                   .dcarry_in = l ? c->dcarry[0] : NULL,
+                   .dcarry_out = c->dcarry[l]};
     return s;
 }
 
 static void chain_forward(void *p) {
     LunaChain *c = p;
-    MixerStep s = chain_step(c);
+    MixerStep s0 = chain_step(c, 0), s1 = chain_step(c, 1);
     arena_reset(&c->scratch);
-    c->m[0].spec->ops->forward(&c->m[0], &s, c->h, c->x);
+    c->m[0].spec->ops->forward(&c->m[0], &s0, c->h, c->x);
     arena_reset(&c->scratch);
-    c->m[1].spec->ops->forward(&c->m[1], &s, c->y, c->h);
+    c->m[1].spec->ops->forward(&c->m[1], &s1, c->y, c->h);
 }
 
 /* Two luna layers with `opts` at (B, L, D, H); the last row's last `pad` positions are padding.
@@ -63,7 +70,11 @@ static void chain_init(LunaChain *c, const char *opts, int B, int L, int D, int 
     set_opts(&c->opts, spec, opts);
     params_init(&c->pt);
     for (int l = 0; l < 2; l++) mixer_create(&c->m[l], spec, &c->opts, D, H, L, l, &c->pt);
-    c->m[1].prev = &c->m[0];
+    for (int l = 0; l < 2; l++) {
+        ck_assert_int_gt(c->m[l].carry, 0);
+        c->carry[l] = calloc((size_t)B * c->m[l].carry * D, sizeof(float));
+        c->dcarry[l] = calloc((size_t)B * c->m[l].carry * D, sizeof(float));
+    }
     c->params = calloc(c->pt.total, sizeof(float));
     c->grads = calloc(c->pt.total, sizeof(float));
     Rng r;
@@ -96,6 +107,7 @@ static void chain_free(LunaChain *c) {
     params_free(&c->pt);
     free(c->params), free(c->grads), free(c->x), free(c->h), free(c->y), free(c->dy), free(c->dh);
     free(c->dx), free(c->mask);
+    for (int l = 0; l < 2; l++) free(c->carry[l]), free(c->dcarry[l]);
     arena_destroy(&c->acts);
     arena_destroy(&c->scratch);
 }
@@ -107,11 +119,11 @@ static void check_chain_gradients(const char *opts) {
     chain_init(&c, opts, 2, 9, 8, 2, 2);
     const MixerSpec *spec = c.m[0].spec;
     chain_forward(&c);
-    MixerStep s = chain_step(&c);
+    MixerStep s0 = chain_step(&c, 0), s1 = chain_step(&c, 1);
     arena_reset(&c.scratch);
-    spec->ops->backward(&c.m[1], &s, c.dh, c.dy, c.h);
+    spec->ops->backward(&c.m[1], &s1, c.dh, c.dy, c.h);
     arena_reset(&c.scratch);
-    spec->ops->backward(&c.m[0], &s, c.dx, c.dh, c.x);
+    spec->ops->backward(&c.m[0], &s0, c.dx, c.dh, c.x);
     const size_t n = (size_t)c.B * c.L * c.D;
     GcResult res;
     char what[160];

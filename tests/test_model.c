@@ -20,6 +20,8 @@ static int g_experts = 0;             /* > 0: Switch FFN with that many experts 
 static int g_xrep = 1;                /* Perceiver: cross-attends */
 static int g_compress = 0, g_ncm = 0; /* Compressive Transformer: rate, slots */
 static double g_balance = 0.01, g_zloss = 1e-3;
+static const char *g_mixer = "full";   /* the mechanism */
+static const char *g_mixer_set = NULL; /* "name=value": one of its options set */
 
 static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, float dropout) {
     ExperimentConfig c;
@@ -34,9 +36,15 @@ static ExperimentConfig tiny_config(int B, int L, PoolKind pool, PosKind pos, fl
     c.balance_loss = g_balance, c.router_z_loss = g_zloss;
     c.max_len = L, c.batch_size = B, c.dropout = dropout;
     c.pooling = pool, c.positions = pos;
-    c.mixer_index = mixer_find("full");
+    c.mixer_index = mixer_find(g_mixer);
     const MixerSpec *m = mixer_get(c.mixer_index);
     opt_defaults(&c.mixer_opts, m->opts, m->n_opts);
+    if (g_mixer_set) {
+        char name[64];
+        const char *eq = strchr(g_mixer_set, '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - g_mixer_set), g_mixer_set);
+        c.mixer_opts.num[opt_index(m->opts, m->n_opts, name)] = atof(eq + 1);
+    }
     return c;
 }
 
@@ -268,6 +276,48 @@ START_TEST(test_funnel_and_perceiver_gradients_match_finite_differences) {
 }
 END_TEST
 
+/* Luna's packed sequence P' goes from each layer to the next through the carry the encoder owns
+ * (MixerStep.carry_in/out), across a Funnel's pooling block, and so does its gradient: every
+ * gradient against finite differences; the first layer's P norm reaches the loss only through the
+ * layers after it, so its gradient is not zero; counted FLOPs equal the analytic count, and a
+ * second backward gives the same bits. */
+START_TEST(test_luna_layers_carry_p_through_the_encoder) {
+    g_mixer = "luna", g_mixer_set = "length=3", g_layers = 3;
+    check_model_gradients(POOL_MEAN, POS_SINUSOIDAL, 0.0f, NULL);
+    g_funnel = 2; /* SELF, POOL, SELF: the carry skips the pooling block */
+    check_model_gradients(POOL_CLS, POS_LEARNED, 0.1f, NULL);
+    g_funnel = 0;
+    const int len[3] = {g_len, 4, 5};
+    ExperimentConfig cfg = tiny_config(3, g_len, POOL_MEAN, POS_SINUSOIDAL, 0.0f);
+    Encoder e;
+    XbError err;
+    ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
+    encoder_init_params(&e, 5);
+    fill_batch(&e, len, 0);
+    for (int l = 0; l < e.cfg.N; l++) ck_assert_ptr_nonnull(e.la[l].carry);
+    flops_reset();
+    encoder_forward(&e, 1, 11, 3);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 0));
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    flops_reset();
+    encoder_backward(&e, 11, 3);
+    ck_assert_uint_eq(flops_counted(), encoder_flops(&e, 1));
+    /* a second backward gives the same bits: the carries' gradients start from zero each time */
+    float *first = malloc(e.pt.total * sizeof(float));
+    memcpy(first, e.grads, e.pt.total * sizeof(float));
+    memset(e.grads, 0, e.pt.total * sizeof(float));
+    encoder_backward(&e, 11, 3);
+    ck_assert_int_eq(memcmp(first, e.grads, e.pt.total * sizeof(float)), 0);
+    free(first);
+    const ParamInfo *pn = &e.pt.info[params_find(&e.pt, "blocks.0.mixer.pnorm.weight")];
+    double g = 0;
+    for (size_t k = 0; k < pn->size; k++) g += fabs(e.grads[pn->offset + k]);
+    ck_assert_double_gt(g, 0);
+    encoder_destroy(&e);
+    g_mixer = "full", g_mixer_set = NULL, g_layers = 2;
+}
+END_TEST
+
 /* The Perceiver's repeated cross-attends (arXiv 2103.03206, §2, Fig. 1): R repeats of
  * [cross-attend, latent blocks], every later cross-attend reading the latent stream against the
  * input array. Every gradient against finite differences (the shared tensors collect theirs from
@@ -285,7 +335,7 @@ START_TEST(test_perceiver_repeated_cross_attends_share_weights) {
         Encoder e;
         XbError err;
         ck_assert_int_eq(encoder_create(&e, &cfg, V, NCLS, &err), 0);
-        ck_assert_int_eq(e.N, r * (g_layers + 1));
+        ck_assert_int_eq(e.cfg.N, r * (g_layers + 1));
         encoder_init_params(&e, 5);
         fill_batch(&e, len, 0);
         flops_reset();
@@ -400,17 +450,17 @@ START_TEST(test_recurrence_memory_reaches_back_only) {
     encoder_init_params(&e, 4);
     fill_batch(&e, len, 0);
     encoder_forward(&e, 0, 1, 1);
-    const size_t n = (size_t)8 * e.D;
+    const size_t n = (size_t)8 * e.cfg.D;
     float *x0 = malloc(n * sizeof(float));
-    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    memcpy(x0, e.xs[e.cfg.N], n * sizeof(float));
     e.tokens[6] = (e.tokens[6] + 1) % V; /* a token of the second segment */
     encoder_forward(&e, 0, 1, 1);
-    for (size_t i = 0; i < 4 * (size_t)e.D; i++) ck_assert_float_eq(e.xs[e.N][i], x0[i]);
-    memcpy(x0, e.xs[e.N], n * sizeof(float));
+    for (size_t i = 0; i < 4 * (size_t)e.cfg.D; i++) ck_assert_float_eq(e.xs[e.cfg.N][i], x0[i]);
+    memcpy(x0, e.xs[e.cfg.N], n * sizeof(float));
     e.tokens[1] = (e.tokens[1] + 1) % V; /* a token of the first segment */
     encoder_forward(&e, 0, 1, 1);
     int changed = 0;
-    for (size_t i = 4 * (size_t)e.D; i < n; i++) changed |= e.xs[e.N][i] != x0[i];
+    for (size_t i = 4 * (size_t)e.cfg.D; i < n; i++) changed |= e.xs[e.cfg.N][i] != x0[i];
     ck_assert(changed);
     encoder_destroy(&e);
     free(x0);
@@ -446,11 +496,12 @@ START_TEST(test_compressed_memory_reaches_beyond_the_memory) {
         fill_batch(&e, len, 0);
         encoder_forward(&e, 0, 1, 1);
         float last[2 * 8];
-        memcpy(last, e.xs[e.N] + 6 * (size_t)e.D, sizeof last);
+        memcpy(last, e.xs[e.cfg.N] + 6 * (size_t)e.cfg.D, sizeof last);
         e.tokens[1] = (e.tokens[1] + 1) % V;
         encoder_forward(&e, 0, 1, 1);
         int changed = 0;
-        for (int i = 0; i < 2 * e.D; i++) changed |= e.xs[e.N][6 * (size_t)e.D + i] != last[i];
+        for (int i = 0; i < 2 * e.cfg.D; i++)
+            changed |= e.xs[e.cfg.N][6 * (size_t)e.cfg.D + i] != last[i];
         ck_assert_int_eq(changed, k); /* without compression position 1 is out of reach */
         encoder_destroy(&e);
     }
@@ -472,8 +523,8 @@ START_TEST(test_compression_loss_is_reconstruction) {
     encoder_forward(&e, 0, 1, 1);
     const double first = e.aux_loss;
     ck_assert_double_gt(first, 1e-4);
-    const int D = e.D;
-    for (int l = 0; l < e.N; l++) { /* f_c = identity */
+    const int D = e.cfg.D;
+    for (int l = 0; l < e.cfg.N; l++) { /* f_c = identity */
         float *w = e.params + e.pt.info[e.la[l].cmp.p_w].offset;
         float *b = e.params + e.pt.info[e.la[l].cmp.p_b].offset;
         memset(w, 0, (size_t)D * D * sizeof(float));
@@ -490,7 +541,7 @@ START_TEST(test_compression_loss_is_reconstruction) {
         if (it) ck_assert_double_le(e.aux_loss, prev * (1 + 1e-6));
         prev = e.aux_loss;
         encoder_backward(&e, 1, 1);
-        for (int l = 0; l < e.N; l++)
+        for (int l = 0; l < e.cfg.N; l++)
             for (int k = 0; k < 2; k++) {
                 const ParamInfo *p = &e.pt.info[k ? e.la[l].cmp.p_b : e.la[l].cmp.p_w];
                 for (size_t i = 0; i < p->size; i++)
@@ -538,7 +589,7 @@ START_TEST(test_dual_encoder_gradients_flops_and_shared_towers) {
         /* swap the documents of example 0: its two vectors swap (up to the rounding of BLAS
          * kernels that block rows differently) */
         encoder_forward(&e, 0, 1, 1);
-        const int D = e.D;
+        const int D = e.cfg.D;
         float u[64], v[64];
         memcpy(u, e.pooled, (size_t)D * sizeof(float));
         memcpy(v, e.pooled + D, (size_t)D * sizeof(float));
@@ -701,6 +752,7 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_same_seed_gives_identical_step);
     tcase_add_test(tc, test_funnel_and_perceiver_gradients_match_finite_differences);
     tcase_add_test(tc, test_perceiver_repeated_cross_attends_share_weights);
+    tcase_add_test(tc, test_luna_layers_carry_p_through_the_encoder);
     tcase_add_test(tc, test_per_position_head_gradients_match_finite_differences);
     tcase_add_test(tc, test_per_position_loss_is_the_mean_over_target_positions);
     tcase_add_test(tc, test_recurrence_gradients_match_finite_differences);

@@ -1,11 +1,10 @@
 #include "kernels/linear.h"
 
-#include <cblas.h>
 #include <stddef.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/profile.h"
+#include "kernels/matmul.h"
 
 static void linear_forward_impl(float *out, const float *inp, const float *weight,
                                 const float *bias, int N, int IC, int OC) {
@@ -13,24 +12,13 @@ static void linear_forward_impl(float *out, const float *inp, const float *weigh
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof *out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, weight, IC,
-                bias ? 1.0f : 0.0f, out, OC);
-    flops_add(2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC);
+    matmul(out, inp, weight, N, OC, IC, MM_NT, 1.0f, bias ? 1.0f : 0.0f);
 }
 
 static void linear_backward_impl(float *dinp, float *dweight, float *dbias, const float *dout,
                                  const float *inp, const float *weight, int N, int IC, int OC) {
-    const uint64_t f = 2ull * (uint64_t)N * (uint64_t)IC * (uint64_t)OC;
-    if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,
-                    IC, 1.0f, dinp, IC);
-        flops_add(f);
-    }
-    if (dweight) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
-                    1.0f, dweight, IC);
-        flops_add(f);
-    }
+    /* out = inp·weightᵀ: dinp += dout·weight, dweight += doutᵀ·inp */
+    matmul_backward(dinp, dweight, dout, inp, weight, N, OC, IC, MM_NT, 1.0f);
     if (dbias) {
         /* Column blocks per thread, rows summed in order: the same bits for any thread count. */
         enum { CB = 16 };

@@ -1,12 +1,11 @@
 #include "kernels/retention.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 
-#include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
+#include "kernels/matmul.h"
 
 enum { TILE = 128 }; /* tile of the parallel form */
 
@@ -38,12 +37,10 @@ static void decay_tile(float *G, int ld, int n0, int ti, int m0, int tj, float l
  */
 static void block(float *o, const float *q, const float *k, const float *v, float *S,
                   const float *G, int ld, int ti, int tj, const RetShape *s) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ti, tj, s->dq, 1.0f, q, s->ldq, k, s->ldk,
-                0.0f, S, ld);
+    matmul_strided(S, ld, q, s->ldq, k, s->ldk, ti, tj, s->dq, MM_NT, 1.0f, 0.0f);
     for (int i = 0; i < ti; i++)
         for (int j = 0; j < tj; j++) S[(size_t)i * ld + j] *= G[(size_t)i * ld + j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ti, s->dv, tj, 1.0f, S, ld, v, s->ldv,
-                1.0f, o, s->ldo);
+    matmul_strided(o, s->ldo, S, ld, v, s->ldv, ti, s->dv, tj, MM_NN, 1.0f, 1.0f);
 }
 
 /* One sweep of the chunkwise form over the chunks, forwards (causal cross terms) or backwards
@@ -69,14 +66,12 @@ static void sweep(float *o, const float *q, const float *k, const float *v, floa
             const float f = xb_expf(lg * (float)(backwards ? n - i : i + 1));
             for (int d = 0; d < dq; d++) Qs[(size_t)i * dq + d] = f * qc[(size_t)i * s->ldq + d];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dv, dq, 1.0f, Qs, dq, St, dv,
-                    1.0f, oc, s->ldo);
+        matmul_strided(oc, s->ldo, Qs, dq, St, dv, n, dv, dq, MM_NN, 1.0f, 1.0f);
         for (int j = 0; j < n; j++) { /* then this chunk joins it */
             const float f = xb_expf(lg * (float)(backwards ? j : n - 1 - j));
             for (int d = 0; d < dq; d++) Ks[(size_t)j * dq + d] = f * kc[(size_t)j * s->ldk + d];
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dq, dv, n, 1.0f, Ks, dq, vc, s->ldv,
-                    xb_expf(lg * (float)n), St, dv);
+        matmul_strided(St, dv, Ks, dq, vc, s->ldv, dq, dv, n, MM_TN, 1.0f, xb_expf(lg * (float)n));
     }
 }
 
@@ -113,7 +108,6 @@ void retention_forward(float *o, const float *q, const float *k, const float *v,
                           s);
                 }
         }
-    flops_add(retention_flops(s));
     arena_reset_to(scratch, mark);
 }
 

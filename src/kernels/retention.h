@@ -11,7 +11,7 @@
  *    S = Σ_m γ^{·} k_mᵀ v_m per direction carried from chunk to chunk; time O(L·C·(dq + dv)
  *    + L·dq·dv), memory O(C² + dq·dv) per work item;
  *  - parallel (eq. 5), streamed over tiles of 128 × 128 so memory stays O(L): time O(L²).
- * Large products go through cblas_sgemm; OpenMP over (row, head). */
+ * Products go through kernels/matmul.h, which counts their FLOPs; OpenMP over (row, head). */
 #ifndef XB_RETENTION_H
 #define XB_RETENTION_H
 
@@ -37,8 +37,8 @@ typedef struct RetShape {
 void retention_forward(float *o, const float *q, const float *k, const float *v, const RetShape *s,
                        Arena *scratch);
 size_t retention_scratch_floats(const RetShape *s);
-/* FLOPs of one call (2 per multiply-add of the products: Q Kᵀ and the weighted sum over V per
- * chunk or tile pair; the queries against the carried states and the state updates). */
+/* FLOPs of one call, as its products count them (2 per multiply-add: Q Kᵀ and the weighted sum
+ * over V per chunk or tile pair; the queries against the carried states and the state updates). */
 uint64_t retention_flops(const RetShape *s);
 
 #endif

@@ -22,24 +22,18 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const AXES[] = {"alternate", "rows", "columns", NULL};
-enum { AXIS_ALTERNATE, AXIS_ROWS, AXIS_COLUMNS };
+enum { AXIS_ALTERNATE, AXIS_ROWS, AXIS_COLUMNS, N_AXES };
+MOPT_CHOICES_ARE(AXES, N_AXES);
 
 static const OptSpec axial_opts[] = {
-    {.name = "width",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 1048576,
-     .help = "columns of the grid the sequence is folded into; 0 = ceil(sqrt(max_len))"},
-    {.name = "axis",
-     .type = OPT_ENUM,
-     .def = AXIS_ALTERNATE,
-     .choices = AXES,
-     .help =
-         "attend along rows or columns; alternate: rows in even layers, columns in odd (paper)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("width", 0, 0, 1048576,
+             "columns of the grid the sequence is folded into; 0 = ceil(sqrt(max_len))"),
+    MOPT_ENUM(
+        "axis", AXIS_ALTERNATE, AXES,
+        "attend along rows or columns; alternate: rows in even layers, columns in odd (paper)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(axial_opts))
+#define NOPTS MOPT_COUNT(axial_opts)
 
 typedef struct AxialState {
     AttnMixer am;         /* first: projections; am.qkv (B, L, 3D) and am.att (B, L, D) saved */
@@ -64,16 +58,10 @@ static void axial_create(Mixer *m, ParamTable *pt) {
 
 static int axial_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int w = opt_int(opts, axial_opts, NOPTS, "width");
-    if (w > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.width");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is wider than model.max_len = %d (valid: 0 for ceil(sqrt(max_len)), or 1 to "
-                 "%d)",
-                 w, max_len, max_len);
-        return -1;
-    }
-    return 0;
+    return mixer_check_len(opts, axial_opts, NOPTS, "width", max_len,
+                           "%d is wider than model.max_len = %d (valid: 0 for ceil(sqrt(max_len)), "
+                           "or 1 to %d)",
+                           err);
 }
 
 /* The grid of length L: axis-major order and the block length along the axis. */
@@ -179,23 +167,12 @@ static uint64_t axial_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * proj : proj) + attn_flops(&sh, backward);
 }
 
-static const MixerOps axial_ops = {
-    .check = axial_check,
-    .create = axial_create,
-    .plan = axial_plan,
-    .forward = axial_forward,
-    .backward = axial_backward,
-    .flops = axial_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_axial = {
     .name = "axial",
     .classes = "FP",
     .arxiv = "1912.12180",
     .title = "Axial Transformer: the sequence folded into a grid, attention along rows or columns",
     .honours_mask = 1,
-    .opts = axial_opts,
-    .n_opts = NOPTS,
-    .ops = &axial_ops,
+    MIXER_OPTS(axial_opts),
+    .ops = &(const MixerOps){MIXER_OPS(axial), .check = axial_check},
 };

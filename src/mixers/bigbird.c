@@ -12,33 +12,14 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec bigbird_opts[] = {
-    {.name = "block",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 65536,
-     .help = "tokens per block (LRA: 64)"},
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 3,
-     .min = 1,
-     .max = 1025,
-     .help = "blocks in each query block's window, odd (paper: 3)"},
-    {.name = "global",
-     .type = OPT_INT,
-     .def = 1,
-     .min = 0,
-     .max = 1024,
-     .help = "global blocks at each end of the sequence (ITC: the first and the last)"},
-    {.name = "random",
-     .type = OPT_INT,
-     .def = 3,
-     .min = 0,
-     .max = 1024,
-     .help = "random key blocks per query block (LRA: 3)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("block", 64, 1, 65536, "tokens per block (LRA: 64)"),
+    MOPT_INT("window", 3, 1, 1025, "blocks in each query block's window, odd (paper: 3)"),
+    MOPT_INT("global", 1, 0, 1024,
+             "global blocks at each end of the sequence (ITC: the first and the last)"),
+    MOPT_INT("random", 3, 0, 1024, "random key blocks per query block (LRA: 3)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(bigbird_opts))
+#define NOPTS MOPT_COUNT(bigbird_opts)
 
 typedef struct BigBirdState {
     AttnMixer am; /* first: the shared attention body */
@@ -139,12 +120,10 @@ static int bigbird_check(const OptValues *opts, int D, int H, int max_len, XbErr
     (void)D, (void)H, (void)max_len;
     const int w = opt_int(opts, bigbird_opts, NOPTS, "window");
     if (w % 2 == 0) {
-        snprintf(err->key, sizeof err->key, "model.mixer.window");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is even (valid: an odd number of blocks, the query "
-                 "block in the middle)",
-                 w);
-        return -1;
+        return mixer_opt_error(err, "window",
+                               "%d is even (valid: an odd number of blocks, the query "
+                               "block in the middle)",
+                               w);
     }
     return 0;
 }
@@ -172,16 +151,6 @@ static uint64_t bigbird_flops(const Mixer *m, int B, int L, int backward) {
     return attn_mixer_flops(m, B, L, backward);
 }
 
-static const MixerOps bigbird_ops = {
-    .check = bigbird_check,
-    .create = bigbird_create,
-    .plan = bigbird_plan,
-    .forward = bigbird_forward,
-    .backward = attn_mixer_backward,
-    .flops = bigbird_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_bigbird = {
     .name = "bigbird",
     .classes = "FP+M",
@@ -190,7 +159,11 @@ const MixerSpec mixer_bigbird = {
     .honours_mask = 1,
     .padding_dependence = "the random blocks are drawn among, and the last global block is, the "
                           "blocks of the padded length (as the authors' code on padded batches)",
-    .opts = bigbird_opts,
-    .n_opts = NOPTS,
-    .ops = &bigbird_ops,
+    MIXER_OPTS(bigbird_opts),
+    .ops = &(const MixerOps){.check = bigbird_check,
+                             .create = bigbird_create,
+                             .plan = bigbird_plan,
+                             .forward = bigbird_forward,
+                             .backward = attn_mixer_backward,
+                             .flops = bigbird_flops},
 };

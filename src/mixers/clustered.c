@@ -35,7 +35,6 @@
  * (its "clustered-100", "i-clustered-100"); attention dropout is not used. */
 #include "mixers/clustered.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -47,51 +46,30 @@
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec clustered_opts[] = {
-    {.name = "clusters",
-     .type = OPT_INT,
-     .def = 100,
-     .min = 1,
-     .max = 65536,
-     .help = "query clusters C per row and head (the paper's experiments: 100; the code has no "
-             "default); a row with fewer real queries has as many clusters as queries"},
-    {.name = "iterations",
-     .type = OPT_INT,
-     .def = 10,
-     .min = 1,
-     .max = 1000,
-     .help = "Lloyd iterations of the Hamming k-means (fast-transformers' registry: 10)"},
-    {.name = "bits",
-     .type = OPT_INT,
-     .def = 63,
-     .min = 1,
-     .max = 63,
-     .help = "hash bits: random hyperplanes per query (fast-transformers' registry: 63)"},
-    {.name = "hash_bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "hyperplanes with random offsets, Hamming distance ~ L2 (true), or through the "
-             "origin, ~ cosine (false)"},
-    {.name = "improved",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "improved clustered attention: each query attends exactly to its centroid's top-k "
-             "keys, the rest with the centroid's probabilities (ImprovedClusteredAttention)"},
-    {.name = "topk",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 65536,
-     .help = "improved: keys per centroid attended exactly (fast-transformers: 32)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the Q/K/V and output projections (fast-transformers' AttentionLayer: "
-             "nn.Linear, yes)"},
+    MOPT_INT("clusters", 100, 1, 65536,
+             "query clusters C per row and head (the paper's experiments: 100; the code has no "
+             "default); a row with fewer real queries has as many clusters as queries"),
+    MOPT_INT("iterations", 10, 1, 1000,
+             "Lloyd iterations of the Hamming k-means (fast-transformers' registry: 10)"),
+    MOPT_INT("bits", 63, 1, 63,
+             "hash bits: random hyperplanes per query (fast-transformers' registry: 63)"),
+    MOPT_BOOL("hash_bias", 1,
+              "hyperplanes with random offsets, Hamming distance ~ L2 (true), or through the "
+              "origin, ~ cosine (false)"),
+    MOPT_BOOL("improved", 0,
+              "improved clustered attention: each query attends exactly to its centroid's top-k "
+              "keys, the rest with the centroid's probabilities (ImprovedClusteredAttention)"),
+    MOPT_INT("topk", 32, 1, 65536,
+             "improved: keys per centroid attended exactly (fast-transformers: 32)"),
+    MOPT_BOOL("bias", 1,
+              "biases in the Q/K/V and output projections (fast-transformers' AttentionLayer: "
+              "nn.Linear, yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(clustered_opts))
+#define NOPTS MOPT_COUNT(clustered_opts)
 
 typedef struct Clustered {
     AttnMixer am; /* first: projections; qkv, att saved; lse (B, H, Cs) of the centroids */
@@ -262,9 +240,8 @@ static void group_queries(Mixer *m, const MixerStep *s) {
         for (int h = 0; h < H; h++) {
             const size_t bh = (size_t)b * H + h;
             float *p = proj + bh * L * nb;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, nb, Dh, 1.0f,
-                        st->am.qkv + (size_t)b * L * 3 * D + (size_t)h * Dh, 3 * D, st->planes, E,
-                        0.0f, p, nb);
+            matmul_strided(p, nb, st->am.qkv + (size_t)b * L * 3 * D + (size_t)h * Dh, 3 * D,
+                           st->planes, E, L, nb, Dh, MM_NT, 1.0f, 0.0f);
             uint64_t *c = code + bh * L, digest = 0;
             const unsigned char *mb = s->mask ? s->mask + (size_t)b * L : NULL;
             for (int l = 0; l < L; l++) {
@@ -281,7 +258,6 @@ static void group_queries(Mixer *m, const MixerStep *s) {
             hamming_kmeans(st->cl + bh * L, st->cnt + bh * Cs, c, mb, L, Cs, st->iters, nb, key,
                            (uint64_t *)w, (int *)(w + (size_t)Cs * sizeof(uint64_t)));
         }
-    flops_add(2ull * (uint64_t)B * H * L * Dh * nb);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -398,8 +374,7 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
             float *A = st->A + bh * Cs * L, *mbot = st->mb + bh * Cs;
             int *top = st->top + bh * Cs * K;
             /* S = Q_c Kᵀ with padding keys −inf; T_c; A_c = softmax(S/√Dh) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cs, L, Dh, 1.0f, qc, D, kb, 3 * D,
-                        0.0f, A, L);
+            matmul_strided(A, L, qc, D, kb, 3 * D, Cs, L, Dh, MM_NT, 1.0f, 0.0f);
             for (int c = 0; c < Cs; c++) {
                 float *sc = A + (size_t)c * L, mx = -INFINITY, sum = 0.0f;
                 for (int j = 0; j < L; j++) {
@@ -421,8 +396,7 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
                 mbot[c] = acc;
             }
             float *ob = st->oc + (size_t)b * Cs * D + (size_t)h * Dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cs, Dh, L, 1.0f, w.abar, L, vb,
-                        3 * D, 0.0f, ob, D);
+            matmul_strided(ob, D, w.abar, L, vb, 3 * D, Cs, Dh, L, MM_NN, 1.0f, 0.0f);
             /* each query: softmax over its centroid's T_c (padding keys masked), then the sum;
              * a padding query is computed with cluster 0 and given 0 */
             for (int i = 0; i < L; i++) {
@@ -453,7 +427,8 @@ static void improved_forward(Mixer *m, const MixerStep *s) {
                     o[d] = ci < 0 ? 0.0f : (1.0f - mbot[c]) * tp[d] + ob[(size_t)c * D + d];
             }
         }
-    flops_add(4ull * (uint64_t)B * H * ((uint64_t)Cs + (uint64_t)K) * L * Dh);
+    /* the products count themselves; each query's exact top-k attention: 4·K·Dh per query */
+    flops_add(4ull * (uint64_t)B * H * (uint64_t)K * L * Dh);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -521,11 +496,9 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
             }
             /* the centroids: dĀ_c[j] = dO_c·v_j + dm_c off T_c, dA = that, dS = A(dA − Σ A dA)/√Dh
              */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cs, L, Dh, 1.0f, dob, D, vb, 3 * D,
-                        0.0f, w.g, L);
+            matmul_strided(w.g, L, dob, D, vb, 3 * D, Cs, L, Dh, MM_NT, 1.0f, 0.0f);
             bottom(w.abar, A, top, Cs, L, K);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, Cs, 1.0f, w.abar, L, dob, D,
-                        1.0f, dvb, 3 * D);
+            matmul_strided(dvb, 3 * D, w.abar, L, dob, D, L, Dh, Cs, MM_TN, 1.0f, 1.0f);
             for (int c = 0; c < Cs; c++) {
                 float *g = w.g + (size_t)c * L, sum = 0.0f;
                 const float *ar = A + (size_t)c * L;
@@ -538,10 +511,8 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
                 for (int j = 0; j < L; j++) g[j] = scale * ar[j] * (g[j] - sum);
             }
             /* dQ_c = dS K to the members, dK += dSᵀ Q_c */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cs, Dh, L, 1.0f, w.g, L, kb,
-                        3 * D, 0.0f, w.dqc, Dh);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, Cs, 1.0f, w.g, L, qc, D,
-                        1.0f, dkb, 3 * D);
+            matmul_strided(w.dqc, Dh, w.g, L, kb, 3 * D, Cs, Dh, L, MM_NN, 1.0f, 0.0f);
+            matmul_strided(dkb, 3 * D, w.g, L, qc, D, L, Dh, Cs, MM_TN, 1.0f, 1.0f);
             for (int i = 0; i < L; i++) {
                 const int c = st->cl[bh * L + i];
                 if (c < 0) continue;
@@ -550,7 +521,8 @@ static void improved_backward(Mixer *m, const MixerStep *s, float *dqkv, const f
                 for (int d = 0; d < Dh; d++) dq[d] += w.dqc[(size_t)c * Dh + d] * inv;
             }
         }
-    flops_add(8ull * (uint64_t)B * H * ((uint64_t)Cs + (uint64_t)K) * L * Dh);
+    /* the products count themselves; the exact top-k attention's backward: 8·K·Dh per query */
+    flops_add(8ull * (uint64_t)B * H * (uint64_t)K * L * Dh);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -662,15 +634,6 @@ const int *clustered_topk(const Mixer *m, int *k) {
     return st->improved ? st->top : NULL;
 }
 
-static const MixerOps clustered_ops = {
-    .create = clustered_create,
-    .plan = clustered_plan,
-    .forward = clustered_forward,
-    .backward = clustered_backward,
-    .flops = clustered_flops,
-    .destroy = clustered_destroy,
-};
-
 const MixerSpec mixer_clustered = {
     .name = "clustered",
     .classes = "LP",
@@ -678,7 +641,6 @@ const MixerSpec mixer_clustered = {
     .title = "clustered attention: queries grouped by Hamming k-means of LSH codes, centroids "
              "attend (improved: plus each query's exact top-k)",
     .honours_mask = 1,
-    .opts = clustered_opts,
-    .n_opts = NOPTS,
-    .ops = &clustered_ops,
+    MIXER_OPTS(clustered_opts),
+    .ops = &(const MixerOps){MIXER_OPS(clustered), .destroy = clustered_destroy},
 };

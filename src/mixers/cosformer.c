@@ -29,18 +29,15 @@
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec cosformer_opts[] = {
-    {.name = "padded_m",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "M of the re-weighting cos(pi/2·(i-j)/M) is the padded length L, as cosformer.py's "
-             "m = max(src_len, tgt_len) of the padded batch (true), or each row's real length, "
-             "the paper's sequence length (false: padding invisible)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the Q/K/V and output projections (cosformer.py: nn.Linear's default, yes)"},
+    MOPT_BOOL("padded_m", 1,
+              "M of the re-weighting cos(pi/2·(i-j)/M) is the padded length L, as cosformer.py's "
+              "m = max(src_len, tgt_len) of the padded batch (true), or each row's real length, "
+              "the paper's sequence length (false: padding invisible)"),
+    MOPT_BOOL(
+        "bias", 1,
+        "biases in the Q/K/V and output projections (cosformer.py: nn.Linear's default, yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(cosformer_opts))
+#define NOPTS MOPT_COUNT(cosformer_opts)
 
 #define COS_MIN_DEN 1e-6f /* forward(eps=1e-6): clamp_min of the denominator */
 
@@ -160,15 +157,6 @@ static void cosformer_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) 
     arena_floats(scratch, BL * m->D);
 }
 
-static const MixerOps cosformer_ops = {
-    .create = cosformer_create,
-    .plan = cosformer_plan,
-    .forward = kernel_mixer_forward,
-    .backward = kernel_mixer_backward,
-    .flops = kernel_mixer_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_cosformer = {
     .name = "cosformer",
     .classes = "KR",
@@ -178,7 +166,6 @@ const MixerSpec mixer_cosformer = {
     .padding_dependence = "M of the cos re-weighting is the padded length L (cosformer.py: m = "
                           "max(src_len, tgt_len) of the padded batch); padding keys are excluded",
     .padding_dependence_option = "padded_m",
-    .opts = cosformer_opts,
-    .n_opts = NOPTS,
-    .ops = &cosformer_ops,
+    MIXER_OPTS(cosformer_opts),
+    .ops = &(const MixerOps){.create = cosformer_create, .plan = cosformer_plan, KERNEL_MIXER_RUN},
 };

@@ -136,15 +136,6 @@ static void fnet_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps fnet_ops = {
-    .create = fnet_create,
-    .plan = fnet_plan,
-    .forward = fnet_forward,
-    .backward = fnet_backward,
-    .flops = fnet_flops,
-    .destroy = fnet_destroy,
-};
-
 const MixerSpec mixer_fnet = {
     .name = "fnet",
     .classes = "ALT",
@@ -156,5 +147,5 @@ const MixerSpec mixer_fnet = {
                           "FNet's code on padded batches)",
     .opts = fnet_opts,
     .n_opts = 0,
-    .ops = &fnet_ops,
+    .ops = &(const MixerOps){MIXER_OPS(fnet), .destroy = fnet_destroy},
 };

@@ -48,45 +48,29 @@
 #include "kernels/linear.h"
 #include "mixers/mixer.h"
 
+/* The most taps of the short convolution: the option's maximum and its backward's per-thread
+ * sums. */
+enum { MAX_SHORT_ORDER = 64 };
+
 static const OptSpec hyena_opts[] = {
-    {.name = "bidirectional",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "a forward and a backward implicit filter (M2-BERT's bidirectional Hyena, for the "
-             "encoder); false: causal, as safari's HyenaOperator"},
-    {.name = "filter_order",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 4096,
-     .help = "width of the implicit filter's FFN (HyenaOperator filter_order: 64)"},
-    {.name = "emb_dim",
-     .type = OPT_INT,
-     .def = 3,
-     .min = 3,
-     .max = 255,
-     .help = "positional features of the filter, odd: t and (emb_dim-1)/2 cos/sin bands "
-             "(HyenaFilter: 3; safari's Pile config 33, associative recall 5)"},
-    {.name = "w",
-     .type = OPT_FLOAT,
-     .def = 1,
-     .min = 1e-3,
-     .max = 1e3,
-     .help = "initial frequency of the filter's Sin activations (HyenaFilter: 1; Pile config 14, "
-             "associative recall 10)"},
-    {.name = "short_order",
-     .type = OPT_INT,
-     .def = 3,
-     .min = 1,
-     .max = 64,
-     .help = "taps of the causal depthwise convolution on the projections (HyenaOperator "
-             "short_filter_order: 3)"},
-    {.name = "modulate",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "multiply the filter by the exponential decay window (ExponentialModulation)"},
+    MOPT_BOOL("bidirectional", 1,
+              "a forward and a backward implicit filter (M2-BERT's bidirectional Hyena, for the "
+              "encoder); false: causal, as safari's HyenaOperator"),
+    MOPT_INT("filter_order", 64, 1, 4096,
+             "width of the implicit filter's FFN (HyenaOperator filter_order: 64)"),
+    MOPT_INT("emb_dim", 3, 3, 255,
+             "positional features of the filter, odd: t and (emb_dim-1)/2 cos/sin bands "
+             "(HyenaFilter: 3; safari's Pile config 33, associative recall 5)"),
+    MOPT_FLOAT("w", 1, 1e-3, 1e3,
+               "initial frequency of the filter's Sin activations (HyenaFilter: 1; Pile config 14, "
+               "associative recall 10)"),
+    MOPT_INT("short_order", 3, 1, MAX_SHORT_ORDER,
+             "taps of the causal depthwise convolution on the projections (HyenaOperator "
+             "short_filter_order: 3)"),
+    MOPT_BOOL("modulate", 1,
+              "multiply the filter by the exponential decay window (ExponentialModulation)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(hyena_opts))
+#define NOPTS MOPT_COUNT(hyena_opts)
 
 enum { NLIN = 4 };       /* FFN layers: implicit_filter.0, .2, .4, .6 */
 enum { SIN_ROWS = 256 }; /* rows per partial sum of the frequencies' gradient */
@@ -110,10 +94,9 @@ static int hyena_check(const OptValues *opts, int D, int H, int max_len, XbError
     (void)D, (void)H, (void)max_len;
     const int e = opt_int(opts, hyena_opts, NOPTS, "emb_dim");
     if (e % 2 == 0) {
-        snprintf(err->key, sizeof err->key, "model.mixer.emb_dim");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is even (valid: an odd number >= 3: t and pairs of cos/sin features)", e);
-        return -1;
+        return mixer_opt_error(
+            err, "emb_dim",
+            "%d is even (valid: an odd number >= 3: t and pairs of cos/sin features)", e);
     }
     return 0;
 }
@@ -319,7 +302,7 @@ static void shortconv_backward(float *dp, float *dsw, float *dsb, const float *d
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblk; blk++) {
         const int c0 = blk * CB, cn = XB_MIN(CB, C - c0);
-        double aw[CB][64] = {{0}}, ab[CB] = {0};
+        double aw[CB][MAX_SHORT_ORDER] = {{0}}, ab[CB] = {0};
         for (int b = 0; b < B; b++)
             for (int t = 0; t < L; t++) {
                 const float *g = dsc + ((size_t)b * L + t) * C + c0;
@@ -438,16 +421,6 @@ static void hyena_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps hyena_ops = {
-    .check = hyena_check,
-    .create = hyena_create,
-    .plan = hyena_plan,
-    .forward = hyena_forward,
-    .backward = hyena_backward,
-    .flops = hyena_flops,
-    .destroy = hyena_destroy,
-};
-
 const MixerSpec mixer_hyena = {
     .name = "hyena",
     .classes = "LC",
@@ -456,7 +429,6 @@ const MixerSpec mixer_hyena = {
              "window) by FFT, short causal convolutions; bidirectional as M2-BERT",
     .honours_mask = 1,
     .beyond_survey = 1,
-    .opts = hyena_opts,
-    .n_opts = NOPTS,
-    .ops = &hyena_ops,
+    MIXER_OPTS(hyena_opts),
+    .ops = &(const MixerOps){MIXER_OPS(hyena), .check = hyena_check, .destroy = hyena_destroy},
 };

@@ -21,15 +21,10 @@
 #include "mixers/xattn.h"
 
 static const OptSpec isab_opts[] = {
-    {.name = "inducing",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 65536,
-     .help = "inducing points m (the paper's experiments: 16 or 32)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the attention projections"},
+    MOPT_INT("inducing", 32, 1, 65536, "inducing points m (the paper's experiments: 16 or 32)"),
+    MOPT_BOOL("bias", 0, "biases in the attention projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(isab_opts))
+#define NOPTS MOPT_COUNT(isab_opts)
 
 typedef struct IsabState {
     int m;
@@ -149,24 +144,12 @@ static uint64_t isab_flops(const Mixer *m, int B, int L, int backward) {
            xattn_flops(&st->outer, B, L, st->m, backward);
 }
 
-static void isab_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps isab_ops = {
-    .create = isab_create,
-    .plan = isab_plan,
-    .forward = isab_forward,
-    .backward = isab_backward,
-    .flops = isab_flops,
-    .destroy = isab_destroy,
-};
-
 const MixerSpec mixer_isab = {
     .name = "isab",
     .classes = "M",
     .arxiv = "1810.00825",
     .title = "Set Transformer ISAB: attention through m learned inducing points (O(m·L))",
     .honours_mask = 1,
-    .opts = isab_opts,
-    .n_opts = NOPTS,
-    .ops = &isab_ops,
+    MIXER_OPTS(isab_opts),
+    .ops = &(const MixerOps){MIXER_OPS(isab)},
 };

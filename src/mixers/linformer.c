@@ -4,39 +4,28 @@
  * headwise (one E and one F per layer, the default), kv (E = F), layerwise (one projection for
  * every layer, keys and values), or none (per head). Padding keys are zeroed before the projection,
  * so they contribute nothing. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const char *const SHARING[] = {"headwise", "kv", "layerwise", "none", NULL};
-enum { SHARE_HEADWISE, SHARE_KV, SHARE_LAYERWISE, SHARE_NONE };
+enum { SHARE_HEADWISE, SHARE_KV, SHARE_LAYERWISE, SHARE_NONE, N_SHARING };
+MOPT_CHOICES_ARE(SHARING, N_SHARING);
 
 static const OptSpec linformer_opts[] = {
-    {.name = "k",
-     .type = OPT_INT,
-     .def = 256,
-     .min = 1,
-     .max = 1048576,
-     .help = "projected length (paper: 256; LRA text: 32)"},
-    {.name = "sharing",
-     .type = OPT_ENUM,
-     .def = 0,
-     .choices = SHARING,
-     .help = "projection sharing: per layer (headwise), E = F (kv), one for all layers, per head"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the Q/K/V and output projections"},
+    MOPT_INT("k", 256, 1, 1048576, "projected length (paper: 256; LRA text: 32)"),
+    MOPT_ENUM("sharing", 0, SHARING,
+              "projection sharing: per layer (headwise), E = F (kv), one for all layers, per head"),
+    MOPT_BOOL("bias", 0, "biases in the Q/K/V and output projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(linformer_opts))
+#define NOPTS MOPT_COUNT(linformer_opts)
 
 typedef struct LinformerState {
     AttnMixer am; /* first: projections, qkv, att, lse */
@@ -79,16 +68,10 @@ static void linformer_create(Mixer *m, ParamTable *pt) {
 
 static int linformer_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int k = opt_int(opts, linformer_opts, NOPTS, "k");
-    if (k > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.k");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is longer than model.max_len = %d (valid: 1 to %d: Linformer shortens the "
-                 "keys)",
-                 k, max_len, max_len);
-        return -1;
-    }
-    return 0;
+    return mixer_check_len(opts, linformer_opts, NOPTS, "k", max_len,
+                           "%d is longer than model.max_len = %d (valid: 1 to %d: Linformer "
+                           "shortens the keys)",
+                           err);
 }
 
 /* Queries (B, L, ·) against the projected keys and values (B, k, 2D). */
@@ -140,12 +123,10 @@ static void linformer_forward(Mixer *m, const MixerStep *s, float *y, const floa
     for (int b = 0; b < B; b++) /* K' = E K, V' = F V per head (sgemm threads itself) */
         for (int h = 0; h < H; h++)
             for (int w = 0; w < 2; w++)
-                cblas_sgemm(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans, st->k, Dh, L, 1.0f,
-                    proj_of(st, s, s->params, w, h), st->n,
-                    st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D, 0.0f,
-                    st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh, 2 * D);
-    flops_add(4ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
+                matmul_strided(st->kvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh,
+                               2 * D, proj_of(st, s, s->params, w, h), st->n,
+                               st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh,
+                               2 * D, st->k, Dh, L, MM_NN, 1.0f, 0.0f);
     AttnShape sh = proj_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kvp, st->kvp + D, NULL, &sh, s->scratch);
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
@@ -171,14 +152,12 @@ static void linformer_backward(Mixer *m, const MixerStep *s, float *dx, const fl
             for (int w = 0; w < 2; w++) {
                 const float *dp = dkvp + (size_t)b * st->k * 2 * D + (size_t)w * D + (size_t)h * Dh;
                 const float *km = st->kvm + (size_t)b * L * 2 * D + (size_t)w * D + (size_t)h * Dh;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, st->k, L, Dh, 1.0f, dp, 2 * D,
-                            km, 2 * D, 1.0f, (float *)proj_of(st, s, s->grads, w, h), st->n);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, st->k, 1.0f,
-                            proj_of(st, s, s->params, w, h), st->n, dp, 2 * D, 1.0f,
-                            dqkv + (size_t)b * L * 3 * D + D + (size_t)w * D + (size_t)h * Dh,
-                            3 * D);
+                matmul_backward_strided((float *)proj_of(st, s, s->grads, w, h), st->n,
+                                        dqkv + (size_t)b * L * 3 * D + D + (size_t)w * D +
+                                            (size_t)h * Dh,
+                                        3 * D, dp, 2 * D, proj_of(st, s, s->params, w, h), st->n,
+                                        km, 2 * D, st->k, Dh, L, MM_NN, 1.0f);
             }
-    flops_add(8ull * (uint64_t)B * H * st->k * (uint64_t)L * Dh);
     if (s->mask) /* padding keys and values took no part */
         for (int r = 0; r < BL; r++)
             if (!s->mask[r]) memset(dqkv + (size_t)r * 3 * D + D, 0, 2 * (size_t)D * sizeof(float));
@@ -196,23 +175,12 @@ static uint64_t linformer_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * (proj + len) : proj + len) + attn_flops(&sh, backward);
 }
 
-static const MixerOps linformer_ops = {
-    .check = linformer_check,
-    .create = linformer_create,
-    .plan = linformer_plan,
-    .forward = linformer_forward,
-    .backward = linformer_backward,
-    .flops = linformer_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_linformer = {
     .name = "linformer",
     .classes = "LR",
     .arxiv = "2006.04768",
     .title = "Linformer: keys and values projected along the length to k",
     .honours_mask = 1,
-    .opts = linformer_opts,
-    .n_opts = NOPTS,
-    .ops = &linformer_ops,
+    MIXER_OPTS(linformer_opts),
+    .ops = &(const MixerOps){MIXER_OPS(linformer), .check = linformer_check},
 };

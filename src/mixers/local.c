@@ -25,29 +25,18 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec local_opts[] = {
-    {.name = "block",
-     .type = OPT_INT,
-     .def = 50,
-     .min = 1,
-     .max = 1048576,
-     .help = "positions per block (LRA: 50)"},
-    {.name = "memory",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 1048576,
-     .help =
-         "positions before its block that a query also sees (Image Transformer's memory block)"},
-    {.name = "causal", .type = OPT_BOOL, .def = 0, .help = "hide later keys (decoder-style)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
-    {.name = "lra",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "LRA's local_attention.py as its Table 1 ran it: the reshape groups positions "
-             "congruent mod (padded length / block), masked by the bits of contiguous blocks "
-             "(not with memory or causal)"},
+    MOPT_INT("block", 50, 1, 1048576, "positions per block (LRA: 50)"),
+    MOPT_INT(
+        "memory", 0, 0, 1048576,
+        "positions before its block that a query also sees (Image Transformer's memory block)"),
+    MOPT_BOOL("causal", 0, "hide later keys (decoder-style)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
+    MOPT_BOOL("lra", 0,
+              "LRA's local_attention.py as its Table 1 ran it: the reshape groups positions "
+              "congruent mod (padded length / block), masked by the bits of contiguous blocks "
+              "(not with memory or causal)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(local_opts))
+#define NOPTS MOPT_COUNT(local_opts)
 
 /* LRA's masked bias: a finite −1e10, as its attention_bias. */
 #define LRA_MASKED (-1e10f)
@@ -68,11 +57,10 @@ static int local_check(const OptValues *opts, int D, int H, int max_len, XbError
     (void)D, (void)H, (void)max_len;
     if (opt_bool(opts, local_opts, NOPTS, "lra") && (opt_int(opts, local_opts, NOPTS, "memory") ||
                                                      opt_bool(opts, local_opts, NOPTS, "causal"))) {
-        snprintf(err->key, sizeof err->key, "model.mixer.lra");
-        snprintf(err->msg, sizeof err->msg,
-                 "LRA's local attention has no memory block and is not causal (valid: lra: false, "
-                 "or memory: 0 and causal: false)");
-        return -1;
+        return mixer_opt_error(
+            err, "lra",
+            "LRA's local attention has no memory block and is not causal (valid: lra: false, "
+            "or memory: 0 and causal: false)");
     }
     return 0;
 }
@@ -260,16 +248,6 @@ static void local_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps local_ops = {
-    .check = local_check,
-    .create = local_create,
-    .plan = local_plan,
-    .forward = local_forward,
-    .backward = local_backward,
-    .flops = local_flops,
-    .destroy = local_destroy,
-};
-
 const MixerSpec mixer_local = {
     .name = "local",
     .classes = "FP",
@@ -279,7 +257,6 @@ const MixerSpec mixer_local = {
     .padding_dependence = "the groups (positions congruent mod the padded length / block) and "
                           "their mask bits come from the padded length, as in LRA's code",
     .padding_dependence_option = "lra",
-    .opts = local_opts,
-    .n_opts = NOPTS,
-    .ops = &local_ops,
+    MIXER_OPTS(local_opts),
+    .ops = &(const MixerOps){MIXER_OPS(local), .check = local_check, .destroy = local_destroy},
 };

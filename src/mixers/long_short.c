@@ -28,44 +28,31 @@
  * The softmax goes through the fused attention kernel (kernels/attention.h): keys and values are
  * per row [K̄ (r rows); K (L rows)], and a pattern gives each tile of queries the landmark range
  * and its segments' window range. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec long_short_opts[] = {
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 8,
-     .min = 1,
-     .max = 65536,
-     .help = "segment length w of the short-term attention; a segment sees its keys and "
-             "max(w/2, 1) more on each side (paper's LRA: 8)"},
-    {.name = "landmarks",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 0,
-     .max = 4096,
-     .help = "rows r of the dynamic projection per head (paper's LRA: 32; 0 = short-term only)"},
-    {.name = "dual_ln",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "DualLN: LayerNorms on the keys and values (LN_l) and on the projected ones (LN_s); "
-             "false is the paper's ablation without it"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the Q/K/V, projection and output layers (the authors' nn.Linear: yes)"},
+    MOPT_INT("window", 8, 1, 65536,
+             "segment length w of the short-term attention; a segment sees its keys and "
+             "max(w/2, 1) more on each side (paper's LRA: 8)"),
+    MOPT_INT("landmarks", 32, 0, 4096,
+             "rows r of the dynamic projection per head (paper's LRA: 32; 0 = short-term only)"),
+    MOPT_BOOL("dual_ln", 1,
+              "DualLN: LayerNorms on the keys and values (LN_l) and on the projected ones (LN_s); "
+              "false is the paper's ablation without it"),
+    MOPT_BOOL("bias", 1,
+              "biases in the Q/K/V, projection and output layers (the authors' nn.Linear: yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(long_short_opts))
+#define NOPTS MOPT_COUNT(long_short_opts)
 
 typedef struct LongShort {
     AttnMixer am; /* first: the projections (W_q, W_k, W_v packed as qkv), att, lse */
@@ -120,11 +107,10 @@ static int long_short_check(const OptValues *opts, int D, int H, int max_len, Xb
     (void)D, (void)max_len;
     const int r = opt_int(opts, long_short_opts, NOPTS, "landmarks");
     if ((long)r * H > 65536) {
-        snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d landmarks for each of %d heads make %ld projection rows (at most 65536)", r, H,
-                 (long)r * H);
-        return -1;
+        return mixer_opt_error(
+            err, "landmarks",
+            "%d landmarks for each of %d heads make %ld projection rows (at most 65536)", r, H,
+            (long)r * H);
     }
     return 0;
 }
@@ -250,13 +236,16 @@ static void landmark_softmax_backward(float *dP, const float *P, int B, int L, i
 static void project_landmarks(float *out, const float *P, const float *x, int B, int H, int L,
                               int r, int D) {
     const int Dh = D / H;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, Dh, L, 1.0f,
-                        P + (size_t)b * L * H * r + (size_t)h * r, H * r,
-                        x + (size_t)b * (r + L) * D + (size_t)r * D + (size_t)h * Dh, D, 0.0f,
-                        out + (size_t)b * r * D + (size_t)h * Dh, D);
+    const MatBatch per_head = {.n1 = B,
+                               .n2 = H,
+                               .a1 = (size_t)L * H * r,
+                               .a2 = (size_t)r,
+                               .b1 = (size_t)(r + L) * D,
+                               .b2 = (size_t)Dh,
+                               .c1 = (size_t)r * D,
+                               .c2 = (size_t)Dh,
+                               .parallel = 1};
+    matmul_batched(out, D, P, H * r, x + (size_t)r * D, D, r, Dh, L, MM_TN, 1.0f, 0.0f, &per_head);
 }
 
 /* dP += X dOutᵀ, dX += P dOut per head (the gradients of project_landmarks). */
@@ -269,10 +258,8 @@ static void project_landmarks_backward(float *dP, float *dx, const float *dout, 
             const size_t xo = (size_t)b * (r + L) * D + (size_t)r * D + (size_t)h * Dh;
             const size_t po = (size_t)b * L * H * r + (size_t)h * r;
             const float *g = dout + (size_t)b * r * D + (size_t)h * Dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, r, Dh, 1.0f, x + xo, D, g, D,
-                        1.0f, dP + po, H * r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, r, 1.0f, P + po, H * r, g,
-                        D, 1.0f, dx + xo, D);
+            matmul_backward_strided(dP + po, H * r, dx + xo, D, g, D, P + po, H * r, x + xo, D, r,
+                                    Dh, L, MM_TN, 1.0f);
         }
 }
 
@@ -320,7 +307,6 @@ static void long_short_forward(Mixer *m, const MixerStep *s, float *y, const flo
         landmark_softmax(st->P, s->mask, B, L, H * r);
         project_landmarks(st->kbar, st->P, st->kc, B, H, L, r, D);
         project_landmarks(st->vbar, st->P, st->vc, B, H, L, r, D);
-        flops_add(4ull * (uint64_t)B * L * r * D);
         const float *sw = mixer_param(s, st->p_lnsw), *sb = mixer_param(s, st->p_lnsb);
         for (int b = 0; b < B; b++) {
             const size_t o = (size_t)b * r * D, c = (size_t)b * Lk * D;
@@ -373,7 +359,6 @@ static void long_short_backward(Mixer *m, const MixerStep *s, float *dx, const f
         }
         project_landmarks_backward(dP, dkc, dkbar, st->P, st->kc, B, H, L, r, D);
         project_landmarks_backward(dP, dvc, dvbar, st->P, st->vc, B, H, L, r, D);
-        flops_add(8ull * (uint64_t)B * L * r * D);
         landmark_softmax_backward(dP, st->P, B, L, H * r);
         linear_backward(dx, mixer_grad(s, st->p_wp), mixer_grad(s, st->p_bp), dP, x,
                         mixer_param(s, st->p_wp), BL, D, H * r);
@@ -404,16 +389,6 @@ static uint64_t long_short_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * (proj + land) : proj + land) + attn_flops(&sh, backward);
 }
 
-static const MixerOps long_short_ops = {
-    .check = long_short_check,
-    .create = long_short_create,
-    .plan = long_short_plan,
-    .forward = long_short_forward,
-    .backward = long_short_backward,
-    .flops = long_short_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_long_short = {
     .name = "long_short",
     .classes = "FP+LR",
@@ -421,7 +396,6 @@ const MixerSpec mixer_long_short = {
     .title = "Long-Short Transformer: segment-wise sliding window + dynamic projection, DualLN, "
              "one softmax",
     .honours_mask = 1,
-    .opts = long_short_opts,
-    .n_opts = NOPTS,
-    .ops = &long_short_ops,
+    MIXER_OPTS(long_short_opts),
+    .ops = &(const MixerOps){MIXER_OPS(long_short), .check = long_short_check},
 };

@@ -14,27 +14,14 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec longformer_opts[] = {
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 512,
-     .min = 0,
-     .max = 2097152,
-     .help = "window width w: w/2 keys on either side (LRA: 512)"},
-    {.name = "dilation",
-     .type = OPT_INT,
-     .def = 1,
-     .min = 1,
-     .max = 4096,
-     .help = "gap between window keys (the paper's dilated sliding window)"},
-    {.name = "global",
-     .type = OPT_INT,
-     .def = 1,
-     .min = 0,
-     .max = 1048576,
-     .help = "leading positions with global attention (LRA: 1, the CLS token)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("window", 512, 0, 2097152, "window width w: w/2 keys on either side (LRA: 512)"),
+    MOPT_INT("dilation", 1, 1, 4096,
+             "gap between window keys (the paper's dilated sliding window)"),
+    MOPT_INT("global", 1, 0, 1048576,
+             "leading positions with global attention (LRA: 1, the CLS token)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(longformer_opts))
+#define NOPTS MOPT_COUNT(longformer_opts)
 
 enum { TILE = 64 };
 
@@ -97,15 +84,9 @@ static void longformer_create(Mixer *m, ParamTable *pt) {
 
 static int longformer_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int G = opt_int(opts, longformer_opts, NOPTS, "global");
-    if (G > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.global");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d global tokens do not fit in model.max_len = %d (valid: 0 to %d)", G, max_len,
-                 max_len);
-        return -1;
-    }
-    return 0;
+    return mixer_check_len(opts, longformer_opts, NOPTS, "global", max_len,
+                           "%d global tokens do not fit in model.max_len = %d (valid: 0 to %d)",
+                           err);
 }
 
 /* The global attention: queries are the first G rows of the global projection, keys and values
@@ -192,23 +173,12 @@ static uint64_t longformer_flops(const Mixer *m, int B, int L, int backward) {
            (XB_MIN(st->G, L) > 0 ? attn_flops(&glo, backward) : 0);
 }
 
-static const MixerOps longformer_ops = {
-    .check = longformer_check,
-    .create = longformer_create,
-    .plan = longformer_plan,
-    .forward = longformer_forward,
-    .backward = longformer_backward,
-    .flops = longformer_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_longformer = {
     .name = "longformer",
     .classes = "FP+M",
     .arxiv = "2004.05150",
     .title = "Longformer: (dilated) sliding window + global tokens with their own projections",
     .honours_mask = 1,
-    .opts = longformer_opts,
-    .n_opts = NOPTS,
-    .ops = &longformer_ops,
+    MIXER_OPTS(longformer_opts),
+    .ops = &(const MixerOps){MIXER_OPS(longformer), .check = longformer_check},
 };

@@ -22,8 +22,10 @@
  * masked as unpack keys (px_padding_mask). Initialisation as reset_parameters: Xavier-uniform with
  * gain 1/√2 for the query, key and value projections, gain 1 for the output, biases 0.
  * Dropout aside; the LayerNorms use this harness's epsilon (1e-6; fairseq's LayerNorm 1e-5).
- * Gradients follow the same path back: a layer's backward adds the gradient of its P into the
- * previous layer's P' gradient, which that layer's backward (run next) starts from. LRA runs
+ * P' leaves through MixerStep.carry_out and the next layer's P arrives through carry_in (buffers
+ * the encoder owns, Mixer.carry = l rows); gradients follow the same path back: a layer's backward
+ * adds the gradient of its P into dcarry_in, the previous layer's dcarry_out, which that layer's
+ * backward (run next) starts from. LRA runs
  * l ∈ {16, 128, 256}; 256 is the default here (Luna-256). */
 #include <math.h>
 #include <omp.h>
@@ -38,32 +40,20 @@
 #include "mixers/attn_mixer.h"
 
 static const char *const KV[] = {"untied", "tied", NULL};
-enum { KV_UNTIED, KV_TIED };
+enum { KV_UNTIED, KV_TIED, N_KV };
+MOPT_CHOICES_ARE(KV, N_KV);
 
 static const OptSpec luna_opts[] = {
-    {.name = "length",
-     .type = OPT_INT,
-     .def = 256,
-     .min = 1,
-     .max = 65536,
-     .help = "rows l of the packed sequence (LRA: 16, 128 or 256)"},
-    {.name = "kv",
-     .type = OPT_ENUM,
-     .def = KV_UNTIED,
-     .choices = KV,
-     .help = "untied: separate key and value projections (LRA's runs, the paper); tied: one "
-             "projection as both (the code's luna_base_tied)"},
-    {.name = "dynamic",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "a row of n < l real tokens uses only the first n packed rows (the LRA code's "
-             "dynamic projection); false: all l"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the projections (the authors' code: yes)"},
+    MOPT_INT("length", 256, 1, 65536, "rows l of the packed sequence (LRA: 16, 128 or 256)"),
+    MOPT_ENUM("kv", KV_UNTIED, KV,
+              "untied: separate key and value projections (LRA's runs, the paper); tied: one "
+              "projection as both (the code's luna_base_tied)"),
+    MOPT_BOOL("dynamic", 1,
+              "a row of n < l real tokens uses only the first n packed rows (the LRA code's "
+              "dynamic projection); false: all l"),
+    MOPT_BOOL("bias", 1, "biases in the projections (the authors' code: yes)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(luna_opts))
+#define NOPTS MOPT_COUNT(luna_opts)
 
 typedef struct LunaState {
     int l, tied, dynamic, kvw;      /* kvw: width of a key/value projection's output, D or 2D */
@@ -78,8 +68,7 @@ typedef struct LunaState {
     unsigned char *pmask;             /* (B, l) packed rows visible to the unpack */
     float *pq, *xkv, *c, *plse;       /* (B, l, D), (B, L, kvw), (B, l, D), (B, H, l) */
     float *uq, *ckv, *uatt, *ulse;    /* (B, L, D), (B, l, kvw), (B, L, D), (B, H, L) */
-    float *psum, *pout, *mean, *rstd; /* P + C, P' = LN(P + C) (B, l, D); (B·l) */
-    float *dpout;                     /* the gradient arriving at P' from the next layer */
+    float *psum, *mean, *rstd;        /* P + C (B, l, D); the statistics of P' = LN(P + C) */
 } LunaState;
 
 /* A D×D-block Xavier-uniform projection with gain g (PyTorch's xavier_uniform_(w, gain=g)). */
@@ -120,6 +109,7 @@ static void luna_create(Mixer *m, ParamTable *pt) {
     const int D = m->D, kvw = st->tied ? D : 2 * D;
     const float g = 1.0f / sqrtf(2.0f);
     st->kvw = kvw;
+    m->carry = st->l; /* P' for the next layer */
     st->p_e = st->p_enw = st->p_enb = -1;
     if (m->layer == 0) {
         st->p_e =
@@ -175,10 +165,8 @@ static void luna_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     st->uatt = arena_floats(acts, BL * D);
     st->ulse = arena_floats(acts, BL * H);
     st->psum = arena_floats(acts, Bl * D);
-    st->pout = arena_floats(acts, Bl * D);
     st->mean = arena_floats(acts, Bl);
     st->rstd = arena_floats(acts, Bl);
-    st->dpout = arena_floats(acts, Bl * D);
     /* backward: d(uatt), d(uq), d(c), d(pq), d(pin), d(ckv), d(xkv), the separate key and
      * value gradients of a tied projection, d(P₀) and d(√D·E + S), then an attention's */
     AttnShape sp = pack_shape(m, B, L), su = unpack_shape(m, B, L);
@@ -196,11 +184,10 @@ static void luna_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
 static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     LunaState *st = m->state;
     const int B = s->B, L = s->L, D = m->D, l = st->l, Bl = B * l, kvw = st->kvw;
+    XB_ASSERT(s->carry_out);
     if (st->p_e < 0) { /* the previous layer's P' (the encoder runs the layers in order) */
-        XB_ASSERT(m->prev && m->prev->spec == m->spec);
-        const LunaState *ps = m->prev->state;
-        XB_ASSERT(ps->l == l);
-        memcpy(st->pin, ps->pout, (size_t)Bl * D * sizeof(float));
+        XB_ASSERT(s->carry_in);
+        memcpy(st->pin, s->carry_in, (size_t)Bl * D * sizeof(float));
     } else { /* P₀ = LN(√D·E + S), the same for every batch row */
         const float *e = mixer_param(s, st->p_e), sq = sqrtf((float)D);
         for (size_t k = 0; k < (size_t)l * D; k++) st->epre[k] = sq * e[k] + st->sin[k];
@@ -217,7 +204,6 @@ static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
         }
         for (int r = 0; r < l; r++) st->pmask[(size_t)b * l + r] = !st->dynamic || r < n;
     }
-    memset(st->dpout, 0, (size_t)Bl * D * sizeof(float));
     const int voff = st->tied ? 0 : D;
     /* pack: C = Attn(P·W_pq, X·W_pk, X·W_pv) */
     PROJ(st->pq, st->pin, st->p_pq, st->p_bpq, Bl, D);
@@ -232,7 +218,7 @@ static void luna_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     PROJ(y, st->uatt, st->p_o, st->p_bo, B * L, D);
     /* the packed sequence for the next layer */
     for (size_t k = 0; k < (size_t)Bl * D; k++) st->psum[k] = st->pin[k] + st->c[k];
-    layernorm_forward(st->pout, st->mean, st->rstd, st->psum, mixer_param(s, st->p_lnw),
+    layernorm_forward(s->carry_out, st->mean, st->rstd, st->psum, mixer_param(s, st->p_lnw),
                       mixer_param(s, st->p_lnb), Bl, D);
 }
 
@@ -280,7 +266,8 @@ static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *
                     mixer_param(s, st->p_kv), Bl, D, kvw);
     /* P' = LN(P + C) */
     float *dsum = dpq; /* d(psum), before dpq is needed */
-    layernorm_backward(dsum, mixer_grad(s, st->p_lnw), mixer_grad(s, st->p_lnb), st->dpout,
+    XB_ASSERT(s->dcarry_out);
+    layernorm_backward(dsum, mixer_grad(s, st->p_lnw), mixer_grad(s, st->p_lnb), s->dcarry_out,
                        st->psum, mixer_param(s, st->p_lnw), st->mean, st->rstd, Bl, D);
     for (size_t k = 0; k < n; k++) dc[k] += dsum[k], dpin[k] += dsum[k];
     memset(dpq, 0, n * sizeof(float));
@@ -294,8 +281,8 @@ static void luna_backward(Mixer *m, const MixerStep *s, float *dx, const float *
                     mixer_param(s, st->p_pkv), BL, D, kvw);
     /* P's gradient: into the previous layer's P', or through P₀ = LN(√D·E + S) to E */
     if (st->p_e < 0) {
-        LunaState *ps = m->prev->state;
-        for (size_t k = 0; k < n; k++) ps->dpout[k] += dpin[k];
+        XB_ASSERT(s->dcarry_in);
+        for (size_t k = 0; k < n; k++) s->dcarry_in[k] += dpin[k];
     } else {
         const size_t lD = (size_t)l * D;
         float *dp0 = arena_floats(s->scratch, lD), *dpre = arena_floats(s->scratch, lD);
@@ -328,15 +315,6 @@ static void luna_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps luna_ops = {
-    .create = luna_create,
-    .plan = luna_plan,
-    .forward = luna_forward,
-    .backward = luna_backward,
-    .flops = luna_flops,
-    .destroy = luna_destroy,
-};
-
 const MixerSpec mixer_luna = {
     .name = "luna",
     .classes = "M",
@@ -344,7 +322,6 @@ const MixerSpec mixer_luna = {
     .title = "Luna: pack X into l rows by P's attention (no output projection), unpack back; "
              "P' = LayerNorm(P + packed) carried across layers (linear in L)",
     .honours_mask = 1,
-    .opts = luna_opts,
-    .n_opts = NOPTS,
-    .ops = &luna_ops,
+    MIXER_OPTS(luna_opts),
+    .ops = &(const MixerOps){MIXER_OPS(luna), .destroy = luna_destroy},
 };

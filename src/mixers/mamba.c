@@ -26,7 +26,6 @@
  *
  * The backward recomputes the scan states chunk by chunk from the states saved at the chunk
  * boundaries (`chunk` steps apart). */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -37,79 +36,37 @@
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "kernels/selective_scan.h"
 #include "mixers/mixer.h"
 
+/* The most convolution taps: the option's maximum and the convolution's per-thread weights. */
+enum { MAX_D_CONV = 64 };
+
 static const OptSpec mamba_opts[] = {
-    {.name = "d_state",
-     .type = OPT_INT,
-     .def = 16,
-     .min = 1,
-     .max = SSCAN_MAX_N,
-     .help = "state size N per channel"},
-    {.name = "d_conv",
-     .type = OPT_INT,
-     .def = 4,
-     .min = 1,
-     .max = 64,
-     .help = "taps of the short depthwise convolution"},
-    {.name = "expand",
-     .type = OPT_INT,
-     .def = 2,
-     .min = 1,
-     .max = 8,
-     .help = "inner channels per model channel (E = expand * d_model)"},
-    {.name = "dt_rank",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 4096,
-     .help = "rank of the step-size projection; 0: ceil(d_model / 16) (the code's \"auto\")"},
-    {.name = "dt_min",
-     .type = OPT_FLOAT,
-     .def = 0.001,
-     .min = 1e-6,
-     .max = 1,
-     .help = "smallest initial step size"},
-    {.name = "dt_max",
-     .type = OPT_FLOAT,
-     .def = 0.1,
-     .min = 1e-6,
-     .max = 1,
-     .help = "largest initial step size"},
-    {.name = "dt_init_floor",
-     .type = OPT_FLOAT,
-     .def = 1e-4,
-     .min = 0,
-     .max = 1,
-     .help = "floor of the initial step sizes"},
-    {.name = "dt_scale",
-     .type = OPT_FLOAT,
-     .def = 1.0,
-     .min = 0,
-     .max = 100,
-     .help = "scale of dt_proj's initial weights (U(+-dt_scale/sqrt(dt_rank)))"},
-    {.name = "conv_bias", .type = OPT_BOOL, .def = 1, .help = "bias of the convolution"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases of in_proj and out_proj"},
-    {.name = "bidirectional",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "Vision Mamba's v2 block: a second scan over the reversed sequence (false: the "
-             "causal Mamba of the paper)"},
-    {.name = "divide_out",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "bidirectional: average the two scans (Vim's if_devide_out, as its released "
-             "models); false: their sum"},
-    {.name = "chunk",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 65536,
-     .help = "scan steps between the states the forward keeps for the backward (memory "
-             "B*E*N*L/chunk; the result does not depend on it)"},
+    MOPT_INT("d_state", 16, 1, SSCAN_MAX_N, "state size N per channel"),
+    MOPT_INT("d_conv", 4, 1, MAX_D_CONV, "taps of the short depthwise convolution"),
+    MOPT_INT("expand", 2, 1, 8, "inner channels per model channel (E = expand * d_model)"),
+    MOPT_INT("dt_rank", 0, 0, 4096,
+             "rank of the step-size projection; 0: ceil(d_model / 16) (the code's \"auto\")"),
+    MOPT_FLOAT("dt_min", 0.001, 1e-6, 1, "smallest initial step size"),
+    MOPT_FLOAT("dt_max", 0.1, 1e-6, 1, "largest initial step size"),
+    MOPT_FLOAT("dt_init_floor", 1e-4, 0, 1, "floor of the initial step sizes"),
+    MOPT_FLOAT("dt_scale", 1.0, 0, 100,
+               "scale of dt_proj's initial weights (U(+-dt_scale/sqrt(dt_rank)))"),
+    MOPT_BOOL("conv_bias", 1, "bias of the convolution"),
+    MOPT_BOOL("bias", 0, "biases of in_proj and out_proj"),
+    MOPT_BOOL("bidirectional", 1,
+              "Vision Mamba's v2 block: a second scan over the reversed sequence (false: the "
+              "causal Mamba of the paper)"),
+    MOPT_BOOL("divide_out", 1,
+              "bidirectional: average the two scans (Vim's if_devide_out, as its released "
+              "models); false: their sum"),
+    MOPT_INT("chunk", 64, 1, 65536,
+             "scan steps between the states the forward keeps for the backward (memory "
+             "B*E*N*L/chunk; the result does not depend on it)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(mamba_opts))
+#define NOPTS MOPT_COUNT(mamba_opts)
 
 /* One scan direction's parameters and saved activations. */
 typedef struct MambaDir {
@@ -136,10 +93,8 @@ static int mamba_check(const OptValues *opts, int D, int H, int max_len, XbError
     const double lo = opt_float(opts, mamba_opts, NOPTS, "dt_min"),
                  hi = opt_float(opts, mamba_opts, NOPTS, "dt_max");
     if (lo > hi) {
-        snprintf(err->key, sizeof err->key, "model.mixer.dt_min");
-        snprintf(err->msg, sizeof err->msg, "%g is above dt_max = %g (valid: dt_min <= dt_max)", lo,
-                 hi);
-        return -1;
+        return mixer_opt_error(err, "dt_min", "%g is above dt_max = %g (valid: dt_min <= dt_max)",
+                               lo, hi);
     }
     return 0;
 }
@@ -306,12 +261,12 @@ static inline int tap(int t, int k, int K, int reverse) {
  * lanes). */
 static void conv_forward(float *cpre, const float *xz, const float *w, const float *bias, int B,
                          int L, int E, int K, int reverse) {
-    enum { CB = 16, KMAX = 64 };
-    XB_ASSERT(K <= KMAX);
+    enum { CB = 16 };
+    XB_ASSERT(K <= MAX_D_CONV);
 #pragma omp parallel for schedule(static)
     for (int e0 = 0; e0 < E; e0 += CB) {
         const int ne = E - e0 < CB ? E - e0 : CB;
-        float wt[KMAX][CB], b0[CB];
+        float wt[MAX_D_CONV][CB], b0[CB];
         for (int j = 0; j < CB; j++) {
             b0[j] = j < ne && bias ? bias[e0 + j] : 0.0f;
             for (int k = 0; k < K; k++) wt[k][j] = j < ne ? w[(size_t)(e0 + j) * K + k] : 0.0f;
@@ -336,12 +291,12 @@ static void conv_forward(float *cpre, const float *xz, const float *w, const flo
  * vector lanes; rows summed in order, then added once). */
 static void conv_backward(float *dx, float *dw, float *db, const float *dc, const float *xz,
                           const float *w, int B, int L, int E, int K, int reverse) {
-    enum { CB = 16, KMAX = 64 };
-    XB_ASSERT(K <= KMAX);
+    enum { CB = 16 };
+    XB_ASSERT(K <= MAX_D_CONV);
 #pragma omp parallel for schedule(static)
     for (int e0 = 0; e0 < E; e0 += CB) {
         const int ne = E - e0 < CB ? E - e0 : CB;
-        float wt[KMAX][CB], acc[KMAX][CB], bacc[CB] = {0};
+        float wt[MAX_D_CONV][CB], acc[MAX_D_CONV][CB], bacc[CB] = {0};
         for (int k = 0; k < K; k++)
             for (int j = 0; j < CB; j++) {
                 wt[k][j] = j < ne ? w[(size_t)(e0 + j) * K + k] : 0.0f;
@@ -415,9 +370,8 @@ static void mamba_forward(Mixer *m, const MixerStep *s, float *y, const float *x
         linear_forward(md->xdbl, md->u, mixer_param(s, md->p_xw), NULL, BL, E, W);
         const float *db = mixer_param(s, md->p_db);
         for (int r = 0; r < BL; r++) memcpy(md->dpre + (size_t)r * E, db, E * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BL, E, R, 1.0f, md->xdbl, W,
-                    mixer_param(s, md->p_dw), R, 1.0f, md->dpre, E);
-        flops_add(2ull * (uint64_t)BL * (uint64_t)R * (uint64_t)E);
+        matmul_strided(md->dpre, E, md->xdbl, W, mixer_param(s, md->p_dw), R, BL, E, R, MM_NT, 1.0f,
+                       1.0f);
         step_sizes(md->delta, md->dpre, s, E);
         const float *alog = mixer_param(s, md->p_alog);
         for (size_t i = 0; i < (size_t)E * N; i++) A[i] = -expf(alog[i]);
@@ -500,11 +454,8 @@ static void mamba_backward(Mixer *m, const MixerStep *s, float *dx, const float 
         }
         /* dt_proj: dpre = δ W_dtᵀ + b_dt with δ the first R columns of xdbl */
         linear_backward(NULL, NULL, mixer_grad(s, md->p_db), ddelta, NULL, NULL, BL, R, E);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, R, BL, 1.0f, ddelta, E, md->xdbl, W,
-                    1.0f, mixer_grad(s, md->p_dw), R);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BL, R, E, 1.0f, ddelta, E,
-                    mixer_param(s, md->p_dw), R, 1.0f, dxdbl, W);
-        flops_add(4ull * (uint64_t)BL * (uint64_t)R * (uint64_t)E);
+        matmul_backward_strided(dxdbl, W, mixer_grad(s, md->p_dw), R, ddelta, E, md->xdbl, W,
+                                mixer_param(s, md->p_dw), R, BL, E, R, MM_NT, 1.0f);
         linear_backward(du, mixer_grad(s, md->p_xw), NULL, dxdbl, md->u, mixer_param(s, md->p_xw),
                         BL, E, W);
 #pragma omp parallel for schedule(static)
@@ -543,18 +494,6 @@ static uint64_t mamba_flops(const Mixer *m, int B, int L, int backward) {
     return f * proj + (uint64_t)st->ndir * (f * dir + sscan_flops(&ss, backward));
 }
 
-static void mamba_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps mamba_ops = {
-    .check = mamba_check,
-    .create = mamba_create,
-    .plan = mamba_plan,
-    .forward = mamba_forward,
-    .backward = mamba_backward,
-    .flops = mamba_flops,
-    .destroy = mamba_destroy,
-};
-
 const MixerSpec mixer_mamba = {
     .name = "mamba",
     .classes = "SSM",
@@ -563,7 +502,6 @@ const MixerSpec mixer_mamba = {
              "convolution, SiLU gate; bidirectional as Vision Mamba's v2 block",
     .honours_mask = 1,
     .beyond_survey = 1,
-    .opts = mamba_opts,
-    .n_opts = NOPTS,
-    .ops = &mamba_ops,
+    MIXER_OPTS(mamba_opts),
+    .ops = &(const MixerOps){MIXER_OPS(mamba), .check = mamba_check},
 };

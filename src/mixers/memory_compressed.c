@@ -13,18 +13,11 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec mc_opts[] = {
-    {.name = "compression",
-     .type = OPT_INT,
-     .def = 3,
-     .min = 1,
-     .max = 4096,
-     .help = "kernel size and stride c of the key/value convolution (paper: 3)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the projections and the convolutions"},
+    MOPT_INT("compression", 3, 1, 4096,
+             "kernel size and stride c of the key/value convolution (paper: 3)"),
+    MOPT_BOOL("bias", 0, "biases in the projections and the convolutions"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(mc_opts))
+#define NOPTS MOPT_COUNT(mc_opts)
 
 typedef struct McState {
     AttnMixer am; /* first: projections, qkv, att, lse */
@@ -164,22 +157,12 @@ static uint64_t mc_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * (proj + conv) : proj + conv) + attn_flops(&sh, backward);
 }
 
-static const MixerOps mc_ops = {
-    .create = mc_create,
-    .plan = mc_plan,
-    .forward = mc_forward,
-    .backward = mc_backward,
-    .flops = mc_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_memory_compressed = {
     .name = "memory_compressed",
     .classes = "FP+M",
     .arxiv = "1801.10198",
     .title = "memory-compressed attention: keys/values shortened by a strided convolution",
     .honours_mask = 1,
-    .opts = mc_opts,
-    .n_opts = NOPTS,
-    .ops = &mc_ops,
+    MIXER_OPTS(mc_opts),
+    .ops = &(const MixerOps){MIXER_OPS(mc)},
 };

@@ -1,5 +1,5 @@
 /* Token mixers: the attention mechanisms. A mixer maps X (B, L, D) with a key-padding mask to
- * Y (B, L, D). Each mechanism is one file with its MixerOps plus one line in registry.c. */
+ * Y (B, L, D). Each mechanism is one file with its MixerOps plus one line in mechanisms.def. */
 #ifndef XB_MIXER_H
 #define XB_MIXER_H
 
@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "core/params.h"
+#include "mixers/mixer_spec.h"
 
 typedef struct MixerSpec MixerSpec;
 
@@ -20,8 +21,9 @@ typedef struct Mixer {
     int layer;             /* 0-based layer index (seeds per-layer randomness) */
     int n_layers;          /* mixer layers of the model, for depth-dependent initialisations
                             * (RWKV's); 0 when unknown (mixer_create) */
-    struct Mixer *prev;    /* the previous layer's mixer (NULL for the first), for mechanisms that
-                            * carry state from layer to layer (Luna's packed sequence) */
+    int carry;             /* rows of width D per batch row that forward hands to the next mixer
+                            * layer (Luna's packed sequence; MixerStep.carry_out), 0 for none:
+                            * set by create, and the caller owns the buffers */
     int ctx;               /* leading positions of every row that are context only: keys and
                             * values, no output wanted (Transformer-XL's memory). Set by the
                             * caller after mixer_create and before plan, and only for a mechanism
@@ -52,6 +54,12 @@ typedef struct MixerStep {
     double *aux_loss;    /* NULL, or where forward adds its auxiliary loss (already weighted,
                           * e.g. Routing's commitment term); when non-NULL, backward adds
                           * that loss's gradient too (the loss enters with weight 1) */
+    /* The carry between mixer layers, for a mechanism with Mixer.carry > 0 (the caller's buffers,
+     * (B, carry, D) each; the others ignore them): */
+    const float *carry_in;   /* the previous mixer layer's carry_out; NULL for the first layer */
+    float *carry_out;        /* forward writes this layer's carry for the next */
+    float *dcarry_in;        /* backward adds the gradient at carry_in (NULL with carry_in) */
+    const float *dcarry_out; /* backward: the gradient at carry_out (zeros for the last layer) */
 } MixerStep;
 
 /* Parameter tensor i of the step's buffer (NULL when i < 0, an absent optional tensor), and its
@@ -80,7 +88,7 @@ typedef struct MixerOps {
     void (*backward)(Mixer *m, const MixerStep *s, float *dx, const float *dy, const float *x);
     /* Matrix-product FLOPs (see core/flops.h) of one forward (backward = 0) or backward call. */
     uint64_t (*flops)(const Mixer *m, int B, int L, int backward);
-    /* Frees m->state. */
+    /* Frees m->state; NULL when free(m->state) is all it takes (mixer_destroy does that). */
     void (*destroy)(Mixer *m);
 } MixerOps;
 

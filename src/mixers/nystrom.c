@@ -17,36 +17,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec nystrom_opts[] = {
-    {.name = "landmarks",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 65536,
-     .help = "landmarks m (the paper: 64; its LRA runs: 32 to 256)"},
-    {.name = "pinv_iters",
-     .type = OPT_INT,
-     .def = 6,
-     .min = 1,
-     .max = 100,
-     .help = "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"},
-    {.name = "conv",
-     .type = OPT_INT,
-     .def = 33,
-     .min = 0,
-     .max = 1025,
-     .help = "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("landmarks", 64, 1, 65536, "landmarks m (the paper: 64; its LRA runs: 32 to 256)"),
+    MOPT_INT("pinv_iters", 6, 1, 100,
+             "iterations of the Moore-Penrose pseudo-inverse (the paper: 6)"),
+    MOPT_INT("conv", 33, 0, 1025,
+             "width of the depthwise skip convolution on V, odd; 0 = none (the paper's code: 33)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(nystrom_opts))
+#define NOPTS MOPT_COUNT(nystrom_opts)
 
 typedef struct NystromState {
     AttnMixer am; /* first: projections; qkv, att (B, L, D); lse = F's (B, H, L) */
@@ -77,20 +63,14 @@ static void nystrom_create(Mixer *m, ParamTable *pt) {
 
 static int nystrom_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int mm = opt_int(opts, nystrom_opts, NOPTS, "landmarks");
     const int c = opt_int(opts, nystrom_opts, NOPTS, "conv");
-    if (mm > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.landmarks");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the mean of "
-                 "at least one position)",
-                 mm, max_len, max_len);
+    if (mixer_check_len(opts, nystrom_opts, NOPTS, "landmarks", max_len,
+                        "%d is more than model.max_len = %d (valid: 1 to %d: a landmark is the "
+                        "mean of at least one position)",
+                        err))
         return -1;
-    }
     if (c && c % 2 == 0) {
-        snprintf(err->key, sizeof err->key, "model.mixer.conv");
-        snprintf(err->msg, sizeof err->msg, "%d is even (valid: 0, or an odd width)", c);
-        return -1;
+        return mixer_opt_error(err, "conv", "%d is even (valid: 0, or an odd width)", c);
     }
     return 0;
 }
@@ -140,14 +120,6 @@ static void nystrom_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, XB_MAX(attn_scratch_floats(&a, nt), attn_scratch_floats(&o, nt)));
 }
 
-/* C = alpha·op(A)·op(B) + beta·C for n×n matrices; counts its FLOPs into *f. */
-static void mm(float *c, const float *a, int ta, const float *b, int tb, int n, float alpha,
-               float beta, uint64_t *f) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, n, n,
-                n, alpha, a, n, b, n, beta, c, n);
-    *f += 2ull * (uint64_t)n * n * n;
-}
-
 /* x ← c·I − x for an n×n matrix. */
 static void c_minus(float *x, float c, int n) {
     for (int i = 0; i < n * n; i++) x[i] = -x[i];
@@ -194,16 +166,13 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
     float *work = arena_floats(s->scratch, (size_t)nt * 4 * mm2);
-    uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         float *A = st->a + (size_t)bh * mm2, *Z = st->z + (size_t)bh * (st->iters + 1) * mm2;
         float *X = work + (size_t)omp_get_thread_num() * 4 * mm2, *T = X + mm2, *U = T + mm2;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f,
-                    st->ql + (size_t)b * M * D + h * Dh, D, st->kl + (size_t)b * M * D + h * Dh, D,
-                    0.0f, A, M);
-        done += 2ull * M * M * Dh;
+        matmul_strided(A, M, st->ql + (size_t)b * M * D + h * Dh, D,
+                       st->kl + (size_t)b * M * D + h * Dh, D, M, M, Dh, MM_NT, 1.0f, 0.0f);
         for (int i = 0; i < M; i++) {
             float *row = A + (size_t)i * M, mx = -INFINITY, sum = 0.0f;
             for (int j = 0; j < M; j++) mx = fmaxf(mx, row[j]);
@@ -221,32 +190,27 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
         for (int t = 0; t < st->iters; t++) {
             const float *Zt = Z + (size_t)t * mm2;
             float *Zn = Z + (size_t)(t + 1) * mm2;
-            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done); /* X = A Z */
+            matmul(X, A, Zt, M, M, M, MM_NN, 1.0f, 0.0f); /* X = A Z */
             memcpy(T, X, mm2 * sizeof(float));
-            c_minus(T, 7.0f, M);                     /* 7I − X */
-            mm(U, X, 0, T, 0, M, 1.0f, 0.0f, &done); /* X (7I − X) */
-            c_minus(U, 15.0f, M);                    /* 15I − X (7I − X) */
-            mm(T, X, 0, U, 0, M, 1.0f, 0.0f, &done); /* X (15I − …) */
-            c_minus(T, 13.0f, M);                    /* P(X) = 13I − X (15I − …) */
-            mm(Zn, Zt, 0, T, 0, M, 0.25f, 0.0f, &done);
+            c_minus(T, 7.0f, M);                         /* 7I − X */
+            matmul(U, X, T, M, M, M, MM_NN, 1.0f, 0.0f); /* X (7I − X) */
+            c_minus(U, 15.0f, M);                        /* 15I − X (7I − X) */
+            matmul(T, X, U, M, M, M, MM_NN, 1.0f, 0.0f); /* X (15I − …) */
+            c_minus(T, 13.0f, M);                        /* P(X) = 13I − X (15I − …) */
+            matmul(Zn, Zt, T, M, M, M, MM_NN, 0.25f, 0.0f);
         }
     }
-    flops_add(done);
     arena_reset_to(s->scratch, mark);
     /* B·V, then W = A⁺·(B·V), then F·W */
     AttnShape la = land_shape(m, B, L);
     attn_forward(st->bv, st->lse3, st->ql, st->ks, am->qkv + 2 * D, s->mask, &la, s->scratch);
-    done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *Z = st->z + ((size_t)bh * (st->iters + 1) + st->iters) * mm2;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, Z, M,
-                    st->bv + (size_t)b * M * D + h * Dh, D, 0.0f,
-                    st->w + (size_t)b * M * D + h * Dh, D);
-        done += 2ull * M * M * Dh;
+        matmul_strided(st->w + (size_t)b * M * D + h * Dh, D, Z, M,
+                       st->bv + (size_t)b * M * D + h * Dh, D, M, Dh, M, MM_NN, 1.0f, 0.0f);
     }
-    flops_add(done);
     AttnShape os = out_shape(m, B, L);
     attn_forward(st->fo, am->lse, st->qs, st->kl, st->w, NULL, &os, s->scratch);
     memcpy(am->att, st->fo, (size_t)BL * D * sizeof(float));
@@ -332,9 +296,8 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     AttnShape os = out_shape(m, B, L);
     attn_backward(dqs, dkl, dw, datt, st->qs, st->kl, st->w, st->fo, am->lse, NULL, &os,
                   s->scratch);
-    uint64_t done = 0;
     /* W = Z·BV: dBV = Zᵀ dW; dZ = dW BVᵀ, then back through the iterations and A's softmax */
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *A = st->a + (size_t)bh * mm2, *Z = st->z + (size_t)bh * (st->iters + 1) * mm2;
@@ -343,34 +306,31 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
         float *dX = U + mm2, *T = dX + mm2, *T2 = T + mm2;
         const float *dwb = dw + (size_t)b * M * D + h * Dh,
                     *bvb = st->bv + (size_t)b * M * D + h * Dh;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f,
-                    Z + (size_t)st->iters * mm2, M, dwb, D, 0.0f, dbv + (size_t)b * M * D + h * Dh,
-                    D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, M, Dh, 1.0f, dwb, D, bvb, D, 0.0f,
-                    G, M);
-        done += 4ull * M * M * Dh;
+        matmul_strided(dbv + (size_t)b * M * D + h * Dh, D, Z + (size_t)st->iters * mm2, M, dwb, D,
+                       M, Dh, M, MM_TN, 1.0f, 0.0f);
+        matmul_strided(G, M, dwb, D, bvb, D, M, M, Dh, MM_NT, 1.0f, 0.0f);
         memset(dA, 0, mm2 * sizeof(float));
         for (int t = st->iters - 1; t >= 0; t--) { /* G = dZ_{t+1} → dZ_t, dA */
             const float *Zt = Z + (size_t)t * mm2;
-            mm(X, A, 0, Zt, 0, M, 1.0f, 0.0f, &done);                            /* X = A Z_t */
-            mm(X2, X, 0, X, 0, M, 1.0f, 0.0f, &done);                            /* X² */
+            matmul(X, A, Zt, M, M, M, MM_NN, 1.0f, 0.0f);                        /* X = A Z_t */
+            matmul(X2, X, X, M, M, M, MM_NN, 1.0f, 0.0f);                        /* X² */
             for (size_t k = 0; k < mm2; k++) P[k] = 7.0f * X2[k] - 15.0f * X[k]; /* P(X) */
-            mm(P, X2, 0, X, 0, M, -1.0f, 1.0f, &done);                           /* − X³ */
+            matmul(P, X2, X, M, M, M, MM_NN, -1.0f, 1.0f);                       /* − X³ */
             for (int i = 0; i < M; i++) P[(size_t)i * M + i] += 13.0f;
             for (size_t k = 0; k < mm2; k++) G[k] *= 0.25f; /* Z_{t+1} = ¼ Z_t P(X) */
-            mm(U, Zt, 1, G, 0, M, 1.0f, 0.0f, &done);       /* U = Z_tᵀ G */
+            matmul(U, Zt, G, M, M, M, MM_TN, 1.0f, 0.0f);   /* U = Z_tᵀ G */
             /* dX = −15U + 7(U Xᵀ + Xᵀ U) − (U X²ᵀ + Xᵀ U Xᵀ + X²ᵀ U) */
             for (size_t k = 0; k < mm2; k++) dX[k] = -15.0f * U[k];
-            mm(dX, U, 0, X, 1, M, 7.0f, 1.0f, &done);
-            mm(dX, X, 1, U, 0, M, 7.0f, 1.0f, &done);
-            mm(dX, U, 0, X2, 1, M, -1.0f, 1.0f, &done);
-            mm(T, X, 1, U, 0, M, 1.0f, 0.0f, &done);
-            mm(dX, T, 0, X, 1, M, -1.0f, 1.0f, &done);
-            mm(dX, X2, 1, U, 0, M, -1.0f, 1.0f, &done);
+            matmul(dX, U, X, M, M, M, MM_NT, 7.0f, 1.0f);
+            matmul(dX, X, U, M, M, M, MM_TN, 7.0f, 1.0f);
+            matmul(dX, U, X2, M, M, M, MM_NT, -1.0f, 1.0f);
+            matmul(T, X, U, M, M, M, MM_TN, 1.0f, 0.0f);
+            matmul(dX, T, X, M, M, M, MM_NT, -1.0f, 1.0f);
+            matmul(dX, X2, U, M, M, M, MM_TN, -1.0f, 1.0f);
             /* dZ_t = G P(X)ᵀ + Aᵀ dX; dA += dX Z_tᵀ */
-            mm(T2, G, 0, P, 1, M, 1.0f, 0.0f, &done);
-            mm(T2, A, 1, dX, 0, M, 1.0f, 1.0f, &done);
-            mm(dA, dX, 0, Zt, 1, M, 1.0f, 1.0f, &done);
+            matmul(T2, G, P, M, M, M, MM_NT, 1.0f, 0.0f);
+            matmul(T2, A, dX, M, M, M, MM_TN, 1.0f, 1.0f);
+            matmul(dA, dX, Zt, M, M, M, MM_NT, 1.0f, 1.0f);
             memcpy(G, T2, mm2 * sizeof(float));
         }
         /* Z₀ = Aᵀ/c, c the largest column sum (jc its column): dA += G₀ᵀ/c, dc = −Σ G₀∘Aᵀ/c² */
@@ -395,15 +355,11 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
             for (int j = 0; j < M; j++)
                 dA[(size_t)i * M + j] = A[(size_t)i * M + j] * (dA[(size_t)i * M + j] - acc);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
-                    st->kl + (size_t)b * M * D + h * Dh, D, 1.0f, dql + (size_t)b * M * D + h * Dh,
-                    D);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, M, 1.0f, dA, M,
-                    st->ql + (size_t)b * M * D + h * Dh, D, 1.0f, dkl + (size_t)b * M * D + h * Dh,
-                    D);
-        done += 4ull * M * M * Dh;
+        matmul_strided(dql + (size_t)b * M * D + h * Dh, D, dA, M,
+                       st->kl + (size_t)b * M * D + h * Dh, D, M, Dh, M, MM_NN, 1.0f, 1.0f);
+        matmul_strided(dkl + (size_t)b * M * D + h * Dh, D, dA, M,
+                       st->ql + (size_t)b * M * D + h * Dh, D, M, Dh, M, MM_TN, 1.0f, 1.0f);
     }
-    flops_add(done);
     AttnShape la = land_shape(m, B, L);
     attn_backward(dql, dks, dqkv + 2 * D, dbv, st->ql, st->ks, am->qkv + 2 * D, st->bv, st->lse3,
                   s->mask, &la, s->scratch);
@@ -442,16 +398,6 @@ static uint64_t nystrom_flops(const Mixer *m, int B, int L, int backward) {
            BH * (4 * M * M * Dh + 13 * M3 * st->iters + 4 * M * M * Dh);
 }
 
-static const MixerOps nystrom_ops = {
-    .check = nystrom_check,
-    .create = nystrom_create,
-    .plan = nystrom_plan,
-    .forward = nystrom_forward,
-    .backward = nystrom_backward,
-    .flops = nystrom_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_nystrom = {
     .name = "nystrom",
     .classes = "M+DS",
@@ -461,7 +407,6 @@ const MixerSpec mixer_nystrom = {
     .honours_mask = 1,
     .padding_dependence = "the landmarks are the means of m segments of the padded length, padding "
                           "rows counting as zeros (as the authors' code)",
-    .opts = nystrom_opts,
-    .n_opts = NOPTS,
-    .ops = &nystrom_ops,
+    MIXER_OPTS(nystrom_opts),
+    .ops = &(const MixerOps){MIXER_OPS(nystrom), .check = nystrom_check},
 };

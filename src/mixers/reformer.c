@@ -46,62 +46,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/attention.h"
 #include "kernels/gather.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/mixer.h"
 #include "mixers/reformer.h"
 
+/* Rows hashed per matrix product (bounds the per-thread projection buffer); the most hashing
+ * rounds, the option's maximum and the size of the per-round arrays (w, cp, bp, log_count). */
+enum { HASH_ROWS = 512, MAX_HASHES = 16 };
+
 static const OptSpec reformer_opts[] = {
-    {.name = "chunk",
-     .type = OPT_INT,
-     .def = 128,
-     .min = 1,
-     .max = 65536,
-     .help = "chunk length m (Trax LSHSelfAttention: 128); unused with lra"},
-    {.name = "buckets",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 65536,
-     .help = "hash buckets n_b: 1, or even; 0 = 2·ceil(L/chunk) of the padded length L, the "
-             "paper's 2l/m (with lra: 10, LRA's n_buckets)"},
-    {.name = "hashes",
-     .type = OPT_INT,
-     .def = 1,
-     .min = 1,
-     .max = 16,
-     .help = "hashing rounds (LRA and Trax: 1; the paper's best: 8)"},
-    {.name = "self_mask",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "a token attends to itself only when nothing else is in reach (the paper, Trax)"},
-    {.name = "same_bucket",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "attend only to keys of the query's own bucket within the chunk window (the paper's "
-             "eq. 3; Trax LSHCausalAttention attend_across_buckets=False); false: any key of the "
-             "window (Trax's later LSHSelfAttention)"},
-    {.name = "dedup",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "lower the logit of a pair that N rounds attend by log N (the paper's §2.3; Trax "
-             "LSHCausalAttention allow_duplicate_attention=False); false: count it N times"},
-    {.name = "lra",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "what LRA's Table 1 ran (lra_benchmarks reformer_attention.py): one fixed hashing "
-             "key for all layers, heads and steps; raw queries as keys, logits times sqrt(d_h); "
-             "no self mask, bucket restriction or dedup; n_b chunks per round; no output "
-             "projection (padding stays masked)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("chunk", 128, 1, 65536,
+             "chunk length m (Trax LSHSelfAttention: 128); unused with lra"),
+    MOPT_INT("buckets", 0, 0, 65536,
+             "hash buckets n_b: 1, or even; 0 = 2·ceil(L/chunk) of the padded length L, the "
+             "paper's 2l/m (with lra: 10, LRA's n_buckets)"),
+    MOPT_INT("hashes", 1, 1, MAX_HASHES, "hashing rounds (LRA and Trax: 1; the paper's best: 8)"),
+    MOPT_BOOL("self_mask", 1,
+              "a token attends to itself only when nothing else is in reach (the paper, Trax)"),
+    MOPT_BOOL("same_bucket", 1,
+              "attend only to keys of the query's own bucket within the chunk window (the paper's "
+              "eq. 3; Trax LSHCausalAttention attend_across_buckets=False); false: any key of the "
+              "window (Trax's later LSHSelfAttention)"),
+    MOPT_BOOL("dedup", 1,
+              "lower the logit of a pair that N rounds attend by log N (the paper's §2.3; Trax "
+              "LSHCausalAttention allow_duplicate_attention=False); false: count it N times"),
+    MOPT_BOOL("lra", 0,
+              "what LRA's Table 1 ran (lra_benchmarks reformer_attention.py): one fixed hashing "
+              "key for all layers, heads and steps; raw queries as keys, logits times sqrt(d_h); "
+              "no self mask, bucket restriction or dedup; n_b chunks per round; no output "
+              "projection (padding stays masked)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(reformer_opts))
+#define NOPTS MOPT_COUNT(reformer_opts)
 
 /* The logit a token gets for itself (Trax's value: far below any real logit, yet finite so that
  * a token alone in reach still attends to itself). */
@@ -110,8 +91,6 @@ static const OptSpec reformer_opts[] = {
 #define LRA_HASH_SEED 0u
 /* LRA's n_buckets (ReformerAttention's default, which its configs keep). */
 enum { LRA_BUCKETS = 10 };
-/* Rows hashed per matrix product (bounds the per-thread projection buffer). */
-enum { HASH_ROWS = 512, MAX_HASHES = 16 };
 
 typedef struct ReformerState {
     int chunk, buckets_opt, R, self_mask, same_bucket, dedup, lra, bias;
@@ -256,32 +235,28 @@ static int reformer_check(const OptValues *opts, int D, int H, int max_len, XbEr
     (void)D, (void)H, (void)max_len;
     const int nb = opt_int(opts, reformer_opts, NOPTS, "buckets");
     if (nb > 1 && nb % 2) {
-        snprintf(err->key, sizeof err->key, "model.mixer.buckets");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is odd (valid: 0 for 2·ceil(L/chunk), 1, or an even number: angular LSH "
-                 "takes the argmax over [xR; -xR])",
-                 nb);
-        return -1;
+        return mixer_opt_error(
+            err, "buckets",
+            "%d is odd (valid: 0 for 2·ceil(L/chunk), 1, or an even number: angular LSH "
+            "takes the argmax over [xR; -xR])",
+            nb);
     }
     if (!opt_bool(opts, reformer_opts, NOPTS, "lra")) return 0;
     /* lra is LRA's attention as a whole: reject settings it does not have */
     static const char *const off[] = {"self_mask", "same_bucket", "dedup"};
-    for (int k = 0; k < 3; k++)
+    for (size_t k = 0; k < XB_ARRAY_LEN(off); k++)
         if (opt_bool(opts, reformer_opts, NOPTS, off[k])) {
             const int i = opt_index(reformer_opts, NOPTS, off[k]);
             if (!opts->set[i]) continue; /* the default, overridden by lra */
-            snprintf(err->key, sizeof err->key, "model.mixer.%s", off[k]);
-            snprintf(err->msg, sizeof err->msg,
-                     "LRA's Reformer attention has no %s (valid with lra: false, or unset)",
-                     off[k]);
-            return -1;
+            return mixer_opt_error(
+                err, off[k], "LRA's Reformer attention has no %s (valid with lra: false, or unset)",
+                off[k]);
         }
     if (opts->set[opt_index(reformer_opts, NOPTS, "chunk")]) {
-        snprintf(err->key, sizeof err->key, "model.mixer.chunk");
-        snprintf(err->msg, sizeof err->msg,
-                 "LRA cuts each round into n_b chunks of ceil(L/n_b) (valid with lra: unset; "
-                 "choose buckets instead)");
-        return -1;
+        return mixer_opt_error(
+            err, "chunk",
+            "LRA cuts each round into n_b chunks of ceil(L/n_b) (valid with lra: unset; "
+            "choose buckets instead)");
     }
     return 0;
 }
@@ -355,8 +330,7 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
     float *proj = arena_floats(s->scratch, (size_t)nt * HASH_ROWS * XB_MAX(1, half) + 16);
     int *bucket = arena_alloc(s->scratch, (size_t)nt * L * sizeof(int));
     int *work = arena_alloc(s->scratch, (size_t)nt * (NB + 2) * sizeof(int));
-    uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int it = 0; it < NI; it++) {
         const int b = it / (H * R), h = it / R % H, r = it % R, t = omp_get_thread_num();
         int *bk = bucket + (size_t)t * L;
@@ -368,10 +342,9 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
                 continue;
             }
             float *xr = proj + (size_t)t * HASH_ROWS * half;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, half, Dh, 1.0f,
-                        q + (size_t)i0 * 2 * D, 2 * D, rot + ((size_t)h * R + r) * Dh * half, half,
-                        0.0f, xr, half);
-            done += 2ull * (uint64_t)n * (uint64_t)Dh * (uint64_t)half;
+            matmul_strided(xr, half, q + (size_t)i0 * 2 * D, 2 * D,
+                           rot + ((size_t)h * R + r) * Dh * half, half, n, half, Dh, MM_NN, 1.0f,
+                           0.0f);
             for (int i = 0; i < n; i++) { /* argmax over [xR; −xR], first maximum */
                 const float *v = xr + (size_t)i * half;
                 int best = 0;
@@ -392,7 +365,6 @@ static void hash_and_sort(Mixer *m, const MixerStep *s) {
         for (int i = 0; i < L; i++) sb[i] = bk[perm[i]];
         memcpy(st->pbkt + (size_t)it * L, bk, (size_t)L * sizeof(int));
     }
-    flops_add(done);
     arena_reset_to(s->scratch, mark);
 }
 
@@ -569,18 +541,6 @@ static uint64_t reformer_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * proj : proj + hash) + attn_flops(&sh, backward);
 }
 
-static void reformer_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps reformer_ops = {
-    .check = reformer_check,
-    .create = reformer_create,
-    .plan = reformer_plan,
-    .forward = reformer_forward,
-    .backward = reformer_backward,
-    .flops = reformer_flops,
-    .destroy = reformer_destroy,
-};
-
 const MixerSpec mixer_reformer = {
     .name = "reformer",
     .classes = "LP",
@@ -593,7 +553,6 @@ const MixerSpec mixer_reformer = {
         "hash_vectors); the first chunk of each round looks back at the last chunk of the padded "
         "length (Trax's look_one_back), not at the row's last real chunk; with lra the chunks are "
         "ceil(L/n_b) of the padded length; otherwise padding is invisible",
-    .opts = reformer_opts,
-    .n_opts = NOPTS,
-    .ops = &reformer_ops,
+    MIXER_OPTS(reformer_opts),
+    .ops = &(const MixerOps){MIXER_OPS(reformer), .check = reformer_check},
 };

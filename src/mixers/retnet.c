@@ -41,53 +41,40 @@
 #include "mixers/mixer.h"
 
 static const char *const FORMS[] = {"chunkwise", "parallel", NULL};
-enum { FORM_CHUNKWISE, FORM_PARALLEL };
+enum { FORM_CHUNKWISE, FORM_PARALLEL, N_FORMS };
+MOPT_CHOICES_ARE(FORMS, N_FORMS);
 static const char *const NORMS[] = {"group", "rms", NULL};
-enum { NORM_GROUP, NORM_RMS };
+enum { NORM_GROUP, NORM_RMS, N_NORMS };
+MOPT_CHOICES_ARE(NORMS, N_NORMS);
 
 static const OptSpec retnet_opts[] = {
-    {.name = "causal",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "the paper's causal retention (m <= n); false: the encoder's two-sided decay "
-             "gamma^|n-m| (our adaptation, RMT's decay in 1-D)"},
-    {.name = "form",
-     .type = OPT_ENUM,
-     .def = FORM_CHUNKWISE,
-     .choices = FORMS,
-     .help = "chunkwise: the chunkwise-recurrent form, O(L*chunk); parallel: (QK^T * D)V over "
-             "tiles, O(L^2) time; the same result"},
-    {.name = "chunk",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 65536,
-     .help = "chunk length of the chunkwise form (torchscale's recurrent_chunk_size, 512 there; "
-             "a speed setting: the result does not depend on it)"},
-    {.name = "value_factor",
-     .type = OPT_INT,
-     .def = 2,
-     .min = 1,
-     .max = 8,
-     .help = "value width per head over key width (the paper and torchscale's first release: 2)"},
-    {.name = "norm",
-     .type = OPT_ENUM,
-     .def = NORM_GROUP,
-     .choices = NORMS,
-     .help = "per-head norm of the retention output: group (the paper, GroupNorm eps 1e-5) or "
-             "rms (torchscale since Sep 2023, eps 1e-6)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "biases in the q, k, v, g and output projections (torchscale's first release; "
-             "later ones have none)"},
+    MOPT_BOOL("causal", 0,
+              "the paper's causal retention (m <= n); false: the encoder's two-sided decay "
+              "gamma^|n-m| (our adaptation, RMT's decay in 1-D)"),
+    MOPT_ENUM("form", FORM_CHUNKWISE, FORMS,
+              "chunkwise: the chunkwise-recurrent form, O(L*chunk); parallel: (QK^T * D)V over "
+              "tiles, O(L^2) time; the same result"),
+    MOPT_INT("chunk", 64, 1, 65536,
+             "chunk length of the chunkwise form (torchscale's recurrent_chunk_size, 512 there; "
+             "a speed setting: the result does not depend on it)"),
+    MOPT_INT("value_factor", 2, 1, 8,
+             "value width per head over key width (the paper and torchscale's first release: 2)"),
+    MOPT_ENUM("norm", NORM_GROUP, NORMS,
+              "per-head norm of the retention output: group (the paper, GroupNorm eps 1e-5) or "
+              "rms (torchscale since Sep 2023, eps 1e-6)"),
+    MOPT_BOOL("bias", 1,
+              "biases in the q, k, v, g and output projections (torchscale's first release; "
+              "later ones have none)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(retnet_opts))
+#define NOPTS MOPT_COUNT(retnet_opts)
+
+/* The most heads: one decay each, γ_h = 1 − 2^(−5−h), in a fixed array. */
+enum { MAX_HEADS = 64 };
 
 typedef struct RetnetState {
     int causal, chunk, norm, Dv, dk, dvh;
     int p_wq, p_bq, p_wk, p_bk, p_wv, p_bv, p_wg, p_bg, p_wo, p_bo;
-    float log_gamma[64];
+    float log_gamma[MAX_HEADS];
     /* saved by the forward (B, L, ·) */
     float *qr, *kr;         /* (B, L, D): rotated queries; rotated, scaled, padding-zeroed keys */
     float *vaug;            /* (B, L, H(dvh+1)): values with a column of ones per head */
@@ -111,10 +98,10 @@ static int retnet_check(const OptValues *opts, int D, int H, int max_len, XbErro
                  D / H);
         return -1;
     }
-    if (H > 64) {
+    if (H > MAX_HEADS) {
         snprintf(err->key, sizeof err->key, "model.heads");
         snprintf(err->msg, sizeof err->msg,
-                 "retnet has one decay per head: %d heads (valid: 1 to 64)", H);
+                 "retnet has one decay per head: %d heads (valid: 1 to %d)", H, MAX_HEADS);
         return -1;
     }
     return 0;
@@ -437,18 +424,6 @@ static uint64_t retnet_flops(const Mixer *m, int B, int L, int backward) {
     return 2 * proj + retention_flops(&sq) + retention_flops(&sk) + retention_flops(&sv);
 }
 
-static void retnet_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps retnet_ops = {
-    .check = retnet_check,
-    .create = retnet_create,
-    .plan = retnet_plan,
-    .forward = retnet_forward,
-    .backward = retnet_backward,
-    .flops = retnet_flops,
-    .destroy = retnet_destroy,
-};
-
 const MixerSpec mixer_retnet = {
     .name = "retnet",
     .classes = "RNN",
@@ -457,7 +432,6 @@ const MixerSpec mixer_retnet = {
              "two-sided decay for the encoder, chunkwise-recurrent O(L)",
     .honours_mask = 1,
     .beyond_survey = 1,
-    .opts = retnet_opts,
-    .n_opts = NOPTS,
-    .ops = &retnet_ops,
+    MIXER_OPTS(retnet_opts),
+    .ops = &(const MixerOps){MIXER_OPS(retnet), .check = retnet_check},
 };

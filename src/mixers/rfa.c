@@ -21,7 +21,6 @@
  * (random_matrices/{Dh}_{F}.npy, sample_random_matrices: a fresh subset per training step, the
  * first H matrices in evaluation); here ε is drawn from the experiment seed at every training step,
  * and evaluation uses the draw of the step that produced the parameters. */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,20 +31,14 @@
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec rfa_opts[] = {
-    {.name = "features",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 1,
-     .max = 32768,
-     .help = "random features F per head, each a sine and a cosine (authors' code: 64)"},
-    {.name = "learned_sigma",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "learn the per-dimension scale sigma of the random features (the paper's learned "
-             "variance, the authors' --reparam-proj); false: sigma = 1 (that flag's default)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("features", 64, 1, 32768,
+             "random features F per head, each a sine and a cosine (authors' code: 64)"),
+    MOPT_BOOL("learned_sigma", 1,
+              "learn the per-dimension scale sigma of the random features (the paper's learned "
+              "variance, the authors' --reparam-proj); false: sigma = 1 (that flag's default)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(rfa_opts))
+#define NOPTS MOPT_COUNT(rfa_opts)
 
 #define RFA_SCALE 0.1f     /* rfa_utils.py SCALE */
 #define RFA_MIN_DEN 0.1f   /* rfa_utils.py EPS: qz.clamp_min(EPS) */
@@ -217,22 +210,14 @@ static void rfa_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps rfa_ops = {
-    .create = rfa_create,
-    .plan = rfa_plan,
-    .forward = kernel_mixer_forward,
-    .backward = kernel_mixer_backward,
-    .flops = kernel_mixer_flops,
-    .destroy = rfa_destroy,
-};
-
 const MixerSpec mixer_rfa = {
     .name = "rfa",
     .classes = "KR",
     .arxiv = "2103.02143",
     .title = "Random Feature Attention: sin/cos random features of unit q, k; learned scales",
     .honours_mask = 1,
-    .opts = rfa_opts,
-    .n_opts = NOPTS,
-    .ops = &rfa_ops,
+    MIXER_OPTS(rfa_opts),
+    .ops =
+        &(const MixerOps){
+            .create = rfa_create, .plan = rfa_plan, KERNEL_MIXER_RUN, .destroy = rfa_destroy},
 };

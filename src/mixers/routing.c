@@ -37,59 +37,34 @@
  * Cost: scores k·L·Dh per routing head and attention k·w²·Dh per head, O(L·√L) with k = √L. The
  * clusters and blocks run through the fused attention kernel as a batch of B·H·k dense w × w
  * problems. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/flops.h"
 #include "core/dist.h"
 #include "core/xassert.h"
 #include "kernels/gather.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec routing_opts[] = {
-    {.name = "clusters",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 1048576,
-     .help = "centroids per head k; 0: round(sqrt(model.max_len)) (paper: k = sqrt(n))"},
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 1048576,
-     .help = "tokens per cluster w; 0: ceil(L / k) (paper: balanced clusters of n / k)"},
-    {.name = "decay",
-     .type = OPT_FLOAT,
-     .def = 0.999,
-     .min = 0,
-     .max = 1,
-     .help = "EMA decay of the centroids (authors' online_kmeans: 0.999)"},
-    {.name = "commitment",
-     .type = OPT_FLOAT,
-     .def = 1e-4,
-     .min = 0,
-     .max = 1e3,
-     .help = "weight of the commitment loss on the normalised q/k (paper: 1e-4)"},
-    {.name = "local_heads",
-     .type = OPT_INT,
-     .def = -1,
-     .min = -1,
-     .max = 1024,
-     .help = "heads that attend within fixed blocks of w positions instead of clusters; -1: half "
-             "of the heads, rounded down (the authors' split); 0: routing heads only"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the Q/K/V and output projections"},
+    MOPT_INT("clusters", 0, 0, 1048576,
+             "centroids per head k; 0: round(sqrt(model.max_len)) (paper: k = sqrt(n))"),
+    MOPT_INT("window", 0, 0, 1048576,
+             "tokens per cluster w; 0: ceil(L / k) (paper: balanced clusters of n / k)"),
+    MOPT_FLOAT("decay", 0.999, 0, 1, "EMA decay of the centroids (authors' online_kmeans: 0.999)"),
+    MOPT_FLOAT("commitment", 1e-4, 0, 1e3,
+               "weight of the commitment loss on the normalised q/k (paper: 1e-4)"),
+    MOPT_INT("local_heads", -1, -1, 1024,
+             "heads that attend within fixed blocks of w positions instead of clusters; -1: half "
+             "of the heads, rounded down (the authors' split); 0: routing heads only"),
+    MOPT_BOOL("bias", 0, "biases in the Q/K/V and output projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(routing_opts))
+#define NOPTS MOPT_COUNT(routing_opts)
 
 #define ROUTING_EMA_EPS 1e-5f   /* Laplace smoothing of the EMA counts (authors' epsilon) */
 #define ROUTING_COUNT_EPS 1e-2f /* added to the pick count before averaging (authors') */
@@ -135,41 +110,31 @@ static int routing_w(const RoutingState *st, int L) {
 
 static int routing_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D;
-    const int k = opt_int(opts, routing_opts, NOPTS, "clusters");
     const int w = opt_int(opts, routing_opts, NOPTS, "window");
     const int lh = routing_local_heads(opts, H);
     if (lh >= H) {
-        snprintf(err->key, sizeof err->key, "model.mixer.local_heads");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d local heads of model.heads = %d leave no routing head (valid: -1 for half "
-                 "the heads, or 0 to %d)",
-                 lh, H, H - 1);
-        return -1;
+        return mixer_opt_error(
+            err, "local_heads",
+            "%d local heads of model.heads = %d leave no routing head (valid: -1 for half "
+            "the heads, or 0 to %d)",
+            lh, H, H - 1);
     }
-    if (k > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.clusters");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d clusters for model.max_len = %d (valid: 0 for round(sqrt(max_len)), or 1 to "
-                 "%d)",
-                 k, max_len, max_len);
+    if (mixer_check_len(opts, routing_opts, NOPTS, "clusters", max_len,
+                        "%d clusters for model.max_len = %d (valid: 0 for round(sqrt(max_len)), "
+                        "or 1 to %d)",
+                        err) ||
+        mixer_check_len(opts, routing_opts, NOPTS, "window", max_len,
+                        "%d is longer than model.max_len = %d (valid: 0 for ceil(L / clusters), "
+                        "or 1 to %d)",
+                        err))
         return -1;
-    }
-    if (w > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.window");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is longer than model.max_len = %d (valid: 0 for ceil(L / clusters), or 1 to "
-                 "%d)",
-                 w, max_len, max_len);
-        return -1;
-    }
     const int kk = routing_k(opts, max_len);
     if (lh > 0 && w > 0 && (long)kk * w < max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.window");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d clusters of %d positions leave local heads' blocks short of model.max_len = "
-                 "%d (valid: 0 for ceil(L / clusters), %d to %d, or local_heads = 0)",
-                 kk, w, max_len, (max_len + kk - 1) / kk, max_len);
-        return -1;
+        return mixer_opt_error(
+            err, "window",
+            "%d clusters of %d positions leave local heads' blocks short of model.max_len = "
+            "%d (valid: 0 for ceil(L / clusters), %d to %d, or local_heads = 0)",
+            kk, w, max_len, (max_len + kk - 1) / kk, max_len);
     }
     return 0;
 }
@@ -328,15 +293,17 @@ static void route(Mixer *m, const MixerStep *s, const FwdScratch *f, int w) {
     RoutingState *st = m->state;
     const int H = m->H, Dh = m->D / H, B = s->B, L = s->L, k = st->k, hr = st->hr, Dr = hr * Dh;
     const float *mu = mixer_param(s, st->p_mu);
+    const MatBatch per_head = {.n1 = B,
+                               .n2 = hr,
+                               .a2 = (size_t)k * Dh,
+                               .b1 = (size_t)L * 2 * Dr,
+                               .b2 = (size_t)Dh,
+                               .c1 = (size_t)hr * k * L,
+                               .c2 = (size_t)k * L};
     for (int t = 0; t < 2; t++) /* S_t[b, h] = μ_h · x_t[b, ·, h]ᵀ (k × L), routing heads */
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < hr; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, L, Dh, 1.0f,
-                            mu + (size_t)h * k * Dh, Dh,
-                            st->qkn + (size_t)b * L * 2 * Dr + (size_t)t * Dr + (size_t)h * Dh,
-                            2 * Dr, 0.0f, f->scores + (((size_t)t * B + b) * hr + h) * k * L, L);
-    flops_add(4ull * (uint64_t)B * k * (uint64_t)L * (uint64_t)(hr * Dh));
-    /* nearest centroid: argmax over c, ties to the lower index */
+        matmul_batched(f->scores + (size_t)t * B * hr * k * L, L, mu, Dh, st->qkn + (size_t)t * Dr,
+                       2 * Dr, k, L, Dh, MM_NT, 1.0f, 0.0f, &per_head);
+        /* nearest centroid: argmax over c, ties to the lower index */
 #pragma omp parallel for collapse(3) schedule(static)
     for (int t = 0; t < 2; t++)
         for (int b = 0; b < B; b++)
@@ -626,16 +593,6 @@ static uint64_t routing_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * proj : proj + scores) + attn_flops(&sh, backward);
 }
 
-static const MixerOps routing_ops = {
-    .check = routing_check,
-    .create = routing_create,
-    .plan = routing_plan,
-    .forward = routing_forward,
-    .backward = routing_backward,
-    .flops = routing_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_routing = {
     .name = "routing",
     .classes = "LP",
@@ -646,7 +603,6 @@ const MixerSpec mixer_routing = {
     .honours_mask = 1,
     .padding_dependence =
         "the cluster size w = ceil(L/k) and the local heads' blocks come from the padded length L",
-    .opts = routing_opts,
-    .n_opts = NOPTS,
-    .ops = &routing_ops,
+    MIXER_OPTS(routing_opts),
+    .ops = &(const MixerOps){MIXER_OPS(routing), .check = routing_check},
 };

@@ -38,24 +38,20 @@
 #include "mixers/mixer.h"
 
 static const char *const SHIFTS[] = {"auto", "token", "q_shift", NULL};
-enum { SHIFT_AUTO, SHIFT_TOKEN, SHIFT_Q };
+enum { SHIFT_AUTO, SHIFT_TOKEN, SHIFT_Q, N_SHIFTS };
+MOPT_CHOICES_ARE(SHIFTS, N_SHIFTS);
 
 static const OptSpec rwkv_opts[] = {
-    {.name = "bidirectional",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "Vision-RWKV's Bi-WKV (decay by |t-i|/T over both sides; projections initialised "
-             "N(0, 0.02^2) as Vision-RWKV's); false: RWKV-4's causal WKV (key, receptance, output "
-             "zero and value orthogonal at initialisation, as RWKV_Init)"},
-    {.name = "shift",
-     .type = OPT_ENUM,
-     .def = SHIFT_AUTO,
-     .choices = SHIFTS,
-     .help = "token shift: token (RWKV-4: every channel from t-1), q_shift (Vision-RWKV's Q-Shift "
-             "in 1-D: half the channels from t-1, half from t+1), auto (q_shift when "
-             "bidirectional, else token)"},
+    MOPT_BOOL("bidirectional", 1,
+              "Vision-RWKV's Bi-WKV (decay by |t-i|/T over both sides; projections initialised "
+              "N(0, 0.02^2) as Vision-RWKV's); false: RWKV-4's causal WKV (key, receptance, output "
+              "zero and value orthogonal at initialisation, as RWKV_Init)"),
+    MOPT_ENUM("shift", SHIFT_AUTO, SHIFTS,
+              "token shift: token (RWKV-4: every channel from t-1), q_shift (Vision-RWKV's Q-Shift "
+              "in 1-D: half the channels from t-1, half from t+1), auto (q_shift when "
+              "bidirectional, else token)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(rwkv_opts))
+#define NOPTS MOPT_COUNT(rwkv_opts)
 
 typedef struct RwkvState {
     int bi, qshift;
@@ -324,17 +320,6 @@ static uint64_t rwkv_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * proj : proj) + wkv_flops(&s, backward);
 }
 
-static void rwkv_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps rwkv_ops = {
-    .create = rwkv_create,
-    .plan = rwkv_plan,
-    .forward = rwkv_forward,
-    .backward = rwkv_backward,
-    .flops = rwkv_flops,
-    .destroy = rwkv_destroy,
-};
-
 const MixerSpec mixer_rwkv = {
     .name = "rwkv",
     .classes = "RNN",
@@ -343,7 +328,6 @@ const MixerSpec mixer_rwkv = {
              "receptance gate; bidirectional as Vision-RWKV's Bi-WKV",
     .honours_mask = 1,
     .beyond_survey = 1,
-    .opts = rwkv_opts,
-    .n_opts = NOPTS,
-    .ops = &rwkv_ops,
+    MIXER_OPTS(rwkv_opts),
+    .ops = &(const MixerOps){MIXER_OPS(rwkv)},
 };

@@ -47,41 +47,24 @@
 #define S4D_MAX_STATE 512
 
 static const char *const INITS[] = {"lin", "inv", NULL};
-enum { INIT_LIN, INIT_INV };
+enum { INIT_LIN, INIT_INV, N_INITS };
+MOPT_CHOICES_ARE(INITS, N_INITS);
 
 static const OptSpec s4d_opts[] = {
-    {.name = "d_state",
-     .type = OPT_INT,
-     .def = 64,
-     .min = 2,
-     .max = S4D_MAX_STATE,
-     .help = "state size N, even: N/2 complex modes per channel (s4d.py: 64; the repo's LRA "
-             "configs use 4 with S4-LegS)"},
-    {.name = "init",
-     .type = OPT_ENUM,
-     .def = INIT_LIN,
-     .choices = INITS,
-     .help = "imaginary parts of A: lin (S4D-Lin, pi*n, s4d.py) or inv (S4D-Inv, "
-             "(N/pi)*(N/(2n+1) - 1))"},
-    {.name = "dt_min",
-     .type = OPT_FLOAT,
-     .def = 0.001,
-     .min = 1e-6,
-     .max = 10,
-     .help = "smallest initial step size: log dt ~ U[log dt_min, log dt_max]"},
-    {.name = "dt_max",
-     .type = OPT_FLOAT,
-     .def = 0.1,
-     .min = 1e-6,
-     .max = 10,
-     .help = "largest initial step size"},
-    {.name = "bidirectional",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "a forward and a backward kernel (FFTConv bidirectional, as the repo's LRA configs); "
-             "false: causal"},
+    MOPT_INT("d_state", 64, 2, S4D_MAX_STATE,
+             "state size N, even: N/2 complex modes per channel (s4d.py: 64; the repo's LRA "
+             "configs use 4 with S4-LegS)"),
+    MOPT_ENUM("init", INIT_LIN, INITS,
+              "imaginary parts of A: lin (S4D-Lin, pi*n, s4d.py) or inv (S4D-Inv, "
+              "(N/pi)*(N/(2n+1) - 1))"),
+    MOPT_FLOAT("dt_min", 0.001, 1e-6, 10,
+               "smallest initial step size: log dt ~ U[log dt_min, log dt_max]"),
+    MOPT_FLOAT("dt_max", 0.1, 1e-6, 10, "largest initial step size"),
+    MOPT_BOOL("bidirectional", 1,
+              "a forward and a backward kernel (FFTConv bidirectional, as the repo's LRA configs); "
+              "false: causal"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(s4d_opts))
+#define NOPTS MOPT_COUNT(s4d_opts)
 
 typedef struct S4dState {
     int N2, nk;                          /* complex modes; kernels (2 when bidirectional) */
@@ -121,18 +104,15 @@ static int s4d_check(const OptValues *opts, int D, int H, int max_len, XbError *
     (void)D, (void)H, (void)max_len;
     const int N = opt_int(opts, s4d_opts, NOPTS, "d_state");
     if (N % 2) {
-        snprintf(err->key, sizeof err->key, "model.mixer.d_state");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is odd (valid: an even number: the modes come in conjugate pairs)", N);
-        return -1;
+        return mixer_opt_error(
+            err, "d_state", "%d is odd (valid: an even number: the modes come in conjugate pairs)",
+            N);
     }
     const double lo = opt_float(opts, s4d_opts, NOPTS, "dt_min"),
                  hi = opt_float(opts, s4d_opts, NOPTS, "dt_max");
     if (lo > hi) {
-        snprintf(err->key, sizeof err->key, "model.mixer.dt_min");
-        snprintf(err->msg, sizeof err->msg,
-                 "%g is larger than dt_max = %g (valid: dt_min <= dt_max)", lo, hi);
-        return -1;
+        return mixer_opt_error(err, "dt_min",
+                               "%g is larger than dt_max = %g (valid: dt_min <= dt_max)", lo, hi);
     }
     return 0;
 }
@@ -372,16 +352,6 @@ static void s4d_destroy(Mixer *m) {
     free(st);
 }
 
-static const MixerOps s4d_ops = {
-    .check = s4d_check,
-    .create = s4d_create,
-    .plan = s4d_plan,
-    .forward = s4d_forward,
-    .backward = s4d_backward,
-    .flops = s4d_flops,
-    .destroy = s4d_destroy,
-};
-
 const MixerSpec mixer_s4d = {
     .name = "s4d",
     .classes = "SSM",
@@ -390,7 +360,6 @@ const MixerSpec mixer_s4d = {
              "FFT convolution, D skip, GELU, GLU output; bidirectional as S4's FFTConv",
     .honours_mask = 1,
     .beyond_survey = 1,
-    .opts = s4d_opts,
-    .n_opts = NOPTS,
-    .ops = &s4d_ops,
+    MIXER_OPTS(s4d_opts),
+    .ops = &(const MixerOps){MIXER_OPS(s4d), .check = s4d_check, .destroy = s4d_destroy},
 };

@@ -36,55 +36,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const char *const SORT_NETS[] = {"linear", "mlp", NULL};
-enum { NET_LINEAR, NET_MLP };
+enum { NET_LINEAR, NET_MLP, N_NETS };
+MOPT_CHOICES_ARE(SORT_NETS, N_NETS);
 
 static const OptSpec sinkhorn_opts[] = {
-    {.name = "block",
-     .type = OPT_INT,
-     .def = 50,
-     .min = 1,
-     .max = 65536,
-     .help = "tokens per block (LRA: 50)"},
-    {.name = "iterations",
-     .type = OPT_INT,
-     .def = 5,
-     .min = 1,
-     .max = 100,
-     .help = "Sinkhorn normalisation rounds (row then column; LRA: 1)"},
-    {.name = "temperature",
-     .type = OPT_FLOAT,
-     .def = 0.75,
-     .min = 1e-3,
-     .max = 100,
-     .help = "temperature tau dividing the sort logits"},
-    {.name = "noise",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "Gumbel noise on the sort logits in training"},
-    {.name = "sort_net",
-     .type = OPT_ENUM,
-     .def = NET_LINEAR,
-     .choices = SORT_NETS,
-     .help = "sort network: one dense layer (LRA) or two with a ReLU (the paper)"},
-    {.name = "sortcut",
-     .type = OPT_INT,
-     .def = 0,
-     .min = 0,
-     .max = 65536,
-     .help = "SortCut: attend to the first n_c sorted blocks only; 0 = off"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("block", 50, 1, 65536, "tokens per block (LRA: 50)"),
+    MOPT_INT("iterations", 5, 1, 100, "Sinkhorn normalisation rounds (row then column; LRA: 1)"),
+    MOPT_FLOAT("temperature", 0.75, 1e-3, 100, "temperature tau dividing the sort logits"),
+    MOPT_BOOL("noise", 1, "Gumbel noise on the sort logits in training"),
+    MOPT_ENUM("sort_net", NET_LINEAR, SORT_NETS,
+              "sort network: one dense layer (LRA) or two with a ReLU (the paper)"),
+    MOPT_INT("sortcut", 0, 0, 65536,
+             "SortCut: attend to the first n_c sorted blocks only; 0 = off"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(sinkhorn_opts))
+#define NOPTS MOPT_COUNT(sinkhorn_opts)
 
 typedef struct SinkhornState {
     AttnMixer am; /* first: projections; qkv, att, lse */
@@ -177,19 +151,15 @@ static int sinkhorn_check(const OptValues *opts, int D, int H, int max_len, XbEr
     (void)D, (void)H;
     const int b = opt_int(opts, sinkhorn_opts, NOPTS, "block");
     const int cut = opt_int(opts, sinkhorn_opts, NOPTS, "sortcut");
-    if (b > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.block");
-        snprintf(err->msg, sizeof err->msg, "%d is longer than model.max_len = %d (valid: 1 to %d)",
-                 b, max_len, max_len);
+    if (mixer_check_len(opts, sinkhorn_opts, NOPTS, "block", max_len,
+                        "%d is longer than model.max_len = %d (valid: 1 to %d)", err))
         return -1;
-    }
     const int nb = (max_len + b - 1) / b;
     if (cut > nb) {
-        snprintf(err->key, sizeof err->key, "model.mixer.sortcut");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d blocks, but model.max_len = %d holds %d blocks of %d (valid: 0 to %d)", cut,
-                 max_len, nb, b, nb);
-        return -1;
+        return mixer_opt_error(
+            err, "sortcut",
+            "%d blocks, but model.max_len = %d holds %d blocks of %d (valid: 0 to %d)", cut,
+            max_len, nb, b, nb);
     }
     return 0;
 }
@@ -294,10 +264,9 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
     const float *w1 = mixer_param(s, st->p_w1), *b1 = mixer_param(s, st->p_b1),
                 *w2 = mixer_param(s, st->p_w2), *b2 = mixer_param(s, st->p_b2);
-    uint64_t done = 0;
     /* blocked keys and values (padding and the tail zero), the block sums, the mlp's hidden layer
      */
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -319,15 +288,13 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         if (st->net == NET_MLP) {
             for (int j = 0; j < nB; j++)
                 memcpy(hid + (size_t)j * Dh, b1, (size_t)Dh * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, Dh, Dh, 1.0f, bsum, Dh, w1,
-                        Dh, 1.0f, hid, Dh);
-            done += 2ull * nB * Dh * Dh;
+            matmul_strided(hid, Dh, bsum, Dh, w1, Dh, nB, Dh, Dh, MM_NN, 1.0f, 1.0f);
         }
     }
     /* the mlp's ReLU on its active set (the previous call's when frozen) */
     if (st->net == NET_MLP)
         relu_forward_set(st->act, st->active, st->hid, (size_t)B * H * nB * Dh, s->frozen);
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -340,9 +307,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         const float *in = st->bsum + (size_t)bh * nB * Dh, *wl = w1, *bl = b1;
         if (st->net == NET_MLP) in = st->act + (size_t)bh * nB * Dh, wl = w2, bl = b2;
         for (int j = 0; j < nB; j++) memcpy(z + (size_t)j * nB, bl, (size_t)nB * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nB, nB, Dh, 1.0f, in, Dh, wl, NBmax,
-                    1.0f, z, nB);
-        done += 2ull * nB * nB * Dh;
+        matmul_strided(z, nB, in, Dh, wl, NBmax, nB, nB, Dh, MM_NN, 1.0f, 1.0f);
         /* R0 = (z + Gumbel)/τ, then the Sinkhorn rounds, every iterate kept */
         for (int i = 0; i < nB; i++)
             for (int j = 0; j < nB; j++) {
@@ -363,11 +328,8 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         const float *last = lg + (size_t)(NL - 1) * nB * nB;
         for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
         /* sorted blocks K̃ = P·Kb, Ṽ = P·Vb (only the first `cut` with SortCut) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, kb,
-                    bs * Dh, 0.0f, ks, bs * Dh);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bs * Dh, nB, 1.0f, P, nB, vb,
-                    bs * Dh, 0.0f, vs, bs * Dh);
-        done += 4ull * rows * nB * bs * Dh;
+        matmul_strided(ks, bs * Dh, P, nB, kb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
+        matmul_strided(vs, bs * Dh, P, nB, vb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
         /* the real share of each sorted slot: ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl, summed in the same
          * order so that a slot real in every block has ρ = 1 exactly */
         for (int n = 0; n < rows; n++) {
@@ -403,7 +365,6 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
                 }
             }
     }
-    flops_add(done);
     arena_reset_to(s->scratch, mark);
     AttnShape sh = keys_shape(m, B, L);
     attn_forward(am->att, am->lse, am->qkv, st->kk, st->vv, st->kkmask, &sh, s->scratch);
@@ -441,8 +402,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     attn_backward(dqkv, dkk, dvv, datt, am->qkv, st->kk, st->vv, am->att, am->lse, st->kkmask, &sh,
                   s->scratch);
     const float *w1 = mixer_param(s, st->p_w1), *w2 = mixer_param(s, st->p_w2);
-    uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
         const float *kb = st->kb + (size_t)bh * blk, *vb = st->vb + (size_t)bh * blk;
@@ -472,15 +432,10 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         for (size_t k = 0; k < (size_t)nB * nB; k++) P[k] = expf(last[k]);
         /* dP = dK̃·Kbᵀ + dṼ·Vbᵀ (rows beyond the cut are 0); dKb += Pᵀ·dK̃, dVb += Pᵀ·dṼ */
         memset(g, 0, (size_t)nB * nB * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dks, bs * Dh,
-                    kb, bs * Dh, 0.0f, g, nB);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nB, bs * Dh, 1.0f, dvs, bs * Dh,
-                    vb, bs * Dh, 1.0f, g, nB);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dks,
-                    bs * Dh, 1.0f, dkb, bs * Dh);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nB, bs * Dh, rows, 1.0f, P, nB, dvs,
-                    bs * Dh, 1.0f, dvb, bs * Dh);
-        done += 8ull * rows * nB * bs * Dh;
+        matmul_strided(g, nB, dks, bs * Dh, kb, bs * Dh, rows, nB, bs * Dh, MM_NT, 1.0f, 0.0f);
+        matmul_strided(g, nB, dvs, bs * Dh, vb, bs * Dh, rows, nB, bs * Dh, MM_NT, 1.0f, 1.0f);
+        matmul_strided(dkb, bs * Dh, P, nB, dks, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
+        matmul_strided(dvb, bs * Dh, P, nB, dvs, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
         /* dP += through the sorted slots' log ρ: ∂ log ρ_nr/∂P_nl = m_lr/M_nr − 1/S_n (0 for a
          * slot real in every block, where M = S; nothing for a slot with ρ = 0) */
         for (int n = 0; n < rows; n++) {
@@ -505,13 +460,9 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         /* the sort net's input gradient: dbsum = dZ·W1ᵀ (linear); the mlp's d(activation) =
          * dZ·W2ᵀ, through the ReLU below */
         if (st->net == NET_MLP) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w2,
-                        NBmax, 0.0f, dact, Dh);
-            done += 2ull * nB * nB * Dh;
+            matmul_strided(dact, Dh, dzz, nB, w2, NBmax, nB, Dh, nB, MM_NT, 1.0f, 0.0f);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, nB, 1.0f, dzz, nB, w1,
-                        NBmax, 0.0f, dbsum, Dh);
-            done += 2ull * nB * nB * Dh;
+            matmul_strided(dbsum, Dh, dzz, nB, w1, NBmax, nB, Dh, nB, MM_NT, 1.0f, 0.0f);
         }
         /* back to the positions: the block gradients, and (linear) every row of block j receives
          * dbsum_j; padding gets none */
@@ -535,14 +486,12 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
             memset(dhid, 0, (size_t)nB * Dh * sizeof(float));
             relu_backward_set(dhid, st->active + (size_t)bh * nB * Dh, dact, (size_t)nB * Dh);
         }
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             const int b = bh / H, h = bh % H;
             const float *dhid = dz + (size_t)bh * dzn + (size_t)nB * nB + (size_t)nB * Dh;
             float *dbsum = work + (size_t)omp_get_thread_num() * per;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nB, Dh, Dh, 1.0f, dhid, Dh, w1, Dh,
-                        0.0f, dbsum, Dh);
-            done += 2ull * nB * Dh * Dh;
+            matmul_strided(dbsum, Dh, dhid, Dh, w1, Dh, nB, Dh, Dh, MM_NT, 1.0f, 0.0f);
             for (int i = 0; i < L; i++) {
                 if (!is_real(s, b, i)) continue;
                 float *dk = dqkv + ((size_t)b * L + i) * 3 * D + D + (size_t)h * Dh;
@@ -559,24 +508,18 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         float *gw1 = mixer_grad(s, st->p_w1), *gb1 = mixer_grad(s, st->p_b1);
         if (st->net == NET_MLP) {
             float *gw2 = mixer_grad(s, st->p_w2), *gb2 = mixer_grad(s, st->p_b2);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, act, Dh, dzz, nB,
-                        1.0f, gw2, NBmax);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, Dh, nB, 1.0f, bsum, Dh, dhid,
-                        Dh, 1.0f, gw1, Dh);
+            matmul_strided(gw2, NBmax, act, Dh, dzz, nB, Dh, nB, nB, MM_TN, 1.0f, 1.0f);
+            matmul_strided(gw1, Dh, bsum, Dh, dhid, Dh, Dh, Dh, nB, MM_TN, 1.0f, 1.0f);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb2[c] += dzz[(size_t)j * nB + c];
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < Dh; c++) gb1[c] += dhid[(size_t)j * Dh + c];
-            done += 2ull * Dh * nB * nB + 2ull * Dh * Dh * nB;
         } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dh, nB, nB, 1.0f, bsum, Dh, dzz,
-                        nB, 1.0f, gw1, NBmax);
+            matmul_strided(gw1, NBmax, bsum, Dh, dzz, nB, Dh, nB, nB, MM_TN, 1.0f, 1.0f);
             for (int j = 0; j < nB; j++)
                 for (int c = 0; c < nB; c++) gb1[c] += dzz[(size_t)j * nB + c];
-            done += 2ull * Dh * nB * nB;
         }
     }
-    flops_add(done);
     linear_backward(dx, mixer_grad(s, am->p_wqkv), mixer_grad(s, am->p_bqkv), dqkv, x,
                     mixer_param(s, am->p_wqkv), BL, D, 3 * D);
     st->dkbias = NULL;
@@ -596,16 +539,6 @@ static uint64_t sinkhorn_flops(const Mixer *m, int B, int L, int backward) {
     return 2 * proj + BH * (2 * net + 8 * rows * nB * bs * Dh) + attn_flops(&sh, 1);
 }
 
-static const MixerOps sinkhorn_ops = {
-    .check = sinkhorn_check,
-    .create = sinkhorn_create,
-    .plan = sinkhorn_plan,
-    .forward = sinkhorn_forward,
-    .backward = sinkhorn_backward,
-    .flops = sinkhorn_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_sinkhorn = {
     .name = "sinkhorn",
     .classes = "LP",
@@ -619,7 +552,6 @@ const MixerSpec mixer_sinkhorn = {
         "take a share of each sorted block's mixture; that share gets no attention weight (a "
         "sorted key counts for the real share of its mixture) and padding content is invisible, "
         "so a row whose cut has as many blocks gives the same outputs",
-    .opts = sinkhorn_opts,
-    .n_opts = NOPTS,
-    .ops = &sinkhorn_ops,
+    MIXER_OPTS(sinkhorn_opts),
+    .ops = &(const MixerOps){MIXER_OPS(sinkhorn), .check = sinkhorn_check},
 };

@@ -8,19 +8,12 @@
 #include "mixers/attn_mixer.h"
 
 static const OptSpec sliding_opts[] = {
-    {.name = "window",
-     .type = OPT_INT,
-     .def = 256,
-     .min = 0,
-     .max = 2097152,
-     .help = "window width w: each query sees w/2 keys on either side and itself"},
-    {.name = "causal",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "only the w/2 keys before each query and itself (decoder-style)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    MOPT_INT("window", 256, 0, 2097152,
+             "window width w: each query sees w/2 keys on either side and itself"),
+    MOPT_BOOL("causal", 0, "only the w/2 keys before each query and itself (decoder-style)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(sliding_opts))
+#define NOPTS MOPT_COUNT(sliding_opts)
 
 enum { TILE = 64 };
 
@@ -59,22 +52,12 @@ static void sliding_create(Mixer *m, ParamTable *pt) {
     st->am.has_pattern = 1;
 }
 
-static const MixerOps sliding_ops = {
-    .create = sliding_create,
-    .plan = attn_mixer_plan,
-    .forward = attn_mixer_forward,
-    .backward = attn_mixer_backward,
-    .flops = attn_mixer_flops,
-    .destroy = attn_mixer_destroy,
-};
-
 const MixerSpec mixer_sliding = {
     .name = "sliding",
     .classes = "FP",
     .arxiv = "2004.05150",
     .title = "sliding-window attention, w/2 keys on either side",
     .honours_mask = 1,
-    .opts = sliding_opts,
-    .n_opts = NOPTS,
-    .ops = &sliding_ops,
+    MIXER_OPTS(sliding_opts),
+    .ops = &(const MixerOps){.create = sliding_create, .plan = attn_mixer_plan, ATTN_MIXER_RUN},
 };

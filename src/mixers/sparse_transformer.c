@@ -24,42 +24,22 @@ static const char *const PATTERNS[] = {"fixed", "strided", NULL};
 static const char *const HEADS[] = {"split", "merged", NULL};
 
 static const OptSpec st_opts[] = {
-    {.name = "pattern",
-     .type = OPT_ENUM,
-     .def = 0,
-     .choices = PATTERNS,
-     .help = "fixed (blocks + summary positions) or strided (window + every l-th position)"},
-    {.name = "stride",
-     .type = OPT_INT,
-     .def = 128,
-     .min = 1,
-     .max = 1048576,
-     .help = "l: block length (fixed) or stride (strided) (LRA: 128)"},
-    {.name = "summary",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 1048576,
-     .help = "c: summary positions at the end of each block (fixed; LRA: 32)"},
-    {.name = "heads",
-     .type = OPT_ENUM,
-     .def = 0,
-     .choices = HEADS,
-     .help = "split: half the heads per component; merged: every head sees both"},
-    {.name = "causal",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "only keys j <= i (the paper's decoder)"},
-    {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
-    {.name = "lra",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "LRA's sparse_attention.py as its Table 1 ran it: merged fixed pattern whose summary "
-             "keys include each block's first position, causal even in the encoder, the CLS "
-             "position (pooling: cls) seeing and seen by all (implies pattern fixed, heads "
-             "merged, causal)"},
+    MOPT_ENUM("pattern", 0, PATTERNS,
+              "fixed (blocks + summary positions) or strided (window + every l-th position)"),
+    MOPT_INT("stride", 128, 1, 1048576, "l: block length (fixed) or stride (strided) (LRA: 128)"),
+    MOPT_INT("summary", 32, 1, 1048576,
+             "c: summary positions at the end of each block (fixed; LRA: 32)"),
+    MOPT_ENUM("heads", 0, HEADS,
+              "split: half the heads per component; merged: every head sees both"),
+    MOPT_BOOL("causal", 0, "only keys j <= i (the paper's decoder)"),
+    MOPT_BOOL("bias", 0, "biases in the projections"),
+    MOPT_BOOL("lra", 0,
+              "LRA's sparse_attention.py as its Table 1 ran it: merged fixed pattern whose summary "
+              "keys include each block's first position, causal even in the encoder, the CLS "
+              "position (pooling: cls) seeing and seen by all (implies pattern fixed, heads "
+              "merged, causal)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(st_opts))
+#define NOPTS MOPT_COUNT(st_opts)
 
 enum { TILE_STRIDED = 1 };
 
@@ -201,31 +181,17 @@ static int st_check(const OptValues *opts, int D, int H, int max_len, XbError *e
     const int l = opt_int(opts, st_opts, NOPTS, "stride"),
               c = opt_int(opts, st_opts, NOPTS, "summary");
     if (opt_enum(opts, st_opts, NOPTS, "pattern") == 0 && c > l) {
-        snprintf(err->key, sizeof err->key, "model.mixer.summary");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is longer than the block (stride %d) (valid: 1 to %d)", c, l, l);
-        return -1;
+        return mixer_opt_error(err, "summary",
+                               "%d is longer than the block (stride %d) (valid: 1 to %d)", c, l, l);
     }
     if (opt_enum(opts, st_opts, NOPTS, "heads") == 0 && H % 2 != 0 && H != 1) {
-        snprintf(err->key, sizeof err->key, "model.mixer.heads");
-        snprintf(err->msg, sizeof err->msg,
-                 "split needs an even number of heads, got model.heads = %d "
-                 "(valid: merged, or an even model.heads)",
-                 H);
-        return -1;
+        return mixer_opt_error(err, "heads",
+                               "split needs an even number of heads, got model.heads = %d "
+                               "(valid: merged, or an even model.heads)",
+                               H);
     }
     return 0;
 }
-
-static const MixerOps st_ops = {
-    .check = st_check,
-    .create = st_create,
-    .plan = st_plan,
-    .forward = attn_mixer_forward,
-    .backward = attn_mixer_backward,
-    .flops = attn_mixer_flops,
-    .destroy = attn_mixer_destroy,
-};
 
 const MixerSpec mixer_sparse_transformer = {
     .name = "sparse_transformer",
@@ -233,7 +199,7 @@ const MixerSpec mixer_sparse_transformer = {
     .arxiv = "1904.10509",
     .title = "Sparse Transformer: fixed or strided factorised patterns, heads split or merged",
     .honours_mask = 1,
-    .opts = st_opts,
-    .n_opts = NOPTS,
-    .ops = &st_ops,
+    MIXER_OPTS(st_opts),
+    .ops =
+        &(const MixerOps){.check = st_check, .create = st_create, .plan = st_plan, ATTN_MIXER_RUN},
 };

@@ -37,54 +37,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "core/flops.h"
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const char *const VARIANTS[] = {"factorized", "dense", "random", NULL};
-enum { V_FACTORIZED, V_DENSE, V_RANDOM };
+enum { V_FACTORIZED, V_DENSE, V_RANDOM, N_VARIANTS };
+MOPT_CHOICES_ARE(VARIANTS, N_VARIANTS);
 static const char *const HEADS[] = {"per_head", "shared", NULL};
-enum { HEADS_PER_HEAD, HEADS_SHARED };
+enum { HEADS_PER_HEAD, HEADS_SHARED, N_HEADS };
+MOPT_CHOICES_ARE(HEADS, N_HEADS);
 
 static const OptSpec synth_opts[] = {
-    {.name = "variant",
-     .type = OPT_ENUM,
-     .def = V_FACTORIZED,
-     .choices = VARIANTS,
-     .help = "factorized random (LRA's text config), dense, or random (LRA's released code runs "
-             "random with dot on every task: train.py never reads the text config's keys)"},
-    {.name = "k",
-     .type = OPT_INT,
-     .def = 32,
-     .min = 1,
-     .max = 65536,
-     .help = "rank of each head's factorized logits R1·R2ᵀ (LRA: 32)"},
-    {.name = "heads",
-     .type = OPT_ENUM,
-     .def = HEADS_PER_HEAD,
-     .choices = HEADS,
-     .help = "per_head: every head its own synthetic logits (the paper, LRA's and Mesh TF's code); "
-             "shared: one set for all heads (single-head attention unless dot)"},
-    {.name = "trainable",
-     .type = OPT_BOOL,
-     .def = 1,
-     .help = "random: learn R (true) or keep it fixed at its initialisation"},
-    {.name = "dot",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
-             "config: off)"},
-    {.name = "bias",
-     .type = OPT_BOOL,
-     .def = 0,
-     .help = "biases in the projections and the dense variant's two layers (LRA: none)"},
+    MOPT_ENUM("variant", V_FACTORIZED, VARIANTS,
+              "factorized random (LRA's text config), dense, or random (LRA's released code runs "
+              "random with dot on every task: train.py never reads the text config's keys)"),
+    MOPT_INT("k", 32, 1, 65536, "rank of each head's factorized logits R1·R2ᵀ (LRA: 32)"),
+    MOPT_ENUM(
+        "heads", HEADS_PER_HEAD, HEADS,
+        "per_head: every head its own synthetic logits (the paper, LRA's and Mesh TF's code); "
+        "shared: one set for all heads (single-head attention unless dot)"),
+    MOPT_BOOL("trainable", 1, "random: learn R (true) or keep it fixed at its initialisation"),
+    MOPT_BOOL("dot", 0,
+              "add each head's dot-product logits Q·Kᵀ/sqrt(Dh) (the paper's mixtures; LRA's text "
+              "config: off)"),
+    MOPT_BOOL("bias", 0,
+              "biases in the projections and the dense variant's two layers (LRA: none)"),
 };
-#define NOPTS ((int)XB_ARRAY_LEN(synth_opts))
+#define NOPTS MOPT_COUNT(synth_opts)
 
 typedef struct SynthState {
     int variant, k, dot, bias, n, kq;         /* kq: factorized query/key feature width per head */
@@ -156,16 +139,11 @@ static void synth_create(Mixer *m, ParamTable *pt) {
 
 static int synth_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
     (void)D, (void)H;
-    const int k = opt_int(opts, synth_opts, NOPTS, "k");
-    if (opt_enum(opts, synth_opts, NOPTS, "variant") == V_FACTORIZED && k > max_len) {
-        snprintf(err->key, sizeof err->key, "model.mixer.k");
-        snprintf(err->msg, sizeof err->msg,
-                 "%d is larger than model.max_len = %d (valid: 1 to %d: the rank of an n x n "
-                 "matrix)",
-                 k, max_len, max_len);
-        return -1;
-    }
-    return 0;
+    if (opt_enum(opts, synth_opts, NOPTS, "variant") != V_FACTORIZED) return 0;
+    return mixer_check_len(opts, synth_opts, NOPTS, "k", max_len,
+                           "%d is larger than model.max_len = %d (valid: 1 to %d: the rank of an "
+                           "n x n matrix)",
+                           err);
 }
 
 /* factorized: features (B, L, H·kq) against features, values from v (B, L, D). */
@@ -253,10 +231,8 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                 if (st->variant == V_DENSE) { /* z (L, L) = h1_g (L, Dg)·W2[:L]ᵀ + b2[:L] */
                     for (int i = 0; b2 && i < L; i++)
                         memcpy(z + (size_t)i * L, b2, (size_t)L * sizeof(float));
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dg, 1.0f,
-                                st->h1 + (size_t)b * L * D + (size_t)g * Dg, D, w2, Dg,
-                                b2 ? 1.0f : 0.0f, z, L);
-                    flops_add(2ull * L * L * Dg);
+                    matmul_strided(z, L, st->h1 + (size_t)b * L * D + (size_t)g * Dg, D, w2, Dg, L,
+                                   L, Dg, MM_NT, 1.0f, b2 ? 1.0f : 0.0f);
                 } else {
                     for (int i = 0; i < L; i++)
                         memcpy(z + (size_t)i * L, r + ((size_t)g * n + i) * n,
@@ -266,16 +242,14 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                     memcpy(st->p + ((size_t)b * H + h) * LL, z, LL * sizeof(float));
             }
         const float sc = 1.0f / sqrtf((float)Dh);
-        uint64_t done = 0;
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             const int b = bh / H, h = bh % H;
             float *ph = st->p + (size_t)bh * LL;
             if (st->dot) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, sc,
-                            st->qk + (size_t)b * L * 2 * D + h * Dh, 2 * D,
-                            st->qk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D, 1.0f, ph, L);
-                done += 2ull * L * L * Dh;
+                matmul_strided(ph, L, st->qk + (size_t)b * L * 2 * D + h * Dh, 2 * D,
+                               st->qk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D, L, L, Dh, MM_NT,
+                               sc, 1.0f);
             }
             for (int i = 0; i < L; i++) { /* masked softmax over the keys */
                 float *row = ph + (size_t)i * L, mx = -INFINITY, sum = 0.0f;
@@ -287,12 +261,9 @@ static void synth_forward(Mixer *m, const MixerStep *s, float *y, const float *x
                     sum += (row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx));
                 for (int j = 0; j < L; j++) row[j] = sum > 0.0f ? row[j] / sum : 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, 1.0f, ph, L,
-                        st->v + (size_t)b * L * D + h * Dh, D, 0.0f,
-                        st->att + (size_t)b * L * D + h * Dh, D);
-            done += 2ull * L * L * Dh;
+            matmul_strided(st->att + (size_t)b * L * D + h * Dh, D, ph, L,
+                           st->v + (size_t)b * L * D + h * Dh, D, L, Dh, L, MM_NN, 1.0f, 0.0f);
         }
-        flops_add(done);
     }
     linear_forward(y, st->att, mixer_param(s, st->p_wo), mixer_param(s, st->p_bo), BL, D, D);
 }
@@ -304,9 +275,8 @@ static void dense_probs_backward(const SynthState *st, const MixerStep *s, int H
     const size_t LL = (size_t)L * L;
     const float sc = 1.0f / sqrtf((float)Dh);
     float *work = arena_floats(s->scratch, (size_t)omp_get_max_threads() * LL);
-    uint64_t done = 0;
     /* one task per (batch row, set of logits): its heads run in turn, adding into its dz */
-#pragma omp parallel for schedule(static) reduction(+ : done)
+#pragma omp parallel for schedule(static)
     for (int bg = 0; bg < B * G; bg++) {
         const int b = bg / G, g = bg % G;
         float *ds = work + (size_t)omp_get_thread_num() * LL, *dzg = dz + (size_t)bg * LL;
@@ -314,11 +284,10 @@ static void dense_probs_backward(const SynthState *st, const MixerStep *s, int H
             const float *ph = st->p + ((size_t)b * H + h) * LL;
             const float *go = datt + (size_t)b * L * D + h * Dh;
             /* dV = Pᵀ dO; dP = dO Vᵀ; dS = P ∘ (dP − rowsum(dP ∘ P)) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, 1.0f, ph, L, go, D, 1.0f,
-                        dv + (size_t)b * L * D + h * Dh, D);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, 1.0f, go, D,
-                        st->v + (size_t)b * L * D + h * Dh, D, 0.0f, ds, L);
-            done += 4ull * L * L * Dh;
+            matmul_strided(dv + (size_t)b * L * D + h * Dh, D, ph, L, go, D, L, Dh, L, MM_TN, 1.0f,
+                           1.0f);
+            matmul_strided(ds, L, go, D, st->v + (size_t)b * L * D + h * Dh, D, L, L, Dh, MM_NT,
+                           1.0f, 0.0f);
             for (int i = 0; i < L; i++) {
                 float *r = ds + (size_t)i * L, acc = 0.0f;
                 const float *pr = ph + (size_t)i * L;
@@ -328,15 +297,13 @@ static void dense_probs_backward(const SynthState *st, const MixerStep *s, int H
             for (size_t q = 0; q < LL; q++) dzg[q] += ds[q];
             if (st->dot) { /* dQ = sc·dS K, dK = sc·dSᵀ Q */
                 const float *q = st->qk + (size_t)b * L * 2 * D + h * Dh;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q + D,
-                            2 * D, 1.0f, dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, sc, ds, L, q, 2 * D,
-                            1.0f, dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D);
-                done += 4ull * L * L * Dh;
+                matmul_strided(dqk + (size_t)b * L * 2 * D + h * Dh, 2 * D, ds, L, q + D, 2 * D, L,
+                               Dh, L, MM_NN, sc, 1.0f);
+                matmul_strided(dqk + (size_t)b * L * 2 * D + D + h * Dh, 2 * D, ds, L, q, 2 * D, L,
+                               Dh, L, MM_TN, sc, 1.0f);
             }
         }
     }
-    flops_add(done);
 }
 
 static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -409,11 +376,8 @@ static void synth_backward(Mixer *m, const MixerStep *s, float *dx, const float 
                     const float *dzg = dz + ((size_t)b * G + g) * LL;
                     const size_t off = (size_t)b * L * D + (size_t)g * Dg;
                     /* dW2[:L] (L, Dg) += dzᵀ·h1_g; d(h1_g) (L, Dg) += dz·W2[:L] */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dg, L, 1.0f, dzg, L,
-                                st->h1 + off, D, 1.0f, gw2, Dg);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dg, L, 1.0f, dzg, L,
-                                w2, Dg, 1.0f, dh1 + off, D);
-                    flops_add(4ull * L * L * Dg);
+                    matmul_strided(gw2, Dg, dzg, L, st->h1 + off, D, L, Dg, L, MM_TN, 1.0f, 1.0f);
+                    matmul_strided(dh1 + off, D, dzg, L, w2, Dg, L, Dg, L, MM_NN, 1.0f, 1.0f);
                     for (int i = 0; gb2 && i < L; i++)
                         for (int j = 0; j < L; j++) gb2[j] += dzg[(size_t)i * L + j];
                 }
@@ -445,18 +409,6 @@ static uint64_t synth_flops(const Mixer *m, int B, int L, int backward) {
     return backward ? 2 * proj + 2 * mix : proj + mix;
 }
 
-static void synth_destroy(Mixer *m) { free(m->state); }
-
-static const MixerOps synth_ops = {
-    .check = synth_check,
-    .create = synth_create,
-    .plan = synth_plan,
-    .forward = synth_forward,
-    .backward = synth_backward,
-    .flops = synth_flops,
-    .destroy = synth_destroy,
-};
-
 const MixerSpec mixer_synthesizer = {
     .name = "synthesizer",
     .classes = "LR+LP",
@@ -464,7 +416,6 @@ const MixerSpec mixer_synthesizer = {
     .title = "Synthesizer: per-head synthesised attention weights (factorized random, dense or "
              "random), optionally plus dot-product logits",
     .honours_mask = 1,
-    .opts = synth_opts,
-    .n_opts = NOPTS,
-    .ops = &synth_ops,
+    MIXER_OPTS(synth_opts),
+    .ops = &(const MixerOps){MIXER_OPS(synth), .check = synth_check},
 };

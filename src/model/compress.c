@@ -54,16 +54,26 @@ void compress_plan(Compress *cp, Arena *acts, Arena *scratch) {
     arena_reset_to(scratch, mark);
 }
 
-const float *compress_slot(const Compress *cp, int b, int g) {
-    return cp->slots + ((size_t)cp->M / cp->c + (size_t)b * (cp->L / cp->c) + g) * cp->D;
+void compress_window(const Compress *cp, float *rows, unsigned char *real, int b, int k) {
+    const int G = cp->L / cp->c, g0 = (k * cp->S - cp->M) / cp->c - cp->N, D = cp->D;
+    for (int i = 0; i < cp->N; i++) { /* group g covers positions [g·c, g·c + c) */
+        const int g = g0 + i;
+        real[i] = (unsigned char)(g >= 0 && cp->smask[(size_t)b * G + g]);
+        if (g >= 0)
+            memcpy(rows + (size_t)i * D,
+                   cp->slots + ((size_t)cp->M / cp->c + (size_t)b * G + g) * D,
+                   (size_t)D * sizeof(float));
+        else
+            memset(rows + (size_t)i * D, 0, (size_t)D * sizeof(float));
+    }
 }
 
-double compress_forward(Compress *cp, const float *x, const unsigned char *mask,
+double compress_forward(Compress *cp, const float *x, const unsigned char *mask, int frozen,
                         const float *params, const ParamTable *pt, Arena *scratch) {
     const int B = cp->B, L = cp->L, D = cp->D, H = cp->H, S = cp->S, M = cp->M, c = cp->c;
     const int nS = L / S, G = L / c, Sc = S / c;
     float *const in = cp->in + (size_t)M * D;
-    if (!cp->frozen) {
+    if (!frozen) {
         memset(cp->in, 0, (size_t)M * D * sizeof(float));
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < B * L; i++) {

@@ -38,8 +38,6 @@ typedef struct Compress {
     unsigned char *nkeys;     /* (B·nS, S/c) their compressions that are real keys */
     float *newo, *lse, *dout; /* (B·nS·S, D), (B·nS, H, S), (B·nS·S, D): attention over the
                                * compressions, its log-sum-exp, the loss's gradient at it */
-    int frozen;               /* tests: forward keeps `in` of the last forward (the memory's
-                               * stop-gradient, seen by finite differences) */
 } Compress;
 
 /* Sizes, and f_c's parameters declared as `prefix`.compress.{weight,bias}. */
@@ -48,14 +46,17 @@ void compress_create(Compress *cp, ParamTable *pt, const char *prefix, int B, in
 /* Carves the saved buffers from acts (NULL pointers while measuring) and measures scratch. */
 void compress_plan(Compress *cp, Arena *acts, Arena *scratch);
 /* Compresses the block's states x (B, L, D) (mask (B, L), NULL: all real) into cp->slots and
- * returns the attention-reconstruction loss. */
-double compress_forward(Compress *cp, const float *x, const unsigned char *mask,
+ * returns the attention-reconstruction loss. frozen (tests): keep the states of the last forward
+ * (the memory's stop-gradient, seen by finite differences). */
+double compress_forward(Compress *cp, const float *x, const unsigned char *mask, int frozen,
                         const float *params, const ParamTable *pt, Arena *scratch);
 /* f_c's gradients += those of the loss of the last forward. */
 void compress_backward(Compress *cp, const float *params, float *grads, const ParamTable *pt,
                        Arena *scratch);
-/* The slot of group g (>= 0) of example b. */
-const float *compress_slot(const Compress *cp, int b, int g);
+/* The N slots that segment k of example b sees before its memory, those of the N groups of c that
+ * end at position kS − M, into rows (N, D), and whether each is a real key into real (N): a slot
+ * before the sequence's start is zero and no key, as is one of padding alone. */
+void compress_window(const Compress *cp, float *rows, unsigned char *real, int b, int k);
 /* Matrix-product FLOPs of one forward (backward = 0) or backward. */
 uint64_t compress_flops(const Compress *cp, int backward);
 

@@ -24,21 +24,23 @@ static int site_layer(int l, int k) { return 1 + 3 * l + k; } /* k: 0 mixer, 1 G
 
 /* The classifier's input width: the pooled vector (or each position's), or LRA's [u, v, u·v,
  * u − v] of a pair. */
-static int head_in(const Encoder *e) { return e->pairs ? 4 * e->D : e->D; }
+static int head_in(const Encoder *e) { return e->cfg.pairs ? 4 * e->cfg.D : e->cfg.D; }
 
 /* The classifier's rows: one per example, or one per position when pooling is none. */
-static int head_rows(const Encoder *e) { return e->pooling == POOL_NONE ? e->B * e->L : e->NB; }
+static int head_rows(const Encoder *e) {
+    return e->cfg.pooling == POOL_NONE ? e->cfg.B * e->cfg.L : e->cfg.NB;
+}
 
 /* Recurrence: the window a mechanism sees, [compressed slots; memory; segment]. */
-static int window(const Encoder *e) { return e->ncm + e->mem + e->seg; }
+static int window(const Encoder *e) { return e->cfg.ncm + e->cfg.mem + e->cfg.seg; }
 
 /* The kind and sequence lengths of every block (config/layout.h, which the config's validation
  * uses too). */
 static void lay_out_blocks(Encoder *e, const ModelShape *shape) {
-    BlockLayout *b = malloc((size_t)e->N * sizeof *b);
-    XB_ASSERT(b || e->N == 0);
+    BlockLayout *b = malloc((size_t)e->cfg.N * sizeof *b);
+    XB_ASSERT(b || e->cfg.N == 0);
     layout_blocks_of(shape, b);
-    for (int l = 0; l < e->N; l++)
+    for (int l = 0; l < e->cfg.N; l++)
         e->la[l].kind = b[l].kind, e->la[l].Lq = b[l].Lq, e->la[l].Lk = b[l].Lk;
     free(b);
 }
@@ -48,8 +50,8 @@ static void lay_out_blocks(Encoder *e, const ModelShape *shape) {
  * cross-attends after the first"), a latent block uses the first repeat's and a cross-attend
  * after the first the second repeat's. */
 static int param_block(const Encoder *e, int l) {
-    if (e->xrep == 1) return l;
-    const int per = e->N / e->xrep, r = l / per, k = l % per;
+    if (e->cfg.xrep == 1) return l;
+    const int per = e->cfg.N / e->cfg.xrep, r = l / per, k = l % per;
     return k > 0 ? k : r == 0 ? 0 : per;
 }
 
@@ -57,10 +59,10 @@ static int param_block(const Encoder *e, int l) {
  * experts, each initialised as the dense FFN would be. */
 static void declare_ffn(Encoder *e, LayerParams *p, int pb) {
     ParamTable *pt = &e->pt;
-    const int D = e->D, F = e->F;
+    const int D = e->cfg.D, F = e->cfg.F;
     p->router = -1;
-    if (e->ffn == FFN_SWITCH) {
-        const int E = e->experts, s1[3] = {E, F, D}, s2[3] = {E, D, F}, sb1[2] = {E, F},
+    if (e->cfg.ffn == FFN_SWITCH) {
+        const int E = e->cfg.experts, s1[3] = {E, F, D}, s2[3] = {E, D, F}, sb1[2] = {E, F},
                   sb2[2] = {E, D};
         const float a = sqrtf(6.0f / (float)(D + F));
         p->router =
@@ -84,31 +86,32 @@ static void declare_ffn(Encoder *e, LayerParams *p, int pb) {
 /* The final LayerNorm and the MLP head (LeCun-normal, as Flax's default). */
 static void declare_head(Encoder *e) {
     ParamTable *pt = &e->pt;
-    const int D = e->D, hin = head_in(e);
+    const int D = e->cfg.D, hin = head_in(e);
     e->p_lnf_w = params_add1(pt, "norm.weight", D, INIT_ONES, 0, 0);
     e->p_lnf_b = params_add1(pt, "norm.bias", D, INIT_ZEROS, 0, 0);
-    e->p_h1_w =
-        params_add2(pt, "head.fc1.weight", e->Hh, hin, INIT_NORMAL, 1.0f / sqrtf((float)hin), 1);
-    e->p_h1_b = params_add1(pt, "head.fc1.bias", e->Hh, INIT_ZEROS, 0, 0);
-    e->p_h2_w =
-        params_add2(pt, "head.fc2.weight", e->C, e->Hh, INIT_NORMAL, 1.0f / sqrtf((float)e->Hh), 1);
-    e->p_h2_b = params_add1(pt, "head.fc2.bias", e->C, INIT_ZEROS, 0, 0);
+    e->p_h1_w = params_add2(pt, "head.fc1.weight", e->cfg.Hh, hin, INIT_NORMAL,
+                            1.0f / sqrtf((float)hin), 1);
+    e->p_h1_b = params_add1(pt, "head.fc1.bias", e->cfg.Hh, INIT_ZEROS, 0, 0);
+    e->p_h2_w = params_add2(pt, "head.fc2.weight", e->cfg.C, e->cfg.Hh, INIT_NORMAL,
+                            1.0f / sqrtf((float)e->cfg.Hh), 1);
+    e->p_h2_b = params_add1(pt, "head.fc2.bias", e->cfg.C, INIT_ZEROS, 0, 0);
 }
 
-static void declare_params(Encoder *e, const OptValues *mixer_opts) {
+static void declare_params(Encoder *e) {
     ParamTable *pt = &e->pt;
     char name[XB_PARAM_NAME];
-    const int D = e->D;
+    const int D = e->cfg.D;
     /* LRA: token embeddings N(0, 1), learned positions N(0, 0.02²), Xavier-uniform dense layers
      * with (near-)zero biases, LayerNorm scale 1 and shift 0, Flax-default LeCun-normal head. */
-    e->p_wte = params_add2(pt, "embed.tokens.weight", e->V, D, INIT_NORMAL, 1.0f, 0);
+    e->p_wte = params_add2(pt, "embed.tokens.weight", e->cfg.V, D, INIT_NORMAL, 1.0f, 0);
     e->p_wpe = -1;
-    if (e->positions == POS_LEARNED)
-        e->p_wpe = params_add2(pt, "embed.positions.weight", e->L, D, INIT_NORMAL, 0.02f, 0);
-    int layer = 0, last = -1; /* mixer layer index: the SELF blocks in order; the last one */
-    int depth = 0;            /* mixer layers with tensors of their own */
-    for (int l = 0; l < e->N; l++) depth += e->la[l].kind == BLOCK_SELF && param_block(e, l) == l;
-    for (int l = 0; l < e->N; l++) {
+    if (e->cfg.positions == POS_LEARNED)
+        e->p_wpe = params_add2(pt, "embed.positions.weight", e->cfg.L, D, INIT_NORMAL, 0.02f, 0);
+    int layer = 0; /* mixer layer index: the SELF blocks in order */
+    int depth = 0; /* mixer layers with tensors of their own */
+    for (int l = 0; l < e->cfg.N; l++)
+        depth += e->la[l].kind == BLOCK_SELF && param_block(e, l) == l;
+    for (int l = 0; l < e->cfg.N; l++) {
         LayerParams *p = &e->lp[l];
         const LayerActs *t = &e->la[l];
         const int pb = param_block(e, l); /* the block whose tensors these are */
@@ -123,22 +126,22 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
         ADD1(ln1_w, "norm1.weight", D, INIT_ONES);
         ADD1(ln1_b, "norm1.bias", D, INIT_ZEROS);
         if (t->kind == BLOCK_SELF) {
-            mixer_create_deep(&e->mixers[l], e->mixer_spec, mixer_opts, D, e->H,
-                              e->seg > 0 ? window(e) : t->Lq,
+            mixer_create_deep(&e->mixers[l], e->cfg.mixer_spec, e->cfg.mixer_opts, D, e->cfg.H,
+                              e->cfg.seg > 0 ? window(e) : t->Lq,
                               pb != l ? e->mixers[pb].layer : layer++, depth, pt);
-            e->mixers[l].prev = last >= 0 ? &e->mixers[last] : NULL;
             /* Transformer-XL computes queries for the segment only: the window's memory rows
              * (and compressed slots) are keys and values, when the mechanism can skip them */
-            if (e->seg > 0 && e->mixer_spec->skips_context) e->mixers[l].ctx = window(e) - e->seg;
-            e->mixers[l].cls = e->cls_id >= 0 && e->seg == 0; /* position 0 is the CLS token */
-            last = l;
+            if (e->cfg.seg > 0 && e->cfg.mixer_spec->skips_context)
+                e->mixers[l].ctx = window(e) - e->cfg.seg;
+            e->mixers[l].cls =
+                e->cfg.cls_id >= 0 && e->cfg.seg == 0; /* position 0 is the CLS token */
         } else {
             ADD1(lnkv_w, "norm_kv.weight", D, INIT_ONES);
             ADD1(lnkv_b, "norm_kv.bias", D, INIT_ZEROS);
             snprintf(name, sizeof name, "blocks.%d.%s", pb,
                      t->kind == BLOCK_POOL ? "pool_attn" : "cross_attn");
             /* the Perceiver cross-attends with one head (§2.1), the Funnel with the model's */
-            xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->H, 0);
+            xattn_create(&e->xattn[l], pt, name, D, t->kind == BLOCK_CROSS ? 1 : e->cfg.H, 0);
         }
         ADD1(ln2_w, "norm2.weight", D, INIT_ONES);
         ADD1(ln2_b, "norm2.bias", D, INIT_ZEROS);
@@ -148,11 +151,11 @@ static void declare_params(Encoder *e, const OptValues *mixer_opts) {
     pt->share = 0;
     declare_head(e);
     /* the compressors last, so that they do not shift the other tensors' initial values */
-    for (int l = 0; l < e->N && e->crate > 0; l++) {
+    for (int l = 0; l < e->cfg.N && e->cfg.crate > 0; l++) {
         if (e->la[l].kind != BLOCK_SELF) continue;
         snprintf(name, sizeof name, "blocks.%d", l);
-        compress_create(&e->la[l].cmp, pt, name, e->B, e->L, D, e->H, e->seg, e->mem, e->crate,
-                        e->ncm);
+        compress_create(&e->la[l].cmp, pt, name, e->cfg.B, e->cfg.L, D, e->cfg.H, e->cfg.seg,
+                        e->cfg.mem, e->cfg.crate, e->cfg.ncm);
     }
 }
 
@@ -170,157 +173,181 @@ typedef struct BwdScratch {
 } BwdScratch;
 
 static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
-    int Lmax = e->L; /* the longest sequence of any block */
-    for (int l = 0; l < e->N; l++) Lmax = XB_MAX(Lmax, e->la[l].Lq);
-    const size_t BLD = (size_t)e->B * Lmax * e->D, BLF = (size_t)e->B * Lmax * e->F;
+    int Lmax = e->cfg.L; /* the longest sequence of any block */
+    for (int l = 0; l < e->cfg.N; l++) Lmax = XB_MAX(Lmax, e->la[l].Lq);
+    const size_t BLD = (size_t)e->cfg.B * Lmax * e->cfg.D, BLF = (size_t)e->cfg.B * Lmax * e->cfg.F;
     const size_t R = (size_t)head_rows(e);
-    b->dlogits = arena_floats(s, R * e->C);
-    b->da1 = arena_floats(s, R * e->Hh);
-    b->dh1 = arena_floats(s, R * e->Hh);
-    b->dpooled = e->pooling == POOL_NONE ? NULL : arena_floats(s, (size_t)e->B * e->D);
-    b->dfeat = e->pairs ? arena_floats(s, (size_t)e->NB * 4 * e->D) : NULL;
+    b->dlogits = arena_floats(s, R * e->cfg.C);
+    b->da1 = arena_floats(s, R * e->cfg.Hh);
+    b->dh1 = arena_floats(s, R * e->cfg.Hh);
+    b->dpooled = e->cfg.pooling == POOL_NONE ? NULL : arena_floats(s, (size_t)e->cfg.B * e->cfg.D);
+    b->dfeat = e->cfg.pairs ? arena_floats(s, (size_t)e->cfg.NB * 4 * e->cfg.D) : NULL;
     b->dlnf = arena_floats(s, BLD);
     b->dx = arena_floats(s, BLD);
     b->dtmp = arena_floats(s, BLD);
     b->dln = arena_floats(s, BLD);
     b->dx2 = arena_floats(s, BLD);
     b->dq = arena_floats(s, BLD);
-    b->dx0 = e->latents > 0 ? arena_floats(s, (size_t)e->B * e->L * e->D) : NULL;
-    const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * window(e) * e->D : 0;
+    b->dx0 = e->cfg.latents > 0 ? arena_floats(s, (size_t)e->cfg.B * e->cfg.L * e->cfg.D) : NULL;
+    const size_t ext = e->cfg.seg > 0 ? (size_t)e->cfg.B * e->cfg.nseg * window(e) * e->cfg.D : 0;
     b->dyext = ext ? arena_floats(s, ext) : NULL;
     b->dext = ext ? arena_floats(s, ext) : NULL;
     b->dg = arena_floats(s, BLF);
     b->dh = arena_floats(s, BLF);
 }
 
+/* The floats of block l's carry (MixerStep.carry_out): 0 unless its mechanism has one. */
+static size_t carry_floats(const Encoder *e, int l) {
+    if (e->la[l].kind != BLOCK_SELF || e->mixers[l].carry <= 0) return 0;
+    return (size_t)(e->cfg.seg > 0 ? e->cfg.B * e->cfg.nseg : e->cfg.B) * e->mixers[l].carry *
+           e->cfg.D;
+}
+
+/* Block l's saved activations from `a` (its mask: the input's, or POOL's own), and the plans of
+ * its mechanism, compressor and Switch FFN; `s` measures scratch. */
+static void plan_block(Encoder *e, int l, const unsigned char *mask, Arena *a, Arena *s) {
+    LayerActs *t = &e->la[l];
+    const int B = e->cfg.B, D = e->cfg.D, F = e->cfg.F;
+    const size_t Q = (size_t)B * t->Lq, K = (size_t)B * t->Lk;
+    t->qmask = NULL;
+    if (t->kind == BLOCK_SELF) t->qmask = (unsigned char *)mask;
+    if (t->kind == BLOCK_POOL) t->qmask = arena_alloc(a, Q);
+    t->qin = t->kind == BLOCK_SELF ? NULL : arena_floats(a, Q * D);
+    t->ln1 = arena_floats(a, Q * D);
+    t->ln1_mean = arena_floats(a, Q);
+    t->ln1_rstd = arena_floats(a, Q);
+    t->lnkv = t->lnkv_mean = t->lnkv_rstd = NULL;
+    if (t->kind != BLOCK_SELF) {
+        t->lnkv = arena_floats(a, K * D);
+        t->lnkv_mean = arena_floats(a, K);
+        t->lnkv_rstd = arena_floats(a, K);
+    }
+    t->ext = t->yext = NULL;
+    t->extmask = NULL;
+    if (t->kind == BLOCK_SELF && e->cfg.seg > 0) {
+        const size_t X = (size_t)B * e->cfg.nseg * window(e);
+        t->ext = arena_floats(a, X * D);
+        t->yext = arena_floats(a, X * D);
+        t->extmask = arena_alloc(a, X);
+    }
+    const size_t C = carry_floats(e, l); /* the mechanism's carry to the next SELF block */
+    t->carry = C ? arena_floats(a, C) : NULL;
+    t->dcarry = C ? arena_floats(a, C) : NULL;
+    t->r = arena_floats(a, Q * D);
+    t->ln2 = arena_floats(a, Q * D);
+    t->ln2_mean = arena_floats(a, Q);
+    t->ln2_rstd = arena_floats(a, Q);
+    e->xs[l + 1] = arena_floats(a, Q * D);
+    t->h = t->g = NULL;
+    if (e->cfg.ffn == FFN_SWITCH) {
+        moe_init(&t->moe, (int)Q, D, F, e->cfg.experts);
+    } else {
+        t->h = arena_floats(a, Q * F);
+        t->g = arena_floats(a, Q * F);
+    }
+    /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
+     * other, so each layer plans its scratch from the same mark. */
+    const size_t mark = arena_mark(s);
+    carve_backward(e, s, &(BwdScratch){0});
+    if (e->cfg.ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
+        moe_plan(&t->moe, a, s);
+    }
+    if (t->kind == BLOCK_SELF && e->cfg.crate > 0) compress_plan(&t->cmp, a, s);
+    if (t->kind == BLOCK_SELF && e->cfg.seg > 0)
+        e->cfg.mixer_spec->ops->plan(&e->mixers[l], a, s, e->cfg.B * e->cfg.nseg, window(e));
+    else if (t->kind == BLOCK_SELF)
+        e->cfg.mixer_spec->ops->plan(&e->mixers[l], a, s, e->cfg.B, t->Lq);
+    else
+        xattn_plan(&e->xattn[l], a, s, e->cfg.B, t->Lq, t->Lk);
+    arena_reset_to(s, mark);
+}
+
 /* Carves every activation from `a` and lets the mixers plan theirs; `s` measures scratch. */
 static void plan(Encoder *e, Arena *a, Arena *s) {
-    const size_t BL = (size_t)e->B * e->L;
-    const int B = e->B, D = e->D, F = e->F;
+    const size_t BL = (size_t)e->cfg.B * e->cfg.L;
+    const int B = e->cfg.B, D = e->cfg.D;
     e->tokens = arena_alloc(a, BL * sizeof(int32_t));
     e->mask = arena_alloc(a, BL);
     e->labels = arena_alloc(a, (size_t)head_rows(e) * sizeof(int32_t));
     e->xs[0] = arena_floats(a, BL * D);
-    const unsigned char *mask = e->mask;
-    for (int l = 0; l < e->N; l++) {
-        LayerActs *t = &e->la[l];
-        const size_t Q = (size_t)B * t->Lq, K = (size_t)B * t->Lk;
-        t->qmask = NULL;
-        if (t->kind == BLOCK_SELF) t->qmask = (unsigned char *)mask;
-        if (t->kind == BLOCK_POOL) t->qmask = arena_alloc(a, Q);
-        mask = t->qmask;
-        t->qin = t->kind == BLOCK_SELF ? NULL : arena_floats(a, Q * D);
-        t->ln1 = arena_floats(a, Q * D);
-        t->ln1_mean = arena_floats(a, Q);
-        t->ln1_rstd = arena_floats(a, Q);
-        t->lnkv = t->lnkv_mean = t->lnkv_rstd = NULL;
-        if (t->kind != BLOCK_SELF) {
-            t->lnkv = arena_floats(a, K * D);
-            t->lnkv_mean = arena_floats(a, K);
-            t->lnkv_rstd = arena_floats(a, K);
-        }
-        t->ext = t->yext = NULL;
-        t->extmask = NULL;
-        if (t->kind == BLOCK_SELF && e->seg > 0) {
-            const size_t X = (size_t)B * e->nseg * window(e);
-            t->ext = arena_floats(a, X * D);
-            t->yext = arena_floats(a, X * D);
-            t->extmask = arena_alloc(a, X);
-        }
-        t->r = arena_floats(a, Q * D);
-        t->ln2 = arena_floats(a, Q * D);
-        t->ln2_mean = arena_floats(a, Q);
-        t->ln2_rstd = arena_floats(a, Q);
-        e->xs[l + 1] = arena_floats(a, Q * D);
-        t->h = t->g = NULL;
-        if (e->ffn == FFN_SWITCH) {
-            moe_init(&t->moe, (int)Q, D, F, e->experts);
-        } else {
-            t->h = arena_floats(a, Q * F);
-            t->g = arena_floats(a, Q * F);
-        }
-        /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
-         * other, so each layer plans its scratch from the same mark. */
-        const size_t mark = arena_mark(s);
-        carve_backward(e, s, &(BwdScratch){0});
-        if (e->ffn == FFN_SWITCH) { /* its scratch, on top of the backward buffers like a mixer's */
-            moe_plan(&t->moe, a, s);
-        }
-        if (t->kind == BLOCK_SELF && e->crate > 0) compress_plan(&t->cmp, a, s);
-        if (t->kind == BLOCK_SELF && e->seg > 0)
-            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B * e->nseg, window(e));
-        else if (t->kind == BLOCK_SELF)
-            e->mixer_spec->ops->plan(&e->mixers[l], a, s, e->B, t->Lq);
-        else
-            xattn_plan(&e->xattn[l], a, s, e->B, t->Lq, t->Lk);
-        arena_reset_to(s, mark);
-    }
-    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
-    e->final_mask = e->N ? e->la[e->N - 1].qmask : e->mask;
+    for (int l = 0; l < e->cfg.N; l++) plan_block(e, l, l ? e->la[l - 1].qmask : e->mask, a, s);
+    const int Lf = e->cfg.N ? e->la[e->cfg.N - 1].Lq : e->cfg.L;
+    e->final_mask = e->cfg.N ? e->la[e->cfg.N - 1].qmask : e->mask;
     e->lnf = arena_floats(a, (size_t)B * Lf * D);
     e->lnf_mean = arena_floats(a, (size_t)B * Lf);
     e->lnf_rstd = arena_floats(a, (size_t)B * Lf);
     const size_t R = (size_t)head_rows(e);
-    e->pooled = e->pooling == POOL_NONE ? NULL : arena_floats(a, (size_t)e->B * e->D);
-    e->feat = e->pairs ? arena_floats(a, (size_t)e->NB * 4 * e->D) : NULL;
-    e->h1 = arena_floats(a, R * e->Hh);
-    e->a1 = arena_floats(a, R * e->Hh);
-    e->h1act = arena_alloc(a, R * e->Hh);
-    e->logits = arena_floats(a, R * e->C);
-    e->probs = arena_floats(a, R * e->C);
+    e->pooled = e->cfg.pooling == POOL_NONE ? NULL : arena_floats(a, (size_t)e->cfg.B * e->cfg.D);
+    e->feat = e->cfg.pairs ? arena_floats(a, (size_t)e->cfg.NB * 4 * e->cfg.D) : NULL;
+    e->h1 = arena_floats(a, R * e->cfg.Hh);
+    e->a1 = arena_floats(a, R * e->cfg.Hh);
+    e->h1act = arena_alloc(a, R * e->cfg.Hh);
+    e->logits = arena_floats(a, R * e->cfg.C);
+    e->probs = arena_floats(a, R * e->cfg.C);
     e->losses = arena_floats(a, R);
-    if (e->positions == POS_SINUSOIDAL) e->sinus = arena_floats(a, (size_t)e->L * e->D);
+    if (e->cfg.positions == POS_SINUSOIDAL) e->sinus = arena_floats(a, (size_t)e->cfg.L * e->cfg.D);
 }
 
-/* Sizes, the blocks and the parameter table of cfg's model (no buffers yet). */
-static void setup(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes, int pairs) {
+void encoder_config(EncoderConfig *c, const ExperimentConfig *cfg, int vocab, int n_classes,
+                    int pairs) {
+    memset(c, 0, sizeof *c);
+    c->pairs = pairs != 0;
+    XB_ASSERT(!(c->pairs && cfg->pooling == POOL_NONE)); /* config: sequence tasks are single */
+    c->NB = cfg->batch_size;
+    c->B = c->pairs ? 2 * c->NB : c->NB;
+    c->L = cfg->max_len;
+    c->pooling = cfg->pooling;
+    c->positions = cfg->positions;
+    c->cls_id = cfg->pooling == POOL_CLS ? vocab : -1;
+    c->V = vocab + (cfg->pooling == POOL_CLS ? 1 : 0);
+    c->C = n_classes;
+    c->D = cfg->d_model;
+    c->H = cfg->heads;
+    c->F = cfg->d_ff;
+    c->funnel = cfg->funnel;
+    c->latents = cfg->latents;
+    c->seg = cfg->segment;
+    c->mem = cfg->memory > 0 ? cfg->memory : cfg->segment;
+    c->nseg = c->seg > 0 ? cfg->max_len / c->seg : 0;
+    c->crate = cfg->segment > 0 ? cfg->compress : 0;
+    c->ncm = c->crate > 0 ? (cfg->compressed_memory > 0 ? cfg->compressed_memory : c->mem) : 0;
+    c->ffn = cfg->ffn;
+    c->experts = cfg->experts > 0 ? cfg->experts : 1;
+    c->capacity[0] = cfg->eval_capacity_factor, c->capacity[1] = cfg->capacity_factor;
+    c->balance = cfg->balance_loss, c->zloss = cfg->router_z_loss;
+    c->xrep = cfg->latents > 0 && cfg->cross_attends > 1 ? cfg->cross_attends : 1;
+    c->shape = cfg_model_shape(cfg);
+    c->N = layout_blocks(&c->shape);
+    c->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
+    c->dropout = cfg->dropout;
+    c->mixer_spec = mixer_get(cfg->mixer_index);
+    c->mixer_opts = &cfg->mixer_opts;
+}
+
+/* The blocks and the parameter table of the model of c (no buffers yet). */
+static void setup(Encoder *e, const EncoderConfig *c) {
     memset(e, 0, sizeof *e);
-    e->pairs = pairs != 0;
-    XB_ASSERT(!(e->pairs && cfg->pooling == POOL_NONE)); /* config: sequence tasks are single */
-    e->NB = cfg->batch_size;
-    e->B = e->pairs ? 2 * e->NB : e->NB;
-    e->L = cfg->max_len;
-    e->pooling = cfg->pooling;
-    e->positions = cfg->positions;
-    e->cls_id = cfg->pooling == POOL_CLS ? vocab : -1;
-    e->V = vocab + (cfg->pooling == POOL_CLS ? 1 : 0);
-    e->C = n_classes;
-    e->D = cfg->d_model;
-    e->H = cfg->heads;
-    e->F = cfg->d_ff;
-    e->funnel = cfg->funnel;
-    e->latents = cfg->latents;
-    e->seg = cfg->segment;
-    e->mem = cfg->memory > 0 ? cfg->memory : cfg->segment;
-    e->nseg = e->seg > 0 ? cfg->max_len / e->seg : 0;
-    e->crate = cfg->segment > 0 ? cfg->compress : 0;
-    e->ncm = e->crate > 0 ? (cfg->compressed_memory > 0 ? cfg->compressed_memory : e->mem) : 0;
-    e->ffn = cfg->ffn;
-    e->experts = cfg->experts > 0 ? cfg->experts : 1;
-    e->capacity[0] = cfg->eval_capacity_factor, e->capacity[1] = cfg->capacity_factor;
-    e->balance = cfg->balance_loss, e->zloss = cfg->router_z_loss;
-    e->xrep = cfg->latents > 0 && cfg->cross_attends > 1 ? cfg->cross_attends : 1;
-    const ModelShape shape = cfg_model_shape(cfg);
-    e->N = layout_blocks(&shape);
-    e->Hh = cfg->head_hidden > 0 ? cfg->head_hidden : cfg->d_ff;
-    e->dropout = cfg->dropout;
-    e->mixer_spec = mixer_get(cfg->mixer_index);
-    e->mixers = calloc((size_t)e->N, sizeof *e->mixers);
-    e->lp = calloc((size_t)e->N, sizeof *e->lp);
-    e->la = calloc((size_t)e->N, sizeof *e->la);
-    e->xattn = calloc((size_t)e->N, sizeof *e->xattn);
-    e->xs = calloc((size_t)e->N + 1, sizeof *e->xs);
+    e->cfg = *c;
+    e->B = c->B, e->NB = c->NB, e->L = c->L, e->C = c->C, e->pooling = c->pooling;
+    e->cls_id = c->cls_id;
+    e->mixers = calloc((size_t)c->N, sizeof *e->mixers);
+    e->lp = calloc((size_t)c->N, sizeof *e->lp);
+    e->la = calloc((size_t)c->N, sizeof *e->la);
+    e->xattn = calloc((size_t)c->N, sizeof *e->xattn);
+    e->xs = calloc((size_t)c->N + 1, sizeof *e->xs);
     XB_ASSERT(e->mixers && e->lp && e->la && e->xattn && e->xs);
-    lay_out_blocks(e, &shape);
+    lay_out_blocks(e, &c->shape);
     /* config: with pooling none no block changes the length */
-    XB_ASSERT(e->pooling != POOL_NONE || e->N == 0 || e->la[e->N - 1].Lq == e->L);
+    XB_ASSERT(c->pooling != POOL_NONE || c->N == 0 || e->la[c->N - 1].Lq == c->L);
     params_init(&e->pt);
-    declare_params(e, &cfg->mixer_opts);
+    declare_params(e);
 }
 
 size_t encoder_planned_bytes(const ExperimentConfig *cfg, int vocab, int n_classes, int pairs) {
     Encoder e;
-    setup(&e, cfg, vocab, n_classes, pairs);
+    EncoderConfig c;
+    encoder_config(&c, cfg, vocab, n_classes, pairs);
+    setup(&e, &c);
     Arena ma, ms;
     arena_init_measure(&ma);
     arena_init_measure(&ms);
@@ -338,7 +365,9 @@ int encoder_create(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_cla
 
 int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int n_classes,
                          int pairs, XbError *err) {
-    setup(e, cfg, vocab, n_classes, pairs);
+    EncoderConfig c;
+    encoder_config(&c, cfg, vocab, n_classes, pairs);
+    setup(e, &c);
     e->params = aligned_alloc(XB_ALIGN,
                               ((e->pt.total * sizeof(float)) + XB_ALIGN - 1) / XB_ALIGN * XB_ALIGN);
     e->grads = aligned_alloc(XB_ALIGN,
@@ -360,13 +389,13 @@ int encoder_create_pairs(Encoder *e, const ExperimentConfig *cfg, int vocab, int
     plan(e, &e->acts, &scratch_measure);
     memset(e->params, 0, e->pt.total * sizeof(float));
     memset(e->grads, 0, e->pt.total * sizeof(float));
-    if (e->sinus) sinusoidal_table(e->sinus, e->L, e->D);
+    if (e->sinus) sinusoidal_table(e->sinus, e->cfg.L, e->cfg.D);
     return 0;
 }
 
 void encoder_destroy(Encoder *e) {
     if (e->mixers && e->la)
-        for (int l = 0; l < e->N; l++)
+        for (int l = 0; l < e->cfg.N; l++)
             if (e->la[l].kind == BLOCK_SELF) mixer_destroy(&e->mixers[l]);
     free(e->mixers);
     free(e->xattn);
@@ -397,9 +426,17 @@ static MoeParams moe_params(const Encoder *e, const LayerParams *lp) {
                        P(e, lp->fc2_b)};
 }
 
-static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64_t seed,
-                            int64_t step) {
-    MixerStep s = {.B = e->B,
+/* The SELF block before block l whose mechanism hands its carry to block l's, or -1. */
+static int carry_from(const Encoder *e, int l) {
+    for (int k = l - 1; k >= 0; k--)
+        if (e->la[k].kind == BLOCK_SELF) return e->la[k].carry ? k : -1;
+    return -1;
+}
+
+static MixerStep mixer_step(Encoder *e, int l, int training, uint64_t seed, int64_t step) {
+    const LayerActs *t = &e->la[l];
+    const int from = carry_from(e, l);
+    MixerStep s = {.B = e->cfg.B,
                    .L = t->Lq,
                    .mask = t->qmask,
                    .training = training,
@@ -411,9 +448,14 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
                    .grads = e->grads,
                    .scratch = &e->scratch,
                    .aux_loss = &e->aux_loss,
-                   .row0 = e->row0};
-    if (e->seg > 0) /* the windows [memory; segment], batched */
-        s.B = e->B * e->nseg, s.L = window(e), s.mask = t->extmask, s.row0 = e->row0 * e->nseg;
+                   .row0 = e->row0,
+                   .carry_in = from >= 0 ? e->la[from].carry : NULL,
+                   .carry_out = t->carry,
+                   .dcarry_in = from >= 0 ? e->la[from].dcarry : NULL,
+                   .dcarry_out = t->dcarry};
+    if (e->cfg.seg > 0) /* the windows [memory; segment], batched */
+        s.B = e->cfg.B * e->cfg.nseg, s.L = window(e), s.mask = t->extmask,
+        s.row0 = e->row0 * e->cfg.nseg;
     return s;
 }
 
@@ -422,29 +464,22 @@ static MixerStep mixer_step(Encoder *e, const LayerActs *t, int training, uint64
  * segment k (zero and masked before the start), then the segment. With keep_memory the slot and
  * memory rows are left as they are (tests: a frozen memory). */
 static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int keep_memory) {
-    const int B = e->B, L = e->L, D = e->D, S = e->seg, M = e->mem, N = e->ncm, W = window(e);
+    const int B = e->cfg.B, L = e->cfg.L, D = e->cfg.D, S = e->cfg.seg, M = e->cfg.mem,
+              N = e->cfg.ncm, W = window(e);
 #pragma omp parallel for schedule(static)
-    for (int bk = 0; bk < B * e->nseg; bk++) {
-        const int b = bk / e->nseg, k = bk % e->nseg;
-        for (int i = keep_memory ? N + M : 0; i < W; i++) {
-            float *row = t->ext + ((size_t)bk * W + i) * D;
-            int real;
-            if (i < N) { /* group g covers positions [g·c, g·c + c) */
-                const int g = (k * S - M) / e->crate - N + i;
-                real = g >= 0 && t->cmp.smask[(size_t)b * (L / e->crate) + g];
-                if (g >= 0)
-                    memcpy(row, compress_slot(&t->cmp, b, g), (size_t)D * sizeof(float));
-                else
-                    memset(row, 0, (size_t)D * sizeof(float));
-            } else {
-                const int pos = k * S - M - N + i; /* its position in the sequence */
-                real = pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]);
-                if (pos >= 0)
-                    memcpy(row, ln + ((size_t)b * L + pos) * D, (size_t)D * sizeof(float));
-                else
-                    memset(row, 0, (size_t)D * sizeof(float));
-            }
-            t->extmask[(size_t)bk * W + i] = (unsigned char)real;
+    for (int bk = 0; bk < B * e->cfg.nseg; bk++) {
+        const int b = bk / e->cfg.nseg, k = bk % e->cfg.nseg;
+        float *win = t->ext + (size_t)bk * W * D;
+        unsigned char *real = t->extmask + (size_t)bk * W;
+        if (N > 0 && !keep_memory) compress_window(&t->cmp, win, real, b, k);
+        for (int i = keep_memory ? N + M : N; i < W; i++) {
+            const int pos = k * S - M - N + i; /* its position in the sequence */
+            real[i] = (unsigned char)(pos >= 0 && (!e->mask || e->mask[(size_t)b * L + pos]));
+            if (pos >= 0)
+                memcpy(win + (size_t)i * D, ln + ((size_t)b * L + pos) * D,
+                       (size_t)D * sizeof(float));
+            else
+                memset(win + (size_t)i * D, 0, (size_t)D * sizeof(float));
         }
     }
 }
@@ -452,11 +487,11 @@ static void build_windows(const Encoder *e, LayerActs *t, const float *ln, int k
 /* Rows of the windows that are segment positions ↔ the sequence (B, L, D): to_windows = 0 copies
  * win → seq, 1 copies seq → win (and zeroes the memory rows). */
 static void segment_rows(const Encoder *e, float *seq, float *win, int to_windows) {
-    const int B = e->B, L = e->L, D = e->D, S = e->seg, W = window(e),
+    const int B = e->cfg.B, L = e->cfg.L, D = e->cfg.D, S = e->cfg.seg, W = window(e),
               M = W - S; /* M: rows before */
 #pragma omp parallel for schedule(static)
-    for (int bk = 0; bk < B * e->nseg; bk++) {
-        const int b = bk / e->nseg, k = bk % e->nseg;
+    for (int bk = 0; bk < B * e->cfg.nseg; bk++) {
+        const int b = bk / e->cfg.nseg, k = bk % e->cfg.nseg;
         float *w = win + (size_t)bk * W * D, *q = seq + ((size_t)b * L + (size_t)k * S) * D;
         if (to_windows) {
             memset(w, 0, (size_t)M * D * sizeof(float));
@@ -532,23 +567,22 @@ static const unsigned char *key_mask(const Encoder *e, int l) {
 static void self_forward(Encoder *e, int l, int training, uint64_t seed, int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    MixerStep ms = mixer_step(e, t, training, seed, step);
+    MixerStep ms = mixer_step(e, l, training, seed, step);
     layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, e->xs[l], P(e, lp->ln1_w), P(e, lp->ln1_b),
-                      e->B * t->Lq, e->D);
-    if (e->seg > 0) {
-        if (e->crate > 0) {
-            t->cmp.frozen = e->frozen;
-            e->aux_loss +=
-                compress_forward(&t->cmp, t->ln1, e->mask, e->params, &e->pt, &e->scratch);
+                      e->cfg.B * t->Lq, e->cfg.D);
+    if (e->cfg.seg > 0) {
+        if (e->cfg.crate > 0) {
+            e->aux_loss += compress_forward(&t->cmp, t->ln1, e->mask, e->frozen, e->params, &e->pt,
+                                            &e->scratch);
         }
         build_windows(e, t, t->ln1, e->frozen);
         prof_open(PROF_MIXER, 0);
-        e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
+        e->cfg.mixer_spec->ops->forward(&e->mixers[l], &ms, t->yext, t->ext);
         prof_close();
         segment_rows(e, t->r, t->yext, 0);
     } else {
         prof_open(PROF_MIXER, 0);
-        e->mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
+        e->cfg.mixer_spec->ops->forward(&e->mixers[l], &ms, t->r, t->ln1);
         prof_close();
     }
 }
@@ -559,10 +593,11 @@ static void self_forward(Encoder *e, int l, int training, uint64_t seed, int64_t
 static void downsample_forward(Encoder *e, int l) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    const int B = e->B, D = e->D;
+    const int B = e->cfg.B, D = e->cfg.D;
     const float *xin = e->xs[l], *kin = t->kind == BLOCK_CROSS ? e->xs[0] : xin;
     if (t->kind == BLOCK_POOL)
-        funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+        funnel_pool(t->qin, t->qmask, xin, input_mask(e, l), B, t->Lk, t->Lq, D,
+                    e->cfg.cls_id >= 0);
     else if (lp->latents >= 0)
         for (int b = 0; b < B; b++)
             memcpy(t->qin + (size_t)b * t->Lq * D, P(e, lp->latents),
@@ -584,17 +619,18 @@ static void downsample_forward(Encoder *e, int l) {
 static void ffn_forward(Encoder *e, int l, int training, float p, uint64_t seed, int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    const int BQ = e->B * t->Lq, D = e->D, F = e->F;
+    const int BQ = e->cfg.B * t->Lq, D = e->cfg.D, F = e->cfg.F;
     const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
     float *xout = e->xs[l + 1];
     layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->r, P(e, lp->ln2_w), P(e, lp->ln2_b), BQ,
                       D);
-    if (e->ffn == FFN_SWITCH) {
+    if (e->cfg.ffn == FFN_SWITCH) {
         const MoeParams mp = moe_params(e, lp);
         t->moe.frozen = e->frozen;
         prof_open(PROF_FFN, 0);
-        e->aux_loss += moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->capacity[training != 0],
-                                   e->balance, e->zloss, &e->scratch);
+        e->aux_loss +=
+            moe_forward(&t->moe, xout, t->ln2, t->qmask, &mp, e->cfg.capacity[training != 0],
+                        e->cfg.balance, e->cfg.zloss, &e->scratch);
         prof_close();
         arena_reset(&e->scratch);
     } else {
@@ -612,15 +648,15 @@ static void ffn_forward(Encoder *e, int l, int training, float p, uint64_t seed,
 /* The final LayerNorm, the pooling (or none), LRA's pair features, the MLP head and the loss:
  * the mean cross-entropy over the rows with a target, plus the auxiliary losses. */
 static double head_forward(Encoder *e) {
-    const int B = e->B, D = e->D, NB = e->NB, R = head_rows(e);
-    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
-    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, e->xs[e->N], P(e, e->p_lnf_w),
+    const int B = e->cfg.B, D = e->cfg.D, NB = e->cfg.NB, R = head_rows(e);
+    const int Lf = e->cfg.N ? e->la[e->cfg.N - 1].Lq : e->cfg.L;
+    layernorm_forward(e->lnf, e->lnf_mean, e->lnf_rstd, e->xs[e->cfg.N], P(e, e->p_lnf_w),
                       P(e, e->p_lnf_b), B * Lf, D);
-    if (e->pooling == POOL_CLS)
+    if (e->cfg.pooling == POOL_CLS)
         pool_cls_forward(e->pooled, e->lnf, B, Lf, D);
-    else if (e->pooling == POOL_MEAN)
+    else if (e->cfg.pooling == POOL_MEAN)
         pool_mean_forward(e->pooled, e->lnf, e->final_mask, B, Lf, D);
-    if (e->pairs) /* LRA's retrieval head: [u, v, u·v, u − v] of the two documents' vectors */
+    if (e->cfg.pairs) /* LRA's retrieval head: [u, v, u·v, u − v] of the two documents' vectors */
         for (int b = 0; b < NB; b++) {
             const float *u = e->pooled + (size_t)2 * b * D, *v = u + D;
             float *f = e->feat + (size_t)b * 4 * D;
@@ -629,11 +665,11 @@ static double head_forward(Encoder *e) {
                 f[3 * D + d] = u[d] - v[d];
         }
     /* the head: on each example's vector, or on every position (pooling none) */
-    const float *hin = e->pairs ? e->feat : e->pooling == POOL_NONE ? e->lnf : e->pooled;
-    linear_forward(e->h1, hin, P(e, e->p_h1_w), P(e, e->p_h1_b), R, head_in(e), e->Hh);
-    relu_forward_set(e->a1, e->h1act, e->h1, (size_t)R * e->Hh, e->frozen);
-    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), R, e->Hh, e->C);
-    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, R, e->C);
+    const float *hin = e->cfg.pairs ? e->feat : e->cfg.pooling == POOL_NONE ? e->lnf : e->pooled;
+    linear_forward(e->h1, hin, P(e, e->p_h1_w), P(e, e->p_h1_b), R, head_in(e), e->cfg.Hh);
+    relu_forward_set(e->a1, e->h1act, e->h1, (size_t)R * e->cfg.Hh, e->frozen);
+    linear_forward(e->logits, e->a1, P(e, e->p_h2_w), P(e, e->p_h2_b), R, e->cfg.Hh, e->cfg.C);
+    crossentropy_forward(e->losses, e->probs, e->logits, e->labels, R, e->cfg.C);
     double sum = 0.0;
     int n = 0;
     for (int r = 0; r < R; r++) sum += e->losses[r], n += e->labels[r] >= 0;
@@ -642,15 +678,15 @@ static double head_forward(Encoder *e) {
 }
 
 static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D;
-    const float p = training ? e->dropout : 0.0f;
+    const int B = e->cfg.B, L = e->cfg.L, D = e->cfg.D;
+    const float p = training ? e->cfg.dropout : 0.0f;
     arena_reset(&e->scratch);
     e->aux_loss = 0.0;
-    const float *wpe = e->positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
+    const float *wpe = e->cfg.positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
     embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
     dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
                     e->row0 * (uint64_t)L * D);
-    for (int l = 0; l < e->N; l++) { /* r = base + drop(mix(LN1(...))), then the FFN half */
+    for (int l = 0; l < e->cfg.N; l++) { /* r = base + drop(mix(LN1(...))), then the FFN half */
         LayerActs *t = &e->la[l];
         const size_t QD = (size_t)B * t->Lq * D;
         if (t->kind == BLOCK_SELF)
@@ -668,22 +704,22 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
 
 /* The head's backward, from the loss to bs->dx = d(the last block's output). */
 static void head_backward(Encoder *e, const BwdScratch *bs) {
-    const int B = e->B, D = e->D, Hh = e->Hh, NB = e->NB, R = head_rows(e);
-    const int Lf = e->N ? e->la[e->N - 1].Lq : e->L;
+    const int B = e->cfg.B, D = e->cfg.D, Hh = e->cfg.Hh, NB = e->cfg.NB, R = head_rows(e);
+    const int Lf = e->cfg.N ? e->la[e->cfg.N - 1].Lq : e->cfg.L;
     float *dlnf = bs->dlnf, *dpooled = bs->dpooled;
     memset(dlnf, 0, (size_t)B * Lf * D * sizeof *dlnf);
     /* the loss is the sum of the rows' cross-entropies over the normaliser: this call's targets,
      * or (data-parallel training) the whole batch's per process, set by the caller */
     const double norm = e->ce_norm > 0 ? e->ce_norm : (double)e->n_targets;
     if (e->n_targets > 0)
-        crossentropy_backward(bs->dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->C);
+        crossentropy_backward(bs->dlogits, e->probs, e->labels, (float)(1.0 / norm), R, e->cfg.C);
     linear_backward(bs->da1, G(e, e->p_h2_w), G(e, e->p_h2_b), bs->dlogits, e->a1, P(e, e->p_h2_w),
-                    R, Hh, e->C);
+                    R, Hh, e->cfg.C);
     relu_backward_set(bs->dh1, e->h1act, bs->da1, (size_t)R * Hh);
-    if (e->pooling == POOL_NONE) { /* the head read every position of lnf */
+    if (e->cfg.pooling == POOL_NONE) { /* the head read every position of lnf */
         linear_backward(dlnf, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->lnf, P(e, e->p_h1_w), R,
                         D, Hh);
-    } else if (e->pairs) {
+    } else if (e->cfg.pairs) {
         memset(bs->dfeat, 0, (size_t)NB * 4 * D * sizeof(float));
         linear_backward(bs->dfeat, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->feat,
                         P(e, e->p_h1_w), NB, 4 * D, Hh);
@@ -700,12 +736,12 @@ static void head_backward(Encoder *e, const BwdScratch *bs) {
         linear_backward(dpooled, G(e, e->p_h1_w), G(e, e->p_h1_b), bs->dh1, e->pooled,
                         P(e, e->p_h1_w), B, D, Hh);
     }
-    if (e->pooling == POOL_CLS)
+    if (e->cfg.pooling == POOL_CLS)
         pool_cls_backward(dlnf, dpooled, B, Lf, D);
-    else if (e->pooling == POOL_MEAN)
+    else if (e->cfg.pooling == POOL_MEAN)
         pool_mean_backward(dlnf, dpooled, e->final_mask, B, Lf, D);
     memset(bs->dx, 0, (size_t)B * Lf * D * sizeof *bs->dx);
-    layernorm_backward(bs->dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->N],
+    layernorm_backward(bs->dx, G(e, e->p_lnf_w), G(e, e->p_lnf_b), dlnf, e->xs[e->cfg.N],
                        P(e, e->p_lnf_w), e->lnf_mean, e->lnf_rstd, B * Lf, D);
 }
 
@@ -715,20 +751,20 @@ static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, u
                          int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    const int BQ = e->B * t->Lq, D = e->D, F = e->F;
+    const int BQ = e->cfg.B * t->Lq, D = e->cfg.D, F = e->cfg.F;
     const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
-    const float p = e->dropout;
+    const float p = e->cfg.dropout;
     float *dx = bs->dx, *dtmp = bs->dtmp, *dln = bs->dln, *dg = bs->dg, *dh = bs->dh;
     memset(dtmp, 0, QD * sizeof *dtmp);
     dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
                      e->row0 * (uint64_t)t->Lq * D);
     memset(dln, 0, QD * sizeof *dln);
-    if (e->ffn == FFN_SWITCH) {
+    if (e->cfg.ffn == FFN_SWITCH) {
         const MoeParams mp = moe_params(e, lp);
         const MoeGrads mg = {G(e, lp->router), G(e, lp->fc1_w), G(e, lp->fc1_b), G(e, lp->fc2_w),
                              G(e, lp->fc2_b)};
         prof_open(PROF_FFN, 1);
-        moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->balance, e->zloss,
+        moe_backward(&t->moe, dln, &mg, dtmp, t->ln2, t->qmask, &mp, e->cfg.balance, e->cfg.zloss,
                      &e->scratch);
         prof_close();
         arena_reset_to(&e->scratch, mark);
@@ -754,26 +790,26 @@ static void self_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, 
                           int64_t step) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    MixerStep ms = mixer_step(e, t, 1, seed, step);
-    if (e->seg > 0) { /* the memory rows are constants: their gradient stops here */
-        const size_t X = (size_t)e->B * e->nseg * window(e) * e->D;
+    MixerStep ms = mixer_step(e, l, 1, seed, step);
+    if (e->cfg.seg > 0) { /* the memory rows are constants: their gradient stops here */
+        const size_t X = (size_t)e->cfg.B * e->cfg.nseg * window(e) * e->cfg.D;
         segment_rows(e, bs->dtmp, bs->dyext, 1);
         memset(bs->dext, 0, X * sizeof(float));
         prof_open(PROF_MIXER, 1);
-        e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dext, bs->dyext, t->ext);
+        e->cfg.mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dext, bs->dyext, t->ext);
         prof_close();
         segment_rows(e, bs->dln, bs->dext, 0);
         arena_reset_to(&e->scratch, mark);
         /* f_c learns from the attention-reconstruction loss alone */
-        if (e->crate > 0) compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
+        if (e->cfg.crate > 0) compress_backward(&t->cmp, e->params, e->grads, &e->pt, &e->scratch);
     } else {
         prof_open(PROF_MIXER, 1);
-        e->mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dln, bs->dtmp, t->ln1);
+        e->cfg.mixer_spec->ops->backward(&e->mixers[l], &ms, bs->dln, bs->dtmp, t->ln1);
         prof_close();
     }
     arena_reset_to(&e->scratch, mark);
     layernorm_backward(bs->dx, G(e, lp->ln1_w), G(e, lp->ln1_b), bs->dln, e->xs[l], P(e, lp->ln1_w),
-                       t->ln1_mean, t->ln1_rstd, e->B * t->Lq, e->D);
+                       t->ln1_mean, t->ln1_rstd, e->cfg.B * t->Lq, e->cfg.D);
 }
 
 /* A POOL or CROSS block's mixing backward: the base is the queries' input (pooled x_in, or the
@@ -782,7 +818,7 @@ static void self_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, 
 static void downsample_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark) {
     const LayerParams *lp = &e->lp[l];
     LayerActs *t = &e->la[l];
-    const int B = e->B, D = e->D, BQ = B * t->Lq, BK = B * t->Lk;
+    const int B = e->cfg.B, D = e->cfg.D, BQ = B * t->Lq, BK = B * t->Lk;
     const size_t QD = (size_t)BQ * D;
     float *dx = bs->dx, *dkv = bs->dx2, *dq = bs->dq;
     memset(dkv, 0, (size_t)BK * D * sizeof *dkv);
@@ -798,7 +834,7 @@ static void downsample_backward(Encoder *e, int l, const BwdScratch *bs, size_t 
         memset(dx, 0, (size_t)BK * D * sizeof *dx); /* dx becomes d(x_in) */
         layernorm_backward(dx, G(e, lp->lnkv_w), G(e, lp->lnkv_b), dkv, e->xs[l], P(e, lp->lnkv_w),
                            t->lnkv_mean, t->lnkv_rstd, BK, D);
-        funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cls_id >= 0);
+        funnel_pool_backward(dx, dq, input_mask(e, l), B, t->Lk, t->Lq, D, e->cfg.cls_id >= 0);
         return;
     }
     /* CROSS: the keys read the input array, whose gradient gathers over the cross-attends */
@@ -815,14 +851,16 @@ static void downsample_backward(Encoder *e, int l, const BwdScratch *bs, size_t 
 }
 
 static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
-    const int B = e->B, L = e->L, D = e->D;
-    const float p = e->dropout;
+    const int B = e->cfg.B, L = e->cfg.L, D = e->cfg.D;
+    const float p = e->cfg.dropout;
     arena_reset(&e->scratch);
     BwdScratch bs;
     carve_backward(e, &e->scratch, &bs);
     const size_t mark = arena_mark(&e->scratch);
+    for (int l = 0; l < e->cfg.N; l++) /* the carries' gradients gather from the blocks after */
+        if (e->la[l].dcarry) memset(e->la[l].dcarry, 0, carry_floats(e, l) * sizeof(float));
     head_backward(e, &bs);
-    for (int l = e->N - 1; l >= 0; l--) {
+    for (int l = e->cfg.N - 1; l >= 0; l--) {
         const LayerActs *t = &e->la[l];
         const size_t QD = (size_t)B * t->Lq * D;
         ffn_backward(e, l, &bs, mark, seed, step);
@@ -841,8 +879,8 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     memset(bs.dtmp, 0, BLD * sizeof *bs.dtmp);
     dropout_backward(bs.dtmp, bs.dx, BLD, p, dropout_key(seed, step, site_embed()),
                      e->row0 * (uint64_t)L * D);
-    embedding_backward(G(e, e->p_wte), e->positions == POS_LEARNED ? G(e, e->p_wpe) : NULL, bs.dtmp,
-                       e->tokens, B, L, D);
+    embedding_backward(G(e, e->p_wte), e->cfg.positions == POS_LEARNED ? G(e, e->p_wpe) : NULL,
+                       bs.dtmp, e->tokens, B, L, D);
     arena_reset(&e->scratch);
 }
 
@@ -861,19 +899,22 @@ void encoder_backward(Encoder *e, uint64_t seed, int64_t step) {
 }
 
 uint64_t encoder_flops(const Encoder *e, int backward) {
-    const uint64_t B = (uint64_t)e->B;
-    const uint64_t D = (uint64_t)e->D, F = (uint64_t)e->F, Hh = (uint64_t)e->Hh, C = (uint64_t)e->C;
+    const uint64_t B = (uint64_t)e->cfg.B;
+    const uint64_t D = (uint64_t)e->cfg.D, F = (uint64_t)e->cfg.F, Hh = (uint64_t)e->cfg.Hh,
+                   C = (uint64_t)e->cfg.C;
     uint64_t f = 0, ffn = 0;
-    for (int l = 0; l < e->N; l++) {
+    for (int l = 0; l < e->cfg.N; l++) {
         const LayerActs *t = &e->la[l];
-        if (t->kind == BLOCK_SELF && e->crate > 0) f += compress_flops(&t->cmp, backward);
-        if (t->kind == BLOCK_SELF && e->seg > 0)
-            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B * e->nseg, window(e), backward);
+        if (t->kind == BLOCK_SELF && e->cfg.crate > 0) f += compress_flops(&t->cmp, backward);
+        if (t->kind == BLOCK_SELF && e->cfg.seg > 0)
+            f += e->cfg.mixer_spec->ops->flops(&e->mixers[l], e->cfg.B * e->cfg.nseg, window(e),
+                                               backward);
         else if (t->kind == BLOCK_SELF)
-            f += e->mixer_spec->ops->flops(&e->mixers[l], e->B, t->Lq, backward);
+            f += e->cfg.mixer_spec->ops->flops(&e->mixers[l], e->cfg.B, t->Lq, backward);
         else
-            f += xattn_flops(&e->xattn[l], e->B, t->Lq, t->Lk, backward);
-        ffn += e->ffn == FFN_SWITCH ? moe_flops(&t->moe, 0) : 2 * (2 * B * (uint64_t)t->Lq * D * F);
+            f += xattn_flops(&e->xattn[l], e->cfg.B, t->Lq, t->Lk, backward);
+        ffn += e->cfg.ffn == FFN_SWITCH ? moe_flops(&t->moe, 0)
+                                        : 2 * (2 * B * (uint64_t)t->Lq * D * F);
     }
     const uint64_t R = (uint64_t)head_rows(e),
                    head = 2 * R * (uint64_t)head_in(e) * Hh + 2 * R * Hh * C;

@@ -55,6 +55,10 @@ typedef struct LayerActs {
                                           * [compressed; memory; segment] the mechanism sees, and
                                           * its output */
     unsigned char *extmask;              /* (B·nS, N + M + S) */
+    float *carry, *dcarry;               /* SELF, a mechanism with Mixer.carry rows: its carry_out
+                                          * (B', carry, D), B' the rows of its step (B·nS with
+                                          * recurrence), read by the next SELF block's mechanism as
+                                          * carry_in; and the gradient arriving at it */
     float *r;                            /* (B, Lq, D) residual after the mixer */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;     /* (B, Lq, F) FFN pre-activation */
@@ -65,7 +69,9 @@ typedef struct LayerActs {
 
 typedef struct XAttn XAttn;
 
-typedef struct Encoder {
+/* The encoder's settings, resolved once from the experiment config by encoder_config (defaults
+ * filled in, sizes derived): what the model's parts read, so that none of them reads the config. */
+typedef struct EncoderConfig {
     int pairs, NB;                  /* pairs: each example is two documents through one shared
                                      * encoder (LRA's retrieval dual encoder); NB examples */
     int B, L, V, C, D, H, F, N, Hh; /* batch rows, input length, vocab (+CLS), classes, width,
@@ -75,10 +81,6 @@ typedef struct Encoder {
     int xrep;           /* Perceiver: cross-attends (model.cross_attends; 1 otherwise) */
     int seg, mem, nseg; /* Transformer-XL recurrence: segment, memory, segments (0: none) */
     int crate, ncm;     /* Compressive Transformer: rate c and slots N (0: none) */
-    int frozen;         /* tests: forward keeps every discrete choice of the last forward (the
-                         * recurrence's memory rows and compressed slots, Switch routing, ReLU
-                         * active sets, the mixers' buckets and clusters: MixerStep.frozen), so
-                         * finite differences see the map the backward differentiates */
     FfnKind ffn;        /* dense, or Switch mixture of experts */
     int experts;
     double capacity[2], balance, zloss; /* Switch: capacity factor in evaluation, in training */
@@ -86,12 +88,33 @@ typedef struct Encoder {
     PosKind positions;
     float dropout;
     int cls_id; /* token id of CLS (V - 1) or -1 for mean pooling */
+    const MixerSpec *mixer_spec;
+    const OptValues *mixer_opts; /* the config's validated options (the config outlives the
+                                  * encoder) */
+    ModelShape shape;            /* what lays out the blocks (config/layout.h) */
+} EncoderConfig;
+
+/* Resolves cfg into c for a task of `vocab` ids and n_classes; with pairs, every example is two
+ * documents (the dual encoder of encoder_create_pairs). */
+void encoder_config(EncoderConfig *c, const ExperimentConfig *cfg, int vocab, int n_classes,
+                    int pairs);
+
+typedef struct Encoder {
+    EncoderConfig cfg; /* the settings, fixed at creation */
+    /* The batch's shape and conventions, as in cfg, for the caller that fills tokens, mask and
+     * labels and reads logits, probs and losses (below). */
+    int B, NB, L, C;
+    PoolKind pooling;
+    int cls_id;
+    int frozen; /* tests: forward keeps every discrete choice of the last forward (the
+                 * recurrence's memory rows and compressed slots, Switch routing, ReLU active
+                 * sets, the mixers' buckets and clusters: MixerStep.frozen), so finite
+                 * differences see the map the backward differentiates */
 
     ParamTable pt;
     float *params, *grads; /* pt.total floats each, owned */
-    const MixerSpec *mixer_spec;
-    Mixer *mixers; /* N (used by SELF blocks) */
-    XAttn *xattn;  /* N (used by POOL and CROSS blocks) */
+    Mixer *mixers;         /* N (used by SELF blocks) */
+    XAttn *xattn;          /* N (used by POOL and CROSS blocks) */
     int p_wte, p_wpe, p_lnf_w, p_lnf_b, p_h1_w, p_h1_b, p_h2_w, p_h2_b;
     LayerParams *lp; /* N */
     float *sinus;    /* (L, D) sinusoidal positions, or NULL */
