@@ -395,10 +395,11 @@ static void check_tiles(int m, int n, int k) {
     gc_fill_normal(rb, (size_t)m, 103, 1.0f);
     gc_fill_normal(e, (size_t)m * ldc, 104, 1.0f);
     gc_fill_normal(cs, (size_t)np, 105, 1.0f);
-    attn_tile_pack(bt, b, ldb, n, k);
+    attn_tile_pack(bt, b, ldb, n, k, 0.7f);
     for (int j = 0; j < np; j++) cm[j] = -INFINITY;
-    /* scores: C = 0.7·A·Bᵀ + rowbias, column maxima; padding columns are the bias alone */
-    attn_tile_scores(c, ldc, a, lda, bt, m, n, k, 0.7f, rb, cm);
+    /* scores of the packed 0.7·Bᵀ: C = 0.7·A·Bᵀ + rowbias, column maxima; padding columns are the
+     * bias alone */
+    attn_tile_scores(c, ldc, a, lda, bt, m, n, k, rb, cm);
     double worst = 0.0;
     for (int j = 0; j < np; j++) {
         double mx = -INFINITY;
@@ -414,6 +415,7 @@ static void check_tiles(int m, int n, int k) {
     }
     ck_assert_double_le(worst, 1e-5);
     /* dscores: C = E ∘ (A·Bᵀ − colsub) */
+    attn_tile_pack(bt, b, ldb, n, k, 1.0f);
     attn_tile_dscores(c, ldc, a, lda, bt, m, n, k, e, cs);
     worst = 0.0;
     for (int i = 0; i < m; i++)
@@ -452,11 +454,18 @@ static void check_tiles(int m, int n, int k) {
         ck_assert_double_le(worst, 1e-5);
         free(bb), free(c0);
     }
-    /* exp with column sums in row order; −inf gives 0 */
+    /* exp with column sums in row order; −inf gives 0, NaN stays NaN */
     for (int i = 0; i < m; i++)
         for (int j = 0; j < np; j++)
             c[(size_t)i * ldc + j] = (i + j) % 7 == 3 ? -INFINITY : e[(size_t)i * ldc + j];
     attn_tile_exp(c, ldc, m, np, cs, cm);
+    float nan[8] = {NAN, 0.0f, -INFINITY, 1.0f, -90.0f, 88.5f, -87.0f, NAN}, zero[8] = {0};
+    attn_tile_exp(nan, 8, 1, 8, zero, NULL);
+    ck_assert(isnan(nan[0]) && isnan(nan[7]));
+    ck_assert_float_eq(nan[2], 0.0f);
+    ck_assert_float_eq(nan[4], 0.0f);
+    ck_assert_double_le(tile_err(nan[3], exp(1.0)), 1e-6);
+    ck_assert_double_le(tile_err(nan[6], exp(-87.0)), 1e-6);
     for (int j = 0; j < np; j++) {
         double sum = 0.0;
         for (int i = 0; i < m; i++) {

@@ -183,7 +183,7 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
                 const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dv;
                 const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
-                attn_tile_pack(w.qt, qb, s->ldq, bq, Dh);
+                attn_tile_pack(w.qt, qb, s->ldq, bq, Dh, s->scale); /* scale·Qᵀ */
                 for (int c = 0; c < bqp; c++) w.m[c] = -INFINITY, w.l[c] = 0.0f;
                 memset(w.acc, 0, (size_t)bq * Dv * sizeof *w.acc);
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
@@ -194,7 +194,7 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                         for (int c = 0; c < bqp; c++) w.mx[c] = -INFINITY;
                         const int pass = tile_needs_pass(s, i0, j0, bk);
                         attn_tile_scores(w.S, bqp, kbase + (size_t)j0 * s->ldk, s->ldk, w.qt, bk,
-                                         bq, Dh, s->scale, km ? w.kb : NULL, pass ? NULL : w.mx);
+                                         bq, Dh, km ? w.kb : NULL, pass ? NULL : w.mx);
                         if (pass) {
                             tile_pass(s, &w, b, h, i0, bq, j0, bk, w.S, bqp);
                             attn_tile_colmax(w.S, bqp, bk, bqp, w.mx);
@@ -265,8 +265,8 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                 const int bq = XB_MIN(TQ, Lq - i0), bqp = attn_tile_cols(bq);
                 const float *qt = q + qoff + (size_t)i0 * s->ldq;
                 const float *dot = dout + ooff + (size_t)i0 * s->ldo;
-                attn_tile_pack(w.qt, qt, s->ldq, bq, Dh);
-                attn_tile_pack(w.ot, dot, s->ldo, bq, Dv);
+                attn_tile_pack(w.qt, qt, s->ldq, bq, Dh, s->scale);
+                attn_tile_pack(w.ot, dot, s->ldo, bq, Dv, 1.0f);
                 for (int i = 0; i < bqp; i++) { /* D = rowsum(dO ∘ O) − dlse; P's reference */
                     if (i >= bq) {
                         w.D[i] = 0.0f, w.ref[i] = INFINITY;
@@ -287,8 +287,8 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                         const float *vt = v + voff + (size_t)j0 * s->ldv;
                         if (km) key_bias(w.kb, km, j0, bk);
                         /* Pᵀ = exp(scale·K Qᵀ + mask − lse) */
-                        attn_tile_scores(w.S, bqp, kt, s->ldk, w.qt, bk, bq, Dh, s->scale,
-                                         km ? w.kb : NULL, NULL);
+                        attn_tile_scores(w.S, bqp, kt, s->ldk, w.qt, bk, bq, Dh, km ? w.kb : NULL,
+                                         NULL);
                         if (tile_needs_pass(s, i0, j0, bk))
                             tile_pass(s, &w, b, h, i0, bq, j0, bk, w.S, bqp);
                         attn_tile_exp(w.S, bqp, bk, bqp, w.ref, NULL);

@@ -29,14 +29,14 @@ int attn_tile_uses_avx2(void) {
 #endif
 }
 
-void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k) {
+void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k, float alpha) {
     for (int p = 0; p < attn_tile_cols(n) / NR; p++) {
         float *dst = bt + (size_t)p * k * NR;
         for (int c = 0; c < NR; c++) {
             const int j = p * NR + c;
             const float *src = b + (size_t)j * ldb;
             if (j < n)
-                for (int d = 0; d < k; d++) dst[(size_t)d * NR + c] = src[d];
+                for (int d = 0; d < k; d++) dst[(size_t)d * NR + c] = alpha * src[d];
             else
                 for (int d = 0; d < k; d++) dst[(size_t)d * NR + c] = 0.0f;
         }
@@ -47,8 +47,8 @@ void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k) {
  * Portable C: the same loops, each element's products summed in the same order. */
 
 static void scores_portable(float *c, int ldc, const float *a, int lda, const float *bt, int m,
-                            int n, int k, float alpha, const float *rowbias, float *colmax,
-                            const float *e, const float *colsub) {
+                            int n, int k, const float *rowbias, float *colmax, const float *e,
+                            const float *colsub) {
     for (int p = 0; p < attn_tile_cols(n) / NR; p++) {
         const float *bp = bt + (size_t)p * k * NR;
         for (int r = 0; r < m; r++) {
@@ -62,8 +62,7 @@ static void scores_portable(float *c, int ldc, const float *a, int lda, const fl
                 for (int j = 0; j < NR; j++) cr[j] = er[j] * (acc[j] - colsub[p * NR + j]);
                 continue;
             }
-            const float rb = rowbias ? rowbias[r] : 0.0f;
-            for (int j = 0; j < NR; j++) cr[j] = alpha * acc[j] + rb;
+            for (int j = 0; j < NR; j++) cr[j] = rowbias ? acc[j] + rowbias[r] : acc[j];
             if (colmax)
                 for (int j = 0; j < NR; j++)
                     colmax[p * NR + j] = cr[j] > colmax[p * NR + j] ? cr[j] : colmax[p * NR + j];
@@ -111,14 +110,15 @@ static void colmax_portable(const float *s, int lds, int m, int n, float *colmax
  * AVX2 with FMA. */
 #ifdef XB_TILE_AVX2
 
-/* xb_expf (kernels/fastmath.h) on 8 lanes, its multiply-adds fused. */
+/* xb_expf (kernels/fastmath.h) on 8 lanes, its multiply-adds fused. The clamps keep a NaN (their
+ * operand order: maxps and minps return the second operand when one is NaN), and 2^n is built from
+ * the rounding constant's sum, whose low bits hold n. */
 AVX2_INLINE __m256 exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.33654475f), hi = _mm256_set1_ps(88.0f);
     const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 xc = _mm256_max_ps(x, lo); /* a NaN lane becomes lo, as in xb_expf */
-    xc = _mm256_min_ps(xc, hi);
-    const __m256 n =
-        _mm256_sub_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic), magic);
+    const __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 n = _mm256_sub_ps(t, magic);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
     r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -128,17 +128,16 @@ AVX2_INLINE __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-    const __m256i bits =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    /* t's bits are magic's plus n, and magic's low 9 bits are 0: (t << 23) is n << 23 */
+    const __m256i bits = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
+                                          _mm256_set1_epi32(127 << 23));
     const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    return _mm256_blendv_ps(_mm256_andnot_ps(under, y), x, nan);
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y); /* below lo (and −inf): 0 */
 }
 
 /* The scores of MR_ rows against one 16-column panel (MR_ a constant after inlining). */
 AVX2_INLINE void scores_tile(const int MR_, float *c, int ldc, const float *a, int lda,
-                             const float *bp, int k, float alpha, const float *rowbias, __m256 *mx,
+                             const float *bp, int k, const float *rowbias, __m256 *mx,
                              const float *e, const float *colsub) {
     __m256 c0[MR], c1[MR];
     for (int r = 0; r < MR_; r++) c0[r] = c1[r] = _mm256_setzero_ps();
@@ -162,10 +161,12 @@ AVX2_INLINE void scores_tile(const int MR_, float *c, int ldc, const float *a, i
         }
         return;
     }
-    const __m256 al = _mm256_set1_ps(alpha);
     for (int r = 0; r < MR_; r++) {
-        const __m256 rb = _mm256_set1_ps(rowbias ? rowbias[r] : 0.0f);
-        const __m256 v0 = _mm256_fmadd_ps(al, c0[r], rb), v1 = _mm256_fmadd_ps(al, c1[r], rb);
+        __m256 v0 = c0[r], v1 = c1[r];
+        if (rowbias) {
+            const __m256 rb = _mm256_broadcast_ss(rowbias + r);
+            v0 = _mm256_add_ps(v0, rb), v1 = _mm256_add_ps(v1, rb);
+        }
         float *cr = c + (size_t)r * ldc;
         _mm256_storeu_ps(cr, v0);
         _mm256_storeu_ps(cr + 8, v1);
@@ -175,35 +176,35 @@ AVX2_INLINE void scores_tile(const int MR_, float *c, int ldc, const float *a, i
 }
 
 AVX2_FN static void scores_avx2(float *c, int ldc, const float *a, int lda, const float *bt, int m,
-                                int n, int k, float alpha, const float *rowbias, float *colmax,
-                                const float *e, const float *colsub) {
+                                int n, int k, const float *rowbias, float *colmax, const float *e,
+                                const float *colsub) {
     for (int p = 0; p < attn_tile_cols(n) / NR; p++) {
         const float *bp = bt + (size_t)p * k * NR;
         __m256 mx[2] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
         int r = 0;
         for (; r + MR <= m; r += MR)
             scores_tile(MR, c + (size_t)r * ldc + p * NR, ldc, a + (size_t)r * lda, lda, bp, k,
-                        alpha, rowbias ? rowbias + r : NULL, mx,
-                        e ? e + (size_t)r * ldc + p * NR : NULL, colsub ? colsub + p * NR : NULL);
+                        rowbias ? rowbias + r : NULL, mx, e ? e + (size_t)r * ldc + p * NR : NULL,
+                        colsub ? colsub + p * NR : NULL);
         float *cr = c + (size_t)r * ldc + p * NR;
         const float *ar = a + (size_t)r * lda, *rb = rowbias ? rowbias + r : NULL;
         const float *er = e ? e + (size_t)r * ldc + p * NR : NULL;
         const float *cs = colsub ? colsub + p * NR : NULL;
         switch (m - r) {
         case 5:
-            scores_tile(5, cr, ldc, ar, lda, bp, k, alpha, rb, mx, er, cs);
+            scores_tile(5, cr, ldc, ar, lda, bp, k, rb, mx, er, cs);
             break;
         case 4:
-            scores_tile(4, cr, ldc, ar, lda, bp, k, alpha, rb, mx, er, cs);
+            scores_tile(4, cr, ldc, ar, lda, bp, k, rb, mx, er, cs);
             break;
         case 3:
-            scores_tile(3, cr, ldc, ar, lda, bp, k, alpha, rb, mx, er, cs);
+            scores_tile(3, cr, ldc, ar, lda, bp, k, rb, mx, er, cs);
             break;
         case 2:
-            scores_tile(2, cr, ldc, ar, lda, bp, k, alpha, rb, mx, er, cs);
+            scores_tile(2, cr, ldc, ar, lda, bp, k, rb, mx, er, cs);
             break;
         case 1:
-            scores_tile(1, cr, ldc, ar, lda, bp, k, alpha, rb, mx, er, cs);
+            scores_tile(1, cr, ldc, ar, lda, bp, k, rb, mx, er, cs);
             break;
         default:
             break;
@@ -323,25 +324,25 @@ AVX2_FN static void colmax_avx2(const float *s, int lds, int m, int n, float *co
  * The entry points. */
 
 void attn_tile_scores(float *c, int ldc, const float *a, int lda, const float *bt, int m, int n,
-                      int k, float alpha, const float *rowbias, float *colmax) {
+                      int k, const float *rowbias, float *colmax) {
 #ifdef XB_TILE_AVX2
     if (attn_tile_uses_avx2()) {
-        scores_avx2(c, ldc, a, lda, bt, m, n, k, alpha, rowbias, colmax, NULL, NULL);
+        scores_avx2(c, ldc, a, lda, bt, m, n, k, rowbias, colmax, NULL, NULL);
         return;
     }
 #endif
-    scores_portable(c, ldc, a, lda, bt, m, n, k, alpha, rowbias, colmax, NULL, NULL);
+    scores_portable(c, ldc, a, lda, bt, m, n, k, rowbias, colmax, NULL, NULL);
 }
 
 void attn_tile_dscores(float *c, int ldc, const float *a, int lda, const float *bt, int m, int n,
                        int k, const float *e, const float *colsub) {
 #ifdef XB_TILE_AVX2
     if (attn_tile_uses_avx2()) {
-        scores_avx2(c, ldc, a, lda, bt, m, n, k, 1.0f, NULL, NULL, e, colsub);
+        scores_avx2(c, ldc, a, lda, bt, m, n, k, NULL, NULL, e, colsub);
         return;
     }
 #endif
-    scores_portable(c, ldc, a, lda, bt, m, n, k, 1.0f, NULL, NULL, e, colsub);
+    scores_portable(c, ldc, a, lda, bt, m, n, k, NULL, NULL, e, colsub);
 }
 
 void attn_tile_acc(float *c, int ldc, const float *a, int ars, int acs, const float *b, int ldb,

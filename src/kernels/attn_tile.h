@@ -20,15 +20,16 @@ static inline int attn_tile_cols(int n) {
     return (n + ATTN_TILE_NR - 1) / ATTN_TILE_NR * ATTN_TILE_NR;
 }
 
-/* bt ← Bᵀ of B (n × k, row stride ldb) in panels of 16 columns:
- * bt[(p·k + d)·16 + c] = B[16p + c][d], zero for rows 16p + c >= n. Floats: attn_tile_cols(n)·k. */
-void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k);
+/* bt ← alpha·Bᵀ of B (n × k, row stride ldb) in panels of 16 columns:
+ * bt[(p·k + d)·16 + c] = alpha·B[16p + c][d], zero for rows 16p + c >= n. Floats:
+ * attn_tile_cols(n)·k. */
+void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k, float alpha);
 
-/* C (m × attn_tile_cols(n), row stride ldc) = alpha·A·Bᵀ + rowbias[r] on row r (rowbias NULL: 0),
+/* C (m × attn_tile_cols(n), row stride ldc) = A·Bᵀ + rowbias[r] on row r (rowbias NULL: none),
  * A (m × k, row stride lda), bt as attn_tile_pack left it. colmax (attn_tile_cols(n)), when not
  * NULL, becomes max(colmax, the column's maxima). */
 void attn_tile_scores(float *c, int ldc, const float *a, int lda, const float *bt, int m, int n,
-                      int k, float alpha, const float *rowbias, float *colmax);
+                      int k, const float *rowbias, float *colmax);
 
 /* C = E ∘ (A·Bᵀ − colsub[c]), E and C (m × attn_tile_cols(n)) with row stride ldc: the softmax's
  * backward on a tile (E the probabilities, colsub each query's rowsum(dO ∘ O)). */
