@@ -460,6 +460,102 @@ START_TEST(test_sort_by_key_is_stable_and_gather_scatter_are_adjoint) {
 }
 END_TEST
 
+/* The fused passes against the separate ones they replace: the same bits, including the sign of a
+ * zero gradient, with dropout on and off. */
+START_TEST(test_fused_dropout_passes_equal_separate_passes) {
+    const size_t n = 1003;
+    float *x = randn(n, 61), *r = randn(n, 62), *g = randn(n, 63);
+    for (size_t i = 0; i < n; i += 7) g[i] = -0.0f;
+    float *a = zeros(n), *b = zeros(n);
+    const float ps[2] = {0.0f, 0.3f};
+    for (int k = 0; k < 2; k++) {
+        const float p = ps[k];
+        const uint64_t key = dropout_key(5, 3, 2);
+        /* out = dropout(x) + r */
+        dropout_forward(a, x, n, p, key, 11);
+        for (size_t i = 0; i < n; i++) a[i] = a[i] + r[i];
+        memcpy(b, x, n * sizeof *b);
+        dropout_add_forward(b, b, r, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        /* dinp = 0, then += dropout's gradient */
+        memset(a, 0, n * sizeof *a);
+        dropout_backward(a, g, n, p, key, 11);
+        for (size_t i = 0; i < n; i++) b[i] = 12345.0f;
+        dropout_backward_set(b, g, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        /* GELU then dropout, and its backward into a cleared buffer */
+        gelu_forward(a, x, n);
+        dropout_forward(a, a, n, p, key, 11);
+        gelu_dropout_forward(b, x, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        float *dh = zeros(n);
+        dropout_backward(dh, g, n, p, key, 11);
+        memset(a, 0, n * sizeof *a);
+        gelu_backward(a, x, dh, n);
+        memcpy(b, g, n * sizeof *b);
+        gelu_dropout_backward(b, x, b, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        free(dh);
+    }
+    free(x), free(r), free(g), free(a), free(b);
+}
+END_TEST
+
+/* LayerNorm normalises its rows eight at a time: against a double-precision reference, and the
+ * same bits as a plain loop over one row at a time, for row counts that leave a partial block. */
+START_TEST(test_layernorm_row_blocks_equal_reference_and_one_row_at_a_time) {
+    const int Ns[3] = {1, 13, 24}, Cs[3] = {1, 5, 64};
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < 3; c++) {
+            const int N = Ns[a], C = Cs[c];
+            const size_t n = (size_t)N * C;
+            float *x = randn(n, 71), *w = randn((size_t)C, 72), *bb = randn((size_t)C, 73);
+            float *dy = randn(n, 74), *y = zeros(n), *mean = zeros((size_t)N);
+            float *rstd = zeros((size_t)N), *dx = zeros(n), *dx1 = zeros(n);
+            layernorm_forward(y, mean, rstd, x, w, bb, N, C);
+            layernorm_backward(dx, NULL, NULL, dy, x, w, mean, rstd, N, C);
+            for (int r = 0; r < N; r++) {
+                const float *xr = x + (size_t)r * C, *gr = dy + (size_t)r * C;
+                /* one row, as a plain loop: the same float operations in the same order */
+                float m = 0.0f, v = 0.0f;
+                for (int k = 0; k < C; k++) m += xr[k];
+                m /= (float)C;
+                for (int k = 0; k < C; k++) v += (xr[k] - m) * (xr[k] - m);
+                v /= (float)C;
+                const float s = 1.0f / sqrtf(v + XB_LN_EPS);
+                ck_assert_float_eq(mean[r], m);
+                ck_assert_float_eq(rstd[r], s);
+                float sg = 0.0f, sgx = 0.0f;
+                for (int k = 0; k < C; k++) {
+                    const float g = gr[k] * w[k];
+                    sg += g;
+                    sgx += g * (xr[k] - m) * s;
+                }
+                sg /= (float)C, sgx /= (float)C;
+                for (int k = 0; k < C; k++) {
+                    ck_assert_float_eq(y[(size_t)r * C + k], (xr[k] - m) * s * w[k] + bb[k]);
+                    const float g = gr[k] * w[k];
+                    dx1[(size_t)r * C + k] += s * (g - sg - (xr[k] - m) * s * sgx);
+                }
+                /* and in double */
+                double md = 0.0, vd = 0.0;
+                for (int k = 0; k < C; k++) md += xr[k];
+                md /= C;
+                for (int k = 0; k < C; k++) vd += (xr[k] - md) * (xr[k] - md);
+                vd /= C;
+                for (int k = 0; k < C; k++) {
+                    const double want = (xr[k] - md) / sqrt(vd + XB_LN_EPS) * w[k] + bb[k];
+                    ck_assert_double_le(fabs(y[(size_t)r * C + k] - want),
+                                        1e-4 * (1.0 + fabs(want)));
+                }
+            }
+            ck_assert_int_eq(memcmp(dx, dx1, n * sizeof *dx), 0);
+            free(x), free(w), free(bb), free(dy), free(y), free(mean), free(rstd), free(dx);
+            free(dx1);
+        }
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("all");
@@ -481,6 +577,8 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_crossentropy_rows_without_target_have_no_loss_or_gradient);
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
     tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
+    tcase_add_test(tc, test_fused_dropout_passes_equal_separate_passes);
+    tcase_add_test(tc, test_layernorm_row_blocks_equal_reference_and_one_row_at_a_time);
     suite_add_tcase(s, tc);
     return s;
 }
