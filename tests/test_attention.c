@@ -454,23 +454,27 @@ static void check_tiles(int m, int n, int k) {
         ck_assert_double_le(worst, 1e-5);
         free(bb), free(c0);
     }
-    /* exp with column sums in row order; −inf gives 0, NaN stays NaN */
+    /* 2^x with column sums in row order; −inf gives 0, NaN stays NaN */
     for (int i = 0; i < m; i++)
         for (int j = 0; j < np; j++)
             c[(size_t)i * ldc + j] = (i + j) % 7 == 3 ? -INFINITY : e[(size_t)i * ldc + j];
-    attn_tile_exp(c, ldc, m, np, cs, cm);
-    float nan[8] = {NAN, 0.0f, -INFINITY, 1.0f, -90.0f, 88.5f, -87.0f, NAN}, zero[8] = {0};
-    attn_tile_exp(nan, 8, 1, 8, zero, NULL);
-    ck_assert(isnan(nan[0]) && isnan(nan[7]));
+    attn_tile_exp2(c, ldc, m, np, cs, cm);
+    float nan[8] = {NAN, 0.0f, -INFINITY, 1.0f, -127.0f, 126.5f, -125.7f, NAN}, zero[8] = {0};
+    attn_tile_exp2(nan, 8, 1, 8, zero, NULL);
+    ck_assert(isnan(nan[0]) && isnan(nan[7]) && isnan(attn_tile_exp2f(NAN)));
     ck_assert_float_eq(nan[2], 0.0f);
     ck_assert_float_eq(nan[4], 0.0f);
-    ck_assert_double_le(tile_err(nan[3], exp(1.0)), 1e-6);
-    ck_assert_double_le(tile_err(nan[6], exp(-87.0)), 1e-6);
+    ck_assert_float_eq(nan[1], 1.0f);
+    ck_assert_double_le(tile_err(nan[3], 2.0), 1e-6);
+    ck_assert_double_le(fabs(nan[5] / exp2(126.5) - 1.0), 1e-6);
+    ck_assert_double_le(fabs(nan[6] / exp2((double)-125.7f) - 1.0), 1e-6);
+    for (double x = -126.0; x <= 127.0; x += 0.37) /* the scalar twin, over the whole range */
+        ck_assert_double_le(fabs(attn_tile_exp2f((float)x) / exp2((float)x) - 1.0), 3e-7);
     for (int j = 0; j < np; j++) {
         double sum = 0.0;
         for (int i = 0; i < m; i++) {
             const double x = (i + j) % 7 == 3 ? -INFINITY : (double)e[(size_t)i * ldc + j] - cs[j];
-            ck_assert_double_le(tile_err(c[(size_t)i * ldc + j], exp(x)), 1e-6);
+            ck_assert_double_le(tile_err(c[(size_t)i * ldc + j], exp2(x)), 1e-6);
             sum += c[(size_t)i * ldc + j];
         }
         ck_assert_double_le(tile_err(cm[j], sum), 1e-6);
@@ -509,6 +513,78 @@ START_TEST(test_portable_tiles_equal_reference_and_gradients) {
 }
 END_TEST
 
+/* A pattern's mask may add finite values (Reformer's −1e5 self logit and −log count): softmax of
+ * scale·q·k + bias over the allowed keys, against a double-precision reference, with the
+ * gradients against finite differences. */
+static void finite_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                        float *bias, int ld) {
+    (void)s;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) {
+            const int i = i0 + r, j = j0 + c;
+            bias[(size_t)r * ld + c] = (i + 2 * j + b + h) % 7 == 0 ? -INFINITY
+                                       : i == j                     ? -3.0f
+                                                                    : -0.25f * (float)((i + j) % 4);
+        }
+}
+static int all_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)i0, (void)bq;
+    lo[0] = 0, hi[0] = s->Lk;
+    return 1;
+}
+
+START_TEST(test_finite_pattern_mask_is_added_to_the_scores) {
+    const AttnPattern pat = {.bq = 32, .max_ranges = 1, .ranges = all_ranges, .mask = finite_mask};
+    const int B = 2, H = 2, Lq = 70, Lk = 300, Dh = 4, D = H * Dh, pad[2] = {0, 9};
+    Case c;
+    case_init(&c, B, H, Lq, Lk, Dh, 0, pad, 17);
+    with_pattern(&c, &pat);
+    case_forward(&c);
+    double worst = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Lq; i++) {
+                double sc[300], mx = -INFINITY, sum = 0.0;
+                float row[300];
+                finite_mask(&c.s, b, h, i, 1, 0, Lk, row, Lk);
+                for (int j = 0; j < Lk; j++) {
+                    double dot = 0.0;
+                    for (int d = 0; d < Dh; d++)
+                        dot += (double)c.q[((size_t)b * Lq + i) * D + h * Dh + d] *
+                               c.k[((size_t)b * Lk + j) * D + h * Dh + d];
+                    sc[j] = c.mask[(size_t)b * Lk + j] ? dot / sqrt(Dh) + row[j] : -INFINITY;
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < Lk; j++) sum += sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx);
+                for (int d = 0; d < Dh; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < Lk; j++)
+                        if (sc[j] != -INFINITY)
+                            o += exp(sc[j] - mx) / sum * c.v[((size_t)b * Lk + j) * D + h * Dh + d];
+                    worst = fmax(worst, fabs(c.o[((size_t)b * Lq + i) * D + h * Dh + d] - o) /
+                                            (1.0 + fabs(o)));
+                }
+                const double lse = mx + log(sum);
+                worst = fmax(worst,
+                             fabs(c.lse[((size_t)b * H + h) * Lq + i] - lse) / (1.0 + fabs(lse)));
+            }
+    ck_assert_double_le(worst, 2e-5);
+    case_backward(&c);
+    GcResult r;
+    struct {
+        float *x, *g;
+        size_t n;
+        const char *name;
+    } t[3] = {{c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    for (int i = 0; i < 3; i++) {
+        int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
+                           2e-2, 300, &r);
+        GC_ASSERT(ok, t[i].name, &r);
+    }
+    case_free(&c);
+}
+END_TEST
+
 static Suite *attention_suite(void) {
     Suite *s = suite_create("attention");
     TCase *tc = tcase_create("fused");
@@ -527,6 +603,7 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_value_width_and_lse_gradient);
     tcase_add_test(tc, test_tile_kernels_equal_double_reference);
     tcase_add_test(tc, test_portable_tiles_equal_reference_and_gradients);
+    tcase_add_test(tc, test_finite_pattern_mask_is_added_to_the_scores);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,10 +9,14 @@
 #include "core/xassert.h"
 #include "core/profile.h"
 #include "kernels/attn_tile.h"
-#include "kernels/fastmath.h"
 
-/* Tile sizes: a BQ×BK score tile (64 KiB) and the BQ×Dh accumulator stay in L2. */
+/* Tile sizes: a BQ×BK score tile (128 KiB) and the BQ×Dh accumulator stay in L2. */
 enum { BQ = 128, BK = 256 };
+
+/* The tiles hold scores in base 2, S·log2(e), so that the exponentials are powers of 2
+ * (attn_tile_exp2); the log-sum-exp the kernel saves and returns is in natural units. */
+#define LOG2E 1.44269504088896341f
+#define LN2 0.693147180559945309f
 
 AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo) {
     AttnShape s;
@@ -140,15 +144,16 @@ static int tile_needs_pass(const AttnShape *s, int i0, int j0, int bk) {
 static void tile_pass(const AttnShape *s, Work *w, int b, int h, int i0, int bq, int j0, int bk,
                       float *S, int bqp) {
     const AttnPattern *pat = s->pattern;
-    if (pat && pat->mask) {
+    if (pat && pat->mask) { /* in the tile's base-2 units (a mask may be finite: Reformer's) */
         pat->mask(s, b, h, i0, bq, j0, bk, w->M, bk);
         for (int c = 0; c < bq; c++)
-            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += w->M[(size_t)c * bk + r];
+            for (int r = 0; r < bk; r++)
+                S[(size_t)r * bqp + c] += LOG2E * w->M[(size_t)c * bk + r];
     }
     if (s->bias) {
         s->bias->tile(s, b, h, i0, bq, j0, bk, w->X, bk, w->bw);
         for (int c = 0; c < bq; c++)
-            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += w->X[(size_t)c * bk + r];
+            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += LOG2E * w->X[(size_t)c * bk + r];
     }
     if (key_limit(s, i0) - j0 < bk)
         for (int c = 0; c < bq; c++) {
@@ -160,8 +165,9 @@ static void tile_pass(const AttnShape *s, Work *w, int b, int h, int i0, int bq,
 /* The reference point of a query's exponentials: its max, or 0 while it has seen only −inf. */
 #define MREF(mx) ((mx) == -INFINITY ? 0.0f : (mx))
 
-/* Per query tile: Sᵀ = scale·K_tile·Qᵀ (+ key bias, mask), the online softmax down its columns
- * (running max m and sum l; the accumulator's rows rescaled when the max moves), acc += P·V_tile.
+/* Per query tile: Sᵀ = log2(e)·scale·K_tile·Qᵀ (+ key bias, mask), the online softmax down its
+ * columns in base 2 (running max m and sum l; the accumulator's rows rescaled when the max moves),
+ * acc += P·V_tile; lse = m·ln 2 + ln l.
  */
 static void attn_forward_impl(float *o, float *lse, const float *q, const float *k, const float *v,
                               const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
@@ -183,7 +189,7 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
                 const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dv;
                 const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
-                attn_tile_pack(w.qt, qb, s->ldq, bq, Dh, s->scale); /* scale·Qᵀ */
+                attn_tile_pack(w.qt, qb, s->ldq, bq, Dh, LOG2E * s->scale);
                 for (int c = 0; c < bqp; c++) w.m[c] = -INFINITY, w.l[c] = 0.0f;
                 memset(w.acc, 0, (size_t)bq * Dv * sizeof *w.acc);
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
@@ -201,9 +207,9 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                         }
                         for (int c = 0; c < bqp; c++)
                             w.mx[c] = w.mx[c] > w.m[c] ? w.mx[c] : w.m[c], w.ref[c] = MREF(w.mx[c]);
-                        attn_tile_exp(w.S, bqp, bk, bqp, w.ref, w.sum);
+                        attn_tile_exp2(w.S, bqp, bk, bqp, w.ref, w.sum);
                         for (int c = 0; c < bq; c++) {
-                            const float alpha = xb_expf(w.m[c] - w.ref[c]);
+                            const float alpha = attn_tile_exp2f(w.m[c] - w.ref[c]);
                             w.l[c] = w.l[c] * alpha + w.sum[c];
                             w.m[c] = w.mx[c];
                             if (alpha != 1.0f) {
@@ -224,7 +230,7 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                     float *oi = ob + (size_t)i * s->ldo;
                     const float *ai = w.acc + (size_t)i * Dv;
                     for (int d = 0; d < Dv; d++) oi[d] = ai[d] * inv;
-                    lb[i] = w.l[i] > 0.0f ? w.m[i] + logf(w.l[i]) : -INFINITY;
+                    lb[i] = w.l[i] > 0.0f ? w.m[i] * LN2 + logf(w.l[i]) : -INFINITY;
                 }
             }
     flops_add(done);
@@ -265,9 +271,10 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                 const int bq = XB_MIN(TQ, Lq - i0), bqp = attn_tile_cols(bq);
                 const float *qt = q + qoff + (size_t)i0 * s->ldq;
                 const float *dot = dout + ooff + (size_t)i0 * s->ldo;
-                attn_tile_pack(w.qt, qt, s->ldq, bq, Dh, s->scale);
+                attn_tile_pack(w.qt, qt, s->ldq, bq, Dh, LOG2E * s->scale);
                 attn_tile_pack(w.ot, dot, s->ldo, bq, Dv, 1.0f);
-                for (int i = 0; i < bqp; i++) { /* D = rowsum(dO ∘ O) − dlse; P's reference */
+                for (int i = 0; i < bqp;
+                     i++) { /* D = rowsum(dO ∘ O) − dlse; P's reference (base 2) */
                     if (i >= bq) {
                         w.D[i] = 0.0f, w.ref[i] = INFINITY;
                         continue;
@@ -277,7 +284,7 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                     float acc = 0.0f;
                     for (int d = 0; d < Dv; d++) acc += doi[d] * oi[d];
                     w.D[i] = dlb && lb[i0 + i] != -INFINITY ? acc - dlb[i0 + i] : acc;
-                    w.ref[i] = lb[i0 + i] == -INFINITY ? INFINITY : lb[i0 + i];
+                    w.ref[i] = lb[i0 + i] == -INFINITY ? INFINITY : LOG2E * lb[i0 + i];
                 }
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
                 for (int r = 0; r < nr; r++)
@@ -286,12 +293,12 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                         const float *kt = k + koff + (size_t)j0 * s->ldk;
                         const float *vt = v + voff + (size_t)j0 * s->ldv;
                         if (km) key_bias(w.kb, km, j0, bk);
-                        /* Pᵀ = exp(scale·K Qᵀ + mask − lse) */
+                        /* Pᵀ = 2^(log2(e)·(scale·K Qᵀ + mask − lse)) */
                         attn_tile_scores(w.S, bqp, kt, s->ldk, w.qt, bk, bq, Dh, km ? w.kb : NULL,
                                          NULL);
                         if (tile_needs_pass(s, i0, j0, bk))
                             tile_pass(s, &w, b, h, i0, bq, j0, bk, w.S, bqp);
-                        attn_tile_exp(w.S, bqp, bk, bqp, w.ref, NULL);
+                        attn_tile_exp2(w.S, bqp, bk, bqp, w.ref, NULL);
                         /* dV_tile += Pᵀ dO */
                         attn_tile_acc(dv + voff + (size_t)j0 * s->ldv, s->ldv, w.S, bqp, 1, dot,
                                       s->ldo, bk, Dv, bq, 1.0f);

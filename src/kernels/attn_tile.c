@@ -4,8 +4,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels/fastmath.h"
-
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define XB_TILE_AVX2 1
 #include <immintrin.h>
@@ -41,6 +39,38 @@ void attn_tile_pack(float *bt, const float *b, int ldb, int n, int k, float alph
                 for (int d = 0; d < k; d++) dst[(size_t)d * NR + c] = 0.0f;
         }
     }
+}
+
+/* 2^x after Cephes exp2f: x = n + r with n = round(x) (exact), |r| <= 1/2, 2^r = 1 + r·P(r) with P
+ * of degree 5 (relative error 1.7e-7), 2^n by building the exponent bits; 0 below −126, NaN for
+ * NaN. */
+#define EXP2_LO -126.0f
+#define EXP2_HI 127.0f
+#define EXP2_P0 1.535336188319500e-4f
+#define EXP2_P1 1.339887440266574e-3f
+#define EXP2_P2 9.618437357674640e-3f
+#define EXP2_P3 5.550332471162809e-2f
+#define EXP2_P4 2.402264791363012e-1f
+#define EXP2_P5 6.931472028550421e-1f
+#define EXP2_MAGIC 12582912.0f /* 1.5·2^23: adding it rounds to an integer */
+
+float attn_tile_exp2f(float x) {
+    float xc = x > EXP2_LO ? x : EXP2_LO; /* NaN fails the compare and becomes lo */
+    xc = xc < EXP2_HI ? xc : EXP2_HI;
+    const float t = xc + EXP2_MAGIC, n = t - EXP2_MAGIC, r = xc - n;
+    float p = EXP2_P0;
+    p = p * r + EXP2_P1;
+    p = p * r + EXP2_P2;
+    p = p * r + EXP2_P3;
+    p = p * r + EXP2_P4;
+    p = p * r + EXP2_P5;
+    p = r * p + 1.0f;
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    const uint32_t bits = (tb << 23) + (127u << 23); /* t's low bits hold n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x != x ? x : x < EXP2_LO ? 0.0f : p * scale;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -86,13 +116,13 @@ static void acc_portable(float *c, int ldc, const float *a, int ars, int acs, co
         }
 }
 
-static void exp_portable(float *s, int lds, int m, int n, const float *ref, float *colsum) {
+static void exp2_portable(float *s, int lds, int m, int n, const float *ref, float *colsum) {
     if (colsum)
         for (int c = 0; c < n; c++) colsum[c] = 0.0f;
     for (int r = 0; r < m; r++) {
         float *sr = s + (size_t)r * lds;
         for (int c = 0; c < n; c++) {
-            sr[c] = xb_expf(sr[c] - ref[c]);
+            sr[c] = attn_tile_exp2f(sr[c] - ref[c]);
             if (colsum) colsum[c] += sr[c];
         }
     }
@@ -110,24 +140,20 @@ static void colmax_portable(const float *s, int lds, int m, int n, float *colmax
  * AVX2 with FMA. */
 #ifdef XB_TILE_AVX2
 
-/* xb_expf (kernels/fastmath.h) on 8 lanes, its multiply-adds fused. The clamps keep a NaN (their
- * operand order: maxps and minps return the second operand when one is NaN), and 2^n is built from
- * the rounding constant's sum, whose low bits hold n. */
-AVX2_INLINE __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654475f), hi = _mm256_set1_ps(88.0f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    const __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-    const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
-    const __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+/* attn_tile_exp2f on 8 lanes, its multiply-adds fused. The clamps keep a NaN (their operand
+ * order: maxps and minps return the second operand when one is NaN). */
+AVX2_INLINE __m256 exp2_8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(EXP2_LO), magic = _mm256_set1_ps(EXP2_MAGIC);
+    const __m256 xc = _mm256_min_ps(_mm256_set1_ps(EXP2_HI), _mm256_max_ps(lo, x));
+    const __m256 t = _mm256_add_ps(xc, magic);
+    const __m256 r = _mm256_sub_ps(xc, _mm256_sub_ps(t, magic));
+    __m256 p = _mm256_set1_ps(EXP2_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP2_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP2_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP2_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP2_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP2_P5));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.0f));
     /* t's bits are magic's plus n, and magic's low 9 bits are 0: (t << 23) is n << 23 */
     const __m256i bits = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
                                           _mm256_set1_epi32(127 << 23));
@@ -296,13 +322,13 @@ AVX2_FN static void acc_avx2(float *c, int ldc, const float *a, int ars, int acs
     }
 }
 
-AVX2_FN static void exp_avx2(float *s, int lds, int m, int n, const float *ref, float *colsum) {
+AVX2_FN static void exp2_avx2(float *s, int lds, int m, int n, const float *ref, float *colsum) {
     for (int c = 0; c < n; c += 8) {
         const __m256 rf = _mm256_loadu_ps(ref + c);
         __m256 sum = _mm256_setzero_ps();
         for (int r = 0; r < m; r++) {
             float *p = s + (size_t)r * lds + c;
-            const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), rf));
+            const __m256 v = exp2_8(_mm256_sub_ps(_mm256_loadu_ps(p), rf));
             _mm256_storeu_ps(p, v);
             sum = _mm256_add_ps(sum, v);
         }
@@ -356,14 +382,14 @@ void attn_tile_acc(float *c, int ldc, const float *a, int ars, int acs, const fl
     acc_portable(c, ldc, a, ars, acs, b, ldb, m, n, kk, alpha);
 }
 
-void attn_tile_exp(float *s, int lds, int m, int n, const float *ref, float *colsum) {
+void attn_tile_exp2(float *s, int lds, int m, int n, const float *ref, float *colsum) {
 #ifdef XB_TILE_AVX2
     if (attn_tile_uses_avx2()) {
-        exp_avx2(s, lds, m, n, ref, colsum);
+        exp2_avx2(s, lds, m, n, ref, colsum);
         return;
     }
 #endif
-    exp_portable(s, lds, m, n, ref, colsum);
+    exp2_portable(s, lds, m, n, ref, colsum);
 }
 
 void attn_tile_colmax(const float *s, int lds, int m, int n, float *colmax) {

@@ -42,9 +42,14 @@ void attn_tile_dscores(float *c, int ldc, const float *a, int lda, const float *
 void attn_tile_acc(float *c, int ldc, const float *a, int ars, int acs, const float *b, int ldb,
                    int m, int n, int kk, float alpha);
 
-/* S (m × n, n a multiple of 8, row stride lds) ← exp(S − ref[c]) column by column; colsum (n),
- * when not NULL, receives each column's sum of the new values, rows added in order. */
-void attn_tile_exp(float *s, int lds, int m, int n, const float *ref, float *colsum);
+/* S (m × n, n a multiple of 8, row stride lds) ← 2^(S − ref[c]) column by column; colsum (n),
+ * when not NULL, receives each column's sum of the new values, rows added in order. Base 2: the
+ * reduction x = n + r is exact, so the exponential is a few operations shorter than e^x (the
+ * kernel scales its scores by log2(e) instead). Relative error below 2e-7; 0 below −126 and for
+ * −inf; NaN stays NaN. */
+void attn_tile_exp2(float *s, int lds, int m, int n, const float *ref, float *colsum);
+/* 2^x as attn_tile_exp2 computes it, for one value. */
+float attn_tile_exp2f(float x);
 
 /* colmax (n) ← max(colmax, the maxima of S's columns), n a multiple of 8. */
 void attn_tile_colmax(const float *s, int lds, int m, int n, float *colmax);
