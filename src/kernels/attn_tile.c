@@ -128,6 +128,10 @@ static void exp2_portable(float *s, int lds, int m, int n, const float *ref, flo
     }
 }
 
+static void exp2_row_portable(float *y, const float *x, int n, float ref, float a, float b) {
+    for (int i = 0; i < n; i++) y[i] = a * (attn_tile_exp2f(x[i] - ref) + b);
+}
+
 static void colmax_portable(const float *s, int lds, int m, int n, float *colmax) {
     for (int r = 0; r < m; r++)
         for (int c = 0; c < n; c++) {
@@ -336,6 +340,16 @@ AVX2_FN static void exp2_avx2(float *s, int lds, int m, int n, const float *ref,
     }
 }
 
+AVX2_FN static void exp2_row_avx2(float *y, const float *x, int n, float ref, float a, float b) {
+    const __m256 rf = _mm256_set1_ps(ref), av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp2_8(_mm256_sub_ps(_mm256_loadu_ps(x + i), rf));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(av, _mm256_add_ps(e, bv)));
+    }
+    for (; i < n; i++) y[i] = a * (attn_tile_exp2f(x[i] - ref) + b);
+}
+
 AVX2_FN static void colmax_avx2(const float *s, int lds, int m, int n, float *colmax) {
     for (int c = 0; c < n; c += 8) {
         __m256 mx = _mm256_loadu_ps(colmax + c);
@@ -390,6 +404,16 @@ void attn_tile_exp2(float *s, int lds, int m, int n, const float *ref, float *co
     }
 #endif
     exp2_portable(s, lds, m, n, ref, colsum);
+}
+
+void attn_tile_exp2_row(float *y, const float *x, int n, float ref, float a, float b) {
+#ifdef XB_TILE_AVX2
+    if (attn_tile_uses_avx2()) {
+        exp2_row_avx2(y, x, n, ref, a, b);
+        return;
+    }
+#endif
+    exp2_row_portable(y, x, n, ref, a, b);
 }
 
 void attn_tile_colmax(const float *s, int lds, int m, int n, float *colmax) {

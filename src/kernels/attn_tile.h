@@ -50,6 +50,9 @@ void attn_tile_acc(float *c, int ldc, const float *a, int ars, int acs, const fl
 void attn_tile_exp2(float *s, int lds, int m, int n, const float *ref, float *colsum);
 /* 2^x as attn_tile_exp2 computes it, for one value. */
 float attn_tile_exp2f(float x);
+/* y (n) = a·(2^(x − ref) + b) with attn_tile_exp2's exponential, for a row of features
+ * (Performer's positive features). y may equal x. */
+void attn_tile_exp2_row(float *y, const float *x, int n, float ref, float a, float b);
 
 /* colmax (n) ← max(colmax, the maxima of S's columns), n a multiple of 8. */
 void attn_tile_colmax(const float *s, int lds, int m, int n, float *colmax);

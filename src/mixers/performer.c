@@ -41,7 +41,6 @@
 #include "core/xassert.h"
 #include "kernels/activations.h"
 #include "kernels/attn_tile.h"
-#include "kernels/fastmath.h"
 #include "kernels/simd.h"
 #include "mixers/kernel_mixer.h"
 
@@ -88,15 +87,17 @@ static const OptSpec performer_opts[] = {
 /* relu_kernel_transformation's numerical_stabilizer (make_fast_generalized_attention's
  * kernel_epsilon) */
 #define RELU_EPS 1e-3f
+#define LOG2E 1.44269504088896341f
 
 typedef struct Favor {
     int kernel, orthogonal, redraw, layer;
     float *W;  /* (M, Dh); NULL for relu_lra */
     float *Wp; /* W packed for the projection's tiles (kernels/attn_tile.h), scaled as the kernel
-                * projects: Dh^(−1/4) (softmax) or M^(−1/2) (relu) */
+                * projects: log2(e)·Dh^(−1/4) (softmax, in the base 2 of its exponentials) or
+                * M^(−1/2) (relu) */
     float *qr; /* the draw's workspace: a block (Dh²), τ, signs (Dh each), LAPACK's (64·Dh) */
     int64_t drawn; /* index of the current draw, −1 before the first */
-    float *kmax;   /* (B, H) key stabilisers */
+    float *kmax;   /* (B, H) key stabilisers (softmax: in base 2, as u) */
     size_t *karg;  /* (B, H): where the key stabiliser's maximum is, l·M + m (SIZE_MAX: none) */
     float *ksum;   /* (B, H): backward, Σ du over the real keys (the key stabiliser's gradient) */
     int *qarg;     /* (B, H, L): where each query stabiliser's maximum is */
@@ -142,7 +143,8 @@ static void draw_features(Favor *f, int M, int Dh, uint64_t seed, int64_t index)
     }
     f->drawn = index;
     attn_tile_pack(f->Wp, f->W, Dh, M, Dh,
-                   f->kernel == K_SOFTMAX ? powf((float)Dh, -0.25f) : 1.0f / sqrtf((float)M));
+                   f->kernel == K_SOFTMAX ? LOG2E * powf((float)Dh, -0.25f)
+                                          : 1.0f / sqrtf((float)M));
 }
 
 /* Training step t uses draw (t − 1) / redraw; evaluating the parameters of step t uses the same
@@ -158,29 +160,44 @@ static void favor_prepare(KernelMixer *km, const MixerStep *s) {
  * of one head at a time: the projection u = W x of a chunk is a small product on cached rows, and
  * φ is made from it in place; nothing of size L·M but φ itself is stored. */
 
-/* phi (n × M) = M^(−1/2)·(exp(u − ‖x'‖²/2 − c) + ε) for each row, u (row stride ldu) and phi may
- * be the same; c per row (crow) or one for all rows (crow NULL: c0). */
-XB_CLONES static void favor_exp_rows(float *phi, const float *u, int ldu, const float *x, int ld,
-                                     int n, int M, int Dh, const float *crow, float c0) {
-    const float ratio = 1.0f / sqrtf((float)M), xs = powf((float)Dh, -0.25f);
-    for (int l = 0; l < n; l++) {
-        const float *xi = x + (size_t)l * ld, *ui = u + (size_t)l * ldu;
-        float n2 = 0.0f;
-        for (int d = 0; d < Dh; d++) n2 += xi[d] * xi[d];
-        const float diag = 0.5f * n2 * xs * xs, c = crow ? crow[l] : c0;
-        float *pi = phi + (size_t)l * M;
-        for (int m = 0; m < M; m++) pi[m] = ratio * (xb_expf(ui[m] - diag - c) + FAVOR_EPS);
-    }
+/* Σ x over n in eight interleaved partial sums added in a fixed order (a vector reduction whose
+ * bits do not depend on the instruction set). */
+XB_CLONES static float sum8(const float *x, int n) {
+    float p[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) p[j] += x[i + j];
+    for (; i < n; i++) p[i & 7] += x[i];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-/* crow[l] and arg[l]: the maximum of row l of u (n × M, row stride ldu) and its first index. */
-static void row_max(float *crow, int *arg, const float *u, int ldu, int n, int M) {
+/* The maximum of x over n (a vector reduction: max is exact in any order). */
+XB_CLONES static float max_of(const float *x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* The first index of x (n) holding v. */
+static int first_of(const float *x, int n, float v) {
+    int i = 0;
+    while (i < n - 1 && x[i] != v) i++;
+    return i;
+}
+
+/* phi (n × M) = M^(−1/2)·(2^(u − log2(e)·‖x'‖²/2 − c) + ε) for each row, u = log2(e)·W x' (the
+ * packed W carries the factor, so the exponentials are powers of 2: attn_tile_exp2_row) with row
+ * stride ldu (u and phi may be the same); c per row (crow) or one for all rows (crow NULL: c0). */
+static void favor_exp_rows(float *phi, const float *u, int ldu, const float *x, int ld, int n,
+                           int M, int Dh, const float *crow, float c0) {
+    const float ratio = 1.0f / sqrtf((float)M), xs = powf((float)Dh, -0.25f);
     for (int l = 0; l < n; l++) {
-        const float *ui = u + (size_t)l * ldu;
-        int a = 0;
-        for (int m = 1; m < M; m++)
-            if (ui[m] > ui[a]) a = m;
-        crow[l] = ui[a], arg[l] = a;
+        const float *xi = x + (size_t)l * ld;
+        prefetch_row(xi + PREFETCH_ROWS * ld, Dh);
+        float n2 = 0.0f;
+        for (int d = 0; d < Dh; d++) n2 += xi[d] * xi[d];
+        const float diag = LOG2E * (0.5f * n2 * xs * xs), c = crow ? crow[l] : c0;
+        attn_tile_exp2_row(phi + (size_t)l * M, u + (size_t)l * ldu, M, diag + c, ratio, FAVOR_EPS);
     }
 }
 
@@ -201,21 +218,25 @@ static void softmax_map_rows(KernelMixer *km, const MixerStep *s, int b, int h, 
         favor_exp_rows(phi, phi, M, x, ld, n, M, Dh, NULL, f->kmax[bh]);
         return;
     }
-    attn_tile_scores(u, Mp, x, ld, f->Wp, n, M, Dh, NULL, NULL); /* u = W x' */
+    attn_tile_scores(u, Mp, x, ld, f->Wp, n, M, Dh, NULL, NULL); /* u = log2(e)·W x' */
     if (is_key) { /* pass 0: the maximum over the real keys, its first place in (l, m) order */
         if (l0 == 0) f->kmax[bh] = -INFINITY, f->karg[bh] = SIZE_MAX;
         for (int l = 0; l < n; l++) {
             const float *ui = u + (size_t)l * Mp;
             memcpy(phi + (size_t)l * M, ui, (size_t)M * sizeof *phi);
             if (s->mask && !s->mask[(size_t)b * s->L + l0 + l]) continue;
-            for (int m = 0; m < M; m++)
-                if (f->karg[bh] == SIZE_MAX || ui[m] > f->kmax[bh])
-                    f->kmax[bh] = ui[m], f->karg[bh] = (size_t)(l0 + l) * M + m;
+            const float mx = max_of(ui, M);
+            if (f->karg[bh] == SIZE_MAX || mx > f->kmax[bh])
+                f->kmax[bh] = mx, f->karg[bh] = (size_t)(l0 + l) * M + first_of(ui, M, mx);
         }
         return;
     }
     int *arg = f->qarg + bh * s->L + l0;
-    row_max(crow, arg, u, Mp, n, M);
+    for (int l = 0; l < n; l++) { /* each query's stabiliser: its row's maximum, first place */
+        const float *ui = u + (size_t)l * Mp;
+        crow[l] = max_of(ui, M);
+        arg[l] = first_of(ui, M, crow[l]);
+    }
     favor_exp_rows(phi, u, Mp, x, ld, n, M, Dh, crow, 0.0f);
 }
 
@@ -240,16 +261,15 @@ static void relu_map_rows(KernelMixer *km, const MixerStep *s, int b, int h, int
     for (size_t i = 0; i < cn; i++) phi[i] += RELU_EPS;
 }
 
-/* du = dφ·M^(−1/2)·e in place, e = φ/ratio − ε = exp(u − ‖x'‖²/2 − c) (rowsum: Σ_m du per row), the
- * query stabiliser's share −rowsum at its argmax, and the keys' Σ du in order for theirs. */
+/* du = dφ·M^(−1/2)·e in place, e = φ/ratio − ε = exp(u − ‖x'‖²/2 − c), and rowsum: Σ_m du per
+ * row (sum8's order). */
 XB_CLONES static void softmax_du_rows(float *du, int ld, float *rowsum, const float *phi, int n,
                                       int M, float ratio_eps) {
     for (int l = 0; l < n; l++) {
-        float *di = du + (size_t)l * ld, sum = 0.0f;
+        float *di = du + (size_t)l * ld;
         const float *pi = phi + (size_t)l * M;
         for (int m = 0; m < M; m++) di[m] = di[m] * (pi[m] - ratio_eps);
-        for (int m = 0; m < M; m++) sum += di[m];
-        rowsum[l] = sum;
+        rowsum[l] = sum8(di, M);
     }
 }
 
@@ -266,18 +286,13 @@ static void softmax_backward_rows(KernelMixer *km, const MixerStep *s, int b, in
     const float ratio = 1.0f / sqrtf((float)M), xs = powf((float)Dh, -0.25f);
     float *rowsum = work;
     softmax_du_rows(dphi, ldd, rowsum, phi, n, M, ratio * FAVOR_EPS);
-    if (!is_key) {
+    if (!is_key) { /* a query's stabiliser: −Σ_m du at its argmax */
         const int *arg = f->qarg + bh * s->L + l0;
         for (int l = 0; l < n; l++) dphi[(size_t)l * ldd + arg[l]] -= rowsum[l];
-    } else {
+    } else { /* the keys': Σ du over the real keys, rows in order, for softmax_backward_end */
         if (l0 == 0) f->ksum[bh] = 0.0f;
-        float sum = f->ksum[bh];
-        for (int l = 0; l < n; l++) {
-            if (s->mask && !s->mask[(size_t)b * s->L + l0 + l]) continue;
-            const float *di = dphi + (size_t)l * ldd;
-            for (int m = 0; m < M; m++) sum += di[m];
-        }
-        f->ksum[bh] = sum;
+        for (int l = 0; l < n; l++)
+            if (!s->mask || s->mask[(size_t)b * s->L + l0 + l]) f->ksum[bh] += rowsum[l];
     }
     attn_tile_acc(dx, ld, dphi, ldd, 1, f->W, Dh, n, Dh, M, xs);
     for (int l = 0; l < n; l++) {
