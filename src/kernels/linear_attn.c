@@ -236,6 +236,9 @@ static void linattn_fused_forward_impl(float *o, float *kv, float *z, float *den
                 for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
                     const int n = XB_MIN(LINATTN_CHUNK, L - l0);
                     float *pk = phk + (bh * L + l0) * M;
+                    if (pass == 1) /* the chunk's values, read after the map */
+                        for (int l = 0; l < n; l++)
+                            prefetch_row(vb + (size_t)(l0 + l) * s->ldv, Dh);
                     mp->map(mp, b, h, l0, n, 1, pass, pk, w.map);
                     if (pass == 0) continue;
                     for (int l = 0; km && l < n; l++)
@@ -254,6 +257,7 @@ static void linattn_fused_forward_impl(float *o, float *kv, float *z, float *den
                     const float inv =
                         denominator(s, bh, l0 + l, dot8(pq + (size_t)l * M, zz, M), den);
                     float *oi = ob + (size_t)(l0 + l) * s->ldo;
+                    prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
                     const float *ni = w.num + (size_t)l * Dh;
                     for (int d = 0; d < Dh; d++) oi[d] = ni[d] * inv;
                 }
@@ -284,6 +288,7 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
             const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
             const float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
             const float *gb = dout + (size_t)b * s->bso + (size_t)h * Dh;
+            float *dvb = dv + (size_t)b * s->bsv + (size_t)h * Dh;
             const unsigned char *km = kmask ? kmask + (size_t)b * L : NULL;
             memset(w.dS, 0, (size_t)M * Dh * sizeof *w.dS);
             memset(w.dz, 0, (size_t)M * sizeof *w.dz);
@@ -294,6 +299,8 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
                 for (int l = 0; l < n; l++) { /* the chunk's [dnum | dden] */
                     const int li = l0 + l;
                     const float *gi = gb + (size_t)li * s->ldo, *oi = ob + (size_t)li * s->ldo;
+                    prefetch_row(gi + PREFETCH_ROWS * s->ldo, Dh);
+                    prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
                     const float inv = dn[li] != 0.0f ? 1.0f / dn[li] : 0.0f;
                     float *ai = w.a + (size_t)l * K, dot = 0.0f;
                     for (int d = 0; d < Dh; d++) {
@@ -317,6 +324,8 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
                 const float *pk = phk + (bh * L + l0) * M;
                 for (int l = 0; l < n; l++) { /* the chunk's [V | 1] */
                     const float *vi = vb + (size_t)(l0 + l) * s->ldv;
+                    prefetch_row(vi + PREFETCH_ROWS * s->ldv, Dh);
+                    prefetch_row(dvb + (size_t)(l0 + l) * s->ldv, Dh); /* dV's rows, below */
                     float *ai = w.a + (size_t)l * K;
                     for (int d = 0; d < Dh; d++) ai[d] = vi[d];
                     ai[Dh] = 1.0f;
@@ -324,8 +333,8 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
                 attn_tile_scores(w.dphi, Mp, w.a, K, w.packed, n, M, K, NULL, NULL);
                 for (int l = 0; km && l < n; l++)
                     if (!km[l0 + l]) memset(w.dphi + (size_t)l * Mp, 0, (size_t)M * sizeof(float));
-                attn_tile_acc(dv + (size_t)b * s->bsv + (size_t)l0 * s->ldv + (size_t)h * Dh,
-                              s->ldv, pk, M, 1, w.dS, Dh, n, Dh, M, 1.0f);
+                attn_tile_acc(dvb + (size_t)l0 * s->ldv, s->ldv, pk, M, 1, w.dS, Dh, n, Dh, M,
+                              1.0f);
                 mp->backward(mp, b, h, l0, n, 1, w.dphi, Mp, pk, w.map);
             }
             if (mp->end) mp->end(mp, b, h, 1, w.map);
