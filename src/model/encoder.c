@@ -183,8 +183,10 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dx = arena_floats(s, BLD);
     b->dtmp = arena_floats(s, BLD);
     b->dln = arena_floats(s, BLD);
-    b->dx2 = arena_floats(s, BLD);
-    b->dq = arena_floats(s, BLD);
+    int down = 0; /* a POOL or CROSS block: the only users of dx2 and dq */
+    for (int l = 0; l < e->N; l++) down |= e->la[l].kind != BLOCK_SELF;
+    b->dx2 = down ? arena_floats(s, BLD) : NULL;
+    b->dq = down ? arena_floats(s, BLD) : NULL;
     b->dx0 = e->latents > 0 ? arena_floats(s, (size_t)e->B * e->L * e->D) : NULL;
     const size_t ext = e->seg > 0 ? (size_t)e->B * e->nseg * window(e) * e->D : 0;
     b->dyext = ext ? arena_floats(s, ext) : NULL;
