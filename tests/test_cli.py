@@ -1443,6 +1443,24 @@ class Eval(unittest.TestCase):
                         for i in range(64))
             self.assertEqual(right / 64, doc["test"]["accuracy"])
 
+    def test_eval_reads_back_the_largest_seed(self):
+        # 2^53 - 1, the top of experiment.seed's range: 16 digits, which the report prints
+        # exactly and eval must read back as the same number (tests/fuzz/regressions/config)
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "tiny.yaml")
+            with open(cfg, "w") as f:
+                f.write(TINY)
+            p = run(["run", cfg, "-o", d, "--quiet", "--set", "train.steps=5",
+                     "--set", "experiment.seed=9007199254740991"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "tiny.json")) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["config"]["experiment"]["seed"], 9007199254740991)
+            p = run(["eval", os.path.join(d, "tiny.json"), "--threads", "1"])
+            self.assertEqual((p.returncode, p.stderr), (0, ""))
+            self.assertRegex(p.stdout, r"^tiny: test accuracy \S+ \(\d+\.\d\d%\) of 64 "
+                             r"examples, loss \S+; the report's: \S+, equal\n$")
+
     def test_bad_input_exits_2_with_one_line(self):
         with tempfile.TemporaryDirectory() as d:
             cfg = os.path.join(d, "tiny.yaml")

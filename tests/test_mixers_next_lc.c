@@ -368,8 +368,8 @@ static void check_hyena_direct(const char *opts, int B, int L, int max_len, int 
     double *p = to_double(t.params, t.pt.total), *ry = malloc((size_t)B * L * D * sizeof *ry);
     hyena_reference(ry, &t, p, max_len, F, emb, K, nd, modulate);
     const double w = worst_rel(t.y, ry, (size_t)B * L * D);
-    ck_assert_msg(w <= 1e-4, "hyena(%s) L=%d differs from the direct convolution by %g", opts, L,
-                  w);
+    ck_assert_msg(w <= 1e-4, "hyena(%s) L=%d differs from the direct convolution by %g",
+                  opts ? opts : "defaults", L, w);
     free(p), free(ry);
     inst_free(&t);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -327,6 +328,39 @@ START_TEST(test_pathfinder_release_layout_loads_and_splits_as_lra) {
 }
 END_TEST
 
+/* A chunk whose length field claims 256 MB (libpng allocated it before finding the file is 49
+ * bytes, and its own limit was only a warning): refused at once, without the memory
+ * (tests/fuzz/regressions/png). */
+START_TEST(test_pathfinder_png_chunk_claiming_256_mb_is_refused_without_allocating_it) {
+    static const unsigned char file[49] = {
+        0x89, 'P', 'N', 'G',  0x0d, 0x0a, 0x1a, 0x0a, 0,   0, 0,  13,  'I',
+        'H',  'D', 'R', 0,    0,    0,    32,   0,    0,   0, 32, 8,   0,
+        0,    0,   0,   0x56, 0x11, 0x25, 0x28, 0x10, 0,   0, 0,  't', 'E',
+        'X',  't', 'C', 'o',  'm',  'm',  'e',  'n',  't', 0};
+    char dir[] = "/tmp/xb-png-XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/big.png", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(file, 1, sizeof file, f), sizeof file);
+    fclose(f);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    unsigned char pixels[32 * 32];
+    uint64_t hash = 0;
+    XbError err;
+    xb_error_clear(&err);
+    ck_assert_int_eq(pf_png_read(path, 32, pixels, &hash, &err), -1);
+    getrusage(RUSAGE_SELF, &after);
+    ck_assert_int_eq(err.code, XB_EXIT_USAGE);
+    ck_assert_str_eq(err.file, path);
+    ck_assert_str_eq(err.msg, "not a readable PNG: tEXt: chunk data is too large");
+    ck_assert_int_lt(after.ru_maxrss - before.ru_maxrss, 16 * 1024); /* KB */
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_pathfinder_corrupt_png_or_metadata_names_the_file_and_place) {
     char root[64], sub[600], p[700], meta[700], want[2048], msg[1024];
     write_release(root, sizeof root, sub, sizeof sub);
@@ -432,6 +466,7 @@ static Suite *pathfinder_suite(void) {
     tcase_add_test(tc, test_pathfinder_dashes_turn_within_the_continuity_limit);
     tcase_add_test(tc, test_pathfinder_release_layout_loads_and_splits_as_lra);
     tcase_add_test(tc, test_pathfinder_corrupt_png_or_metadata_names_the_file_and_place);
+    tcase_add_test(tc, test_pathfinder_png_chunk_claiming_256_mb_is_refused_without_allocating_it);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -123,11 +123,13 @@ static int read_subject(const char *path, Subject *s, XbError *err) {
     snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
     snprintf(s->checksum, sizeof s->checksum, "%s", checksum);
     s->best_step = (int64_t)step;
-    /* the resolved config is JSON, which is YAML: it loads as a config file would */
-    char *text = cJSON_PrintUnformatted(config);
+    /* the resolved config is JSON, which is YAML: it loads as a config file would. Printed as
+     * the report was (cJSON's printer rounds to 15 digits whatever reads back within its
+     * tolerance, so a seed of 16 digits would come back another number) */
+    char *text = report_json_print(config);
     XB_ASSERT(text);
     rc = cfg_load_string(text, path, NULL, 0, &s->cs, err);
-    cJSON_free(text);
+    free(text);
     cJSON_Delete(doc);
     if (rc) { /* positions in the reprinted text mean nothing: name the key in the report */
         char key[sizeof err->key + 8];

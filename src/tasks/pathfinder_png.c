@@ -58,6 +58,12 @@ static int decode(PngSource *src, int size, unsigned char *pixels) {
         return -1;
     }
     png_set_read_fn(png, src, png_on_read);
+    /* libpng allocates a chunk's claimed length before reading it, and its limit on that length
+     * is a warning on read: one damaged file could make it allocate 2 GB. A Pathfinder image
+     * needs no chunk near 1 MB; beyond it, and on any other of libpng's "benign" errors, the
+     * file is refused */
+    png_set_chunk_malloc_max(png, 1 << 20);
+    png_set_benign_errors(png, 0);
     png_read_info(png, info);
     const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     if (w != (png_uint_32)size || h != (png_uint_32)size) {
