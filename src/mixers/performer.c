@@ -206,7 +206,10 @@ static size_t favor_rows_work(const KernelMixer *km) {
 }
 
 /* softmax: keys in two passes (pass 0: u into phi and the maximum over the head's real keys;
- * pass 1: φ in place), queries in one (u in work, its rows' maxima, φ). */
+ * pass 1: φ in place), queries in one (u in work, its rows' maxima, φ). The keys' stabiliser is
+ * one maximum over the features and the positions of a head, the queries' one per row
+ * (fast_attention.py, nonnegative_softmax_kernel_feature_creator: jnp.max over last_dims_t +
+ * attention_dims_t for keys, over last_dims_t for queries), hence the keys' first pass. */
 static void softmax_map_rows(KernelMixer *km, const MixerStep *s, int b, int h, int l0, int n,
                              int is_key, int pass, float *phi, const float *x, float *work) {
     Favor *f = km->own;
