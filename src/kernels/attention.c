@@ -147,8 +147,7 @@ static void tile_pass(const AttnShape *s, Work *w, int b, int h, int i0, int bq,
     if (pat && pat->mask) { /* in the tile's base-2 units (a mask may be finite: Reformer's) */
         pat->mask(s, b, h, i0, bq, j0, bk, w->M, bk);
         for (int c = 0; c < bq; c++)
-            for (int r = 0; r < bk; r++)
-                S[(size_t)r * bqp + c] += LOG2E * w->M[(size_t)c * bk + r];
+            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += LOG2E * w->M[(size_t)c * bk + r];
     }
     if (s->bias) {
         s->bias->tile(s, b, h, i0, bq, j0, bk, w->X, bk, w->bw);
