@@ -10,6 +10,7 @@
 #include "core/xassert.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
+#include "kernels/attn_tile.h"
 
 typedef struct Case {
     AttnShape s;
@@ -377,6 +378,213 @@ START_TEST(test_value_width_and_lse_gradient) {
 }
 END_TEST
 
+/* The tile kernels of both implementations against double-precision references, at sizes around
+ * their register tiles (6 rows, 16 columns, 8 lanes) and with strides wider than the rows. */
+static double tile_err(double got, double want) { return fabs(got - want) / (1.0 + fabs(want)); }
+
+static void check_tiles(int m, int n, int k) {
+    const int np = attn_tile_cols(n), lda = k + 3, ldb = k + 1, ldc = np + 16;
+    float *a = malloc((size_t)m * lda * sizeof(float)),
+          *b = malloc((size_t)n * ldb * sizeof(float));
+    float *bt = malloc((size_t)np * k * sizeof(float)), *rb = malloc((size_t)m * sizeof(float));
+    float *c = malloc((size_t)m * ldc * sizeof(float)),
+          *e = malloc((size_t)m * ldc * sizeof(float));
+    float *cs = malloc((size_t)np * sizeof(float)), *cm = malloc((size_t)np * sizeof(float));
+    gc_fill_normal(a, (size_t)m * lda, 101, 1.0f);
+    gc_fill_normal(b, (size_t)n * ldb, 102, 1.0f);
+    gc_fill_normal(rb, (size_t)m, 103, 1.0f);
+    gc_fill_normal(e, (size_t)m * ldc, 104, 1.0f);
+    gc_fill_normal(cs, (size_t)np, 105, 1.0f);
+    attn_tile_pack(bt, b, ldb, n, k, 0.7f);
+    for (int j = 0; j < np; j++) cm[j] = -INFINITY;
+    /* scores of the packed 0.7·Bᵀ: C = 0.7·A·Bᵀ + rowbias, column maxima; padding columns are the
+     * bias alone */
+    attn_tile_scores(c, ldc, a, lda, bt, m, n, k, rb, cm);
+    double worst = 0.0;
+    for (int j = 0; j < np; j++) {
+        double mx = -INFINITY;
+        for (int i = 0; i < m; i++) {
+            double dot = 0.0;
+            for (int d = 0; d < k && j < n; d++)
+                dot += (double)a[(size_t)i * lda + d] * b[(size_t)j * ldb + d];
+            const double want = 0.7 * dot + rb[i];
+            worst = fmax(worst, tile_err(c[(size_t)i * ldc + j], want));
+            mx = fmax(mx, c[(size_t)i * ldc + j]);
+        }
+        ck_assert_float_eq(cm[j], (float)mx);
+    }
+    ck_assert_double_le(worst, 1e-5);
+    /* dscores: C = E ∘ (A·Bᵀ − colsub) */
+    attn_tile_pack(bt, b, ldb, n, k, 1.0f);
+    attn_tile_dscores(c, ldc, a, lda, bt, m, n, k, e, cs);
+    worst = 0.0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double dot = 0.0;
+            for (int d = 0; d < k; d++)
+                dot += (double)a[(size_t)i * lda + d] * b[(size_t)j * ldb + d];
+            worst = fmax(worst,
+                         tile_err(c[(size_t)i * ldc + j], e[(size_t)i * ldc + j] * (dot - cs[j])));
+        }
+    ck_assert_double_le(worst, 1e-5);
+    /* acc, A as stored and transposed: C += 0.5·A·B over kk = k, columns past n untouched */
+    for (int tr = 0; tr < 2; tr++) {
+        const int ars = tr ? 1 : lda, acs = tr ? lda : 1; /* tr: A(i, t) = a[t·lda + i], m <= k */
+        const int mm = tr ? XB_MIN(m, k) : m, kk = tr ? XB_MIN(m, k) : k;
+        float *bb = malloc((size_t)kk * (n + 5) * sizeof(float));
+        gc_fill_normal(bb, (size_t)kk * (n + 5), 106, 1.0f);
+        float *c0 = malloc((size_t)mm * ldc * sizeof(float));
+        gc_fill_normal(c0, (size_t)mm * ldc, 107, 1.0f);
+        memcpy(c, c0, (size_t)mm * ldc * sizeof(float));
+        attn_tile_acc(c, ldc, a, ars, acs, bb, n + 5, mm, n, kk, 0.5f);
+        worst = 0.0;
+        for (int i = 0; i < mm; i++)
+            for (int j = 0; j < ldc; j++) {
+                if (j >= n) {
+                    ck_assert_float_eq(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j]);
+                    continue;
+                }
+                double dot = 0.0;
+                for (int t = 0; t < kk; t++)
+                    dot +=
+                        (double)a[(size_t)i * ars + (size_t)t * acs] * bb[(size_t)t * (n + 5) + j];
+                worst = fmax(worst,
+                             tile_err(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j] + 0.5 * dot));
+            }
+        ck_assert_double_le(worst, 1e-5);
+        free(bb), free(c0);
+    }
+    /* 2^x with column sums in row order; −inf gives 0, NaN stays NaN */
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < np; j++)
+            c[(size_t)i * ldc + j] = (i + j) % 7 == 3 ? -INFINITY : e[(size_t)i * ldc + j];
+    attn_tile_exp2(c, ldc, m, np, cs, cm);
+    float nan[8] = {NAN, 0.0f, -INFINITY, 1.0f, -127.0f, 126.5f, -125.7f, NAN}, zero[8] = {0};
+    attn_tile_exp2(nan, 8, 1, 8, zero, NULL);
+    ck_assert(isnan(nan[0]) && isnan(nan[7]) && isnan(attn_tile_exp2f(NAN)));
+    ck_assert_float_eq(nan[2], 0.0f);
+    ck_assert_float_eq(nan[4], 0.0f);
+    ck_assert_float_eq(nan[1], 1.0f);
+    ck_assert_double_le(tile_err(nan[3], 2.0), 1e-6);
+    ck_assert_double_le(fabs(nan[5] / exp2(126.5) - 1.0), 1e-6);
+    ck_assert_double_le(fabs(nan[6] / exp2((double)-125.7f) - 1.0), 1e-6);
+    for (double x = -126.0; x <= 127.0; x += 0.37) /* the scalar twin, over the whole range */
+        ck_assert_double_le(fabs(attn_tile_exp2f((float)x) / exp2((float)x) - 1.0), 3e-7);
+    for (int j = 0; j < np; j++) {
+        double sum = 0.0;
+        for (int i = 0; i < m; i++) {
+            const double x = (i + j) % 7 == 3 ? -INFINITY : (double)e[(size_t)i * ldc + j] - cs[j];
+            ck_assert_double_le(tile_err(c[(size_t)i * ldc + j], exp2(x)), 1e-6);
+            sum += c[(size_t)i * ldc + j];
+        }
+        ck_assert_double_le(tile_err(cm[j], sum), 1e-6);
+    }
+    free(a), free(b), free(bt), free(rb), free(c), free(e), free(cs), free(cm);
+}
+
+static void check_all_tiles(void) {
+    const int ms[] = {1, 5, 6, 7, 13, 40}, ns[] = {1, 3, 8, 15, 16, 17, 40},
+              ks[] = {1, 3, 8, 32, 33};
+    for (size_t i = 0; i < XB_ARRAY_LEN(ms); i++)
+        for (size_t j = 0; j < XB_ARRAY_LEN(ns); j++)
+            for (size_t l = 0; l < XB_ARRAY_LEN(ks); l++) check_tiles(ms[i], ns[j], ks[l]);
+}
+
+START_TEST(test_tile_kernels_equal_double_reference) {
+    check_all_tiles(); /* the implementation this CPU runs */
+    attn_tile_force_portable(1);
+    check_all_tiles();
+    attn_tile_force_portable(0);
+}
+END_TEST
+
+/* The portable tiles through the whole kernel: reference, padding, causal, a pattern with a mask,
+ * finite differences (the AVX2 path is what the other tests see on a machine that has it). */
+START_TEST(test_portable_tiles_equal_reference_and_gradients) {
+    attn_tile_force_portable(1);
+    ck_assert_int_eq(attn_tile_uses_avx2(), 0);
+    check_against_naive(2, 3, 300, 600, 8, 0, NULL);
+    const int pad[3] = {0, 17, 299};
+    check_against_naive(3, 2, 77, 300, 8, 0, pad);
+    check_against_naive(2, 2, 70, 330, 8, 1, pad);
+    check_gradients(2, 2, 13, 13, 4, 0, pad, 100000);
+    check_gradients(2, 1, 9, 14, 4, 1, pad, 100000);
+    attn_tile_force_portable(0);
+}
+END_TEST
+
+/* A pattern's mask may add finite values (Reformer's −1e5 self logit and −log count): softmax of
+ * scale·q·k + bias over the allowed keys, against a double-precision reference, with the
+ * gradients against finite differences. */
+static void finite_mask(const AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
+                        float *bias, int ld) {
+    (void)s;
+    for (int r = 0; r < bq; r++)
+        for (int c = 0; c < bk; c++) {
+            const int i = i0 + r, j = j0 + c;
+            bias[(size_t)r * ld + c] = (i + 2 * j + b + h) % 7 == 0 ? -INFINITY
+                                       : i == j                     ? -3.0f
+                                                                    : -0.25f * (float)((i + j) % 4);
+        }
+}
+static int all_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo, int *hi) {
+    (void)b, (void)h, (void)i0, (void)bq;
+    lo[0] = 0, hi[0] = s->Lk;
+    return 1;
+}
+
+START_TEST(test_finite_pattern_mask_is_added_to_the_scores) {
+    const AttnPattern pat = {.bq = 32, .max_ranges = 1, .ranges = all_ranges, .mask = finite_mask};
+    const int B = 2, H = 2, Lq = 70, Lk = 300, Dh = 4, D = H * Dh, pad[2] = {0, 9};
+    Case c;
+    case_init(&c, B, H, Lq, Lk, Dh, 0, pad, 17);
+    with_pattern(&c, &pat);
+    case_forward(&c);
+    double worst = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Lq; i++) {
+                double sc[300], mx = -INFINITY, sum = 0.0;
+                float row[300];
+                finite_mask(&c.s, b, h, i, 1, 0, Lk, row, Lk);
+                for (int j = 0; j < Lk; j++) {
+                    double dot = 0.0;
+                    for (int d = 0; d < Dh; d++)
+                        dot += (double)c.q[((size_t)b * Lq + i) * D + h * Dh + d] *
+                               c.k[((size_t)b * Lk + j) * D + h * Dh + d];
+                    sc[j] = c.mask[(size_t)b * Lk + j] ? dot / sqrt(Dh) + row[j] : -INFINITY;
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < Lk; j++) sum += sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx);
+                for (int d = 0; d < Dh; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < Lk; j++)
+                        if (sc[j] != -INFINITY)
+                            o += exp(sc[j] - mx) / sum * c.v[((size_t)b * Lk + j) * D + h * Dh + d];
+                    worst = fmax(worst, fabs(c.o[((size_t)b * Lq + i) * D + h * Dh + d] - o) /
+                                            (1.0 + fabs(o)));
+                }
+                const double lse = mx + log(sum);
+                worst = fmax(worst,
+                             fabs(c.lse[((size_t)b * H + h) * Lq + i] - lse) / (1.0 + fabs(lse)));
+            }
+    ck_assert_double_le(worst, 2e-5);
+    case_backward(&c);
+    GcResult r;
+    struct {
+        float *x, *g;
+        size_t n;
+        const char *name;
+    } t[3] = {{c.q, c.dq, c.nq, "dq"}, {c.k, c.dk, c.nk, "dk"}, {c.v, c.dv, c.nk, "dv"}};
+    for (int i = 0; i < 3; i++) {
+        int ok = gradcheck(case_forward, &c, t[i].x, t[i].n, t[i].g, c.o, c.no, c.dout, 1e-2, 2e-3,
+                           2e-2, 300, &r);
+        GC_ASSERT(ok, t[i].name, &r);
+    }
+    case_free(&c);
+}
+END_TEST
+
 static Suite *attention_suite(void) {
     Suite *s = suite_create("attention");
     TCase *tc = tcase_create("fused");
@@ -393,6 +601,9 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_block_sparse_pattern_equals_reference_gradients_and_flops);
     tcase_add_test(tc, test_same_bits_for_one_and_two_threads);
     tcase_add_test(tc, test_value_width_and_lse_gradient);
+    tcase_add_test(tc, test_tile_kernels_equal_double_reference);
+    tcase_add_test(tc, test_portable_tiles_equal_reference_and_gradients);
+    tcase_add_test(tc, test_finite_pattern_mask_is_added_to_the_scores);
     suite_add_tcase(s, tc);
     return s;
 }

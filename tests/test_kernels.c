@@ -16,6 +16,7 @@
 #include "kernels/fastmath.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/linear_attn.h"
 #include "kernels/loss.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
@@ -658,6 +659,235 @@ START_TEST(test_sort_by_key_is_stable_and_gather_scatter_are_adjoint) {
 }
 END_TEST
 
+/* The fused passes against the separate ones they replace: the same bits, including the sign of a
+ * zero gradient, with dropout on and off. */
+START_TEST(test_fused_dropout_passes_equal_separate_passes) {
+    const size_t n = 1003;
+    float *x = randn(n, 61), *r = randn(n, 62), *g = randn(n, 63);
+    for (size_t i = 0; i < n; i += 7) g[i] = -0.0f;
+    float *a = zeros(n), *b = zeros(n);
+    const float ps[2] = {0.0f, 0.3f};
+    for (int k = 0; k < 2; k++) {
+        const float p = ps[k];
+        const uint64_t key = dropout_key(5, 3, 2);
+        /* out = dropout(x) + r */
+        dropout_forward(a, x, n, p, key, 11);
+        for (size_t i = 0; i < n; i++) a[i] = a[i] + r[i];
+        memcpy(b, x, n * sizeof *b);
+        dropout_add_forward(b, b, r, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        /* dinp = 0, then += dropout's gradient */
+        memset(a, 0, n * sizeof *a);
+        dropout_backward(a, g, n, p, key, 11);
+        for (size_t i = 0; i < n; i++) b[i] = 12345.0f;
+        dropout_backward_set(b, g, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        /* GELU then dropout, and its backward into a cleared buffer */
+        gelu_forward(a, x, n);
+        dropout_forward(a, a, n, p, key, 11);
+        gelu_dropout_forward(b, x, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        float *dh = zeros(n);
+        dropout_backward(dh, g, n, p, key, 11);
+        memset(a, 0, n * sizeof *a);
+        gelu_backward(a, x, dh, n);
+        memcpy(b, g, n * sizeof *b);
+        gelu_dropout_backward(b, x, b, n, p, key, 11);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        free(dh);
+    }
+    free(x), free(r), free(g), free(a), free(b);
+}
+END_TEST
+
+/* LayerNorm normalises its rows eight at a time: against a double-precision reference, and the
+ * same bits as a plain loop over one row at a time, for row counts that leave a partial block. */
+START_TEST(test_layernorm_row_blocks_equal_reference_and_one_row_at_a_time) {
+    const int Ns[3] = {1, 13, 24}, Cs[3] = {1, 5, 64};
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < 3; c++) {
+            const int N = Ns[a], C = Cs[c];
+            const size_t n = (size_t)N * C;
+            float *x = randn(n, 71), *w = randn((size_t)C, 72), *bb = randn((size_t)C, 73);
+            float *dy = randn(n, 74), *y = zeros(n), *mean = zeros((size_t)N);
+            float *rstd = zeros((size_t)N), *dx = zeros(n), *dx1 = zeros(n);
+            layernorm_forward(y, mean, rstd, x, w, bb, N, C);
+            layernorm_backward(dx, NULL, NULL, dy, x, w, mean, rstd, N, C);
+            for (int r = 0; r < N; r++) {
+                const float *xr = x + (size_t)r * C, *gr = dy + (size_t)r * C;
+                /* one row, as a plain loop: the same float operations in the same order */
+                float m = 0.0f, v = 0.0f;
+                for (int k = 0; k < C; k++) m += xr[k];
+                m /= (float)C;
+                for (int k = 0; k < C; k++) v += (xr[k] - m) * (xr[k] - m);
+                v /= (float)C;
+                const float s = 1.0f / sqrtf(v + XB_LN_EPS);
+                ck_assert_float_eq(mean[r], m);
+                ck_assert_float_eq(rstd[r], s);
+                float sg = 0.0f, sgx = 0.0f;
+                for (int k = 0; k < C; k++) {
+                    const float g = gr[k] * w[k];
+                    sg += g;
+                    sgx += g * (xr[k] - m) * s;
+                }
+                sg /= (float)C, sgx /= (float)C;
+                for (int k = 0; k < C; k++) {
+                    ck_assert_float_eq(y[(size_t)r * C + k], (xr[k] - m) * s * w[k] + bb[k]);
+                    const float g = gr[k] * w[k];
+                    dx1[(size_t)r * C + k] += s * (g - sg - (xr[k] - m) * s * sgx);
+                }
+                /* and in double */
+                double md = 0.0, vd = 0.0;
+                for (int k = 0; k < C; k++) md += xr[k];
+                md /= C;
+                for (int k = 0; k < C; k++) vd += (xr[k] - md) * (xr[k] - md);
+                vd /= C;
+                for (int k = 0; k < C; k++) {
+                    const double want = (xr[k] - md) / sqrt(vd + XB_LN_EPS) * w[k] + bb[k];
+                    ck_assert_double_le(fabs(y[(size_t)r * C + k] - want),
+                                        1e-4 * (1.0 + fabs(want)));
+                }
+            }
+            ck_assert_int_eq(memcmp(dx, dx1, n * sizeof *dx), 0);
+            free(x), free(w), free(bb), free(dy), free(y), free(mean), free(rstd), free(dx);
+            free(dx1);
+        }
+}
+END_TEST
+
+/* ---- the fused linear-attention kernel ---- */
+#pragma push_macro("H")
+#undef H /* LinAttnShape has a member H (heads) */
+typedef struct FusedCtx {
+    const float *pq, *pk; /* (B, H, L, M) the features the map hands out */
+    float *dpq, *dpk;     /* (B, H, L, M) the gradients the map receives */
+    int heads, len, feats, key_calls;
+} FusedCtx;
+
+static void fused_map(const LinAttnMap *mp, int b, int h, int l0, int n, int is_key, int pass,
+                      float *phi, float *work) {
+    (void)work;
+    FusedCtx *c = (FusedCtx *)mp->ctx;
+    if (is_key) c->key_calls++;
+    if (pass == 0) return;
+    const size_t o = (((size_t)b * c->heads + h) * c->len + l0) * c->feats;
+    memcpy(phi, (is_key ? c->pk : c->pq) + o, (size_t)n * c->feats * sizeof *phi);
+}
+
+static void fused_map_backward(const LinAttnMap *mp, int b, int h, int l0, int n, int is_key,
+                               float *dphi, int ld, const float *phi, float *work) {
+    (void)phi, (void)work;
+    FusedCtx *c = (FusedCtx *)mp->ctx;
+    const size_t o = (((size_t)b * c->heads + h) * c->len + l0) * c->feats;
+    for (int l = 0; l < n; l++)
+        memcpy((is_key ? c->dpk : c->dpq) + o + (size_t)l * c->feats, dphi + (size_t)l * ld,
+               (size_t)c->feats * sizeof *dphi);
+}
+
+/* O = φ(Q)(φ(K)ᵀV) / (φ(Q)·Σφ(K) + ε) and its gradients, the features handed out by a map a chunk
+ * at a time, against a double-precision reference: three chunks of rows and a short one, a feature
+ * count that is not a multiple of the tiles' 16 columns, padding keys, one and two key passes. */
+START_TEST(test_linattn_fused_equals_double_reference) {
+    const int B = 2, NH = 2, L = 300, M = 20, Dh = 5, D = NH * Dh, pad[2] = {0, 37};
+    const size_t nf = (size_t)B * NH * L * M;
+    float *pq = randn(nf, 81), *pk = randn(nf, 82), *v = randn((size_t)B * L * 3 * D, 83);
+    for (size_t i = 0; i < nf; i++) pq[i] = fabsf(pq[i]) + 0.1f, pk[i] = fabsf(pk[i]) + 0.1f;
+    float *dout = randn((size_t)B * L * D, 84), *o = zeros((size_t)B * L * D);
+    float *phq = zeros(nf), *phk = zeros(nf), *kv = zeros((size_t)B * NH * M * Dh);
+    float *z = zeros((size_t)B * NH * M), *den = zeros((size_t)B * NH * L);
+    float *dpq = zeros(nf), *dpk = zeros(nf), *dv = zeros((size_t)B * L * 3 * D);
+    unsigned char *mask = malloc((size_t)B * L);
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++) mask[(size_t)b * L + l] = l < L - pad[b];
+    LinAttnShape s = {.B = B,
+                      .H = NH,
+                      .L = L,
+                      .M = M,
+                      .Dh = Dh,
+                      .ldv = 3 * D,
+                      .ldo = D,
+                      .bsv = (size_t)L * 3 * D,
+                      .bso = (size_t)L * D,
+                      .eps = 1e-6f};
+    for (int passes = 1; passes <= 2; passes++) {
+        FusedCtx c = {
+            .pq = pq, .pk = pk, .dpq = dpq, .dpk = dpk, .heads = NH, .len = L, .feats = M};
+        const LinAttnMap mp = {
+            .key_passes = passes, .map = fused_map, .backward = fused_map_backward, .ctx = &c};
+        Arena ar;
+        ck_assert_int_eq(arena_init(&ar, linattn_fused_scratch_floats(&s, &mp) * 4 + 4096), 0);
+        linattn_fused_forward(o, kv, z, den, phq, phk, v + 2 * D, mask, &s, &mp, &ar);
+        ck_assert_int_eq(c.key_calls, B * NH * 3 * passes); /* 128 + 128 + 44 rows, per pass */
+        memset(dv, 0, (size_t)B * L * 3 * D * sizeof *dv);
+        linattn_fused_backward(dv + 2 * D, dout, o, phq, phk, v + 2 * D, kv, z, den, mask, &s, &mp,
+                               &ar);
+        arena_destroy(&ar);
+        double worst = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                const size_t bh = (size_t)b * NH + h;
+                double S[20][5] = {{0}}, zz[20] = {0}, dS[20][5] = {{0}}, dz[20] = {0};
+                const float *Q = pq + bh * L * M, *K = pk + bh * L * M;
+                for (int j = 0; j < L; j++) {
+                    const int real = mask[(size_t)b * L + j];
+                    for (int m = 0; m < M; m++) {
+                        ck_assert_float_eq(phk[(bh * L + j) * M + m], real ? K[j * M + m] : 0.0f);
+                        if (!real) continue;
+                        zz[m] += K[j * M + m];
+                        for (int d = 0; d < Dh; d++)
+                            S[m][d] +=
+                                K[j * M + m] * v[((size_t)b * L + j) * 3 * D + 2 * D + h * Dh + d];
+                    }
+                }
+                for (int l = 0; l < L; l++) {
+                    double dn = 1e-6, num[5] = {0}, dot = 0.0, ref[5];
+                    for (int m = 0; m < M; m++) {
+                        dn += Q[l * M + m] * zz[m];
+                        for (int d = 0; d < Dh; d++) num[d] += Q[l * M + m] * S[m][d];
+                    }
+                    const float *g = dout + ((size_t)b * L + l) * D + h * Dh;
+                    for (int d = 0; d < Dh; d++) {
+                        ref[d] = num[d] / dn;
+                        const float got = o[((size_t)b * L + l) * D + h * Dh + d];
+                        worst = fmax(worst, fabs(got - ref[d]) / (1.0 + fabs(ref[d])));
+                        dot += g[d] * ref[d];
+                    }
+                    const double dden = -dot / dn;
+                    for (int m = 0; m < M; m++) {
+                        double want = dden * zz[m];
+                        for (int d = 0; d < Dh; d++) want += g[d] / dn * S[m][d];
+                        const float got = dpq[(bh * L + l) * M + m];
+                        worst = fmax(worst, fabs(got - want) / (1.0 + fabs(want)));
+                        dz[m] += Q[l * M + m] * dden;
+                        for (int d = 0; d < Dh; d++) dS[m][d] += Q[l * M + m] * g[d] / dn;
+                    }
+                }
+                for (int j = 0; j < L; j++) {
+                    const int real = mask[(size_t)b * L + j];
+                    const float *vj = v + ((size_t)b * L + j) * 3 * D + 2 * D + h * Dh;
+                    for (int m = 0; m < M; m++) {
+                        double want = dz[m];
+                        for (int d = 0; d < Dh; d++) want += vj[d] * dS[m][d];
+                        want = real ? want : 0.0;
+                        const float got = dpk[(bh * L + j) * M + m];
+                        worst = fmax(worst, fabs(got - want) / (1.0 + fabs(want)));
+                    }
+                    for (int d = 0; d < Dh; d++) {
+                        double want = 0.0;
+                        for (int m = 0; m < M; m++) want += (real ? K[j * M + m] : 0.0) * dS[m][d];
+                        const float got = dv[((size_t)b * L + j) * 3 * D + 2 * D + h * Dh + d];
+                        worst = fmax(worst, fabs(got - want) / (1.0 + fabs(want)));
+                    }
+                }
+            }
+        ck_assert_double_le(worst, 1e-4);
+    }
+    free(pq), free(pk), free(v), free(dout), free(o), free(phq), free(phk), free(kv), free(z);
+    free(den), free(dpq), free(dpk), free(dv), free(mask);
+}
+END_TEST
+#pragma pop_macro("H")
+
 static Suite *kernels_suite(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("all");
@@ -683,6 +913,9 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_crossentropy_rows_without_target_have_no_loss_or_gradient);
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
     tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
+    tcase_add_test(tc, test_fused_dropout_passes_equal_separate_passes);
+    tcase_add_test(tc, test_layernorm_row_blocks_equal_reference_and_one_row_at_a_time);
+    tcase_add_test(tc, test_linattn_fused_equals_double_reference);
     suite_add_tcase(s, tc);
     return s;
 }

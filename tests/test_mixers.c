@@ -32,6 +32,7 @@ static const Conf CONFS[] = {
     {"full", "relative=true,causal=true,bias=true", 3, 9, 6, 3},
     {"full", "relative=true", 1, 300, 8, 2}, /* tiles of 128 queries and 256 keys */
     {"full", "causal=true", 1, 600, 8, 2},   /* three key tiles */
+    {"full", NULL, 1, 600, 8, 2},            /* three key tiles, five query tiles, every pair */
     {"local", "block=4", 2, 13, 8, 2},
     {"local", "block=5,memory=3,bias=true", 3, 12, 6, 3},
     {"local", "block=300,memory=2", 1, 9, 8, 2}, /* long blocks: masked tiles */

@@ -357,6 +357,41 @@ START_TEST(test_performer_error_against_softmax_falls_as_features_grow) {
 }
 END_TEST
 
+/* What the fused kernel (kernels/linear_attn.h) stores per position: the projections Q, K, V and
+ * the attention output (4·D floats), the features φ(Q) and φ(K) (2·H·M), a denominator, a byte of
+ * clamp and a query stabiliser's index per head, and for the ReLU kernels their active sets (2·H·M
+ * bytes); the backward's scratch per position is d(att) and d(qkv) alone (4·D floats). Measured as
+ * the growth of the plans from L = 300 to 600, so nothing else of size L·M (projections beside φ,
+ * dφ, the stabilisers' du) is stored. */
+START_TEST(test_kernel_mechanisms_store_only_features_per_position) {
+    const struct {
+        const char *name, *opts;
+        int M, relu;
+    } cases[] = {{"performer", "features=64", 64, 0},
+                 {"performer", "features=40,kernel=relu", 40, 1},
+                 {"performer", "kernel=relu_lra", 8, 1},
+                 {"linear", NULL, 8, 0}};
+    const int B = 2, D = 16, H = 2;
+    for (size_t c = 0; c < XB_ARRAY_LEN(cases); c++) {
+        Inst a, b;
+        inst_init(&a, cases[c].name, cases[c].opts, B, 300, D, H, NULL, 1);
+        inst_init(&b, cases[c].name, cases[c].opts, B, 600, D, H, NULL, 1);
+        const size_t per_pos = (size_t)B * ((4 * (size_t)D + 2 * (size_t)H * cases[c].M) * 4 +
+                                            (size_t)H * (4 + 1 + 4) +
+                                            (cases[c].relu ? 2 * (size_t)H * cases[c].M : 0));
+        const size_t acts = b.acts.cap - a.acts.cap, scratch = b.scratch.cap - a.scratch.cap;
+        ck_assert_msg(acts <= 300 * per_pos + 1024,
+                      "%s(%s): activations grow by %zu for 300 positions, at most %zu",
+                      cases[c].name, cases[c].opts, acts, 300 * per_pos + 1024);
+        ck_assert_msg(scratch <= 300 * (size_t)B * 4 * D * 4 + 1024,
+                      "%s(%s): scratch grows by %zu for 300 positions, at most %zu", cases[c].name,
+                      cases[c].opts, scratch, 300 * (size_t)B * 4 * D * 4 + 1024);
+        inst_free(&a);
+        inst_free(&b);
+    }
+}
+END_TEST
+
 static Suite *mixers_kernels_suite(void) {
     Suite *s = suite_create("mixers_kernels");
     TCase *tc = tcase_create("all");
@@ -367,6 +402,7 @@ static Suite *mixers_kernels_suite(void) {
     tcase_add_test(tc, test_rfa_equals_naive_sincos_attention_of_normalised_q_k_with_clamp);
     tcase_add_test(tc, test_performer_relu_kernels_backward_is_the_references_derivative_at_600);
     tcase_add_test(tc, test_performer_error_against_softmax_falls_as_features_grow);
+    tcase_add_test(tc, test_kernel_mechanisms_store_only_features_per_position);
     suite_add_tcase(s, tc);
     return s;
 }

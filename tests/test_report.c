@@ -962,6 +962,31 @@ START_TEST(test_report_peak_rss_grows_with_touched_memory) {
 }
 END_TEST
 
+/* A sweep runs its points in one process: a point's peak must not include memory an earlier point
+ * freed and the allocator kept. glibc raises its mmap threshold to the size of a mapped block
+ * that is freed, so a later, smaller block comes from the heap and stays resident after free. */
+START_TEST(test_report_reset_peak_rss_leaves_out_memory_freed_before) {
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+    ck_assert_int_eq(report_reset_peak_rss(), 0);
+    const size_t start = report_peak_rss(); /* the resident set now */
+    const size_t big = 24u << 20, small = 20u << 20;
+    char *p = malloc(big); /* mapped, and freed: the threshold becomes 24 MiB */
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < big; i += 4096) p[i] = (char)i;
+    free(p);
+    char *q = malloc(small); /* from the heap now */
+    ck_assert_ptr_nonnull(q);
+    for (size_t i = 0; i < small; i += 4096) q[i] = (char)i;
+    free(q);
+    ck_assert_int_eq(report_reset_peak_rss(), 0);
+    const size_t after = report_peak_rss();
+    ck_assert_msg(after < start + (8u << 20),
+                  "the peak after a reset is %zu MiB above the start: freed memory counted",
+                  (after - start) >> 20);
+#endif
+}
+END_TEST
+
 /* Writes each sample report, reads it back; also into $XB_REPORT_OUT when set (for the
  * report-schema test). */
 START_TEST(test_report_sample_reports_read_back) {
@@ -1014,6 +1039,7 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_that_is_not_utf8_is_refused);
     tcase_add_test(tc, test_report_that_is_not_a_file_or_too_large_is_refused);
     tcase_add_test(tc, test_report_peak_rss_grows_with_touched_memory);
+    tcase_add_test(tc, test_report_reset_peak_rss_leaves_out_memory_freed_before);
     tcase_add_test(tc, test_report_sample_reports_read_back);
     suite_add_tcase(s, tc);
     return s;

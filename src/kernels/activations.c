@@ -1,7 +1,9 @@
 #include "kernels/activations.h"
 
-#include "kernels/fastmath.h"
 #include "core/profile.h"
+#include "kernels/dropout.h"
+#include "kernels/fastmath.h"
+#include "kernels/simd.h"
 
 #define GELU_K 0.7978845608028654f /* √(2/π) */
 #define GELU_C 0.044715f
@@ -10,46 +12,91 @@
  * saturating correctly at ±1 for large |u|. */
 static inline float fast_tanh(float u) { return 1.0f - 2.0f / (xb_expf(2.0f * u) + 1.0f); }
 
-static void gelu_forward_impl(float *out, const float *inp, size_t n) {
+static inline float gelu(float x) {
+    return 0.5f * x * (1.0f + fast_tanh(GELU_K * (x + GELU_C * x * x * x)));
+}
+
+/* gelu'(x) */
+static inline float gelu_grad(float x) {
+    const float t = fast_tanh(GELU_K * (x + GELU_C * x * x * x));
+    const float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+XB_CLONES static void gelu_forward_impl(float *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
+}
+
+XB_CLONES static void gelu_backward_impl(float *dinp, const float *inp, const float *dout,
+                                         size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_grad(inp[i]);
+}
+
+/* The FFN's GELU and its dropout in one pass, each value rounded as the two passes round it. */
+XB_CLONES static void gelu_dropout_forward_impl(float *out, const float *inp, size_t n, float p,
+                                                uint64_t key, uint64_t first) {
+    if (p <= 0.0f) {
+        gelu_forward_impl(out, inp, n);
+        return;
+    }
+    const float s = 1.0f / (1.0f - p);
+    const uint32_t t = dropout_threshold(p);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_K * (x + GELU_C * x * x * x)));
+        const float g = gelu(inp[i]);
+        out[i] = dropout_kept(key, first + i, t) ? g * s : 0.0f;
     }
 }
 
-static void gelu_backward_impl(float *dinp, const float *inp, const float *dout, size_t n) {
+/* dinp = 0 + gelu'(inp)·(0 + dropout's gradient of dout): the bits of clearing a buffer, the
+ * dropout backward into it, clearing dinp and the GELU backward into it. */
+XB_CLONES static void gelu_dropout_backward_impl(float *dinp, const float *inp, const float *dout,
+                                                 size_t n, float p, uint64_t key, uint64_t first) {
+    if (p <= 0.0f) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dinp[i] = 0.0f + (0.0f + dout[i]) * gelu_grad(inp[i]);
+        return;
+    }
+    const float s = 1.0f / (1.0f - p);
+    const uint32_t t = dropout_threshold(p);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        const float t = fast_tanh(GELU_K * (x + GELU_C * x * x * x));
-        const float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+        const float dh = dropout_kept(key, first + i, t) ? 0.0f + dout[i] * s : 0.0f;
+        dinp[i] = 0.0f + dh * gelu_grad(inp[i]);
     }
 }
 
-static void relu_forward_impl(float *out, const float *inp, size_t n) {
+XB_CLONES static void relu_forward_impl(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
-static void relu_backward_impl(float *dinp, const float *inp, const float *dout, size_t n) {
+XB_CLONES static void relu_backward_impl(float *dinp, const float *inp, const float *dout,
+                                         size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-static void relu_forward_set_impl(float *out, unsigned char *active, const float *inp, size_t n,
-                                  int frozen) {
+/* One pass: the active set (unless frozen) and the output. */
+XB_CLONES static void relu_forward_set_impl(float *out, unsigned char *active, const float *inp,
+                                            size_t n, int frozen) {
     if (!frozen) {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) active[i] = inp[i] > 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char a = inp[i] > 0.0f;
+            active[i] = a;
+            out[i] = a ? inp[i] : 0.0f;
+        }
+        return;
     }
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = active[i] ? inp[i] : 0.0f;
 }
 
-static void relu_backward_set_impl(float *dinp, const unsigned char *active, const float *dout,
-                                   size_t n) {
+XB_CLONES static void relu_backward_set_impl(float *dinp, const unsigned char *active,
+                                             const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += active[i] ? dout[i] : 0.0f;
 }
@@ -64,6 +111,20 @@ void gelu_forward(float *out, const float *inp, size_t n) {
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     prof_open(PROF_ACTIVATION, 1);
     gelu_backward_impl(dinp, inp, dout, n);
+    prof_close();
+}
+
+void gelu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key,
+                          uint64_t first) {
+    prof_open(PROF_ACTIVATION, 0);
+    gelu_dropout_forward_impl(out, inp, n, p, key, first);
+    prof_close();
+}
+
+void gelu_dropout_backward(float *dinp, const float *inp, const float *dout, size_t n, float p,
+                           uint64_t key, uint64_t first) {
+    prof_open(PROF_ACTIVATION, 1);
+    gelu_dropout_backward_impl(dinp, inp, dout, n, p, key, first);
     prof_close();
 }
 

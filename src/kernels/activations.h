@@ -3,12 +3,21 @@
 #define XB_ACTIVATIONS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* GELU, tanh approximation (Hendrycks & Gimpel, arXiv 1606.08415, §2):
  * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). out may equal inp. */
 void gelu_forward(float *out, const float *inp, size_t n);
 /* dinp += gelu'(inp)·dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* out = dropout(gelu(inp)) in one pass (kernels/dropout.h: the same key, first and mask), with the
+ * bits of gelu_forward followed by dropout_forward. out may equal inp. */
+void gelu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key,
+                          uint64_t first);
+/* Its backward into a dinp that is overwritten: the bits of zeroing a buffer, dropout_backward
+ * into it, zeroing dinp and gelu_backward into it. dinp may equal dout. */
+void gelu_dropout_backward(float *dinp, const float *inp, const float *dout, size_t n, float p,
+                           uint64_t key, uint64_t first);
 /* ReLU: out = max(inp, 0). */
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp += [inp > 0]·dout. */
@@ -17,6 +26,7 @@ void relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
  * inp[i] : 0. Frozen (MixerStep.frozen), the set of the previous call is kept, so the map is
  * linear around the point a gradient check perturbs and no kink lies between its evaluations. */
 void relu_forward_set(float *out, unsigned char *active, const float *inp, size_t n, int frozen);
+/* (out may equal inp.) */
 /* dinp += active[i]·dout[i]. */
 void relu_backward_set(float *dinp, const unsigned char *active, const float *dout, size_t n);
 

@@ -1,6 +1,5 @@
 #include "kernels/attention.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -8,11 +7,16 @@
 
 #include "core/flops.h"
 #include "core/xassert.h"
-#include "kernels/fastmath.h"
 #include "core/profile.h"
+#include "kernels/attn_tile.h"
 
-/* Tile sizes: a BQ×BK score tile (64 KiB) and the BQ×Dh accumulator stay in L2. */
+/* Tile sizes: a BQ×BK score tile (128 KiB) and the BQ×Dh accumulator stay in L2. */
 enum { BQ = 128, BK = 256 };
+
+/* The tiles hold scores in base 2, S·log2(e), so that the exponentials are powers of 2
+ * (attn_tile_exp2); the log-sum-exp the kernel saves and returns is in natural units. */
+#define LOG2E 1.44269504088896341f
+#define LN2 0.693147180559945309f
 
 AttnShape attn_shape(int B, int H, int Lq, int Lk, int Dh, int ldq, int ldk, int ldv, int ldo) {
     AttnShape s;
@@ -61,13 +65,18 @@ static int tile_ranges(const AttnShape *s, int b, int h, int i0, int bq, int *lo
     return hi[0] > 0;
 }
 
-/* Per-thread scratch, in floats: score tile, mask tile, accumulator / gradient tile, row vectors,
- * key bias, and the range lists (as floats' worth of ints). */
+/* Per-thread scratch, in floats: the transposed score tile S (keys × queries) and the backward's
+ * dS, the pattern mask (and the transposed dS handed to a data bias), the data bias's tile and
+ * work, the output accumulator, the packed query tile and dO tile, column vectors, the key bias
+ * and the range lists (as floats' worth of ints), each start aligned to 64 bytes. */
 static size_t thread_floats(const AttnShape *s) {
-    const size_t bq = (size_t)tile_rows(s);
-    const size_t extra = s->bias ? bq * BK + s->bias->work_floats + 32 : 0;
-    return 3 * bq * BK + bq * (size_t)s->Dv + 3 * bq + BK + 2 * (size_t)max_ranges(s) + 5 * 16 +
-           extra;
+    const size_t bq = (size_t)tile_rows(s), bqp = (size_t)attn_tile_cols(tile_rows(s));
+    const int masked = (s->pattern && s->pattern->mask) || s->bias;
+    size_t n = 2 * BK * bqp + bq * (size_t)s->Dv + bqp * ((size_t)s->Dh + (size_t)s->Dv) + 6 * bqp +
+               BK + 2 * (size_t)max_ranges(s) + 10 * 16;
+    if (masked) n += bq * BK + 16;
+    if (s->bias) n += bq * BK + s->bias->work_floats + 32;
+    return n;
 }
 
 size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
@@ -75,7 +84,8 @@ size_t attn_scratch_floats(const AttnShape *s, int nthreads) {
 }
 
 /* Additive key bias for keys [j0, j0+bk): 0 visible, -inf padding (the causal limit is applied per
- * row). Tiles of padding are computed like any other, so the work does not depend on the data. */
+ * query). Tiles of padding are computed like any other, so the work does not depend on the data.
+ */
 static void key_bias(float *kb, const unsigned char *km, int j0, int bk) {
     for (int j = 0; j < bk; j++) kb[j] = (km && !km[j0 + j]) ? -INFINITY : 0.0f;
 }
@@ -86,84 +96,78 @@ static inline float *align_floats(float *p) {
     return (float *)u;
 }
 
-/* Thread-local views of the scratch. */
+/* Thread-local views of the scratch. Tiles of scores are stored transposed, keys × queries, with
+ * row stride bqp = attn_tile_cols(bq); the padding columns hold finite values nobody reads. */
 typedef struct Work {
-    float *S, *M, *T, *acc; /* (bq, BK) scores / probabilities, mask, dP; (bq, Dh) */
-    float *r1, *r2, *r3;    /* (bq) */
-    float *kb;              /* (BK) */
-    int *lo, *hi;           /* (max_ranges) */
-    float *X, *bw;          /* with a data bias: (bq, BK) its tile; its callbacks' work */
+    float *S, *T;         /* (BK, bqp): scores / probabilities; the backward's dS */
+    float *M;             /* (bq, BK): the pattern's mask tile; the transposed dS for a data bias */
+    float *X, *bw;        /* with a data bias: (bq, BK) its tile; its callbacks' work */
+    float *acc;           /* (bq, Dv) */
+    float *qt, *ot;       /* packed Qᵀ (Dh rows), dOᵀ (Dv rows) of the query tile */
+    float *m, *l, *mx;    /* (bqp): running max and sum, the tile's max */
+    float *ref, *sum, *D; /* (bqp): exponentials' reference, the tile's sums, rowsum(dO ∘ O) */
+    float *kb;            /* (BK) */
+    int *lo, *hi;         /* (max_ranges) */
 } Work;
 
 static Work carve(float *base, const AttnShape *s) {
-    const size_t bq = (size_t)tile_rows(s);
+    const size_t bq = (size_t)tile_rows(s), bqp = (size_t)attn_tile_cols(tile_rows(s));
     Work w;
+    memset(&w, 0, sizeof w);
     float *p = align_floats(base);
-    w.S = p, p = align_floats(p + bq * BK);
-    w.M = p, p = align_floats(p + bq * BK);
-    w.T = p, p = align_floats(p + bq * BK);
+    w.S = p, p = align_floats(p + BK * bqp);
+    w.T = p, p = align_floats(p + BK * bqp);
+    if ((s->pattern && s->pattern->mask) || s->bias) w.M = p, p = align_floats(p + bq * BK);
+    if (s->bias) {
+        w.X = p, p = align_floats(p + bq * BK);
+        w.bw = p, p = align_floats(p + s->bias->work_floats);
+    }
     w.acc = p, p = align_floats(p + bq * (size_t)s->Dv);
-    w.r1 = p, w.r2 = p + bq, w.r3 = p + 2 * bq, p = align_floats(p + 3 * bq);
+    w.qt = p, p = align_floats(p + bqp * (size_t)s->Dh);
+    w.ot = p, p = align_floats(p + bqp * (size_t)s->Dv);
+    w.m = p, w.l = p + bqp, w.mx = p + 2 * bqp, w.ref = p + 3 * bqp, w.sum = p + 4 * bqp,
+    w.D = p + 5 * bqp, p = align_floats(p + 6 * bqp);
     w.kb = p, p = p + BK;
     w.lo = (int *)p, w.hi = w.lo + max_ranges(s);
-    w.X = w.bw = NULL;
-    if (s->bias) {
-        p = align_floats(p + 2 * (size_t)max_ranges(s));
-        w.X = p, p = align_floats(p + bq * BK);
-        w.bw = p;
-    }
     return w;
 }
 
-/* In place over the tile S (bq, bk): S[i][j] ← S[i][j] + kb[j] + M[i][j] for keys the row may see
- * (causality), −inf otherwise. Returns nothing; M may be NULL. */
-static void bias_tile(const AttnShape *s, float *S, const float *M, const float *kb, int i0, int bq,
-                      int j0, int bk) {
-    for (int i = 0; i < bq; i++) {
-        float *Si = S + (size_t)i * bk;
-        const int lim = key_limit(s, i0 + i) - j0; /* keys >= lim hidden */
-        if (M) {
-            const float *Mi = M + (size_t)i * bk;
-#pragma omp simd
-            for (int j = 0; j < bk; j++) Si[j] = j < lim ? Si[j] + kb[j] + Mi[j] : -INFINITY;
-        } else {
-#pragma omp simd
-            for (int j = 0; j < bk; j++) Si[j] = j < lim ? Si[j] + kb[j] : -INFINITY;
-        }
+/* What a tile needs besides the scores and the key bias: the pattern's mask, the data bias, or the
+ * causal limit inside it (query i0, the first, sees the fewest keys). */
+static int tile_needs_pass(const AttnShape *s, int i0, int j0, int bk) {
+    return (s->pattern && s->pattern->mask) || s->bias || key_limit(s, i0) - j0 < bk;
+}
+
+/* The extra terms of the transposed tile S (bk × bqp) of queries [i0, i0 + bq) and keys
+ * [j0, j0 + bk): the pattern's mask and the data bias (both computed row-major, queries × keys, and
+ * added transposed), and −inf past each query's causal limit. */
+static void tile_pass(const AttnShape *s, Work *w, int b, int h, int i0, int bq, int j0, int bk,
+                      float *S, int bqp) {
+    const AttnPattern *pat = s->pattern;
+    if (pat && pat->mask) { /* in the tile's base-2 units (a mask may be finite: Reformer's) */
+        pat->mask(s, b, h, i0, bq, j0, bk, w->M, bk);
+        for (int c = 0; c < bq; c++)
+            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += LOG2E * w->M[(size_t)c * bk + r];
     }
+    if (s->bias) {
+        s->bias->tile(s, b, h, i0, bq, j0, bk, w->X, bk, w->bw);
+        for (int c = 0; c < bq; c++)
+            for (int r = 0; r < bk; r++) S[(size_t)r * bqp + c] += LOG2E * w->X[(size_t)c * bk + r];
+    }
+    if (key_limit(s, i0) - j0 < bk)
+        for (int c = 0; c < bq; c++) {
+            const int lim = key_limit(s, i0 + c) - j0; /* keys >= lim hidden */
+            for (int r = lim < 0 ? 0 : lim; r < bk; r++) S[(size_t)r * bqp + c] = -INFINITY;
+        }
 }
 
-/* S += the data bias of the tile (−inf entries stay −inf). */
-static void add_data_bias(const AttnShape *s, Work *w, int b, int h, int i0, int bq, int j0, int bk,
-                          float *S) {
-    s->bias->tile(s, b, h, i0, bq, j0, bk, w->X, bk, w->bw);
-    for (size_t k = 0; k < (size_t)bq * bk; k++) S[k] += w->X[k];
-}
-
-/* The reference point of a row's exponentials: its max, or 0 while the row has seen only −inf. */
+/* The reference point of a query's exponentials: its max, or 0 while it has seen only −inf. */
 #define MREF(mx) ((mx) == -INFINITY ? 0.0f : (mx))
 
-/* Each of rows n < SUM_ROWS of S (n × bk) summed left to right, as a plain loop would: the same
- * float result, bit for bit (a vector reduction would reorder the sum). One row's sum is a chain of
- * dependent additions that waits on the adder's latency; the rows' chains are interleaved so the
- * adder stays busy. */
-enum { SUM_ROWS = 8 };
-
-static void row_sums(const float *S, int n, int bk, float *sum) {
-    if (n == SUM_ROWS) {
-        float a[SUM_ROWS] = {0};
-        for (int j = 0; j < bk; j++)
-            for (int r = 0; r < SUM_ROWS; r++) a[r] += S[(size_t)r * bk + j];
-        for (int r = 0; r < SUM_ROWS; r++) sum[r] = a[r];
-        return;
-    }
-    for (int r = 0; r < n; r++) {
-        float t = 0.0f;
-        for (int j = 0; j < bk; j++) t += S[(size_t)r * bk + j];
-        sum[r] = t;
-    }
-}
-
+/* Per query tile: Sᵀ = log2(e)·scale·K_tile·Qᵀ (+ key bias, mask), the online softmax down its
+ * columns in base 2 (running max m and sum l; the accumulator's rows rescaled when the max moves),
+ * acc += P·V_tile; lse = m·ln 2 + ln l.
+ */
 static void attn_forward_impl(float *o, float *lse, const float *q, const float *k, const float *v,
                               const unsigned char *kmask, const AttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, Lq = s->Lq, Lk = s->Lk, Dh = s->Dh, Dv = s->Dv, TQ = tile_rows(s);
@@ -172,7 +176,6 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
     const size_t per = thread_floats(s);
     const size_t mark = arena_mark(scratch);
     float *work = arena_alloc(scratch, ((size_t)omp_get_max_threads() * per + 64) * sizeof(float));
-    const AttnPattern *pat = s->pattern;
     uint64_t done = 0; /* matrix-product FLOPs actually computed */
 
 #pragma omp parallel for collapse(3) schedule(static) reduction(+ : done)
@@ -180,62 +183,53 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
         for (int h = 0; h < H; h++)
             for (int qt = 0; qt < nqt; qt++) {
                 Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
-                float *m = w.r1, *l = w.r2; /* running max and sum per row */
-                float *mn = w.r3;           /* the max after this key tile */
-                const int i0 = qt * TQ, bq = XB_MIN(TQ, Lq - i0);
+                const int i0 = qt * TQ, bq = XB_MIN(TQ, Lq - i0), bqp = attn_tile_cols(bq);
                 const float *qb = q + (size_t)b * s->bsq + (size_t)i0 * s->ldq + (size_t)h * Dh;
                 const float *kbase = k + (size_t)b * s->bsk + (size_t)h * Dh;
                 const float *vbase = v + (size_t)b * s->bsv + (size_t)h * Dv;
                 const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
-                for (int i = 0; i < bq; i++) m[i] = -INFINITY, l[i] = 0.0f;
+                attn_tile_pack(w.qt, qb, s->ldq, bq, Dh, LOG2E * s->scale);
+                for (int c = 0; c < bqp; c++) w.m[c] = -INFINITY, w.l[c] = 0.0f;
                 memset(w.acc, 0, (size_t)bq * Dv * sizeof *w.acc);
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
                 for (int r = 0; r < nr; r++)
                     for (int j0 = w.lo[r]; j0 < w.hi[r]; j0 += BK) {
                         const int bk = XB_MIN(BK, w.hi[r] - j0);
-                        key_bias(w.kb, km, j0, bk);
-                        /* S = scale · Q_tile · K_tileᵀ, then the mask */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
-                                    qb, s->ldq, kbase + (size_t)j0 * s->ldk, s->ldk, 0.0f, w.S, bk);
-                        if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
-                        bias_tile(s, w.S, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
-                        if (s->bias) add_data_bias(s, &w, b, h, i0, bq, j0, bk, w.S);
-                        for (int i = 0; i < bq; i++) {
-                            float *Si = w.S + (size_t)i * bk;
-                            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                            for (int j = 0; j < bk; j++) mx = Si[j] > mx ? Si[j] : mx;
-                            mn[i] = mx > m[i] ? mx : m[i];
-                            const float mref = MREF(mn[i]);
-#pragma omp simd
-                            for (int j = 0; j < bk; j++) Si[j] = xb_expf(Si[j] - mref);
+                        if (km) key_bias(w.kb, km, j0, bk);
+                        for (int c = 0; c < bqp; c++) w.mx[c] = -INFINITY;
+                        const int pass = tile_needs_pass(s, i0, j0, bk);
+                        attn_tile_scores(w.S, bqp, kbase + (size_t)j0 * s->ldk, s->ldk, w.qt, bk,
+                                         bq, Dh, km ? w.kb : NULL, pass ? NULL : w.mx);
+                        if (pass) {
+                            tile_pass(s, &w, b, h, i0, bq, j0, bk, w.S, bqp);
+                            attn_tile_colmax(w.S, bqp, bk, bqp, w.mx);
                         }
-                        for (int i = 0; i < bq; i += SUM_ROWS) {
-                            const int nr = XB_MIN(SUM_ROWS, bq - i);
-                            float sum[SUM_ROWS];
-                            row_sums(w.S + (size_t)i * bk, nr, bk, sum);
-                            for (int r = i; r < i + nr; r++) {
-                                const float alpha = xb_expf(m[r] - MREF(mn[r]));
-                                l[r] = l[r] * alpha + sum[r - i];
-                                m[r] = mn[r];
-                                float *ar = w.acc + (size_t)r * Dv;
+                        for (int c = 0; c < bqp; c++)
+                            w.mx[c] = w.mx[c] > w.m[c] ? w.mx[c] : w.m[c], w.ref[c] = MREF(w.mx[c]);
+                        attn_tile_exp2(w.S, bqp, bk, bqp, w.ref, w.sum);
+                        for (int c = 0; c < bq; c++) {
+                            const float alpha = attn_tile_exp2f(w.m[c] - w.ref[c]);
+                            w.l[c] = w.l[c] * alpha + w.sum[c];
+                            w.m[c] = w.mx[c];
+                            if (alpha != 1.0f) {
+                                float *ar = w.acc + (size_t)c * Dv;
                                 for (int d = 0; d < Dv; d++) ar[d] *= alpha;
                             }
                         }
-                        /* acc += P · V_tile */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dv, bk, 1.0f,
-                                    w.S, bk, vbase + (size_t)j0 * s->ldv, s->ldv, 1.0f, w.acc, Dv);
+                        /* acc += P · V_tile, P the transpose of S */
+                        attn_tile_acc(w.acc, Dv, w.S, 1, bqp, vbase + (size_t)j0 * s->ldv, s->ldv,
+                                      bq, Dv, bk, 1.0f);
                         done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(Dh + Dv);
                         if (s->bias) done += s->bias->tile_flops(s, bq, bk, 0);
                     }
                 float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dv;
                 float *lb = lse + ((size_t)b * H + h) * Lq + i0;
                 for (int i = 0; i < bq; i++) {
-                    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+                    const float inv = w.l[i] > 0.0f ? 1.0f / w.l[i] : 0.0f;
                     float *oi = ob + (size_t)i * s->ldo;
                     const float *ai = w.acc + (size_t)i * Dv;
                     for (int d = 0; d < Dv; d++) oi[d] = ai[d] * inv;
-                    lb[i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
+                    lb[i] = w.l[i] > 0.0f ? w.m[i] * LN2 + logf(w.l[i]) : -INFINITY;
                 }
             }
     flops_add(done);
@@ -256,7 +250,6 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
     const size_t per = thread_floats(s);
     const size_t mark = arena_mark(scratch);
     float *work = arena_alloc(scratch, ((size_t)omp_get_max_threads() * per + 64) * sizeof(float));
-    const AttnPattern *pat = s->pattern;
     uint64_t done = 0;
 
     /* One (b, h) per task, its query tiles in order: dK and dV of a head accumulate without races
@@ -266,7 +259,6 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             Work w = carve(work + (size_t)omp_get_thread_num() * per, s);
-            float *P = w.S, *dP = w.T, *Drow = w.r1;
             const size_t qoff = (size_t)b * s->bsq + (size_t)h * Dh;
             const size_t ooff = (size_t)b * s->bso + (size_t)h * Dv;
             const size_t koff = (size_t)b * s->bsk + (size_t)h * Dh;
@@ -275,15 +267,23 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
             const float *dlb = dlse ? dlse + ((size_t)b * H + h) * Lq : NULL;
             const unsigned char *km = kmask ? kmask + (size_t)b * Lk : NULL;
             for (int i0 = 0; i0 < Lq; i0 += TQ) {
-                const int bq = XB_MIN(TQ, Lq - i0);
+                const int bq = XB_MIN(TQ, Lq - i0), bqp = attn_tile_cols(bq);
                 const float *qt = q + qoff + (size_t)i0 * s->ldq;
                 const float *dot = dout + ooff + (size_t)i0 * s->ldo;
-                for (int i = 0; i < bq; i++) { /* D = rowsum(dO ∘ O) − dlse */
+                attn_tile_pack(w.qt, qt, s->ldq, bq, Dh, LOG2E * s->scale);
+                attn_tile_pack(w.ot, dot, s->ldo, bq, Dv, 1.0f);
+                for (int i = 0; i < bqp;
+                     i++) { /* D = rowsum(dO ∘ O) − dlse; P's reference (base 2) */
+                    if (i >= bq) {
+                        w.D[i] = 0.0f, w.ref[i] = INFINITY;
+                        continue;
+                    }
                     const float *doi = dot + (size_t)i * s->ldo;
                     const float *oi = o + ooff + (size_t)(i0 + i) * s->ldo;
                     float acc = 0.0f;
                     for (int d = 0; d < Dv; d++) acc += doi[d] * oi[d];
-                    Drow[i] = dlb && lb[i0 + i] != -INFINITY ? acc - dlb[i0 + i] : acc;
+                    w.D[i] = dlb && lb[i0 + i] != -INFINITY ? acc - dlb[i0 + i] : acc;
+                    w.ref[i] = lb[i0 + i] == -INFINITY ? INFINITY : LOG2E * lb[i0 + i];
                 }
                 const int nr = tile_ranges(s, b, h, i0, bq, w.lo, w.hi);
                 for (int r = 0; r < nr; r++)
@@ -291,44 +291,30 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                         const int bk = XB_MIN(BK, w.hi[r] - j0);
                         const float *kt = k + koff + (size_t)j0 * s->ldk;
                         const float *vt = v + voff + (size_t)j0 * s->ldv;
-                        key_bias(w.kb, km, j0, bk);
-                        /* P = exp(scale·Q Kᵀ + mask − lse) */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dh, s->scale,
-                                    qt, s->ldq, kt, s->ldk, 0.0f, P, bk);
-                        if (pat && pat->mask) pat->mask(s, b, h, i0, bq, j0, bk, w.M, bk);
-                        bias_tile(s, P, pat && pat->mask ? w.M : NULL, w.kb, i0, bq, j0, bk);
-                        if (s->bias) add_data_bias(s, &w, b, h, i0, bq, j0, bk, P);
-                        for (int i = 0; i < bq; i++) {
-                            float *Pi = P + (size_t)i * bk;
-                            const float li = lb[i0 + i];
-                            const float ref = li == -INFINITY ? INFINITY : li;
-#pragma omp simd
-                            for (int j = 0; j < bk; j++) Pi[j] = xb_expf(Pi[j] - ref);
-                        }
+                        if (km) key_bias(w.kb, km, j0, bk);
+                        /* Pᵀ = 2^(log2(e)·(scale·K Qᵀ + mask − lse)) */
+                        attn_tile_scores(w.S, bqp, kt, s->ldk, w.qt, bk, bq, Dh, km ? w.kb : NULL,
+                                         NULL);
+                        if (tile_needs_pass(s, i0, j0, bk))
+                            tile_pass(s, &w, b, h, i0, bq, j0, bk, w.S, bqp);
+                        attn_tile_exp2(w.S, bqp, bk, bqp, w.ref, NULL);
                         /* dV_tile += Pᵀ dO */
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dv, bq, 1.0f, P,
-                                    bk, dot, s->ldo, 1.0f, dv + voff + (size_t)j0 * s->ldv, s->ldv);
-                        /* dP = dO V_tileᵀ; dS = P ∘ (dP − D) in place */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, bk, Dv, 1.0f, dot,
-                                    s->ldo, vt, s->ldv, 0.0f, dP, bk);
-                        for (int i = 0; i < bq; i++) {
-                            float *dPi = dP + (size_t)i * bk;
-                            const float *Pi = P + (size_t)i * bk;
-                            const float Di = Drow[i];
-#pragma omp simd
-                            for (int j = 0; j < bk; j++) dPi[j] = Pi[j] * (dPi[j] - Di);
-                        }
-                        if (s->bias) {
-                            s->bias->tile_backward(s, b, h, i0, bq, j0, bk, dP, bk, w.bw);
+                        attn_tile_acc(dv + voff + (size_t)j0 * s->ldv, s->ldv, w.S, bqp, 1, dot,
+                                      s->ldo, bk, Dv, bq, 1.0f);
+                        /* dSᵀ = Pᵀ ∘ (V_tile dOᵀ − D) */
+                        attn_tile_dscores(w.T, bqp, vt, s->ldv, w.ot, bk, bq, Dv, w.S, w.D);
+                        if (s->bias) { /* its callback takes dS queries × keys */
+                            for (int c = 0; c < bq; c++)
+                                for (int j = 0; j < bk; j++)
+                                    w.M[(size_t)c * bk + j] = w.T[(size_t)j * bqp + c];
+                            s->bias->tile_backward(s, b, h, i0, bq, j0, bk, w.M, bk, w.bw);
                             done += s->bias->tile_flops(s, bq, bk, 1);
                         }
                         /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, bk, s->scale,
-                                    dP, bk, kt, s->ldk, 1.0f, dq + qoff + (size_t)i0 * s->ldq,
-                                    s->ldq);
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, Dh, bq, s->scale,
-                                    dP, bk, qt, s->ldq, 1.0f, dk + koff + (size_t)j0 * s->ldk,
-                                    s->ldk);
+                        attn_tile_acc(dq + qoff + (size_t)i0 * s->ldq, s->ldq, w.T, 1, bqp, kt,
+                                      s->ldk, bq, Dh, bk, s->scale);
+                        attn_tile_acc(dk + koff + (size_t)j0 * s->ldk, s->ldk, w.T, bqp, 1, qt,
+                                      s->ldq, bk, Dh, bq, s->scale);
                         done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(3 * Dh + 2 * Dv);
                     }
             }

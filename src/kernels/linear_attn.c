@@ -2,10 +2,15 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+#include "core/xassert.h"
 
 #include "core/flops.h"
 #include "core/profile.h"
+#include "kernels/attn_tile.h"
+#include "kernels/simd.h"
 
 /* Per (b, h): S = Φkᵀ V (M×Dh), z = Φkᵀ 1, num = Φq S, den = Φq z + ε (then clamped or guarded),
  * O = num / den. */
@@ -113,6 +118,231 @@ uint64_t linattn_flops(const LinAttnShape *s, int backward) {
     return per * (uint64_t)s->B * (uint64_t)s->H;
 }
 
+/* ---- The fused path ---- */
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Per-thread scratch of the fused kernels, in floats (each piece a multiple of 16 floats, so the
+ * pieces stay 64-byte aligned): dS, dz, a packed [S | z] or [dS | dz], a chunk of [dnum | dden]
+ * or [V | 1], a chunk of dφ (row stride attn_tile_cols(M)), a chunk of outputs, the map's work. */
+static size_t fused_thread_floats(const LinAttnShape *s, const LinAttnMap *mp) {
+    const size_t M = (size_t)s->M, Dh = (size_t)s->Dh, C = LINATTN_CHUNK;
+    const size_t Mp = (size_t)attn_tile_cols(s->M);
+    return align16(M * Dh) + align16(M) + align16(Mp * (Dh + 1)) + align16(C * (Dh + 1)) +
+           align16(C * Mp) + align16(C * Dh) + align16(mp->work_floats);
+}
+
+size_t linattn_fused_scratch_floats(const LinAttnShape *s, const LinAttnMap *mp) {
+    return (size_t)omp_get_max_threads() * fused_thread_floats(s, mp) + 16;
+}
+
+typedef struct FusedWork {
+    float *dS, *dz, *packed, *a, *dphi, *num, *map;
+} FusedWork;
+
+static FusedWork fused_carve(float *base, const LinAttnShape *s, const LinAttnMap *mp) {
+    const size_t M = (size_t)s->M, Dh = (size_t)s->Dh, C = LINATTN_CHUNK;
+    const size_t Mp = (size_t)attn_tile_cols(s->M);
+    FusedWork w;
+    float *p = base;
+    w.dS = p, p += align16(M * Dh);
+    w.dz = p, p += align16(M);
+    w.packed = p, p += align16(Mp * (Dh + 1));
+    w.a = p, p += align16(C * (Dh + 1));
+    w.dphi = p, p += align16(C * Mp);
+    w.num = p, p += align16(C * Dh);
+    w.map = p;
+    (void)mp;
+    return w;
+}
+
+/* x · y over n, in eight interleaved partial sums added in a fixed order (a vector reduction that
+ * does not depend on the instruction set). */
+XB_CLONES static float dot8(const float *x, const float *y, int n) {
+    float p[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) p[j] += x[i + j] * y[i + j];
+    for (; i < n; i++) p[i & 7] += x[i] * y[i];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+/* acc (n) += Σ over rows r < m of a[r·lda ...]·(w ? w[r·ws] : 1), rows in order. */
+XB_CLONES static void add_rows(float *acc, const float *a, int lda, int m, int n, const float *w,
+                               int ws) {
+    for (int r = 0; r < m; r++) {
+        const float *ar = a + (size_t)r * lda;
+        if (w) {
+            const float wr = w[(size_t)r * ws];
+            for (int j = 0; j < n; j++) acc[j] += ar[j] * wr;
+        } else {
+            for (int j = 0; j < n; j++) acc[j] += ar[j];
+        }
+    }
+}
+
+/* bt ← the panels (attn_tile_pack) of [A | c], A (M × Dh, row stride Dh) and c (M): the product of
+ * a chunk's [x | y] with them is x·Aᵀ + y·cᵀ. */
+static void pack_with_column(float *bt, const float *a, const float *c, int M, int Dh) {
+    const int K = Dh + 1;
+    for (int p = 0; p < attn_tile_cols(M) / ATTN_TILE_NR; p++)
+        for (int d = 0; d < K; d++)
+            for (int j = 0; j < ATTN_TILE_NR; j++) {
+                const int m = p * ATTN_TILE_NR + j;
+                bt[((size_t)p * K + d) * ATTN_TILE_NR + j] = m >= M   ? 0.0f
+                                                             : d < Dh ? a[(size_t)m * Dh + d]
+                                                                      : c[m];
+            }
+}
+
+/* The denominator of row l of head bh (the clamp or the guard, the saved low rows) and its
+ * inverse; as linattn_forward. */
+static float denominator(const LinAttnShape *s, size_t bh, int l, float dn, float *den) {
+    dn += s->eps;
+    if (s->min_den > 0.0f || s->guard > 0.0f) {
+        unsigned char *lw = s->low ? s->low + bh * s->L : NULL;
+        int low =
+            lw && s->frozen ? lw[l] : (s->min_den > 0.0f ? dn < s->min_den : fabsf(dn) <= s->guard);
+        if (lw) lw[l] = (unsigned char)low;
+        if (low && s->min_den > 0.0f) dn = s->min_den;
+        if (low && s->guard > 0.0f) dn += 2.0f * s->guard;
+    }
+    den[bh * s->L + l] = dn;
+    return dn != 0.0f ? 1.0f / dn : 0.0f;
+}
+
+/* Per head: the keys' chunks (the map, the padding rows zeroed, S += φ(K)ᵀV and z += φ(K)ᵀ1 while
+ * the chunk is in cache), then the queries' chunks (the map, num = φ(Q)S, den = φ(Q)z + ε,
+ * o = num / den). */
+static void linattn_fused_forward_impl(float *o, float *kv, float *z, float *den, float *phq,
+                                       float *phk, const float *v, const unsigned char *kmask,
+                                       const LinAttnShape *s, const LinAttnMap *mp,
+                                       Arena *scratch) {
+    const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
+    const size_t per = fused_thread_floats(s, mp), mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, linattn_fused_scratch_floats(s, mp) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            FusedWork w = fused_carve(work + (size_t)omp_get_thread_num() * per, s, mp);
+            const size_t bh = (size_t)b * H + h;
+            float *S = kv + bh * M * Dh, *zz = z + bh * M;
+            const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
+            float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
+            const unsigned char *km = kmask ? kmask + (size_t)b * L : NULL;
+            memset(S, 0, (size_t)M * Dh * sizeof *S);
+            memset(zz, 0, (size_t)M * sizeof *zz);
+            for (int pass = mp->key_passes == 2 ? 0 : 1; pass <= 1; pass++)
+                for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
+                    const int n = XB_MIN(LINATTN_CHUNK, L - l0);
+                    float *pk = phk + (bh * L + l0) * M;
+                    if (pass == 1) /* the chunk's values, read after the map */
+                        for (int l = 0; l < n; l++)
+                            prefetch_row(vb + (size_t)(l0 + l) * s->ldv, Dh);
+                    mp->map(mp, b, h, l0, n, 1, pass, pk, w.map);
+                    if (pass == 0) continue;
+                    for (int l = 0; km && l < n; l++)
+                        if (!km[l0 + l]) memset(pk + (size_t)l * M, 0, (size_t)M * sizeof *pk);
+                    attn_tile_acc(S, Dh, pk, 1, M, vb + (size_t)l0 * s->ldv, s->ldv, M, Dh, n,
+                                  1.0f);
+                    add_rows(zz, pk, M, n, M, NULL, 0);
+                }
+            for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
+                const int n = XB_MIN(LINATTN_CHUNK, L - l0);
+                float *pq = phq + (bh * L + l0) * M;
+                mp->map(mp, b, h, l0, n, 0, 1, pq, w.map);
+                memset(w.num, 0, (size_t)n * Dh * sizeof *w.num);
+                attn_tile_acc(w.num, Dh, pq, M, 1, S, Dh, n, Dh, M, 1.0f);
+                for (int l = 0; l < n; l++) {
+                    const float inv =
+                        denominator(s, bh, l0 + l, dot8(pq + (size_t)l * M, zz, M), den);
+                    float *oi = ob + (size_t)(l0 + l) * s->ldo;
+                    prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
+                    const float *ni = w.num + (size_t)l * Dh;
+                    for (int d = 0; d < Dh; d++) oi[d] = ni[d] * inv;
+                }
+            }
+        }
+    arena_reset_to(scratch, mark);
+    flops_add(linattn_flops(s, 0));
+}
+
+/* With dnum = dO/den and dden = −rowsum(dO∘O)/den, per head: the queries' chunks (dS += φ(Q)ᵀdnum,
+ * dz += φ(Q)ᵀdden, dφ(Q) = [dnum | dden]·[S | z]ᵀ and the map's backward), then the keys' chunks
+ * (dφ(K) = [V | 1]·[dS | dz]ᵀ, zero on padding keys; dV += φ(K)·dS; the map's backward). */
+static void linattn_fused_backward_impl(float *dv, const float *dout, const float *o,
+                                        const float *phq, const float *phk, const float *v,
+                                        const float *kv, const float *z, const float *den,
+                                        const unsigned char *kmask, const LinAttnShape *s,
+                                        const LinAttnMap *mp, Arena *scratch) {
+    const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh, K = Dh + 1;
+    const int Mp = attn_tile_cols(M);
+    const size_t per = fused_thread_floats(s, mp), mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, linattn_fused_scratch_floats(s, mp) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            FusedWork w = fused_carve(work + (size_t)omp_get_thread_num() * per, s, mp);
+            const size_t bh = (size_t)b * H + h;
+            const float *S = kv + bh * M * Dh, *zz = z + bh * M, *dn = den + bh * L;
+            const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
+            const float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
+            const float *gb = dout + (size_t)b * s->bso + (size_t)h * Dh;
+            float *dvb = dv + (size_t)b * s->bsv + (size_t)h * Dh;
+            const unsigned char *km = kmask ? kmask + (size_t)b * L : NULL;
+            memset(w.dS, 0, (size_t)M * Dh * sizeof *w.dS);
+            memset(w.dz, 0, (size_t)M * sizeof *w.dz);
+            pack_with_column(w.packed, S, zz, M, Dh);
+            for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
+                const int n = XB_MIN(LINATTN_CHUNK, L - l0);
+                const float *pq = phq + (bh * L + l0) * M;
+                for (int l = 0; l < n; l++) { /* the chunk's [dnum | dden] */
+                    const int li = l0 + l;
+                    const float *gi = gb + (size_t)li * s->ldo, *oi = ob + (size_t)li * s->ldo;
+                    prefetch_row(gi + PREFETCH_ROWS * s->ldo, Dh);
+                    prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
+                    const float inv = dn[li] != 0.0f ? 1.0f / dn[li] : 0.0f;
+                    float *ai = w.a + (size_t)l * K, dot = 0.0f;
+                    for (int d = 0; d < Dh; d++) {
+                        ai[d] = gi[d] * inv;
+                        dot += gi[d] * oi[d];
+                    }
+                    /* a clamped denominator is a constant; a guarded one is shifted by one */
+                    const int clamped = s->min_den > 0.0f &&
+                                        (s->low ? s->low[bh * L + li] != 0 : dn[li] <= s->min_den);
+                    ai[Dh] = clamped ? 0.0f : -dot * inv;
+                }
+                attn_tile_acc(w.dS, Dh, pq, 1, M, w.a, K, M, Dh, n, 1.0f);
+                add_rows(w.dz, pq, M, n, M, w.a + Dh, K); /* dz += φ(Q)ᵀ dden, rows in order */
+                attn_tile_scores(w.dphi, Mp, w.a, K, w.packed, n, M, K, NULL, NULL);
+                mp->backward(mp, b, h, l0, n, 0, w.dphi, Mp, pq, w.map);
+            }
+            if (mp->end) mp->end(mp, b, h, 0, w.map);
+            pack_with_column(w.packed, w.dS, w.dz, M, Dh);
+            for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
+                const int n = XB_MIN(LINATTN_CHUNK, L - l0);
+                const float *pk = phk + (bh * L + l0) * M;
+                for (int l = 0; l < n; l++) { /* the chunk's [V | 1] */
+                    const float *vi = vb + (size_t)(l0 + l) * s->ldv;
+                    prefetch_row(vi + PREFETCH_ROWS * s->ldv, Dh);
+                    prefetch_row(dvb + (size_t)(l0 + l) * s->ldv, Dh); /* dV's rows, below */
+                    float *ai = w.a + (size_t)l * K;
+                    for (int d = 0; d < Dh; d++) ai[d] = vi[d];
+                    ai[Dh] = 1.0f;
+                }
+                attn_tile_scores(w.dphi, Mp, w.a, K, w.packed, n, M, K, NULL, NULL);
+                for (int l = 0; km && l < n; l++)
+                    if (!km[l0 + l]) memset(w.dphi + (size_t)l * Mp, 0, (size_t)M * sizeof(float));
+                attn_tile_acc(dvb + (size_t)l0 * s->ldv, s->ldv, pk, M, 1, w.dS, Dh, n, Dh, M,
+                              1.0f);
+                mp->backward(mp, b, h, l0, n, 1, w.dphi, Mp, pk, w.map);
+            }
+            if (mp->end) mp->end(mp, b, h, 1, w.map);
+        }
+    arena_reset_to(scratch, mark);
+    flops_add(linattn_flops(s, 1));
+}
+
 /* The entry points, timed by core/profile.h. */
 void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,
                      const float *v, const LinAttnShape *s) {
@@ -126,5 +356,22 @@ void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, co
                       const float *z, const float *den, const LinAttnShape *s, Arena *scratch) {
     prof_open(PROF_LINEAR_ATTN, 1);
     linattn_backward_impl(dphq, dphk, dv, dout, o, phq, phk, v, kv, z, den, s, scratch);
+    prof_close();
+}
+
+void linattn_fused_forward(float *o, float *kv, float *z, float *den, float *phq, float *phk,
+                           const float *v, const unsigned char *kmask, const LinAttnShape *s,
+                           const LinAttnMap *mp, Arena *scratch) {
+    prof_open(PROF_LINEAR_ATTN, 0);
+    linattn_fused_forward_impl(o, kv, z, den, phq, phk, v, kmask, s, mp, scratch);
+    prof_close();
+}
+
+void linattn_fused_backward(float *dv, const float *dout, const float *o, const float *phq,
+                            const float *phk, const float *v, const float *kv, const float *z,
+                            const float *den, const unsigned char *kmask, const LinAttnShape *s,
+                            const LinAttnMap *mp, Arena *scratch) {
+    prof_open(PROF_LINEAR_ATTN, 1);
+    linattn_fused_backward_impl(dv, dout, o, phq, phk, v, kv, z, den, kmask, s, mp, scratch);
     prof_close();
 }

@@ -39,6 +39,46 @@ void linattn_backward(float *dphq, float *dphk, float *dv, const float *dout, co
                       const float *phq, const float *phk, const float *v, const float *kv,
                       const float *z, const float *den, const LinAttnShape *s, Arena *scratch);
 size_t linattn_scratch_floats(const LinAttnShape *s);
+
+/* ---- The fused path: the feature map inside the kernel, row chunk by row chunk. ----
+ * Per head, the keys' features are made a chunk of rows at a time and folded into S and z while
+ * the chunk is in cache, then the queries' chunks are made and turned into outputs; the backward
+ * visits the chunks the same way. φ(Q) and φ(K) are stored for the backward (B, H, L, M) as in the
+ * unfused path, but nothing else of size L·M is: no projections beside them, no dφ. */
+enum { LINATTN_CHUNK = 128 }; /* rows of a chunk */
+
+/* The feature map, called by one thread per head (b, h) for chunks of rows [l0, l0 + n) in order.
+ * Keys first: with key_passes 2 the map is called on every key chunk with pass 0 (it may gather a
+ * statistic over the head's keys, e.g. a maximum, and leave anything in phi) and then on every key
+ * chunk with pass 1; otherwise with pass 1 only. Pass 1 leaves φ in phi (n × M, row stride M); the
+ * kernel then zeroes the rows of padding keys. Queries: pass 1 once per chunk. */
+typedef struct LinAttnMap {
+    int key_passes;
+    size_t work_floats; /* per thread, for chunks of up to LINATTN_CHUNK rows */
+    void (*map)(const struct LinAttnMap *mp, int b, int h, int l0, int n, int is_key, int pass,
+                float *phi, float *work);
+    /* The map's backward on a chunk: dx += ∂/∂x from dphi (n × M, row stride ld: the gradient of
+     * φ, zero on padding keys; the map may overwrite it) and phi (the forward's φ). Queries: the
+     * chunks in order, then end(is_key = 0); then the keys likewise. end may be NULL. */
+    void (*backward)(const struct LinAttnMap *mp, int b, int h, int l0, int n, int is_key,
+                     float *dphi, int ld, const float *phi, float *work);
+    void (*end)(const struct LinAttnMap *mp, int b, int h, int is_key, float *work);
+    const void *ctx;
+} LinAttnMap;
+
+/* The forward of linattn_forward with the map inside: phq, phk (B, H, L, M) receive φ(Q), φ(K)
+ * (zero rows for padding keys: kmask (B, L), 1 real, NULL all real). Saves kv, z, den (and low) as
+ * linattn_forward does. */
+void linattn_fused_forward(float *o, float *kv, float *z, float *den, float *phq, float *phk,
+                           const float *v, const unsigned char *kmask, const LinAttnShape *s,
+                           const LinAttnMap *mp, Arena *scratch);
+/* The backward of the fused forward: dv += ∂/∂V, and the map's backward for every chunk (dx is
+ * the map's business). Takes linattn_fused_scratch_floats(s, mp) floats from scratch. */
+void linattn_fused_backward(float *dv, const float *dout, const float *o, const float *phq,
+                            const float *phk, const float *v, const float *kv, const float *z,
+                            const float *den, const unsigned char *kmask, const LinAttnShape *s,
+                            const LinAttnMap *mp, Arena *scratch);
+size_t linattn_fused_scratch_floats(const LinAttnShape *s, const LinAttnMap *mp);
 /* Matrix-product FLOPs (products and matrix-vector sums, 2 per multiply-add). */
 uint64_t linattn_flops(const LinAttnShape *s, int backward);
 

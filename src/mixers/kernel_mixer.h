@@ -12,7 +12,8 @@ typedef struct KernelMixer KernelMixer;
 /* A feature map φ applied per head: x is Q or K inside the packed (B, L, 3D) projection (head h
  * at column h·Dh, row stride 3D); phi is (B, H, L, M). */
 typedef struct FeatureOps {
-    /* Called once per forward before the maps (e.g. to redraw random features). */
+    /* Called once per forward before the maps (e.g. to redraw random features). Then either
+     * forward and backward (whole tensors) or the row maps below are set. */
     void (*prepare)(KernelMixer *km, const MixerStep *s);
     void (*forward)(KernelMixer *km, const MixerStep *s, float *phi, const float *x, int is_key);
     /* dx += ∂/∂x given dphi; phi and x are the forward's. */
@@ -23,6 +24,22 @@ typedef struct FeatureOps {
     /* NULL for a deterministic map; else the random projection the last forward used, with its
      * number of rows per head and whether each head has its own (see kernel_mixer_random). */
     const float *(*random)(const KernelMixer *km, int *rows, int *per_head);
+
+    /* Optional: the map on chunks of rows of one head (b, h), for the fused kernel
+     * (kernels/linear_attn.h, LinAttnMap: the calling order, key_passes, what phi holds). When
+     * map_rows is set, kernel_mixer uses these and not forward/backward above, and counts the
+     * map's FLOPs (flops) itself. x and dx point at row l0 of the head's slice of Q or K in the
+     * packed (B, L, 3D) projection and its gradient (row stride 3D). */
+    int key_passes;
+    size_t (*rows_work)(const KernelMixer *km); /* floats of work per thread */
+    void (*map_rows)(KernelMixer *km, const MixerStep *s, int b, int h, int l0, int n, int is_key,
+                     int pass, float *phi, const float *x, float *work);
+    void (*backward_rows)(KernelMixer *km, const MixerStep *s, int b, int h, int l0, int n,
+                          int is_key, float *dx, float *dphi, int ld, const float *phi,
+                          const float *x, float *work);
+    /* NULL, or after the last chunk of the queries (is_key 0) or of the keys; dx and x at row 0 */
+    void (*backward_end)(KernelMixer *km, const MixerStep *s, int b, int h, int is_key, float *dx,
+                         const float *x, float *work);
 } FeatureOps;
 
 struct KernelMixer {

@@ -10,6 +10,7 @@
 
 #include "core/xassert.h"
 #include "kernels/fastmath.h"
+#include "kernels/simd.h"
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec linear_opts[] = {
@@ -19,36 +20,42 @@ static const OptSpec linear_opts[] = {
 
 #define LINEAR_EPS 1e-6f /* LinearAttention(eps=1e-6) */
 
-/* x: Q or K inside the packed (B, L, 3·H·Dh) projection; phi: (B, H, L, Dh). */
-static void elu1_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
-                         int is_key) {
-    (void)is_key;
-    const int H = km->H, Dh = km->Dh, L = s->L;
-    const size_t ld = (size_t)3 * H * Dh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < H; h++)
-            for (int l = 0; l < L; l++) {
-                const float *xi = x + ((size_t)b * L + l) * ld + (size_t)h * Dh;
-                float *pi = phi + (((size_t)b * H + h) * L + l) * Dh;
-                for (int d = 0; d < Dh; d++) pi[d] = xi[d] > 0.0f ? xi[d] + 1.0f : xb_expf(xi[d]);
-            }
+/* φ(x) = elu(x) + 1 = x + 1 for x > 0, e^x otherwise, on n rows of a head's slice x (row stride
+ * ld) into phi (n × Dh). */
+XB_CLONES static void elu1_rows(float *phi, const float *x, int n, int Dh, size_t ld) {
+    for (int l = 0; l < n; l++) {
+        const float *xi = x + (size_t)l * ld;
+        prefetch_row(xi + PREFETCH_ROWS * ld, Dh);
+        float *pi = phi + (size_t)l * Dh;
+        for (int d = 0; d < Dh; d++) pi[d] = xi[d] > 0.0f ? xi[d] + 1.0f : xb_expf(xi[d]);
+    }
 }
 
-static void elu1_backward(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
-                          const float *phi, const float *x, int is_key) {
-    (void)is_key;
-    const int H = km->H, Dh = km->Dh, L = s->L;
-    const size_t ld = (size_t)3 * H * Dh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < H; h++)
-            for (int l = 0; l < L; l++) {
-                const size_t xo = ((size_t)b * L + l) * ld + (size_t)h * Dh;
-                const size_t po = (((size_t)b * H + h) * L + l) * Dh;
-                for (int d = 0; d < Dh; d++) /* elu'(x) + 0 = 1 for x > 0, e^x = φ otherwise */
-                    dx[xo + d] += dphi[po + d] * (x[xo + d] > 0.0f ? 1.0f : phi[po + d]);
-            }
+/* dx += dφ·elu'(x), elu'(x) + 0 = 1 for x > 0, e^x = φ otherwise. */
+XB_CLONES static void elu1_rows_backward(float *dx, const float *dphi, int ldd, const float *phi,
+                                         const float *x, int n, int Dh, size_t ld) {
+    for (int l = 0; l < n; l++) {
+        const float *xi = x + (size_t)l * ld, *pi = phi + (size_t)l * Dh;
+        const float *gi = dphi + (size_t)l * ldd;
+        float *di = dx + (size_t)l * ld;
+        prefetch_row(xi + PREFETCH_ROWS * ld, Dh);
+        prefetch_row(di + PREFETCH_ROWS * ld, Dh);
+        for (int d = 0; d < Dh; d++) di[d] += gi[d] * (xi[d] > 0.0f ? 1.0f : pi[d]);
+    }
+}
+
+/* The fused kernel's chunks (kernels/linear_attn.h): the map is row-local, one key pass. */
+static void elu1_map_rows(KernelMixer *km, const MixerStep *s, int b, int h, int l0, int n,
+                          int is_key, int pass, float *phi, const float *x, float *work) {
+    (void)s, (void)b, (void)h, (void)l0, (void)is_key, (void)pass, (void)work;
+    elu1_rows(phi, x, n, km->Dh, (size_t)3 * km->H * km->Dh);
+}
+
+static void elu1_backward_rows(KernelMixer *km, const MixerStep *s, int b, int h, int l0, int n,
+                               int is_key, float *dx, float *dphi, int ld, const float *phi,
+                               const float *x, float *work) {
+    (void)s, (void)b, (void)h, (void)l0, (void)is_key, (void)work;
+    elu1_rows_backward(dx, dphi, ld, phi, x, n, km->Dh, (size_t)3 * km->H * km->Dh);
 }
 
 static uint64_t elu1_flops(const KernelMixer *km, int B, int L, int backward) {
@@ -56,8 +63,10 @@ static uint64_t elu1_flops(const KernelMixer *km, int B, int L, int backward) {
     return 0; /* element-wise */
 }
 
-static const FeatureOps elu1_ops = {
-    .forward = elu1_forward, .backward = elu1_backward, .flops = elu1_flops};
+static const FeatureOps elu1_ops = {.flops = elu1_flops,
+                                    .key_passes = 1,
+                                    .map_rows = elu1_map_rows,
+                                    .backward_rows = elu1_backward_rows};
 
 static void linear_create(Mixer *m, ParamTable *pt) {
     KernelMixer *km = calloc(1, sizeof *km);

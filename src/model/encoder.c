@@ -169,7 +169,7 @@ typedef struct BwdScratch {
     float *dx2, *dq;     /* (B, L, D): d(block input) beside dx; d(queries' input) */
     float *dx0;          /* Perceiver: (B, L, D) d(input array), summed over the cross-attends */
     float *dyext, *dext; /* recurrence: (B·nS, M + S, D) each */
-    float *dg, *dh;      /* (B, L, F) each */
+    float *dg;           /* (B, L, F) */
 } BwdScratch;
 
 static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
@@ -186,14 +186,15 @@ static void carve_backward(const Encoder *e, Arena *s, BwdScratch *b) {
     b->dx = arena_floats(s, BLD);
     b->dtmp = arena_floats(s, BLD);
     b->dln = arena_floats(s, BLD);
-    b->dx2 = arena_floats(s, BLD);
-    b->dq = arena_floats(s, BLD);
+    int down = 0; /* a POOL or CROSS block: the only users of dx2 and dq */
+    for (int l = 0; l < e->cfg.N; l++) down |= e->la[l].kind != BLOCK_SELF;
+    b->dx2 = down ? arena_floats(s, BLD) : NULL;
+    b->dq = down ? arena_floats(s, BLD) : NULL;
     b->dx0 = e->cfg.latents > 0 ? arena_floats(s, (size_t)e->cfg.B * e->cfg.L * e->cfg.D) : NULL;
     const size_t ext = e->cfg.seg > 0 ? (size_t)e->cfg.B * e->cfg.nseg * window(e) * e->cfg.D : 0;
     b->dyext = ext ? arena_floats(s, ext) : NULL;
     b->dext = ext ? arena_floats(s, ext) : NULL;
     b->dg = arena_floats(s, BLF);
-    b->dh = arena_floats(s, BLF);
 }
 
 /* The floats of block l's carry (MixerStep.carry_out): 0 unless its mechanism has one. */
@@ -502,12 +503,6 @@ static void segment_rows(const Encoder *e, float *seq, float *win, int to_window
     }
 }
 
-/* out = a + b, element-wise over n. */
-static void add_into(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 /* The Funnel's pooling by 2 along the sequence (B, Lin, D) → (B, Lout, D): the mean of each pair's
  * real positions (the CLS position, when cls, stays as it is); a pair without a real position
  * pools to 0 and is padding. */
@@ -635,14 +630,12 @@ static void ffn_forward(Encoder *e, int l, int training, float p, uint64_t seed,
         arena_reset(&e->scratch);
     } else {
         linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
-        gelu_forward(t->g, t->h, QF);
-        dropout_forward(t->g, t->g, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                        e->row0 * (uint64_t)t->Lq * F);
+        gelu_dropout_forward(t->g, t->h, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                             e->row0 * (uint64_t)t->Lq * F);
         linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
     }
-    dropout_forward(xout, xout, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                    e->row0 * (uint64_t)t->Lq * D);
-    add_into(xout, xout, t->r, QD);
+    dropout_add_forward(xout, xout, t->r, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                        e->row0 * (uint64_t)t->Lq * D);
 }
 
 /* The final LayerNorm, the pooling (or none), LRA's pair features, the MLP head and the loss:
@@ -694,9 +687,9 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
         else
             downsample_forward(e, l);
         arena_reset(&e->scratch);
-        dropout_forward(t->r, t->r, QD, p, dropout_key(seed, step, site_layer(l, 0)),
-                        e->row0 * (uint64_t)t->Lq * D);
-        add_into(t->r, t->r, t->kind == BLOCK_SELF ? e->xs[l] : t->qin, QD);
+        dropout_add_forward(t->r, t->r, t->kind == BLOCK_SELF ? e->xs[l] : t->qin, QD, p,
+                            dropout_key(seed, step, site_layer(l, 0)),
+                            e->row0 * (uint64_t)t->Lq * D);
         ffn_forward(e, l, training, p, seed, step);
     }
     return head_forward(e);
@@ -754,10 +747,9 @@ static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, u
     const int BQ = e->cfg.B * t->Lq, D = e->cfg.D, F = e->cfg.F;
     const size_t QD = (size_t)BQ * D, QF = (size_t)BQ * F;
     const float p = e->cfg.dropout;
-    float *dx = bs->dx, *dtmp = bs->dtmp, *dln = bs->dln, *dg = bs->dg, *dh = bs->dh;
-    memset(dtmp, 0, QD * sizeof *dtmp);
-    dropout_backward(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                     e->row0 * (uint64_t)t->Lq * D);
+    float *dx = bs->dx, *dtmp = bs->dtmp, *dln = bs->dln, *dg = bs->dg;
+    dropout_backward_set(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
+                         e->row0 * (uint64_t)t->Lq * D);
     memset(dln, 0, QD * sizeof *dln);
     if (e->cfg.ffn == FFN_SWITCH) {
         const MoeParams mp = moe_params(e, lp);
@@ -772,11 +764,8 @@ static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, u
         memset(dg, 0, QF * sizeof *dg);
         linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F,
                         D);
-        memset(dh, 0, QF * sizeof *dh);
-        dropout_backward(dh, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                         e->row0 * (uint64_t)t->Lq * F);
-        memset(dg, 0, QF * sizeof *dg);
-        gelu_backward(dg, t->h, dh, QF);
+        gelu_dropout_backward(dg, t->h, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
+                              e->row0 * (uint64_t)t->Lq * F);
         linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D,
                         F);
     }
@@ -865,9 +854,8 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
         const size_t QD = (size_t)B * t->Lq * D;
         ffn_backward(e, l, &bs, mark, seed, step);
         /* r = base + drop(mix(...)); dx holds d(r) */
-        memset(bs.dtmp, 0, QD * sizeof *bs.dtmp);
-        dropout_backward(bs.dtmp, bs.dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
-                         e->row0 * (uint64_t)t->Lq * D);
+        dropout_backward_set(bs.dtmp, bs.dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
+                             e->row0 * (uint64_t)t->Lq * D);
         memset(bs.dln, 0, QD * sizeof *bs.dln);
         if (t->kind == BLOCK_SELF)
             self_backward(e, l, &bs, mark, seed, step);
@@ -876,9 +864,8 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     }
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;
-    memset(bs.dtmp, 0, BLD * sizeof *bs.dtmp);
-    dropout_backward(bs.dtmp, bs.dx, BLD, p, dropout_key(seed, step, site_embed()),
-                     e->row0 * (uint64_t)L * D);
+    dropout_backward_set(bs.dtmp, bs.dx, BLD, p, dropout_key(seed, step, site_embed()),
+                         e->row0 * (uint64_t)L * D);
     embedding_backward(G(e, e->p_wte), e->cfg.positions == POS_LEARNED ? G(e, e->p_wpe) : NULL,
                        bs.dtmp, e->tokens, B, L, D);
     arena_reset(&e->scratch);

@@ -5,6 +5,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +405,12 @@ int report_read(const char *path, cJSON **out, XbError *err) {
 /* ---- peak RSS ---- */
 
 int report_reset_peak_rss(void) {
+#ifdef __GLIBC__
+    /* Memory an earlier run of this process freed and the allocator kept (a sweep runs its points
+     * in one process) would count toward this run's peak: how much of it glibc keeps depends on
+     * the sizes freed before (its mmap threshold follows them), so give it back first. */
+    malloc_trim(0);
+#endif
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (!f) return -1;
     const int ok = fputs("5", f) >= 0; /* 5: reset the peak resident set size to the current */
