@@ -187,6 +187,8 @@ static int read_idx_pair(Images *im, const char *dir, const char *stem, uint64_t
     uint32_t di[3], dl[1];
     const unsigned char *pix, *lab;
     int rc = parse_idx(pi, bi, ni, 3, di, &pix, err) || parse_idx(pl, bl, nl, 1, dl, &lab, err);
+    if (!rc && di[0] == 0) /* a split of no examples: nothing to train or test on */
+        rc = xb_error_set(err, pi, 0, 0, NULL, "holds no images (valid: 1 or more)");
     if (!rc && di[0] != dl[0])
         rc = xb_error_set(err, pl, 0, 0, NULL, "%u labels for the %u images of %s", dl[0], di[0],
                           pi);
