@@ -768,7 +768,10 @@ static void fused_map(const LinAttnMap *mp, int b, int h, int l0, int n, int is_
                       float *phi, float *work) {
     (void)work;
     FusedCtx *c = (FusedCtx *)mp->ctx;
-    if (is_key) c->key_calls++;
+    if (is_key) { /* the map is called from the kernel's threads */
+#pragma omp atomic
+        c->key_calls++;
+    }
     if (pass == 0) return;
     const size_t o = (((size_t)b * c->heads + h) * c->len + l0) * c->feats;
     memcpy(phi, (is_key ? c->pk : c->pq) + o, (size_t)n * c->feats * sizeof *phi);
