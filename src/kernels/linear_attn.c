@@ -10,6 +10,7 @@
 #include "core/flops.h"
 #include "core/profile.h"
 #include "kernels/attn_tile.h"
+#include "kernels/matmul.h"
 #include "kernels/simd.h"
 
 /* Per (b, h): S = Φkᵀ V (M×Dh), z = Φkᵀ 1, num = Φq S, den = Φq z + ε (then clamped or guarded),
@@ -25,14 +26,12 @@ static void linattn_forward_impl(float *o, float *kv, float *z, float *den, cons
             const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
             float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
             float *S = kv + bh * M * Dh, *zz = z + bh * M, *dn = den + bh * L;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, L, 1.0f, pk, M, vb, s->ldv,
-                        0.0f, S, Dh);
+            matmul_strided(S, Dh, pk, M, vb, s->ldv, M, Dh, L, MM_TN, 1.0f, 0.0f);
             for (int m = 0; m < M; m++) zz[m] = 0.0f;
             for (int l = 0; l < L; l++) /* z = Φkᵀ 1, rows in order */
                 for (int m = 0; m < M; m++) zz[m] += pk[(size_t)l * M + m];
             cblas_sgemv(CblasRowMajor, CblasNoTrans, L, M, 1.0f, pq, M, zz, 1, 0.0f, dn, 1);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, M, 1.0f, pq, M, S, Dh,
-                        0.0f, ob, s->ldo);
+            matmul_strided(ob, s->ldo, pq, M, S, Dh, L, Dh, M, MM_NN, 1.0f, 0.0f);
             unsigned char *lw = s->low ? s->low + bh * L : NULL;
             for (int l = 0; l < L; l++) {
                 dn[l] += s->eps;
@@ -50,7 +49,8 @@ static void linattn_forward_impl(float *o, float *kv, float *z, float *den, cons
                 for (int d = 0; d < Dh; d++) oi[d] *= inv;
             }
         }
-    flops_add(linattn_flops(s, 0));
+    /* the products counted themselves (kernels/matmul.h); den = Φq z remains, 2·L·M a head */
+    flops_add(2ull * (uint64_t)s->L * s->M * (uint64_t)B * H);
 }
 
 /* With dnum = dO/den and dden = −rowsum(dO∘O)/den: dΦq = dnum Sᵀ + dden zᵀ, dS = Φqᵀ dnum,
@@ -88,21 +88,19 @@ static void linattn_backward_impl(float *dphq, float *dphk, float *dv, const flo
                 dden[l] = clamped ? 0.0f : -dot * inv;
             }
             float *gq = dphq + bh * L * M, *gk = dphk + bh * L * M;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, M, Dh, 1.0f, dnum, Dh, S, Dh,
-                        1.0f, gq, M);
+            matmul_strided(gq, M, dnum, Dh, S, Dh, L, M, Dh, MM_NT, 1.0f, 1.0f);
             cblas_sger(CblasRowMajor, L, M, 1.0f, dden, 1, zz, 1, gq, M);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, Dh, L, 1.0f, pq, M, dnum, Dh,
-                        0.0f, dS, Dh);
+            matmul_strided(dS, Dh, pq, M, dnum, Dh, M, Dh, L, MM_TN, 1.0f, 0.0f);
             cblas_sgemv(CblasRowMajor, CblasTrans, L, M, 1.0f, pq, M, dden, 1, 0.0f, dz, 1);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, M, Dh, 1.0f, vb, s->ldv, dS, Dh,
-                        1.0f, gk, M);
+            matmul_strided(gk, M, vb, s->ldv, dS, Dh, L, M, Dh, MM_NT, 1.0f, 1.0f);
             for (int l = 0; l < L; l++)
                 for (int m = 0; m < M; m++) gk[(size_t)l * M + m] += dz[m];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, M, 1.0f, pk, M, dS, Dh,
-                        1.0f, dv + (size_t)b * s->bsv + (size_t)h * Dh, s->ldv);
+            matmul_strided(dv + (size_t)b * s->bsv + (size_t)h * Dh, s->ldv, pk, M, dS, Dh, L, Dh,
+                           M, MM_NN, 1.0f, 1.0f);
         }
     arena_reset_to(scratch, mark);
-    flops_add(linattn_flops(s, 1));
+    /* the products counted themselves; the rank-1 update dden zᵀ and dz = Φqᵀ dden remain */
+    flops_add(4ull * (uint64_t)s->L * s->M * (uint64_t)B * H);
 }
 
 size_t linattn_scratch_floats(const LinAttnShape *s) {
