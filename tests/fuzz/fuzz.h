@@ -58,4 +58,8 @@ OptValues fuzz_task_opts(const TaskSpec *t, const char *const *kv, int n);
  * both), the checksum that of the data, and the identity a JSON object (report.c asserts it). */
 void fuzz_check_dataset(const Dataset *d);
 
+/* Loads the task `name` with the option pairs kv (n strings: key, value, ...): a refusal must be
+ * the usage code with a message (load-error), a dataset that loads passes fuzz_check_dataset. */
+void fuzz_load_task(const char *name, const char *const *kv, int n);
+
 #endif

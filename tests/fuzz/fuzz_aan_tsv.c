@@ -26,18 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     char dir[4200];
     fuzz_path(dir, sizeof dir, "aan");
-    const TaskSpec *t = task_get(task_find("retrieval"));
     const char *kv[] = {"source", "aan", "data_dir", dir, "max_bytes", "64"};
-    const OptValues v = fuzz_task_opts(t, kv, 6);
-    Dataset d;
-    XbError err;
-    xb_error_clear(&err);
-    if (t->load(&d, &v, 1, "fuzz.yaml", &err)) {
-        if (err.code != XB_EXIT_USAGE || !err.msg[0])
-            fuzz_fail("load-error", "a refusal with code %d and message \"%s\"", err.code, err.msg);
-        return 0;
-    }
-    fuzz_check_dataset(&d);
-    dataset_free(&d);
+    fuzz_load_task("retrieval", kv, 6);
     return 0;
 }

@@ -214,3 +214,18 @@ void fuzz_check_dataset(const Dataset *d) {
         fuzz_fail("dataset-identity", "the identity is not a JSON object: %.200s", d->identity);
     cJSON_Delete(j);
 }
+
+void fuzz_load_task(const char *name, const char *const *kv, int n) {
+    const TaskSpec *t = task_get(task_find(name));
+    const OptValues v = fuzz_task_opts(t, kv, n);
+    Dataset d;
+    XbError err;
+    xb_error_clear(&err);
+    if (t->load(&d, &v, 1, "fuzz.yaml", &err)) {
+        if (err.code != XB_EXIT_USAGE || !err.msg[0])
+            fuzz_fail("load-error", "a refusal with code %d and message \"%s\"", err.code, err.msg);
+        return;
+    }
+    fuzz_check_dataset(&d);
+    dataset_free(&d);
+}

@@ -69,18 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         remove(path);
     char dir[4200];
     fuzz_path(dir, sizeof dir, "pf");
-    const TaskSpec *t = task_get(task_find("pathfinder"));
     const char *kv[] = {"source", "files", "data_dir", dir, "resolution", "32"};
-    const OptValues v = fuzz_task_opts(t, kv, 6);
-    Dataset d;
-    XbError err;
-    xb_error_clear(&err);
-    if (t->load(&d, &v, 1, "fuzz.yaml", &err)) {
-        if (err.code != XB_EXIT_USAGE || !err.msg[0])
-            fuzz_fail("load-error", "a refusal with code %d and message \"%s\"", err.code, err.msg);
-        return 0;
-    }
-    fuzz_check_dataset(&d);
-    dataset_free(&d);
+    fuzz_load_task("pathfinder", kv, 6);
     return 0;
 }
