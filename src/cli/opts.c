@@ -417,7 +417,7 @@ static void usage_line(const CliCommand *c, FILE *f, int first, int m) {
                        (int)strlen("xformer-bench ") + (int)strlen(c->name) + 1;
     for (int k = 0; k < c->n_opts; k++) {
         if (!in_usage(c, k, m)) continue;
-        char item[320];
+        char item[336]; /* "[" name(63) " " value(255) "]..." */
         usage_item(&c->opts[k], item, sizeof item);
         const int w = (int)strlen(item);
         if (col + 1 + w > HELP_WIDTH) {

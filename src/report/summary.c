@@ -75,10 +75,13 @@ static const NumField NUM_FIELDS[] = {
 #undef S
 
 void summary_shortest(char *buf, size_t n, double x) {
+    char t[32]; /* "%.17g" of any double fits; a local buffer also keeps GCC's UBSan build from
+                 * warning that buf might be null */
     for (int p = 1; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, x);
-        if (strtod(buf, NULL) == x) return;
+        snprintf(t, sizeof t, "%.*g", p, x);
+        if (strtod(t, NULL) == x) break;
     }
+    snprintf(buf, n, "%s", t);
 }
 
 /* The range of config key "config.SECTION.KEY" from the config's schema. */
