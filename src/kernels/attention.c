@@ -220,7 +220,6 @@ static void attn_forward_impl(float *o, float *lse, const float *q, const float 
                         attn_tile_acc(w.acc, Dv, w.S, 1, bqp, vbase + (size_t)j0 * s->ldv, s->ldv,
                                       bq, Dv, bk, 1.0f);
                         done += 2ull * (uint64_t)bq * (uint64_t)bk * (uint64_t)(Dh + Dv);
-                        if (s->bias) done += s->bias->tile_flops(s, bq, bk, 0);
                     }
                 float *ob = o + (size_t)b * s->bso + (size_t)i0 * s->ldo + (size_t)h * Dv;
                 float *lb = lse + ((size_t)b * H + h) * Lq + i0;
@@ -308,7 +307,6 @@ static void attn_backward_lse_impl(float *dq, float *dk, float *dv, const float 
                                 for (int j = 0; j < bk; j++)
                                     w.M[(size_t)c * bk + j] = w.T[(size_t)j * bqp + c];
                             s->bias->tile_backward(s, b, h, i0, bq, j0, bk, w.M, bk, w.bw);
-                            done += s->bias->tile_flops(s, bq, bk, 1);
                         }
                         /* dQ += scale · dS K_tile ; dK_tile += scale · dSᵀ Q */
                         attn_tile_acc(dq + qoff + (size_t)i0 * s->ldq, s->ldq, w.T, 1, bqp, kt,

@@ -40,7 +40,9 @@ struct AttnBias {
     void (*tile_backward)(const struct AttnShape *s, int b, int h, int i0, int bq, int j0, int bk,
                           const float *dbias, int ld, float *work);
     /* Matrix-product FLOPs of one tile's forward (backward = 0) or backward (including its
-     * recomputation). */
+     * recomputation), for attn_flops: the kernels do not add them, the callbacks' products
+     * count themselves (kernels/matmul), so the counted and the analytic totals check each
+     * other. */
     uint64_t (*tile_flops)(const struct AttnShape *s, int bq, int bk, int backward);
     size_t work_floats;
     const void *ctx;

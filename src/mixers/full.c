@@ -14,10 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "core/xassert.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "mixers/attn_mixer.h"
 
 static const OptSpec full_opts[] = {
@@ -63,8 +62,7 @@ static void rel_tile(const AttnShape *s, int b, int h, int i0, int bq, int j0, i
     const int D = s->H * s->Dh, Dh = s->Dh, nt = bq + bk - 1;
     const float *qv = st->qv + ((size_t)b * st->L + st->ctx + i0) * D + (size_t)h * Dh;
     const float *R = st->R + (size_t)band_start(s, i0, j0, bk) * D + (size_t)h * Dh;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nt, Dh, s->scale, qv, D, R, D, 0.0f,
-                work, nt);
+    matmul_strided(work, nt, qv, D, R, D, bq, nt, Dh, MM_NT, s->scale, 0.0f);
     for (int r = 0; r < bq; r++)
         for (int c = 0; c < bk; c++)
             out[(size_t)r * ld + c] = work[(size_t)r * nt + r - c + bk - 1];
@@ -80,10 +78,10 @@ static void rel_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, 
             work[(size_t)r * nt + r - c + bk - 1] = s->scale * dbias[(size_t)r * ld + c];
     const size_t row = ((size_t)b * st->L + st->ctx + i0) * D + (size_t)h * Dh;
     /* d(q + v) += dG·R_band; dR_band(b, h) += dGᵀ·(q + v) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, Dh, nt, 1.0f, work, nt,
-                st->R + (size_t)d0 * D + (size_t)h * Dh, D, 1.0f, st->dqv + row, D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nt, Dh, bq, 1.0f, work, nt, st->qv + row,
-                D, 1.0f, st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh);
+    matmul_strided(st->dqv + row, D, work, nt, st->R + (size_t)d0 * D + (size_t)h * Dh, D, bq, Dh,
+                   nt, MM_NN, 1.0f, 1.0f);
+    matmul_strided(st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh, work, nt,
+                   st->qv + row, D, nt, Dh, bq, MM_TN, 1.0f, 1.0f);
 }
 
 static uint64_t rel_tile_flops(const AttnShape *s, int bq, int bk, int backward) {
