@@ -190,7 +190,7 @@ static const Conf CONFS[] = {
     {"rwkv", NULL, 2, 11, 8, 2},
     {"rwkv", "bidirectional=false", 2, 11, 8, 2},
     {"rwkv", "shift=token", 3, 9, 6, 3},
-    {"rwkv", "bidirectional=false,shift=q_shift", 2, 10, 8, 2},
+    {"rwkv", "bidirectional=false,shift=token", 2, 10, 8, 2},
     {"rwkv", NULL, 1, 600, 8, 2},
     {"retnet", NULL, 2, 11, 8, 2},
     {"retnet", "causal=true,chunk=4", 2, 11, 8, 2},
@@ -253,6 +253,62 @@ START_TEST(test_mechanism_on_a_padded_row_equals_it_cut_to_its_real_length) {
 }
 END_TEST
 
+/* A causal form (causal=true, bidirectional=false) is causal: changing the inputs at position p
+ * and after leaves every output before p as it was (to rounding), and moves the output at p. The
+ * checks above cannot see a scan run the wrong way or a convolution shifted by one, since a
+ * mechanism's backward agrees with its own forward either way. */
+static int is_causal_form(const char *opts) {
+    return opts && (strstr(opts, "causal=true") || strstr(opts, "bidirectional=false"));
+}
+
+START_TEST(test_causal_forms_do_not_see_later_positions) {
+    const Conf *c = &CONFS[_i];
+    const char *only = getenv("XB_ONLY_MIXER");
+    if ((only && *only && strcmp(only, c->name) != 0) || !is_causal_form(c->opts)) return;
+    Inst t;
+    inst_init(&t, c->name, c->opts, c->B, c->L, c->D, c->H, NULL, 43);
+    t.training = 0;
+    const int L = c->L, D = c->D;
+    const size_t n = (size_t)c->B * L * D;
+    float *x0 = malloc(n * sizeof(float)), *y0 = malloc(n * sizeof(float));
+    float *noise = malloc(n * sizeof(float));
+    XB_ASSERT(x0 && y0 && noise);
+    memcpy(x0, t.x, n * sizeof(float));
+    gc_fill_normal(noise, n, 44, 1.0f);
+    inst_forward(&t);
+    memcpy(y0, t.y, n * sizeof(float));
+    const int ps[3] = {1, L / 2, L - 1};
+    for (int k = 0; k < 3; k++) {
+        const int p = ps[k];
+        for (int b = 0; b < c->B; b++)
+            for (int l = 0; l < L; l++)
+                for (int d = 0; d < D; d++) {
+                    const size_t i = ((size_t)b * L + l) * D + d;
+                    t.x[i] = x0[i] + (l >= p ? noise[i] : 0.0f);
+                }
+        inst_forward(&t);
+        double before = 0, at = 0;
+        for (int b = 0; b < c->B; b++)
+            for (int l = 0; l <= p; l++)
+                for (int d = 0; d < D; d++) {
+                    const size_t i = ((size_t)b * L + l) * D + d;
+                    const double e = fabs((double)t.y[i] - y0[i]) / (1 + fabs((double)y0[i]));
+                    if (l < p)
+                        before = fmax(before, e);
+                    else
+                        at = fmax(at, e);
+                }
+        ck_assert_msg(before <= 1e-6,
+                      "%s(%s): changing positions %d.. of %d moves earlier outputs by %g", c->name,
+                      c->opts, p, L, before);
+        ck_assert_msg(at >= 1e-4, "%s(%s): changing position %d of %d moves its output by %g only",
+                      c->name, c->opts, p, L, at);
+    }
+    free(x0), free(y0), free(noise);
+    inst_free(&t);
+}
+END_TEST
+
 START_TEST(test_every_registered_mechanism_is_tested) {
     for (int i = 0; i < mixer_count(); i++) {
         int found = 0;
@@ -269,6 +325,8 @@ static Suite *mixers_suite(void) {
     tcase_add_loop_test(tc, test_mechanism_gradients_flops_padding_and_determinism, 0,
                         (int)(sizeof CONFS / sizeof *CONFS));
     tcase_add_loop_test(tc, test_mechanism_on_a_padded_row_equals_it_cut_to_its_real_length, 0,
+                        (int)(sizeof CONFS / sizeof *CONFS));
+    tcase_add_loop_test(tc, test_causal_forms_do_not_see_later_positions, 0,
                         (int)(sizeof CONFS / sizeof *CONFS));
     tcase_add_test(tc, test_every_registered_mechanism_is_tested);
     suite_add_tcase(s, tc);

@@ -48,8 +48,8 @@ static const OptSpec rwkv_opts[] = {
               "zero and value orthogonal at initialisation, as RWKV_Init)"),
     MOPT_ENUM("shift", SHIFT_AUTO, SHIFTS,
               "token shift: token (RWKV-4: every channel from t-1), q_shift (Vision-RWKV's Q-Shift "
-              "in 1-D: half the channels from t-1, half from t+1), auto (q_shift when "
-              "bidirectional, else token)"),
+              "in 1-D: half the channels from t-1, half from t+1; bidirectional only), auto "
+              "(q_shift when bidirectional, else token)"),
 };
 #define NOPTS MOPT_COUNT(rwkv_opts)
 
@@ -320,6 +320,18 @@ static uint64_t rwkv_flops(const Mixer *m, int B, int L, int backward) {
     return (backward ? 2 * proj : proj) + wkv_flops(&s, backward);
 }
 
+/* A causal WKV with Q-Shift would still read position t + 1: refused, so that bidirectional: false
+ * always means causal. */
+static int rwkv_check(const OptValues *opts, int D, int H, int max_len, XbError *err) {
+    (void)D, (void)H, (void)max_len;
+    if (!opt_bool(opts, rwkv_opts, NOPTS, "bidirectional") &&
+        opt_enum(opts, rwkv_opts, NOPTS, "shift") == SHIFT_Q)
+        return mixer_opt_error(err, "shift",
+                               "q_shift reads position t+1, which the causal form "
+                               "(bidirectional: false) may not see (valid: token or auto)");
+    return 0;
+}
+
 const MixerSpec mixer_rwkv = {
     .name = "rwkv",
     .classes = "RNN",
@@ -329,5 +341,5 @@ const MixerSpec mixer_rwkv = {
     .honours_mask = 1,
     .beyond_survey = 1,
     MIXER_OPTS(rwkv_opts),
-    .ops = &(const MixerOps){MIXER_OPS(rwkv)},
+    .ops = &(const MixerOps){MIXER_OPS(rwkv), .check = rwkv_check},
 };
