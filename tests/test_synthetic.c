@@ -208,6 +208,36 @@ START_TEST(test_mqar_targets_are_the_values_of_the_queried_keys) {
 }
 END_TEST
 
+/* MQAR's keys and queries come in random order: which key symbol sits at pair p, and which pair
+ * query j asks for, are uniform. (Floyd's sampling alone, in its own order, gave keys 0, 1, ... in
+ * pair order when keys = pairs, and queries in pair order when queries = pairs: a lookup by
+ * position that a time-invariant convolution solves without any recall.) */
+START_TEST(test_mqar_keys_and_queries_are_in_random_order) {
+    const char *kv[] = {"num_train", "4000", "min_pairs", "8", "max_pairs", "8",
+                        "queries",   "8",    "keys",      "8", "values",    "4"};
+    OptValues v = opts("mqar", kv, 12);
+    Dataset d;
+    load_ok("mqar", &v, 5, &d);
+    enum { N = 8 };
+    int key_at[N][N] = {{0}}, pair_of[N][N] = {{0}};
+    for (int i = 0; i < d.train.n; i++) {
+        const int32_t *x = d.train.tokens + d.train.offsets[i];
+        for (int p = 0; p < N; p++) key_at[p][x[2 * p] - 1]++;
+        for (int j = 0; j < N; j++)
+            for (int p = 0; p < N; p++)
+                if (x[2 * p] == x[2 * N + 1 + j]) pair_of[j][p]++;
+    }
+    for (int a = 0; a < N; a++)
+        for (int b = 0; b < N; b++) { /* 500 expected each, sd 21 */
+            ck_assert_msg(key_at[a][b] > 400 && key_at[a][b] < 600,
+                          "key %d at pair %d in %d of 4000 examples", b, a, key_at[a][b]);
+            ck_assert_msg(pair_of[a][b] > 400 && pair_of[a][b] < 600,
+                          "query %d asks for pair %d in %d of 4000 examples", a, b, pair_of[a][b]);
+        }
+    dataset_free(&d);
+}
+END_TEST
+
 /* Needle in a haystack: `needles` needles with distinct keys among filler, the query is one of
  * their keys and the answer slots' targets are that needle's value tokens; needles land all over
  * the haystack; 16K-token examples too. */
@@ -343,6 +373,7 @@ static Suite *synthetic_suite(void) {
     tcase_add_test(tc, test_recall_label_is_the_value_of_the_queried_key);
     tcase_add_test(tc, test_selcopy_targets_are_the_data_tokens_in_order);
     tcase_add_test(tc, test_mqar_targets_are_the_values_of_the_queried_keys);
+    tcase_add_test(tc, test_mqar_keys_and_queries_are_in_random_order);
     tcase_add_test(tc, test_needle_targets_are_the_value_of_the_queried_needle);
     tcase_add_test(tc, test_sequence_batch_aligns_targets_with_tokens);
     tcase_add_test(tc, test_bad_synthetic_options_are_one_line_errors);

@@ -122,6 +122,12 @@ void synth_distinct(Rng *r, int32_t *out, int k, int n, unsigned char *seen) {
         out[i] = x;
     }
     for (int i = 0; i < k; i++) seen[out[i]] = 0;
+    /* Floyd's order is far from uniform (with k = n it is 0, 1, ..., n − 1): shuffle it */
+    for (int i = k - 1; i > 0; i--) {
+        const int j = (int)rng_below(r, (uint32_t)i + 1);
+        const int32_t t = out[i];
+        out[i] = out[j], out[j] = t;
+    }
 }
 
 static int parity_gen(Rng *r, const OptValues *v, int len, int32_t *out, int32_t *tgt) {

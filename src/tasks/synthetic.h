@@ -47,8 +47,9 @@ int synth_check_counts(const OptValues *v, const OptSpec *o, int n, int64_t maxl
 void synth_generate(Dataset *d, const OptValues *v, const OptSpec *o, int n, uint64_t seed,
                     int minlen, int maxlen, int step, int targets, SynthGenFn gen);
 
-/* out[0..k) = k distinct integers of [0, n) (k <= n), uniformly, in the order Floyd's algorithm
- * draws them. seen: n bytes of scratch, zero on entry and on return. */
+/* out[0..k) = k distinct integers of [0, n) (k <= n): a uniform draw of the set (Floyd's
+ * algorithm) in a uniformly random order (Fisher-Yates). seen: n bytes of scratch, zero on entry
+ * and on return. */
 void synth_distinct(Rng *r, int32_t *out, int k, int n, unsigned char *seen);
 
 #endif
