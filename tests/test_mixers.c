@@ -337,17 +337,14 @@ START_TEST(test_causal_forms_do_not_see_later_positions) {
 }
 END_TEST
 
-
 static Suite *mixers_suite(void) {
     collect_confs();
     Suite *s = suite_create("mixers");
     TCase *tc = tcase_create("all");
-    tcase_add_loop_test(tc, test_mechanism_gradients_flops_padding_and_determinism, 0,
-                        n_confs);
+    tcase_add_loop_test(tc, test_mechanism_gradients_flops_padding_and_determinism, 0, n_confs);
     tcase_add_loop_test(tc, test_mechanism_on_a_padded_row_equals_it_cut_to_its_real_length, 0,
                         n_confs);
-    tcase_add_loop_test(tc, test_causal_forms_do_not_see_later_positions, 0,
-                        n_confs);
+    tcase_add_loop_test(tc, test_causal_forms_do_not_see_later_positions, 0, n_confs);
     tcase_add_test(tc, test_only_mixer_names_a_tested_mechanism);
     suite_add_tcase(s, tc);
     return s;

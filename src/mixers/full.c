@@ -80,8 +80,8 @@ static void rel_tile_backward(const AttnShape *s, int b, int h, int i0, int bq, 
     /* d(q + v) += dG·R_band; dR_band(b, h) += dGᵀ·(q + v) */
     matmul_strided(st->dqv + row, D, work, nt, st->R + (size_t)d0 * D + (size_t)h * Dh, D, bq, Dh,
                    nt, MM_NN, 1.0f, 1.0f);
-    matmul_strided(st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh, work, nt,
-                   st->qv + row, D, nt, Dh, bq, MM_TN, 1.0f, 1.0f);
+    matmul_strided(st->dR + ((size_t)(b * s->H + h) * st->nd + d0) * Dh, Dh, work, nt, st->qv + row,
+                   D, nt, Dh, bq, MM_TN, 1.0f, 1.0f);
 }
 
 static uint64_t rel_tile_flops(const AttnShape *s, int bq, int bk, int backward) {
