@@ -9,37 +9,10 @@ import sys
 import tempfile
 import unittest
 
-BIN = os.environ.get("XB_BIN", "build/src/xformer-bench")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_cli import BIN, TINY, run  # noqa: E402  (the binary's path, the tiny config, a run)
+
 ROOT = os.environ.get("XB_SOURCE_ROOT", ".")
-
-TINY = """\
-experiment:
-  name: tiny
-  seed: 3
-  threads: 2
-task:
-  name: listops
-  num_train: 300
-  num_val: 64
-  num_test: 64
-  min_length: 5
-  max_length: 40
-model:
-  layers: 1
-  d_model: 16
-  heads: 2
-  d_ff: 32
-  max_len: 40
-train:
-  batch_size: 16
-  steps: 12
-  eval_every: 5
-"""
-
-
-def run(args, env=None, cwd=None):
-    return subprocess.run([BIN] + args, capture_output=True, text=True, cwd=cwd,
-                          env=None if env is None else {**os.environ, **env})
 
 
 def write_tiny(d):
