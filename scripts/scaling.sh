@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${XB_BIN:-./build/src/xformer-bench}
-mixers=${1:-$($bin list mechanisms | awk '/^[a-z_]+ +class/ {print $1}')}
+mixers=${1:-$($bin list mechanisms --json |
+    python3 -c 'import json, sys; print(" ".join(m["name"] for m in json.load(sys.stdin)["mechanisms"]))')}
 lengths=${2:-"1024 2048 4096 8192 16384"}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what xformer-bench needs from Debian and npm (idempotent) and builds it in ./build.
 #   scripts/setup.sh            install + release build
-#   scripts/setup.sh --werror   the same with warnings as errors (CI)
+#   scripts/setup.sh --werror   the same with warnings as errors and without -march=native (CI:
+#                               the gate's baseline in results/ci is compared across machines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +25,11 @@ fi
 
 bash datasets/spam-assassin.sh # the text task's open corpus, into datasets/cache
 
-werror=false
-[ "${1:-}" = "--werror" ] && werror=true
+werror=false native=true
+[ "${1:-}" = "--werror" ] && werror=true native=false
 if [ -d build ]; then
-    meson configure build -Dwerror="$werror" >/dev/null
+    meson configure build -Dwerror="$werror" -Dnative="$native" >/dev/null
 else
-    meson setup build -Dwerror="$werror" >/dev/null
+    meson setup build -Dwerror="$werror" -Dnative="$native" >/dev/null
 fi
 ninja -C build

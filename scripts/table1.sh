@@ -68,7 +68,9 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$bin" ] || { echo "table1.sh: $bin not found; build first: ninja -C build" >&2; exit 2; }
 [ -n "$tasks" ] || tasks="listops text retrieval image pathfinder"   # LRA's column order
-known=$("$bin" list | sed -n '2,/^$/p' | awk '/^[a-z]/ {print $1}')
+# the mechanisms and the seed's default from `list --json` (its text is for people)
+known=$("$bin" list mechanisms --json |
+    python3 -c 'import json, sys; print("\n".join(m["name"] for m in json.load(sys.stdin)["mechanisms"]))')
 [ -n "$mixers" ] || mixers=$(tr '\n' ' ' <<<"$known") # one line: read -a reads one
 for m in "${!OPTS[@]}" $mixers; do
     grep -qx "$m" <<<"$known" || { echo "table1.sh: unknown mechanism $m (xformer-bench list shows them)" >&2; exit 2; }
@@ -83,7 +85,8 @@ config_seed() {
                               next }
              e && /^[^ \t#]/ { e = 0 }
              e && /^[ \t]+seed:/ { print $2; exit }' "$1")
-    [ -n "$v" ] || v=$("$bin" list | awk '$1 == "seed" && $3 == "default" { print $4; exit }')
+    [ -n "$v" ] || v=$("$bin" list config --json | python3 -c 'import json, sys
+print(next(k["default"] for k in json.load(sys.stdin)["config"]["experiment"] if k["name"] == "seed"))')
     [[ $v =~ ^[0-9]+$ ]] || { echo "table1.sh: $1: cannot read experiment.seed (expected an integer, found '$v')" >&2; exit 2; }
     echo "$v"
 }
