@@ -208,6 +208,28 @@ START_TEST(test_mqar_targets_are_the_values_of_the_queried_keys) {
 }
 END_TEST
 
+/* Associative recall's keys come in random order: with as many pairs as key symbols, which symbol
+ * sits at pair p is uniform (Floyd's order put symbol p at pair p, so the query's symbol gave
+ * its position). */
+START_TEST(test_recall_keys_are_in_random_order) {
+    const char *kv[] = {"num_train", "4000", "min_pairs", "8",      "max_pairs",
+                        "8",         "keys", "8",         "values", "4"};
+    OptValues v = opts("recall", kv, 10);
+    Dataset d;
+    load_ok("recall", &v, 6, &d);
+    int key_at[8][8] = {{0}};
+    for (int i = 0; i < d.train.n; i++) {
+        const int32_t *x = d.train.tokens + d.train.offsets[i];
+        for (int p = 0; p < 8; p++) key_at[p][x[2 * p] - 1]++;
+    }
+    for (int a = 0; a < 8; a++)
+        for (int b = 0; b < 8; b++) /* 500 expected each, sd 21 */
+            ck_assert_msg(key_at[a][b] > 400 && key_at[a][b] < 600,
+                          "key %d at pair %d in %d of 4000 examples", b, a, key_at[a][b]);
+    dataset_free(&d);
+}
+END_TEST
+
 /* MQAR's keys and queries come in random order: which key symbol sits at pair p, and which pair
  * query j asks for, are uniform. (Floyd's sampling alone, in its own order, gave keys 0, 1, ... in
  * pair order when keys = pairs, and queries in pair order when queries = pairs: a lookup by
@@ -371,6 +393,7 @@ static Suite *synthetic_suite(void) {
     tcase_add_test(tc, test_generators_are_deterministic_in_the_seed);
     tcase_add_test(tc, test_parity_label_is_the_xor_and_lengths_stay_in_range);
     tcase_add_test(tc, test_recall_label_is_the_value_of_the_queried_key);
+    tcase_add_test(tc, test_recall_keys_are_in_random_order);
     tcase_add_test(tc, test_selcopy_targets_are_the_data_tokens_in_order);
     tcase_add_test(tc, test_mqar_targets_are_the_values_of_the_queried_keys);
     tcase_add_test(tc, test_mqar_keys_and_queries_are_in_random_order);

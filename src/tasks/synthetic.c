@@ -167,17 +167,16 @@ static int recall_gen(Rng *r, const OptValues *v, int len, int32_t *out, int32_t
     const int K = opt_int(v, recall_opts, NREC, "keys"),
               V = opt_int(v, recall_opts, NREC, "values");
     const int n = (len - 2) / 2;
-    /* n distinct keys: Floyd's sampling, in the order drawn */
-    for (int j = K - n, i = 0; j < K; j++, i++) {
-        int key = (int)rng_below(r, (uint32_t)j + 1);
-        for (int m = 0; m < i; m++)
-            if (out[2 * m] == 1 + key) {
-                key = j;
-                break;
-            }
-        out[2 * i] = 1 + key;
+    /* n distinct keys in random order (in Floyd's own order, with n = K key p was symbol p) */
+    int32_t *keys = malloc((size_t)n * sizeof *keys);
+    unsigned char *seen = calloc((size_t)K, 1);
+    XB_ASSERT(keys && seen);
+    synth_distinct(r, keys, n, K, seen);
+    for (int i = 0; i < n; i++) {
+        out[2 * i] = 1 + keys[i];
         out[2 * i + 1] = 1 + K + (int)rng_below(r, (uint32_t)V);
     }
+    free(keys), free(seen);
     const int q = (int)rng_below(r, (uint32_t)n);
     out[2 * n] = 1 + K + V; /* SEP */
     out[2 * n + 1] = out[2 * q];
