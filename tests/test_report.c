@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "report/report.h"
+#include "tasks/task.h"
 #include "version.h"
 
 #define FIX XB_FIXTURES "/report/"
@@ -1016,6 +1018,119 @@ START_TEST(test_report_sample_reports_read_back) {
 }
 END_TEST
 
+/* ---- dataset identities: the exact text `data` prints, and the report's object ---- */
+
+/* The identity text of d as `data` prints it (owned by the caller). */
+static char *identity_text(const Dataset *d) { return strdup(d->identity); }
+
+static void load_task(Dataset *d, const char *task, const char *const *kv, int n, uint64_t seed) {
+    const OptValues v = fixture_task_opts(task, kv, n);
+    XbError err;
+    xb_error_clear(&err);
+    const int rc = task_get(task_find(task))->load(d, &v, seed, "t.yaml", &err);
+    char msg[1024] = "";
+    if (rc) xb_error_format(&err, msg, sizeof msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+}
+
+/* d's identity prints as want, and a report of d holds it as the same JSON object. */
+static void assert_identity(const Dataset *d, const char *want) {
+    char *text = identity_text(d);
+    ck_assert_str_eq(text, want);
+    Sample s;
+    sample_init(&s, SAMPLE_OK);
+    s.r.dataset_identity = d->identity;
+    cJSON *doc = report_build(&s.r);
+    cJSON *parsed = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(parsed);
+    ck_assert(cJSON_Compare(at(doc, "dataset.identity"), parsed, 1));
+    cJSON_Delete(parsed);
+    cJSON_Delete(doc);
+    sample_free(&s);
+    free(text);
+}
+
+START_TEST(test_identity_of_generated_data_is_pinned) {
+    const char *lo[] = {"num_train",  "20", "num_val",    "5",  "num_test", "5",
+                        "min_length", "10", "max_length", "30", "parens",   "1"};
+    Dataset d;
+    load_task(&d, "listops", lo, 12, 7);
+    assert_identity(&d, "{\"task\":\"listops\",\"generator\":\"lra-listops\",\"source\":"
+                        "\"generate\",\"seed\":7,\"num_train\":20,\"num_val\":5,\"num_test\":5,"
+                        "\"min_length\":10,\"max_length\":30,\"max_depth\":10,\"max_args\":10,"
+                        "\"parens\":true}");
+    dataset_free(&d);
+    const char *mq[] = {"num_train", "10", "num_val", "2", "num_test", "3"};
+    load_task(&d, "mqar", mq, 6, 9007199254740991ULL); /* the largest seed a config takes */
+    assert_identity(&d, "{\"task\":\"mqar\",\"generator\":\"multi-query-associative-recall\","
+                        "\"seed\":9007199254740991,\"num_train\":10,\"num_val\":2,\"num_test\":3,"
+                        "\"min_pairs\":32,\"max_pairs\":32,\"queries\":8,\"keys\":256,"
+                        "\"values\":64}");
+    dataset_free(&d);
+}
+END_TEST
+
+/* Read from files: each file's hash in a "files" object (ListOps) or one hash (AAN), and the
+ * directory as a JSON string however it is spelt. */
+START_TEST(test_identity_of_files_names_them_and_escapes_the_directory) {
+    char dir[64] = "/tmp/xb-id\"q\\-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *const names[] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
+    for (int k = 0; k < 3; k++) fixture_put(dir, "", names[k], "Source\tTarget\n[MAX 2 9 ]\t9\n");
+    fixture_put(dir, "", "new_aan_pairs.train.tsv", "1\tA\tB\tone\ttwo\n0\tC\tD\tx\ty\n");
+    fixture_put(dir, "", "new_aan_pairs.eval.tsv", "0\tC\tD\tone\ttwo\n");
+    fixture_put(dir, "", "new_aan_pairs.test.tsv", "1\tE\tF\tthree\tfour\n");
+    char want[1024];
+    const char *tail = dir + strlen("/tmp/xb-id\"q\\-"); /* mkdtemp's six characters */
+    const char *lo[] = {"source", "files", "data_dir", dir};
+    Dataset d;
+    load_task(&d, "listops", lo, 4, 1);
+    snprintf(want, sizeof want,
+             "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"/tmp/xb-id\\\"q\\\\-%s\","
+             "\"files\":{\"basic_train.tsv\":\"97c717227668ced9\",\"basic_val.tsv\":"
+             "\"97c717227668ced9\",\"basic_test.tsv\":\"97c717227668ced9\"},\"parens\":false}",
+             tail);
+    assert_identity(&d, want);
+    dataset_free(&d);
+    const char *aan[] = {"source", "aan", "data_dir", dir, "max_bytes", "16"};
+    load_task(&d, "retrieval", aan, 6, 1);
+    snprintf(want, sizeof want,
+             "{\"task\":\"retrieval\",\"source\":\"aan\",\"data_dir\":\"/tmp/xb-id\\\"q\\\\-%s\","
+             "\"files\":\"76c424702d224d2c\",\"max_bytes\":16}",
+             tail);
+    assert_identity(&d, want);
+    dataset_free(&d);
+    fixture_rmdir(dir);
+}
+END_TEST
+
+/* Pathfinder's generator settings: integers, numbers as %g prints them, the list of margins. */
+START_TEST(test_identity_of_generated_pathfinder_pins_numbers_and_margins) {
+    const char *p128[] = {"resolution", "128",     "difficulty", "intermediate", "num_train",
+                          "2",          "num_val", "1",          "num_test",     "1"};
+    Dataset d;
+    load_task(&d, "pathfinder", p128, 10, 3);
+    assert_identity(&d, "{\"task\":\"pathfinder\",\"source\":\"generate\",\"generator\":"
+                        "\"linsley-snakes2\",\"seed\":3,\"resolution\":128,\"difficulty\":"
+                        "\"intermediate\",\"num_train\":2,\"num_val\":1,\"num_test\":1,"
+                        "\"contour_length\":9,\"distractors\":11,\"distractor_length\":3,"
+                        "\"paddle_length\":5,\"thickness\":1.5,\"margins\":[2,3],\"padding\":1,"
+                        "\"marker_radius\":3,\"seed_distance\":20,\"continuity\":1.8,"
+                        "\"contrast\":0.9}");
+    dataset_free(&d);
+    const char *p32[] = {"num_train", "4", "num_val", "2", "num_test", "2"};
+    load_task(&d, "pathfinder", p32, 6, 3);
+    assert_identity(&d, "{\"task\":\"pathfinder\",\"source\":\"generate\",\"generator\":"
+                        "\"linsley-snakes2\",\"seed\":3,\"resolution\":32,\"difficulty\":"
+                        "\"hard\",\"num_train\":4,\"num_val\":2,\"num_test\":2,"
+                        "\"contour_length\":14,\"distractors\":5,\"distractor_length\":4,"
+                        "\"paddle_length\":2,\"thickness\":0.5,\"margins\":[1,1],\"padding\":1,"
+                        "\"marker_radius\":1.5,\"seed_distance\":7,\"continuity\":1,"
+                        "\"contrast\":1.5}");
+    dataset_free(&d);
+}
+END_TEST
+
 static Suite *report_suite(void) {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("build");
@@ -1041,6 +1156,11 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_peak_rss_grows_with_touched_memory);
     tcase_add_test(tc, test_report_reset_peak_rss_leaves_out_memory_freed_before);
     tcase_add_test(tc, test_report_sample_reports_read_back);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("identity");
+    tcase_add_test(tc, test_identity_of_generated_data_is_pinned);
+    tcase_add_test(tc, test_identity_of_files_names_them_and_escapes_the_directory);
+    tcase_add_test(tc, test_identity_of_generated_pathfinder_pins_numbers_and_margins);
     suite_add_tcase(s, tc);
     return s;
 }
