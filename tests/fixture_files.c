@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "report/report.h"
+
 void fixture_put(const char *dir, const char *sub, const char *name, const char *body) {
     char p[512], cmd[600];
     snprintf(p, sizeof p, "%s/%s", dir, sub);
@@ -46,4 +48,17 @@ OptValues fixture_task_opts(const char *task, const char *const *kv, int n) {
         }
     }
     return v;
+}
+
+int fixture_identity_has(const Dataset *d, const char *part) {
+    char *text = report_dataset_identity_text(&d->id);
+    const int has = strstr(text, part) != NULL;
+    free(text);
+    return has;
+}
+
+void fixture_identity_eq(const Dataset *a, const Dataset *b) {
+    char *ta = report_dataset_identity_text(&a->id), *tb = report_dataset_identity_text(&b->id);
+    ck_assert_str_eq(ta, tb);
+    free(ta), free(tb);
 }

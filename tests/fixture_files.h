@@ -14,4 +14,9 @@ void fixture_rmdir(const char *dir);
  * task does not have. */
 OptValues fixture_task_opts(const char *task, const char *const *kv, int n);
 
+/* 1 when the identity of d as `data` prints it (report_dataset_identity_text) contains part. */
+int fixture_identity_has(const Dataset *d, const char *part);
+/* Fails the test unless the identities of a and b print alike. */
+void fixture_identity_eq(const Dataset *a, const Dataset *b);
+
 #endif

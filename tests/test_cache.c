@@ -3,6 +3,7 @@
  * regenerated, never used; data read from files and a cache turned off write nothing; a write
  * clears the temporaries that killed writes left, once they are a day old. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +58,34 @@ static void assert_split_eq(const Split *a, const Split *b) {
     if (a->targets) ck_assert_int_eq(memcmp(a->targets, b->targets, ntok * sizeof *a->targets), 0);
 }
 
+/* The same fields in the same order: kind, depth, key and value. */
+static void assert_id_eq(const DatasetId *a, const DatasetId *b) {
+    ck_assert_int_eq(a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        const DatasetIdField *f = &a->f[i], *g = &b->f[i];
+        ck_assert_int_eq(f->kind, g->kind);
+        ck_assert_int_eq(f->depth, g->depth);
+        ck_assert_str_eq(f->key, g->key);
+        if (f->kind == DATASET_ID_STR)
+            ck_assert_str_eq(dataset_id_text(a, f), dataset_id_text(b, g));
+        else if (f->kind == DATASET_ID_NUM)
+            ck_assert(f->v.x == g->v.x);
+        else if (f->kind == DATASET_ID_HASH)
+            ck_assert(f->v.hash == g->v.hash);
+        else if (f->kind == DATASET_ID_LIST)
+            ck_assert(f->n == g->n && !memcmp(f->v.list, g->v.list, f->n * sizeof *f->v.list));
+        else if (f->kind != DATASET_ID_OBJECT)
+            ck_assert_int_eq(f->v.i, g->v.i);
+    }
+}
+
 static void assert_dataset_eq(const Dataset *a, const Dataset *b) {
     ck_assert_int_eq(a->pairs, b->pairs);
     ck_assert_int_eq(a->vocab_size, b->vocab_size);
     ck_assert_int_eq(a->n_classes, b->n_classes);
     ck_assert_int_eq(a->sequence, b->sequence);
-    ck_assert_str_eq(a->identity, b->identity);
+    assert_id_eq(&a->id, &b->id);
+    fixture_identity_eq(a, b);
     ck_assert_str_eq(a->checksum, b->checksum);
     assert_split_eq(&a->train, &b->train);
     assert_split_eq(&a->val, &b->val);
@@ -266,12 +289,39 @@ static long header_field(const char *path, int k) {
     return 20 + (long)key_len + 8 * k;
 }
 
-static void poke_i64(const char *path, long at, int64_t v) {
+/* Writes bytes b[0..n) over the file at path from offset at. */
+static void poke(const char *path, long at, const void *b, size_t n) {
     FILE *f = fopen(path, "r+b");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
-    ck_assert_int_eq(fwrite(&v, sizeof v, 1, f), 1);
+    ck_assert_int_eq(fwrite(b, 1, n, f), n);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+static void poke_i64(const char *path, long at, int64_t v) { poke(path, at, &v, sizeof v); }
+
+/* The byte at offset at of the file at path. */
+static int peek(const char *path, long at) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    const int c = fgetc(f);
+    fclose(f);
+    return c;
+}
+
+/* The offset of the first n bytes equal to b at or after offset from in the file at path. */
+static long find_bytes(const char *path, long from, const char *b, size_t n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char buf[4096];
+    ck_assert_int_eq(fseek(f, from, SEEK_SET), 0);
+    const size_t got = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (size_t i = 0; i + n <= got; i++)
+        if (!memcmp(buf + i, b, n)) return from + (long)i;
+    ck_abort_msg("%s not found in %s", b, path);
+    return -1;
 }
 
 /* Rewrites the file's last 4 bytes as the CRC-32 of the bytes before them, as a writer would. */
@@ -346,7 +396,7 @@ START_TEST(test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated) 
     char p[4200], text[2048];
     ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
     static const struct {
-        int field;     /* 0-3: pairs, vocab_size, n_classes, sequence; 4: the identity's "{" */
+        int field;     /* 0-3: pairs, vocab_size, n_classes, sequence; 4: its first key's "t" */
         int64_t value; /* the field's new value */
         const char *why;
     } cases[] = {
@@ -354,19 +404,18 @@ START_TEST(test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated) 
         {2, 2, " is not a class in [0, 2)): generating the data again\n"},
         {0, 1, "(split train: 1 documents per example, but the dataset is made of pairs)"},
         {3, 1, "(split train: a label per example, but the dataset has targets per position)"},
-        {4, 0, "(the dataset's identity is not a JSON object)"},
+        {4, 0,
+         "(the dataset's identity starts with the key \"#ask\" (valid: \"task\", the task's "
+         "name))"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].field < 4) {
             poke_i64(p, header_field(p, cases[i].field), cases[i].value);
-        } else { /* the identity's length and text follow the four fields */
-            FILE *f = fopen(p, "r+b");
-            ck_assert_ptr_nonnull(f);
-            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
-            ck_assert_int_eq(fgetc(f), '{');
-            ck_assert_int_eq(fseek(f, header_field(p, 4) + 8, SEEK_SET), 0);
-            fputc('#', f);
-            ck_assert_int_eq(fclose(f), 0);
+        } else { /* the identity follows the four fields: its field count, then the first
+                  * field's kind, depth, key length and key */
+            const long at = header_field(p, 4) + 32;
+            ck_assert_int_eq(peek(p, at), 't');
+            poke(p, at, "#", 1);
         }
         fix_crc(p);
         ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
@@ -376,6 +425,144 @@ START_TEST(test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated) 
         dataset_free(&d);
     }
     dataset_free(&good);
+}
+END_TEST
+
+/* The identity is read field by field, each checked as it comes (its count, kind, depth, key and
+ * value) and then as a whole (dataset_validate: the task first, no key twice): a file whose CRC
+ * matches but whose identity the report could not hold is regenerated, with the reason. */
+START_TEST(test_a_consistent_file_with_a_malformed_identity_is_regenerated) {
+    OptValues v = opts("listops", LISTOPS, 10);
+    Dataset good, d;
+    char p[4200], text[2048];
+    ck_assert_int_eq(load("listops", &v, 5, &good, p), CACHE_WRITTEN);
+    static const char bad[] = "(its dataset identity is out of range or cut short)";
+    static const struct {
+        const char *after; /* the key the change is after ("": the field count) */
+        long at;           /* bytes after it */
+        int64_t value;     /* written there as an int64, or "max" over "min" when after is "min_" */
+        const char *why;
+    } cases[] = {
+        {"", 0, 0, bad},                     /* no fields */
+        {"", 0, DATASET_ID_FIELDS + 1, bad}, /* more than fit */
+        {"", 8, DATASET_ID_KINDS, bad},      /* the first field's kind */
+        {"", 16, 1, bad},                    /* its depth: nested, with no object before it */
+        {"", 24, 0, bad},                    /* its key's length */
+        {"", 24, DATASET_ID_KEY, bad},       /* a key longer than a key can be */
+        {"task", 0, 1 << 20, bad},           /* the string's length */
+        {"parens", 0, 2, bad},               /* a boolean that is neither */
+        {"seed", 0, INT64_MAX, bad},         /* an integer a report cannot hold exactly */
+        {"min_", 0, 0, "(the dataset's identity has the key \"max_length\" twice)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const long id = header_field(p, 4); /* the identity follows the four fields */
+        const char *key = cases[i].after;
+        const long at = *key ? find_bytes(p, id, key, strlen(key)) + (long)strlen(key) : id;
+        if (!strcmp(key, "min_"))
+            poke(p, at - 4, "max_", 4);
+        else
+            poke_i64(p, at + cases[i].at, cases[i].value);
+        fix_crc(p);
+        ck_assert_int_eq(load_stderr("listops", &v, &d, p, text, sizeof text), CACHE_WRITTEN);
+        ck_assert_msg(strstr(text, cases[i].why) && !strncmp(text, "warning: the data cache", 23),
+                      "%zu: %s", i, text);
+        assert_dataset_eq(&d, &good);
+        dataset_free(&d);
+    }
+    dataset_free(&good);
+}
+END_TEST
+
+/* A generated dataset whose identity has a field of every kind, one of them inside an object. */
+static int every_kind_load(Dataset *d, const OptValues *o, uint64_t seed, const char *source,
+                           XbError *err) {
+    (void)o, (void)source, (void)err;
+    memset(d, 0, sizeof *d);
+    d->vocab_size = 3, d->n_classes = 2;
+    DatasetId *id = &d->id;
+    dataset_id_str(id, "task", "every-kind");
+    dataset_id_str(id, "s", "a\"b\\c \xc3\xa9\t");
+    dataset_id_int(id, "i", -5);
+    dataset_id_int(id, "big", 9007199254740991);
+    dataset_id_uint(id, "seed", seed);
+    dataset_id_num(id, "x", 0.9);
+    dataset_id_num(id, "tiny", 1.5e-5);
+    dataset_id_num(id, "rounded", 1.23456789);
+    dataset_id_bool(id, "t", 1);
+    dataset_id_bool(id, "f", 0);
+    dataset_id_hash(id, "h", 0xfedcba9876543210ULL);
+    dataset_id_list(id, "l", (const int[]){2, 3}, 2);
+    dataset_id_begin(id, "files");
+    dataset_id_hash(id, "a", 1);
+    dataset_id_int(id, "b", 7);
+    dataset_id_end(id);
+    dataset_id_str(id, "after", "");
+    Split *s[3] = {&d->train, &d->val, &d->test};
+    for (int k = 0; k < 3; k++) {
+        s[k]->n = 1;
+        s[k]->tokens = malloc(2 * sizeof(int32_t));
+        s[k]->offsets = malloc(2 * sizeof(int64_t));
+        s[k]->labels = malloc(sizeof(int32_t));
+        s[k]->tokens[0] = 1, s[k]->tokens[1] = 2;
+        s[k]->offsets[0] = 0, s[k]->offsets[1] = 2;
+        s[k]->labels[0] = k & 1;
+    }
+    dataset_checksum(d);
+    return 0;
+}
+
+START_TEST(test_a_hit_gives_back_every_kind_of_identity_field) {
+    const TaskSpec t = {
+        .name = "every-kind", .load = every_kind_load, .generated = task_always_generated};
+    Dataset gen, hit;
+    XbError err;
+    xb_error_clear(&err);
+    CacheOutcome oc;
+    char p[4200];
+    ck_assert_int_eq(task_load(&t, &gen, NULL, 77, "t.yaml", &oc, p, sizeof p, &err), 0);
+    ck_assert_int_eq(oc, CACHE_WRITTEN);
+    ck_assert_int_eq(task_load(&t, &hit, NULL, 77, "t.yaml", &oc, p, sizeof p, &err), 0);
+    ck_assert_int_eq(oc, CACHE_HIT);
+    assert_dataset_eq(&hit, &gen);
+    ck_assert(fixture_identity_has(
+        &hit, "{\"task\":\"every-kind\",\"s\":\"a\\\"b\\\\c \xc3\xa9\\t\",\"i\":-5,"
+              "\"big\":9007199254740991,\"seed\":77,\"x\":0.9,\"tiny\":1.5e-05,"
+              "\"rounded\":1.23457,\"t\":true,\"f\":false,\"h\":\"fedcba9876543210\","
+              "\"l\":[2,3],\"files\":{\"a\":\"0000000000000001\",\"b\":7},\"after\":\"\"}"));
+    dataset_free(&gen);
+    dataset_free(&hit);
+}
+END_TEST
+
+/* An identity that does not fit its bounds is a task's programming error: the call asserts
+ * (SIGABRT) rather than cut it short. _i: more fields than fit, a key too long, a number %g
+ * would print in exponent form, an integer a double cannot hold, an object inside an object, an
+ * end without a begin, more string bytes than fit. */
+START_TEST(test_an_identity_that_does_not_fit_is_a_programming_error) {
+    DatasetId id = {0};
+    dataset_id_str(&id, "task", "t");
+    char key[64], big[DATASET_ID_TEXT];
+    if (_i == 0) {
+        for (int k = 0; k < DATASET_ID_FIELDS; k++) {
+            snprintf(key, sizeof key, "k%d", k);
+            dataset_id_int(&id, key, k);
+        }
+    }
+    if (_i == 1) {
+        memset(key, 'k', DATASET_ID_KEY), key[DATASET_ID_KEY] = '\0';
+        dataset_id_int(&id, key, 1);
+    }
+    if (_i == 2) dataset_id_num(&id, "x", 1e6);
+    if (_i == 3) dataset_id_int(&id, "i", (int64_t)1 << 53);
+    if (_i == 4) {
+        dataset_id_begin(&id, "files");
+        dataset_id_begin(&id, "inner");
+    }
+    if (_i == 5) dataset_id_end(&id);
+    if (_i == 6) {
+        memset(big, 'b', sizeof big - 1), big[sizeof big - 1] = '\0';
+        dataset_id_str(&id, "s", big);
+    }
 }
 END_TEST
 
@@ -405,7 +592,7 @@ static int bad_load(Dataset *d, const OptValues *o, uint64_t seed, const char *s
     (void)o, (void)seed, (void)source, (void)err;
     memset(d, 0, sizeof *d);
     d->vocab_size = 3, d->n_classes = 2;
-    snprintf(d->identity, sizeof d->identity, "{}");
+    dataset_id_str(&d->id, "task", "bad");
     Split *s[3] = {&d->train, &d->val, &d->test};
     for (int k = 0; k < 3; k++) {
         s[k]->n = 1;
@@ -443,11 +630,17 @@ static Suite *cache_suite(void) {
     tcase_add_test(tc, test_a_damaged_file_is_regenerated_not_used);
     tcase_add_test(tc, test_a_changed_header_field_is_regenerated_and_said_so);
     tcase_add_test(tc, test_a_consistent_file_with_data_a_model_cannot_take_is_regenerated);
+    tcase_add_test(tc, test_a_consistent_file_with_a_malformed_identity_is_regenerated);
+    tcase_add_test(tc, test_a_hit_gives_back_every_kind_of_identity_field);
     tcase_add_test(tc, test_a_cache_path_that_is_not_a_file_is_regenerated);
     tcase_add_test(tc, test_a_loader_returning_ids_past_its_vocabulary_is_an_error);
     tcase_add_test(tc, test_files_and_a_cache_turned_off_write_nothing);
     tcase_add_test(tc, test_the_directory_follows_xb_cache_dir_then_xdg_then_home);
     tcase_add_test(tc, test_a_write_removes_temporaries_a_day_old_and_nothing_else);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("identity"); /* in a process of its own: Check forks, as it does by default */
+    tcase_add_loop_test_raise_signal(tc, test_an_identity_that_does_not_fit_is_a_programming_error,
+                                     SIGABRT, 0, 7);
     suite_add_tcase(s, tc);
     return s;
 }

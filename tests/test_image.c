@@ -123,7 +123,7 @@ START_TEST(test_image_idx_fixtures_gzipped_or_plain_load_as_pixels_plus_one) {
         }
         ck_assert_int_eq(d.val.labels[0], 9);
         ck_assert_int_eq(d.val.tokens[0], 1 + 7 * 9);
-        ck_assert_ptr_nonnull(strstr(d.identity, "\"source\":\"fashion-mnist\""));
+        ck_assert(fixture_identity_has(&d, "\"source\":\"fashion-mnist\""));
         dataset_free(&d);
         fixture_rmdir(dir);
     }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture_files.h"
 #include "tasks/listops.h"
 #include "tasks/task.h"
 
@@ -64,7 +65,7 @@ START_TEST(test_same_seed_same_dataset_and_other_seed_differs) {
     ck_assert_int_eq(a.test.n, 50);
     ck_assert_int_eq(a.vocab_size, 19);
     ck_assert_int_eq(a.n_classes, 10);
-    ck_assert_ptr_nonnull(strstr(a.identity, "\"seed\":7"));
+    ck_assert(fixture_identity_has(&a, "\"seed\":7"));
     dataset_free(&a), dataset_free(&b), dataset_free(&c);
 }
 END_TEST
@@ -257,7 +258,7 @@ START_TEST(test_lra_fixture_loads_and_writes_back_byte_for_byte) {
                                              (int)(d.train.offsets[i + 1] - d.train.offsets[i])),
                          want[i]);
     }
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"source\":\"files\""));
+    ck_assert(fixture_identity_has(&d, "\"source\":\"files\""));
     char path[] = "/tmp/xb-listops-XXXXXX";
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
@@ -380,8 +381,8 @@ START_TEST(test_crlf_files_load_like_lf_files) {
         ck_assert_int_eq(listops_eval_tokens(d.train.tokens + d.train.offsets[i],
                                              (int)(d.train.offsets[i + 1] - d.train.offsets[i])),
                          d.train.labels[i]);
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"parens\":true"));
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"data_dir\":\"" XB_FIXTURES "/listops/crlf\""));
+    ck_assert(fixture_identity_has(&d, "\"parens\":true"));
+    ck_assert(fixture_identity_has(&d, "\"data_dir\":\"" XB_FIXTURES "/listops/crlf\""));
     dataset_free(&d);
 }
 END_TEST

@@ -57,7 +57,7 @@ START_TEST(test_pathfinder_same_seed_same_bytes_for_any_thread_count) {
     ck_assert(same_split(&a.train, &b.train) && same_split(&a.val, &b.val) &&
               same_split(&a.test, &b.test));
     ck_assert_str_eq(a.checksum, b.checksum);
-    ck_assert_str_eq(a.identity, b.identity);
+    fixture_identity_eq(&a, &b);
     ck_assert_str_ne(a.checksum, c.checksum);
     ck_assert_int_eq(a.vocab_size, 257);
     ck_assert_int_eq(a.n_classes, 2);
@@ -313,8 +313,8 @@ START_TEST(test_pathfinder_release_layout_loads_and_splits_as_lra) {
             for (int t = 0; t < 1024; t++)
                 ck_assert_int_eq(s[k]->tokens[(size_t)i * 1024 + t], 1 + pix[t]);
         }
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"metadata_files\":3,\"examples\":20,"
-                                             "\"empty_images_skipped\":1"));
+    ck_assert(fixture_identity_has(&d, "\"metadata_files\":3,\"examples\":20,"
+                                       "\"empty_images_skipped\":1"));
     dataset_free(&d);
     /* counts cap each split from its start */
     const char *kv2[] = {"source", "files", "data_dir", root, "num_train", "5", "num_val", "9"};

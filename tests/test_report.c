@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "fixture_files.h"
 #include "report/report.h"
+#include "tasks/task.h"
 #include "version.h"
 
 #define FIX XB_FIXTURES "/report/"
@@ -30,6 +32,7 @@ typedef struct Sample {
     CalibUsage usage;
     CalibProbe probe;
     EvalRecord ev[3];
+    DatasetId id;
     cJSON *config;
 } Sample;
 
@@ -48,8 +51,14 @@ static void sample_init(Sample *s, int variant) {
     snprintf(r->run_id, sizeof r->run_id, "listops-full-s1");
     r->status = "ok";
     r->threads = 2;
-    r->dataset_identity = "{\"generator\": \"listops\", \"seed\": 7, \"options\": "
-                          "{\"max_depth\": 3, \"max_length\": 128}}";
+    dataset_id_str(&s->id, "task", "listops");
+    dataset_id_str(&s->id, "generator", "listops");
+    dataset_id_int(&s->id, "seed", 7);
+    dataset_id_begin(&s->id, "options");
+    dataset_id_int(&s->id, "max_depth", 3);
+    dataset_id_int(&s->id, "max_length", 128);
+    dataset_id_end(&s->id);
+    r->dataset_id = &s->id;
     r->dataset_checksum = "fedcba9876543210";
     r->train_n = 1000, r->val_n = 100, r->test_n = 200, r->vocab_size = 20, r->n_classes = 10;
     r->mixer = "full";
@@ -1016,6 +1025,209 @@ START_TEST(test_report_sample_reports_read_back) {
 }
 END_TEST
 
+/* ---- dataset identities: the exact text `data` prints, and the report's object ---- */
+
+/* The identity text of d as `data` prints it (owned by the caller). */
+static char *identity_text(const Dataset *d) { return report_dataset_identity_text(&d->id); }
+
+static void load_task(Dataset *d, const char *task, const char *const *kv, int n, uint64_t seed) {
+    const OptValues v = fixture_task_opts(task, kv, n);
+    XbError err;
+    xb_error_clear(&err);
+    const int rc = task_get(task_find(task))->load(d, &v, seed, "t.yaml", &err);
+    char msg[1024] = "";
+    if (rc) xb_error_format(&err, msg, sizeof msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+}
+
+/* d's identity prints as want, and a report of d holds it as the same JSON object. */
+static void assert_identity(const Dataset *d, const char *want) {
+    char *text = identity_text(d);
+    ck_assert_str_eq(text, want);
+    Sample s;
+    sample_init(&s, SAMPLE_OK);
+    s.r.dataset_id = &d->id;
+    cJSON *doc = report_build(&s.r);
+    cJSON *parsed = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(parsed);
+    ck_assert(cJSON_Compare(at(doc, "dataset.identity"), parsed, 1));
+    cJSON_Delete(parsed);
+    cJSON_Delete(doc);
+    sample_free(&s);
+    free(text);
+}
+
+START_TEST(test_identity_of_generated_data_is_pinned) {
+    const char *lo[] = {"num_train",  "20", "num_val",    "5",  "num_test", "5",
+                        "min_length", "10", "max_length", "30", "parens",   "1"};
+    Dataset d;
+    load_task(&d, "listops", lo, 12, 7);
+    assert_identity(&d, "{\"task\":\"listops\",\"generator\":\"lra-listops\",\"source\":"
+                        "\"generate\",\"seed\":7,\"num_train\":20,\"num_val\":5,\"num_test\":5,"
+                        "\"min_length\":10,\"max_length\":30,\"max_depth\":10,\"max_args\":10,"
+                        "\"parens\":true}");
+    dataset_free(&d);
+    const char *mq[] = {"num_train", "10", "num_val", "2", "num_test", "3"};
+    load_task(&d, "mqar", mq, 6, 9007199254740991ULL); /* the largest seed a config takes */
+    assert_identity(&d, "{\"task\":\"mqar\",\"generator\":\"multi-query-associative-recall\","
+                        "\"seed\":9007199254740991,\"num_train\":10,\"num_val\":2,\"num_test\":3,"
+                        "\"min_pairs\":32,\"max_pairs\":32,\"queries\":8,\"keys\":256,"
+                        "\"values\":64}");
+    dataset_free(&d);
+}
+END_TEST
+
+/* Read from files: each file's hash in a "files" object (ListOps) or one hash (AAN), and the
+ * directory as a JSON string however it is spelt. */
+START_TEST(test_identity_of_files_names_them_and_escapes_the_directory) {
+    char dir[64] = "/tmp/xb-id\"q\\-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *const names[] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
+    for (int k = 0; k < 3; k++) fixture_put(dir, "", names[k], "Source\tTarget\n[MAX 2 9 ]\t9\n");
+    fixture_put(dir, "", "new_aan_pairs.train.tsv", "1\tA\tB\tone\ttwo\n0\tC\tD\tx\ty\n");
+    fixture_put(dir, "", "new_aan_pairs.eval.tsv", "0\tC\tD\tone\ttwo\n");
+    fixture_put(dir, "", "new_aan_pairs.test.tsv", "1\tE\tF\tthree\tfour\n");
+    char want[1024];
+    const char *tail = dir + strlen("/tmp/xb-id\"q\\-"); /* mkdtemp's six characters */
+    const char *lo[] = {"source", "files", "data_dir", dir};
+    Dataset d;
+    load_task(&d, "listops", lo, 4, 1);
+    snprintf(want, sizeof want,
+             "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"/tmp/xb-id\\\"q\\\\-%s\","
+             "\"files\":{\"basic_train.tsv\":\"97c717227668ced9\",\"basic_val.tsv\":"
+             "\"97c717227668ced9\",\"basic_test.tsv\":\"97c717227668ced9\"},\"parens\":false}",
+             tail);
+    assert_identity(&d, want);
+    dataset_free(&d);
+    const char *aan[] = {"source", "aan", "data_dir", dir, "max_bytes", "16"};
+    load_task(&d, "retrieval", aan, 6, 1);
+    snprintf(want, sizeof want,
+             "{\"task\":\"retrieval\",\"source\":\"aan\",\"data_dir\":\"/tmp/xb-id\\\"q\\\\-%s\","
+             "\"files\":\"76c424702d224d2c\",\"max_bytes\":16}",
+             tail);
+    assert_identity(&d, want);
+    dataset_free(&d);
+    fixture_rmdir(dir);
+}
+END_TEST
+
+/* However long (up to an option's 511 bytes) and however many characters need escaping, the
+ * directory is in the identity whole. */
+START_TEST(test_identity_holds_the_whole_data_dir_however_long) {
+    char dir[512] = "/tmp/xb-id-long-XXXXXX", want[2048], escaped[1024];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const size_t top = strlen(dir);
+    while (strlen(dir) + 21 < 490) /* 484 bytes: fixture_put takes paths below 512 */
+        strcat(dir, "/\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"q");
+    const char *const names[] = {"basic_train.tsv", "basic_val.tsv", "basic_test.tsv"};
+    for (int k = 0; k < 3; k++) fixture_put(dir, "", names[k], "Source\tTarget\n[MAX 2 9 ]\t9\n");
+    size_t n = 0;
+    for (const char *c = dir; *c; c++) {
+        if (*c == '"') escaped[n++] = '\\';
+        escaped[n++] = *c;
+    }
+    escaped[n] = '\0';
+    const char *lo[] = {"source", "files", "data_dir", dir};
+    Dataset d;
+    load_task(&d, "listops", lo, 4, 1);
+    snprintf(want, sizeof want,
+             "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"%s\",\"files\":{"
+             "\"basic_train.tsv\":\"97c717227668ced9\",\"basic_val.tsv\":\"97c717227668ced9\","
+             "\"basic_test.tsv\":\"97c717227668ced9\"},\"parens\":false}",
+             escaped);
+    assert_identity(&d, want);
+    dataset_free(&d);
+    dir[top] = '\0';
+    fixture_rmdir(dir);
+}
+END_TEST
+
+/* Identity number k of test_dataset_validate_refuses_an_identity_the_report_cannot_hold. */
+static void odd_identity(DatasetId *id, int k) {
+    memset(id, 0, sizeof *id);
+    if (k == 1 || k == 2) { /* the task's name not first, or not a string */
+        if (k == 1) dataset_id_str(id, "name", "parity");
+        if (k == 2) dataset_id_int(id, "task", 1);
+        return;
+    }
+    if (k == 0) return; /* no fields */
+    dataset_id_str(id, "task", "parity");
+    if (k == 3 || k == 7 || k == 8) { /* a key twice; nested at the top; an unknown kind */
+        dataset_id_int(id, "a", 1);
+        dataset_id_int(id, k == 3 ? "a" : "b", 2);
+        if (k == 7) id->f[2].depth = 1;
+        if (k == 8) id->f[2].kind = DATASET_ID_KINDS;
+        return;
+    }
+    dataset_id_begin(id, "files");
+    dataset_id_hash(id, "a", 1);
+    if (k == 4) dataset_id_hash(id, "a", 2); /* a key twice in one object */
+    if (k == 6) return;                      /* an object left open */
+    dataset_id_end(id);
+    dataset_id_begin(id, "more"); /* k == 5: the same key in two objects is fine */
+    dataset_id_hash(id, "a", 1);
+    dataset_id_end(id);
+}
+
+/* dataset_validate holds every dataset to an identity the report can hold: at least a field, the
+ * task's name first, no key twice at the top or within an object, fields of known kinds nested
+ * only in objects. */
+START_TEST(test_dataset_validate_refuses_an_identity_the_report_cannot_hold) {
+    const char *kv[] = {"num_train", "4", "num_val", "2", "num_test", "2", "max_length", "40"};
+    static const char *const want[] = {
+        "t.yaml: the dataset's identity has 0 fields (valid: 1 to 40)",
+        "t.yaml: the dataset's identity starts with the key \"name\" (valid: \"task\", the "
+        "task's name)",
+        "t.yaml: the dataset's identity has a \"task\" that is not a string (valid: the task's "
+        "name)",
+        "t.yaml: the dataset's identity has the key \"a\" twice",
+        "t.yaml: the dataset's identity has the key \"a\" twice in \"files\"",
+        "",
+        "t.yaml: the dataset's identity has an object left open",
+        "t.yaml: the dataset's identity field 2 (\"b\") is nested where no object is open",
+        "t.yaml: the dataset's identity field 2 (\"b\") is of no known kind",
+    };
+    Dataset d;
+    load_task(&d, "parity", kv, 8, 1);
+    for (int k = 0; k < (int)(sizeof want / sizeof want[0]); k++) {
+        odd_identity(&d.id, k);
+        XbError err;
+        xb_error_clear(&err);
+        char msg[1024] = "";
+        if (dataset_validate(&d, "t.yaml", &err)) xb_error_format(&err, msg, sizeof msg);
+        ck_assert_msg(!strcmp(msg, want[k]), "%d: %s", k, msg);
+    }
+    dataset_free(&d);
+}
+END_TEST
+
+/* Pathfinder's generator settings: integers, numbers as %g prints them, the list of margins. */
+START_TEST(test_identity_of_generated_pathfinder_pins_numbers_and_margins) {
+    const char *p128[] = {"resolution", "128",     "difficulty", "intermediate", "num_train",
+                          "2",          "num_val", "1",          "num_test",     "1"};
+    Dataset d;
+    load_task(&d, "pathfinder", p128, 10, 3);
+    assert_identity(&d, "{\"task\":\"pathfinder\",\"source\":\"generate\",\"generator\":"
+                        "\"linsley-snakes2\",\"seed\":3,\"resolution\":128,\"difficulty\":"
+                        "\"intermediate\",\"num_train\":2,\"num_val\":1,\"num_test\":1,"
+                        "\"contour_length\":9,\"distractors\":11,\"distractor_length\":3,"
+                        "\"paddle_length\":5,\"thickness\":1.5,\"margins\":[2,3],\"padding\":1,"
+                        "\"marker_radius\":3,\"seed_distance\":20,\"continuity\":1.8,"
+                        "\"contrast\":0.9}");
+    dataset_free(&d);
+    const char *p32[] = {"num_train", "4", "num_val", "2", "num_test", "2"};
+    load_task(&d, "pathfinder", p32, 6, 3);
+    assert_identity(&d, "{\"task\":\"pathfinder\",\"source\":\"generate\",\"generator\":"
+                        "\"linsley-snakes2\",\"seed\":3,\"resolution\":32,\"difficulty\":"
+                        "\"hard\",\"num_train\":4,\"num_val\":2,\"num_test\":2,"
+                        "\"contour_length\":14,\"distractors\":5,\"distractor_length\":4,"
+                        "\"paddle_length\":2,\"thickness\":0.5,\"margins\":[1,1],\"padding\":1,"
+                        "\"marker_radius\":1.5,\"seed_distance\":7,\"continuity\":1,"
+                        "\"contrast\":1.5}");
+    dataset_free(&d);
+}
+END_TEST
+
 static Suite *report_suite(void) {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("build");
@@ -1041,6 +1253,13 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_report_peak_rss_grows_with_touched_memory);
     tcase_add_test(tc, test_report_reset_peak_rss_leaves_out_memory_freed_before);
     tcase_add_test(tc, test_report_sample_reports_read_back);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("identity");
+    tcase_add_test(tc, test_identity_of_generated_data_is_pinned);
+    tcase_add_test(tc, test_identity_of_files_names_them_and_escapes_the_directory);
+    tcase_add_test(tc, test_identity_holds_the_whole_data_dir_however_long);
+    tcase_add_test(tc, test_dataset_validate_refuses_an_identity_the_report_cannot_hold);
+    tcase_add_test(tc, test_identity_of_generated_pathfinder_pins_numbers_and_margins);
     suite_add_tcase(s, tc);
     return s;
 }

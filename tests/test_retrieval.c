@@ -91,8 +91,8 @@ START_TEST(test_spam_spans_pair_heads_with_their_tail_and_a_neighbour_tail) {
     ck_assert_int_eq(d.train.n, 2 * 40);
     ck_assert_int_eq(d.val.n, 2 * 5);
     ck_assert_int_eq(d.test.n, 2 * 5);
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"seed\":7,\"max_bytes\":4000,\"min_half\":32,"
-                                             "\"dropped\":3}")); /* duplicate, empty, short */
+    ck_assert(fixture_identity_has(&d, "\"seed\":7,\"max_bytes\":4000,\"min_half\":32,"
+                                       "\"dropped\":3}")); /* duplicate, empty, short */
     const Split *sp[3] = {&d.train, &d.val, &d.test};
     int split_of[NHAM + NSPAM], pos_of[NHAM + NSPAM], neg_of[NHAM + NSPAM];
     for (int i = 0; i < NHAM + NSPAM; i++) split_of[i] = -1, pos_of[i] = neg_of[i] = 0;
@@ -134,7 +134,7 @@ START_TEST(test_spam_spans_pair_heads_with_their_tail_and_a_neighbour_tail) {
     Dataset d2;
     ck_assert_int_eq(load(&d2, &v, 7, msg, sizeof msg), 0);
     ck_assert_str_eq(d2.checksum, d.checksum);
-    ck_assert_str_eq(d2.identity, d.identity);
+    fixture_identity_eq(&d2, &d);
     dataset_free(&d2);
     ck_assert_int_eq(load(&d2, &v, 8, msg, sizeof msg), 0);
     ck_assert_str_ne(d2.checksum, d.checksum);
@@ -179,7 +179,7 @@ START_TEST(test_aan_tsv_rows_labels_and_texts_as_they_stand) {
     ck_assert_str_eq(b, "b'Unrelate"); /* CR LF ends the row */
     doc(&d.test, 0, 1, b, sizeof b);
     ck_assert_str_eq(b, "four"); /* no final newline */
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"source\":\"aan\""));
+    ck_assert(fixture_identity_has(&d, "\"source\":\"aan\""));
     dataset_free(&d);
     fixture_rmdir(dir);
 }

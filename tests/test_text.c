@@ -80,7 +80,7 @@ START_TEST(test_spam_assassin_layout_bodies_dedup_and_fixed_stratified_split) {
         }
     }
     ck_assert_int_eq(spam, 8);
-    ck_assert_ptr_nonnull(strstr(d.identity, "\"dropped\":2"));
+    ck_assert(fixture_identity_has(&d, "\"dropped\":2"));
     dataset_free(&d);
     fixture_rmdir(dir);
 }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "core/xassert.h"
+#include "report/report.h"
 #include "tasks/cache.h"
 #include "tasks/export.h"
 #include "tasks/task.h"
@@ -121,7 +122,9 @@ static void print_dataset(const TaskSpec *t, const Dataset *ds, double seconds, 
     split_stats("train", &ds->train, ds->n_classes);
     split_stats("val", &ds->val, ds->n_classes);
     split_stats("test", &ds->test, ds->n_classes);
-    printf("  identity %s\n  checksum %s\n", ds->identity, ds->checksum);
+    char *identity = report_dataset_identity_text(&ds->id);
+    printf("  identity %s\n  checksum %s\n", identity, ds->checksum);
+    free(identity);
     static const char *const how[] = {[CACHE_NONE] = "",
                                       [CACHE_HIT] = "read from",
                                       [CACHE_WRITTEN] = "written to",

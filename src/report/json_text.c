@@ -25,6 +25,7 @@
 typedef struct {
     char *buf;
     size_t n, cap;
+    int compact; /* 1: on one line, no spaces */
 } Sb;
 
 static void sb_put(Sb *s, const char *p, size_t n) {
@@ -40,7 +41,10 @@ static void sb_put(Sb *s, const char *p, size_t n) {
 
 static void sb_str(Sb *s, const char *p) { sb_put(s, p, strlen(p)); }
 
-static void sb_indent(Sb *s, int depth) {
+/* A new line at depth (nothing when compact). */
+static void sb_newline(Sb *s, int depth) {
+    if (s->compact) return;
+    sb_put(s, "\n", 1);
     for (int i = 0; i < depth; i++) sb_put(s, "  ", 2);
 }
 
@@ -119,33 +123,23 @@ static void print_value(Sb *s, const cJSON *j, int depth) {
         for (const cJSON *c = j->child; c; c = c->next) flat = flat && is_scalar(c);
         sb_put(s, "[", 1);
         for (const cJSON *c = j->child; c; c = c->next) {
-            if (!flat) {
-                sb_put(s, "\n", 1);
-                sb_indent(s, depth + 1);
-            }
+            if (!flat) sb_newline(s, depth + 1);
             print_value(s, c, depth + 1);
-            if (c->next) sb_put(s, flat ? ", " : ",", flat ? 2 : 1);
+            if (c->next) sb_str(s, flat && !s->compact ? ", " : ",");
         }
-        if (!flat && j->child) {
-            sb_put(s, "\n", 1);
-            sb_indent(s, depth);
-        }
+        if (!flat && j->child) sb_newline(s, depth);
         sb_put(s, "]", 1);
     } else {
         XB_ASSERT(cJSON_IsObject(j));
         sb_put(s, "{", 1);
         for (const cJSON *c = j->child; c; c = c->next) {
-            sb_put(s, "\n", 1);
-            sb_indent(s, depth + 1);
+            sb_newline(s, depth + 1);
             print_string(s, c->string);
-            sb_put(s, ": ", 2);
+            sb_str(s, s->compact ? ":" : ": ");
             print_value(s, c, depth + 1);
             if (c->next) sb_put(s, ",", 1);
         }
-        if (j->child) {
-            sb_put(s, "\n", 1);
-            sb_indent(s, depth);
-        }
+        if (j->child) sb_newline(s, depth);
         sb_put(s, "}", 1);
     }
 }
@@ -154,6 +148,12 @@ char *report_json_print(const cJSON *j) {
     Sb s = {0};
     print_value(&s, j, 0);
     sb_put(&s, "\n", 1);
+    return s.buf;
+}
+
+char *report_json_print_compact(const cJSON *j) {
+    Sb s = {.compact = 1};
+    print_value(&s, j, 0);
     return s.buf;
 }
 

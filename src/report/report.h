@@ -63,6 +63,7 @@ typedef struct RunContext {
 
 struct ExperimentConfig;
 struct Dataset;
+struct DatasetId;
 
 /* The report of a finished run of cfg on ds (report_build's document, owned by the caller). */
 struct cJSON *report_from_run(const struct ExperimentConfig *cfg, const struct Dataset *ds,
@@ -80,7 +81,7 @@ typedef struct RunReport {
     int threads;   /* per process */
     int processes; /* that trained the run together (data-parallel); 0 or 1: one */
 
-    const char *dataset_identity; /* JSON object text (Dataset.identity) */
+    const struct DatasetId *dataset_id; /* what made the data (Dataset.id; not owned) */
     const char *dataset_checksum;
     int train_n, val_n, test_n, vocab_size, n_classes;
     int sequence; /* 1: a sequence task (per-position targets): accuracies are per target
@@ -112,6 +113,14 @@ typedef struct RunReport {
     const CalibProbe *probe;
 } RunReport;
 
+/* A dataset's identity (tasks/identity.h) as the report's `dataset.identity` object: its fields
+ * in order, a hash as 16 hex digits, an object field's fields inside it. id must pass
+ * dataset_id_check (every dataset is checked before a run; asserted). Owned by the caller. */
+struct cJSON *report_dataset_identity(const struct DatasetId *id);
+/* The same object as compact JSON text (report_json_print_compact), as `data` prints it;
+ * malloc'ed, owned by the caller. */
+char *report_dataset_identity_text(const struct DatasetId *id);
+
 /* Builds the report document (with schema_version, tool and environment); owned by the caller. */
 struct cJSON *report_build(const RunReport *r);
 /* Writes doc to path atomically (creates missing directories, writes path.tmp, fsync, rename;
@@ -134,6 +143,9 @@ struct cJSON *report_environment(int threads);
  * doubles, which cJSON_Print does not guarantee; NaN and infinities print as null
  * (json_text.c). Owned by the caller (free). */
 char *report_json_print(const struct cJSON *j);
+/* j as JSON text on one line, without spaces or a final newline, with report_json_print's numbers
+ * and strings (json_text.c). Owned by the caller (free). */
+char *report_json_print_compact(const struct cJSON *j);
 /* Checks that text[0..n) is one JSON document (RFC 8259, strict). Returns 0, or -1 with *pos the
  * byte offset of the first error and *msg what is wrong (a static string) (json_text.c). */
 int report_json_check(const char *text, size_t n, size_t *pos, const char **msg);

@@ -1,7 +1,7 @@
 /* The data cache (see cache.h). A file holds one Dataset: a header with the key material (task,
  * options, seed and the generators' source hash, checked word for word on reading, so a hash
  * collision cannot serve another dataset) and the dataset's own identity (vocabulary, classes,
- * flags, identity text, checksum), then each split's counts and arrays, in the machine's byte
+ * flags, identity fields, checksum), then each split's counts and arrays, in the machine's byte
  * order (a file from another byte order fails its marker), then a CRC-32 of every byte before it.
  * Reading checks each size against the file's size before allocating, the CRC at the end, and the
  * dataset (dataset_validate) before a model sees it; anything wrong means "not in the cache": the
@@ -24,7 +24,7 @@
 #include "core/xassert.h"
 #include "tasks/tasks_hash.h" /* XB_TASKS_SOURCE_HASH: the generators' source, hashed by Meson */
 
-#define CACHE_MAGIC "XBDSET03"
+#define CACHE_MAGIC "XBDSET04" /* 04: the identity as typed fields (tasks/identity.h) */
 #define CACHE_ENDIAN 0x01020304u
 #define CACHE_MAX_KEY 24576
 
@@ -111,6 +111,42 @@ static void put_tokens(CacheFile *f, const int32_t *t, size_t n, int width) {
     }
 }
 
+/* The identity: its field count, then each field's kind, depth, key length and key, then its
+ * value by kind: a string's length and bytes, an integer or a boolean (int64), a number (double),
+ * a hash (uint64), a list's count and integers (int64); an object has none (its fields follow). */
+static void put_id(CacheFile *c, const DatasetId *id) {
+    put_i64(c, id->n);
+    for (int i = 0; i < id->n; i++) {
+        const DatasetIdField *f = &id->f[i];
+        put_i64(c, f->kind);
+        put_i64(c, f->depth);
+        put_i64(c, (int64_t)strlen(f->key));
+        put(c, f->key, 1, strlen(f->key));
+        switch (f->kind) {
+        case DATASET_ID_STR:
+            put_i64(c, f->n);
+            put(c, dataset_id_text(id, f), 1, (size_t)f->n);
+            break;
+        case DATASET_ID_INT:
+        case DATASET_ID_BOOL:
+            put_i64(c, f->v.i);
+            break;
+        case DATASET_ID_NUM:
+            put(c, &f->v.x, sizeof f->v.x, 1);
+            break;
+        case DATASET_ID_HASH:
+            put(c, &f->v.hash, sizeof f->v.hash, 1);
+            break;
+        case DATASET_ID_LIST:
+            put_i64(c, f->n);
+            put(c, f->v.list, sizeof *f->v.list, (size_t)f->n);
+            break;
+        default: /* an object: its fields follow */
+            break;
+        }
+    }
+}
+
 static void put_split(CacheFile *f, const Split *s, int width) {
     const int64_t docs = split_docs(s), nd = (int64_t)s->n * docs;
     const int64_t ntok = s->n ? s->offsets[nd] : 0;
@@ -179,7 +215,7 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     }
     CacheFile c = {.f = f, .crc = (uint32_t)crc32(0L, Z_NULL, 0)};
     const uint32_t endian = CACHE_ENDIAN;
-    const int64_t key_len = (int64_t)strlen(key), id_len = (int64_t)strlen(d->identity);
+    const int64_t key_len = (int64_t)strlen(key);
     put(&c, CACHE_MAGIC, 1, 8);
     put(&c, &endian, sizeof endian, 1);
     put_i64(&c, key_len);
@@ -188,8 +224,7 @@ static int cache_write(const char *path, const char *key, const Dataset *d) {
     put_i64(&c, d->vocab_size);
     put_i64(&c, d->n_classes);
     put_i64(&c, d->sequence);
-    put_i64(&c, id_len);
-    put(&c, d->identity, 1, (size_t)id_len);
+    put_id(&c, &d->id);
     put(&c, d->checksum, 1, 16);
     const int width = token_width(d->vocab_size);
     put_split(&c, &d->train, width);
@@ -241,6 +276,49 @@ static int get_tokens(CacheFile *c, int32_t *t, size_t n, int width) {
             if (width == 2) memcpy(&h, buf + 2 * i, 2);
             t[a + i] = h;
         }
+    }
+    return 0;
+}
+
+/* Reads one identity field's value into f (a string's into str, DATASET_ID_TEXT bytes): -1 when
+ * it is cut short, too long or holds a NUL. */
+static int get_id_value(CacheFile *c, DatasetIdField *f, char *str) {
+    int64_t n;
+    switch (f->kind) {
+    case DATASET_ID_STR:
+        if (get_i64(c, &n, 0, DATASET_ID_TEXT - 1) || get(c, str, 1, (size_t)n)) return -1;
+        str[n] = '\0';
+        return strlen(str) == (size_t)n ? 0 : -1;
+    case DATASET_ID_INT:
+    case DATASET_ID_BOOL:
+        return get(c, &f->v.i, sizeof f->v.i, 1);
+    case DATASET_ID_NUM:
+        return get(c, &f->v.x, sizeof f->v.x, 1);
+    case DATASET_ID_HASH:
+        return get(c, &f->v.hash, sizeof f->v.hash, 1);
+    case DATASET_ID_LIST:
+        if (get_i64(c, &n, 1, DATASET_ID_INTS)) return -1;
+        f->n = (int)n;
+        return get(c, f->v.list, sizeof *f->v.list, (size_t)n);
+    default:
+        return 0;
+    }
+}
+
+/* Reads the identity put_id wrote into id; -1 when it is cut short or does not fit (dataset_id_add
+ * checks each field's kind, depth, key and value). */
+static int get_id(CacheFile *c, DatasetId *id) {
+    int64_t n, kind, depth, key_len;
+    char str[DATASET_ID_TEXT];
+    if (get_i64(c, &n, 1, DATASET_ID_FIELDS)) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        DatasetIdField f = {0};
+        if (get_i64(c, &kind, 0, DATASET_ID_KINDS - 1) || get_i64(c, &depth, 0, 1) ||
+            get_i64(c, &key_len, 1, DATASET_ID_KEY - 1) || get(c, f.key, 1, (size_t)key_len) ||
+            strlen(f.key) != (size_t)key_len)
+            return -1;
+        f.kind = (DatasetIdKind)kind, f.depth = (int)depth;
+        if (get_id_value(c, &f, str) || dataset_id_add(id, &f, str)) return -1;
     }
     return 0;
 }
@@ -307,7 +385,7 @@ static int cache_read(const TaskSpec *t, const char *path, const char *key, Data
     }
     char magic[8], checksum[17] = {0};
     uint32_t endian, crc;
-    int64_t key_len, v[4], id_len;
+    int64_t key_len, v[4];
     char *stored = NULL;
     int rc = 0;
     if (get(&c, magic, 1, 8) || memcmp(magic, CACHE_MAGIC, 8) ||
@@ -318,15 +396,16 @@ static int cache_read(const TaskSpec *t, const char *path, const char *key, Data
              memcmp(stored, key, (size_t)key_len))
         rc = fault(cf, "it holds another dataset (task, options, seed or generators)");
     else if (get_i64(&c, &v[0], 0, 1) || get_i64(&c, &v[1], 2, INT32_MAX) ||
-             get_i64(&c, &v[2], 1, INT32_MAX) || get_i64(&c, &v[3], 0, 1) ||
-             get_i64(&c, &id_len, 0, (int64_t)sizeof d->identity - 1) ||
-             get(&c, d->identity, 1, (size_t)id_len) || get(&c, checksum, 1, 16))
+             get_i64(&c, &v[2], 1, INT32_MAX) || get_i64(&c, &v[3], 0, 1))
+        rc = fault(cf, "its header is out of range or cut short");
+    else if (get_id(&c, &d->id))
+        rc = fault(cf, "its dataset identity is out of range or cut short");
+    else if (get(&c, checksum, 1, 16))
         rc = fault(cf, "its header is out of range or cut short");
     free(stored);
     if (!rc) {
         d->pairs = (int)v[0], d->vocab_size = (int)v[1], d->n_classes = (int)v[2];
         d->sequence = (int)v[3];
-        d->identity[id_len] = '\0';
         const int w = token_width(d->vocab_size);
         rc = get_split(&c, &d->train, w, cf) || get_split(&c, &d->val, w, cf) ||
                      get_split(&c, &d->test, w, cf)

@@ -1,5 +1,4 @@
 /* What every task's dataset shares: freeing, checksums, padded batches, the majority baseline. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,12 +113,9 @@ int dataset_validate(const Dataset *d, const char *where, XbError *err) {
                             "a vocabulary of %d ids and %d classes, pairs %d, sequence %d (valid: "
                             "at least 2 ids and 2 classes, flags 0 or 1)",
                             d->vocab_size, d->n_classes, d->pairs, d->sequence);
-    /* the report carries the identity as a JSON object */
-    cJSON *id = memchr(d->identity, '\0', sizeof d->identity) ? cJSON_Parse(d->identity) : NULL;
-    const int id_ok = cJSON_IsObject(id);
-    cJSON_Delete(id);
-    if (!id_ok)
-        return xb_error_set(err, where, 0, 0, NULL, "the dataset's identity is not a JSON object");
+    char why[200];
+    if (dataset_id_check(&d->id, why, sizeof why)) /* the report holds it */
+        return xb_error_set(err, where, 0, 0, NULL, "the dataset's identity %s", why);
     static const char *const names[3] = {"train", "val", "test"};
     const Split *splits[3] = {&d->train, &d->val, &d->test};
     for (int k = 0; k < 3; k++)
@@ -181,25 +177,6 @@ int64_t dataset_max_length(const Split *s) {
     int64_t m = 0;
     for (int j = 0; j < s->n * split_docs(s); j++) m = XB_MAX(m, s->offsets[j + 1] - s->offsets[j]);
     return m;
-}
-
-void dataset_json_escape(char *out, size_t n, const char *s) {
-    size_t k = 0;
-    for (; *s; s++) {
-        char e[8];
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            snprintf(e, sizeof e, "\\%c", c);
-        else if (c < 0x20)
-            snprintf(e, sizeof e, "\\u%04x", c);
-        else
-            e[0] = (char)c, e[1] = '\0';
-        const size_t m = strlen(e);
-        if (k + m + 1 > n) break;
-        memcpy(out + k, e, m);
-        k += m;
-    }
-    out[k] = '\0';
 }
 
 void dataset_show(char *out, size_t n, const char *s, size_t len) {

@@ -318,16 +318,16 @@ static int image_load(Dataset *d, const OptValues *v, uint64_t seed, const char 
     to_split(&d->val, &tr, tr.n - nval, nval);
     to_split(&d->test, &te, 0, nte);
     images_free(&tr), images_free(&te);
-    char dir_json[640];
-    dataset_json_escape(dir_json, sizeof dir_json, dir);
-    size_t k = (size_t)snprintf(d->identity, sizeof d->identity,
-                                "{\"task\":\"image\",\"source\":\"%s\",\"data_dir\":\"%s\","
-                                "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"files\":{",
-                                SOURCES[src], dir_json, ntr, nval, nte);
-    for (int f = 0; f < nf && k < sizeof d->identity; f++)
-        k += (size_t)snprintf(d->identity + k, sizeof d->identity - k, "%s\"%s\":\"%016llx\"",
-                              f ? "," : "", files[f], (unsigned long long)h[f]);
-    if (k < sizeof d->identity) snprintf(d->identity + k, sizeof d->identity - k, "}}");
+    DatasetId *id = &d->id;
+    dataset_id_str(id, "task", "image");
+    dataset_id_str(id, "source", SOURCES[src]);
+    dataset_id_str(id, "data_dir", dir);
+    dataset_id_int(id, "num_train", ntr);
+    dataset_id_int(id, "num_val", nval);
+    dataset_id_int(id, "num_test", nte);
+    dataset_id_begin(id, "files");
+    for (int f = 0; f < nf; f++) dataset_id_hash(id, files[f], h[f]);
+    dataset_id_end(id);
     dataset_checksum(d);
     return 0;
 }

@@ -373,12 +373,19 @@ static int generate(Dataset *d, const OptValues *v, uint64_t seed, const char *s
         first += counts[k];
     }
     free(pool.t), free(off), free(lab);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"listops\",\"generator\":\"lra-listops\",\"source\":\"generate\","
-             "\"seed\":%llu,\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_length\":%d,"
-             "\"max_length\":%d,\"max_depth\":%d,\"max_args\":%d,\"parens\":%s}",
-             (unsigned long long)seed, ntr, nva, nte, minl, maxl, g.max_depth, g.max_args,
-             parens ? "true" : "false");
+    DatasetId *id = &d->id;
+    dataset_id_str(id, "task", "listops");
+    dataset_id_str(id, "generator", "lra-listops");
+    dataset_id_str(id, "source", "generate");
+    dataset_id_uint(id, "seed", seed);
+    dataset_id_int(id, "num_train", ntr);
+    dataset_id_int(id, "num_val", nva);
+    dataset_id_int(id, "num_test", nte);
+    dataset_id_int(id, "min_length", minl);
+    dataset_id_int(id, "max_length", maxl);
+    dataset_id_int(id, "max_depth", g.max_depth);
+    dataset_id_int(id, "max_args", g.max_args);
+    dataset_id_bool(id, "parens", parens);
     return 0;
 }
 
@@ -540,9 +547,6 @@ static int read_tsv(Split *s, const char *path, int parens, uint64_t *hash, XbEr
     return 0;
 }
 
-/* Writes s as the inside of a JSON string into out (n bytes); a string too long to fit is cut at a
- * character boundary (the identity has room for about 640 bytes of directory). */
-
 static int load_files(Dataset *d, const OptValues *v, const char *source, XbError *err) {
     const char *dir = opt_str(v, listops_opts, NOPTS, "data_dir");
     const int parens = opt_bool(v, listops_opts, NOPTS, "parens");
@@ -556,13 +560,14 @@ static int load_files(Dataset *d, const OptValues *v, const char *source, XbErro
         snprintf(path, sizeof path, "%s/%s", dir, FILES[k]);
         if (read_tsv(splits[k], path, parens, &h[k], err)) return -1;
     }
-    char dir_json[640];
-    dataset_json_escape(dir_json, sizeof dir_json, dir);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"listops\",\"source\":\"files\",\"data_dir\":\"%s\",\"files\":{"
-             "\"%s\":\"%016llx\",\"%s\":\"%016llx\",\"%s\":\"%016llx\"},\"parens\":%s}",
-             dir_json, FILES[0], (unsigned long long)h[0], FILES[1], (unsigned long long)h[1],
-             FILES[2], (unsigned long long)h[2], parens ? "true" : "false");
+    DatasetId *id = &d->id;
+    dataset_id_str(id, "task", "listops");
+    dataset_id_str(id, "source", "files");
+    dataset_id_str(id, "data_dir", dir);
+    dataset_id_begin(id, "files");
+    for (int k = 0; k < 3; k++) dataset_id_hash(id, FILES[k], h[k]);
+    dataset_id_end(id);
+    dataset_id_bool(id, "parens", parens);
     return 0;
 }
 

@@ -147,17 +147,43 @@ static int load_files(Dataset *d, const OptValues *v, int res, int diff, const c
         count[k] = want && want < avail[k] ? want : avail[k];
         files_split(splits[k], &f, start[k], count[k]);
     }
-    char dir_json[640];
-    dataset_json_escape(dir_json, sizeof dir_json, dir);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"pathfinder\",\"source\":\"files\",\"data_dir\":\"%s\","
-             "\"resolution\":%d,\"difficulty\":\"%s\",\"num_train\":%d,\"num_val\":%d,"
-             "\"num_test\":%d,\"metadata_files\":%d,\"examples\":%d,\"empty_images_skipped\":%d,"
-             "\"files_fnv1a64\":\"%016llx\"}",
-             dir_json, res, DIFFICULTIES[diff], count[0], count[1], count[2], f.n_meta, f.n,
-             f.skipped, (unsigned long long)f.hash);
+    DatasetId *id = &d->id;
+    dataset_id_str(id, "task", "pathfinder");
+    dataset_id_str(id, "source", "files");
+    dataset_id_str(id, "data_dir", dir);
+    dataset_id_int(id, "resolution", res);
+    dataset_id_str(id, "difficulty", DIFFICULTIES[diff]);
+    for (int k = 0; k < 3; k++) dataset_id_int(id, COUNT_KEYS[k], count[k]);
+    dataset_id_int(id, "metadata_files", f.n_meta);
+    dataset_id_int(id, "examples", f.n);
+    dataset_id_int(id, "empty_images_skipped", f.skipped);
+    dataset_id_hash(id, "files_fnv1a64", f.hash);
     pf_files_free(&f);
     return 0;
+}
+
+/* The identity of generated data: the seed, the options and the generator's settings. */
+static void generated_identity(DatasetId *id, const PfParams *p, uint64_t seed, int res, int diff,
+                               const int count[3]) {
+    dataset_id_str(id, "task", "pathfinder");
+    dataset_id_str(id, "source", "generate");
+    dataset_id_str(id, "generator", "linsley-snakes2");
+    dataset_id_uint(id, "seed", seed);
+    dataset_id_int(id, "resolution", res);
+    dataset_id_str(id, "difficulty", DIFFICULTIES[diff]);
+    for (int k = 0; k < 3; k++) dataset_id_int(id, COUNT_KEYS[k], count[k]);
+    dataset_id_int(id, "contour_length", p->contour_len);
+    dataset_id_int(id, "distractors", p->n_distractors);
+    dataset_id_int(id, "distractor_length", p->distractor_len);
+    dataset_id_num(id, "paddle_length", p->paddle_len);
+    dataset_id_num(id, "thickness", p->thickness);
+    const int margins[2] = {p->margins[0], p->n_margins > 1 ? p->margins[1] : p->margins[0]};
+    dataset_id_list(id, "margins", margins, 2);
+    dataset_id_int(id, "padding", p->padding);
+    dataset_id_num(id, "marker_radius", p->marker_radius);
+    dataset_id_num(id, "seed_distance", p->seed_distance);
+    dataset_id_num(id, "continuity", p->continuity);
+    dataset_id_num(id, "contrast", p->contrast);
 }
 
 static int pathfinder_load(Dataset *d, const OptValues *v, uint64_t seed, const char *source,
@@ -190,17 +216,7 @@ static int pathfinder_load(Dataset *d, const OptValues *v, uint64_t seed, const 
                                 "task.num_train, num_val and num_test lower",
                                 (long long)total, res, res);
         rc = generate(d, &p, count, seed);
-        snprintf(d->identity, sizeof d->identity,
-                 "{\"task\":\"pathfinder\",\"source\":\"generate\",\"generator\":"
-                 "\"linsley-snakes2\",\"seed\":%llu,\"resolution\":%d,\"difficulty\":\"%s\","
-                 "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"contour_length\":%d,"
-                 "\"distractors\":%d,\"distractor_length\":%d,\"paddle_length\":%g,"
-                 "\"thickness\":%g,\"margins\":[%d,%d],\"padding\":%d,\"marker_radius\":%g,"
-                 "\"seed_distance\":%g,\"continuity\":%g,\"contrast\":%g}",
-                 (unsigned long long)seed, res, DIFFICULTIES[diff], count[0], count[1], count[2],
-                 p.contour_len, p.n_distractors, p.distractor_len, p.paddle_len, p.thickness,
-                 p.margins[0], p.n_margins > 1 ? p.margins[1] : p.margins[0], p.padding,
-                 p.marker_radius, p.seed_distance, p.continuity, p.contrast);
+        generated_identity(&d->id, &p, seed, res, diff, count);
     }
     if (rc) {
         dataset_free(d);

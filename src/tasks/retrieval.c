@@ -309,20 +309,17 @@ static int retrieval_load(Dataset *out, const OptValues *v, uint64_t seed, const
                             out->train.n, out->val.n, out->test.n,
                             src == SRC_SPAM ? CORPUS_SPAM_HINT : AAN_HINT);
     }
-    char dir_json[640];
-    dataset_json_escape(dir_json, sizeof dir_json, dir);
-    if (src == SRC_SPAM)
-        snprintf(out->identity, sizeof out->identity,
-                 "{\"task\":\"retrieval\",\"source\":\"spam-assassin\",\"data_dir\":\"%s\","
-                 "\"files\":\"%016llx\",\"seed\":%llu,\"max_bytes\":%zu,\"min_half\":%zu,"
-                 "\"dropped\":%d}",
-                 dir_json, (unsigned long long)h, (unsigned long long)seed, max_bytes, min_half,
-                 dropped);
-    else
-        snprintf(out->identity, sizeof out->identity,
-                 "{\"task\":\"retrieval\",\"source\":\"aan\",\"data_dir\":\"%s\","
-                 "\"files\":\"%016llx\",\"max_bytes\":%zu}",
-                 dir_json, (unsigned long long)h, max_bytes);
+    DatasetId *id = &out->id;
+    dataset_id_str(id, "task", "retrieval");
+    dataset_id_str(id, "source", src == SRC_SPAM ? "spam-assassin" : "aan");
+    dataset_id_str(id, "data_dir", dir);
+    dataset_id_hash(id, "files", h);
+    if (src == SRC_SPAM) dataset_id_uint(id, "seed", seed);
+    dataset_id_int(id, "max_bytes", (int64_t)max_bytes);
+    if (src == SRC_SPAM) {
+        dataset_id_int(id, "min_half", (int64_t)min_half);
+        dataset_id_int(id, "dropped", dropped);
+    }
     dataset_checksum(out);
     return 0;
 }

@@ -114,6 +114,17 @@ void synth_generate(Dataset *d, const OptValues *v, const OptSpec *o, int n, uin
     }
 }
 
+void synth_identity(Dataset *d, const char *task, const char *generator, uint64_t seed,
+                    const char *const *keys, const int *values, int n) {
+    dataset_id_str(&d->id, "task", task);
+    dataset_id_str(&d->id, "generator", generator);
+    dataset_id_uint(&d->id, "seed", seed);
+    dataset_id_int(&d->id, "num_train", d->train.n);
+    dataset_id_int(&d->id, "num_val", d->val.n);
+    dataset_id_int(&d->id, "num_test", d->test.n);
+    for (int i = 0; i < n; i++) dataset_id_int(&d->id, keys[i], values[i]);
+}
+
 void synth_distinct(Rng *r, int32_t *out, int k, int n, unsigned char *seen) {
     for (int j = n - k, i = 0; j < n; j++, i++) {
         int x = (int)rng_below(r, (uint32_t)j + 1);
@@ -154,10 +165,8 @@ static int parity_load(Dataset *d, const OptValues *v, uint64_t seed, const char
     d->vocab_size = 3;
     d->n_classes = 2;
     synth_generate(d, v, parity_opts, NPAR, seed, lo, hi, 1, 0, parity_gen);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"parity\",\"generator\":\"parity\",\"seed\":%llu,\"num_train\":%d,"
-             "\"num_val\":%d,\"num_test\":%d,\"min_length\":%d,\"max_length\":%d}",
-             (unsigned long long)seed, d->train.n, d->val.n, d->test.n, lo, hi);
+    static const char *const keys[] = {"min_length", "max_length"};
+    synth_identity(d, "parity", "parity", seed, keys, (const int[]){lo, hi}, 2);
     dataset_checksum(d);
     return 0;
 }
@@ -201,11 +210,8 @@ static int recall_load(Dataset *d, const OptValues *v, uint64_t seed, const char
     d->vocab_size = K + V + 2;
     d->n_classes = V;
     synth_generate(d, v, recall_opts, NREC, seed, 2 * lo + 2, 2 * hi + 2, 2, 0, recall_gen);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"recall\",\"generator\":\"associative-recall\",\"seed\":%llu,"
-             "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_pairs\":%d,\"max_pairs\":%d,"
-             "\"keys\":%d,\"values\":%d}",
-             (unsigned long long)seed, d->train.n, d->val.n, d->test.n, lo, hi, K, V);
+    static const char *const keys[] = {"min_pairs", "max_pairs", "keys", "values"};
+    synth_identity(d, "recall", "associative-recall", seed, keys, (const int[]){lo, hi, K, V}, 4);
     dataset_checksum(d);
     return 0;
 }

@@ -47,6 +47,11 @@ int synth_check_counts(const OptValues *v, const OptSpec *o, int n, int64_t maxl
 void synth_generate(Dataset *d, const OptValues *v, const OptSpec *o, int n, uint64_t seed,
                     int minlen, int maxlen, int step, int targets, SynthGenFn gen);
 
+/* d's identity: task, generator, seed and the three split sizes, then the integer options keys[i]
+ * = values[i], i < n. */
+void synth_identity(Dataset *d, const char *task, const char *generator, uint64_t seed,
+                    const char *const *keys, const int *values, int n);
+
 /* out[0..k) = k distinct integers of [0, n) (k <= n): a uniform draw of the set (Floyd's
  * algorithm) in a uniformly random order (Fisher-Yates). seen: n bytes of scratch, zero on entry
  * and on return. */

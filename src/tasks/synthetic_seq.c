@@ -120,11 +120,8 @@ static int selcopy_load(Dataset *d, const OptValues *v, uint64_t seed, const cha
     d->vocab_size = S + 3;
     d->n_classes = S;
     synth_generate(d, v, selcopy_opts, NSEL, seed, lo + k, hi + k, 1, 1, selcopy_gen);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"selcopy\",\"generator\":\"selective-copying\",\"seed\":%llu,"
-             "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_length\":%d,"
-             "\"max_length\":%d,\"tokens\":%d,\"symbols\":%d}",
-             (unsigned long long)seed, d->train.n, d->val.n, d->test.n, lo, hi, k, S);
+    static const char *const keys[] = {"min_length", "max_length", "tokens", "symbols"};
+    synth_identity(d, "selcopy", "selective-copying", seed, keys, (const int[]){lo, hi, k, S}, 4);
     dataset_checksum(d);
     return 0;
 }
@@ -178,11 +175,9 @@ static int mqar_load(Dataset *d, const OptValues *v, uint64_t seed, const char *
     d->vocab_size = K + V + 2;
     d->n_classes = V;
     synth_generate(d, v, mqar_opts, NMQ, seed, 2 * lo + 1 + Q, 2 * hi + 1 + Q, 2, 1, mqar_gen);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"mqar\",\"generator\":\"multi-query-associative-recall\",\"seed\":%llu,"
-             "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_pairs\":%d,\"max_pairs\":%d,"
-             "\"queries\":%d,\"keys\":%d,\"values\":%d}",
-             (unsigned long long)seed, d->train.n, d->val.n, d->test.n, lo, hi, Q, K, V);
+    static const char *const keys[] = {"min_pairs", "max_pairs", "queries", "keys", "values"};
+    synth_identity(d, "mqar", "multi-query-associative-recall", seed, keys,
+                   (const int[]){lo, hi, Q, K, V}, 5);
     dataset_checksum(d);
     return 0;
 }
@@ -256,12 +251,10 @@ static int needle_load(Dataset *d, const OptValues *v, uint64_t seed, const char
     d->vocab_size = F + K + V + 2;
     d->n_classes = V;
     synth_generate(d, v, needle_opts, NNDL, seed, lo, hi, 1, 1, needle_gen);
-    snprintf(d->identity, sizeof d->identity,
-             "{\"task\":\"needle\",\"generator\":\"needle-in-a-haystack\",\"seed\":%llu,"
-             "\"num_train\":%d,\"num_val\":%d,\"num_test\":%d,\"min_length\":%d,"
-             "\"max_length\":%d,\"needles\":%d,\"keys\":%d,\"values\":%d,\"digits\":%d,"
-             "\"filler\":%d}",
-             (unsigned long long)seed, d->train.n, d->val.n, d->test.n, lo, hi, m, K, V, nd, F);
+    static const char *const keys[] = {"min_length", "max_length", "needles", "keys",
+                                       "values",     "digits",     "filler"};
+    synth_identity(d, "needle", "needle-in-a-haystack", seed, keys,
+                   (const int[]){lo, hi, m, K, V, nd, F}, 7);
     dataset_checksum(d);
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/options.h"
+#include "tasks/identity.h"
 
 /* Token id 0 is padding in every task's vocabulary. */
 #define XB_PAD_ID 0
@@ -31,8 +32,8 @@ typedef struct Dataset {
     int n_classes;
     int sequence; /* 1: per-position targets (Split.targets), for model.pooling: none */
     Split train, val, test;
-    char identity[1024]; /* JSON object text: generator + seed + options, or files + checksums */
-    char checksum[17];   /* FNV-1a 64 (hex) over every split's tokens and labels */
+    DatasetId id;      /* what made it: generator + seed + options, or files + their hashes */
+    char checksum[17]; /* FNV-1a 64 (hex) over every split's tokens and labels */
 } Dataset;
 
 typedef struct TaskSpec {
@@ -72,11 +73,11 @@ void dataset_checksum(Dataset *d);
 #define DATASET_MAX_DOC ((int64_t)1 << 27)
 
 /* Checks that d is what a model and a report can take: a vocabulary of at least 2 ids, at least 2
- * classes, an identity that is a JSON object, every split with at least 1 example, its documents
- * per example matching d->pairs and its labels or targets matching d->sequence, offsets from 0
- * that never decrease, documents of at most DATASET_MAX_DOC tokens, token ids in
- * [0, vocab_size), labels in [0, n_classes), targets in [0, n_classes) or XB_NO_TARGET. Returns 0,
- * or -1 with err->msg saying where the first fault is ("split train, example 17, token 3: id 300 is
+ * classes, an identity that dataset_id_check accepts, every split with at least 1 example, its
+ * documents per example matching d->pairs and its labels or targets matching d->sequence, offsets
+ * from 0 that never decrease, documents of at most DATASET_MAX_DOC tokens, token ids in [0,
+ * vocab_size), labels in [0, n_classes), targets in [0, n_classes) or XB_NO_TARGET. Returns 0, or
+ * -1 with err->msg saying where the first fault is ("split train, example 17, token 3: id 300 is
  * not below the vocabulary size 257"); err->file is `where`. */
 int dataset_validate(const Dataset *d, const char *where, XbError *err);
 
@@ -92,10 +93,6 @@ void dataset_batch(const Split *s, const int *idx, int B, int L, int cls_id, int
 /* s[0..len) for a message: control characters written as \n, \t, \r or \xNN (so the message
  * stays one line), cut after 60 bytes with "..."; into out (n bytes). */
 void dataset_show(char *out, size_t n, const char *s, size_t len);
-
-/* s as the inside of a JSON string (quotes, backslashes and control characters escaped), cut to
- * fit n bytes; for dataset identities that name paths. */
-void dataset_json_escape(char *out, size_t n, const char *s);
 
 /* Majority-class accuracy on split s: the fraction of its most common label; for a split with
  * targets, the fraction of its target positions whose class is the most common target class (the

@@ -109,12 +109,11 @@ static int text_load(Dataset *out, const OptValues *v, uint64_t seed, const char
         return xb_error_set(err, dir, 0, 0, "task.data_dir", "holds no documents%s",
                             src == SRC_SPAM ? CORPUS_SPAM_HINT : IMDB_HINT);
     }
-    char dir_json[640];
-    dataset_json_escape(dir_json, sizeof dir_json, dir);
-    snprintf(out->identity, sizeof out->identity,
-             "{\"task\":\"text\",\"source\":\"%s\",\"data_dir\":\"%s\",\"files\":\"%016llx\","
-             "\"dropped\":%d}",
-             SOURCES[src], dir_json, (unsigned long long)h, dups);
+    dataset_id_str(&out->id, "task", "text");
+    dataset_id_str(&out->id, "source", SOURCES[src]);
+    dataset_id_str(&out->id, "data_dir", dir);
+    dataset_id_hash(&out->id, "files", h);
+    dataset_id_int(&out->id, "dropped", dups);
     dataset_checksum(out);
     return 0;
 }

@@ -55,7 +55,9 @@ OptValues fuzz_task_opts(const TaskSpec *t, const char *const *kv, int n);
  * (fuzz_fail otherwise): every split non-empty with its offsets rising from 0, two documents per
  * example exactly for a pair task, tokens in [0, vocab_size), labels in [0, n_classes) for a
  * classification task and targets in [XB_NO_TARGET, n_classes) for a sequence task (never
- * both), the checksum that of the data, and the identity a JSON object (report.c asserts it). */
+ * both), the checksum that of the data, and the identity one that report_dataset_identity takes
+ * (dataset_id_check, which report.c asserts), printed as a JSON object with the task first and no
+ * key twice. */
 void fuzz_check_dataset(const Dataset *d);
 
 /* Loads the task `name` with the option pairs kv (n strings: key, value, ...): a refusal must be

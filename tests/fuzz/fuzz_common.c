@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "report/report.h"
+
 static char g_dir[4096];
 static pid_t g_owner;
 
@@ -189,6 +191,16 @@ static void check_split(const Dataset *d, const Split *s, const char *name) {
     }
 }
 
+/* 1 when an object in j (j itself, or one of its values) has a key twice. */
+static int has_key_twice(const cJSON *j) {
+    for (const cJSON *c = j->child; c; c = c->next) {
+        if (has_key_twice(c)) return 1;
+        for (const cJSON *e = c->next; cJSON_IsObject(j) && e; e = e->next)
+            if (!strcmp(c->string, e->string)) return 1;
+    }
+    return 0;
+}
+
 void fuzz_check_dataset(const Dataset *d) {
     if (d->pairs < 0 || d->pairs > 1 || d->sequence < 0 || d->sequence > 1 || d->vocab_size < 2 ||
         d->n_classes < 2) {
@@ -205,14 +217,23 @@ void fuzz_check_dataset(const Dataset *d) {
         strcmp(copy.checksum, d->checksum) != 0)
         fuzz_fail("dataset-checksum", "the checksum %.16s is not the data's, %s", d->checksum,
                   copy.checksum);
-    if (memchr(d->identity, '\0', sizeof d->identity) == NULL) {
-        fuzz_fail("dataset-identity", "the identity is not a string");
+    char why[200];
+    if (dataset_id_check(&d->id, why, sizeof why)) { /* report_dataset_identity asserts it */
+        fuzz_fail("dataset-identity", "the identity %s", why);
         return;
     }
-    cJSON *j = cJSON_Parse(d->identity);
-    if (!cJSON_IsObject(j))
-        fuzz_fail("dataset-identity", "the identity is not a JSON object: %.200s", d->identity);
+    char *text = report_dataset_identity_text(&d->id);
+    size_t pos;
+    const char *msg;
+    cJSON *j = report_json_check(text, strlen(text), &pos, &msg) ? NULL : cJSON_Parse(text);
+    if (!cJSON_IsObject(j) || !j->child || strcmp(j->child->string, "task") ||
+        !cJSON_IsString(j->child) || has_key_twice(j))
+        fuzz_fail("dataset-identity",
+                  "the identity is not a JSON object with the task first and "
+                  "no key twice: %.200s",
+                  text);
     cJSON_Delete(j);
+    free(text);
 }
 
 void fuzz_load_task(const char *name, const char *const *kv, int n) {

@@ -326,10 +326,13 @@ def dicts():
     write_dict("idx", "IDX headers and gzip",
                sep + [b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x00\x1c",
                       b"\xff\xff\xff\xff", b"\x80\x00\x00\x00", b"\x1f\x8b\x08"])
+    # the identity's fields: kind (0-6, tasks/identity.h), depth, key length and key, value
     write_dict("cache", "the data cache's header and fields (little-endian int64)",
-               [b"XBDSET03", b"\x04\x03\x02\x01", b"\x00" * 8, b"\x01" + b"\x00" * 7,
+               [b"XBDSET04", b"\x04\x03\x02\x01", b"\x00" * 8, b"\x01" + b"\x00" * 7,
                 b"\x02" + b"\x00" * 7, b"\xff" * 8, b"\xff\xff\xff\x7f\x00\x00\x00\x00",
-                b'{"task":', b"}"])
+                b"\x04" + b"\x00" * 7 + b"task", b"\x05" + b"\x00" * 7, b"\x06" + b"\x00" * 7,
+                b"\x00\x00\x00\x00\x00\x00\x20\x43", b"\x00\x00\x00\x00\x00\x00\xe0\x3f",
+                b"seed", b"num_train", b"parens"])
 
 
 def main():
