@@ -442,23 +442,29 @@ START_TEST(test_a_consistent_file_with_a_malformed_identity_is_regenerated) {
         long at;           /* bytes after it */
         int64_t value;     /* written there as an int64, or "max" over "min" when after is "min_" */
         const char *why;
+        const char *byte; /* or this byte written there instead */
     } cases[] = {
-        {"", 0, 0, bad},                     /* no fields */
-        {"", 0, DATASET_ID_FIELDS + 1, bad}, /* more than fit */
-        {"", 8, DATASET_ID_KINDS, bad},      /* the first field's kind */
-        {"", 16, 1, bad},                    /* its depth: nested, with no object before it */
-        {"", 24, 0, bad},                    /* its key's length */
-        {"", 24, DATASET_ID_KEY, bad},       /* a key longer than a key can be */
-        {"task", 0, 1 << 20, bad},           /* the string's length */
-        {"parens", 0, 2, bad},               /* a boolean that is neither */
-        {"seed", 0, INT64_MAX, bad},         /* an integer a report cannot hold exactly */
-        {"min_", 0, 0, "(the dataset's identity has the key \"max_length\" twice)"},
+        {"", 0, 0, bad, NULL},                     /* no fields */
+        {"", 0, DATASET_ID_FIELDS + 1, bad, NULL}, /* more than fit */
+        {"", 8, DATASET_ID_KINDS, bad, NULL},      /* the first field's kind */
+        {"", 16, 1, bad, NULL},                    /* its depth: nested, with no object before it */
+        {"", 24, 0, bad, NULL},                    /* its key's length */
+        {"", 24, DATASET_ID_KEY, bad, NULL},       /* a key longer than a key can be */
+        {"task", 0, 1 << 20, bad, NULL},           /* the string's length */
+        {"parens", 0, 2, bad, NULL},               /* a boolean that is neither */
+        {"seed", 0, INT64_MAX, bad, NULL},         /* an integer a report cannot hold exactly */
+        {"min_", 0, 0, "(the dataset's identity has the key \"max_length\" twice)", NULL},
+        {"generator", -9, 0, bad, "\xff"}, /* a key that is not UTF-8: a report could not hold it */
+        {"lra-", 0, 0, bad, "\x89"},       /* a string that is not UTF-8 */
+        {"task", 14, 0, "(its dataset identity is another task's)", "z"}, /* "listopz" */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const long id = header_field(p, 4); /* the identity follows the four fields */
         const char *key = cases[i].after;
         const long at = *key ? find_bytes(p, id, key, strlen(key)) + (long)strlen(key) : id;
-        if (!strcmp(key, "min_"))
+        if (cases[i].byte)
+            poke(p, at + cases[i].at, cases[i].byte, 1);
+        else if (!strcmp(key, "min_"))
             poke(p, at - 4, "max_", 4);
         else
             poke_i64(p, at + cases[i].at, cases[i].value);

@@ -427,6 +427,8 @@ static int cache_read(const TaskSpec *t, const char *path, const char *key, Data
         if (strcmp(d->checksum, checksum)) rc = fault(cf, "its dataset checksum does not match");
     }
     if (!rc && task_validate(t, d, path, &err)) rc = fault(cf, err.msg);
+    if (!rc && strcmp(dataset_id_text(&d->id, &d->id.f[0]), t->name))
+        rc = fault(cf, "its dataset identity is another task's");
     if (rc) dataset_free(d);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/xassert.h"
 #include "tasks/task.h"
 
@@ -20,11 +21,14 @@ static double num_as_printed(double x) {
 
 static int int_fits(int64_t v) { return fabs((double)v) < DATASET_ID_MAX_INT; }
 
+/* 1 when the n bytes at s are well-formed UTF-8 (a report is JSON text, RFC 8259 8.1). */
+static int is_utf8(const char *s, size_t n) { return fileio_utf8_prefix(s, n) == n; }
+
 /* 0 when f's value is one of its kind, str the value of a string. */
 static int value_ok(const DatasetIdField *f, const char *str, size_t room) {
     switch (f->kind) {
     case DATASET_ID_STR:
-        return str && strlen(str) < room ? 0 : -1;
+        return str && strlen(str) < room && is_utf8(str, strlen(str)) ? 0 : -1;
     case DATASET_ID_INT:
         return int_fits(f->v.i) ? 0 : -1;
     case DATASET_ID_NUM:
@@ -58,7 +62,7 @@ static int depth_ok(const DatasetIdField *prev, int depth, DatasetIdKind kind) {
 int dataset_id_add(DatasetId *id, const DatasetIdField *f, const char *str) {
     const size_t klen = strnlen(f->key, DATASET_ID_KEY);
     if (id->n >= DATASET_ID_FIELDS || klen == 0 || klen == DATASET_ID_KEY ||
-        !depth_ok(id->n ? &id->f[id->n - 1] : NULL, f->depth, f->kind) ||
+        !is_utf8(f->key, klen) || !depth_ok(id->n ? &id->f[id->n - 1] : NULL, f->depth, f->kind) ||
         value_ok(f, str, DATASET_ID_TEXT - id->used))
         return -1;
     DatasetIdField *g = &id->f[id->n++];
@@ -142,10 +146,13 @@ static const char *field_fault(const DatasetId *id, int i) {
     const size_t klen = strnlen(f->key, DATASET_ID_KEY);
     if ((unsigned)f->kind >= DATASET_ID_KINDS) return "is of no known kind";
     if (klen == 0 || klen == DATASET_ID_KEY) return "has an empty or unterminated key";
+    if (!is_utf8(f->key, klen)) return "has a key that is not UTF-8";
     if (f->kind == DATASET_ID_STR &&
         (f->n < 0 || f->v.at >= id->used || (size_t)f->n >= id->used - f->v.at ||
          id->text[f->v.at + (size_t)f->n] != '\0' || strlen(id->text + f->v.at) != (size_t)f->n))
         return "is a string outside the text";
+    if (f->kind == DATASET_ID_STR && !is_utf8(id->text + f->v.at, (size_t)f->n))
+        return "is a string that is not UTF-8";
     if (f->kind != DATASET_ID_STR && value_ok(f, NULL, 0)) return "has a value out of range";
     if (!depth_ok(i ? &id->f[i - 1] : NULL, f->depth, f->kind))
         return "is nested where no object is open";
