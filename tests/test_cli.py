@@ -1801,6 +1801,29 @@ train: {batch_size: 8, steps: 30, lr: 0.01, warmup: 5, eval_every: 10}
             self.cross_check(d, os.path.join(d, "pairs.json"), [cfg])
 
 
+    def test_mamba_per_position_rebuilt_from_the_authors_code_in_both_forms(self):
+        # MQAR of 3 to 6 pairs: rows of several lengths, which the authors' Mamba (no padding
+        # mask) runs cut to their real length
+        text = """\
+experiment: {name: NAME, seed: 3, threads: 1}
+task: {name: mqar, num_train: 400, num_val: 64, num_test: 64, min_pairs: 3, max_pairs: 6,
+       queries: 2, keys: 12, values: 5}
+model: {layers: 2, d_model: 16, d_ff: 32, max_len: 15, pooling: none, positions: learned,
+        dropout: 0.0, mixer: {name: mamba, d_state: 4, bidirectional: BI}}
+train: {batch_size: 16, steps: 40, lr: 0.01, warmup: 5, eval_every: 20}
+"""
+        for name, bi in (("causal", "false"), ("bi", "true")):
+            with self.subTest(bidirectional=bi), tempfile.TemporaryDirectory() as d:
+                cfg = os.path.join(d, name + ".yaml")
+                with open(cfg, "w") as f:
+                    f.write(text.replace("NAME", name).replace("BI", bi))
+                p = run(["run", cfg, "-o", d, "--quiet"])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                out = self.cross_check(d, os.path.join(d, name + ".json"), [cfg])
+                self.assertRegex(out, r"\nlogits: max \|torch - xformer-bench\| = \S+ absolute "
+                                 r"over 64 examples' \d+ real positions x 5 ")
+
+
 def run_limited(args, timeout=30, mem=1 << 30, fsize=64 << 20, **kw):
     """run() in a process that cannot take more than mem bytes of address space or write a file
     larger than fsize bytes, killed after timeout seconds: an input that makes it read or write
