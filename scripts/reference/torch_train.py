@@ -15,7 +15,8 @@ The initial weights: --init FILE.safetensors loads them all (a step-0 checkpoint
 with train.steps=1, train.warmup=0, whose one step has learning rate 0). --mixer-init torch then
 draws the mixers' tensors again as the authors' code does (Mamba.__init__, then mamba_ssm's
 _init_weights(n_layer): Linear biases other than dt_proj's zeroed, out_proj kaiming-uniform over
-sqrt(n_layer)), from torch.manual_seed(--seed); every other tensor stays as loaded.
+sqrt(n_layer), the scale MambaLMHeadModel's last call of it leaves), from
+torch.manual_seed(--seed); every other tensor stays as loaded.
 
 Prints the mean training loss of every --every steps, the validation accuracy every eval_every
 steps, and the test accuracy of the parameters with the best validation accuracy (as `run`) and
