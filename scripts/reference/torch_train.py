@@ -46,6 +46,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 import torch_encoder as te  # noqa: E402 (exits 77 without PyTorch)
 from torch_encoder import BadInput, F, np, torch  # noqa: E402
 
