@@ -1501,7 +1501,8 @@ class Export(unittest.TestCase):
             p = run(["data", "parity", "--export", os.path.join(d, "p")])
             self.assertEqual(p.returncode, 2)
             self.assertEqual(p.stderr, f"xformer-bench: {d}/p: task parity has no export format "
-                             "(valid: listops, text, retrieval, image, pathfinder)\n")
+                             "(valid: listops, text, retrieval, image, pathfinder, mqar, selcopy, "
+                             "needle)\n")
             self.assertEqual(sorted(os.listdir(d)), ["lra"])
             self.assertEqual(sorted(os.listdir(out)), ["basic_test.tsv", "basic_train.tsv",
                                                        "basic_val.tsv"])
@@ -1513,6 +1514,10 @@ class Export(unittest.TestCase):
         for name in ("basic_{train,val,test}.tsv", "new_aan_pairs.{train,eval,test}.tsv",
                      "text_{train,val,test}.tsv", "TASK_{train,val,test}_{inputs,targets}.npy"):
             self.assertIn(name, p.stdout)
+        self.assertIn("\n  mqar,       TASK_{train,val,test}_{inputs,targets}.npy, NumPy int32: "
+                      "inputs (N, L) the\n  selcopy,    token ids padded with 0 to the split's "
+                      "longest example, targets (N, L)\n  needle      each position's class, -1 "
+                      "where it has none (padding included)\n", p.stdout)
         p = run(["help", "eval"])
         self.assertEqual(p.returncode, 0)
         self.assertTrue(p.stdout.startswith("usage: xformer-bench eval REPORT.json [--split "
@@ -1538,6 +1543,41 @@ class Export(unittest.TestCase):
                 for ours, theirs in zip(f, g):  # the same rows, ids aside
                     a, b = ours.split("\t"), theirs.split("\t")
                     self.assertEqual((a[0], a[3], a[4]), (b[0], b[3], b[4]))
+
+    def test_mqar_export_pads_to_the_longest_and_targets_each_querys_value(self):
+        keys, values = 16, 4
+        with tempfile.TemporaryDirectory() as d:
+            p = run(["data", "mqar", "--set", "task.num_train=40", "--set", "task.num_val=10",
+                     "--set", "task.num_test=10", "--set", "task.min_pairs=2", "--set",
+                     "task.max_pairs=5", "--set", "task.queries=2", "--set", f"task.keys={keys}",
+                     "--set", f"task.values={values}", "--export", d])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"\n  export   {d} (NumPy int32 arrays, per-position targets): "
+                          "mqar_train_inputs.npy, mqar_train_targets.npy, mqar_val_inputs.npy, "
+                          "mqar_val_targets.npy, mqar_test_inputs.npy, mqar_test_targets.npy\n",
+                          p.stdout)
+            for split, n in (("train", 40), ("val", 10), ("test", 10)):
+                descr, shape, x = read_npy(os.path.join(d, f"mqar_{split}_inputs.npy"))
+                tdescr, tshape, y = read_npy(os.path.join(d, f"mqar_{split}_targets.npy"))
+                self.assertEqual((descr, tdescr), ("<i4", "<i4"))
+                self.assertEqual(shape, tshape)
+                self.assertEqual(shape[0], n)
+                L = shape[1]
+                rows = [(x[i * L:(i + 1) * L], y[i * L:(i + 1) * L]) for i in range(n)]
+                lengths = [sum(t != 0 for t in row) for row, _ in rows]
+                self.assertEqual(max(lengths), L)  # padded to the longest example only
+                self.assertGreater(L, min(lengths))
+                for (row, tgt), length in zip(rows, lengths):
+                    # tokens, then 0; no target before the queries nor on the padding
+                    self.assertEqual(row[length:], (0,) * (L - length))
+                    pairs = (length - 1 - 2) // 2
+                    self.assertEqual(length, 2 * pairs + 1 + 2)
+                    self.assertEqual(tgt[:2 * pairs + 1], (-1,) * (2 * pairs + 1))
+                    self.assertEqual(tgt[length:], (-1,) * (L - length))
+                    value = {row[2 * i]: row[2 * i + 1] for i in range(pairs)}
+                    for t in range(2 * pairs + 1, length):  # each query's value, as a class
+                        self.assertEqual(tgt[t], value[row[t]] - 1 - keys)
+                        self.assertIn(tgt[t], range(values))
 
     @unittest.skipUnless(os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
                          "Debian's dataset-fashion-mnist is not installed")
@@ -1759,6 +1799,29 @@ train: {batch_size: 8, steps: 30, lr: 0.01, warmup: 5, eval_every: 10}
             p = run(["run", cfg, "-o", d, "--quiet"])
             self.assertEqual(p.returncode, 0, p.stderr)
             self.cross_check(d, os.path.join(d, "pairs.json"), [cfg])
+
+
+    def test_mamba_per_position_rebuilt_from_the_authors_code_in_both_forms(self):
+        # MQAR of 3 to 6 pairs: rows of several lengths, which the authors' Mamba (no padding
+        # mask) runs cut to their real length
+        text = """\
+experiment: {name: NAME, seed: 3, threads: 1}
+task: {name: mqar, num_train: 400, num_val: 64, num_test: 64, min_pairs: 3, max_pairs: 6,
+       queries: 2, keys: 12, values: 5}
+model: {layers: 2, d_model: 16, d_ff: 32, max_len: 15, pooling: none, positions: learned,
+        dropout: 0.0, mixer: {name: mamba, d_state: 4, bidirectional: BI}}
+train: {batch_size: 16, steps: 40, lr: 0.01, warmup: 5, eval_every: 20}
+"""
+        for name, bi in (("causal", "false"), ("bi", "true")):
+            with self.subTest(bidirectional=bi), tempfile.TemporaryDirectory() as d:
+                cfg = os.path.join(d, name + ".yaml")
+                with open(cfg, "w") as f:
+                    f.write(text.replace("NAME", name).replace("BI", bi))
+                p = run(["run", cfg, "-o", d, "--quiet"])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                out = self.cross_check(d, os.path.join(d, name + ".json"), [cfg])
+                self.assertRegex(out, r"\nlogits: max \|torch - xformer-bench\| = \S+ absolute "
+                                 r"over 64 examples' \d+ real positions x 5 ")
 
 
 def run_limited(args, timeout=30, mem=1 << 30, fsize=64 << 20, **kw):

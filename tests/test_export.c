@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/xassert.h"
 #include "fixture_files.h"
 #include "tasks/export.h"
 #include "tasks/task.h"
@@ -319,6 +320,71 @@ START_TEST(test_pathfinder_export_npy_files_parse_as_the_format_defines) {
 }
 END_TEST
 
+/* mqar, selcopy and needle of varying lengths: inputs (N, L) hold each example's tokens then 0,
+ * targets (N, L) each position's target then -1, L the split's longest example. */
+START_TEST(test_sequence_task_exports_pad_tokens_with_0_and_targets_with_minus_1) {
+    const char *const mqar[] = {"num_train", "12", "num_val",   "5", "num_test", "7",
+                                "min_pairs", "2",  "max_pairs", "5", "queries",  "2",
+                                "keys",      "16", "values",    "4"};
+    const char *const selcopy[] = {"num_train", "12",         "num_val", "5",          "num_test",
+                                   "7",         "min_length", "4",       "max_length", "12",
+                                   "tokens",    "3",          "symbols", "4"};
+    const char *const needle[] = {"num_train",  "12", "num_val",    "5",  "num_test", "7",
+                                  "min_length", "9",  "max_length", "20", "digits",   "2"};
+    const struct {
+        const char *task;
+        const char *const *kv;
+        int n;
+    } cases[] = {{"mqar", mqar, 16}, {"selcopy", selcopy, 14}, {"needle", needle, 12}};
+    for (size_t c = 0; c < XB_ARRAY_LEN(cases); c++) {
+        char dir[64] = "/tmp/xb-export-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        Dataset d;
+        load(&d, cases[c].task, cases[c].kv, cases[c].n);
+        ExportSummary ex;
+        export_ok(&d, cases[c].task, dir, &ex);
+        ck_assert_int_eq(ex.n_files, 6);
+        const Split *sp[3] = {&d.train, &d.val, &d.test};
+        const char *const names[3] = {"train", "val", "test"};
+        int padded = 0;
+        for (int k = 0; k < 3; k++) {
+            int64_t L = 0;
+            for (int i = 0; i < sp[k]->n; i++)
+                L = XB_MAX(L, sp[k]->offsets[i + 1] - sp[k]->offsets[i]);
+            char dict[128];
+            snprintf(dict, sizeof dict,
+                     "{'descr': '<i4', 'fortran_order': False, 'shape': (%d, %lld), }", sp[k]->n,
+                     (long long)L);
+            for (int file = 0; file < 2; file++) {
+                char path[256], want[64];
+                snprintf(want, sizeof want, "%s_%s_%s.npy", cases[c].task, names[k],
+                         file ? "targets" : "inputs");
+                ck_assert_str_eq(ex.files[2 * k + file], want);
+                snprintf(path, sizeof path, "%s/%s", dir, want);
+                size_t n;
+                unsigned char *b = slurp(path, &n);
+                const unsigned char *x = npy_data(b, n, dict);
+                ck_assert_uint_eq((size_t)(b + n - x), 4 * (size_t)sp[k]->n * (size_t)L);
+                const int32_t *v = file ? sp[k]->targets : sp[k]->tokens,
+                              pad = file ? XB_NO_TARGET : XB_PAD_ID;
+                for (int i = 0; i < sp[k]->n; i++) {
+                    const int64_t a = sp[k]->offsets[i], len = sp[k]->offsets[i + 1] - a;
+                    padded += len < L;
+                    for (int64_t t = 0; t < L; t++)
+                        ck_assert_msg(le32(x + 4 * ((size_t)i * L + t)) ==
+                                          (t < len ? v[a + t] : pad),
+                                      "%s example %d position %lld", want, i, (long long)t);
+                }
+                free(b);
+            }
+        }
+        ck_assert_int_gt(padded, 0); /* the lengths varied: padding was written */
+        dataset_free(&d);
+        fixture_rmdir(dir);
+    }
+}
+END_TEST
+
 START_TEST(test_npy_of_floats_holds_their_bits_little_endian) {
     char dir[64] = "/tmp/xb-export-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -414,7 +480,7 @@ START_TEST(test_existing_files_unwritable_dirs_and_failed_writes_leave_nothing_b
     ck_assert_int_eq(export_check("parity", dir, &err), -1);
     xb_error_format(&err, msg, sizeof msg);
     ck_assert_msg(strstr(msg, ": task parity has no export format (valid: listops, text, "
-                              "retrieval, image, pathfinder)"),
+                              "retrieval, image, pathfinder, mqar, selcopy, needle)"),
                   "%s", msg);
     dataset_free(&d);
     fixture_rmdir(dir);
@@ -431,6 +497,7 @@ static Suite *export_suite(void) {
         tc, test_retrieval_export_writes_bytes_a_row_cannot_hold_as_spaces_and_keeps_the_rest);
     tcase_add_test(tc, test_text_export_escapes_and_every_byte_reads_back);
     tcase_add_test(tc, test_pathfinder_export_npy_files_parse_as_the_format_defines);
+    tcase_add_test(tc, test_sequence_task_exports_pad_tokens_with_0_and_targets_with_minus_1);
     tcase_add_test(tc, test_npy_of_floats_holds_their_bits_little_endian);
     tcase_add_test(tc, test_existing_files_unwritable_dirs_and_failed_writes_leave_nothing_behind);
     suite_add_tcase(s, tc);

@@ -168,6 +168,36 @@ static int put_aan(FILE *f, const char *path, const Dataset *ds, int file, int64
     return 0;
 }
 
+/* Writes the n values of v, then pad until width values are written. */
+static void put_row(FILE *f, const int32_t *v, int64_t n, int64_t width, int32_t pad) {
+    enum { CHUNK = 1024 };
+    int32_t fill[CHUNK];
+    put_le32(f, v, (size_t)n);
+    for (int i = 0; i < CHUNK; i++) fill[i] = pad;
+    for (int64_t a = n; a < width; a += CHUNK)
+        put_le32(f, fill, (size_t)(width - a < CHUNK ? width - a : CHUNK));
+}
+
+/* Files 2k and 2k + 1 of a sequence task: split k's inputs (N, L), the token ids padded with
+ * XB_PAD_ID, and targets (N, L), each position's class or XB_NO_TARGET (padding included), L
+ * the split's longest example. */
+static int put_seq_npy(FILE *f, const char *path, const Dataset *ds, int file, int64_t *replaced,
+                       XbError *err) {
+    (void)path, (void)replaced, (void)err;
+    const Split *s = split_of(ds, file / 2);
+    XB_ASSERT(s->targets && split_docs(s) == 1);
+    const int64_t L = dataset_max_length(s), shape[2] = {s->n, L};
+    npy_header(f, 'i', 2, shape);
+    for (int i = 0; i < s->n; i++) {
+        const int64_t a = s->offsets[i], n = s->offsets[i + 1] - a;
+        if (file % 2 == 0)
+            put_row(f, s->tokens + a, n, L, XB_PAD_ID);
+        else
+            put_row(f, s->targets + a, n, L, XB_NO_TARGET);
+    }
+    return 0;
+}
+
 /* Files 2k and 2k + 1: split k's inputs (N, L) and targets (N,). */
 static int put_npy(FILE *f, const char *path, const Dataset *ds, int file, int64_t *replaced,
                    XbError *err) {
@@ -221,6 +251,11 @@ static int write_npy(const char *tmp, const char *path, const Dataset *ds, int f
     return put_file(tmp, path, put_npy, ds, file, replaced, err);
 }
 
+static int write_seq_npy(const char *tmp, const char *path, const Dataset *ds, int file,
+                         int64_t *replaced, XbError *err) {
+    return put_file(tmp, path, put_seq_npy, ds, file, replaced, err);
+}
+
 typedef struct Format {
     const char *task, *format, *reload;
     int n_files;
@@ -261,9 +296,32 @@ static const Format FORMATS[] = {
      {"pathfinder_train_inputs.npy", "pathfinder_train_targets.npy", "pathfinder_val_inputs.npy",
       "pathfinder_val_targets.npy", "pathfinder_test_inputs.npy", "pathfinder_test_targets.npy"},
      write_npy},
+    {"mqar",
+     "NumPy int32 arrays, per-position targets",
+     NULL,
+     6,
+     {"mqar_train_inputs.npy", "mqar_train_targets.npy", "mqar_val_inputs.npy",
+      "mqar_val_targets.npy", "mqar_test_inputs.npy", "mqar_test_targets.npy"},
+     write_seq_npy},
+    {"selcopy",
+     "NumPy int32 arrays, per-position targets",
+     NULL,
+     6,
+     {"selcopy_train_inputs.npy", "selcopy_train_targets.npy", "selcopy_val_inputs.npy",
+      "selcopy_val_targets.npy", "selcopy_test_inputs.npy", "selcopy_test_targets.npy"},
+     write_seq_npy},
+    {"needle",
+     "NumPy int32 arrays, per-position targets",
+     NULL,
+     6,
+     {"needle_train_inputs.npy", "needle_train_targets.npy", "needle_val_inputs.npy",
+      "needle_val_targets.npy", "needle_test_inputs.npy", "needle_test_targets.npy"},
+     write_seq_npy},
 };
 
-const char *export_task_names(void) { return "listops, text, retrieval, image, pathfinder"; }
+const char *export_task_names(void) {
+    return "listops, text, retrieval, image, pathfinder, mqar, selcopy, needle";
+}
 
 static const Format *format_of(const char *task) {
     for (size_t i = 0; i < XB_ARRAY_LEN(FORMATS); i++)

@@ -15,7 +15,11 @@
  *               every byte survives (LRA read IMDb through tfds, which has no file of its own);
  *   image,      TASK_{train,val,test}_{inputs,targets}.npy: NumPy format 1.0, little-endian int32,
  *   pathfinder  inputs (N, L) the token ids (pixel + 1), targets (N,) the labels ("inputs" and
- *               "targets" are the keys of LRA's batches).
+ *               "targets" are the keys of LRA's batches);
+ *   mqar,       the same files for the sequence tasks (model.pooling: none): inputs (N, L) the
+ *   selcopy,    token ids padded with 0 (XB_PAD_ID) to the split's longest example, targets
+ *   needle      (N, L) each position's class, or -1 (XB_NO_TARGET) at a position without one,
+ *               padding included.
  * Token ids of the text tasks are byte + 1 and of ListOps those of tasks/listops.h, as the loaders
  * make them. */
 #ifndef XB_EXPORT_H
