@@ -392,6 +392,12 @@ static int judge_all(const Pair *pairs, int npairs, const Sides *sides, const Li
 }
 
 /* The table's cells of a matched pair: accuracy, steps/s, peak RSS and FLOPs, base -> new. */
+/* x for a change printed with `decimals` decimals: 0 when it would print as -0.0 (a ratio of two
+ * equal figures that floating point puts a hair below 1). */
+static double change(double x, int decimals) {
+    return fabs(x) < 0.5 * pow(10.0, -decimals) ? 0.0 : x;
+}
+
 static void matched_cells(const ReportSummary *a, const ReportSummary *b, const Limits *lim,
                           char (*cell)[96]) {
     char x[16], y[16];
@@ -400,18 +406,19 @@ static void matched_cells(const ReportSummary *a, const ReportSummary *b, const 
         snprintf(cell[0], sizeof cell[0], "%s -> %s", x, y);
     else
         snprintf(cell[0], sizeof cell[0], "%s -> %s (%+.2f)", x, y,
-                 100.0 * (b->test_acc - a->test_acc));
+                 change(100.0 * (b->test_acc - a->test_acc), 2));
     const double ca = calibrated_speed(a), cb = calibrated_speed(b);
     const int cal = calibrated_pair(a, b, lim) && ca > 0;
     int k = snprintf(
         cell[1], sizeof cell[1], "%.3g -> %.3g (%+.1f%%%s", a->steps_per_s, b->steps_per_s,
-        a->steps_per_s > 0 ? 100.0 * (b->steps_per_s / a->steps_per_s - 1.0) : 0.0, cal ? "" : ")");
+        a->steps_per_s > 0 ? change(100.0 * (b->steps_per_s / a->steps_per_s - 1.0), 1) : 0.0,
+        cal ? "" : ")");
     if (cal)
         snprintf(cell[1] + k, sizeof cell[1] - (size_t)k, "; calibrated %+.1f%%)",
-                 100.0 * (cb / ca - 1.0));
+                 change(100.0 * (cb / ca - 1.0), 1));
     snprintf(cell[2], sizeof cell[2], "%.1f -> %.1f (%+.1f%%)", a->peak_rss / 1048576.0,
              b->peak_rss / 1048576.0,
-             a->peak_rss > 0 ? 100.0 * (b->peak_rss / a->peak_rss - 1.0) : 0.0);
+             a->peak_rss > 0 ? change(100.0 * (b->peak_rss / a->peak_rss - 1.0), 1) : 0.0);
     if (a->flops_step == b->flops_step)
         snprintf(cell[3], sizeof cell[3], "%.3f", (double)b->flops_step / 1e9);
     else
