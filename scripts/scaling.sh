@@ -6,6 +6,8 @@
 #   scripts/scaling.sh [MIXERS] [LENGTHS]    defaults: every mechanism; 1024 2048 4096 8192 16384
 #   XB_BIN=path runs another binary (e.g. a copy, so a rebuild cannot change it mid-run)
 #   XB_ARGS="--set model.mixer.sortcut=2" adds arguments to every run
+#   XB_STEPS=16 times more steps than the default 6 (s/step is the median step: a slow first step,
+#   or one that another process interrupted, does not move it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${XB_BIN:-./build/src/xformer-bench}
@@ -18,7 +20,7 @@ printf '%-12s %-7s %-10s %-10s %-10s\n' mixer L s/step RSS_MiB GFLOP/step
 for m in $mixers; do
     for L in $lengths; do
         $bin run configs/bench/step-full.yaml --quiet -o "$out" --set model.mixer.name="$m" \
-            --set model.max_len="$L" --set train.batch_size=2 --set train.steps=6 \
+            --set model.max_len="$L" --set train.batch_size=2 --set train.steps=${XB_STEPS:-6} \
             --set experiment.name="$m-$L" ${XB_ARGS:-} >/dev/null
     done
     python3 - "$out" "$m" $lengths <<'PY'
@@ -27,7 +29,7 @@ out, m, Ls = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3:]]
 t, f = {}, {}
 for L in Ls:
     r = json.load(open(f"{out}/{m}-{L}.json"))
-    t[L] = 1.0 / r["measured"]["steps_per_s"]
+    t[L] = r["measured"].get("step_s_median") or 1.0 / r["measured"]["steps_per_s"]
     f[L] = r["flops"]["analytic_train_step"] / 1e9
     print(f"{m:<12} {L:<7} {t[L]:<10.3f} {r['measured']['peak_rss'] / 2**20:<10.0f} {f[L]:<10.2f}")
 def slope(v, Ls):
