@@ -40,10 +40,10 @@ done
 # The causal form of each mechanism: the option that makes it so.
 causal_set() {
     case "$1" in
-    full|local|sliding|sparse_transformer|retnet) echo "model.mixer.causal=true" ;;
+    full|local|sliding|sparse_transformer|retnet|linear) echo "model.mixer.causal=true" ;;
     s4d|hyena|mamba|rwkv) echo "model.mixer.bidirectional=false" ;;
     *) echo "synthetic.sh: $1 has no causal form here (valid: full, local, sliding," \
-            "sparse_transformer, retnet, s4d, hyena, mamba, rwkv)" >&2; return 2 ;;
+            "sparse_transformer, retnet, linear, s4d, hyena, mamba, rwkv)" >&2; return 2 ;;
     esac
 }
 

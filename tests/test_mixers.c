@@ -48,6 +48,10 @@ static const Conf LISTED[] = {
     {"linear", NULL, 2, 11, 8, 2},
     {"linear", "bias=true", 3, 9, 6, 3},
     {"linear", NULL, 1, 600, 8, 2}, /* three key tiles */
+    {"linear", "causal=true", 2, 11, 8, 2},
+    {"linear", "causal=true,bias=true", 3, 9, 6, 3},
+    {"linear", "causal=true", 2, 300, 8, 2}, /* three chunks of 128 rows, the last of 44 */
+    {"linear", "causal=true", 1, 600, 8, 2}, /* five chunks, the last of 88 */
     {"performer", "features=16", 2, 11, 8, 2},
     {"performer", "features=7,orthogonal=false,bias=true", 3, 9, 6, 3},
     {"performer", "features=12,kernel=relu", 2, 10, 8, 2},

@@ -1,8 +1,9 @@
 /* The kernel (feature-map) mechanisms: linear, performer, rfa. Each is recomputed naively in double
  * precision from its own parameters and the random features its forward drew
  * (kernel_mixer_random): Q, K, V = X·Wᵀ + b, per head the materialised L×L matrix
- * A_ij = φ(q_i)·φ(k_j) over the real keys j, O_i = Σ_j A_ij v_j / D_i with the mechanism's
- * denominator D_i (its ε, guard or clamp), then the output projection. */
+ * A_ij = φ(q_i)·φ(k_j) over the real keys j (and j <= i for a causal form, A_ij = 0 above the
+ * diagonal), O_i = Σ_j A_ij v_j / D_i with the mechanism's denominator D_i (its ε, guard or clamp),
+ * then the output projection. */
 #include <check.h>
 #include <math.h>
 #include <omp.h>
@@ -28,13 +29,16 @@ typedef struct RefMap {
     double eps;     /* added to D */
     double guard;   /* D += 2·guard where |D| <= guard */
     double min_den; /* D = max(D, min_den) */
+    int causal;     /* 1: A_ij = 0 for j > i */
 } RefMap;
 
-static const RefMap REF_LINEAR = {MAP_ELU1, 1e-6, 0, 0};    /* fast-transformers eps=1e-6 */
-static const RefMap REF_FAVOR = {MAP_FAVOR, 0, 1e-6, 0};    /* numerical_stabilizer 1e-6 */
-static const RefMap REF_RELU = {MAP_RELU, 0, 0, 0};         /* favor_attention: no guard */
-static const RefMap REF_RELU_LRA = {MAP_RELU_LRA, 0, 0, 0}; /* numerical_stabilizer=0.0 */
-static const RefMap REF_RFA = {MAP_RFA, 0, 0, 0.1};         /* clamp_min(EPS), EPS = 0.1 */
+static const RefMap REF_LINEAR = {MAP_ELU1, 1e-6, 0, 0, 0}; /* fast-transformers eps=1e-6 */
+/* CausalLinearAttention(eps=1e-6): φ(q_i)·Σ_{j<=i} φ(k_j) (cumsum) + eps */
+static const RefMap REF_LINEAR_CAUSAL = {MAP_ELU1, 1e-6, 0, 0, 1};
+static const RefMap REF_FAVOR = {MAP_FAVOR, 0, 1e-6, 0, 0};    /* numerical_stabilizer 1e-6 */
+static const RefMap REF_RELU = {MAP_RELU, 0, 0, 0, 0};         /* favor_attention: no guard */
+static const RefMap REF_RELU_LRA = {MAP_RELU_LRA, 0, 0, 0, 0}; /* numerical_stabilizer=0.0 */
+static const RefMap REF_RFA = {MAP_RFA, 0, 0, 0.1, 0};         /* clamp_min(EPS), EPS = 0.1 */
 
 /* Index of the tensor whose name ends with suffix, or -1. */
 static int tensor(const Inst *t, const char *suffix) {
@@ -156,10 +160,10 @@ static int ref_forward(double *y, const Inst *t, const RefMap *rm, int M) {
                 ref_features(pq + (size_t)l * M, q, Dh, h, M, rm, W, sigma, cq);
                 ref_features(pk + (size_t)l * M, k, Dh, h, M, rm, W, sigma, kmax);
             }
-            for (int i = 0; i < L; i++) /* A = φ(Q)φ(K)ᵀ, padding keys excluded */
+            for (int i = 0; i < L; i++) /* A = φ(Q)φ(K)ᵀ, padding (and later) keys excluded */
                 for (int j = 0; j < L; j++) {
                     double a = 0;
-                    if (!mask || mask[j])
+                    if ((!mask || mask[j]) && !(rm->causal && j > i))
                         for (int m = 0; m < M; m++)
                             a += pq[(size_t)i * M + m] * pk[(size_t)j * M + m];
                     A[(size_t)i * L + j] = a;
@@ -236,6 +240,48 @@ START_TEST(test_linear_equals_naive_elu1_attention_with_eps_1e6) {
     check_value("linear", NULL, &REF_LINEAR, 4, 2, 13, 8, 2);
     check_value("linear", "bias=true", &REF_LINEAR, 2, 3, 11, 6, 3);
     check_value("linear", NULL, &REF_LINEAR, 4, 1, 600, 8, 2);
+}
+END_TEST
+
+/* The causal form against the explicit L×L masked matrix: at lengths within one chunk, at a
+ * multiple of the chunk (LINATTN_CHUNK = 128: 256, two chunks) and across five chunks whose last
+ * is partial (600 = 4·128 + 88), with padding in the batch's later rows. */
+START_TEST(test_linear_causal_equals_naive_lower_triangular_elu1_attention) {
+    check_value("linear", "causal=true", &REF_LINEAR_CAUSAL, 4, 2, 13, 8, 2);
+    check_value("linear", "causal=true,bias=true", &REF_LINEAR_CAUSAL, 2, 3, 11, 6, 3);
+    check_value("linear", "causal=true", &REF_LINEAR_CAUSAL, 4, 2, 256, 8, 2);
+    check_value("linear", "causal=true", &REF_LINEAR_CAUSAL, 4, 1, 600, 8, 2);
+    check_value("linear", "causal=true,bias=true", &REF_LINEAR_CAUSAL, 8, 3, 300, 16, 2);
+}
+END_TEST
+
+/* ... and it is not the bidirectional form: the reference without the mask is far from it. */
+START_TEST(test_linear_causal_differs_from_the_bidirectional_reference) {
+    const double err = value_error("linear", "causal=true", &REF_LINEAR, 4, 1, 300, 8, 2, NULL);
+    ck_assert_msg(err > 1e-2, "causal linear within %g of the bidirectional reference", err);
+}
+END_TEST
+
+/* Heads are the parallel unit and each head's sums run in a fixed order: one thread and two give
+ * the same outputs and gradients, bit for bit. */
+START_TEST(test_linear_causal_same_bits_for_any_thread_count) {
+    const int B = 2, L = 300, D = 8, H = 2, pad[2] = {0, 37};
+    const int nt[2] = {1, XB_MAX(2, omp_get_max_threads())};
+    const int saved = omp_get_max_threads();
+    Inst t[2];
+    for (int v = 0; v < 2; v++) {
+        omp_set_num_threads(nt[v]); /* before the plan: scratch is sized per thread */
+        inst_init(&t[v], "linear", "causal=true", B, L, D, H, pad, 4);
+        inst_forward(&t[v]);
+        inst_backward(&t[v]);
+        omp_set_num_threads(saved);
+    }
+    const size_t n = (size_t)B * L * D;
+    ck_assert_int_eq(memcmp(t[0].y, t[1].y, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].dx, t[1].dx, n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(t[0].grads, t[1].grads, t[0].pt.total * sizeof(float)), 0);
+    inst_free(&t[0]);
+    inst_free(&t[1]);
 }
 END_TEST
 
@@ -339,6 +385,25 @@ START_TEST(test_performer_relu_kernels_backward_is_the_references_derivative_at_
 }
 END_TEST
 
+/* The causal backward's gradients against the double reference's derivative at a finer step than
+ * the generic check's h = 1e-2, across five chunks. */
+START_TEST(test_linear_causal_backward_is_the_references_derivative_at_600) {
+    Inst t;
+    inst_init(&t, "linear", "causal=true", 1, 600, 8, 2, NULL, 29);
+    t.training = 0;
+    inst_forward(&t);
+    inst_backward(&t);
+    check_ref_derivative(&t, &REF_LINEAR_CAUSAL, 4, t.x, t.dx, (size_t)600 * 8, 12, 1e-3,
+                         "linear(causal=true) dx");
+    for (int i = 0; i < t.pt.n; i++) {
+        const ParamInfo *p = &t.pt.info[i];
+        check_ref_derivative(&t, &REF_LINEAR_CAUSAL, 4, t.params + p->offset, t.grads + p->offset,
+                             p->size, 12, 1e-3, p->name);
+    }
+    inst_free(&t);
+}
+END_TEST
+
 START_TEST(test_performer_error_against_softmax_falls_as_features_grow) {
     const int M[4] = {4, 32, 256, 2048};
     double mean[4];
@@ -370,7 +435,8 @@ START_TEST(test_kernel_mechanisms_store_only_features_per_position) {
     } cases[] = {{"performer", "features=64", 64, 0},
                  {"performer", "features=40,kernel=relu", 40, 1},
                  {"performer", "kernel=relu_lra", 8, 1},
-                 {"linear", NULL, 8, 0}};
+                 {"linear", NULL, 8, 0},
+                 {"linear", "causal=true", 8, 0}};
     const int B = 2, D = 16, H = 2;
     for (size_t c = 0; c < XB_ARRAY_LEN(cases); c++) {
         Inst a, b;
@@ -396,6 +462,10 @@ static Suite *mixers_kernels_suite(void) {
     Suite *s = suite_create("mixers_kernels");
     TCase *tc = tcase_create("all");
     tcase_add_test(tc, test_linear_equals_naive_elu1_attention_with_eps_1e6);
+    tcase_add_test(tc, test_linear_causal_equals_naive_lower_triangular_elu1_attention);
+    tcase_add_test(tc, test_linear_causal_differs_from_the_bidirectional_reference);
+    tcase_add_test(tc, test_linear_causal_backward_is_the_references_derivative_at_600);
+    tcase_add_test(tc, test_linear_causal_same_bits_for_any_thread_count);
     tcase_add_test(tc, test_performer_softmax_equals_naive_favor_with_the_authors_guard);
     tcase_add_test(tc, test_performer_relu_is_the_papers_relu_of_projections_over_sqrt_m_plus_1e3);
     tcase_add_test(tc, test_performer_relu_lra_is_relu_of_raw_queries_and_keys_plus_1e3);

@@ -18,6 +18,7 @@
 static void linattn_forward_impl(float *o, float *kv, float *z, float *den, const float *phq,
                                  const float *phk, const float *v, const LinAttnShape *s) {
     const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
+    XB_ASSERT(!s->causal); /* the causal form runs on the fused path only */
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -60,6 +61,7 @@ static void linattn_backward_impl(float *dphq, float *dphk, float *dv, const flo
                                   const float *v, const float *kv, const float *z, const float *den,
                                   const LinAttnShape *s, Arena *scratch) {
     const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh;
+    XB_ASSERT(!s->causal);
     const size_t per = (size_t)L * Dh + (size_t)L + (size_t)M * Dh + (size_t)M;
     const size_t mark = arena_mark(scratch);
     float *work = arena_floats(scratch, linattn_scratch_floats(s));
@@ -110,6 +112,18 @@ size_t linattn_scratch_floats(const LinAttnShape *s) {
 
 uint64_t linattn_flops(const LinAttnShape *s, int backward) {
     const uint64_t L = (uint64_t)s->L, M = (uint64_t)s->M, Dh = (uint64_t)s->Dh;
+    if (s->causal) {
+        /* Σ n² over the chunks of n rows: the masked intra-chunk products (causal_forward_impl,
+         * causal_backward_impl say which) */
+        uint64_t sq = 0;
+        for (int l0 = 0; l0 < s->L; l0 += LINATTN_CHUNK) {
+            const uint64_t n = (uint64_t)XB_MIN(LINATTN_CHUNK, s->L - l0);
+            sq += n * n;
+        }
+        const uint64_t per = backward ? 10 * L * M * Dh + 4 * L * M + 6 * sq * (M + Dh)
+                                      : 4 * L * M * Dh + 2 * L * M + 2 * sq * (M + Dh);
+        return per * (uint64_t)s->B * (uint64_t)s->H;
+    }
     /* forward: S and num (2·L·M·Dh each), den (2·L·M); backward: dΦq, dS, dΦk, dV (2·L·M·Dh
      * each), the rank-1 update dden zᵀ and dz = Φqᵀ dden (2·L·M each) */
     const uint64_t per = backward ? 8 * L * M * Dh + 4 * L * M : 4 * L * M * Dh + 2 * L * M;
@@ -122,12 +136,14 @@ static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* Per-thread scratch of the fused kernels, in floats (each piece a multiple of 16 floats, so the
  * pieces stay 64-byte aligned): dS, dz, a packed [S | z] or [dS | dz], a chunk of [dnum | dden]
- * or [V | 1], a chunk of dφ (row stride attn_tile_cols(M)), a chunk of outputs, the map's work. */
+ * or [V | 1], a chunk of dφ (row stride attn_tile_cols(M)), a chunk of outputs, the map's work;
+ * the causal form adds a chunk's scores A and their gradient dA (C × C each). */
 static size_t fused_thread_floats(const LinAttnShape *s, const LinAttnMap *mp) {
     const size_t M = (size_t)s->M, Dh = (size_t)s->Dh, C = LINATTN_CHUNK;
     const size_t Mp = (size_t)attn_tile_cols(s->M);
     return align16(M * Dh) + align16(M) + align16(Mp * (Dh + 1)) + align16(C * (Dh + 1)) +
-           align16(C * Mp) + align16(C * Dh) + align16(mp->work_floats);
+           align16(C * Mp) + align16(C * Dh) + align16(mp->work_floats) +
+           (s->causal ? 2 * align16(C * C) : 0);
 }
 
 size_t linattn_fused_scratch_floats(const LinAttnShape *s, const LinAttnMap *mp) {
@@ -135,7 +151,7 @@ size_t linattn_fused_scratch_floats(const LinAttnShape *s, const LinAttnMap *mp)
 }
 
 typedef struct FusedWork {
-    float *dS, *dz, *packed, *a, *dphi, *num, *map;
+    float *dS, *dz, *packed, *a, *dphi, *num, *map, *A, *dA;
 } FusedWork;
 
 static FusedWork fused_carve(float *base, const LinAttnShape *s, const LinAttnMap *mp) {
@@ -149,8 +165,9 @@ static FusedWork fused_carve(float *base, const LinAttnShape *s, const LinAttnMa
     w.a = p, p += align16(C * (Dh + 1));
     w.dphi = p, p += align16(C * Mp);
     w.num = p, p += align16(C * Dh);
-    w.map = p;
-    (void)mp;
+    w.map = p, p += align16(mp->work_floats);
+    w.A = s->causal ? p : NULL, p += s->causal ? align16(C * C) : 0;
+    w.dA = s->causal ? p : NULL;
     return w;
 }
 
@@ -265,6 +282,30 @@ static void linattn_fused_forward_impl(float *o, float *kv, float *z, float *den
     flops_add(linattn_flops(s, 0));
 }
 
+/* a (n × (Dh + 1)) = the rows [dnum | dden] of rows [l0, l0 + n) of head bh: dnum = dO/den,
+ * dden = −rowsum(dO∘O)/den, 0 where the clamp acted. gb, ob: the head's dO and O (row stride
+ * ldo); dn: the head's saved denominators. */
+static void grad_rows(float *a, const LinAttnShape *s, size_t bh, int l0, int n, const float *gb,
+                      const float *ob, const float *dn) {
+    const int Dh = s->Dh, K = Dh + 1;
+    for (int l = 0; l < n; l++) {
+        const int li = l0 + l;
+        const float *gi = gb + (size_t)li * s->ldo, *oi = ob + (size_t)li * s->ldo;
+        prefetch_row(gi + PREFETCH_ROWS * s->ldo, Dh);
+        prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
+        const float inv = dn[li] != 0.0f ? 1.0f / dn[li] : 0.0f;
+        float *ai = a + (size_t)l * K, dot = 0.0f;
+        for (int d = 0; d < Dh; d++) {
+            ai[d] = gi[d] * inv;
+            dot += gi[d] * oi[d];
+        }
+        /* a clamped denominator is a constant; a guarded one is shifted by one */
+        const int clamped =
+            s->min_den > 0.0f && (s->low ? s->low[bh * s->L + li] != 0 : dn[li] <= s->min_den);
+        ai[Dh] = clamped ? 0.0f : -dot * inv;
+    }
+}
+
 /* With dnum = dO/den and dden = −rowsum(dO∘O)/den, per head: the queries' chunks (dS += φ(Q)ᵀdnum,
  * dz += φ(Q)ᵀdden, dφ(Q) = [dnum | dden]·[S | z]ᵀ and the map's backward), then the keys' chunks
  * (dφ(K) = [V | 1]·[dS | dz]ᵀ, zero on padding keys; dV += φ(K)·dS; the map's backward). */
@@ -294,22 +335,7 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
             for (int l0 = 0; l0 < L; l0 += LINATTN_CHUNK) {
                 const int n = XB_MIN(LINATTN_CHUNK, L - l0);
                 const float *pq = phq + (bh * L + l0) * M;
-                for (int l = 0; l < n; l++) { /* the chunk's [dnum | dden] */
-                    const int li = l0 + l;
-                    const float *gi = gb + (size_t)li * s->ldo, *oi = ob + (size_t)li * s->ldo;
-                    prefetch_row(gi + PREFETCH_ROWS * s->ldo, Dh);
-                    prefetch_row(oi + PREFETCH_ROWS * s->ldo, Dh);
-                    const float inv = dn[li] != 0.0f ? 1.0f / dn[li] : 0.0f;
-                    float *ai = w.a + (size_t)l * K, dot = 0.0f;
-                    for (int d = 0; d < Dh; d++) {
-                        ai[d] = gi[d] * inv;
-                        dot += gi[d] * oi[d];
-                    }
-                    /* a clamped denominator is a constant; a guarded one is shifted by one */
-                    const int clamped = s->min_den > 0.0f &&
-                                        (s->low ? s->low[bh * L + li] != 0 : dn[li] <= s->min_den);
-                    ai[Dh] = clamped ? 0.0f : -dot * inv;
-                }
+                grad_rows(w.a, s, bh, l0, n, gb, ob, dn);
                 attn_tile_acc(w.dS, Dh, pq, 1, M, w.a, K, M, Dh, n, 1.0f);
                 add_rows(w.dz, pq, M, n, M, w.a + Dh, K); /* dz += φ(Q)ᵀ dden, rows in order */
                 attn_tile_scores(w.dphi, Mp, w.a, K, w.packed, n, M, K, NULL, NULL);
@@ -341,6 +367,171 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
     flops_add(linattn_flops(s, 1));
 }
 
+/* ---- The causal form (arXiv 2006.16236, eq. 8-9, §3.3) ----
+ * O_i = φ(q_i)ᵀS_i / (φ(q_i)ᵀz_i + ε) with the inclusive prefix sums S_i = Σ_{j<=i} φ(k_j)v_jᵀ and
+ * z_i = Σ_{j<=i} φ(k_j): the authors' causal_dot_product (idiap/fast-transformers,
+ * fast_transformers/causal_product/causal_product_cpu.cpp) adds k_l v_lᵀ to its state before it
+ * reads query l, and CausalLinearAttention (attention/causal_linear_attention.py) normalises by
+ * φ(q_i)·cumsum(φ(K))_i + eps. They scan one row at a time; here a head is scanned in chunks of
+ * C rows. With S, z the sums over the earlier chunks and A = φ(Q_c)φ(K_c)ᵀ with A_ij = 0 for j > i,
+ *   num_c = φ(Q_c) S + A V_c,  den_c = φ(Q_c) z + A 1 (+ ε, clamp, guard as the other form),
+ * then S += φ(K_c)ᵀV_c, z += φ(K_c)ᵀ1: O(L·C·(M + Dh) + L·M·Dh) a head. */
+
+/* A (n × n, row stride C): zero above the diagonal (key j after query i). */
+static void mask_upper(float *A, int n) {
+    for (int i = 0; i < n; i++)
+        memset(A + (size_t)i * LINATTN_CHUNK + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
+}
+
+/* Per head: every key chunk through the map first (LinAttnMap's order; padding rows zeroed), then
+ * the chunks in order: queries through the map, the masked chunk product plus the earlier chunks'
+ * S and z, then S and z take the chunk's keys. kv and z end as the sums over all keys. */
+static void causal_forward_impl(float *o, float *kv, float *z, float *den, float *phq, float *phk,
+                                const float *v, const unsigned char *kmask, const LinAttnShape *s,
+                                const LinAttnMap *mp, Arena *scratch) {
+    const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh, C = LINATTN_CHUNK;
+    const size_t per = fused_thread_floats(s, mp), mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, linattn_fused_scratch_floats(s, mp) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            FusedWork w = fused_carve(work + (size_t)omp_get_thread_num() * per, s, mp);
+            const size_t bh = (size_t)b * H + h;
+            float *S = kv + bh * M * Dh, *zz = z + bh * M;
+            const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
+            float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
+            const unsigned char *km = kmask ? kmask + (size_t)b * L : NULL;
+            memset(S, 0, (size_t)M * Dh * sizeof *S);
+            memset(zz, 0, (size_t)M * sizeof *zz);
+            for (int pass = mp->key_passes == 2 ? 0 : 1; pass <= 1; pass++)
+                for (int l0 = 0; l0 < L; l0 += C) {
+                    const int n = XB_MIN(C, L - l0);
+                    float *pk = phk + (bh * L + l0) * M;
+                    mp->map(mp, b, h, l0, n, 1, pass, pk, w.map);
+                    for (int l = 0; pass == 1 && km && l < n; l++)
+                        if (!km[l0 + l]) memset(pk + (size_t)l * M, 0, (size_t)M * sizeof *pk);
+                }
+            for (int l0 = 0; l0 < L; l0 += C) {
+                const int n = XB_MIN(C, L - l0);
+                float *pq = phq + (bh * L + l0) * M;
+                const float *pk = phk + (bh * L + l0) * M, *vc = vb + (size_t)l0 * s->ldv;
+                mp->map(mp, b, h, l0, n, 0, 1, pq, w.map);
+                matmul_strided(w.num, Dh, pq, M, S, Dh, n, Dh, M, MM_NN, 1.0f, 0.0f);
+                matmul_strided(w.A, C, pq, M, pk, M, n, n, M, MM_NT, 1.0f, 0.0f);
+                mask_upper(w.A, n);
+                matmul_strided(w.num, Dh, w.A, C, vc, s->ldv, n, Dh, n, MM_NN, 1.0f, 1.0f);
+                for (int l = 0; l < n; l++) {
+                    float dn = dot8(pq + (size_t)l * M, zz, M); /* earlier chunks, then this */
+                    for (int j = 0; j <= l; j++) dn += w.A[(size_t)l * C + j];
+                    const float inv = denominator(s, bh, l0 + l, dn, den);
+                    float *oi = ob + (size_t)(l0 + l) * s->ldo;
+                    const float *ni = w.num + (size_t)l * Dh;
+                    for (int d = 0; d < Dh; d++) oi[d] = ni[d] * inv;
+                }
+                matmul_strided(S, Dh, pk, M, vc, s->ldv, M, Dh, n, MM_TN, 1.0f, 1.0f);
+                add_rows(zz, pk, M, n, M, NULL, 0);
+            }
+        }
+    arena_reset_to(scratch, mark);
+    /* the products counted themselves; den's φ(Q_c)z remains, 2·L·M a head */
+    flops_add(2ull * (uint64_t)L * M * (uint64_t)B * H);
+}
+
+/* dA (n × n, row stride C) = dnum V_cᵀ + dden 1ᵀ, zero above the diagonal, from a = [dnum | dden]
+ * (n × (Dh + 1)) and vc (n × Dh, row stride ldv). */
+static void causal_dscores(float *dA, const float *a, const float *vc, int ldv, int n, int Dh) {
+    const int C = LINATTN_CHUNK, K = Dh + 1;
+    matmul_strided(dA, C, a, K, vc, ldv, n, n, Dh, MM_NT, 1.0f, 0.0f);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) dA[(size_t)i * C + j] += a[(size_t)i * K + Dh];
+    mask_upper(dA, n);
+}
+
+/* The reverse pass of causal_forward_impl, as the authors' causal_dot_backward
+ * (causal_product_cpu.cpp) splits it, by chunks. With a = [dnum | dden] (grad_rows) and
+ * dA = dnum V_cᵀ + dden 1ᵀ masked as A:
+ * - queries, chunks in order, S and z the prefix sums over the earlier chunks:
+ *     dφ(Q_c) = dnum Sᵀ + dden zᵀ + dA φ(K_c);
+ * - keys, chunks in reverse order, dS = Σ φ(Q)ᵀdnum and dz = Σ φ(Q)ᵀdden over the later chunks
+ *   (suffix sums):
+ *     dφ(K_c) = V_c dSᵀ + 1 dzᵀ + dAᵀ φ(Q_c) (zero on padding keys),
+ *     dV_c += φ(K_c) dS + Aᵀ dnum,
+ *   then dS, dz take the chunk's queries.
+ * The map's backward sees the query chunks in order, then the key chunks in reverse order. */
+static void causal_backward_impl(float *dv, const float *dout, const float *o, const float *phq,
+                                 const float *phk, const float *v, const float *den,
+                                 const unsigned char *kmask, const LinAttnShape *s,
+                                 const LinAttnMap *mp, Arena *scratch) {
+    const int B = s->B, H = s->H, L = s->L, M = s->M, Dh = s->Dh, K = Dh + 1, C = LINATTN_CHUNK;
+    const int Mp = attn_tile_cols(M);
+    const size_t per = fused_thread_floats(s, mp), mark = arena_mark(scratch);
+    float *work = arena_alloc(scratch, linattn_fused_scratch_floats(s, mp) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            FusedWork w = fused_carve(work + (size_t)omp_get_thread_num() * per, s, mp);
+            const size_t bh = (size_t)b * H + h;
+            const float *dn = den + bh * L;
+            const float *vb = v + (size_t)b * s->bsv + (size_t)h * Dh;
+            const float *ob = o + (size_t)b * s->bso + (size_t)h * Dh;
+            const float *gb = dout + (size_t)b * s->bso + (size_t)h * Dh;
+            float *dvb = dv + (size_t)b * s->bsv + (size_t)h * Dh;
+            const unsigned char *km = kmask ? kmask + (size_t)b * L : NULL;
+            /* the queries: the prefix S, z in the packed piece (M × Dh, then M) */
+            float *S = w.packed, *zz = w.packed + (size_t)M * Dh;
+            memset(w.packed, 0, (size_t)M * K * sizeof *w.packed);
+            for (int l0 = 0; l0 < L; l0 += C) {
+                const int n = XB_MIN(C, L - l0);
+                const float *pq = phq + (bh * L + l0) * M, *pk = phk + (bh * L + l0) * M;
+                const float *vc = vb + (size_t)l0 * s->ldv;
+                grad_rows(w.a, s, bh, l0, n, gb, ob, dn);
+                matmul_strided(w.dphi, Mp, w.a, K, S, Dh, n, M, Dh, MM_NT, 1.0f, 0.0f);
+                for (int l = 0; l < n; l++) { /* + dden zᵀ */
+                    const float dd = w.a[(size_t)l * K + Dh];
+                    float *gi = w.dphi + (size_t)l * Mp;
+                    for (int m = 0; m < M; m++) gi[m] += dd * zz[m];
+                }
+                causal_dscores(w.dA, w.a, vc, s->ldv, n, Dh);
+                matmul_strided(w.dphi, Mp, w.dA, C, pk, M, n, M, n, MM_NN, 1.0f, 1.0f);
+                mp->backward(mp, b, h, l0, n, 0, w.dphi, Mp, pq, w.map);
+                matmul_strided(S, Dh, pk, M, vc, s->ldv, M, Dh, n, MM_TN, 1.0f, 1.0f);
+                add_rows(zz, pk, M, n, M, NULL, 0);
+            }
+            if (mp->end) mp->end(mp, b, h, 0, w.map);
+            /* the keys and values, chunks in reverse order */
+            memset(w.dS, 0, (size_t)M * Dh * sizeof *w.dS);
+            memset(w.dz, 0, (size_t)M * sizeof *w.dz);
+            const int last = (L - 1) / C * C;
+            for (int l0 = last; l0 >= 0; l0 -= C) {
+                const int n = XB_MIN(C, L - l0);
+                const float *pq = phq + (bh * L + l0) * M, *pk = phk + (bh * L + l0) * M;
+                const float *vc = vb + (size_t)l0 * s->ldv;
+                grad_rows(w.a, s, bh, l0, n, gb, ob, dn);
+                matmul_strided(w.A, C, pq, M, pk, M, n, n, M, MM_NT, 1.0f, 0.0f);
+                mask_upper(w.A, n);
+                causal_dscores(w.dA, w.a, vc, s->ldv, n, Dh);
+                matmul_strided(w.dphi, Mp, vc, s->ldv, w.dS, Dh, n, M, Dh, MM_NT, 1.0f, 0.0f);
+                for (int l = 0; l < n; l++) { /* + 1 dzᵀ */
+                    float *gi = w.dphi + (size_t)l * Mp;
+                    for (int m = 0; m < M; m++) gi[m] += w.dz[m];
+                }
+                matmul_strided(w.dphi, Mp, w.dA, C, pq, M, n, M, n, MM_TN, 1.0f, 1.0f);
+                for (int l = 0; km && l < n; l++)
+                    if (!km[l0 + l]) memset(w.dphi + (size_t)l * Mp, 0, (size_t)M * sizeof(float));
+                float *dvc = dvb + (size_t)l0 * s->ldv;
+                matmul_strided(dvc, s->ldv, pk, M, w.dS, Dh, n, Dh, M, MM_NN, 1.0f, 1.0f);
+                matmul_strided(dvc, s->ldv, w.A, C, w.a, K, n, Dh, n, MM_TN, 1.0f, 1.0f);
+                matmul_strided(w.dS, Dh, pq, M, w.a, K, M, Dh, n, MM_TN, 1.0f, 1.0f);
+                add_rows(w.dz, pq, M, n, M, w.a + Dh, K); /* dz += φ(Q_c)ᵀ dden, rows in order */
+                mp->backward(mp, b, h, l0, n, 1, w.dphi, Mp, pk, w.map);
+            }
+            if (mp->end) mp->end(mp, b, h, 1, w.map);
+        }
+    arena_reset_to(scratch, mark);
+    /* the products counted themselves; dden zᵀ and dz += φ(Q_c)ᵀdden remain, 4·L·M a head */
+    flops_add(4ull * (uint64_t)L * M * (uint64_t)B * H);
+}
+
 /* The entry points, timed by core/profile.h. */
 void linattn_forward(float *o, float *kv, float *z, float *den, const float *phq, const float *phk,
                      const float *v, const LinAttnShape *s) {
@@ -361,7 +552,10 @@ void linattn_fused_forward(float *o, float *kv, float *z, float *den, float *phq
                            const float *v, const unsigned char *kmask, const LinAttnShape *s,
                            const LinAttnMap *mp, Arena *scratch) {
     prof_open(PROF_LINEAR_ATTN, 0);
-    linattn_fused_forward_impl(o, kv, z, den, phq, phk, v, kmask, s, mp, scratch);
+    if (s->causal)
+        causal_forward_impl(o, kv, z, den, phq, phk, v, kmask, s, mp, scratch);
+    else
+        linattn_fused_forward_impl(o, kv, z, den, phq, phk, v, kmask, s, mp, scratch);
     prof_close();
 }
 
@@ -370,6 +564,9 @@ void linattn_fused_backward(float *dv, const float *dout, const float *o, const 
                             const float *den, const unsigned char *kmask, const LinAttnShape *s,
                             const LinAttnMap *mp, Arena *scratch) {
     prof_open(PROF_LINEAR_ATTN, 1);
-    linattn_fused_backward_impl(dv, dout, o, phq, phk, v, kv, z, den, kmask, s, mp, scratch);
+    if (s->causal)
+        causal_backward_impl(dv, dout, o, phq, phk, v, den, kmask, s, mp, scratch);
+    else
+        linattn_fused_backward_impl(dv, dout, o, phq, phk, v, kv, z, den, kmask, s, mp, scratch);
     prof_close();
 }

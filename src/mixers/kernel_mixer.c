@@ -27,7 +27,8 @@ LinAttnShape kernel_mixer_shape(const Mixer *m, int B, int L) {
                       .eps = km->eps,
                       .min_den = km->min_den,
                       .guard = km->guard,
-                      .low = km->low};
+                      .low = km->low,
+                      .causal = km->causal};
     return s;
 }
 

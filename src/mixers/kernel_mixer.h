@@ -50,6 +50,7 @@ struct KernelMixer {
     float eps;           /* added to every denominator (0: none) */
     float min_den;       /* see LinAttnShape (0: none) */
     float guard;         /* see LinAttnShape (0: none) */
+    int causal;          /* see LinAttnShape: the causal form (a mechanism with row maps only) */
     unsigned char *low;  /* (B, H, L) saved: rows where min_den or guard acted */
     float *phq, *phk;    /* (B, H, L, M) saved */
     float *kv, *z, *den; /* saved by the kernel */

@@ -4,7 +4,13 @@
  * as the authors' code runs it (idiap/fast-transformers, fast_transformers/attention/
  * linear_attention.py: elu_feature_map, LinearAttention(eps=1e-6), padding keys' features zeroed
  * through key_lengths). LRA's copy (lra_benchmarks/models/linear_transformer/linear_attention.py)
- * has the same map and ε. */
+ * has the same map and ε.
+ *
+ * causal: the decoder form (§3.3, eq. 8-9), O_i = φ(q_i)ᵀ Σ_{j<=i} φ(k_j) v_jᵀ /
+ * (φ(q_i)ᵀ Σ_{j<=i} φ(k_j) + ε), as CausalLinearAttention (attention/causal_linear_attention.py:
+ * the same map and eps, padding keys zeroed, the normaliser φ(q_i)·cumsum(φ(K))_i + eps) and its
+ * causal_dot_product (causal_product/causal_product_cpu.cpp: key i is in the sum query i reads)
+ * run it; by chunks of rows on the shared kernel (kernels/linear_attn.h, LinAttnShape.causal). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -15,6 +21,11 @@
 
 static const OptSpec linear_opts[] = {
     {.name = "bias", .type = OPT_BOOL, .def = 0, .help = "biases in the projections"},
+    {.name = "causal",
+     .type = OPT_BOOL,
+     .def = 0,
+     .help = "hide later keys from each query (decoder-style: prefix sums, "
+             "eq. 8-9); LRA's encoders are bidirectional"},
 };
 #define NOPTS ((int)XB_ARRAY_LEN(linear_opts))
 
@@ -75,6 +86,7 @@ static void linear_create(Mixer *m, ParamTable *pt) {
     km->fops = &elu1_ops;
     km->M = m->D / m->H;
     km->eps = LINEAR_EPS;
+    km->causal = opt_bool(m->opts, linear_opts, NOPTS, "causal");
 }
 
 static const MixerOps linear_ops = {
