@@ -5,7 +5,8 @@
 #            and S4D (time-invariant) at the same width and depth;
 #   mqar     multi-query associative recall (Zoology, arXiv 2312.04927): configs/synthetic/mqar.yaml
 #            at 8, 16, 32 and 64 key-value pairs, width fixed at 64, with causal full attention and
-#            the causal forms of the gated and recurrent mixers (mamba, rwkv, retnet, hyena, s4d).
+#            the causal forms of the gated and recurrent mixers (mamba, rwkv, retnet, hyena, s4d)
+#            and of linear attention (linear, the kernel class).
 # Each run is one report in DIR/TASK/ (default results/synthetic); a point that already has its
 # report is skipped, so the script resumes. Then it prints the tables (per-position test
 # accuracy and the share of examples exactly right) in Markdown.
@@ -77,7 +78,7 @@ if [ "$table_only" = 0 ]; then
             IFS=, read -r -a M <<< "${mixers:-full,mamba,s4d}"
             for m in "${M[@]}"; do point selcopy "$m" "selcopy-$m"; done ;;
         mqar)
-            IFS=, read -r -a M <<< "${mixers:-full,mamba,rwkv,retnet,hyena,s4d}"
+            IFS=, read -r -a M <<< "${mixers:-full,mamba,rwkv,retnet,hyena,s4d,linear}"
             for p in "${P[@]}"; do
                 for m in "${M[@]}"; do
                     # length 2p + 1 + queries; keys at least the pairs (they are distinct)
