@@ -171,6 +171,13 @@ static FusedWork fused_carve(float *base, const LinAttnShape *s, const LinAttnMa
     return w;
 }
 
+/* Zeroes the rows of padding keys (km[l0 + l] == 0) among rows l < n of x (M floats each, row
+ * stride ld); km NULL: every key is real. */
+static void zero_padding_rows(float *x, int ld, int M, const unsigned char *km, int l0, int n) {
+    for (int l = 0; km && l < n; l++)
+        if (!km[l0 + l]) memset(x + (size_t)l * ld, 0, (size_t)M * sizeof *x);
+}
+
 /* x · y over n, in eight interleaved partial sums added in a fixed order (a vector reduction that
  * does not depend on the instruction set). */
 XB_CLONES static float dot8(const float *x, const float *y, int n) {
@@ -256,8 +263,7 @@ static void linattn_fused_forward_impl(float *o, float *kv, float *z, float *den
                             prefetch_row(vb + (size_t)(l0 + l) * s->ldv, Dh);
                     mp->map(mp, b, h, l0, n, 1, pass, pk, w.map);
                     if (pass == 0) continue;
-                    for (int l = 0; km && l < n; l++)
-                        if (!km[l0 + l]) memset(pk + (size_t)l * M, 0, (size_t)M * sizeof *pk);
+                    zero_padding_rows(pk, M, M, km, l0, n);
                     attn_tile_acc(S, Dh, pk, 1, M, vb + (size_t)l0 * s->ldv, s->ldv, M, Dh, n,
                                   1.0f);
                     add_rows(zz, pk, M, n, M, NULL, 0);
@@ -355,8 +361,7 @@ static void linattn_fused_backward_impl(float *dv, const float *dout, const floa
                     ai[Dh] = 1.0f;
                 }
                 attn_tile_scores(w.dphi, Mp, w.a, K, w.packed, n, M, K, NULL, NULL);
-                for (int l = 0; km && l < n; l++)
-                    if (!km[l0 + l]) memset(w.dphi + (size_t)l * Mp, 0, (size_t)M * sizeof(float));
+                zero_padding_rows(w.dphi, Mp, M, km, l0, n);
                 attn_tile_acc(dvb + (size_t)l0 * s->ldv, s->ldv, pk, M, 1, w.dS, Dh, n, Dh, M,
                               1.0f);
                 mp->backward(mp, b, h, l0, n, 1, w.dphi, Mp, pk, w.map);
@@ -408,8 +413,7 @@ static void causal_forward_impl(float *o, float *kv, float *z, float *den, float
                     const int n = XB_MIN(C, L - l0);
                     float *pk = phk + (bh * L + l0) * M;
                     mp->map(mp, b, h, l0, n, 1, pass, pk, w.map);
-                    for (int l = 0; pass == 1 && km && l < n; l++)
-                        if (!km[l0 + l]) memset(pk + (size_t)l * M, 0, (size_t)M * sizeof *pk);
+                    if (pass == 1) zero_padding_rows(pk, M, M, km, l0, n);
                 }
             for (int l0 = 0; l0 < L; l0 += C) {
                 const int n = XB_MIN(C, L - l0);
@@ -516,8 +520,7 @@ static void causal_backward_impl(float *dv, const float *dout, const float *o, c
                     for (int m = 0; m < M; m++) gi[m] += w.dz[m];
                 }
                 matmul_strided(w.dphi, Mp, w.dA, C, pq, M, n, M, n, MM_TN, 1.0f, 1.0f);
-                for (int l = 0; km && l < n; l++)
-                    if (!km[l0 + l]) memset(w.dphi + (size_t)l * Mp, 0, (size_t)M * sizeof(float));
+                zero_padding_rows(w.dphi, Mp, M, km, l0, n);
                 float *dvc = dvb + (size_t)l0 * s->ldv;
                 matmul_strided(dvc, s->ldv, pk, M, w.dS, Dh, n, Dh, M, MM_NN, 1.0f, 1.0f);
                 matmul_strided(dvc, s->ldv, w.A, C, w.a, K, n, Dh, n, MM_TN, 1.0f, 1.0f);
