@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/flops.h"
+#include "core/xassert.h"
 #include "core/rng.h"
 #include "gradcheck.h"
 #include "kernels/activations.h"
@@ -20,6 +21,7 @@
 #include "kernels/loss.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
+#include "kernels/skinny.h"
 #include "kernels/softmax.h"
 
 #define ATOL 2e-3
@@ -288,6 +290,122 @@ START_TEST(test_matmul_batched_over_rows_and_heads_equals_each_product) {
         free(out);
     }
     free(x), free(w);
+}
+END_TEST
+
+/* ---- the dense layers' own products (kernels/skinny.h) ---- */
+
+/* Shapes with every kind of edge: rows not a multiple of the 6-row tile or the 96-row strip,
+ * columns not a multiple of the 16-column panel (and fewer than 8 in the last one), long sums that
+ * span several packed chunks (256 rows) and several fixed blocks (1024 rows) of skinny_tn_acc. */
+static const int SK_SHAPES[][3] = {{64, 16, 64},  {97, 23, 5},  {200, 192, 64},
+                                   {131, 7, 130}, {2500, 40, 9}, {1100, 3, 1}};
+
+START_TEST(test_skinny_products_equal_the_double_product_and_count_2mnk) {
+    if (!skinny_available()) {
+        fprintf(stderr, "skinny: this CPU has no AVX2 with FMA (or has AVX-512): not tested here\n");
+        return;
+    }
+    for (size_t s = 0; s < XB_ARRAY_LEN(SK_SHAPES); s++) {
+        const int M = SK_SHAPES[s][0], N = SK_SHAPES[s][1], K = SK_SHAPES[s][2];
+        float *a = randn((size_t)M * K, 100 + s), *w = randn((size_t)N * K, 200 + s);
+        float *bias = randn(N, 300 + s), *c0 = randn((size_t)M * N, 400 + s);
+        float *c = malloc((size_t)M * N * sizeof *c);
+        double *ref = malloc((size_t)M * N * sizeof *ref);
+        /* c = a·wᵀ + bias, then without bias */
+        for (int with_bias = 1; with_bias >= 0; with_bias--) {
+            naive_matmul(ref, N, c0, a, K, w, K, M, N, K, MM_NT, 1.0, 0.0);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) ref[(size_t)i * N + j] += with_bias ? bias[j] : 0.0;
+            memcpy(c, c0, (size_t)M * N * sizeof *c);
+            flops_reset();
+            skinny_nt(c, a, w, with_bias ? bias : NULL, M, N, K);
+            ck_assert_uint_eq(flops_counted(), matmul_flops(M, N, K));
+            assert_block(c, ref, c0, M, N, N);
+        }
+        /* c (M, N) += a2 (M, K)·b (K, N) */
+        float *a2 = randn((size_t)M * K, 500 + s), *b = randn((size_t)K * N, 600 + s);
+        naive_matmul(ref, N, c0, a2, K, b, N, M, N, K, MM_NN, 1.0, 1.0);
+        memcpy(c, c0, (size_t)M * N * sizeof *c);
+        flops_reset();
+        skinny_nn_acc(c, a2, b, M, N, K);
+        ck_assert_uint_eq(flops_counted(), matmul_flops(M, N, K));
+        assert_block(c, ref, c0, M, N, N);
+        /* c (N, K) += aᵀ·a2 with a (M, N)… : the long side is M here */
+        float *at = randn((size_t)M * N, 700 + s), *d0 = randn((size_t)N * K, 800 + s);
+        float *d = malloc((size_t)N * K * sizeof *d);
+        double *rd = malloc((size_t)N * K * sizeof *rd);
+        naive_matmul(rd, K, d0, at, N, a2, K, N, K, M, MM_TN, 1.0, 1.0);
+        memcpy(d, d0, (size_t)N * K * sizeof *d);
+        flops_reset();
+        skinny_tn_acc(d, at, a2, N, K, M);
+        ck_assert_uint_eq(flops_counted(), matmul_flops(N, K, M));
+        for (size_t e = 0; e < (size_t)N * K; e++) /* sums of up to 2500 terms */
+            ck_assert_msg(fabs(d[e] - rd[e]) <= 1e-4 * (1 + fabs(rd[e])), "shape %zu (%zu): %g, naive %g",
+                          s, e, d[e], rd[e]);
+        free(a), free(w), free(bias), free(c0), free(c), free(ref), free(a2), free(b), free(at);
+        free(d0), free(d), free(rd);
+    }
+}
+END_TEST
+
+/* The three products give the same bits on 1 thread as on 3: the sums' order is the shapes'. */
+START_TEST(test_skinny_products_same_bits_for_any_threads) {
+    if (!skinny_available()) return; /* said by the test above */
+    const int M = 3001, N = 40, K = 70;
+    float *a = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 2), *dc = randn((size_t)M * N, 3);
+    float *out[2], *da[2], *dw[2];
+    const int threads = omp_get_max_threads();
+    for (int r = 0; r < 2; r++) {
+        omp_set_num_threads(r ? 3 : 1);
+        out[r] = zeros((size_t)M * N), da[r] = zeros((size_t)M * K), dw[r] = zeros((size_t)N * K);
+        skinny_nt(out[r], a, w, NULL, M, N, K);
+        skinny_nn_acc(da[r], dc, w, M, K, N);
+        skinny_tn_acc(dw[r], dc, a, N, K, M);
+    }
+    omp_set_num_threads(threads);
+    ck_assert(memcmp(out[0], out[1], (size_t)M * N * sizeof(float)) == 0);
+    ck_assert(memcmp(da[0], da[1], (size_t)M * K * sizeof(float)) == 0);
+    ck_assert(memcmp(dw[0], dw[1], (size_t)N * K * sizeof(float)) == 0);
+    for (int r = 0; r < 2; r++) free(out[r]), free(da[r]), free(dw[r]);
+    free(a), free(w), free(dc);
+}
+END_TEST
+
+/* x and y (n) agree to tol relative to 1 + |y|. */
+static void assert_close(const float *x, const float *y, size_t n, double tol, const char *what) {
+    for (size_t e = 0; e < n; e++)
+        ck_assert_msg(fabs(x[e] - y[e]) <= tol * (1 + fabs(y[e])), "%s[%zu]: %g against %g", what,
+                      e, x[e], y[e]);
+}
+
+/* A dense layer tall enough for the skinny kernels gives OpenBLAS's values (to rounding) and the
+ * same FLOP count, forward and backward. */
+START_TEST(test_linear_on_skinny_kernels_equals_linear_on_sgemm) {
+    const int N = 300, IC = 48, OC = 72;
+    float *inp = randn((size_t)N * IC, 1), *w = randn((size_t)OC * IC, 2), *b = randn(OC, 3);
+    float *dout = randn((size_t)N * OC, 4);
+    float *out[2], *di[2], *dw[2], *db[2];
+    uint64_t fl[2];
+    for (int r = 0; r < 2; r++) {
+        skinny_force_off(r == 1);
+        out[r] = zeros((size_t)N * OC), di[r] = zeros((size_t)N * IC), dw[r] = zeros((size_t)OC * IC);
+        db[r] = zeros(OC);
+        for (size_t e = 0; e < (size_t)N * IC; e++) di[r][e] = 0.5f; /* backward accumulates */
+        flops_reset();
+        linear_forward(out[r], inp, w, b, N, IC, OC);
+        linear_backward(di[r], dw[r], db[r], dout, inp, w, N, IC, OC);
+        fl[r] = flops_counted();
+    }
+    skinny_force_off(0);
+    ck_assert_uint_eq(fl[0], fl[1]);
+    ck_assert_uint_eq(fl[0], 6ull * N * IC * OC);
+    assert_close(out[0], out[1], (size_t)N * OC, 1e-5, "out");
+    assert_close(di[0], di[1], (size_t)N * IC, 1e-5, "dinp");
+    assert_close(dw[0], dw[1], (size_t)OC * IC, 1e-4, "dweight"); /* sums of 300 terms of size 1 */
+    for (int o = 0; o < OC; o++) ck_assert_float_eq(db[0][o], db[1][o]);
+    for (int r = 0; r < 2; r++) free(out[r]), free(di[r]), free(dw[r]), free(db[r]);
+    free(inp), free(w), free(b), free(dout);
 }
 END_TEST
 
@@ -901,6 +1019,9 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_matmul_strided_reads_and_writes_only_its_block);
     tcase_add_test(tc, test_matmul_backward_accumulates_the_naive_gradients_and_counts_each);
     tcase_add_test(tc, test_matmul_batched_over_rows_and_heads_equals_each_product);
+    tcase_add_test(tc, test_skinny_products_equal_the_double_product_and_count_2mnk);
+    tcase_add_test(tc, test_skinny_products_same_bits_for_any_threads);
+    tcase_add_test(tc, test_linear_on_skinny_kernels_equals_linear_on_sgemm);
     tcase_add_test(tc, test_layernorm_backward_matches_finite_differences);
     tcase_add_test(tc, test_layernorm_output_has_zero_mean_unit_variance);
     tcase_add_test(tc, test_gelu_backward_matches_finite_differences);

@@ -5,9 +5,14 @@
 
 #include "core/profile.h"
 #include "kernels/matmul.h"
+#include "kernels/skinny.h"
 
 static void linear_forward_impl(float *out, const float *inp, const float *weight,
                                 const float *bias, int N, int IC, int OC) {
+    if (skinny_available() && skinny_fits(N, OC, IC)) {
+        skinny_nt(out, inp, weight, bias, N, OC, IC);
+        return;
+    }
     if (bias) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof *out);
@@ -18,7 +23,12 @@ static void linear_forward_impl(float *out, const float *inp, const float *weigh
 static void linear_backward_impl(float *dinp, float *dweight, float *dbias, const float *dout,
                                  const float *inp, const float *weight, int N, int IC, int OC) {
     /* out = inp·weightᵀ: dinp += dout·weight, dweight += doutᵀ·inp */
-    matmul_backward(dinp, dweight, dout, inp, weight, N, OC, IC, MM_NT, 1.0f);
+    if (skinny_available() && skinny_fits(N, OC, IC)) {
+        if (dinp) skinny_nn_acc(dinp, dout, weight, N, IC, OC);
+        if (dweight) skinny_tn_acc(dweight, dout, inp, OC, IC, N);
+    } else {
+        matmul_backward(dinp, dweight, dout, inp, weight, N, OC, IC, MM_NT, 1.0f);
+    }
     if (dbias) {
         /* Column blocks per thread, rows summed in order: the same bits for any thread count. */
         enum { CB = 16 };

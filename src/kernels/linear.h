@@ -1,5 +1,6 @@
-/* Dense layer on OpenBLAS: out = inp·Wᵀ + b, with W stored (out_features, in_features) as in
- * PyTorch's nn.Linear, so checkpoints load without transposes. */
+/* Dense layer: out = inp·Wᵀ + b, with W stored (out_features, in_features) as in PyTorch's
+ * nn.Linear, so checkpoints load without transposes. The products run on kernels/skinny.h where
+ * the CPU and the shapes suit it, on OpenBLAS otherwise. */
 #ifndef XB_LINEAR_H
 #define XB_LINEAR_H
 
