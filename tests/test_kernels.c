@@ -556,7 +556,7 @@ typedef struct {
 } DoCtx;
 static void do_fwd(void *c) {
     DoCtx *x = c;
-    dropout_forward(x->out, x->inp, x->n, x->p, x->key, 0);
+    dropout_forward(x->out, x->inp, x->n, x->p, x->key, 0, NULL);
 }
 
 START_TEST(test_dropout_backward_matches_finite_differences) {
@@ -564,7 +564,7 @@ START_TEST(test_dropout_backward_matches_finite_differences) {
     c.inp = randn(300, 17), c.out = zeros(300);
     float *dout = randn(300, 18), *di = zeros(300);
     do_fwd(&c);
-    dropout_backward(di, dout, 300, c.p, c.key, 0);
+    dropout_backward(di, dout, 300, c.p, c.key, 0, NULL);
     GcResult r;
     GC_ASSERT(gradcheck(do_fwd, &c, c.inp, 300, di, c.out, 300, dout, H, ATOL, RTOL, 1000, &r),
               "dropout", &r);
@@ -579,9 +579,9 @@ START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
     const uint64_t key = dropout_key(1, 3, 4);
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    dropout_forward(y1, x, n, 0.25f, key, 0);
+    dropout_forward(y1, x, n, 0.25f, key, 0, NULL);
     omp_set_num_threads(saved > 1 ? saved : 2);
-    dropout_forward(y2, x, n, 0.25f, key, 0);
+    dropout_forward(y2, x, n, 0.25f, key, 0, NULL);
     omp_set_num_threads(saved);
     ck_assert_int_eq(memcmp(y1, y2, n * sizeof *y1), 0);
     size_t kept = 0;
@@ -594,10 +594,10 @@ START_TEST(test_dropout_keeps_expected_fraction_and_same_bits_for_any_threads) {
     ck_assert_double_eq_tol((double)kept / n, 0.75, 0.01);
     ck_assert_double_eq_tol(sum / n, 1.0, 0.01); /* inverted dropout keeps the expectation */
     /* a different site or step gives a different mask */
-    dropout_forward(y2, x, n, 0.25f, dropout_key(1, 3, 5), 0);
+    dropout_forward(y2, x, n, 0.25f, dropout_key(1, 3, 5), 0, NULL);
     ck_assert_int_ne(memcmp(y1, y2, n * sizeof *y1), 0);
     /* p = 0 is the identity */
-    dropout_forward(y2, x, n, 0.0f, key, 0);
+    dropout_forward(y2, x, n, 0.0f, key, 0, NULL);
     ck_assert_int_eq(memcmp(x, y2, n * sizeof *x), 0);
     free(x), free(y1), free(y2);
 }
@@ -789,32 +789,79 @@ START_TEST(test_fused_dropout_passes_equal_separate_passes) {
         const float p = ps[k];
         const uint64_t key = dropout_key(5, 3, 2);
         /* out = dropout(x) + r */
-        dropout_forward(a, x, n, p, key, 11);
+        dropout_forward(a, x, n, p, key, 11, NULL);
         for (size_t i = 0; i < n; i++) a[i] = a[i] + r[i];
         memcpy(b, x, n * sizeof *b);
-        dropout_add_forward(b, b, r, n, p, key, 11);
+        dropout_add_forward(b, b, r, n, p, key, 11, NULL);
         ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
         /* dinp = 0, then += dropout's gradient */
         memset(a, 0, n * sizeof *a);
-        dropout_backward(a, g, n, p, key, 11);
+        dropout_backward(a, g, n, p, key, 11, NULL);
         for (size_t i = 0; i < n; i++) b[i] = 12345.0f;
-        dropout_backward_set(b, g, n, p, key, 11);
+        dropout_backward_set(b, g, n, p, key, 11, NULL);
         ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
         /* GELU then dropout, and its backward into a cleared buffer */
         gelu_forward(a, x, n);
-        dropout_forward(a, a, n, p, key, 11);
-        gelu_dropout_forward(b, x, n, p, key, 11);
+        dropout_forward(a, a, n, p, key, 11, NULL);
+        gelu_dropout_forward(b, x, n, p, key, 11, NULL);
         ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
         float *dh = zeros(n);
-        dropout_backward(dh, g, n, p, key, 11);
+        dropout_backward(dh, g, n, p, key, 11, NULL);
         memset(a, 0, n * sizeof *a);
         gelu_backward(a, x, dh, n);
         memcpy(b, g, n * sizeof *b);
-        gelu_dropout_backward(b, x, b, n, p, key, 11);
+        gelu_dropout_backward(b, x, b, n, p, key, 11, NULL);
         ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
         free(dh);
     }
     free(x), free(r), free(g), free(a), free(b);
+}
+END_TEST
+
+/* The masks a forward keeps as bits are the hash's, and every backward that reads them gives the
+ * bits of the one that hashes again; for a length with a partial last word, on 1 and 3 threads. */
+START_TEST(test_dropout_masks_kept_as_bits_give_the_hashed_bits) {
+    const size_t n = 1003, nw = dropout_words(n);
+    ck_assert_uint_eq(nw, 16);
+    float *x = randn(n, 71), *r = randn(n, 72), *g = randn(n, 73);
+    for (size_t i = 0; i < n; i += 7) g[i] = -0.0f;
+    float *a = zeros(n), *b = zeros(n);
+    uint64_t *keep = calloc(nw, sizeof *keep), *keep2 = calloc(nw, sizeof *keep2);
+    const float p = 0.3f;
+    const uint64_t key = dropout_key(5, 3, 2);
+    const uint32_t t = dropout_threshold(p);
+    const int saved = omp_get_max_threads();
+    for (int th = 1; th <= 3; th += 2) {
+        omp_set_num_threads(th);
+        memset(keep, 0xff, nw * sizeof *keep);
+        dropout_forward(a, x, n, p, key, 11, NULL);
+        dropout_forward(b, x, n, p, key, 11, keep);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_int_eq(dropout_bit(keep[i / 64], i % 64), dropout_kept(key, 11 + i, t));
+        ck_assert_uint_eq(keep[nw - 1] >> (n % 64), 0); /* no bits past the end */
+        dropout_add_forward(a, x, r, n, p, key, 11, NULL);
+        dropout_add_forward(b, x, r, n, p, key, 11, keep2);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        ck_assert_int_eq(memcmp(keep, keep2, nw * sizeof *keep), 0);
+        gelu_dropout_forward(a, x, n, p, key, 11, NULL);
+        gelu_dropout_forward(b, x, n, p, key, 11, keep2);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        ck_assert_int_eq(memcmp(keep, keep2, nw * sizeof *keep), 0);
+        /* the backwards: from the bits, key and first are not read */
+        memcpy(a, r, n * sizeof *a), memcpy(b, r, n * sizeof *b);
+        dropout_backward(a, g, n, p, key, 11, NULL);
+        dropout_backward(b, g, n, p, 0, 0, keep);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        dropout_backward_set(a, g, n, p, key, 11, NULL);
+        dropout_backward_set(b, g, n, p, 0, 0, keep);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+        gelu_dropout_backward(a, x, g, n, p, key, 11, NULL);
+        gelu_dropout_backward(b, x, g, n, p, 0, 0, keep);
+        ck_assert_int_eq(memcmp(a, b, n * sizeof *a), 0);
+    }
+    omp_set_num_threads(saved);
+    free(x), free(r), free(g), free(a), free(b), free(keep), free(keep2);
 }
 END_TEST
 
@@ -1038,6 +1085,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
     tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
     tcase_add_test(tc, test_fused_dropout_passes_equal_separate_passes);
+    tcase_add_test(tc, test_dropout_masks_kept_as_bits_give_the_hashed_bits);
     tcase_add_test(tc, test_layernorm_row_blocks_equal_reference_and_one_row_at_a_time);
     tcase_add_test(tc, test_linattn_fused_equals_double_reference);
     suite_add_tcase(s, tc);

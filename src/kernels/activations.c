@@ -36,13 +36,28 @@ XB_CLONES static void gelu_backward_impl(float *dinp, const float *inp, const fl
 
 /* The FFN's GELU and its dropout in one pass, each value rounded as the two passes round it. */
 XB_CLONES static void gelu_dropout_forward_impl(float *out, const float *inp, size_t n, float p,
-                                                uint64_t key, uint64_t first) {
+                                                uint64_t key, uint64_t first, uint64_t *keep) {
     if (p <= 0.0f) {
         gelu_forward_impl(out, inp, n);
         return;
     }
     const float s = 1.0f / (1.0f - p);
     const uint32_t t = dropout_threshold(p);
+    if (keep) {
+        const size_t nw = dropout_words(n);
+#pragma omp parallel for schedule(static)
+        for (size_t w = 0; w < nw; w++) {
+            const size_t i0 = w * 64, m = n - i0 < 64 ? n - i0 : 64;
+            unsigned char k[64];
+            keep[w] = dropout_word(k, key, first + i0, m, t);
+#pragma omp simd
+            for (size_t j = 0; j < m; j++) {
+                const float g = gelu(inp[i0 + j]);
+                out[i0 + j] = k[j] ? g * s : 0.0f;
+            }
+        }
+        return;
+    }
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float g = gelu(inp[i]);
@@ -53,7 +68,8 @@ XB_CLONES static void gelu_dropout_forward_impl(float *out, const float *inp, si
 /* dinp = 0 + gelu'(inp)·(0 + dropout's gradient of dout): the bits of clearing a buffer, the
  * dropout backward into it, clearing dinp and the GELU backward into it. */
 XB_CLONES static void gelu_dropout_backward_impl(float *dinp, const float *inp, const float *dout,
-                                                 size_t n, float p, uint64_t key, uint64_t first) {
+                                                 size_t n, float p, uint64_t key, uint64_t first,
+                                                 const uint64_t *keep) {
     if (p <= 0.0f) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = 0.0f + (0.0f + dout[i]) * gelu_grad(inp[i]);
@@ -61,6 +77,20 @@ XB_CLONES static void gelu_dropout_backward_impl(float *dinp, const float *inp, 
     }
     const float s = 1.0f / (1.0f - p);
     const uint32_t t = dropout_threshold(p);
+    if (keep) {
+        const size_t nw = dropout_words(n);
+#pragma omp parallel for schedule(static)
+        for (size_t w = 0; w < nw; w++) {
+            const size_t i0 = w * 64, m = n - i0 < 64 ? n - i0 : 64;
+            const uint64_t k = keep[w];
+#pragma omp simd
+            for (size_t j = 0; j < m; j++) {
+                const float dh = dropout_bit(k, j) ? 0.0f + dout[i0 + j] * s : 0.0f;
+                dinp[i0 + j] = 0.0f + dh * gelu_grad(inp[i0 + j]);
+            }
+        }
+        return;
+    }
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float dh = dropout_kept(key, first + i, t) ? 0.0f + dout[i] * s : 0.0f;
@@ -115,16 +145,16 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 }
 
 void gelu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key,
-                          uint64_t first) {
+                          uint64_t first, uint64_t *keep) {
     prof_open(PROF_ACTIVATION, 0);
-    gelu_dropout_forward_impl(out, inp, n, p, key, first);
+    gelu_dropout_forward_impl(out, inp, n, p, key, first, keep);
     prof_close();
 }
 
 void gelu_dropout_backward(float *dinp, const float *inp, const float *dout, size_t n, float p,
-                           uint64_t key, uint64_t first) {
+                           uint64_t key, uint64_t first, const uint64_t *keep) {
     prof_open(PROF_ACTIVATION, 1);
-    gelu_dropout_backward_impl(dinp, inp, dout, n, p, key, first);
+    gelu_dropout_backward_impl(dinp, inp, dout, n, p, key, first, keep);
     prof_close();
 }
 

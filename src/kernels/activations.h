@@ -10,14 +10,16 @@
 void gelu_forward(float *out, const float *inp, size_t n);
 /* dinp += gelu'(inp)·dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
-/* out = dropout(gelu(inp)) in one pass (kernels/dropout.h: the same key, first and mask), with the
- * bits of gelu_forward followed by dropout_forward. out may equal inp. */
+/* out = dropout(gelu(inp)) in one pass (kernels/dropout.h: the same key, first and mask, and keep
+ * receives the mask when not NULL), with the bits of gelu_forward followed by dropout_forward. out
+ * may equal inp. */
 void gelu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key,
-                          uint64_t first);
+                          uint64_t first, uint64_t *keep);
 /* Its backward into a dinp that is overwritten: the bits of zeroing a buffer, dropout_backward
- * into it, zeroing dinp and gelu_backward into it. dinp may equal dout. */
+ * into it (from keep when not NULL), zeroing dinp and gelu_backward into it. dinp may equal
+ * dout. */
 void gelu_dropout_backward(float *dinp, const float *inp, const float *dout, size_t n, float p,
-                           uint64_t key, uint64_t first);
+                           uint64_t key, uint64_t first, const uint64_t *keep);
 /* ReLU: out = max(inp, 0). */
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp += [inp > 0]·dout. */

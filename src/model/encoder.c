@@ -246,6 +246,12 @@ static void plan_block(Encoder *e, int l, const unsigned char *mask, Arena *a, A
         t->h = arena_floats(a, Q * F);
         t->g = arena_floats(a, Q * F);
     }
+    const int drop = e->cfg.dropout > 0.0f;
+    t->keep[0] = drop ? arena_alloc(a, dropout_words(Q * D) * sizeof(uint64_t)) : NULL;
+    t->keep[1] = drop && e->cfg.ffn != FFN_SWITCH
+                     ? arena_alloc(a, dropout_words(Q * F) * sizeof(uint64_t))
+                     : NULL;
+    t->keep[2] = drop ? arena_alloc(a, dropout_words(Q * D) * sizeof(uint64_t)) : NULL;
     /* Mixer calls happen on top of the encoder's backward buffers and do not overlap each
      * other, so each layer plans its scratch from the same mark. */
     const size_t mark = arena_mark(s);
@@ -271,6 +277,8 @@ static void plan(Encoder *e, Arena *a, Arena *s) {
     e->mask = arena_alloc(a, BL);
     e->labels = arena_alloc(a, (size_t)head_rows(e) * sizeof(int32_t));
     e->xs[0] = arena_floats(a, BL * D);
+    e->keep_embed =
+        e->cfg.dropout > 0.0f ? arena_alloc(a, dropout_words(BL * D) * sizeof(uint64_t)) : NULL;
     for (int l = 0; l < e->cfg.N; l++) plan_block(e, l, l ? e->la[l - 1].qmask : e->mask, a, s);
     const int Lf = e->cfg.N ? e->la[e->cfg.N - 1].Lq : e->cfg.L;
     e->final_mask = e->cfg.N ? e->la[e->cfg.N - 1].qmask : e->mask;
@@ -631,11 +639,11 @@ static void ffn_forward(Encoder *e, int l, int training, float p, uint64_t seed,
     } else {
         linear_forward(t->h, t->ln2, P(e, lp->fc1_w), P(e, lp->fc1_b), BQ, D, F);
         gelu_dropout_forward(t->g, t->h, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                             e->row0 * (uint64_t)t->Lq * F);
+                             e->row0 * (uint64_t)t->Lq * F, t->keep[1]);
         linear_forward(xout, t->g, P(e, lp->fc2_w), P(e, lp->fc2_b), BQ, F, D);
     }
     dropout_add_forward(xout, xout, t->r, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                        e->row0 * (uint64_t)t->Lq * D);
+                        e->row0 * (uint64_t)t->Lq * D, t->keep[2]);
 }
 
 /* The final LayerNorm, the pooling (or none), LRA's pair features, the MLP head and the loss:
@@ -677,8 +685,9 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
     e->aux_loss = 0.0;
     const float *wpe = e->cfg.positions == POS_LEARNED ? P(e, e->p_wpe) : e->sinus;
     embedding_forward(e->xs[0], e->tokens, P(e, e->p_wte), wpe, B, L, D);
+    e->keep_valid = 0; /* until this forward has written them (p > 0) */
     dropout_forward(e->xs[0], e->xs[0], (size_t)B * L * D, p, dropout_key(seed, step, site_embed()),
-                    e->row0 * (uint64_t)L * D);
+                    e->row0 * (uint64_t)L * D, e->keep_embed);
     for (int l = 0; l < e->cfg.N; l++) { /* r = base + drop(mix(LN1(...))), then the FFN half */
         LayerActs *t = &e->la[l];
         const size_t QD = (size_t)B * t->Lq * D;
@@ -689,9 +698,10 @@ static double encoder_forward_impl(Encoder *e, int training, uint64_t seed, int6
         arena_reset(&e->scratch);
         dropout_add_forward(t->r, t->r, t->kind == BLOCK_SELF ? e->xs[l] : t->qin, QD, p,
                             dropout_key(seed, step, site_layer(l, 0)),
-                            e->row0 * (uint64_t)t->Lq * D);
+                            e->row0 * (uint64_t)t->Lq * D, t->keep[0]);
         ffn_forward(e, l, training, p, seed, step);
     }
+    e->keep_valid = p > 0.0f && e->keep_embed;
     return head_forward(e);
 }
 
@@ -738,6 +748,12 @@ static void head_backward(Encoder *e, const BwdScratch *bs) {
                        P(e, e->p_lnf_w), e->lnf_mean, e->lnf_rstd, B * Lf, D);
 }
 
+/* A dropout's mask as the last forward stored it, or NULL (the backward hashes again): a backward
+ * after an evaluation forward (tests) gets the masks of (seed, step) as it always did. */
+static const uint64_t *kept(const Encoder *e, const uint64_t *keep) {
+    return e->keep_valid ? keep : NULL;
+}
+
 /* The FFN half's backward: x_out = r + drop(FFN(LN2(r))); bs->dx holds d(x_out) and becomes
  * d(r). */
 static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, uint64_t seed,
@@ -749,7 +765,7 @@ static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, u
     const float p = e->cfg.dropout;
     float *dx = bs->dx, *dtmp = bs->dtmp, *dln = bs->dln, *dg = bs->dg;
     dropout_backward_set(dtmp, dx, QD, p, dropout_key(seed, step, site_layer(l, 2)),
-                         e->row0 * (uint64_t)t->Lq * D);
+                         e->row0 * (uint64_t)t->Lq * D, kept(e, t->keep[2]));
     memset(dln, 0, QD * sizeof *dln);
     if (e->cfg.ffn == FFN_SWITCH) {
         const MoeParams mp = moe_params(e, lp);
@@ -765,7 +781,7 @@ static void ffn_backward(Encoder *e, int l, const BwdScratch *bs, size_t mark, u
         linear_backward(dg, G(e, lp->fc2_w), G(e, lp->fc2_b), dtmp, t->g, P(e, lp->fc2_w), BQ, F,
                         D);
         gelu_dropout_backward(dg, t->h, dg, QF, p, dropout_key(seed, step, site_layer(l, 1)),
-                              e->row0 * (uint64_t)t->Lq * F);
+                              e->row0 * (uint64_t)t->Lq * F, kept(e, t->keep[1]));
         linear_backward(dln, G(e, lp->fc1_w), G(e, lp->fc1_b), dg, t->ln2, P(e, lp->fc1_w), BQ, D,
                         F);
     }
@@ -855,7 +871,7 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
         ffn_backward(e, l, &bs, mark, seed, step);
         /* r = base + drop(mix(...)); dx holds d(r) */
         dropout_backward_set(bs.dtmp, bs.dx, QD, p, dropout_key(seed, step, site_layer(l, 0)),
-                             e->row0 * (uint64_t)t->Lq * D);
+                             e->row0 * (uint64_t)t->Lq * D, kept(e, t->keep[0]));
         memset(bs.dln, 0, QD * sizeof *bs.dln);
         if (t->kind == BLOCK_SELF)
             self_backward(e, l, &bs, mark, seed, step);
@@ -865,7 +881,7 @@ static void encoder_backward_impl(Encoder *e, uint64_t seed, int64_t step) {
     /* x_0 = drop(embed(tokens)) */
     const size_t BLD = (size_t)B * L * D;
     dropout_backward_set(bs.dtmp, bs.dx, BLD, p, dropout_key(seed, step, site_embed()),
-                         e->row0 * (uint64_t)L * D);
+                         e->row0 * (uint64_t)L * D, kept(e, e->keep_embed));
     embedding_backward(G(e, e->p_wte), e->cfg.positions == POS_LEARNED ? G(e, e->p_wpe) : NULL,
                        bs.dtmp, e->tokens, B, L, D);
     arena_reset(&e->scratch);

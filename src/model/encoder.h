@@ -63,6 +63,8 @@ typedef struct LayerActs {
     float *ln2, *ln2_mean, *ln2_rstd;
     float *h;     /* (B, Lq, F) FFN pre-activation */
     float *g;     /* (B, Lq, F) GELU output after dropout */
+    uint64_t *keep[3]; /* the masks of the block's three dropouts (kernels/dropout.h's bits): after
+                        * the mixer, in the FFN, after the FFN; NULL when cfg.dropout is 0 */
     Moe moe;      /* Switch FFN: its routing and saved activations */
     Compress cmp; /* recurrence with compression: f_c and its saved state */
 } LayerActs;
@@ -129,6 +131,9 @@ typedef struct Encoder {
     float **xs;      /* N + 1: xs[l] (B, length, D) is block l's input, xs[N] the output */
     double aux_loss; /* auxiliary losses of the last forward (Routing's commitment, ...) */
     LayerActs *la;   /* N */
+    uint64_t *keep_embed; /* the embedding dropout's mask, NULL when cfg.dropout is 0 */
+    int keep_valid;       /* the masks are those of the last forward (a training one): the
+                           * backward reads them instead of hashing again */
     const unsigned char *final_mask; /* the last block's mask (NULL: all real) */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *pooled;         /* (B, D); NULL when pooling is none */
