@@ -752,6 +752,37 @@ START_TEST(test_fast_exp_is_accurate_over_the_float_range) {
 }
 END_TEST
 
+/* xb_sincosf against double sin and cos on a fine grid near 0 and a coarse one to its range's end,
+ * and the quadrants' signs at multiples of π/2; beyond the range (and NaN) it returns sin 0, cos 0
+ * as documented, for the caller to recompute. */
+START_TEST(test_fast_sincos_is_accurate_over_its_range) {
+    double worst = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const double lim = pass ? XB_SINCOS_MAX : 20.0, step = pass ? 0.0137 : 0.0001;
+        for (double x = -lim; x <= lim; x += step) {
+            const float xf = (float)x;
+            float s, c;
+            xb_sincosf(xf, &s, &c);
+            const double es = fabs(s - sin((double)xf)), ec = fabs(c - cos((double)xf));
+            if (es > worst) worst = es;
+            if (ec > worst) worst = ec;
+        }
+    }
+    ck_assert_msg(worst < 3e-7, "absolute error %g", worst);
+    for (int k = -8; k <= 8; k++) {
+        float s, c;
+        xb_sincosf((float)(k * M_PI / 2), &s, &c);
+        ck_assert_msg(fabs(s - sin(k * M_PI / 2)) < 1e-6 && fabs(c - cos(k * M_PI / 2)) < 1e-6,
+                      "k = %d: %g %g", k, s, c);
+    }
+    float s = 2, c = 2;
+    xb_sincosf(NAN, &s, &c);
+    ck_assert(s == 0.0f && c == 1.0f);
+    xb_sincosf(1e6f, &s, &c);
+    ck_assert(s == 0.0f && c == 1.0f);
+}
+END_TEST
+
 START_TEST(test_sort_by_key_is_stable_and_gather_scatter_are_adjoint) {
     const int key[10] = {2, 0, 1, 2, 0, 0, 3, 1, 2, 0};
     int perm[10], inv[10], work[5];
@@ -1083,6 +1114,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_crossentropy_backward_matches_finite_differences);
     tcase_add_test(tc, test_crossentropy_rows_without_target_have_no_loss_or_gradient);
     tcase_add_test(tc, test_fast_exp_is_accurate_over_the_float_range);
+    tcase_add_test(tc, test_fast_sincos_is_accurate_over_its_range);
     tcase_add_test(tc, test_sort_by_key_is_stable_and_gather_scatter_are_adjoint);
     tcase_add_test(tc, test_fused_dropout_passes_equal_separate_passes);
     tcase_add_test(tc, test_dropout_masks_kept_as_bits_give_the_hashed_bits);

@@ -33,4 +33,32 @@ static inline float xb_expf(float x) {
     return x != x ? x : x < lo ? 0.0f : y;
 }
 
+/* sin(x) and cos(x) in float, after Cephes sinf/cosf: x = n·π/2 + r with n = round(x·2/π) and
+ * π/2 in three parts (the first exact in 8 bits, so n·part is exact for |n| < 2^16), sin r and
+ * cos r by Cephes' polynomials on |r| <= π/4, then the quadrant n mod 4. Absolute error below
+ * 3e-7 for |x| <= XB_SINCOS_MAX (tests/test_kernels.c); beyond it, and for NaN, x is taken as 0:
+ * a caller that may see such arguments recomputes them with libm's sinf and cosf. */
+#define XB_SINCOS_MAX 8192.0f
+static inline void xb_sincosf(float x, float *s, float *c) {
+    const float xc = x >= -XB_SINCOS_MAX && x <= XB_SINCOS_MAX ? x : 0.0f; /* NaN: 0 */
+    const float magic = 12582912.0f;                                        /* 1.5·2^23 */
+    const float n = (xc * 0.636619772367581343f + magic) - magic;
+    float r = xc - n * 1.5703125f;
+    r = r - n * 4.837512969970703125e-4f;
+    r = r - n * 7.54978995489188216e-8f;
+    const float z = r * r;
+    float ps = -1.9515295891e-4f;
+    ps = ps * z + 8.3321608736e-3f;
+    ps = ps * z - 1.6666654611e-1f;
+    const float sr = ps * z * r + r;
+    float pc = 2.443315711809948e-5f;
+    pc = pc * z - 1.388731625493765e-3f;
+    pc = pc * z + 4.166664568298827e-2f;
+    const float cr = pc * z * z - 0.5f * z + 1.0f;
+    const int32_t q = (int32_t)n & 3; /* sin: sr, cr, −sr, −cr; cos: cr, −sr, −cr, sr */
+    const float sa = (q & 1) ? cr : sr, ca = (q & 1) ? sr : cr;
+    *s = (q & 2) ? -sa : sa;
+    *c = ((q + 1) & 2) ? -ca : ca;
+}
+
 #endif

@@ -28,6 +28,8 @@
 #include "core/flops.h"
 #include "core/rng.h"
 #include "core/xassert.h"
+#include "kernels/fastmath.h"
+#include "kernels/matmul.h"
 #include "mixers/kernel_mixer.h"
 
 static const OptSpec rfa_opts[] = {
@@ -51,6 +53,7 @@ typedef struct RfaState {
     float *ones;    /* (H, Dh) σ when it is not learned */
     int layer;
     float *eps;    /* (H, F, Dh) current draw */
+    float *w;      /* (H, F, Dh) the rows w_i = σ ∘ ε_i of the last forward */
     int64_t drawn; /* step of the current draw, −1 before the first */
     float *xn;     /* (2, B, H, L, Dh): normalised Q then K, saved */
     float *norm;   /* (2, B, H, L) their norms ‖x‖ */
@@ -69,6 +72,20 @@ static void rfa_prepare(KernelMixer *km, const MixerStep *s) {
     st->drawn = want;
 }
 
+/* φ's row pr (2F) = s·[sin u, cos u] for the F projections u: vectorised, then libm for the rare
+ * argument beyond xb_sincosf's range. */
+static void features_row(float *pr, const float *ur, int F, float r) {
+#pragma omp simd
+    for (int i = 0; i < F; i++) {
+        float sn, cs;
+        xb_sincosf(ur[i], &sn, &cs);
+        pr[i] = r * sn;
+        pr[F + i] = r * cs;
+    }
+    for (int i = 0; i < F; i++)
+        if (!(fabsf(ur[i]) <= XB_SINCOS_MAX)) pr[i] = r * sinf(ur[i]), pr[F + i] = r * cosf(ur[i]);
+}
+
 static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const float *x,
                         int is_key) {
     RfaState *st = (RfaState *)km;
@@ -78,6 +95,12 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
     const size_t side = (size_t)B * H * L;
     float *xn = st->xn + (is_key ? side * Dh : 0), *nrm = st->norm + (is_key ? side : 0);
     float *u = st->u + (is_key ? side * F : 0);
+    for (int h = 0; h < H; h++) /* w_i = σ ∘ ε_i */
+        for (int i = 0; i < F; i++)
+            for (int d = 0; d < Dh; d++) {
+                const size_t k = ((size_t)h * F + i) * Dh + d;
+                st->w[k] = st->eps[k] * sigma[(size_t)h * Dh + d];
+            }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -90,29 +113,20 @@ static void rfa_forward(KernelMixer *km, const MixerStep *s, float *phi, const f
                 nrm[bh * L + l] = n;
                 for (int d = 0; d < Dh; d++) xn[(bh * L + l) * Dh + d] = xi[d] / (n + RFA_NORM_EPS);
             }
-            /* u_i = w_i · x̂ with w_i = σ ∘ ε_i */
-            for (int l = 0; l < L; l++) {
-                const float *xr = xn + (bh * L + l) * Dh;
-                float *ur = u + (bh * L + l) * F;
-                const float *e = st->eps + (size_t)h * F * Dh;
-                const float *sg = sigma + (size_t)h * Dh;
-                for (int i = 0; i < F; i++) {
-                    float acc = 0.0f;
-                    for (int d = 0; d < Dh; d++) acc += e[(size_t)i * Dh + d] * sg[d] * xr[d];
-                    ur[i] = acc;
-                }
-                float *pr = phi + (bh * L + l) * M;
-                for (int i = 0; i < F; i++) {
-                    pr[i] = r * sinf(ur[i]);
-                    pr[F + i] = r * cosf(ur[i]);
-                }
-            }
+            /* u (L, F) = x̂ (L, Dh)·Wᵀ, on this thread; it counts its FLOPs */
+            matmul(u + bh * L * F, xn + bh * L * Dh, st->w + (size_t)h * F * Dh, L, F, Dh, MM_NT,
+                   1.0f, 0.0f);
+            for (int l = 0; l < L; l++)
+                features_row(phi + (bh * L + l) * M, u + (bh * L + l) * F, F, r);
         }
-    flops_add(2ull * (uint64_t)B * H * L * F * Dh);
 }
 
-/* du_i = s·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); dx̂_d = Σ_i du_i σ_d ε_id; dσ_d += Σ du_i ε_id
- * x̂_d; with n = ‖x‖ and x̂ = x/(n + δ): dx = (dx̂ − x̂ (x̂·dx̂)·(n + δ)/n) / (n + δ). */
+/* Rows of the backward per block: du (ROWS, F), G (ROWS, Dh) and dx̂ (Dh) per thread. */
+enum { RFA_ROWS = 128 };
+
+/* du_i = s·(dφ_sin,i cos u_i − dφ_cos,i sin u_i); G = du·ε (rows of w without σ), so that
+ * dx̂_d = σ_d G_d and dσ_d += Σ G_d x̂_d; with n = ‖x‖ and x̂ = x/(n + δ):
+ * dx = (dx̂ − x̂ (x̂·dx̂)·(n + δ)/n) / (n + δ). */
 static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const float *dphi,
                          const float *phi, const float *x, int is_key) {
     (void)phi, (void)x;
@@ -130,29 +144,45 @@ static void rfa_backward(KernelMixer *km, const MixerStep *s, float *dx, const f
         const float *e = st->eps + (size_t)h * F * Dh;
         const float *sg = sigma + (size_t)h * Dh;
         float *dsg = dsigma ? dsigma + (size_t)h * Dh : NULL;
+        float *du = malloc(((size_t)RFA_ROWS * (F + Dh) + Dh) * sizeof *du);
+        XB_ASSERT(du);
+        float *G = du + (size_t)RFA_ROWS * F, *dxh = G + (size_t)RFA_ROWS * Dh;
         for (int b = 0; b < B; b++) {
             const size_t bh = (size_t)b * H + h;
-            for (int l = 0; l < L; l++) {
-                const float *ur = u + (bh * L + l) * F, *dp = dphi + (bh * L + l) * M;
-                const float *xr = xn + (bh * L + l) * Dh;
-                float dxh[Dh], dot = 0.0f;
-                for (int d = 0; d < Dh; d++) dxh[d] = 0.0f;
-                for (int i = 0; i < F; i++) {
-                    const float du = r * (dp[i] * cosf(ur[i]) - dp[F + i] * sinf(ur[i]));
-                    for (int d = 0; d < Dh; d++) {
-                        dxh[d] += du * sg[d] * e[(size_t)i * Dh + d];
-                        if (dsg) dsg[d] += du * e[(size_t)i * Dh + d] * xr[d];
+            for (int l0 = 0; l0 < L; l0 += RFA_ROWS) {
+                const int nr = L - l0 < RFA_ROWS ? L - l0 : RFA_ROWS;
+                for (int t = 0; t < nr; t++) {
+                    const float *ur = u + (bh * L + l0 + t) * F;
+                    const float *dp = dphi + (bh * L + l0 + t) * M;
+                    float *dr = du + (size_t)t * F;
+#pragma omp simd
+                    for (int i = 0; i < F; i++) {
+                        float sn, cs;
+                        xb_sincosf(ur[i], &sn, &cs);
+                        dr[i] = r * (dp[i] * cs - dp[F + i] * sn);
                     }
+                    for (int i = 0; i < F; i++)
+                        if (!(fabsf(ur[i]) <= XB_SINCOS_MAX))
+                            dr[i] = r * (dp[i] * cosf(ur[i]) - dp[F + i] * sinf(ur[i]));
                 }
-                for (int d = 0; d < Dh; d++) dot += xr[d] * dxh[d];
-                float *gi = dx + ((size_t)b * L + l) * 3 * H * Dh + (size_t)h * Dh;
-                const float n = nrm[bh * L + l], inv = 1.0f / (n + RFA_NORM_EPS);
-                const float radial = n > 0.0f ? dot * (n + RFA_NORM_EPS) / n : 0.0f;
-                for (int d = 0; d < Dh; d++) gi[d] += (dxh[d] - xr[d] * radial) * inv;
+                matmul(G, du, e, nr, Dh, F, MM_NN, 1.0f, 0.0f); /* counts its FLOPs */
+                for (int t = 0; t < nr; t++) {
+                    const size_t row = bh * L + l0 + t;
+                    const float *xr = xn + row * Dh, *g = G + (size_t)t * Dh;
+                    float dot = 0.0f;
+                    for (int d = 0; d < Dh; d++) dxh[d] = sg[d] * g[d];
+                    if (dsg)
+                        for (int d = 0; d < Dh; d++) dsg[d] += g[d] * xr[d];
+                    for (int d = 0; d < Dh; d++) dot += xr[d] * dxh[d];
+                    float *gi = dx + ((size_t)b * L + l0 + t) * 3 * H * Dh + (size_t)h * Dh;
+                    const float n = nrm[row], inv = 1.0f / (n + RFA_NORM_EPS);
+                    const float radial = n > 0.0f ? dot * (n + RFA_NORM_EPS) / n : 0.0f;
+                    for (int d = 0; d < Dh; d++) gi[d] += (dxh[d] - xr[d] * radial) * inv;
+                }
             }
         }
+        free(du);
     }
-    flops_add(2ull * (uint64_t)B * H * L * F * Dh);
 }
 
 static uint64_t rfa_flops(const KernelMixer *km, int B, int L, int backward) {
@@ -191,7 +221,8 @@ static void rfa_create(Mixer *m, ParamTable *pt) {
     XB_ASSERT(st->ones);
     for (int i = 0; i < m->D; i++) st->ones[i] = 1.0f;
     st->eps = malloc((size_t)m->H * st->F * (m->D / m->H) * sizeof *st->eps);
-    XB_ASSERT(st->eps);
+    st->w = malloc((size_t)m->H * st->F * (m->D / m->H) * sizeof *st->w);
+    XB_ASSERT(st->eps && st->w);
 }
 
 static void rfa_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
@@ -206,6 +237,7 @@ static void rfa_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
 static void rfa_destroy(Mixer *m) {
     RfaState *st = m->state;
     free(st->eps);
+    free(st->w);
     free(st->ones);
     free(st);
 }
