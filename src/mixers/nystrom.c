@@ -132,6 +132,100 @@ static void segment(int s, int m, int L, int *lo, int *hi) {
     *hi = (int)((long long)(s + 1) * L / m);
 }
 
+/* The depthwise skip convolution on V (the value columns of qkv, (B, L, 3D)), its taps cw (H, conv)
+ * shared by a head's channels, zero padding at the ends and at padding positions. The loops run
+ * along channels (vectorised); each element's taps are still summed in tap order from 0 and then
+ * added, so the bits are those of a loop per element. */
+static float *conv_taps(const float *cw, int conv, int D, int Dh) {
+    float *wc = malloc((size_t)conv * D * sizeof *wc); /* wc[t·D + c] = cw[(c / Dh)·conv + t] */
+    XB_ASSERT(wc);
+    for (int t = 0; t < conv; t++)
+        for (int c = 0; c < D; c++) wc[(size_t)t * D + c] = cw[(size_t)(c / Dh) * conv + t];
+    return wc;
+}
+
+/* att (B·L, D) += conv(V). */
+static void conv_forward(float *att, const float *qkv, const unsigned char *mask, const float *cw,
+                         int B, int L, int D, int Dh, int conv) {
+    float *wc = conv_taps(cw, conv, D, Dh);
+    const int half = conv / 2;
+#pragma omp parallel
+    {
+        float *acc = malloc((size_t)D * sizeof *acc);
+        XB_ASSERT(acc);
+#pragma omp for schedule(static)
+        for (int r = 0; r < B * L; r++) {
+            const int b = r / L, i = r % L;
+            for (int c = 0; c < D; c++) acc[c] = 0.0f;
+            for (int t = 0; t < conv; t++) {
+                const int j = i + t - half;
+                if (j < 0 || j >= L || (mask && !mask[(size_t)b * L + j])) continue;
+                const float *v = qkv + ((size_t)b * L + j) * 3 * D + 2 * D, *w = wc + (size_t)t * D;
+#pragma omp simd
+                for (int c = 0; c < D; c++) acc[c] += w[c] * v[c];
+            }
+            float *o = att + (size_t)r * D;
+            for (int c = 0; c < D; c++) o[c] += acc[c];
+        }
+        free(acc);
+    }
+    free(wc);
+}
+
+/* d(V) at real positions into dqkv's value columns, and gw (H, conv) += the taps' gradients, each
+ * summed in double over rows, per channel, then over the head's channels in order. */
+static void conv_backward(float *dqkv, float *gw, const float *datt, const float *qkv,
+                          const unsigned char *mask, const float *cw, int B, int L, int D, int Dh,
+                          int conv) {
+    float *wc = conv_taps(cw, conv, D, Dh);
+    const int half = conv / 2, BL = B * L, H = D / Dh;
+#pragma omp parallel
+    {
+        float *acc = malloc((size_t)D * sizeof *acc);
+        XB_ASSERT(acc);
+#pragma omp for schedule(static)
+        for (int r = 0; r < BL; r++) {
+            const int b = r / L, j = r % L;
+            if (mask && !mask[r]) continue;
+            for (int c = 0; c < D; c++) acc[c] = 0.0f;
+            for (int t = 0; t < conv; t++) {
+                const int i = j - t + half;
+                if (i < 0 || i >= L) continue;
+                const float *g = datt + ((size_t)b * L + i) * D, *w = wc + (size_t)t * D;
+#pragma omp simd
+                for (int c = 0; c < D; c++) acc[c] += w[c] * g[c];
+            }
+            float *dv = dqkv + (size_t)r * 3 * D + 2 * D;
+            for (int c = 0; c < D; c++) dv[c] += acc[c];
+        }
+        free(acc);
+    }
+    free(wc);
+    if (!gw) return;
+#pragma omp parallel
+    {
+        double *dacc = malloc((size_t)Dh * sizeof *dacc);
+        XB_ASSERT(dacc);
+#pragma omp for collapse(2) schedule(static)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < conv; t++) {
+                for (int c = 0; c < Dh; c++) dacc[c] = 0.0;
+                for (int r = 0; r < BL; r++) {
+                    const int b = r / L, j = r % L + t - half;
+                    if (j < 0 || j >= L || (mask && !mask[(size_t)b * L + j])) continue;
+                    const float *g = datt + (size_t)r * D + (size_t)h * Dh;
+                    const float *v = qkv + ((size_t)b * L + j) * 3 * D + 2 * D + (size_t)h * Dh;
+#pragma omp simd
+                    for (int c = 0; c < Dh; c++) dacc[c] += (double)g[c] * v[c];
+                }
+                double sum = 0.0;
+                for (int c = 0; c < Dh; c++) sum += dacc[c];
+                gw[(size_t)h * conv + t] += (float)sum;
+            }
+        free(dacc);
+    }
+}
+
 static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     NystromState *st = m->state;
     AttnMixer *am = &st->am;
@@ -215,22 +309,8 @@ static void nystrom_forward(Mixer *m, const MixerStep *s, float *y, const float 
     attn_forward(st->fo, am->lse, st->qs, st->kl, st->w, NULL, &os, s->scratch);
     memcpy(am->att, st->fo, (size_t)BL * D * sizeof(float));
     if (st->conv) { /* + the depthwise convolution of the (masked) values along the sequence */
-        const float *cw = mixer_param(s, st->p_conv);
-        const int half = st->conv / 2;
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < BL; r++) {
-            const int b = r / L, i = r % L;
-            for (int c = 0; c < D; c++) {
-                const float *wk = cw + (size_t)(c / Dh) * st->conv;
-                float acc = 0.0f;
-                for (int t = 0; t < st->conv; t++) {
-                    const int j = i + t - half;
-                    if (j < 0 || j >= L || (s->mask && !s->mask[(size_t)b * L + j])) continue;
-                    acc += wk[t] * am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
-                }
-                am->att[(size_t)r * D + c] += acc;
-            }
-        }
+        conv_forward(am->att, am->qkv, s->mask, mixer_param(s, st->p_conv), B, L, D, Dh,
+                     st->conv);
         flops_add(2ull * (uint64_t)BL * D * st->conv);
     }
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
@@ -261,36 +341,8 @@ static void nystrom_backward(Mixer *m, const MixerStep *s, float *dx, const floa
     linear_backward(datt, mixer_grad(s, am->p_wo), mixer_grad(s, am->p_bo), dy, am->att,
                     mixer_param(s, am->p_wo), BL, D, D);
     if (st->conv) { /* the convolution: d(V) at real positions, and its weights per head */
-        const float *cw = mixer_param(s, st->p_conv);
-        float *gw = mixer_grad(s, st->p_conv);
-        const int half = st->conv / 2;
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < BL; r++) {
-            const int b = r / L, j = r % L;
-            if (s->mask && !s->mask[r]) continue;
-            for (int c = 0; c < D; c++) {
-                const float *wk = cw + (size_t)(c / Dh) * st->conv;
-                float acc = 0.0f;
-                for (int t = 0; t < st->conv; t++) {
-                    const int i = j - t + half;
-                    if (i >= 0 && i < L) acc += wk[t] * datt[((size_t)b * L + i) * D + c];
-                }
-                dqkv[(size_t)r * 3 * D + 2 * D + c] += acc;
-            }
-        }
-#pragma omp parallel for schedule(static)
-        for (int h = 0; h < H; h++)
-            for (int t = 0; t < st->conv; t++) {
-                double acc = 0.0;
-                for (int r = 0; r < BL; r++) {
-                    const int b = r / L, j = r % L + t - half;
-                    if (j < 0 || j >= L || (s->mask && !s->mask[(size_t)b * L + j])) continue;
-                    for (int c = h * Dh; c < (h + 1) * Dh; c++)
-                        acc += (double)datt[(size_t)r * D + c] *
-                               am->qkv[((size_t)b * L + j) * 3 * D + 2 * D + c];
-                }
-                gw[(size_t)h * st->conv + t] += (float)acc;
-            }
+        conv_backward(dqkv, mixer_grad(s, st->p_conv), datt, am->qkv, s->mask,
+                      mixer_param(s, st->p_conv), B, L, D, Dh, st->conv);
         flops_add(4ull * (uint64_t)BL * D * st->conv);
     }
     AttnShape os = out_shape(m, B, L);
