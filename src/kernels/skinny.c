@@ -19,8 +19,9 @@ enum {
     NR = 16,     /* columns of a packed panel and of a register tile */
     MR = 6,      /* rows of a register tile: 12 accumulators, 2 panel rows, 1 broadcast */
     STRIP = 96,  /* rows of the tall operand per task: 16 register tiles, 24 KiB at K = 64 */
-    BLOCK = 1024, /* rows of skinny_tn_acc's fixed blocks (at least; at most MAX_BLOCKS blocks) */
-    MAX_BLOCKS = 64,
+    BLOCK = 1024, /* rows of skinny_tn_acc's fixed blocks (at least; at most MAX_BLOCKS blocks, */
+    MAX_BLOCKS = 64, /* and their partial sums at most PART_FLOATS floats: 16 MiB) */
+    PART_FLOATS = 1 << 22,
     CHUNK = 256 /* rows of a block packed at a time: a 16 KiB panel, its rows of a in L2 */
 };
 
@@ -228,17 +229,20 @@ void skinny_nn_acc(float *c, const float *a, const float *b, int M, int N, int K
     flops_add(matmul_flops(M, N, K));
 }
 
-/* Rows per block of skinny_tn_acc: a function of K only, so the sums do not depend on threads. */
-static int block_rows(int K) {
-    int rb = BLOCK;
-    while ((K + rb - 1) / rb > MAX_BLOCKS) rb *= 2;
-    return rb;
+/* Rows per block of skinny_tn_acc: a function of the shapes only, so the sums do not depend on
+ * the thread count. */
+static int block_rows(int K, size_t mn) {
+    for (size_t rb = BLOCK;; rb *= 2) {
+        if (rb >= (size_t)K) return K; /* one block */
+        const size_t nb = ((size_t)K + rb - 1) / rb;
+        if (nb <= MAX_BLOCKS && nb * mn <= PART_FLOATS) return (int)rb;
+    }
 }
 
 void skinny_tn_acc(float *c, const float *a, const float *b, int M, int N, int K) {
     if (M > 0 && N > 0 && K > 0) {
-        const int rb = block_rows(K), nb = (K + rb - 1) / rb;
         const size_t mn = (size_t)M * N;
+        const int rb = block_rows(K, mn), nb = (K + rb - 1) / rb;
         float *part = alloc_floats(mn * (size_t)nb);
 #pragma omp parallel
         {
