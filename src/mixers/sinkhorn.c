@@ -371,6 +371,43 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
     linear_forward(y, am->att, mixer_param(s, am->p_wo), mixer_param(s, am->p_bo), BL, D, D);
 }
 
+/* dP += through the sorted slots' log ρ, for one (b, h): row n, block l gains
+ * Σ_r [slot r of block l real ? d/M − d/S_n : −d/S_n] over the slots r with M = mix[n][r] > 0
+ * and S_n > 0 (d the slot's bias gradient), summed in r order. The terms depend on (n, r) only,
+ * so they are computed once per row, and the blocks l run side by side as vector lanes, each
+ * summing its r in order: the bits of a loop per (n, l). */
+static void dp_log_rho(float *g, const float *mix, const float *rsum, const float *dkbias,
+                       const MixerStep *s, int b, int rows, int nB, int bs, int cut) {
+    unsigned char *realT = malloc((size_t)bs * nB + (size_t)bs); /* (r, l) real, then use (r) */
+    float *term = malloc((2 * (size_t)bs + (size_t)nB) * sizeof *term);
+    XB_ASSERT(realT && term);
+    unsigned char *use = realT + (size_t)bs * nB;
+    float *acc = term + 2 * (size_t)bs;
+    for (int r = 0; r < bs; r++)
+        for (int l = 0; l < nB; l++) realT[(size_t)r * nB + l] = (unsigned char)is_real(s, b, l * bs + r);
+    for (int n = 0; n < rows; n++) {
+        const float Sn = rsum[n];
+        for (int r = 0; r < bs; r++) {
+            const float M = mix[(size_t)n * bs + r];
+            const float d = dkbias[cut ? (size_t)n * bs + r : 2 * (size_t)n * bs + bs + r];
+            use[r] = M > 0.0f && Sn > 0.0f;
+            term[r] = use[r] ? d / M - d / Sn : 0.0f;
+            term[bs + r] = use[r] ? -d / Sn : 0.0f;
+        }
+        for (int l = 0; l < nB; l++) acc[l] = 0.0f;
+        for (int r = 0; r < bs; r++) {
+            if (!use[r]) continue;
+            const float ta = term[r], tb = term[bs + r];
+            const unsigned char *rt = realT + (size_t)r * nB;
+#pragma omp simd
+            for (int l = 0; l < nB; l++) acc[l] += rt[l] ? ta : tb;
+        }
+        for (int l = 0; l < nB; l++) g[(size_t)n * nB + l] += acc[l];
+    }
+    free(realT);
+    free(term);
+}
+
 static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
                               const float *x) {
     SinkhornState *st = m->state;
@@ -438,20 +475,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         matmul_strided(dvb, bs * Dh, P, nB, dvs, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
         /* dP += through the sorted slots' log ρ: ∂ log ρ_nr/∂P_nl = m_lr/M_nr − 1/S_n (0 for a
          * slot real in every block, where M = S; nothing for a slot with ρ = 0) */
-        for (int n = 0; n < rows; n++) {
-            const float Sn = rsum[n];
-            for (int l = 0; l < nB; l++) {
-                float c = 0.0f;
-                for (int r = 0; r < bs; r++) {
-                    const float M = mix[(size_t)n * bs + r];
-                    if (!(M > 0.0f && Sn > 0.0f)) continue;
-                    const float d =
-                        dkbias[st->cut ? (size_t)n * bs + r : 2 * (size_t)n * bs + bs + r];
-                    c += is_real(s, b, l * bs + r) ? d / M - d / Sn : -d / Sn;
-                }
-                g[(size_t)n * nB + l] += c;
-            }
-        }
+        dp_log_rho(g, mix, rsum, dkbias, s, b, rows, nB, bs, st->cut);
         /* through exp and the Sinkhorn rounds back to R0, then /τ: dZ */
         for (size_t k = 0; k < (size_t)nB * nB; k++) g[k] *= P[k];
         for (int t = NL - 1; t >= 1; t--)
