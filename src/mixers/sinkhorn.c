@@ -246,6 +246,30 @@ static int is_real(const MixerStep *s, int b, int p) {
     return p < s->L && (!s->mask || s->mask[(size_t)b * s->L + p]);
 }
 
+/* The real share of each sorted slot, for one (b, h): rsum[n] = Σ_l P_nl and mix[n][r] =
+ * Σ_l P_nl·m_lr (m_lr: slot r of block l is real), each summed in l order. The slots run side by
+ * side as vector lanes over the mask's rows: the bits of a loop per (n, r). */
+static void real_shares(float *mix, float *rsum, const float *P, const MixerStep *s, int b,
+                        int rows, int nB, int bs) {
+    unsigned char *real = malloc((size_t)nB * bs); /* real[l·bs + r] */
+    XB_ASSERT(real);
+    for (int p = 0; p < nB * bs; p++) real[p] = (unsigned char)is_real(s, b, p);
+    for (int n = 0; n < rows; n++) {
+        const float *Pn = P + (size_t)n * nB;
+        float S = 0.0f, *Mn = mix + (size_t)n * bs;
+        for (int l = 0; l < nB; l++) S += Pn[l];
+        rsum[n] = S;
+        for (int r = 0; r < bs; r++) Mn[r] = 0.0f;
+        for (int l = 0; l < nB; l++) {
+            const float pl = Pn[l];
+            const unsigned char *rl = real + (size_t)l * bs;
+#pragma omp simd
+            for (int r = 0; r < bs; r++) Mn[r] += rl[r] ? pl : 0.0f;
+        }
+    }
+    free(real);
+}
+
 static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     SinkhornState *st = m->state;
     AttnMixer *am = &st->am;
@@ -332,17 +356,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         matmul_strided(vs, bs * Dh, P, nB, vb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
         /* the real share of each sorted slot: ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl, summed in the same
          * order so that a slot real in every block has ρ = 1 exactly */
-        for (int n = 0; n < rows; n++) {
-            const float *Pn = P + (size_t)n * nB;
-            float S = 0.0f;
-            for (int l = 0; l < nB; l++) S += Pn[l];
-            rsum[n] = S;
-            for (int r = 0; r < bs; r++) {
-                float M = 0.0f;
-                for (int l = 0; l < nB; l++) M += is_real(s, b, l * bs + r) ? Pn[l] : 0.0f;
-                mix[(size_t)n * bs + r] = M;
-            }
-        }
+        real_shares(mix, rsum, P, s, b, rows, nB, bs);
         /* the keys attended: [own block i; sorted block i] per block, or the sorted blocks */
         for (int i = 0; i < rows; i++)
             for (int r = 0; r < bs; r++) {
