@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/xassert.h"
+#include "kernels/fastmath.h"
 #include "kernels/linear.h"
 #include "kernels/wkv.h"
 #include "mixers/mixer.h"
@@ -236,8 +237,9 @@ static void rwkv_forward(Mixer *m, const MixerStep *s, float *y, const float *x)
     }
     WkvShape ws = wkv_shape(m, s->mask, B, L);
     wkv_forward(st->wkv, st->w, mixer_param(s, st->p_first), st->k, st->v, &ws, s->scratch);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < (size_t)BL * D; i++) st->out[i] = st->wkv[i] / (1.0f + expf(-st->r[i]));
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < (size_t)BL * D; i++)
+        st->out[i] = st->wkv[i] / (1.0f + xb_expf(-st->r[i]));
     linear_forward(y, st->out, mixer_param(s, st->p_wo), NULL, BL, D, D);
 }
 
@@ -254,9 +256,9 @@ static void rwkv_backward(Mixer *m, const MixerStep *s, float *dx, const float *
     linear_backward(dout, mixer_grad(s, st->p_wo), NULL, dy, st->out, mixer_param(s, st->p_wo), BL,
                     D, D);
     float *dwkv = dxk; /* borrowed until the key projection's backward */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < BLD; i++) {
-        const float sg = 1.0f / (1.0f + expf(-st->r[i]));
+        const float sg = 1.0f / (1.0f + xb_expf(-st->r[i]));
         dwkv[i] = dout[i] * sg;
         dr[i] = dout[i] * st->wkv[i] * sg * (1.0f - sg);
     }
