@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "core/xassert.h"
+#include "kernels/fastmath.h"
 #include "kernels/linear.h"
 #include "kernels/retention.h"
 #include "mixers/mixer.h"
@@ -264,7 +265,7 @@ static inline int is_real(const MixerStep *s, int b, int n) {
     return !s->mask || s->mask[(size_t)b * s->L + n];
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float silu(float x) { return x / (1.0f + xb_expf(-x)); }
 
 static void retnet_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
     RetnetState *st = m->state;
@@ -366,8 +367,10 @@ static void retnet_backward(Mixer *m, const MixerStep *s, float *dx, const float
             const size_t o = (size_t)r * Dv + (size_t)h * dvh, rh = (size_t)r * H + h;
             const float *on = st->on + o, *g = st->g + o, *go = dout + o;
             float *du = dU + (size_t)r * Wa + (size_t)h * (dvh + 1), m1 = 0.0f, m2 = 0.0f;
+#pragma omp simd
+            for (int j = 0; j < dvh; j++) dg[o + j] = 1.0f / (1.0f + xb_expf(-g[j])); /* σ(g) */
             for (int j = 0; j < dvh; j++) { /* d(on) in du first */
-                const float sg = 1.0f / (1.0f + expf(-g[j]));
+                const float sg = dg[o + j];
                 du[j] = go[j] * g[j] * sg;
                 dg[o + j] = go[j] * on[j] * sg * (1.0f + g[j] * (1.0f - sg));
                 m1 += du[j];
