@@ -178,6 +178,12 @@ static void sizes(SinkhornState *st, int L) {
     st->nK = st->cut ? XB_MIN(st->cut, st->nB) * st->b : 2 * st->nB * st->b;
 }
 
+/* Floats of a thread's buffer for real_shares and dp_log_rho: the (nB·bs) real flags and bs use
+ * flags as bytes, then 2·bs terms and nB sums. */
+static size_t mask_work_floats(int nB, int bs) {
+    return ((size_t)nB * bs + bs + sizeof(float) - 1) / sizeof(float) + 2 * (size_t)bs + nB;
+}
+
 static void sinkhorn_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     SinkhornState *st = m->state;
     AttnMixer *am = &st->am;
@@ -211,7 +217,9 @@ static void sinkhorn_plan(Mixer *m, Arena *acts, Arena *scratch, int B, int L) {
     arena_floats(scratch, (size_t)B * st->nK * D);
     arena_floats(scratch, BH * nB * (st->NBmax + 2 * (size_t)Dh) + 16);
     arena_floats(scratch, BH * st->nK);
-    arena_floats(scratch, (size_t)nt * (4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh) + 64);
+    arena_floats(scratch, (size_t)nt * (4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh +
+                                        mask_work_floats(nB, st->b)) +
+                              64);
     AttnShape s = keys_shape(m, B, L);
     arena_alloc(scratch, attn_scratch_floats(&s, nt) * sizeof(float));
 }
@@ -250,9 +258,8 @@ static int is_real(const MixerStep *s, int b, int p) {
  * Σ_l P_nl·m_lr (m_lr: slot r of block l is real), each summed in l order. The slots run side by
  * side as vector lanes over the mask's rows: the bits of a loop per (n, r). */
 static void real_shares(float *mix, float *rsum, const float *P, const MixerStep *s, int b,
-                        int rows, int nB, int bs) {
-    unsigned char *real = malloc((size_t)nB * bs); /* real[l·bs + r] */
-    XB_ASSERT(real);
+                        int rows, int nB, int bs, float *work) {
+    unsigned char *real = (unsigned char *)work; /* real[l·bs + r]; mask_work_floats(nB, bs) */
     for (int p = 0; p < nB * bs; p++) real[p] = (unsigned char)is_real(s, b, p);
     for (int n = 0; n < rows; n++) {
         const float *Pn = P + (size_t)n * nB;
@@ -267,7 +274,6 @@ static void real_shares(float *mix, float *rsum, const float *P, const MixerStep
             for (int r = 0; r < bs; r++) Mn[r] += rl[r] ? pl : 0.0f;
         }
     }
-    free(real);
 }
 
 static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float *x) {
@@ -282,7 +288,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
                    3 * D);
     const size_t mark = arena_mark(s->scratch);
     const int nt = omp_get_max_threads();
-    const size_t per = 2 * blk + (size_t)nB * nB;
+    const size_t per = 2 * blk + (size_t)nB * nB + mask_work_floats(nB, bs);
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
     const uint64_t key =
         rng_mix64(s->seed ^ rng_mix64(((uint64_t)m->layer << 48) ^ (uint64_t)s->step));
@@ -356,7 +362,7 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
         matmul_strided(vs, bs * Dh, P, nB, vb, bs * Dh, rows, bs * Dh, nB, MM_NN, 1.0f, 0.0f);
         /* the real share of each sorted slot: ρ_nr = Σ_l P_nl·m_lr / Σ_l P_nl, summed in the same
          * order so that a slot real in every block has ρ = 1 exactly */
-        real_shares(mix, rsum, P, s, b, rows, nB, bs);
+        real_shares(mix, rsum, P, s, b, rows, nB, bs, vs + blk);
         /* the keys attended: [own block i; sorted block i] per block, or the sorted blocks */
         for (int i = 0; i < rows; i++)
             for (int r = 0; r < bs; r++) {
@@ -391,10 +397,9 @@ static void sinkhorn_forward(Mixer *m, const MixerStep *s, float *y, const float
  * so they are computed once per row, and the blocks l run side by side as vector lanes, each
  * summing its r in order: the bits of a loop per (n, l). */
 static void dp_log_rho(float *g, const float *mix, const float *rsum, const float *dkbias,
-                       const MixerStep *s, int b, int rows, int nB, int bs, int cut) {
-    unsigned char *realT = malloc((size_t)bs * nB + (size_t)bs); /* (r, l) real, then use (r) */
-    float *term = malloc((2 * (size_t)bs + (size_t)nB) * sizeof *term);
-    XB_ASSERT(realT && term);
+                       const MixerStep *s, int b, int rows, int nB, int bs, int cut, float *work) {
+    unsigned char *realT = (unsigned char *)work; /* (r, l) real, then use (r): mask_work_floats */
+    float *term = work + mask_work_floats(nB, bs) - 2 * (size_t)bs - nB;
     unsigned char *use = realT + (size_t)bs * nB;
     float *acc = term + 2 * (size_t)bs;
     for (int r = 0; r < bs; r++)
@@ -418,8 +423,6 @@ static void dp_log_rho(float *g, const float *mix, const float *rsum, const floa
         }
         for (int l = 0; l < nB; l++) g[(size_t)n * nB + l] += acc[l];
     }
-    free(realT);
-    free(term);
 }
 
 static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const float *dy,
@@ -440,7 +443,8 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
     float *dz = arena_floats(s->scratch, (size_t)B * H * dzn + 16);
     st->dkbias = arena_floats(s->scratch, (size_t)B * H * nK);
     const int nt = omp_get_max_threads();
-    const size_t per = 4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh;
+    const size_t per =
+        4 * blk + 2 * (size_t)nB * nB + (size_t)nB * Dh + mask_work_floats(nB, bs);
     float *work = arena_floats(s->scratch, (size_t)nt * per + 64);
     memset(datt, 0, (size_t)BL * D * sizeof(float));
     memset(dqkv, 0, (size_t)BL * 3 * D * sizeof(float));
@@ -489,7 +493,7 @@ static void sinkhorn_backward(Mixer *m, const MixerStep *s, float *dx, const flo
         matmul_strided(dvb, bs * Dh, P, nB, dvs, bs * Dh, nB, bs * Dh, rows, MM_TN, 1.0f, 1.0f);
         /* dP += through the sorted slots' log ρ: ∂ log ρ_nr/∂P_nl = m_lr/M_nr − 1/S_n (0 for a
          * slot real in every block, where M = S; nothing for a slot with ρ = 0) */
-        dp_log_rho(g, mix, rsum, dkbias, s, b, rows, nB, bs, st->cut);
+        dp_log_rho(g, mix, rsum, dkbias, s, b, rows, nB, bs, st->cut, dbsum + (size_t)nB * Dh);
         /* through exp and the Sinkhorn rounds back to R0, then /τ: dZ */
         for (size_t k = 0; k < (size_t)nB * nB; k++) g[k] *= P[k];
         for (int t = NL - 1; t >= 1; t--)
